@@ -1,0 +1,66 @@
+//! An in-process Kafka broker (librdkafka's mock cluster) for `plumb dev` and fast tests.
+//!
+//! The mock cluster is not `Send`, so it lives on a thread of its own until dropped. It has no
+//! CreateTopics; topics are created through its own API.
+
+use crate::{BusError, Topics};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+pub struct EmbeddedBroker {
+    bootstrap: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    pub fn start(topics: &Topics, partitions: i32) -> Result<Self, BusError> {
+        let names: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                for n in &names {
+                    if let Err(e) = cluster.create_topic(n, partitions, 1) {
+                        let _ = ready_tx.send(Err(format!("create topic {n}: {e}")));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Keep the cluster alive until asked to stop (or the handle is dropped).
+                let _ = stop_rx.recv();
+                drop(cluster);
+            })
+            .map_err(|e| BusError::Embedded(e.to_string()))?;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|e| BusError::Embedded(e.to_string()))?
+            .map_err(BusError::Embedded)?;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Plumbline's vocabulary: entity identities, evaluation outcomes, remediation modes.
+//!
+//! This crate has no I/O on purpose: every other crate agrees on these types, so they must be
+//! cheap to depend on and impossible to misuse across a service boundary.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The project every entity belongs to until multi-project support lands in the control API.
+pub const DEFAULT_PROJECT: &str = "default";
+
+/// The kinds of entity a rule can be written for (Minder's `def.in_entity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Repository,
+    PullRequest,
+    Release,
+    Artifact,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Repository => "repository",
+            EntityKind::PullRequest => "pull_request",
+            EntityKind::Release => "release",
+            EntityKind::Artifact => "artifact",
+        }
+    }
+}
+
+impl fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("unknown entity kind {0:?}")]
+    UnknownKind(String),
+    #[error("malformed entity id {0:?}: want provider/kind/upstream-id")]
+    MalformedEntityId(String),
+    #[error("unknown evaluation status {0:?}")]
+    UnknownStatus(String),
+    #[error("unknown action mode {0:?}: want on, off or dry_run")]
+    UnknownMode(String),
+}
+
+impl FromStr for EntityKind {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "repository" => Ok(EntityKind::Repository),
+            "pull_request" => Ok(EntityKind::PullRequest),
+            "release" => Ok(EntityKind::Release),
+            "artifact" => Ok(EntityKind::Artifact),
+            other => Err(DomainError::UnknownKind(other.to_string())),
+        }
+    }
+}
+
+/// A stable identity for an entity: which provider, which kind, and the provider's own id.
+///
+/// The id is derived from the provider's immutable id (GitHub's numeric repository id), not from
+/// the name, so a rename does not create a second entity, and ingest can key Kafka records by it
+/// without a database lookup. Its string form `provider/kind/upstream_id` is the Kafka key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub provider: String,
+    pub kind: EntityKind,
+    pub upstream_id: String,
+}
+
+impl EntityRef {
+    pub fn repository(provider: impl Into<String>, repo_id: u64) -> Self {
+        EntityRef {
+            provider: provider.into(),
+            kind: EntityKind::Repository,
+            upstream_id: repo_id.to_string(),
+        }
+    }
+
+    /// The canonical string id, used as the Kafka key and the primary key in Postgres.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.provider, self.kind, self.upstream_id)
+    }
+
+    pub fn parse(id: &str) -> Result<Self, DomainError> {
+        let mut parts = id.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(p), Some(k), Some(u)) if !p.is_empty() && !u.is_empty() => Ok(EntityRef {
+                provider: p.to_string(),
+                kind: k.parse()?,
+                upstream_id: u.to_string(),
+            }),
+            _ => Err(DomainError::MalformedEntityId(id.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.provider, self.kind, self.upstream_id)
+    }
+}
+
+/// A registered entity as the evaluator sees it: identity plus what templates and selectors read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub entity_ref: EntityRef,
+    pub project: String,
+    /// Owner (organisation or user login) for repositories.
+    pub owner: String,
+    pub name: String,
+    /// Kind-specific properties (default branch, visibility, ...), as observed at registration.
+    pub properties: serde_json::Value,
+    pub labels: Vec<String>,
+}
+
+impl Entity {
+    pub fn id(&self) -> String {
+        self.entity_ref.id()
+    }
+
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    pub fn default_branch(&self) -> Option<&str> {
+        self.properties.get("default_branch").and_then(|v| v.as_str())
+    }
+}
+
+/// The outcome of evaluating one rule against one entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalStatus {
+    Pass,
+    Fail,
+    Skipped,
+    Error,
+}
+
+impl EvalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalStatus::Pass => "pass",
+            EvalStatus::Fail => "fail",
+            EvalStatus::Skipped => "skipped",
+            EvalStatus::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for EvalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EvalStatus {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pass" => Ok(EvalStatus::Pass),
+            "fail" => Ok(EvalStatus::Fail),
+            "skipped" | "skip" => Ok(EvalStatus::Skipped),
+            "error" => Ok(EvalStatus::Error),
+            other => Err(DomainError::UnknownStatus(other.to_string())),
+        }
+    }
+}
+
+/// A profile's remediation or alert switch (Minder: `on`, `off`, `dry_run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionMode {
+    On,
+    #[default]
+    Off,
+    DryRun,
+}
+
+impl ActionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionMode::On => "on",
+            ActionMode::Off => "off",
+            ActionMode::DryRun => "dry_run",
+        }
+    }
+}
+
+impl FromStr for ActionMode {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(ActionMode::On),
+            "off" | "" => Ok(ActionMode::Off),
+            "dry_run" | "dry-run" => Ok(ActionMode::DryRun),
+            other => Err(DomainError::UnknownMode(other.to_string())),
+        }
+    }
+}
+
+/// Why an entity event was emitted. The evaluator treats them all alike (level-triggered); the
+/// reason is kept for observability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventReason {
+    Webhook,
+    Sweep,
+    Registered,
+    ProfileChanged,
+    Remediated,
+    Manual,
+}
+
+/// The outcome of an actuator action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    Applied,
+    Planned,
+    Skipped,
+    Failed,
+}
+
+impl ActionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Applied => "applied",
+            ActionStatus::Planned => "planned",
+            ActionStatus::Skipped => "skipped",
+            ActionStatus::Failed => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_id_round_trips() {
+        let r = EntityRef::repository("github", 42);
+        assert_eq!(r.id(), "github/repository/42");
+        assert_eq!(EntityRef::parse(&r.id()), Ok(r));
+    }
+
+    #[test]
+    fn malformed_entity_ids_are_rejected() {
+        for bad in ["", "github", "github/repository", "github/widget/1", "/repository/1"] {
+            assert!(EntityRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes_and_statuses_parse() {
+        assert_eq!("dry_run".parse::<ActionMode>(), Ok(ActionMode::DryRun));
+        assert_eq!("on".parse::<ActionMode>(), Ok(ActionMode::On));
+        assert!("maybe".parse::<ActionMode>().is_err());
+        assert_eq!("skip".parse::<EvalStatus>(), Ok(EvalStatus::Skipped));
+    }
+}

@@ -1,0 +1,160 @@
+//! Policy evaluation: Rego through regorus (compiled once per rule type).
+
+use crate::{EngineError, Outcome};
+use plumbline_domain::EvalStatus;
+use serde_json::Value;
+
+/// Where regorus is told the policy lives; also the file name in error messages.
+const POLICY_PATH: &str = "minder.rego";
+
+/// A compiled Minder Rego policy.
+#[derive(Clone)]
+pub struct RegoPolicy {
+    engine: regorus::Engine,
+    kind: RegoKind,
+    json_violations: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegoKind {
+    DenyByDefault,
+    Constraints,
+}
+
+impl RegoPolicy {
+    pub fn compile(kind: &str, def: &str, violation_format: Option<&str>) -> Result<Self, EngineError> {
+        let kind = match kind {
+            "deny-by-default" => RegoKind::DenyByDefault,
+            "constraints" => RegoKind::Constraints,
+            other => return Err(EngineError::Unsupported(format!("rego type {other:?}"))),
+        };
+        let mut engine = regorus::Engine::new();
+        // Minder accepts both syntaxes; a policy with `import rego.v1` is parsed as v1 anyway.
+        engine.set_rego_v0(true);
+        engine
+            .add_policy(POLICY_PATH.to_string(), def.to_string())
+            .map_err(|e| EngineError::Policy(e.to_string()))?;
+        let json_violations = match violation_format {
+            None | Some("text") | Some("") => false,
+            Some("json") => true,
+            Some(other) => return Err(EngineError::Parse(format!("violation_format {other:?}"))),
+        };
+        Ok(RegoPolicy {
+            engine,
+            kind,
+            json_violations,
+        })
+    }
+
+    /// Evaluates against `input` (`{ingested, profile, properties}`). CPU-bound: callers on an
+    /// async runtime run it on a blocking thread.
+    pub fn evaluate(&self, input: Value, short_failure_message: &str) -> Outcome {
+        let mut engine = self.engine.clone();
+        engine.set_input(regorus::Value::from(input));
+        match self.kind {
+            RegoKind::DenyByDefault => {
+                match query(&mut engine, "data.minder.skip") {
+                    Ok(Some(v)) if v == Value::Bool(true) => return Outcome::new(EvalStatus::Skipped, "rule skipped"),
+                    Ok(_) => {}
+                    Err(e) => return Outcome::error(e),
+                }
+                match query(&mut engine, "data.minder.allow") {
+                    Ok(Some(Value::Bool(true))) => Outcome::new(EvalStatus::Pass, ""),
+                    Ok(_) => {
+                        let msg = match query(&mut engine, "data.minder.message") {
+                            Ok(Some(Value::String(s))) if !s.is_empty() => s,
+                            _ => default_message(short_failure_message),
+                        };
+                        Outcome::new(EvalStatus::Fail, msg)
+                    }
+                    Err(e) => Outcome::error(e),
+                }
+            }
+            RegoKind::Constraints => match query(&mut engine, "data.minder.violations") {
+                Ok(None) | Ok(Some(Value::Null)) => Outcome::new(EvalStatus::Pass, ""),
+                Ok(Some(Value::Array(vs))) if vs.is_empty() => Outcome::new(EvalStatus::Pass, ""),
+                Ok(Some(Value::Array(vs))) => {
+                    let details: Vec<String> = vs
+                        .iter()
+                        .map(|v| match v.get("msg") {
+                            Some(Value::String(s)) if !self.json_violations => s.clone(),
+                            Some(m) => m.to_string(),
+                            None => v.to_string(),
+                        })
+                        .collect();
+                    let mut o = Outcome::new(
+                        EvalStatus::Fail,
+                        format!("evaluation failure: found {} violation(s)", details.len()),
+                    );
+                    o.details = details;
+                    o
+                }
+                Ok(Some(other)) => Outcome::error(EngineError::Policy(format!("violations is not a set: {other}"))),
+                Err(e) => Outcome::error(e),
+            },
+        }
+    }
+}
+
+fn default_message(short: &str) -> String {
+    if short.is_empty() {
+        "denied".to_string()
+    } else {
+        short.to_string()
+    }
+}
+
+/// Evaluates a query; `None` when undefined.
+fn query(engine: &mut regorus::Engine, q: &str) -> Result<Option<Value>, EngineError> {
+    let results = engine
+        .eval_query(q.to_string(), false)
+        .map_err(|e| EngineError::Policy(e.to_string()))?;
+    let Some(v) = results.result.first().and_then(|r| r.expressions.first()).map(|e| &e.value) else {
+        return Ok(None);
+    };
+    if *v == regorus::Value::Undefined {
+        return Ok(None);
+    }
+    // Sets (e.g. `violations contains ...`) serialise as arrays.
+    serde_json::to_value(v)
+        .map(Some)
+        .map_err(|e| EngineError::Policy(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deny_by_default_v1_and_v0() {
+        let v1 = "package minder\nimport rego.v1\ndefault allow := false\nallow if input.ingested.ok\nmessage := \"nope\"";
+        let p = RegoPolicy::compile("deny-by-default", v1, None).expect("compile");
+        assert_eq!(p.evaluate(json!({"ingested": {"ok": true}}), "x").status, EvalStatus::Pass);
+        let o = p.evaluate(json!({"ingested": {"ok": false}}), "x");
+        assert_eq!((o.status, o.message.as_str()), (EvalStatus::Fail, "nope"));
+
+        let v0 = "package minder\ndefault allow = false\nallow { input.ingested.ok }\nskip { input.ingested.skip }";
+        let p = RegoPolicy::compile("deny-by-default", v0, None).expect("compile v0");
+        assert_eq!(p.evaluate(json!({"ingested": {"ok": true}}), "").status, EvalStatus::Pass);
+        let o = p.evaluate(json!({"ingested": {}}), "short");
+        assert_eq!((o.status, o.message.as_str()), (EvalStatus::Fail, "short"));
+        assert_eq!(p.evaluate(json!({"ingested": {"skip": true}}), "").status, EvalStatus::Skipped);
+    }
+
+    #[test]
+    fn constraints_collect_violations() {
+        let src = "package minder\nimport rego.v1\nviolations contains {\"msg\": m} if { some x in input.ingested.bad; m := sprintf(\"bad %v\", [x]) }";
+        let p = RegoPolicy::compile("constraints", src, None).expect("compile");
+        assert_eq!(p.evaluate(json!({"ingested": {"bad": []}}), "").status, EvalStatus::Pass);
+        let o = p.evaluate(json!({"ingested": {"bad": [1, 2]}}), "");
+        assert_eq!(o.status, EvalStatus::Fail);
+        assert_eq!(o.details, vec!["bad 1".to_string(), "bad 2".to_string()]);
+    }
+
+    #[test]
+    fn syntax_errors_are_compile_errors() {
+        assert!(matches!(RegoPolicy::compile("deny-by-default", "package minder\nallow if {", None), Err(EngineError::Policy(_))));
+        assert!(matches!(RegoPolicy::compile("weird", "package minder", None), Err(EngineError::Unsupported(_))));
+    }
+}

@@ -1,0 +1,315 @@
+//! Plumbline's rule engine: Minder rule types and profiles, run unmodified.
+//!
+//! A rule type is compiled once ([`CompiledRule::compile`]: templates parsed, Rego compiled) and
+//! then run many times. Running is split in two so callers can schedule each part well:
+//! [`CompiledRule::ingest`] is I/O (provider calls), [`CompiledRule::evaluate`] is CPU-bound and
+//! synchronous (callers on an async runtime put it on a blocking thread). This crate knows
+//! nothing of Kafka, Postgres or the tokio runtime.
+
+pub mod eval;
+pub mod model;
+pub mod provider;
+pub mod remediate;
+pub mod template;
+
+pub use model::{Profile, ProfileRule, RuleType};
+pub use provider::{HttpResponse, Provider, ProviderError};
+pub use remediate::PlannedRequest;
+
+use eval::RegoPolicy;
+use plumbline_domain::{Entity, EvalStatus};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use template::{Template, TemplateError};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum EngineError {
+    #[error("parse: {0}")]
+    Parse(String),
+    #[error("policy: {0}")]
+    Policy(String),
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("ingest: {0}")]
+    Ingest(String),
+}
+
+/// Why ingest could not produce input.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum IngestError {
+    /// The provider is unavailable or rate limited: retry later, this says nothing of the rule.
+    #[error(transparent)]
+    Transient(ProviderError),
+    /// The rule cannot be evaluated for this entity (bad template, HTTP error without fallback,
+    /// unsupported ingest type): an `error` verdict.
+    #[error(transparent)]
+    Rule(EngineError),
+}
+
+/// The result of evaluating one rule for one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: EvalStatus,
+    pub message: String,
+    /// Constraint violations, one per entry.
+    pub details: Vec<String>,
+    /// Digest of ingested input, rule type and parameters (empty when ingest failed).
+    pub input_digest: String,
+}
+
+impl Outcome {
+    pub fn new(status: EvalStatus, message: impl Into<String>) -> Self {
+        Outcome {
+            status,
+            message: message.into(),
+            details: vec![],
+            input_digest: String::new(),
+        }
+    }
+
+    pub fn error(e: impl std::fmt::Display) -> Self {
+        Outcome::new(EvalStatus::Error, e.to_string())
+    }
+}
+
+/// One use of a rule: the entity, and the profile's params and def for the rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    pub entity: &'a Entity,
+    pub params: &'a Value,
+    pub def: &'a Value,
+}
+
+/// What ingest produced, with the digest that decides whether a previous verdict can be reused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub value: Value,
+    pub digest: String,
+}
+
+enum CompiledIngest {
+    Rest {
+        endpoint: Template,
+        method: String,
+        body: Option<Template>,
+        parse_json: bool,
+        fallback: Vec<(u16, String)>,
+    },
+    Unsupported(String),
+}
+
+enum CompiledEval {
+    Rego(RegoPolicy),
+    Unsupported(String),
+}
+
+/// A rule type ready to run.
+pub struct CompiledRule {
+    pub rule_type: RuleType,
+    /// Content digest of the rule type (part of every input digest).
+    pub digest: String,
+    ingest: CompiledIngest,
+    eval: CompiledEval,
+    patch: Option<Template>,
+}
+
+/// Hex sha256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CompiledRule {
+    /// Compiles a rule type. Broken definitions (template or Rego syntax) are errors; types the
+    /// engine does not implement compile into rules whose evaluation says so.
+    pub fn compile(rule_type: RuleType) -> Result<Self, EngineError> {
+        let digest = digest(
+            serde_json::to_string(&rule_type)
+                .map_err(|e| EngineError::Parse(e.to_string()))?
+                .as_bytes(),
+        );
+        let ingest = match (rule_type.def.ingest.kind.as_str(), &rule_type.def.ingest.rest) {
+            ("rest", Some(rest)) => CompiledIngest::Rest {
+                endpoint: Template::parse(&rest.endpoint)?,
+                method: rest.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+                body: rest.body.as_deref().map(Template::parse).transpose()?,
+                parse_json: rest.parse.as_deref() == Some("json"),
+                fallback: rest.fallback.iter().map(|f| (f.http_code, f.body.clone())).collect(),
+            },
+            ("rest", None) => return Err(EngineError::Parse("ingest type rest without a rest section".into())),
+            (other, _) => CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet")),
+        };
+        let eval = match (rule_type.def.eval.kind.as_str(), &rule_type.def.eval.rego) {
+            ("rego", Some(r)) => CompiledEval::Rego(RegoPolicy::compile(&r.kind, &r.def, r.violation_format.as_deref())?),
+            ("rego", None) => return Err(EngineError::Parse("eval type rego without a rego section".into())),
+            (other, _) => CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet")),
+        };
+        let patch = match &rule_type.def.remediate {
+            Some(r) if r.kind == "gh_branch_protection" => match &r.gh_branch_protection {
+                Some(bp) => Some(Template::parse(&bp.patch)?),
+                None => return Err(EngineError::Parse("gh_branch_protection remediation without a patch".into())),
+            },
+            _ => None,
+        };
+        Ok(CompiledRule {
+            rule_type,
+            digest,
+            ingest,
+            eval,
+            patch,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.rule_type.name
+    }
+
+    /// The data templates see: `.Entity`, `.Params` (defaults from `param_schema` under the
+    /// profile's params) and `.Profile` (the profile's `def` for the rule).
+    pub fn template_data(&self, inv: &Invocation<'_>) -> Value {
+        let mut params = self.rule_type.param_defaults();
+        if let Some(p) = inv.params.as_object() {
+            for (k, v) in p {
+                params.insert(k.clone(), v.clone());
+            }
+        }
+        let e = inv.entity;
+        let props = &e.properties;
+        json!({
+            "Entity": {
+                "Owner": e.owner,
+                "Name": e.name,
+                "RepoId": props.get("repo_id").cloned().unwrap_or_else(|| Value::from(e.entity_ref.upstream_id.parse::<i64>().unwrap_or(0))),
+                "DefaultBranch": e.default_branch().unwrap_or(""),
+                "IsPrivate": props.get("private").and_then(Value::as_bool).unwrap_or(false),
+                "IsFork": props.get("fork").and_then(Value::as_bool).unwrap_or(false),
+                "Properties": props,
+            },
+            "Params": Value::Object(params),
+            "Profile": if inv.def.is_null() { json!({}) } else { inv.def.clone() },
+        })
+    }
+
+    /// Reads the live state the rule needs, through `provider`.
+    pub async fn ingest(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Ingested, IngestError> {
+        let value = match &self.ingest {
+            CompiledIngest::Unsupported(why) => return Err(IngestError::Rule(EngineError::Unsupported(why.clone()))),
+            CompiledIngest::Rest {
+                endpoint,
+                method,
+                body,
+                parse_json,
+                fallback,
+            } => {
+                let data = self.template_data(inv);
+                let path = endpoint.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
+                let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                let body = match body {
+                    Some(t) => {
+                        let s = t.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
+                        Some(serde_json::from_str(&s).unwrap_or(Value::String(s)))
+                    }
+                    None => None,
+                };
+                let resp = provider
+                    .request(method, &path, body.as_ref())
+                    .await
+                    .map_err(|e| match e {
+                        ProviderError::Transient { .. } => IngestError::Transient(e),
+                        ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+                    })?;
+                let raw = match fallback.iter().find(|(code, _)| *code == resp.status) {
+                    Some((_, fb)) => fb.as_bytes().to_vec(),
+                    None if (200..300).contains(&resp.status) => resp.body,
+                    None => {
+                        return Err(IngestError::Rule(EngineError::Ingest(format!(
+                            "{method} {path}: unexpected status {}",
+                            resp.status
+                        ))))
+                    }
+                };
+                if *parse_json {
+                    if raw.iter().all(u8::is_ascii_whitespace) {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&raw)
+                            .map_err(|e| IngestError::Rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?
+                    }
+                } else {
+                    Value::String(String::from_utf8_lossy(&raw).into_owned())
+                }
+            }
+        };
+        let digest = self.input_digest(&value, inv);
+        Ok(Ingested { value, digest })
+    }
+
+    fn input_digest(&self, ingested: &Value, inv: &Invocation<'_>) -> String {
+        let doc = json!({"ingested": ingested, "rule": self.digest, "params": inv.params, "def": inv.def});
+        digest(doc.to_string().as_bytes())
+    }
+
+    /// Judges ingested input. CPU-bound and synchronous.
+    pub fn evaluate(&self, ingested: &Ingested, inv: &Invocation<'_>) -> Outcome {
+        let mut outcome = match &self.eval {
+            CompiledEval::Unsupported(why) => Outcome::error(EngineError::Unsupported(why.clone())),
+            CompiledEval::Rego(p) => {
+                let input = json!({
+                    "ingested": ingested.value,
+                    "profile": if inv.def.is_null() { json!({}) } else { inv.def.clone() },
+                    "properties": inv.entity.properties,
+                });
+                p.evaluate(input, &self.rule_type.short_failure_message)
+            }
+        };
+        outcome.input_digest = ingested.digest.clone();
+        outcome
+    }
+
+    /// Ingest and evaluate; ingest errors that are the rule's become `error` outcomes.
+    pub async fn run(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Outcome, ProviderError> {
+        match self.ingest(inv, provider).await {
+            Ok(i) => Ok(self.evaluate(&i, inv)),
+            Err(IngestError::Rule(e)) => Ok(Outcome::error(e)),
+            Err(IngestError::Transient(e)) => Err(e),
+        }
+    }
+
+    /// The rule's remediation type, if it has one.
+    pub fn remediation_type(&self) -> Option<&str> {
+        self.rule_type.def.remediate.as_ref().map(|r| r.kind.as_str())
+    }
+
+    /// Plans the remediation against live state. `Ok(None)`: nothing to change.
+    pub async fn plan_remediation(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Option<PlannedRequest>, IngestError> {
+        let Some(kind) = self.remediation_type() else {
+            return Err(IngestError::Rule(EngineError::Unsupported(format!("rule type {} has no remediation", self.name()))));
+        };
+        let Some(patch_t) = &self.patch else {
+            return Err(IngestError::Rule(EngineError::Unsupported(format!("remediation type {kind:?} is not supported yet"))));
+        };
+        let data = self.template_data(inv);
+        let patch_s = patch_t.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
+        let patch: Value = serde_json::from_str(&patch_s)
+            .map_err(|e| IngestError::Rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
+        let branch = match data["Params"].get("branch").and_then(Value::as_str) {
+            Some(b) if !b.is_empty() => b.to_string(),
+            _ => inv.entity.default_branch().unwrap_or("main").to_string(),
+        };
+        let path = format!("/repos/{}/{}/branches/{}/protection", inv.entity.owner, inv.entity.name, branch);
+        let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
+            ProviderError::Transient { .. } => IngestError::Transient(e),
+            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+        })?;
+        let current: Option<Value> = match resp.status {
+            404 => None,
+            200 => Some(
+                serde_json::from_slice(&resp.body)
+                    .map_err(|e| IngestError::Rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?,
+            ),
+            s => return Err(IngestError::Rule(EngineError::Ingest(format!("GET {path}: unexpected status {s}")))),
+        };
+        Ok(remediate::plan_branch_protection(&path, current.as_ref(), &patch))
+    }
+}

@@ -1,0 +1,275 @@
+use crate::GitHubError;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use octocrab::Octocrab;
+use serde::Deserialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where GitHub is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    /// REST base URL: `https://api.github.com`, a GitHub Enterprise `/api/v3` URL, or the simulator.
+    pub api_url: String,
+    /// A personal access token (or installation token). None: anonymous.
+    pub token: Option<String>,
+    /// Per-request timeout (connect and read).
+    pub timeout: Duration,
+}
+
+impl GitHubConfig {
+    pub fn new(api_url: impl Into<String>, token: Option<String>) -> Self {
+        GitHubConfig {
+            api_url: api_url.into(),
+            token,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A raw answer: status, headers and body. Non-2xx statuses are data here, not errors, because
+/// rule types decide what a 404 means (Minder's `fallback`).
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        if self.body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&self.body)
+    }
+
+    /// GitHub's `message` field, for error reporting.
+    pub fn message(&self) -> String {
+        self.json()
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).chars().take(200).collect())
+    }
+}
+
+/// The repository fields Plumbline records at registration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Repository {
+    pub id: u64,
+    pub name: String,
+    pub full_name: String,
+    pub owner: Owner,
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub fork: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Owner {
+    pub login: String,
+}
+
+/// A GitHub API client for one credential.
+#[derive(Clone)]
+pub struct GitHub {
+    octo: Octocrab,
+    api_url: String,
+}
+
+impl GitHub {
+    pub fn new(config: &GitHubConfig) -> Result<Self, GitHubError> {
+        let mut b = Octocrab::builder()
+            .base_uri(config.api_url.trim_end_matches('/'))
+            .map_err(|e| GitHubError::Config(format!("api url {:?}: {e}", config.api_url)))?
+            .set_connect_timeout(Some(config.timeout))
+            .set_read_timeout(Some(config.timeout))
+            .set_write_timeout(Some(config.timeout));
+        if let Some(t) = &config.token {
+            b = b.personal_token(t.clone());
+        }
+        let octo = b.build().map_err(|e| GitHubError::Config(e.to_string()))?;
+        Ok(GitHub {
+            octo,
+            api_url: config.api_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// Sends one request. `path` is relative to the API root (`/repos/o/r`). Returns any HTTP
+    /// status as data, except rate limits ([`GitHubError::RateLimited`]) and 5xx or transport
+    /// failures ([`GitHubError::Transient`]), which callers handle by pausing or retrying.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, GitHubError> {
+        if !path.starts_with('/') {
+            return Err(GitHubError::Config(format!("path {path:?} must start with /")));
+        }
+        let uri = path.to_string();
+        let sent = match method {
+            Method::GET => self.octo._get(uri).await,
+            Method::PUT => self.octo._put(uri, body).await,
+            Method::PATCH => self.octo._patch(uri, body).await,
+            Method::POST => self.octo._post(uri, body).await,
+            Method::DELETE => self.octo._delete(uri, body).await,
+            other => {
+                return Err(GitHubError::Config(format!("unsupported method {other}")));
+            }
+        };
+        let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {path}: {e}")))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = self
+            .octo
+            .body_to_string(resp)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| GitHubError::Transient(format!("{method} {path}: reading body: {e}")))?;
+        let r = ApiResponse {
+            status: status.as_u16(),
+            headers,
+            body,
+        };
+        if let Some(until) = rate_limited_until(status, &r.headers) {
+            tracing::warn!(%method, path, until, "github rate limit hit");
+            return Err(GitHubError::RateLimited {
+                until_epoch_secs: until,
+            });
+        }
+        if status.is_server_error() {
+            return Err(GitHubError::Transient(format!(
+                "{method} {path}: {} {}",
+                status.as_u16(),
+                r.message()
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Like [`request`](Self::request), but a non-2xx status is an error.
+    pub async fn request_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, GitHubError> {
+        let r = self.request(method.clone(), path, body).await?;
+        if !r.is_success() {
+            return Err(GitHubError::Status {
+                status: r.status,
+                method: method.to_string(),
+                path: path.to_string(),
+                message: r.message(),
+            });
+        }
+        Ok(r)
+    }
+
+    pub async fn get_repository(&self, owner: &str, name: &str) -> Result<Repository, GitHubError> {
+        let path = format!("/repos/{owner}/{name}");
+        let r = self.request_ok(Method::GET, &path, None).await?;
+        serde_json::from_slice(&r.body).map_err(|e| GitHubError::Decode {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every repository of an organisation, following `Link: rel="next"` pages.
+    pub async fn list_org_repositories(&self, org: &str) -> Result<Vec<Repository>, GitHubError> {
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let path = format!("/orgs/{org}/repos?per_page=100&page={page}");
+            let r = self.request_ok(Method::GET, &path, None).await?;
+            let batch: Vec<Repository> = serde_json::from_slice(&r.body).map_err(|e| GitHubError::Decode {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let more = has_next_page(&r.headers) && !batch.is_empty();
+            out.extend(batch);
+            if !more {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+}
+
+fn has_next_page(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("rel=\"next\""))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// When a response says "rate limited", until when (epoch seconds).
+///
+/// GitHub signals primary limits with 403/429 and `x-ratelimit-remaining: 0`, secondary limits
+/// with 403/429 and `retry-after` (or a message). `retry-after` wins, then `x-ratelimit-reset`,
+/// else one minute, as GitHub's documentation advises.
+fn rate_limited_until(status: StatusCode, headers: &HeaderMap) -> Option<u64> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    if let Some(secs) = header_u64(headers, "retry-after") {
+        return Some(now + secs);
+    }
+    let remaining = header_u64(headers, "x-ratelimit-remaining");
+    if remaining == Some(0) {
+        return Some(header_u64(headers, "x-ratelimit-reset").unwrap_or(now + 60).max(now));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Some(now + 60);
+    }
+    // A plain 403 (permissions) is a final answer, not a limit.
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().expect("header value"));
+        }
+        m
+    }
+
+    #[test]
+    fn rate_limit_detection() {
+        assert_eq!(rate_limited_until(StatusCode::OK, &h(&[("retry-after", "5")])), None);
+        assert_eq!(rate_limited_until(StatusCode::FORBIDDEN, &h(&[])), None);
+        let t = rate_limited_until(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "4000000000")]));
+        assert_eq!(t, Some(4_000_000_000));
+        assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30")])).is_some());
+        assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[])).is_some());
+    }
+
+    #[test]
+    fn link_header_next() {
+        assert!(has_next_page(&h(&[("link", "<https://x/?page=2>; rel=\"next\", <https://x/?page=3>; rel=\"last\"")])));
+        assert!(!has_next_page(&h(&[("link", "<https://x/?page=1>; rel=\"prev\"")])));
+    }
+}

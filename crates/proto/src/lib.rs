@@ -1,0 +1,146 @@
+//! Generated protobuf and gRPC code for Plumbline, and conversions to and from the domain types.
+
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("plumbline.v1");
+}
+
+pub use prost::Message;
+pub use prost_types::Timestamp;
+
+use plumbline_domain as domain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("record has no entity reference")]
+    MissingEntity,
+    #[error("unspecified entity kind")]
+    UnspecifiedKind,
+    #[error("decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+impl From<domain::EntityKind> for v1::EntityKind {
+    fn from(k: domain::EntityKind) -> Self {
+        match k {
+            domain::EntityKind::Repository => v1::EntityKind::Repository,
+            domain::EntityKind::PullRequest => v1::EntityKind::PullRequest,
+            domain::EntityKind::Release => v1::EntityKind::Release,
+            domain::EntityKind::Artifact => v1::EntityKind::Artifact,
+        }
+    }
+}
+
+impl TryFrom<v1::EntityKind> for domain::EntityKind {
+    type Error = ProtoError;
+    fn try_from(k: v1::EntityKind) -> Result<Self, ProtoError> {
+        match k {
+            v1::EntityKind::Repository => Ok(domain::EntityKind::Repository),
+            v1::EntityKind::PullRequest => Ok(domain::EntityKind::PullRequest),
+            v1::EntityKind::Release => Ok(domain::EntityKind::Release),
+            v1::EntityKind::Artifact => Ok(domain::EntityKind::Artifact),
+            v1::EntityKind::Unspecified => Err(ProtoError::UnspecifiedKind),
+        }
+    }
+}
+
+impl From<&domain::EntityRef> for v1::EntityRef {
+    fn from(r: &domain::EntityRef) -> Self {
+        v1::EntityRef {
+            provider: r.provider.clone(),
+            kind: v1::EntityKind::from(r.kind) as i32,
+            upstream_id: r.upstream_id.clone(),
+        }
+    }
+}
+
+impl TryFrom<&v1::EntityRef> for domain::EntityRef {
+    type Error = ProtoError;
+    fn try_from(r: &v1::EntityRef) -> Result<Self, ProtoError> {
+        let kind = v1::EntityKind::try_from(r.kind).unwrap_or(v1::EntityKind::Unspecified);
+        Ok(domain::EntityRef {
+            provider: r.provider.clone(),
+            kind: kind.try_into()?,
+            upstream_id: r.upstream_id.clone(),
+        })
+    }
+}
+
+impl From<domain::EvalStatus> for v1::EvalStatus {
+    fn from(s: domain::EvalStatus) -> Self {
+        match s {
+            domain::EvalStatus::Pass => v1::EvalStatus::Pass,
+            domain::EvalStatus::Fail => v1::EvalStatus::Fail,
+            domain::EvalStatus::Skipped => v1::EvalStatus::Skipped,
+            domain::EvalStatus::Error => v1::EvalStatus::Error,
+        }
+    }
+}
+
+impl v1::EvalStatus {
+    pub fn to_domain(self) -> Option<domain::EvalStatus> {
+        match self {
+            v1::EvalStatus::Pass => Some(domain::EvalStatus::Pass),
+            v1::EvalStatus::Fail => Some(domain::EvalStatus::Fail),
+            v1::EvalStatus::Skipped => Some(domain::EvalStatus::Skipped),
+            v1::EvalStatus::Error => Some(domain::EvalStatus::Error),
+            v1::EvalStatus::Unspecified => None,
+        }
+    }
+}
+
+impl From<domain::EventReason> for v1::EventReason {
+    fn from(r: domain::EventReason) -> Self {
+        match r {
+            domain::EventReason::Webhook => v1::EventReason::Webhook,
+            domain::EventReason::Sweep => v1::EventReason::Sweep,
+            domain::EventReason::Registered => v1::EventReason::Registered,
+            domain::EventReason::ProfileChanged => v1::EventReason::ProfileChanged,
+            domain::EventReason::Remediated => v1::EventReason::Remediated,
+            domain::EventReason::Manual => v1::EventReason::Manual,
+        }
+    }
+}
+
+impl From<domain::ActionStatus> for v1::ActionStatus {
+    fn from(s: domain::ActionStatus) -> Self {
+        match s {
+            domain::ActionStatus::Applied => v1::ActionStatus::Applied,
+            domain::ActionStatus::Planned => v1::ActionStatus::Planned,
+            domain::ActionStatus::Skipped => v1::ActionStatus::Skipped,
+            domain::ActionStatus::Failed => v1::ActionStatus::Failed,
+        }
+    }
+}
+
+/// A protobuf timestamp for "now".
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+impl v1::EntityEvent {
+    /// A new event for `entity` with a fresh event id.
+    pub fn new(entity: &domain::EntityRef, reason: domain::EventReason) -> Self {
+        v1::EntityEvent {
+            entity: Some(entity.into()),
+            reason: v1::EventReason::from(reason) as i32,
+            emitted_at: Some(now()),
+            event_id: uuid_v4(),
+            ..Default::default()
+        }
+    }
+
+    pub fn entity_ref(&self) -> Result<domain::EntityRef, ProtoError> {
+        self.entity.as_ref().ok_or(ProtoError::MissingEntity)?.try_into()
+    }
+}
+
+fn uuid_v4() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

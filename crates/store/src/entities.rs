@@ -1,0 +1,107 @@
+use crate::{Store, StoreError};
+use plumbline_domain::{Entity, EntityRef};
+use tokio_postgres::Row;
+
+const COLUMNS: &str = "id, project, provider, kind, upstream_id, owner, name, properties, labels";
+
+fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
+    let kind: String = r.get("kind");
+    Ok(Entity {
+        entity_ref: EntityRef {
+            provider: r.get("provider"),
+            kind: kind
+                .parse()
+                .map_err(|e: plumbline_domain::DomainError| StoreError::Invalid(e.to_string()))?,
+            upstream_id: r.get("upstream_id"),
+        },
+        project: r.get("project"),
+        owner: r.get("owner"),
+        name: r.get("name"),
+        properties: r.get("properties"),
+        labels: r.get("labels"),
+    })
+}
+
+impl Store {
+    /// Registers or refreshes an entity (a rename or a new default branch updates the row;
+    /// a retired entity that comes back is active again). Returns true when it was new.
+    pub async fn upsert_entity(&self, e: &Entity) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (id) DO UPDATE SET
+                    owner = EXCLUDED.owner, name = EXCLUDED.name,
+                    properties = EXCLUDED.properties, labels = EXCLUDED.labels,
+                    updated_at = now(), retired_at = NULL
+                 RETURNING (xmax = 0) AS inserted",
+                &[
+                    &e.id(),
+                    &e.project,
+                    &e.entity_ref.provider,
+                    &e.entity_ref.kind.as_str(),
+                    &e.entity_ref.upstream_id,
+                    &e.owner,
+                    &e.name,
+                    &e.properties,
+                    &e.labels,
+                ],
+            )
+            .await?;
+        Ok(row.get("inserted"))
+    }
+
+    /// An active entity by id.
+    pub async fn get_entity(&self, id: &str) -> Result<Option<Entity>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(entity_from_row).transpose()
+    }
+
+    /// One page of a project's active entities in id order, after `after` (keyset pagination,
+    /// so a sweep over 100k entities never scans what it already read).
+    pub async fn list_entities(
+        &self,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Entity>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM entities
+                     WHERE project = $1 AND retired_at IS NULL AND id > $2
+                     ORDER BY id LIMIT $3"
+                ),
+                &[&project, &after.unwrap_or(""), &limit],
+            )
+            .await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    /// Every project that has active entities (the reconciler sweeps each).
+    pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        let rows = c.query("SELECT name FROM projects ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Marks an entity retired: it is no longer swept or evaluated; its history is kept.
+    pub async fn retire_entity(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL",
+                &[&id],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}

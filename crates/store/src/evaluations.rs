@@ -1,0 +1,157 @@
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// One rule evaluation, written as the latest status and appended to history in one transaction.
+#[derive(Debug, Clone)]
+pub struct EvaluationRecord {
+    pub evaluation_id: Uuid,
+    pub entity_id: String,
+    pub project: String,
+    pub profile: String,
+    pub rule_type: String,
+    pub rule_name: String,
+    pub status: String,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub input_digest: String,
+    pub rule_type_version: i64,
+    pub cause_event_id: String,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// The latest verdict of one entity x profile x rule, with the entity's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub entity_id: String,
+    pub owner: String,
+    pub name: String,
+    pub profile: String,
+    pub rule_type: String,
+    pub rule_name: String,
+    pub status: String,
+    pub message: String,
+    pub input_digest: String,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Writes a batch of evaluations (one entity's rules) atomically: every status row and every
+    /// history row, or none, so the offset is stored only after all of it is durable.
+    pub async fn record_evaluations(&self, records: &[EvaluationRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let upsert = tx
+            .prepare(
+                "INSERT INTO evaluation_status
+                    (entity_id, project, profile, rule_type, rule_name, status, message, details,
+                     input_digest, rule_type_version, evaluation_id, evaluated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (entity_id, profile, rule_name) DO UPDATE SET
+                    rule_type = EXCLUDED.rule_type, status = EXCLUDED.status,
+                    message = EXCLUDED.message, details = EXCLUDED.details,
+                    input_digest = EXCLUDED.input_digest,
+                    rule_type_version = EXCLUDED.rule_type_version,
+                    evaluation_id = EXCLUDED.evaluation_id, evaluated_at = EXCLUDED.evaluated_at
+                 WHERE evaluation_status.evaluated_at <= EXCLUDED.evaluated_at",
+            )
+            .await?;
+        let history = tx
+            .prepare(
+                "INSERT INTO evaluation_history
+                    (evaluation_id, entity_id, project, profile, rule_type, rule_name, status,
+                     message, details, input_digest, cause_event_id, evaluated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .await?;
+        for r in records {
+            tx.execute(
+                &upsert,
+                &[
+                    &r.entity_id,
+                    &r.project,
+                    &r.profile,
+                    &r.rule_type,
+                    &r.rule_name,
+                    &r.status,
+                    &r.message,
+                    &r.details,
+                    &r.input_digest,
+                    &r.rule_type_version,
+                    &r.evaluation_id,
+                    &r.evaluated_at,
+                ],
+            )
+            .await?;
+            tx.execute(
+                &history,
+                &[
+                    &r.evaluation_id,
+                    &r.entity_id,
+                    &r.project,
+                    &r.profile,
+                    &r.rule_type,
+                    &r.rule_name,
+                    &r.status,
+                    &r.message,
+                    &r.details,
+                    &r.input_digest,
+                    &r.cause_event_id,
+                    &r.evaluated_at,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Latest statuses of a project, optionally for one entity or one profile.
+    pub async fn list_status(
+        &self,
+        project: &str,
+        entity_id: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Vec<StatusRow>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT s.entity_id, e.owner, e.name, s.profile, s.rule_type, s.rule_name, s.status,
+                        s.message, s.input_digest, s.evaluated_at
+                 FROM evaluation_status s JOIN entities e ON e.id = s.entity_id
+                 WHERE s.project = $1 AND e.retired_at IS NULL
+                   AND ($2::text IS NULL OR s.entity_id = $2)
+                   AND ($3::text IS NULL OR s.profile = $3)
+                 ORDER BY e.owner, e.name, s.profile, s.rule_name",
+                &[&project, &entity_id, &profile],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StatusRow {
+                entity_id: r.get(0),
+                owner: r.get(1),
+                name: r.get(2),
+                profile: r.get(3),
+                rule_type: r.get(4),
+                rule_name: r.get(5),
+                status: r.get(6),
+                message: r.get(7),
+                input_digest: r.get(8),
+                evaluated_at: r.get(9),
+            })
+            .collect())
+    }
+
+    /// Number of history rows for an entity (all profiles and rules).
+    pub async fn history_count(&self, entity_id: &str) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT count(*) FROM evaluation_history WHERE entity_id = $1", &[&entity_id])
+            .await?;
+        Ok(row.get(0))
+    }
+}

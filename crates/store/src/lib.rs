@@ -1,0 +1,187 @@
+//! Plumbline's Postgres store: the only crate that links tokio-postgres.
+//!
+//! Errors are mapped once, here, by SQLSTATE ([`StoreError`]), so services never parse driver
+//! messages. Migrations are embedded in the binary and applied in order under an advisory lock, so
+//! several replicas starting together do not race.
+
+mod actions;
+mod entities;
+mod error;
+mod evaluations;
+mod migrate;
+mod rules;
+
+pub use actions::{ActionRecord, NewAction};
+pub use error::StoreError;
+pub use evaluations::{EvaluationRecord, StatusRow};
+pub use migrate::MIGRATIONS;
+pub use rules::StoredDocument;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use tokio_postgres::NoTls;
+
+/// A cheap-to-clone handle on a connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects lazily: the first query opens the first connection. `max_connections` bounds the
+    /// pool, which bounds what one replica can ask of the database.
+    pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let cfg = tokio_postgres::Config::from_str(database_url)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(StoreError::from_pool)
+    }
+
+    /// Answers whether the database can be reached (a readiness probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Tries to become the single active instance for `key` (a Postgres session advisory lock).
+    ///
+    /// The lock lives as long as the returned guard's connection: if the process dies the
+    /// connection drops and another instance takes over.
+    pub async fn try_lock(&self, key: i64) -> Result<Option<LockGuard>, StoreError> {
+        let c = self.client().await?;
+        let row = c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await?;
+        let got: bool = row.get(0);
+        Ok(got.then_some(LockGuard { client: Some(c), key }))
+    }
+}
+
+/// Holds a session advisory lock; dropping it releases the lock by discarding the connection.
+pub struct LockGuard {
+    client: Option<deadpool_postgres::Object>,
+    key: i64,
+}
+
+impl LockGuard {
+    /// Confirms the lock's connection is still alive (a lost connection means a lost lock).
+    pub async fn still_held(&self) -> bool {
+        match &self.client {
+            Some(c) => c
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objid = ($1::bigint & x'ffffffff'::bigint)::oid",
+                    &[&self.key],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) > 0)
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            // Never return a connection holding a session lock to the pool.
+            let _ = deadpool_postgres::Object::take(c);
+        }
+    }
+}
+
+/// Creating and dropping whole databases: for `plumb dev` (a database of its own) and tests.
+pub mod admin {
+    use super::StoreError;
+    use std::str::FromStr;
+    use tokio_postgres::NoTls;
+
+    async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
+        let (client, conn) = cfg.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    fn check_name(name: &str) -> Result<(), StoreError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Invalid(format!("database name {name:?}: use [A-Za-z0-9_]")));
+        }
+        Ok(())
+    }
+
+    /// Creates database `name` (no-op if it exists) through the server at `admin_url`.
+    pub async fn create_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let c = connect(admin_url).await?;
+        match c.simple_query(&format!("CREATE DATABASE \"{name}\"")).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let c = connect(admin_url).await?;
+        c.simple_query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        Ok(())
+    }
+
+    /// Answers whether a server accepts connections at `url`.
+    pub async fn reachable(url: &str) -> bool {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), connect(url)).await {
+            Ok(Ok(c)) => c.simple_query("SELECT 1").await.is_ok(),
+            _ => false,
+        }
+    }
+
+    /// `url` with its database name replaced by `db`.
+    pub fn with_database(url: &str, db: &str) -> String {
+        match url.rsplit_once('/') {
+            Some((base, rest)) if base.contains("://") && !base.ends_with('/') => {
+                let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+                format!("{base}/{db}{query}")
+            }
+            _ => format!("{}/{db}", url.trim_end_matches('/')),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn database_is_swapped_in_urls() {
+            assert_eq!(
+                super::with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+                "postgres://postgres@127.0.0.1:5432/x"
+            );
+            assert_eq!(
+                super::with_database("postgres://postgres@127.0.0.1:5432", "x"),
+                "postgres://postgres@127.0.0.1:5432/x"
+            );
+            assert_eq!(
+                super::with_database("postgres://h/db?sslmode=disable", "x"),
+                "postgres://h/x?sslmode=disable"
+            );
+        }
+    }
+}

@@ -1,0 +1,110 @@
+use crate::{Store, StoreError};
+
+/// A rule type or profile as stored: its source YAML and a version that increases on change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    pub project: String,
+    pub name: String,
+    pub version: i64,
+    pub digest: String,
+    pub source_yaml: String,
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    RuleTypes,
+    Profiles,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::RuleTypes => "rule_types",
+            Table::Profiles => "profiles",
+        }
+    }
+}
+
+impl Store {
+    /// Stores a rule type; returns (version, changed). Re-applying identical content keeps the
+    /// version, so evaluators' caches and reused verdicts stay valid.
+    pub async fn upsert_rule_type(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::RuleTypes, project, name, digest, yaml).await
+    }
+
+    pub async fn upsert_profile(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::Profiles, project, name, digest, yaml).await
+    }
+
+    pub async fn get_rule_type(&self, project: &str, name: &str) -> Result<Option<StoredDocument>, StoreError> {
+        self.get_document(Table::RuleTypes, project, Some(name)).await.map(|mut v| v.pop())
+    }
+
+    pub async fn get_profile(&self, project: &str, name: &str) -> Result<Option<StoredDocument>, StoreError> {
+        self.get_document(Table::Profiles, project, Some(name)).await.map(|mut v| v.pop())
+    }
+
+    pub async fn list_rule_types(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
+        self.get_document(Table::RuleTypes, project, None).await
+    }
+
+    pub async fn list_profiles(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
+        self.get_document(Table::Profiles, project, None).await
+    }
+
+    /// (name, version) of every rule type and profile of a project: a cheap check that lets
+    /// evaluators keep parsed documents cached until something actually changed.
+    pub async fn document_versions(&self, project: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
+                 UNION ALL
+                 SELECT 'profile', name, version FROM profiles WHERE project = $1
+                 ORDER BY 1, 2",
+                &[&project],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    async fn upsert_document(&self, t: Table, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
+        let c = self.client().await?;
+        let sql = format!(
+            "INSERT INTO {t} AS d (project, name, version, digest, source_yaml)
+             VALUES ($1, $2, 1, $3, $4)
+             ON CONFLICT (project, name) DO UPDATE SET
+                version = CASE WHEN d.digest = EXCLUDED.digest THEN d.version ELSE d.version + 1 END,
+                source_yaml = EXCLUDED.source_yaml,
+                updated_at = CASE WHEN d.digest = EXCLUDED.digest THEN d.updated_at ELSE now() END,
+                digest = EXCLUDED.digest
+             RETURNING version, (xmax = 0) AS inserted,
+                (SELECT digest FROM {t} WHERE project = $1 AND name = $2) AS old_digest",
+            t = t.name()
+        );
+        let row = c.query_one(&sql, &[&project, &name, &digest, &yaml]).await?;
+        let version: i64 = row.get("version");
+        let inserted: bool = row.get("inserted");
+        let old: Option<String> = row.get("old_digest");
+        Ok((version, inserted || old.as_deref() != Some(digest)))
+    }
+
+    async fn get_document(&self, t: Table, project: &str, name: Option<&str>) -> Result<Vec<StoredDocument>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!(
+            "SELECT project, name, version, digest, source_yaml FROM {} WHERE project = $1 AND ($2::text IS NULL OR name = $2) ORDER BY name",
+            t.name()
+        );
+        let rows = c.query(&sql, &[&project, &name]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredDocument {
+                project: r.get(0),
+                name: r.get(1),
+                version: r.get(2),
+                digest: r.get(3),
+                source_yaml: r.get(4),
+            })
+            .collect())
+    }
+}
