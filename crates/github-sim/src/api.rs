@@ -1,0 +1,738 @@
+//! The REST API: GitHub's routes, plus one middleware that gives every answer GitHub's
+//! cross-cutting behaviour (authentication, rate-limit budget and headers, ETag / 304, request id,
+//! content type) and records it in the request log.
+//!
+//! The workspace builds axum without its `matched-path` feature, so each route is wrapped in its
+//! own instance of the middleware that carries the route template; the template is therefore
+//! exactly the path the route was registered with.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, MethodRouter};
+use axum::Router;
+use chrono::Utc;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::state::{Actor, RateSnapshot, State as SimState};
+use crate::{protection, render, LoggedRequest, SimError, Simulator};
+
+/// Route recorded for requests no route (or no method of a route) answers.
+pub(crate) const UNMATCHED: &str = "(unmatched)";
+
+/// Budget key of requests without (valid) credentials.
+const ANONYMOUS: &str = "anonymous";
+
+/// Largest response body the middleware buffers to compute an ETag; far above any response here.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+const ROUTE_REPO: &str = "/repos/{owner}/{repo}";
+const ROUTE_BRANCH: &str = "/repos/{owner}/{repo}/branches/{branch}";
+const ROUTE_PROTECTION: &str = "/repos/{owner}/{repo}/branches/{branch}/protection";
+const ROUTE_ORG_REPOS: &str = "/orgs/{org}/repos";
+const ROUTE_INSTALLATION_REPOS: &str = "/installation/repositories";
+const ROUTE_RATE_LIMIT: &str = "/rate_limit";
+
+const DOCS_REST: &str = "https://docs.github.com/rest";
+const DOCS_GET_REPO: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
+const DOCS_GET_BRANCH: &str = "https://docs.github.com/rest/branches/branches#get-a-branch";
+const DOCS_GET_PROTECTION: &str =
+    "https://docs.github.com/rest/branches/branch-protection#get-branch-protection";
+const DOCS_PUT_PROTECTION: &str =
+    "https://docs.github.com/rest/branches/branch-protection#update-branch-protection";
+const DOCS_DELETE_PROTECTION: &str =
+    "https://docs.github.com/rest/branches/branch-protection#delete-branch-protection";
+const DOCS_ORG_REPOS: &str =
+    "https://docs.github.com/rest/repos/repos#list-organization-repositories";
+const DOCS_RATE_LIMIT: &str =
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
+
+/// Response extension set by the not-found fallbacks, so the log records the request as
+/// unmatched even when it reached a known path with an unsupported method.
+#[derive(Debug, Clone, Copy)]
+struct Unmatched;
+
+/// State of one middleware instance: the simulator and the template of the wrapped route.
+#[derive(Clone)]
+struct RouteTag {
+    sim: Simulator,
+    route: &'static str,
+}
+
+/// A GitHub error answer (`{"message", "documentation_url", "status"}`).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    documentation_url: &'static str,
+    /// Newer GitHub errors repeat the status code as a string; a few (unknown route, rate
+    /// limit) do not.
+    with_status: bool,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        message: impl Into<String>,
+        documentation_url: &'static str,
+    ) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            documentation_url,
+            with_status: true,
+        }
+    }
+
+    fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message, documentation_url)
+    }
+
+    fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
+        match error {
+            SimError::NotFound(message) => ApiError::not_found(message, documentation_url),
+            SimError::Invalid(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, documentation_url)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "message": self.message,
+            "documentation_url": self.documentation_url,
+        });
+        if self.with_status {
+            body["status"] = Value::String(self.status.as_u16().to_string());
+        }
+        json_response(self.status, &body)
+    }
+}
+
+/// Serializes a JSON answer; the middleware adds GitHub's headers.
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%error, "failed to serialize response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The REST routes, each wrapped in the GitHub middleware; unknown paths answer GitHub's 404.
+pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
+    let tag = |route: &'static str, methods: MethodRouter<Simulator>| {
+        methods
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(
+                RouteTag {
+                    sim: sim.clone(),
+                    route,
+                },
+                github_layer,
+            ))
+    };
+    Router::new()
+        .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo)))
+        .route(ROUTE_BRANCH, tag(ROUTE_BRANCH, get(get_branch)))
+        .route(
+            ROUTE_PROTECTION,
+            tag(
+                ROUTE_PROTECTION,
+                get(get_protection)
+                    .put(put_protection)
+                    .delete(delete_protection),
+            ),
+        )
+        .route(ROUTE_ORG_REPOS, tag(ROUTE_ORG_REPOS, get(list_org_repos)))
+        .route(
+            ROUTE_INSTALLATION_REPOS,
+            tag(ROUTE_INSTALLATION_REPOS, get(list_installation_repos)),
+        )
+        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)))
+        .fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
+}
+
+async fn not_found() -> Response {
+    let mut response = ApiError {
+        with_status: false,
+        ..ApiError::not_found("Not Found", DOCS_REST)
+    }
+    .into_response();
+    response.extensions_mut().insert(Unmatched);
+    response
+}
+
+/// The token of an `Authorization: Bearer X` or `Authorization: token X` header. Other schemes
+/// are taken verbatim so they fail authentication instead of passing as anonymous.
+fn request_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
+        {
+            rest.trim()
+        }
+        _ => value,
+    };
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// The origin the client used to reach us, so URLs in answers (and `Link` headers) lead back
+/// here whatever name or port the simulator is reached under.
+pub(crate) fn request_base(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    Some(format!("{scheme}://{host}"))
+}
+
+/// A request id in GitHub's `XXXX:XXXX:XXXXXX:XXXXXXX:XXXXXXXX` shape.
+fn request_id() -> String {
+    let hex = Uuid::new_v4().simple().to_string().to_uppercase();
+    format!(
+        "{}:{}:{}:{}:{}",
+        &hex[0..4],
+        &hex[4..8],
+        &hex[8..14],
+        &hex[14..21],
+        &hex[21..29]
+    )
+}
+
+/// Whether an `If-None-Match` header matches an ETag (weak comparison, as for GET).
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
+    match HeaderValue::try_from(value) {
+        Ok(value) => {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        Err(error) => tracing::warn!(header = name, %error, "invalid response header value"),
+    }
+}
+
+/// GitHub's cross-cutting behaviour around every REST route (see the module docs).
+async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    // Unknown admin paths reach the REST fallback; they are not API traffic.
+    if path == "/_admin" || path.starts_with("/_admin/") {
+        return next.run(request).await;
+    }
+    let sim = &tag.sim;
+    let method = request.method().clone();
+    let at = Utc::now();
+    let now = at.timestamp();
+    let token = request_token(request.headers());
+    let if_none_match = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    let tokens = sim.tokens();
+    let auth_error = match &token {
+        _ if tokens.is_empty() => None,
+        None => Some("Requires authentication"),
+        Some(t) if !tokens.contains(t) => Some("Bad credentials"),
+        Some(_) => None,
+    };
+    let budget_key = match (&auth_error, &token) {
+        (None, Some(t)) => t.clone(),
+        _ => ANONYMOUS.to_owned(),
+    };
+    // GitHub does not charge for asking about the rate limit.
+    let free = tag.route == ROUTE_RATE_LIMIT;
+    let before = sim.lock().rate_snapshot(&budget_key, now);
+
+    let mut ran_handler = false;
+    let response = if let Some(message) = auth_error {
+        ApiError::new(StatusCode::UNAUTHORIZED, message, DOCS_REST).into_response()
+    } else if !free && before.remaining == 0 {
+        let who = match &token {
+            Some(_) => format!("installation ID {}", render::INSTALLATION_ID),
+            None => "anonymous requests".to_owned(),
+        };
+        ApiError {
+            with_status: false,
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("API rate limit exceeded for {who}."),
+                DOCS_RATE_LIMIT,
+            )
+        }
+        .into_response()
+    } else {
+        ran_handler = true;
+        next.run(request).await
+    };
+
+    let (mut parts, body) = response.into_parts();
+    let unmatched = parts.extensions.get::<Unmatched>().is_some();
+    let mut body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::warn!(%error, "failed to buffer response body");
+            parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+            Bytes::from_static(br#"{"message":"Server Error"}"#)
+        }
+    };
+
+    let mut etag = None;
+    if method == Method::GET && parts.status == StatusCode::OK {
+        let value = format!("\"{}\"", hex::encode(Sha256::digest(&body)));
+        if if_none_match
+            .as_deref()
+            .is_some_and(|header| etag_matches(header, &value))
+        {
+            parts.status = StatusCode::NOT_MODIFIED;
+            body = Bytes::new();
+        }
+        etag = Some(value);
+    }
+    // Conditional hits are free on GitHub; that is the point of sending If-None-Match.
+    let spend = ran_handler && !free && parts.status != StatusCode::NOT_MODIFIED;
+
+    let rate = {
+        let mut st = sim.lock();
+        let rate = if spend {
+            st.rate_consume(&budget_key, now)
+        } else {
+            st.rate_snapshot(&budget_key, now)
+        };
+        st.record(LoggedRequest {
+            method: method.to_string(),
+            path,
+            route: if unmatched { UNMATCHED } else { tag.route }.to_owned(),
+            status: parts.status.as_u16(),
+            token,
+            at,
+        });
+        rate
+    };
+
+    let headers = &mut parts.headers;
+    if body.is_empty() {
+        headers.remove(header::CONTENT_TYPE);
+    } else {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
+    }
+    if let Some(etag) = etag {
+        set_header(headers, "etag", etag);
+    }
+    if method == Method::GET {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=60, s-maxage=60"),
+        );
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Authorization, Cookie, X-GitHub-OTP"),
+        );
+    }
+    set_rate_headers(headers, &rate);
+    set_header(headers, "x-github-request-id", request_id());
+    headers.insert(
+        HeaderName::from_static("x-github-media-type"),
+        HeaderValue::from_static("github.v3; format=json"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-github-api-version-selected"),
+        HeaderValue::from_static("2022-11-28"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn set_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
+    set_header(headers, "x-ratelimit-limit", rate.limit.to_string());
+    set_header(headers, "x-ratelimit-remaining", rate.remaining.to_string());
+    set_header(headers, "x-ratelimit-used", rate.used.to_string());
+    set_header(headers, "x-ratelimit-reset", rate.reset.to_string());
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-resource"),
+        HeaderValue::from_static("core"),
+    );
+}
+
+fn base_of(st: &SimState, headers: &HeaderMap) -> String {
+    st.base_url(request_base(headers).as_deref())
+}
+
+async fn get_repo(
+    State(sim): State<Simulator>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    let (org, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_REPO))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &render::full_repo_json(&base, org, repo),
+    ))
+}
+
+async fn get_branch(
+    State(sim): State<Simulator>,
+    Path((owner, name, branch)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    let (org, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_BRANCH))?;
+    let branch = repo
+        .branches
+        .get(&branch)
+        .ok_or_else(|| ApiError::not_found("Branch not found", DOCS_GET_BRANCH))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &render::branch_json(&base, org, repo, branch),
+    ))
+}
+
+async fn get_protection(
+    State(sim): State<Simulator>,
+    Path((owner, name, branch)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    let view = st
+        .protection_view(&base, &owner, &name, &branch)
+        .map_err(|e| ApiError::from_sim(e, DOCS_GET_PROTECTION))?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+async fn put_protection(
+    State(sim): State<Simulator>,
+    Path((owner, name, branch)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut st = sim.lock();
+    let base = base_of(&st, &headers);
+    // Like GitHub, a missing repository or branch wins over a bad body.
+    let (_, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_PUT_PROTECTION))?;
+    if !repo.branches.contains_key(&branch) {
+        return Err(ApiError::not_found("Branch not found", DOCS_PUT_PROTECTION));
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Problems parsing JSON",
+            DOCS_PUT_PROTECTION,
+        )
+    })?;
+    let parsed = protection::parse_put(&value, false).map_err(|message| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            DOCS_PUT_PROTECTION,
+        )
+    })?;
+    let events = st
+        .put_protection(&owner, &name, &branch, parsed, Actor::Api)
+        .map_err(|e| ApiError::from_sim(e, DOCS_PUT_PROTECTION))?;
+    sim.emit(&st, events);
+    let view = st
+        .protection_view(&base, &owner, &name, &branch)
+        .map_err(|e| ApiError::from_sim(e, DOCS_PUT_PROTECTION))?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+async fn delete_protection(
+    State(sim): State<Simulator>,
+    Path((owner, name, branch)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let mut st = sim.lock();
+    let events = st
+        .delete_protection(&owner, &name, &branch, Actor::Api)
+        .map_err(|e| ApiError::from_sim(e, DOCS_DELETE_PROTECTION))?;
+    sim.emit(&st, events);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `per_page` / `page` with GitHub's defaults and bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageParams {
+    per_page: usize,
+    page: usize,
+}
+
+impl PageParams {
+    fn from_query(query: &HashMap<String, String>) -> PageParams {
+        let number = |key: &str| {
+            query
+                .get(key)
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n > 0)
+        };
+        PageParams {
+            per_page: number("per_page").unwrap_or(30).min(100),
+            page: number("page").unwrap_or(1),
+        }
+    }
+}
+
+fn encode_query_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Cuts one page out of `items` and builds GitHub's `Link` header (prev, next, last, first),
+/// keeping the client's other query parameters so following `next` repeats the same query.
+fn paginate<T: Clone>(
+    items: &[T],
+    params: PageParams,
+    url: &str,
+    query: &HashMap<String, String>,
+) -> (Vec<T>, Option<String>) {
+    let last = items.len().div_ceil(params.per_page).max(1);
+    let start = (params.page - 1).saturating_mul(params.per_page);
+    let page_items = items
+        .iter()
+        .skip(start)
+        .take(params.per_page)
+        .cloned()
+        .collect();
+    let kept: BTreeMap<&String, &String> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "per_page")
+        .collect();
+    let mut prefix = String::new();
+    for (k, v) in kept {
+        prefix.push_str(&format!(
+            "{}={}&",
+            encode_query_component(k),
+            encode_query_component(v)
+        ));
+    }
+    let link = |page: usize, rel: &str| {
+        format!(
+            "<{url}?{prefix}per_page={}&page={page}>; rel=\"{rel}\"",
+            params.per_page
+        )
+    };
+    let mut links = Vec::new();
+    if params.page > 1 {
+        links.push(link(params.page - 1, "prev"));
+    }
+    if params.page < last {
+        links.push(link(params.page + 1, "next"));
+        links.push(link(last, "last"));
+    }
+    if params.page > 1 {
+        links.push(link(1, "first"));
+    }
+    let header = (!links.is_empty()).then(|| links.join(", "));
+    (page_items, header)
+}
+
+fn with_link(mut response: Response, link: Option<String>) -> Response {
+    if let Some(link) = link {
+        set_header(response.headers_mut(), "link", link);
+    }
+    response
+}
+
+async fn list_org_repos(
+    State(sim): State<Simulator>,
+    Path(org): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    let org = st
+        .org(&org)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_ORG_REPOS))?;
+    let mut repos = st.org_repos(&org.login.to_lowercase());
+    match query.get("type").map(String::as_str) {
+        Some("public") => repos.retain(|r| !r.private),
+        Some("private") => repos.retain(|r| r.private),
+        // Simulated repositories are never forks.
+        Some("forks") => repos.clear(),
+        _ => {}
+    }
+    // Creation order (ascending) unless asked otherwise; stable pages are what matters here.
+    if query.get("sort").map(String::as_str) == Some("full_name") {
+        repos.sort_by_key(|r| r.name.to_lowercase());
+    }
+    if query.get("direction").map(String::as_str) == Some("desc") {
+        repos.reverse();
+    }
+    let params = PageParams::from_query(&query);
+    let url = format!("{base}/orgs/{}/repos", org.login);
+    let (page, link) = paginate(&repos, params, &url, &query);
+    let body = Value::Array(
+        page.iter()
+            .map(|repo| render::repo_json(&base, org, repo))
+            .collect(),
+    );
+    Ok(with_link(json_response(StatusCode::OK, &body), link))
+}
+
+async fn list_installation_repos(
+    State(sim): State<Simulator>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    let all: Vec<_> = st
+        .repos
+        .values()
+        .filter_map(|repo| st.orgs.get(&repo.owner_key).map(|org| (org, repo)))
+        .collect();
+    let params = PageParams::from_query(&query);
+    let url = format!("{base}/installation/repositories");
+    let (page, link) = paginate(&all, params, &url, &query);
+    let body = json!({
+        "total_count": all.len(),
+        "repository_selection": "all",
+        "repositories": page
+            .iter()
+            .map(|(org, repo)| render::repo_json(&base, org, repo))
+            .collect::<Vec<_>>(),
+    });
+    with_link(json_response(StatusCode::OK, &body), link)
+}
+
+async fn rate_limit(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
+    // Authentication already passed in the middleware, so the token (if any) is valid.
+    let key = request_token(&headers).unwrap_or_else(|| ANONYMOUS.to_owned());
+    let rate = sim.lock().rate_snapshot(&key, Utc::now().timestamp());
+    let core = json!({
+        "limit": rate.limit,
+        "used": rate.used,
+        "remaining": rate.remaining,
+        "reset": rate.reset,
+        "resource": "core",
+    });
+    // Only the core budget is simulated; search is reported as GitHub's untouched default.
+    let search = json!({
+        "limit": 30,
+        "used": 0,
+        "remaining": 30,
+        "reset": rate.reset,
+        "resource": "search",
+    });
+    json_response(
+        StatusCode::OK,
+        &json!({ "resources": { "core": core, "search": search }, "rate": core }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn page_params_follow_github_bounds() {
+        assert_eq!(
+            PageParams::from_query(&query(&[])),
+            PageParams {
+                per_page: 30,
+                page: 1
+            }
+        );
+        assert_eq!(
+            PageParams::from_query(&query(&[("per_page", "500"), ("page", "0")])),
+            PageParams {
+                per_page: 100,
+                page: 1
+            }
+        );
+    }
+
+    #[test]
+    fn link_header_has_prev_next_last_first() {
+        let items: Vec<u32> = (0..25).collect();
+        let params = PageParams {
+            per_page: 10,
+            page: 2,
+        };
+        let (page, link) = paginate(&items, params, "http://h/x", &query(&[("type", "all")]));
+        assert_eq!(page, (10..20).collect::<Vec<_>>());
+        assert_eq!(
+            link.unwrap(),
+            "<http://h/x?type=all&per_page=10&page=1>; rel=\"prev\", \
+             <http://h/x?type=all&per_page=10&page=3>; rel=\"next\", \
+             <http://h/x?type=all&per_page=10&page=3>; rel=\"last\", \
+             <http://h/x?type=all&per_page=10&page=1>; rel=\"first\""
+        );
+        let (_, link) = paginate(&items[..5], params, "http://h/x", &query(&[]));
+        assert!(link.unwrap().contains("rel=\"prev\""));
+        let single = PageParams {
+            per_page: 10,
+            page: 1,
+        };
+        assert_eq!(
+            paginate(&items[..5], single, "http://h/x", &query(&[])).1,
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_and_etags_parse() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(request_token(&headers).as_deref(), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token xyz"));
+        assert_eq!(request_token(&headers).as_deref(), Some("xyz"));
+        assert!(etag_matches("W/\"a\", \"b\"", "\"a\""));
+        assert!(!etag_matches("\"c\"", "\"a\""));
+        assert_eq!(request_id().len(), 4 + 4 + 6 + 7 + 8 + 4);
+    }
+}

@@ -1,0 +1,340 @@
+//! A GitHub REST API simulator for tests and demos.
+//!
+//! Plumbline talks to GitHub through a small set of REST operations (repository metadata, branch
+//! protection, repository listings) and learns about changes from signed webhooks. This crate
+//! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
+//! pagination `Link`) and JSON shapes, so the production client code can run unchanged against
+//! it. An admin API (`/_admin/...`, and the matching methods on [`Simulator`]) stands in for a
+//! human clicking in the GitHub UI: every state change made there sends the same signed webhook
+//! GitHub would send.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
+//! let sim = Simulator::new(SimConfig::default());
+//! sim.create_repo("acme", "api", RepoOptions::default());
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let addr = sim.serve("127.0.0.1:0".parse().unwrap(), shutdown.clone()).await?;
+//! println!("github simulator on http://{addr}");
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod api;
+mod protection;
+mod render;
+mod state;
+mod webhooks;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{Actor, State};
+use crate::webhooks::{Dispatcher, Event};
+
+/// Static configuration of a [`Simulator`].
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// URL to POST webhooks to (e.g. "http://127.0.0.1:8080/webhooks/github"); None = no delivery.
+    pub webhook_url: Option<String>,
+    /// HMAC secret for `X-Hub-Signature-256`.
+    pub webhook_secret: String,
+    /// Accepted bearer tokens for the REST API; empty = any token (and no token) accepted.
+    pub tokens: Vec<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            webhook_url: None,
+            webhook_secret: "sim-secret".to_owned(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// How a repository is created by [`Simulator::create_repo`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoOptions {
+    /// Name of the default branch, which is created with the repository.
+    pub default_branch: String,
+    /// Private (true) or public (false) visibility.
+    pub private: bool,
+    /// If true the default branch gets a typical protection: one approving review required,
+    /// `enforce_admins` on, force pushes and deletions blocked.
+    pub protected: bool,
+}
+
+impl Default for RepoOptions {
+    fn default() -> Self {
+        RepoOptions {
+            default_branch: "main".to_owned(),
+            private: false,
+            protected: false,
+        }
+    }
+}
+
+/// Errors of the admin operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// The repository, branch or protection does not exist. The payload is GitHub's message for
+    /// the case ("Not Found", "Branch not found", "Branch not protected") so the REST layer can
+    /// answer exactly what GitHub answers.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request body was rejected; the payload is GitHub's 422 message.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// One REST API request as seen by the simulator (admin requests are not logged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    /// HTTP method, e.g. "GET".
+    pub method: String,
+    /// Concrete request path, e.g. "/repos/acme/api/branches/main/protection".
+    pub path: String,
+    /// Route template, e.g. "/repos/{owner}/{repo}/branches/{branch}/protection";
+    /// "(unmatched)" for requests no route (or no method of the route) answers.
+    pub route: String,
+    /// Status code of the answer.
+    pub status: u16,
+    /// Token the request carried, if any.
+    pub token: Option<String>,
+    /// When the request arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// The simulator: shared state plus webhook dispatcher. Cloning is cheap and every clone sees
+/// the same state, so tests can keep one handle while the server runs with another.
+#[derive(Clone)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Accepted tokens; fixed at construction because rotating them is not something Plumbline
+    /// needs to exercise.
+    tokens: Vec<String>,
+    /// All mutable state behind one std mutex. It is never held across an `.await`, which keeps
+    /// every operation atomic and the ordering of webhooks identical to the ordering of changes.
+    state: Mutex<State>,
+    webhooks: Dispatcher,
+}
+
+impl Simulator {
+    /// Creates a simulator with no organizations or repositories.
+    pub fn new(config: SimConfig) -> Simulator {
+        let mut state = State::new();
+        state.webhook_url = config.webhook_url;
+        Simulator {
+            shared: Arc::new(Shared {
+                tokens: config.tokens,
+                state: Mutex::new(state),
+                webhooks: Dispatcher::new(config.webhook_secret),
+            }),
+        }
+    }
+
+    /// Binds to `addr` (port 0 allowed) and serves until `shutdown` is cancelled. Returns the
+    /// bound address right after binding; serving happens in a spawned task.
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        // Webhook payloads have no Host header to derive URLs from, so they use the address the
+        // server listens on; a wildcard bind is reachable through loopback.
+        let public_ip = if local.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            local.ip()
+        };
+        self.lock().public_base = Some(format!(
+            "http://{}",
+            SocketAddr::new(public_ip, local.port())
+        ));
+        let app = self.router();
+        tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            match result {
+                Ok(()) => tracing::debug!(%local, "github simulator stopped"),
+                Err(error) => tracing::warn!(%local, %error, "github simulator stopped with error"),
+            }
+        });
+        tracing::info!(%local, "github simulator listening");
+        Ok(local)
+    }
+
+    /// The complete axum router (REST API at the root, admin API under `/_admin`), for
+    /// embedding into another server.
+    pub fn router(&self) -> axum::Router {
+        api::routes(self)
+            .nest("/_admin", admin::routes())
+            .with_state(self.clone())
+    }
+
+    /// Creates an organization (no-op if it exists). Repositories create their owner implicitly.
+    pub fn create_org(&self, org: &str) {
+        self.lock().ensure_org(org);
+    }
+
+    /// Creates a repository (its organization implicitly) and returns its id. The default branch
+    /// exists from the start. Sends a `repository` "created" webhook, and a
+    /// `branch_protection_rule` "created" webhook when `opts.protected` is set. If the repository
+    /// already exists its id is returned and nothing changes.
+    pub fn create_repo(&self, owner: &str, name: &str, opts: RepoOptions) -> u64 {
+        let mut st = self.lock();
+        let (id, _created, events) = st.create_repo(owner, name, &opts, Actor::Admin);
+        self.emit(&st, events);
+        id
+    }
+
+    /// Seeds `count` repositories named "{prefix}-{i:03}" (i from 1) in `org`. A
+    /// `protected_fraction` (0.0..=1.0) of them, spread evenly, get the typical protection of
+    /// [`RepoOptions::protected`]. Returns the created (owner, name, id) triples.
+    pub fn seed(
+        &self,
+        org: &str,
+        count: usize,
+        prefix: &str,
+        protected_fraction: f64,
+    ) -> Vec<(String, String, u64)> {
+        let fraction = if protected_fraction.is_finite() {
+            protected_fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let mut out = Vec::with_capacity(count);
+        for i in 1..=count {
+            // Repository i is protected when the running total floor(i * f) steps up, which
+            // spreads exactly floor(count * f) protected repositories evenly over the range.
+            let protected = (i as f64 * fraction).floor() > ((i - 1) as f64 * fraction).floor();
+            let name = format!("{prefix}-{i:03}");
+            let opts = RepoOptions {
+                protected,
+                ..RepoOptions::default()
+            };
+            let id = self.create_repo(org, &name, opts);
+            out.push((org.to_owned(), name, id));
+        }
+        out
+    }
+
+    /// Sets the protection of a branch from a body in the shape of GitHub's "update branch
+    /// protection" request. Sends `branch_protection_rule` "created" or "edited". Unlike the REST
+    /// endpoint this also accepts `required_signatures: bool`, which the UI can set.
+    pub fn set_protection(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        protection: serde_json::Value,
+    ) -> Result<(), SimError> {
+        let parsed = protection::parse_put(&protection, true).map_err(SimError::Invalid)?;
+        let mut st = self.lock();
+        let events = st.put_protection(owner, repo, branch, parsed, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
+    }
+
+    /// Removes the protection of a branch. Sends `branch_protection_rule` "deleted".
+    pub fn remove_protection(&self, owner: &str, repo: &str, branch: &str) -> Result<(), SimError> {
+        let mut st = self.lock();
+        let events = st.delete_protection(owner, repo, branch, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
+    }
+
+    /// The protection of a branch in the shape of GitHub's GET response; None if the branch is
+    /// unprotected or does not exist.
+    pub fn protection(&self, owner: &str, repo: &str, branch: &str) -> Option<serde_json::Value> {
+        let st = self.lock();
+        let base = st.base_url(None);
+        st.protection_view(&base, owner, repo, branch).ok()
+    }
+
+    /// Turns webhook delivery on or off. Changes made while off are never delivered.
+    pub fn set_webhooks_enabled(&self, enabled: bool) {
+        self.lock().webhooks_enabled = enabled;
+    }
+
+    /// Changes (or clears) the webhook receiver URL.
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        self.lock().webhook_url = url;
+    }
+
+    /// Sets the per-token hourly request budget (5000 by default), e.g. to exercise a client's
+    /// handling of exhausted rate limits without making thousands of requests.
+    pub fn set_rate_limit(&self, limit: u64) {
+        self.lock().rate_limit = limit;
+    }
+
+    /// Number of REST API requests per "METHOD route-template" (admin requests excluded).
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.lock().counts.clone()
+    }
+
+    /// The most recent REST API requests, oldest first (bounded; see `state::LOG_CAPACITY`).
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.lock().log.iter().cloned().collect()
+    }
+
+    /// Forgets the request log and counters, e.g. between phases of a test.
+    pub fn reset_request_log(&self) {
+        self.lock().reset_requests();
+    }
+
+    /// Number of webhooks delivered successfully (2xx from the receiver).
+    pub fn webhooks_sent(&self) -> u64 {
+        self.shared.webhooks.sent()
+    }
+
+    /// Number of webhooks given up on after all retries failed.
+    pub fn webhooks_failed(&self) -> u64 {
+        self.shared.webhooks.failed()
+    }
+
+    /// Locks the state. A panic while holding the lock cannot leave the state half-updated in a
+    /// way that matters for a simulator, so poisoning is ignored rather than propagated.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn tokens(&self) -> &[String] {
+        &self.shared.tokens
+    }
+
+    /// Queues webhooks for delivery. Called with the state lock held so the queue order is the
+    /// order in which the changes happened; queueing itself never blocks.
+    pub(crate) fn emit(&self, st: &State, events: Vec<Event>) {
+        if !st.webhooks_enabled || events.is_empty() {
+            return;
+        }
+        let Some(url) = st.webhook_url.as_deref() else {
+            return;
+        };
+        for event in events {
+            self.shared.webhooks.enqueue(url, event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").finish_non_exhaustive()
+    }
+}

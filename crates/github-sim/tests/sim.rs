@@ -1,0 +1,907 @@
+//! End-to-end tests: the simulator on a real port, driven with reqwest, webhooks received by a
+//! real axum server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use hmac::{Hmac, Mac};
+use plumbline_github_sim::{RepoOptions, SimConfig, SimError, Simulator};
+use reqwest::header::{ETAG, IF_NONE_MATCH, LINK};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret";
+
+struct Server {
+    sim: Simulator,
+    base: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Server {
+    async fn start(config: SimConfig) -> Server {
+        let sim = Simulator::new(config);
+        let shutdown = CancellationToken::new();
+        let addr = sim
+            .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())
+            .await
+            .unwrap();
+        Server {
+            sim,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .unwrap()
+}
+
+fn remaining(response: &reqwest::Response) -> u64 {
+    header(response, "x-ratelimit-remaining").parse().unwrap()
+}
+
+fn full_protection_body() -> Value {
+    json!({
+        "required_status_checks": { "strict": true, "contexts": ["ci/build"] },
+        "enforce_admins": true,
+        "required_pull_request_reviews": {
+            "dismiss_stale_reviews": true,
+            "require_code_owner_reviews": false,
+            "required_approving_review_count": 2,
+        },
+        "restrictions": null,
+        "required_linear_history": true,
+        "allow_force_pushes": false,
+    })
+}
+
+/// A webhook receiver on port 0 that forwards every delivery to a channel. The first
+/// `fail_first` requests are answered 500 to exercise retries.
+struct Receiver {
+    url: String,
+    deliveries: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
+    hits: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = Router::new().route(
+            "/webhooks/github",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let tx = tx.clone();
+                let counter = counter.clone();
+                async move {
+                    if counter.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    tx.send((headers, body)).unwrap();
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        Receiver {
+            url: format!("http://{addr}/webhooks/github"),
+            deliveries: rx,
+            hits,
+            shutdown,
+        }
+    }
+
+    /// The next delivery, verified: signature, headers, JSON body.
+    async fn next(&mut self) -> (String, String, Value) {
+        let (headers, body) = tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
+            .await
+            .expect("webhook not delivered in time")
+            .unwrap();
+        let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(&body);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(get("x-hub-signature-256"), expected, "bad signature");
+        assert_eq!(get("content-type"), "application/json");
+        assert_eq!(get("user-agent"), "GitHub-Hookshot/sim");
+        assert!(!get("x-github-hook-id").is_empty());
+        let delivery = get("x-github-delivery");
+        uuid::Uuid::parse_str(&delivery).expect("delivery id is a uuid");
+        (
+            get("x-github-event"),
+            delivery,
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+
+    /// Asserts nothing arrives within a short while.
+    async fn assert_quiet(&mut self) {
+        let got = tokio::time::timeout(Duration::from_millis(400), self.deliveries.recv()).await;
+        assert!(got.is_err(), "unexpected delivery: {got:?}");
+    }
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached in time");
+}
+
+fn webhook_config(url: &str) -> SimConfig {
+    SimConfig {
+        webhook_url: Some(url.to_owned()),
+        webhook_secret: SECRET.to_owned(),
+        tokens: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn get_repo_has_github_shape_and_headers() {
+    let server = Server::start(SimConfig::default()).await;
+    let id = server.sim.create_repo(
+        "acme",
+        "api",
+        RepoOptions {
+            private: true,
+            ..RepoOptions::default()
+        },
+    );
+    assert!(id >= 1000);
+
+    let response = server.get("/repos/acme/api").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(header(&response, "x-ratelimit-limit"), "5000");
+    assert_eq!(header(&response, "x-ratelimit-resource"), "core");
+    assert_eq!(header(&response, "x-ratelimit-used"), "1");
+    assert_eq!(remaining(&response), 4999);
+    let reset: i64 = header(&response, "x-ratelimit-reset").parse().unwrap();
+    assert!(reset > chrono::Utc::now().timestamp());
+    assert!(!header(&response, "x-github-request-id").is_empty());
+    let etag = header(&response, "etag").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong etag: {etag}"
+    );
+
+    let repo: Value = response.json().await.unwrap();
+    assert_eq!(repo["id"], id);
+    assert_eq!(repo["name"], "api");
+    assert_eq!(repo["full_name"], "acme/api");
+    assert_eq!(repo["private"], true);
+    assert_eq!(repo["visibility"], "private");
+    assert_eq!(repo["default_branch"], "main");
+    assert_eq!(repo["archived"], false);
+    assert_eq!(repo["owner"]["login"], "acme");
+    assert_eq!(repo["owner"]["type"], "Organization");
+    assert_eq!(repo["url"], server.url("/repos/acme/api"));
+    assert_eq!(
+        repo["security_and_analysis"]["secret_scanning"]["status"],
+        "disabled"
+    );
+    assert!(repo["node_id"].as_str().is_some());
+
+    // Names are case-insensitive, like on GitHub.
+    assert_eq!(server.get("/repos/ACME/Api").await.status(), 200);
+
+    let missing = server.get("/repos/acme/nope").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap(),
+        json!({
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest/repos/repos#get-a-repository",
+            "status": "404",
+        })
+    );
+}
+
+#[tokio::test]
+async fn protection_lifecycle_with_etags() {
+    let server = Server::start(SimConfig::default()).await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let path = "/repos/acme/api/branches/main/protection";
+
+    let unprotected = server.get(path).await;
+    assert_eq!(unprotected.status(), 404);
+    assert_eq!(
+        unprotected.json::<Value>().await.unwrap(),
+        json!({
+            "message": "Branch not protected",
+            "documentation_url": "https://docs.github.com/rest/branches/branch-protection#get-branch-protection",
+            "status": "404",
+        })
+    );
+    let no_branch = server.get("/repos/acme/api/branches/dev/protection").await;
+    assert_eq!(no_branch.status(), 404);
+    assert_eq!(
+        no_branch.json::<Value>().await.unwrap()["message"],
+        "Branch not found"
+    );
+    let branch: Value = server
+        .get("/repos/acme/api/branches/main")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(branch["name"], "main");
+    assert_eq!(branch["protected"], false);
+
+    let put = server
+        .client
+        .put(server.url(path))
+        .bearer_auth("any")
+        .json(&full_protection_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let put_body: Value = put.json().await.unwrap();
+    assert_eq!(put_body["url"], server.url(path));
+    assert_eq!(put_body["enforce_admins"]["enabled"], true);
+    assert_eq!(
+        put_body["enforce_admins"]["url"],
+        server.url(&format!("{path}/enforce_admins"))
+    );
+    assert_eq!(
+        put_body["required_pull_request_reviews"]["required_approving_review_count"],
+        2
+    );
+    assert_eq!(
+        put_body["required_pull_request_reviews"]["dismiss_stale_reviews"],
+        true
+    );
+    assert_eq!(
+        put_body["required_status_checks"]["contexts"],
+        json!(["ci/build"])
+    );
+    assert_eq!(put_body["required_status_checks"]["strict"], true);
+    assert_eq!(put_body["required_signatures"]["enabled"], false);
+    assert_eq!(put_body["required_linear_history"]["enabled"], true);
+    assert_eq!(put_body["allow_force_pushes"]["enabled"], false);
+    assert_eq!(put_body["lock_branch"]["enabled"], false);
+    assert!(put_body.get("restrictions").is_none());
+
+    let branch: Value = server
+        .get("/repos/acme/api/branches/main")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(branch["protected"], true);
+
+    // GET returns what PUT answered, and so does the Rust API.
+    let first = server.get(path).await;
+    assert_eq!(first.status(), 200);
+    let etag = header(&first, ETAG.as_str()).to_owned();
+    let before = remaining(&first);
+    assert_eq!(first.json::<Value>().await.unwrap(), put_body);
+    assert_eq!(
+        server.sim.protection("acme", "api", "main").unwrap()["enforce_admins"]["enabled"],
+        true
+    );
+
+    // A conditional GET with the ETag is a free 304 with an empty body.
+    let cached = server
+        .client
+        .get(server.url(path))
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    assert_eq!(remaining(&cached), before, "304 must not spend budget");
+    assert_eq!(header(&cached, ETAG.as_str()), etag);
+    assert!(cached.bytes().await.unwrap().is_empty());
+
+    // A change invalidates the ETag.
+    let mut body = full_protection_body();
+    body["enforce_admins"] = json!(false);
+    server
+        .sim
+        .set_protection("acme", "api", "main", body)
+        .unwrap();
+    let changed = server
+        .client
+        .get(server.url(path))
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(remaining(&changed), before - 1);
+    assert_ne!(header(&changed, ETAG.as_str()), etag);
+
+    let deleted = server.client.delete(server.url(path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(deleted.headers().get("content-type").is_none());
+    assert_eq!(server.get(path).await.status(), 404);
+    let again = server.client.delete(server.url(path)).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["message"],
+        "Branch not protected"
+    );
+    assert!(server.sim.protection("acme", "api", "main").is_none());
+}
+
+#[tokio::test]
+async fn put_protection_validates_like_github() {
+    let server = Server::start(SimConfig::default()).await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let path = "/repos/acme/api/branches/main/protection";
+
+    let mut body = full_protection_body();
+    body.as_object_mut().unwrap().remove("restrictions");
+    let response = server
+        .client
+        .put(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["message"],
+        "Invalid request.\n\n\"restrictions\" wasn't supplied."
+    );
+    assert_eq!(error["status"], "422");
+    assert_eq!(
+        error["documentation_url"],
+        "https://docs.github.com/rest/branches/branch-protection#update-branch-protection"
+    );
+
+    let garbage = server
+        .client
+        .put(server.url(path))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+
+    let missing_repo = server
+        .client
+        .put(server.url("/repos/acme/nope/branches/main/protection"))
+        .json(&full_protection_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing_repo.status(), 404);
+
+    // Nothing was stored by the failed attempts.
+    assert!(server.sim.protection("acme", "api", "main").is_none());
+    assert_eq!(
+        server.sim.set_protection("acme", "api", "main", json!({})),
+        Err(SimError::Invalid(
+            "Invalid request.\n\n\"required_status_checks\", \"enforce_admins\", \
+             \"required_pull_request_reviews\", \"restrictions\" weren't supplied."
+                .to_owned()
+        ))
+    );
+    assert!(matches!(
+        server.sim.remove_protection("acme", "api", "main"),
+        Err(SimError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn lists_paginate_with_link_headers() {
+    let server = Server::start(SimConfig::default()).await;
+    let seeded = server.sim.seed("acme", 75, "svc", 0.2);
+    assert_eq!(seeded.len(), 75);
+    assert_eq!(seeded[0].1, "svc-001");
+    let protected = seeded
+        .iter()
+        .filter(|(o, n, _)| server.sim.protection(o, n, "main").is_some())
+        .count();
+    assert_eq!(protected, 15);
+    server.sim.create_repo("other", "x", RepoOptions::default());
+
+    let first = server.get("/orgs/acme/repos?per_page=30").await;
+    assert_eq!(first.status(), 200);
+    let link = header(&first, LINK.as_str()).to_owned();
+    let next_url = server.url("/orgs/acme/repos?per_page=30&page=2");
+    let last_url = server.url("/orgs/acme/repos?per_page=30&page=3");
+    assert_eq!(
+        link,
+        format!("<{next_url}>; rel=\"next\", <{last_url}>; rel=\"last\"")
+    );
+    let page: Vec<Value> = first.json().await.unwrap();
+    assert_eq!(page.len(), 30);
+    assert_eq!(page[0]["name"], "svc-001");
+
+    // Following `next` works as-is.
+    let second = server.client.get(&next_url).send().await.unwrap();
+    let link = header(&second, LINK.as_str()).to_owned();
+    assert!(link.contains("rel=\"prev\""));
+    assert!(link.contains("rel=\"first\""));
+    let page: Vec<Value> = second.json().await.unwrap();
+    assert_eq!(page[0]["name"], "svc-031");
+
+    let third = server.client.get(&last_url).send().await.unwrap();
+    assert!(!header(&third, LINK.as_str()).contains("rel=\"next\""));
+    assert_eq!(third.json::<Vec<Value>>().await.unwrap().len(), 15);
+
+    // Default page size is 30, maximum 100.
+    let default: Vec<Value> = server.get("/orgs/acme/repos").await.json().await.unwrap();
+    assert_eq!(default.len(), 30);
+    let all = server.get("/orgs/acme/repos?per_page=500").await;
+    assert!(all.headers().get(LINK).is_none());
+    assert_eq!(all.json::<Vec<Value>>().await.unwrap().len(), 75);
+
+    let installation = server.get("/installation/repositories?per_page=50").await;
+    assert!(header(&installation, LINK.as_str()).contains("page=2>; rel=\"next\""));
+    let body: Value = installation.json().await.unwrap();
+    assert_eq!(body["total_count"], 76);
+    assert_eq!(body["repositories"].as_array().unwrap().len(), 50);
+
+    assert_eq!(server.get("/orgs/nobody/repos").await.status(), 404);
+}
+
+#[tokio::test]
+async fn admin_changes_send_signed_webhooks() {
+    let mut receiver = Receiver::start(0).await;
+    let server = Server::start(webhook_config(&receiver.url)).await;
+
+    let id = server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "repository");
+    assert_eq!(payload["action"], "created");
+    assert_eq!(payload["repository"]["id"], id);
+    assert_eq!(payload["repository"]["full_name"], "acme/api");
+    assert_eq!(payload["repository"]["owner"]["login"], "acme");
+    assert_eq!(payload["organization"]["login"], "acme");
+    assert_eq!(payload["sender"]["type"], "User");
+
+    server
+        .sim
+        .set_protection("acme", "api", "main", full_protection_body())
+        .unwrap();
+    let (event, created_id, payload) = receiver.next().await;
+    assert_eq!(event, "branch_protection_rule");
+    assert_eq!(payload["action"], "created");
+    assert_eq!(payload["rule"]["name"], "main");
+    assert_eq!(payload["rule"]["repository_id"], id);
+    assert_eq!(payload["rule"]["admin_enforced"], true);
+    assert_eq!(
+        payload["rule"]["pull_request_reviews_enforcement_level"],
+        "everyone"
+    );
+    assert_eq!(payload["rule"]["required_approving_review_count"], 2);
+    let rule_id = payload["rule"]["id"].clone();
+
+    let mut body = full_protection_body();
+    body["enforce_admins"] = json!(false);
+    server
+        .sim
+        .set_protection("acme", "api", "main", body)
+        .unwrap();
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["action"], "edited");
+    assert_eq!(payload["rule"]["id"], rule_id);
+    assert_eq!(payload["changes"]["admin_enforced"]["from"], true);
+
+    server.sim.remove_protection("acme", "api", "main").unwrap();
+    let (event, deleted_id, payload) = receiver.next().await;
+    assert_eq!(event, "branch_protection_rule");
+    assert_eq!(payload["action"], "deleted");
+    assert_eq!(payload["rule"]["id"], rule_id);
+    assert_eq!(payload["repository"]["name"], "api");
+    assert_ne!(created_id, deleted_id, "each delivery has its own id");
+
+    // Changes through the REST API are attributed to the app's bot.
+    server
+        .client
+        .put(server.url("/repos/acme/api/branches/main/protection"))
+        .json(&full_protection_body())
+        .send()
+        .await
+        .unwrap();
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["action"], "created");
+    assert_eq!(payload["sender"]["type"], "Bot");
+
+    wait_for(|| server.sim.webhooks_sent() == 5).await;
+}
+
+#[tokio::test]
+async fn disabled_webhooks_are_not_delivered() {
+    let mut receiver = Receiver::start(0).await;
+    let server = Server::start(webhook_config(&receiver.url)).await;
+    server.sim.set_webhooks_enabled(false);
+    server.sim.create_repo(
+        "acme",
+        "api",
+        RepoOptions {
+            protected: true,
+            ..RepoOptions::default()
+        },
+    );
+    server.sim.remove_protection("acme", "api", "main").unwrap();
+    receiver.assert_quiet().await;
+    assert_eq!(server.sim.webhooks_sent(), 0);
+
+    // Re-enabled, only new changes are delivered.
+    server.sim.set_webhooks_enabled(true);
+    server
+        .sim
+        .set_protection("acme", "api", "main", full_protection_body())
+        .unwrap();
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["action"], "created");
+    receiver.assert_quiet().await;
+
+    // No receiver configured: nothing is sent either.
+    server.sim.set_webhook_url(None);
+    server.sim.remove_protection("acme", "api", "main").unwrap();
+    receiver.assert_quiet().await;
+    assert_eq!(server.sim.webhooks_sent(), 1);
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_with_the_same_id() {
+    let mut receiver = Receiver::start(1).await;
+    let server = Server::start(webhook_config(&receiver.url)).await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let (event, _, _) = receiver.next().await;
+    assert_eq!(event, "repository");
+    assert_eq!(receiver.hits.load(Ordering::SeqCst), 2);
+    wait_for(|| server.sim.webhooks_sent() == 1).await;
+}
+
+#[tokio::test]
+async fn request_counts_use_route_templates() {
+    let server = Server::start(SimConfig::default()).await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    server
+        .sim
+        .create_repo("acme", "web", RepoOptions::default());
+    for repo in ["api", "web"] {
+        server
+            .get(&format!("/repos/acme/{repo}/branches/main/protection"))
+            .await;
+        server.get(&format!("/repos/acme/{repo}")).await;
+    }
+    server.get("/repos/acme/api").await;
+
+    let unknown = server.get("/nope/nothing").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.headers().get("x-ratelimit-remaining").is_some());
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap(),
+        json!({ "message": "Not Found", "documentation_url": "https://docs.github.com/rest" })
+    );
+    // A known path with an unsupported method is an unknown route too.
+    let wrong_method = server
+        .client
+        .post(server.url("/repos/acme/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 404);
+
+    // Admin traffic is not counted.
+    let admin: Value = server.get("/_admin/requests").await.json().await.unwrap();
+    assert_eq!(admin["total"], 7);
+
+    let counts = server.sim.request_counts();
+    assert_eq!(
+        counts.get("GET /repos/{owner}/{repo}/branches/{branch}/protection"),
+        Some(&2)
+    );
+    assert_eq!(counts.get("GET /repos/{owner}/{repo}"), Some(&3));
+    assert_eq!(counts.get("GET (unmatched)"), Some(&1));
+    assert_eq!(counts.get("POST (unmatched)"), Some(&1));
+    assert_eq!(counts.values().sum::<u64>(), 7);
+    assert_eq!(admin["counts"]["GET /repos/{owner}/{repo}"], 3);
+
+    let log = server.sim.request_log();
+    assert_eq!(log.len(), 7);
+    assert_eq!(log[0].path, "/repos/acme/api/branches/main/protection");
+    assert_eq!(
+        log[0].route,
+        "/repos/{owner}/{repo}/branches/{branch}/protection"
+    );
+    assert_eq!(log[0].status, 404);
+    assert_eq!(log[0].method, "GET");
+
+    server.sim.reset_request_log();
+    assert!(server.sim.request_counts().is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_budgets_are_per_token() {
+    let server = Server::start(SimConfig {
+        tokens: vec!["good".to_owned(), "other".to_owned()],
+        ..SimConfig::default()
+    })
+    .await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let url = server.url("/repos/acme/api");
+
+    let bad = server
+        .client
+        .get(&url)
+        .bearer_auth("bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap(),
+        json!({
+            "message": "Bad credentials",
+            "documentation_url": "https://docs.github.com/rest",
+            "status": "401",
+        })
+    );
+    assert_eq!(server.get("/repos/acme/api").await.status(), 401);
+    let good = server
+        .client
+        .get(&url)
+        .header("Authorization", "token good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    assert_eq!(
+        server.sim.request_log().last().unwrap().token.as_deref(),
+        Some("good")
+    );
+
+    server.sim.set_rate_limit(3);
+    // "good" already spent one request.
+    for expected in [1, 0] {
+        let response = server
+            .client
+            .get(&url)
+            .bearer_auth("good")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(remaining(&response), expected);
+    }
+    let limited = server
+        .client
+        .get(&url)
+        .bearer_auth("good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 403);
+    assert_eq!(remaining(&limited), 0);
+    let body: Value = limited.json().await.unwrap();
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("API rate limit exceeded"));
+
+    // Another token has its own budget.
+    let other = server
+        .client
+        .get(&url)
+        .bearer_auth("other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(remaining(&other), 2);
+}
+
+#[tokio::test]
+async fn admin_http_api() {
+    let mut receiver = Receiver::start(0).await;
+    // No receiver yet; it is configured through the admin API below.
+    let server = Server::start(SimConfig {
+        webhook_url: None,
+        ..webhook_config("")
+    })
+    .await;
+
+    let created = server
+        .client
+        .post(server.url("/_admin/repos"))
+        .json(
+            &json!({ "owner": "acme", "name": "api", "default_branch": "trunk", "private": true }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let repo: Value = server.get("/repos/acme/api").await.json().await.unwrap();
+    assert_eq!(repo["id"], id);
+    assert_eq!(repo["default_branch"], "trunk");
+    assert_eq!(repo["private"], true);
+
+    let seeded = server
+        .client
+        .post(server.url("/_admin/seed"))
+        .json(&json!({ "org": "beta", "count": 4, "prefix": "lib", "protected_fraction": 0.5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), 201);
+    let list: Vec<Value> = seeded.json().await.unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[3]["name"], "lib-004");
+    assert!(server.sim.protection("beta", "lib-002", "main").is_some());
+    assert!(server.sim.protection("beta", "lib-001", "main").is_none());
+
+    // Webhooks can be pointed somewhere at runtime.
+    let switched = server
+        .client
+        .put(server.url("/_admin/webhooks"))
+        .json(&json!({ "enabled": true, "url": receiver.url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(switched.status(), 204);
+
+    let path = "/_admin/repos/acme/api/branches/trunk/protection";
+    let put = server
+        .client
+        .put(server.url(path))
+        .json(&json!({
+            "required_status_checks": null,
+            "enforce_admins": null,
+            "required_pull_request_reviews": null,
+            "restrictions": { "users": ["octocat"], "teams": ["core"] },
+            "required_signatures": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let view: Value = put.json().await.unwrap();
+    assert_eq!(view["required_signatures"]["enabled"], true);
+    assert_eq!(view["restrictions"]["users"][0]["login"], "octocat");
+    assert_eq!(view["restrictions"]["teams"][0]["slug"], "core");
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "branch_protection_rule");
+    assert_eq!(payload["rule"]["name"], "trunk");
+    assert_eq!(
+        payload["rule"]["authorized_actor_names"],
+        json!(["octocat"])
+    );
+
+    let invalid = server
+        .client
+        .put(server.url(path))
+        .json(&json!({ "enforce_admins": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 422);
+
+    let deleted = server.client.delete(server.url(path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["action"], "deleted");
+    let missing = server.client.delete(server.url(path)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let disabled = server
+        .client
+        .put(server.url("/_admin/webhooks"))
+        .json(&json!({ "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 204);
+    server
+        .sim
+        .create_repo("acme", "quiet", RepoOptions::default());
+    receiver.assert_quiet().await;
+
+    let requests: Value = server.get("/_admin/requests").await.json().await.unwrap();
+    assert_eq!(requests["total"], 1);
+    assert_eq!(requests["not_modified"], 0);
+    assert_eq!(requests["counts"]["GET /repos/{owner}/{repo}"], 1);
+    let log: Vec<Value> = server
+        .get("/_admin/requests/log")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["route"], "/repos/{owner}/{repo}");
+    assert_eq!(log[0]["status"], 200);
+}
+
+#[tokio::test]
+async fn serve_stops_on_cancel() {
+    let sim = Simulator::new(SimConfig::default());
+    let shutdown = CancellationToken::new();
+    let addr = sim
+        .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/rate_limit");
+    let rate: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rate["resources"]["core"]["limit"], 5000);
+    shutdown.cancel();
+    let mut stopped = false;
+    for _ in 0..50 {
+        if client.get(&url).send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped, "server still answering after shutdown");
+}
