@@ -12,6 +12,7 @@ mod consumer;
 mod embedded;
 mod producer;
 pub mod trace;
+pub mod worker;
 
 pub use consumer::{Consumer, ConsumerConfig, Record};
 pub use embedded::EmbeddedBroker;

@@ -86,6 +86,13 @@ impl Store {
         rows.iter().map(entity_from_row).collect()
     }
 
+    /// Number of active entities across all projects.
+    pub async fn count_active_entities(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c.query_one("SELECT count(*) FROM entities WHERE retired_at IS NULL", &[]).await?;
+        Ok(row.get(0))
+    }
+
     /// Every project that has active entities (the reconciler sweeps each).
     pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
         let c = self.client().await?;

@@ -5,7 +5,10 @@
 //!   served with [`Metrics`] by [`serve`] on `/healthz`, `/readyz` and `/metrics`.
 //! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGTERM or Ctrl-C.
 
+mod args;
 mod metrics;
+
+pub use args::ServiceArgs;
 
 pub use metrics::Metrics;
 
@@ -168,4 +171,21 @@ pub fn shutdown_on_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// Keeps `health` ready while `check` succeeds, re-checking every `every` until `shutdown`.
+pub fn readiness_loop<F, Fut>(health: Health, every: Duration, shutdown: CancellationToken, check: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            health.set_ready(check().await);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
 }

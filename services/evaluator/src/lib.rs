@@ -1,0 +1,290 @@
+//! Evaluator: entity events in, verdicts out.
+//!
+//! For each entity event: load the entity and the profiles of its project, read the entity's
+//! live state through the provider, evaluate every rule, write the latest status and history to
+//! Postgres, publish one `Verdict` per rule, and only then store the record's offset
+//! (at-least-once; evaluation is idempotent, so a redelivery is harmless).
+//!
+//! Records are processed one at a time per replica for now, which trivially keeps each entity's
+//! events ordered (the key pins an entity to a partition, the partition to one group member).
+
+mod catalog;
+
+use catalog::Catalog;
+use plumbline_bus::worker::{Failure, Handler, Worker};
+use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
+use plumbline_domain::{Entity, EvalStatus};
+use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
+use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_proto::v1::{EntityEvent, Verdict};
+use plumbline_proto::Message as _;
+use plumbline_store::{EvaluationRecord, Store};
+use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Evaluator configuration (flags or environment).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvaluatorConfig {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Consumer group; every replica of one installation uses the same.
+    #[arg(long, env = "PLUMB_EVALUATOR_GROUP", default_value = "plumbline-evaluator")]
+    pub group_id: String,
+
+    /// How long the group waits for a silent replica before reassigning its partitions.
+    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+
+    /// Longest time a changed rule type or profile may go unnoticed by this replica.
+    #[arg(long, env = "PLUMB_CATALOG_MAX_STALENESS_MS", default_value_t = 2_000)]
+    pub catalog_max_staleness_ms: u64,
+
+    /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
+    #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+}
+
+impl EvaluatorConfig {
+    pub fn new(service: ServiceArgs) -> Self {
+        EvaluatorConfig {
+            service,
+            group_id: "plumbline-evaluator".into(),
+            session_timeout_ms: 10_000,
+            catalog_max_staleness_ms: 2_000,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluatorError {
+    #[error("kafka: {0}")]
+    Bus(#[from] plumbline_bus::BusError),
+    #[error("postgres: {0}")]
+    Store(#[from] plumbline_store::StoreError),
+    #[error("github: {0}")]
+    GitHub(#[from] plumbline_github::GitHubError),
+    #[error("health endpoint: {0}")]
+    Health(std::io::Error),
+}
+
+pub struct Running {
+    pub health_addr: SocketAddr,
+    pub metrics: Metrics,
+    pub task: JoinHandle<()>,
+}
+
+struct Evaluator {
+    store: Store,
+    github: GitHub,
+    producer: Producer,
+    topics: Topics,
+    catalog: Catalog,
+    metrics: Metrics,
+}
+
+pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Result<Running, EvaluatorError> {
+    let s = &config.service;
+    let topics = Topics::with_prefix(&s.topic_prefix);
+    let store = Store::connect(&s.database_url, s.database_max_connections)?;
+    let github = GitHub::new(&GitHubConfig::new(&s.github_api_url, s.github_token.clone()))?;
+    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator"))?;
+    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events);
+    cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
+    cc.client_id = "plumbline-evaluator".into();
+    let consumer = Consumer::new(&cc)?;
+    let metrics = Metrics::new();
+    let health = Health::new("evaluator");
+    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
+        .await
+        .map_err(EvaluatorError::Health)?;
+    let mut ev = Evaluator {
+        catalog: Catalog::new(store.clone(), Duration::from_millis(config.catalog_max_staleness_ms)),
+        store,
+        github,
+        producer,
+        topics,
+        metrics: metrics.clone(),
+    };
+    let worker = Worker {
+        name: "evaluator",
+        consumer,
+        max_attempts: config.max_attempts.max(1),
+        dead_letter: Some((ev.producer.clone(), ev.topics.dlq.clone())),
+        health: health.clone(),
+        metrics: metrics.clone(),
+        base_backoff: Duration::from_millis(200),
+    };
+    let store = ev.store.clone();
+    let task = tokio::spawn(async move {
+        let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
+            let store = store.clone();
+            async move { store.ping().await.is_ok() }
+        });
+        worker.run(&mut ev, shutdown).await;
+        readiness.abort();
+    });
+    Ok(Running {
+        health_addr,
+        metrics,
+        task,
+    })
+}
+
+pub async fn run(config: EvaluatorConfig, shutdown: CancellationToken) -> Result<(), EvaluatorError> {
+    let r = start(config, shutdown).await?;
+    let _ = r.task.await;
+    Ok(())
+}
+
+impl Handler for Evaluator {
+    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+        Evaluator::handle(self, record).await
+    }
+}
+
+impl Evaluator {
+    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+        let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
+        let entity_ref = event.entity_ref().map_err(|e| Failure::Poison(e.to_string()))?;
+        let id = entity_ref.id();
+        let transient = |e: plumbline_store::StoreError| Failure::Transient(e.to_string());
+        let Some(entity) = self.store.get_entity(&id).await.map_err(transient)? else {
+            tracing::debug!(entity = %id, "entity not registered, event ignored");
+            self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
+            return Ok(());
+        };
+        let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;
+        let evaluation_started = std::time::Instant::now();
+        let mut verdicts = Vec::new();
+        let mut records = Vec::new();
+        for (_, profile, profile_name) in &snapshot.profiles {
+            let profile = match profile {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(profile = %profile_name, error = %e, "stored profile does not parse, skipped");
+                    continue;
+                }
+            };
+            let remediate = profile.remediate_mode().map(|m| m.as_str()).unwrap_or("off");
+            let alert = profile.alert_mode().map(|m| m.as_str()).unwrap_or("off");
+            for rule in profile.rules_for(entity.entity_ref.kind) {
+                let (version, outcome) = match snapshot.rules.get(&rule.rule_type) {
+                    None => (0, Outcome::error(format!("rule type {} not found", rule.rule_type))),
+                    Some((v, Err(e))) => (*v, Outcome::error(format!("rule type {} does not compile: {e}", rule.rule_type))),
+                    Some((v, Ok(compiled))) => {
+                        let outcome = if profile.selection.is_empty() {
+                            self.evaluate(compiled.clone(), &entity, rule).await?
+                        } else {
+                            Outcome::error("profile selectors are not supported yet")
+                        };
+                        (*v, outcome)
+                    }
+                };
+                self.metrics.inc(
+                    "plumbline_evaluator_evaluations_total",
+                    "rule evaluations by status",
+                    &[("status", outcome.status.as_str())],
+                    1,
+                );
+                let evaluation_id = uuid::Uuid::new_v4();
+                let now = chrono::Utc::now();
+                records.push(EvaluationRecord {
+                    evaluation_id,
+                    entity_id: id.clone(),
+                    project: entity.project.clone(),
+                    profile: profile.name.clone(),
+                    rule_type: rule.rule_type.clone(),
+                    rule_name: rule.rule_name().to_string(),
+                    status: outcome.status.as_str().to_string(),
+                    message: outcome.message.clone(),
+                    details: serde_json::json!(outcome.details),
+                    input_digest: outcome.input_digest.clone(),
+                    rule_type_version: version,
+                    cause_event_id: event.event_id.clone(),
+                    evaluated_at: now,
+                });
+                verdicts.push(Verdict {
+                    entity: event.entity.clone(),
+                    project: entity.project.clone(),
+                    profile: profile.name.clone(),
+                    rule_type: rule.rule_type.clone(),
+                    rule_name: rule.rule_name().to_string(),
+                    status: plumbline_proto::v1::EvalStatus::from(outcome.status) as i32,
+                    message: outcome.message,
+                    details: outcome.details,
+                    input_digest: outcome.input_digest,
+                    remediate: remediate.to_string(),
+                    alert: alert.to_string(),
+                    evaluated_at: Some(plumbline_proto::Timestamp {
+                        seconds: now.timestamp(),
+                        nanos: now.timestamp_subsec_nanos() as i32,
+                    }),
+                    cause_event_id: event.event_id.clone(),
+                    evaluation_id: evaluation_id.to_string(),
+                    owner: entity.owner.clone(),
+                    name: entity.name.clone(),
+                    rule_type_version: version,
+                });
+            }
+        }
+        // Durable first, then announce: a consumer of the verdict finds the status written.
+        self.store.record_evaluations(&records).await.map_err(transient)?;
+        let trace = record.trace().child();
+        let (producer, topic) = (&self.producer, &self.topics.verdicts);
+        let sends = verdicts.iter().map(|v| {
+            let payload = v.encode_to_vec();
+            let trace = trace.clone();
+            let key = id.clone();
+            async move {
+                producer
+                    .publish(topic, &key, &payload, "dev.plumbline.verdict.v1", &v.evaluation_id, &trace, &BTreeMap::new())
+                    .await
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|e| Failure::Transient(e.to_string()))?;
+        }
+        self.metrics.observe(
+            "plumbline_evaluator_entity_seconds",
+            "time to evaluate all rules of one entity event",
+            &[],
+            evaluation_started.elapsed().as_secs_f64(),
+        );
+        tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
+        Ok(())
+    }
+
+    /// Ingests (async I/O) and evaluates (CPU, on the blocking pool) one rule.
+    async fn evaluate(&self, rule: Arc<CompiledRule>, entity: &Entity, pr: &ProfileRule) -> Result<Outcome, Failure> {
+        let inv = Invocation {
+            entity,
+            params: &pr.params,
+            def: &pr.def,
+        };
+        let ingested = match rule.ingest(&inv, &self.github).await {
+            Ok(i) => i,
+            Err(IngestError::Rule(e)) => return Ok(Outcome::error(e)),
+            // The provider is down or limiting us: retry the record rather than publish an
+            // error verdict that says nothing about the repository.
+            Err(IngestError::Transient(e)) => return Err(Failure::Transient(e.to_string())),
+        };
+        let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
+        tokio::task::spawn_blocking(move || {
+            let inv = Invocation {
+                entity: &entity,
+                params: &params,
+                def: &def,
+            };
+            rule.evaluate(&ingested, &inv)
+        })
+        .await
+        .or_else(|e| Ok(Outcome::new(EvalStatus::Error, format!("evaluation panicked: {e}"))))
+    }
+}

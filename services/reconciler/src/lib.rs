@@ -1,0 +1,199 @@
+//! Reconciler: re-emits every registered entity once per interval.
+//!
+//! Webhooks get lost; a level-triggered system tolerates that by looking again. Each interval
+//! the active reconciler pages through every active entity and emits `EntityEvent{SWEEP}`,
+//! spread evenly over the interval (with jitter) so evaluators' provider calls stay under the
+//! rate budget instead of arriving as one burst. One instance is active at a time (a Postgres
+//! session advisory lock); the others stand by and take over if its connection dies.
+
+use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
+use plumbline_domain::EventReason;
+use plumbline_proto::v1::EntityEvent;
+use plumbline_proto::Message as _;
+use plumbline_store::Store;
+use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Advisory lock id of the active reconciler ("PLUMREC").
+const RECONCILER_LOCK: i64 = 0x504c_554d_5245_43;
+
+/// Reconciler configuration (flags or environment).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReconcilerConfig {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Every entity is re-evaluated at least once per interval.
+    #[arg(long, env = "PLUMB_RECONCILE_INTERVAL_SECS", default_value_t = 3600)]
+    pub interval_secs: u64,
+
+    /// Entities read per page while sweeping.
+    #[arg(long, env = "PLUMB_RECONCILE_PAGE_SIZE", default_value_t = 500)]
+    pub page_size: i64,
+}
+
+impl ReconcilerConfig {
+    pub fn new(service: ServiceArgs, interval: Duration) -> Self {
+        ReconcilerConfig {
+            service,
+            interval_secs: interval.as_secs().max(1),
+            page_size: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcilerError {
+    #[error("kafka: {0}")]
+    Bus(#[from] plumbline_bus::BusError),
+    #[error("postgres: {0}")]
+    Store(#[from] plumbline_store::StoreError),
+    #[error("health endpoint: {0}")]
+    Health(std::io::Error),
+}
+
+pub struct Running {
+    pub health_addr: SocketAddr,
+    pub metrics: Metrics,
+    pub task: JoinHandle<()>,
+}
+
+pub async fn start(config: ReconcilerConfig, shutdown: CancellationToken) -> Result<Running, ReconcilerError> {
+    let s = &config.service;
+    let store = Store::connect(&s.database_url, s.database_max_connections.max(2))?;
+    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler"))?;
+    let metrics = Metrics::new();
+    let health = Health::new("reconciler");
+    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
+        .await
+        .map_err(ReconcilerError::Health)?;
+    let r = Reconciler {
+        store,
+        producer,
+        topics: Topics::with_prefix(&s.topic_prefix),
+        interval: Duration::from_secs(config.interval_secs.max(1)),
+        page_size: config.page_size.max(1),
+        metrics: metrics.clone(),
+        health,
+    };
+    let task = tokio::spawn(async move { r.run(shutdown).await });
+    Ok(Running { health_addr, metrics, task })
+}
+
+pub async fn run(config: ReconcilerConfig, shutdown: CancellationToken) -> Result<(), ReconcilerError> {
+    let r = start(config, shutdown).await?;
+    let _ = r.task.await;
+    Ok(())
+}
+
+struct Reconciler {
+    store: Store,
+    producer: Producer,
+    topics: Topics,
+    interval: Duration,
+    page_size: i64,
+    metrics: Metrics,
+    health: Health,
+}
+
+const LOOP: &str = "reconcile";
+
+impl Reconciler {
+    fn stall(&self) -> Duration {
+        self.interval * 2 + Duration::from_secs(60)
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        loop {
+            self.health.beat(LOOP, self.stall());
+            let lock = match self.store.try_lock(RECONCILER_LOCK).await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.health.set_ready(false);
+                    tracing::warn!(error = %e, "cannot reach postgres for the reconciler lock");
+                    None
+                }
+            };
+            let Some(lock) = lock else {
+                // Standby (or database unreachable): look again shortly.
+                self.metrics.set_gauge("plumbline_reconciler_active", "1 while this instance holds the sweep lock", &[], 0);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                }
+            };
+            self.health.set_ready(true);
+            self.metrics.set_gauge("plumbline_reconciler_active", "1 while this instance holds the sweep lock", &[], 1);
+            tracing::info!(interval_secs = self.interval.as_secs(), "reconciler active");
+            // Sweep every interval for as long as the lock holds.
+            loop {
+                let started = Instant::now();
+                match self.sweep(&shutdown).await {
+                    Ok(n) => {
+                        self.metrics.inc("plumbline_reconciler_sweeps_total", "completed sweeps", &[], 1);
+                        tracing::info!(entities = n, elapsed_ms = started.elapsed().as_millis() as u64, "sweep complete");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sweep failed, next interval retries"),
+                }
+                self.health.beat(LOOP, self.stall());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(started + self.interval) => {}
+                }
+                if !lock.still_held().await {
+                    tracing::warn!("reconciler lock lost, standing by");
+                    break;
+                }
+            }
+            drop(lock);
+        }
+    }
+
+    /// Emits one sweep event per active entity, spread over the interval. Returns the count.
+    async fn sweep(&self, shutdown: &CancellationToken) -> Result<u64, ReconcilerError> {
+        let mut total = 0u64;
+        // Pace the whole fleet over ~90% of the interval.
+        let count = self.store.count_active_entities().await?.max(0) as u64;
+        let projects = self.store.projects().await?;
+        if count == 0 {
+            return Ok(0);
+        }
+        let step = self.interval.mul_f64(0.9) / (count.min(u32::MAX as u64) as u32);
+        let trace = TraceContext::new_root();
+        let start = Instant::now();
+        for p in &projects {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.store.list_entities(p, after.as_deref(), self.page_size).await?;
+                for e in &page {
+                    // Jitter within the entity's slot, so replicas' sweeps never align exactly.
+                    let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
+                    let due = start + step * (total.min(u32::MAX as u64) as u32) + jitter;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(total),
+                        _ = tokio::time::sleep_until(due) => {}
+                    }
+                    let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
+                    ev.owner = e.owner.clone();
+                    ev.name = e.name.clone();
+                    self.producer
+                        .publish(&self.topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace.child(), &BTreeMap::new())
+                        .await?;
+                    self.metrics.inc("plumbline_reconciler_events_total", "sweep events emitted", &[], 1);
+                    total += 1;
+                }
+                match page.last() {
+                    Some(e) if page.len() as i64 == self.page_size => after = Some(e.id()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(total)
+    }
+}

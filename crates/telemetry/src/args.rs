@@ -1,0 +1,55 @@
+//! Flags shared by the services that consume from Kafka and use Postgres and GitHub.
+
+use std::net::SocketAddr;
+
+/// Connection settings common to evaluator, actuator, reconciler and control.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "PLUMB_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Prefix for topic names (several installations or tests on one broker).
+    #[arg(long, env = "PLUMB_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+
+    /// Postgres connection URL.
+    #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline")]
+    pub database_url: String,
+
+    /// Maximum Postgres connections of this process.
+    #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: usize,
+
+    /// GitHub REST API root (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "PLUMB_GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+
+    /// GitHub token used for reads and remediations.
+    #[arg(long, env = "PLUMB_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+
+    /// Provider name entity ids are minted under.
+    #[arg(long, env = "PLUMB_PROVIDER", default_value = "github")]
+    pub provider: String,
+
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "PLUMB_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
+    pub health_listen: SocketAddr,
+}
+
+impl ServiceArgs {
+    /// Settings for tests and `plumb dev`: everything on loopback, health on an ephemeral port.
+    pub fn local(kafka_brokers: &str, database_url: &str, github_api_url: &str) -> Self {
+        ServiceArgs {
+            kafka_brokers: kafka_brokers.to_string(),
+            topic_prefix: String::new(),
+            database_url: database_url.to_string(),
+            database_max_connections: 4,
+            github_api_url: github_api_url.to_string(),
+            github_token: None,
+            provider: "github".to_string(),
+            health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
