@@ -1,1 +1,144 @@
-fn main() {}
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use plumb::{client, commands, dev};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "plumb", about = "Plumbline: keep repositories in a declared security posture", version)]
+struct Cli {
+    /// Control API URL.
+    #[arg(long, global = true, env = "PLUMB_CONTROL_URL", default_value = "http://127.0.0.1:50051")]
+    control_url: String,
+    /// Bearer token for the control API.
+    #[arg(long, global = true, env = "PLUMB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Project to act on.
+    #[arg(long, global = true, env = "PLUMB_PROJECT", default_value = "default")]
+    project: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: services, control API, and a simulated GitHub fleet.
+    Dev(dev::DevArgs),
+    /// Apply the embedded database migrations.
+    Migrate {
+        #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline")]
+        database_url: String,
+    },
+    /// Rule types.
+    Ruletype {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Profiles.
+    Profile {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Repositories.
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+    /// The latest verdicts, as a table.
+    Status {
+        /// Only this entity (id as shown by `plumb repo list`).
+        #[arg(long, default_value = "")]
+        entity: String,
+    },
+    /// Re-evaluate one entity, or every entity of the project.
+    Reconcile {
+        #[arg(long, default_value = "")]
+        entity: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocCommand {
+    /// Create or update from a Minder-format YAML file.
+    Apply {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Register OWNER/NAME; it is evaluated right away.
+    Register {
+        full_name: String,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    List,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    plumbline_telemetry::init_logging(false);
+    let project = cli.project.clone();
+    match cli.command {
+        Command::Dev(args) => {
+            let shutdown = plumbline_telemetry::shutdown_on_signal();
+            dev::run(args, shutdown).await?;
+        }
+        Command::Migrate { database_url } => {
+            let store = plumbline_store::Store::connect(&database_url, 1)?;
+            let n = store.migrate().await.context("migrating")?;
+            println!("{n} migration(s) applied; schema version {}", store.schema_version().await?);
+        }
+        Command::Ruletype { command: DocCommand::Apply { files } } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            for f in files {
+                let r = commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
+                println!("rule type {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
+            }
+        }
+        Command::Profile { command: DocCommand::Apply { files } } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            for f in files {
+                let r = commands::apply_profile(&mut c, &project, &commands::read_file(&f)?).await?;
+                println!(
+                    "profile {} version {}{}; {} entities queued",
+                    r.name,
+                    r.version,
+                    if r.changed { "" } else { " (unchanged)" },
+                    r.entities_queued
+                );
+            }
+        }
+        Command::Repo { command: RepoCommand::Register { full_name, labels } } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let r = commands::register_repository(&mut c, &project, &full_name, labels).await?;
+            println!("{} registered as {} (default branch {})", full_name, r.entity_id, r.default_branch);
+        }
+        Command::Repo { command: RepoCommand::List } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let r = c
+                .list_repositories(plumbline_proto::v1::ListRepositoriesRequest { project })
+                .await?
+                .into_inner();
+            for repo in r.repositories {
+                println!("{}\t{}/{}\t{}", repo.entity_id, repo.owner, repo.name, repo.default_branch);
+            }
+        }
+        Command::Status { entity } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let rows = commands::status(&mut c, &project, &entity).await?;
+            print!("{}", commands::status_table(&rows));
+        }
+        Command::Reconcile { entity } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let r = c
+                .reconcile(plumbline_proto::v1::ReconcileRequest { project, entity_id: entity })
+                .await?
+                .into_inner();
+            println!("{} entities queued", r.entities_queued);
+        }
+    }
+    Ok(())
+}

@@ -93,8 +93,9 @@ impl GitHub {
             .set_connect_timeout(Some(config.timeout))
             .set_read_timeout(Some(config.timeout))
             .set_write_timeout(Some(config.timeout));
-        if let Some(t) = &config.token {
-            b = b.personal_token(t.clone());
+        // An empty token (an unset variable passed through by compose) means anonymous.
+        if let Some(t) = config.token.as_ref().filter(|t| !t.trim().is_empty()) {
+            b = b.personal_token(t.trim().to_string());
         }
         let octo = b.build().map_err(|e| GitHubError::Config(e.to_string()))?;
         Ok(GitHub {

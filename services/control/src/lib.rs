@@ -1,0 +1,335 @@
+//! Control plane: the gRPC API behind the `plumb` CLI.
+//!
+//! Every change that can alter a verdict emits the entity events that re-evaluate what it
+//! touches (registering a repository, changing a profile or a rule type a profile uses), so the
+//! control plane never evaluates anything itself: it feeds the same loop as webhooks and sweeps.
+
+mod error;
+
+pub use error::ControlError;
+
+use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
+use plumbline_domain::{Entity, EntityKind, EntityRef, EvalStatus, EventReason};
+use plumbline_engine::{digest, CompiledRule, Profile, RuleType};
+use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_proto::v1::control_service_server::{ControlService, ControlServiceServer};
+use plumbline_proto::v1::*;
+use plumbline_proto::Message as _;
+use plumbline_store::Store;
+use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// Control-plane configuration (flags or environment).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControlConfig {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// gRPC listen address.
+    #[arg(long = "listen", env = "PLUMB_CONTROL_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Static bearer tokens accepted by the API (comma-separated). Empty: no authentication,
+    /// which is only sensible on loopback (`plumb dev`).
+    #[arg(long = "auth-token", env = "PLUMB_CONTROL_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub auth_tokens: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("kafka: {0}")]
+    Bus(#[from] plumbline_bus::BusError),
+    #[error("postgres: {0}")]
+    Store(#[from] plumbline_store::StoreError),
+    #[error("github: {0}")]
+    GitHub(#[from] plumbline_github::GitHubError),
+    #[error("listen: {0}")]
+    Listen(std::io::Error),
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+pub struct Control {
+    store: Store,
+    github: GitHub,
+    producer: Producer,
+    topics: Topics,
+    provider: String,
+}
+
+pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let s = &config.service;
+    let store = Store::connect(&s.database_url, s.database_max_connections)?;
+    let control = Control {
+        store: store.clone(),
+        github: GitHub::new(&GitHubConfig::new(&s.github_api_url, s.github_token.clone()))?,
+        producer: Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-control"))?,
+        topics: Topics::with_prefix(&s.topic_prefix),
+        provider: s.provider.clone(),
+    };
+    let health = Health::new("control");
+    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), Metrics::new(), shutdown.clone())
+        .await
+        .map_err(StartError::Listen)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(StartError::Listen)?;
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let tokens = config.auth_tokens.into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>();
+    let svc = ControlServiceServer::with_interceptor(control, move |req: Request<()>| authenticate(&tokens, req));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tracing::info!(%addr, "control api listening");
+    let task = tokio::spawn(async move {
+        let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
+            let store = store.clone();
+            async move { store.ping().await.is_ok() }
+        });
+        let r = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "control api failed");
+        }
+        readiness.abort();
+    });
+    Ok(Running { addr, health_addr, task })
+}
+
+pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    let r = start(config, shutdown).await?;
+    let _ = r.task.await;
+    Ok(())
+}
+
+/// Checks `authorization: Bearer TOKEN` against the static tokens in constant time.
+fn authenticate(tokens: &[String], req: Request<()>) -> Result<Request<()>, Status> {
+    if tokens.is_empty() {
+        return Ok(req);
+    }
+    let presented = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+    use subtle::ConstantTimeEq;
+    if tokens.iter().any(|t| bool::from(t.as_bytes().ct_eq(presented.as_bytes()))) {
+        Ok(req)
+    } else {
+        Err(Status::unauthenticated("invalid bearer token"))
+    }
+}
+
+fn project_or_default(p: &str) -> &str {
+    if p.is_empty() {
+        plumbline_domain::DEFAULT_PROJECT
+    } else {
+        p
+    }
+}
+
+impl Control {
+    /// Queues a re-evaluation for each given entity. Returns how many were queued.
+    async fn emit(&self, entities: &[Entity], reason: EventReason) -> Result<u32, ControlError> {
+        let trace = TraceContext::new_root();
+        let mut n = 0;
+        for e in entities {
+            let mut ev = EntityEvent::new(&e.entity_ref, reason);
+            ev.owner = e.owner.clone();
+            ev.name = e.name.clone();
+            self.producer
+                .publish(&self.topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace.child(), &BTreeMap::new())
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Every active entity of `project` of the given kinds.
+    async fn entities_of(&self, project: &str, kinds: &[EntityKind]) -> Result<Vec<Entity>, ControlError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_entities(project, after.as_deref(), 1000).await?;
+            let full = page.len() == 1000;
+            after = page.last().map(|e| e.id());
+            out.extend(page.into_iter().filter(|e| kinds.contains(&e.entity_ref.kind)));
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn profile_kinds(p: &Profile) -> Vec<EntityKind> {
+        [EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release]
+            .into_iter()
+            .filter(|k| !p.rules_for(*k).is_empty())
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl ControlService for Control {
+    async fn apply_rule_type(&self, req: Request<ApplyRuleTypeRequest>) -> Result<Response<ApplyRuleTypeResponse>, Status> {
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        let rt = RuleType::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
+        let name = rt.name.clone();
+        // Reject what would not run: template and Rego syntax are checked here, not at 3 a.m.
+        CompiledRule::compile(rt).map_err(ControlError::Invalid)?;
+        let (version, changed) = self.store.upsert_rule_type(project, &name, &digest(req.yaml.as_bytes()), &req.yaml).await.map_err(ControlError::from)?;
+        if changed {
+            // Re-evaluate entities of every profile that uses this rule type.
+            let mut kinds = Vec::new();
+            for doc in self.store.list_profiles(project).await.map_err(ControlError::from)? {
+                if let Ok(p) = Profile::from_yaml(&doc.source_yaml) {
+                    if p.rule_type_names().contains(&name.as_str()) {
+                        kinds.extend(Control::profile_kinds(&p));
+                    }
+                }
+            }
+            kinds.sort_by_key(|k| k.as_str());
+            kinds.dedup();
+            if !kinds.is_empty() {
+                let entities = self.entities_of(project, &kinds).await?;
+                self.emit(&entities, EventReason::ProfileChanged).await?;
+            }
+        }
+        tracing::info!(project, rule_type = %name, version, changed, "rule type applied");
+        Ok(Response::new(ApplyRuleTypeResponse { name, version, changed }))
+    }
+
+    async fn apply_profile(&self, req: Request<ApplyProfileRequest>) -> Result<Response<ApplyProfileResponse>, Status> {
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        let profile = Profile::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
+        for rt in profile.rule_type_names() {
+            if self.store.get_rule_type(project, rt).await.map_err(ControlError::from)?.is_none() {
+                return Err(ControlError::Precondition(format!("rule type {rt} does not exist in project {project}: apply it first")).into());
+            }
+        }
+        let (version, changed) = self
+            .store
+            .upsert_profile(project, &profile.name, &digest(req.yaml.as_bytes()), &req.yaml)
+            .await
+            .map_err(ControlError::from)?;
+        let mut queued = 0;
+        if changed {
+            let entities = self.entities_of(project, &Control::profile_kinds(&profile)).await?;
+            queued = self.emit(&entities, EventReason::ProfileChanged).await?;
+        }
+        tracing::info!(project, profile = %profile.name, version, changed, queued, "profile applied");
+        Ok(Response::new(ApplyProfileResponse {
+            name: profile.name,
+            version,
+            changed,
+            entities_queued: queued,
+        }))
+    }
+
+    async fn register_repository(&self, req: Request<RegisterRepositoryRequest>) -> Result<Response<RegisterRepositoryResponse>, Status> {
+        let req = req.into_inner();
+        let project = project_or_default(&req.project).to_string();
+        if req.owner.is_empty() || req.name.is_empty() {
+            return Err(ControlError::InvalidArgument("owner and name are required".into()).into());
+        }
+        let repo = self.github.get_repository(&req.owner, &req.name).await.map_err(ControlError::from)?;
+        let default_branch = repo.default_branch.clone().unwrap_or_default();
+        let entity = Entity {
+            entity_ref: EntityRef::repository(&self.provider, repo.id),
+            project,
+            owner: repo.owner.login.clone(),
+            name: repo.name.clone(),
+            properties: serde_json::json!({
+                "repo_id": repo.id,
+                "default_branch": default_branch,
+                "private": repo.private,
+                "archived": repo.archived,
+                "fork": repo.fork,
+                "full_name": repo.full_name,
+            }),
+            labels: req.labels,
+        };
+        let created = self.store.upsert_entity(&entity).await.map_err(ControlError::from)?;
+        self.emit(std::slice::from_ref(&entity), EventReason::Registered).await?;
+        tracing::info!(entity = %entity.id(), repo = %entity.full_name(), created, "repository registered");
+        Ok(Response::new(RegisterRepositoryResponse {
+            entity_id: entity.id(),
+            default_branch,
+            created,
+        }))
+    }
+
+    async fn list_repositories(&self, req: Request<ListRepositoriesRequest>) -> Result<Response<ListRepositoriesResponse>, Status> {
+        let req = req.into_inner();
+        let entities = self.entities_of(project_or_default(&req.project), &[EntityKind::Repository]).await?;
+        Ok(Response::new(ListRepositoriesResponse {
+            repositories: entities
+                .into_iter()
+                .map(|e| Repository {
+                    entity_id: e.id(),
+                    default_branch: e.default_branch().unwrap_or("").to_string(),
+                    owner: e.owner,
+                    name: e.name,
+                    labels: e.labels,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_status(&self, req: Request<ListStatusRequest>) -> Result<Response<ListStatusResponse>, Status> {
+        let req = req.into_inner();
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let rows = self
+            .store
+            .list_status(project_or_default(&req.project), opt(&req.entity_id).as_deref(), opt(&req.profile).as_deref())
+            .await
+            .map_err(ControlError::from)?;
+        Ok(Response::new(ListStatusResponse {
+            statuses: rows
+                .into_iter()
+                .map(|r| RuleStatus {
+                    status: r
+                        .status
+                        .parse::<EvalStatus>()
+                        .map(|s| plumbline_proto::v1::EvalStatus::from(s) as i32)
+                        .unwrap_or(0),
+                    entity_id: r.entity_id,
+                    owner: r.owner,
+                    name: r.name,
+                    profile: r.profile,
+                    rule_type: r.rule_type,
+                    rule_name: r.rule_name,
+                    message: r.message,
+                    evaluated_at: Some(plumbline_proto::Timestamp {
+                        seconds: r.evaluated_at.timestamp(),
+                        nanos: r.evaluated_at.timestamp_subsec_nanos() as i32,
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn reconcile(&self, req: Request<ReconcileRequest>) -> Result<Response<ReconcileResponse>, Status> {
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        let entities = if req.entity_id.is_empty() {
+            self.entities_of(project, &[EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release]).await?
+        } else {
+            match self.store.get_entity(&req.entity_id).await.map_err(ControlError::from)? {
+                Some(e) => vec![e],
+                None => return Err(ControlError::NotFound(format!("entity {}", req.entity_id)).into()),
+            }
+        };
+        let n = self.emit(&entities, EventReason::Manual).await?;
+        Ok(Response::new(ReconcileResponse { entities_queued: n }))
+    }
+}

@@ -1,0 +1,143 @@
+//! Control-plane commands: what `plumb ruletype|profile|repo|status|reconcile` do.
+
+use crate::client::Client;
+use anyhow::Context as _;
+use plumbline_proto::v1::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub async fn apply_rule_type(c: &mut Client, project: &str, yaml: &str) -> anyhow::Result<ApplyRuleTypeResponse> {
+    Ok(c.apply_rule_type(ApplyRuleTypeRequest {
+        project: project.into(),
+        yaml: yaml.into(),
+    })
+    .await?
+    .into_inner())
+}
+
+pub async fn apply_profile(c: &mut Client, project: &str, yaml: &str) -> anyhow::Result<ApplyProfileResponse> {
+    Ok(c.apply_profile(ApplyProfileRequest {
+        project: project.into(),
+        yaml: yaml.into(),
+    })
+    .await?
+    .into_inner())
+}
+
+pub async fn register_repository(c: &mut Client, project: &str, full_name: &str, labels: Vec<String>) -> anyhow::Result<RegisterRepositoryResponse> {
+    let (owner, name) = full_name
+        .split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+        .with_context(|| format!("{full_name:?} is not OWNER/NAME"))?;
+    Ok(c.register_repository(RegisterRepositoryRequest {
+        project: project.into(),
+        owner: owner.into(),
+        name: name.into(),
+        labels,
+    })
+    .await?
+    .into_inner())
+}
+
+pub async fn status(c: &mut Client, project: &str, entity_id: &str) -> anyhow::Result<Vec<RuleStatus>> {
+    Ok(c.list_status(ListStatusRequest {
+        project: project.into(),
+        entity_id: entity_id.into(),
+        profile: String::new(),
+    })
+    .await?
+    .into_inner()
+    .statuses)
+}
+
+pub fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn status_word(s: i32) -> &'static str {
+    match EvalStatus::try_from(s).unwrap_or(EvalStatus::Unspecified) {
+        EvalStatus::Pass => "pass",
+        EvalStatus::Fail => "FAIL",
+        EvalStatus::Skipped => "skipped",
+        EvalStatus::Error => "ERROR",
+        EvalStatus::Unspecified => "?",
+    }
+}
+
+/// The latest verdicts as an aligned text table.
+pub fn status_table(rows: &[RuleStatus]) -> String {
+    let headers = ["REPOSITORY", "PROFILE", "RULE", "STATUS", "MESSAGE"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                format!("{}/{}", r.owner, r.name),
+                r.profile.clone(),
+                r.rule_name.clone(),
+                status_word(r.status).to_string(),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, row: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &headers);
+    for row in &cells {
+        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &refs);
+    }
+    let passing = rows.iter().filter(|r| r.status == EvalStatus::Pass as i32).count();
+    let _ = writeln!(out, "{passing}/{} rules passing", rows.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_counts() {
+        let rows = vec![
+            RuleStatus {
+                owner: "acme".into(),
+                name: "a".into(),
+                profile: "p".into(),
+                rule_name: "r".into(),
+                status: EvalStatus::Pass as i32,
+                ..Default::default()
+            },
+            RuleStatus {
+                owner: "acme".into(),
+                name: "longer-name".into(),
+                profile: "p".into(),
+                rule_name: "r".into(),
+                status: EvalStatus::Fail as i32,
+                message: "no protection".into(),
+                ..Default::default()
+            },
+        ];
+        let t = status_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("REPOSITORY        PROFILE"), "{t}");
+        assert!(lines[2].contains("FAIL") && lines[2].ends_with("no protection"), "{t}");
+        assert_eq!(lines[3], "1/2 rules passing");
+    }
+}

@@ -1,0 +1,203 @@
+//! Every Plumbline service in one process, wired together: what `plumb dev` runs and what the
+//! end-to-end tests start (against a real broker and a real Postgres).
+//!
+//! Each service has its own shutdown token, so tests can stop and restart one (the evaluator
+//! restart test) while the rest keep running.
+
+use anyhow::Context as _;
+use plumbline_github_sim::{SimConfig, Simulator};
+use plumbline_telemetry::ServiceArgs;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub kafka_brokers: String,
+    pub database_url: String,
+    /// Prefix for topics and consumer groups, so several stacks can share a broker.
+    pub topic_prefix: String,
+    pub webhook_secret: String,
+    pub reconcile_interval: Duration,
+    pub session_timeout: Duration,
+    pub sim_listen: SocketAddr,
+    pub ingest_listen: SocketAddr,
+    pub control_listen: SocketAddr,
+}
+
+impl StackConfig {
+    /// Loopback addresses on ephemeral ports.
+    pub fn local(kafka_brokers: &str, database_url: &str, topic_prefix: &str) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        StackConfig {
+            kafka_brokers: kafka_brokers.to_string(),
+            database_url: database_url.to_string(),
+            topic_prefix: topic_prefix.to_string(),
+            webhook_secret: format!("sim-{}", uuid::Uuid::new_v4()),
+            reconcile_interval: Duration::from_secs(3600),
+            session_timeout: Duration::from_secs(6),
+            sim_listen: any,
+            ingest_listen: any,
+            control_listen: any,
+        }
+    }
+}
+
+struct Service {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Service {
+    async fn stop(self) {
+        self.token.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub struct Stack {
+    pub config: StackConfig,
+    pub sim: Simulator,
+    pub sim_url: String,
+    pub ingest_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    pub actuator_metrics: plumbline_telemetry::Metrics,
+    pub outcomes: tokio::sync::broadcast::Sender<plumbline_proto::v1::ActionOutcome>,
+    root: CancellationToken,
+    ingest: Option<Service>,
+    evaluator: Option<Service>,
+    actuator: Option<Service>,
+    reconciler: Option<Service>,
+    control: Option<Service>,
+}
+
+impl Stack {
+    fn service_args(&self) -> ServiceArgs {
+        service_args(&self.config, &self.sim_url)
+    }
+
+    /// Starts the simulator and every service. The database must be migrated and the topics
+    /// must exist.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        let root = CancellationToken::new();
+        let sim = Simulator::new(SimConfig {
+            webhook_url: None,
+            webhook_secret: config.webhook_secret.clone(),
+            tokens: vec![],
+        });
+        let sim_addr = sim.serve(config.sim_listen, root.child_token()).await.context("starting the github simulator")?;
+        let sim_url = format!("http://{sim_addr}");
+
+        let ingest_token = root.child_token();
+        let ingest = plumbline_ingest::start(
+            plumbline_ingest::IngestConfig {
+                listen: config.ingest_listen,
+                kafka_brokers: config.kafka_brokers.clone(),
+                topic_prefix: config.topic_prefix.clone(),
+                webhook_secrets: vec![config.webhook_secret.clone()],
+                provider: "github".into(),
+                ack_timeout_ms: 5000,
+            },
+            ingest_token.clone(),
+        )
+        .await
+        .context("starting ingest")?;
+        sim.set_webhook_url(Some(format!("http://{}/webhooks/github", ingest.addr)));
+
+        let args = service_args(&config, &sim_url);
+        let control_token = root.child_token();
+        let control = plumbline_control::start(
+            plumbline_control::ControlConfig {
+                service: args.clone(),
+                listen: config.control_listen,
+                auth_tokens: vec![],
+            },
+            control_token.clone(),
+        )
+        .await
+        .context("starting control")?;
+
+        let actuator_token = root.child_token();
+        let mut ac = plumbline_actuator::ActuatorConfig::new(args.clone());
+        ac.group_id = format!("{}plumbline-actuator", config.topic_prefix);
+        ac.session_timeout_ms = config.session_timeout.as_millis() as u64;
+        let actuator = plumbline_actuator::start(ac, actuator_token.clone()).await.context("starting actuator")?;
+
+        let mut stack = Stack {
+            sim,
+            sim_url,
+            ingest_addr: ingest.addr,
+            control_addr: control.addr,
+            actuator_metrics: actuator.metrics.clone(),
+            outcomes: actuator.outcomes.clone(),
+            root,
+            ingest: Some(Service { token: ingest_token, task: ingest.task }),
+            evaluator: None,
+            actuator: Some(Service { token: actuator_token, task: actuator.task }),
+            reconciler: None,
+            control: Some(Service { token: control_token, task: control.task }),
+            config,
+        };
+        stack.start_evaluator().await?;
+        stack.start_reconciler().await?;
+        Ok(stack)
+    }
+
+    pub async fn start_evaluator(&mut self) -> anyhow::Result<()> {
+        if self.evaluator.is_some() {
+            return Ok(());
+        }
+        let token = self.root.child_token();
+        let mut ec = plumbline_evaluator::EvaluatorConfig::new(self.service_args());
+        ec.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
+        ec.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
+        ec.catalog_max_staleness_ms = 500;
+        let r = plumbline_evaluator::start(ec, token.clone()).await.context("starting evaluator")?;
+        self.evaluator = Some(Service { token, task: r.task });
+        Ok(())
+    }
+
+    /// Stops the evaluator gracefully (its in-flight record is finished or abandoned unstored).
+    pub async fn stop_evaluator(&mut self) {
+        if let Some(s) = self.evaluator.take() {
+            s.stop().await;
+        }
+    }
+
+    pub async fn start_reconciler(&mut self) -> anyhow::Result<()> {
+        if self.reconciler.is_some() {
+            return Ok(());
+        }
+        let token = self.root.child_token();
+        let rc = plumbline_reconciler::ReconcilerConfig::new(self.service_args(), self.config.reconcile_interval);
+        let r = plumbline_reconciler::start(rc, token.clone()).await.context("starting reconciler")?;
+        self.reconciler = Some(Service { token, task: r.task });
+        Ok(())
+    }
+
+    pub fn control_url(&self) -> String {
+        format!("http://{}", self.control_addr)
+    }
+
+    pub fn ingest_url(&self) -> String {
+        format!("http://{}/webhooks/github", self.ingest_addr)
+    }
+
+    /// Stops everything: ingest first (no new work), then the consumers, then the rest.
+    pub async fn stop(mut self) {
+        for s in [self.ingest.take(), self.reconciler.take(), self.evaluator.take(), self.actuator.take(), self.control.take()]
+            .into_iter()
+            .flatten()
+        {
+            s.stop().await;
+        }
+        self.root.cancel();
+    }
+}
+
+fn service_args(config: &StackConfig, sim_url: &str) -> ServiceArgs {
+    let mut a = ServiceArgs::local(&config.kafka_brokers, &config.database_url, sim_url);
+    a.topic_prefix = config.topic_prefix.clone();
+    a
+}

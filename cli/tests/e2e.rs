@@ -1,0 +1,239 @@
+//! End to end on a real Kafka-protocol broker and a real Postgres: the walking skeleton.
+
+mod common;
+
+use common::*;
+use plumb::stack::{Stack, StackConfig};
+use plumb::{client, commands, shipped};
+use plumbline_github_sim::RepoOptions;
+use plumbline_proto::v1::{ActionOutcome, ActionStatus, EntityEvent, EvalStatus, Verdict};
+use plumbline_proto::Message as _;
+use std::time::Duration;
+
+const PROJECT: &str = "default";
+const RULE: &str = "branch_protection_enabled";
+const PROTECTION_ROUTE: &str = "/repos/{owner}/{repo}/branches/{branch}/protection";
+
+async fn start_stack(db: &TestDb, prefix: &str, interval: Duration) -> Stack {
+    let mut cfg = StackConfig::local(&kafka(), &db.url, prefix);
+    cfg.reconcile_interval = interval;
+    Stack::start(cfg).await.expect("stack starts")
+}
+
+/// Applies the shipped rule type and profile and registers the repositories, through the
+/// control API, the way an operator would.
+async fn enroll(stack: &Stack, repos: &[(&str, &str)]) {
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    for (_, yaml) in shipped::RULE_TYPES {
+        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+    }
+    for (_, yaml) in shipped::PROFILES {
+        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+    }
+    for (o, n) in repos {
+        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![]).await.expect("register");
+    }
+}
+
+async fn status_of(store: &plumbline_store::Store, entity: &str) -> Option<String> {
+    let rows = store.list_status(PROJECT, Some(entity), None).await.expect("status");
+    rows.into_iter().find(|r| r.rule_name == RULE).map(|r| r.status)
+}
+
+async fn wait_status(store: &plumbline_store::Store, entity: &str, want: &str, timeout: Duration) {
+    eventually(timeout, &format!("{entity} {RULE} = {want}"), || async {
+        (status_of(store, entity).await.as_deref() == Some(want)).then_some(())
+    })
+    .await;
+}
+
+fn verdicts(records: &[plumbline_bus::Record], entity: &str) -> Vec<Verdict> {
+    records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(entity))
+        .filter_map(|r| Verdict::decode(r.payload.as_slice()).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switched_off_protection_is_restored_end_to_end() {
+    let db = TestDb::new().await;
+    let (prefix, topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "payments", RepoOptions { protected: true, ..Default::default() });
+    let entity = format!("github/repository/{id}");
+    let mut verdict_reader = Reader::new(&topics.verdicts);
+    let mut action_reader = Reader::new(&topics.actions);
+    enroll(&stack, &[("acme", "payments")]).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+
+    // A human switches protection off in the UI; GitHub sends branch_protection_rule/deleted.
+    let puts_before = stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
+    stack.sim.remove_protection("acme", "payments", "main").expect("remove protection");
+
+    // The failing verdict is published, the actuator restores protection, the next evaluation passes.
+    let seen = verdict_reader
+        .read_until(Duration::from_secs(90), |rs| {
+            let vs = verdicts(rs, &entity);
+            let fail_at = vs.iter().position(|v| v.status == EvalStatus::Fail as i32);
+            fail_at.is_some_and(|i| vs[i..].iter().any(|v| v.status == EvalStatus::Pass as i32))
+        })
+        .await;
+    assert!(seen, "expected a failing then a passing verdict for {entity}");
+    let vs = verdicts(&verdict_reader.records, &entity);
+    let fail = vs.iter().find(|v| v.status == EvalStatus::Fail as i32).expect("failing verdict");
+    assert_eq!((fail.rule_type.as_str(), fail.profile.as_str(), fail.remediate.as_str()), (RULE, "branch-protection", "on"));
+    assert_eq!(fail.message, "The branch has no protection rule");
+    assert!(!fail.input_digest.is_empty());
+    // Records carry W3C trace context and CloudEvents headers.
+    let rec = verdict_reader.records.iter().find(|r| r.key.as_deref() == Some(entity.as_str())).expect("a verdict record");
+    assert!(rec.headers.get("traceparent").is_some_and(|t| t.starts_with("00-")), "{:?}", rec.headers);
+    assert_eq!(rec.headers.get("ce_specversion").map(String::as_str), Some("1.0"));
+    assert_eq!(rec.headers.get("ce_type").map(String::as_str), Some("dev.plumbline.verdict.v1"));
+
+    wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
+    let protection = stack.sim.protection("acme", "payments", "main").expect("protection restored");
+    assert_eq!(protection["required_pull_request_reviews"]["required_approving_review_count"], 1);
+    assert_eq!(protection["allow_force_pushes"]["enabled"], false);
+    let puts_after = stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
+    assert_eq!(puts_after - puts_before, 1, "exactly one remediation request");
+
+    // The action is recorded and published.
+    let actions = store.list_actions(&entity).await.expect("actions");
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!((actions[0].status.as_str(), actions[0].method.as_str(), actions[0].action_type.as_str()), ("applied", "PUT", "gh_branch_protection"));
+    assert!(actions[0].url.ends_with("/repos/acme/payments/branches/main/protection"));
+    let got = action_reader.read_until(Duration::from_secs(20), |rs| !rs.is_empty()).await;
+    assert!(got, "an action outcome on the actions topic");
+    let outcome = ActionOutcome::decode(action_reader.records[0].payload.as_slice()).expect("decodes");
+    assert_eq!(outcome.status, ActionStatus::Applied as i32);
+    assert_eq!(outcome.rule_type, RULE);
+    assert!(store.history_count(&entity).await.expect("history") >= 3, "pass, fail and pass are in history");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_webhook_is_corrected_by_the_reconciler_sweep() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(4)).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "ledger", RepoOptions { protected: true, ..Default::default() });
+    let entity = format!("github/repository/{id}");
+    enroll(&stack, &[("acme", "ledger")]).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+
+    // The webhook for this change is lost.
+    stack.sim.set_webhooks_enabled(false);
+    let sent = stack.sim.webhooks_sent();
+    stack.sim.remove_protection("acme", "ledger", "main").expect("remove protection");
+    assert!(stack.sim.protection("acme", "ledger", "main").is_none());
+
+    eventually(Duration::from_secs(60), "the sweep restores protection", || async {
+        stack.sim.protection("acme", "ledger", "main").map(|_| ())
+    })
+    .await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
+    assert_eq!(stack.sim.webhooks_sent(), sent, "no webhook was delivered: the sweep alone found the drift");
+    let actions = store.list_actions(&entity).await.expect("actions");
+    assert_eq!(actions.iter().filter(|a| a.status == "applied").count(), 1, "{actions:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_rejects_forged_and_malformed_and_ignores_unknown_events() {
+    let (_prefix, topics) = topics(3).await;
+    let secret = "s3cret";
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ingest = plumbline_ingest::start(
+        plumbline_ingest::IngestConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            kafka_brokers: kafka(),
+            topic_prefix: topics.entity_events.trim_end_matches("plumbline.entity-events.v1").to_string(),
+            webhook_secrets: vec![secret.into()],
+            provider: "github".into(),
+            ack_timeout_ms: 5000,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("ingest starts");
+    let url = format!("http://{}/webhooks/github", ingest.addr);
+    let http = reqwest::Client::new();
+    let post = |event: &'static str, body: Vec<u8>, sig: Option<String>| {
+        let mut r = http
+            .post(&url)
+            .header("x-github-event", event)
+            .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = sig {
+            r = r.header("x-hub-signature-256", s);
+        }
+        r.send()
+    };
+    let repo_body = br#"{"action":"deleted","repository":{"id":77,"name":"r","owner":{"login":"o"}}}"#.to_vec();
+
+    let forged = post("branch_protection_rule", repo_body.clone(), Some(sign("not-the-secret", &repo_body))).await.expect("send");
+    assert_eq!(forged.status(), 401, "forged signature");
+    let unsigned = post("branch_protection_rule", repo_body.clone(), None).await.expect("send");
+    assert_eq!(unsigned.status(), 401, "missing signature");
+    let malformed = b"{not json".to_vec();
+    let bad = post("branch_protection_rule", malformed.clone(), Some(sign(secret, &malformed))).await.expect("send");
+    assert_eq!(bad.status(), 400, "malformed json");
+    let wrong_shape = br#"{"action":"deleted","repository":{"id":"seventy-seven"}}"#.to_vec();
+    let bad = post("branch_protection_rule", wrong_shape.clone(), Some(sign(secret, &wrong_shape))).await.expect("send");
+    assert_eq!(bad.status(), 400, "payload that does not match the event");
+    let star = br#"{"action":"created","repository":{"id":77,"name":"r","owner":{"login":"o"}}}"#.to_vec();
+    let unknown = post("star", star.clone(), Some(sign(secret, &star))).await.expect("send");
+    assert_eq!(unknown.status(), 202, "unknown event is acknowledged and ignored");
+
+    // Positive control: a valid delivery does reach the topic, and it is the only record.
+    let good = post("branch_protection_rule", repo_body.clone(), Some(sign(secret, &repo_body))).await.expect("send");
+    assert_eq!(good.status(), 202);
+    let mut reader = Reader::new(&topics.entity_events);
+    reader.read_until(Duration::from_secs(30), |rs| !rs.is_empty()).await;
+    let records = reader.drain(Duration::from_secs(3)).await;
+    assert_eq!(records.len(), 1, "only the valid delivery was published");
+    let ev = EntityEvent::decode(records[0].payload.as_slice()).expect("decodes");
+    assert_eq!(records[0].key.as_deref(), Some("github/repository/77"));
+    assert_eq!(ev.source_event, "branch_protection_rule");
+    shutdown.cancel();
+    let _ = ingest.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evaluator_restart_mid_stream_leaves_no_entity_without_a_verdict() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let mut stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let fleet = stack.sim.seed("acme", 40, "svc", 0.5);
+    let names: Vec<(String, String)> = fleet.iter().map(|(o, n, _)| (o.clone(), n.clone())).collect();
+    let refs: Vec<(&str, &str)> = names.iter().map(|(o, n)| (o.as_str(), n.as_str())).collect();
+    enroll(&stack, &refs).await;
+
+    // Stop the evaluator as soon as it has made some progress, then start it again.
+    eventually(Duration::from_secs(60), "first verdicts", || async {
+        let n = store.list_status(PROJECT, None, None).await.expect("status").len();
+        (n > 0).then_some(())
+    })
+    .await;
+    stack.stop_evaluator().await;
+    let done_before = store.list_status(PROJECT, None, None).await.expect("status").len();
+    stack.start_evaluator().await.expect("evaluator restarts");
+
+    eventually(Duration::from_secs(120), "every entity has a verdict", || async {
+        let rows = store.list_status(PROJECT, None, None).await.expect("status");
+        (rows.len() == fleet.len()).then_some(())
+    })
+    .await;
+    eprintln!("statuses before restart: {done_before} of {}", fleet.len());
+    // Every repository ends up protected and passing.
+    for (o, n, id) in &fleet {
+        wait_status(&store, &format!("github/repository/{id}"), "pass", Duration::from_secs(60)).await;
+        assert!(stack.sim.protection(o, n, "main").is_some(), "{o}/{n} protected");
+    }
+    stack.stop().await;
+}

