@@ -83,7 +83,8 @@ impl Broker {
 
 /// Finds or makes a database; returns its URL and the private cluster to keep alive, if any.
 async fn database(args: &DevArgs) -> anyhow::Result<(String, Option<PrivateCluster>)> {
-    if let Some(url) = &args.database_url {
+    // An empty value (an unset variable passed through) means "not given".
+    if let Some(url) = args.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
         return Ok((url.clone(), None));
     }
     let (admin_url, cluster) = if admin::reachable(LOCAL_ADMIN_URL).await {
@@ -102,7 +103,7 @@ async fn database(args: &DevArgs) -> anyhow::Result<(String, Option<PrivateClust
 
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<DevSummary> {
     let topics = Topics::default();
-    let broker = match &args.kafka_brokers {
+    let broker = match args.kafka_brokers.as_ref().filter(|b| !b.trim().is_empty()) {
         Some(b) => {
             plumbline_bus::ensure_topics(b, &topics, plumbline_bus::DEFAULT_PARTITIONS).await.context("creating topics")?;
             println!("kafka: {b}");

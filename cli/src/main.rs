@@ -79,7 +79,9 @@ enum RepoCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    plumbline_telemetry::init_logging(false);
+    // The CLI prints what matters itself; services inside `plumb dev` log warnings and errors
+    // only (RUST_LOG=info shows everything).
+    plumbline_telemetry::init_logging_with(false, "warn");
     let project = cli.project.clone();
     match cli.command {
         Command::Dev(args) => {

@@ -25,8 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Initialises logging once per process; later calls are no-ops (tests start many services).
 pub fn init_logging(json: bool) {
+    init_logging_with(json, "info,rdkafka=warn,hyper=warn,h2=warn,tower=warn");
+}
+
+/// Like [`init_logging`], with the filter used when `RUST_LOG` is not set.
+pub fn init_logging_with(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn,hyper=warn,h2=warn,tower=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
