@@ -10,47 +10,11 @@ pub fn kafka() -> String {
     std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-pub fn admin_url() -> String {
-    std::env::var("PLUMB_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple().to_string().get(..12).unwrap_or("x"))
 }
 
-/// A migrated database of its own, dropped when the value is dropped.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn new() -> TestDb {
-        let name = unique("plumb_test_");
-        plumbline_store::admin::create_database(&admin_url(), &name).await.expect("create test database");
-        let url = plumbline_store::admin::with_database(&admin_url(), &name);
-        let store = plumbline_store::Store::connect(&url, 1).expect("connect");
-        store.migrate().await.expect("migrate");
-        TestDb { name, url }
-    }
-
-    pub fn store(&self) -> plumbline_store::Store {
-        plumbline_store::Store::connect(&self.url, 4).expect("connect")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                let _ = rt.block_on(plumbline_store::admin::drop_database(&admin_url(), &name));
-            }
-        })
-        .join();
-    }
-}
+pub use plumbline_store::testing::TestDatabase as TestDb;
 
 /// A topic namespace of its own on the shared broker.
 pub async fn topics(partitions: i32) -> (String, Topics) {

@@ -10,6 +10,7 @@ mod error;
 mod evaluations;
 mod migrate;
 mod rules;
+pub mod testing;
 
 pub use actions::{ActionRecord, NewAction};
 pub use error::StoreError;

@@ -1,0 +1,143 @@
+//! The store against a real Postgres.
+
+use plumbline_domain::{Entity, EntityRef};
+use plumbline_store::testing::TestDatabase;
+use plumbline_store::{EvaluationRecord, NewAction, StoreError, MIGRATIONS};
+
+fn repo(id: u64, name: &str) -> Entity {
+    Entity {
+        entity_ref: EntityRef::repository("github", id),
+        project: "default".into(),
+        owner: "acme".into(),
+        name: name.into(),
+        properties: serde_json::json!({"default_branch": "main"}),
+        labels: vec!["team:a".into()],
+    }
+}
+
+fn eval(entity: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> EvaluationRecord {
+    EvaluationRecord {
+        evaluation_id: uuid::Uuid::new_v4(),
+        entity_id: entity.into(),
+        project: "default".into(),
+        profile: "p".into(),
+        rule_type: "r".into(),
+        rule_name: "r".into(),
+        status: status.into(),
+        message: String::new(),
+        details: serde_json::json!([]),
+        input_digest: "d".into(),
+        rule_type_version: 1,
+        cause_event_id: "e".into(),
+        evaluated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    assert_eq!(s.migrate().await.expect("re-run"), 0, "already applied");
+    assert_eq!(s.schema_version().await.expect("version"), MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn entities_upsert_page_and_retire() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    for i in 0..5 {
+        assert!(s.upsert_entity(&repo(100 + i, &format!("r{i}"))).await.expect("insert"));
+    }
+    // A rename updates the row; it is not a second entity.
+    assert!(!s.upsert_entity(&repo(100, "renamed")).await.expect("update"));
+    let got = s.get_entity("github/repository/100").await.expect("get").expect("exists");
+    assert_eq!(got.name, "renamed");
+    assert_eq!(got.labels, vec!["team:a".to_string()]);
+    let p1 = s.list_entities("default", None, 2).await.expect("page 1");
+    let p2 = s.list_entities("default", Some(&p1[1].id()), 2).await.expect("page 2");
+    let p3 = s.list_entities("default", Some(&p2[1].id()), 2).await.expect("page 3");
+    assert_eq!((p1.len(), p2.len(), p3.len()), (2, 2, 1));
+    assert!(s.retire_entity("github/repository/101").await.expect("retire"));
+    assert!(s.get_entity("github/repository/101").await.expect("get").is_none());
+    assert_eq!(s.count_active_entities().await.expect("count"), 4);
+    // An entity in an unknown project violates a foreign key: NotFound, by SQLSTATE.
+    let mut bad = repo(999, "x");
+    bad.project = "nope".into();
+    assert!(matches!(s.upsert_entity(&bad).await, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn documents_version_only_on_change() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    assert_eq!(s.upsert_rule_type("default", "r", "d1", "a: 1").await.expect("v1"), (1, true));
+    assert_eq!(s.upsert_rule_type("default", "r", "d1", "a: 1").await.expect("same"), (1, false));
+    assert_eq!(s.upsert_rule_type("default", "r", "d2", "a: 2").await.expect("v2"), (2, true));
+    assert_eq!(s.upsert_profile("default", "p", "x", "b: 1").await.expect("profile"), (1, true));
+    let v = s.document_versions("default").await.expect("versions");
+    assert_eq!(v, vec![("profile".into(), "p".into(), 1), ("rule_type".into(), "r".into(), 2)]);
+    assert_eq!(s.get_rule_type("default", "r").await.expect("get").expect("exists").source_yaml, "a: 2");
+}
+
+#[tokio::test]
+async fn evaluations_keep_latest_status_and_full_history() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.upsert_entity(&repo(1, "r")).await.expect("entity");
+    let t0 = chrono::Utc::now();
+    let t1 = t0 + chrono::Duration::seconds(1);
+    s.record_evaluations(&[eval("github/repository/1", "fail", t1)]).await.expect("fail");
+    // An older evaluation arriving late does not overwrite the newer status.
+    s.record_evaluations(&[eval("github/repository/1", "pass", t0)]).await.expect("late pass");
+    let rows = s.list_status("default", None, None).await.expect("status");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "fail");
+    assert_eq!(s.history_count("github/repository/1").await.expect("history"), 2);
+    // A status for an unregistered entity is refused.
+    assert!(s.record_evaluations(&[eval("github/repository/404", "pass", t0)]).await.is_err());
+}
+
+#[tokio::test]
+async fn actions_are_claimed_once() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.upsert_entity(&repo(1, "r")).await.expect("entity");
+    let a = NewAction {
+        idempotency_key: "k1".into(),
+        entity_id: "github/repository/1".into(),
+        project: "default".into(),
+        profile: "p".into(),
+        rule_type: "r".into(),
+        kind: "remediation".into(),
+        action_type: "gh_branch_protection".into(),
+        evaluation_id: None,
+    };
+    let id = s.claim_action(&a).await.expect("claim").expect("first claim wins");
+    assert_eq!(s.claim_action(&a).await.expect("claim"), None, "second claim of the same key loses");
+    s.finish_action(id, "applied", "ok", "PUT", "http://x/p", "{}", "").await.expect("finish");
+    let got = s.get_action("k1").await.expect("get").expect("exists");
+    assert_eq!((got.status.as_str(), got.method.as_str()), ("applied", "PUT"));
+    // A failed claim can be released for a retry; an applied one cannot.
+    s.release_action(id).await.expect("release");
+    assert!(s.get_action("k1").await.expect("get").is_some(), "applied actions are kept");
+}
+
+#[tokio::test]
+async fn advisory_lock_has_one_holder_until_released() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let first = s.try_lock(42).await.expect("lock").expect("first holder");
+    assert!(first.still_held().await);
+    assert!(s.try_lock(42).await.expect("lock").is_none(), "standby cannot take it");
+    drop(first);
+    // The holder's connection is discarded, so the lock is free again.
+    let mut again = None;
+    for _ in 0..50 {
+        again = s.try_lock(42).await.expect("lock");
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "lock is free after the holder is gone");
+}
