@@ -172,8 +172,10 @@ pub fn shutdown_on_signal() -> CancellationToken {
         {
             let _ = ctrl_c.await;
         }
-        tracing::info!("shutdown requested");
+        // Cancel before logging: if stdout and stderr are gone (a closed pipe), the logger's
+        // fallback report panics, and that must not cost us the shutdown.
         t.cancel();
+        tracing::info!("shutdown requested");
     });
     token
 }
