@@ -112,7 +112,7 @@ fn reject(status: StatusCode, msg: &str) -> Response {
 
 /// Events with a label of their own in metrics; everything else is "other" (bounded labels).
 fn event_label(event: &str) -> &str {
-    if mapping::KNOWN_EVENTS.contains(&event) {
+    if mapping::is_known_event(event) {
         event
     } else {
         "other"

@@ -27,30 +27,13 @@ pub const REPOSITORY_EVENTS: &[&str] = &[
     "security_advisory",
 ];
 
-/// Every event with its own metrics label.
-pub const KNOWN_EVENTS: &[&str] = &[
-    "ping",
-    "repository",
-    "meta",
-    "branch_protection_rule",
-    "branch_protection_configuration",
-    "repository_ruleset",
-    "push",
-    "create",
-    "member",
-    "public",
-    "team_add",
-    "security_and_analysis",
-    "secret_scanning_alert",
-    "code_scanning_alert",
-    "repository_vulnerability_alert",
-    "repository_advisory",
-    "security_advisory",
-    "installation",
-    "installation_repositories",
-    "pull_request",
-    "release",
-];
+/// Events understood besides the repository ones (enrolment, other entity kinds, ping).
+const OTHER_KNOWN_EVENTS: &[&str] = &["ping", "installation", "installation_repositories", "pull_request", "release"];
+
+/// Whether `event` is one Plumbline understands (it gets a metrics label of its own).
+pub fn is_known_event(event: &str) -> bool {
+    REPOSITORY_EVENTS.contains(&event) || OTHER_KNOWN_EVENTS.contains(&event)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
