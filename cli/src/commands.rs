@@ -50,6 +50,40 @@ pub async fn status(c: &mut Client, project: &str, entity_id: &str) -> anyhow::R
     .statuses)
 }
 
+/// `plumb ruletype test`: runs the suites and prints a line per case and a summary line.
+/// Returns the number of failed cases.
+pub async fn test_rule_types(paths: &[std::path::PathBuf], tests: Option<&Path>) -> anyhow::Result<usize> {
+    use plumbline_engine::testsuite::{discover, run_suite, Suite};
+    let suites = match tests {
+        Some(t) => {
+            let [rule_type] = paths else {
+                anyhow::bail!("--tests runs against exactly one rule type file, got {}", paths.len());
+            };
+            vec![Suite {
+                rule_type: rule_type.clone(),
+                tests: t.to_path_buf(),
+            }]
+        }
+        None => discover(paths).map_err(anyhow::Error::msg)?,
+    };
+    if suites.is_empty() {
+        anyhow::bail!("no rule types with test suites (X.yaml beside X.test.yaml) under the given paths");
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for s in &suites {
+        for r in run_suite(s).await {
+            println!("{}", r.line());
+            if r.passed {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed)
+}
+
 pub fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }

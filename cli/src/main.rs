@@ -31,7 +31,7 @@ enum Command {
     /// Rule types.
     Ruletype {
         #[command(subcommand)]
-        command: DocCommand,
+        command: RuletypeCommand,
     },
     /// Profiles.
     Profile {
@@ -66,6 +66,26 @@ enum DocCommand {
 }
 
 #[derive(Subcommand)]
+enum RuletypeCommand {
+    /// Create or update from a Minder-format YAML file.
+    Apply {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rule-type test suites: for each X.yaml with an X.test.yaml beside it (PATH is a file
+    /// or a folder searched recursively), run every case with its fixtures (X.testdata/).
+    /// Prints one line per case and `N passed, M failed`; exits 1 when any case failed.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Run the cases of this test file (kept elsewhere) against the single rule type given;
+        /// fixture paths resolve relative to this file.
+        #[arg(long)]
+        tests: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum RepoCommand {
     /// Register OWNER/NAME; it is evaluated right away.
     Register {
@@ -93,7 +113,13 @@ async fn main() -> anyhow::Result<()> {
             let n = store.migrate().await.context("migrating")?;
             println!("{n} migration(s) applied; schema version {}", store.schema_version().await?);
         }
-        Command::Ruletype { command: DocCommand::Apply { files } } => {
+        Command::Ruletype { command: RuletypeCommand::Test { paths, tests } } => {
+            let failed = commands::test_rule_types(&paths, tests.as_deref()).await?;
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        Command::Ruletype { command: RuletypeCommand::Apply { files } } => {
             let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
             for f in files {
                 let r = commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;

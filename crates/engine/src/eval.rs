@@ -31,6 +31,7 @@ impl RegoPolicy {
         let mut engine = regorus::Engine::new();
         // Minder accepts both syntaxes; a policy with `import rego.v1` is parsed as v1 anyway.
         engine.set_rego_v0(true);
+        crate::rego_ext::register(&mut engine).map_err(|e| EngineError::Policy(format!("registering minder functions: {e}")))?;
         engine
             .add_policy(POLICY_PATH.to_string(), def.to_string())
             .map_err(|e| EngineError::Policy(e.to_string()))?;
@@ -82,10 +83,9 @@ impl RegoPolicy {
                             None => v.to_string(),
                         })
                         .collect();
-                    let mut o = Outcome::new(
-                        EvalStatus::Fail,
-                        format!("evaluation failure: found {} violation(s)", details.len()),
-                    );
+                    // Minder's wording, which upstream test cases check verbatim.
+                    let lines: Vec<String> = details.iter().map(|d| format!(" - {d}")).collect();
+                    let mut o = Outcome::new(EvalStatus::Fail, format!("Evaluation failures: \n{}", lines.join("\n")));
                     o.details = details;
                     o
                 }
@@ -150,6 +150,30 @@ mod tests {
         let o = p.evaluate(json!({"ingested": {"bad": [1, 2]}}), "");
         assert_eq!(o.status, EvalStatus::Fail);
         assert_eq!(o.details, vec!["bad 1".to_string(), "bad 2".to_string()]);
+    }
+
+    #[test]
+    fn go_regex_literal_braces_and_redeclared_locals_work_as_in_opa() {
+        // Both differ in upstream regorus 0.14.1; see third_party/regorus/README.plumbline.md.
+        let src = r#"package minder
+import rego.v1
+violations contains {"msg": m} if {
+  some w
+  wf := input.ingested.ws[w]
+  some job
+  wf.jobs[job]
+  found := regex.find_all_string_submatch_n("\\${{(.*?)}}", wf.run, -1)
+  some f in found
+  m := sprintf("%s:%s", [job, trim_space(f[1])])
+}"#;
+        let p = RegoPolicy::compile("constraints", src, None).expect("compile");
+        let input = json!({"ingested": {"ws": [
+            {"jobs": {"a": 1}, "run": "echo ${{ github.event.issue.title }}"},
+            {"jobs": {"b": 1}, "run": "echo ${{ env.X }}"}
+        ]}});
+        let o = p.evaluate(input, "");
+        assert_eq!(o.status, EvalStatus::Fail, "{}", o.message);
+        assert_eq!(o.details, vec!["a:github.event.issue.title".to_string(), "b:env.X".to_string()]);
     }
 
     #[test]

@@ -6,7 +6,14 @@
 //! synchronous (callers on an async runtime put it on a blocking thread). This crate knows
 //! nothing of Kafka, Postgres or the tokio runtime.
 
+pub mod datasource;
 pub mod eval;
+pub mod selector;
+pub mod files;
+pub mod jqlib;
+pub mod rego_ext;
+pub mod jq;
+pub mod testsuite;
 pub mod model;
 pub mod provider;
 pub mod remediate;
@@ -17,6 +24,9 @@ pub use provider::{HttpResponse, Provider, ProviderError};
 pub use remediate::PlannedRequest;
 
 use eval::RegoPolicy;
+use files::FileTree;
+use jq::JqEval;
+use std::sync::Arc;
 use plumbline_domain::{Entity, EvalStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -34,6 +44,9 @@ pub enum EngineError {
     Unsupported(String),
     #[error("ingest: {0}")]
     Ingest(String),
+    /// A profile's `def` or `params` do not match the rule type's schema.
+    #[error("invalid rule configuration: {0}")]
+    Validation(String),
 }
 
 /// Why ingest could not produce input.
@@ -72,6 +85,54 @@ impl Outcome {
     pub fn error(e: impl std::fmt::Display) -> Self {
         Outcome::new(EvalStatus::Error, e.to_string())
     }
+
+    /// The error Minder reports for this outcome (what upstream test cases' `error_text` holds):
+    /// `evaluation failure: <message>` for a failure, the message itself otherwise.
+    pub fn minder_error_text(&self) -> String {
+        match self.status {
+            EvalStatus::Fail => format!("evaluation failure: {}", self.message),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// A profile ready to apply: parsed, with its selectors compiled.
+pub struct CompiledProfile {
+    pub profile: Profile,
+    selection: selector::Selection,
+}
+
+impl CompiledProfile {
+    pub fn compile(profile: Profile) -> Result<Self, EngineError> {
+        let entries: Vec<(String, String)> = profile.selection.iter().map(|s| (s.entity.clone(), s.selector.clone())).collect();
+        let selection = selector::Selection::compile(&entries).map_err(|e| EngineError::Parse(format!("profile {}: {e}", profile.name)))?;
+        Ok(CompiledProfile { profile, selection })
+    }
+
+    /// Whether the profile applies to `entity` (every selector for its kind matches).
+    pub fn selects(&self, entity: &Entity) -> Result<bool, EngineError> {
+        self.selection
+            .matches(entity.entity_ref.kind.as_str(), &selector_vars(entity))
+            .map_err(|e| EngineError::Policy(format!("profile {} selector: {e}", self.profile.name)))
+    }
+}
+
+/// What selectors see: `<kind>.name` (full name), `.is_private`, `.is_fork`, `.properties`,
+/// and Plumbline's `.labels`.
+pub fn selector_vars(entity: &Entity) -> Value {
+    let p = &entity.properties;
+    let mut m = serde_json::Map::new();
+    m.insert(
+        entity.entity_ref.kind.as_str().to_string(),
+        json!({
+            "name": entity.full_name(),
+            "is_private": p.get("private").and_then(Value::as_bool).unwrap_or(false),
+            "is_fork": p.get("fork").and_then(Value::as_bool).unwrap_or(false),
+            "properties": p,
+            "labels": entity.labels,
+        }),
+    );
+    Value::Object(m)
 }
 
 /// One use of a rule: the entity, and the profile's params and def for the rule.
@@ -86,6 +147,8 @@ pub struct Invocation<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
     pub value: Value,
+    /// The repository's files, for git ingest.
+    pub files: Option<Arc<FileTree>>,
     pub digest: String,
 }
 
@@ -97,12 +160,45 @@ enum CompiledIngest {
         parse_json: bool,
         fallback: Vec<(u16, String)>,
     },
+    /// A branch's files; the template names the branch (default: params.branch, else the
+    /// entity's default branch).
+    Git { branch: Option<Template> },
     Unsupported(String),
 }
 
 enum CompiledEval {
     Rego(RegoPolicy),
+    Jq(JqEval),
     Unsupported(String),
+}
+
+fn schema_validator(schema: &Value, what: &str) -> Result<Option<jsonschema::Validator>, EngineError> {
+    match schema {
+        Value::Null => Ok(None),
+        Value::Object(m) if m.is_empty() => Ok(None),
+        s => jsonschema::validator_for(s)
+            .map(Some)
+            .map_err(|e| EngineError::Parse(format!("{what} is not a valid JSON Schema: {e}"))),
+    }
+}
+
+fn check(validator: &Option<jsonschema::Validator>, value: &Value, what: &str) -> Result<(), EngineError> {
+    let Some(v) = validator else { return Ok(()) };
+    let empty = Value::Object(Default::default());
+    let value = if value.is_null() { &empty } else { value };
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let field = if at.is_empty() { what.to_string() } else { format!("{what}{}", at.replace('/', ".")) };
+            format!("{field}: {e}")
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Validation(errors.join("; ")))
+    }
 }
 
 /// A rule type ready to run.
@@ -113,6 +209,8 @@ pub struct CompiledRule {
     ingest: CompiledIngest,
     eval: CompiledEval,
     patch: Option<Template>,
+    rule_schema: Option<jsonschema::Validator>,
+    param_schema: Option<jsonschema::Validator>,
 }
 
 /// Hex sha256 of `bytes`.
@@ -138,11 +236,24 @@ impl CompiledRule {
                 fallback: rest.fallback.iter().map(|f| (f.http_code, f.body.clone())).collect(),
             },
             ("rest", None) => return Err(EngineError::Parse("ingest type rest without a rest section".into())),
+            ("git", _) => CompiledIngest::Git {
+                branch: rule_type
+                    .def
+                    .ingest
+                    .git
+                    .as_ref()
+                    .and_then(|g| g.get("branch"))
+                    .and_then(Value::as_str)
+                    .filter(|b| !b.is_empty())
+                    .map(Template::parse)
+                    .transpose()?,
+            },
             (other, _) => CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet")),
         };
         let eval = match (rule_type.def.eval.kind.as_str(), &rule_type.def.eval.rego) {
             ("rego", Some(r)) => CompiledEval::Rego(RegoPolicy::compile(&r.kind, &r.def, r.violation_format.as_deref())?),
             ("rego", None) => return Err(EngineError::Parse("eval type rego without a rego section".into())),
+            ("jq", _) => CompiledEval::Jq(JqEval::compile(rule_type.def.eval.jq.as_deref().unwrap_or_default())?),
             (other, _) => CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet")),
         };
         let patch = match &rule_type.def.remediate {
@@ -152,17 +263,41 @@ impl CompiledRule {
             },
             _ => None,
         };
+        let rule_schema = schema_validator(&rule_type.def.rule_schema, "rule_schema")?;
+        let param_schema = schema_validator(&rule_type.def.param_schema, "param_schema")?;
         Ok(CompiledRule {
             rule_type,
             digest,
             ingest,
             eval,
             patch,
+            rule_schema,
+            param_schema,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.rule_type.name
+    }
+
+    /// Checks a profile's `def` against `rule_schema` and its `params` against `param_schema`;
+    /// the error names the offending field (e.g. `def.required_approving_review_count`).
+    pub fn validate(&self, def: &Value, params: &Value) -> Result<(), EngineError> {
+        check(&self.rule_schema, def, "def")?;
+        check(&self.param_schema, params, "params")
+    }
+
+    fn branch(&self, data: &Value, inv: &Invocation<'_>, template: Option<&Template>) -> Result<String, EngineError> {
+        if let Some(t) = template {
+            let b = t.render(data)?;
+            if !b.is_empty() {
+                return Ok(b);
+            }
+        }
+        Ok(match data["Params"].get("branch").and_then(Value::as_str) {
+            Some(b) if !b.is_empty() => b.to_string(),
+            _ => inv.entity.default_branch().unwrap_or("main").to_string(),
+        })
     }
 
     /// The data templates see: `.Entity`, `.Params` (defaults from `param_schema` under the
@@ -193,8 +328,25 @@ impl CompiledRule {
 
     /// Reads the live state the rule needs, through `provider`.
     pub async fn ingest(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Ingested, IngestError> {
+        let transient_or_rule = |e: ProviderError| match e {
+            ProviderError::Transient { .. } => IngestError::Transient(e),
+            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+        };
+        let mut files = None;
         let value = match &self.ingest {
             CompiledIngest::Unsupported(why) => return Err(IngestError::Rule(EngineError::Unsupported(why.clone()))),
+            CompiledIngest::Git { branch } => {
+                let data = self.template_data(inv);
+                let branch = self.branch(&data, inv, branch.as_ref()).map_err(IngestError::Rule)?;
+                let tree = provider
+                    .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
+                    .await
+                    .map_err(transient_or_rule)?;
+                files = Some(tree);
+                // Minder's git ingester produces files only; policies reach them through the
+                // file.* functions.
+                Value::Null
+            }
             CompiledIngest::Rest {
                 endpoint,
                 method,
@@ -212,13 +364,7 @@ impl CompiledRule {
                     }
                     None => None,
                 };
-                let resp = provider
-                    .request(method, &path, body.as_ref())
-                    .await
-                    .map_err(|e| match e {
-                        ProviderError::Transient { .. } => IngestError::Transient(e),
-                        ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-                    })?;
+                let resp = provider.request(method, &path, body.as_ref()).await.map_err(transient_or_rule)?;
                 let raw = match fallback.iter().find(|(code, _)| *code == resp.status) {
                     Some((_, fb)) => fb.as_bytes().to_vec(),
                     None if (200..300).contains(&resp.status) => resp.body,
@@ -241,12 +387,13 @@ impl CompiledRule {
                 }
             }
         };
-        let digest = self.input_digest(&value, inv);
-        Ok(Ingested { value, digest })
+        let digest = self.input_digest(&value, files.as_deref(), inv);
+        Ok(Ingested { value, files, digest })
     }
 
-    fn input_digest(&self, ingested: &Value, inv: &Invocation<'_>) -> String {
-        let doc = json!({"ingested": ingested, "rule": self.digest, "params": inv.params, "def": inv.def});
+    fn input_digest(&self, ingested: &Value, files: Option<&FileTree>, inv: &Invocation<'_>) -> String {
+        let files = files.map(FileTree::digest).unwrap_or_default();
+        let doc = json!({"ingested": ingested, "files": files, "rule": self.digest, "params": inv.params, "def": inv.def});
         digest(doc.to_string().as_bytes())
     }
 
@@ -260,8 +407,12 @@ impl CompiledRule {
                     "profile": if inv.def.is_null() { json!({}) } else { inv.def.clone() },
                     "properties": inv.entity.properties,
                 });
-                p.evaluate(input, &self.rule_type.short_failure_message)
+                let env = rego_ext::EvalEnv {
+                    files: ingested.files.clone(),
+                };
+                rego_ext::with_env(env, || p.evaluate(input, &self.rule_type.short_failure_message))
             }
+            CompiledEval::Jq(j) => j.evaluate(&ingested.value, inv.def),
         };
         outcome.input_digest = ingested.digest.clone();
         outcome
@@ -293,10 +444,7 @@ impl CompiledRule {
         let patch_s = patch_t.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
         let patch: Value = serde_json::from_str(&patch_s)
             .map_err(|e| IngestError::Rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
-        let branch = match data["Params"].get("branch").and_then(Value::as_str) {
-            Some(b) if !b.is_empty() => b.to_string(),
-            _ => inv.entity.default_branch().unwrap_or("main").to_string(),
-        };
+        let branch = self.branch(&data, inv, None).map_err(IngestError::Rule)?;
         let path = format!("/repos/{}/{}/branches/{}/protection", inv.entity.owner, inv.entity.name, branch);
         let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
             ProviderError::Transient { .. } => IngestError::Transient(e),

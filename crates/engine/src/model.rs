@@ -159,6 +159,21 @@ impl RuleType {
             .map_err(|e: plumbline_domain::DomainError| EngineError::Parse(e.to_string()))
     }
 
+    /// Names of the data sources the rule's evaluation calls (`eval.data_sources[].name`).
+    pub fn data_source_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .def
+            .eval
+            .data_sources
+            .iter()
+            .flatten()
+            .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The parameter defaults from `param_schema` (`properties.*.default`), over which a
     /// profile's params are laid.
     pub fn param_defaults(&self) -> serde_json::Map<String, Value> {

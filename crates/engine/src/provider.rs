@@ -3,7 +3,9 @@
 //! A trait, so the rule-type test runner can answer from fixtures and the services from GitHub.
 
 use async_trait::async_trait;
+use crate::files::{FileTree, Limits};
 use plumbline_github::{GitHub, GitHubError, Method};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {
@@ -28,6 +30,23 @@ pub trait Provider: Send + Sync {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError>;
+
+    /// The files of one branch (git ingest), bounded by [`Limits`].
+    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError>;
+}
+
+fn provider_error(e: GitHubError) -> ProviderError {
+    match e {
+        GitHubError::RateLimited { until_epoch_secs } => ProviderError::Transient {
+            message: format!("rate limited until {until_epoch_secs}"),
+            until: Some(until_epoch_secs),
+        },
+        e @ GitHubError::Transient(_) => ProviderError::Transient {
+            message: e.to_string(),
+            until: None,
+        },
+        e => ProviderError::Failed(e.to_string()),
+    }
 }
 
 fn method(m: &str) -> Result<Method, ProviderError> {
@@ -42,20 +61,22 @@ impl Provider for GitHub {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError> {
-        match GitHub::request(self, method(m)?, path, body).await {
-            Ok(r) => Ok(HttpResponse {
+        GitHub::request(self, method(m)?, path, body)
+            .await
+            .map(|r| HttpResponse {
                 status: r.status,
                 body: r.body.to_vec(),
-            }),
-            Err(GitHubError::RateLimited { until_epoch_secs }) => Err(ProviderError::Transient {
-                message: format!("rate limited until {until_epoch_secs}"),
-                until: Some(until_epoch_secs),
-            }),
-            Err(e @ GitHubError::Transient(_)) => Err(ProviderError::Transient {
-                message: e.to_string(),
-                until: None,
-            }),
-            Err(e) => Err(ProviderError::Failed(e.to_string())),
-        }
+            })
+            .map_err(provider_error)
+    }
+
+    /// A branch's files from GitHub's tarball endpoint: one request, no git binary, and the
+    /// same bounds as Minder's clone (10,000 files, 100 MB).
+    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+        let limits = Limits::default();
+        let bytes = self.tarball(owner, repo, branch, limits.max_bytes).await.map_err(provider_error)?;
+        FileTree::from_tar_gz(&bytes, &limits)
+            .map(Arc::new)
+            .map_err(|e| ProviderError::Failed(format!("{owner}/{repo}@{branch}: {e}")))
     }
 }

@@ -132,19 +132,8 @@ impl GitHub {
             }
         };
         let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {path}: {e}")))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = self
-            .octo
-            .body_to_string(resp)
-            .await
-            .map(Bytes::from)
-            .map_err(|e| GitHubError::Transient(format!("{method} {path}: reading body: {e}")))?;
-        let r = ApiResponse {
-            status: status.as_u16(),
-            headers,
-            body,
-        };
+        let r = read_response(resp, &method, path, usize::MAX).await?;
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(until) = rate_limited_until(status, &r.headers) {
             tracing::warn!(%method, path, until, "github rate limit hit");
             return Err(GitHubError::RateLimited {
@@ -180,6 +169,53 @@ impl GitHub {
         Ok(r)
     }
 
+    /// A branch's tarball (`GET /repos/{owner}/{repo}/tarball/{ref}`), following GitHub's
+    /// redirect to its download host. Refuses bodies over `max_bytes`.
+    pub async fn tarball(&self, owner: &str, repo: &str, git_ref: &str, max_bytes: u64) -> Result<Bytes, GitHubError> {
+        let path = format!("/repos/{owner}/{repo}/tarball/{git_ref}");
+        let resp = self
+            .octo
+            ._get(path.clone())
+            .await
+            .map_err(|e| GitHubError::Transient(format!("GET {path}: {e}")))?;
+        let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let mut r = read_response(resp, &Method::GET, &path, limit).await?;
+        if matches!(r.status, 301 | 302 | 307 | 308) {
+            let location = r
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| GitHubError::Decode {
+                    path: path.clone(),
+                    reason: "redirect without a location".into(),
+                })?
+                .to_string();
+            // An absolute URL on another host: octocrab sends no credentials there, which is
+            // right, since the redirect URL carries a short-lived token of its own.
+            let resp = self
+                .octo
+                ._get(location.as_str())
+                .await
+                .map_err(|e| GitHubError::Transient(format!("GET {location}: {e}")))?;
+            r = read_response(resp, &Method::GET, &path, limit).await?;
+        }
+        if let Some(until) = rate_limited_until(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), &r.headers) {
+            return Err(GitHubError::RateLimited { until_epoch_secs: until });
+        }
+        if r.status >= 500 {
+            return Err(GitHubError::Transient(format!("GET {path}: {}", r.status)));
+        }
+        if !r.is_success() {
+            return Err(GitHubError::Status {
+                status: r.status,
+                method: "GET".into(),
+                path,
+                message: r.message(),
+            });
+        }
+        Ok(r.body)
+    }
+
     pub async fn get_repository(&self, owner: &str, name: &str) -> Result<Repository, GitHubError> {
         let path = format!("/repos/{owner}/{name}");
         let r = self.request_ok(Method::GET, &path, None).await?;
@@ -208,6 +244,37 @@ impl GitHub {
             page += 1;
         }
     }
+}
+
+/// Reads a whole response, refusing bodies over `limit` bytes.
+async fn read_response(
+    resp: http::Response<http_body_util::combinators::BoxBody<Bytes, octocrab::Error>>,
+    method: &Method,
+    path: &str,
+    limit: usize,
+) -> Result<ApiResponse, GitHubError> {
+    use http_body_util::BodyExt as _;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GitHubError::Transient(format!("{method} {path}: reading body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(GitHubError::Decode {
+                    path: path.to_string(),
+                    reason: format!("body larger than {limit} bytes"),
+                });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(ApiResponse {
+        status,
+        headers,
+        body: buf.freeze(),
+    })
 }
 
 fn has_next_page(headers: &HeaderMap) -> bool {

@@ -3,7 +3,10 @@
 use crate::{Store, StoreError};
 
 /// (version, name, SQL). Append only: an applied migration is never edited.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "data_sources", include_str!("../migrations/0002_data_sources.sql")),
+];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.
 const MIGRATION_LOCK: i64 = 0x504c_554d_4d49_47; // "PLUMMIG"

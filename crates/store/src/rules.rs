@@ -14,6 +14,7 @@ pub struct StoredDocument {
 enum Table {
     RuleTypes,
     Profiles,
+    DataSources,
 }
 
 impl Table {
@@ -21,6 +22,7 @@ impl Table {
         match self {
             Table::RuleTypes => "rule_types",
             Table::Profiles => "profiles",
+            Table::DataSources => "data_sources",
         }
     }
 }
@@ -34,6 +36,14 @@ impl Store {
 
     pub async fn upsert_profile(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
         self.upsert_document(Table::Profiles, project, name, digest, yaml).await
+    }
+
+    pub async fn upsert_data_source(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::DataSources, project, name, digest, yaml).await
+    }
+
+    pub async fn list_data_sources(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
+        self.get_document(Table::DataSources, project, None).await
     }
 
     pub async fn get_rule_type(&self, project: &str, name: &str) -> Result<Option<StoredDocument>, StoreError> {
@@ -52,7 +62,7 @@ impl Store {
         self.get_document(Table::Profiles, project, None).await
     }
 
-    /// (name, version) of every rule type and profile of a project: a cheap check that lets
+    /// (kind, name, version) of every rule type, profile and data source of a project: a cheap check that lets
     /// evaluators keep parsed documents cached until something actually changed.
     pub async fn document_versions(&self, project: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let c = self.client().await?;
@@ -61,6 +71,8 @@ impl Store {
                 "SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
                  UNION ALL
                  SELECT 'profile', name, version FROM profiles WHERE project = $1
+                 UNION ALL
+                 SELECT 'data_source', name, version FROM data_sources WHERE project = $1
                  ORDER BY 1, 2",
                 &[&project],
             )

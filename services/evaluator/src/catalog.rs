@@ -5,7 +5,8 @@
 //! (name, version) pairs; the check runs at most once per `max_staleness`, which bounds how long
 //! a changed profile can go unnoticed.
 
-use plumbline_engine::{CompiledRule, EngineError, Profile, RuleType};
+use plumbline_engine::datasource::DataSources;
+use plumbline_engine::{CompiledProfile, CompiledRule, EngineError, Profile, RuleType};
 use plumbline_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,13 @@ use std::time::{Duration, Instant};
 /// A project's documents at one set of versions.
 pub struct Snapshot {
     pub rules: HashMap<String, (i64, Result<Arc<CompiledRule>, EngineError>)>,
-    pub profiles: Vec<(i64, Result<Arc<Profile>, EngineError>, String)>,
+    pub profiles: Vec<ProfileEntry>,
+}
+
+pub struct ProfileEntry {
+    pub name: String,
+    pub version: i64,
+    pub compiled: Result<Arc<CompiledProfile>, EngineError>,
 }
 
 struct Entry {
@@ -64,9 +71,17 @@ impl Catalog {
     }
 
     async fn load(&self, project: &str) -> Result<Snapshot, StoreError> {
+        let mut sources = DataSources::new();
+        for doc in self.store.list_data_sources(project).await? {
+            if let Err(e) = sources.add_yaml(&doc.source_yaml) {
+                tracing::warn!(data_source = %doc.name, error = %e, "stored data source does not load");
+            }
+        }
         let mut rules = HashMap::new();
         for doc in self.store.list_rule_types(project).await? {
-            let compiled = RuleType::from_yaml(&doc.source_yaml).and_then(CompiledRule::compile).map(Arc::new);
+            let compiled = RuleType::from_yaml(&doc.source_yaml)
+                .and_then(|rt| CompiledRule::compile_with(rt, &sources))
+                .map(Arc::new);
             if let Err(e) = &compiled {
                 tracing::warn!(rule_type = %doc.name, error = %e, "stored rule type does not compile");
             }
@@ -74,8 +89,15 @@ impl Catalog {
         }
         let mut profiles = Vec::new();
         for doc in self.store.list_profiles(project).await? {
-            let parsed = Profile::from_yaml(&doc.source_yaml).map(Arc::new);
-            profiles.push((doc.version, parsed, doc.name));
+            let compiled = Profile::from_yaml(&doc.source_yaml).and_then(CompiledProfile::compile).map(Arc::new);
+            if let Err(e) = &compiled {
+                tracing::warn!(profile = %doc.name, error = %e, "stored profile does not compile");
+            }
+            profiles.push(ProfileEntry {
+                name: doc.name,
+                version: doc.version,
+                compiled,
+            });
         }
         tracing::info!(project, rule_types = rules.len(), profiles = profiles.len(), "catalog loaded");
         Ok(Snapshot { rules, profiles })

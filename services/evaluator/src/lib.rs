@@ -164,14 +164,14 @@ impl Evaluator {
         let evaluation_started = std::time::Instant::now();
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
-        for (_, profile, profile_name) in &snapshot.profiles {
-            let profile = match profile {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(profile = %profile_name, error = %e, "stored profile does not parse, skipped");
-                    continue;
-                }
+        for entry in &snapshot.profiles {
+            let Ok(compiled_profile) = &entry.compiled else {
+                continue; // logged when the catalog loaded
             };
+            let profile = &compiled_profile.profile;
+            // An entity the profile's selectors leave out gets `skipped` verdicts, so leaving a
+            // profile (a label removed) replaces its old verdicts instead of freezing them.
+            let selected = compiled_profile.selects(&entity);
             let remediate = profile.remediate_mode().map(|m| m.as_str()).unwrap_or("off");
             let alert = profile.alert_mode().map(|m| m.as_str()).unwrap_or("off");
             for rule in profile.rules_for(entity.entity_ref.kind) {
@@ -179,10 +179,11 @@ impl Evaluator {
                     None => (0, Outcome::error(format!("rule type {} not found", rule.rule_type))),
                     Some((v, Err(e))) => (*v, Outcome::error(format!("rule type {} does not compile: {e}", rule.rule_type))),
                     Some((v, Ok(compiled))) => {
-                        let outcome = if profile.selection.is_empty() {
-                            self.evaluate(compiled.clone(), &entity, rule).await?
-                        } else {
-                            Outcome::error("profile selectors are not supported yet")
+                        let outcome = match (&selected, compiled.validate(&rule.def, &rule.params)) {
+                            (Err(e), _) => Outcome::error(e),
+                            (Ok(false), _) => Outcome::new(EvalStatus::Skipped, "entity not selected by the profile"),
+                            (Ok(true), Err(e)) => Outcome::error(e),
+                            (Ok(true), Ok(())) => self.evaluate(compiled.clone(), &entity, rule).await?,
                         };
                         (*v, outcome)
                     }

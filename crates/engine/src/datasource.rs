@@ -1,0 +1,310 @@
+//! Minder data sources: named sets of REST functions that Rego policies call as
+//! `minder.datasource.<name>.<function>(args)`.
+//!
+//! As in Minder: arguments are validated against the function's `input_schema`, the endpoint
+//! is an RFC 6570 URI template expanded with the arguments, the body is fixed
+//! (`body`/`bodyobj`) or taken from an argument (`body_from_field`), responses are read up to
+//! 1 MiB, and the call returns `{"status_code": N, "body": parsed-or-text}`. Functions with
+//! `providerAuth: true` are sent through the entity's provider with its credentials.
+//!
+//! Rego evaluation is synchronous, so calls go through a blocking [`Fetcher`] supplied by the
+//! caller for each evaluation (the evaluator bridges it to its async provider client).
+
+use crate::provider::{HttpResponse, ProviderError};
+use crate::EngineError;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Responses are cut at 1 MiB, as in Minder.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSourceDoc {
+    pub version: String,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub name: String,
+    #[serde(default)]
+    pub rest: Option<RestDataSource>,
+    #[serde(default)]
+    pub structured: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RestDataSource {
+    #[serde(default, rename = "providerAuth")]
+    pub provider_auth: bool,
+    #[serde(default)]
+    pub def: BTreeMap<String, RestFunctionDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RestFunctionDef {
+    pub endpoint: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub parse: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub bodyobj: Option<Value>,
+    #[serde(default)]
+    pub body_from_field: Option<String>,
+    #[serde(default)]
+    pub input_schema: Value,
+}
+
+/// One request a data-source function makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRequest {
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<Vec<u8>>,
+    /// Send through the provider, with its credentials.
+    pub provider_auth: bool,
+}
+
+/// Performs data-source requests for one evaluation; blocking by design (see module docs).
+pub trait Fetcher: Send + Sync {
+    fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError>;
+}
+
+/// A compiled data-source function.
+pub struct RestFunction {
+    pub source: String,
+    pub name: String,
+    def: RestFunctionDef,
+    provider_auth: bool,
+    schema: Option<jsonschema::Validator>,
+}
+
+/// Data sources by name.
+#[derive(Default, Clone)]
+pub struct DataSources {
+    by_name: HashMap<String, Arc<Vec<Arc<RestFunction>>>>,
+}
+
+impl DataSources {
+    pub fn new() -> Self {
+        DataSources::default()
+    }
+
+    /// Parses and adds one data-source document (`type: data-source`).
+    pub fn add_yaml(&mut self, yaml: &str) -> Result<String, EngineError> {
+        let doc: DataSourceDoc = serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(format!("data source: {e}")))?;
+        if doc.doc_type != "data-source" {
+            return Err(EngineError::Parse(format!("type is {:?}, want data-source", doc.doc_type)));
+        }
+        let Some(rest) = doc.rest else {
+            return Err(EngineError::Unsupported(format!("data source {}: only rest data sources are supported", doc.name)));
+        };
+        let mut fns = Vec::new();
+        for (name, def) in rest.def {
+            let schema = match &def.input_schema {
+                Value::Null => None,
+                Value::Object(m) if m.is_empty() => None,
+                s => Some(jsonschema::validator_for(s).map_err(|e| {
+                    EngineError::Parse(format!("data source {}.{name}: input_schema: {e}", doc.name))
+                })?),
+            };
+            fns.push(Arc::new(RestFunction {
+                source: doc.name.clone(),
+                name,
+                def,
+                provider_auth: rest.provider_auth,
+                schema,
+            }));
+        }
+        self.by_name.insert(doc.name.clone(), Arc::new(fns));
+        Ok(doc.name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Vec<Arc<RestFunction>>>> {
+        self.by_name.get(name).cloned()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// RFC 6570 level-1/2 expansion: `{var}` (percent-encoded), `{+var}` (reserved kept).
+pub fn expand_uri(template: &str, args: &serde_json::Map<String, Value>) -> Result<String, EngineError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(EngineError::Parse(format!("uri template {template:?}: unclosed {{")));
+        };
+        let expr = &rest[open + 1..open + close];
+        let (reserved, names) = match expr.strip_prefix('+') {
+            Some(n) => (true, n),
+            None => (false, expr),
+        };
+        let mut first = true;
+        for name in names.split(',') {
+            let value = match args.get(name.trim()) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            for b in value.bytes() {
+                let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+                let keep = unreserved || (reserved && b":/?#[]@!$&'()*+,;=".contains(&b));
+                if keep {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl RestFunction {
+    /// The Rego function name.
+    pub fn rego_name(&self) -> String {
+        format!("minder.datasource.{}.{}", self.source, self.name)
+    }
+
+    /// Builds the request for `args` (validated against the input schema).
+    pub fn request(&self, args: &Value) -> Result<FetchRequest, String> {
+        let Value::Object(map) = args else {
+            return Err(format!("{}: arguments must be an object", self.rego_name()));
+        };
+        if let Some(s) = &self.schema {
+            let errors: Vec<String> = s.iter_errors(args).map(|e| e.to_string()).collect();
+            if !errors.is_empty() {
+                return Err(format!("{}: invalid arguments: {}", self.rego_name(), errors.join("; ")));
+            }
+        }
+        let url = expand_uri(&self.def.endpoint, map).map_err(|e| e.to_string())?;
+        let body = match (&self.def.body_from_field, &self.def.bodyobj, &self.def.body) {
+            (Some(field), _, _) => match map.get(field) {
+                Some(Value::String(s)) => Some(s.clone().into_bytes()),
+                Some(v @ Value::Object(_)) => Some(v.to_string().into_bytes()),
+                Some(_) => return Err(format!("body field {field:?} is not a string or object")),
+                None => return Err(format!("body field {field:?} not found in arguments")),
+            },
+            (None, Some(obj), _) => Some(obj.to_string().into_bytes()),
+            (None, None, Some(s)) if !s.is_empty() => Some(s.clone().into_bytes()),
+            _ => None,
+        };
+        Ok(FetchRequest {
+            method: self.def.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+            url,
+            headers: self.def.headers.clone(),
+            body,
+            provider_auth: self.provider_auth,
+        })
+    }
+
+    /// Turns a response into Minder's `{"status_code", "body"}`.
+    pub fn output(&self, resp: &HttpResponse) -> Result<Value, String> {
+        let raw = &resp.body[..resp.body.len().min(MAX_BODY_BYTES)];
+        let body = if self.def.parse.as_deref() == Some("json") {
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                Value::Null
+            } else {
+                serde_json::from_slice(raw).map_err(|e| format!("{}: cannot decode json: {e}", self.rego_name()))?
+            }
+        } else {
+            Value::String(String::from_utf8_lossy(raw).into_owned())
+        };
+        Ok(serde_json::json!({"status_code": resp.status, "body": body}))
+    }
+
+    /// A call: build the request, fetch it through `fetcher`, shape the output.
+    pub fn call(&self, args: &Value, fetcher: &dyn Fetcher) -> Result<Value, String> {
+        let req = self.request(args)?;
+        let resp = fetcher.fetch(&req).map_err(|e| format!("{}: {e}", self.rego_name()))?;
+        self.output(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    const GHAPI: &str = r#"
+version: v1
+type: data-source
+name: ghapi
+rest:
+  providerAuth: true
+  def:
+    repo_config:
+      endpoint: https://api.github.com/repos/{owner}/{repo}
+      parse: json
+      input_schema:
+        type: object
+        properties:
+          owner: {type: string}
+          repo: {type: string}
+        required: [owner, repo]
+    query:
+      endpoint: https://api.osv.dev/v1/query
+      method: POST
+      body_from_field: query
+      parse: json
+      input_schema: {}
+"#;
+
+    struct Recorder(Mutex<Vec<FetchRequest>>);
+    impl Fetcher for Recorder {
+        fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError> {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(req.clone());
+            }
+            Ok(HttpResponse {
+                status: 200,
+                body: br#"{"ok": true}"#.to_vec(),
+            })
+        }
+    }
+
+    #[test]
+    fn functions_expand_validate_and_shape_output() {
+        let mut ds = DataSources::new();
+        assert_eq!(ds.add_yaml(GHAPI).expect("loads"), "ghapi");
+        let fns = ds.get("ghapi").expect("registered");
+        let repo = fns.iter().find(|f| f.name == "repo_config").expect("fn");
+        let rec = Recorder(Mutex::new(vec![]));
+        let out = repo.call(&json!({"owner": "acme", "repo": "a b"}), &rec).expect("call");
+        assert_eq!(out, json!({"status_code": 200, "body": {"ok": true}}));
+        let sent = rec.0.lock().expect("lock")[0].clone();
+        assert_eq!((sent.method.as_str(), sent.url.as_str(), sent.provider_auth), ("GET", "https://api.github.com/repos/acme/a%20b", true));
+        assert!(repo.call(&json!({"owner": "acme"}), &rec).is_err(), "missing required arg");
+        assert!(repo.call(&json!("x"), &rec).is_err(), "args must be an object");
+        let q = fns.iter().find(|f| f.name == "query").expect("fn");
+        let r = q.request(&json!({"query": {"package": {"name": "x"}}})).expect("request");
+        assert_eq!(r.body, Some(br#"{"package":{"name":"x"}}"#.to_vec()));
+        assert_eq!(r.method, "POST");
+    }
+
+    #[test]
+    fn uri_templates() {
+        let args = json!({"a": "x/y", "n": 3}).as_object().cloned().unwrap_or_default();
+        assert_eq!(expand_uri("/p/{a}/{n}", &args).expect("ok"), "/p/x%2Fy/3");
+        assert_eq!(expand_uri("/p/{+a}", &args).expect("ok"), "/p/x/y");
+        assert_eq!(expand_uri("/p/{missing}", &args).expect("ok"), "/p/");
+        assert!(expand_uri("/p/{a", &args).is_err());
+    }
+}

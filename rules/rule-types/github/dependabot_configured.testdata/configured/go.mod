@@ -1,0 +1,3 @@
+module example.com/acme/service
+
+go 1.22
