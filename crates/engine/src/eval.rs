@@ -1,6 +1,8 @@
 //! Policy evaluation: Rego through regorus (compiled once per rule type).
 
+use crate::datasource::RestFunction;
 use crate::{EngineError, Outcome};
+use std::sync::Arc;
 use plumbline_domain::EvalStatus;
 use serde_json::Value;
 
@@ -23,6 +25,11 @@ enum RegoKind {
 
 impl RegoPolicy {
     pub fn compile(kind: &str, def: &str, violation_format: Option<&str>) -> Result<Self, EngineError> {
+        Self::compile_with(kind, def, violation_format, &[])
+    }
+
+    /// Compiles with data-source functions available as `minder.datasource.<name>.<fn>`.
+    pub fn compile_with(kind: &str, def: &str, violation_format: Option<&str>, functions: &[Arc<RestFunction>]) -> Result<Self, EngineError> {
         let kind = match kind {
             "deny-by-default" => RegoKind::DenyByDefault,
             "constraints" => RegoKind::Constraints,
@@ -32,6 +39,23 @@ impl RegoPolicy {
         // Minder accepts both syntaxes; a policy with `import rego.v1` is parsed as v1 anyway.
         engine.set_rego_v0(true);
         crate::rego_ext::register(&mut engine).map_err(|e| EngineError::Policy(format!("registering minder functions: {e}")))?;
+        for f in functions {
+            let func = f.clone();
+            let call = move |args: Vec<regorus::Value>| -> anyhow::Result<regorus::Value> {
+                let arg = args
+                    .first()
+                    .map(serde_json::to_value)
+                    .transpose()?
+                    .unwrap_or(Value::Null);
+                let fetcher = crate::rego_ext::current_fetcher()
+                    .ok_or_else(|| anyhow::anyhow!("{}: data sources are not available in this evaluation", func.rego_name()))?;
+                let out = func.call(&arg, fetcher.as_ref()).map_err(anyhow::Error::msg)?;
+                Ok(regorus::Value::from(out))
+            };
+            engine
+                .add_extension(f.rego_name(), 1, Box::new(call))
+                .map_err(|e| EngineError::Policy(format!("registering {}: {e}", f.rego_name())))?;
+        }
         engine
             .add_policy(POLICY_PATH.to_string(), def.to_string())
             .map_err(|e| EngineError::Policy(e.to_string()))?;

@@ -222,6 +222,12 @@ impl CompiledRule {
     /// Compiles a rule type. Broken definitions (template or Rego syntax) are errors; types the
     /// engine does not implement compile into rules whose evaluation says so.
     pub fn compile(rule_type: RuleType) -> Result<Self, EngineError> {
+        Self::compile_with(rule_type, &datasource::DataSources::new())
+    }
+
+    /// Compiles with the project's data sources. A data source the rule uses but `sources`
+    /// lacks makes evaluation an `error` verdict naming it (the rule type still loads).
+    pub fn compile_with(rule_type: RuleType, sources: &datasource::DataSources) -> Result<Self, EngineError> {
         let digest = digest(
             serde_json::to_string(&rule_type)
                 .map_err(|e| EngineError::Parse(e.to_string()))?
@@ -251,7 +257,22 @@ impl CompiledRule {
             (other, _) => CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet")),
         };
         let eval = match (rule_type.def.eval.kind.as_str(), &rule_type.def.eval.rego) {
-            ("rego", Some(r)) => CompiledEval::Rego(RegoPolicy::compile(&r.kind, &r.def, r.violation_format.as_deref())?),
+            ("rego", Some(r)) => {
+                let mut functions = Vec::new();
+                let mut missing = Vec::new();
+                for name in rule_type.data_source_names() {
+                    match sources.get(&name) {
+                        Some(fns) => functions.extend(fns.iter().cloned()),
+                        None => missing.push(name),
+                    }
+                }
+                let policy = RegoPolicy::compile_with(&r.kind, &r.def, r.violation_format.as_deref(), &functions)?;
+                if missing.is_empty() {
+                    CompiledEval::Rego(policy)
+                } else {
+                    CompiledEval::Unsupported(format!("data source(s) not registered: {}", missing.join(", ")))
+                }
+            }
             ("rego", None) => return Err(EngineError::Parse("eval type rego without a rego section".into())),
             ("jq", _) => CompiledEval::Jq(JqEval::compile(rule_type.def.eval.jq.as_deref().unwrap_or_default())?),
             (other, _) => CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet")),
@@ -397,8 +418,14 @@ impl CompiledRule {
         digest(doc.to_string().as_bytes())
     }
 
-    /// Judges ingested input. CPU-bound and synchronous.
+    /// Judges ingested input. CPU-bound and synchronous. Data-source calls fail.
     pub fn evaluate(&self, ingested: &Ingested, inv: &Invocation<'_>) -> Outcome {
+        self.evaluate_with(ingested, inv, None)
+    }
+
+    /// Like [`evaluate`](Self::evaluate), with `fetcher` serving the rule's data-source calls
+    /// (it blocks: run this on a thread that may block).
+    pub fn evaluate_with(&self, ingested: &Ingested, inv: &Invocation<'_>, fetcher: Option<Arc<dyn datasource::Fetcher>>) -> Outcome {
         let mut outcome = match &self.eval {
             CompiledEval::Unsupported(why) => Outcome::error(EngineError::Unsupported(why.clone())),
             CompiledEval::Rego(p) => {
@@ -409,6 +436,7 @@ impl CompiledRule {
                 });
                 let env = rego_ext::EvalEnv {
                     files: ingested.files.clone(),
+                    fetcher,
                 };
                 rego_ext::with_env(env, || p.evaluate(input, &self.rule_type.short_failure_message))
             }

@@ -35,7 +35,8 @@ pub trait Provider: Send + Sync {
     async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError>;
 }
 
-fn provider_error(e: GitHubError) -> ProviderError {
+/// Maps GitHub client errors to provider errors (rate limits and 5xx are transient).
+pub fn provider_error(e: GitHubError) -> ProviderError {
     match e {
         GitHubError::RateLimited { until_epoch_secs } => ProviderError::Transient {
             message: format!("rate limited until {until_epoch_secs}"),

@@ -23,10 +23,26 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// What the extension functions may read during one evaluation.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EvalEnv {
     /// The repository tree of a git ingest; `None` for other ingest types.
     pub files: Option<Arc<FileTree>>,
+    /// Performs data-source calls (`minder.datasource.*`); `None` makes them fail.
+    pub fetcher: Option<Arc<dyn crate::datasource::Fetcher>>,
+}
+
+impl std::fmt::Debug for EvalEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvalEnv")
+            .field("files", &self.files.as_ref().map(|t| t.len()))
+            .field("fetcher", &self.fetcher.is_some())
+            .finish()
+    }
+}
+
+/// The current evaluation's data-source fetcher, if any.
+pub fn current_fetcher() -> Option<Arc<dyn crate::datasource::Fetcher>> {
+    ENV.try_with(|e| e.borrow().fetcher.clone()).ok().flatten()
 }
 
 thread_local! {

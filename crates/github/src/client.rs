@@ -150,6 +150,48 @@ impl GitHub {
         Ok(r)
     }
 
+    /// A request to an absolute URL, for data sources. URLs under this client's API root (or
+    /// under `https://api.github.com` when `provider_auth`, so a GitHub Enterprise or simulated
+    /// API is used instead) go with credentials; any other URL goes without them, and never to
+    /// a loopback, private or link-local address literal.
+    pub async fn request_url(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        provider_auth: bool,
+    ) -> Result<ApiResponse, GitHubError> {
+        let own = if let Some(rest) = url.strip_prefix(self.api_url.as_str()) {
+            Some(rest)
+        } else if provider_auth {
+            url.strip_prefix(PUBLIC_API)
+        } else {
+            None
+        };
+        if let Some(path) = own {
+            return self.request(method, if path.is_empty() { "/" } else { path }, body).await;
+        }
+        let uri: http::Uri = url.parse().map_err(|e| GitHubError::Config(format!("url {url:?}: {e}")))?;
+        if uri.scheme_str() != Some("https") && uri.scheme_str() != Some("http") {
+            return Err(GitHubError::Config(format!("url {url:?}: only http(s) is allowed")));
+        }
+        if let Some(host) = uri.host() {
+            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+                if !is_public(&ip) {
+                    return Err(GitHubError::Config(format!("url {url:?}: non-public address refused")));
+                }
+            }
+        }
+        let sent = match method {
+            Method::GET => self.octo._get(uri).await,
+            Method::POST => self.octo._post(uri, body).await,
+            Method::PUT => self.octo._put(uri, body).await,
+            other => return Err(GitHubError::Config(format!("unsupported method {other} for {url}"))),
+        };
+        let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {url}: {e}")))?;
+        read_response(resp, &method, url, 1 << 20).await
+    }
+
     /// Like [`request`](Self::request), but a non-2xx status is an error.
     pub async fn request_ok(
         &self,
@@ -277,6 +319,16 @@ async fn read_response(
     })
 }
 
+const PUBLIC_API: &str = "https://api.github.com";
+
+/// Loopback, private, link-local and unspecified addresses are not "public".
+fn is_public(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()),
+        std::net::IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80),
+    }
+}
+
 fn has_next_page(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::LINK)
@@ -333,6 +385,14 @@ mod tests {
         assert_eq!(t, Some(4_000_000_000));
         assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30")])).is_some());
         assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[])).is_some());
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"] {
+            assert!(!is_public(&ip.parse().expect("ip")), "{ip}");
+        }
+        assert!(is_public(&"140.82.112.3".parse().expect("ip")));
     }
 
     #[test]

@@ -19,8 +19,6 @@ pub struct Snapshot {
 }
 
 pub struct ProfileEntry {
-    pub name: String,
-    pub version: i64,
     pub compiled: Result<Arc<CompiledProfile>, EngineError>,
 }
 
@@ -93,11 +91,7 @@ impl Catalog {
             if let Err(e) = &compiled {
                 tracing::warn!(profile = %doc.name, error = %e, "stored profile does not compile");
             }
-            profiles.push(ProfileEntry {
-                name: doc.name,
-                version: doc.version,
-                compiled,
-            });
+            profiles.push(ProfileEntry { compiled });
         }
         tracing::info!(project, rule_types = rules.len(), profiles = profiles.len(), "catalog loaded");
         Ok(Snapshot { rules, profiles })

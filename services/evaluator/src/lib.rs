@@ -14,6 +14,8 @@ use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus};
+use plumbline_engine::datasource::{FetchRequest, Fetcher};
+use plumbline_engine::provider::{provider_error, HttpResponse, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
 use plumbline_github::{GitHub, GitHubConfig};
 use plumbline_proto::v1::{EntityEvent, Verdict};
@@ -141,6 +143,31 @@ pub async fn run(config: EvaluatorConfig, shutdown: CancellationToken) -> Result
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
+}
+
+/// Serves data-source calls from inside a synchronous Rego evaluation by blocking on the
+/// async GitHub client; used only on the blocking pool, where blocking is allowed.
+struct BlockingGitHubFetcher {
+    github: GitHub,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Fetcher for BlockingGitHubFetcher {
+    fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError> {
+        let body: Option<serde_json::Value> = match &req.body {
+            None => None,
+            Some(b) => Some(serde_json::from_slice(b).map_err(|e| ProviderError::Failed(format!("data source bodies must be json: {e}")))?),
+        };
+        let method = plumbline_github::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
+        self.runtime
+            .block_on(self.github.request_url(method, &req.url, body.as_ref(), req.provider_auth))
+            .map(|r| HttpResponse {
+                status: r.status,
+                body: r.body.to_vec(),
+            })
+            .map_err(provider_error)
+    }
 }
 
 impl Handler for Evaluator {
@@ -277,13 +304,17 @@ impl Evaluator {
             Err(IngestError::Transient(e)) => return Err(Failure::Transient(e.to_string())),
         };
         let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {
+            github: self.github.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
         tokio::task::spawn_blocking(move || {
             let inv = Invocation {
                 entity: &entity,
                 params: &params,
                 def: &def,
             };
-            rule.evaluate(&ingested, &inv)
+            rule.evaluate_with(&ingested, &inv, Some(fetcher))
         })
         .await
         .or_else(|e| Ok(Outcome::new(EvalStatus::Error, format!("evaluation panicked: {e}"))))
