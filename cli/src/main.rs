@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: RuletypeCommand,
     },
+    /// Data sources (REST functions that Rego policies call).
+    Datasource {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
     /// Profiles.
     Profile {
         #[command(subcommand)]
@@ -124,6 +129,19 @@ async fn main() -> anyhow::Result<()> {
             for f in files {
                 let r = commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
                 println!("rule type {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
+            }
+        }
+        Command::Datasource { command: DocCommand::Apply { files } } => {
+            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            for f in files {
+                let r = c
+                    .apply_data_source(plumbline_proto::v1::ApplyDataSourceRequest {
+                        project: project.clone(),
+                        yaml: commands::read_file(&f)?,
+                    })
+                    .await?
+                    .into_inner();
+                println!("data source {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
             }
         }
         Command::Profile { command: DocCommand::Apply { files } } => {

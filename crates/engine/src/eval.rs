@@ -10,12 +10,32 @@ use serde_json::Value;
 const POLICY_PATH: &str = "minder.rego";
 
 /// A compiled Minder Rego policy.
+///
+/// Compiled and prepared once; each thread evaluates on its own prepared copy (kept in a
+/// thread-local cache), so an evaluation costs only setting the input and evaluating the
+/// declared rules — no re-analysis of the policy and no query parsing.
 #[derive(Clone)]
 pub struct RegoPolicy {
+    id: u64,
     engine: regorus::Engine,
     kind: RegoKind,
     json_violations: bool,
+    declares_skip: bool,
+    declares_allow: bool,
+    declares_message: bool,
+    declares_violations: bool,
 }
+
+/// Prepared engines per thread, by policy id. Bounded: a replica evaluates a few hundred
+/// rule types at most, and a miss only costs one clone.
+const THREAD_CACHE_MAX: usize = 512;
+
+thread_local! {
+    static PREPARED: std::cell::RefCell<std::collections::HashMap<u64, regorus::Engine>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+static NEXT_POLICY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RegoKind {
@@ -64,30 +84,70 @@ impl RegoPolicy {
             Some("json") => true,
             Some(other) => return Err(EngineError::Parse(format!("violation_format {other:?}"))),
         };
+        let declared = |name: &str| engine.has_declared_rule_rooted_at(POLICY_PATH, name).unwrap_or(false);
+        let (declares_skip, declares_allow, declares_message, declares_violations) =
+            (declared("skip"), declared("allow"), declared("message"), declared("violations"));
+        // Prepare (analyse and schedule) once, so clones start prepared. The result of this
+        // evaluation against an empty input is irrelevant; only the preparation is kept.
+        let entry = if kind == RegoKind::Constraints { "data.minder.violations" } else { "data.minder.allow" };
+        let _ = crate::rego_ext::with_env(Default::default(), || engine.eval_rule(entry.to_string()));
         Ok(RegoPolicy {
+            id: NEXT_POLICY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             engine,
             kind,
             json_violations,
+            declares_skip,
+            declares_allow,
+            declares_message,
+            declares_violations,
         })
+    }
+
+    /// Runs `f` on this thread's prepared copy of the policy's engine.
+    fn with_engine<R>(&self, f: impl FnOnce(&mut regorus::Engine) -> R) -> R {
+        let cached = PREPARED.with(|c| c.borrow_mut().remove(&self.id));
+        let mut engine = cached.unwrap_or_else(|| self.engine.clone());
+        let r = f(&mut engine);
+        PREPARED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= THREAD_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(self.id, engine);
+        });
+        r
     }
 
     /// Evaluates against `input` (`{ingested, profile, properties}`). CPU-bound: callers on an
     /// async runtime run it on a blocking thread.
     pub fn evaluate(&self, input: Value, short_failure_message: &str) -> Outcome {
-        let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from(input));
+        self.evaluate_value(regorus::Value::from(input), short_failure_message)
+    }
+
+    /// Like [`evaluate`](Self::evaluate), with the input already converted for Rego.
+    pub fn evaluate_value(&self, input: regorus::Value, short_failure_message: &str) -> Outcome {
+        self.with_engine(|engine| {
+            engine.set_input(input);
+            self.judge(engine, short_failure_message)
+        })
+    }
+
+    fn judge(&self, engine: &mut regorus::Engine, short_failure_message: &str) -> Outcome {
         match self.kind {
             RegoKind::DenyByDefault => {
-                match query(&mut engine, "data.minder.skip") {
-                    Ok(Some(v)) if v == Value::Bool(true) => return Outcome::new(EvalStatus::Skipped, "rule skipped"),
-                    Ok(_) => {}
-                    Err(e) => return Outcome::error(e),
+                if self.declares_skip {
+                    match rule(engine, "data.minder.skip") {
+                        Ok(Some(Value::Bool(true))) => return Outcome::new(EvalStatus::Skipped, "rule skipped"),
+                        Ok(_) => {}
+                        Err(e) => return Outcome::error(e),
+                    }
                 }
-                match query(&mut engine, "data.minder.allow") {
+                let allowed = if self.declares_allow { rule(engine, "data.minder.allow") } else { Ok(None) };
+                match allowed {
                     Ok(Some(Value::Bool(true))) => Outcome::new(EvalStatus::Pass, ""),
                     Ok(_) => {
-                        let msg = match query(&mut engine, "data.minder.message") {
-                            Ok(Some(Value::String(s))) if !s.is_empty() => s,
+                        let msg = match self.declares_message.then(|| rule(engine, "data.minder.message")) {
+                            Some(Ok(Some(Value::String(s)))) if !s.is_empty() => s,
                             _ => default_message(short_failure_message),
                         };
                         Outcome::new(EvalStatus::Fail, msg)
@@ -95,27 +155,30 @@ impl RegoPolicy {
                     Err(e) => Outcome::error(e),
                 }
             }
-            RegoKind::Constraints => match query(&mut engine, "data.minder.violations") {
-                Ok(None) | Ok(Some(Value::Null)) => Outcome::new(EvalStatus::Pass, ""),
-                Ok(Some(Value::Array(vs))) if vs.is_empty() => Outcome::new(EvalStatus::Pass, ""),
-                Ok(Some(Value::Array(vs))) => {
-                    let details: Vec<String> = vs
-                        .iter()
-                        .map(|v| match v.get("msg") {
-                            Some(Value::String(s)) if !self.json_violations => s.clone(),
-                            Some(m) => m.to_string(),
-                            None => v.to_string(),
-                        })
-                        .collect();
-                    // Minder's wording, which upstream test cases check verbatim.
-                    let lines: Vec<String> = details.iter().map(|d| format!(" - {d}")).collect();
-                    let mut o = Outcome::new(EvalStatus::Fail, format!("Evaluation failures: \n{}", lines.join("\n")));
-                    o.details = details;
-                    o
+            RegoKind::Constraints => {
+                let found = if self.declares_violations { rule(engine, "data.minder.violations") } else { Ok(None) };
+                match found {
+                    Ok(None) | Ok(Some(Value::Null)) => Outcome::new(EvalStatus::Pass, ""),
+                    Ok(Some(Value::Array(vs))) if vs.is_empty() => Outcome::new(EvalStatus::Pass, ""),
+                    Ok(Some(Value::Array(vs))) => {
+                        let details: Vec<String> = vs
+                            .iter()
+                            .map(|v| match v.get("msg") {
+                                Some(Value::String(s)) if !self.json_violations => s.clone(),
+                                Some(m) => m.to_string(),
+                                None => v.to_string(),
+                            })
+                            .collect();
+                        // Minder's wording, which upstream test cases check verbatim.
+                        let lines: Vec<String> = details.iter().map(|d| format!(" - {d}")).collect();
+                        let mut o = Outcome::new(EvalStatus::Fail, format!("Evaluation failures: \n{}", lines.join("\n")));
+                        o.details = details;
+                        o
+                    }
+                    Ok(Some(other)) => Outcome::error(EngineError::Policy(format!("violations is not a set: {other}"))),
+                    Err(e) => Outcome::error(e),
                 }
-                Ok(Some(other)) => Outcome::error(EngineError::Policy(format!("violations is not a set: {other}"))),
-                Err(e) => Outcome::error(e),
-            },
+            }
         }
     }
 }
@@ -128,19 +191,14 @@ fn default_message(short: &str) -> String {
     }
 }
 
-/// Evaluates a query; `None` when undefined.
-fn query(engine: &mut regorus::Engine, q: &str) -> Result<Option<Value>, EngineError> {
-    let results = engine
-        .eval_query(q.to_string(), false)
-        .map_err(|e| EngineError::Policy(e.to_string()))?;
-    let Some(v) = results.result.first().and_then(|r| r.expressions.first()).map(|e| &e.value) else {
-        return Ok(None);
-    };
-    if *v == regorus::Value::Undefined {
+/// Evaluates a declared rule; `None` when undefined.
+fn rule(engine: &mut regorus::Engine, path: &str) -> Result<Option<Value>, EngineError> {
+    let v = engine.eval_rule(path.to_string()).map_err(|e| EngineError::Policy(e.to_string()))?;
+    if v == regorus::Value::Undefined {
         return Ok(None);
     }
     // Sets (e.g. `violations contains ...`) serialise as arrays.
-    serde_json::to_value(v)
+    serde_json::to_value(&v)
         .map(Some)
         .map_err(|e| EngineError::Policy(e.to_string()))
 }

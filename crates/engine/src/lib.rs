@@ -117,6 +117,33 @@ impl CompiledProfile {
     }
 }
 
+/// The entity properties Rego sees as `input.properties`: the entity's own, plus Minder's
+/// standard names for repositories (`github/repo_owner`, `github/repo_name`, ...), which
+/// corpus policies and data-source calls use.
+pub fn minder_properties(entity: &Entity) -> Value {
+    let mut p = entity.properties.as_object().cloned().unwrap_or_default();
+    if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository {
+        let get = |k: &str| entity.properties.get(k).cloned();
+        let defaults = [
+            ("name", Some(Value::from(entity.full_name()))),
+            ("upstream_id", Some(Value::from(entity.entity_ref.upstream_id.clone()))),
+            ("github/repo_owner", Some(Value::from(entity.owner.clone()))),
+            ("github/repo_name", Some(Value::from(entity.name.clone()))),
+            ("github/repo_id", get("repo_id")),
+            ("github/default_branch", get("default_branch")),
+            ("is_private", get("private")),
+            ("is_fork", get("fork")),
+            ("is_archived", get("archived")),
+        ];
+        for (k, v) in defaults {
+            if let Some(v) = v {
+                p.entry(k.to_string()).or_insert(v);
+            }
+        }
+    }
+    Value::Object(p)
+}
+
 /// What selectors see: `<kind>.name` (full name), `.is_private`, `.is_fork`, `.properties`,
 /// and Plumbline's `.labels`.
 pub fn selector_vars(entity: &Entity) -> Value {
@@ -144,12 +171,36 @@ pub struct Invocation<'a> {
 }
 
 /// What ingest produced, with the digest that decides whether a previous verdict can be reused.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Ingested {
     pub value: Value,
     /// The repository's files, for git ingest.
     pub files: Option<Arc<FileTree>>,
     pub digest: String,
+    /// `value` converted for Rego, made on first use and kept: converting a GitHub repository
+    /// object costs far more than evaluating a policy over it, so it is done once per input.
+    rego_value: std::sync::OnceLock<regorus::Value>,
+}
+
+impl PartialEq for Ingested {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.files == other.files && self.digest == other.digest
+    }
+}
+
+impl Ingested {
+    pub fn new(value: Value, files: Option<Arc<FileTree>>, digest: impl Into<String>) -> Self {
+        Ingested {
+            value,
+            files,
+            digest: digest.into(),
+            rego_value: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn rego_value(&self) -> regorus::Value {
+        self.rego_value.get_or_init(|| regorus::Value::from(self.value.clone())).clone()
+    }
 }
 
 enum CompiledIngest {
@@ -409,7 +460,7 @@ impl CompiledRule {
             }
         };
         let digest = self.input_digest(&value, files.as_deref(), inv);
-        Ok(Ingested { value, files, digest })
+        Ok(Ingested::new(value, files, digest))
     }
 
     fn input_digest(&self, ingested: &Value, files: Option<&FileTree>, inv: &Invocation<'_>) -> String {
@@ -429,16 +480,19 @@ impl CompiledRule {
         let mut outcome = match &self.eval {
             CompiledEval::Unsupported(why) => Outcome::error(EngineError::Unsupported(why.clone())),
             CompiledEval::Rego(p) => {
-                let input = json!({
-                    "ingested": ingested.value,
-                    "profile": if inv.def.is_null() { json!({}) } else { inv.def.clone() },
-                    "properties": inv.entity.properties,
-                });
+                let mut input = std::collections::BTreeMap::new();
+                input.insert(regorus::Value::from("ingested"), ingested.rego_value());
+                input.insert(
+                    regorus::Value::from("profile"),
+                    regorus::Value::from(if inv.def.is_null() { json!({}) } else { inv.def.clone() }),
+                );
+                input.insert(regorus::Value::from("properties"), regorus::Value::from(minder_properties(inv.entity)));
+                let input = regorus::Value::from(input);
                 let env = rego_ext::EvalEnv {
                     files: ingested.files.clone(),
                     fetcher,
                 };
-                rego_ext::with_env(env, || p.evaluate(input, &self.rule_type.short_failure_message))
+                rego_ext::with_env(env, || p.evaluate_value(input, &self.rule_type.short_failure_message))
             }
             CompiledEval::Jq(j) => j.evaluate(&ingested.value, inv.def),
         };

@@ -883,7 +883,7 @@ mod tests {
     }
 
     fn call(f: ExtFn, files: Option<Arc<FileTree>>, args: &[RValue]) -> anyhow::Result<Value> {
-        let v = with_env(EvalEnv { files }, || f(args.to_vec()))?;
+        let v = with_env(EvalEnv { files, ..Default::default() }, || f(args.to_vec()))?;
         if v == RValue::Undefined {
             return Ok(json!("<undefined>"));
         }
@@ -1123,20 +1123,20 @@ mod tests {
         assert_eq!(call(ls_actions, Some(t.clone()), &[s(".github/missing")]).unwrap(), json!([]));
         assert_eq!(call(ls_actions, Some(t.clone()), &[s("other.yml")]).unwrap(), json!(["elsewhere/action"]));
         // A set, so Rego's set operations work on it.
-        let v = with_env(EvalEnv { files: Some(t) }, || ls_actions(vec![s(".github")])).unwrap();
+        let v = with_env(EvalEnv { files: Some(t), ..Default::default() }, || ls_actions(vec![s(".github")])).unwrap();
         assert!(matches!(v, RValue::Set(_)));
     }
 
     #[test]
     fn env_is_scoped() {
         let t = sample();
-        with_env(EvalEnv { files: Some(t.clone()) }, || {
+        with_env(EvalEnv { files: Some(t.clone()), ..Default::default() }, || {
             assert!(files("x").is_ok());
             with_env(EvalEnv::default(), || assert!(files("x").is_err()));
             assert!(files("x").is_ok());
         });
         assert!(files("x").is_err());
-        let r = std::panic::catch_unwind(|| with_env(EvalEnv { files: Some(t) }, || panic!("boom")));
+        let r = std::panic::catch_unwind(|| with_env(EvalEnv { files: Some(t), ..Default::default() }, || panic!("boom")));
         assert!(r.is_err());
         assert!(files("x").is_err());
     }
@@ -1185,7 +1185,7 @@ allow if {
 
     fn eval_allow(engine: &regorus::Engine, files: Arc<FileTree>) -> anyhow::Result<Value> {
         let mut engine = engine.clone();
-        with_env(EvalEnv { files: Some(files) }, || {
+        with_env(EvalEnv { files: Some(files), ..Default::default() }, || {
             let v = engine.eval_rule("data.minder.allow".to_string())?;
             Ok(serde_json::to_value(&v)?)
         })

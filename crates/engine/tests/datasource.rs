@@ -83,7 +83,7 @@ fn policies_call_data_sources_through_the_fetcher() {
     let e = entity();
     let (params, def) = (serde_json::json!({}), serde_json::json!({}));
     let inv = Invocation { entity: &e, params: &params, def: &def };
-    let ingested = Ingested { value: serde_json::json!({}), files: None, digest: String::new() };
+    let ingested = Ingested::new(serde_json::json!({}), None, "");
 
     let on = Arc::new(Canned(Mutex::new(vec![]), true));
     assert_eq!(rule.evaluate_with(&ingested, &inv, Some(on.clone())).status, EvalStatus::Pass);
@@ -103,7 +103,7 @@ fn a_rule_whose_data_source_is_missing_is_an_error_not_a_pass() {
     let e = entity();
     let (params, def) = (serde_json::json!({}), serde_json::json!({}));
     let inv = Invocation { entity: &e, params: &params, def: &def };
-    let ingested = Ingested { value: serde_json::json!({}), files: None, digest: String::new() };
+    let ingested = Ingested::new(serde_json::json!({}), None, "");
     let o = rule.evaluate(&ingested, &inv);
     assert_eq!(o.status, EvalStatus::Error);
     assert!(o.message.contains("ghapi"), "{}", o.message);
