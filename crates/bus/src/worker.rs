@@ -45,6 +45,22 @@ pub struct Worker {
 const STALL: Duration = Duration::from_secs(120);
 
 impl Worker {
+    /// Runs the loop on a task of its own, keeping the service ready while `ready` answers
+    /// true (re-checked every 5 s), until `shutdown`.
+    pub fn spawn<H, R, Fut>(self, mut handler: H, shutdown: CancellationToken, ready: R) -> tokio::task::JoinHandle<()>
+    where
+        H: Handler + 'static,
+        R: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), ready);
+            self.run(&mut handler, shutdown).await;
+            readiness.abort();
+        })
+    }
+
     pub async fn run<H: Handler>(self, handler: &mut H, shutdown: CancellationToken) {
         tracing::info!(worker = self.name, "consuming");
         self.health.beat(self.name, STALL);

@@ -196,3 +196,47 @@ where
         }
     })
 }
+
+/// Command-line shell shared by the service binaries: the service's own flags plus logging.
+#[derive(clap::Parser)]
+struct ServiceCli<C: clap::Args> {
+    #[command(flatten)]
+    config: C,
+    /// Log as JSON lines.
+    #[arg(long, env = "PLUMB_LOG_JSON")]
+    log_json: bool,
+}
+
+/// The whole `main` of a service binary: parse flags (`--help` documents them), start
+/// logging, run until SIGTERM or Ctrl-C. Exits non-zero with the error on failure.
+pub fn service_main<C, F, Fut, E>(name: &'static str, about: &'static str, run: F)
+where
+    C: clap::Args + clap::FromArgMatches,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ServiceCli::<C>::command().name(name).about(about).get_matches();
+    let cli = match ServiceCli::<C>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = shutdown_on_signal();
+        run(cli.config, shutdown).await
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "{name} failed");
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}

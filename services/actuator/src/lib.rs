@@ -92,7 +92,7 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         .await
         .map_err(ActuatorError::Health)?;
     let (outcomes, _) = broadcast::channel(1024);
-    let mut act = Actuator {
+    let act = Actuator {
         store: store.clone(),
         github,
         producer,
@@ -111,13 +111,9 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
     };
-    let task = tokio::spawn(async move {
-        let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
-            let store = store.clone();
-            async move { store.ping().await.is_ok() }
-        });
-        worker.run(&mut act, shutdown).await;
-        readiness.abort();
+    let task = worker.spawn(act, shutdown, move || {
+        let store = store.clone();
+        async move { store.ping().await.is_ok() }
     });
     Ok(Running {
         health_addr,

@@ -1,20 +1,3 @@
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(name = "plumbline-actuator", about = "Plumbline actuator: failing verdicts to remediations")]
-struct Cli {
-    #[command(flatten)]
-    config: plumbline_actuator::ActuatorConfig,
-    /// Log as JSON lines.
-    #[arg(long, env = "PLUMB_LOG_JSON")]
-    log_json: bool,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    plumbline_telemetry::init_logging(cli.log_json);
-    let shutdown = plumbline_telemetry::shutdown_on_signal();
-    plumbline_actuator::run(cli.config, shutdown).await?;
-    Ok(())
+fn main() {
+    plumbline_telemetry::service_main::<plumbline_actuator::ActuatorConfig, _, _, _>("plumbline-actuator", "Plumbline actuator: failing verdicts to remediations", plumbline_actuator::run);
 }

@@ -106,7 +106,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
         .await
         .map_err(EvaluatorError::Health)?;
-    let mut ev = Evaluator {
+    let ev = Evaluator {
         catalog: Catalog::new(store.clone(), Duration::from_millis(config.catalog_max_staleness_ms)),
         store,
         github,
@@ -124,13 +124,9 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
         base_backoff: Duration::from_millis(200),
     };
     let store = ev.store.clone();
-    let task = tokio::spawn(async move {
-        let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
-            let store = store.clone();
-            async move { store.ping().await.is_ok() }
-        });
-        worker.run(&mut ev, shutdown).await;
-        readiness.abort();
+    let task = worker.spawn(ev, shutdown, move || {
+        let store = store.clone();
+        async move { store.ping().await.is_ok() }
     });
     Ok(Running {
         health_addr,

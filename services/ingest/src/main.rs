@@ -1,20 +1,3 @@
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(name = "plumbline-ingest", about = "Plumbline ingest: GitHub webhooks to entity events")]
-struct Cli {
-    #[command(flatten)]
-    config: plumbline_ingest::IngestConfig,
-    /// Log as JSON lines.
-    #[arg(long, env = "PLUMB_LOG_JSON")]
-    log_json: bool,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    plumbline_telemetry::init_logging(cli.log_json);
-    let shutdown = plumbline_telemetry::shutdown_on_signal();
-    plumbline_ingest::run(cli.config, shutdown).await?;
-    Ok(())
+fn main() {
+    plumbline_telemetry::service_main::<plumbline_ingest::IngestConfig, _, _, _>("plumbline-ingest", "Plumbline ingest: GitHub webhooks to entity events", plumbline_ingest::run);
 }
