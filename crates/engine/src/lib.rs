@@ -207,6 +207,7 @@ enum CompiledIngest {
     Rest {
         endpoint: Template,
         method: String,
+        headers: Vec<(String, Template)>,
         body: Option<Template>,
         parse_json: bool,
         fallback: Vec<(u16, String)>,
@@ -288,6 +289,12 @@ impl CompiledRule {
             ("rest", Some(rest)) => CompiledIngest::Rest {
                 endpoint: Template::parse(&rest.endpoint)?,
                 method: rest.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+                headers: rest
+                    .headers
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| Ok((k.clone(), Template::parse(v)?)))
+                    .collect::<Result<_, EngineError>>()?,
                 body: rest.body.as_deref().map(Template::parse).transpose()?,
                 parse_json: rest.parse.as_deref() == Some("json"),
                 fallback: rest.fallback.iter().map(|f| (f.http_code, f.body.clone())).collect(),
@@ -422,6 +429,7 @@ impl CompiledRule {
             CompiledIngest::Rest {
                 endpoint,
                 method,
+                headers,
                 body,
                 parse_json,
                 fallback,
@@ -436,7 +444,15 @@ impl CompiledRule {
                     }
                     None => None,
                 };
-                let resp = provider.request(method, &path, body.as_ref()).await.map_err(transient_or_rule)?;
+                let headers = headers
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(&data)?)))
+                    .collect::<Result<Vec<_>, TemplateError>>()
+                    .map_err(|e| IngestError::Rule(e.into()))?;
+                let resp = provider
+                    .request_with_headers(method, &path, body.as_ref(), &headers)
+                    .await
+                    .map_err(transient_or_rule)?;
                 let raw = match fallback.iter().find(|(code, _)| *code == resp.status) {
                     Some((_, fb)) => fb.as_bytes().to_vec(),
                     None if (200..300).contains(&resp.status) => resp.body,

@@ -31,6 +31,22 @@ pub trait Provider: Send + Sync {
         body: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError>;
 
+    /// Like [`request`](Provider::request), with extra headers. Providers that cannot send
+    /// headers say so rather than drop them.
+    async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+    ) -> Result<HttpResponse, ProviderError> {
+        if headers.is_empty() {
+            self.request(method, path, body).await
+        } else {
+            Err(ProviderError::Failed("this provider cannot send request headers".into()))
+        }
+    }
+
     /// The files of one branch (git ingest), bounded by [`Limits`].
     async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError>;
 }
@@ -63,6 +79,22 @@ impl Provider for GitHub {
         body: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError> {
         GitHub::request(self, method(m)?, path, body)
+            .await
+            .map(|r| HttpResponse {
+                status: r.status,
+                body: r.body.to_vec(),
+            })
+            .map_err(provider_error)
+    }
+
+    async fn request_with_headers(
+        &self,
+        m: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+    ) -> Result<HttpResponse, ProviderError> {
+        GitHub::request_with_headers(self, method(m)?, path, body, headers)
             .await
             .map(|r| HttpResponse {
                 status: r.status,

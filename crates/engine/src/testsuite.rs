@@ -115,6 +115,10 @@ impl Provider for FixtureProvider {
             .ok_or_else(|| ProviderError::Failed("the test case has no http fixture".into()))
     }
 
+    async fn request_with_headers(&self, method: &str, path: &str, body: Option<&Value>, _headers: &[(String, String)]) -> Result<HttpResponse, ProviderError> {
+        self.request(method, path, body).await
+    }
+
     async fn fetch_tree(&self, _owner: &str, _repo: &str, _branch: &str) -> Result<Arc<FileTree>, ProviderError> {
         self.tree
             .clone()

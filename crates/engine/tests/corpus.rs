@@ -99,3 +99,53 @@ async fn every_upstream_test_case_passes() {
     assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
     assert_eq!(results.len(), 96);
 }
+
+/// Rule types whose ingest or eval the engine does not implement still load, and evaluating
+/// them is an `error` verdict that says what is unsupported: never a pass, never a panic.
+#[tokio::test]
+async fn unsupported_rule_types_are_clear_errors() {
+    use plumbline_domain::{Entity, EntityRef, EvalStatus};
+    use plumbline_engine::provider::{HttpResponse, Provider, ProviderError};
+    use plumbline_engine::files::FileTree;
+    struct Empty;
+    #[async_trait::async_trait]
+    impl Provider for Empty {
+        async fn request(&self, _: &str, _: &str, _: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+            Ok(HttpResponse { status: 200, body: b"{}".to_vec() })
+        }
+        async fn fetch_tree(&self, _: &str, _: &str, _: &str) -> Result<std::sync::Arc<FileTree>, ProviderError> {
+            Ok(std::sync::Arc::new(FileTree::new()))
+        }
+    }
+    let entity = Entity {
+        entity_ref: EntityRef::repository("github", 1),
+        project: "default".into(),
+        owner: "o".into(),
+        name: "r".into(),
+        properties: serde_json::json!({"default_branch": "main"}),
+        labels: vec![],
+    };
+    let (params, def) = (serde_json::json!({}), serde_json::json!({}));
+    let mut seen = std::collections::BTreeSet::new();
+    for p in rule_type_paths() {
+        let rt = RuleType::from_yaml(&std::fs::read_to_string(&p).expect("read")).expect("parse");
+        const UNSUPPORTED: [&str; 6] = ["deps", "diff", "artifact", "homoglyphs", "vulncheck", "trusty"];
+        let kinds: Vec<String> = [rt.def.ingest.kind.clone(), rt.def.eval.kind.clone()]
+            .into_iter()
+            .filter(|k| UNSUPPORTED.contains(&k.as_str()))
+            .collect();
+        if kinds.is_empty() {
+            continue;
+        }
+        let rule = CompiledRule::compile(rt).expect("unsupported rule types still load");
+        let inv = plumbline_engine::Invocation { entity: &entity, params: &params, def: &def };
+        let o = rule.run(&inv, &Empty).await.expect("not a transient error");
+        assert_eq!(o.status, EvalStatus::Error, "{}: {o:?}", p.display());
+        // The first unsupported part (ingest runs before eval) is named.
+        assert!(o.message.contains("not supported") && o.message.contains(&kinds[0]), "{}: {}", p.display(), o.message);
+        seen.extend(kinds);
+    }
+    for kind in ["deps", "diff", "artifact", "homoglyphs", "vulncheck"] {
+        assert!(seen.contains(kind), "the corpus exercises {kind}: {seen:?}");
+    }
+}

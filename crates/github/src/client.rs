@@ -117,19 +117,31 @@ impl GitHub {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, GitHubError> {
+        self.request_with_headers(method, path, body, &[]).await
+    }
+
+    /// Like [`request`](Self::request), with extra request headers (e.g. an `Accept` media
+    /// type a rule type asks for).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+    ) -> Result<ApiResponse, GitHubError> {
         if !path.starts_with('/') {
             return Err(GitHubError::Config(format!("path {path:?} must start with /")));
         }
-        let uri = path.to_string();
-        let sent = match method {
-            Method::GET => self.octo._get(uri).await,
-            Method::PUT => self.octo._put(uri, body).await,
-            Method::PATCH => self.octo._patch(uri, body).await,
-            Method::POST => self.octo._post(uri, body).await,
-            Method::DELETE => self.octo._delete(uri, body).await,
-            other => {
-                return Err(GitHubError::Config(format!("unsupported method {other}")));
-            }
+        if !matches!(method, Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE) {
+            return Err(GitHubError::Config(format!("unsupported method {method}")));
+        }
+        let mut builder = http::Request::builder().method(method.clone()).uri(path);
+        for (k, v) in headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let sent = match self.octo.build_request(builder, body) {
+            Ok(req) => self.octo.execute(req).await,
+            Err(e) => return Err(GitHubError::Config(format!("{method} {path}: {e}"))),
         };
         let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {path}: {e}")))?;
         let r = read_response(resp, &method, path, usize::MAX).await?;
