@@ -237,3 +237,37 @@ async fn evaluator_restart_mid_stream_leaves_no_entity_without_a_verdict() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sweep_of_unchanged_repositories_costs_no_quota() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let fleet = stack.sim.seed("acme", 6, "steady", 1.0);
+    let names: Vec<(String, String)> = fleet.iter().map(|(o, n, _)| (o.clone(), n.clone())).collect();
+    let refs: Vec<(&str, &str)> = names.iter().map(|(o, n)| (o.as_str(), n.as_str())).collect();
+    enroll(&stack, &refs).await;
+    for (_, _, id) in &fleet {
+        wait_status(&store, &format!("github/repository/{id}"), "pass", Duration::from_secs(60)).await;
+    }
+    // Let events still in flight (webhooks from seeding) settle, then sweep everything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.sim.reset_request_log();
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control");
+    let queued = c
+        .reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: String::new() })
+        .await
+        .expect("reconcile")
+        .into_inner()
+        .entities_queued;
+    assert_eq!(queued as usize, fleet.len());
+    let route = format!("GET {PROTECTION_ROUTE}");
+    eventually(Duration::from_secs(60), "every repository re-read", || async {
+        (stack.sim.request_counts().get(&route).copied().unwrap_or(0) >= fleet.len() as u64).then_some(())
+    })
+    .await;
+    let reads: Vec<u16> = stack.sim.request_log().iter().filter(|r| r.route == PROTECTION_ROUTE).map(|r| r.status).collect();
+    assert!(reads.iter().all(|s| *s == 304), "every re-read was a free 304: {reads:?}");
+    stack.stop().await;
+}

@@ -1,3 +1,4 @@
+use crate::cache::{CacheStats, CachedResponse, EtagCache};
 use crate::GitHubError;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -14,6 +15,8 @@ pub struct GitHubConfig {
     pub token: Option<String>,
     /// Per-request timeout (connect and read).
     pub timeout: Duration,
+    /// Conditional-GET cache size in entries (0 disables it).
+    pub etag_cache_entries: usize,
 }
 
 impl GitHubConfig {
@@ -22,6 +25,7 @@ impl GitHubConfig {
             api_url: api_url.into(),
             token,
             timeout: Duration::from_secs(10),
+            etag_cache_entries: 10_000,
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct Owner {
 pub struct GitHub {
     octo: Octocrab,
     api_url: String,
+    /// Who the credential is, for cache keys (a digest, never the token itself).
+    credential: String,
+    cache: Option<std::sync::Arc<EtagCache>>,
 }
 
 impl GitHub {
@@ -98,14 +105,31 @@ impl GitHub {
             b = b.personal_token(t.trim().to_string());
         }
         let octo = b.build().map_err(|e| GitHubError::Config(e.to_string()))?;
+        let api_url = config.api_url.trim_end_matches('/').to_string();
+        let credential = match config.token.as_ref().filter(|t| !t.trim().is_empty()) {
+            Some(t) => {
+                use sha2::Digest as _;
+                let d = sha2::Sha256::digest(format!("{api_url}\u{0}{}", t.trim()).as_bytes());
+                format!("token:{}", hex::encode(&d[..12]))
+            }
+            None => format!("anonymous:{api_url}"),
+        };
+        let cache = (config.etag_cache_entries > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_entries, 1 << 20)));
         Ok(GitHub {
             octo,
-            api_url: config.api_url.trim_end_matches('/').to_string(),
+            api_url,
+            credential,
+            cache,
         })
     }
 
     pub fn api_url(&self) -> &str {
         &self.api_url
+    }
+
+    /// Conditional-GET cache hits and misses (all zero when the cache is disabled).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.as_ref().map(|c| c.stats()).unwrap_or_default()
     }
 
     /// Sends one request. `path` is relative to the API root (`/repos/o/r`). Returns any HTTP
@@ -135,16 +159,52 @@ impl GitHub {
         if !matches!(method, Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE) {
             return Err(GitHubError::Config(format!("unsupported method {method}")));
         }
+        // Conditional GET: offer the cached ETag; a 304 is answered from the cache.
+        let cache_key = match (&self.cache, &method) {
+            (Some(_), &Method::GET) => Some(EtagCache::key(&self.credential, path, headers)),
+            _ => None,
+        };
+        let cached = match (&self.cache, &cache_key) {
+            (Some(c), Some(k)) => c.get(k),
+            _ => None,
+        };
         let mut builder = http::Request::builder().method(method.clone()).uri(path);
         for (k, v) in headers {
             builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(c) = &cached {
+            builder = builder.header(http::header::IF_NONE_MATCH, c.etag.as_str());
         }
         let sent = match self.octo.build_request(builder, body) {
             Ok(req) => self.octo.execute(req).await,
             Err(e) => return Err(GitHubError::Config(format!("{method} {path}: {e}"))),
         };
         let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {path}: {e}")))?;
-        let r = read_response(resp, &method, path, usize::MAX).await?;
+        let mut r = read_response(resp, &method, path, usize::MAX).await?;
+        if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
+            match (&cached, r.status) {
+                (Some(c), 304) => {
+                    cache.record_hit();
+                    // Fresh headers (rate-limit figures), the body we already had.
+                    r.status = c.status;
+                    r.body = c.body.clone();
+                }
+                (_, 200..=299) => {
+                    cache.record_miss();
+                    if let Some(etag) = r.headers.get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
+                        cache.put(
+                            key,
+                            CachedResponse {
+                                etag: etag.to_string(),
+                                status: r.status,
+                                body: r.body.clone(),
+                            },
+                        );
+                    }
+                }
+                _ => cache.record_miss(),
+            }
+        }
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(until) = rate_limited_until(status, &r.headers) {
             tracing::warn!(%method, path, until, "github rate limit hit");

@@ -4,9 +4,11 @@
 //! timeouts and (later) the conditional-request cache are handled in one place. Typed helpers
 //! sit on top for the calls services make themselves (repository lookup, listing).
 
+pub mod cache;
 mod client;
 pub mod webhook;
 
+pub use cache::CacheStats;
 pub use client::{ApiResponse, GitHub, GitHubConfig, Repository};
 pub use http::Method;
 

@@ -281,6 +281,9 @@ impl Evaluator {
             &[],
             evaluation_started.elapsed().as_secs_f64(),
         );
+        let cache = self.github.cache_stats();
+        self.metrics.set_gauge("plumbline_github_etag_cache_hits", "conditional GETs answered from the cache (304s, free of quota)", &[], cache.hits);
+        self.metrics.set_gauge("plumbline_github_etag_cache_misses", "GETs that fetched a body", &[], cache.misses);
         tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
         Ok(())
     }

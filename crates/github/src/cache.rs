@@ -1,0 +1,129 @@
+//! Conditional GETs: a bounded ETag cache keyed by credential identity and request.
+//!
+//! GitHub answers `If-None-Match` with `304 Not Modified` when nothing changed, and a 304 costs
+//! no primary rate limit. Re-reading unchanged repositories (a sweep) therefore costs zero
+//! quota, as long as the previous body is still here to answer from.
+
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    pub etag: String,
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Hit and miss counts, for the cache's hit-rate metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// GETs answered from the cache after a 304.
+    pub hits: u64,
+    /// GETs that fetched a body (no entry, or the entry was stale).
+    pub misses: u64,
+    pub entries: u64,
+}
+
+/// Entries are evicted oldest-first once `max_entries` is reached; a hit re-inserts nothing,
+/// which keeps the bookkeeping O(1) while still bounding memory.
+pub struct EtagCache {
+    max_entries: usize,
+    /// Bodies larger than this are not kept (a tarball is not worth caching in memory).
+    max_body_bytes: usize,
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, CachedResponse>,
+    order: VecDeque<String>,
+}
+
+impl EtagCache {
+    pub fn new(max_entries: usize, max_body_bytes: usize) -> Self {
+        EtagCache {
+            max_entries: max_entries.max(1),
+            max_body_bytes,
+            inner: Mutex::new(Inner::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache key: who asks (credential identity) and exactly what (path and headers that
+    /// change the representation, such as `Accept`).
+    pub fn key(credential: &str, path: &str, headers: &[(String, String)]) -> String {
+        let mut h: Vec<String> = headers.iter().map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase())).collect();
+        h.sort();
+        format!("{credential}\u{0}{path}\u{0}{}", h.join("\u{0}"))
+    }
+
+    pub fn get(&self, key: &str) -> Option<CachedResponse> {
+        self.inner.lock().ok()?.map.get(key).cloned()
+    }
+
+    pub fn put(&self, key: String, entry: CachedResponse) {
+        if entry.body.len() > self.max_body_bytes {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.map.insert(key.clone(), entry).is_none() {
+            inner.order.push_back(key);
+            while inner.order.len() > self.max_entries {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn record_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.inner.lock().map(|i| i.map.len() as u64).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(etag: &str, body: &'static str) -> CachedResponse {
+        CachedResponse {
+            etag: etag.into(),
+            status: 200,
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn bounded_oldest_first_and_keyed_by_credential_and_headers() {
+        let c = EtagCache::new(2, 1024);
+        let k = |p: &str| EtagCache::key("cred", p, &[]);
+        c.put(k("/a"), entry("\"1\"", "a"));
+        c.put(k("/b"), entry("\"2\"", "b"));
+        c.put(k("/c"), entry("\"3\"", "c"));
+        assert!(c.get(&k("/a")).is_none(), "oldest evicted");
+        assert_eq!(c.get(&k("/c")).map(|e| e.etag), Some("\"3\"".into()));
+        assert_ne!(EtagCache::key("a", "/x", &[]), EtagCache::key("b", "/x", &[]));
+        let accept = [("Accept".to_string(), "application/vnd.github.raw".to_string())];
+        assert_ne!(EtagCache::key("a", "/x", &accept), EtagCache::key("a", "/x", &[]));
+        let big = EtagCache::new(2, 1);
+        big.put(k("/big"), entry("\"x\"", "too big"));
+        assert!(big.get(&k("/big")).is_none(), "oversized bodies are not kept");
+    }
+}
