@@ -1,10 +1,11 @@
 use crate::cache::{CacheStats, CachedResponse, EtagCache};
+use crate::limits::{epoch_of, RateState};
 use crate::GitHubError;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use octocrab::Octocrab;
 use serde::Deserialize;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Where GitHub is and how to authenticate.
 #[derive(Debug, Clone)]
@@ -17,6 +18,12 @@ pub struct GitHubConfig {
     pub timeout: Duration,
     /// Conditional-GET cache size in entries (0 disables it).
     pub etag_cache_entries: usize,
+    /// Requests in flight at once with this credential (GitHub allows 100).
+    pub max_concurrency: usize,
+    /// Retries of an idempotent request after a 5xx, timeout or connection failure.
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry, with jitter.
+    pub retry_base: Duration,
 }
 
 impl GitHubConfig {
@@ -26,6 +33,9 @@ impl GitHubConfig {
             token,
             timeout: Duration::from_secs(10),
             etag_cache_entries: 10_000,
+            max_concurrency: 50,
+            max_retries: 3,
+            retry_base: Duration::from_millis(250),
         }
     }
 }
@@ -90,6 +100,10 @@ pub struct GitHub {
     /// Who the credential is, for cache keys (a digest, never the token itself).
     credential: String,
     cache: Option<std::sync::Arc<EtagCache>>,
+    rate: std::sync::Arc<std::sync::Mutex<RateState>>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    max_retries: u32,
+    retry_base: Duration,
 }
 
 impl GitHub {
@@ -120,6 +134,10 @@ impl GitHub {
             api_url,
             credential,
             cache,
+            rate: Default::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.clamp(1, 99))),
+            max_retries: config.max_retries,
+            retry_base: config.retry_base,
         })
     }
 
@@ -159,28 +177,81 @@ impl GitHub {
         if !matches!(method, Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE) {
             return Err(GitHubError::Config(format!("unsupported method {method}")));
         }
+        self.send(method, path, body, headers, true, usize::MAX).await
+    }
+
+    /// Requests left in the credential's current window, as GitHub last reported.
+    pub fn rate_remaining(&self) -> Option<u64> {
+        self.rate.lock().ok().and_then(|r| r.remaining)
+    }
+
+    /// The one path every request to the provider takes: refuse while rate limited, bound
+    /// concurrency, offer the cached ETag, retry transient failures of idempotent requests
+    /// with jittered backoff, record the rate-limit state, update the cache.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+        use_cache: bool,
+        limit: usize,
+    ) -> Result<ApiResponse, GitHubError> {
+        if let Some(until) = self.rate.lock().ok().and_then(|r| r.blocked_until()) {
+            return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| GitHubError::Config("client is shutting down".into()))?;
         // Conditional GET: offer the cached ETag; a 304 is answered from the cache.
-        let cache_key = match (&self.cache, &method) {
-            (Some(_), &Method::GET) => Some(EtagCache::key(&self.credential, path, headers)),
+        let cache_key = match (&self.cache, &method, use_cache) {
+            (Some(_), &Method::GET, true) => Some(EtagCache::key(&self.credential, path, headers)),
             _ => None,
         };
         let cached = match (&self.cache, &cache_key) {
             (Some(c), Some(k)) => c.get(k),
             _ => None,
         };
-        let mut builder = http::Request::builder().method(method.clone()).uri(path);
-        for (k, v) in headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        if let Some(c) = &cached {
-            builder = builder.header(http::header::IF_NONE_MATCH, c.etag.as_str());
-        }
-        let sent = match self.octo.build_request(builder, body) {
-            Ok(req) => self.octo.execute(req).await,
-            Err(e) => return Err(GitHubError::Config(format!("{method} {path}: {e}"))),
+        let idempotent = matches!(method, Method::GET | Method::PUT | Method::DELETE);
+        let mut attempt = 0u32;
+        let mut r = loop {
+            let mut builder = http::Request::builder().method(method.clone()).uri(path);
+            for (k, v) in headers {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
+            if let Some(c) = &cached {
+                builder = builder.header(http::header::IF_NONE_MATCH, c.etag.as_str());
+            }
+            let sent = match self.octo.build_request(builder, body) {
+                Ok(req) => self.octo.execute(req).await,
+                Err(e) => return Err(GitHubError::Config(format!("{method} {path}: {e}"))),
+            };
+            let outcome = match sent {
+                Ok(resp) => read_response(resp, &method, path, limit).await,
+                Err(e) => Err(GitHubError::Transient(format!("{method} {path}: {e}"))),
+            };
+            let retryable = match &outcome {
+                Ok(r) => r.status >= 500,
+                Err(GitHubError::Transient(_)) => true,
+                Err(_) => false,
+            };
+            if !(retryable && idempotent && attempt < self.max_retries) {
+                break outcome?;
+            }
+            attempt += 1;
+            let jitter = rand::random::<f64>() * 0.5 + 0.75;
+            let delay = self.retry_base.mul_f64(f64::from(1u32 << attempt.min(8)) / 2.0 * jitter);
+            tracing::debug!(%method, path, attempt, ?delay, "transient github failure, retrying");
+            tokio::time::sleep(delay).await;
         };
-        let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {path}: {e}")))?;
-        let mut r = read_response(resp, &method, path, usize::MAX).await?;
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let limited = self.rate.lock().ok().and_then(|mut s| s.observe(status, &r.headers));
+        if let Some(until) = limited {
+            tracing::warn!(%method, path, until = epoch_of(until), "github rate limit hit");
+            return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
+        }
         if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
             match (&cached, r.status) {
                 (Some(c), 304) => {
@@ -205,19 +276,8 @@ impl GitHub {
                 _ => cache.record_miss(),
             }
         }
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if let Some(until) = rate_limited_until(status, &r.headers) {
-            tracing::warn!(%method, path, until, "github rate limit hit");
-            return Err(GitHubError::RateLimited {
-                until_epoch_secs: until,
-            });
-        }
         if status.is_server_error() {
-            return Err(GitHubError::Transient(format!(
-                "{method} {path}: {} {}",
-                status.as_u16(),
-                r.message()
-            )));
+            return Err(GitHubError::Transient(format!("{method} {path}: {} {}", status.as_u16(), r.message())));
         }
         Ok(r)
     }
@@ -287,13 +347,8 @@ impl GitHub {
     /// redirect to its download host. Refuses bodies over `max_bytes`.
     pub async fn tarball(&self, owner: &str, repo: &str, git_ref: &str, max_bytes: u64) -> Result<Bytes, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/tarball/{git_ref}");
-        let resp = self
-            .octo
-            ._get(path.clone())
-            .await
-            .map_err(|e| GitHubError::Transient(format!("GET {path}: {e}")))?;
         let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        let mut r = read_response(resp, &Method::GET, &path, limit).await?;
+        let mut r = self.send(Method::GET, &path, None, &[], false, limit).await?;
         if matches!(r.status, 301 | 302 | 307 | 308) {
             let location = r
                 .headers
@@ -312,9 +367,6 @@ impl GitHub {
                 .await
                 .map_err(|e| GitHubError::Transient(format!("GET {location}: {e}")))?;
             r = read_response(resp, &Method::GET, &path, limit).await?;
-        }
-        if let Some(until) = rate_limited_until(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), &r.headers) {
-            return Err(GitHubError::RateLimited { until_epoch_secs: until });
         }
         if r.status >= 500 {
             return Err(GitHubError::Transient(format!("GET {path}: {}", r.status)));
@@ -409,34 +461,6 @@ fn has_next_page(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("rel=\"next\""))
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// When a response says "rate limited", until when (epoch seconds).
-///
-/// GitHub signals primary limits with 403/429 and `x-ratelimit-remaining: 0`, secondary limits
-/// with 403/429 and `retry-after` (or a message). `retry-after` wins, then `x-ratelimit-reset`,
-/// else one minute, as GitHub's documentation advises.
-fn rate_limited_until(status: StatusCode, headers: &HeaderMap) -> Option<u64> {
-    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
-        return None;
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    if let Some(secs) = header_u64(headers, "retry-after") {
-        return Some(now + secs);
-    }
-    let remaining = header_u64(headers, "x-ratelimit-remaining");
-    if remaining == Some(0) {
-        return Some(header_u64(headers, "x-ratelimit-reset").unwrap_or(now + 60).max(now));
-    }
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Some(now + 60);
-    }
-    // A plain 403 (permissions) is a final answer, not a limit.
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,16 +471,6 @@ mod tests {
             m.insert(*k, v.parse().expect("header value"));
         }
         m
-    }
-
-    #[test]
-    fn rate_limit_detection() {
-        assert_eq!(rate_limited_until(StatusCode::OK, &h(&[("retry-after", "5")])), None);
-        assert_eq!(rate_limited_until(StatusCode::FORBIDDEN, &h(&[])), None);
-        let t = rate_limited_until(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "4000000000")]));
-        assert_eq!(t, Some(4_000_000_000));
-        assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30")])).is_some());
-        assert!(rate_limited_until(StatusCode::TOO_MANY_REQUESTS, &h(&[])).is_some());
     }
 
     #[test]

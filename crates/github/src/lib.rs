@@ -6,6 +6,7 @@
 
 pub mod cache;
 mod client;
+pub mod limits;
 pub mod webhook;
 
 pub use cache::CacheStats;

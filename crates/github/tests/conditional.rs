@@ -60,3 +60,68 @@ async fn the_cache_can_be_disabled() {
     assert!(sim.request_log().iter().all(|r| r.status == 200), "no conditional requests were sent");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn an_exhausted_budget_stops_requests_until_reset() {
+    let (sim, url, stop) = sim().await;
+    sim.create_repo("acme", "api", RepoOptions::default());
+    sim.set_rate_limit(2);
+    let mut cfg = GitHubConfig::new(&url, Some("t".into()));
+    cfg.etag_cache_entries = 0;
+    let gh = GitHub::new(&cfg).expect("client");
+    for _ in 0..2 {
+        gh.request(Method::GET, "/repos/acme/api", None).await.expect("within budget");
+    }
+    assert_eq!(gh.rate_remaining(), Some(0));
+    // The budget is spent: the client refuses without sending anything.
+    for _ in 0..3 {
+        match gh.request(Method::GET, "/repos/acme/api", None).await {
+            Err(plumbline_github::GitHubError::RateLimited { until_epoch_secs }) => assert!(until_epoch_secs > 0),
+            other => panic!("expected rate limited, got {other:?}"),
+        }
+    }
+    assert_eq!(sim.request_log().len(), 2, "no request was sent while limited");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn transient_failures_of_idempotent_requests_are_retried_and_bounded() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    // A server that fails with 502 a given number of times, then answers.
+    async fn flaky(failures: u32) -> (String, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let app = axum::Router::new().fallback(move || {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < failures {
+                    (axum::http::StatusCode::BAD_GATEWAY, "{\"message\":\"bad gateway\"}")
+                } else {
+                    (axum::http::StatusCode::OK, "{\"ok\":true}")
+                }
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (format!("http://{addr}"), calls)
+    }
+    let client = |url: &str| {
+        let mut cfg = GitHubConfig::new(url, None);
+        cfg.retry_base = std::time::Duration::from_millis(5);
+        cfg.max_retries = 3;
+        GitHub::new(&cfg).expect("client")
+    };
+    let (url, calls) = flaky(2).await;
+    let r = client(&url).request(Method::GET, "/x", None).await.expect("succeeds on the third try");
+    assert_eq!((r.status, calls.load(Ordering::SeqCst)), (200, 3));
+    let (url, calls) = flaky(100).await;
+    let err = client(&url).request(Method::GET, "/x", None).await.expect_err("gives up");
+    assert!(matches!(err, plumbline_github::GitHubError::Transient(_)), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "one try and three retries");
+    // A POST is not idempotent: it is not retried.
+    let (url, calls) = flaky(1).await;
+    assert!(client(&url).request(Method::POST, "/x", Some(&serde_json::json!({}))).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

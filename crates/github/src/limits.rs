@@ -1,0 +1,134 @@
+//! Per-credential rate-limit state: read from every response, consulted before every request.
+//!
+//! Once GitHub says a credential is limited (primary: `x-ratelimit-remaining: 0`; secondary:
+//! 403/429 with `retry-after`), no request is sent with it until the limit lifts; callers get
+//! a typed `RateLimited { until }` at once and can pause that credential's work instead of
+//! spinning. Monotonic tokio time is used, so tests run it with paused time.
+
+use http::{HeaderMap, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// The first back-off when GitHub says "limited" without saying until when.
+const FIRST_BACKOFF: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Debug, Default)]
+pub struct RateState {
+    /// Requests left in the current window, as last reported.
+    pub remaining: Option<u64>,
+    pub limit: Option<u64>,
+    limited_until: Option<Instant>,
+    /// Consecutive limit answers without a reset time: the back-off doubles each time.
+    unexplained_limits: u32,
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn epoch_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// `until` as epoch seconds, for errors and logs.
+pub fn epoch_of(until: Instant) -> u64 {
+    epoch_now() + until.saturating_duration_since(Instant::now()).as_secs()
+}
+
+impl RateState {
+    /// `Some(until)` while requests must not be sent.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.limited_until.filter(|u| *u > Instant::now())
+    }
+
+    /// Updates the state from a response; returns `Some(until)` when the response itself
+    /// says "rate limited".
+    pub fn observe(&mut self, status: StatusCode, headers: &HeaderMap) -> Option<Instant> {
+        let now = Instant::now();
+        if let Some(r) = header_u64(headers, "x-ratelimit-remaining") {
+            self.remaining = Some(r);
+        }
+        if let Some(l) = header_u64(headers, "x-ratelimit-limit") {
+            self.limit = Some(l);
+        }
+        let reset_in = header_u64(headers, "x-ratelimit-reset").map(|reset| Duration::from_secs(reset.saturating_sub(epoch_now())));
+        let limited_status = status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
+        let until = if limited_status {
+            if let Some(secs) = header_u64(headers, "retry-after") {
+                Some(now + Duration::from_secs(secs))
+            } else if self.remaining == Some(0) {
+                Some(now + reset_in.unwrap_or(FIRST_BACKOFF))
+            } else if status == StatusCode::TOO_MANY_REQUESTS {
+                let backoff = FIRST_BACKOFF.saturating_mul(1 << self.unexplained_limits.min(6)).min(MAX_BACKOFF);
+                self.unexplained_limits += 1;
+                Some(now + backoff)
+            } else {
+                // A plain 403 (permissions) is a final answer, not a limit.
+                None
+            }
+        } else {
+            None
+        };
+        match until {
+            Some(u) => self.limited_until = Some(u),
+            None if (200..400).contains(&status.as_u16()) => {
+                self.unexplained_limits = 0;
+                // A successful answer that spent the last request: the next one would fail.
+                if self.remaining == Some(0) {
+                    self.limited_until = Some(now + reset_in.unwrap_or(FIRST_BACKOFF));
+                }
+            }
+            None => {}
+        }
+        until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().expect("header"));
+        }
+        m
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_blocks_until_it_passes() {
+        let mut s = RateState::default();
+        assert!(s.observe(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30".into())])).is_some());
+        assert!(s.blocked_until().is_some());
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(s.blocked_until().is_some(), "still limited at 29 s");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(s.blocked_until().is_none(), "free after 30 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_budget_blocks_until_reset_and_plain_403_does_not() {
+        let mut s = RateState::default();
+        let reset = (epoch_now() + 120).to_string();
+        s.observe(StatusCode::OK, &h(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)]));
+        let until = s.blocked_until().expect("limited after the last request");
+        assert!(until.saturating_duration_since(Instant::now()) > Duration::from_secs(100));
+        let mut p = RateState::default();
+        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())])).is_none());
+        assert!(p.blocked_until().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unexplained_limits_back_off_exponentially_from_a_minute() {
+        let mut s = RateState::default();
+        let first = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        assert_eq!(first.saturating_duration_since(Instant::now()), Duration::from_secs(60));
+        let second = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        assert_eq!(second.saturating_duration_since(Instant::now()), Duration::from_secs(120));
+        s.observe(StatusCode::OK, &HeaderMap::new());
+        let again = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        assert_eq!(again.saturating_duration_since(Instant::now()), Duration::from_secs(60), "reset by a success");
+    }
+}
