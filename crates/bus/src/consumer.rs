@@ -105,6 +105,11 @@ impl Consumer {
                 (config.session_timeout.as_millis() / 3).max(100).to_string(),
             )
             .set("partition.assignment.strategy", "range,roundrobin")
+            // A member waiting out an outage (rate limit, database failover) keeps polling no
+            // records for a while; it keeps its partitions rather than handing them to a
+            // replica that would hit the same outage. A dead process is still detected by
+            // the session timeout (heartbeats come from librdkafka's own thread).
+            .set("max.poll.interval.ms", "3600000")
             .create_with_context(GroupContext::default())
             .map_err(|e| BusError::Config(e.to_string()))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();

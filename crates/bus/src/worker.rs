@@ -16,7 +16,13 @@ use tokio_util::sync::CancellationToken;
 /// Why a record could not be processed.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// Worth retrying (database or broker hiccup, provider outage).
+    /// A dependency is down or limiting us (Postgres, the broker, the provider's rate limit):
+    /// nothing is wrong with the record. Waited out (until `until` when known), never counted
+    /// towards `max_attempts` and never dead-lettered, so an outage does not empty the
+    /// partition into the DLQ.
+    #[error("unavailable: {reason}")]
+    Unavailable { reason: String, until: Option<std::time::SystemTime> },
+    /// Failed in a way that may be the record's fault: retried `max_attempts` times.
     #[error("transient: {0}")]
     Transient(String),
     /// Will never succeed (e.g. undecodable): dead-letter at once.
@@ -95,12 +101,35 @@ impl Worker {
     /// Returns false when shutdown interrupted the record before a durable end.
     async fn process<H: Handler>(&self, handler: &mut H, record: &Record, shutdown: &CancellationToken) -> bool {
         let mut attempt: u32 = 0;
+        let mut waits: u32 = 0;
         loop {
-            attempt += 1;
             let err = match handler.handle(record).await {
                 Ok(()) => return true,
                 Err(e) => e,
             };
+            if let Failure::Unavailable { reason, until } = &err {
+                // Wait for the dependency, in slices, beating health so a long outage is
+                // "waiting", not "stalled".
+                let backoff = self.base_backoff * 2u32.pow(waits.min(8));
+                waits += 1;
+                let wait = until
+                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok())
+                    .unwrap_or(backoff)
+                    .min(Duration::from_secs(3600));
+                tracing::warn!(worker = self.name, reason, ?wait, "dependency unavailable, waiting");
+                self.metrics.inc("plumbline_worker_waits_total", "waits for an unavailable dependency", &[("worker", self.name)], 1);
+                let deadline = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < deadline {
+                    self.health.beat(self.name, STALL);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_secs(10))) => {}
+                    }
+                }
+                continue;
+            }
+            attempt += 1;
+            self.health.beat(self.name, STALL);
             let give_up = matches!(err, Failure::Poison(_)) || attempt >= self.max_attempts;
             if give_up && self.dead_letter.is_some() {
                 tracing::error!(worker = self.name, error = %err, attempt, partition = record.partition, offset = record.offset, "dead-lettering record");

@@ -89,3 +89,46 @@ async fn embedded_broker_serves_producers_and_groups() {
     let r = next(&c, Duration::from_secs(30)).await.expect("a record");
     assert_eq!(r.payload, b"x");
 }
+
+/// A dependency outage is waited out: the record is neither dead-lettered nor skipped, even
+/// with a single attempt allowed, and its offset is stored once it succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
+    use plumbline_bus::worker::{Failure, Handler, Worker};
+    struct Flaky {
+        calls: u32,
+        done: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    }
+    impl Handler for Flaky {
+        async fn handle(&mut self, r: &Record) -> Result<(), Failure> {
+            self.calls += 1;
+            if self.calls <= 2 {
+                return Err(Failure::Unavailable { reason: "database failover".into(), until: None });
+            }
+            let _ = self.done.send(r.payload.clone());
+            Ok(())
+        }
+    }
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 1).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    publish(&p, &topics.entity_events, "k", b"work").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = Worker {
+        name: "test",
+        consumer: consumer(&kafka(), &unique("g-"), &topics.entity_events),
+        max_attempts: 1,
+        dead_letter: Some((p.clone(), topics.dlq.clone())),
+        health: plumbline_telemetry::Health::new("test"),
+        metrics: plumbline_telemetry::Metrics::new(),
+        base_backoff: Duration::from_millis(50),
+    };
+    let task = worker.spawn(Flaky { calls: 0, done: tx }, shutdown.clone(), || async { true });
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("processed in time");
+    assert_eq!(got.as_deref(), Some(&b"work"[..]));
+    shutdown.cancel();
+    let _ = task.await;
+    let dlq = consumer(&kafka(), &unique("g-"), &topics.dlq);
+    assert!(next(&dlq, Duration::from_secs(8)).await.is_none(), "nothing was dead-lettered");
+}

@@ -240,6 +240,16 @@ impl ActionStatus {
     }
 }
 
+impl FromStr for ActionStatus {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [ActionStatus::Applied, ActionStatus::Planned, ActionStatus::Skipped, ActionStatus::Failed]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| DomainError::UnknownStatus(s.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +274,7 @@ mod tests {
         assert_eq!("on".parse::<ActionMode>(), Ok(ActionMode::On));
         assert!("maybe".parse::<ActionMode>().is_err());
         assert_eq!("skip".parse::<EvalStatus>(), Ok(EvalStatus::Skipped));
+        assert_eq!("applied".parse::<ActionStatus>(), Ok(ActionStatus::Applied));
+        assert!("pending".parse::<ActionStatus>().is_err());
     }
 }

@@ -447,6 +447,12 @@ const PUBLIC_API: &str = "https://api.github.com";
 
 /// Loopback, private, link-local and unspecified addresses are not "public".
 fn is_public(ip: &std::net::IpAddr) -> bool {
+    // `::ffff:127.0.0.1` is 127.0.0.1.
+    if let std::net::IpAddr::V6(v6) = ip {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return is_public(&std::net::IpAddr::V4(v4));
+        }
+    }
     match ip {
         std::net::IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()),
         std::net::IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80),
@@ -475,7 +481,7 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"] {
+        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
             assert!(!is_public(&ip.parse().expect("ip")), "{ip}");
         }
         assert!(is_public(&"140.82.112.3".parse().expect("ip")));

@@ -38,12 +38,22 @@ pub struct StatusRow {
 impl Store {
     /// Writes a batch of evaluations (one entity's rules) atomically: every status row and every
     /// history row, or none, so the offset is stored only after all of it is durable.
-    pub async fn record_evaluations(&self, records: &[EvaluationRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    ///
+    /// The entity's status rows for rules it was not evaluated against this time (a rule removed
+    /// from a profile, a profile deleted or renamed) are removed in the same transaction, so
+    /// the latest status never reports a rule that no longer applies.
+    pub async fn record_evaluations(&self, entity_id: &str, records: &[EvaluationRecord]) -> Result<(), StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        let profiles: Vec<&str> = records.iter().map(|r| r.profile.as_str()).collect();
+        let rules: Vec<&str> = records.iter().map(|r| r.rule_name.as_str()).collect();
+        tx.execute(
+            "DELETE FROM evaluation_status s WHERE s.entity_id = $1
+               AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(profile, rule_name)
+                               WHERE k.profile = s.profile AND k.rule_name = s.rule_name)",
+            &[&entity_id, &profiles, &rules],
+        )
+        .await?;
         let upsert = tx
             .prepare(
                 "INSERT INTO evaluation_status

@@ -86,15 +86,23 @@ async fn evaluations_keep_latest_status_and_full_history() {
     s.upsert_entity(&repo(1, "r")).await.expect("entity");
     let t0 = chrono::Utc::now();
     let t1 = t0 + chrono::Duration::seconds(1);
-    s.record_evaluations(&[eval("github/repository/1", "fail", t1)]).await.expect("fail");
+    s.record_evaluations("github/repository/1", &[eval("github/repository/1", "fail", t1)]).await.expect("fail");
     // An older evaluation arriving late does not overwrite the newer status.
-    s.record_evaluations(&[eval("github/repository/1", "pass", t0)]).await.expect("late pass");
+    s.record_evaluations("github/repository/1", &[eval("github/repository/1", "pass", t0)]).await.expect("late pass");
     let rows = s.list_status("default", None, None).await.expect("status");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "fail");
     assert_eq!(s.history_count("github/repository/1").await.expect("history"), 2);
     // A status for an unregistered entity is refused.
-    assert!(s.record_evaluations(&[eval("github/repository/404", "pass", t0)]).await.is_err());
+    assert!(s.record_evaluations("github/repository/404", &[eval("github/repository/404", "pass", t0)]).await.is_err());
+    // A rule no longer evaluated (removed from its profile) leaves the latest status.
+    let mut other = eval("github/repository/1", "pass", t1 + chrono::Duration::seconds(1));
+    other.rule_name = "another".into();
+    s.record_evaluations("github/repository/1", &[other]).await.expect("record");
+    let rows = s.list_status("default", None, None).await.expect("status");
+    assert_eq!(rows.iter().map(|r| r.rule_name.as_str()).collect::<Vec<_>>(), vec!["another"]);
+    s.record_evaluations("github/repository/1", &[]).await.expect("no rules apply any more");
+    assert!(s.list_status("default", None, None).await.expect("status").is_empty());
 }
 
 #[tokio::test]

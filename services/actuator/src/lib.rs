@@ -135,8 +135,26 @@ impl Handler for Actuator {
     }
 }
 
+/// A dependency (Postgres, the broker, the provider) failed: wait for it, do not give up.
 fn transient(e: impl std::fmt::Display) -> Failure {
-    Failure::Transient(e.to_string())
+    Failure::Unavailable {
+        reason: e.to_string(),
+        until: None,
+    }
+}
+
+/// Like [`transient`], keeping a provider's "rate limited until" so the wait ends on time.
+fn provider_unavailable(e: plumbline_engine::ProviderError) -> Failure {
+    let until = match &e {
+        plumbline_engine::ProviderError::Transient { until: Some(secs), .. } => {
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs))
+        }
+        _ => None,
+    };
+    Failure::Unavailable {
+        reason: e.to_string(),
+        until,
+    }
 }
 
 /// The idempotency key: one action per (entity, profile, rule, evaluation, intended change).
@@ -215,7 +233,7 @@ impl Actuator {
             ..Default::default()
         };
         let plan = match rule.plan_remediation(&inv, &self.github).await {
-            Err(IngestError::Transient(e)) => return Err(transient(e)),
+            Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => {
                 tracing::warn!(entity = %entity_id, rule = %v.rule_name, error = %e, "remediation cannot be planned");
                 outcome.status = plumbline_proto::v1::ActionStatus::from(ActionStatus::Failed) as i32;
@@ -241,9 +259,40 @@ impl Actuator {
             action_type: action_type.clone(),
             evaluation_id,
         };
-        let Some(action_id) = self.store.claim_action(&claim).await.map_err(transient)? else {
-            tracing::debug!(entity = %entity_id, key, "action already taken for this verdict");
-            return Ok(());
+        let action_id = match self.store.claim_action(&claim).await.map_err(transient)? {
+            Some(id) => id,
+            None => {
+                let Some(existing) = self.store.get_action(&key).await.map_err(transient)? else {
+                    return Ok(()); // released between the two calls: the next delivery retries
+                };
+                if existing.status == "pending" {
+                    // A claim left in doubt (a crash or a failure between claiming and
+                    // recording). The plan was just recomputed against live state, so applying
+                    // it is still right, and the PUT is idempotent.
+                    tracing::info!(entity = %entity_id, key, "taking over a pending action");
+                    existing.id
+                } else {
+                    // Already finished. Announce it again, in case the announcement is what
+                    // failed last time; consumers dedupe on the idempotency key.
+                    tracing::debug!(entity = %entity_id, key, status = %existing.status, "action already taken for this verdict");
+                    outcome.status = existing
+                        .status
+                        .parse::<ActionStatus>()
+                        .map(|a| plumbline_proto::v1::ActionStatus::from(a) as i32)
+                        .unwrap_or(0);
+                    outcome.message = existing.message;
+                    outcome.method = existing.method;
+                    outcome.url = existing.url;
+                    outcome.body = existing.body;
+                    outcome.idempotency_key = key;
+                    let applied = existing.status == ActionStatus::Applied.as_str();
+                    self.publish(record, &entity_id, outcome).await?;
+                    if applied {
+                        self.verify(record, &entity).await?;
+                    }
+                    return Ok(());
+                }
+            }
         };
         let body = plan.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
         outcome.method = plan.method.clone();
@@ -276,13 +325,19 @@ impl Actuator {
         tracing::info!(entity = %entity_id, repo = %entity.full_name(), rule = %v.rule_name, status = status.as_str(), "remediation");
         self.publish(record, &entity_id, outcome).await?;
         if status == ActionStatus::Applied {
-            // Verify the fix now rather than at the next webhook or sweep.
-            let ev = EntityEvent::new(&entity.entity_ref, EventReason::Remediated);
-            self.producer
-                .publish(&self.topics.entity_events, &entity_id, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &record.trace().child(), &BTreeMap::new())
-                .await
-                .map_err(transient)?;
+            self.verify(record, &entity).await?;
         }
+        Ok(())
+    }
+
+    /// Asks for a fresh evaluation of `entity`, so an applied fix is verified now rather than
+    /// at the next webhook or sweep.
+    async fn verify(&self, record: &Record, entity: &plumbline_domain::Entity) -> Result<(), Failure> {
+        let ev = EntityEvent::new(&entity.entity_ref, EventReason::Remediated);
+        self.producer
+            .publish(&self.topics.entity_events, &entity.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &record.trace().child(), &BTreeMap::new())
+            .await
+            .map_err(transient)?;
         Ok(())
     }
 

@@ -139,16 +139,31 @@ fn project_or_default(p: &str) -> &str {
 
 impl Control {
     /// Queues a re-evaluation for each given entity. Returns how many were queued.
+    /// Many records are in flight at once, so a fleet-wide fan-out takes seconds, not minutes.
     async fn emit(&self, entities: &[Entity], reason: EventReason) -> Result<u32, ControlError> {
+        use futures::StreamExt as _;
         let trace = TraceContext::new_root();
+        let records: Vec<(String, EntityEvent)> = entities
+            .iter()
+            .map(|e| {
+                let mut ev = EntityEvent::new(&e.entity_ref, reason);
+                ev.owner = e.owner.clone();
+                ev.name = e.name.clone();
+                (e.id(), ev)
+            })
+            .collect();
+        let sends = records.into_iter().map(|(key, ev)| {
+            let (producer, topic, trace) = (self.producer.clone(), self.topics.entity_events.clone(), trace.child());
+            async move {
+                producer
+                    .publish(&topic, &key, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace, &BTreeMap::new())
+                    .await
+            }
+        });
+        let results: Vec<_> = futures::stream::iter(sends).buffer_unordered(256).collect().await;
         let mut n = 0;
-        for e in entities {
-            let mut ev = EntityEvent::new(&e.entity_ref, reason);
-            ev.owner = e.owner.clone();
-            ev.name = e.name.clone();
-            self.producer
-                .publish(&self.topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace.child(), &BTreeMap::new())
-                .await?;
+        for r in results {
+            r?;
             n += 1;
         }
         Ok(n)
@@ -202,8 +217,10 @@ impl ControlService for Control {
         }
         CompiledRule::compile_with(rt, &sources).map_err(ControlError::Invalid)?;
         let (version, changed) = self.store.upsert_rule_type(project, &name, &digest(req.yaml.as_bytes()), &req.yaml).await.map_err(ControlError::from)?;
-        if changed {
-            // Re-evaluate entities of every profile that uses this rule type.
+        // Re-evaluate entities of every profile that uses this rule type. Also when unchanged:
+        // an apply retried after a failed fan-out must not silently skip it (level-triggered,
+        // so extra evaluations are harmless).
+        {
             let mut kinds = Vec::new();
             for doc in self.store.list_profiles(project).await.map_err(ControlError::from)? {
                 if let Ok(p) = Profile::from_yaml(&doc.source_yaml) {
@@ -265,11 +282,12 @@ impl ControlService for Control {
             .upsert_profile(project, &profile.name, &digest(req.yaml.as_bytes()), &req.yaml)
             .await
             .map_err(ControlError::from)?;
-        let mut queued = 0;
-        if changed {
-            let entities = self.entities_of(project, &Control::profile_kinds(&profile)).await?;
-            queued = self.emit(&entities, EventReason::ProfileChanged).await?;
-        }
+        // Queue the entities also when unchanged, for the same reason as for rule types; and
+        // every kind a profile could have applied to, so a kind it dropped is re-evaluated too
+        // (its old verdicts are then removed).
+        let all_kinds = [EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release];
+        let entities = self.entities_of(project, &all_kinds).await?;
+        let queued = self.emit(&entities, EventReason::ProfileChanged).await?;
         tracing::info!(project, profile = %profile.name, version, changed, queued, "profile applied");
         Ok(Response::new(ApplyProfileResponse {
             name: profile.name,

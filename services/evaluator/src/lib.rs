@@ -177,7 +177,13 @@ impl Evaluator {
         let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
         let entity_ref = event.entity_ref().map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
-        let transient = |e: plumbline_store::StoreError| Failure::Transient(e.to_string());
+        let transient = |e: plumbline_store::StoreError| {
+            if e.is_transient() {
+                Failure::Unavailable { reason: format!("postgres: {e}"), until: None }
+            } else {
+                Failure::Transient(e.to_string())
+            }
+        };
         let Some(entity) = self.store.get_entity(&id).await.map_err(transient)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
             self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
@@ -217,7 +223,12 @@ impl Evaluator {
                     &[("status", outcome.status.as_str())],
                     1,
                 );
-                let evaluation_id = uuid::Uuid::new_v4();
+                // Derived from the record, so a retried record republishes the same ids and the
+                // actuator's idempotency keys still match.
+                let evaluation_id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("{}/{}/{}/{}/{}", record.topic, record.partition, record.offset, profile.name, rule.rule_name()).as_bytes(),
+                );
                 let now = chrono::Utc::now();
                 records.push(EvaluationRecord {
                     evaluation_id,
@@ -259,7 +270,7 @@ impl Evaluator {
             }
         }
         // Durable first, then announce: a consumer of the verdict finds the status written.
-        self.store.record_evaluations(&records).await.map_err(transient)?;
+        self.store.record_evaluations(&id, &records).await.map_err(transient)?;
         let trace = record.trace().child();
         let (producer, topic) = (&self.producer, &self.topics.verdicts);
         let sends = verdicts.iter().map(|v| {
@@ -273,7 +284,7 @@ impl Evaluator {
             }
         });
         for r in futures::future::join_all(sends).await {
-            r.map_err(|e| Failure::Transient(e.to_string()))?;
+            r.map_err(|e| Failure::Unavailable { reason: format!("kafka: {e}"), until: None })?;
         }
         self.metrics.observe(
             "plumbline_evaluator_entity_seconds",
@@ -300,7 +311,13 @@ impl Evaluator {
             Err(IngestError::Rule(e)) => return Ok(Outcome::error(e)),
             // The provider is down or limiting us: retry the record rather than publish an
             // error verdict that says nothing about the repository.
-            Err(IngestError::Transient(e)) => return Err(Failure::Transient(e.to_string())),
+            Err(IngestError::Transient(e)) => {
+                let until = match &e {
+                    ProviderError::Transient { until: Some(secs), .. } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
+                    _ => None,
+                };
+                return Err(Failure::Unavailable { reason: e.to_string(), until });
+            }
         };
         let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
         let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {

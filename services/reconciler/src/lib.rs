@@ -134,7 +134,7 @@ impl Reconciler {
             // Sweep every interval for as long as the lock holds.
             loop {
                 let started = Instant::now();
-                match self.sweep(&shutdown).await {
+                match self.sweep(&shutdown, &lock).await {
                     Ok(n) => {
                         self.metrics.inc("plumbline_reconciler_sweeps_total", "completed sweeps", &[], 1);
                         tracing::info!(entities = n, elapsed_ms = started.elapsed().as_millis() as u64, "sweep complete");
@@ -156,7 +156,7 @@ impl Reconciler {
     }
 
     /// Emits one sweep event per active entity, spread over the interval. Returns the count.
-    async fn sweep(&self, shutdown: &CancellationToken) -> Result<u64, ReconcilerError> {
+    async fn sweep(&self, shutdown: &CancellationToken, lock: &plumbline_store::LockGuard) -> Result<u64, ReconcilerError> {
         let mut total = 0u64;
         // Pace the whole fleet over ~90% of the interval.
         let count = self.store.count_active_entities().await?.max(0) as u64;
@@ -170,6 +170,11 @@ impl Reconciler {
         for p in &projects {
             let mut after: Option<String> = None;
             loop {
+                // Another instance may have taken over if our lock's connection died.
+                if !lock.still_held().await {
+                    tracing::warn!("reconciler lock lost mid-sweep, stopping the sweep");
+                    return Ok(total);
+                }
                 let page = self.store.list_entities(p, after.as_deref(), self.page_size).await?;
                 for e in &page {
                     // Jitter within the entity's slot, so replicas' sweeps never align exactly.
@@ -182,11 +187,19 @@ impl Reconciler {
                     let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
                     ev.owner = e.owner.clone();
                     ev.name = e.name.clone();
-                    self.producer
+                    let sent = self
+                        .producer
                         .publish(&self.topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace.child(), &BTreeMap::new())
-                        .await?;
-                    self.metrics.inc("plumbline_reconciler_events_total", "sweep events emitted", &[], 1);
+                        .await;
                     total += 1;
+                    match sent {
+                        Ok(_) => self.metrics.inc("plumbline_reconciler_events_total", "sweep events emitted", &[], 1),
+                        // One failed publish must not drop the rest of the fleet from the sweep.
+                        Err(err) => {
+                            tracing::warn!(entity = %e.id(), error = %err, "sweep event not published");
+                            self.metrics.inc("plumbline_reconciler_publish_failures_total", "sweep events the broker did not take", &[], 1);
+                        }
+                    }
                 }
                 match page.last() {
                     Some(e) if page.len() as i64 == self.page_size => after = Some(e.id()),
