@@ -97,6 +97,7 @@ async fn create_repo(State(sim): State<Simulator>, body: Bytes) -> Response {
             .unwrap_or(defaults.default_branch),
         private: request.private.unwrap_or(defaults.private),
         protected: request.protected.unwrap_or(defaults.protected),
+        files: Vec::new(),
     };
     let mut st = sim.lock();
     let (id, created, events) = st.create_repo(&request.owner, &request.name, &opts, Actor::Admin);

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::state::{Actor, RateSnapshot, State as SimState};
-use crate::{protection, render, LoggedRequest, SimError, Simulator};
+use crate::{protection, render, settings, LoggedRequest, SimError, Simulator};
 
 /// Route recorded for requests no route (or no method of a route) answers.
 pub(crate) const UNMATCHED: &str = "(unmatched)";
@@ -40,6 +40,12 @@ const ROUTE_PROTECTION: &str = "/repos/{owner}/{repo}/branches/{branch}/protecti
 const ROUTE_ORG_REPOS: &str = "/orgs/{org}/repos";
 const ROUTE_INSTALLATION_REPOS: &str = "/installation/repositories";
 const ROUTE_RATE_LIMIT: &str = "/rate_limit";
+const ROUTE_TARBALL: &str = "/repos/{owner}/{repo}/tarball/{ref}";
+const ROUTE_WORKFLOW: &str = "/repos/{owner}/{repo}/actions/permissions/workflow";
+/// Where the tarball redirect leads (GitHub's codeload.github.com). Not a REST API route: it
+/// needs no token, is not rate limited and answers the archive itself, not JSON. Requests to it
+/// are logged and counted under this template (it is never "(unmatched)").
+pub(crate) const ROUTE_DOWNLOAD: &str = "/_download/tarball/{owner}/{repo}/{ref}";
 
 const DOCS_REST: &str = "https://docs.github.com/rest";
 const DOCS_GET_REPO: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
@@ -52,6 +58,11 @@ const DOCS_DELETE_PROTECTION: &str =
     "https://docs.github.com/rest/branches/branch-protection#delete-branch-protection";
 const DOCS_ORG_REPOS: &str =
     "https://docs.github.com/rest/repos/repos#list-organization-repositories";
+const DOCS_UPDATE_REPO: &str = "https://docs.github.com/rest/repos/repos#update-a-repository";
+const DOCS_TARBALL: &str =
+    "https://docs.github.com/rest/repos/contents#download-a-repository-archive-tar";
+const DOCS_GET_WORKFLOW: &str = "https://docs.github.com/rest/actions/permissions#get-default-workflow-permissions-for-a-repository";
+const DOCS_SET_WORKFLOW: &str = "https://docs.github.com/rest/actions/permissions#set-default-workflow-permissions-for-a-repository";
 const DOCS_RATE_LIMIT: &str =
     "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
 
@@ -152,7 +163,13 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
             ))
     };
     Router::new()
-        .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo)))
+        .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo).patch(patch_repo)))
+        .route(ROUTE_TARBALL, tag(ROUTE_TARBALL, get(get_tarball)))
+        .route(
+            ROUTE_WORKFLOW,
+            tag(ROUTE_WORKFLOW, get(get_workflow).put(put_workflow)),
+        )
+        .route(ROUTE_DOWNLOAD, get(download_tarball).fallback(not_found))
         .route(ROUTE_BRANCH, tag(ROUTE_BRANCH, get(get_branch)))
         .route(
             ROUTE_PROTECTION,
@@ -400,6 +417,145 @@ async fn get_repo(
         StatusCode::OK,
         &render::full_repo_json(&base, org, repo),
     ))
+}
+
+/// Parses a JSON request body; the error is GitHub's 400.
+fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Problems parsing JSON",
+            documentation_url,
+        )
+    })
+}
+
+async fn patch_repo(
+    State(sim): State<Simulator>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut st = sim.lock();
+    let base = base_of(&st, &headers);
+    // Like GitHub, a missing repository wins over a bad body.
+    if st.repo(&owner, &name).is_none() {
+        return Err(ApiError::not_found("Not Found", DOCS_UPDATE_REPO));
+    }
+    let value = parse_json(&body, DOCS_UPDATE_REPO)?;
+    let patch = settings::parse_patch(&value).map_err(|message| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_UPDATE_REPO)
+    })?;
+    let events = st
+        .update_repo(&owner, &name, patch, Actor::Api)
+        .map_err(|e| ApiError::from_sim(e, DOCS_UPDATE_REPO))?;
+    sim.emit(&st, events);
+    let (org, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPDATE_REPO))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &render::full_repo_json(&base, org, repo),
+    ))
+}
+
+/// `GET /repos/{owner}/{repo}/tarball/{ref}`: like GitHub, a 302 to a download URL (here the
+/// simulator's own `/_download/tarball/...`) once the ref resolves; 404 otherwise.
+async fn get_tarball(
+    State(sim): State<Simulator>,
+    Path((owner, name, reference)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let base = base_of(&st, &headers);
+    // Resolving here (and archiving again on download) keeps a bad ref a 404 of the API call,
+    // as on GitHub; repositories in tests are small.
+    st.tarball(&owner, &name, &reference)
+        .map_err(|e| ApiError::from_sim(e, DOCS_TARBALL))?;
+    let (org, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_TARBALL))?;
+    let location = format!(
+        "{base}/_download/tarball/{}/{}/{}",
+        encode_query_component(&org.login),
+        encode_query_component(&repo.name),
+        encode_query_component(&reference)
+    );
+    let mut response = StatusCode::FOUND.into_response();
+    set_header(response.headers_mut(), "location", location);
+    Ok(response)
+}
+
+/// The download behind the tarball redirect (see [`ROUTE_DOWNLOAD`]): the gzip'd tar, or a
+/// GitHub-style JSON 404. Logged under its own template, never charged.
+async fn download_tarball(
+    State(sim): State<Simulator>,
+    Path((owner, name, reference)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let at = Utc::now();
+    let mut st = sim.lock();
+    let response = match st.tarball(&owner, &name, &reference) {
+        Ok(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-gzip"),
+            );
+            let disposition = format!(
+                "attachment; filename={}-{}-{}.tar.gz",
+                owner.replace(['"', '/', '\\'], "_"),
+                name.replace(['"', '/', '\\'], "_"),
+                reference.replace(['"', '/', '\\'], "_"),
+            );
+            set_header(headers, "content-disposition", disposition);
+            response
+        }
+        Err(error) => ApiError::from_sim(error, DOCS_TARBALL).into_response(),
+    };
+    st.record(LoggedRequest {
+        method: Method::GET.to_string(),
+        path: format!("/_download/tarball/{owner}/{name}/{reference}"),
+        route: ROUTE_DOWNLOAD.to_owned(),
+        status: response.status().as_u16(),
+        token: request_token(&headers),
+        at,
+    });
+    response
+}
+
+async fn get_workflow(
+    State(sim): State<Simulator>,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let st = sim.lock();
+    let (_, repo) = st
+        .repo(&owner, &name)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_WORKFLOW))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &settings::workflow_json(&repo.actions),
+    ))
+}
+
+async fn put_workflow(
+    State(sim): State<Simulator>,
+    Path((owner, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut st = sim.lock();
+    let current = st
+        .repo(&owner, &name)
+        .map(|(_, repo)| repo.actions)
+        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_SET_WORKFLOW))?;
+    let value = parse_json(&body, DOCS_SET_WORKFLOW)?;
+    let next = settings::parse_workflow(&value, current).map_err(|message| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_SET_WORKFLOW)
+    })?;
+    st.set_actions(&owner, &name, next)
+        .map_err(|e| ApiError::from_sim(e, DOCS_SET_WORKFLOW))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_branch(

@@ -1,7 +1,8 @@
 //! A GitHub REST API simulator for tests and demos.
 //!
-//! Plumbline talks to GitHub through a small set of REST operations (repository metadata, branch
-//! protection, repository listings) and learns about changes from signed webhooks. This crate
+//! Plumbline talks to GitHub through a small set of REST operations (repository metadata and
+//! settings, branch protection, repository listings, Actions workflow permissions, tarball
+//! archives of a branch) and learns about changes from signed webhooks. This crate
 //! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
 //! pagination `Link`) and JSON shapes, so the production client code can run unchanged against
 //! it. An admin API (`/_admin/...`, and the matching methods on [`Simulator`]) stands in for a
@@ -21,8 +22,10 @@
 
 mod admin;
 mod api;
+mod content;
 mod protection;
 mod render;
+mod settings;
 mod state;
 mod webhooks;
 
@@ -34,7 +37,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{Actor, State};
+use crate::settings::RepoPatch;
+use crate::state::{Actions, Actor, State};
 use crate::webhooks::{Dispatcher, Event};
 
 /// Static configuration of a [`Simulator`].
@@ -68,6 +72,9 @@ pub struct RepoOptions {
     /// If true the default branch gets a typical protection: one approving review required,
     /// `enforce_admins` on, force pushes and deletions blocked.
     pub protected: bool,
+    /// Files (path, contents) of the default branch's initial commit; no `push` webhook is sent
+    /// for them, they are part of the repository's creation.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for RepoOptions {
@@ -76,6 +83,37 @@ impl Default for RepoOptions {
             default_branch: "main".to_owned(),
             private: false,
             protected: false,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The default permissions of the `GITHUB_TOKEN` in a repository's workflows
+/// (`default_workflow_permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowPermissions {
+    /// Read access to the repository contents and packages only.
+    Read,
+    /// Read and write access (GitHub's legacy default).
+    Write,
+}
+
+impl WorkflowPermissions {
+    /// GitHub's wire value, "read" or "write".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowPermissions::Read => "read",
+            WorkflowPermissions::Write => "write",
+        }
+    }
+
+    /// Parses GitHub's wire value.
+    pub fn parse(value: &str) -> Option<WorkflowPermissions> {
+        match value {
+            "read" => Some(WorkflowPermissions::Read),
+            "write" => Some(WorkflowPermissions::Write),
+            _ => None,
         }
     }
 }
@@ -262,6 +300,111 @@ impl Simulator {
         let st = self.lock();
         let base = st.base_url(None);
         st.protection_view(&base, owner, repo, branch).ok()
+    }
+
+    /// Creates or overwrites a file on a branch as one commit by the admin user. Sends a `push`
+    /// webhook for the branch (`ref` "refs/heads/{branch}", new `after` sha, the path under
+    /// `added` or `modified`). Paths are relative and `/`-separated.
+    pub fn put_file(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        path: &str,
+        contents: impl Into<Vec<u8>>,
+    ) -> Result<(), SimError> {
+        self.commit(owner, repo, branch, vec![(path.to_owned(), Some(contents.into()))])
+    }
+
+    /// Deletes a file from a branch as one commit by the admin user and sends a `push` webhook
+    /// with the path under `removed`. A missing file is `SimError::NotFound("Not Found")`.
+    pub fn remove_file(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        path: &str,
+    ) -> Result<(), SimError> {
+        self.commit(owner, repo, branch, vec![(path.to_owned(), None)])
+    }
+
+    fn commit(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        changes: Vec<content::FileChange>,
+    ) -> Result<(), SimError> {
+        let mut st = self.lock();
+        let events = st.commit_files(owner, repo, branch, changes, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
+    }
+
+    /// The contents of a file on a branch; None if the repository, branch or file does not
+    /// exist.
+    pub fn file(&self, owner: &str, repo: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let (_, repo) = st.repo(owner, repo)?;
+        repo.branches.get(branch)?.files.get(path).cloned()
+    }
+
+    /// The head commit sha of a branch; None if the repository or branch does not exist.
+    pub fn branch_sha(&self, owner: &str, repo: &str, branch: &str) -> Option<String> {
+        let st = self.lock();
+        let (_, repo) = st.repo(owner, repo)?;
+        repo.branches.get(branch).map(|b| b.sha.clone())
+    }
+
+    /// Sets the Actions workflow permissions of a repository, as in the repository's
+    /// "Actions > General" settings page. GitHub sends no webhook for this setting.
+    pub fn set_workflow_permissions(
+        &self,
+        owner: &str,
+        repo: &str,
+        permissions: WorkflowPermissions,
+        can_approve_pull_request_reviews: bool,
+    ) -> Result<(), SimError> {
+        let actions = Actions {
+            default_workflow_permissions: permissions,
+            can_approve_pull_request_reviews,
+        };
+        self.lock().set_actions(owner, repo, actions)
+    }
+
+    /// The Actions workflow permissions of a repository (permissions, can approve pull request
+    /// reviews); None if the repository does not exist.
+    pub fn workflow_permissions(
+        &self,
+        owner: &str,
+        repo: &str,
+    ) -> Option<(WorkflowPermissions, bool)> {
+        let st = self.lock();
+        let (_, repo) = st.repo(owner, repo)?;
+        Some((
+            repo.actions.default_workflow_permissions,
+            repo.actions.can_approve_pull_request_reviews,
+        ))
+    }
+
+    /// Turns secret scanning of a repository on or off, as in the repository's "Code security"
+    /// settings page. Turning it off also turns off push protection, which depends on it.
+    /// Sends a `security_and_analysis` webhook if anything changed.
+    pub fn set_secret_scanning(
+        &self,
+        owner: &str,
+        repo: &str,
+        enabled: bool,
+    ) -> Result<(), SimError> {
+        let patch = RepoPatch {
+            secret_scanning: Some(enabled),
+            secret_scanning_push_protection: (!enabled).then_some(false),
+            ..RepoPatch::default()
+        };
+        let mut st = self.lock();
+        let events = st.update_repo(owner, repo, patch, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
     }
 
     /// Turns webhook delivery on or off. Changes made while off are never delivered.

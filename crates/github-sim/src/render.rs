@@ -220,7 +220,7 @@ pub(crate) fn repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
     m.insert("private".into(), json!(repo.private));
     m.insert("owner".into(), owner_json(base, org));
     m.insert("html_url".into(), json!(html));
-    m.insert("description".into(), Value::Null);
+    m.insert("description".into(), json!(repo.settings.description));
     m.insert("fork".into(), json!(false));
     m.insert("url".into(), json!(api));
     let templated: [(&str, &str); 36] = [
@@ -286,7 +286,7 @@ pub(crate) fn repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
     m.insert("stargazers_count".into(), json!(0));
     m.insert("watchers_count".into(), json!(0));
     m.insert("language".into(), Value::Null);
-    m.insert("has_issues".into(), json!(true));
+    m.insert("has_issues".into(), json!(repo.settings.has_issues));
     m.insert("has_projects".into(), json!(true));
     m.insert("has_downloads".into(), json!(true));
     m.insert("has_wiki".into(), json!(true));
@@ -297,7 +297,7 @@ pub(crate) fn repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
     m.insert("disabled".into(), json!(false));
     m.insert("open_issues_count".into(), json!(0));
     m.insert("license".into(), Value::Null);
-    m.insert("allow_forking".into(), json!(true));
+    m.insert("allow_forking".into(), json!(repo.settings.allow_forking));
     m.insert("is_template".into(), json!(false));
     m.insert("web_commit_signoff_required".into(), json!(false));
     m.insert("topics".into(), json!([]));
@@ -324,7 +324,10 @@ pub(crate) fn full_repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
         m.insert("allow_merge_commit".into(), json!(true));
         m.insert("allow_auto_merge".into(), json!(false));
         m.insert("allow_update_branch".into(), json!(false));
-        m.insert("delete_branch_on_merge".into(), json!(false));
+        m.insert(
+            "delete_branch_on_merge".into(),
+            json!(repo.settings.delete_branch_on_merge),
+        );
         m.insert("use_squash_pr_title_as_default".into(), json!(false));
         m.insert(
             "squash_merge_commit_title".into(),
@@ -340,31 +343,36 @@ pub(crate) fn full_repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
         m.insert("organization".into(), owner_json(base, org));
         m.insert("network_count".into(), json!(0));
         m.insert("subscribers_count".into(), json!(0));
-        let status = |on: bool| json!({ "status": if on { "enabled" } else { "disabled" } });
-        let mut security = Map::new();
-        if repo.private {
-            // Advanced Security is a paid add-on that only applies to private repositories.
-            security.insert("advanced_security".into(), status(false));
-        }
-        security.insert(
-            "dependabot_security_updates".into(),
-            status(repo.security.dependabot_security_updates),
-        );
-        security.insert(
-            "secret_scanning".into(),
-            status(repo.security.secret_scanning),
-        );
-        security.insert(
-            "secret_scanning_push_protection".into(),
-            status(repo.security.secret_scanning_push_protection),
-        );
-        security.insert(
-            "secret_scanning_non_provider_patterns".into(),
-            status(false),
-        );
-        m.insert("security_and_analysis".into(), Value::Object(security));
+        m.insert("security_and_analysis".into(), security_json(repo));
     }
     value
+}
+
+/// The `security_and_analysis` object of the full repository.
+pub(crate) fn security_json(repo: &Repo) -> Value {
+    let status = |on: bool| json!({ "status": if on { "enabled" } else { "disabled" } });
+    let mut security = Map::new();
+    if repo.private {
+        // Advanced Security is a paid add-on that only applies to private repositories.
+        security.insert("advanced_security".into(), status(false));
+    }
+    security.insert(
+        "dependabot_security_updates".into(),
+        status(repo.security.dependabot_security_updates),
+    );
+    security.insert(
+        "secret_scanning".into(),
+        status(repo.security.secret_scanning),
+    );
+    security.insert(
+        "secret_scanning_push_protection".into(),
+        status(repo.security.secret_scanning_push_protection),
+    );
+    security.insert(
+        "secret_scanning_non_provider_patterns".into(),
+        status(false),
+    );
+    Value::Object(security)
 }
 
 /// The branch object of `GET /repos/{owner}/{repo}/branches/{branch}`.

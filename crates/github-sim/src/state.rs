@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::protection::{self, Parsed, Protection, Settings};
 use crate::render;
 use crate::webhooks::{self, Event};
-use crate::{LoggedRequest, RepoOptions, SimError};
+use crate::{LoggedRequest, RepoOptions, SimError, WorkflowPermissions};
 
 /// How many requests the log keeps; older entries are dropped so a long-running demo does not
 /// grow without bound. Counters are not affected.
@@ -53,6 +53,43 @@ pub(crate) struct Security {
     pub dependabot_security_updates: bool,
 }
 
+/// GitHub Actions settings of a repository (`/actions/permissions/workflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Actions {
+    pub default_workflow_permissions: WorkflowPermissions,
+    pub can_approve_pull_request_reviews: bool,
+}
+
+impl Default for Actions {
+    /// GitHub's legacy default for repositories: write access, no PR approvals.
+    fn default() -> Self {
+        Actions {
+            default_workflow_permissions: WorkflowPermissions::Write,
+            can_approve_pull_request_reviews: false,
+        }
+    }
+}
+
+/// The editable settings of `PATCH /repos/{owner}/{repo}` the simulator keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepoSettings {
+    pub description: Option<String>,
+    pub has_issues: bool,
+    pub delete_branch_on_merge: bool,
+    pub allow_forking: bool,
+}
+
+impl Default for RepoSettings {
+    fn default() -> Self {
+        RepoSettings {
+            description: None,
+            has_issues: true,
+            delete_branch_on_merge: false,
+            allow_forking: true,
+        }
+    }
+}
+
 /// A repository.
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
@@ -65,6 +102,8 @@ pub(crate) struct Repo {
     /// Branches by exact name (git branch names are case-sensitive).
     pub branches: BTreeMap<String, Branch>,
     pub security: Security,
+    pub settings: RepoSettings,
+    pub actions: Actions,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub pushed_at: DateTime<Utc>,
@@ -86,6 +125,10 @@ pub(crate) struct Branch {
     pub name: String,
     pub sha: String,
     pub protection: Option<Protection>,
+    /// File contents of the head commit by path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Time of the head commit (tar entry mtimes).
+    pub committed_at: DateTime<Utc>,
 }
 
 /// Request budget of one token within the current window.
@@ -184,7 +227,7 @@ impl State {
         Some((org, repo))
     }
 
-    fn repo_id(&self, owner: &str, name: &str) -> Result<u64, SimError> {
+    pub(crate) fn repo_id(&self, owner: &str, name: &str) -> Result<u64, SimError> {
         self.index
             .get(&(key(owner), key(name)))
             .copied()
@@ -227,6 +270,8 @@ impl State {
                 name: default_branch.clone(),
                 sha: render::branch_sha(id, &default_branch),
                 protection: None,
+                files: opts.files.iter().cloned().collect(),
+                committed_at: now,
             },
         );
         self.repos.insert(
@@ -239,6 +284,8 @@ impl State {
                 default_branch: default_branch.clone(),
                 branches,
                 security: Security::default(),
+                settings: RepoSettings::default(),
+                actions: Actions::default(),
                 created_at: now,
                 updated_at: now,
                 pushed_at: now,
@@ -363,7 +410,7 @@ impl State {
         Ok(protection::render(base, &org.login, &url, current))
     }
 
-    fn repository_event(&self, repo_id: u64, action: &str, actor: Actor) -> Option<Event> {
+    pub(crate) fn repository_event(&self, repo_id: u64, action: &str, actor: Actor) -> Option<Event> {
         let repo = self.repos.get(&repo_id)?;
         let org = self.orgs.get(&repo.owner_key)?;
         let base = self.base_url(None);

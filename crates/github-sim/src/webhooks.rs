@@ -88,6 +88,68 @@ pub(crate) fn rule_event(
     }
 }
 
+/// A `push` event: `fields` holds the push-specific part (ref, before/after, commits, pusher);
+/// the repository is rendered the way push payloads show it (timestamps as Unix seconds,
+/// `stargazers` and `master_branch`).
+pub(crate) fn push_event(base: &str, org: &Org, repo: &Repo, fields: Value, actor: Actor) -> Event {
+    let mut m = base_payload(base, org, repo, "", actor);
+    m.remove("action");
+    if let Some(Value::Object(repository)) = m.get_mut("repository") {
+        repository.insert("created_at".into(), Value::from(repo.created_at.timestamp()));
+        repository.insert("pushed_at".into(), Value::from(repo.pushed_at.timestamp()));
+        repository.insert("stargazers".into(), Value::from(0));
+        repository.insert(
+            "master_branch".into(),
+            Value::String(repo.default_branch.clone()),
+        );
+    }
+    if let Value::Object(fields) = fields {
+        m.extend(fields);
+    }
+    Event {
+        name: "push",
+        payload: Value::Object(m),
+    }
+}
+
+/// A `repository` "edited" event with GitHub's `changes` (`{field: {"from": old}}`).
+pub(crate) fn repository_edited_event(
+    base: &str,
+    org: &Org,
+    repo: &Repo,
+    changes: Value,
+    actor: Actor,
+) -> Event {
+    let mut m = base_payload(base, org, repo, "edited", actor);
+    m.insert("changes".into(), changes);
+    Event {
+        name: "repository",
+        payload: Value::Object(m),
+    }
+}
+
+/// A `security_and_analysis` event: no action, the full repository, and the previous settings
+/// under `changes.from.security_and_analysis`.
+pub(crate) fn security_and_analysis_event(
+    base: &str,
+    org: &Org,
+    repo: &Repo,
+    previous: Value,
+    actor: Actor,
+) -> Event {
+    let mut m = base_payload(base, org, repo, "", actor);
+    m.remove("action");
+    m.insert("repository".into(), render::full_repo_json(base, org, repo));
+    m.insert(
+        "changes".into(),
+        serde_json::json!({ "from": { "security_and_analysis": previous } }),
+    );
+    Event {
+        name: "security_and_analysis",
+        payload: Value::Object(m),
+    }
+}
+
 /// `sha256=<hex>` HMAC of the raw body, the value of `X-Hub-Signature-256`.
 pub(crate) fn signature(secret: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail; the fallback only keeps the

@@ -28,6 +28,10 @@ const DEFAULT_SPEC: &str = "/work/shared/github-openapi/api.github.com.subset.js
 /// The simulator's REST route table (method, path template), as registered in `src/api.rs`.
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/repos/{owner}/{repo}"),
+    ("PATCH", "/repos/{owner}/{repo}"),
+    ("GET", "/repos/{owner}/{repo}/tarball/{ref}"),
+    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow"),
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection"),
     ("PUT", "/repos/{owner}/{repo}/branches/{branch}/protection"),
@@ -47,6 +51,13 @@ const SPEC_GAPS: &[(&str, &str, u16, &str)] = &[
     ("GET", "/repos/{owner}/{repo}/branches/{branch}", 304, "conditional GET"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection", 304, "conditional GET"),
     ("GET", "/orgs/{org}/repos", 304, "conditional GET"),
+    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 304, "conditional GET"),
+    // Unknown repository or ref: GitHub answers 404 although only the 302 is declared.
+    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 404, "unknown repository or ref"),
+    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 404, "unknown repository"),
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 404, "unknown repository"),
+    // A value outside the enum of the request schema is a validation failure like everywhere.
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 422, "invalid value"),
     // A bad token is answered 401 "Bad credentials" on every endpoint.
     ("GET", "/repos/{owner}/{repo}", 401, "bad credentials"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}", 401, "bad credentials"),
@@ -55,12 +66,21 @@ const SPEC_GAPS: &[(&str, &str, u16, &str)] = &[
     ("DELETE", "/repos/{owner}/{repo}/branches/{branch}/protection", 401, "bad credentials"),
     ("GET", "/orgs/{org}/repos", 401, "bad credentials"),
     ("GET", "/rate_limit", 401, "bad credentials"),
+    ("PATCH", "/repos/{owner}/{repo}", 401, "bad credentials"),
+    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 401, "bad credentials"),
+    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 401, "bad credentials"),
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 401, "bad credentials"),
     // An exhausted primary rate limit is answered 403 on every charged endpoint.
     ("GET", "/repos/{owner}/{repo}/branches/{branch}", 403, "rate limit exceeded"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection", 403, "rate limit exceeded"),
     ("GET", "/orgs/{org}/repos", 403, "rate limit exceeded"),
+    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 403, "rate limit exceeded"),
+    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 403, "rate limit exceeded"),
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 403, "rate limit exceeded"),
     // Unparseable JSON bodies are answered 400 "Problems parsing JSON".
     ("PUT", "/repos/{owner}/{repo}/branches/{branch}/protection", 400, "malformed JSON body"),
+    ("PATCH", "/repos/{owner}/{repo}", 400, "malformed JSON body"),
+    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 400, "malformed JSON body"),
     // Unknown organization.
     ("GET", "/orgs/{org}/repos", 404, "unknown organization"),
     // Unknown repository / "Branch not protected".
@@ -373,6 +393,11 @@ impl Checker {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let header_names: BTreeSet<String> = response
+            .headers()
+            .keys()
+            .map(|name| name.as_str().to_owned())
+            .collect();
         let bytes = response.bytes().await.expect("response body");
 
         if status != case.expect {
@@ -416,7 +441,19 @@ impl Checker {
             return etag;
         };
 
-        if status == 204 || status == 304 {
+        // A redirect must carry the headers the document declares for it (`Location`). Other
+        // declared headers are conditional (`Link` only when there is more than one page).
+        let redirect = (300..400).contains(&status) && status != 304;
+        if let (true, Some(Value::Object(declared_headers))) = (redirect, declared.get("headers")) {
+            for name in declared_headers.keys() {
+                if !header_names.contains(&name.to_ascii_lowercase()) {
+                    self.violations
+                        .push(format!("{label}: declared header `{name}` is missing"));
+                }
+            }
+        }
+
+        if status == 204 || status == 304 || declared.get("content").is_none() {
             if !bytes.is_empty() {
                 self.violations
                     .push(format!("{label}: {status} answer carries a body"));
@@ -508,12 +545,18 @@ const R_PROT: &str = "/repos/{owner}/{repo}/branches/{branch}/protection";
 const R_ORG: &str = "/orgs/{org}/repos";
 const R_INST: &str = "/installation/repositories";
 const R_RATE: &str = "/rate_limit";
+const R_TAR: &str = "/repos/{owner}/{repo}/tarball/{ref}";
+const R_WF: &str = "/repos/{owner}/{repo}/actions/permissions/workflow";
 
 #[tokio::test]
 async fn simulator_honours_github_openapi_contract() {
     let mut c = Checker {
         spec: Spec::load(),
-        client: reqwest::Client::new(),
+        // Redirects are answers to check (the tarball's 302), not something to follow.
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client builds"),
         violations: Vec::new(),
         gaps: BTreeSet::new(),
         covered: BTreeMap::new(),
@@ -537,6 +580,45 @@ async fn simulator_honours_github_openapi_contract() {
     c.run(&s, Case::new("unprotected private repo", "GET", R_REPO, "/repos/acme/open", 200)).await;
     c.run(&s, Case::new("conditional", "GET", R_REPO, "/repos/acme/guarded", 304).if_none_match(etag)).await;
     c.run(&s, Case::new("unknown repo", "GET", R_REPO, "/repos/acme/nope", 404)).await;
+
+    // PATCH /repos/{owner}/{repo}
+    let patch = json!({
+        "description": "Payments API",
+        "has_issues": false,
+        "delete_branch_on_merge": true,
+        "allow_forking": false,
+        "homepage": "https://example.com",
+        "security_and_analysis": {
+            "secret_scanning": { "status": "enabled" },
+            "secret_scanning_push_protection": { "status": "enabled" }
+        }
+    });
+    c.run(&s, Case::new("update settings", "PATCH", R_REPO, "/repos/acme/open", 200).json(patch.clone())).await;
+    c.run(&s, Case::new("repeat (no change)", "PATCH", R_REPO, "/repos/acme/open", 200).json(patch.clone())).await;
+    c.run(&s, Case::new("repo after PATCH", "GET", R_REPO, "/repos/acme/open", 200)).await;
+    c.run(&s, Case::new("`has_issues` not a boolean", "PATCH", R_REPO, "/repos/acme/open", 422).json(json!({ "has_issues": "yes" }))).await;
+    c.run(&s, Case::new("`description` not a string", "PATCH", R_REPO, "/repos/acme/open", 422).json(json!({ "description": 5 }))).await;
+    c.run(&s, Case::new("malformed JSON", "PATCH", R_REPO, "/repos/acme/open", 400).raw("{not json")).await;
+    c.run(&s, Case::new("unknown repo", "PATCH", R_REPO, "/repos/acme/nope", 404).json(patch)).await;
+
+    // GET /repos/{owner}/{repo}/tarball/{ref}
+    s.sim.put_file("acme", "open", "main", "README.md", b"hello".to_vec()).expect("put_file");
+    c.run(&s, Case::new("branch", "GET", R_TAR, "/repos/acme/open/tarball/main", 302)).await;
+    c.run(&s, Case::new("empty branch", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 302)).await;
+    c.run(&s, Case::new("unknown ref", "GET", R_TAR, "/repos/acme/open/tarball/nope", 404)).await;
+    c.run(&s, Case::new("unknown repo", "GET", R_TAR, "/repos/acme/nope/tarball/main", 404)).await;
+
+    // GET / PUT /repos/{owner}/{repo}/actions/permissions/workflow
+    let etag = c.run(&s, Case::new("default permissions", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 200)).await;
+    c.run(&s, Case::new("conditional", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 304).if_none_match(etag)).await;
+    c.run(&s, Case::new("unknown repo", "GET", R_WF, "/repos/acme/nope/actions/permissions/workflow", 404)).await;
+    let read_only = json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false });
+    c.run(&s, Case::new("read only", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 204).json(read_only.clone())).await;
+    c.run(&s, Case::new("partial body", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 204).json(json!({ "can_approve_pull_request_reviews": true }))).await;
+    c.run(&s, Case::new("read back", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 200)).await;
+    c.run(&s, Case::new("value outside the enum", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 422).json(json!({ "default_workflow_permissions": "admin" }))).await;
+    c.run(&s, Case::new("malformed JSON", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 400).raw("{not json")).await;
+    c.run(&s, Case::new("unknown repo", "PUT", R_WF, "/repos/acme/nope/actions/permissions/workflow", 404).json(read_only.clone())).await;
 
     // GET /repos/{owner}/{repo}/branches/{branch}
     let etag = c.run(&s, Case::new("protected branch", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 200)).await;
@@ -604,6 +686,10 @@ async fn simulator_honours_github_openapi_contract() {
     c.run(&auth, Case::new("bad token", "DELETE", R_PROT, "/repos/acme/guarded/branches/main/protection", 401).token("bad")).await;
     c.run(&auth, Case::new("bad token", "GET", R_ORG, "/orgs/acme/repos", 401).token("bad")).await;
     c.run(&auth, Case::new("bad token", "GET", R_RATE, "/rate_limit", 401).token("bad")).await;
+    c.run(&auth, Case::new("bad token", "PATCH", R_REPO, "/repos/acme/guarded", 401).token("bad").json(json!({ "has_issues": false }))).await;
+    c.run(&auth, Case::new("bad token", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 401).token("bad")).await;
+    c.run(&auth, Case::new("bad token", "GET", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 401).token("bad")).await;
+    c.run(&auth, Case::new("bad token", "PUT", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 401).token("bad").json(read_only.clone())).await;
 
     // --- Exhausted simulator: 403 rate limit exceeded (rate_limit itself is free). -----------
     let exhausted = start(SimConfig::default()).await;
@@ -615,6 +701,10 @@ async fn simulator_honours_github_openapi_contract() {
     c.run(&exhausted, Case::new("rate limited", "DELETE", R_PROT, "/repos/acme/guarded/branches/main/protection", 403)).await;
     c.run(&exhausted, Case::new("rate limited", "GET", R_ORG, "/orgs/acme/repos", 403)).await;
     c.run(&exhausted, Case::new("rate limited", "GET", R_INST, "/installation/repositories", 403)).await;
+    c.run(&exhausted, Case::new("rate limited", "PATCH", R_REPO, "/repos/acme/guarded", 403).json(json!({ "has_issues": false }))).await;
+    c.run(&exhausted, Case::new("rate limited", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 403)).await;
+    c.run(&exhausted, Case::new("rate limited", "GET", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 403)).await;
+    c.run(&exhausted, Case::new("rate limited", "PUT", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 403).json(read_only)).await;
     c.run(&exhausted, Case::new("still answered when exhausted", "GET", R_RATE, "/rate_limit", 200)).await;
 
     // --- Coverage. -----------------------------------------------------------------------------

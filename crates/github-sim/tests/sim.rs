@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use hmac::{Hmac, Mac};
-use plumbline_github_sim::{RepoOptions, SimConfig, SimError, Simulator};
+use plumbline_github_sim::{RepoOptions, SimConfig, SimError, Simulator, WorkflowPermissions};
 use reqwest::header::{ETAG, IF_NONE_MATCH, LINK};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -904,4 +904,352 @@ async fn serve_stops_on_cancel() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stopped, "server still answering after shutdown");
+}
+
+/// Unpacks a gzip'd tar into (path, mode, contents) entries, asserting they are regular files.
+fn untar(bytes: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        assert_eq!(entry.header().entry_type(), tar::EntryType::Regular);
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mode = entry.header().mode().unwrap();
+        let mut contents = Vec::new();
+        entry.read_to_end(&mut contents).unwrap();
+        out.push((path, mode, contents));
+    }
+    out
+}
+
+#[tokio::test]
+async fn tarball_round_trip() {
+    let server = Server::start(SimConfig::default()).await;
+    let opts = RepoOptions {
+        files: vec![
+            ("README.md".to_owned(), b"# api\n".to_vec()),
+            ("old.txt".to_owned(), b"bye".to_vec()),
+        ],
+        ..RepoOptions::default()
+    };
+    server.sim.create_repo("Acme", "api", opts);
+    server
+        .sim
+        .put_file("acme", "api", "main", ".github/workflows/ci.yml", b"on: push\n".to_vec())
+        .unwrap();
+    server
+        .sim
+        .put_file("acme", "api", "main", "README.md", b"# api v2\n".to_vec())
+        .unwrap();
+    server.sim.remove_file("acme", "api", "main", "old.txt").unwrap();
+    assert_eq!(
+        server.sim.remove_file("acme", "api", "main", "old.txt"),
+        Err(SimError::NotFound("Not Found".to_owned()))
+    );
+    assert_eq!(
+        server.sim.put_file("acme", "api", "nope", "a", b"x".to_vec()),
+        Err(SimError::NotFound("Branch not found".to_owned()))
+    );
+    assert_eq!(
+        server.sim.file("acme", "api", "main", "README.md").as_deref(),
+        Some(&b"# api v2\n"[..])
+    );
+    let sha = server.sim.branch_sha("acme", "api", "main").unwrap();
+
+    // Without following: GitHub's 302 to a download URL on the same server.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = no_redirect
+        .get(server.url("/repos/acme/api/tarball/main"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 302);
+    assert_eq!(
+        header(&redirect, "location"),
+        server.url("/_download/tarball/Acme/api/main")
+    );
+    assert!(redirect.headers().get("etag").is_none());
+
+    // Following it (reqwest's default) yields the archive.
+    let response = server.get("/repos/acme/api/tarball/main").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "application/x-gzip");
+    let bytes = response.bytes().await.unwrap();
+    let top = format!("Acme-api-{}", &sha[..7]);
+    let entries = untar(&bytes);
+    let expected = vec![
+        (format!("{top}/.github/workflows/ci.yml"), 0o644, b"on: push\n".to_vec()),
+        (format!("{top}/README.md"), 0o644, b"# api v2\n".to_vec()),
+    ];
+    assert_eq!(entries, expected);
+
+    // The head sha is a ref too.
+    let by_sha = server.get(&format!("/repos/acme/api/tarball/{sha}")).await;
+    assert_eq!(by_sha.status(), 200);
+    assert_eq!(untar(&by_sha.bytes().await.unwrap()), expected);
+
+    // Unknown repositories and refs are GitHub's JSON 404, on both URLs.
+    for path in [
+        "/repos/acme/api/tarball/nope",
+        "/repos/acme/nope/tarball/main",
+        "/_download/tarball/acme/api/nope",
+    ] {
+        let missing = server.get(path).await;
+        assert_eq!(missing.status(), 404, "{path}");
+        let body: Value = missing.json().await.unwrap();
+        assert_eq!(body["message"], "Not Found", "{path}");
+    }
+
+    // The API call is charged, the download is not; both are logged under their templates.
+    let counts = server.sim.request_counts();
+    assert_eq!(counts.get("GET /repos/{owner}/{repo}/tarball/{ref}"), Some(&5));
+    assert_eq!(counts.get("GET /_download/tarball/{owner}/{repo}/{ref}"), Some(&3));
+    let rate: Value = server.get("/rate_limit").await.json().await.unwrap();
+    assert_eq!(rate["resources"]["core"]["used"], 5);
+}
+
+#[tokio::test]
+async fn file_changes_send_push_webhooks() {
+    let mut receiver = Receiver::start(0).await;
+    let server = Server::start(webhook_config(&receiver.url)).await;
+    let id = server.sim.create_repo("acme", "api", RepoOptions::default());
+    let (event, _, _) = receiver.next().await;
+    assert_eq!(event, "repository");
+    let initial = server.sim.branch_sha("acme", "api", "main").unwrap();
+
+    server
+        .sim
+        .put_file("acme", "api", "main", "a.txt", b"1".to_vec())
+        .unwrap();
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "push");
+    let first = server.sim.branch_sha("acme", "api", "main").unwrap();
+    assert_eq!(payload["ref"], "refs/heads/main");
+    assert_eq!(payload["before"], initial);
+    assert_eq!(payload["after"], first);
+    assert_eq!(payload["repository"]["id"], id);
+    assert_eq!(payload["repository"]["master_branch"], "main");
+    assert!(payload["repository"]["pushed_at"].is_i64());
+    assert_eq!(payload["pusher"]["name"], "sim-admin");
+    assert_eq!(payload["sender"]["login"], "sim-admin");
+    assert_eq!(payload["head_commit"]["id"], first);
+    assert_eq!(payload["head_commit"]["added"], json!(["a.txt"]));
+    assert_eq!(payload["head_commit"]["modified"], json!([]));
+    assert_eq!(payload["commits"][0], payload["head_commit"]);
+
+    server
+        .sim
+        .put_file("acme", "api", "main", "a.txt", b"2".to_vec())
+        .unwrap();
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["before"], first);
+    assert_eq!(payload["head_commit"]["modified"], json!(["a.txt"]));
+
+    server.sim.remove_file("acme", "api", "main", "a.txt").unwrap();
+    let (_, _, payload) = receiver.next().await;
+    assert_eq!(payload["head_commit"]["removed"], json!(["a.txt"]));
+    assert_eq!(
+        payload["after"],
+        server.sim.branch_sha("acme", "api", "main").unwrap()
+    );
+
+    // The branch endpoint reports the new head.
+    let branch: Value = server
+        .get("/repos/acme/api/branches/main")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(branch["commit"]["sha"], payload["after"]);
+}
+
+#[tokio::test]
+async fn workflow_permissions_get_put_and_validate() {
+    let server = Server::start(SimConfig::default()).await;
+    server.sim.create_repo("acme", "api", RepoOptions::default());
+    let path = "/repos/acme/api/actions/permissions/workflow";
+
+    let response = server.get(path).await;
+    assert_eq!(response.status(), 200);
+    let etag = header(&response, "etag").to_owned();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "default_workflow_permissions": "write", "can_approve_pull_request_reviews": false })
+    );
+    let cached = server
+        .client
+        .get(server.url(path))
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+
+    let put = server
+        .client
+        .put(server.url(path))
+        .json(&json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(
+        server.sim.workflow_permissions("acme", "api"),
+        Some((WorkflowPermissions::Read, true))
+    );
+    let changed = server
+        .client
+        .get(server.url(path))
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        changed.json::<Value>().await.unwrap()["default_workflow_permissions"],
+        "read"
+    );
+
+    for body in [
+        json!({ "default_workflow_permissions": "admin" }),
+        json!({ "can_approve_pull_request_reviews": "yes" }),
+    ] {
+        let invalid = server.client.put(server.url(path)).json(&body).send().await.unwrap();
+        assert_eq!(invalid.status(), 422, "{body}");
+        let error: Value = invalid.json().await.unwrap();
+        assert_eq!(error["status"], "422");
+    }
+    assert_eq!(
+        server.sim.workflow_permissions("acme", "api"),
+        Some((WorkflowPermissions::Read, true))
+    );
+    let missing = server.get("/repos/acme/nope/actions/permissions/workflow").await;
+    assert_eq!(missing.status(), 404);
+
+    server
+        .sim
+        .set_workflow_permissions("acme", "api", WorkflowPermissions::Write, false)
+        .unwrap();
+    let body: Value = server.get(path).await.json().await.unwrap();
+    assert_eq!(body["default_workflow_permissions"], "write");
+    assert_eq!(body["can_approve_pull_request_reviews"], false);
+    assert!(server
+        .sim
+        .set_workflow_permissions("acme", "nope", WorkflowPermissions::Read, false)
+        .is_err());
+
+    let counts = server.sim.request_counts();
+    assert_eq!(
+        counts.get("PUT /repos/{owner}/{repo}/actions/permissions/workflow"),
+        Some(&3)
+    );
+}
+
+#[tokio::test]
+async fn patch_repo_updates_settings_and_sends_webhooks() {
+    let mut receiver = Receiver::start(0).await;
+    let server = Server::start(webhook_config(&receiver.url)).await;
+    server.sim.create_repo("acme", "api", RepoOptions::default());
+    receiver.next().await;
+
+    let response = server
+        .client
+        .patch(server.url("/repos/acme/api"))
+        .json(&json!({
+            "description": "Payments API",
+            "has_issues": false,
+            "delete_branch_on_merge": true,
+            "allow_forking": false,
+            "has_wiki": true,
+            "security_and_analysis": {
+                "secret_scanning": { "status": "enabled" },
+                "secret_scanning_push_protection": { "status": "enabled" }
+            }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let repo: Value = response.json().await.unwrap();
+    assert_eq!(repo["description"], "Payments API");
+    assert_eq!(repo["has_issues"], false);
+    assert_eq!(repo["delete_branch_on_merge"], true);
+    assert_eq!(repo["allow_forking"], false);
+    assert_eq!(repo["security_and_analysis"]["secret_scanning"]["status"], "enabled");
+    assert_eq!(
+        repo["security_and_analysis"]["secret_scanning_push_protection"]["status"],
+        "enabled"
+    );
+    let fetched: Value = server.get("/repos/acme/api").await.json().await.unwrap();
+    assert_eq!(fetched, repo, "PATCH answers the same object as GET");
+
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "repository");
+    assert_eq!(payload["action"], "edited");
+    assert_eq!(payload["sender"]["type"], "Bot");
+    assert_eq!(
+        payload["changes"],
+        json!({
+            "description": { "from": null },
+            "has_issues": { "from": true },
+            "delete_branch_on_merge": { "from": false },
+            "allow_forking": { "from": true },
+        })
+    );
+    assert_eq!(payload["repository"]["description"], "Payments API");
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "security_and_analysis");
+    assert!(payload.get("action").is_none());
+    assert_eq!(
+        payload["changes"]["from"]["security_and_analysis"]["secret_scanning"]["status"],
+        "disabled"
+    );
+    assert_eq!(
+        payload["repository"]["security_and_analysis"]["secret_scanning"]["status"],
+        "enabled"
+    );
+
+    // Wrong types are GitHub's 422 and change nothing; a PATCH that changes nothing is silent.
+    for body in [
+        json!({ "has_issues": "no" }),
+        json!({ "description": 1 }),
+        json!({ "security_and_analysis": { "secret_scanning": { "status": "on" } } }),
+    ] {
+        let invalid = server
+            .client
+            .patch(server.url("/repos/acme/api"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(invalid.status(), 422, "{body}");
+    }
+    let same = server
+        .client
+        .patch(server.url("/repos/acme/api"))
+        .json(&json!({ "has_issues": false, "homepage": "https://example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 200);
+    receiver.assert_quiet().await;
+
+    // The admin setter acts like the UI: a human sender, push protection follows scanning.
+    server.sim.set_secret_scanning("acme", "api", false).unwrap();
+    let (event, _, payload) = receiver.next().await;
+    assert_eq!(event, "security_and_analysis");
+    assert_eq!(payload["sender"]["type"], "User");
+    let security = &payload["repository"]["security_and_analysis"];
+    assert_eq!(security["secret_scanning"]["status"], "disabled");
+    assert_eq!(security["secret_scanning_push_protection"]["status"], "disabled");
+    server.sim.set_secret_scanning("acme", "api", false).unwrap();
+    receiver.assert_quiet().await;
+    assert!(server.sim.set_secret_scanning("acme", "nope", true).is_err());
+
+    let counts = server.sim.request_counts();
+    assert_eq!(counts.get("PATCH /repos/{owner}/{repo}"), Some(&5));
 }
