@@ -150,3 +150,57 @@ async fn client_register(c: &mut client::Client, name: &str) {
     .await
     .expect("register");
 }
+
+/// Git ingest through the real provider path: GitHub's tarball endpoint (a redirect to the
+/// download), bounded untar, and Rego's file functions over the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_ingest_reads_the_branch_through_the_tarball() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix)).await.expect("stack");
+    let store = db.store();
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control");
+    let dependabot = b"version: 2\nupdates:\n  - package-ecosystem: github-actions\n    directory: /\n    schedule:\n      interval: weekly\n".to_vec();
+    let configured = stack.sim.create_repo(
+        "acme",
+        "configured",
+        RepoOptions { files: vec![(".github/dependabot.yml".into(), dependabot)], ..Default::default() },
+    );
+    let bare = stack.sim.create_repo("acme", "bare", RepoOptions::default());
+    let rule = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/rule-types/github/dependabot_configured.yaml")).expect("rule");
+    c.apply_rule_type(ApplyRuleTypeRequest { project: String::new(), yaml: rule }).await.expect("rule type");
+    for n in ["configured", "bare"] {
+        client_register(&mut c, n).await;
+    }
+    let profile = r#"
+version: v1
+type: profile
+name: dependabot
+remediate: "off"
+alert: "off"
+repository:
+  - type: dependabot_configured
+    def:
+      package_ecosystem: github-actions
+"#;
+    c.apply_profile(ApplyProfileRequest { project: String::new(), yaml: profile.into() }).await.expect("profile");
+    let status = |id: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .list_status("default", Some(&format!("github/repository/{id}")), None)
+                .await
+                .expect("status")
+                .into_iter()
+                .next()
+                .map(|r| (r.status, r.message))
+        }
+    };
+    let (s, msg) = eventually(Duration::from_secs(60), "configured evaluated", || async { status(configured).await }).await;
+    assert_eq!(s, "pass", "{msg}");
+    let (s, _) = eventually(Duration::from_secs(60), "bare evaluated", || async { status(bare).await }).await;
+    assert_eq!(s, "fail");
+    let counts = stack.sim.request_counts();
+    assert!(counts.get("GET /repos/{owner}/{repo}/tarball/{ref}").copied().unwrap_or(0) >= 2, "{counts:?}");
+    stack.stop().await;
+}
