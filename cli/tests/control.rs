@@ -118,18 +118,7 @@ async fn control_checks_and_selectors_and_data_sources_end_to_end() {
         .expect("profile");
 
     // The selected repository is evaluated through the data source; the other is skipped.
-    let status = |id: u64| {
-        let store = store.clone();
-        async move {
-            store
-                .list_status("default", Some(&format!("github/repository/{id}")), None)
-                .await
-                .expect("status")
-                .into_iter()
-                .next()
-                .map(|r| (r.status, r.message))
-        }
-    };
+    let status = |id: u64| first_status(store.clone(), id);
     let (s, msg) = eventually(Duration::from_secs(60), "chosen evaluated", || async { status(chosen).await.filter(|(s, _)| s != "skipped") }).await;
     assert_eq!(s, "pass", "{msg}");
     let (s, msg) = eventually(Duration::from_secs(60), "other evaluated", || async { status(other).await }).await;
@@ -138,6 +127,17 @@ async fn control_checks_and_selectors_and_data_sources_end_to_end() {
     let gets = stack.sim.request_counts().get("GET /repos/{owner}/{repo}").copied().unwrap_or(0);
     assert!(gets >= 2, "ingest and data source both read the repository: {gets}");
     stack.stop().await;
+}
+
+/// The first status row (status, message) of a repository entity, if it was evaluated.
+async fn first_status(store: plumbline_store::Store, id: u64) -> Option<(String, String)> {
+    store
+        .list_status("default", Some(&format!("github/repository/{id}")), None)
+        .await
+        .expect("status")
+        .into_iter()
+        .next()
+        .map(|r| (r.status, r.message))
 }
 
 async fn client_register(c: &mut client::Client, name: &str) {
@@ -184,18 +184,7 @@ repository:
       package_ecosystem: github-actions
 "#;
     c.apply_profile(ApplyProfileRequest { project: String::new(), yaml: profile.into() }).await.expect("profile");
-    let status = |id: u64| {
-        let store = store.clone();
-        async move {
-            store
-                .list_status("default", Some(&format!("github/repository/{id}")), None)
-                .await
-                .expect("status")
-                .into_iter()
-                .next()
-                .map(|r| (r.status, r.message))
-        }
-    };
+    let status = |id: u64| first_status(store.clone(), id);
     let (s, msg) = eventually(Duration::from_secs(60), "configured evaluated", || async { status(configured).await }).await;
     assert_eq!(s, "pass", "{msg}");
     let (s, _) = eventually(Duration::from_secs(60), "bare evaluated", || async { status(bare).await }).await;

@@ -90,11 +90,8 @@ impl State {
         changes: Vec<FileChange>,
         actor: Actor,
     ) -> Result<Vec<Event>, SimError> {
-        let id = self.repo_id(owner, name)?;
-        let repo = self
-            .repos
-            .get_mut(&id)
-            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        let repo = self.repo_mut(owner, name)?;
+        let id = repo.id;
         let target = repo
             .branches
             .get_mut(branch)

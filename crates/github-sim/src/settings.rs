@@ -200,11 +200,8 @@ impl State {
         patch: RepoPatch,
         actor: Actor,
     ) -> Result<Vec<Event>, SimError> {
-        let id = self.repo_id(owner, name)?;
-        let repo = self
-            .repos
-            .get_mut(&id)
-            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        let repo = self.repo_mut(owner, name)?;
+        let id = repo.id;
         let previous_security = render::security_json(repo);
         let settings = &mut repo.settings;
         let mut changes = Map::new();
@@ -293,11 +290,7 @@ impl State {
         name: &str,
         actions: Actions,
     ) -> Result<(), SimError> {
-        let id = self.repo_id(owner, name)?;
-        let repo = self
-            .repos
-            .get_mut(&id)
-            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        let repo = self.repo_mut(owner, name)?;
         repo.actions = actions;
         Ok(())
     }

@@ -234,6 +234,14 @@ impl State {
             .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))
     }
 
+    /// A repository by owner and name, for changing it; GitHub's 404 when missing.
+    pub(crate) fn repo_mut(&mut self, owner: &str, name: &str) -> Result<&mut Repo, SimError> {
+        let id = self.repo_id(owner, name)?;
+        self.repos
+            .get_mut(&id)
+            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))
+    }
+
     /// Repositories of an organization in creation order.
     pub(crate) fn org_repos(&self, owner_key: &str) -> Vec<&Repo> {
         self.repos
@@ -365,11 +373,8 @@ impl State {
         branch: &str,
         actor: Actor,
     ) -> Result<Vec<Event>, SimError> {
-        let id = self.repo_id(owner, name)?;
-        let repo = self
-            .repos
-            .get_mut(&id)
-            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        let repo = self.repo_mut(owner, name)?;
+        let id = repo.id;
         let target = repo
             .branches
             .get_mut(branch)
