@@ -113,3 +113,197 @@ impl Provider for GitHub {
             .map_err(|e| ProviderError::Failed(format!("{owner}/{repo}@{branch}: {e}")))
     }
 }
+
+/// The provider the services use: a GitHub client plus a cache of branch trees keyed by the
+/// commit they were read at.
+///
+/// Git ingest costs one conditional read of the branch head
+/// (`GET /repos/{owner}/{repo}/commits/{branch}` as `application/vnd.github.sha`), which is a
+/// free 304 while the branch has not moved; the tree is downloaded (a tarball of that exact
+/// commit) only for a commit not seen before. An unchanged repository therefore costs no quota.
+#[derive(Clone)]
+pub struct GitHubProvider {
+    github: GitHub,
+    trees: Arc<TreeCache>,
+}
+
+impl GitHubProvider {
+    /// `tree_cache_bytes` bounds the cached trees' total size (file bytes).
+    pub fn new(github: GitHub, tree_cache_bytes: u64) -> Self {
+        GitHubProvider {
+            github,
+            trees: Arc::new(TreeCache::new(tree_cache_bytes)),
+        }
+    }
+
+    pub fn github(&self) -> &GitHub {
+        &self.github
+    }
+
+    /// Tree cache hits and misses.
+    pub fn tree_cache_stats(&self) -> (u64, u64) {
+        self.trees.stats()
+    }
+
+    /// The commit SHA a branch points at, read conditionally.
+    async fn head_sha(&self, owner: &str, repo: &str, branch: &str) -> Result<String, ProviderError> {
+        let path = format!("/repos/{owner}/{repo}/commits/{branch}");
+        let accept = [("Accept".to_string(), "application/vnd.github.sha".to_string())];
+        let r = self
+            .github
+            .request_with_headers(Method::GET, &path, None, &accept)
+            .await
+            .map_err(provider_error)?;
+        if !r.is_success() {
+            return Err(ProviderError::Failed(format!("{owner}/{repo}@{branch}: {} {}", r.status, r.message())));
+        }
+        let sha = String::from_utf8_lossy(&r.body).trim().to_string();
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ProviderError::Failed(format!("{owner}/{repo}@{branch}: not a commit sha: {:?}", sha.chars().take(60).collect::<String>())));
+        }
+        Ok(sha)
+    }
+}
+
+#[async_trait]
+impl Provider for GitHubProvider {
+    async fn request(&self, m: &str, path: &str, body: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+        Provider::request(&self.github, m, path, body).await
+    }
+
+    async fn request_with_headers(
+        &self,
+        m: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+    ) -> Result<HttpResponse, ProviderError> {
+        Provider::request_with_headers(&self.github, m, path, body, headers).await
+    }
+
+    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+        let sha = self.head_sha(owner, repo, branch).await?;
+        // Commits are immutable: a tree read at a SHA never needs revalidation.
+        let key = format!("{}\u{0}{}/{}\u{0}{sha}", self.github.credential_id(), owner.to_ascii_lowercase(), repo.to_ascii_lowercase());
+        if let Some(tree) = self.trees.get(&key) {
+            return Ok(tree);
+        }
+        let tree = Provider::fetch_tree(&self.github, owner, repo, &sha).await?;
+        self.trees.put(key, tree.clone());
+        Ok(tree)
+    }
+}
+
+/// Trees by (credential, repository, commit), evicted oldest-first beyond a byte budget.
+struct TreeCache {
+    max_bytes: u64,
+    inner: std::sync::Mutex<TreeCacheInner>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct TreeCacheInner {
+    map: std::collections::HashMap<String, Arc<FileTree>>,
+    order: std::collections::VecDeque<(String, u64)>,
+    bytes: u64,
+}
+
+impl TreeCache {
+    fn new(max_bytes: u64) -> Self {
+        TreeCache {
+            max_bytes,
+            inner: Default::default(),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<FileTree>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let hit = self.inner.lock().ok().and_then(|i| i.map.get(key).cloned());
+        match hit {
+            Some(_) => self.hits.fetch_add(1, Relaxed),
+            None => self.misses.fetch_add(1, Relaxed),
+        };
+        hit
+    }
+
+    fn put(&self, key: String, tree: Arc<FileTree>) {
+        let size = tree.total_bytes();
+        if size > self.max_bytes {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.map.insert(key.clone(), tree).is_some() {
+            return;
+        }
+        inner.order.push_back((key, size));
+        inner.bytes += size;
+        while inner.bytes > self.max_bytes {
+            let Some((old, old_size)) = inner.order.pop_front() else { break };
+            inner.map.remove(&old);
+            inner.bytes = inner.bytes.saturating_sub(old_size);
+        }
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+}
+
+/// A provider that reads each GET (and each branch tree) at most once: one per entity
+/// evaluation, so that rules reading the same endpoint or the same files share one request and
+/// see one consistent snapshot. Concurrent identical reads wait for the first.
+pub struct Memo<'a> {
+    inner: &'a dyn Provider,
+    gets: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Result<HttpResponse, ProviderError>>>>>,
+    trees: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Result<Arc<FileTree>, ProviderError>>>>>,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(inner: &'a dyn Provider) -> Self {
+        Memo {
+            inner,
+            gets: Default::default(),
+            trees: Default::default(),
+        }
+    }
+
+    fn cell<T>(map: &std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<T>>>>, key: String) -> Arc<tokio::sync::OnceCell<T>> {
+        match map.lock() {
+            Ok(mut m) => m.entry(key).or_default().clone(),
+            // A poisoned map only loses sharing, never correctness.
+            Err(_) => Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Memo<'_> {
+    async fn request(&self, m: &str, path: &str, body: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+        self.request_with_headers(m, path, body, &[]).await
+    }
+
+    async fn request_with_headers(
+        &self,
+        m: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+    ) -> Result<HttpResponse, ProviderError> {
+        if !m.eq_ignore_ascii_case("GET") || body.is_some() {
+            return self.inner.request_with_headers(m, path, body, headers).await;
+        }
+        let mut h: Vec<String> = headers.iter().map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase())).collect();
+        h.sort();
+        let cell = Self::cell(&self.gets, format!("{path}\u{0}{}", h.join("\u{0}")));
+        cell.get_or_init(|| self.inner.request_with_headers(m, path, None, headers)).await.clone()
+    }
+
+    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+        let cell = Self::cell(&self.trees, format!("{owner}/{repo}\u{0}{branch}"));
+        cell.get_or_init(|| self.inner.fetch_tree(owner, repo, branch)).await.clone()
+    }
+}

@@ -8,14 +8,17 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Where GitHub is and how to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GitHubConfig {
     /// REST base URL: `https://api.github.com`, a GitHub Enterprise `/api/v3` URL, or the simulator.
     pub api_url: String,
-    /// A personal access token (or installation token). None: anonymous.
+    /// A personal access token (or installation token). None: anonymous (or `app`).
     pub token: Option<String>,
-    /// Per-request timeout (connect and read).
-    pub timeout: Duration,
+    /// GitHub App credentials; when set they are used instead of `token`.
+    pub app: Option<AppCredentials>,
+    /// Per-request timeout (connect, read and write). None: no timeout (tests with paused
+    /// time, where any pending timer would fire as soon as the runtime waits on the network).
+    pub timeout: Option<Duration>,
     /// Conditional-GET cache size in entries (0 disables it).
     pub etag_cache_entries: usize,
     /// Requests in flight at once with this credential (GitHub allows 100).
@@ -26,17 +29,60 @@ pub struct GitHubConfig {
     pub retry_base: Duration,
 }
 
+impl std::fmt::Debug for GitHubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: say only whether there is one.
+        f.debug_struct("GitHubConfig")
+            .field("api_url", &self.api_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("app", &self.app)
+            .field("timeout", &self.timeout)
+            .field("etag_cache_entries", &self.etag_cache_entries)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base", &self.retry_base)
+            .finish()
+    }
+}
+
 impl GitHubConfig {
     pub fn new(api_url: impl Into<String>, token: Option<String>) -> Self {
         GitHubConfig {
             api_url: api_url.into(),
             token,
-            timeout: Duration::from_secs(10),
+            app: None,
+            timeout: Some(Duration::from_secs(10)),
             etag_cache_entries: 10_000,
             max_concurrency: 50,
             max_retries: 3,
             retry_base: Duration::from_millis(250),
         }
+    }
+}
+
+/// A GitHub App: its id and private key, and the installation to act as.
+///
+/// With `installation_id` the client authenticates as that installation: octocrab signs a JWT
+/// with the key, exchanges it for an installation token at
+/// `POST /app/installations/{id}/access_tokens`, caches the token and mints a new one 30 s
+/// before it expires (and once more after a 401). Without it the client authenticates as the
+/// App itself (JWT), which only the `/app` endpoints accept; [`GitHub::installation`] then
+/// derives one client per installation.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    /// The App's RSA private key, PEM.
+    pub private_key_pem: String,
+    pub installation_id: Option<u64>,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("AppCredentials")
+            .field("app_id", &self.app_id)
+            .field("installation_id", &self.installation_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,41 +150,94 @@ pub struct GitHub {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     max_retries: u32,
     retry_base: Duration,
+    /// What this client was built from, to derive installation clients.
+    config: GitHubConfig,
+}
+
+/// The credential's identity as a digest: distinct per API root and secret, never reversible.
+fn credential_digest(api_url: &str, identity: &str) -> String {
+    use sha2::Digest as _;
+    let kind = identity.split(':').next().unwrap_or("anonymous");
+    let d = sha2::Sha256::digest(format!("{api_url}\u{0}{identity}").as_bytes());
+    format!("{kind}:{}", hex::encode(&d[..12]))
 }
 
 impl GitHub {
     pub fn new(config: &GitHubConfig) -> Result<Self, GitHubError> {
-        let mut b = Octocrab::builder()
-            .base_uri(config.api_url.trim_end_matches('/'))
-            .map_err(|e| GitHubError::Config(format!("api url {:?}: {e}", config.api_url)))?
-            .set_connect_timeout(Some(config.timeout))
-            .set_read_timeout(Some(config.timeout))
-            .set_write_timeout(Some(config.timeout));
-        // An empty token (an unset variable passed through by compose) means anonymous.
-        if let Some(t) = config.token.as_ref().filter(|t| !t.trim().is_empty()) {
-            b = b.personal_token(t.trim().to_string());
-        }
-        let octo = b.build().map_err(|e| GitHubError::Config(e.to_string()))?;
         let api_url = config.api_url.trim_end_matches('/').to_string();
-        let credential = match config.token.as_ref().filter(|t| !t.trim().is_empty()) {
-            Some(t) => {
-                use sha2::Digest as _;
-                let d = sha2::Sha256::digest(format!("{api_url}\u{0}{}", t.trim()).as_bytes());
-                format!("token:{}", hex::encode(&d[..12]))
+        let mut b = Octocrab::builder()
+            .base_uri(api_url.as_str())
+            .map_err(|e| GitHubError::Config(format!("api url {:?}: {e}", config.api_url)))?
+            .set_connect_timeout(config.timeout)
+            .set_read_timeout(config.timeout)
+            .set_write_timeout(config.timeout);
+        // An empty token (an unset variable passed through by compose) means anonymous.
+        let token = config.token.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty());
+        let (octo, identity) = match (&config.app, token) {
+            (Some(app), _) => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(app.private_key_pem.as_bytes())
+                    .map_err(|e| GitHubError::Config(format!("github app {} private key: {e}", app.app_id)))?;
+                let octo = b
+                    .app(octocrab::models::AppId(app.app_id), key)
+                    .build()
+                    .map_err(|e| GitHubError::Config(e.to_string()))?;
+                match app.installation_id {
+                    Some(id) => (
+                        octo.installation(octocrab::models::InstallationId(id))
+                            .map_err(|e| GitHubError::Config(format!("github app {} installation {id}: {e}", app.app_id)))?,
+                        format!("app:{}:installation:{id}", app.app_id),
+                    ),
+                    None => (octo, format!("app:{}", app.app_id)),
+                }
             }
-            None => format!("anonymous:{api_url}"),
+            (None, Some(t)) => {
+                b = b.personal_token(t.to_string());
+                (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, format!("token:{t}"))
+            }
+            (None, None) => (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, "anonymous".to_string()),
         };
-        let cache = (config.etag_cache_entries > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_entries, 1 << 20)));
-        Ok(GitHub {
+        let mut client = GitHub {
             octo,
             api_url,
-            credential,
-            cache,
+            credential: String::new(),
+            cache: None,
             rate: Default::default(),
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.clamp(1, 99))),
             max_retries: config.max_retries,
             retry_base: config.retry_base,
-        })
+            config: config.clone(),
+        };
+        client.credential = credential_digest(&client.api_url, &identity);
+        client.cache = (config.etag_cache_entries > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_entries, 1 << 20)));
+        Ok(client)
+    }
+
+    /// A client acting as one installation of the App this client authenticates as: its own
+    /// token (minted and refreshed by octocrab), its own rate-limit state, concurrency bound
+    /// and cache partition, since GitHub budgets each installation separately.
+    pub fn installation(&self, installation_id: u64) -> Result<GitHub, GitHubError> {
+        let Some(app) = &self.config.app else {
+            return Err(GitHubError::Config("installation clients need github app credentials".into()));
+        };
+        let mut config = self.config.clone();
+        config.app = Some(AppCredentials {
+            installation_id: Some(installation_id),
+            ..app.clone()
+        });
+        GitHub::new(&config)
+    }
+
+    /// A short, stable identity of the credential (never the secret itself): cache keys, logs
+    /// and metrics use it to tell credentials apart.
+    pub fn credential_id(&self) -> &str {
+        &self.credential
+    }
+
+    /// A URL GitHub gave (a `Link`), as a path under this client's API root; None for any
+    /// other host, so pagination never carries credentials elsewhere.
+    pub(crate) fn relative(&self, url: &str) -> Option<String> {
+        let rest = url.strip_prefix(self.api_url.as_str())?;
+        rest.starts_with('/').then(|| rest.to_string())
     }
 
     pub fn api_url(&self) -> &str {
@@ -393,22 +492,7 @@ impl GitHub {
 
     /// Every repository of an organisation, following `Link: rel="next"` pages.
     pub async fn list_org_repositories(&self, org: &str) -> Result<Vec<Repository>, GitHubError> {
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
-            let path = format!("/orgs/{org}/repos?per_page=100&page={page}");
-            let r = self.request_ok(Method::GET, &path, None).await?;
-            let batch: Vec<Repository> = serde_json::from_slice(&r.body).map_err(|e| GitHubError::Decode {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let more = has_next_page(&r.headers) && !batch.is_empty();
-            out.extend(batch);
-            if !more {
-                return Ok(out);
-            }
-            page += 1;
-        }
+        self.list_all(&format!("/orgs/{org}/repos?per_page=100"), None, 10_000).await
     }
 }
 
@@ -459,13 +543,21 @@ fn is_public(ip: &std::net::IpAddr) -> bool {
     }
 }
 
-fn has_next_page(headers: &HeaderMap) -> bool {
+/// The `rel="next"` URL of a `Link` header.
+pub(crate) fn has_next_page_url(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(http::header::LINK)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("rel=\"next\""))
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            (start <= end).then(|| part[start..end].to_string())
+        })
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -489,7 +581,11 @@ mod tests {
 
     #[test]
     fn link_header_next() {
-        assert!(has_next_page(&h(&[("link", "<https://x/?page=2>; rel=\"next\", <https://x/?page=3>; rel=\"last\"")])));
-        assert!(!has_next_page(&h(&[("link", "<https://x/?page=1>; rel=\"prev\"")])));
+        assert_eq!(
+            has_next_page_url(&h(&[("link", "<https://x/?page=1>; rel=\"prev\", <https://x/?page=3>; rel=\"next\", <https://x/?page=9>; rel=\"last\"")])),
+            Some("https://x/?page=3".to_string())
+        );
+        assert_eq!(has_next_page_url(&h(&[("link", "<https://x/?page=1>; rel=\"prev\"")])), None);
+        assert_eq!(has_next_page_url(&HeaderMap::new()), None);
     }
 }

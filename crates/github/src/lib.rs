@@ -7,10 +7,12 @@
 pub mod cache;
 mod client;
 pub mod limits;
+mod ops;
 pub mod webhook;
 
 pub use cache::CacheStats;
-pub use client::{ApiResponse, GitHub, GitHubConfig, Repository};
+pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
+pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, Repository};
 pub use http::Method;
 
 /// Provider errors, typed so callers can tell "try later" from "give up".

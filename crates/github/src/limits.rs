@@ -57,9 +57,10 @@ impl RateState {
         let until = if limited_status {
             if let Some(secs) = header_u64(headers, "retry-after") {
                 Some(now + Duration::from_secs(secs))
-            } else if self.remaining == Some(0) {
-                Some(now + reset_in.unwrap_or(FIRST_BACKOFF))
-            } else if status == StatusCode::TOO_MANY_REQUESTS {
+            } else if let (Some(0), Some(reset_in)) = (self.remaining, reset_in) {
+                Some(now + reset_in)
+            } else if status == StatusCode::TOO_MANY_REQUESTS || self.remaining == Some(0) {
+                // Limited without saying until when: back off exponentially from a minute.
                 let backoff = FIRST_BACKOFF.saturating_mul(1 << self.unexplained_limits.min(6)).min(MAX_BACKOFF);
                 self.unexplained_limits += 1;
                 Some(now + backoff)

@@ -29,6 +29,19 @@ pub struct ServiceArgs {
     #[arg(long, env = "PLUMB_GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
 
+    /// GitHub App id. With an installation id and a private key, the service authenticates as
+    /// that App installation (tokens minted and refreshed automatically) instead of the token.
+    #[arg(long, env = "PLUMB_GITHUB_APP_ID", requires_all = ["github_app_private_key_file", "github_installation_id"])]
+    pub github_app_id: Option<u64>,
+
+    /// File holding the GitHub App's RSA private key (PEM), as downloaded from GitHub.
+    #[arg(long, env = "PLUMB_GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<std::path::PathBuf>,
+
+    /// GitHub App installation to act as (the organisation's installation of the App).
+    #[arg(long, env = "PLUMB_GITHUB_INSTALLATION_ID")]
+    pub github_installation_id: Option<u64>,
+
     /// Provider name entity ids are minted under.
     #[arg(long, env = "PLUMB_PROVIDER", default_value = "github")]
     pub provider: String,
@@ -48,8 +61,32 @@ impl ServiceArgs {
             database_max_connections: 4,
             github_api_url: github_api_url.to_string(),
             github_token: None,
+            github_app_id: None,
+            github_app_private_key_file: None,
+            github_installation_id: None,
             provider: "github".to_string(),
             health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+
+    /// The GitHub client these flags describe: an App installation when an App id is given,
+    /// else the token (or anonymous).
+    pub fn github(&self) -> Result<plumbline_github::GitHub, plumbline_github::GitHubError> {
+        let mut config = plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.clone());
+        if let Some(app_id) = self.github_app_id {
+            let path = self
+                .github_app_private_key_file
+                .as_ref()
+                .ok_or_else(|| plumbline_github::GitHubError::Config("github app needs a private key file".into()))?;
+            let private_key_pem = std::fs::read_to_string(path).map_err(|e| {
+                plumbline_github::GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
+            })?;
+            config.app = Some(plumbline_github::AppCredentials {
+                app_id,
+                private_key_pem,
+                installation_id: self.github_installation_id,
+            });
+        }
+        plumbline_github::GitHub::new(&config)
     }
 }

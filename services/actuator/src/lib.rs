@@ -10,7 +10,7 @@ use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext};
 use plumbline_domain::{ActionMode, ActionStatus, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, PlannedRequest, Profile, Provider, RuleType};
-use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github::GitHub;
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_store::{NewAction, Store};
@@ -80,7 +80,7 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
     let s = &config.service;
     let topics = Topics::with_prefix(&s.topic_prefix);
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
-    let github = GitHub::new(&GitHubConfig::new(&s.github_api_url, s.github_token.clone()))?;
+    let github = s.github()?;
     let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator"))?;
     let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);

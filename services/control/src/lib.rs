@@ -12,7 +12,7 @@ use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::{Entity, EntityKind, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::datasource::DataSources;
 use plumbline_engine::{digest, CompiledRule, Profile, RuleType};
-use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github::GitHub;
 use plumbline_proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use plumbline_proto::v1::*;
 use plumbline_proto::Message as _;
@@ -72,7 +72,7 @@ pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
     let control = Control {
         store: store.clone(),
-        github: GitHub::new(&GitHubConfig::new(&s.github_api_url, s.github_token.clone()))?,
+        github: s.github()?,
         producer: Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-control"))?,
         topics: Topics::with_prefix(&s.topic_prefix),
         provider: s.provider.clone(),
