@@ -9,7 +9,8 @@
 //! The content-creation limit is not a fault but GitHub behaviour: at most 80 content-creating
 //! requests per minute and 500 per hour per credential (configurable, can be disabled). The
 //! mutating methods on `/repos/...` routes count, which covers every family of routes without
-//! naming them.
+//! naming them. Anonymous requests (accepted in open mode only; GitHub lets no anonymous request
+//! create content) are not limited.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

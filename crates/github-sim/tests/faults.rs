@@ -430,6 +430,17 @@ async fn content_creation_is_limited_per_token() {
     assert_eq!(limited.status(), 403);
     let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
     assert!(retry_after > 3500, "{retry_after}");
+    // Anonymous writes (open mode only) are not limited: GitHub never accepts them at all.
+    for _ in 0..3 {
+        let anonymous = server
+            .client
+            .patch(server.url("/repos/acme/api"))
+            .json(&json!({ "has_issues": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 200);
+    }
     server.sim.set_content_limits(None);
     for _ in 0..5 {
         assert_eq!(patch_repo(&server, "hourly", "d").await.status(), 200);
