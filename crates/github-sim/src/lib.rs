@@ -9,6 +9,11 @@
 //! human clicking in the GitHub UI: every state change made there sends the same signed webhook
 //! GitHub would send.
 //!
+//! For testing a client under GitHub's rules it also speaks GitHub App authentication (RS256
+//! JWTs, installations, expiring installation tokens; see [`AppConfig`]), accounts quota per
+//! route and credential ([`Simulator::quota`]), injects faults and secondary rate limits
+//! ([`Fault`]) and seeds whole fleets in a chosen posture ([`PostureSeed`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
