@@ -31,6 +31,9 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/rate_limit", put(put_rate_limit))
         .route("/requests", get(get_requests).delete(reset_requests))
         .route("/requests/log", get(get_request_log))
+        .merge(crate::apps::admin_routes())
+        .merge(crate::faults::admin_routes())
+        .merge(crate::quota::admin_routes())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -128,8 +131,13 @@ struct Seed {
     protected_fraction: Option<f64>,
 }
 
-/// `POST /_admin/seed`: 201 with `[{"owner","name","id"}]`.
+/// `POST /_admin/seed`: 201 with `[{"owner","name","id"}]`. A body naming `repos_per_org` seeds
+/// a fleet in a posture instead (see `posture::seed_endpoint`).
 async fn seed(State(sim): State<Simulator>, body: Bytes) -> Response {
+    if serde_json::from_slice::<Value>(&body).is_ok_and(|v| crate::posture::is_posture_request(&v))
+    {
+        return crate::posture::seed_endpoint(&sim, &body);
+    }
     let request: Seed = match parse(&body) {
         Ok(r) => r,
         Err(response) => return *response,

@@ -14,20 +14,19 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, MethodRouter};
-use axum::Router;
+use axum::{Extension, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::apps::{Credential, Identity};
+use crate::faults::{self, Answer};
 use crate::state::{Actor, RateSnapshot, State as SimState};
-use crate::{protection, render, settings, LoggedRequest, SimError, Simulator};
+use crate::{protection, render, settings, token_label, LoggedRequest, SimError, Simulator};
 
 /// Route recorded for requests no route (or no method of a route) answers.
 pub(crate) const UNMATCHED: &str = "(unmatched)";
-
-/// Budget key of requests without (valid) credentials.
-const ANONYMOUS: &str = "anonymous";
 
 /// Largest response body the middleware buffers to compute an ETag; far above any response here.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -90,7 +89,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         message: impl Into<String>,
         documentation_url: &'static str,
@@ -103,8 +102,16 @@ impl ApiError {
         }
     }
 
-    fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message, documentation_url)
+    }
+
+    /// The older error shape without the repeated `status`.
+    pub(crate) fn without_status(self) -> Self {
+        ApiError {
+            with_status: false,
+            ..self
+        }
     }
 
     fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
@@ -162,7 +169,7 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
                 github_layer,
             ))
     };
-    Router::new()
+    let router = Router::new()
         .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo).patch(patch_repo)))
         .route(ROUTE_TARBALL, tag(ROUTE_TARBALL, get(get_tarball)))
         .route(
@@ -185,8 +192,9 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
             ROUTE_INSTALLATION_REPOS,
             tag(ROUTE_INSTALLATION_REPOS, get(list_installation_repos)),
         )
-        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)))
-        .fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
+        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)));
+    let router = crate::apps::register(router, &tag);
+    router.fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 
 async fn not_found() -> Response {
@@ -254,8 +262,11 @@ fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
-/// GitHub's cross-cutting behaviour around every REST route (see the module docs).
-async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next) -> Response {
+/// GitHub's cross-cutting behaviour around every REST route (see the module docs). In order:
+/// authentication (tokens, installation tokens, app JWTs), injected faults, the primary rate
+/// limit, the content-creation limit, the installation's repository scope, then the handler.
+/// Faults answer before anything else so a faulted request never reaches state.
+async fn github_layer(State(tag): State<RouteTag>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     // Unknown admin paths reach the REST fallback; they are not API traffic.
     if path == "/_admin" || path.starts_with("/_admin/") {
@@ -265,6 +276,7 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
     let method = request.method().clone();
     let at = Utc::now();
     let now = at.timestamp();
+    let request_id = request_id();
     let token = request_token(request.headers());
     let if_none_match = request
         .headers()
@@ -272,41 +284,95 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
-    let tokens = sim.tokens();
-    let auth_error = match &token {
-        _ if tokens.is_empty() => None,
-        None => Some("Requires authentication"),
-        Some(t) if !tokens.contains(t) => Some("Bad credentials"),
-        Some(_) => None,
+    let (identity, auth_error, plan, release) = {
+        let mut st = sim.lock();
+        let (identity, auth_error) = st.identify(tag.route, token.as_deref(), sim.tokens(), at);
+        let plan = st.faults.plan(tag.route, method.as_str(), &identity.label);
+        (identity, auth_error, plan, st.faults.release_token())
     };
-    let budget_key = match (&auth_error, &token) {
-        (None, Some(t)) => t.clone(),
-        _ => ANONYMOUS.to_owned(),
-    };
+    let mut fault = plan.name();
+    if !plan.delay.is_zero() {
+        // Sleeping outside the lock delays concurrent requests concurrently.
+        tokio::time::sleep(plan.delay).await;
+    }
+    if let Some(Answer::Timeout { millis }) = plan.answer {
+        // Logged on arrival: the client may give up (and the connection close) at any time.
+        sim.lock().record(LoggedRequest {
+            method: method.to_string(),
+            path,
+            route: tag.route.to_owned(),
+            status: 0,
+            token_label: identity.label.clone(),
+            not_modified: false,
+            charged: false,
+            fault: fault.map(str::to_owned),
+            at,
+        });
+        return faults::hang(millis, release).await;
+    }
+
+    let budget_key = identity.budget_key().to_owned();
     // GitHub does not charge for asking about the rate limit.
     let free = tag.route == ROUTE_RATE_LIMIT;
     let before = sim.lock().rate_snapshot(&budget_key, now);
 
     let mut ran_handler = false;
-    let response = if let Some(message) = auth_error {
-        ApiError::new(StatusCode::UNAUTHORIZED, message, DOCS_REST).into_response()
-    } else if !free && before.remaining == 0 {
-        let who = match &token {
-            Some(_) => format!("installation ID {}", render::INSTALLATION_ID),
-            None => "anonymous requests".to_owned(),
-        };
-        ApiError {
-            with_status: false,
-            ..ApiError::new(
+    let response = match (plan.answer, auth_error) {
+        (Some(Answer::ServerError { status }), _) => faults::server_error_response(status),
+        (
+            Some(Answer::SecondaryRateLimit {
+                status,
+                retry_after,
+            }),
+            _,
+        ) => faults::secondary_limit_response(status, retry_after, &request_id),
+        (_, Some(error)) => error.into_response(),
+        _ if !free && before.remaining == 0 => {
+            let who = match &identity.credential {
+                Credential::Installation {
+                    installation_id, ..
+                } => format!("installation ID {installation_id}"),
+                Credential::App { app_id } => format!("app ID {app_id}"),
+                Credential::Token => format!("installation ID {}", render::INSTALLATION_ID),
+                Credential::Anonymous => "anonymous requests".to_owned(),
+            };
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("API rate limit exceeded for {who}."),
                 DOCS_RATE_LIMIT,
             )
+            .without_status()
+            .into_response()
         }
-        .into_response()
-    } else {
-        ran_handler = true;
-        next.run(request).await
+        _ => {
+            // GitHub lets no anonymous request create content, so the limit (per user or app)
+            // has nothing to say about the simulator's open-mode anonymous writes.
+            let limited = identity.credential != Credential::Anonymous;
+            let waiting = if limited && faults::creates_content(&method, tag.route) {
+                sim.lock()
+                    .faults
+                    .admit_content(&identity.label, at.timestamp_millis())
+                    .err()
+            } else {
+                None
+            };
+            match waiting {
+                Some(retry_after) => {
+                    fault = Some("content_creation_limit");
+                    faults::secondary_limit_response(403, retry_after, &request_id)
+                }
+                None => {
+                    ran_handler = true;
+                    let hidden = sim.lock().hides_repo_path(&identity, &path);
+                    if hidden {
+                        ApiError::not_found("Not Found", DOCS_REST).into_response()
+                    } else {
+                        request.extensions_mut().insert(identity.clone());
+                        next.run(request).await
+                    }
+                }
+            }
+        }
     };
 
     let (mut parts, body) = response.into_parts();
@@ -333,7 +399,8 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
         etag = Some(value);
     }
     // Conditional hits are free on GitHub; that is the point of sending If-None-Match.
-    let spend = ran_handler && !free && parts.status != StatusCode::NOT_MODIFIED;
+    let not_modified = parts.status == StatusCode::NOT_MODIFIED;
+    let spend = ran_handler && !free && !not_modified;
 
     let rate = {
         let mut st = sim.lock();
@@ -347,7 +414,10 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
             path,
             route: if unmatched { UNMATCHED } else { tag.route }.to_owned(),
             status: parts.status.as_u16(),
-            token,
+            token_label: identity.label,
+            not_modified,
+            charged: spend,
+            fault: fault.map(str::to_owned),
             at,
         });
         rate
@@ -376,7 +446,7 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
         );
     }
     set_rate_headers(headers, &rate);
-    set_header(headers, "x-github-request-id", request_id());
+    set_header(headers, "x-github-request-id", request_id);
     headers.insert(
         HeaderName::from_static("x-github-media-type"),
         HeaderValue::from_static("github.v3; format=json"),
@@ -399,7 +469,7 @@ fn set_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
     );
 }
 
-fn base_of(st: &SimState, headers: &HeaderMap) -> String {
+pub(crate) fn base_of(st: &SimState, headers: &HeaderMap) -> String {
     st.base_url(request_base(headers).as_deref())
 }
 
@@ -420,7 +490,7 @@ async fn get_repo(
 }
 
 /// Parses a JSON request body; the error is GitHub's 400.
-fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -519,7 +589,10 @@ async fn download_tarball(
         path: format!("/_download/tarball/{owner}/{name}/{reference}"),
         route: ROUTE_DOWNLOAD.to_owned(),
         status: response.status().as_u16(),
-        token: request_token(&headers),
+        token_label: token_label(request_token(&headers).as_deref()),
+        not_modified: false,
+        charged: false,
+        fault: None,
         at,
     });
     response
@@ -644,13 +717,13 @@ async fn delete_protection(
 
 /// `per_page` / `page` with GitHub's defaults and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PageParams {
+pub(crate) struct PageParams {
     per_page: usize,
     page: usize,
 }
 
 impl PageParams {
-    fn from_query(query: &HashMap<String, String>) -> PageParams {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> PageParams {
         let number = |key: &str| {
             query
                 .get(key)
@@ -678,7 +751,7 @@ fn encode_query_component(value: &str) -> String {
 
 /// Cuts one page out of `items` and builds GitHub's `Link` header (prev, next, last, first),
 /// keeping the client's other query parameters so following `next` repeats the same query.
-fn paginate<T: Clone>(
+pub(crate) fn paginate<T: Clone>(
     items: &[T],
     params: PageParams,
     url: &str,
@@ -725,7 +798,7 @@ fn paginate<T: Clone>(
     (page_items, header)
 }
 
-fn with_link(mut response: Response, link: Option<String>) -> Response {
+pub(crate) fn with_link(mut response: Response, link: Option<String>) -> Response {
     if let Some(link) = link {
         set_header(response.headers_mut(), "link", link);
     }
@@ -771,22 +844,20 @@ async fn list_org_repos(
 
 async fn list_installation_repos(
     State(sim): State<Simulator>,
+    identity: Option<Extension<Identity>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let all: Vec<_> = st
-        .repos
-        .values()
-        .filter_map(|repo| st.orgs.get(&repo.owner_key).map(|org| (org, repo)))
-        .collect();
+    // An installation token sees its installation's repositories, other credentials all.
+    let (all, selection) = st.installation_listing(identity.as_ref().map(|Extension(i)| i));
     let params = PageParams::from_query(&query);
     let url = format!("{base}/installation/repositories");
     let (page, link) = paginate(&all, params, &url, &query);
     let body = json!({
         "total_count": all.len(),
-        "repository_selection": "all",
+        "repository_selection": selection,
         "repositories": page
             .iter()
             .map(|(org, repo)| render::repo_json(&base, org, repo))
@@ -795,9 +866,15 @@ async fn list_installation_repos(
     with_link(json_response(StatusCode::OK, &body), link)
 }
 
-async fn rate_limit(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
-    // Authentication already passed in the middleware, so the token (if any) is valid.
-    let key = request_token(&headers).unwrap_or_else(|| ANONYMOUS.to_owned());
+async fn rate_limit(
+    State(sim): State<Simulator>,
+    identity: Option<Extension<Identity>>,
+) -> Response {
+    // Authentication already passed in the middleware, so the identity is the caller's.
+    let key = identity.map_or_else(
+        || crate::ANONYMOUS_LABEL.to_owned(),
+        |Extension(i)| i.budget_key().to_owned(),
+    );
     let rate = sim.lock().rate_snapshot(&key, Utc::now().timestamp());
     let core = json!({
         "limit": rate.limit,

@@ -9,6 +9,11 @@
 //! human clicking in the GitHub UI: every state change made there sends the same signed webhook
 //! GitHub would send.
 //!
+//! For testing a client under GitHub's rules it also speaks GitHub App authentication (RS256
+//! JWTs, installations, expiring installation tokens; see [`AppConfig`]), accounts quota per
+//! route and credential ([`Simulator::quota`]), injects faults and secondary rate limits
+//! ([`Fault`]) and seeds whole fleets in a chosen posture ([`PostureSeed`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
@@ -22,12 +27,23 @@
 
 mod admin;
 mod api;
+mod apps;
 mod content;
+mod faults;
+mod posture;
 mod protection;
+mod quota;
 mod render;
 mod settings;
 mod state;
 mod webhooks;
+
+pub use apps::{
+    AppConfig, InstallationConfig, RepositorySelection, DEFAULT_INSTALLATION_TOKEN_TTL,
+};
+pub use faults::{ContentLimits, Fault, FaultKind, DEFAULT_TIMEOUT_HANG};
+pub use posture::{PostureSeed, SeededRepo};
+pub use quota::{token_label, QuotaReport, QuotaUsage, ANONYMOUS_LABEL};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,7 +65,16 @@ pub struct SimConfig {
     /// HMAC secret for `X-Hub-Signature-256`.
     pub webhook_secret: String,
     /// Accepted bearer tokens for the REST API; empty = any token (and no token) accepted.
+    /// Installation tokens minted by the simulator are accepted either way until they expire.
     pub tokens: Vec<String>,
+    /// GitHub Apps whose JWTs the app routes (`/app...`) accept.
+    pub apps: Vec<AppConfig>,
+    /// Installations of those apps on organizations.
+    pub installations: Vec<InstallationConfig>,
+    /// Lifetime of minted installation tokens (GitHub: one hour).
+    pub installation_token_ttl: std::time::Duration,
+    /// GitHub's secondary limit on content-creating requests per credential; None disables it.
+    pub content_limits: Option<ContentLimits>,
 }
 
 impl Default for SimConfig {
@@ -58,6 +83,10 @@ impl Default for SimConfig {
             webhook_url: None,
             webhook_secret: "sim-secret".to_owned(),
             tokens: Vec::new(),
+            apps: Vec::new(),
+            installations: Vec::new(),
+            installation_token_ttl: DEFAULT_INSTALLATION_TOKEN_TTL,
+            content_limits: Some(ContentLimits::default()),
         }
     }
 }
@@ -131,7 +160,8 @@ pub enum SimError {
     Invalid(String),
 }
 
-/// One REST API request as seen by the simulator (admin requests are not logged).
+/// One REST API request as seen by the simulator (admin requests are not logged). Tokens are
+/// recorded by label only (see [`token_label`]), never themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedRequest {
     /// HTTP method, e.g. "GET".
@@ -141,10 +171,18 @@ pub struct LoggedRequest {
     /// Route template, e.g. "/repos/{owner}/{repo}/branches/{branch}/protection";
     /// "(unmatched)" for requests no route (or no method of the route) answers.
     pub route: String,
-    /// Status code of the answer.
+    /// Status code of the answer; 0 when a timeout fault left the request unanswered.
     pub status: u16,
-    /// Token the request carried, if any.
-    pub token: Option<String>,
+    /// Label of the credentials the request carried (see [`token_label`]), also when they were
+    /// rejected.
+    pub token_label: String,
+    /// The answer was a 304 to a conditional request.
+    pub not_modified: bool,
+    /// The request consumed primary rate limit.
+    pub charged: bool,
+    /// Why the request was not served normally: the injected fault ("latency", "server_error",
+    /// "timeout", "secondary_rate_limit") or GitHub's "content_creation_limit".
+    pub fault: Option<String>,
     /// When the request arrived.
     pub at: DateTime<Utc>,
 }
@@ -171,6 +209,12 @@ impl Simulator {
     pub fn new(config: SimConfig) -> Simulator {
         let mut state = State::new();
         state.webhook_url = config.webhook_url;
+        state.configure_apps(
+            &config.apps,
+            &config.installations,
+            config.installation_token_ttl,
+        );
+        state.faults.set_content_limits(config.content_limits);
         Simulator {
             shared: Arc::new(Shared {
                 tokens: config.tokens,
@@ -200,6 +244,8 @@ impl Simulator {
             "http://{}",
             SocketAddr::new(public_ip, local.port())
         ));
+        // Requests hanging in a timeout fault must not hold up the graceful shutdown.
+        self.lock().faults.release_on(shutdown.clone());
         let app = self.router();
         tokio::spawn(async move {
             let result = axum::serve(listener, app)

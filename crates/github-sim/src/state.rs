@@ -168,6 +168,12 @@ pub(crate) struct State {
     pub counts: BTreeMap<String, u64>,
     pub total: u64,
     pub not_modified: u64,
+    /// GitHub Apps, installations and minted installation tokens.
+    pub apps: crate::apps::Apps,
+    /// Quota accounting of the logged requests, reset with the log.
+    pub quota: crate::quota::QuotaReport,
+    /// Injected faults and the content-creation limit.
+    pub faults: crate::faults::Faults,
 }
 
 fn key(s: &str) -> String {
@@ -192,6 +198,9 @@ impl State {
             counts: BTreeMap::new(),
             total: 0,
             not_modified: 0,
+            apps: Default::default(),
+            quota: Default::default(),
+            faults: Default::default(),
         }
     }
 
@@ -481,8 +490,21 @@ impl State {
         self.rate_snapshot(token_key, now)
     }
 
+    /// Sets what is left of a token's budget in its current window.
+    pub(crate) fn set_remaining(&mut self, token_key: &str, remaining: u64, now: i64) {
+        let limit = self.rate_limit;
+        self.budget(token_key, now).used = limit.saturating_sub(remaining);
+    }
+
+    /// Starts a fresh window for a token now.
+    pub(crate) fn reset_window(&mut self, token_key: &str, now: i64) {
+        self.budgets.remove(token_key);
+        self.budget(token_key, now);
+    }
+
     /// Records an answered REST request.
     pub(crate) fn record(&mut self, entry: LoggedRequest) {
+        self.quota.add(&entry);
         *self
             .counts
             .entry(format!("{} {}", entry.method, entry.route))
@@ -502,6 +524,7 @@ impl State {
         self.counts.clear();
         self.total = 0;
         self.not_modified = 0;
+        self.quota = Default::default();
     }
 }
 
