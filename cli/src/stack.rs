@@ -85,6 +85,7 @@ impl Stack {
             webhook_url: None,
             webhook_secret: config.webhook_secret.clone(),
             tokens: vec![],
+            ..SimConfig::default()
         });
         let sim_addr = sim.serve(config.sim_listen, root.child_token()).await.context("starting the github simulator")?;
         let sim_url = format!("http://{sim_addr}");

@@ -307,3 +307,83 @@ impl Provider for Memo<'_> {
         cell.get_or_init(|| self.inner.fetch_tree(owner, repo, branch)).await.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Counts calls; answers every GET with its path.
+    #[derive(Default)]
+    struct Counting {
+        requests: AtomicU32,
+        trees: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Provider for Counting {
+        async fn request(&self, _m: &str, path: &str, _b: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(HttpResponse {
+                status: 200,
+                body: path.as_bytes().to_vec(),
+            })
+        }
+
+        async fn request_with_headers(
+            &self,
+            m: &str,
+            path: &str,
+            b: Option<&serde_json::Value>,
+            _h: &[(String, String)],
+        ) -> Result<HttpResponse, ProviderError> {
+            self.request(m, path, b).await
+        }
+
+        async fn fetch_tree(&self, _o: &str, _r: &str, _b: &str) -> Result<Arc<FileTree>, ProviderError> {
+            self.trees.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(FileTree::new()))
+        }
+    }
+
+    #[tokio::test]
+    async fn memo_reads_each_get_and_tree_once_even_concurrently() {
+        let inner = Counting::default();
+        let memo = Memo::new(&inner);
+        let reads = (0..8).map(|_| memo.request("GET", "/repos/a/b", None));
+        for r in futures::future::join_all(reads).await {
+            assert_eq!(r.expect("read").body, b"/repos/a/b");
+        }
+        let accept = [("Accept".to_string(), "application/vnd.github.raw".to_string())];
+        memo.request_with_headers("GET", "/repos/a/b", None, &accept).await.expect("read");
+        memo.fetch_tree("a", "b", "main").await.expect("tree");
+        memo.fetch_tree("a", "b", "main").await.expect("tree");
+        memo.fetch_tree("a", "b", "dev").await.expect("tree");
+        assert_eq!(inner.requests.load(Ordering::SeqCst), 2, "one per (path, headers)");
+        assert_eq!(inner.trees.load(Ordering::SeqCst), 2, "one per branch");
+        // Writes are never memoised.
+        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({}))).await.expect("put");
+        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({}))).await.expect("put");
+        assert_eq!(inner.requests.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn tree_cache_is_bounded_by_bytes_oldest_first() {
+        let limits = Limits::default();
+        let tree = |n: usize| {
+            let mut t = FileTree::new();
+            t.insert("f", vec![0u8; n], &limits).expect("insert");
+            Arc::new(t)
+        };
+        let c = TreeCache::new(100);
+        c.put("a".into(), tree(40));
+        c.put("b".into(), tree(40));
+        c.put("c".into(), tree(40));
+        assert!(c.get("a").is_none(), "oldest evicted past 100 bytes");
+        assert!(c.get("b").is_some() && c.get("c").is_some());
+        c.put("huge".into(), tree(101));
+        assert!(c.get("huge").is_none(), "a tree larger than the budget is not kept");
+        assert_eq!(c.stats(), (2, 2));
+    }
+}

@@ -111,3 +111,36 @@ async fn a_secondary_limit_without_retry_after_backs_off_from_a_minute() {
     gh.request(Method::GET, "/x", None).await.expect("resumes");
     assert_eq!(*calls.lock().expect("calls"), 3);
 }
+
+/// The simulator's injected secondary limit and 5xx, end to end over HTTP.
+#[tokio::test(start_paused = true)]
+async fn simulator_faults_secondary_limit_and_server_errors() {
+    use plumbline_github_sim::{Fault, RepoOptions, SimConfig, Simulator};
+    let sim = Simulator::new(SimConfig::default());
+    sim.create_repo("acme", "api", RepoOptions::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = sim.serve("127.0.0.1:0".parse().expect("addr"), stop.clone()).await.expect("serve");
+    let mut cfg = GitHubConfig::new(format!("http://{addr}"), Some("t".into()));
+    cfg.timeout = None;
+    cfg.retry_base = Duration::from_millis(10);
+    let gh = GitHub::new(&cfg).expect("client");
+
+    sim.add_fault(Fault::secondary_rate_limit(429, 45).times(1)).expect("fault");
+    assert!(matches!(gh.request(Method::GET, "/repos/acme/api", None).await, Err(GitHubError::RateLimited { .. })));
+    tokio::time::advance(Duration::from_secs(44)).await;
+    assert!(matches!(gh.request(Method::GET, "/repos/acme/api", None).await, Err(GitHubError::RateLimited { .. })));
+    assert_eq!(sim.request_log().len(), 1, "nothing sent while limited");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(gh.request(Method::GET, "/repos/acme/api", None).await.expect("resumed").status, 200);
+
+    // Two 502s then success: retried with backoff (paused clock), invisible to the caller.
+    sim.add_fault(Fault::server_error(502).times(2)).expect("fault");
+    assert_eq!(gh.request(Method::GET, "/repos/acme/api", None).await.expect("retried").status, 200);
+    // A PATCH is not idempotent, so it is not retried: the 5xx surfaces as a retryable error.
+    sim.add_fault(Fault::server_error(503).times(1)).expect("fault");
+    let err = gh.request(Method::PATCH, "/repos/acme/api", Some(&serde_json::json!({"has_issues": true}))).await.expect_err("5xx");
+    assert!(err.is_retryable(), "{err:?}");
+    let statuses: Vec<u16> = sim.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 200, 502, 502, 304, 503], "the retried GET is conditional: a free 304");
+    stop.cancel();
+}
