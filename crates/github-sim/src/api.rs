@@ -87,10 +87,12 @@ pub(crate) struct ApiError {
     /// Newer GitHub errors repeat the status code as a string; a few (unknown route, rate
     /// limit) do not.
     with_status: bool,
+    /// The `errors` list of GitHub's "Validation Failed" answers, when there is one.
+    errors: Option<Value>,
 }
 
 impl ApiError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         message: impl Into<String>,
         documentation_url: &'static str,
@@ -100,14 +102,27 @@ impl ApiError {
             message: message.into(),
             documentation_url,
             with_status: true,
+            errors: None,
         }
     }
 
-    fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
+    /// GitHub's 422 "Validation Failed" with its `errors` list (objects with at least `code`).
+    pub(crate) fn validation(errors: Value, documentation_url: &'static str) -> Self {
+        ApiError {
+            errors: Some(errors),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed",
+                documentation_url,
+            )
+        }
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message, documentation_url)
     }
 
-    fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
+    pub(crate) fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
         match error {
             SimError::NotFound(message) => ApiError::not_found(message, documentation_url),
             SimError::Invalid(message) => {
@@ -123,6 +138,9 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "documentation_url": self.documentation_url,
         });
+        if let Some(errors) = self.errors {
+            body["errors"] = errors;
+        }
         if self.with_status {
             body["status"] = Value::String(self.status.as_u16().to_string());
         }
@@ -149,6 +167,11 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     }
 }
 
+/// Wraps a route's methods in the GitHub middleware under the given route template; endpoint
+/// families register their routes through it (see [`routes`]).
+pub(crate) type Tag<'a> =
+    &'a dyn Fn(&'static str, MethodRouter<Simulator>) -> MethodRouter<Simulator>;
+
 /// The REST routes, each wrapped in the GitHub middleware; unknown paths answer GitHub's 404.
 pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
     let tag = |route: &'static str, methods: MethodRouter<Simulator>| {
@@ -162,7 +185,7 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
                 github_layer,
             ))
     };
-    Router::new()
+    let router = Router::new()
         .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo).patch(patch_repo)))
         .route(ROUTE_TARBALL, tag(ROUTE_TARBALL, get(get_tarball)))
         .route(
@@ -185,11 +208,20 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
             ROUTE_INSTALLATION_REPOS,
             tag(ROUTE_INSTALLATION_REPOS, get(list_installation_repos)),
         )
-        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)))
-        .fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
+        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)));
+    // Endpoint families kept in their own modules.
+    let router = crate::actions_policy::register(router, &tag);
+    let router = crate::advisories::register(router, &tag);
+    let router = crate::issues::register(router, &tag);
+    let router = crate::rulesets::register(router, &tag);
+    let router = crate::vulnerability_reporting::register(router, &tag);
+    let router = crate::collaborators::register(router, &tag);
+    let router = crate::releases::register(router, &tag);
+    let router = crate::dependabot::register(router, &tag);
+    router.fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     let mut response = ApiError {
         with_status: false,
         ..ApiError::not_found("Not Found", DOCS_REST)
@@ -201,7 +233,7 @@ async fn not_found() -> Response {
 
 /// The token of an `Authorization: Bearer X` or `Authorization: token X` header. Other schemes
 /// are taken verbatim so they fail authentication instead of passing as anonymous.
-fn request_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let token = match value.split_once(' ') {
         Some((scheme, rest))
@@ -245,7 +277,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     })
 }
 
-fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
+pub(crate) fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
     match HeaderValue::try_from(value) {
         Ok(value) => {
             headers.insert(HeaderName::from_static(name), value);
@@ -399,7 +431,7 @@ fn set_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
     );
 }
 
-fn base_of(st: &SimState, headers: &HeaderMap) -> String {
+pub(crate) fn base_of(st: &SimState, headers: &HeaderMap) -> String {
     st.base_url(request_base(headers).as_deref())
 }
 
@@ -420,7 +452,7 @@ async fn get_repo(
 }
 
 /// Parses a JSON request body; the error is GitHub's 400.
-fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -644,13 +676,13 @@ async fn delete_protection(
 
 /// `per_page` / `page` with GitHub's defaults and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PageParams {
-    per_page: usize,
-    page: usize,
+pub(crate) struct PageParams {
+    pub(crate) per_page: usize,
+    pub(crate) page: usize,
 }
 
 impl PageParams {
-    fn from_query(query: &HashMap<String, String>) -> PageParams {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> PageParams {
         let number = |key: &str| {
             query
                 .get(key)
@@ -664,7 +696,7 @@ impl PageParams {
     }
 }
 
-fn encode_query_component(value: &str) -> String {
+pub(crate) fn encode_query_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
@@ -678,7 +710,7 @@ fn encode_query_component(value: &str) -> String {
 
 /// Cuts one page out of `items` and builds GitHub's `Link` header (prev, next, last, first),
 /// keeping the client's other query parameters so following `next` repeats the same query.
-fn paginate<T: Clone>(
+pub(crate) fn paginate<T: Clone>(
     items: &[T],
     params: PageParams,
     url: &str,
@@ -725,7 +757,7 @@ fn paginate<T: Clone>(
     (page_items, header)
 }
 
-fn with_link(mut response: Response, link: Option<String>) -> Response {
+pub(crate) fn with_link(mut response: Response, link: Option<String>) -> Response {
     if let Some(link) = link {
         set_header(response.headers_mut(), "link", link);
     }

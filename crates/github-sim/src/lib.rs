@@ -29,6 +29,20 @@ mod settings;
 mod state;
 mod webhooks;
 
+// Endpoint families, one module each (handlers, state, rendering, admin methods).
+mod actions_policy;
+mod advisories;
+mod collaborators;
+mod dependabot;
+mod issues;
+mod objects;
+mod releases;
+mod rulesets;
+mod vulnerability_reporting;
+
+pub use crate::actions_policy::{AccessLevel, AllowedActions};
+pub use crate::collaborators::{Affiliation, Permission};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
