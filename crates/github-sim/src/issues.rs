@@ -221,6 +221,8 @@ pub(crate) fn issue_json(base: &str, org: &Org, repo: &Repo, issue: &Issue) -> V
     m.insert("timeline_url".into(), json!(format!("{url}/timeline")));
     m.insert("performed_via_github_app".into(), Value::Null);
     m.insert("state_reason".into(), json!(issue.state_reason));
+    // Pull requests share the issue shape; a plain issue is never a draft.
+    m.insert("draft".into(), json!(false));
     Value::Object(m)
 }
 
