@@ -128,6 +128,9 @@ const ACTOR_TYPES: [&str; 6] = [
 ];
 const BYPASS_MODES: [&str; 3] = ["always", "pull_request", "exempt"];
 
+/// `conditions.ref_name` of a ruleset: (include, exclude) patterns.
+pub(crate) type RefName = (Vec<String>, Vec<String>);
+
 /// A repository ruleset.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Ruleset {
@@ -137,7 +140,7 @@ pub(crate) struct Ruleset {
     pub enforcement: String,
     pub bypass_actors: Vec<Value>,
     /// `conditions.ref_name`, None when the ruleset has no conditions (it targets nothing).
-    pub ref_name: Option<(Vec<String>, Vec<String>)>,
+    pub ref_name: Option<RefName>,
     pub rules: Vec<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -150,7 +153,7 @@ pub(crate) struct Spec {
     pub target: String,
     pub enforcement: String,
     pub bypass_actors: Vec<Value>,
-    pub ref_name: Option<(Vec<String>, Vec<String>)>,
+    pub ref_name: Option<RefName>,
     pub rules: Vec<Value>,
 }
 
@@ -230,7 +233,7 @@ fn parse_rule(rule: &Value) -> Result<Value, String> {
     Ok(Value::Object(stored))
 }
 
-fn parse_ref_name(conditions: &Value) -> Result<Option<(Vec<String>, Vec<String>)>, String> {
+fn parse_ref_name(conditions: &Value) -> Result<Option<RefName>, String> {
     let fields = match conditions {
         Value::Null => return Ok(None),
         Value::Object(o) => o,
@@ -452,7 +455,7 @@ fn links(base: &str, org: &Org, repo: &Repo, id: u64) -> Value {
     })
 }
 
-fn conditions_json(ref_name: &Option<(Vec<String>, Vec<String>)>) -> Value {
+fn conditions_json(ref_name: &Option<RefName>) -> Value {
     match ref_name {
         Some((include, exclude)) => {
             json!({ "ref_name": { "include": include, "exclude": exclude } })

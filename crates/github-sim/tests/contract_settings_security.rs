@@ -131,7 +131,6 @@ const SPEC_GAPS: &[SpecGap] = &[
     ("PUT", R_SELECTED, 422, INVALID),
     ("PATCH", R_RELEASE, 422, INVALID),
     ("POST", R_RULESETS, 400, MALFORMED),
-    ("POST", R_ISSUES, 400, MALFORMED),
     ("PATCH", R_ISSUE, 400, MALFORMED),
     ("POST", R_COMMENTS, 400, MALFORMED),
     ("POST", R_ADVS, 400, MALFORMED),
@@ -159,8 +158,6 @@ const SPEC_GAPS: &[SpecGap] = &[
     ("DELETE", R_ALERTS, 404, NO_REPO),
     ("PUT", R_FIXES, 404, NO_REPO),
     ("DELETE", R_FIXES, 404, NO_REPO),
-    ("POST", R_ISSUES, 404, NO_REPO),
-    ("GET", R_ADVS, 404, NO_REPO),
     // Bad credentials.
     ("GET", R_PERMS, 401, BAD_TOKEN),
     ("PUT", R_PERMS, 401, BAD_TOKEN),
