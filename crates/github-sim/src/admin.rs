@@ -34,17 +34,26 @@ pub(crate) fn routes() -> Router<Simulator> {
         .merge(crate::apps::admin_routes())
         .merge(crate::faults::admin_routes())
         .merge(crate::quota::admin_routes())
+        // Endpoint families kept in their own modules.
+        .merge(crate::actions_policy::admin_routes())
+        .merge(crate::advisories::admin_routes())
+        .merge(crate::issues::admin_routes())
+        .merge(crate::rulesets::admin_routes())
+        .merge(crate::vulnerability_reporting::admin_routes())
+        .merge(crate::collaborators::admin_routes())
+        .merge(crate::releases::admin_routes())
+        .merge(crate::dependabot::admin_routes())
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     crate::api::json_response(status, &json!({ "message": message.into() }))
 }
 
-fn ok_json(status: StatusCode, value: &Value) -> Response {
+pub(crate) fn ok_json(status: StatusCode, value: &Value) -> Response {
     crate::api::json_response(status, value)
 }
 
-fn sim_error(e: SimError) -> Response {
+pub(crate) fn sim_error(e: SimError) -> Response {
     match e {
         SimError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
         SimError::Invalid(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
@@ -53,7 +62,7 @@ fn sim_error(e: SimError) -> Response {
 
 /// Parses a JSON body into `T`; the error is the 400 answer explaining why it does not fit
 /// (boxed because a response is large compared with the happy path).
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,

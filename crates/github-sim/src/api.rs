@@ -86,6 +86,8 @@ pub(crate) struct ApiError {
     /// Newer GitHub errors repeat the status code as a string; a few (unknown route, rate
     /// limit) do not.
     with_status: bool,
+    /// The `errors` list of GitHub's "Validation Failed" answers, when there is one.
+    errors: Option<Value>,
 }
 
 impl ApiError {
@@ -99,6 +101,19 @@ impl ApiError {
             message: message.into(),
             documentation_url,
             with_status: true,
+            errors: None,
+        }
+    }
+
+    /// GitHub's 422 "Validation Failed" with its `errors` list (objects with at least `code`).
+    pub(crate) fn validation(errors: Value, documentation_url: &'static str) -> Self {
+        ApiError {
+            errors: Some(errors),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed",
+                documentation_url,
+            )
         }
     }
 
@@ -114,7 +129,7 @@ impl ApiError {
         }
     }
 
-    fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
+    pub(crate) fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
         match error {
             SimError::NotFound(message) => ApiError::not_found(message, documentation_url),
             SimError::Invalid(message) => {
@@ -130,6 +145,9 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "documentation_url": self.documentation_url,
         });
+        if let Some(errors) = self.errors {
+            body["errors"] = errors;
+        }
         if self.with_status {
             body["status"] = Value::String(self.status.as_u16().to_string());
         }
@@ -155,6 +173,11 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
         }
     }
 }
+
+/// Wraps a route's methods in the GitHub middleware under the given route template; endpoint
+/// families register their routes through it (see [`routes`]).
+pub(crate) type Tag<'a> =
+    &'a dyn Fn(&'static str, MethodRouter<Simulator>) -> MethodRouter<Simulator>;
 
 /// The REST routes, each wrapped in the GitHub middleware; unknown paths answer GitHub's 404.
 pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
@@ -194,10 +217,19 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
         )
         .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)));
     let router = crate::apps::register(router, &tag);
+    // Endpoint families kept in their own modules.
+    let router = crate::actions_policy::register(router, &tag);
+    let router = crate::advisories::register(router, &tag);
+    let router = crate::issues::register(router, &tag);
+    let router = crate::rulesets::register(router, &tag);
+    let router = crate::vulnerability_reporting::register(router, &tag);
+    let router = crate::collaborators::register(router, &tag);
+    let router = crate::releases::register(router, &tag);
+    let router = crate::dependabot::register(router, &tag);
     router.fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     let mut response = ApiError {
         with_status: false,
         ..ApiError::not_found("Not Found", DOCS_REST)
@@ -209,7 +241,7 @@ async fn not_found() -> Response {
 
 /// The token of an `Authorization: Bearer X` or `Authorization: token X` header. Other schemes
 /// are taken verbatim so they fail authentication instead of passing as anonymous.
-fn request_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let token = match value.split_once(' ') {
         Some((scheme, rest))
@@ -253,7 +285,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     })
 }
 
-fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
+pub(crate) fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
     match HeaderValue::try_from(value) {
         Ok(value) => {
             headers.insert(HeaderName::from_static(name), value);
@@ -718,8 +750,8 @@ async fn delete_protection(
 /// `per_page` / `page` with GitHub's defaults and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PageParams {
-    per_page: usize,
-    page: usize,
+    pub(crate) per_page: usize,
+    pub(crate) page: usize,
 }
 
 impl PageParams {
@@ -737,7 +769,7 @@ impl PageParams {
     }
 }
 
-fn encode_query_component(value: &str) -> String {
+pub(crate) fn encode_query_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {

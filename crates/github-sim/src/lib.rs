@@ -44,6 +44,19 @@ pub use apps::{
 pub use faults::{ContentLimits, Fault, FaultKind, DEFAULT_TIMEOUT_HANG};
 pub use posture::{PostureSeed, SeededRepo};
 pub use quota::{token_label, QuotaReport, QuotaUsage, ANONYMOUS_LABEL};
+// Endpoint families, one module each (handlers, state, rendering, admin methods).
+mod actions_policy;
+mod advisories;
+mod collaborators;
+mod dependabot;
+mod issues;
+mod objects;
+mod releases;
+mod rulesets;
+mod vulnerability_reporting;
+
+pub use crate::actions_policy::{AccessLevel, AllowedActions};
+pub use crate::collaborators::{Affiliation, Permission};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -32,7 +32,7 @@ pub(crate) fn node_id(kind: &str, id: u64) -> String {
     base64(format!("{:03}:{kind}{id}", kind.len()).as_bytes())
 }
 
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
@@ -74,7 +74,9 @@ fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     } else {
         "User"
     };
-    let u = format!("{base}/users/{login}");
+    // Bot logins ("name[bot]") are percent-encoded in URLs, as on GitHub.
+    let path = login.replace('[', "%5B").replace(']', "%5D");
+    let u = format!("{base}/users/{path}");
     let mut m = Map::new();
     m.insert("login".into(), json!(login));
     m.insert("id".into(), json!(id));
@@ -85,7 +87,7 @@ fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     );
     m.insert("gravatar_id".into(), json!(""));
     m.insert("url".into(), json!(u));
-    m.insert("html_url".into(), json!(format!("{base}/{login}")));
+    m.insert("html_url".into(), json!(format!("{base}/{path}")));
     m.insert("followers_url".into(), json!(format!("{u}/followers")));
     m.insert(
         "following_url".into(),

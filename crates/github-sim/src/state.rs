@@ -107,6 +107,25 @@ pub(crate) struct Repo {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub pushed_at: DateTime<Utc>,
+    /// Number of the next issue or pull request: GitHub numbers both from one sequence.
+    pub next_issue_number: u64,
+    /// Actions permissions policy (`/actions/permissions`, selected actions, access level).
+    pub actions_policy: crate::actions_policy::Policy,
+    /// Repository security advisories in creation order.
+    pub advisories: Vec<crate::advisories::Advisory>,
+    /// Issues by number.
+    pub issues: BTreeMap<u64, crate::issues::Issue>,
+    /// Repository rulesets in creation order.
+    pub rulesets: Vec<crate::rulesets::Ruleset>,
+    /// Whether private vulnerability reporting is enabled.
+    pub private_vulnerability_reporting: bool,
+    /// Collaborators in the order they were added.
+    pub collaborators: Vec<crate::collaborators::Collaborator>,
+    /// Releases in creation order.
+    pub releases: Vec<crate::releases::Release>,
+    /// Dependabot alerts and the pause flag of security updates (whether security updates are
+    /// on is `security.dependabot_security_updates`).
+    pub dependabot: crate::dependabot::Dependabot,
 }
 
 impl Repo {
@@ -174,6 +193,9 @@ pub(crate) struct State {
     pub quota: crate::quota::QuotaReport,
     /// Injected faults and the content-creation limit.
     pub faults: crate::faults::Faults,
+    /// Next id for objects that live inside repositories (issues, comments, releases, assets,
+    /// rulesets); one sequence, like GitHub's ids are unique per object type.
+    pub next_object_id: u64,
 }
 
 fn key(s: &str) -> String {
@@ -201,6 +223,7 @@ impl State {
             apps: Default::default(),
             quota: Default::default(),
             faults: Default::default(),
+            next_object_id: 5_000_000,
         }
     }
 
@@ -306,6 +329,15 @@ impl State {
                 created_at: now,
                 updated_at: now,
                 pushed_at: now,
+                next_issue_number: 1,
+                actions_policy: Default::default(),
+                advisories: Vec::new(),
+                issues: BTreeMap::new(),
+                rulesets: Vec::new(),
+                private_vulnerability_reporting: false,
+                collaborators: Vec::new(),
+                releases: Vec::new(),
+                dependabot: Default::default(),
             },
         );
         self.index.insert((owner_key, key(name)), id);
