@@ -31,6 +31,8 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/rate_limit", put(put_rate_limit))
         .route("/requests", get(get_requests).delete(reset_requests))
         .route("/requests/log", get(get_request_log))
+        .merge(crate::gitdata::admin_routes())
+        .merge(crate::pulls::admin_routes())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

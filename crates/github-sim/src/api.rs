@@ -71,6 +71,12 @@ const DOCS_RATE_LIMIT: &str =
 #[derive(Debug, Clone, Copy)]
 struct Unmatched;
 
+/// Response extension of answers in one of GitHub's non-JSON media types (`Accept:
+/// application/vnd.github.raw`, `.sha`, ...): the middleware keeps the handler's content type
+/// and reports this value (e.g. "github.v3; param=raw") in `X-GitHub-Media-Type`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MediaType(pub &'static str);
+
 /// State of one middleware instance: the simulator and the template of the wrapped route.
 #[derive(Clone)]
 struct RouteTag {
@@ -90,7 +96,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         message: impl Into<String>,
         documentation_url: &'static str,
@@ -103,11 +109,11 @@ impl ApiError {
         }
     }
 
-    fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>, documentation_url: &'static str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message, documentation_url)
     }
 
-    fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
+    pub(crate) fn from_sim(error: SimError, documentation_url: &'static str) -> Self {
         match error {
             SimError::NotFound(message) => ApiError::not_found(message, documentation_url),
             SimError::Invalid(message) => {
@@ -149,22 +155,35 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     }
 }
 
+/// Wraps a route's handlers in the GitHub middleware, logging requests under `route`: the
+/// OpenAPI path template, which differs from the axum path where a parameter may span several
+/// segments (`{path}` of the contents API is registered as `{*path}`).
+pub(crate) fn tagged(
+    sim: &Simulator,
+    route: &'static str,
+    methods: MethodRouter<Simulator>,
+) -> MethodRouter<Simulator> {
+    methods
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            RouteTag {
+                sim: sim.clone(),
+                route,
+            },
+            github_layer,
+        ))
+}
+
 /// The REST routes, each wrapped in the GitHub middleware; unknown paths answer GitHub's 404.
 pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
-    let tag = |route: &'static str, methods: MethodRouter<Simulator>| {
-        methods
-            .fallback(not_found)
-            .layer(middleware::from_fn_with_state(
-                RouteTag {
-                    sim: sim.clone(),
-                    route,
-                },
-                github_layer,
-            ))
-    };
+    let tag = |route: &'static str, methods: MethodRouter<Simulator>| tagged(sim, route, methods);
     Router::new()
         .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo).patch(patch_repo)))
-        .route(ROUTE_TARBALL, tag(ROUTE_TARBALL, get(get_tarball)))
+        // Branch names may contain slashes, so the ref spans the rest of the path.
+        .route(
+            "/repos/{owner}/{repo}/tarball/{*ref}",
+            tag(ROUTE_TARBALL, get(get_tarball)),
+        )
         .route(
             ROUTE_WORKFLOW,
             tag(ROUTE_WORKFLOW, get(get_workflow).put(put_workflow)),
@@ -186,6 +205,10 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
             tag(ROUTE_INSTALLATION_REPOS, get(list_installation_repos)),
         )
         .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)))
+        .merge(crate::contents_api::routes(sim))
+        .merge(crate::gitdata::routes(sim))
+        .merge(crate::pulls::routes(sim))
+        .merge(crate::license::routes(sim))
         .fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 
@@ -245,7 +268,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     })
 }
 
-fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
+pub(crate) fn set_header(headers: &mut HeaderMap, name: &'static str, value: String) {
     match HeaderValue::try_from(value) {
         Ok(value) => {
             headers.insert(HeaderName::from_static(name), value);
@@ -311,6 +334,7 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
 
     let (mut parts, body) = response.into_parts();
     let unmatched = parts.extensions.get::<Unmatched>().is_some();
+    let media_type = parts.extensions.get::<MediaType>().copied();
     let mut body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(error) => {
@@ -356,7 +380,7 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
     let headers = &mut parts.headers;
     if body.is_empty() {
         headers.remove(header::CONTENT_TYPE);
-    } else {
+    } else if media_type.is_none() || parts.status != StatusCode::OK {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(JSON_CONTENT_TYPE),
@@ -379,7 +403,7 @@ async fn github_layer(State(tag): State<RouteTag>, request: Request, next: Next)
     set_header(headers, "x-github-request-id", request_id());
     headers.insert(
         HeaderName::from_static("x-github-media-type"),
-        HeaderValue::from_static("github.v3; format=json"),
+        HeaderValue::from_static(media_type.map_or("github.v3; format=json", |m| m.0)),
     );
     headers.insert(
         HeaderName::from_static("x-github-api-version-selected"),
@@ -399,7 +423,7 @@ fn set_rate_headers(headers: &mut HeaderMap, rate: &RateSnapshot) {
     );
 }
 
-fn base_of(st: &SimState, headers: &HeaderMap) -> String {
+pub(crate) fn base_of(st: &SimState, headers: &HeaderMap) -> String {
     st.base_url(request_base(headers).as_deref())
 }
 
@@ -420,7 +444,7 @@ async fn get_repo(
 }
 
 /// Parses a JSON request body; the error is GitHub's 400.
-fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &Bytes, documentation_url: &'static str) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -644,13 +668,13 @@ async fn delete_protection(
 
 /// `per_page` / `page` with GitHub's defaults and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PageParams {
-    per_page: usize,
-    page: usize,
+pub(crate) struct PageParams {
+    pub per_page: usize,
+    pub page: usize,
 }
 
 impl PageParams {
-    fn from_query(query: &HashMap<String, String>) -> PageParams {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> PageParams {
         let number = |key: &str| {
             query
                 .get(key)
@@ -664,7 +688,7 @@ impl PageParams {
     }
 }
 
-fn encode_query_component(value: &str) -> String {
+pub(crate) fn encode_query_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
@@ -678,7 +702,7 @@ fn encode_query_component(value: &str) -> String {
 
 /// Cuts one page out of `items` and builds GitHub's `Link` header (prev, next, last, first),
 /// keeping the client's other query parameters so following `next` repeats the same query.
-fn paginate<T: Clone>(
+pub(crate) fn paginate<T: Clone>(
     items: &[T],
     params: PageParams,
     url: &str,
@@ -725,7 +749,7 @@ fn paginate<T: Clone>(
     (page_items, header)
 }
 
-fn with_link(mut response: Response, link: Option<String>) -> Response {
+pub(crate) fn with_link(mut response: Response, link: Option<String>) -> Response {
     if let Some(link) = link {
         set_header(response.headers_mut(), "link", link);
     }

@@ -23,11 +23,19 @@
 mod admin;
 mod api;
 mod content;
+mod contents_api;
+mod git;
+mod gitdata;
+mod license;
 mod protection;
+mod pulls;
 mod render;
 mod settings;
 mod state;
 mod webhooks;
+
+pub use crate::git::{CommitFile, FileMode};
+pub use crate::pulls::NewPullRequest;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -302,9 +310,11 @@ impl Simulator {
         st.protection_view(&base, owner, repo, branch).ok()
     }
 
-    /// Creates or overwrites a file on a branch as one commit by the admin user. Sends a `push`
-    /// webhook for the branch (`ref` "refs/heads/{branch}", new `after` sha, the path under
-    /// `added` or `modified`). Paths are relative and `/`-separated.
+    /// Creates or overwrites a regular file on a branch as one commit by the admin user (an
+    /// existing file keeps its mode). Sends a `push` webhook for the branch (`ref`
+    /// "refs/heads/{branch}", new `after` sha, the path under `added` or `modified`), and
+    /// `pull_request` "synchronize" for open pull requests from the branch. Paths are relative
+    /// and `/`-separated.
     pub fn put_file(
         &self,
         owner: &str,
@@ -313,7 +323,17 @@ impl Simulator {
         path: &str,
         contents: impl Into<Vec<u8>>,
     ) -> Result<(), SimError> {
-        self.commit(owner, repo, branch, vec![(path.to_owned(), Some(contents.into()))])
+        let mode = self
+            .file_entry(owner, repo, branch, path)
+            .map(|(mode, _)| mode)
+            .unwrap_or_default();
+        let file = CommitFile {
+            path: path.to_owned(),
+            contents: Some(contents.into()),
+            mode,
+        };
+        self.commit_files(owner, repo, branch, None, vec![file])
+            .map(|_| ())
     }
 
     /// Deletes a file from a branch as one commit by the admin user and sends a `push` webhook
@@ -325,28 +345,58 @@ impl Simulator {
         branch: &str,
         path: &str,
     ) -> Result<(), SimError> {
-        self.commit(owner, repo, branch, vec![(path.to_owned(), None)])
+        self.commit_files(owner, repo, branch, None, vec![CommitFile::delete(path)])
+            .map(|_| ())
     }
 
-    fn commit(
+    /// Commits several files (with their modes) and deletions onto a branch as ONE commit by the
+    /// admin user, like a push from a human's clone: one `push` webhook (and `pull_request`
+    /// "synchronize" for open pull requests from the branch). `message` defaults to a
+    /// description of the change. Returns the new commit sha.
+    pub fn commit_files(
         &self,
         owner: &str,
         repo: &str,
         branch: &str,
-        changes: Vec<content::FileChange>,
-    ) -> Result<(), SimError> {
+        message: Option<&str>,
+        files: Vec<CommitFile>,
+    ) -> Result<String, SimError> {
+        let meta = content::CommitMeta {
+            message: message.map(str::to_owned),
+            ..content::CommitMeta::default()
+        };
         let mut st = self.lock();
-        let events = st.commit_files(owner, repo, branch, changes, Actor::Admin)?;
+        let (sha, events) = st.commit_files(owner, repo, branch, files, meta, Actor::Admin)?;
         self.emit(&st, events);
-        Ok(())
+        Ok(sha)
     }
 
-    /// The contents of a file on a branch; None if the repository, branch or file does not
-    /// exist.
+    /// The contents of a file on a branch (for a symlink: its target); None if the repository,
+    /// branch or file does not exist.
     pub fn file(&self, owner: &str, repo: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
+        let (_, sha) = self.file_entry(owner, repo, branch, path)?;
         let st = self.lock();
         let (_, repo) = st.repo(owner, repo)?;
-        repo.branches.get(branch)?.files.get(path).cloned()
+        repo.git.blob(&sha).map(<[u8]>::to_vec)
+    }
+
+    /// The mode and blob sha of a file on a branch; None if the repository, branch or file does
+    /// not exist.
+    pub fn file_entry(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        path: &str,
+    ) -> Option<(FileMode, String)> {
+        let st = self.lock();
+        let (_, repo) = st.repo(owner, repo)?;
+        let head = &repo.branches.get(branch)?.sha;
+        let tree = &repo.git.commit(head)?.tree;
+        match repo.git.lookup(tree, path)? {
+            (git::EntryMode::File(mode), sha) => Some((mode, sha)),
+            _ => None,
+        }
     }
 
     /// The head commit sha of a branch; None if the repository or branch does not exist.

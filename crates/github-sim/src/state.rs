@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::protection::{self, Parsed, Protection, Settings};
-use crate::render;
 use crate::webhooks::{self, Event};
+use crate::{content, git, pulls};
 use crate::{LoggedRequest, RepoOptions, SimError, WorkflowPermissions};
 
 /// How many requests the log keeps; older entries are dropped so a long-running demo does not
@@ -107,6 +107,12 @@ pub(crate) struct Repo {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub pushed_at: DateTime<Utc>,
+    /// The git objects (blobs, trees, commits) of all branches.
+    pub git: git::Store,
+    /// Pull requests by number.
+    pub pulls: BTreeMap<u64, pulls::Pull>,
+    /// The next number for a pull request or issue; GitHub numbers both from one sequence.
+    pub next_issue_number: u64,
 }
 
 impl Repo {
@@ -125,10 +131,6 @@ pub(crate) struct Branch {
     pub name: String,
     pub sha: String,
     pub protection: Option<Protection>,
-    /// File contents of the head commit by path.
-    pub files: BTreeMap<String, Vec<u8>>,
-    /// Time of the head commit (tar entry mtimes).
-    pub committed_at: DateTime<Utc>,
 }
 
 /// Request budget of one token within the current window.
@@ -271,15 +273,14 @@ impl State {
         } else {
             opts.default_branch.clone()
         };
+        let (store, head) = content::initial_commit(&opts.files, now);
         let mut branches = BTreeMap::new();
         branches.insert(
             default_branch.clone(),
             Branch {
                 name: default_branch.clone(),
-                sha: render::branch_sha(id, &default_branch),
+                sha: head,
                 protection: None,
-                files: opts.files.iter().cloned().collect(),
-                committed_at: now,
             },
         );
         self.repos.insert(
@@ -297,6 +298,9 @@ impl State {
                 created_at: now,
                 updated_at: now,
                 pushed_at: now,
+                git: store,
+                pulls: BTreeMap::new(),
+                next_issue_number: 1,
             },
         );
         self.index.insert((owner_key, key(name)), id);
@@ -415,7 +419,12 @@ impl State {
         Ok(protection::render(base, &org.login, &url, current))
     }
 
-    pub(crate) fn repository_event(&self, repo_id: u64, action: &str, actor: Actor) -> Option<Event> {
+    pub(crate) fn repository_event(
+        &self,
+        repo_id: u64,
+        action: &str,
+        actor: Actor,
+    ) -> Option<Event> {
         let repo = self.repos.get(&repo_id)?;
         let org = self.orgs.get(&repo.owner_key)?;
         let base = self.base_url(None);

@@ -37,7 +37,7 @@ pub(crate) struct Event {
     pub payload: Value,
 }
 
-fn base_payload(
+pub(crate) fn base_payload(
     base: &str,
     org: &Org,
     repo: &Repo,
