@@ -68,7 +68,13 @@ fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     } else {
         "User"
     };
-    let u = format!("{base}/users/{login}");
+    // Bot logins end in "[bot]", which GitHub percent-encodes in URLs; a bot's page is its app's.
+    let escaped = login.replace('[', "%5B").replace(']', "%5D");
+    let u = format!("{base}/users/{escaped}");
+    let html_url = match login.strip_suffix("[bot]") {
+        Some(app) if kind == "Bot" => format!("{base}/apps/{app}"),
+        _ => format!("{base}/{login}"),
+    };
     let mut m = Map::new();
     m.insert("login".into(), json!(login));
     m.insert("id".into(), json!(id));
@@ -79,7 +85,7 @@ fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     );
     m.insert("gravatar_id".into(), json!(""));
     m.insert("url".into(), json!(u));
-    m.insert("html_url".into(), json!(format!("{base}/{login}")));
+    m.insert("html_url".into(), json!(html_url));
     m.insert("followers_url".into(), json!(format!("{u}/followers")));
     m.insert(
         "following_url".into(),
