@@ -1218,3 +1218,126 @@ async fn requests_are_counted_under_the_openapi_templates() {
         .unwrap();
     assert_eq!(tar.status(), 200);
 }
+
+/// The real payload examples beside the checkout (`PLUMBLINE_GITHUB_WEBHOOKS` overrides).
+fn webhook_sample(event: &str, file: &str) -> Value {
+    let dir = std::env::var_os("PLUMBLINE_GITHUB_WEBHOOKS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/github-webhooks/api.github.com")
+        });
+    let path = dir.join(event).join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read webhook sample {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every key of the real payload (recursively, first array element) is in ours too. Where the
+/// real value is null (or ours is, e.g. a deleted branch's head commit) the shapes are not
+/// compared further.
+fn assert_covers(real: &Value, ours: &Value, at: &str, missing: &mut Vec<String>) {
+    match (real, ours) {
+        (Value::Object(real), Value::Object(ours)) => {
+            for (key, value) in real {
+                match ours.get(key) {
+                    None => missing.push(format!("{at}/{key}")),
+                    Some(mine) => assert_covers(value, mine, &format!("{at}/{key}"), missing),
+                }
+            }
+        }
+        (Value::Array(real), Value::Array(ours)) => {
+            if let (Some(r), Some(o)) = (real.first(), ours.first()) {
+                assert_covers(r, o, &format!("{at}/0"), missing);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn webhooks_have_the_shape_of_real_ones() {
+    let mut receiver = Receiver::start().await;
+    let server = Server::start(Some(&receiver.url)).await;
+    let sim = &server.sim;
+    sim.create_repo("acme", "api", RepoOptions::default());
+    receiver.expect("repository", None).await;
+    let mut ours = Vec::new();
+    sim.create_branch("acme", "api", "feature", "main").unwrap();
+    ours.push((
+        "create",
+        "payload.json",
+        receiver.expect("create", None).await,
+    ));
+    ours.push((
+        "push",
+        "with-new-branch.payload.json",
+        receiver.expect("push", None).await,
+    ));
+    sim.put_file("acme", "api", "feature", "a.txt", "a\n")
+        .unwrap();
+    ours.push(("push", "payload.json", receiver.expect("push", None).await));
+    let pull = NewPullRequest {
+        title: "A".to_owned(),
+        head: "feature".to_owned(),
+        base: "main".to_owned(),
+        body: Some("Body".to_owned()),
+        draft: false,
+    };
+    sim.open_pull_request("acme", "api", pull).unwrap();
+    ours.push((
+        "pull_request",
+        "opened.payload.json",
+        receiver.expect("pull_request", Some("opened")).await,
+    ));
+    sim.put_file("acme", "api", "feature", "b.txt", "b\n")
+        .unwrap();
+    receiver.expect("push", None).await;
+    ours.push((
+        "pull_request",
+        "synchronize.payload.json",
+        receiver.expect("pull_request", Some("synchronize")).await,
+    ));
+    server
+        .send(
+            "PATCH",
+            "/repos/acme/api/pulls/1",
+            json!({ "state": "closed" }),
+        )
+        .await;
+    ours.push((
+        "pull_request",
+        "closed.payload.json",
+        receiver.expect("pull_request", Some("closed")).await,
+    ));
+    server
+        .send(
+            "PATCH",
+            "/repos/acme/api/pulls/1",
+            json!({ "state": "open" }),
+        )
+        .await;
+    ours.push((
+        "pull_request",
+        "reopened.payload.json",
+        receiver.expect("pull_request", Some("reopened")).await,
+    ));
+    sim.delete_branch("acme", "api", "feature").unwrap();
+    ours.push((
+        "delete",
+        "payload.json",
+        receiver.expect("delete", None).await,
+    ));
+    receiver.expect("push", None).await;
+    receiver.expect("pull_request", Some("closed")).await;
+
+    let mut missing = Vec::new();
+    for (event, file, payload) in &ours {
+        let real = webhook_sample(event, file);
+        assert_covers(&real, payload, &format!("{event}/{file}"), &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "keys of real payloads we do not send: {missing:#?}"
+    );
+}
