@@ -256,6 +256,13 @@ impl State {
         let now = Utc::now();
         repo.pushed_at = now;
         repo.updated_at = now;
+        tracing::debug!(
+            repo = %repo.name,
+            branch,
+            before = old.as_deref().unwrap_or(ZERO_SHA),
+            after = new.as_deref().unwrap_or(ZERO_SHA),
+            "branch moved"
+        );
 
         let mut events = Vec::new();
         if old.is_none() {

@@ -2,7 +2,9 @@
 //!
 //! Plumbline talks to GitHub through a small set of REST operations (repository metadata and
 //! settings, branch protection, repository listings, Actions workflow permissions, tarball
-//! archives of a branch) and learns about changes from signed webhooks. This crate
+//! archives of a branch, repository contents and the git database, pull requests, license) and
+//! learns about changes from signed webhooks. Repository contents are a real git object model
+//! (blobs, trees, commits with the shas git computes, branches as refs). This crate
 //! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
 //! pagination `Link`) and JSON shapes, so the production client code can run unchanged against
 //! it. An admin API (`/_admin/...`, and the matching methods on [`Simulator`]) stands in for a
@@ -374,10 +376,14 @@ impl Simulator {
     /// The contents of a file on a branch (for a symlink: its target); None if the repository,
     /// branch or file does not exist.
     pub fn file(&self, owner: &str, repo: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
-        let (_, sha) = self.file_entry(owner, repo, branch, path)?;
         let st = self.lock();
         let (_, repo) = st.repo(owner, repo)?;
-        repo.git.blob(&sha).map(<[u8]>::to_vec)
+        let head = &repo.branches.get(branch)?.sha;
+        let tree = &repo.git.commit(head)?.tree;
+        match repo.git.lookup(tree, path)? {
+            (git::EntryMode::File(_), sha) => repo.git.blob(&sha).map(<[u8]>::to_vec),
+            _ => None,
+        }
     }
 
     /// The mode and blob sha of a file on a branch; None if the repository, branch or file does
