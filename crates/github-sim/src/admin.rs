@@ -43,6 +43,8 @@ pub(crate) fn routes() -> Router<Simulator> {
         .merge(crate::collaborators::admin_routes())
         .merge(crate::releases::admin_routes())
         .merge(crate::dependabot::admin_routes())
+        .merge(crate::gitdata::admin_routes())
+        .merge(crate::pulls::admin_routes())
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -70,6 +70,12 @@ const DOCS_RATE_LIMIT: &str =
 #[derive(Debug, Clone, Copy)]
 struct Unmatched;
 
+/// Response extension of answers in one of GitHub's non-JSON media types (`Accept:
+/// application/vnd.github.raw`, `.sha`, ...): the middleware keeps the handler's content type
+/// and reports this value (e.g. "github.v3; param=raw") in `X-GitHub-Media-Type`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MediaType(pub &'static str);
+
 /// State of one middleware instance: the simulator and the template of the wrapped route.
 #[derive(Clone)]
 struct RouteTag {
@@ -179,22 +185,35 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
 pub(crate) type Tag<'a> =
     &'a dyn Fn(&'static str, MethodRouter<Simulator>) -> MethodRouter<Simulator>;
 
+/// Wraps a route's handlers in the GitHub middleware, logging requests under `route`: the
+/// OpenAPI path template, which differs from the axum path where a parameter may span several
+/// segments (`{path}` of the contents API is registered as `{*path}`).
+pub(crate) fn tagged(
+    sim: &Simulator,
+    route: &'static str,
+    methods: MethodRouter<Simulator>,
+) -> MethodRouter<Simulator> {
+    methods
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            RouteTag {
+                sim: sim.clone(),
+                route,
+            },
+            github_layer,
+        ))
+}
+
 /// The REST routes, each wrapped in the GitHub middleware; unknown paths answer GitHub's 404.
 pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
-    let tag = |route: &'static str, methods: MethodRouter<Simulator>| {
-        methods
-            .fallback(not_found)
-            .layer(middleware::from_fn_with_state(
-                RouteTag {
-                    sim: sim.clone(),
-                    route,
-                },
-                github_layer,
-            ))
-    };
+    let tag = |route: &'static str, methods: MethodRouter<Simulator>| tagged(sim, route, methods);
     let router = Router::new()
         .route(ROUTE_REPO, tag(ROUTE_REPO, get(get_repo).patch(patch_repo)))
-        .route(ROUTE_TARBALL, tag(ROUTE_TARBALL, get(get_tarball)))
+        // Branch names may contain slashes, so the ref spans the rest of the path.
+        .route(
+            "/repos/{owner}/{repo}/tarball/{*ref}",
+            tag(ROUTE_TARBALL, get(get_tarball)),
+        )
         .route(
             ROUTE_WORKFLOW,
             tag(ROUTE_WORKFLOW, get(get_workflow).put(put_workflow)),
@@ -215,7 +234,11 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
             ROUTE_INSTALLATION_REPOS,
             tag(ROUTE_INSTALLATION_REPOS, get(list_installation_repos)),
         )
-        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)));
+        .route(ROUTE_RATE_LIMIT, tag(ROUTE_RATE_LIMIT, get(rate_limit)))
+        .merge(crate::contents_api::routes(sim))
+        .merge(crate::gitdata::routes(sim))
+        .merge(crate::pulls::routes(sim))
+        .merge(crate::license::routes(sim));
     let router = crate::apps::register(router, &tag);
     // Endpoint families kept in their own modules.
     let router = crate::actions_policy::register(router, &tag);
@@ -409,6 +432,7 @@ async fn github_layer(State(tag): State<RouteTag>, mut request: Request, next: N
 
     let (mut parts, body) = response.into_parts();
     let unmatched = parts.extensions.get::<Unmatched>().is_some();
+    let media_type = parts.extensions.get::<MediaType>().copied();
     let mut body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(error) => {
@@ -458,7 +482,7 @@ async fn github_layer(State(tag): State<RouteTag>, mut request: Request, next: N
     let headers = &mut parts.headers;
     if body.is_empty() {
         headers.remove(header::CONTENT_TYPE);
-    } else {
+    } else if media_type.is_none() || parts.status != StatusCode::OK {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(JSON_CONTENT_TYPE),
@@ -481,7 +505,7 @@ async fn github_layer(State(tag): State<RouteTag>, mut request: Request, next: N
     set_header(headers, "x-github-request-id", request_id);
     headers.insert(
         HeaderName::from_static("x-github-media-type"),
-        HeaderValue::from_static("github.v3; format=json"),
+        HeaderValue::from_static(media_type.map_or("github.v3; format=json", |m| m.0)),
     );
     headers.insert(
         HeaderName::from_static("x-github-api-version-selected"),
@@ -750,8 +774,8 @@ async fn delete_protection(
 /// `per_page` / `page` with GitHub's defaults and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PageParams {
-    pub(crate) per_page: usize,
-    pub(crate) page: usize,
+    pub per_page: usize,
+    pub page: usize,
 }
 
 impl PageParams {

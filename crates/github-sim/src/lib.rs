@@ -2,7 +2,9 @@
 //!
 //! Plumbline talks to GitHub through a small set of REST operations (repository metadata and
 //! settings, branch protection, repository listings, Actions workflow permissions, tarball
-//! archives of a branch) and learns about changes from signed webhooks. This crate
+//! archives of a branch, repository contents and the git database, pull requests, license) and
+//! learns about changes from signed webhooks. Repository contents are a real git object model
+//! (blobs, trees, commits with the shas git computes, branches as refs). This crate
 //! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
 //! pagination `Link`) and JSON shapes, so the production client code can run unchanged against
 //! it. An admin API (`/_admin/...`, and the matching methods on [`Simulator`]) stands in for a
@@ -29,9 +31,14 @@ mod admin;
 mod api;
 mod apps;
 mod content;
+mod contents_api;
 mod faults;
+mod git;
+mod gitdata;
+mod license;
 mod posture;
 mod protection;
+mod pulls;
 mod quota;
 mod render;
 mod settings;
@@ -57,6 +64,8 @@ mod vulnerability_reporting;
 
 pub use crate::actions_policy::{AccessLevel, AllowedActions};
 pub use crate::collaborators::{Affiliation, Permission};
+pub use crate::git::{CommitFile, FileMode};
+pub use crate::pulls::NewPullRequest;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -361,9 +370,11 @@ impl Simulator {
         st.protection_view(&base, owner, repo, branch).ok()
     }
 
-    /// Creates or overwrites a file on a branch as one commit by the admin user. Sends a `push`
-    /// webhook for the branch (`ref` "refs/heads/{branch}", new `after` sha, the path under
-    /// `added` or `modified`). Paths are relative and `/`-separated.
+    /// Creates or overwrites a regular file on a branch as one commit by the admin user (an
+    /// existing file keeps its mode). Sends a `push` webhook for the branch (`ref`
+    /// "refs/heads/{branch}", new `after` sha, the path under `added` or `modified`), and
+    /// `pull_request` "synchronize" for open pull requests from the branch. Paths are relative
+    /// and `/`-separated.
     pub fn put_file(
         &self,
         owner: &str,
@@ -372,7 +383,17 @@ impl Simulator {
         path: &str,
         contents: impl Into<Vec<u8>>,
     ) -> Result<(), SimError> {
-        self.commit(owner, repo, branch, vec![(path.to_owned(), Some(contents.into()))])
+        let mode = self
+            .file_entry(owner, repo, branch, path)
+            .map(|(mode, _)| mode)
+            .unwrap_or_default();
+        let file = CommitFile {
+            path: path.to_owned(),
+            contents: Some(contents.into()),
+            mode,
+        };
+        self.commit_files(owner, repo, branch, None, vec![file])
+            .map(|_| ())
     }
 
     /// Deletes a file from a branch as one commit by the admin user and sends a `push` webhook
@@ -384,28 +405,62 @@ impl Simulator {
         branch: &str,
         path: &str,
     ) -> Result<(), SimError> {
-        self.commit(owner, repo, branch, vec![(path.to_owned(), None)])
+        self.commit_files(owner, repo, branch, None, vec![CommitFile::delete(path)])
+            .map(|_| ())
     }
 
-    fn commit(
+    /// Commits several files (with their modes) and deletions onto a branch as ONE commit by the
+    /// admin user, like a push from a human's clone: one `push` webhook (and `pull_request`
+    /// "synchronize" for open pull requests from the branch). `message` defaults to a
+    /// description of the change. Returns the new commit sha.
+    pub fn commit_files(
         &self,
         owner: &str,
         repo: &str,
         branch: &str,
-        changes: Vec<content::FileChange>,
-    ) -> Result<(), SimError> {
+        message: Option<&str>,
+        files: Vec<CommitFile>,
+    ) -> Result<String, SimError> {
+        let meta = content::CommitMeta {
+            message: message.map(str::to_owned),
+            ..content::CommitMeta::default()
+        };
         let mut st = self.lock();
-        let events = st.commit_files(owner, repo, branch, changes, Actor::Admin)?;
+        let (sha, events) = st.commit_files(owner, repo, branch, files, meta, Actor::Admin)?;
         self.emit(&st, events);
-        Ok(())
+        Ok(sha)
     }
 
-    /// The contents of a file on a branch; None if the repository, branch or file does not
-    /// exist.
+    /// The contents of a file on a branch (for a symlink: its target); None if the repository,
+    /// branch or file does not exist.
     pub fn file(&self, owner: &str, repo: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
         let st = self.lock();
         let (_, repo) = st.repo(owner, repo)?;
-        repo.branches.get(branch)?.files.get(path).cloned()
+        let head = &repo.branches.get(branch)?.sha;
+        let tree = &repo.git.commit(head)?.tree;
+        match repo.git.lookup(tree, path)? {
+            (git::EntryMode::File(_), sha) => repo.git.blob(&sha).map(<[u8]>::to_vec),
+            _ => None,
+        }
+    }
+
+    /// The mode and blob sha of a file on a branch; None if the repository, branch or file does
+    /// not exist.
+    pub fn file_entry(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        path: &str,
+    ) -> Option<(FileMode, String)> {
+        let st = self.lock();
+        let (_, repo) = st.repo(owner, repo)?;
+        let head = &repo.branches.get(branch)?.sha;
+        let tree = &repo.git.commit(head)?.tree;
+        match repo.git.lookup(tree, path)? {
+            (git::EntryMode::File(mode), sha) => Some((mode, sha)),
+            _ => None,
+        }
     }
 
     /// The head commit sha of a branch; None if the repository or branch does not exist.

@@ -62,21 +62,19 @@ pub(crate) fn stable_id(kind: &str, name: &str) -> u64 {
     10_000_000 + u64::from(u32::from_be_bytes(bytes))
 }
 
-/// A deterministic 40-hex "commit sha" for a branch head.
-pub(crate) fn branch_sha(repo_id: u64, branch: &str) -> String {
-    let digest = Sha256::digest(format!("{repo_id}:{branch}").as_bytes());
-    hex::encode(&digest[..20])
-}
-
 fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     let node_kind = if kind == "Organization" {
         "Organization"
     } else {
         "User"
     };
-    // Bot logins ("name[bot]") are percent-encoded in URLs, as on GitHub.
-    let path = login.replace('[', "%5B").replace(']', "%5D");
-    let u = format!("{base}/users/{path}");
+    // Bot logins end in "[bot]", which GitHub percent-encodes in URLs; a bot's page is its app's.
+    let escaped = login.replace('[', "%5B").replace(']', "%5D");
+    let u = format!("{base}/users/{escaped}");
+    let html_url = match login.strip_suffix("[bot]") {
+        Some(app) if kind == "Bot" => format!("{base}/apps/{app}"),
+        _ => format!("{base}/{login}"),
+    };
     let mut m = Map::new();
     m.insert("login".into(), json!(login));
     m.insert("id".into(), json!(id));
@@ -87,7 +85,7 @@ fn account_json(base: &str, login: &str, id: u64, kind: &str) -> Value {
     );
     m.insert("gravatar_id".into(), json!(""));
     m.insert("url".into(), json!(u));
-    m.insert("html_url".into(), json!(format!("{base}/{path}")));
+    m.insert("html_url".into(), json!(html_url));
     m.insert("followers_url".into(), json!(format!("{u}/followers")));
     m.insert(
         "following_url".into(),
@@ -298,7 +296,7 @@ pub(crate) fn repo_json(base: &str, org: &Org, repo: &Repo) -> Value {
     m.insert("archived".into(), json!(false));
     m.insert("disabled".into(), json!(false));
     m.insert("open_issues_count".into(), json!(0));
-    m.insert("license".into(), Value::Null);
+    m.insert("license".into(), crate::license::repo_license(base, repo));
     m.insert("allow_forking".into(), json!(repo.settings.allow_forking));
     m.insert("is_template".into(), json!(false));
     m.insert("web_commit_signoff_required".into(), json!(false));
@@ -381,12 +379,6 @@ pub(crate) fn security_json(repo: &Repo) -> Value {
 pub(crate) fn branch_json(base: &str, org: &Org, repo: &Repo, branch: &Branch) -> Value {
     let api = format!("{base}/repos/{}/{}", org.login, repo.name);
     let html = format!("{base}/{}/{}", org.login, repo.name);
-    let sha = &branch.sha;
-    let author = json!({
-        "name": "sim-admin",
-        "email": "sim-admin@users.noreply.github.com",
-        "date": time(&repo.pushed_at),
-    });
     let contexts: Vec<String> = branch
         .protection
         .as_ref()
@@ -416,34 +408,7 @@ pub(crate) fn branch_json(base: &str, org: &Org, repo: &Repo, branch: &Branch) -
     };
     json!({
         "name": branch.name,
-        "commit": {
-            "sha": sha,
-            "node_id": base64(format!("006:Commit{}:{sha}", repo.id).as_bytes()),
-            "commit": {
-                "author": author,
-                "committer": author,
-                "message": "Initial commit",
-                "tree": {
-                    "sha": sha,
-                    "url": format!("{api}/git/trees/{sha}"),
-                },
-                "url": format!("{api}/git/commits/{sha}"),
-                "comment_count": 0,
-                "verification": {
-                    "verified": false,
-                    "reason": "unsigned",
-                    "signature": null,
-                    "payload": null,
-                    "verified_at": null,
-                },
-            },
-            "url": format!("{api}/commits/{sha}"),
-            "html_url": format!("{html}/commit/{sha}"),
-            "comments_url": format!("{api}/commits/{sha}/comments"),
-            "author": account_json(base, "sim-admin", 1, "User"),
-            "committer": account_json(base, "sim-admin", 1, "User"),
-            "parents": [],
-        },
+        "commit": crate::gitdata::commit_json(base, org, repo, &branch.sha, false),
         "_links": {
             "self": format!("{api}/branches/{}", branch.name),
             "html": format!("{html}/tree/{}", branch.name),

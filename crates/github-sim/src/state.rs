@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::protection::{self, Parsed, Protection, Settings};
-use crate::render;
 use crate::webhooks::{self, Event};
+use crate::{content, git, pulls};
 use crate::{LoggedRequest, RepoOptions, SimError, WorkflowPermissions};
 
 /// How many requests the log keeps; older entries are dropped so a long-running demo does not
@@ -126,6 +126,10 @@ pub(crate) struct Repo {
     /// Dependabot alerts and the pause flag of security updates (whether security updates are
     /// on is `security.dependabot_security_updates`).
     pub dependabot: crate::dependabot::Dependabot,
+    /// The git objects (blobs, trees, commits) of all branches.
+    pub git: git::Store,
+    /// Pull requests by number.
+    pub pulls: BTreeMap<u64, pulls::Pull>,
 }
 
 impl Repo {
@@ -144,10 +148,6 @@ pub(crate) struct Branch {
     pub name: String,
     pub sha: String,
     pub protection: Option<Protection>,
-    /// File contents of the head commit by path.
-    pub files: BTreeMap<String, Vec<u8>>,
-    /// Time of the head commit (tar entry mtimes).
-    pub committed_at: DateTime<Utc>,
 }
 
 /// Request budget of one token within the current window.
@@ -303,15 +303,14 @@ impl State {
         } else {
             opts.default_branch.clone()
         };
+        let (store, head) = content::initial_commit(&opts.files, now);
         let mut branches = BTreeMap::new();
         branches.insert(
             default_branch.clone(),
             Branch {
                 name: default_branch.clone(),
-                sha: render::branch_sha(id, &default_branch),
+                sha: head,
                 protection: None,
-                files: opts.files.iter().cloned().collect(),
-                committed_at: now,
             },
         );
         self.repos.insert(
@@ -338,6 +337,8 @@ impl State {
                 collaborators: Vec::new(),
                 releases: Vec::new(),
                 dependabot: Default::default(),
+                git: store,
+                pulls: BTreeMap::new(),
             },
         );
         self.index.insert((owner_key, key(name)), id);
@@ -456,7 +457,12 @@ impl State {
         Ok(protection::render(base, &org.login, &url, current))
     }
 
-    pub(crate) fn repository_event(&self, repo_id: u64, action: &str, actor: Actor) -> Option<Event> {
+    pub(crate) fn repository_event(
+        &self,
+        repo_id: u64,
+        action: &str,
+        actor: Actor,
+    ) -> Option<Event> {
         let repo = self.repos.get(&repo_id)?;
         let org = self.orgs.get(&repo.owner_key)?;
         let base = self.base_url(None);

@@ -37,7 +37,7 @@ pub(crate) struct Event {
     pub payload: Value,
 }
 
-fn base_payload(
+pub(crate) fn base_payload(
     base: &str,
     org: &Org,
     repo: &Repo,
@@ -102,6 +102,13 @@ pub(crate) fn push_event(base: &str, org: &Org, repo: &Repo, fields: Value, acto
             "master_branch".into(),
             Value::String(repo.default_branch.clone()),
         );
+        // Push payloads describe the owner like a git identity too (name and email); an
+        // organization has no public email.
+        if let Some(Value::Object(owner)) = repository.get_mut("owner") {
+            let login = owner.get("login").cloned().unwrap_or(Value::Null);
+            owner.insert("name".into(), login);
+            owner.insert("email".into(), Value::Null);
+        }
     }
     if let Value::Object(fields) = fields {
         m.extend(fields);
