@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
+    /// Empty for a kept 404/409, which GitHub sends without an ETag and which is revalidated
+    /// through another resource instead.
     pub etag: String,
     pub status: u16,
     pub body: Bytes,
@@ -78,6 +80,13 @@ impl EtagCache {
                     inner.map.remove(&old);
                 }
             }
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            // The key stays in `order` until it ages out; a later put re-adds it to the map.
+            inner.map.remove(key);
         }
     }
 

@@ -284,9 +284,14 @@ impl GitHub {
         self.rate.lock().ok().and_then(|r| r.remaining)
     }
 
-    /// The one path every request to the provider takes: refuse while rate limited, bound
-    /// concurrency, offer the cached ETag, retry transient failures of idempotent requests
-    /// with jittered backoff, record the rate-limit state, update the cache.
+    /// The one path every request to the provider takes: [`send_once`](Self::send_once), plus
+    /// free re-reads of cached "not there" answers.
+    ///
+    /// GitHub sends no ETag with a 404 (or a 409), so re-reading, say, the protection of an
+    /// unprotected branch would cost quota on every sweep. Such answers are kept with a
+    /// *validator*: a resource whose ETag covers the same fact (the branch's `protected` flag,
+    /// the repository's `license`, the Actions policy). While a conditional read of the
+    /// validator is a 304, the kept answer still holds, and the re-read costs nothing.
     async fn send(
         &self,
         method: Method,
@@ -296,6 +301,55 @@ impl GitHub {
         use_cache: bool,
         limit: usize,
     ) -> Result<ApiResponse, GitHubError> {
+        let negative = match (&self.cache, method == Method::GET && use_cache && headers.is_empty()) {
+            (Some(cache), true) => validator_for(path).map(|v| (cache, EtagCache::key(&self.credential, path, headers), v)),
+            _ => None,
+        };
+        if let Some((cache, key, validator)) = &negative {
+            if let Some(kept) = cache.get(key).filter(|c| c.etag.is_empty()) {
+                let (_, unchanged) = self.send_once(Method::GET, validator, None, &[], true, limit).await?;
+                if unchanged {
+                    cache.record_hit();
+                    return Ok(ApiResponse {
+                        status: kept.status,
+                        headers: HeaderMap::new(),
+                        body: kept.body,
+                    });
+                }
+                cache.remove(key);
+            }
+        }
+        let (r, _) = self.send_once(method, path, body, headers, use_cache, limit).await?;
+        if let (Some((cache, key, validator)), 404 | 409) = (negative, r.status) {
+            // Prime the validator's ETag (once), then keep the answer under it.
+            let validator_key = EtagCache::key(&self.credential, &validator, &[]);
+            let primed = cache.get(&validator_key).is_some() || self.send_once(Method::GET, &validator, None, &[], true, limit).await.is_ok_and(|(v, _)| v.is_success());
+            if primed {
+                cache.put(
+                    key,
+                    CachedResponse {
+                        etag: String::new(),
+                        status: r.status,
+                        body: r.body.clone(),
+                    },
+                );
+            }
+        }
+        Ok(r)
+    }
+
+    /// One request: refuse while rate limited, bound concurrency, offer the cached ETag, retry
+    /// transient failures of idempotent requests with jittered backoff, record the rate-limit
+    /// state, update the cache. Also says whether the answer was a 304 served from the cache.
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(String, String)],
+        use_cache: bool,
+        limit: usize,
+    ) -> Result<(ApiResponse, bool), GitHubError> {
         if let Some(until) = self.rate.lock().ok().and_then(|r| r.blocked_until()) {
             return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
         }
@@ -351,9 +405,11 @@ impl GitHub {
             tracing::warn!(%method, path, until = epoch_of(until), "github rate limit hit");
             return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
         }
+        let mut revalidated = false;
         if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
             match (&cached, r.status) {
                 (Some(c), 304) => {
+                    revalidated = true;
                     cache.record_hit();
                     // Fresh headers (rate-limit figures), the body we already had.
                     r.status = c.status;
@@ -378,7 +434,7 @@ impl GitHub {
         if status.is_server_error() {
             return Err(GitHubError::Transient(format!("{method} {path}: {} {}", status.as_u16(), r.message())));
         }
-        Ok(r)
+        Ok((r, revalidated))
     }
 
     /// A request to an absolute URL, for data sources. URLs under this client's API root (or
@@ -447,7 +503,7 @@ impl GitHub {
     pub async fn tarball(&self, owner: &str, repo: &str, git_ref: &str, max_bytes: u64) -> Result<Bytes, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/tarball/{git_ref}");
         let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        let mut r = self.send(Method::GET, &path, None, &[], false, limit).await?;
+        let (mut r, _) = self.send_once(Method::GET, &path, None, &[], false, limit).await?;
         if matches!(r.status, 301 | 302 | 307 | 308) {
             let location = r
                 .headers
@@ -493,6 +549,29 @@ impl GitHub {
     /// Every repository of an organisation, following `Link: rel="next"` pages.
     pub async fn list_org_repositories(&self, org: &str) -> Result<Vec<Repository>, GitHubError> {
         self.list_all(&format!("/orgs/{org}/repos?per_page=100"), None, 10_000).await
+    }
+}
+
+/// The resource whose ETag tells whether a kept 404/409 answer of `path` still holds (see
+/// [`GitHub::send`]).
+fn validator_for(path: &str) -> Option<String> {
+    if path.contains('?') {
+        return None;
+    }
+    let rest = path.strip_prefix("/repos/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (owner, repo, tail) = (parts.next()?, parts.next()?, parts.next()?);
+    let repo_path = format!("/repos/{owner}/{repo}");
+    match tail {
+        // An unprotected branch: the branch's `protected` flag changes when protection is added.
+        t if t.starts_with("branches/") && t.ends_with("/protection") && t.len() > "branches//protection".len() => {
+            Some(format!("{repo_path}/{}", &t[..t.len() - "/protection".len()]))
+        }
+        // No license file: the repository's `license` field changes when one is added.
+        "license" => Some(repo_path),
+        // Actions not limited to selected actions (409): the policy says when that changes.
+        "actions/permissions/selected-actions" => Some(format!("{repo_path}/actions/permissions")),
+        _ => None,
     }
 }
 
@@ -569,6 +648,17 @@ mod tests {
             m.insert(*k, v.parse().expect("header value"));
         }
         m
+    }
+
+    #[test]
+    fn validators_of_not_found_answers() {
+        assert_eq!(validator_for("/repos/o/r/branches/main/protection").as_deref(), Some("/repos/o/r/branches/main"));
+        assert_eq!(validator_for("/repos/o/r/branches/feature/x/protection").as_deref(), Some("/repos/o/r/branches/feature/x"));
+        assert_eq!(validator_for("/repos/o/r/license").as_deref(), Some("/repos/o/r"));
+        assert_eq!(validator_for("/repos/o/r/actions/permissions/selected-actions").as_deref(), Some("/repos/o/r/actions/permissions"));
+        for none in ["/repos/o/r", "/repos/o/r/branches//protection", "/repos/o/r/license?ref=x", "/orgs/o/repos", "/repos/o/r/contents/README.md"] {
+            assert_eq!(validator_for(none), None, "{none}");
+        }
     }
 
     #[test]

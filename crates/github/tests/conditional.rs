@@ -125,3 +125,26 @@ async fn transient_failures_of_idempotent_requests_are_retried_and_bounded() {
     assert!(client(&url).request(Method::POST, "/x", Some(&serde_json::json!({}))).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn not_found_answers_are_reread_for_free_through_their_validator() {
+    let (sim, url, stop) = sim().await;
+    sim.create_repo("acme", "api", RepoOptions::default());
+    let gh = GitHub::new(&GitHubConfig::new(&url, Some("t1".into()))).expect("client");
+    let path = "/repos/acme/api/branches/main/protection";
+    assert_eq!(gh.request(Method::GET, path, None).await.expect("first").status, 404);
+    sim.reset_request_log();
+    for _ in 0..3 {
+        assert_eq!(gh.request(Method::GET, path, None).await.expect("again").status, 404);
+    }
+    let quota = sim.quota();
+    assert_eq!((quota.total.requests, quota.total.not_modified, quota.total.charged), (3, 3, 0), "three free 304s of the branch");
+    // Protection switched on: the branch changes, so the kept 404 is dropped and re-read.
+    sim.set_protection("acme", "api", "main", serde_json::json!({
+        "required_status_checks": null, "enforce_admins": true,
+        "required_pull_request_reviews": { "required_approving_review_count": 1 }, "restrictions": null
+    }))
+    .expect("protect");
+    assert_eq!(gh.request(Method::GET, path, None).await.expect("after change").status, 200);
+    stop.cancel();
+}

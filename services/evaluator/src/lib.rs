@@ -15,9 +15,9 @@ use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus};
 use plumbline_engine::datasource::{FetchRequest, Fetcher};
-use plumbline_engine::provider::{provider_error, HttpResponse, ProviderError};
+use plumbline_engine::provider::{provider_error, GitHubProvider, HttpResponse, Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
-use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github::GitHub;
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_store::{EvaluationRecord, Store};
@@ -47,6 +47,11 @@ pub struct EvaluatorConfig {
     #[arg(long, env = "PLUMB_CATALOG_MAX_STALENESS_MS", default_value_t = 2_000)]
     pub catalog_max_staleness_ms: u64,
 
+    /// Memory for branch trees read by git-ingest rules, kept by commit so an unchanged branch
+    /// is never downloaded twice (MiB).
+    #[arg(long, env = "PLUMB_TREE_CACHE_MIB", default_value_t = 512)]
+    pub tree_cache_mib: u64,
+
     /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
     #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -59,6 +64,7 @@ impl EvaluatorConfig {
             group_id: "plumbline-evaluator".into(),
             session_timeout_ms: 10_000,
             catalog_max_staleness_ms: 2_000,
+            tree_cache_mib: 512,
             max_attempts: 5,
         }
     }
@@ -85,6 +91,8 @@ pub struct Running {
 struct Evaluator {
     store: Store,
     github: GitHub,
+    /// GitHub for rule ingestion, with the tree cache keyed by commit.
+    provider: GitHubProvider,
     producer: Producer,
     topics: Topics,
     catalog: Catalog,
@@ -95,7 +103,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     let s = &config.service;
     let topics = Topics::with_prefix(&s.topic_prefix);
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
-    let github = GitHub::new(&GitHubConfig::new(&s.github_api_url, s.github_token.clone()))?;
+    let github = s.github()?;
     let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator"))?;
     let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
@@ -109,6 +117,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     let ev = Evaluator {
         catalog: Catalog::new(store.clone(), Duration::from_millis(config.catalog_max_staleness_ms)),
         store,
+        provider: GitHubProvider::new(github.clone(), config.tree_cache_mib.saturating_mul(1 << 20)),
         github,
         producer,
         topics,
@@ -193,6 +202,8 @@ impl Evaluator {
         let evaluation_started = std::time::Instant::now();
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
+        // One read per endpoint and tree for all rules of this event.
+        let memo = Memo::new(&self.provider);
         for entry in &snapshot.profiles {
             let Ok(compiled_profile) = &entry.compiled else {
                 continue; // logged when the catalog loaded
@@ -212,7 +223,7 @@ impl Evaluator {
                             (Err(e), _) => Outcome::error(e),
                             (Ok(false), _) => Outcome::new(EvalStatus::Skipped, "entity not selected by the profile"),
                             (Ok(true), Err(e)) => Outcome::error(e),
-                            (Ok(true), Ok(())) => self.evaluate(compiled.clone(), &entity, rule).await?,
+                            (Ok(true), Ok(())) => self.evaluate(compiled.clone(), &entity, rule, &memo).await?,
                         };
                         (*v, outcome)
                     }
@@ -300,13 +311,13 @@ impl Evaluator {
     }
 
     /// Ingests (async I/O) and evaluates (CPU, on the blocking pool) one rule.
-    async fn evaluate(&self, rule: Arc<CompiledRule>, entity: &Entity, pr: &ProfileRule) -> Result<Outcome, Failure> {
+    async fn evaluate(&self, rule: Arc<CompiledRule>, entity: &Entity, pr: &ProfileRule, provider: &Memo<'_>) -> Result<Outcome, Failure> {
         let inv = Invocation {
             entity,
             params: &pr.params,
             def: &pr.def,
         };
-        let ingested = match rule.ingest(&inv, &self.github).await {
+        let ingested = match rule.ingest(&inv, provider).await {
             Ok(i) => i,
             Err(IngestError::Rule(e)) => return Ok(Outcome::error(e)),
             // The provider is down or limiting us: retry the record rather than publish an
