@@ -147,21 +147,11 @@ impl GitHubProvider {
 
     /// The commit SHA a branch points at, read conditionally.
     async fn head_sha(&self, owner: &str, repo: &str, branch: &str) -> Result<String, ProviderError> {
-        let path = format!("/repos/{owner}/{repo}/commits/{branch}");
-        let accept = [("Accept".to_string(), "application/vnd.github.sha".to_string())];
-        let r = self
-            .github
-            .request_with_headers(Method::GET, &path, None, &accept)
+        self.github
+            .branch_head(owner, repo, branch)
             .await
-            .map_err(provider_error)?;
-        if !r.is_success() {
-            return Err(ProviderError::Failed(format!("{owner}/{repo}@{branch}: {} {}", r.status, r.message())));
-        }
-        let sha = String::from_utf8_lossy(&r.body).trim().to_string();
-        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ProviderError::Failed(format!("{owner}/{repo}@{branch}: not a commit sha: {:?}", sha.chars().take(60).collect::<String>())));
-        }
-        Ok(sha)
+            .map_err(provider_error)?
+            .ok_or_else(|| ProviderError::Failed(format!("{owner}/{repo}@{branch}: branch not found")))
     }
 }
 
