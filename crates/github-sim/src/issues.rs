@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::api::{
-    base_of, encode_query_component, json_response, paginate, parse_json, set_header, with_link,
-    ApiError, PageParams, Tag,
+    base_of, encode_query_component, find_repo, json_response, paginate, parse_json, set_header,
+    with_link, ApiError, PageParams, Tag,
 };
 use crate::objects::{choice, invalid_type, object, reactions_json, Person};
 use crate::render::{self, node_id, stable_id, time};
@@ -811,9 +811,7 @@ async fn list_issues(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     let invalid =
         |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_LIST);
     let state = choice(&query, "state", &["open", "closed", "all"], "open").map_err(invalid)?;
@@ -899,9 +897,7 @@ async fn create_issue(
         .create_issue(&owner, &name, new, Person::Actor(Actor::Api), Actor::Api)
         .map_err(|e| ApiError::from_sim(e, DOCS_CREATE))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE)?;
     let issue = repo
         .issues
         .get(&number)
@@ -920,9 +916,7 @@ async fn get_issue(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_GET)?;
     let number = issue_number(&number, DOCS_GET)?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET)?;
     let issue = repo
         .issues
         .get(&number)
@@ -955,9 +949,7 @@ async fn update_issue(
         .update_issue(&owner, &name, number, patch, Actor::Api)
         .map_err(|e| ApiError::from_sim(e, DOCS_UPDATE))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPDATE))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_UPDATE)?;
     let issue = repo
         .issues
         .get(&number)
@@ -978,9 +970,7 @@ async fn list_comments(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_LIST_COMMENTS)?;
     let number = issue_number(&number, DOCS_LIST_COMMENTS)?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST_COMMENTS))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST_COMMENTS)?;
     let issue = repo
         .issues
         .get(&number)
@@ -1050,9 +1040,7 @@ async fn create_comment(
         )
         .map_err(|e| ApiError::from_sim(e, DOCS_CREATE_COMMENT))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE_COMMENT))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE_COMMENT)?;
     let issue = repo
         .issues
         .get(&number)
