@@ -979,7 +979,7 @@ fn found(
     ghsa: &str,
     docs: &'static str,
 ) -> Result<(Value, String), ApiError> {
-    let (org, repo) = find_repo(&st, owner, name, docs)?;
+    let (org, repo) = find_repo(st, owner, name, docs)?;
     let advisory = repo
         .advisories
         .iter()

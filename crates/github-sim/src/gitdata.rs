@@ -1107,29 +1107,6 @@ impl Simulator {
     }
 }
 
-fn admin_error(e: SimError) -> Response {
-    let (status, message) = match e {
-        SimError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        SimError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-    };
-    json_response(status, &json!({ "message": message }))
-}
-
-/// Parses an admin JSON object body; the error is the answer (boxed: it is large compared with
-/// the happy path).
-fn admin_body(body: &Bytes) -> Result<Map<String, Value>, Box<Response>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Box::new(admin_error(SimError::Invalid(
-            "body must be an object".to_owned(),
-        )))),
-        Err(e) => Err(Box::new(json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({ "message": format!("Problems parsing JSON: {e}") }),
-        ))),
-    }
-}
-
 /// `POST /_admin/repos/{owner}/{repo}/branches` with `{"name": ..., "from": branch-or-sha}`
 /// (`from` defaults to the default branch): 201 `{"name", "sha"}`.
 async fn admin_create_branch(
@@ -1137,25 +1114,25 @@ async fn admin_create_branch(
     Path((owner, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let obj = match admin_body(&body) {
+    let obj = match crate::admin::parse_object(&body) {
         Ok(obj) => obj,
         Err(response) => return *response,
     };
     let branch = match req_str(&obj, "name") {
         Ok(b) => b.to_owned(),
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     let from = match opt_str(&obj, "from") {
         Ok(Some(from)) => from.to_owned(),
         Ok(None) => match sim.lock().repo(&owner, &name) {
             Some((_, repo)) => repo.default_branch.clone(),
-            None => return admin_error(SimError::NotFound("Not Found".to_owned())),
+            None => return crate::admin::sim_error(SimError::NotFound("Not Found".to_owned())),
         },
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     match sim.create_branch(&owner, &name, &branch, &from) {
         Ok(sha) => json_response(StatusCode::CREATED, &json!({ "name": branch, "sha": sha })),
-        Err(e) => admin_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 
@@ -1199,7 +1176,7 @@ async fn admin_commit(
     Path((owner, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let obj = match admin_body(&body) {
+    let obj = match crate::admin::parse_object(&body) {
         Ok(obj) => obj,
         Err(response) => return *response,
     };
@@ -1218,11 +1195,11 @@ async fn admin_commit(
     })();
     let (branch, message, files) = match parsed {
         Ok(parsed) => parsed,
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     match sim.commit_files(&owner, &name, &branch, message.as_deref(), files) {
         Ok(sha) => json_response(StatusCode::CREATED, &json!({ "sha": sha })),
-        Err(e) => admin_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 

@@ -573,7 +573,7 @@ fn found(
     id: u64,
     docs: &'static str,
 ) -> Result<Value, ApiError> {
-    let (org, repo) = find_repo(&st, owner, name, docs)?;
+    let (org, repo) = find_repo(st, owner, name, docs)?;
     let release = repo
         .releases
         .iter()
