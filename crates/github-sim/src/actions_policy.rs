@@ -486,10 +486,7 @@ async fn admin_get_policy(
     State(sim): State<Simulator>,
     Path((owner, name)): Path<(String, String)>,
 ) -> Response {
-    match sim.actions_policy(&owner, &name) {
-        Some(policy) => crate::admin::ok_json(StatusCode::OK, &policy),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.actions_policy(&owner, &name))
 }
 
 /// `PUT /_admin/repos/{owner}/{repo}/actions/policy` with any of `enabled`, `allowed_actions`,

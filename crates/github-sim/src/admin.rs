@@ -55,6 +55,14 @@ pub(crate) fn ok_json(status: StatusCode, value: &Value) -> Response {
     crate::api::json_response(status, value)
 }
 
+/// The value, or 404 "Not Found" when there is none (it went away, or never was).
+pub(crate) fn found(status: StatusCode, value: Option<Value>) -> Response {
+    match value {
+        Some(value) => ok_json(status, &value),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
 pub(crate) fn sim_error(e: SimError) -> Response {
     match e {
         SimError::NotFound(message) => error(StatusCode::NOT_FOUND, message),

@@ -1184,10 +1184,7 @@ fn admin_answer(
     ghsa: &str,
     status: StatusCode,
 ) -> Response {
-    match sim.advisory(owner, name, ghsa) {
-        Some(value) => crate::admin::ok_json(status, &value),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(status, sim.advisory(owner, name, ghsa))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/security-advisories` with the REST create body: 201 with

@@ -1227,10 +1227,7 @@ async fn admin_update(
     if let Err(e) = sim.update_issue(&owner, &name, number, value) {
         return crate::admin::sim_error(e);
     }
-    match sim.issue(&owner, &name, number) {
-        Some(issue) => crate::admin::ok_json(StatusCode::OK, &issue),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.issue(&owner, &name, number))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/issues/{number}/comments` with `{"body", "user"?}`: 201

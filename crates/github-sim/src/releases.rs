@@ -885,10 +885,7 @@ pub(crate) fn admin_routes() -> Router<Simulator> {
 }
 
 fn admin_answer(sim: &Simulator, owner: &str, name: &str, id: u64, status: StatusCode) -> Response {
-    match sim.release(owner, name, id) {
-        Some(value) => crate::admin::ok_json(status, &value),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(status, sim.release(owner, name, id))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/releases` with the REST create body: 201 with the

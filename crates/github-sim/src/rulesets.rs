@@ -840,10 +840,7 @@ async fn admin_create(
         Err(response) => return *response,
     };
     match sim.create_ruleset(&owner, &name, value) {
-        Ok(id) => match sim.ruleset(&owner, &name, id) {
-            Some(ruleset) => crate::admin::ok_json(StatusCode::CREATED, &ruleset),
-            None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-        },
+        Ok(id) => crate::admin::found(StatusCode::CREATED, sim.ruleset(&owner, &name, id)),
         Err(e) => crate::admin::sim_error(e),
     }
 }
@@ -862,10 +859,7 @@ async fn admin_update(
     if let Err(e) = sim.update_ruleset(&owner, &name, id, value) {
         return crate::admin::sim_error(e);
     }
-    match sim.ruleset(&owner, &name, id) {
-        Some(ruleset) => crate::admin::ok_json(StatusCode::OK, &ruleset),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.ruleset(&owner, &name, id))
 }
 
 /// `DELETE /_admin/repos/{owner}/{repo}/rulesets/{id}`: 204.
