@@ -16,7 +16,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{base_of, json_response, parse_json, ApiError, Tag};
+use crate::api::{base_of, find_repo, json_response, parse_json, ApiError, Tag};
 use crate::objects::{object, opt_bool, opt_strings};
 use crate::state::State as SimState;
 use crate::{SimError, Simulator};
@@ -291,9 +291,7 @@ async fn get_permissions(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_PERMISSIONS))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_PERMISSIONS)?;
     Ok(json_response(
         StatusCode::OK,
         &permissions_json(&base, &org.login, &repo.name, &repo.actions_policy),
@@ -488,10 +486,7 @@ async fn admin_get_policy(
     State(sim): State<Simulator>,
     Path((owner, name)): Path<(String, String)>,
 ) -> Response {
-    match sim.actions_policy(&owner, &name) {
-        Some(policy) => crate::admin::ok_json(StatusCode::OK, &policy),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.actions_policy(&owner, &name))
 }
 
 /// `PUT /_admin/repos/{owner}/{repo}/actions/policy` with any of `enabled`, `allowed_actions`,

@@ -11,7 +11,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::state::Actor;
 use crate::{protection, RepoOptions, SimError, Simulator};
@@ -55,6 +55,14 @@ pub(crate) fn ok_json(status: StatusCode, value: &Value) -> Response {
     crate::api::json_response(status, value)
 }
 
+/// The value, or 404 "Not Found" when there is none (it went away, or never was).
+pub(crate) fn found(status: StatusCode, value: Option<Value>) -> Response {
+    match value {
+        Some(value) => ok_json(status, &value),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
 pub(crate) fn sim_error(e: SimError) -> Response {
     match e {
         SimError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
@@ -71,6 +79,18 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response
             format!("Problems parsing JSON: {e}"),
         ))
     })
+}
+
+/// Parses a JSON object body; the error is the 400 answer when it is not JSON, 422 when it is
+/// not an object (boxed like [`parse`]).
+pub(crate) fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Box<Response>> {
+    match parse(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body must be an object",
+        ))),
+    }
 }
 
 /// Owner and repository names become URL path segments, so they must be non-empty and free of

@@ -29,8 +29,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    base_of, encode_query_component, json_response, parse_json, set_header, with_link, ApiError,
-    Tag,
+    base_of, encode_query_component, find_repo, json_response, parse_json, set_header, with_link,
+    ApiError, Tag,
 };
 use crate::objects::{choice, invalid_type, object, Person};
 use crate::render::{self, time};
@@ -873,9 +873,7 @@ async fn list_advisories(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message, DOCS_LIST);
     let sort = choice(
         &query,
@@ -981,9 +979,7 @@ fn found(
     ghsa: &str,
     docs: &'static str,
 ) -> Result<(Value, String), ApiError> {
-    let (org, repo) = st
-        .repo(owner, name)
-        .ok_or_else(|| ApiError::not_found("Not Found", docs))?;
+    let (org, repo) = find_repo(st, owner, name, docs)?;
     let advisory = repo
         .advisories
         .iter()
@@ -1004,9 +1000,7 @@ async fn create_advisory(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    if st.repo(&owner, &name).is_none() {
-        return Err(ApiError::not_found("Not Found", DOCS_CREATE));
-    }
+    find_repo(&st, &owner, &name, DOCS_CREATE)?;
     let value = parse_json(&body, DOCS_CREATE)?;
     let fields = parse_fields(&value, false)
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m, DOCS_CREATE))?;
@@ -1190,10 +1184,7 @@ fn admin_answer(
     ghsa: &str,
     status: StatusCode,
 ) -> Response {
-    match sim.advisory(owner, name, ghsa) {
-        Some(value) => crate::admin::ok_json(status, &value),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(status, sim.advisory(owner, name, ghsa))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/security-advisories` with the REST create body: 201 with

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::apps::{Credential, Identity};
 use crate::faults::{self, Answer};
-use crate::state::{Actor, RateSnapshot, State as SimState};
+use crate::state::{Actor, Org, RateSnapshot, Repo, State as SimState};
 use crate::{protection, render, settings, token_label, LoggedRequest, SimError, Simulator};
 
 /// Route recorded for requests no route (or no method of a route) answers.
@@ -529,6 +529,17 @@ pub(crate) fn base_of(st: &SimState, headers: &HeaderMap) -> String {
     st.base_url(request_base(headers).as_deref())
 }
 
+/// The repository or GitHub's 404 "Not Found".
+pub(crate) fn find_repo<'a>(
+    st: &'a SimState,
+    owner: &str,
+    name: &str,
+    documentation_url: &'static str,
+) -> Result<(&'a Org, &'a Repo), ApiError> {
+    st.repo(owner, name)
+        .ok_or_else(|| ApiError::not_found("Not Found", documentation_url))
+}
+
 async fn get_repo(
     State(sim): State<Simulator>,
     Path((owner, name)): Path<(String, String)>,
@@ -536,9 +547,7 @@ async fn get_repo(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_REPO))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_REPO)?;
     Ok(json_response(
         StatusCode::OK,
         &render::full_repo_json(&base, org, repo),
@@ -565,9 +574,7 @@ async fn patch_repo(
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
     // Like GitHub, a missing repository wins over a bad body.
-    if st.repo(&owner, &name).is_none() {
-        return Err(ApiError::not_found("Not Found", DOCS_UPDATE_REPO));
-    }
+    find_repo(&st, &owner, &name, DOCS_UPDATE_REPO)?;
     let value = parse_json(&body, DOCS_UPDATE_REPO)?;
     let patch = settings::parse_patch(&value).map_err(|message| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_UPDATE_REPO)
@@ -576,9 +583,7 @@ async fn patch_repo(
         .update_repo(&owner, &name, patch, Actor::Api)
         .map_err(|e| ApiError::from_sim(e, DOCS_UPDATE_REPO))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPDATE_REPO))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_UPDATE_REPO)?;
     Ok(json_response(
         StatusCode::OK,
         &render::full_repo_json(&base, org, repo),
@@ -598,9 +603,7 @@ async fn get_tarball(
     // as on GitHub; repositories in tests are small.
     st.tarball(&owner, &name, &reference)
         .map_err(|e| ApiError::from_sim(e, DOCS_TARBALL))?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_TARBALL))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_TARBALL)?;
     let location = format!(
         "{base}/_download/tarball/{}/{}/{}",
         encode_query_component(&org.login),
@@ -659,9 +662,7 @@ async fn get_workflow(
     Path((owner, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
-    let (_, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_WORKFLOW))?;
+    let (_, repo) = find_repo(&st, &owner, &name, DOCS_GET_WORKFLOW)?;
     Ok(json_response(
         StatusCode::OK,
         &settings::workflow_json(&repo.actions),
@@ -674,10 +675,7 @@ async fn put_workflow(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
-    let current = st
-        .repo(&owner, &name)
-        .map(|(_, repo)| repo.actions)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_SET_WORKFLOW))?;
+    let current = find_repo(&st, &owner, &name, DOCS_SET_WORKFLOW)?.1.actions;
     let value = parse_json(&body, DOCS_SET_WORKFLOW)?;
     let next = settings::parse_workflow(&value, current).map_err(|message| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_SET_WORKFLOW)
@@ -694,9 +692,7 @@ async fn get_branch(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_BRANCH))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_BRANCH)?;
     let branch = repo
         .branches
         .get(&branch)
@@ -729,19 +725,11 @@ async fn put_protection(
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
     // Like GitHub, a missing repository or branch wins over a bad body.
-    let (_, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_PUT_PROTECTION))?;
+    let (_, repo) = find_repo(&st, &owner, &name, DOCS_PUT_PROTECTION)?;
     if !repo.branches.contains_key(&branch) {
         return Err(ApiError::not_found("Branch not found", DOCS_PUT_PROTECTION));
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Problems parsing JSON",
-            DOCS_PUT_PROTECTION,
-        )
-    })?;
+    let value = parse_json(&body, DOCS_PUT_PROTECTION)?;
     let parsed = protection::parse_put(&value, false).map_err(|message| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

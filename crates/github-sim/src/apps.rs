@@ -982,26 +982,6 @@ pub(crate) fn admin_routes() -> Router<Simulator> {
         .route("/installations", post(admin_add_installation))
 }
 
-fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
-    api::json_response(status, &json!({ "message": message.into() }))
-}
-
-fn admin_sim_error(error: SimError) -> Response {
-    match error {
-        SimError::NotFound(m) => admin_error(StatusCode::NOT_FOUND, m),
-        SimError::Invalid(m) => admin_error(StatusCode::UNPROCESSABLE_ENTITY, m),
-    }
-}
-
-fn admin_parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(admin_error(
-            StatusCode::BAD_REQUEST,
-            format!("Problems parsing JSON: {e}"),
-        ))
-    })
-}
-
 #[derive(Deserialize)]
 struct AddApp {
     id: u64,
@@ -1015,7 +995,7 @@ struct AddApp {
 
 /// `POST /_admin/apps` with `{"id", "slug", "public_key_pem", "permissions"?, "events"?}`: 201.
 async fn admin_add_app(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let request: AddApp = match admin_parse(&body) {
+    let request: AddApp = match crate::admin::parse(&body) {
         Ok(r) => r,
         Err(response) => return *response,
     };
@@ -1028,7 +1008,7 @@ async fn admin_add_app(State(sim): State<Simulator>, body: Bytes) -> Response {
     }
     match sim.add_app(app) {
         Ok(()) => StatusCode::CREATED.into_response(),
-        Err(e) => admin_sim_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 
@@ -1046,7 +1026,7 @@ struct AddInstallation {
 /// `POST /_admin/installations` with `{"id", "app_id", "account", "repository_selection":
 /// "all"|"selected", "repositories": [names]}`: 201, sends the `installation` webhook.
 async fn admin_add_installation(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let request: AddInstallation = match admin_parse(&body) {
+    let request: AddInstallation = match crate::admin::parse(&body) {
         Ok(r) => r,
         Err(response) => return *response,
     };
@@ -1057,20 +1037,20 @@ async fn admin_add_installation(State(sim): State<Simulator>, body: Bytes) -> Re
         (None | Some("all"), true) => RepositorySelection::All,
         (None | Some("selected"), _) => RepositorySelection::Selected(request.repositories),
         (Some("all"), false) => {
-            return admin_error(
+            return crate::admin::error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "repositories only go with repository_selection \"selected\"",
             )
         }
         (Some(other), _) => {
-            return admin_error(
+            return crate::admin::error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("repository_selection must be \"all\" or \"selected\", not {other:?}"),
             )
         }
     };
     if request.account.is_empty() || request.account.contains('/') {
-        return admin_error(
+        return crate::admin::error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "account must be a non-empty login",
         );
@@ -1083,7 +1063,7 @@ async fn admin_add_installation(State(sim): State<Simulator>, body: Bytes) -> Re
     };
     match sim.add_installation(installation) {
         Ok(()) => StatusCode::CREATED.into_response(),
-        Err(e) => admin_sim_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 
@@ -1131,7 +1111,7 @@ async fn admin_token_ttl(State(sim): State<Simulator>, body: Bytes) -> Response 
     struct Ttl {
         seconds: f64,
     }
-    let request: Ttl = match admin_parse(&body) {
+    let request: Ttl = match crate::admin::parse(&body) {
         Ok(r) => r,
         Err(response) => return *response,
     };
@@ -1140,7 +1120,7 @@ async fn admin_token_ttl(State(sim): State<Simulator>, body: Bytes) -> Response 
             sim.set_installation_token_ttl(ttl);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(_) => admin_error(
+        Err(_) => crate::admin::error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "seconds must be a non-negative number",
         ),

@@ -17,7 +17,9 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{base_of, json_response, paginate, with_link, ApiError, PageParams, Tag};
+use crate::api::{
+    base_of, find_repo, json_response, paginate, with_link, ApiError, PageParams, Tag,
+};
 use crate::objects::choice;
 use crate::render;
 use crate::state::{Actor, State as SimState};
@@ -222,9 +224,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     let invalid =
         |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_LIST);
     let affiliation =

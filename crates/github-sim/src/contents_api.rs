@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::api::{base_of, encode_query_component, json_response, tagged, ApiError};
+use crate::api::{base_of, encode_query_component, find_repo, json_response, tagged, ApiError};
 use crate::content::{resolve_commit, CommitMeta};
 use crate::git::{self, CommitFile, EntryMode, FileMode};
 use crate::gitdata::{
@@ -184,9 +184,7 @@ async fn get_contents(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET)?;
     let path = path.trim_end_matches('/');
     let reference = query
         .get("ref")
@@ -322,9 +320,7 @@ async fn put_contents(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    let (_, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_PUT))?;
+    let (_, repo) = find_repo(&st, &owner, &name, DOCS_PUT)?;
     let obj = body_object(&body, DOCS_PUT)?;
     let invalid = |m: String| unprocessable(m, DOCS_PUT);
     let message = req_str(&obj, "message").map_err(invalid)?.to_owned();
@@ -380,9 +376,7 @@ async fn put_contents(
             other => ApiError::from_sim(other, DOCS_PUT),
         })?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_PUT))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_PUT)?;
     let value = json!({
         "content": written_json(&base, org, repo, &branch, &path),
         "commit": git_commit_json(&base, org, repo, &sha),
@@ -403,9 +397,7 @@ async fn delete_contents(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    let (_, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_DELETE))?;
+    let (_, repo) = find_repo(&st, &owner, &name, DOCS_DELETE)?;
     let obj = body_object(&body, DOCS_DELETE)?;
     let invalid = |m: String| unprocessable(m, DOCS_DELETE);
     let message = req_str(&obj, "message").map_err(invalid)?.to_owned();
@@ -440,9 +432,7 @@ async fn delete_contents(
         )
         .map_err(|e| ApiError::from_sim(e, DOCS_DELETE))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_DELETE))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_DELETE)?;
     let value = json!({
         "content": Value::Null,
         "commit": git_commit_json(&base, org, repo, &sha),

@@ -507,19 +507,6 @@ pub(crate) fn admin_routes() -> Router<Simulator> {
         .route("/rate_limit/tokens/{label}/reset", post(admin_reset_window))
 }
 
-fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
-    api::json_response(status, &json!({ "message": message.into() }))
-}
-
-fn admin_parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(admin_error(
-            StatusCode::BAD_REQUEST,
-            format!("Problems parsing JSON: {e}"),
-        ))
-    })
-}
-
 fn fault_json(id: u64, fault: &Fault) -> Value {
     let mut value = serde_json::to_value(fault).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut value {
@@ -532,14 +519,14 @@ fn fault_json(id: u64, fault: &Fault) -> Value {
 /// "secondary_rate_limit", ...kind fields, "route"?, "method"?, "token_label"?, "times"?}`):
 /// 201 with the fault and its id.
 async fn admin_add_fault(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let fault: Fault = match admin_parse(&body) {
+    let fault: Fault = match crate::admin::parse(&body) {
         Ok(f) => f,
         Err(response) => return *response,
     };
     match sim.add_fault(fault.clone()) {
         Ok(id) => api::json_response(StatusCode::CREATED, &fault_json(id, &fault)),
         Err(SimError::Invalid(m) | SimError::NotFound(m)) => {
-            admin_error(StatusCode::UNPROCESSABLE_ENTITY, m)
+            crate::admin::error(StatusCode::UNPROCESSABLE_ENTITY, m)
         }
     }
 }
@@ -565,7 +552,7 @@ async fn admin_remove_fault(State(sim): State<Simulator>, Path(id): Path<u64>) -
     if sim.remove_fault(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        admin_error(StatusCode::NOT_FOUND, "no such fault")
+        crate::admin::error(StatusCode::NOT_FOUND, "no such fault")
     }
 }
 
@@ -581,7 +568,7 @@ async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Resp
         #[serde(default)]
         per_hour: Option<u32>,
     }
-    let request: Limits = match admin_parse(&body) {
+    let request: Limits = match crate::admin::parse(&body) {
         Ok(r) => r,
         Err(response) => return *response,
     };
@@ -617,7 +604,7 @@ async fn admin_set_remaining(
     struct Remaining {
         remaining: u64,
     }
-    match admin_parse::<Remaining>(&body) {
+    match crate::admin::parse::<Remaining>(&body) {
         Ok(request) => {
             sim.set_rate_remaining(&label, request.remaining);
             StatusCode::NO_CONTENT.into_response()

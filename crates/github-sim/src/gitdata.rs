@@ -17,7 +17,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::api::{base_of, json_response, set_header, tagged, ApiError, MediaType};
+use crate::api::{base_of, find_repo, json_response, set_header, tagged, ApiError, MediaType};
 use crate::content::{self, resolve_commit};
 use crate::git::{self, Commit, CommitFile, EntryMode, FileMode, Object, Person};
 use crate::state::{Actor, Org, Repo, State as SimState};
@@ -602,17 +602,6 @@ fn branch_of_ref(reference: &str) -> Option<&str> {
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
-/// The repository or GitHub's 404.
-fn lookup<'a>(
-    st: &'a SimState,
-    owner: &str,
-    name: &str,
-    documentation_url: &'static str,
-) -> Result<(&'a Org, &'a Repo), ApiError> {
-    st.repo(owner, name)
-        .ok_or_else(|| ApiError::not_found("Not Found", documentation_url))
-}
-
 /// The repository for changing it, or GitHub's 404.
 fn lookup_mut<'a>(
     st: &'a mut SimState,
@@ -632,7 +621,7 @@ async fn create_blob(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    lookup(&st, &owner, &name, DOCS_CREATE_BLOB)?;
+    find_repo(&st, &owner, &name, DOCS_CREATE_BLOB)?;
     let obj = body_object(&body, DOCS_CREATE_BLOB)?;
     let invalid = |m: String| unprocessable(m, DOCS_CREATE_BLOB);
     let content = req_str(&obj, "content").map_err(invalid)?;
@@ -649,7 +638,7 @@ async fn create_blob(
     };
     let repo = lookup_mut(&mut st, &owner, &name, DOCS_CREATE_BLOB)?;
     let sha = repo.git.write_blob(data);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_CREATE_BLOB)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE_BLOB)?;
     let url = format!("{}/git/blobs/{sha}", api_url(&base, org, repo));
     Ok(created(&json!({ "sha": sha, "url": url }), &url))
 }
@@ -661,7 +650,7 @@ async fn get_blob(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_GET_BLOB)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_BLOB)?;
     if !git::is_sha(&sha) {
         return Err(unprocessable(
             "The sha parameter must be exactly 40 characters and contain only [0-9a-f].",
@@ -704,7 +693,7 @@ async fn get_tree(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_GET_TREE)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_TREE)?;
     let tree = resolve_tree(repo, &reference)
         .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET_TREE))?;
     // GitHub recurses for any value of `recursive`, even "0" or "false".
@@ -805,7 +794,7 @@ async fn create_tree(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    lookup(&st, &owner, &name, DOCS_CREATE_TREE)?;
+    find_repo(&st, &owner, &name, DOCS_CREATE_TREE)?;
     let obj = body_object(&body, DOCS_CREATE_TREE)?;
     let invalid = |m: String| unprocessable(m, DOCS_CREATE_TREE);
     let entries = match obj.get("tree") {
@@ -863,7 +852,7 @@ async fn create_tree(
         }
     }
     let tree = repo.git.write_files(&files);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_CREATE_TREE)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE_TREE)?;
     let value = tree_json(&base, org, repo, &tree, false);
     let location = format!("{}/git/trees/{tree}", api_url(&base, org, repo));
     Ok(created(&value, &location))
@@ -877,7 +866,7 @@ async fn create_commit(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    lookup(&st, &owner, &name, DOCS_CREATE_COMMIT)?;
+    find_repo(&st, &owner, &name, DOCS_CREATE_COMMIT)?;
     let obj = body_object(&body, DOCS_CREATE_COMMIT)?;
     let invalid = |m: String| unprocessable(m, DOCS_CREATE_COMMIT);
     let message = req_str(&obj, "message").map_err(invalid)?.to_owned();
@@ -916,7 +905,7 @@ async fn create_commit(
         committer,
         message,
     });
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_CREATE_COMMIT)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE_COMMIT)?;
     let location = format!("{}/git/commits/{sha}", api_url(&base, org, repo));
     Ok(created(&git_commit_json(&base, org, repo, &sha), &location))
 }
@@ -929,7 +918,7 @@ async fn create_ref(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    lookup(&st, &owner, &name, DOCS_CREATE_REF)?;
+    find_repo(&st, &owner, &name, DOCS_CREATE_REF)?;
     let obj = body_object(&body, DOCS_CREATE_REF)?;
     let invalid = |m: String| unprocessable(m, DOCS_CREATE_REF);
     let full = req_str(&obj, "ref").map_err(invalid)?;
@@ -946,7 +935,7 @@ async fn create_ref(
         .create_branch(&owner, &name, branch, sha, Actor::Api)
         .map_err(|e| e.api(DOCS_CREATE_REF))?;
     sim.emit(&st, events);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_CREATE_REF)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE_REF)?;
     let value = ref_json(&base, org, repo, branch, sha);
     let location = format!("{}/git/refs/heads/{branch}", api_url(&base, org, repo));
     Ok(created(&value, &location))
@@ -959,7 +948,7 @@ async fn get_ref(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_GET_REF)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_REF)?;
     let branch = reference
         .strip_prefix("heads/")
         .and_then(|b| repo.branches.get(b))
@@ -978,7 +967,7 @@ async fn update_ref(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    lookup(&st, &owner, &name, DOCS_UPDATE_REF)?;
+    find_repo(&st, &owner, &name, DOCS_UPDATE_REF)?;
     let obj = body_object(&body, DOCS_UPDATE_REF)?;
     let invalid = |m: String| unprocessable(m, DOCS_UPDATE_REF);
     let sha = req_str(&obj, "sha").map_err(invalid)?.to_owned();
@@ -990,7 +979,7 @@ async fn update_ref(
         .move_branch(&owner, &name, &branch, &sha, force, Actor::Api)
         .map_err(|e| e.api(DOCS_UPDATE_REF))?;
     sim.emit(&st, events);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_UPDATE_REF)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_UPDATE_REF)?;
     Ok(json_response(
         StatusCode::OK,
         &ref_json(&base, org, repo, &branch, &sha),
@@ -1002,7 +991,7 @@ async fn delete_ref(
     Path((owner, name, reference)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
-    lookup(&st, &owner, &name, DOCS_DELETE_REF)?;
+    find_repo(&st, &owner, &name, DOCS_DELETE_REF)?;
     let branch = branch_of_ref(&reference)
         .ok_or_else(|| unprocessable("Reference does not exist", DOCS_DELETE_REF))?
         .to_owned();
@@ -1056,7 +1045,7 @@ async fn get_commit(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = lookup(&st, &owner, &name, DOCS_GET_COMMIT)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_GET_COMMIT)?;
     let sha = resolve_commit(repo, &reference).ok_or_else(|| {
         unprocessable(
             format!("No commit found for SHA: {reference}"),
@@ -1118,29 +1107,6 @@ impl Simulator {
     }
 }
 
-fn admin_error(e: SimError) -> Response {
-    let (status, message) = match e {
-        SimError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        SimError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-    };
-    json_response(status, &json!({ "message": message }))
-}
-
-/// Parses an admin JSON object body; the error is the answer (boxed: it is large compared with
-/// the happy path).
-fn admin_body(body: &Bytes) -> Result<Map<String, Value>, Box<Response>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Box::new(admin_error(SimError::Invalid(
-            "body must be an object".to_owned(),
-        )))),
-        Err(e) => Err(Box::new(json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({ "message": format!("Problems parsing JSON: {e}") }),
-        ))),
-    }
-}
-
 /// `POST /_admin/repos/{owner}/{repo}/branches` with `{"name": ..., "from": branch-or-sha}`
 /// (`from` defaults to the default branch): 201 `{"name", "sha"}`.
 async fn admin_create_branch(
@@ -1148,25 +1114,25 @@ async fn admin_create_branch(
     Path((owner, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let obj = match admin_body(&body) {
+    let obj = match crate::admin::parse_object(&body) {
         Ok(obj) => obj,
         Err(response) => return *response,
     };
     let branch = match req_str(&obj, "name") {
         Ok(b) => b.to_owned(),
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     let from = match opt_str(&obj, "from") {
         Ok(Some(from)) => from.to_owned(),
         Ok(None) => match sim.lock().repo(&owner, &name) {
             Some((_, repo)) => repo.default_branch.clone(),
-            None => return admin_error(SimError::NotFound("Not Found".to_owned())),
+            None => return crate::admin::sim_error(SimError::NotFound("Not Found".to_owned())),
         },
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     match sim.create_branch(&owner, &name, &branch, &from) {
         Ok(sha) => json_response(StatusCode::CREATED, &json!({ "name": branch, "sha": sha })),
-        Err(e) => admin_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 
@@ -1210,7 +1176,7 @@ async fn admin_commit(
     Path((owner, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let obj = match admin_body(&body) {
+    let obj = match crate::admin::parse_object(&body) {
         Ok(obj) => obj,
         Err(response) => return *response,
     };
@@ -1229,11 +1195,11 @@ async fn admin_commit(
     })();
     let (branch, message, files) = match parsed {
         Ok(parsed) => parsed,
-        Err(m) => return admin_error(SimError::Invalid(m)),
+        Err(m) => return crate::admin::sim_error(SimError::Invalid(m)),
     };
     match sim.commit_files(&owner, &name, &branch, message.as_deref(), files) {
         Ok(sha) => json_response(StatusCode::CREATED, &json!({ "sha": sha })),
-        Err(e) => admin_error(e),
+        Err(e) => crate::admin::sim_error(e),
     }
 }
 

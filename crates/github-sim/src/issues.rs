@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::api::{
-    base_of, encode_query_component, json_response, paginate, parse_json, set_header, with_link,
-    ApiError, PageParams, Tag,
+    base_of, encode_query_component, find_repo, json_response, paginate, parse_json, set_header,
+    with_link, ApiError, PageParams, Tag,
 };
 use crate::objects::{choice, invalid_type, object, reactions_json, Person};
 use crate::render::{self, node_id, stable_id, time};
@@ -773,6 +773,22 @@ fn check_enabled(
     }
 }
 
+/// The repository and its issue `number`, or GitHub's 404 "Not Found".
+fn find_issue<'a>(
+    st: &'a SimState,
+    owner: &str,
+    name: &str,
+    number: u64,
+    docs: &'static str,
+) -> Result<(&'a Org, &'a Repo, &'a Issue), ApiError> {
+    let (org, repo) = find_repo(st, owner, name, docs)?;
+    let issue = repo
+        .issues
+        .get(&number)
+        .ok_or_else(|| ApiError::not_found("Not Found", docs))?;
+    Ok((org, repo, issue))
+}
+
 /// The issue number from the path; anything that is not a number is no issue (404).
 fn issue_number(raw: &str, docs: &'static str) -> Result<u64, ApiError> {
     raw.parse::<u64>()
@@ -811,9 +827,7 @@ async fn list_issues(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     let invalid =
         |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_LIST);
     let state = choice(&query, "state", &["open", "closed", "all"], "open").map_err(invalid)?;
@@ -899,13 +913,7 @@ async fn create_issue(
         .create_issue(&owner, &name, new, Person::Actor(Actor::Api), Actor::Api)
         .map_err(|e| ApiError::from_sim(e, DOCS_CREATE))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE))?;
-    let issue = repo
-        .issues
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE))?;
+    let (org, repo, issue) = find_issue(&st, &owner, &name, number, DOCS_CREATE)?;
     let value = issue_json(&base, org, repo, issue);
     let location = format!("{base}/repos/{}/{}/issues/{number}", org.login, repo.name);
     Ok(created(&value, location))
@@ -920,13 +928,7 @@ async fn get_issue(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_GET)?;
     let number = issue_number(&number, DOCS_GET)?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET))?;
-    let issue = repo
-        .issues
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_GET))?;
+    let (org, repo, issue) = find_issue(&st, &owner, &name, number, DOCS_GET)?;
     Ok(json_response(
         StatusCode::OK,
         &issue_json(&base, org, repo, issue),
@@ -943,25 +945,14 @@ async fn update_issue(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_UPDATE)?;
     let number = issue_number(&number, DOCS_UPDATE)?;
-    let exists = st
-        .repo(&owner, &name)
-        .is_some_and(|(_, repo)| repo.issues.contains_key(&number));
-    if !exists {
-        return Err(ApiError::not_found("Not Found", DOCS_UPDATE));
-    }
+    find_issue(&st, &owner, &name, number, DOCS_UPDATE)?;
     let value = parse_json(&body, DOCS_UPDATE)?;
     let patch = parse_patch(&value).map_err(|r| r.into_api(DOCS_UPDATE))?;
     let events = st
         .update_issue(&owner, &name, number, patch, Actor::Api)
         .map_err(|e| ApiError::from_sim(e, DOCS_UPDATE))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPDATE))?;
-    let issue = repo
-        .issues
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPDATE))?;
+    let (org, repo, issue) = find_issue(&st, &owner, &name, number, DOCS_UPDATE)?;
     Ok(json_response(
         StatusCode::OK,
         &issue_json(&base, org, repo, issue),
@@ -978,13 +969,7 @@ async fn list_comments(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_LIST_COMMENTS)?;
     let number = issue_number(&number, DOCS_LIST_COMMENTS)?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST_COMMENTS))?;
-    let issue = repo
-        .issues
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST_COMMENTS))?;
+    let (org, repo, issue) = find_issue(&st, &owner, &name, number, DOCS_LIST_COMMENTS)?;
     let since = parse_since(&query, DOCS_LIST_COMMENTS)?;
     let comments: Vec<&Comment> = issue
         .comments
@@ -1025,12 +1010,7 @@ async fn create_comment(
     let base = base_of(&st, &headers);
     check_enabled(&st, &owner, &name, DOCS_CREATE_COMMENT)?;
     let number = issue_number(&number, DOCS_CREATE_COMMENT)?;
-    let exists = st
-        .repo(&owner, &name)
-        .is_some_and(|(_, repo)| repo.issues.contains_key(&number));
-    if !exists {
-        return Err(ApiError::not_found("Not Found", DOCS_CREATE_COMMENT));
-    }
+    find_issue(&st, &owner, &name, number, DOCS_CREATE_COMMENT)?;
     let value = parse_json(&body, DOCS_CREATE_COMMENT)?;
     let text = parse_comment(&value).map_err(|message| {
         ApiError::new(
@@ -1050,13 +1030,7 @@ async fn create_comment(
         )
         .map_err(|e| ApiError::from_sim(e, DOCS_CREATE_COMMENT))?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE_COMMENT))?;
-    let issue = repo
-        .issues
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE_COMMENT))?;
+    let (org, repo, issue) = find_issue(&st, &owner, &name, number, DOCS_CREATE_COMMENT)?;
     let comment = issue
         .comments
         .iter()
@@ -1239,10 +1213,7 @@ async fn admin_update(
     if let Err(e) = sim.update_issue(&owner, &name, number, value) {
         return crate::admin::sim_error(e);
     }
-    match sim.issue(&owner, &name, number) {
-        Some(issue) => crate::admin::ok_json(StatusCode::OK, &issue),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.issue(&owner, &name, number))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/issues/{number}/comments` with `{"body", "user"?}`: 201

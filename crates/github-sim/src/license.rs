@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::api::{base_of, json_response, tagged, ApiError};
+use crate::api::{base_of, find_repo, json_response, tagged, ApiError};
 use crate::content::resolve_commit;
 use crate::git::EntryMode;
 use crate::state::Repo;
@@ -200,7 +200,7 @@ async fn get_license(
     let st = sim.lock();
     let base = base_of(&st, &headers);
     let not_found = || ApiError::not_found("Not Found", DOCS_LICENSE);
-    let (org, repo) = st.repo(&owner, &name).ok_or_else(not_found)?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LICENSE)?;
     let reference = query
         .get("ref")
         .filter(|r| !r.is_empty())

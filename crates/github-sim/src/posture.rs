@@ -295,22 +295,14 @@ pub(crate) fn is_posture_request(body: &Value) -> bool {
 /// `POST /_admin/seed` with a [`PostureSeed`] body: 201 with `{"repositories": [SeededRepo],
 /// "counts": {property: n}}`.
 pub(crate) fn seed_endpoint(sim: &Simulator, body: &Bytes) -> Response {
-    let error = |status: StatusCode, message: String| {
-        api::json_response(status, &json!({ "message": message }))
-    };
-    let spec: PostureSeed = match serde_json::from_slice(body) {
+    let spec: PostureSeed = match crate::admin::parse(body) {
         Ok(spec) => spec,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("Problems parsing JSON: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     let seeded = match sim.seed_posture(&spec) {
         Ok(seeded) => seeded,
         Err(SimError::Invalid(m) | SimError::NotFound(m)) => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, m)
+            return crate::admin::error(StatusCode::UNPROCESSABLE_ENTITY, m)
         }
     };
     let count = |f: &dyn Fn(&SeededRepo) -> bool| seeded.iter().filter(|r| f(r)).count();

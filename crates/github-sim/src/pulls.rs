@@ -932,28 +932,17 @@ async fn admin_open_pull(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let obj = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(obj)) => obj,
-        Ok(_) => {
-            return json_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &json!({ "message": "body must be an object" }),
-            )
-        }
-        Err(e) => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({ "message": format!("Problems parsing JSON: {e}") }),
-            )
-        }
+    let obj = match crate::admin::parse_object(&body) {
+        Ok(obj) => obj,
+        Err(response) => return *response,
     };
     let request = match parse_create(&obj) {
         Ok((request, _)) => request,
-        Err(e) => return admin_error(e.sim()),
+        Err(e) => return crate::admin::sim_error(e.sim()),
     };
     let number = match sim.open_pull_request(&owner, &name, request) {
         Ok(number) => number,
-        Err(e) => return admin_error(e),
+        Err(e) => return crate::admin::sim_error(e),
     };
     let st = sim.lock();
     let base = base_of(&st, &headers);
@@ -965,14 +954,6 @@ async fn admin_open_pull(
             StatusCode::CREATED,
             &pull_json(&base, org, repo, pull, true),
         ),
-        None => admin_error(SimError::NotFound("Not Found".to_owned())),
+        None => crate::admin::sim_error(SimError::NotFound("Not Found".to_owned())),
     }
-}
-
-fn admin_error(e: SimError) -> Response {
-    let (status, message) = match e {
-        SimError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-        SimError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-    };
-    json_response(status, &json!({ "message": message }))
 }

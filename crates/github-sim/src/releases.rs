@@ -27,8 +27,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    base_of, encode_query_component, json_response, not_found, paginate, parse_json, request_token,
-    set_header, with_link, ApiError, PageParams, Tag,
+    base_of, encode_query_component, find_repo, json_response, not_found, paginate, parse_json,
+    request_token, set_header, with_link, ApiError, PageParams, Tag,
 };
 use crate::objects::{invalid_type, object, opt_bool, opt_string, reactions_json, Person};
 use crate::render::{node_id, time};
@@ -573,9 +573,7 @@ fn found(
     id: u64,
     docs: &'static str,
 ) -> Result<Value, ApiError> {
-    let (org, repo) = st
-        .repo(owner, name)
-        .ok_or_else(|| ApiError::not_found("Not Found", docs))?;
+    let (org, repo) = find_repo(st, owner, name, docs)?;
     let release = repo
         .releases
         .iter()
@@ -592,9 +590,7 @@ async fn list_releases(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     // Newest first, like GitHub.
     let releases: Vec<&Release> = repo.releases.iter().rev().collect();
     let url = format!("{base}/repos/{}/{}/releases", org.login, repo.name);
@@ -615,9 +611,7 @@ async fn create_release(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    if st.repo(&owner, &name).is_none() {
-        return Err(ApiError::not_found("Not Found", DOCS_CREATE));
-    }
+    find_repo(&st, &owner, &name, DOCS_CREATE)?;
     let value = parse_json(&body, DOCS_CREATE)?;
     let fields = parse_fields(&value, true).map_err(|r| r.into_api(DOCS_CREATE))?;
     let (id, events) = st
@@ -690,9 +684,7 @@ async fn list_assets(
     let st = sim.lock();
     let base = base_of(&st, &headers);
     let id = release_id(&id, DOCS_LIST_ASSETS)?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST_ASSETS))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST_ASSETS)?;
     let release = repo
         .releases
         .iter()
@@ -743,9 +735,7 @@ async fn upload_asset(
             Person::Actor(Actor::Api),
         )
         .map_err(|r| r.into_api(DOCS_UPLOAD))?;
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_UPLOAD))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_UPLOAD)?;
     let release = repo
         .releases
         .iter()
@@ -895,10 +885,7 @@ pub(crate) fn admin_routes() -> Router<Simulator> {
 }
 
 fn admin_answer(sim: &Simulator, owner: &str, name: &str, id: u64, status: StatusCode) -> Response {
-    match sim.release(owner, name, id) {
-        Some(value) => crate::admin::ok_json(status, &value),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(status, sim.release(owner, name, id))
 }
 
 /// `POST /_admin/repos/{owner}/{repo}/releases` with the REST create body: 201 with the

@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::api::{
-    base_of, json_response, paginate, parse_json, set_header, with_link, ApiError, PageParams, Tag,
+    base_of, find_repo, json_response, paginate, parse_json, set_header, with_link, ApiError,
+    PageParams, Tag,
 };
 use crate::objects::{invalid_type, object};
 use crate::render::{node_id, time};
@@ -671,9 +672,7 @@ async fn list_rulesets(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_LIST))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_LIST)?;
     let targets: Option<Vec<&str>> = query.get("targets").map(|t| {
         t.split(',')
             .map(str::trim)
@@ -707,9 +706,7 @@ async fn create_ruleset(
 ) -> Result<Response, ApiError> {
     let mut st = sim.lock();
     let base = base_of(&st, &headers);
-    if st.repo(&owner, &name).is_none() {
-        return Err(ApiError::not_found("Not Found", DOCS_CREATE));
-    }
+    find_repo(&st, &owner, &name, DOCS_CREATE)?;
     let value = parse_json(&body, DOCS_CREATE)?;
     let spec = parse_spec(&value)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message, DOCS_CREATE))?;
@@ -723,9 +720,7 @@ async fn create_ruleset(
             other => ApiError::from_sim(other, DOCS_CREATE),
         })?;
     sim.emit(&st, events);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_CREATE))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_CREATE)?;
     let ruleset = repo
         .rulesets
         .iter()
@@ -751,9 +746,7 @@ async fn branch_rules(
 ) -> Result<Response, ApiError> {
     let st = sim.lock();
     let base = base_of(&st, &headers);
-    let (org, repo) = st
-        .repo(&owner, &name)
-        .ok_or_else(|| ApiError::not_found("Not Found", DOCS_BRANCH_RULES))?;
+    let (org, repo) = find_repo(&st, &owner, &name, DOCS_BRANCH_RULES)?;
     let source = format!("{}/{}", org.login, repo.name);
     let rules: Vec<Value> = repo
         .rulesets
@@ -847,10 +840,7 @@ async fn admin_create(
         Err(response) => return *response,
     };
     match sim.create_ruleset(&owner, &name, value) {
-        Ok(id) => match sim.ruleset(&owner, &name, id) {
-            Some(ruleset) => crate::admin::ok_json(StatusCode::CREATED, &ruleset),
-            None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-        },
+        Ok(id) => crate::admin::found(StatusCode::CREATED, sim.ruleset(&owner, &name, id)),
         Err(e) => crate::admin::sim_error(e),
     }
 }
@@ -869,10 +859,7 @@ async fn admin_update(
     if let Err(e) = sim.update_ruleset(&owner, &name, id, value) {
         return crate::admin::sim_error(e);
     }
-    match sim.ruleset(&owner, &name, id) {
-        Some(ruleset) => crate::admin::ok_json(StatusCode::OK, &ruleset),
-        None => crate::admin::error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    crate::admin::found(StatusCode::OK, sim.ruleset(&owner, &name, id))
 }
 
 /// `DELETE /_admin/repos/{owner}/{repo}/rulesets/{id}`: 204.

@@ -2,26 +2,20 @@
 //! the contents / git data / commits / pull request / license endpoints, their webhooks, and the
 //! admin operations (branch, multi-file commit, pull request as a human).
 
-use std::io::Read;
-use std::time::Duration;
+mod helpers;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use std::io::Read;
+
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use helpers::{Receiver, SECRET};
 use plumbline_github_sim::{
     CommitFile, FileMode, NewPullRequest, RepoOptions, SimConfig, SimError, Simulator,
 };
 use reqwest::header::{ACCEPT, ETAG, IF_NONE_MATCH, LINK};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
-use sha2::Sha256;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "git-test-secret";
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
 const MIT: &str = "MIT License\n\nPermission is hereby granted, free of charge, to any person \
@@ -89,62 +83,8 @@ impl Server {
     }
 }
 
-/// A webhook receiver that verifies signatures and hands out (event, payload).
-struct Receiver {
-    url: String,
-    deliveries: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// Assertions of this file on the shared receiver.
 impl Receiver {
-    async fn start() -> Receiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let app = Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: Bytes| {
-                let tx = tx.clone();
-                async move {
-                    tx.send((headers, body)).unwrap();
-                    StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            deliveries: rx,
-            shutdown,
-        }
-    }
-
-    async fn next(&mut self) -> (String, Value) {
-        let (headers, body) = tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
-            .await
-            .expect("webhook not delivered in time")
-            .unwrap();
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(&body);
-        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(headers["x-hub-signature-256"].to_str().unwrap(), expected);
-        let event = headers["x-github-event"].to_str().unwrap().to_owned();
-        (event, serde_json::from_slice(&body).unwrap())
-    }
-
     /// The next delivery, which must be `event` (with `action`, if given).
     async fn expect(&mut self, event: &str, action: Option<&str>) -> Value {
         let (got, payload) = self.next().await;
@@ -153,11 +93,6 @@ impl Receiver {
             assert_eq!(payload["action"], action);
         }
         payload
-    }
-
-    async fn assert_quiet(&mut self) {
-        let got = tokio::time::timeout(Duration::from_millis(300), self.deliveries.recv()).await;
-        assert!(got.is_err(), "unexpected delivery");
     }
 }
 

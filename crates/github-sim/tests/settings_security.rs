@@ -3,25 +3,18 @@
 //! HTTP endpoints, and the GitHub answers the contract test cannot drive (422s for bodies that
 //! are valid per the schema but refused for the state they meet).
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod helpers;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use hmac::{Hmac, Mac};
+use std::path::PathBuf;
+
+use helpers::{Receiver, SECRET};
 use plumbline_github_sim::{
     AccessLevel, Affiliation, AllowedActions, Permission, RepoOptions, SimConfig, SimError,
     Simulator,
 };
 use reqwest::header::LINK;
 use serde_json::{json, Value};
-use sha2::Sha256;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "test-secret";
 
 struct Server {
     sim: Simulator,
@@ -98,66 +91,8 @@ impl Server {
     }
 }
 
-/// A webhook receiver on port 0 that forwards every delivery to a channel.
-struct Receiver {
-    url: String,
-    deliveries: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// Assertions of this file on the shared receiver.
 impl Receiver {
-    async fn start() -> Receiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let app = Router::new().route(
-            "/webhooks/github",
-            post(move |headers: HeaderMap, body: Bytes| {
-                let tx = tx.clone();
-                async move {
-                    tx.send((headers, body)).unwrap();
-                    StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
-        Receiver {
-            url: format!("http://{addr}/webhooks/github"),
-            deliveries: rx,
-            shutdown,
-        }
-    }
-
-    /// The next delivery, signature verified: (event, payload).
-    async fn next(&mut self) -> (String, Value) {
-        let (headers, body) = tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
-            .await
-            .expect("webhook not delivered in time")
-            .unwrap();
-        let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(&body);
-        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(get("x-hub-signature-256"), expected, "bad signature");
-        (
-            get("x-github-event"),
-            serde_json::from_slice(&body).unwrap(),
-        )
-    }
-
     /// The next delivery, which must be `event` with `action`.
     async fn expect(&mut self, event: &str, action: &str) -> Value {
         let (got, payload) = self.next().await;
@@ -167,11 +102,6 @@ impl Receiver {
             "unexpected delivery: {payload}"
         );
         payload
-    }
-
-    async fn assert_quiet(&mut self) {
-        let got = tokio::time::timeout(Duration::from_millis(400), self.deliveries.recv()).await;
-        assert!(got.is_err(), "unexpected delivery: {got:?}");
     }
 }
 

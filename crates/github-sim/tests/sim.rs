@@ -1,74 +1,15 @@
 //! End-to-end tests: the simulator on a real port, driven with reqwest, webhooks received by a
 //! real axum server.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod helpers;
+
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use hmac::{Hmac, Mac};
+use helpers::{header, header_value, remaining, webhook_config, Receiver, Server};
 use plumbline_github_sim::{RepoOptions, SimConfig, SimError, Simulator, WorkflowPermissions};
 use reqwest::header::{ETAG, IF_NONE_MATCH, LINK};
 use serde_json::{json, Value};
-use sha2::Sha256;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "test-secret";
-
-struct Server {
-    sim: Simulator,
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Server {
-    async fn start(config: SimConfig) -> Server {
-        let sim = Simulator::new(config);
-        let shutdown = CancellationToken::new();
-        let addr = sim
-            .serve("127.0.0.1:0".parse().unwrap(), shutdown.clone())
-            .await
-            .unwrap();
-        Server {
-            sim,
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-            shutdown,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
-    }
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("missing header {name}"))
-        .to_str()
-        .unwrap()
-}
-
-fn remaining(response: &reqwest::Response) -> u64 {
-    header(response, "x-ratelimit-remaining").parse().unwrap()
-}
 
 fn full_protection_body() -> Value {
     json!({
@@ -85,85 +26,19 @@ fn full_protection_body() -> Value {
     })
 }
 
-/// A webhook receiver on port 0 that forwards every delivery to a channel. The first
-/// `fail_first` requests are answered 500 to exercise retries.
-struct Receiver {
-    url: String,
-    deliveries: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
-    hits: Arc<AtomicUsize>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// Assertions of this file on the shared receiver.
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        let app = Router::new().route(
-            "/webhooks/github",
-            post(move |headers: HeaderMap, body: Bytes| {
-                let tx = tx.clone();
-                let counter = counter.clone();
-                async move {
-                    if counter.fetch_add(1, Ordering::SeqCst) < fail_first {
-                        return StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    tx.send((headers, body)).unwrap();
-                    StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
-        Receiver {
-            url: format!("http://{addr}/webhooks/github"),
-            deliveries: rx,
-            hits,
-            shutdown,
-        }
-    }
-
-    /// The next delivery, verified: signature, headers, JSON body.
-    async fn next(&mut self) -> (String, String, Value) {
-        let (headers, body) = tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
-            .await
-            .expect("webhook not delivered in time")
-            .unwrap();
-        let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(&body);
-        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(get("x-hub-signature-256"), expected, "bad signature");
+    /// The next delivery, verified: signature, headers, JSON body; (event, delivery id,
+    /// payload).
+    async fn next_with_id(&mut self) -> (String, String, Value) {
+        let (headers, payload) = self.next_delivery().await;
+        let get = |name: &str| header_value(&headers, name);
         assert_eq!(get("content-type"), "application/json");
         assert_eq!(get("user-agent"), "GitHub-Hookshot/sim");
         assert!(!get("x-github-hook-id").is_empty());
         let delivery = get("x-github-delivery");
         uuid::Uuid::parse_str(&delivery).expect("delivery id is a uuid");
-        (
-            get("x-github-event"),
-            delivery,
-            serde_json::from_slice(&body).unwrap(),
-        )
-    }
-
-    /// Asserts nothing arrives within a short while.
-    async fn assert_quiet(&mut self) {
-        let got = tokio::time::timeout(Duration::from_millis(400), self.deliveries.recv()).await;
-        assert!(got.is_err(), "unexpected delivery: {got:?}");
+        (get("x-github-event"), delivery, payload)
     }
 }
 
@@ -175,14 +50,6 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("condition not reached in time");
-}
-
-fn webhook_config(url: &str) -> SimConfig {
-    SimConfig {
-        webhook_url: Some(url.to_owned()),
-        webhook_secret: SECRET.to_owned(),
-        ..SimConfig::default()
-    }
 }
 
 #[tokio::test]
@@ -198,7 +65,7 @@ async fn get_repo_has_github_shape_and_headers() {
     );
     assert!(id >= 1000);
 
-    let response = server.get("/repos/acme/api").await;
+    let response = server.get("/repos/acme/api", None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         header(&response, "content-type"),
@@ -235,9 +102,9 @@ async fn get_repo_has_github_shape_and_headers() {
     assert!(repo["node_id"].as_str().is_some());
 
     // Names are case-insensitive, like on GitHub.
-    assert_eq!(server.get("/repos/ACME/Api").await.status(), 200);
+    assert_eq!(server.get("/repos/ACME/Api", None).await.status(), 200);
 
-    let missing = server.get("/repos/acme/nope").await;
+    let missing = server.get("/repos/acme/nope", None).await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.json::<Value>().await.unwrap(),
@@ -257,7 +124,7 @@ async fn protection_lifecycle_with_etags() {
         .create_repo("acme", "api", RepoOptions::default());
     let path = "/repos/acme/api/branches/main/protection";
 
-    let unprotected = server.get(path).await;
+    let unprotected = server.get(path, None).await;
     assert_eq!(unprotected.status(), 404);
     assert_eq!(
         unprotected.json::<Value>().await.unwrap(),
@@ -267,14 +134,16 @@ async fn protection_lifecycle_with_etags() {
             "status": "404",
         })
     );
-    let no_branch = server.get("/repos/acme/api/branches/dev/protection").await;
+    let no_branch = server
+        .get("/repos/acme/api/branches/dev/protection", None)
+        .await;
     assert_eq!(no_branch.status(), 404);
     assert_eq!(
         no_branch.json::<Value>().await.unwrap()["message"],
         "Branch not found"
     );
     let branch: Value = server
-        .get("/repos/acme/api/branches/main")
+        .get("/repos/acme/api/branches/main", None)
         .await
         .json()
         .await
@@ -318,7 +187,7 @@ async fn protection_lifecycle_with_etags() {
     assert!(put_body.get("restrictions").is_none());
 
     let branch: Value = server
-        .get("/repos/acme/api/branches/main")
+        .get("/repos/acme/api/branches/main", None)
         .await
         .json()
         .await
@@ -326,7 +195,7 @@ async fn protection_lifecycle_with_etags() {
     assert_eq!(branch["protected"], true);
 
     // GET returns what PUT answered, and so does the Rust API.
-    let first = server.get(path).await;
+    let first = server.get(path, None).await;
     assert_eq!(first.status(), 200);
     let etag = header(&first, ETAG.as_str()).to_owned();
     let before = remaining(&first);
@@ -370,7 +239,7 @@ async fn protection_lifecycle_with_etags() {
     let deleted = server.client.delete(server.url(path)).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
     assert!(deleted.headers().get("content-type").is_none());
-    assert_eq!(server.get(path).await.status(), 404);
+    assert_eq!(server.get(path, None).await.status(), 404);
     let again = server.client.delete(server.url(path)).send().await.unwrap();
     assert_eq!(again.status(), 404);
     assert_eq!(
@@ -456,7 +325,7 @@ async fn lists_paginate_with_link_headers() {
     assert_eq!(protected, 15);
     server.sim.create_repo("other", "x", RepoOptions::default());
 
-    let first = server.get("/orgs/acme/repos?per_page=30").await;
+    let first = server.get("/orgs/acme/repos?per_page=30", None).await;
     assert_eq!(first.status(), 200);
     let link = header(&first, LINK.as_str()).to_owned();
     let next_url = server.url("/orgs/acme/repos?per_page=30&page=2");
@@ -482,30 +351,37 @@ async fn lists_paginate_with_link_headers() {
     assert_eq!(third.json::<Vec<Value>>().await.unwrap().len(), 15);
 
     // Default page size is 30, maximum 100.
-    let default: Vec<Value> = server.get("/orgs/acme/repos").await.json().await.unwrap();
+    let default: Vec<Value> = server
+        .get("/orgs/acme/repos", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(default.len(), 30);
-    let all = server.get("/orgs/acme/repos?per_page=500").await;
+    let all = server.get("/orgs/acme/repos?per_page=500", None).await;
     assert!(all.headers().get(LINK).is_none());
     assert_eq!(all.json::<Vec<Value>>().await.unwrap().len(), 75);
 
-    let installation = server.get("/installation/repositories?per_page=50").await;
+    let installation = server
+        .get("/installation/repositories?per_page=50", None)
+        .await;
     assert!(header(&installation, LINK.as_str()).contains("page=2>; rel=\"next\""));
     let body: Value = installation.json().await.unwrap();
     assert_eq!(body["total_count"], 76);
     assert_eq!(body["repositories"].as_array().unwrap().len(), 50);
 
-    assert_eq!(server.get("/orgs/nobody/repos").await.status(), 404);
+    assert_eq!(server.get("/orgs/nobody/repos", None).await.status(), 404);
 }
 
 #[tokio::test]
 async fn admin_changes_send_signed_webhooks() {
-    let mut receiver = Receiver::start(0).await;
+    let mut receiver = Receiver::start().await;
     let server = Server::start(webhook_config(&receiver.url)).await;
 
     let id = server
         .sim
         .create_repo("acme", "api", RepoOptions::default());
-    let (event, _, payload) = receiver.next().await;
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "repository");
     assert_eq!(payload["action"], "created");
     assert_eq!(payload["repository"]["id"], id);
@@ -518,7 +394,7 @@ async fn admin_changes_send_signed_webhooks() {
         .sim
         .set_protection("acme", "api", "main", full_protection_body())
         .unwrap();
-    let (event, created_id, payload) = receiver.next().await;
+    let (event, created_id, payload) = receiver.next_with_id().await;
     assert_eq!(event, "branch_protection_rule");
     assert_eq!(payload["action"], "created");
     assert_eq!(payload["rule"]["name"], "main");
@@ -537,13 +413,13 @@ async fn admin_changes_send_signed_webhooks() {
         .sim
         .set_protection("acme", "api", "main", body)
         .unwrap();
-    let (_, _, payload) = receiver.next().await;
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["action"], "edited");
     assert_eq!(payload["rule"]["id"], rule_id);
     assert_eq!(payload["changes"]["admin_enforced"]["from"], true);
 
     server.sim.remove_protection("acme", "api", "main").unwrap();
-    let (event, deleted_id, payload) = receiver.next().await;
+    let (event, deleted_id, payload) = receiver.next_with_id().await;
     assert_eq!(event, "branch_protection_rule");
     assert_eq!(payload["action"], "deleted");
     assert_eq!(payload["rule"]["id"], rule_id);
@@ -558,7 +434,7 @@ async fn admin_changes_send_signed_webhooks() {
         .send()
         .await
         .unwrap();
-    let (_, _, payload) = receiver.next().await;
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["action"], "created");
     assert_eq!(payload["sender"]["type"], "Bot");
 
@@ -567,7 +443,7 @@ async fn admin_changes_send_signed_webhooks() {
 
 #[tokio::test]
 async fn disabled_webhooks_are_not_delivered() {
-    let mut receiver = Receiver::start(0).await;
+    let mut receiver = Receiver::start().await;
     let server = Server::start(webhook_config(&receiver.url)).await;
     server.sim.set_webhooks_enabled(false);
     server.sim.create_repo(
@@ -588,7 +464,7 @@ async fn disabled_webhooks_are_not_delivered() {
         .sim
         .set_protection("acme", "api", "main", full_protection_body())
         .unwrap();
-    let (_, _, payload) = receiver.next().await;
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["action"], "created");
     receiver.assert_quiet().await;
 
@@ -601,14 +477,14 @@ async fn disabled_webhooks_are_not_delivered() {
 
 #[tokio::test]
 async fn failed_deliveries_are_retried_with_the_same_id() {
-    let mut receiver = Receiver::start(1).await;
+    let mut receiver = Receiver::start_failing(1).await;
     let server = Server::start(webhook_config(&receiver.url)).await;
     server
         .sim
         .create_repo("acme", "api", RepoOptions::default());
-    let (event, _, _) = receiver.next().await;
+    let (event, _, _) = receiver.next_with_id().await;
     assert_eq!(event, "repository");
-    assert_eq!(receiver.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(receiver.hits(), 2);
     wait_for(|| server.sim.webhooks_sent() == 1).await;
 }
 
@@ -623,13 +499,16 @@ async fn request_counts_use_route_templates() {
         .create_repo("acme", "web", RepoOptions::default());
     for repo in ["api", "web"] {
         server
-            .get(&format!("/repos/acme/{repo}/branches/main/protection"))
+            .get(
+                &format!("/repos/acme/{repo}/branches/main/protection"),
+                None,
+            )
             .await;
-        server.get(&format!("/repos/acme/{repo}")).await;
+        server.get(&format!("/repos/acme/{repo}"), None).await;
     }
-    server.get("/repos/acme/api").await;
+    server.get("/repos/acme/api", None).await;
 
-    let unknown = server.get("/nope/nothing").await;
+    let unknown = server.get("/nope/nothing", None).await;
     assert_eq!(unknown.status(), 404);
     assert!(unknown.headers().get("x-ratelimit-remaining").is_some());
     assert_eq!(
@@ -646,7 +525,12 @@ async fn request_counts_use_route_templates() {
     assert_eq!(wrong_method.status(), 404);
 
     // Admin traffic is not counted.
-    let admin: Value = server.get("/_admin/requests").await.json().await.unwrap();
+    let admin: Value = server
+        .get("/_admin/requests", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(admin["total"], 7);
 
     let counts = server.sim.request_counts();
@@ -702,7 +586,7 @@ async fn tokens_are_checked_and_budgets_are_per_token() {
             "status": "401",
         })
     );
-    assert_eq!(server.get("/repos/acme/api").await.status(), 401);
+    assert_eq!(server.get("/repos/acme/api", None).await.status(), 401);
     let good = server
         .client
         .get(&url)
@@ -759,7 +643,7 @@ async fn tokens_are_checked_and_budgets_are_per_token() {
 
 #[tokio::test]
 async fn admin_http_api() {
-    let mut receiver = Receiver::start(0).await;
+    let mut receiver = Receiver::start().await;
     // No receiver yet; it is configured through the admin API below.
     let server = Server::start(SimConfig {
         webhook_url: None,
@@ -780,7 +664,12 @@ async fn admin_http_api() {
     let id = created.json::<Value>().await.unwrap()["id"]
         .as_u64()
         .unwrap();
-    let repo: Value = server.get("/repos/acme/api").await.json().await.unwrap();
+    let repo: Value = server
+        .get("/repos/acme/api", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(repo["id"], id);
     assert_eq!(repo["default_branch"], "trunk");
     assert_eq!(repo["private"], true);
@@ -828,7 +717,7 @@ async fn admin_http_api() {
     assert_eq!(view["required_signatures"]["enabled"], true);
     assert_eq!(view["restrictions"]["users"][0]["login"], "octocat");
     assert_eq!(view["restrictions"]["teams"][0]["slug"], "core");
-    let (event, _, payload) = receiver.next().await;
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "branch_protection_rule");
     assert_eq!(payload["rule"]["name"], "trunk");
     assert_eq!(
@@ -847,7 +736,7 @@ async fn admin_http_api() {
 
     let deleted = server.client.delete(server.url(path)).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
-    let (_, _, payload) = receiver.next().await;
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["action"], "deleted");
     let missing = server.client.delete(server.url(path)).send().await.unwrap();
     assert_eq!(missing.status(), 404);
@@ -865,12 +754,17 @@ async fn admin_http_api() {
         .create_repo("acme", "quiet", RepoOptions::default());
     receiver.assert_quiet().await;
 
-    let requests: Value = server.get("/_admin/requests").await.json().await.unwrap();
+    let requests: Value = server
+        .get("/_admin/requests", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(requests["total"], 1);
     assert_eq!(requests["not_modified"], 0);
     assert_eq!(requests["counts"]["GET /repos/{owner}/{repo}"], 1);
     let log: Vec<Value> = server
-        .get("/_admin/requests/log")
+        .get("/_admin/requests/log", None)
         .await
         .json()
         .await
@@ -937,23 +831,37 @@ async fn tarball_round_trip() {
     server.sim.create_repo("Acme", "api", opts);
     server
         .sim
-        .put_file("acme", "api", "main", ".github/workflows/ci.yml", b"on: push\n".to_vec())
+        .put_file(
+            "acme",
+            "api",
+            "main",
+            ".github/workflows/ci.yml",
+            b"on: push\n".to_vec(),
+        )
         .unwrap();
     server
         .sim
         .put_file("acme", "api", "main", "README.md", b"# api v2\n".to_vec())
         .unwrap();
-    server.sim.remove_file("acme", "api", "main", "old.txt").unwrap();
+    server
+        .sim
+        .remove_file("acme", "api", "main", "old.txt")
+        .unwrap();
     assert_eq!(
         server.sim.remove_file("acme", "api", "main", "old.txt"),
         Err(SimError::NotFound("Not Found".to_owned()))
     );
     assert_eq!(
-        server.sim.put_file("acme", "api", "nope", "a", b"x".to_vec()),
+        server
+            .sim
+            .put_file("acme", "api", "nope", "a", b"x".to_vec()),
         Err(SimError::NotFound("Branch not found".to_owned()))
     );
     assert_eq!(
-        server.sim.file("acme", "api", "main", "README.md").as_deref(),
+        server
+            .sim
+            .file("acme", "api", "main", "README.md")
+            .as_deref(),
         Some(&b"# api v2\n"[..])
     );
     let sha = server.sim.branch_sha("acme", "api", "main").unwrap();
@@ -976,20 +884,26 @@ async fn tarball_round_trip() {
     assert!(redirect.headers().get("etag").is_none());
 
     // Following it (reqwest's default) yields the archive.
-    let response = server.get("/repos/acme/api/tarball/main").await;
+    let response = server.get("/repos/acme/api/tarball/main", None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-type"), "application/x-gzip");
     let bytes = response.bytes().await.unwrap();
     let top = format!("Acme-api-{}", &sha[..7]);
     let entries = untar(&bytes);
     let expected = vec![
-        (format!("{top}/.github/workflows/ci.yml"), 0o644, b"on: push\n".to_vec()),
+        (
+            format!("{top}/.github/workflows/ci.yml"),
+            0o644,
+            b"on: push\n".to_vec(),
+        ),
         (format!("{top}/README.md"), 0o644, b"# api v2\n".to_vec()),
     ];
     assert_eq!(entries, expected);
 
     // The head sha is a ref too.
-    let by_sha = server.get(&format!("/repos/acme/api/tarball/{sha}")).await;
+    let by_sha = server
+        .get(&format!("/repos/acme/api/tarball/{sha}"), None)
+        .await;
     assert_eq!(by_sha.status(), 200);
     assert_eq!(untar(&by_sha.bytes().await.unwrap()), expected);
 
@@ -999,7 +913,7 @@ async fn tarball_round_trip() {
         "/repos/acme/nope/tarball/main",
         "/_download/tarball/acme/api/nope",
     ] {
-        let missing = server.get(path).await;
+        let missing = server.get(path, None).await;
         assert_eq!(missing.status(), 404, "{path}");
         let body: Value = missing.json().await.unwrap();
         assert_eq!(body["message"], "Not Found", "{path}");
@@ -1007,18 +921,26 @@ async fn tarball_round_trip() {
 
     // The API call is charged, the download is not; both are logged under their templates.
     let counts = server.sim.request_counts();
-    assert_eq!(counts.get("GET /repos/{owner}/{repo}/tarball/{ref}"), Some(&5));
-    assert_eq!(counts.get("GET /_download/tarball/{owner}/{repo}/{ref}"), Some(&3));
-    let rate: Value = server.get("/rate_limit").await.json().await.unwrap();
+    assert_eq!(
+        counts.get("GET /repos/{owner}/{repo}/tarball/{ref}"),
+        Some(&5)
+    );
+    assert_eq!(
+        counts.get("GET /_download/tarball/{owner}/{repo}/{ref}"),
+        Some(&3)
+    );
+    let rate: Value = server.get("/rate_limit", None).await.json().await.unwrap();
     assert_eq!(rate["resources"]["core"]["used"], 5);
 }
 
 #[tokio::test]
 async fn file_changes_send_push_webhooks() {
-    let mut receiver = Receiver::start(0).await;
+    let mut receiver = Receiver::start().await;
     let server = Server::start(webhook_config(&receiver.url)).await;
-    let id = server.sim.create_repo("acme", "api", RepoOptions::default());
-    let (event, _, _) = receiver.next().await;
+    let id = server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    let (event, _, _) = receiver.next_with_id().await;
     assert_eq!(event, "repository");
     let initial = server.sim.branch_sha("acme", "api", "main").unwrap();
 
@@ -1026,7 +948,7 @@ async fn file_changes_send_push_webhooks() {
         .sim
         .put_file("acme", "api", "main", "a.txt", b"1".to_vec())
         .unwrap();
-    let (event, _, payload) = receiver.next().await;
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "push");
     let first = server.sim.branch_sha("acme", "api", "main").unwrap();
     assert_eq!(payload["ref"], "refs/heads/main");
@@ -1046,12 +968,15 @@ async fn file_changes_send_push_webhooks() {
         .sim
         .put_file("acme", "api", "main", "a.txt", b"2".to_vec())
         .unwrap();
-    let (_, _, payload) = receiver.next().await;
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["before"], first);
     assert_eq!(payload["head_commit"]["modified"], json!(["a.txt"]));
 
-    server.sim.remove_file("acme", "api", "main", "a.txt").unwrap();
-    let (_, _, payload) = receiver.next().await;
+    server
+        .sim
+        .remove_file("acme", "api", "main", "a.txt")
+        .unwrap();
+    let (_, _, payload) = receiver.next_with_id().await;
     assert_eq!(payload["head_commit"]["removed"], json!(["a.txt"]));
     assert_eq!(
         payload["after"],
@@ -1060,7 +985,7 @@ async fn file_changes_send_push_webhooks() {
 
     // The branch endpoint reports the new head.
     let branch: Value = server
-        .get("/repos/acme/api/branches/main")
+        .get("/repos/acme/api/branches/main", None)
         .await
         .json()
         .await
@@ -1071,10 +996,12 @@ async fn file_changes_send_push_webhooks() {
 #[tokio::test]
 async fn workflow_permissions_get_put_and_validate() {
     let server = Server::start(SimConfig::default()).await;
-    server.sim.create_repo("acme", "api", RepoOptions::default());
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
     let path = "/repos/acme/api/actions/permissions/workflow";
 
-    let response = server.get(path).await;
+    let response = server.get(path, None).await;
     assert_eq!(response.status(), 200);
     let etag = header(&response, "etag").to_owned();
     assert_eq!(
@@ -1119,7 +1046,13 @@ async fn workflow_permissions_get_put_and_validate() {
         json!({ "default_workflow_permissions": "admin" }),
         json!({ "can_approve_pull_request_reviews": "yes" }),
     ] {
-        let invalid = server.client.put(server.url(path)).json(&body).send().await.unwrap();
+        let invalid = server
+            .client
+            .put(server.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(invalid.status(), 422, "{body}");
         let error: Value = invalid.json().await.unwrap();
         assert_eq!(error["status"], "422");
@@ -1128,14 +1061,16 @@ async fn workflow_permissions_get_put_and_validate() {
         server.sim.workflow_permissions("acme", "api"),
         Some((WorkflowPermissions::Read, true))
     );
-    let missing = server.get("/repos/acme/nope/actions/permissions/workflow").await;
+    let missing = server
+        .get("/repos/acme/nope/actions/permissions/workflow", None)
+        .await;
     assert_eq!(missing.status(), 404);
 
     server
         .sim
         .set_workflow_permissions("acme", "api", WorkflowPermissions::Write, false)
         .unwrap();
-    let body: Value = server.get(path).await.json().await.unwrap();
+    let body: Value = server.get(path, None).await.json().await.unwrap();
     assert_eq!(body["default_workflow_permissions"], "write");
     assert_eq!(body["can_approve_pull_request_reviews"], false);
     assert!(server
@@ -1152,10 +1087,12 @@ async fn workflow_permissions_get_put_and_validate() {
 
 #[tokio::test]
 async fn patch_repo_updates_settings_and_sends_webhooks() {
-    let mut receiver = Receiver::start(0).await;
+    let mut receiver = Receiver::start().await;
     let server = Server::start(webhook_config(&receiver.url)).await;
-    server.sim.create_repo("acme", "api", RepoOptions::default());
-    receiver.next().await;
+    server
+        .sim
+        .create_repo("acme", "api", RepoOptions::default());
+    receiver.next_with_id().await;
 
     let response = server
         .client
@@ -1180,15 +1117,23 @@ async fn patch_repo_updates_settings_and_sends_webhooks() {
     assert_eq!(repo["has_issues"], false);
     assert_eq!(repo["delete_branch_on_merge"], true);
     assert_eq!(repo["allow_forking"], false);
-    assert_eq!(repo["security_and_analysis"]["secret_scanning"]["status"], "enabled");
+    assert_eq!(
+        repo["security_and_analysis"]["secret_scanning"]["status"],
+        "enabled"
+    );
     assert_eq!(
         repo["security_and_analysis"]["secret_scanning_push_protection"]["status"],
         "enabled"
     );
-    let fetched: Value = server.get("/repos/acme/api").await.json().await.unwrap();
+    let fetched: Value = server
+        .get("/repos/acme/api", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fetched, repo, "PATCH answers the same object as GET");
 
-    let (event, _, payload) = receiver.next().await;
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "repository");
     assert_eq!(payload["action"], "edited");
     assert_eq!(payload["sender"]["type"], "Bot");
@@ -1202,7 +1147,7 @@ async fn patch_repo_updates_settings_and_sends_webhooks() {
         })
     );
     assert_eq!(payload["repository"]["description"], "Payments API");
-    let (event, _, payload) = receiver.next().await;
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "security_and_analysis");
     assert!(payload.get("action").is_none());
     assert_eq!(
@@ -1240,16 +1185,28 @@ async fn patch_repo_updates_settings_and_sends_webhooks() {
     receiver.assert_quiet().await;
 
     // The admin setter acts like the UI: a human sender, push protection follows scanning.
-    server.sim.set_secret_scanning("acme", "api", false).unwrap();
-    let (event, _, payload) = receiver.next().await;
+    server
+        .sim
+        .set_secret_scanning("acme", "api", false)
+        .unwrap();
+    let (event, _, payload) = receiver.next_with_id().await;
     assert_eq!(event, "security_and_analysis");
     assert_eq!(payload["sender"]["type"], "User");
     let security = &payload["repository"]["security_and_analysis"];
     assert_eq!(security["secret_scanning"]["status"], "disabled");
-    assert_eq!(security["secret_scanning_push_protection"]["status"], "disabled");
-    server.sim.set_secret_scanning("acme", "api", false).unwrap();
+    assert_eq!(
+        security["secret_scanning_push_protection"]["status"],
+        "disabled"
+    );
+    server
+        .sim
+        .set_secret_scanning("acme", "api", false)
+        .unwrap();
     receiver.assert_quiet().await;
-    assert!(server.sim.set_secret_scanning("acme", "nope", true).is_err());
+    assert!(server
+        .sim
+        .set_secret_scanning("acme", "nope", true)
+        .is_err());
 
     let counts = server.sim.request_counts();
     assert_eq!(counts.get("PATCH /repos/{owner}/{repo}"), Some(&5));

@@ -1,7 +1,10 @@
-//! Helpers of the functional tests of apps, quota, faults and posture seeding: a simulator on
-//! port 0, a signed-webhook receiver, and GitHub App JWTs signed with the test key.
+//! Helpers of the functional tests (apps, quota, faults, posture seeding, git, settings and
+//! security, the core API): a simulator on port 0, a signed-webhook receiver, and GitHub App JWTs
+//! signed with the test key.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -109,6 +112,7 @@ pub fn jwt(app_id: u64) -> String {
 pub struct Receiver {
     pub url: String,
     deliveries: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
+    hits: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -120,12 +124,23 @@ impl Drop for Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_failing(0).await
+    }
+
+    /// A receiver that answers the first `fail_first` requests 500, to exercise retries.
+    pub async fn start_failing(fail_first: usize) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
         let app = Router::new().route(
             "/webhooks/github",
             post(move |headers: HeaderMap, body: Bytes| {
                 let tx = tx.clone();
+                let counter = counter.clone();
                 async move {
+                    if counter.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
                     let _ = tx.send((headers, body));
                     StatusCode::NO_CONTENT
                 }
@@ -144,25 +159,37 @@ impl Receiver {
         Receiver {
             url: format!("http://{addr}/webhooks/github"),
             deliveries: rx,
+            hits,
             shutdown,
         }
     }
 
-    /// The next delivery with a verified signature: (event, payload).
-    pub async fn next(&mut self) -> (String, Value) {
+    /// How many requests reached the receiver, failed ones included.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The next delivery with a verified signature: (headers, payload).
+    pub async fn next_delivery(&mut self) -> (HeaderMap, Value) {
         let (headers, body) = tokio::time::timeout(Duration::from_secs(5), self.deliveries.recv())
             .await
             .expect("webhook not delivered in time")
             .unwrap();
-        let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
         let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
         mac.update(&body);
         let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(get("x-hub-signature-256"), expected, "bad signature");
-        (
-            get("x-github-event"),
-            serde_json::from_slice(&body).unwrap(),
-        )
+        assert_eq!(
+            header_value(&headers, "x-hub-signature-256"),
+            expected,
+            "bad signature"
+        );
+        (headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The next delivery with a verified signature: (event, payload).
+    pub async fn next(&mut self) -> (String, Value) {
+        let (headers, payload) = self.next_delivery().await;
+        (header_value(&headers, "x-github-event"), payload)
     }
 
     /// Asserts nothing arrives within a short while.
@@ -170,6 +197,11 @@ impl Receiver {
         let got = tokio::time::timeout(Duration::from_millis(400), self.deliveries.recv()).await;
         assert!(got.is_err(), "unexpected delivery: {got:?}");
     }
+}
+
+/// A header of a delivery (it must be there).
+pub fn header_value(headers: &HeaderMap, name: &str) -> String {
+    headers.get(name).unwrap().to_str().unwrap().to_owned()
 }
 
 /// A config delivering webhooks to `url` with [`SECRET`].
