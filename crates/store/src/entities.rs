@@ -111,4 +111,61 @@ impl Store {
             .await?;
         Ok(n > 0)
     }
+
+    /// Refreshes the names (and, when given, the default branch) of a registered, active entity
+    /// after a rename or a settings change; an unknown entity is left alone. Returns whether a row
+    /// changed.
+    pub async fn refresh_entity(
+        &self,
+        id: &str,
+        owner: &str,
+        name: &str,
+        default_branch: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE entities SET owner = $2, name = $3,
+                    properties = CASE WHEN $4::text IS NULL THEN properties
+                                      ELSE jsonb_set(properties, '{default_branch}', to_jsonb($4::text)) END,
+                    updated_at = now()
+                 WHERE id = $1 AND retired_at IS NULL
+                   AND (owner <> $2 OR name <> $3 OR ($4::text IS NOT NULL AND properties->>'default_branch' IS DISTINCT FROM $4::text))",
+                &[&id, &owner, &name, &default_branch],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Enrolls a repository seen by a webhook (an App installation, a new repository): inserts
+    /// it, or re-activates it when retired. Unlike [`Store::upsert_entity`] it keeps what an
+    /// operator set on an existing row (project, labels) and only adds the given properties.
+    /// Returns true when the entity was new or had been retired.
+    pub async fn enroll_entity(&self, e: &Entity) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "WITH before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $1)
+                 INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (id) DO UPDATE SET
+                    owner = EXCLUDED.owner, name = EXCLUDED.name,
+                    properties = entities.properties || EXCLUDED.properties,
+                    updated_at = now(), retired_at = NULL
+                 RETURNING (xmax = 0) OR coalesce((SELECT was_retired FROM before), false) AS enrolled",
+                &[
+                    &e.id(),
+                    &e.project,
+                    &e.entity_ref.provider,
+                    &e.entity_ref.kind.as_str(),
+                    &e.entity_ref.upstream_id,
+                    &e.owner,
+                    &e.name,
+                    &e.properties,
+                    &e.labels,
+                ],
+            )
+            .await?;
+        Ok(row.get("enrolled"))
+    }
 }

@@ -5,6 +5,7 @@
 //! several replicas starting together do not race.
 
 mod actions;
+mod deliveries;
 mod entities;
 mod error;
 mod evaluations;
@@ -13,6 +14,7 @@ mod rules;
 pub mod testing;
 
 pub use actions::{ActionRecord, NewAction};
+pub use deliveries::Claim;
 pub use error::StoreError;
 pub use evaluations::{EvaluationRecord, StatusRow};
 pub use migrate::MIGRATIONS;

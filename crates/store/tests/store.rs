@@ -149,3 +149,155 @@ async fn advisory_lock_has_one_holder_until_released() {
     }
     assert!(again.is_some(), "lock is free after the holder is gone");
 }
+
+#[tokio::test]
+async fn a_delivery_is_claimed_once_published_once_and_released_on_failure() {
+    use plumbline_store::Claim;
+    use std::time::Duration;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let lease = Duration::from_secs(30);
+    let window = Duration::from_secs(3600);
+    assert_eq!(
+        s.claim_delivery("d1", "push", lease).await.expect("claim"),
+        Claim::Claimed
+    );
+    // A second attempt while the first holds the claim must not be told "done".
+    assert_eq!(
+        s.claim_delivery("d1", "push", lease).await.expect("again"),
+        Claim::InFlight
+    );
+    assert_eq!(
+        s.mark_deliveries_published(&["d1".into(), "unknown".into()], window)
+            .await
+            .expect("mark"),
+        1
+    );
+    assert_eq!(
+        s.claim_delivery("d1", "push", lease).await.expect("dup"),
+        Claim::Duplicate
+    );
+    assert_eq!(
+        s.delivery_state("d1").await.expect("state").as_deref(),
+        Some("published")
+    );
+    // A published delivery cannot be released; a failed claim can, and is then claimable again.
+    assert!(!s.release_delivery("d1").await.expect("release published"));
+    assert_eq!(
+        s.claim_delivery("d2", "member", lease)
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+    assert!(s.release_delivery("d2").await.expect("release"));
+    assert_eq!(
+        s.claim_delivery("d2", "member", lease)
+            .await
+            .expect("reclaim"),
+        Claim::Claimed
+    );
+}
+
+#[tokio::test]
+async fn expired_claims_are_taken_over_and_expired_rows_purged() {
+    use plumbline_store::Claim;
+    use std::time::Duration;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    // A zero lease: the claim of a replica that died mid-publish is expired at once.
+    assert_eq!(
+        s.claim_delivery("d1", "push", Duration::ZERO)
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+    assert_eq!(
+        s.claim_delivery("d1", "push", Duration::from_secs(30))
+            .await
+            .expect("take over"),
+        Claim::Claimed
+    );
+    // A dedupe window that ended: the delivery counts as new again, and the purge removes it.
+    s.mark_deliveries_published(&["d1".into()], Duration::ZERO)
+        .await
+        .expect("mark");
+    assert_eq!(s.purge_expired_deliveries(100).await.expect("purge"), 1);
+    assert_eq!(s.delivery_state("d1").await.expect("state"), None);
+    s.claim_delivery("d2", "push", Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(
+        s.purge_expired_deliveries(100).await.expect("purge live"),
+        0,
+        "live claims stay"
+    );
+}
+
+#[tokio::test]
+async fn refresh_entity_follows_renames_of_registered_entities_only() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.upsert_entity(&repo(7, "old")).await.expect("upsert");
+    assert!(s
+        .refresh_entity("github/repository/7", "acme", "new", Some("trunk"))
+        .await
+        .expect("refresh"));
+    let e = s
+        .get_entity("github/repository/7")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        (e.name.as_str(), e.default_branch()),
+        ("new", Some("trunk"))
+    );
+    assert_eq!(e.labels, vec!["team:a".to_string()], "labels kept");
+    assert!(!s
+        .refresh_entity("github/repository/7", "acme", "new", None)
+        .await
+        .expect("unchanged"));
+    assert!(
+        !s.refresh_entity("github/repository/8", "acme", "x", None)
+            .await
+            .expect("unknown"),
+        "unknown left alone"
+    );
+    assert!(s
+        .get_entity("github/repository/8")
+        .await
+        .expect("get")
+        .is_none());
+}
+
+#[tokio::test]
+async fn enrolment_keeps_what_operators_set_and_reactivates_retired_entities() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let mut e = repo(9, "svc");
+    assert!(s.enroll_entity(&e).await.expect("new"), "new entity");
+    // A later installation event names it again with fewer properties and no labels.
+    e.labels = vec![];
+    e.properties = serde_json::json!({"private": true});
+    assert!(!s.enroll_entity(&e).await.expect("again"), "already active");
+    let got = s
+        .get_entity("github/repository/9")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.labels, vec!["team:a".to_string()]);
+    assert_eq!(got.default_branch(), Some("main"));
+    assert_eq!(got.properties["private"], serde_json::json!(true));
+    assert!(s
+        .retire_entity("github/repository/9")
+        .await
+        .expect("retire"));
+    assert!(
+        s.enroll_entity(&e).await.expect("back"),
+        "a retired entity coming back counts"
+    );
+    assert!(s
+        .get_entity("github/repository/9")
+        .await
+        .expect("get")
+        .is_some());
+}

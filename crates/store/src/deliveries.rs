@@ -1,0 +1,118 @@
+//! Webhook delivery dedupe (`webhook_deliveries`), shared by every ingest replica.
+//!
+//! A delivery is *claimed* before it is published and marked *published* once the broker
+//! acknowledged it. The two states matter for a redelivery that arrives while the first attempt
+//! is still in flight: if it were answered 2xx and the first attempt then failed, GitHub would
+//! show the redelivery as delivered and the event would be lost. A claim expires after a lease
+//! (a replica that died mid-publish does not block redeliveries), a published row after the
+//! dedupe window.
+
+use crate::{Store, StoreError};
+use std::time::Duration;
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// New (or its earlier claim or dedupe window expired): this caller publishes it.
+    Claimed,
+    /// Already published within the dedupe window: answer 2xx, publish nothing.
+    Duplicate,
+    /// Another attempt holds a live claim right now: ask GitHub to try again later.
+    InFlight,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Store {
+    /// Claims `delivery_id` for `lease`. See [`Claim`].
+    pub async fn claim_delivery(
+        &self,
+        delivery_id: &str,
+        event: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let c = self.client().await?;
+        let taken = c
+            .query_opt(
+                "INSERT INTO webhook_deliveries (delivery_id, event, state, expires_at)
+                 VALUES ($1, $2, 'claimed', now() + $3 * interval '1 millisecond')
+                 ON CONFLICT (delivery_id) DO UPDATE SET
+                    event = EXCLUDED.event, state = 'claimed', claimed_at = now(), expires_at = EXCLUDED.expires_at
+                 WHERE webhook_deliveries.expires_at < now()
+                 RETURNING 1",
+                &[&delivery_id, &event, &millis(lease)],
+            )
+            .await?;
+        if taken.is_some() {
+            return Ok(Claim::Claimed);
+        }
+        let row = c
+            .query_opt(
+                "SELECT state FROM webhook_deliveries WHERE delivery_id = $1",
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(match row.map(|r| r.get::<_, String>(0)).as_deref() {
+            Some("published") => Claim::Duplicate,
+            Some(_) => Claim::InFlight,
+            // Purged between the two statements: so old that it counts as new.
+            None => Claim::Claimed,
+        })
+    }
+
+    /// Marks claimed deliveries published; they are remembered for `window`. Returns how many
+    /// rows changed (a claim that expired and was taken over is left to its new owner).
+    pub async fn mark_deliveries_published(
+        &self,
+        delivery_ids: &[String],
+        window: Duration,
+    ) -> Result<u64, StoreError> {
+        if delivery_ids.is_empty() {
+            return Ok(0);
+        }
+        let c = self.client().await?;
+        Ok(c.execute(
+            "UPDATE webhook_deliveries SET state = 'published', expires_at = now() + $2 * interval '1 millisecond'
+             WHERE delivery_id = ANY($1) AND state = 'claimed'",
+            &[&delivery_ids, &millis(window)],
+        )
+        .await?)
+    }
+
+    /// Gives a claim back after a failed publish, so a redelivery is published.
+    pub async fn release_delivery(&self, delivery_id: &str) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "DELETE FROM webhook_deliveries WHERE delivery_id = $1 AND state = 'claimed'",
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes up to `limit` expired rows; returns how many.
+    pub async fn purge_expired_deliveries(&self, limit: i64) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(c.execute(
+            "DELETE FROM webhook_deliveries WHERE delivery_id IN
+               (SELECT delivery_id FROM webhook_deliveries WHERE expires_at < now() LIMIT $1)",
+            &[&limit],
+        )
+        .await?)
+    }
+
+    /// The state of one delivery (`claimed`, `published`), if remembered.
+    pub async fn delivery_state(&self, delivery_id: &str) -> Result<Option<String>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT state FROM webhook_deliveries WHERE delivery_id = $1",
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
