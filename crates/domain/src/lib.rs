@@ -217,6 +217,7 @@ pub enum EventReason {
     ProfileChanged,
     Remediated,
     Manual,
+    Retired,
 }
 
 /// The outcome of an actuator action.

@@ -98,6 +98,7 @@ impl From<domain::EventReason> for v1::EventReason {
             domain::EventReason::ProfileChanged => v1::EventReason::ProfileChanged,
             domain::EventReason::Remediated => v1::EventReason::Remediated,
             domain::EventReason::Manual => v1::EventReason::Manual,
+            domain::EventReason::Retired => v1::EventReason::Retired,
         }
     }
 }
