@@ -11,6 +11,7 @@
 mod consumer;
 mod embedded;
 mod producer;
+pub mod testing;
 pub mod trace;
 pub mod worker;
 

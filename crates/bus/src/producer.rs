@@ -2,10 +2,12 @@
 
 use crate::trace::{CloudEvent, TraceContext};
 use crate::BusError;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -37,33 +39,99 @@ pub struct Delivery {
 }
 
 /// A cheap-to-clone handle on one idempotent librdkafka producer.
+///
+/// An idempotent producer can hit a *fatal* error (after an outage the broker may fence its
+/// producer epoch, or sequence numbers may no longer line up); librdkafka then fails every later
+/// record and the instance must be replaced. `publish` does that: the record that met the fatal
+/// error fails (its caller answers 503 or retries), and the next one goes through a new instance.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: Arc<RwLock<Arc<FutureProducer>>>,
+    config: ProducerConfig,
     ack_timeout: Duration,
     source: String,
 }
 
+fn create(config: &ProducerConfig) -> Result<FutureProducer, BusError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        // Idempotence implies acks=all and in-order, exactly-once-per-session writes per partition.
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", config.linger.as_millis().to_string())
+        // The whole delivery (retries included) must fit in the ack timeout, so a record we
+        // reported as failed is not delivered later behind the caller's back.
+        .set(
+            "message.timeout.ms",
+            config.ack_timeout.as_millis().to_string(),
+        )
+        .set("socket.keepalive.enable", "true")
+        .create()
+        .map_err(|e| BusError::Config(e.to_string()))
+}
+
 impl Producer {
     pub fn new(config: &ProducerConfig) -> Result<Self, BusError> {
-        let inner: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", &config.client_id)
-            // Idempotence implies acks=all and in-order, exactly-once-per-session writes per partition.
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", config.linger.as_millis().to_string())
-            // The whole delivery (retries included) must fit in the ack timeout, so a record we
-            // reported as failed is not delivered later behind the caller's back.
-            .set("message.timeout.ms", config.ack_timeout.as_millis().to_string())
-            .set("socket.keepalive.enable", "true")
-            .create()
-            .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(Producer {
-            inner,
+            inner: Arc::new(RwLock::new(Arc::new(create(config)?))),
+            config: config.clone(),
             ack_timeout: config.ack_timeout,
             source: format!("/plumbline/{}", config.client_id),
         })
+    }
+
+    fn current(&self) -> Arc<FutureProducer> {
+        match self.inner.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces `failed` with a new instance if it met a fatal error and is still current
+    /// (many records fail together; the first one to get here replaces it, once).
+    ///
+    /// Besides librdkafka's own fatal errors, the broker's answers that mean "this producer
+    /// identity is finished" count: librdkafka reports them per record without flagging the
+    /// instance fatal, yet every later record then fails the same way (seen with tansu after an
+    /// outage: `ProducerFenced` on every record, for ever).
+    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>, error: Option<&KafkaError>) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let code = error.and_then(KafkaError::rdkafka_error_code);
+        let identity_lost = matches!(
+            code,
+            Some(
+                C::ProducerFenced
+                    | C::InvalidProducerEpoch
+                    | C::OutOfOrderSequenceNumber
+                    | C::UnknownProducerId
+                    | C::InvalidProducerIdMapping
+                    | C::Fatal
+            )
+        );
+        let (code, reason) = match (failed.client().fatal_error(), code) {
+            (Some((code, reason)), _) => (code, reason),
+            (None, Some(code)) if identity_lost => {
+                (code, "producer identity rejected by the broker".to_string())
+            }
+            _ => return,
+        };
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !Arc::ptr_eq(&guard, failed) {
+            return;
+        }
+        match create(&self.config) {
+            Ok(fresh) => {
+                tracing::warn!(error = ?code, reason, "kafka producer hit a fatal error, replaced with a new instance");
+                *guard = Arc::new(fresh);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "kafka producer hit a fatal error and could not be recreated")
+            }
+        }
     }
 
     /// Publishes one record and waits for the broker's acknowledgement (acks=all).
@@ -102,10 +170,17 @@ impl Producer {
             .key(key)
             .payload(payload)
             .headers(owned);
-        let send = self.inner.send(record, self.ack_timeout);
+        let producer = self.current();
+        let send = producer.send(record, self.ack_timeout);
         // message.timeout.ms bounds the delivery inside librdkafka; this outer bound is a guard
         // against a stuck client so that callers with a deadline (ingest) are never held longer.
-        match tokio::time::timeout(self.ack_timeout + Duration::from_secs(1), send).await {
+        let result = tokio::time::timeout(self.ack_timeout + Duration::from_secs(1), send).await;
+        match &result {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => self.replace_if_fatal(&producer, Some(e)),
+            Err(_) => self.replace_if_fatal(&producer, None),
+        }
+        match result {
             Err(_) => Err(BusError::Timeout(self.ack_timeout)),
             Ok(Ok(d)) => Ok(Delivery {
                 partition: d.partition,
@@ -120,9 +195,11 @@ impl Producer {
 
     /// Waits up to `timeout` for queued records to be delivered (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
-        self.inner.flush(timeout).map_err(|e| BusError::Publish {
-            topic: String::new(),
-            source: e,
-        })
+        self.current()
+            .flush(timeout)
+            .map_err(|e| BusError::Publish {
+                topic: String::new(),
+                source: e,
+            })
     }
 }
