@@ -94,11 +94,7 @@ impl Stack {
         let ingest = plumbline_ingest::start(
             plumbline_ingest::IngestConfig {
                 listen: config.ingest_listen,
-                kafka_brokers: config.kafka_brokers.clone(),
-                topic_prefix: config.topic_prefix.clone(),
-                webhook_secrets: vec![config.webhook_secret.clone()],
-                provider: "github".into(),
-                ack_timeout_ms: 5000,
+                ..plumbline_ingest::IngestConfig::local(&config.kafka_brokers, &config.database_url, &config.topic_prefix, &config.webhook_secret)
             },
             ingest_token.clone(),
         )

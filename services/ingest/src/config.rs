@@ -5,7 +5,11 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestConfig {
     /// Address for webhooks (`POST /webhooks/github`) and `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long = "listen", env = "PLUMB_INGEST_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long = "listen",
+        env = "PLUMB_INGEST_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Kafka bootstrap servers.
@@ -18,7 +22,13 @@ pub struct IngestConfig {
 
     /// Webhook secrets, comma-separated: the current one first, then previous ones still
     /// accepted during a rotation.
-    #[arg(long = "webhook-secret", env = "PLUMB_WEBHOOK_SECRETS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "webhook-secret",
+        env = "PLUMB_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        required = true,
+        hide_env_values = true
+    )]
     pub webhook_secrets: Vec<String>,
 
     /// Provider name entity ids are minted under.
@@ -26,13 +36,72 @@ pub struct IngestConfig {
     pub provider: String,
 
     /// How long to wait for the broker's acknowledgement before answering 503. GitHub gives up
-    /// after 10 s, so this must stay well below.
+    /// after 10 s, so this is clamped to 100..=8000 ms.
     #[arg(long, env = "PLUMB_INGEST_ACK_TIMEOUT_MS", default_value_t = 5000)]
     pub ack_timeout_ms: u64,
+
+    /// Postgres connection URL: delivery dedupe (shared by all replicas) and enrolment.
+    #[arg(
+        long,
+        env = "PLUMB_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/plumbline"
+    )]
+    pub database_url: String,
+
+    /// Maximum Postgres connections of this process.
+    #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: usize,
+
+    /// How long a delivery id is remembered, in hours. GitHub lets users redeliver deliveries of
+    /// the past 3 days, so the default covers that with room to spare.
+    #[arg(long, env = "PLUMB_INGEST_DEDUPE_HOURS", default_value_t = 168)]
+    pub dedupe_hours: u64,
+
+    /// Register repositories automatically from `installation`, `installation_repositories`
+    /// and `repository` created events (into `--project`). Retirement of deleted repositories
+    /// happens either way.
+    #[arg(long, env = "PLUMB_INGEST_ENROLL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enroll: bool,
+
+    /// Project automatically enrolled repositories join.
+    #[arg(long, env = "PLUMB_INGEST_PROJECT", default_value = "default")]
+    pub project: String,
+
+    /// Webhooks handled at once; beyond this ingest sheds load with 503 instead of queueing
+    /// without bound (GitHub marks the delivery failed and it can be redelivered).
+    #[arg(long, env = "PLUMB_INGEST_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
 }
 
 impl IngestConfig {
+    /// Defaults for tests and `plumb dev`: loopback on an ephemeral port.
+    pub fn local(
+        kafka_brokers: &str,
+        database_url: &str,
+        topic_prefix: &str,
+        secret: &str,
+    ) -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kafka_brokers: kafka_brokers.to_string(),
+            topic_prefix: topic_prefix.to_string(),
+            webhook_secrets: vec![secret.to_string()],
+            provider: "github".into(),
+            ack_timeout_ms: 5000,
+            database_url: database_url.to_string(),
+            database_max_connections: 16,
+            dedupe_hours: 168,
+            enroll: true,
+            project: "default".into(),
+            max_in_flight: 4096,
+        }
+    }
+
     pub fn ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.ack_timeout_ms.clamp(100, 9000))
+        Duration::from_millis(self.ack_timeout_ms.clamp(100, 8000))
+    }
+
+    pub fn dedupe_window(&self) -> Duration {
+        Duration::from_secs(self.dedupe_hours.max(1) * 3600)
     }
 }

@@ -1,41 +1,66 @@
 //! Ingest: GitHub webhooks in, entity events out.
 //!
 //! The contract with GitHub is strict: GitHub does not redeliver on its own, so a 2xx followed
-//! by a lost event is the one failure that must never happen. Hence: verify, map, publish with
-//! acks=all, and only then answer 2xx; if the broker does not acknowledge within the deadline,
-//! answer 503 so the delivery shows as failed and can be redelivered.
+//! by a lost event is the one failure that must never happen. Hence, per delivery:
+//!
+//! 1. take an in-flight permit, or answer 503 at once (bounded work under overload);
+//! 2. read the body (413 past 25 MiB, without reading it when `Content-Length` says so),
+//!    verify the signature against every configured secret (401), parse and map (400);
+//! 3. claim the delivery id in Postgres (a redelivery of a published delivery gets 2xx and
+//!    publishes nothing; one still in flight elsewhere gets 503);
+//! 4. apply registry changes (enrol, retire, rename), publish every record with acks=all and
+//!    answer 2xx only once all were acknowledged; otherwise give the claim back and answer 503
+//!    so the delivery shows as failed and can be redelivered.
+//!
+//! Dedupe fails open: if Postgres cannot answer the claim quickly the delivery is published
+//! anyway. A duplicate record is harmless (the evaluator is level-triggered and idempotent); a
+//! 503 for every webhook while the database is down would not be.
 
 mod config;
 mod mapping;
 
 pub use config::IngestConfig;
-pub use mapping::{map_event, Mapped};
+pub use mapping::{
+    is_known_event, map_event, parse_and_map, Mapped, MappingError, Plan, RepoRef,
+    OTHER_KNOWN_EVENTS, REPOSITORY_EVENTS,
+};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
+use plumbline_domain::Entity;
 use plumbline_proto::Message as _;
+use plumbline_store::{Claim, Store};
 use plumbline_telemetry::{Health, Metrics};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// GitHub caps webhook payloads at 25 MiB.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// How long a Postgres step may take before ingest stops waiting for it.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("kafka: {0}")]
     Bus(#[from] plumbline_bus::BusError),
+    #[error("postgres: {0}")]
+    Store(#[from] plumbline_store::StoreError),
     #[error("listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -46,43 +71,95 @@ struct AppState {
     secrets: Vec<Vec<u8>>,
     provider: String,
     metrics: Metrics,
+    store: Store,
+    enroll: bool,
+    project: String,
+    permits: Semaphore,
+    /// A claim outlives the longest publish, so a live attempt is never taken over.
+    lease: Duration,
+    /// Published delivery ids, marked in Postgres in batches by [`mark_published`].
+    published: mpsc::Sender<String>,
 }
 
 /// A started ingest service.
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics: Metrics,
+    pub health: Health,
     pub task: JoinHandle<()>,
 }
 
 /// Binds and starts serving; returns once listening. Stops when `shutdown` is cancelled.
-pub async fn start(config: IngestConfig, shutdown: CancellationToken) -> Result<Running, IngestError> {
+pub async fn start(
+    config: IngestConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, IngestError> {
     if config.webhook_secrets.iter().all(|s| s.is_empty()) {
-        return Err(IngestError::Config("at least one webhook secret is required".into()));
+        return Err(IngestError::Config(
+            "at least one webhook secret is required".into(),
+        ));
+    }
+    if config.max_in_flight == 0 {
+        return Err(IngestError::Config(
+            "--max-in-flight must be at least 1".into(),
+        ));
     }
     let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest");
     pc.ack_timeout = config.ack_timeout();
     let producer = Producer::new(&pc)?;
+    let store = Store::connect(&config.database_url, config.database_max_connections)?;
     let metrics = Metrics::new();
     let health = Health::new("ingest");
+    let (published_tx, published_rx) = mpsc::channel(100_000);
     let state = Arc::new(AppState {
         producer: producer.clone(),
         topics: Topics::with_prefix(&config.topic_prefix),
-        secrets: config.webhook_secrets.iter().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect(),
+        secrets: config
+            .webhook_secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect(),
         provider: config.provider.clone(),
         metrics: metrics.clone(),
+        store: store.clone(),
+        enroll: config.enroll,
+        project: config.project.clone(),
+        permits: Semaphore::new(config.max_in_flight),
+        lease: config.ack_timeout() + Duration::from_secs(10),
+        published: published_tx,
     });
     let app = Router::new()
-        .route("/webhooks/github", post(webhook))
+        .route(
+            "/webhooks/github",
+            post(webhook).fallback(method_not_allowed),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
-        .merge(plumbline_telemetry::router(health.clone(), metrics.clone()));
+        .with_state(state.clone())
+        .merge(plumbline_telemetry::router(health.clone(), metrics.clone()))
+        .fallback(not_found);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| IngestError::Listen { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| IngestError::Listen { addr: config.listen, source })?;
+        .map_err(|source| IngestError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| IngestError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let marker = tokio::spawn(mark_published(
+        store.clone(),
+        published_rx,
+        config.dedupe_window(),
+        metrics.clone(),
+        health.clone(),
+    ));
+    let purger = tokio::spawn(purge_expired(store, shutdown.clone(), health.clone()));
     health.set_ready(true);
-    tracing::info!(%addr, "ingest listening");
+    tracing::info!(%addr, enroll = config.enroll, "ingest listening");
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -91,12 +168,21 @@ pub async fn start(config: IngestConfig, shutdown: CancellationToken) -> Result<
             tracing::error!(error = %e, "ingest server failed");
         }
         // In-flight requests have finished: their records were acknowledged or answered 503.
-        if let Err(e) = producer.flush(std::time::Duration::from_secs(5)) {
+        if let Err(e) = producer.flush(Duration::from_secs(5)) {
             tracing::warn!(error = %e, "producer flush at shutdown");
         }
+        // The last state reference goes with the router; the marker then drains and stops.
+        drop(state);
+        let _ = marker.await;
+        let _ = purger.await;
         tracing::info!("ingest stopped");
     });
-    Ok(Running { addr, metrics, task })
+    Ok(Running {
+        addr,
+        metrics,
+        health,
+        task,
+    })
 }
 
 /// Runs until `shutdown` is cancelled.
@@ -106,74 +192,322 @@ pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<()
     Ok(())
 }
 
-fn reject(status: StatusCode, msg: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+/// Marks published deliveries in Postgres, in batches (one statement per batch instead of one
+/// per webhook). A mark that fails leaves the claim to expire after its lease; a redelivery after
+/// that publishes again, which is harmless.
+async fn mark_published(
+    store: Store,
+    mut rx: mpsc::Receiver<String>,
+    window: Duration,
+    metrics: Metrics,
+    health: Health,
+) {
+    let mut batch = Vec::with_capacity(1000);
+    loop {
+        health.beat("dedupe-marker", Duration::from_secs(60));
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, 1000) => n,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+        };
+        if n == 0 {
+            return; // every sender is gone: shut down
+        }
+        match tokio::time::timeout(
+            STORE_TIMEOUT * 5,
+            store.mark_deliveries_published(&batch, window),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                metrics.inc(
+                    "plumbline_ingest_dedupe_errors_total",
+                    "dedupe reads or writes that failed (dedupe then fails open)",
+                    &[("step", "mark")],
+                    1,
+                );
+                tracing::warn!(error = %e, deliveries = batch.len(), "marking deliveries published failed");
+            }
+            Err(_) => {
+                metrics.inc(
+                    "plumbline_ingest_dedupe_errors_total",
+                    "dedupe reads or writes that failed (dedupe then fails open)",
+                    &[("step", "mark")],
+                    1,
+                );
+                tracing::warn!(
+                    deliveries = batch.len(),
+                    "marking deliveries published timed out"
+                );
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Deletes expired delivery rows every few minutes, in bounded chunks.
+async fn purge_expired(store: Store, shutdown: CancellationToken, health: Health) {
+    let every = Duration::from_secs(300);
+    loop {
+        health.beat("dedupe-purge", every * 3);
+        loop {
+            match store.purge_expired_deliveries(10_000).await {
+                Ok(n) if n == 10_000 => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(purged = n, "expired delivery ids purged");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging expired delivery ids failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One answer: status, metrics outcome, body and (for rejections) the reason logged.
+struct Answer {
+    status: StatusCode,
+    outcome: &'static str,
+    body: serde_json::Value,
+    reason: Option<String>,
+}
+
+impl Answer {
+    fn ok(status: StatusCode, outcome: &'static str, body: serde_json::Value) -> Self {
+        Answer {
+            status,
+            outcome,
+            body,
+            reason: None,
+        }
+    }
+
+    fn reject(status: StatusCode, outcome: &'static str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Answer {
+            status,
+            outcome,
+            body: serde_json::json!({ "error": reason }),
+            reason: Some(reason),
+        }
+    }
+
+    fn unavailable(outcome: &'static str, reason: impl Into<String>) -> Self {
+        Self::reject(StatusCode::SERVICE_UNAVAILABLE, outcome, reason)
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Events with a label of their own in metrics; everything else is "other" (bounded labels).
 fn event_label(event: &str) -> &str {
-    if mapping::is_known_event(event) {
+    if is_known_event(event) {
         event
     } else {
         "other"
     }
 }
 
-async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let event = header("x-github-event").to_string();
-    let delivery = header("x-github-delivery").to_string();
-    let label = event_label(&event).to_string();
-    let (status, outcome, response) = handle(&st, &headers, &event, &delivery, &body).await;
+    let event = header_str(req.headers(), "x-github-event").to_string();
+    let delivery = header_str(req.headers(), "x-github-delivery").to_string();
+    let answer = handle(&st, req, &event, &delivery).await;
     st.metrics.inc(
         "plumbline_ingest_deliveries_total",
         "webhook deliveries by event and outcome",
-        &[("event", &label), ("outcome", outcome)],
+        &[("event", event_label(&event)), ("outcome", answer.outcome)],
         1,
     );
     st.metrics.observe(
         "plumbline_ingest_latency_seconds",
         "time from request to answer",
-        &[("outcome", outcome)],
+        &[("outcome", answer.outcome)],
         started.elapsed().as_secs_f64(),
     );
-    if status.is_success() {
-        tracing::debug!(delivery, event, outcome, "webhook accepted");
-    } else {
-        tracing::warn!(delivery, event, outcome, status = status.as_u16(), "webhook rejected");
+    match &answer.reason {
+        None => tracing::debug!(
+            delivery,
+            event,
+            outcome = answer.outcome,
+            "webhook accepted"
+        ),
+        // The reason names what was wrong, never the body or a secret.
+        Some(reason) => tracing::warn!(
+            delivery,
+            event,
+            outcome = answer.outcome,
+            status = answer.status.as_u16(),
+            reason,
+            "webhook rejected"
+        ),
+    }
+    let mut response = (answer.status, Json(answer.body)).into_response();
+    if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     response
 }
 
-async fn handle(st: &AppState, headers: &HeaderMap, event: &str, delivery: &str, body: &[u8]) -> (StatusCode, &'static str, Response) {
-    let sig = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
-    if let Err(e) = plumbline_github::webhook::verify(&st.secrets, body, sig) {
-        st.metrics.inc("plumbline_ingest_signature_failures_total", "webhooks with a missing or wrong signature", &[], 1);
-        return (StatusCode::UNAUTHORIZED, "bad_signature", reject(StatusCode::UNAUTHORIZED, &e.to_string()));
+async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Answer {
+    // Bounded work: beyond the permits, shed at once instead of queueing.
+    let Ok(_permit) = st.permits.try_acquire() else {
+        return Answer::unavailable("shed", "ingest is overloaded, redeliver later");
+    };
+    let declared = header_str(req.headers(), "content-length")
+        .parse::<u64>()
+        .ok();
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Answer::reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "body exceeds 25 MiB",
+        );
+    }
+    let headers = req.headers().clone();
+    let body = match Bytes::from_request(req, &()).await {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Answer::reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "body exceeds 25 MiB",
+            )
+        }
+        Err(rejection) => {
+            return Answer::reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the body: {}", rejection.body_text()),
+            )
+        }
+    };
+    let sig = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = plumbline_github::webhook::verify(&st.secrets, &body, sig) {
+        st.metrics.inc(
+            "plumbline_ingest_signature_failures_total",
+            "webhooks with a missing or wrong signature",
+            &[],
+            1,
+        );
+        return Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
     }
     if event.is_empty() {
-        return (StatusCode::BAD_REQUEST, "bad_request", reject(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header"));
+        return Answer::reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing X-GitHub-Event header",
+        );
     }
-    let payload: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
-        Ok(_) => return (StatusCode::BAD_REQUEST, "bad_request", reject(StatusCode::BAD_REQUEST, "payload is not a json object")),
-        Err(e) => return (StatusCode::BAD_REQUEST, "bad_request", reject(StatusCode::BAD_REQUEST, &format!("payload is not json: {e}"))),
-    };
-    let mapped = match map_event(&st.provider, event, delivery, &payload) {
-        Ok(m) => m,
-        Err(e) => return (StatusCode::BAD_REQUEST, "bad_request", reject(StatusCode::BAD_REQUEST, &e.to_string())),
-    };
-    let events = match mapped {
-        Mapped::Ignored(why) => {
-            let r = (StatusCode::ACCEPTED, Json(serde_json::json!({"ignored": why}))).into_response();
-            return (StatusCode::ACCEPTED, "ignored", r);
+    if delivery.is_empty() || delivery.len() > 200 {
+        return Answer::reject(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing or oversized X-GitHub-Delivery header",
+        );
+    }
+    let plan = match parse_and_map(&st.provider, event, delivery, &body) {
+        Err(e) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+        Ok(Mapped::Unknown) => {
+            return Answer::ok(
+                StatusCode::OK,
+                "unknown",
+                serde_json::json!({"ignored": "event not used by plumbline"}),
+            )
         }
-        Mapped::Events(ev) => ev,
+        Ok(Mapped::Ignored(why)) => {
+            return Answer::ok(
+                StatusCode::OK,
+                "ignored",
+                serde_json::json!({ "ignored": why }),
+            )
+        }
+        Ok(Mapped::Plan(p)) => p,
     };
+    let claimed = match tokio::time::timeout(
+        STORE_TIMEOUT,
+        st.store.claim_delivery(delivery, event, st.lease),
+    )
+    .await
+    {
+        Ok(Ok(Claim::Claimed)) => true,
+        Ok(Ok(Claim::Duplicate)) => {
+            return Answer::ok(
+                StatusCode::OK,
+                "duplicate",
+                serde_json::json!({"delivery": delivery, "duplicate": true}),
+            );
+        }
+        Ok(Ok(Claim::InFlight)) => {
+            return Answer::unavailable(
+                "in_flight",
+                "this delivery is being processed, redeliver later",
+            );
+        }
+        Ok(Err(e)) => {
+            dedupe_error(st, delivery, &e.to_string());
+            false
+        }
+        Err(_) => {
+            dedupe_error(st, delivery, "timed out");
+            false
+        }
+    };
+    let answer = apply(st, &plan, delivery).await;
+    if claimed {
+        if answer.status.is_success() {
+            // Full channel: the claim expires after its lease instead (see mark_published).
+            let _ = st.published.try_send(delivery.to_string());
+        } else if let Ok(Err(e)) =
+            tokio::time::timeout(STORE_TIMEOUT, st.store.release_delivery(delivery)).await
+        {
+            // The claim expires after its lease; a redelivery before that gets 503 again.
+            tracing::warn!(delivery, error = %e, "releasing the delivery claim failed");
+        }
+    }
+    answer
+}
+
+fn dedupe_error(st: &AppState, delivery: &str, error: &str) {
+    st.metrics.inc(
+        "plumbline_ingest_dedupe_errors_total",
+        "dedupe reads or writes that failed (dedupe then fails open)",
+        &[("step", "claim")],
+        1,
+    );
+    tracing::warn!(
+        delivery,
+        error,
+        "delivery dedupe unavailable, publishing without it"
+    );
+}
+
+/// Registry changes, then the records; 2xx only when all of it is durable.
+async fn apply(st: &AppState, plan: &Plan, delivery: &str) -> Answer {
+    if let Err(e) = registry(st, plan).await {
+        tracing::error!(delivery, error = %e, "registry change failed");
+        return Answer::unavailable("unavailable", "registry unavailable, redeliver later");
+    }
     let trace = TraceContext::new_root();
     // Publish all records concurrently; answer 2xx only if every one was acknowledged.
-    let sends = events.iter().map(|ev| {
+    let sends = plan.events.iter().map(|ev| {
         let key = ev.entity_ref().map(|r| r.id()).unwrap_or_default();
         let payload = ev.encode_to_vec();
         let trace = trace.child();
@@ -194,16 +528,123 @@ async fn handle(st: &AppState, headers: &HeaderMap, event: &str, delivery: &str,
     let results = futures::future::join_all(sends).await;
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         tracing::error!(delivery, error = %e, "broker did not acknowledge");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            reject(StatusCode::SERVICE_UNAVAILABLE, "event bus unavailable, redeliver later"),
-        );
+        return Answer::unavailable("unavailable", "event bus unavailable, redeliver later");
     }
-    let r = (
+    Answer::ok(
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"delivery": delivery, "entity_events": events.len()})),
+        "published",
+        serde_json::json!({"delivery": delivery, "entity_events": plan.events.len()}),
+    )
+}
+
+async fn registry(st: &AppState, plan: &Plan) -> Result<(), String> {
+    let bounded = |what: &'static str| {
+        move |r: Result<Result<bool, plumbline_store::StoreError>, tokio::time::error::Elapsed>| {
+            match r {
+                Ok(Ok(changed)) => Ok(changed),
+                Ok(Err(e)) => Err(format!("{what}: {e}")),
+                Err(_) => Err(format!("{what}: timed out")),
+            }
+        }
+    };
+    for repo in &plan.retire {
+        let id = repo.entity_ref(&st.provider).id();
+        let retired = tokio::time::timeout(STORE_TIMEOUT, st.store.retire_entity(&id)).await;
+        if bounded("retire")(retired)? {
+            st.metrics.inc(
+                "plumbline_ingest_registry_changes_total",
+                "entities enrolled, retired or renamed by webhooks",
+                &[("change", "retired")],
+                1,
+            );
+            tracing::info!(entity = %id, repo = %format!("{}/{}", repo.owner, repo.name), "repository retired");
+        }
+    }
+    if st.enroll {
+        for repo in &plan.enroll {
+            let mut properties = serde_json::json!({
+                "repo_id": repo.id,
+                "full_name": format!("{}/{}", repo.owner, repo.name),
+            });
+            if let Some(b) = &repo.default_branch {
+                properties["default_branch"] = b.clone().into();
+            }
+            if let Some(p) = repo.private {
+                properties["private"] = p.into();
+            }
+            let entity = Entity {
+                entity_ref: repo.entity_ref(&st.provider),
+                project: st.project.clone(),
+                owner: repo.owner.clone(),
+                name: repo.name.clone(),
+                properties,
+                labels: vec![],
+            };
+            let enrolled =
+                tokio::time::timeout(STORE_TIMEOUT, st.store.enroll_entity(&entity)).await;
+            if bounded("enroll")(enrolled)? {
+                st.metrics.inc(
+                    "plumbline_ingest_registry_changes_total",
+                    "entities enrolled, retired or renamed by webhooks",
+                    &[("change", "enrolled")],
+                    1,
+                );
+                tracing::info!(entity = %entity.id(), repo = %entity.full_name(), project = %st.project, "repository enrolled");
+            }
+        }
+    }
+    if let Some(repo) = &plan.refresh {
+        let id = repo.entity_ref(&st.provider).id();
+        let refreshed = tokio::time::timeout(
+            STORE_TIMEOUT,
+            st.store
+                .refresh_entity(&id, &repo.owner, &repo.name, repo.default_branch.as_deref()),
+        )
+        .await;
+        if bounded("refresh")(refreshed)? {
+            st.metrics.inc(
+                "plumbline_ingest_registry_changes_total",
+                "entities enrolled, retired or renamed by webhooks",
+                &[("change", "renamed")],
+                1,
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn method_not_allowed(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let delivery = header_str(&headers, "x-github-delivery");
+    st.metrics.inc(
+        "plumbline_ingest_deliveries_total",
+        "webhook deliveries by event and outcome",
+        &[
+            ("event", event_label(header_str(&headers, "x-github-event"))),
+            ("outcome", "method_not_allowed"),
+        ],
+        1,
+    );
+    tracing::warn!(
+        delivery,
+        status = 405,
+        "webhook rejected: method not allowed"
+    );
+    let mut r = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({"error": "use POST"})),
     )
         .into_response();
-    (StatusCode::ACCEPTED, "published", r)
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let delivery = header_str(&headers, "x-github-delivery");
+    tracing::warn!(delivery, path = %uri.path(), status = 404, "request rejected: no such path");
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not found; webhooks go to POST /webhooks/github"})),
+    )
+        .into_response()
 }

@@ -1,0 +1,197 @@
+//! App installation events enroll and retire repositories; renames follow; `--enroll false`
+//! leaves enrolment to operators but still retires deleted repositories.
+
+mod support;
+
+use plumbline_proto::v1::EventReason;
+use std::time::Duration;
+use support::*;
+
+fn json(v: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn installation(action: &str, key: &str, repos: &[(u64, &str)]) -> Vec<u8> {
+    let repos: Vec<_> = repos
+        .iter()
+        .map(|(id, name)| serde_json::json!({"id": id, "name": name, "full_name": format!("acme/{name}"), "private": true}))
+        .collect();
+    json(serde_json::json!({
+        "action": action,
+        "installation": {"id": 42, "account": {"login": "acme"}},
+        key: repos,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installations_enroll_and_retire_repositories() {
+    let h = Harness::start_with(&plumbline_bus::testing::kafka(), |c| {
+        c.project = "default".into()
+    })
+    .await;
+    let store = h.db.store();
+    let a = h
+        .post(
+            "installation",
+            &delivery(),
+            &installation("created", "repositories", &[(1, "api"), (2, "web")]),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let api = store
+        .get_entity("github/repository/1")
+        .await
+        .expect("store")
+        .expect("api enrolled");
+    assert_eq!(
+        (api.project.as_str(), api.owner.as_str(), api.name.as_str()),
+        ("default", "acme", "api")
+    );
+    assert_eq!(api.properties["private"], true);
+    assert!(store
+        .get_entity("github/repository/2")
+        .await
+        .expect("store")
+        .is_some());
+
+    let a = h
+        .post(
+            "installation_repositories",
+            &delivery(),
+            &installation("added", "repositories_added", &[(3, "docs")]),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    let a = h
+        .post(
+            "installation_repositories",
+            &delivery(),
+            &installation("removed", "repositories_removed", &[(2, "web")]),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    assert!(
+        store
+            .get_entity("github/repository/3")
+            .await
+            .expect("store")
+            .is_some(),
+        "docs enrolled"
+    );
+    assert!(
+        store
+            .get_entity("github/repository/2")
+            .await
+            .expect("store")
+            .is_none(),
+        "web retired"
+    );
+
+    // A rename and a new default branch follow; the entity keeps its id.
+    let renamed = json(serde_json::json!({
+        "action": "renamed",
+        "repository": {"id": 1, "name": "api-v2", "owner": {"login": "acme"}, "default_branch": "trunk"},
+    }));
+    assert_eq!(
+        h.post("repository", &delivery(), &renamed).await.status,
+        202
+    );
+    let api = store
+        .get_entity("github/repository/1")
+        .await
+        .expect("store")
+        .expect("api");
+    assert_eq!(
+        (api.name.as_str(), api.default_branch()),
+        ("api-v2", Some("trunk"))
+    );
+
+    // Deleted on GitHub: retired here; history is kept, sweeps skip it.
+    let deleted = json(
+        serde_json::json!({"action": "deleted", "repository": {"id": 3, "name": "docs", "owner": {"login": "acme"}}}),
+    );
+    assert_eq!(
+        h.post("repository", &delivery(), &deleted).await.status,
+        202
+    );
+    assert!(store
+        .get_entity("github/repository/3")
+        .await
+        .expect("store")
+        .is_none());
+    assert_eq!(store.count_active_entities().await.expect("count"), 1);
+
+    // The uninstall retires what it lists.
+    let a = h
+        .post(
+            "installation",
+            &delivery(),
+            &installation("deleted", "repositories", &[(1, "api-v2")]),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    assert_eq!(store.count_active_entities().await.expect("count"), 0);
+
+    let records = h.records(7, Duration::from_secs(30)).await;
+    let mut reasons: Vec<(String, i32)> = records
+        .iter()
+        .map(|(_, e)| {
+            (
+                e.entity.as_ref().expect("entity").upstream_id.clone(),
+                e.reason,
+            )
+        })
+        .collect();
+    let registered = EventReason::Registered as i32;
+    let retired = EventReason::Retired as i32;
+    let webhook = EventReason::Webhook as i32;
+    reasons.sort();
+    let mut expected: Vec<(String, i32)> = vec![
+        ("1".into(), registered),
+        ("2".into(), registered),
+        ("3".into(), registered),
+        ("2".into(), retired),
+        ("1".into(), webhook),
+        ("3".into(), retired),
+        ("1".into(), retired),
+    ];
+    expected.sort();
+    assert_eq!(
+        reasons, expected,
+        "one record per repository named, with the reason of its change"
+    );
+    assert_eq!(
+        h.ingest.metrics.counter_value(
+            "plumbline_ingest_registry_changes_total",
+            &[("change", "enrolled")]
+        ),
+        3
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrolment_off_leaves_registration_to_operators() {
+    let h = Harness::start_with(&plumbline_bus::testing::kafka(), |c| c.enroll = false).await;
+    let store = h.db.store();
+    let a = h
+        .post(
+            "installation",
+            &delivery(),
+            &installation("created", "repositories", &[(1, "api")]),
+        )
+        .await;
+    assert_eq!(
+        a.status, 202,
+        "still published: the evaluator ignores unregistered entities"
+    );
+    assert!(
+        store
+            .get_entity("github/repository/1")
+            .await
+            .expect("store")
+            .is_none(),
+        "not enrolled"
+    );
+    h.stop().await;
+}
