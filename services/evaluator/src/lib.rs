@@ -193,11 +193,26 @@ impl Evaluator {
                 Failure::Transient(e.to_string())
             }
         };
-        let Some(entity) = self.store.get_entity(&id).await.map_err(transient)? else {
+        let Some(mut entity) = self.store.get_entity(&id).await.map_err(transient)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
             self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
             return Ok(());
         };
+        // Repositories enrolled from App installation events arrive without their default
+        // branch (those payloads do not carry it); rules need it, so read it once and keep it.
+        if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository && entity.default_branch().is_none() {
+            match self.github.get_repository(&entity.owner, &entity.name).await {
+                Ok(repo) => {
+                    if let Some(branch) = repo.default_branch {
+                        self.store.refresh_entity(&id, &entity.owner, &entity.name, Some(&branch)).await.map_err(transient)?;
+                        if let Some(props) = entity.properties.as_object_mut() {
+                            props.insert("default_branch".into(), branch.into());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(entity = %id, error = %e, "reading the default branch of an enrolled repository failed"),
+            }
+        }
         let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;
         let evaluation_started = std::time::Instant::now();
         let mut verdicts = Vec::new();
