@@ -27,39 +27,65 @@ fn millis(d: Duration) -> f64 {
 
 impl Store {
     /// Claims `delivery_id` for `lease`. See [`Claim`].
-    pub async fn claim_delivery(
-        &self,
-        delivery_id: &str,
-        event: &str,
-        lease: Duration,
-    ) -> Result<Claim, StoreError> {
+    pub async fn claim_delivery(&self, delivery_id: &str, event: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let claims = self.claim_deliveries(&[(delivery_id.to_string(), event.to_string())], lease).await?;
+        Ok(claims.into_iter().next().unwrap_or(Claim::InFlight))
+    }
+
+    /// Claims many deliveries in one round trip (ingest batches the claims of concurrent
+    /// requests): one [`Claim`] per input, in order. An id repeated within the batch is claimed
+    /// by its first occurrence; the others are [`Claim::InFlight`].
+    pub async fn claim_deliveries(&self, deliveries: &[(String, String)], lease: Duration) -> Result<Vec<Claim>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let (ids, events): (Vec<&str>, Vec<&str>) = deliveries
+            .iter()
+            .filter(|(id, _)| seen.insert(id.as_str()))
+            .map(|(id, e)| (id.as_str(), e.as_str()))
+            .unzip();
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
         let c = self.client().await?;
-        let taken = c
-            .query_opt(
+        let taken: std::collections::HashSet<String> = c
+            .query(
                 "INSERT INTO webhook_deliveries (delivery_id, event, state, expires_at)
-                 VALUES ($1, $2, 'claimed', now() + $3 * interval '1 millisecond')
+                 SELECT d, e, 'claimed', now() + $3 * interval '1 millisecond' FROM unnest($1::text[], $2::text[]) AS t(d, e)
                  ON CONFLICT (delivery_id) DO UPDATE SET
                     event = EXCLUDED.event, state = 'claimed', claimed_at = now(), expires_at = EXCLUDED.expires_at
                  WHERE webhook_deliveries.expires_at < now()
-                 RETURNING 1",
-                &[&delivery_id, &event, &millis(lease)],
+                 RETURNING delivery_id",
+                &[&ids, &events, &millis(lease)],
             )
-            .await?;
-        if taken.is_some() {
-            return Ok(Claim::Claimed);
-        }
-        let row = c
-            .query_opt(
-                "SELECT state FROM webhook_deliveries WHERE delivery_id = $1",
-                &[&delivery_id],
-            )
-            .await?;
-        Ok(match row.map(|r| r.get::<_, String>(0)).as_deref() {
-            Some("published") => Claim::Duplicate,
-            Some(_) => Claim::InFlight,
-            // Purged between the two statements: so old that it counts as new.
-            None => Claim::Claimed,
-        })
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let others: Vec<&str> = ids.iter().copied().filter(|id| !taken.contains(*id)).collect();
+        let states: std::collections::HashMap<String, String> = if others.is_empty() {
+            Default::default()
+        } else {
+            c.query("SELECT delivery_id, state FROM webhook_deliveries WHERE delivery_id = ANY($1)", &[&others])
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
+        let mut first = std::collections::HashSet::new();
+        Ok(deliveries
+            .iter()
+            .map(|(id, _)| {
+                if !first.insert(id.as_str()) {
+                    Claim::InFlight // a repeat within this batch
+                } else if taken.contains(id) {
+                    Claim::Claimed
+                } else if states.get(id).map(String::as_str) == Some("published") {
+                    Claim::Duplicate
+                } else {
+                    // Claimed elsewhere (or purged between the two statements: try again later).
+                    Claim::InFlight
+                }
+            })
+            .collect())
     }
 
     /// Marks claimed deliveries published; they are remembered for `window`. Returns how many

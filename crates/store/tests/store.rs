@@ -301,3 +301,19 @@ async fn enrolment_keeps_what_operators_set_and_reactivates_retired_entities() {
         .expect("get")
         .is_some());
 }
+
+#[tokio::test]
+async fn claims_in_a_batch_answer_each_delivery_in_order() {
+    use plumbline_store::Claim;
+    use std::time::Duration;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let lease = Duration::from_secs(30);
+    s.claim_delivery("published", "push", lease).await.expect("claim");
+    s.mark_deliveries_published(&["published".into()], Duration::from_secs(60)).await.expect("mark");
+    s.claim_delivery("busy", "push", lease).await.expect("claim");
+    let batch: Vec<(String, String)> = ["new", "published", "busy", "new", "other"].iter().map(|d| (d.to_string(), "member".to_string())).collect();
+    let claims = s.claim_deliveries(&batch, lease).await.expect("batch");
+    assert_eq!(claims, vec![Claim::Claimed, Claim::Duplicate, Claim::InFlight, Claim::InFlight, Claim::Claimed]);
+    assert!(s.claim_deliveries(&[], lease).await.expect("empty").is_empty());
+}

@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,14 @@ struct AppState {
     lease: Duration,
     /// Published delivery ids, marked in Postgres in batches by [`mark_published`].
     published: mpsc::Sender<String>,
+    /// Claims, made in batches by [`claim_batches`].
+    claims: mpsc::Sender<ClaimRequest>,
+}
+
+struct ClaimRequest {
+    delivery: String,
+    event: String,
+    reply: oneshot::Sender<Result<Claim, String>>,
 }
 
 /// A started ingest service.
@@ -111,6 +119,8 @@ pub async fn start(
     let metrics = Metrics::new();
     let health = Health::new("ingest");
     let (published_tx, published_rx) = mpsc::channel(100_000);
+    // More room than requests in flight, so a send never waits.
+    let (claims_tx, claims_rx) = mpsc::channel(config.max_in_flight.saturating_mul(2).max(16));
     let state = Arc::new(AppState {
         producer: producer.clone(),
         topics: Topics::with_prefix(&config.topic_prefix),
@@ -128,6 +138,7 @@ pub async fn start(
         permits: Semaphore::new(config.max_in_flight),
         lease: config.ack_timeout() + Duration::from_secs(10),
         published: published_tx,
+        claims: claims_tx,
     });
     let app = Router::new()
         .route(
@@ -150,6 +161,7 @@ pub async fn start(
             addr: config.listen,
             source,
         })?;
+    let claimer = tokio::spawn(claim_batches(store.clone(), claims_rx, state.lease));
     let marker = tokio::spawn(mark_published(
         store.clone(),
         published_rx,
@@ -173,6 +185,7 @@ pub async fn start(
         }
         // The last state reference goes with the router; the marker then drains and stops.
         drop(state);
+        let _ = claimer.await;
         let _ = marker.await;
         let _ = purger.await;
         tracing::info!("ingest stopped");
@@ -190,6 +203,50 @@ pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<()
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
+}
+
+/// Claims deliveries in Postgres in batches: whatever requests are waiting when a batch slot is
+/// free go in one statement (group commit), so the database does one round trip and one commit
+/// per batch instead of per webhook. Two batches run at once, so one in flight does not stall
+/// the next. Stops when every sender is gone.
+async fn claim_batches(store: Store, mut rx: mpsc::Receiver<ClaimRequest>, lease: Duration) {
+    let slots = Arc::new(Semaphore::new(2));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = Vec::with_capacity(256);
+        if rx.recv_many(&mut batch, 256).await == 0 {
+            return;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let items: Vec<(String, String)> = batch.iter().map(|r| (r.delivery.clone(), r.event.clone())).collect();
+            let answers: Vec<Result<Claim, String>> = match tokio::time::timeout(STORE_TIMEOUT, store.claim_deliveries(&items, lease)).await {
+                Ok(Ok(claims)) => claims.into_iter().map(Ok).collect(),
+                Ok(Err(e)) => vec![Err(e.to_string()); items.len()],
+                Err(_) => vec![Err("timed out".to_string()); items.len()],
+            };
+            for (r, a) in batch.into_iter().zip(answers) {
+                let _ = r.reply.send(a);
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Claims through the batcher, within a bound (a wait for a batch slot included).
+async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, String> {
+    let (reply, answer) = oneshot::channel();
+    let request = ClaimRequest {
+        delivery: delivery.to_string(),
+        event: event.to_string(),
+        reply,
+    };
+    st.claims.try_send(request).map_err(|_| "claim queue full".to_string())?;
+    match tokio::time::timeout(STORE_TIMEOUT + Duration::from_secs(1), answer).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err("claim batcher stopped".into()),
+        Err(_) => Err("timed out".into()),
+    }
 }
 
 /// Marks published deliveries in Postgres, in batches (one statement per batch instead of one
@@ -441,32 +498,23 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         }
         Ok(Mapped::Plan(p)) => p,
     };
-    let claimed = match tokio::time::timeout(
-        STORE_TIMEOUT,
-        st.store.claim_delivery(delivery, event, st.lease),
-    )
-    .await
-    {
-        Ok(Ok(Claim::Claimed)) => true,
-        Ok(Ok(Claim::Duplicate)) => {
+    let claimed = match claim(st, delivery, event).await {
+        Ok(Claim::Claimed) => true,
+        Ok(Claim::Duplicate) => {
             return Answer::ok(
                 StatusCode::OK,
                 "duplicate",
                 serde_json::json!({"delivery": delivery, "duplicate": true}),
             );
         }
-        Ok(Ok(Claim::InFlight)) => {
+        Ok(Claim::InFlight) => {
             return Answer::unavailable(
                 "in_flight",
                 "this delivery is being processed, redeliver later",
             );
         }
-        Ok(Err(e)) => {
-            dedupe_error(st, delivery, &e.to_string());
-            false
-        }
-        Err(_) => {
-            dedupe_error(st, delivery, "timed out");
+        Err(e) => {
+            dedupe_error(st, delivery, &e);
             false
         }
     };
