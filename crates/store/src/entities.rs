@@ -26,16 +26,31 @@ impl Store {
     /// Registers or refreshes an entity (a rename or a new default branch updates the row;
     /// a retired entity that comes back is active again). Returns true when it was new.
     pub async fn upsert_entity(&self, e: &Entity) -> Result<bool, StoreError> {
+        self.insert_entity(
+            e,
+            "",
+            "properties = EXCLUDED.properties, labels = EXCLUDED.labels",
+            "(xmax = 0)",
+        )
+        .await
+    }
+
+    /// `INSERT` of `e`, or on conflict an update of names, `properties_and_labels` and
+    /// re-activation; returns the boolean `returned` (which may read a CTE `with` defines).
+    async fn insert_entity(&self, e: &Entity, with: &str, properties_and_labels: &str, returned: &str) -> Result<bool, StoreError> {
         let c = self.client().await?;
+        let sql = format!(
+            "{with}
+             INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET
+                owner = EXCLUDED.owner, name = EXCLUDED.name, {properties_and_labels},
+                updated_at = now(), retired_at = NULL
+             RETURNING {returned}"
+        );
         let row = c
             .query_one(
-                "INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (id) DO UPDATE SET
-                    owner = EXCLUDED.owner, name = EXCLUDED.name,
-                    properties = EXCLUDED.properties, labels = EXCLUDED.labels,
-                    updated_at = now(), retired_at = NULL
-                 RETURNING (xmax = 0) AS inserted",
+                &sql,
                 &[
                     &e.id(),
                     &e.project,
@@ -49,7 +64,7 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(row.get("inserted"))
+        Ok(row.get(0))
     }
 
     /// An active entity by id.
@@ -142,30 +157,12 @@ impl Store {
     /// operator set on an existing row (project, labels) and only adds the given properties.
     /// Returns true when the entity was new or had been retired.
     pub async fn enroll_entity(&self, e: &Entity) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        let row = c
-            .query_one(
-                "WITH before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $1)
-                 INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (id) DO UPDATE SET
-                    owner = EXCLUDED.owner, name = EXCLUDED.name,
-                    properties = entities.properties || EXCLUDED.properties,
-                    updated_at = now(), retired_at = NULL
-                 RETURNING (xmax = 0) OR coalesce((SELECT was_retired FROM before), false) AS enrolled",
-                &[
-                    &e.id(),
-                    &e.project,
-                    &e.entity_ref.provider,
-                    &e.entity_ref.kind.as_str(),
-                    &e.entity_ref.upstream_id,
-                    &e.owner,
-                    &e.name,
-                    &e.properties,
-                    &e.labels,
-                ],
-            )
-            .await?;
-        Ok(row.get("enrolled"))
+        self.insert_entity(
+            e,
+            "WITH before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $1)",
+            "properties = entities.properties || EXCLUDED.properties",
+            "(xmax = 0) OR coalesce((SELECT was_retired FROM before), false)",
+        )
+        .await
     }
 }
