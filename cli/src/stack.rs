@@ -63,6 +63,8 @@ pub struct Stack {
     pub ingest_addr: SocketAddr,
     pub control_addr: SocketAddr,
     pub actuator_metrics: plumbline_telemetry::Metrics,
+    /// The running evaluator's metrics (replaced when it restarts).
+    pub evaluator_metrics: Option<plumbline_telemetry::Metrics>,
     pub outcomes: tokio::sync::broadcast::Sender<plumbline_proto::v1::ActionOutcome>,
     root: CancellationToken,
     ingest: Option<Service>,
@@ -131,6 +133,7 @@ impl Stack {
             root,
             ingest: Some(Service { token: ingest_token, task: ingest.task }),
             evaluator: None,
+            evaluator_metrics: None,
             actuator: Some(Service { token: actuator_token, task: actuator.task }),
             reconciler: None,
             control: Some(Service { token: control_token, task: control.task }),
@@ -151,6 +154,7 @@ impl Stack {
         ec.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;
         let r = plumbline_evaluator::start(ec, token.clone()).await.context("starting evaluator")?;
+        self.evaluator_metrics = Some(r.metrics.clone());
         self.evaluator = Some(Service { token, task: r.task });
         Ok(())
     }

@@ -249,3 +249,31 @@ async fn a_repository_added_to_the_installation_is_enrolled_and_evaluated() {
     assert_eq!(e.default_branch(), Some("trunk"));
     stack.stop().await;
 }
+
+/// Re-evaluating an unchanged repository reuses each rule's verdict (same input digest, rule
+/// version and parameters) instead of evaluating again, and still records the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "steady", RepoOptions { protected: true, ..Default::default() });
+    let entity = format!("github/repository/{id}");
+    enroll(&stack, &[("acme", "steady")]).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+    let metrics = stack.evaluator_metrics.clone().expect("evaluator running");
+    let reused = || metrics.counter_value("plumbline_evaluator_reused_total", &[]);
+    let history = store.history_count(&entity).await.expect("history");
+    let before = reused();
+    // Registering again queues another evaluation; nothing about the repository changed.
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    commands::register_repository(&mut c, PROJECT, "acme/steady", vec![]).await.expect("register");
+    eventually(Duration::from_secs(60), "the second evaluation is recorded", || async {
+        (store.history_count(&entity).await.expect("history") > history).then_some(())
+    })
+    .await;
+    assert!(reused() > before, "the unchanged rule's verdict was reused");
+    assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
+    stack.stop().await;
+}

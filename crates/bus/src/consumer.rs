@@ -149,6 +149,13 @@ impl Consumer {
             .map_err(BusError::StoreOffset)
     }
 
+    /// Marks every record of `partition` up to and including `offset` durable.
+    pub fn done_through(&self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {
+        self.inner
+            .store_offset(topic, partition, offset)
+            .map_err(BusError::StoreOffset)
+    }
+
     /// Commits stored offsets now (at shutdown, so a restart does not redo finished work).
     pub fn commit_stored(&self) -> Result<(), BusError> {
         match self.inner.commit_consumer_state(CommitMode::Sync) {

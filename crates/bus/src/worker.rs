@@ -5,11 +5,21 @@
 //! DLQ is configured, stores the offset only after the handler succeeded or the record was
 //! dead-lettered, and on shutdown abandons an unfinished record without storing its offset, so
 //! the partition's next owner redoes it.
+//!
+//! Up to `max_in_flight` records are handled at once, across partitions, but never two with the
+//! same key (the entity id): a key's records wait while one of them is handled, and the ones
+//! waiting together collapse into one handling of the newest (`coalesce`; right for
+//! level-triggered handlers, which read live state rather than the record). A partition's
+//! offset advances only past records that are all finished, so a crash or a revocation makes
+//! the next owner redo exactly the unfinished ones (and maybe some finished after them:
+//! handlers are idempotent).
 
 use crate::{Consumer, Producer, Record};
 use plumbline_telemetry::{Health, Metrics};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::mpsc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +40,9 @@ pub enum Failure {
     Poison(String),
 }
 
-pub trait Handler: Send {
-    fn handle(&mut self, record: &Record) -> impl Future<Output = Result<(), Failure>> + Send;
+/// Handles records; shared by the concurrent tasks of one worker.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, record: &Record) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
 pub struct Worker {
@@ -46,6 +57,10 @@ pub struct Worker {
     pub metrics: Metrics,
     /// First retry delay; doubles per attempt up to 64x.
     pub base_backoff: Duration,
+    /// Records handled at once (distinct keys); 1 handles one record at a time.
+    pub max_in_flight: usize,
+    /// Whether records of one key waiting together are handled once, as the newest of them.
+    pub coalesce: bool,
 }
 
 const STALL: Duration = Duration::from_secs(120);
@@ -53,43 +68,111 @@ const STALL: Duration = Duration::from_secs(120);
 impl Worker {
     /// Runs the loop on a task of its own, keeping the service ready while `ready` answers
     /// true (re-checked every 5 s), until `shutdown`.
-    pub fn spawn<H, R, Fut>(self, mut handler: H, shutdown: CancellationToken, ready: R) -> tokio::task::JoinHandle<()>
+    pub fn spawn<H, R, Fut>(self, handler: H, shutdown: CancellationToken, ready: R) -> tokio::task::JoinHandle<()>
     where
-        H: Handler + 'static,
+        H: Handler,
         R: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = bool> + Send,
     {
         let health = self.health.clone();
         tokio::spawn(async move {
             let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), ready);
-            self.run(&mut handler, shutdown).await;
+            Arc::new(self).run(Arc::new(handler), shutdown).await;
             readiness.abort();
         })
     }
 
-    pub async fn run<H: Handler>(self, handler: &mut H, shutdown: CancellationToken) {
-        tracing::info!(worker = self.name, "consuming");
+    pub async fn run<H: Handler>(self: Arc<Self>, handler: Arc<H>, shutdown: CancellationToken) {
+        tracing::info!(worker = self.name, max_in_flight = self.max_in_flight, "consuming");
         self.health.beat(self.name, STALL);
+        let max_in_flight = self.max_in_flight.max(1);
+        // Records held (waiting or in flight) before the loop stops fetching more.
+        let max_held = max_in_flight * 8;
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut keys: HashMap<String, KeyState> = HashMap::new();
+        let mut ready: VecDeque<String> = VecDeque::new();
+        let mut offsets: HashMap<(String, i32), PartitionOffsets> = HashMap::new();
+        let mut held = 0usize;
+        let mut in_flight = 0usize;
         loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()) => r,
-            };
-            self.health.beat(self.name, STALL);
-            let record = match next {
-                Err(_) => continue, // idle
-                Ok(Err(e)) => {
-                    tracing::warn!(worker = self.name, error = %e, "consume failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+            // Start what can start: keys with waiting records, while there is room.
+            while in_flight < max_in_flight && !shutdown.is_cancelled() {
+                let Some(key) = ready.pop_front() else { break };
+                let Some(state) = keys.get_mut(&key) else { continue };
+                if state.running || state.waiting.is_empty() {
                     continue;
                 }
-                Ok(Ok(r)) => r,
-            };
-            if !self.process(handler, &record, &shutdown).await {
+                let batch: Vec<Record> = if self.coalesce {
+                    std::mem::take(&mut state.waiting)
+                } else {
+                    vec![state.waiting.remove(0)]
+                };
+                if batch.len() > 1 {
+                    self.metrics.inc("plumbline_worker_coalesced_total", "records folded into a later record's handling", &[("worker", self.name)], batch.len() as u64 - 1);
+                }
+                state.running = true;
+                in_flight += 1;
+                let (worker, handler, shutdown, tx) = (self.clone(), handler.clone(), shutdown.clone(), finished_tx.clone());
+                tokio::spawn(async move {
+                    // The newest record stands for the batch.
+                    let durable = match batch.last() {
+                        Some(newest) => worker.process(handler.as_ref(), newest, &shutdown).await,
+                        None => true,
+                    };
+                    let _ = tx.send(Finished { key, batch, durable });
+                });
+            }
+            self.metrics.set_gauge("plumbline_worker_in_flight", "records being handled now", &[("worker", self.name)], in_flight as u64);
+            let fetch = held < max_held && !shutdown.is_cancelled();
+            if shutdown.is_cancelled() && in_flight == 0 {
                 break;
             }
-            if let Err(e) = self.consumer.done(&record) {
-                tracing::warn!(worker = self.name, error = %e, partition = record.partition, offset = record.offset, "storing offset failed");
+            let next = tokio::select! {
+                _ = shutdown.cancelled(), if fetch => continue,
+                f = finished_rx.recv() => Event::Finished(f),
+                r = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()), if fetch => Event::Received(r),
+            };
+            self.health.beat(self.name, STALL);
+            match next {
+                Event::Finished(None) => break,
+                Event::Finished(Some(f)) => {
+                    in_flight -= 1;
+                    held -= f.batch.len();
+                    if let Some(state) = keys.get_mut(&f.key) {
+                        state.running = false;
+                        if state.waiting.is_empty() {
+                            keys.remove(&f.key);
+                        } else {
+                            ready.push_back(f.key.clone());
+                        }
+                    }
+                    if !f.durable {
+                        continue; // interrupted by shutdown: offsets stay, the next owner redoes it
+                    }
+                    for r in &f.batch {
+                        let track = offsets.entry((r.topic.clone(), r.partition)).or_default();
+                        if let Some(through) = track.finish(r.offset) {
+                            if let Err(e) = self.consumer.done_through(&r.topic, r.partition, through) {
+                                tracing::warn!(worker = self.name, error = %e, partition = r.partition, offset = through, "storing offset failed");
+                            }
+                        }
+                    }
+                }
+                Event::Received(Err(_)) => {} // idle
+                Event::Received(Ok(Err(e))) => {
+                    tracing::warn!(worker = self.name, error = %e, "consume failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Event::Received(Ok(Ok(record))) => {
+                    offsets.entry((record.topic.clone(), record.partition)).or_default().start(record.offset);
+                    held += 1;
+                    let key = record.key.clone().unwrap_or_else(|| format!("{}/{}/{}", record.topic, record.partition, record.offset));
+                    let state = keys.entry(key.clone()).or_default();
+                    state.waiting.push(record);
+                    if !state.running && state.waiting.len() == 1 {
+                        ready.push_back(key);
+                    }
+                }
             }
         }
         if let Err(e) = self.consumer.commit_stored() {
@@ -99,7 +182,7 @@ impl Worker {
     }
 
     /// Returns false when shutdown interrupted the record before a durable end.
-    async fn process<H: Handler>(&self, handler: &mut H, record: &Record, shutdown: &CancellationToken) -> bool {
+    async fn process<H: Handler>(&self, handler: &H, record: &Record, shutdown: &CancellationToken) -> bool {
         let mut attempt: u32 = 0;
         let mut waits: u32 = 0;
         loop {
@@ -179,5 +262,76 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+enum Event {
+    Finished(Option<Finished>),
+    Received(Result<Result<Record, crate::BusError>, tokio::time::error::Elapsed>),
+}
+
+/// A key's handling ended: `batch` (the newest last) is durable unless shutdown interrupted it.
+struct Finished {
+    key: String,
+    batch: Vec<Record>,
+    durable: bool,
+}
+
+#[derive(Default)]
+struct KeyState {
+    running: bool,
+    waiting: Vec<Record>,
+}
+
+/// Which offsets of a partition are unfinished, so the stored offset never passes one.
+#[derive(Default)]
+struct PartitionOffsets {
+    unfinished: BTreeSet<i64>,
+    started_min: Option<i64>,
+    finished_max: Option<i64>,
+    stored: Option<i64>,
+}
+
+impl PartitionOffsets {
+    fn start(&mut self, offset: i64) {
+        self.unfinished.insert(offset);
+        self.started_min = Some(self.started_min.map_or(offset, |m| m.min(offset)));
+    }
+
+    /// Marks `offset` finished; returns the offset everything up to which is now finished, when
+    /// that moved forward.
+    fn finish(&mut self, offset: i64) -> Option<i64> {
+        self.unfinished.remove(&offset);
+        self.finished_max = self.finished_max.max(Some(offset));
+        let through = match self.unfinished.first() {
+            // Only past a record this worker finished: before it lies what it never saw.
+            Some(&first) => Some(first - 1).filter(|t| self.started_min.is_some_and(|m| *t >= m)),
+            None => self.finished_max,
+        }?;
+        if self.stored.is_some_and(|s| s >= through) {
+            return None;
+        }
+        self.stored = Some(through);
+        Some(through)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionOffsets;
+
+    #[test]
+    fn offsets_advance_only_past_finished_records() {
+        let mut p = PartitionOffsets::default();
+        for o in [10, 11, 12, 13] {
+            p.start(o);
+        }
+        assert_eq!(p.finish(12), None, "10 and 11 still unfinished");
+        assert_eq!(p.finish(10), Some(10));
+        assert_eq!(p.finish(11), Some(12), "11 done: through 12");
+        p.start(14);
+        assert_eq!(p.finish(14), None, "13 still unfinished");
+        assert_eq!(p.finish(13), Some(14));
+        assert_eq!(p.finish(13), None, "nothing new");
     }
 }

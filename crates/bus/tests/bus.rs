@@ -96,13 +96,13 @@ async fn embedded_broker_serves_producers_and_groups() {
 async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
     use plumbline_bus::worker::{Failure, Handler, Worker};
     struct Flaky {
-        calls: u32,
+        calls: std::sync::atomic::AtomicU32,
         done: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     }
     impl Handler for Flaky {
-        async fn handle(&mut self, r: &Record) -> Result<(), Failure> {
-            self.calls += 1;
-            if self.calls <= 2 {
+        async fn handle(&self, r: &Record) -> Result<(), Failure> {
+            let calls = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if calls <= 2 {
                 return Err(Failure::Unavailable { reason: "database failover".into(), until: None });
             }
             let _ = self.done.send(r.payload.clone());
@@ -123,12 +123,104 @@ async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
         health: plumbline_telemetry::Health::new("test"),
         metrics: plumbline_telemetry::Metrics::new(),
         base_backoff: Duration::from_millis(50),
+        max_in_flight: 4,
+        coalesce: true,
     };
-    let task = worker.spawn(Flaky { calls: 0, done: tx }, shutdown.clone(), || async { true });
+    let task = worker.spawn(Flaky { calls: 0.into(), done: tx }, shutdown.clone(), || async { true });
     let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("processed in time");
     assert_eq!(got.as_deref(), Some(&b"work"[..]));
     shutdown.cancel();
     let _ = task.await;
     let dlq = consumer(&kafka(), &unique("g-"), &topics.dlq);
     assert!(next(&dlq, Duration::from_secs(8)).await.is_none(), "nothing was dead-lettered");
+}
+
+/// Many keys in flight at once, one key never twice at once, waiting records of a key collapsed
+/// into one handling of the newest, and every offset committed once all is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_run_concurrently_in_order_and_waiting_records_coalesce() {
+    use plumbline_bus::worker::{Failure, Handler, Worker};
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Probe {
+        running: Mutex<HashSet<String>>,
+        now: std::sync::atomic::AtomicUsize,
+        max_seen: std::sync::atomic::AtomicUsize,
+        overlaps: std::sync::atomic::AtomicUsize,
+        handled: Mutex<HashMap<String, Vec<u32>>>,
+    }
+    struct Slow(Arc<Probe>);
+    impl Handler for Slow {
+        async fn handle(&self, r: &Record) -> Result<(), Failure> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let key = r.key.clone().unwrap_or_default();
+            if !self.0.running.lock().expect("lock").insert(key.clone()) {
+                self.0.overlaps.fetch_add(1, SeqCst);
+            }
+            let now = self.0.now.fetch_add(1, SeqCst) + 1;
+            self.0.max_seen.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let seq: u32 = String::from_utf8_lossy(&r.payload).parse().unwrap_or(0);
+            self.0.handled.lock().expect("lock").entry(key.clone()).or_default().push(seq);
+            self.0.now.fetch_sub(1, SeqCst);
+            self.0.running.lock().expect("lock").remove(&key);
+            Ok(())
+        }
+    }
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 3).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    // 20 keys, 10 records each, interleaved; the payload is the record's sequence per key.
+    for seq in 0..10u32 {
+        let sends = (0..20).map(|k| {
+            let p = p.clone();
+            let topic = topics.entity_events.clone();
+            async move { publish(&p, &topic, &format!("entity-{k}"), seq.to_string().as_bytes()).await }
+        });
+        futures::future::join_all(sends).await;
+    }
+    let group = unique("g-");
+    let probe = Arc::new(Probe::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let metrics = plumbline_telemetry::Metrics::new();
+    let worker = Worker {
+        name: "test",
+        consumer: consumer(&kafka(), &group, &topics.entity_events),
+        max_attempts: 3,
+        dead_letter: None,
+        health: plumbline_telemetry::Health::new("test"),
+        metrics: metrics.clone(),
+        base_backoff: Duration::from_millis(50),
+        max_in_flight: 8,
+        coalesce: true,
+    };
+    let task = worker.spawn(Slow(probe.clone()), shutdown.clone(), || async { true });
+    // Done when every key's newest record (9) was handled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = probe.handled.lock().expect("lock").values().filter(|v| v.last() == Some(&9)).count();
+        if done == 20 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{done} of 20 keys reached their newest record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the last offsets be stored
+    shutdown.cancel();
+    let _ = task.await;
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(probe.overlaps.load(SeqCst), 0, "one key was handled twice at once");
+    assert!(probe.max_seen.load(SeqCst) > 1, "keys ran concurrently");
+    assert!(probe.max_seen.load(SeqCst) <= 8, "at most max_in_flight at once");
+    let handled = probe.handled.lock().expect("lock").clone();
+    let total: usize = handled.values().map(Vec::len).sum();
+    for (key, seqs) in &handled {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key} handled out of order: {seqs:?}");
+    }
+    assert!(total < 200, "waiting records coalesced: {total} handlings for 200 records");
+    assert_eq!(metrics.counter_value("plumbline_worker_coalesced_total", &[("worker", "test")]) as usize, 200 - total);
+    // Everything is committed: the group's next member reads nothing.
+    let again = consumer(&kafka(), &group, &topics.entity_events);
+    assert!(next(&again, Duration::from_secs(10)).await.is_none(), "offsets committed past every record");
 }

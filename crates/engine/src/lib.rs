@@ -525,6 +525,14 @@ impl CompiledRule {
         }
     }
 
+    /// Whether the verdict is a function of the input digest alone, so a stored verdict with
+    /// the same digest can stand for a new evaluation: not when the policy calls data sources
+    /// (their answers are not in the digest) or reads the clock.
+    pub fn verdict_reusable(&self) -> bool {
+        let reads_clock = self.rule_type.def.eval.rego.as_ref().is_some_and(|r| r.def.contains("time.now"));
+        self.rule_type.data_source_names().is_empty() && !reads_clock && !matches!(self.eval, CompiledEval::Unsupported(_))
+    }
+
     /// The rule's remediation type, if it has one.
     pub fn remediation_type(&self) -> Option<&str> {
         self.rule_type.def.remediate.as_ref().map(|r| r.kind.as_str())

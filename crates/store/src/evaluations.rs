@@ -35,7 +35,44 @@ pub struct StatusRow {
     pub evaluated_at: DateTime<Utc>,
 }
 
+/// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastVerdict {
+    pub status: String,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub input_digest: String,
+    pub rule_type_version: i64,
+}
+
 impl Store {
+    /// The latest verdict of every (profile, rule name) of one entity.
+    pub async fn last_verdicts(&self, entity_id: &str) -> Result<std::collections::HashMap<(String, String), LastVerdict>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT profile, rule_name, status, message, details, input_digest, rule_type_version
+                 FROM evaluation_status WHERE entity_id = $1",
+                &[&entity_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get(0), r.get(1)),
+                    LastVerdict {
+                        status: r.get(2),
+                        message: r.get(3),
+                        details: r.get(4),
+                        input_digest: r.get(5),
+                        rule_type_version: r.get(6),
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Writes a batch of evaluations (one entity's rules) atomically: every status row and every
     /// history row, or none, so the offset is stored only after all of it is durable.
     ///

@@ -16,7 +16,7 @@ pub mod testing;
 pub use actions::{ActionRecord, NewAction};
 pub use deliveries::Claim;
 pub use error::StoreError;
-pub use evaluations::{EvaluationRecord, StatusRow};
+pub use evaluations::{EvaluationRecord, LastVerdict, StatusRow};
 pub use migrate::MIGRATIONS;
 pub use rules::StoredDocument;
 

@@ -110,6 +110,10 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
+        // One verdict at a time: remediations of one entity must not interleave, and the
+        // content-creation budget is the real limit here.
+        max_in_flight: 1,
+        coalesce: false,
     };
     let task = worker.spawn(act, shutdown, move || {
         let store = store.clone();
@@ -130,7 +134,7 @@ pub async fn run(config: ActuatorConfig, shutdown: CancellationToken) -> Result<
 }
 
 impl Handler for Actuator {
-    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+    async fn handle(&self, record: &Record) -> Result<(), Failure> {
         Actuator::handle(self, record).await
     }
 }
@@ -173,7 +177,7 @@ fn idempotency_key(v: &Verdict, entity_id: &str, plan: &PlannedRequest) -> Strin
 }
 
 impl Actuator {
-    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+    async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let v = Verdict::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable verdict: {e}")))?;
         let status = plumbline_proto::v1::EvalStatus::try_from(v.status).ok().and_then(|s| s.to_domain());
         let mode: ActionMode = v.remediate.parse().unwrap_or(ActionMode::Off);

@@ -28,10 +28,12 @@ struct Entry {
     snapshot: Arc<Snapshot>,
 }
 
+/// Shared by the evaluator's concurrent tasks: one lock around the map, held while a project's
+/// documents are checked or reloaded, so a change is loaded once, not once per task.
 pub struct Catalog {
     store: Store,
     max_staleness: Duration,
-    entries: HashMap<String, Entry>,
+    entries: tokio::sync::Mutex<HashMap<String, Entry>>,
 }
 
 impl Catalog {
@@ -39,25 +41,26 @@ impl Catalog {
         Catalog {
             store,
             max_staleness,
-            entries: HashMap::new(),
+            entries: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn snapshot(&mut self, project: &str) -> Result<Arc<Snapshot>, StoreError> {
-        if let Some(e) = self.entries.get(project) {
+    pub async fn snapshot(&self, project: &str) -> Result<Arc<Snapshot>, StoreError> {
+        let mut entries = self.entries.lock().await;
+        if let Some(e) = entries.get(project) {
             if e.checked.elapsed() < self.max_staleness {
                 return Ok(e.snapshot.clone());
             }
         }
         let versions = self.store.document_versions(project).await?;
-        if let Some(e) = self.entries.get_mut(project) {
+        if let Some(e) = entries.get_mut(project) {
             if e.versions == versions {
                 e.checked = Instant::now();
                 return Ok(e.snapshot.clone());
             }
         }
         let snapshot = Arc::new(self.load(project).await?);
-        self.entries.insert(
+        entries.insert(
             project.to_string(),
             Entry {
                 versions,

@@ -55,6 +55,11 @@ pub struct EvaluatorConfig {
     /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
     #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
+
+    /// Entities evaluated at once by this replica (one at a time per entity, in any case).
+    /// Most of an evaluation is waiting on GitHub, so this is well above the core count.
+    #[arg(long, env = "PLUMB_EVALUATOR_MAX_IN_FLIGHT", default_value_t = 32)]
+    pub max_in_flight: usize,
 }
 
 impl EvaluatorConfig {
@@ -66,6 +71,7 @@ impl EvaluatorConfig {
             catalog_max_staleness_ms: 2_000,
             tree_cache_mib: 512,
             max_attempts: 5,
+            max_in_flight: 32,
         }
     }
 }
@@ -131,6 +137,9 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
+        max_in_flight: config.max_in_flight.max(1),
+        // Level-triggered: several events for one entity waiting together need one evaluation.
+        coalesce: true,
     };
     let store = ev.store.clone();
     let task = worker.spawn(ev, shutdown, move || {
@@ -176,13 +185,13 @@ impl Fetcher for BlockingGitHubFetcher {
 }
 
 impl Handler for Evaluator {
-    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+    async fn handle(&self, record: &Record) -> Result<(), Failure> {
         Evaluator::handle(self, record).await
     }
 }
 
 impl Evaluator {
-    async fn handle(&mut self, record: &Record) -> Result<(), Failure> {
+    async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
         let entity_ref = event.entity_ref().map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
@@ -214,6 +223,8 @@ impl Evaluator {
             }
         }
         let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;
+        // What each rule found last time: reused when its input digest and version are unchanged.
+        let last = self.store.last_verdicts(&id).await.map_err(transient)?;
         let evaluation_started = std::time::Instant::now();
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
@@ -238,7 +249,10 @@ impl Evaluator {
                             (Err(e), _) => Outcome::error(e),
                             (Ok(false), _) => Outcome::new(EvalStatus::Skipped, "entity not selected by the profile"),
                             (Ok(true), Err(e)) => Outcome::error(e),
-                            (Ok(true), Ok(())) => self.evaluate(compiled.clone(), &entity, rule, &memo).await?,
+                            (Ok(true), Ok(())) => {
+                                let previous = last.get(&(profile.name.clone(), rule.rule_name().to_string())).filter(|l| l.rule_type_version == *v);
+                                self.evaluate(compiled.clone(), &entity, rule, &memo, previous).await?
+                            }
                         };
                         (*v, outcome)
                     }
@@ -326,7 +340,14 @@ impl Evaluator {
     }
 
     /// Ingests (async I/O) and evaluates (CPU, on the blocking pool) one rule.
-    async fn evaluate(&self, rule: Arc<CompiledRule>, entity: &Entity, pr: &ProfileRule, provider: &Memo<'_>) -> Result<Outcome, Failure> {
+    async fn evaluate(
+        &self,
+        rule: Arc<CompiledRule>,
+        entity: &Entity,
+        pr: &ProfileRule,
+        provider: &Memo<'_>,
+        previous: Option<&plumbline_store::LastVerdict>,
+    ) -> Result<Outcome, Failure> {
         let inv = Invocation {
             entity,
             params: &pr.params,
@@ -345,6 +366,23 @@ impl Evaluator {
                 return Err(Failure::Unavailable { reason: e.to_string(), until });
             }
         };
+        // Same input, same rule version and parameters (all in the digest): the last verdict
+        // stands, without evaluating again. Errors are always re-evaluated.
+        if let Some(p) = previous.filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable()) {
+            let status = match p.status.as_str() {
+                "pass" => Some(EvalStatus::Pass),
+                "fail" => Some(EvalStatus::Fail),
+                "skipped" => Some(EvalStatus::Skipped),
+                _ => None,
+            };
+            if let Some(status) = status {
+                self.metrics.inc("plumbline_evaluator_reused_total", "rule verdicts reused because nothing they read changed", &[], 1);
+                let mut outcome = Outcome::new(status, p.message.clone());
+                outcome.details = serde_json::from_value(p.details.clone()).unwrap_or_default();
+                outcome.input_digest = p.input_digest.clone();
+                return Ok(outcome);
+            }
+        }
         let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
         let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {
             github: self.github.clone(),
