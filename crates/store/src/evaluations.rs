@@ -46,6 +46,32 @@ pub struct LastVerdict {
 }
 
 impl Store {
+    /// History retention: deletes rows older than `max_age`, and rows beyond the newest
+    /// `keep_per_rule` of each entity x profile x rule, at most `limit` of each kind per call
+    /// (callers loop while it returns a full `limit`, so one call never holds locks for long).
+    /// The latest status is never touched.
+    pub async fn prune_history(&self, max_age: std::time::Duration, keep_per_rule: i64, limit: i64) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let aged = c
+            .execute(
+                "DELETE FROM evaluation_history WHERE id IN
+                   (SELECT id FROM evaluation_history WHERE evaluated_at < now() - $1 * interval '1 second' LIMIT $2)",
+                &[&max_age.as_secs_f64(), &limit],
+            )
+            .await?;
+        let surplus = c
+            .execute(
+                "DELETE FROM evaluation_history WHERE id IN
+                   (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY entity_id, profile, rule_name
+                                                                  ORDER BY evaluated_at DESC, id DESC) AS n
+                                    FROM evaluation_history) ranked
+                    WHERE n > $1 LIMIT $2)",
+                &[&keep_per_rule.max(1), &limit],
+            )
+            .await?;
+        Ok(aged + surplus)
+    }
+
     /// The latest verdict of every (profile, rule name) of one entity.
     pub async fn last_verdicts(&self, entity_id: &str) -> Result<std::collections::HashMap<(String, String), LastVerdict>, StoreError> {
         let c = self.client().await?;

@@ -317,3 +317,26 @@ async fn claims_in_a_batch_answer_each_delivery_in_order() {
     assert_eq!(claims, vec![Claim::Claimed, Claim::Duplicate, Claim::InFlight, Claim::InFlight, Claim::Claimed]);
     assert!(s.claim_deliveries(&[], lease).await.expect("empty").is_empty());
 }
+
+#[tokio::test]
+async fn history_retention_drops_old_rows_and_keeps_the_newest_per_rule() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.upsert_entity(&repo(1, "a")).await.expect("entity");
+    let now = chrono::Utc::now();
+    // 5 recent evaluations and 3 from 100 days ago, of one rule.
+    for i in 0..5 {
+        s.record_evaluations("github/repository/1", &[eval("github/repository/1", "pass", now - chrono::Duration::minutes(i))]).await.expect("record");
+    }
+    for i in 0..3 {
+        s.record_evaluations("github/repository/1", &[eval("github/repository/1", "fail", now - chrono::Duration::days(100 + i))]).await.expect("record");
+    }
+    assert_eq!(s.history_count("github/repository/1").await.expect("count"), 8);
+    let day = std::time::Duration::from_secs(86_400);
+    // Older than 90 days: 3 go; then only the newest 2 per rule stay.
+    assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("prune"), 3 + 3);
+    assert_eq!(s.history_count("github/repository/1").await.expect("count"), 2);
+    assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("again"), 0);
+    // The latest status is untouched.
+    assert_eq!(s.list_status("default", Some("github/repository/1"), None).await.expect("status").len(), 1);
+}

@@ -259,8 +259,8 @@ impl Evaluator {
                 };
                 self.metrics.inc(
                     "plumbline_evaluator_evaluations_total",
-                    "rule evaluations by status",
-                    &[("status", outcome.status.as_str())],
+                    "rule evaluations by rule type and status (rule types are the operator's own, a bounded set)",
+                    &[("rule_type", rule.rule_type.as_str()), ("status", outcome.status.as_str())],
                     1,
                 );
                 // Derived from the record, so a retried record republishes the same ids and the

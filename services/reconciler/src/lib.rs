@@ -36,6 +36,15 @@ pub struct ReconcilerConfig {
     /// Entities read per page while sweeping.
     #[arg(long, env = "PLUMB_RECONCILE_PAGE_SIZE", default_value_t = 500)]
     pub page_size: i64,
+
+    /// Evaluation history older than this many days is deleted (before each sweep, by the
+    /// active instance). The latest status is kept regardless.
+    #[arg(long, env = "PLUMB_HISTORY_MAX_AGE_DAYS", default_value_t = 90)]
+    pub history_max_age_days: u64,
+
+    /// At most this many history rows are kept per entity x profile x rule (the newest).
+    #[arg(long, env = "PLUMB_HISTORY_KEEP_PER_RULE", default_value_t = 1000)]
+    pub history_keep_per_rule: i64,
 }
 
 impl ReconcilerConfig {
@@ -44,6 +53,8 @@ impl ReconcilerConfig {
             service,
             interval_secs: interval.as_secs().max(1),
             page_size: 500,
+            history_max_age_days: 90,
+            history_keep_per_rule: 1000,
         }
     }
 }
@@ -79,6 +90,8 @@ pub async fn start(config: ReconcilerConfig, shutdown: CancellationToken) -> Res
         topics: Topics::with_prefix(&s.topic_prefix),
         interval: Duration::from_secs(config.interval_secs.max(1)),
         page_size: config.page_size.max(1),
+        history_max_age: Duration::from_secs(config.history_max_age_days.max(1) * 86_400),
+        history_keep_per_rule: config.history_keep_per_rule.max(1),
         metrics: metrics.clone(),
         health,
     };
@@ -98,6 +111,8 @@ struct Reconciler {
     topics: Topics,
     interval: Duration,
     page_size: i64,
+    history_max_age: Duration,
+    history_keep_per_rule: i64,
     metrics: Metrics,
     health: Health,
 }
@@ -134,6 +149,7 @@ impl Reconciler {
             // Sweep every interval for as long as the lock holds.
             loop {
                 let started = Instant::now();
+                self.prune_history().await;
                 match self.sweep(&shutdown, &lock).await {
                     Ok(n) => {
                         self.metrics.inc("plumbline_reconciler_sweeps_total", "completed sweeps", &[], 1);
@@ -152,6 +168,31 @@ impl Reconciler {
                 }
             }
             drop(lock);
+        }
+    }
+
+    /// History retention, in bounded chunks; a failure is logged and retried next interval.
+    async fn prune_history(&self) {
+        const CHUNK: i64 = 10_000;
+        let mut total = 0;
+        loop {
+            match self.store.prune_history(self.history_max_age, self.history_keep_per_rule, CHUNK).await {
+                Ok(n) => {
+                    total += n;
+                    if n < CHUNK as u64 {
+                        break;
+                    }
+                    self.health.beat(LOOP, self.stall());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "history retention failed, next interval retries");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            self.metrics.inc("plumbline_history_pruned_total", "evaluation history rows deleted by retention", &[], total);
+            tracing::info!(rows = total, "evaluation history pruned");
         }
     }
 
