@@ -1,0 +1,149 @@
+//! Evaluators as SREs run them: separate processes in one consumer group on a real broker.
+
+mod common;
+
+use common::*;
+use plumb::stack::{Stack, StackConfig};
+use plumb::{client, commands, shipped};
+use plumbline_bus::{Producer, ProducerConfig, TraceContext};
+use plumbline_domain::{Entity, EntityRef, EventReason};
+use plumbline_proto::v1::EntityEvent;
+use plumbline_proto::Message as _;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const PROJECT: &str = "default";
+const PUT_PROTECTION: &str = "PUT /repos/{owner}/{repo}/branches/{branch}/protection";
+
+/// The `plumbline-evaluator` binary beside this test's `plumb` (the workspace build makes both).
+fn evaluator_binary() -> std::path::PathBuf {
+    let plumb = std::path::PathBuf::from(env!("CARGO_BIN_EXE_plumb"));
+    let bin = plumb.with_file_name("plumbline-evaluator");
+    assert!(bin.exists(), "{} is missing: build the workspace (`cargo build --workspace`)", bin.display());
+    bin
+}
+
+struct Replica(Child);
+
+impl Replica {
+    fn start(stack: &Stack, prefix: &str) -> Replica {
+        let child = Command::new(evaluator_binary())
+            .env("PLUMB_KAFKA_BROKERS", kafka())
+            .env("PLUMB_TOPIC_PREFIX", prefix)
+            .env("PLUMB_DATABASE_URL", &stack.config.database_url)
+            .env("PLUMB_GITHUB_API_URL", &stack.sim_url)
+            .env("PLUMB_EVALUATOR_GROUP", format!("{prefix}plumbline-evaluator"))
+            .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("PLUMB_CATALOG_MAX_STALENESS_MS", "500")
+            .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("evaluator process starts");
+        Replica(child)
+    }
+
+    fn kill_9(&mut self) {
+        let status = Command::new("kill").args(["-9", &self.0.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three evaluator processes share 10,000 events over 1,000 entities; one is killed with
+/// SIGKILL mid-run. Afterwards every entity has a verdict newer than its last event, the DLQ is
+/// empty, and the actuator protected each unprotected repository exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict() {
+    let db = TestDb::new().await;
+    let (prefix, topics) = topics(12).await;
+    let mut cfg = StackConfig::local(&kafka(), &db.url, &prefix);
+    cfg.reconcile_interval = Duration::from_secs(24 * 3600);
+    let mut stack = Stack::start(cfg).await.expect("stack starts");
+    // The in-process evaluator stands down: the replicas are processes of their own.
+    stack.stop_evaluator().await;
+    stack.sim.set_rate_limit(1_000_000);
+    let store = db.store();
+    let fleet = stack.sim.seed("acme", 1000, "svc", 0.5);
+    let unprotected = fleet.len() / 2;
+
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    for (_, yaml) in shipped::RULE_TYPES {
+        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+    }
+    for (_, yaml) in shipped::PROFILES {
+        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+    }
+    let entities: Vec<Entity> = fleet
+        .iter()
+        .map(|(owner, name, id)| Entity {
+            entity_ref: EntityRef::repository("github", *id),
+            project: PROJECT.into(),
+            owner: owner.clone(),
+            name: name.clone(),
+            properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
+            labels: vec![],
+        })
+        .collect();
+    for e in &entities {
+        store.upsert_entity(e).await.expect("register");
+    }
+
+    // 10 events per entity, interleaved across entities, all published before any replica runs.
+    let producer = Producer::new(&ProducerConfig::new(kafka(), "scale-test")).expect("producer");
+    for round in 0..10 {
+        let sends = entities.iter().map(|e| {
+            let producer = producer.clone();
+            let topic = topics.entity_events.clone();
+            async move {
+                let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
+                ev.owner = e.owner.clone();
+                ev.name = e.name.clone();
+                let key = e.id();
+                producer
+                    .publish(&topic, &key, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+                    .await
+                    .map(|_| ())
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            r.unwrap_or_else(|e| panic!("publishing round {round}: {e}"));
+        }
+    }
+    let last_event_at = chrono::Utc::now();
+
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&stack, &prefix)).collect();
+    // Kill one once the run is well under way (some entities done, most not).
+    eventually(Duration::from_secs(120), "the replicas make progress", || async {
+        let done = store.list_status(PROJECT, None, None).await.expect("status").len();
+        (done >= 150).then_some(())
+    })
+    .await;
+    let done_at_kill = store.list_status(PROJECT, None, None).await.expect("status").len();
+    replicas[0].kill_9();
+
+    // Every entity ends with a verdict newer than its last event, and passing: the unprotected
+    // half was fixed by the actuator and re-checked.
+    eventually(Duration::from_secs(240), "every entity has a fresh passing verdict", || async {
+        let rows = store.list_status(PROJECT, None, None).await.expect("status");
+        let fresh = rows.iter().filter(|r| r.rule_name == "branch_protection_enabled" && r.evaluated_at > last_event_at && r.status == "pass").count();
+        (fresh == entities.len()).then_some(())
+    })
+    .await;
+    let puts = stack.sim.request_counts().get(PUT_PROTECTION).copied().unwrap_or(0);
+    assert_eq!(puts as usize, unprotected, "each unprotected repository protected exactly once, crash or not");
+    let mut dlq = Reader::new(&topics.dlq);
+    assert!(dlq.drain(Duration::from_secs(3)).await.is_empty(), "nothing was dead-lettered");
+    eprintln!("scale: killed one of 3 replicas with {done_at_kill} of {} entities evaluated; {puts} remediations", entities.len());
+    drop(replicas);
+    stack.stop().await;
+}
