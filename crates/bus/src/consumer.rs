@@ -168,6 +168,31 @@ impl Consumer {
         }
     }
 
+    /// Records not yet consumed on this member's partitions: the high watermark minus the
+    /// position (or, before the first record, the committed offset, else the low watermark).
+    /// Blocks on broker round trips: call it from a blocking task.
+    pub fn lag(&self, timeout: std::time::Duration) -> Result<i64, BusError> {
+        use rdkafka::Offset;
+        let positions = self.inner.position().map_err(BusError::Consume)?;
+        let committed = self.inner.committed(timeout).map_err(BusError::Consume)?;
+        let mut lag = 0;
+        for p in positions.elements() {
+            let (low, high) = self
+                .inner
+                .fetch_watermarks(p.topic(), p.partition(), timeout)
+                .map_err(BusError::Consume)?;
+            let at = match p.offset() {
+                Offset::Offset(o) => o,
+                _ => match committed.find_partition(p.topic(), p.partition()).map(|c| c.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                },
+            };
+            lag += (high - at).max(0);
+        }
+        Ok(lag)
+    }
+
     /// Number of partitions currently assigned to this member.
     pub fn assigned_partitions(&self) -> usize {
         self.inner.assignment().map(|a| a.count()).unwrap_or(0)

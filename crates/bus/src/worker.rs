@@ -94,6 +94,7 @@ impl Worker {
         let mut offsets: HashMap<(String, i32), PartitionOffsets> = HashMap::new();
         let mut held = 0usize;
         let mut in_flight = 0usize;
+        let lag = self.clone().report_lag(shutdown.clone());
         loop {
             // Start what can start: keys with waiting records, while there is room.
             while in_flight < max_in_flight && !shutdown.is_cancelled() {
@@ -175,10 +176,31 @@ impl Worker {
                 }
             }
         }
+        lag.abort();
         if let Err(e) = self.consumer.commit_stored() {
             tracing::warn!(worker = self.name, error = %e, "final offset commit failed");
         }
         tracing::info!(worker = self.name, "stopped");
+    }
+
+    /// Publishes `plumbline_consumer_lag` (records not yet consumed on this member's
+    /// partitions) every 10 s, from a blocking task (it asks the broker for watermarks).
+    fn report_lag(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let worker = self.clone();
+                let lag = tokio::task::spawn_blocking(move || worker.consumer.lag(Duration::from_secs(5))).await;
+                match lag {
+                    Ok(Ok(n)) => self.metrics.set_gauge("plumbline_consumer_lag", "records not yet consumed on this member's partitions", &[("worker", self.name)], n.max(0) as u64),
+                    Ok(Err(e)) => tracing::debug!(worker = self.name, error = %e, "consumer lag unavailable"),
+                    Err(_) => {}
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        })
     }
 
     /// Returns false when shutdown interrupted the record before a durable end.

@@ -224,3 +224,21 @@ async fn keys_run_concurrently_in_order_and_waiting_records_coalesce() {
     let again = consumer(&kafka(), &group, &topics.entity_events);
     assert!(next(&again, Duration::from_secs(10)).await.is_none(), "offsets committed past every record");
 }
+
+/// Lag is what the member has not consumed yet on its partitions.
+#[tokio::test(flavor = "multi_thread")]
+async fn lag_counts_the_records_not_yet_consumed() {
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 1).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    for i in 0..5 {
+        publish(&p, &topics.entity_events, "k", format!("{i}").as_bytes()).await;
+    }
+    let c = std::sync::Arc::new(consumer(&kafka(), &unique("g-"), &topics.entity_events));
+    for _ in 0..2 {
+        next(&c, Duration::from_secs(30)).await.expect("a record");
+    }
+    let c2 = c.clone();
+    let lag = tokio::task::spawn_blocking(move || c2.lag(Duration::from_secs(5))).await.expect("task").expect("lag");
+    assert_eq!(lag, 3, "5 records, 2 consumed");
+}
