@@ -147,3 +147,84 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     drop(replicas);
     stack.stop().await;
 }
+
+/// Interleaved events for the same entity are never evaluated concurrently, while different
+/// entities are. GitHub answers protection reads after 200 ms; the simulator's log shows when
+/// each read arrived: one repository's reads are always a full answer apart (its evaluations
+/// ran one after the other), different repositories' reads overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_entity_is_never_evaluated_twice_at_once() {
+    let db = TestDb::new().await;
+    let (prefix, topics) = topics(3).await;
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix)).await.expect("stack starts");
+    let store = db.store();
+    let latency = Duration::from_millis(200);
+    let fleet = stack.sim.seed("acme", 6, "ord", 1.0);
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    for (_, yaml) in shipped::RULE_TYPES {
+        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+    }
+    for (_, yaml) in shipped::PROFILES {
+        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+    }
+    let mut entities = vec![];
+    for (owner, name, id) in &fleet {
+        let e = Entity {
+            entity_ref: EntityRef::repository("github", *id),
+            project: PROJECT.into(),
+            owner: owner.clone(),
+            name: name.clone(),
+            properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
+            labels: vec![],
+        };
+        store.upsert_entity(&e).await.expect("register");
+        entities.push(e);
+    }
+    stack
+        .sim
+        .add_fault(plumbline_github_sim::Fault::latency(latency).on_route("/repos/{owner}/{repo}/branches/{branch}/protection"))
+        .expect("latency fault");
+    let producer = Producer::new(&ProducerConfig::new(kafka(), "ordering-test")).expect("producer");
+    // Eight rounds, 60 ms apart: each entity gets events while its previous one is evaluated.
+    for _ in 0..8 {
+        for e in &entities {
+            let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
+            producer
+                .publish(&topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+                .await
+                .expect("published");
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    for e in &entities {
+        eventually(Duration::from_secs(60), "several evaluations per entity", || async {
+            (store.history_count(&e.id()).await.expect("history") >= 2).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log: Vec<_> = stack
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.route == "/repos/{owner}/{repo}/branches/{branch}/protection")
+        .collect();
+    let mut by_repo: BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>> = BTreeMap::new();
+    for r in &log {
+        by_repo.entry(r.path.clone()).or_default().push(r.at);
+    }
+    let gap = chrono::Duration::from_std(latency).expect("duration") - chrono::Duration::milliseconds(20);
+    for (path, mut times) in by_repo.clone() {
+        times.sort();
+        assert!(times.len() >= 2, "{path}: evaluated more than once");
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= gap, "{path}: two reads {} ms apart: evaluations overlapped", (w[1] - w[0]).num_milliseconds());
+        }
+    }
+    // Different entities did run at once: some reads of different repositories overlap.
+    let mut all: Vec<_> = log.iter().map(|r| (r.at, r.path.clone())).collect();
+    all.sort();
+    let overlapping = all.windows(2).filter(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < chrono::Duration::milliseconds(100)).count();
+    assert!(overlapping > 0, "entities were evaluated concurrently");
+    stack.stop().await;
+}
