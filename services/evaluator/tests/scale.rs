@@ -1,8 +1,8 @@
 //! Evaluators as SREs run them: separate processes in one consumer group on a real broker.
 
-mod common;
-
-use common::*;
+use plumbline_bus::testing::{kafka, topics, Reader};
+use plumbline_store::testing::TestDatabase as TestDb;
+use std::future::Future;
 use plumb::stack::{Stack, StackConfig};
 use plumb::{client, commands, shipped};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
@@ -16,12 +16,25 @@ use std::time::Duration;
 const PROJECT: &str = "default";
 const PUT_PROTECTION: &str = "PUT /repos/{owner}/{repo}/branches/{branch}/protection";
 
-/// The `plumbline-evaluator` binary beside this test's `plumb` (the workspace build makes both).
+/// The `plumbline-evaluator` binary, built by cargo for this package's tests.
 fn evaluator_binary() -> std::path::PathBuf {
-    let plumb = std::path::PathBuf::from(env!("CARGO_BIN_EXE_plumb"));
-    let bin = plumb.with_file_name("plumbline-evaluator");
-    assert!(bin.exists(), "{} is missing: build the workspace (`cargo build --workspace`)", bin.display());
-    bin
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_plumbline-evaluator"))
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 struct Replica(Child);
