@@ -8,10 +8,11 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -21,6 +22,8 @@ pub struct ConsumerConfig {
     pub topics: Vec<String>,
     /// How long the group waits for a silent member before giving its partitions away.
     pub session_timeout: Duration,
+    /// How long a revocation waits for the handlings in flight on the revoked partitions.
+    pub revoke_grace: Duration,
 }
 
 impl ConsumerConfig {
@@ -32,6 +35,7 @@ impl ConsumerConfig {
             group_id,
             topics: vec![topic.into()],
             session_timeout: Duration::from_secs(10),
+            revoke_grace: Duration::from_secs(10),
         }
     }
 }
@@ -54,12 +58,119 @@ impl Record {
     }
 }
 
-/// Observes rebalances. Offsets are stored only after durable work and librdkafka commits stored
-/// offsets when partitions are revoked, so nothing has to be done here for correctness; the
-/// counts are the health signal that a group is churning.
+/// What the consume loop and librdkafka's rebalance callback share about each partition.
+///
+/// A revocation must not leave a partition's work half-owned: when librdkafka revokes
+/// partitions, the callback bumps each one's *epoch* (records received before belong to the old
+/// one, and their offsets are never stored after it), cancels the partition's token (records
+/// waiting out a backoff or a rate limit are abandoned at once), then waits up to `grace` for
+/// the handlings in flight on those partitions to end, so the next owner does not start on an
+/// entity this member is still evaluating. The loop drops the records it held for the old epoch;
+/// the next owner re-reads them from the committed offset (handlers are idempotent).
+///
+/// The wait blocks the thread that polls the consumer (librdkafka runs the callback there); the
+/// handlings run on other runtime threads, so services run on a multi-threaded runtime.
+pub struct PartitionGate {
+    state: Mutex<GateState>,
+    idle: Condvar,
+    grace: Duration,
+}
+
 #[derive(Default)]
+struct GateState {
+    epochs: HashMap<(String, i32), u64>,
+    tokens: HashMap<(String, i32), CancellationToken>,
+    in_flight: HashMap<(String, i32), usize>,
+    /// Revocations the loop has not seen yet.
+    revoked: Vec<(String, i32)>,
+}
+
+impl PartitionGate {
+    fn new(grace: Duration) -> Self {
+        PartitionGate {
+            state: Mutex::new(GateState::default()),
+            idle: Condvar::new(),
+            grace,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // A panic while holding this lock leaves plain counters behind: still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition's current epoch and the token cancelled when it is revoked.
+    pub fn current(&self, topic: &str, partition: i32) -> (u64, CancellationToken) {
+        let mut s = self.lock();
+        let tp = (topic.to_string(), partition);
+        let epoch = s.epochs.get(&tp).copied().unwrap_or(0);
+        let token = s.tokens.entry(tp).or_default().clone();
+        (epoch, token)
+    }
+
+    pub fn epoch(&self, topic: &str, partition: i32) -> u64 {
+        self.lock().epochs.get(&(topic.to_string(), partition)).copied().unwrap_or(0)
+    }
+
+    /// A handling of a record of this partition starts.
+    pub fn enter(&self, topic: &str, partition: i32) {
+        *self.lock().in_flight.entry((topic.to_string(), partition)).or_default() += 1;
+    }
+
+    /// A handling of a record of this partition ended (durably or not).
+    pub fn leave(&self, topic: &str, partition: i32) {
+        let mut s = self.lock();
+        if let Some(n) = s.in_flight.get_mut(&(topic.to_string(), partition)) {
+            *n = n.saturating_sub(1);
+        }
+        drop(s);
+        self.idle.notify_all();
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.lock().revoked)
+    }
+
+    /// Handlings in flight on `partitions`, right now.
+    fn busy(s: &GateState, partitions: &[(String, i32)]) -> usize {
+        partitions.iter().map(|tp| s.in_flight.get(tp).copied().unwrap_or(0)).sum()
+    }
+
+    fn revoke(&self, partitions: Vec<(String, i32)>) {
+        let mut s = self.lock();
+        for tp in &partitions {
+            *s.epochs.entry(tp.clone()).or_default() += 1;
+            if let Some(t) = s.tokens.remove(tp) {
+                t.cancel();
+            }
+            s.revoked.push(tp.clone());
+        }
+        let deadline = std::time::Instant::now() + self.grace;
+        loop {
+            let busy = Self::busy(&s, &partitions);
+            if busy == 0 {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(busy, grace = ?self.grace, "revoked partitions still have handlings in flight, giving them up");
+                return;
+            }
+            s = match self.idle.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// Observes rebalances and hands revocations to the [`PartitionGate`]. Offsets are stored only
+/// after durable work and librdkafka commits stored offsets when partitions are revoked; the
+/// counts are the health signal that a group is churning.
 pub struct GroupContext {
     rebalances: AtomicU64,
+    gate: Arc<PartitionGate>,
 }
 
 impl ClientContext for GroupContext {}
@@ -67,7 +178,11 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                let parts = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                self.gate.revoke(parts);
+            }
             Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -86,10 +201,12 @@ impl ConsumerContext for GroupContext {
 
 pub struct Consumer {
     inner: Arc<StreamConsumer<GroupContext>>,
+    gate: Arc<PartitionGate>,
 }
 
 impl Consumer {
     pub fn new(config: &ConsumerConfig) -> Result<Self, BusError> {
+        let gate = Arc::new(PartitionGate::new(config.revoke_grace));
         let inner: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group_id)
@@ -110,7 +227,10 @@ impl Consumer {
             // replica that would hit the same outage. A dead process is still detected by
             // the session timeout (heartbeats come from librdkafka's own thread).
             .set("max.poll.interval.ms", "3600000")
-            .create_with_context(GroupContext::default())
+            .create_with_context(GroupContext {
+                rebalances: AtomicU64::new(0),
+                gate: gate.clone(),
+            })
             .map_err(|e| BusError::Config(e.to_string()))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         inner
@@ -118,7 +238,18 @@ impl Consumer {
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(Consumer {
             inner: Arc::new(inner),
+            gate,
         })
+    }
+
+    /// What this member shares with its rebalance callback (see [`PartitionGate`]).
+    pub fn gate(&self) -> &Arc<PartitionGate> {
+        &self.gate
+    }
+
+    /// Rebalances this member went through.
+    pub fn rebalances(&self) -> u64 {
+        self.inner.context().rebalances.load(Ordering::Relaxed)
     }
 
     /// The next record. Errors are the broker's (transient ones included); callers log and retry.

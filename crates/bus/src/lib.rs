@@ -15,7 +15,7 @@ pub mod testing;
 pub mod trace;
 pub mod worker;
 
-pub use consumer::{Consumer, ConsumerConfig, Record};
+pub use consumer::{Consumer, ConsumerConfig, PartitionGate, Record};
 pub use embedded::EmbeddedBroker;
 pub use producer::{Delivery, Producer, ProducerConfig};
 pub use trace::TraceContext;

@@ -13,10 +13,18 @@
 //! offset advances only past records that are all finished, so a crash or a revocation makes
 //! the next owner redo exactly the unfinished ones (and maybe some finished after them:
 //! handlers are idempotent).
+//!
+//! A record whose dependency is limited until a known time (a provider's rate limit) is
+//! *parked*: its slot goes to other keys, whose work may need other credentials, and the key
+//! runs again at that time, coalesced with what arrived meanwhile. On a revocation the records
+//! held for the revoked partitions are dropped, waits and backoffs on them end at once, the
+//! handlings in flight get a grace period to finish before the partitions are given up (see
+//! [`crate::PartitionGate`]), and no offset is stored for them afterwards.
 
 use crate::{Consumer, Producer, Record};
 use plumbline_telemetry::{Health, Metrics};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -65,6 +73,12 @@ pub struct Worker {
 
 const STALL: Duration = Duration::from_secs(120);
 
+/// A known limit at least this far away parks the record instead of holding its slot.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Records held in memory at most, parked ones included.
+const MAX_HELD: usize = 10_000;
+
 impl Worker {
     /// Runs the loop on a task of its own, keeping the service ready while `ready` answers
     /// true (re-checked every 5 s), until `shutdown`.
@@ -86,24 +100,65 @@ impl Worker {
         tracing::info!(worker = self.name, max_in_flight = self.max_in_flight, "consuming");
         self.health.beat(self.name, STALL);
         let max_in_flight = self.max_in_flight.max(1);
-        // Records held (waiting or in flight) before the loop stops fetching more.
+        // Records held (waiting or in flight, parked ones aside) before the loop stops fetching
+        // more; parked records are bounded on their own.
         let max_held = max_in_flight * 8;
+        let gate = self.consumer.gate().clone();
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
         let mut keys: HashMap<String, KeyState> = HashMap::new();
         let mut ready: VecDeque<String> = VecDeque::new();
-        let mut offsets: HashMap<(String, i32), PartitionOffsets> = HashMap::new();
+        let mut parked: BinaryHeap<Reverse<(tokio::time::Instant, String)>> = BinaryHeap::new();
+        let mut offsets: HashMap<(String, i32, u64), PartitionOffsets> = HashMap::new();
         let mut held = 0usize;
+        let mut parked_records = 0usize;
         let mut in_flight = 0usize;
         let lag = self.clone().report_lag(shutdown.clone());
         loop {
+            // Revoked partitions: what this member held of them is no longer its to do.
+            let revoked = gate.take_revoked();
+            if !revoked.is_empty() {
+                let mut dropped = 0usize;
+                keys.retain(|_, state| {
+                    let before = state.waiting.len();
+                    state.waiting.retain(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition));
+                    let gone = before - state.waiting.len();
+                    dropped += gone;
+                    if state.waiting.is_empty() {
+                        state.parked_until = None;
+                    }
+                    state.running || !state.waiting.is_empty()
+                });
+                held -= dropped;
+                parked_records = keys.values().filter(|k| k.parked_until.is_some()).map(|k| k.waiting.len()).sum();
+                offsets.retain(|(t, p, e), _| gate.epoch(t, *p) == *e);
+                if dropped > 0 {
+                    tracing::info!(worker = self.name, partitions = revoked.len(), dropped, "revoked partitions: held records dropped for the next owner");
+                }
+                self.metrics.inc("plumbline_worker_revocations_total", "partitions revoked from this member", &[("worker", self.name)], revoked.len() as u64);
+            }
+            // Parked keys whose time came are ready again.
+            let now = tokio::time::Instant::now();
+            while let Some(Reverse((at, _))) = parked.peek() {
+                if *at > now {
+                    break;
+                }
+                let Some(Reverse((_, key))) = parked.pop() else { break };
+                if let Some(state) = keys.get_mut(&key) {
+                    if state.parked_until.is_some_and(|u| u <= now) {
+                        state.parked_until = None;
+                        parked_records -= state.waiting.len();
+                        ready.push_back(key);
+                    }
+                }
+            }
             // Start what can start: keys with waiting records, while there is room.
             while in_flight < max_in_flight && !shutdown.is_cancelled() {
                 let Some(key) = ready.pop_front() else { break };
                 let Some(state) = keys.get_mut(&key) else { continue };
-                if state.running || state.waiting.is_empty() {
+                if state.running || state.waiting.is_empty() || state.parked_until.is_some() {
                     continue;
                 }
-                let batch: Vec<Record> = if self.coalesce {
+                let batch: Vec<Held> = if self.coalesce {
                     std::mem::take(&mut state.waiting)
                 } else {
                     vec![state.waiting.remove(0)]
@@ -113,23 +168,32 @@ impl Worker {
                 }
                 state.running = true;
                 in_flight += 1;
-                let (worker, handler, shutdown, tx) = (self.clone(), handler.clone(), shutdown.clone(), finished_tx.clone());
+                let (worker, handler, shutdown, tx, gate) = (self.clone(), handler.clone(), shutdown.clone(), finished_tx.clone(), gate.clone());
                 tokio::spawn(async move {
                     // The newest record stands for the batch.
-                    let durable = match batch.last() {
-                        Some(newest) => worker.process(handler.as_ref(), newest, &shutdown).await,
-                        None => true,
+                    let end = match batch.last() {
+                        Some(newest) => {
+                            let (topic, partition) = (newest.record.topic.clone(), newest.record.partition);
+                            gate.enter(&topic, partition);
+                            let end = worker.process(handler.as_ref(), &newest.record, &shutdown, &newest.revoked).await;
+                            gate.leave(&topic, partition);
+                            end
+                        }
+                        None => End::Durable,
                     };
-                    let _ = tx.send(Finished { key, batch, durable });
+                    let _ = tx.send(Finished { key, batch, end });
                 });
             }
             self.metrics.set_gauge("plumbline_worker_in_flight", "records being handled now", &[("worker", self.name)], in_flight as u64);
-            let fetch = held < max_held && !shutdown.is_cancelled();
+            self.metrics.set_gauge("plumbline_worker_parked", "records parked until a dependency's limit lifts", &[("worker", self.name)], parked_records as u64);
+            let fetch = held - parked_records < max_held && held < MAX_HELD && !shutdown.is_cancelled();
             if shutdown.is_cancelled() && in_flight == 0 {
                 break;
             }
+            let next_unpark = parked.peek().map(|Reverse((at, _))| *at);
             let next = tokio::select! {
                 _ = shutdown.cancelled(), if fetch => continue,
+                _ = tokio::time::sleep_until(next_unpark.unwrap_or(now)), if next_unpark.is_some() => continue,
                 f = finished_rx.recv() => Event::Finished(f),
                 r = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()), if fetch => Event::Received(r),
             };
@@ -138,6 +202,29 @@ impl Worker {
                 Event::Finished(None) => break,
                 Event::Finished(Some(f)) => {
                     in_flight -= 1;
+                    if let End::Park(until) = f.end {
+                        // Put the batch back in front of what arrived meanwhile; it runs again
+                        // (coalesced with the newer records) once the limit lifts.
+                        let batch_len = f.batch.len();
+                        let mut waiting: Vec<Held> = f.batch.into_iter().filter(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition)).collect();
+                        held -= batch_len - waiting.len();
+                        if let Some(state) = keys.get_mut(&f.key) {
+                            state.running = false;
+                            waiting.append(&mut state.waiting);
+                            state.waiting = waiting;
+                            if state.waiting.is_empty() {
+                                keys.remove(&f.key);
+                            } else {
+                                self.metrics.inc("plumbline_worker_parked_total", "handlings parked until a dependency's limit lifts", &[("worker", self.name)], 1);
+                                state.parked_until = Some(until);
+                                parked_records += state.waiting.len();
+                                parked.push(Reverse((until, f.key.clone())));
+                            }
+                        } else {
+                            held -= waiting.len();
+                        }
+                        continue;
+                    }
                     held -= f.batch.len();
                     if let Some(state) = keys.get_mut(&f.key) {
                         state.running = false;
@@ -147,11 +234,14 @@ impl Worker {
                             ready.push_back(f.key.clone());
                         }
                     }
-                    if !f.durable {
-                        continue; // interrupted by shutdown: offsets stay, the next owner redoes it
+                    if f.end != End::Durable {
+                        continue; // interrupted by shutdown or revocation: the next owner redoes it
                     }
-                    for r in &f.batch {
-                        let track = offsets.entry((r.topic.clone(), r.partition)).or_default();
+                    for h in &f.batch {
+                        let r = &h.record;
+                        // Only for the partition epoch it was received in: after a revocation,
+                        // the partition's offsets are its next owner's to store.
+                        let Some(track) = offsets.get_mut(&(r.topic.clone(), r.partition, h.epoch)) else { continue };
                         if let Some(through) = track.finish(r.offset) {
                             if let Err(e) = self.consumer.done_through(&r.topic, r.partition, through) {
                                 tracing::warn!(worker = self.name, error = %e, partition = r.partition, offset = through, "storing offset failed");
@@ -165,12 +255,15 @@ impl Worker {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Event::Received(Ok(Ok(record))) => {
-                    offsets.entry((record.topic.clone(), record.partition)).or_default().start(record.offset);
+                    let (epoch, revoked) = gate.current(&record.topic, record.partition);
+                    offsets.entry((record.topic.clone(), record.partition, epoch)).or_default().start(record.offset);
                     held += 1;
                     let key = record.key.clone().unwrap_or_else(|| format!("{}/{}/{}", record.topic, record.partition, record.offset));
                     let state = keys.entry(key.clone()).or_default();
-                    state.waiting.push(record);
-                    if !state.running && state.waiting.len() == 1 {
+                    state.waiting.push(Held { record, epoch, revoked });
+                    if parked_key(state) {
+                        parked_records += 1;
+                    } else if !state.running && state.waiting.len() == 1 {
                         ready.push_back(key);
                     }
                 }
@@ -203,22 +296,33 @@ impl Worker {
         })
     }
 
-    /// Returns false when shutdown interrupted the record before a durable end.
-    async fn process<H: Handler>(&self, handler: &H, record: &Record, shutdown: &CancellationToken) -> bool {
+    /// Handles one record to its end: durable, abandoned (shutdown or revocation), or parked
+    /// until a dependency's limit lifts (a provider's "rate limited until T": the slot goes to
+    /// other entities meanwhile, whose work may need other credentials).
+    async fn process<H: Handler>(&self, handler: &H, record: &Record, shutdown: &CancellationToken, revoked: &CancellationToken) -> End {
         let mut attempt: u32 = 0;
         let mut waits: u32 = 0;
         loop {
+            if revoked.is_cancelled() {
+                return End::Abandoned;
+            }
             let err = match handler.handle(record).await {
-                Ok(()) => return true,
+                Ok(()) => return End::Durable,
                 Err(e) => e,
             };
             if let Failure::Unavailable { reason, until } = &err {
+                let now = std::time::SystemTime::now();
+                if let Some(wait) = until.and_then(|u| u.duration_since(now).ok()).filter(|w| *w >= PARK_AFTER) {
+                    let wait = wait.min(Duration::from_secs(3600));
+                    tracing::warn!(worker = self.name, reason, ?wait, partition = record.partition, offset = record.offset, "limited until a known time, parking the record");
+                    return End::Park(tokio::time::Instant::now() + wait);
+                }
                 // Wait for the dependency, in slices, beating health so a long outage is
                 // "waiting", not "stalled".
                 let backoff = self.base_backoff * 2u32.pow(waits.min(8));
                 waits += 1;
                 let wait = until
-                    .and_then(|u| u.duration_since(std::time::SystemTime::now()).ok())
+                    .and_then(|u| u.duration_since(now).ok())
                     .unwrap_or(backoff)
                     .min(Duration::from_secs(3600));
                 tracing::warn!(worker = self.name, reason, ?wait, "dependency unavailable, waiting");
@@ -227,7 +331,8 @@ impl Worker {
                 while tokio::time::Instant::now() < deadline {
                     self.health.beat(self.name, STALL);
                     tokio::select! {
-                        _ = shutdown.cancelled() => return false,
+                        _ = shutdown.cancelled() => return End::Abandoned,
+                        _ = revoked.cancelled() => return End::Abandoned,
                         _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_secs(10))) => {}
                     }
                 }
@@ -238,19 +343,20 @@ impl Worker {
             let give_up = matches!(err, Failure::Poison(_)) || attempt >= self.max_attempts;
             if give_up && self.dead_letter.is_some() {
                 tracing::error!(worker = self.name, error = %err, attempt, partition = record.partition, offset = record.offset, "dead-lettering record");
-                return self.dead_letter(record, &err.to_string(), shutdown).await;
+                return if self.dead_letter(record, &err.to_string(), shutdown).await { End::Durable } else { End::Abandoned };
             }
             if give_up && matches!(err, Failure::Poison(_)) {
                 // No DLQ for this stream: a poison record cannot be processed, ever. Skip it
                 // loudly rather than block the partition forever.
                 tracing::error!(worker = self.name, error = %err, partition = record.partition, offset = record.offset, "skipping poison record");
                 self.metrics.inc("plumbline_poison_records_total", "undecodable records skipped", &[("worker", self.name)], 1);
-                return true;
+                return End::Durable;
             }
             let backoff = self.base_backoff * 2u32.pow(attempt.min(6));
             tracing::warn!(worker = self.name, error = %err, attempt, ?backoff, "record failed, retrying");
             tokio::select! {
-                _ = shutdown.cancelled() => return false,
+                _ = shutdown.cancelled() => return End::Abandoned,
+                _ = revoked.cancelled() => return End::Abandoned,
                 _ = tokio::time::sleep(backoff) => {}
             }
         }
@@ -292,17 +398,42 @@ enum Event {
     Received(Result<Result<Record, crate::BusError>, tokio::time::error::Elapsed>),
 }
 
-/// A key's handling ended: `batch` (the newest last) is durable unless shutdown interrupted it.
+/// How a key's handling ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The record's work is durable (or it was dead-lettered): its offset may be stored.
+    Durable,
+    /// Interrupted by shutdown or a revocation: the offset stays, the next owner redoes it.
+    Abandoned,
+    /// Limited until this instant: handled again then.
+    Park(tokio::time::Instant),
+}
+
+/// A key's handling ended: `batch` (the newest last).
 struct Finished {
     key: String,
-    batch: Vec<Record>,
-    durable: bool,
+    batch: Vec<Held>,
+    end: End,
+}
+
+/// A record held by the loop, with the partition epoch it was received in.
+struct Held {
+    record: Record,
+    epoch: u64,
+    /// Cancelled when the record's partition is revoked.
+    revoked: CancellationToken,
 }
 
 #[derive(Default)]
 struct KeyState {
     running: bool,
-    waiting: Vec<Record>,
+    waiting: Vec<Held>,
+    /// Set while the key waits out a known limit.
+    parked_until: Option<tokio::time::Instant>,
+}
+
+fn parked_key(state: &KeyState) -> bool {
+    state.parked_until.is_some()
 }
 
 /// Which offsets of a partition are unfinished, so the stored offset never passes one.

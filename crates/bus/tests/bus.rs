@@ -242,3 +242,172 @@ async fn lag_counts_the_records_not_yet_consumed() {
     let lag = tokio::task::spawn_blocking(move || c2.lag(Duration::from_secs(5))).await.expect("task").expect("lag");
     assert_eq!(lag, 3, "5 records, 2 consumed");
 }
+
+/// A record limited until a known time (a provider's rate limit) is parked: with one slot,
+/// the other keys are handled meanwhile, and the parked key runs again once its time came.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
+    use plumbline_bus::worker::{Failure, Handler, Worker};
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+    #[derive(Default)]
+    struct Probe {
+        /// (key, when handled, whether it succeeded)
+        calls: Mutex<Vec<(String, SystemTime, bool)>>,
+        until: Mutex<Option<SystemTime>>,
+    }
+    struct Limited(Arc<Probe>);
+    impl Handler for Limited {
+        async fn handle(&self, r: &Record) -> Result<(), Failure> {
+            let key = r.key.clone().unwrap_or_default();
+            let now = SystemTime::now();
+            let first = key == "limited" && self.0.until.lock().expect("lock").is_none();
+            if first {
+                let until = now + Duration::from_secs(3);
+                *self.0.until.lock().expect("lock") = Some(until);
+                self.0.calls.lock().expect("lock").push((key, now, false));
+                return Err(Failure::Unavailable { reason: "rate limited".into(), until: Some(until) });
+            }
+            self.0.calls.lock().expect("lock").push((key, now, true));
+            Ok(())
+        }
+    }
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 1).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    publish(&p, &topics.entity_events, "limited", b"x").await;
+    for i in 0..5 {
+        publish(&p, &topics.entity_events, &format!("other-{i}"), b"y").await;
+    }
+    let probe = Arc::new(Probe::default());
+    let group = unique("g-");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let metrics = plumbline_telemetry::Metrics::new();
+    let worker = Worker {
+        name: "test",
+        consumer: consumer(&kafka(), &group, &topics.entity_events),
+        max_attempts: 1,
+        dead_letter: Some((p.clone(), topics.dlq.clone())),
+        health: plumbline_telemetry::Health::new("test"),
+        metrics: metrics.clone(),
+        base_backoff: Duration::from_millis(50),
+        max_in_flight: 1,
+        coalesce: true,
+    };
+    let task = worker.spawn(Limited(probe.clone()), shutdown.clone(), || async { true });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = probe.calls.lock().expect("lock").iter().filter(|c| c.2).count();
+        if done == 6 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{done} of 6 keys handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the last offsets be committed
+    shutdown.cancel();
+    let _ = task.await;
+    let calls = probe.calls.lock().expect("lock").clone();
+    let until = probe.until.lock().expect("lock").expect("the limited key was tried");
+    let retry = calls.iter().position(|c| c.0 == "limited" && c.2).expect("the limited key ran again");
+    assert!(calls[retry].1 >= until, "the parked key ran again only once its limit lifted");
+    let others_done = calls.iter().filter(|c| c.0.starts_with("other-") && c.2).count();
+    assert_eq!(others_done, 5);
+    assert!(calls[..retry].iter().filter(|c| c.0.starts_with("other-")).count() == 5, "the other keys were handled while the limited one was parked: {calls:?}");
+    assert_eq!(metrics.counter_value("plumbline_worker_parked_total", &[("worker", "test")]), 1);
+    let again = consumer(&kafka(), &group, &topics.entity_events);
+    assert!(next(&again, Duration::from_secs(10)).await.is_none(), "offsets committed past every record, the parked one included");
+    let dlq = consumer(&kafka(), &unique("g-"), &topics.dlq);
+    assert!(next(&dlq, Duration::from_secs(5)).await.is_none(), "a limit is not a failure of the record");
+}
+
+/// A second member joins while the first is busy: the revoked partitions' handlings finish
+/// before the new owner starts on them (no key is ever handled by both at once), what the first
+/// held for them is dropped rather than done twice in parallel, and at the end every key's
+/// newest record was handled and every offset committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
+    use plumbline_bus::worker::{Failure, Handler, Worker};
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Probe {
+        running: Mutex<HashSet<String>>,
+        overlaps: AtomicUsize,
+        handlings: AtomicUsize,
+        newest: Mutex<HashMap<String, u32>>,
+        by_member: Mutex<HashMap<&'static str, usize>>,
+    }
+    struct Slow(Arc<Probe>, &'static str);
+    impl Handler for Slow {
+        async fn handle(&self, r: &Record) -> Result<(), Failure> {
+            let key = r.key.clone().unwrap_or_default();
+            if !self.0.running.lock().expect("lock").insert(key.clone()) {
+                self.0.overlaps.fetch_add(1, SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let seq: u32 = String::from_utf8_lossy(&r.payload).parse().unwrap_or(0);
+            let mut newest = self.0.newest.lock().expect("lock");
+            let e = newest.entry(key.clone()).or_default();
+            *e = (*e).max(seq);
+            drop(newest);
+            *self.0.by_member.lock().expect("lock").entry(self.1).or_default() += 1;
+            self.0.handlings.fetch_add(1, SeqCst);
+            self.0.running.lock().expect("lock").remove(&key);
+            Ok(())
+        }
+    }
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 4).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    for seq in 0..3u32 {
+        let sends = (0..40).map(|k| {
+            let p = p.clone();
+            let topic = topics.entity_events.clone();
+            async move { publish(&p, &topic, &format!("entity-{k}"), seq.to_string().as_bytes()).await }
+        });
+        futures::future::join_all(sends).await;
+    }
+    let group = unique("g-");
+    let probe = Arc::new(Probe::default());
+    let worker = |name: &'static str| Worker {
+        name,
+        consumer: consumer(&kafka(), &group, &topics.entity_events),
+        max_attempts: 3,
+        dead_letter: None,
+        health: plumbline_telemetry::Health::new("test"),
+        metrics: plumbline_telemetry::Metrics::new(),
+        base_backoff: Duration::from_millis(50),
+        max_in_flight: 4,
+        coalesce: false,
+    };
+    let stop_a = tokio_util::sync::CancellationToken::new();
+    let a = worker("a").spawn(Slow(probe.clone(), "a"), stop_a.clone(), || async { true });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while probe.handlings.load(SeqCst) < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "the first member started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = worker("b").spawn(Slow(probe.clone(), "b"), stop_b.clone(), || async { true });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = probe.newest.lock().expect("lock").values().filter(|s| **s == 2).count();
+        if done == 40 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{done} of 40 keys reached their newest record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_a.cancel();
+    stop_b.cancel();
+    let _ = a.await;
+    let _ = b.await;
+    assert_eq!(probe.overlaps.load(SeqCst), 0, "a key was handled by two members at once");
+    let by_member = probe.by_member.lock().expect("lock").clone();
+    assert!(by_member.get("b").copied().unwrap_or(0) > 0, "the second member took partitions over: {by_member:?}");
+    let again = consumer(&kafka(), &group, &topics.entity_events);
+    assert!(next(&again, Duration::from_secs(12)).await.is_none(), "offsets committed past every record");
+}
