@@ -39,15 +39,57 @@ pub async fn register_repository(c: &mut Client, project: &str, full_name: &str,
     .into_inner())
 }
 
+/// Every latest verdict of a project (or of one entity, or in one status), page by page.
 pub async fn status(c: &mut Client, project: &str, entity_id: &str) -> anyhow::Result<Vec<RuleStatus>> {
-    Ok(c.list_status(ListStatusRequest {
-        project: project.into(),
-        entity_id: entity_id.into(),
-        profile: String::new(),
-    })
-    .await?
-    .into_inner()
-    .statuses)
+    status_filtered(c, project, entity_id, "").await
+}
+
+pub async fn status_filtered(c: &mut Client, project: &str, entity_id: &str, status: &str) -> anyhow::Result<Vec<RuleStatus>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .list_status(ListStatusRequest {
+                project: project.into(),
+                entity_id: entity_id.into(),
+                profile: String::new(),
+                status: status.into(),
+                page_size: 1000,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        all.extend(page.statuses);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The posture of a project: entities per status, per profile and rule.
+pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
+    let counts = c
+        .get_posture(plumbline_proto::v1::GetPostureRequest { project: project.into() })
+        .await?
+        .into_inner()
+        .counts;
+    let mut rules: std::collections::BTreeMap<(String, String), [u64; 4]> = std::collections::BTreeMap::new();
+    for c in counts {
+        let slot = match EvalStatus::try_from(c.status).unwrap_or(EvalStatus::Unspecified) {
+            EvalStatus::Pass => 0,
+            EvalStatus::Fail => 1,
+            EvalStatus::Error => 2,
+            _ => 3,
+        };
+        rules.entry((c.profile, c.rule_name)).or_default()[slot] += c.count;
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<24}  {:<48}  {:>8}  {:>8}  {:>8}  {:>8}", "PROFILE", "RULE", "PASS", "FAIL", "ERROR", "SKIPPED");
+    for ((profile, rule), n) in &rules {
+        let _ = writeln!(out, "{profile:<24}  {rule:<48}  {:>8}  {:>8}  {:>8}  {:>8}", n[0], n[1], n[2], n[3]);
+    }
+    Ok(out)
 }
 
 /// `plumb ruletype test`: runs the suites and prints a line per case and a summary line.

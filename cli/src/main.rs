@@ -53,6 +53,13 @@ enum Command {
         /// Only this entity (id as shown by `plumb repo list`).
         #[arg(long, default_value = "")]
         entity: String,
+        /// Only rules in this status: pass, fail, error or skipped.
+        #[arg(long, default_value = "")]
+        only: String,
+        /// Counts per profile, rule and status instead of one line per entity and rule (what
+        /// to ask of a large fleet).
+        #[arg(long)]
+        summary: bool,
     },
     /// Re-evaluate one entity, or every entity of the project.
     Reconcile {
@@ -172,10 +179,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}\t{}/{}\t{}", repo.entity_id, repo.owner, repo.name, repo.default_branch);
             }
         }
-        Command::Status { entity } => {
+        Command::Status { entity, only, summary } => {
             let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
-            let rows = commands::status(&mut c, &project, &entity).await?;
-            print!("{}", commands::status_table(&rows));
+            if summary {
+                print!("{}", commands::posture(&mut c, &project).await?);
+            } else {
+                let rows = commands::status_filtered(&mut c, &project, &entity, &only).await?;
+                print!("{}", commands::status_table(&rows));
+            }
         }
         Command::Reconcile { entity } => {
             let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;

@@ -24,6 +24,17 @@ pub struct StackConfig {
     pub sim_listen: SocketAddr,
     pub ingest_listen: SocketAddr,
     pub control_listen: SocketAddr,
+    /// When set, the simulator accepts only this token and every service sends it: GitHub's
+    /// per-credential limits (content creation) apply, as in production. None = open mode,
+    /// anonymous requests, no content-creation limit in the simulator.
+    pub github_token: Option<String>,
+    /// The actuator's content-creation budget per credential (per minute, per hour).
+    pub content_per_minute: u32,
+    pub content_per_hour: u32,
+    /// The actuator's cool-off after a failed remediation.
+    pub cool_off: Duration,
+    /// Run the actuator in process (false: tests run actuator processes of their own).
+    pub run_actuator: bool,
 }
 
 impl StackConfig {
@@ -40,6 +51,11 @@ impl StackConfig {
             sim_listen: any,
             ingest_listen: any,
             control_listen: any,
+            github_token: None,
+            content_per_minute: 80,
+            content_per_hour: 500,
+            cool_off: Duration::from_secs(300),
+            run_actuator: true,
         }
     }
 }
@@ -86,7 +102,7 @@ impl Stack {
         let sim = Simulator::new(SimConfig {
             webhook_url: None,
             webhook_secret: config.webhook_secret.clone(),
-            tokens: vec![],
+            tokens: config.github_token.iter().cloned().collect(),
             ..SimConfig::default()
         });
         let sim_addr = sim.serve(config.sim_listen, root.child_token()).await.context("starting the github simulator")?;
@@ -117,28 +133,25 @@ impl Stack {
         .await
         .context("starting control")?;
 
-        let actuator_token = root.child_token();
-        let mut ac = plumbline_actuator::ActuatorConfig::new(args.clone());
-        ac.group_id = format!("{}plumbline-actuator", config.topic_prefix);
-        ac.session_timeout_ms = config.session_timeout.as_millis() as u64;
-        let actuator = plumbline_actuator::start(ac, actuator_token.clone()).await.context("starting actuator")?;
-
         let mut stack = Stack {
             sim,
             sim_url,
             ingest_addr: ingest.addr,
             control_addr: control.addr,
-            actuator_metrics: actuator.metrics.clone(),
-            outcomes: actuator.outcomes.clone(),
+            actuator_metrics: plumbline_telemetry::Metrics::new(),
+            outcomes: tokio::sync::broadcast::channel(1024).0,
             root,
             ingest: Some(Service { token: ingest_token, task: ingest.task }),
             evaluator: None,
             evaluator_metrics: None,
-            actuator: Some(Service { token: actuator_token, task: actuator.task }),
+            actuator: None,
             reconciler: None,
             control: Some(Service { token: control_token, task: control.task }),
             config,
         };
+        if stack.config.run_actuator {
+            stack.start_actuator().await?;
+        }
         stack.start_evaluator().await?;
         stack.start_reconciler().await?;
         Ok(stack)
@@ -162,6 +175,49 @@ impl Stack {
     /// Stops the evaluator gracefully (its in-flight record is finished or abandoned unstored).
     pub async fn stop_evaluator(&mut self) {
         if let Some(s) = self.evaluator.take() {
+            s.stop().await;
+        }
+    }
+
+    /// The actuator configuration the stack runs with (also what tests give an actuator process).
+    pub fn actuator_config(&self) -> plumbline_actuator::ActuatorConfig {
+        let mut ac = plumbline_actuator::ActuatorConfig::new(self.service_args());
+        ac.group_id = format!("{}plumbline-actuator", self.config.topic_prefix);
+        ac.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
+        ac.content_per_minute = self.config.content_per_minute;
+        ac.content_per_hour = self.config.content_per_hour;
+        ac.cool_off_secs = self.config.cool_off.as_secs();
+        ac
+    }
+
+    pub async fn start_actuator(&mut self) -> anyhow::Result<()> {
+        if self.actuator.is_some() {
+            return Ok(());
+        }
+        let token = self.root.child_token();
+        let r = plumbline_actuator::start(self.actuator_config(), token.clone()).await.context("starting actuator")?;
+        self.actuator_metrics = r.metrics.clone();
+        // Observers subscribed to the stack's channel keep receiving across restarts.
+        let relay = self.outcomes.clone();
+        let mut rx = r.outcomes.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(o) => {
+                        let _ = relay.send(o);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        self.actuator = Some(Service { token, task: r.task });
+        Ok(())
+    }
+
+    /// Stops the in-process actuator gracefully (e.g. to run actuator processes instead).
+    pub async fn stop_actuator(&mut self) {
+        if let Some(s) = self.actuator.take() {
             s.stop().await;
         }
     }
@@ -200,5 +256,6 @@ impl Stack {
 fn service_args(config: &StackConfig, sim_url: &str) -> ServiceArgs {
     let mut a = ServiceArgs::local(&config.kafka_brokers, &config.database_url, sim_url);
     a.topic_prefix = config.topic_prefix.clone();
+    a.github_token = config.github_token.clone();
     a
 }

@@ -191,5 +191,33 @@ repository:
     assert_eq!(s, "fail");
     let counts = stack.sim.request_counts();
     assert!(counts.get("GET /repos/{owner}/{repo}/tarball/{ref}").copied().unwrap_or(0) >= 2, "{counts:?}");
+
+    // The posture through the API: counts, pages one row at a time, a status filter, and
+    // what bad requests receive.
+    let posture = c.get_posture(GetPostureRequest { project: String::new() }).await.expect("posture").into_inner();
+    let count = |st: EvalStatus| posture.counts.iter().filter(|p| p.status == st as i32).map(|p| p.count).sum::<u64>();
+    assert_eq!((count(EvalStatus::Pass), count(EvalStatus::Fail)), (1, 1), "{posture:?}");
+    let page = |status: &str, token: String| ListStatusRequest {
+        project: String::new(),
+        entity_id: String::new(),
+        profile: String::new(),
+        status: status.into(),
+        page_size: 1,
+        page_token: token,
+    };
+    let first = c.list_status(page("", String::new())).await.expect("page 1").into_inner();
+    assert_eq!(first.statuses.len(), 1);
+    assert!(!first.next_page_token.is_empty(), "a full page has a next page");
+    let second = c.list_status(page("", first.next_page_token.clone())).await.expect("page 2").into_inner();
+    assert_eq!(second.statuses.len(), 1);
+    assert_ne!(first.statuses[0].entity_id, second.statuses[0].entity_id);
+    let failing = c.list_status(ListStatusRequest { page_size: 0, ..page("fail", String::new()) }).await.expect("failing").into_inner();
+    assert_eq!(failing.statuses.len(), 1);
+    assert_eq!(failing.statuses[0].entity_id, format!("github/repository/{bare}"));
+    assert!(failing.next_page_token.is_empty(), "a short page is the last");
+    let err = c.list_status(page("broken", String::new())).await.expect_err("unknown status");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let err = c.list_status(page("", "zz".into())).await.expect_err("bad token");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     stack.stop().await;
 }

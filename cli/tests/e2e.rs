@@ -100,10 +100,14 @@ async fn switched_off_protection_is_restored_end_to_end() {
     assert_eq!(puts_after - puts_before, 1, "exactly one remediation request");
 
     // The action is recorded and published.
+    // One action applied the fix; a later failing verdict (the deletion's webhook and the
+    // evaluation after it can both fail) found live state passing and was recorded skipped.
     let actions = store.list_actions(&entity).await.expect("actions");
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert_eq!((actions[0].status.as_str(), actions[0].method.as_str(), actions[0].action_type.as_str()), ("applied", "PUT", "gh_branch_protection"));
-    assert!(actions[0].url.ends_with("/repos/acme/payments/branches/main/protection"));
+    let applied: Vec<_> = actions.iter().filter(|a| a.status == "applied").collect();
+    assert_eq!(applied.len(), 1, "{actions:?}");
+    assert!(actions.iter().all(|a| a.status == "applied" || a.status == "skipped"), "{actions:?}");
+    assert_eq!((applied[0].method.as_str(), applied[0].action_type.as_str()), ("PUT", "gh_branch_protection"));
+    assert!(applied[0].url.ends_with("/repos/acme/payments/branches/main/protection"));
     let got = action_reader.read_until(Duration::from_secs(20), |rs| !rs.is_empty()).await;
     assert!(got, "an action outcome on the actions topic");
     let outcome = ActionOutcome::decode(action_reader.records[0].payload.as_slice()).expect("decodes");

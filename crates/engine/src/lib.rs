@@ -21,7 +21,7 @@ pub mod template;
 
 pub use model::{Profile, ProfileRule, RuleType};
 pub use provider::{HttpResponse, Provider, ProviderError};
-pub use remediate::PlannedRequest;
+pub use remediate::{AlertKind, PlannedFile, PlannedRequest, PullRequestPlan, Remediation};
 
 use eval::RegoPolicy;
 use files::FileTree;
@@ -260,7 +260,7 @@ pub struct CompiledRule {
     pub digest: String,
     ingest: CompiledIngest,
     eval: CompiledEval,
-    patch: Option<Template>,
+    remediation: remediate::CompiledRemediation,
     rule_schema: Option<jsonschema::Validator>,
     param_schema: Option<jsonschema::Validator>,
 }
@@ -335,13 +335,7 @@ impl CompiledRule {
             ("jq", _) => CompiledEval::Jq(JqEval::compile(rule_type.def.eval.jq.as_deref().unwrap_or_default())?),
             (other, _) => CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet")),
         };
-        let patch = match &rule_type.def.remediate {
-            Some(r) if r.kind == "gh_branch_protection" => match &r.gh_branch_protection {
-                Some(bp) => Some(Template::parse(&bp.patch)?),
-                None => return Err(EngineError::Parse("gh_branch_protection remediation without a patch".into())),
-            },
-            _ => None,
-        };
+        let remediation = remediate::CompiledRemediation::compile(rule_type.def.remediate.as_ref())?;
         let rule_schema = schema_validator(&rule_type.def.rule_schema, "rule_schema")?;
         let param_schema = schema_validator(&rule_type.def.param_schema, "param_schema")?;
         Ok(CompiledRule {
@@ -349,7 +343,7 @@ impl CompiledRule {
             digest,
             ingest,
             eval,
-            patch,
+            remediation,
             rule_schema,
             param_schema,
         })
@@ -538,32 +532,82 @@ impl CompiledRule {
         self.rule_type.def.remediate.as_ref().map(|r| r.kind.as_str())
     }
 
-    /// Plans the remediation against live state. `Ok(None)`: nothing to change.
-    pub async fn plan_remediation(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Option<PlannedRequest>, IngestError> {
-        let Some(kind) = self.remediation_type() else {
-            return Err(IngestError::Rule(EngineError::Unsupported(format!("rule type {} has no remediation", self.name()))));
-        };
-        let Some(patch_t) = &self.patch else {
-            return Err(IngestError::Rule(EngineError::Unsupported(format!("remediation type {kind:?} is not supported yet"))));
-        };
+    /// Plans the remediation against live state. `Ok(None)`: nothing to change (the branch
+    /// protection already has what the patch sets).
+    pub async fn plan_remediation(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Option<Remediation>, IngestError> {
+        use remediate::CompiledRemediation as R;
+        let rule = |e: EngineError| IngestError::Rule(e);
         let data = self.template_data(inv);
-        let patch_s = patch_t.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
-        let patch: Value = serde_json::from_str(&patch_s)
-            .map_err(|e| IngestError::Rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
-        let branch = self.branch(&data, inv, None).map_err(IngestError::Rule)?;
-        let path = format!("/repos/{}/{}/branches/{}/protection", inv.entity.owner, inv.entity.name, branch);
-        let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
-            ProviderError::Transient { .. } => IngestError::Transient(e),
-            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-        })?;
-        let current: Option<Value> = match resp.status {
-            404 => None,
-            200 => Some(
-                serde_json::from_slice(&resp.body)
-                    .map_err(|e| IngestError::Rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?,
-            ),
-            s => return Err(IngestError::Rule(EngineError::Ingest(format!("GET {path}: unexpected status {s}")))),
-        };
-        Ok(remediate::plan_branch_protection(&path, current.as_ref(), &patch))
+        let render = |t: &Template| t.render(&data).map_err(|e| IngestError::Rule(e.into()));
+        match &self.remediation {
+            R::None => Err(rule(EngineError::Unsupported(format!("rule type {} has no remediation", self.name())))),
+            R::Unsupported(why) => Err(rule(EngineError::Unsupported(why.clone()))),
+            R::Rest { method, endpoint, body } => {
+                let path = render(endpoint)?;
+                let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                let body = match body {
+                    None => None,
+                    Some(t) => {
+                        let text = render(t)?;
+                        if text.trim().is_empty() {
+                            None
+                        } else {
+                            Some(serde_json::from_str(&text).map_err(|e| rule(EngineError::Parse(format!("rest remediation body is not json: {e}"))))?)
+                        }
+                    }
+                };
+                Ok(Some(Remediation::Request(PlannedRequest { method: method.clone(), path, body })))
+            }
+            R::PullRequest { title, body, contents } => {
+                let mut files = Vec::new();
+                for (path, content, mode) in contents {
+                    let path = render(path)?.trim().trim_start_matches('/').to_string();
+                    if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+                        return Err(rule(EngineError::Parse(format!("pull_request remediation: {path:?} is not a file path"))));
+                    }
+                    files.push(PlannedFile { path, mode: mode.clone(), content: render(content)? });
+                }
+                let base = self.branch(&data, inv, None).map_err(rule)?;
+                Ok(Some(Remediation::PullRequest(PullRequestPlan { title: render(title)?, body: render(body)?, base, files })))
+            }
+            R::BranchProtection { patch } => {
+                let patch_s = render(patch)?;
+                let patch: Value = serde_json::from_str(&patch_s).map_err(|e| rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
+                let branch = self.branch(&data, inv, None).map_err(rule)?;
+                let path = format!("/repos/{}/{}/branches/{}/protection", inv.entity.owner, inv.entity.name, branch);
+                let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
+                    ProviderError::Transient { .. } => IngestError::Transient(e),
+                    ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+                })?;
+                let current: Option<Value> = match resp.status {
+                    404 => None,
+                    200 => Some(serde_json::from_slice(&resp.body).map_err(|e| rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?),
+                    s => return Err(rule(EngineError::Ingest(format!("GET {path}: unexpected status {s}")))),
+                };
+                Ok(remediate::plan_branch_protection(&path, current.as_ref(), &patch).map(Remediation::Request))
+            }
+        }
+    }
+
+    /// The rule type's alert: `None` when it has none; an error for an alert type Plumbline
+    /// cannot open.
+    pub fn alert_kind(&self) -> Option<Result<AlertKind, EngineError>> {
+        let a = self.rule_type.def.alert.as_ref()?;
+        Some(match a.kind.as_str() {
+            "security_advisory" => Ok(AlertKind::SecurityAdvisory),
+            "issue" => Ok(AlertKind::Issue),
+            other => Err(EngineError::Unsupported(format!("alert type {other:?} is not supported"))),
+        })
+    }
+
+    /// The advisory severity GitHub takes (`low`, `medium`, `high`, `critical`) for the rule
+    /// type's Minder severity (`unknown`, `info`, `low`, `medium`, `high`, `critical`).
+    pub fn alert_severity(&self) -> &'static str {
+        match self.rule_type.severity.as_ref().map(|s| s.value.to_ascii_lowercase()).as_deref() {
+            Some("critical") => "critical",
+            Some("high") => "high",
+            Some("medium") => "medium",
+            _ => "low",
+        }
     }
 }

@@ -114,6 +114,31 @@ impl Provider for GitHub {
     }
 }
 
+/// Serves data-source calls from inside a synchronous Rego evaluation by blocking on the async
+/// GitHub client. Use it only where blocking is allowed (tokio's blocking pool): the evaluator
+/// and the actuator's live re-check run policies there.
+pub struct BlockingGitHubFetcher {
+    pub github: GitHub,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl crate::datasource::Fetcher for BlockingGitHubFetcher {
+    fn fetch(&self, req: &crate::datasource::FetchRequest) -> Result<HttpResponse, ProviderError> {
+        let body: Option<serde_json::Value> = match &req.body {
+            None => None,
+            Some(b) => Some(serde_json::from_slice(b).map_err(|e| ProviderError::Failed(format!("data source bodies must be json: {e}")))?),
+        };
+        let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
+        self.runtime
+            .block_on(self.github.request_url(method, &req.url, body.as_ref(), req.provider_auth))
+            .map(|r| HttpResponse {
+                status: r.status,
+                body: r.body.to_vec(),
+            })
+            .map_err(provider_error)
+    }
+}
+
 /// The provider the services use: a GitHub client plus a cache of branch trees keyed by the
 /// commit they were read at.
 ///

@@ -3,8 +3,124 @@
 //! Planning is pure (current state in, request out) so that `dry_run` can publish exactly the
 //! request `on` would send, and so the actuator can tell "already compliant" from "needs a change".
 
+use crate::template::Template;
+use crate::EngineError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+
+/// A rule type's remediation, templates parsed.
+#[derive(Debug)]
+pub(crate) enum CompiledRemediation {
+    None,
+    /// `rest`: one templated request.
+    Rest { method: String, endpoint: Template, body: Option<Template> },
+    /// `gh_branch_protection`: a templated JSON merge-patch over the live protection.
+    BranchProtection { patch: Template },
+    /// `pull_request` with Minder's default method (`minder.content`): files with contents.
+    PullRequest { title: Template, body: Template, contents: Vec<(Template, Template, String)> },
+    /// Loads, but cannot be applied (a pull-request method that rewrites files in place).
+    Unsupported(String),
+}
+
+impl CompiledRemediation {
+    pub(crate) fn compile(r: Option<&crate::model::Remediate>) -> Result<Self, EngineError> {
+        let Some(r) = r else { return Ok(CompiledRemediation::None) };
+        let text = |v: &Value, field: &str, required: bool| -> Result<Option<String>, EngineError> {
+            match v.get(field) {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                None | Some(Value::Null) if !required => Ok(None),
+                _ => Err(EngineError::Parse(format!("{} remediation: {field} must be a string", r.kind))),
+            }
+        };
+        Ok(match r.kind.as_str() {
+            "gh_branch_protection" => match &r.gh_branch_protection {
+                Some(bp) => CompiledRemediation::BranchProtection { patch: Template::parse(&bp.patch)? },
+                None => return Err(EngineError::Parse("gh_branch_protection remediation without a patch".into())),
+            },
+            "rest" => {
+                let v = r.rest.clone().ok_or_else(|| EngineError::Parse("rest remediation without a rest section".into()))?;
+                let method = text(&v, "method", false)?.unwrap_or_else(|| "PATCH".into()).to_ascii_uppercase();
+                if !["POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    return Err(EngineError::Parse(format!("rest remediation: method {method} changes nothing")));
+                }
+                let endpoint = text(&v, "endpoint", true)?.unwrap_or_default();
+                CompiledRemediation::Rest {
+                    method,
+                    endpoint: Template::parse(&endpoint)?,
+                    body: text(&v, "body", false)?.map(|b| Template::parse(&b)).transpose()?,
+                }
+            }
+            "pull_request" => {
+                let v = r.pull_request.clone().ok_or_else(|| EngineError::Parse("pull_request remediation without a pull_request section".into()))?;
+                let method = text(&v, "method", false)?.unwrap_or_else(|| "minder.content".into());
+                if method != "minder.content" {
+                    return Ok(CompiledRemediation::Unsupported(format!("pull request method {method:?} is not supported yet")));
+                }
+                let mut contents = Vec::new();
+                for c in v.get("contents").and_then(Value::as_array).into_iter().flatten() {
+                    let path = text(c, "path", true)?.unwrap_or_default();
+                    let content = text(c, "content", true)?.unwrap_or_default();
+                    let mode = text(c, "mode", false)?.unwrap_or_else(|| "100644".into());
+                    if !["100644", "100755", "120000"].contains(&mode.as_str()) {
+                        return Err(EngineError::Parse(format!("pull_request remediation: {path}: mode {mode} is not a file mode")));
+                    }
+                    if let Some(action) = text(c, "action", false)? {
+                        if action != "replace" {
+                            return Ok(CompiledRemediation::Unsupported(format!("pull request content action {action:?} is not supported yet")));
+                        }
+                    }
+                    contents.push((Template::parse(&path)?, Template::parse(&content)?, mode));
+                }
+                if contents.is_empty() {
+                    return Err(EngineError::Parse("pull_request remediation without contents".into()));
+                }
+                CompiledRemediation::PullRequest {
+                    title: Template::parse(&text(&v, "title", true)?.unwrap_or_default())?,
+                    body: Template::parse(&text(&v, "body", false)?.unwrap_or_default())?,
+                    contents,
+                }
+            }
+            other => CompiledRemediation::Unsupported(format!("remediation type {other:?} is not supported yet")),
+        })
+    }
+}
+
+/// What would fix a failing rule, planned against live state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Remediation {
+    /// One request (`rest`, and `gh_branch_protection` after merging the patch over the live
+    /// protection).
+    Request(PlannedRequest),
+    /// A pull request carrying these files into the base branch.
+    PullRequest(PullRequestPlan),
+}
+
+/// A pull request remediation: the files to commit and the request's text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequestPlan {
+    pub title: String,
+    pub body: String,
+    /// The branch the pull request goes into (the rule's branch parameter or the default).
+    pub base: String,
+    pub files: Vec<PlannedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    pub path: String,
+    /// `100644`, `100755` or `120000`.
+    pub mode: String,
+    pub content: String,
+}
+
+/// A rule type's alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A draft repository security advisory, opened on failure and closed on pass.
+    SecurityAdvisory,
+    /// An issue, for repositories where advisories are unavailable.
+    Issue,
+}
 
 /// A request the actuator will send (or, in dry-run, publish without sending).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

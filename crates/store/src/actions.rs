@@ -12,10 +12,30 @@ pub struct NewAction {
     pub project: String,
     pub profile: String,
     pub rule_type: String,
+    /// The rule's name in the profile.
+    pub rule_name: String,
     /// "remediation" or "alert".
     pub kind: String,
     pub action_type: String,
+    /// "apply" (a remediation), "open" or "close" (an alert).
+    pub operation: String,
     pub evaluation_id: Option<Uuid>,
+}
+
+/// How a claimed action ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionResult {
+    /// "applied", "planned", "skipped" or "failed".
+    pub status: String,
+    pub message: String,
+    /// The main request (the one that made the change), for readers that want one line.
+    pub method: String,
+    pub url: String,
+    pub body: String,
+    /// Every request sent (or, in dry run, planned), in order: `[{method, url, body}]`.
+    pub requests: serde_json::Value,
+    /// What the provider calls the result: `pull:12`, `advisory:GHSA-...`, `issue:7`.
+    pub provider_ref: String,
 }
 
 /// An action as recorded.
@@ -26,19 +46,24 @@ pub struct ActionRecord {
     pub entity_id: String,
     pub profile: String,
     pub rule_type: String,
+    pub rule_name: String,
     pub kind: String,
     pub action_type: String,
+    pub operation: String,
     pub status: String,
     pub message: String,
     pub method: String,
     pub url: String,
     pub body: String,
+    pub requests: serde_json::Value,
     pub provider_ref: String,
+    /// The evaluation whose verdict asked for the action.
+    pub evaluation_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, idempotency_key, entity_id, profile, rule_type, kind, action_type, status, message, method, url, body, provider_ref, created_at, updated_at";
+const COLUMNS: &str = "id, idempotency_key, entity_id, profile, rule_type, rule_name, kind, action_type, operation, status, message, method, url, body, requests, provider_ref, created_at, updated_at, evaluation_id";
 
 fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
     ActionRecord {
@@ -47,16 +72,20 @@ fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
         entity_id: r.get(2),
         profile: r.get(3),
         rule_type: r.get(4),
-        kind: r.get(5),
-        action_type: r.get(6),
-        status: r.get(7),
-        message: r.get(8),
-        method: r.get(9),
-        url: r.get(10),
-        body: r.get(11),
-        provider_ref: r.get(12),
-        created_at: r.get(13),
-        updated_at: r.get(14),
+        rule_name: r.get(5),
+        kind: r.get(6),
+        action_type: r.get(7),
+        operation: r.get(8),
+        status: r.get(9),
+        message: r.get(10),
+        method: r.get(11),
+        url: r.get(12),
+        body: r.get(13),
+        requests: r.get(14),
+        provider_ref: r.get(15),
+        created_at: r.get(16),
+        updated_at: r.get(17),
+        evaluation_id: r.get(18),
     }
 }
 
@@ -67,8 +96,8 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, kind, action_type, status, evaluation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)
+                "INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, rule_name, kind, action_type, operation, status, evaluation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id",
                 &[
@@ -77,8 +106,10 @@ impl Store {
                     &a.project,
                     &a.profile,
                     &a.rule_type,
+                    &a.rule_name,
                     &a.kind,
                     &a.action_type,
+                    &a.operation,
                     &a.evaluation_id,
                 ],
             )
@@ -87,23 +118,14 @@ impl Store {
     }
 
     /// Records how a claimed action ended.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_action(
-        &self,
-        id: i64,
-        status: &str,
-        message: &str,
-        method: &str,
-        url: &str,
-        body: &str,
-        provider_ref: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn finish_action(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let c = self.client().await?;
+        let requests = if result.requests.is_null() { serde_json::json!([]) } else { result.requests.clone() };
         let n = c
             .execute(
                 "UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
-                    provider_ref = $7, updated_at = now() WHERE id = $1",
-                &[&id, &status, &message, &method, &url, &body, &provider_ref],
+                    requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1",
+                &[&id, &result.status, &result.message, &result.method, &result.url, &result.body, &requests, &result.provider_ref],
             )
             .await?;
         if n == 0 {
@@ -123,6 +145,25 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(&format!("SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1"), &[&key])
+            .await?;
+        Ok(row.as_ref().map(from_row))
+    }
+
+    /// The newest finished action of a kind ("remediation" or "alert") for one rule of one
+    /// entity under one profile, whose status is one of `statuses`: "is an alert open", "did
+    /// the last remediation fail".
+    pub async fn last_action(&self, entity_id: &str, profile: &str, rule_name: &str, kind: &str, statuses: &[&str]) -> Result<Option<ActionRecord>, StoreError> {
+        let c = self.client().await?;
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let row = c
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM actions
+                     WHERE entity_id = $1 AND profile = $2 AND rule_name = $3 AND kind = $4 AND status = ANY($5)
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                &[&entity_id, &profile, &rule_name, &kind, &statuses],
+            )
             .await?;
         Ok(row.as_ref().map(from_row))
     }

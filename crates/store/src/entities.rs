@@ -115,15 +115,19 @@ impl Store {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Marks an entity retired: it is no longer swept or evaluated; its history is kept.
+    /// Marks an entity retired: it is no longer swept or evaluated and leaves the posture (its
+    /// latest statuses go); its history is kept.
     pub async fn retire_entity(&self, id: &str) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        let n = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let n = tx
             .execute(
                 "UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL",
                 &[&id],
             )
             .await?;
+        tx.execute("DELETE FROM evaluation_status WHERE entity_id = $1", &[&id]).await?;
+        tx.commit().await?;
         Ok(n > 0)
     }
 

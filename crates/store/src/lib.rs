@@ -10,14 +10,16 @@ mod entities;
 mod error;
 mod evaluations;
 mod migrate;
+mod posture;
 mod rules;
 pub mod testing;
 
-pub use actions::{ActionRecord, NewAction};
+pub use actions::{ActionRecord, ActionResult, NewAction};
 pub use deliveries::Claim;
 pub use error::StoreError;
 pub use evaluations::{EvaluationRecord, LastVerdict, StatusRow};
 pub use migrate::MIGRATIONS;
+pub use posture::{HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage, MAX_PAGE};
 pub use rules::StoredDocument;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -7,6 +7,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "data_sources", include_str!("../migrations/0002_data_sources.sql")),
     (3, "webhook_deliveries", include_str!("../migrations/0003_webhook_deliveries.sql")),
+    (4, "posture_and_actions", include_str!("../migrations/0004_posture_and_actions.sql")),
 ];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.

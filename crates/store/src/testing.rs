@@ -27,6 +27,19 @@ impl TestDatabase {
         db
     }
 
+    /// Runs SQL statements as they are (seeding a large fleet in one round trip, VACUUM).
+    /// Panics on failure: for tests only.
+    pub async fn batch(&self, sql: &str) {
+        let store = self.store();
+        let result = match store.client().await {
+            Ok(c) => c.batch_execute(sql).await.map_err(crate::StoreError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            panic!("running test sql: {e}");
+        }
+    }
+
     pub fn store(&self) -> Store {
         match Store::connect(&self.url, 4) {
             Ok(s) => s,

@@ -116,15 +116,32 @@ async fn actions_are_claimed_once() {
         project: "default".into(),
         profile: "p".into(),
         rule_type: "r".into(),
+        rule_name: "r".into(),
         kind: "remediation".into(),
         action_type: "gh_branch_protection".into(),
+        operation: "apply".into(),
         evaluation_id: None,
     };
     let id = s.claim_action(&a).await.expect("claim").expect("first claim wins");
     assert_eq!(s.claim_action(&a).await.expect("claim"), None, "second claim of the same key loses");
-    s.finish_action(id, "applied", "ok", "PUT", "http://x/p", "{}", "").await.expect("finish");
+    let result = plumbline_store::ActionResult {
+        status: "applied".into(),
+        message: "ok".into(),
+        method: "PUT".into(),
+        url: "http://x/p".into(),
+        body: "{}".into(),
+        requests: serde_json::json!([{"method": "PUT", "url": "http://x/p", "body": "{}"}]),
+        provider_ref: String::new(),
+    };
+    s.finish_action(id, &result).await.expect("finish");
     let got = s.get_action("k1").await.expect("get").expect("exists");
-    assert_eq!((got.status.as_str(), got.method.as_str()), ("applied", "PUT"));
+    assert_eq!((got.status.as_str(), got.method.as_str(), got.operation.as_str()), ("applied", "PUT", "apply"));
+    assert_eq!(got.requests, result.requests);
+    // The newest finished action of a rule answers "what happened last".
+    let last = s.last_action("github/repository/1", "p", "r", "remediation", &["applied", "failed"]).await.expect("last").expect("one");
+    assert_eq!(last.id, id);
+    assert!(s.last_action("github/repository/1", "p", "r", "alert", &["applied"]).await.expect("last").is_none());
+    assert!(s.last_action("github/repository/1", "p", "r", "remediation", &["failed"]).await.expect("last").is_none());
     // A failed claim can be released for a retry; an applied one cannot.
     s.release_action(id).await.expect("release");
     assert!(s.get_action("k1").await.expect("get").is_some(), "applied actions are kept");

@@ -1,23 +1,46 @@
-//! Actuator: failing verdicts in, remediations applied (or planned) and recorded.
+//! Actuator: verdicts in; remediations and alerts applied (or planned), recorded, announced.
 //!
-//! For a failing verdict of a profile whose remediation is `on` or `dry_run`: plan the rule's
-//! remediation against the entity's *live* state (so a repository a human already fixed gets
-//! no change), claim the action under an idempotency key in Postgres (so a redelivered verdict
-//! is a no-op), apply it (or only record the plan in dry-run), record the outcome, publish an
-//! `ActionOutcome`, and emit an entity event so the fix is verified by a fresh evaluation.
+//! For a failing verdict of a profile whose remediation is `on` or `dry_run`, and whose rule type
+//! has a remediation (`rest`, `gh_branch_protection`, `pull_request`):
+//!
+//! 1. the action is claimed under an idempotency key, (entity, profile, rule, remediation,
+//!    evaluation): a redelivered verdict finds it taken and only announces it again; a claim
+//!    left pending by a crash is taken over, and every step below is safe to redo;
+//! 2. a rule whose last remediation failed less than the cool-off ago is left alone;
+//! 3. the rule is evaluated again against *live* state: if it passes now (a human fixed it, an
+//!    earlier attempt did), the action is recorded `skipped` and nothing is sent;
+//! 4. the remediation is planned against live state into the exact requests it will send;
+//!    `dry_run` records and publishes them and stops there;
+//! 5. the content-creation budget is reserved for every write of the plan (when it is spent the
+//!    verdict is parked until it refills: queued, never dropped), the requests are sent, the
+//!    outcome is recorded in Postgres and published as an `ActionOutcome`, and an entity event
+//!    asks for a fresh evaluation so an applied fix is verified at once.
+//!
+//! Alerts (`security_advisory`, or an issue where advisories are unavailable) open when a rule
+//! fails and nothing fixed it, and close when it passes, under keys of their own; see
+//! [`alerts`].
 
+mod alerts;
+pub mod budget;
+mod pull_request;
+
+use budget::ContentBudget;
 use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext};
-use plumbline_domain::{ActionMode, ActionStatus, EntityRef, EvalStatus, EventReason};
-use plumbline_engine::{CompiledRule, IngestError, Invocation, PlannedRequest, Profile, Provider, RuleType};
-use plumbline_github::GitHub;
-use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, Verdict};
+use plumbline_domain::{ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason};
+use plumbline_engine::datasource::{DataSources, Fetcher};
+use plumbline_engine::provider::{BlockingGitHubFetcher, GitHubProvider};
+use plumbline_engine::{AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError, Remediation, RuleType};
+use plumbline_github::{GitHub, GitHubError, Method};
+use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
-use plumbline_store::{NewAction, Store};
+use plumbline_store::{ActionRecord, ActionResult, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -35,6 +58,32 @@ pub struct ActuatorConfig {
 
     #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+
+    /// Verdicts acted on at once, for different entities (one entity's are always one at a
+    /// time, in order).
+    #[arg(long, env = "PLUMB_ACTUATOR_MAX_IN_FLIGHT", default_value_t = 16)]
+    pub max_in_flight: usize,
+
+    /// After a remediation of a rule failed, how long before it is tried again (seconds).
+    #[arg(long, env = "PLUMB_ACTUATOR_COOL_OFF_SECS", default_value_t = 300)]
+    pub cool_off_secs: u64,
+
+    /// Content-creating requests per credential per minute (GitHub's limit is 80).
+    #[arg(long, env = "PLUMB_CONTENT_PER_MINUTE", default_value_t = 80)]
+    pub content_per_minute: u32,
+
+    /// Content-creating requests per credential per hour (GitHub's limit is 500).
+    #[arg(long, env = "PLUMB_CONTENT_PER_HOUR", default_value_t = 500)]
+    pub content_per_hour: u32,
+
+    /// Open an issue instead when GitHub refuses a security advisory (403, 404 or 422: the
+    /// feature is unavailable for the repository or the credential).
+    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub alert_issue_fallback: bool,
+
+    /// Prefix of the branches pull-request remediations push (one branch per rule).
+    #[arg(long, env = "PLUMB_PR_BRANCH_PREFIX", default_value = "plumbline/")]
+    pub pr_branch_prefix: String,
 }
 
 impl ActuatorConfig {
@@ -43,6 +92,12 @@ impl ActuatorConfig {
             service,
             group_id: "plumbline-actuator".into(),
             session_timeout_ms: 10_000,
+            max_in_flight: 16,
+            cool_off_secs: 300,
+            content_per_minute: 80,
+            content_per_hour: 500,
+            alert_issue_fallback: true,
+            pr_branch_prefix: "plumbline/".into(),
         }
     }
 }
@@ -70,10 +125,18 @@ pub struct Running {
 struct Actuator {
     store: Store,
     github: GitHub,
+    /// For re-checking rules against live state (git ingest needs trees).
+    provider: GitHubProvider,
     producer: Producer,
     topics: Topics,
     metrics: Metrics,
     outcomes: broadcast::Sender<ActionOutcome>,
+    budget: ContentBudget,
+    cool_off: chrono::Duration,
+    alert_issue_fallback: bool,
+    branch_prefix: String,
+    /// Compiled rule types by (project, name), with the version they were compiled at.
+    rules: Mutex<HashMap<(String, String), (i64, Arc<CompiledRule>)>>,
 }
 
 pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Result<Running, ActuatorError> {
@@ -94,11 +157,17 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
     let (outcomes, _) = broadcast::channel(1024);
     let act = Actuator {
         store: store.clone(),
+        provider: GitHubProvider::new(github.clone(), 64 << 20),
         github,
         producer,
         topics,
         metrics: metrics.clone(),
         outcomes: outcomes.clone(),
+        budget: ContentBudget::new(config.content_per_minute, config.content_per_hour),
+        cool_off: chrono::Duration::seconds(config.cool_off_secs.min(i64::MAX as u64) as i64),
+        alert_issue_fallback: config.alert_issue_fallback,
+        branch_prefix: config.pr_branch_prefix.clone(),
+        rules: Mutex::new(HashMap::new()),
     };
     let worker = Worker {
         name: "actuator",
@@ -110,9 +179,9 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
-        // One verdict at a time: remediations of one entity must not interleave, and the
-        // content-creation budget is the real limit here.
-        max_in_flight: 1,
+        // Entities in parallel; one entity's verdicts in order (the key), never coalesced:
+        // each verdict names its own rule.
+        max_in_flight: config.max_in_flight.max(1),
         coalesce: false,
     };
     let task = worker.spawn(act, shutdown, move || {
@@ -139,7 +208,7 @@ impl Handler for Actuator {
     }
 }
 
-/// A dependency (Postgres, the broker, the provider) failed: wait for it, do not give up.
+/// A dependency (Postgres, the broker) failed: wait for it, do not give up.
 fn transient(e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable {
         reason: e.to_string(),
@@ -147,41 +216,139 @@ fn transient(e: impl std::fmt::Display) -> Failure {
     }
 }
 
-/// Like [`transient`], keeping a provider's "rate limited until" so the wait ends on time.
-fn provider_unavailable(e: plumbline_engine::ProviderError) -> Failure {
+fn epoch(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A provider error that says nothing of the action: wait (until the limit lifts, when known).
+fn provider_unavailable(e: ProviderError) -> Failure {
     let until = match &e {
-        plumbline_engine::ProviderError::Transient { until: Some(secs), .. } => {
-            Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs))
-        }
+        ProviderError::Transient { until: Some(secs), .. } => Some(epoch(*secs)),
         _ => None,
     };
+    Failure::Unavailable { reason: e.to_string(), until }
+}
+
+fn github_unavailable(e: GitHubError) -> Failure {
+    let until = match &e {
+        GitHubError::RateLimited { until_epoch_secs } => Some(epoch(*until_epoch_secs)),
+        _ => None,
+    };
+    Failure::Unavailable { reason: format!("github: {e}"), until }
+}
+
+/// The budget is spent until `at`: park the verdict until then.
+fn budget_spent(at: tokio::time::Instant) -> Failure {
+    let wait = at.saturating_duration_since(tokio::time::Instant::now());
     Failure::Unavailable {
-        reason: e.to_string(),
-        until,
+        reason: "content-creation budget spent".into(),
+        until: Some(std::time::SystemTime::now() + wait),
     }
 }
 
-/// The idempotency key: one action per (entity, profile, rule, evaluation, intended change).
+/// The idempotency key: one action per (entity, profile, rule, kind and operation, evaluation).
 ///
-/// The evaluation id makes a redelivered verdict map to the same key; the planned request
-/// makes a different intended change a different action. A later failing evaluation gets a new
-/// key, but its plan is computed against live state, so an applied fix plans nothing.
-fn idempotency_key(v: &Verdict, entity_id: &str, plan: &PlannedRequest) -> String {
+/// The evaluation id makes a redelivered verdict map to the same key. A later failing
+/// evaluation gets a new key, but its plan is computed against live state, so an applied fix
+/// plans nothing (and an open pull request or alert is reused).
+fn idempotency_key(entity_id: &str, v: &Verdict, kind: &str, operation: &str) -> String {
     let mut h = Sha256::new();
-    for part in [entity_id, &v.profile, &v.rule_name, &v.evaluation_id, &plan.method, &plan.path] {
+    for part in [entity_id, &v.profile, &v.rule_name, kind, operation, &v.evaluation_id] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    h.update(plan.body.as_ref().map(|b| b.to_string()).unwrap_or_default().as_bytes());
     hex::encode(h.finalize())
+}
+
+fn status_i32(s: ActionStatus) -> i32 {
+    plumbline_proto::v1::ActionStatus::from(s) as i32
+}
+
+/// `[{method, url, body}]` for the store, and the same for the outcome.
+fn requests_json(requests: &[(String, String, String)]) -> Value {
+    Value::Array(requests.iter().map(|(m, u, b)| json!({"method": m, "url": u, "body": b})).collect())
+}
+
+fn proto_requests(requests: &Value) -> Vec<ProviderRequest> {
+    requests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| ProviderRequest {
+            method: r.get("method").and_then(Value::as_str).unwrap_or_default().to_string(),
+            url: r.get("url").and_then(Value::as_str).unwrap_or_default().to_string(),
+            body: r.get("body").and_then(Value::as_str).unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+/// What the live re-check found.
+enum Recheck {
+    Fails,
+    Passes,
+    Other(String),
+}
+
+/// Everything one verdict's actions need.
+struct Job<'a> {
+    record: &'a Record,
+    verdict: &'a Verdict,
+    entity: &'a Entity,
+    entity_id: &'a str,
+    rule: &'a Arc<CompiledRule>,
+    profile_rule: &'a ProfileRule,
+}
+
+/// How an action ended, before it is recorded.
+struct Ended {
+    status: ActionStatus,
+    message: String,
+    requests: Value,
+    provider_ref: String,
+}
+
+impl Ended {
+    fn new(status: ActionStatus, message: impl Into<String>) -> Self {
+        Ended {
+            status,
+            message: message.into(),
+            requests: json!([]),
+            provider_ref: String::new(),
+        }
+    }
+}
+
+/// A claim on an action: new, taken over from an attempt cut short (a crash, a retry after an
+/// unavailable dependency), or already finished.
+enum Claim {
+    Act(i64),
+    TakeOver(i64),
+    Done(ActionRecord),
+}
+
+impl Claim {
+    /// The action to carry out, or the finished record.
+    fn into_action(self) -> Result<(i64, bool), ActionRecord> {
+        match self {
+            Claim::Act(id) => Ok((id, false)),
+            Claim::TakeOver(id) => Ok((id, true)),
+            Claim::Done(r) => Err(r),
+        }
+    }
 }
 
 impl Actuator {
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let v = Verdict::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable verdict: {e}")))?;
         let status = plumbline_proto::v1::EvalStatus::try_from(v.status).ok().and_then(|s| s.to_domain());
-        let mode: ActionMode = v.remediate.parse().unwrap_or(ActionMode::Off);
-        if status != Some(EvalStatus::Fail) || mode == ActionMode::Off {
+        let remediate: ActionMode = v.remediate.parse().unwrap_or(ActionMode::Off);
+        let alert: ActionMode = v.alert.parse().unwrap_or(ActionMode::Off);
+        let wanted = match status {
+            Some(EvalStatus::Fail) => remediate != ActionMode::Off || alert != ActionMode::Off,
+            Some(EvalStatus::Pass) => alert != ActionMode::Off,
+            _ => false,
+        };
+        if !wanted {
             return Ok(());
         }
         let entity_ref = v
@@ -193,153 +360,529 @@ impl Actuator {
         let Some(entity) = self.store.get_entity(&entity_id).await.map_err(transient)? else {
             return Ok(()); // retired since the evaluation
         };
-        let (Some(rt_doc), Some(profile_doc)) = (
-            self.store.get_rule_type(&v.project, &v.rule_type).await.map_err(transient)?,
-            self.store.get_profile(&v.project, &v.profile).await.map_err(transient)?,
-        ) else {
-            return Ok(()); // deleted since the evaluation
+        let Some(rule) = self.rule(&v.project, &v.rule_type).await? else {
+            return Ok(()); // deleted since the evaluation, or does not compile (logged)
         };
-        let rule = match RuleType::from_yaml(&rt_doc.source_yaml).and_then(CompiledRule::compile) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(rule_type = %v.rule_type, error = %e, "rule type does not compile, no remediation");
-                return Ok(());
-            }
-        };
-        let Some(action_type) = rule.remediation_type().map(str::to_string) else {
-            return Ok(()); // nothing to remediate with
+        let Some(profile_doc) = self.store.get_profile(&v.project, &v.profile).await.map_err(transient)? else {
+            return Ok(());
         };
         // The profile may have changed since the verdict: act on what it says now.
-        let profile = match Profile::from_yaml(&profile_doc.source_yaml) {
-            Ok(p) => p,
-            Err(_) => return Ok(()),
-        };
-        let mode = profile.remediate_mode().unwrap_or(ActionMode::Off);
-        let Some(pr) = profile.rules_for(entity.entity_ref.kind).iter().find(|r| r.rule_name() == v.rule_name) else {
+        let Ok(profile) = Profile::from_yaml(&profile_doc.source_yaml) else { return Ok(()) };
+        let Some(profile_rule) = profile.rules_for(entity.entity_ref.kind).iter().find(|r| r.rule_name() == v.rule_name).cloned() else {
             return Ok(());
         };
-        if mode == ActionMode::Off {
-            return Ok(());
-        }
-        let inv = Invocation {
+        let job = Job {
+            record,
+            verdict: &v,
             entity: &entity,
-            params: &pr.params,
-            def: &pr.def,
+            entity_id: &entity_id,
+            rule: &rule,
+            profile_rule: &profile_rule,
         };
-        let mut outcome = ActionOutcome {
-            entity: v.entity.clone(),
-            project: v.project.clone(),
-            profile: v.profile.clone(),
-            rule_type: v.rule_type.clone(),
-            kind: ActionKind::Remediation as i32,
-            action_type: action_type.clone(),
-            evaluation_id: v.evaluation_id.clone(),
-            ..Default::default()
-        };
-        let plan = match rule.plan_remediation(&inv, &self.github).await {
-            Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
-            Err(IngestError::Rule(e)) => {
-                tracing::warn!(entity = %entity_id, rule = %v.rule_name, error = %e, "remediation cannot be planned");
-                outcome.status = plumbline_proto::v1::ActionStatus::from(ActionStatus::Failed) as i32;
-                outcome.message = e.to_string();
-                return self.publish(record, &entity_id, outcome).await;
+        let remediate = profile.remediate_mode().unwrap_or(ActionMode::Off);
+        let alert = profile.alert_mode().unwrap_or(ActionMode::Off);
+        let mut fixed = false;
+        if status == Some(EvalStatus::Fail) && remediate != ActionMode::Off && rule.remediation_type().is_some() {
+            fixed = self.remediate(&job, remediate).await?;
+        }
+        if alert != ActionMode::Off && rule.alert_kind().is_some() {
+            match status {
+                // A fix just applied (or found in place) is verified by the next evaluation;
+                // an alert for it would only open to close again.
+                Some(EvalStatus::Fail) if !fixed => self.open_alert(&job, alert).await?,
+                Some(EvalStatus::Pass) => self.close_alert(&job, alert).await?,
+                _ => {}
             }
-            Ok(None) => {
-                // Live state already complies (a human fixed it, or an earlier attempt did).
-                self.metrics.inc("plumbline_actuator_actions_total", "actions by type and status", &[("type", &action_type), ("status", "skipped")], 1);
-                return Ok(());
-            }
-            Ok(Some(p)) => p,
-        };
-        let key = idempotency_key(&v, &entity_id, &plan);
-        let evaluation_id = uuid::Uuid::parse_str(&v.evaluation_id).ok();
-        let claim = NewAction {
-            idempotency_key: key.clone(),
-            entity_id: entity_id.clone(),
-            project: v.project.clone(),
-            profile: v.profile.clone(),
-            rule_type: v.rule_type.clone(),
-            kind: "remediation".into(),
-            action_type: action_type.clone(),
-            evaluation_id,
-        };
-        let action_id = match self.store.claim_action(&claim).await.map_err(transient)? {
-            Some(id) => id,
-            None => {
-                let Some(existing) = self.store.get_action(&key).await.map_err(transient)? else {
-                    return Ok(()); // released between the two calls: the next delivery retries
-                };
-                if existing.status == "pending" {
-                    // A claim left in doubt (a crash or a failure between claiming and
-                    // recording). The plan was just recomputed against live state, so applying
-                    // it is still right, and the PUT is idempotent.
-                    tracing::info!(entity = %entity_id, key, "taking over a pending action");
-                    existing.id
-                } else {
-                    // Already finished. Announce it again, in case the announcement is what
-                    // failed last time; consumers dedupe on the idempotency key.
-                    tracing::debug!(entity = %entity_id, key, status = %existing.status, "action already taken for this verdict");
-                    outcome.status = existing
-                        .status
-                        .parse::<ActionStatus>()
-                        .map(|a| plumbline_proto::v1::ActionStatus::from(a) as i32)
-                        .unwrap_or(0);
-                    outcome.message = existing.message;
-                    outcome.method = existing.method;
-                    outcome.url = existing.url;
-                    outcome.body = existing.body;
-                    outcome.idempotency_key = key;
-                    let applied = existing.status == ActionStatus::Applied.as_str();
-                    self.publish(record, &entity_id, outcome).await?;
-                    if applied {
-                        self.verify(record, &entity).await?;
-                    }
-                    return Ok(());
-                }
-            }
-        };
-        let body = plan.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
-        outcome.method = plan.method.clone();
-        outcome.url = format!("{}{}", self.github.api_url(), plan.path);
-        outcome.body = body.clone();
-        outcome.idempotency_key = key;
-        let (status, message) = if mode == ActionMode::DryRun {
-            (ActionStatus::Planned, "dry run: request not sent".to_string())
-        } else {
-            match Provider::request(&self.github, &plan.method, &plan.path, plan.body.as_ref()).await {
-                Ok(r) if (200..300).contains(&r.status) => (ActionStatus::Applied, format!("{} {} answered {}", plan.method, plan.path, r.status)),
-                Ok(r) => (
-                    ActionStatus::Failed,
-                    format!("{} {} answered {}: {}", plan.method, plan.path, r.status, String::from_utf8_lossy(&r.body).chars().take(300).collect::<String>()),
-                ),
-                Err(plumbline_engine::ProviderError::Failed(m)) => (ActionStatus::Failed, m),
-                Err(e) => {
-                    // Not applied: release the claim so the retry can take it.
-                    self.store.release_action(action_id).await.map_err(transient)?;
-                    return Err(transient(e));
-                }
-            }
-        };
-        self.store
-            .finish_action(action_id, status.as_str(), &message, &plan.method, &outcome.url, &body, "")
-            .await
-            .map_err(transient)?;
-        outcome.status = plumbline_proto::v1::ActionStatus::from(status) as i32;
-        outcome.message = message;
-        tracing::info!(entity = %entity_id, repo = %entity.full_name(), rule = %v.rule_name, status = status.as_str(), "remediation");
-        self.publish(record, &entity_id, outcome).await?;
-        if status == ActionStatus::Applied {
-            self.verify(record, &entity).await?;
         }
         Ok(())
     }
 
-    /// Asks for a fresh evaluation of `entity`, so an applied fix is verified now rather than
+    /// The project's rule type, compiled once per version.
+    async fn rule(&self, project: &str, name: &str) -> Result<Option<Arc<CompiledRule>>, Failure> {
+        let Some(doc) = self.store.get_rule_type(project, name).await.map_err(transient)? else {
+            return Ok(None);
+        };
+        let key = (project.to_string(), name.to_string());
+        if let Some((version, rule)) = self.rules.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if *version == doc.version {
+                return Ok(Some(rule.clone()));
+            }
+        }
+        let rule_type = match RuleType::from_yaml(&doc.source_yaml) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(rule_type = %name, error = %e, "rule type does not parse, no action");
+                return Ok(None);
+            }
+        };
+        let mut sources = DataSources::new();
+        if !rule_type.data_source_names().is_empty() {
+            for d in self.store.list_data_sources(project).await.map_err(transient)? {
+                if let Err(e) = sources.add_yaml(&d.source_yaml) {
+                    tracing::warn!(data_source = %d.name, error = %e, "stored data source does not load");
+                }
+            }
+        }
+        match CompiledRule::compile_with(rule_type, &sources) {
+            Ok(r) => {
+                let r = Arc::new(r);
+                self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (doc.version, r.clone()));
+                Ok(Some(r))
+            }
+            Err(e) => {
+                tracing::warn!(rule_type = %name, error = %e, "rule type does not compile, no action");
+                Ok(None)
+            }
+        }
+    }
+
+    fn new_action(&self, job: &Job<'_>, kind: &str, action_type: &str, operation: &str) -> NewAction {
+        NewAction {
+            idempotency_key: idempotency_key(job.entity_id, job.verdict, kind, operation),
+            entity_id: job.entity_id.to_string(),
+            project: job.verdict.project.clone(),
+            profile: job.verdict.profile.clone(),
+            rule_type: job.verdict.rule_type.clone(),
+            rule_name: job.verdict.rule_name.clone(),
+            kind: kind.into(),
+            action_type: action_type.into(),
+            operation: operation.into(),
+            evaluation_id: uuid::Uuid::parse_str(&job.verdict.evaluation_id).ok(),
+        }
+    }
+
+    /// Claims `action`, or finds it finished (a redelivery) or pending (a crash: taken over).
+    async fn claim(&self, action: &NewAction) -> Result<Claim, Failure> {
+        loop {
+            if let Some(id) = self.store.claim_action(action).await.map_err(transient)? {
+                return Ok(Claim::Act(id));
+            }
+            match self.store.get_action(&action.idempotency_key).await.map_err(transient)? {
+                Some(existing) if existing.status == "pending" => {
+                    tracing::info!(entity = %action.entity_id, rule = %action.rule_name, kind = %action.kind, "taking over a pending action");
+                    return Ok(Claim::TakeOver(existing.id));
+                }
+                Some(existing) => return Ok(Claim::Done(existing)),
+                None => continue, // released between the two calls: claim it again
+            }
+        }
+    }
+
+    fn outcome(&self, job: &Job<'_>, kind: ActionKind, action_type: &str, operation: &str, key: &str) -> ActionOutcome {
+        ActionOutcome {
+            entity: job.verdict.entity.clone(),
+            project: job.verdict.project.clone(),
+            profile: job.verdict.profile.clone(),
+            rule_type: job.verdict.rule_type.clone(),
+            rule_name: job.verdict.rule_name.clone(),
+            kind: kind as i32,
+            action_type: action_type.to_string(),
+            operation: operation.to_string(),
+            evaluation_id: job.verdict.evaluation_id.clone(),
+            idempotency_key: key.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Records how a claimed action ended and announces it.
+    async fn finish(&self, job: &Job<'_>, id: i64, mut outcome: ActionOutcome, ended: Ended) -> Result<(), Failure> {
+        let requests = proto_requests(&ended.requests);
+        let main = requests.last().cloned().unwrap_or_default();
+        let result = ActionResult {
+            status: ended.status.as_str().to_string(),
+            message: ended.message.clone(),
+            method: main.method.clone(),
+            url: main.url.clone(),
+            body: main.body.clone(),
+            requests: ended.requests,
+            provider_ref: ended.provider_ref.clone(),
+        };
+        self.store.finish_action(id, &result).await.map_err(transient)?;
+        tracing::info!(
+            entity = %job.entity_id, repo = %job.entity.full_name(), rule = %job.verdict.rule_name,
+            action = %outcome.action_type, operation = %outcome.operation, status = ended.status.as_str(),
+            provider_ref = %ended.provider_ref, "action"
+        );
+        outcome.status = status_i32(ended.status);
+        outcome.message = ended.message;
+        outcome.method = main.method;
+        outcome.url = main.url;
+        outcome.body = main.body;
+        outcome.requests = requests;
+        outcome.provider_ref = ended.provider_ref;
+        self.publish(job.record, job.entity_id, outcome).await
+    }
+
+    /// Announces a finished action again (a redelivered verdict): consumers dedupe on the key.
+    async fn announce(&self, job: &Job<'_>, mut outcome: ActionOutcome, existing: &ActionRecord) -> Result<(), Failure> {
+        tracing::debug!(entity = %job.entity_id, key = %existing.idempotency_key, status = %existing.status, "action already taken for this verdict");
+        outcome.status = existing.status.parse::<ActionStatus>().map(status_i32).unwrap_or(0);
+        outcome.message = existing.message.clone();
+        outcome.method = existing.method.clone();
+        outcome.url = existing.url.clone();
+        outcome.body = existing.body.clone();
+        outcome.requests = proto_requests(&existing.requests);
+        outcome.provider_ref = existing.provider_ref.clone();
+        self.publish(job.record, job.entity_id, outcome).await
+    }
+
+    /// Evaluates the rule again against live state (on the blocking pool, like the evaluator).
+    async fn recheck(&self, job: &Job<'_>) -> Result<Recheck, Failure> {
+        let inv = Invocation {
+            entity: job.entity,
+            params: &job.profile_rule.params,
+            def: &job.profile_rule.def,
+        };
+        let ingested = match job.rule.ingest(&inv, &self.provider).await {
+            Ok(i) => i,
+            Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
+            Err(IngestError::Rule(e)) => return Ok(Recheck::Other(format!("live state cannot be read: {e}"))),
+        };
+        let (rule, entity, params, def) = (job.rule.clone(), job.entity.clone(), job.profile_rule.params.clone(), job.profile_rule.def.clone());
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {
+            github: self.github.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let outcome = tokio::task::spawn_blocking(move || {
+            let inv = Invocation {
+                entity: &entity,
+                params: &params,
+                def: &def,
+            };
+            rule.evaluate_with(&ingested, &inv, Some(fetcher))
+        })
+        .await
+        .map_err(|e| Failure::Transient(format!("re-check panicked: {e}")))?;
+        Ok(match outcome.status {
+            EvalStatus::Fail => Recheck::Fails,
+            EvalStatus::Pass => Recheck::Passes,
+            EvalStatus::Skipped => Recheck::Other(format!("the rule skips the entity now: {}", outcome.message)),
+            EvalStatus::Error => Recheck::Other(format!("the rule cannot be evaluated now: {}", outcome.message)),
+        })
+    }
+
+    /// Applies (or plans) the rule's remediation. Returns whether the rule is fixed now: the
+    /// fix was applied, or live state already complies.
+    async fn remediate(&self, job: &Job<'_>, mode: ActionMode) -> Result<bool, Failure> {
+        let action_type = job.rule.remediation_type().unwrap_or_default().to_string();
+        let action = self.new_action(job, "remediation", &action_type, "apply");
+        let outcome = self.outcome(job, ActionKind::Remediation, &action_type, "apply", &action.idempotency_key);
+        // A rule whose last remediation failed recently is left alone for the cool-off; the
+        // verdict of a later evaluation (a sweep, a webhook) tries again after it.
+        if self.store.get_action(&action.idempotency_key).await.map_err(transient)?.is_none() {
+            if let Some(last) = self.store.last_action(job.entity_id, &job.verdict.profile, &job.verdict.rule_name, "remediation", &["failed", "applied", "skipped", "planned"]).await.map_err(transient)? {
+                if last.status == "failed" && chrono::Utc::now() - last.updated_at < self.cool_off {
+                    tracing::info!(entity = %job.entity_id, rule = %job.verdict.rule_name, failed_at = %last.updated_at, "remediation cooling off after an error");
+                    self.metrics.inc("plumbline_actuator_deferred_total", "actions not tried, by reason", &[("reason", "cool_off")], 1);
+                    return Ok(false);
+                }
+            }
+        }
+        let (id, taken_over) = match self.claim(&action).await?.into_action() {
+            Err(existing) => {
+                self.announce(job, outcome, &existing).await?;
+                let applied = existing.status == ActionStatus::Applied.as_str();
+                if applied && action_type != "pull_request" {
+                    self.verify(job).await?;
+                }
+                // Fixed: a request applied (being verified), or nothing needed doing.
+                let fixed = (applied && action_type != "pull_request") || existing.status == ActionStatus::Skipped.as_str();
+                return Ok(fixed);
+            }
+            Ok(a) => a,
+        };
+        match self.recheck(job).await? {
+            Recheck::Fails => {}
+            Recheck::Passes => {
+                let why = if taken_over {
+                    "the rule passes against live state: nothing to do (an earlier attempt of this action, cut short before it was recorded, may have applied it)"
+                } else {
+                    "the rule passes against live state: nothing to do"
+                };
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Skipped, why)).await?;
+                return Ok(true);
+            }
+            Recheck::Other(why) => {
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await?;
+                return Ok(false);
+            }
+        }
+        let inv = Invocation {
+            entity: job.entity,
+            params: &job.profile_rule.params,
+            def: &job.profile_rule.def,
+        };
+        let plan = match job.rule.plan_remediation(&inv, &self.github).await {
+            Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
+            Err(IngestError::Rule(e)) => {
+                tracing::warn!(entity = %job.entity_id, rule = %job.verdict.rule_name, error = %e, "remediation cannot be planned");
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, e.to_string())).await?;
+                return Ok(false);
+            }
+            Ok(None) => {
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Skipped, "live state already has what the remediation sets")).await?;
+                return Ok(true);
+            }
+            Ok(Some(p)) => p,
+        };
+        let ended = match plan {
+            Remediation::Request(req) => self.send_request(mode, &req.method, &req.path, req.body.as_ref()).await?,
+            Remediation::PullRequest(pr) => self.open_pull_request(job, mode, &pr).await?,
+        };
+        let applied = ended.status == ActionStatus::Applied;
+        self.finish(job, id, outcome, ended).await?;
+        // A pull request fixes nothing until it is merged; the merge's push is what verifies it.
+        if applied && action_type != "pull_request" {
+            self.verify(job).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One remediation request (`rest`, `gh_branch_protection`), within the budget.
+    async fn send_request(&self, mode: ActionMode, method: &str, path: &str, body: Option<&Value>) -> Result<Ended, Failure> {
+        let url = format!("{}{}", self.github.api_url(), path);
+        let body_s = body.map(Value::to_string).unwrap_or_default();
+        let requests = requests_json(&[(method.to_string(), url, body_s)]);
+        if mode == ActionMode::DryRun {
+            return Ok(Ended {
+                requests,
+                ..Ended::new(ActionStatus::Planned, "dry run: request not sent")
+            });
+        }
+        let m = Method::from_bytes(method.as_bytes()).map_err(|_| Failure::Poison(format!("bad method {method}")))?;
+        let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+        let sent = self.github.request(m, path, body).await;
+        reservation.finish(1);
+        let r = match sent {
+            Ok(r) => r,
+            // Maybe applied, maybe not: the pending claim is taken over on the retry, whose
+            // live re-check tells.
+            Err(e @ (GitHubError::Transient(_) | GitHubError::RateLimited { .. })) => return Err(github_unavailable(e)),
+            Err(e) => return Ok(Ended { requests, ..Ended::new(ActionStatus::Failed, e.to_string()) }),
+        };
+        let message = if (200..300).contains(&r.status) {
+            format!("{method} {path} answered {}", r.status)
+        } else {
+            format!("{method} {path} answered {}: {}", r.status, r.message().chars().take(300).collect::<String>())
+        };
+        let status = if (200..300).contains(&r.status) { ActionStatus::Applied } else { ActionStatus::Failed };
+        Ok(Ended { requests, ..Ended::new(status, message) })
+    }
+
+    async fn open_pull_request(&self, job: &Job<'_>, mode: ActionMode, plan: &plumbline_engine::PullRequestPlan) -> Result<Ended, Failure> {
+        let (owner, repo) = (&job.entity.owner, &job.entity.name);
+        let branch = pull_request::branch_for(&self.branch_prefix, &job.verdict.rule_name);
+        let message = format!("{}\n\nPlumbline remediation for rule {} of profile {}.", plan.title, job.verdict.rule_name, job.verdict.profile);
+        let prepared = match pull_request::prepare(&self.github, owner, repo, &branch, plan, &message).await {
+            Ok(p) => p,
+            Err(pull_request::PrError::Transient(e)) => return Err(github_unavailable(e)),
+            Err(pull_request::PrError::Refused(m)) => return Ok(Ended::new(ActionStatus::Failed, m)),
+        };
+        let planned: Vec<(String, String, String)> = prepared
+            .writes
+            .iter()
+            .map(|w| (w.method.to_string(), format!("{}{}", self.github.api_url(), w.path), w.body.to_string()))
+            .collect();
+        if mode == ActionMode::DryRun {
+            let what = match &prepared.existing {
+                Some(pr) => format!("dry run: pull request #{} would be updated ({} requests not sent)", pr.number, planned.len()),
+                None => format!("dry run: a pull request from {branch} would be opened ({} requests not sent)", planned.len()),
+            };
+            return Ok(Ended {
+                requests: requests_json(&planned),
+                ..Ended::new(ActionStatus::Planned, what)
+            });
+        }
+        if prepared.writes.is_empty() {
+            if let Some(pr) = &prepared.existing {
+                return Ok(Ended {
+                    provider_ref: format!("pull:{}", pr.number),
+                    ..Ended::new(ActionStatus::Applied, format!("pull request #{} is open with these contents: reused", pr.number))
+                });
+            }
+        }
+        let reservation = self
+            .budget
+            .try_reserve(self.github.credential_id(), prepared.writes.len() as u32)
+            .map_err(budget_spent)?;
+        match pull_request::apply(&self.github, &prepared).await {
+            Ok(applied) => {
+                reservation.finish(applied.sent);
+                let what = match &prepared.existing {
+                    Some(_) => format!("pull request #{} updated: {}", applied.number, applied.html_url),
+                    None => format!("pull request #{} opened: {}", applied.number, applied.html_url),
+                };
+                Ok(Ended {
+                    requests: requests_json(&applied.requests),
+                    provider_ref: format!("pull:{}", applied.number),
+                    ..Ended::new(ActionStatus::Applied, what)
+                })
+            }
+            Err((pull_request::PrError::Transient(e), sent)) => {
+                reservation.finish(sent);
+                Err(github_unavailable(e))
+            }
+            Err((pull_request::PrError::Refused(m), sent)) => {
+                reservation.finish(sent);
+                Ok(Ended {
+                    requests: requests_json(&planned),
+                    ..Ended::new(ActionStatus::Failed, m)
+                })
+            }
+        }
+    }
+
+    /// The last alert action of this rule that opened or closed something (or planned to).
+    async fn last_alert(&self, job: &Job<'_>) -> Result<Option<ActionRecord>, Failure> {
+        self.store
+            .last_action(job.entity_id, &job.verdict.profile, &job.verdict.rule_name, "alert", &["applied", "planned"])
+            .await
+            .map_err(transient)
+    }
+
+    async fn open_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
+        let planned = if mode == ActionMode::DryRun { "planned" } else { "applied" };
+        if let Some(last) = self.last_alert(job).await? {
+            if last.operation == "open" && last.status == planned {
+                return Ok(()); // already open
+            }
+        }
+        let kind = match job.rule.alert_kind() {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => {
+                tracing::warn!(rule_type = %job.verdict.rule_type, error = %e, "alert not opened");
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        let action_type = match kind {
+            AlertKind::SecurityAdvisory => "security_advisory",
+            AlertKind::Issue => "issue",
+        };
+        let action = self.new_action(job, "alert", action_type, "open");
+        let mut outcome = self.outcome(job, ActionKind::Alert, action_type, "open", &action.idempotency_key);
+        let id = match self.claim(&action).await?.into_action() {
+            Err(existing) => return self.announce(job, outcome, &existing).await,
+            Ok((id, _)) => id,
+        };
+        let (owner, repo) = (job.entity.owner.as_str(), job.entity.name.as_str());
+        let marker = alerts::marker(job.entity_id, &job.verdict.profile, &job.verdict.rule_name);
+        let summary = alerts::summary(job.rule, job.verdict, job.entity);
+        let description = alerts::description(job.rule, job.verdict, job.entity, &marker);
+        let (path, body) = match kind {
+            AlertKind::SecurityAdvisory => alerts::advisory_request(owner, repo, &summary, &description, job.rule.alert_severity()),
+            AlertKind::Issue => alerts::issue_request(owner, repo, &summary, &description),
+        };
+        let url = |p: &str| format!("{}{}", self.github.api_url(), p);
+        if mode == ActionMode::DryRun {
+            let ended = Ended {
+                requests: requests_json(&[("POST".into(), url(&path), body.to_string())]),
+                ..Ended::new(ActionStatus::Planned, format!("dry run: {action_type} not opened"))
+            };
+            return self.finish(job, id, outcome, ended).await;
+        }
+        // One left open by an attempt cut short before it was recorded is this one.
+        if let Some(found) = alerts::find_open(&self.github, owner, repo, &marker).await.map_err(github_unavailable)? {
+            let ended = Ended {
+                provider_ref: found.clone(),
+                ..Ended::new(ActionStatus::Applied, format!("{found} was already open: reused"))
+            };
+            return self.finish(job, id, outcome, ended).await;
+        }
+        let mut requests = Vec::new();
+        let (mut path, mut body, mut kind) = (path, body, kind);
+        loop {
+            let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+            let sent = alerts::send(&self.github, Method::POST, &path, &body).await;
+            reservation.finish(1);
+            let (status, answer) = sent.map_err(github_unavailable)?;
+            requests.push(("POST".to_string(), url(&path), body.to_string()));
+            let refused = matches!(status, 403 | 404 | 410 | 422);
+            if (200..300).contains(&status) {
+                let provider_ref = match kind {
+                    AlertKind::SecurityAdvisory => format!("advisory:{}", answer.get("ghsa_id").and_then(Value::as_str).unwrap_or_default()),
+                    AlertKind::Issue => format!("issue:{}", answer.get("number").and_then(Value::as_u64).unwrap_or_default()),
+                };
+                let html = answer.get("html_url").and_then(Value::as_str).unwrap_or_default();
+                outcome.action_type = match kind {
+                    AlertKind::SecurityAdvisory => "security_advisory".into(),
+                    AlertKind::Issue => "issue".into(),
+                };
+                let ended = Ended {
+                    requests: requests_json(&requests),
+                    provider_ref: provider_ref.clone(),
+                    ..Ended::new(ActionStatus::Applied, format!("{provider_ref} opened: {html}"))
+                };
+                return self.finish(job, id, outcome, ended).await;
+            }
+            let why = answer.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+            if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback {
+                tracing::info!(entity = %job.entity_id, status, reason = %why, "security advisory refused, opening an issue instead");
+                kind = AlertKind::Issue;
+                (path, body) = alerts::issue_request(owner, repo, &summary, &description);
+                continue;
+            }
+            let ended = Ended {
+                requests: requests_json(&requests),
+                ..Ended::new(ActionStatus::Failed, format!("POST {path} answered {status}: {why}"))
+            };
+            return self.finish(job, id, outcome, ended).await;
+        }
+    }
+
+    async fn close_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
+        let planned = if mode == ActionMode::DryRun { "planned" } else { "applied" };
+        let Some(open) = self.last_alert(job).await?.filter(|l| l.operation == "open" && l.status == planned) else {
+            return Ok(()); // nothing open
+        };
+        let action = self.new_action(job, "alert", &open.action_type, "close");
+        let outcome = self.outcome(job, ActionKind::Alert, &open.action_type, "close", &action.idempotency_key);
+        let id = match self.claim(&action).await?.into_action() {
+            Err(existing) => return self.announce(job, outcome, &existing).await,
+            Ok((id, _)) => id,
+        };
+        let (owner, repo) = (job.entity.owner.as_str(), job.entity.name.as_str());
+        let Some((path, body)) = alerts::close_request(owner, repo, &open.provider_ref) else {
+            let ended = Ended::new(if mode == ActionMode::DryRun { ActionStatus::Planned } else { ActionStatus::Skipped }, "the open alert has no provider reference");
+            return self.finish(job, id, outcome, ended).await;
+        };
+        let requests = requests_json(&[("PATCH".into(), format!("{}{}", self.github.api_url(), path), body.to_string())]);
+        if mode == ActionMode::DryRun {
+            let ended = Ended {
+                requests,
+                ..Ended::new(ActionStatus::Planned, "dry run: alert not closed")
+            };
+            return self.finish(job, id, outcome, ended).await;
+        }
+        let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+        let sent = alerts::send(&self.github, Method::PATCH, &path, &body).await;
+        reservation.finish(1);
+        let (status, answer) = sent.map_err(github_unavailable)?;
+        let ended = if (200..300).contains(&status) || status == 404 {
+            // 404: removed by a human meanwhile; closed is what was wanted.
+            Ended {
+                requests,
+                provider_ref: open.provider_ref.clone(),
+                ..Ended::new(ActionStatus::Applied, format!("{} closed: the rule passes", open.provider_ref))
+            }
+        } else {
+            let why = answer.get("message").and_then(Value::as_str).unwrap_or("");
+            Ended {
+                requests,
+                provider_ref: open.provider_ref.clone(),
+                ..Ended::new(ActionStatus::Failed, format!("PATCH {path} answered {status}: {why}"))
+            }
+        };
+        self.finish(job, id, outcome, ended).await
+    }
+
+    /// Asks for a fresh evaluation of the entity, so an applied fix is verified now rather than
     /// at the next webhook or sweep.
-    async fn verify(&self, record: &Record, entity: &plumbline_domain::Entity) -> Result<(), Failure> {
-        let ev = EntityEvent::new(&entity.entity_ref, EventReason::Remediated);
+    async fn verify(&self, job: &Job<'_>) -> Result<(), Failure> {
+        let ev = EntityEvent::new(&job.entity.entity_ref, EventReason::Remediated);
         self.producer
-            .publish(&self.topics.entity_events, &entity.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &record.trace().child(), &BTreeMap::new())
+            .publish(&self.topics.entity_events, job.entity_id, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &job.record.trace().child(), &BTreeMap::new())
             .await
             .map_err(transient)?;
         Ok(())
@@ -350,7 +893,12 @@ impl Actuator {
         let status = plumbline_proto::v1::ActionStatus::try_from(outcome.status)
             .map(|s| s.as_str_name().trim_start_matches("ACTION_STATUS_").to_ascii_lowercase())
             .unwrap_or_default();
-        self.metrics.inc("plumbline_actuator_actions_total", "actions by type and status", &[("type", &outcome.action_type), ("status", &status)], 1);
+        let kind = if outcome.kind == ActionKind::Alert as i32 { "alert" } else { "remediation" };
+        self.metrics.inc("plumbline_actuator_actions_total", "actions by kind, type and status", &[("kind", kind), ("type", &outcome.action_type), ("status", &status)], 1);
+        let (minute, hour, held) = self.budget.usage(self.github.credential_id());
+        self.metrics.set_gauge("plumbline_actuator_content_requests_last_minute", "content-creating requests sent in the last minute", &[], u64::from(minute));
+        self.metrics.set_gauge("plumbline_actuator_content_requests_last_hour", "content-creating requests sent in the last hour", &[], u64::from(hour));
+        self.metrics.set_gauge("plumbline_actuator_content_requests_reserved", "content-creating requests reserved by running actions", &[], u64::from(held));
         let id = uuid::Uuid::new_v4().to_string();
         let trace: TraceContext = record.trace().child();
         self.producer

@@ -350,13 +350,30 @@ impl ControlService for Control {
     async fn list_status(&self, req: Request<ListStatusRequest>) -> Result<Response<ListStatusResponse>, Status> {
         let req = req.into_inner();
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let rows = self
+        if let Some(s) = opt(&req.status) {
+            if s.parse::<EvalStatus>().is_err() {
+                return Err(Status::invalid_argument(format!("unknown status {s:?}: want pass, fail, error or skipped")));
+            }
+        }
+        let filter = plumbline_store::StatusFilter {
+            status: opt(&req.status),
+            profile: opt(&req.profile),
+            entity_id: opt(&req.entity_id),
+        };
+        let after = match opt(&req.page_token) {
+            None => None,
+            Some(t) => Some(plumbline_store::StatusCursor::from_token(&t).map_err(|e| Status::invalid_argument(e.to_string()))?),
+        };
+        let size = if req.page_size == 0 { 500 } else { i64::from(req.page_size) };
+        let page = self
             .store
-            .list_status(project_or_default(&req.project), opt(&req.entity_id).as_deref(), opt(&req.profile).as_deref())
+            .status_page(project_or_default(&req.project), &filter, after.as_ref(), size)
             .await
             .map_err(ControlError::from)?;
         Ok(Response::new(ListStatusResponse {
-            statuses: rows
+            next_page_token: page.next.map(|c| c.token()).unwrap_or_default(),
+            statuses: page
+                .rows
                 .into_iter()
                 .map(|r| RuleStatus {
                     status: r
@@ -375,6 +392,22 @@ impl ControlService for Control {
                         seconds: r.evaluated_at.timestamp(),
                         nanos: r.evaluated_at.timestamp_subsec_nanos() as i32,
                     }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_posture(&self, req: Request<GetPostureRequest>) -> Result<Response<GetPostureResponse>, Status> {
+        let req = req.into_inner();
+        let counts = self.store.posture_counts(project_or_default(&req.project)).await.map_err(ControlError::from)?;
+        Ok(Response::new(GetPostureResponse {
+            counts: counts
+                .into_iter()
+                .map(|c| PostureCount {
+                    status: c.status.parse::<EvalStatus>().map(|s| plumbline_proto::v1::EvalStatus::from(s) as i32).unwrap_or(0),
+                    profile: c.profile,
+                    rule_name: c.rule_name,
+                    count: c.count.max(0) as u64,
                 })
                 .collect(),
         }))

@@ -14,8 +14,8 @@ use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus};
-use plumbline_engine::datasource::{FetchRequest, Fetcher};
-use plumbline_engine::provider::{provider_error, GitHubProvider, HttpResponse, Memo, ProviderError};
+use plumbline_engine::datasource::Fetcher;
+use plumbline_engine::provider::{BlockingGitHubFetcher, GitHubProvider, Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
 use plumbline_github::GitHub;
 use plumbline_proto::v1::{EntityEvent, Verdict};
@@ -157,31 +157,6 @@ pub async fn run(config: EvaluatorConfig, shutdown: CancellationToken) -> Result
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
-}
-
-/// Serves data-source calls from inside a synchronous Rego evaluation by blocking on the
-/// async GitHub client; used only on the blocking pool, where blocking is allowed.
-struct BlockingGitHubFetcher {
-    github: GitHub,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Fetcher for BlockingGitHubFetcher {
-    fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError> {
-        let body: Option<serde_json::Value> = match &req.body {
-            None => None,
-            Some(b) => Some(serde_json::from_slice(b).map_err(|e| ProviderError::Failed(format!("data source bodies must be json: {e}")))?),
-        };
-        let method = plumbline_github::Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
-        self.runtime
-            .block_on(self.github.request_url(method, &req.url, body.as_ref(), req.provider_auth))
-            .map(|r| HttpResponse {
-                status: r.status,
-                body: r.body.to_vec(),
-            })
-            .map_err(provider_error)
-    }
 }
 
 impl Handler for Evaluator {

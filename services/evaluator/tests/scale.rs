@@ -81,6 +81,10 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     let (prefix, topics) = topics(12).await;
     let mut cfg = StackConfig::local(&kafka(), &db.url, &prefix);
     cfg.reconcile_interval = Duration::from_secs(24 * 3600);
+    // 500 protections in a few seconds: this test is about evaluators, not GitHub's
+    // content-creation limit (which the actuator's own tests cover).
+    cfg.content_per_minute = 1_000_000;
+    cfg.content_per_hour = 1_000_000;
     let mut stack = Stack::start(cfg).await.expect("stack starts");
     // The in-process evaluator stands down: the replicas are processes of their own.
     stack.stop_evaluator().await;

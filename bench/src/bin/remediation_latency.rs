@@ -1,0 +1,224 @@
+//! remediation_latency: from a webhook sent to the remediation applied on GitHub, at a steady
+//! 500 events/s, with GitHub (the simulator) answering at once.
+//!
+//! Starts what it needs: a private tansu broker, a fresh database on the local Postgres, and the
+//! whole stack in this process (`plumb::stack`: simulator, ingest, evaluator, actuator, control)
+//! with `BENCH_REPOS` (default 10,000) protected repositories under the shipped
+//! `branch-protection` profile.
+//!
+//! Each event is a human switching one repository's protection off: the protection is removed
+//! in the simulator and the load generator posts GitHub's `branch_protection_rule` "deleted"
+//! webhook (a real payload from `../shared/github-webhooks`, pointed at that repository) to
+//! ingest, `BENCH_RATE` (default 500) per second for `BENCH_SECONDS` (default 20), each repository
+//! once. GitHub delivers webhooks concurrently, so the generator does too (the simulator's own
+//! dispatcher, one delivery at a time, is switched off). The latency of an event is from just
+//! before its webhook is posted to the moment the actuator's `applied` outcome for the
+//! repository is published (after the PUT was answered and recorded), which is later than the
+//! simulator applying it: the figure errs high.
+//!
+//! The content-creation budget is lifted for the run (10,000 protection changes in 20 s are far
+//! past GitHub's 80 a minute; the budget's behaviour is the actuator tests' business, the
+//! pipeline's latency is this benchmark's).
+//!
+//! Baseline, same run: the GitHub call alone, the same PUT sent straight to the simulator,
+//! 1,000 times. Prints `p50_ms`, `p99_ms`, `remediations`, `baseline_put_p50_ms`,
+//! `baseline_put_p99_ms`.
+
+use anyhow::{bail, Context as _};
+use plumb::stack::{Stack, StackConfig};
+use plumbline_bus::testing::{free_port, topics_on, Tansu};
+use plumbline_domain::{Entity, EntityRef};
+use plumbline_proto::v1::ActionStatus;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PROJECT: &str = "default";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// GitHub's `branch_protection_rule` "deleted" payload, from the corpus.
+fn deleted_payload() -> anyhow::Result<serde_json::Value> {
+    for root in ["../shared/github-webhooks/api.github.com", "../../shared/github-webhooks/api.github.com"] {
+        let p = std::path::Path::new(root).join("branch_protection_rule/deleted.payload.json");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            return serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()));
+        }
+    }
+    bail!("the webhook corpus (../shared/github-webhooks) is not beside this checkout; run from the repository root")
+}
+
+/// The payload pointed at one repository.
+fn payload_for(template: &serde_json::Value, owner: &str, name: &str, id: u64) -> Vec<u8> {
+    let mut v = template.clone();
+    if let Some(repo) = v.get_mut("repository") {
+        repo["id"] = id.into();
+        repo["name"] = name.into();
+        repo["full_name"] = format!("{owner}/{name}").into();
+        repo["default_branch"] = "main".into();
+        if let Some(o) = repo.get_mut("owner") {
+            o["login"] = owner.into();
+        }
+    }
+    if let Some(rule) = v.get_mut("rule") {
+        rule["name"] = "main".into();
+        rule["repository_id"] = id.into();
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n = env_u64("BENCH_REPOS", 10_000) as usize;
+    let rate = env_u64("BENCH_RATE", 500).max(1);
+    let secs = env_u64("BENCH_SECONDS", 20);
+    let events = ((rate * secs) as usize).min(n);
+    let template = deleted_payload()?;
+
+    let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _tansu = tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+    let brokers = broker_addr.to_string();
+    let db = plumbline_store::testing::TestDatabase::new().await;
+    let store = db.store();
+    let (prefix, _topics) = topics_on(&brokers, 12).await;
+    let mut cfg = StackConfig::local(&brokers, &db.url, &prefix);
+    cfg.reconcile_interval = Duration::from_secs(24 * 3600);
+    cfg.content_per_minute = u32::MAX;
+    cfg.content_per_hour = u32::MAX;
+    let stack = Stack::start(cfg).await?;
+    stack.sim.set_rate_limit(1_000_000_000);
+    stack.sim.set_webhooks_enabled(false);
+    let fleet = stack.sim.seed("acme", n, "svc", 1.0);
+
+    let rule = std::fs::read_to_string("rules/rule-types/github/branch_protection_enabled.yaml").context("run from the repository root")?;
+    let profile = std::fs::read_to_string("rules/profiles/github/branch-protection.yaml")?;
+    let rule_name = plumbline_engine::RuleType::from_yaml(&rule)?.name;
+    let profile_name = plumbline_engine::Profile::from_yaml(&profile)?.name;
+    store.upsert_rule_type(PROJECT, &rule_name, &plumbline_engine::digest(rule.as_bytes()), &rule).await?;
+    store.upsert_profile(PROJECT, &profile_name, &plumbline_engine::digest(profile.as_bytes()), &profile).await?;
+    for (owner, name, id) in &fleet {
+        let e = Entity {
+            entity_ref: EntityRef::repository("github", *id),
+            project: PROJECT.into(),
+            owner: owner.clone(),
+            name: name.clone(),
+            properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
+            labels: vec![],
+        };
+        store.upsert_entity(&e).await?;
+    }
+    eprintln!("remediation_latency: {n} protected repositories, {events} events at {rate}/s");
+
+    // Baseline: the remediation's GitHub call alone.
+    let github = plumbline_github::GitHub::new(&plumbline_github::GitHubConfig::new(&stack.sim_url, None))?;
+    let body = serde_json::json!({
+        "required_status_checks": null, "enforce_admins": null, "restrictions": null,
+        "required_pull_request_reviews": {"required_approving_review_count": 1, "dismiss_stale_reviews": true},
+        "allow_force_pushes": false, "allow_deletions": false
+    });
+    let mut base = Vec::new();
+    for i in 0..1000 {
+        let (owner, name, _) = &fleet[i % fleet.len()];
+        let t = Instant::now();
+        let r = github.request(plumbline_github::Method::PUT, &format!("/repos/{owner}/{name}/branches/main/protection"), Some(&body)).await?;
+        if r.status != 200 {
+            bail!("baseline PUT answered {}", r.status);
+        }
+        base.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    base.sort_by(|a, b| a.total_cmp(b));
+
+    // Outcomes: the first applied remediation per repository after its event.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut outcomes = stack.outcomes.subscribe();
+    let collector = {
+        let (sent, latencies) = (sent.clone(), latencies.clone());
+        tokio::spawn(async move {
+            let mut lagged = 0u64;
+            loop {
+                match outcomes.recv().await {
+                    Ok(o) => {
+                        if o.status != ActionStatus::Applied as i32 {
+                            continue;
+                        }
+                        let Some(id) = o.entity.as_ref().and_then(|r| EntityRef::try_from(r).ok()).map(|r| r.id()) else { continue };
+                        let start = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        if let Some(start) = start {
+                            latencies.lock().unwrap_or_else(|p| p.into_inner()).push(start.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => lagged += k,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            lagged
+        })
+    };
+
+    let client = reqwest::Client::new();
+    let url = stack.ingest_url();
+    let secret = stack.config.webhook_secret.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut posts = Vec::with_capacity(events);
+    let run_started = Instant::now();
+    for (i, (owner, name, id)) in fleet.iter().take(events).enumerate() {
+        tick.tick().await;
+        stack.sim.remove_protection(owner, name, "main").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = payload_for(&template, owner, name, *id);
+        let sig = plumbline_github::webhook::sign(secret.as_bytes(), &body);
+        let entity = EntityRef::repository("github", *id).id();
+        sent.lock().unwrap_or_else(|p| p.into_inner()).insert(entity, Instant::now());
+        let req = client
+            .post(&url)
+            .header("x-github-event", "branch_protection_rule")
+            .header("x-github-delivery", format!("bench-{i}-{}", uuid::Uuid::new_v4().simple()))
+            .header("x-hub-signature-256", sig)
+            .header("content-type", "application/json")
+            .body(body);
+        posts.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
+    }
+    let offered = events as f64 / run_started.elapsed().as_secs_f64();
+    let mut not_2xx = 0;
+    for p in posts {
+        if !(200..300).contains(&p.await.unwrap_or(0)) {
+            not_2xx += 1;
+        }
+    }
+    // Wait for the stragglers (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sent.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let missing = sent.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let puts = stack.sim.request_counts().get("PUT /repos/{owner}/{repo}/branches/{branch}/protection").copied().unwrap_or(0);
+    stack.stop().await;
+    let lagged = collector.await.unwrap_or(0);
+    let mut l = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    l.sort_by(|a, b| a.total_cmp(b));
+    eprintln!(
+        "offered {offered:.0} events/s; {not_2xx} webhooks not answered 2xx; {missing} repositories not remediated within 60 s of the last event; {} PUTs in the simulator beyond the baseline's; {lagged} outcomes missed by the observer",
+        puts.saturating_sub(1000)
+    );
+    println!("p50_ms = {:.1}", percentile(&l, 0.50));
+    println!("p99_ms = {:.1}", percentile(&l, 0.99));
+    println!("remediations = {}", l.len());
+    println!("baseline_put_p50_ms = {:.2}", percentile(&base, 0.50));
+    println!("baseline_put_p99_ms = {:.2}", percentile(&base, 0.99));
+    if missing > 0 || not_2xx > 0 {
+        bail!("{missing} of {events} events were not remediated, {not_2xx} webhooks refused");
+    }
+    Ok(())
+}

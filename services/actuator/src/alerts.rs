@@ -1,0 +1,144 @@
+//! Alerts: a repository security advisory (draft) opened when a rule fails and closed when it
+//! passes again, or an issue where advisories are unavailable (the rule type says `issue`, or
+//! GitHub refuses the advisory and the fallback is on).
+//!
+//! Each alert carries a marker naming (entity, profile, rule), so one left open by an attempt
+//! that crashed before recording it is found and reused, never opened twice.
+
+use plumbline_domain::Entity;
+use plumbline_engine::CompiledRule;
+use plumbline_github::{GitHub, GitHubError, Method};
+use plumbline_proto::v1::Verdict;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Label of Plumbline's alert issues.
+pub const ISSUE_LABEL: &str = "plumbline";
+
+/// The marker of one rule's alert on one entity.
+pub fn marker(entity_id: &str, profile: &str, rule_name: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [entity_id, profile, rule_name] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format!("<!-- plumbline-alert: {} -->", &hex::encode(h.finalize())[..32])
+}
+
+/// Summary (advisory) or title (issue).
+pub fn summary(rule: &CompiledRule, v: &Verdict, entity: &Entity) -> String {
+    let what = if rule.rule_type.display_name.is_empty() { v.rule_type.as_str() } else { rule.rule_type.display_name.as_str() };
+    let s = format!("Plumbline: {}/{} fails \"{what}\" ({} in profile {})", entity.owner, entity.name, v.rule_name, v.profile);
+    s.chars().take(1000).collect()
+}
+
+pub fn description(rule: &CompiledRule, v: &Verdict, entity: &Entity, marker: &str) -> String {
+    let mut d = format!(
+        "Plumbline evaluated **{}/{}** against rule `{}` (rule type `{}`) of profile `{}`, and it fails.\n\n**What was found:** {}\n",
+        entity.owner,
+        entity.name,
+        v.rule_name,
+        v.rule_type,
+        v.profile,
+        if v.message.is_empty() { "the rule's policy denied the current state" } else { v.message.as_str() }
+    );
+    for detail in &v.details {
+        d.push_str(&format!("- {detail}\n"));
+    }
+    if !rule.rule_type.description.trim().is_empty() {
+        d.push_str(&format!("\n**About the rule:** {}\n", rule.rule_type.description.trim()));
+    }
+    if !rule.rule_type.guidance.trim().is_empty() {
+        d.push_str(&format!("\n**How to fix it:**\n\n{}\n", rule.rule_type.guidance.trim()));
+    }
+    d.push_str("\nPlumbline closes this alert once the rule passes.\n\n");
+    d.push_str(marker);
+    d.push('\n');
+    d
+}
+
+/// The request that opens an advisory.
+pub fn advisory_request(owner: &str, repo: &str, summary: &str, description: &str, severity: &str) -> (String, Value) {
+    (
+        format!("/repos/{owner}/{repo}/security-advisories"),
+        json!({
+            "summary": summary,
+            "description": description,
+            "severity": severity,
+            // GitHub wants an affected product; the repository itself is what is affected.
+            "vulnerabilities": [{"package": {"ecosystem": "other", "name": format!("{owner}/{repo}")}}],
+        }),
+    )
+}
+
+pub fn issue_request(owner: &str, repo: &str, title: &str, body: &str) -> (String, Value) {
+    (format!("/repos/{owner}/{repo}/issues"), json!({"title": title, "body": body, "labels": [ISSUE_LABEL]}))
+}
+
+/// The request that closes the alert `provider_ref` (`advisory:GHSA-…` or `issue:N`).
+pub fn close_request(owner: &str, repo: &str, provider_ref: &str) -> Option<(String, Value)> {
+    if let Some(ghsa) = provider_ref.strip_prefix("advisory:") {
+        return Some((format!("/repos/{owner}/{repo}/security-advisories/{ghsa}"), json!({"state": "closed"})));
+    }
+    let number = provider_ref.strip_prefix("issue:")?;
+    Some((format!("/repos/{owner}/{repo}/issues/{number}"), json!({"state": "closed", "state_reason": "completed"})))
+}
+
+/// An open alert of Plumbline's bearing `marker`, if an earlier attempt left one: its reference.
+pub async fn find_open(github: &GitHub, owner: &str, repo: &str, marker: &str) -> Result<Option<String>, GitHubError> {
+    // Draft and triage advisories are the open ones; listing needs only reads.
+    for state in ["draft", "triage"] {
+        let found = github
+            .list_advisories(owner, repo, Some(state))
+            .await
+            .or_else(|e| match e {
+                // No advisories here (feature off, no access): nothing open there.
+                GitHubError::Status { status: 403 | 404 | 422, .. } => Ok(vec![]),
+                e => Err(e),
+            })?
+            .into_iter()
+            .find(|a| a.description.as_deref().is_some_and(|d| d.contains(marker)));
+        if let Some(a) = found {
+            return Ok(Some(format!("advisory:{}", a.ghsa_id)));
+        }
+    }
+    let issues = github.list_issues(owner, repo, "open", &[ISSUE_LABEL]).await.or_else(|e| match e {
+        GitHubError::Status { status: 404 | 410, .. } => Ok(vec![]),
+        e => Err(e),
+    })?;
+    Ok(issues
+        .into_iter()
+        .find(|i| i.body.as_deref().is_some_and(|b| b.contains(marker)))
+        .map(|i| format!("issue:{}", i.number)))
+}
+
+/// Sends one alert request; answers (status, body).
+pub async fn send(github: &GitHub, method: Method, path: &str, body: &Value) -> Result<(u16, Value), GitHubError> {
+    let r = github.request(method, path, Some(body)).await?;
+    let answer = r.json().unwrap_or(Value::Null);
+    Ok((r.status, answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_tell_rules_and_entities_apart() {
+        let a = marker("github/repository/1", "p", "r");
+        assert_eq!(a, marker("github/repository/1", "p", "r"));
+        assert_ne!(a, marker("github/repository/2", "p", "r"));
+        assert_ne!(a, marker("github/repository/1", "p", "s"));
+        assert!(a.starts_with("<!-- plumbline-alert: ") && a.ends_with(" -->"));
+    }
+
+    #[test]
+    fn close_requests_follow_the_reference() {
+        let (p, b) = close_request("o", "r", "advisory:GHSA-1234-5678-9abc").expect("advisory");
+        assert_eq!(p, "/repos/o/r/security-advisories/GHSA-1234-5678-9abc");
+        assert_eq!(b, json!({"state": "closed"}));
+        let (p, _) = close_request("o", "r", "issue:7").expect("issue");
+        assert_eq!(p, "/repos/o/r/issues/7");
+        assert_eq!(close_request("o", "r", "pull:3"), None);
+    }
+}
