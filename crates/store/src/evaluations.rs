@@ -35,6 +35,25 @@ pub struct StatusRow {
     pub evaluated_at: DateTime<Utc>,
 }
 
+impl StatusRow {
+    /// A row of `entity_id, owner, name, profile, rule_type, rule_name, status, message,
+    /// input_digest, evaluated_at`, the columns every status query selects in this order.
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> StatusRow {
+        StatusRow {
+            entity_id: r.get(0),
+            owner: r.get(1),
+            name: r.get(2),
+            profile: r.get(3),
+            rule_type: r.get(4),
+            rule_name: r.get(5),
+            status: r.get(6),
+            message: r.get(7),
+            input_digest: r.get(8),
+            evaluated_at: r.get(9),
+        }
+    }
+}
+
 /// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastVerdict {
@@ -204,18 +223,7 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| StatusRow {
-                entity_id: r.get(0),
-                owner: r.get(1),
-                name: r.get(2),
-                profile: r.get(3),
-                rule_type: r.get(4),
-                rule_name: r.get(5),
-                status: r.get(6),
-                message: r.get(7),
-                input_digest: r.get(8),
-                evaluated_at: r.get(9),
-            })
+            .map(StatusRow::from_row)
             .collect())
     }
 

@@ -156,18 +156,7 @@ impl Store {
         let rows = c.query(sql.as_str(), &page_params(&project, filter, after, &limit)).await?;
         let rows: Vec<StatusRow> = rows
             .iter()
-            .map(|r| StatusRow {
-                entity_id: r.get(0),
-                owner: r.get(1),
-                name: r.get(2),
-                profile: r.get(3),
-                rule_type: r.get(4),
-                rule_name: r.get(5),
-                status: r.get(6),
-                message: r.get(7),
-                input_digest: r.get(8),
-                evaluated_at: r.get(9),
-            })
+            .map(StatusRow::from_row)
             .collect();
         let next = (rows.len() as i64 == limit).then(|| rows.last()).flatten().map(|r| StatusCursor {
             entity_id: r.entity_id.clone(),
