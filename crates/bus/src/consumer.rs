@@ -24,6 +24,11 @@ pub struct ConsumerConfig {
     pub session_timeout: Duration,
     /// How long a revocation waits for the handlings in flight on the revoked partitions.
     pub revoke_grace: Duration,
+    /// Longest a fetch waits at the broker for new records (`fetch.wait.max.ms`). Brokers
+    /// that do not answer a waiting fetch as soon as records arrive (tansu) hold each hop of
+    /// the pipeline for up to this long, so it is short: a fetch every 50 ms per broker is
+    /// cheap, half a second (librdkafka's default) per hop is not.
+    pub fetch_wait: Duration,
 }
 
 impl ConsumerConfig {
@@ -36,6 +41,7 @@ impl ConsumerConfig {
             topics: vec![topic.into()],
             session_timeout: Duration::from_secs(10),
             revoke_grace: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(50),
         }
     }
 }
@@ -222,6 +228,7 @@ impl Consumer {
                 (config.session_timeout.as_millis() / 3).max(100).to_string(),
             )
             .set("partition.assignment.strategy", "range,roundrobin")
+            .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
             // A member waiting out an outage (rate limit, database failover) keeps polling no
             // records for a while; it keeps its partitions rather than handing them to a
             // replica that would hit the same outage. A dead process is still detected by

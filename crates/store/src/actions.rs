@@ -96,10 +96,10 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, rule_name, kind, action_type, operation, status, evaluation_id)
+                &c.prepare_cached("INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, rule_name, kind, action_type, operation, status, evaluation_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
                  ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING id",
+                 RETURNING id").await?,
                 &[
                     &a.idempotency_key,
                     &a.entity_id,
@@ -123,8 +123,8 @@ impl Store {
         let requests = if result.requests.is_null() { serde_json::json!([]) } else { result.requests.clone() };
         let n = c
             .execute(
-                "UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
-                    requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1",
+                &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
+                    requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1").await?,
                 &[&id, &result.status, &result.message, &result.method, &result.url, &result.body, &requests, &result.provider_ref],
             )
             .await?;
@@ -137,14 +137,14 @@ impl Store {
     /// Forgets a claim whose action failed, so a later verdict may try again.
     pub async fn release_action(&self, id: i64) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute("DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')", &[&id]).await?;
+        c.execute(&c.prepare_cached("DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')").await?, &[&id]).await?;
         Ok(())
     }
 
     pub async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_opt(&format!("SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1"), &[&key])
+            .query_opt(&c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1")).await?, &[&key])
             .await?;
         Ok(row.as_ref().map(from_row))
     }
@@ -157,11 +157,11 @@ impl Store {
         let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
         let row = c
             .query_opt(
-                &format!(
+                &c.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM actions
                      WHERE entity_id = $1 AND profile = $2 AND rule_name = $3 AND kind = $4 AND status = ANY($5)
                      ORDER BY id DESC LIMIT 1"
-                ),
+                )).await?,
                 &[&entity_id, &profile, &rule_name, &kind, &statuses],
             )
             .await?;
@@ -172,7 +172,7 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                &format!("SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id"),
+                &c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id")).await?,
                 &[&entity_id],
             )
             .await?;

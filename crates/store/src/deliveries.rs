@@ -48,12 +48,12 @@ impl Store {
         let c = self.client().await?;
         let taken: std::collections::HashSet<String> = c
             .query(
-                "INSERT INTO webhook_deliveries (delivery_id, event, state, expires_at)
+                &c.prepare_cached("INSERT INTO webhook_deliveries (delivery_id, event, state, expires_at)
                  SELECT d, e, 'claimed', now() + $3 * interval '1 millisecond' FROM unnest($1::text[], $2::text[]) AS t(d, e)
                  ON CONFLICT (delivery_id) DO UPDATE SET
                     event = EXCLUDED.event, state = 'claimed', claimed_at = now(), expires_at = EXCLUDED.expires_at
                  WHERE webhook_deliveries.expires_at < now()
-                 RETURNING delivery_id",
+                 RETURNING delivery_id").await?,
                 &[&ids, &events, &millis(lease)],
             )
             .await?
@@ -64,7 +64,7 @@ impl Store {
         let states: std::collections::HashMap<String, String> = if others.is_empty() {
             Default::default()
         } else {
-            c.query("SELECT delivery_id, state FROM webhook_deliveries WHERE delivery_id = ANY($1)", &[&others])
+            c.query(&c.prepare_cached("SELECT delivery_id, state FROM webhook_deliveries WHERE delivery_id = ANY($1)").await?, &[&others])
                 .await?
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
@@ -100,8 +100,8 @@ impl Store {
         }
         let c = self.client().await?;
         Ok(c.execute(
-            "UPDATE webhook_deliveries SET state = 'published', expires_at = now() + $2 * interval '1 millisecond'
-             WHERE delivery_id = ANY($1) AND state = 'claimed'",
+            &c.prepare_cached("UPDATE webhook_deliveries SET state = 'published', expires_at = now() + $2 * interval '1 millisecond'
+             WHERE delivery_id = ANY($1) AND state = 'claimed'").await?,
             &[&delivery_ids, &millis(window)],
         )
         .await?)
@@ -112,7 +112,7 @@ impl Store {
         let c = self.client().await?;
         let n = c
             .execute(
-                "DELETE FROM webhook_deliveries WHERE delivery_id = $1 AND state = 'claimed'",
+                &c.prepare_cached("DELETE FROM webhook_deliveries WHERE delivery_id = $1 AND state = 'claimed'").await?,
                 &[&delivery_id],
             )
             .await?;
@@ -123,8 +123,8 @@ impl Store {
     pub async fn purge_expired_deliveries(&self, limit: i64) -> Result<u64, StoreError> {
         let c = self.client().await?;
         Ok(c.execute(
-            "DELETE FROM webhook_deliveries WHERE delivery_id IN
-               (SELECT delivery_id FROM webhook_deliveries WHERE expires_at < now() LIMIT $1)",
+            &c.prepare_cached("DELETE FROM webhook_deliveries WHERE delivery_id IN
+               (SELECT delivery_id FROM webhook_deliveries WHERE expires_at < now() LIMIT $1)").await?,
             &[&limit],
         )
         .await?)
@@ -135,7 +135,7 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "SELECT state FROM webhook_deliveries WHERE delivery_id = $1",
+                &c.prepare_cached("SELECT state FROM webhook_deliveries WHERE delivery_id = $1").await?,
                 &[&delivery_id],
             )
             .await?;

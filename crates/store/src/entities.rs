@@ -50,7 +50,7 @@ impl Store {
         );
         let row = c
             .query_one(
-                &sql,
+                &c.prepare_cached(&sql).await?,
                 &[
                     &e.id(),
                     &e.project,
@@ -72,7 +72,7 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL"),
+                &c.prepare_cached(&format!("SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL")).await?,
                 &[&id],
             )
             .await?;
@@ -90,11 +90,11 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                &format!(
+                &c.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM entities
                      WHERE project = $1 AND retired_at IS NULL AND id > $2
                      ORDER BY id LIMIT $3"
-                ),
+                )).await?,
                 &[&project, &after.unwrap_or(""), &limit],
             )
             .await?;
@@ -104,14 +104,14 @@ impl Store {
     /// Number of active entities across all projects.
     pub async fn count_active_entities(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        let row = c.query_one("SELECT count(*) FROM entities WHERE retired_at IS NULL", &[]).await?;
+        let row = c.query_one(&c.prepare_cached("SELECT count(*) FROM entities WHERE retired_at IS NULL").await?, &[]).await?;
         Ok(row.get(0))
     }
 
     /// Every project that has active entities (the reconciler sweeps each).
     pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
         let c = self.client().await?;
-        let rows = c.query("SELECT name FROM projects ORDER BY name", &[]).await?;
+        let rows = c.query(&c.prepare_cached("SELECT name FROM projects ORDER BY name").await?, &[]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -122,11 +122,11 @@ impl Store {
         let tx = c.transaction().await?;
         let n = tx
             .execute(
-                "UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL",
+                &tx.prepare_cached("UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL").await?,
                 &[&id],
             )
             .await?;
-        tx.execute("DELETE FROM evaluation_status WHERE entity_id = $1", &[&id]).await?;
+        tx.execute(&tx.prepare_cached("DELETE FROM evaluation_status WHERE entity_id = $1").await?, &[&id]).await?;
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -144,12 +144,12 @@ impl Store {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE entities SET owner = $2, name = $3,
+                &c.prepare_cached("UPDATE entities SET owner = $2, name = $3,
                     properties = CASE WHEN $4::text IS NULL THEN properties
                                       ELSE jsonb_set(properties, '{default_branch}', to_jsonb($4::text)) END,
                     updated_at = now()
                  WHERE id = $1 AND retired_at IS NULL
-                   AND (owner <> $2 OR name <> $3 OR ($4::text IS NOT NULL AND properties->>'default_branch' IS DISTINCT FROM $4::text))",
+                   AND (owner <> $2 OR name <> $3 OR ($4::text IS NOT NULL AND properties->>'default_branch' IS DISTINCT FROM $4::text))").await?,
                 &[&id, &owner, &name, &default_branch],
             )
             .await?;

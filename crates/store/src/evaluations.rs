@@ -73,18 +73,18 @@ impl Store {
         let c = self.client().await?;
         let aged = c
             .execute(
-                "DELETE FROM evaluation_history WHERE id IN
-                   (SELECT id FROM evaluation_history WHERE evaluated_at < now() - $1 * interval '1 second' LIMIT $2)",
+                &c.prepare_cached("DELETE FROM evaluation_history WHERE id IN
+                   (SELECT id FROM evaluation_history WHERE evaluated_at < now() - $1 * interval '1 second' LIMIT $2)").await?,
                 &[&max_age.as_secs_f64(), &limit],
             )
             .await?;
         let surplus = c
             .execute(
-                "DELETE FROM evaluation_history WHERE id IN
+                &c.prepare_cached("DELETE FROM evaluation_history WHERE id IN
                    (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY entity_id, profile, rule_name
                                                                   ORDER BY evaluated_at DESC, id DESC) AS n
                                     FROM evaluation_history) ranked
-                    WHERE n > $1 LIMIT $2)",
+                    WHERE n > $1 LIMIT $2)").await?,
                 &[&keep_per_rule.max(1), &limit],
             )
             .await?;
@@ -96,8 +96,8 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT profile, rule_name, status, message, details, input_digest, rule_type_version
-                 FROM evaluation_status WHERE entity_id = $1",
+                &c.prepare_cached("SELECT profile, rule_name, status, message, details, input_digest, rule_type_version
+                 FROM evaluation_status WHERE entity_id = $1").await?,
                 &[&entity_id],
             )
             .await?;
@@ -130,14 +130,14 @@ impl Store {
         let profiles: Vec<&str> = records.iter().map(|r| r.profile.as_str()).collect();
         let rules: Vec<&str> = records.iter().map(|r| r.rule_name.as_str()).collect();
         tx.execute(
-            "DELETE FROM evaluation_status s WHERE s.entity_id = $1
+            &tx.prepare_cached("DELETE FROM evaluation_status s WHERE s.entity_id = $1
                AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(profile, rule_name)
-                               WHERE k.profile = s.profile AND k.rule_name = s.rule_name)",
+                               WHERE k.profile = s.profile AND k.rule_name = s.rule_name)").await?,
             &[&entity_id, &profiles, &rules],
         )
         .await?;
         let upsert = tx
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO evaluation_status
                     (entity_id, project, profile, rule_type, rule_name, status, message, details,
                      input_digest, rule_type_version, evaluation_id, evaluated_at)
@@ -152,7 +152,7 @@ impl Store {
             )
             .await?;
         let history = tx
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO evaluation_history
                     (evaluation_id, entity_id, project, profile, rule_type, rule_name, status,
                      message, details, input_digest, cause_event_id, evaluated_at)
@@ -211,13 +211,13 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT s.entity_id, e.owner, e.name, s.profile, s.rule_type, s.rule_name, s.status,
+                &c.prepare_cached("SELECT s.entity_id, e.owner, e.name, s.profile, s.rule_type, s.rule_name, s.status,
                         s.message, s.input_digest, s.evaluated_at
                  FROM evaluation_status s JOIN entities e ON e.id = s.entity_id
                  WHERE s.project = $1 AND e.retired_at IS NULL
                    AND ($2::text IS NULL OR s.entity_id = $2)
                    AND ($3::text IS NULL OR s.profile = $3)
-                 ORDER BY e.owner, e.name, s.profile, s.rule_name",
+                 ORDER BY e.owner, e.name, s.profile, s.rule_name").await?,
                 &[&project, &entity_id, &profile],
             )
             .await?;
@@ -231,7 +231,7 @@ impl Store {
     pub async fn history_count(&self, entity_id: &str) -> Result<i64, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_one("SELECT count(*) FROM evaluation_history WHERE entity_id = $1", &[&entity_id])
+            .query_one(&c.prepare_cached("SELECT count(*) FROM evaluation_history WHERE entity_id = $1").await?, &[&entity_id])
             .await?;
         Ok(row.get(0))
     }

@@ -68,12 +68,12 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
+                &c.prepare_cached("SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
                  UNION ALL
                  SELECT 'profile', name, version FROM profiles WHERE project = $1
                  UNION ALL
                  SELECT 'data_source', name, version FROM data_sources WHERE project = $1
-                 ORDER BY 1, 2",
+                 ORDER BY 1, 2").await?,
                 &[&project],
             )
             .await?;
@@ -94,7 +94,7 @@ impl Store {
                 (SELECT digest FROM {t} WHERE project = $1 AND name = $2) AS old_digest",
             t = t.name()
         );
-        let row = c.query_one(&sql, &[&project, &name, &digest, &yaml]).await?;
+        let row = c.query_one(&c.prepare_cached(&sql).await?, &[&project, &name, &digest, &yaml]).await?;
         let version: i64 = row.get("version");
         let inserted: bool = row.get("inserted");
         let old: Option<String> = row.get("old_digest");
@@ -107,7 +107,7 @@ impl Store {
             "SELECT project, name, version, digest, source_yaml FROM {} WHERE project = $1 AND ($2::text IS NULL OR name = $2) ORDER BY name",
             t.name()
         );
-        let rows = c.query(&sql, &[&project, &name]).await?;
+        let rows = c.query(&c.prepare_cached(&sql).await?, &[&project, &name]).await?;
         Ok(rows
             .iter()
             .map(|r| StoredDocument {
