@@ -457,6 +457,11 @@ impl State {
         Ok(protection::render(base, &org.login, &url, current))
     }
 
+    /// Whether events are delivered anywhere (enabled, with a URL to send them to).
+    pub(crate) fn delivers_webhooks(&self) -> bool {
+        self.webhooks_enabled && self.webhook_url.is_some()
+    }
+
     pub(crate) fn repository_event(
         &self,
         repo_id: u64,
@@ -480,6 +485,10 @@ impl State {
         removed: Option<Protection>,
         actor: Actor,
     ) -> Option<Event> {
+        // Nobody would receive it (`Simulator::emit` drops it): do not build the payload.
+        if !self.delivers_webhooks() {
+            return None;
+        }
         let repo = self.repos.get(&repo_id)?;
         let org = self.orgs.get(&repo.owner_key)?;
         let current = match removed {

@@ -129,13 +129,13 @@ impl Store {
         let tx = c.transaction().await?;
         let profiles: Vec<&str> = records.iter().map(|r| r.profile.as_str()).collect();
         let rules: Vec<&str> = records.iter().map(|r| r.rule_name.as_str()).collect();
-        tx.execute(
-            &tx.prepare_cached("DELETE FROM evaluation_status s WHERE s.entity_id = $1
-               AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(profile, rule_name)
-                               WHERE k.profile = s.profile AND k.rule_name = s.rule_name)").await?,
-            &[&entity_id, &profiles, &rules],
-        )
-        .await?;
+        let delete = tx
+            .prepare_cached(
+                "DELETE FROM evaluation_status s WHERE s.entity_id = $1
+                 AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(profile, rule_name)
+                                 WHERE k.profile = s.profile AND k.rule_name = s.rule_name)",
+            )
+            .await?;
         let upsert = tx
             .prepare_cached(
                 "INSERT INTO evaluation_status
@@ -159,10 +159,15 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .await?;
-        for r in records {
-            tx.execute(
-                &upsert,
-                &[
+        // Sent together (tokio-postgres pipelines statements polled at once on one connection):
+        // one round trip for the lot instead of one per statement. The delete and the upserts
+        // touch different rows, and the server runs them in the order they were sent.
+        type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+        let delete_params: Params = vec![&entity_id, &profiles, &rules];
+        let status_params: Vec<Params> = records
+            .iter()
+            .map(|r| -> Params {
+                vec![
                     &r.entity_id,
                     &r.project,
                     &r.profile,
@@ -175,12 +180,13 @@ impl Store {
                     &r.rule_type_version,
                     &r.evaluation_id,
                     &r.evaluated_at,
-                ],
-            )
-            .await?;
-            tx.execute(
-                &history,
-                &[
+                ]
+            })
+            .collect();
+        let history_params: Vec<Params> = records
+            .iter()
+            .map(|r| -> Params {
+                vec![
                     &r.evaluation_id,
                     &r.entity_id,
                     &r.project,
@@ -193,10 +199,16 @@ impl Store {
                     &r.input_digest,
                     &r.cause_event_id,
                     &r.evaluated_at,
-                ],
-            )
-            .await?;
+                ]
+            })
+            .collect();
+        let mut writes = Vec::with_capacity(1 + 2 * records.len());
+        writes.push(tx.execute(&delete, &delete_params));
+        for (status, history_row) in status_params.iter().zip(&history_params) {
+            writes.push(tx.execute(&upsert, status));
+            writes.push(tx.execute(&history, history_row));
         }
+        futures::future::try_join_all(writes).await?;
         tx.commit().await?;
         Ok(())
     }
