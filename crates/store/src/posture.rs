@@ -134,7 +134,7 @@ impl Store {
     /// How many rules are in each status, per profile and rule, across a project.
     pub async fn posture_counts(&self, project: &str) -> Result<Vec<PostureCount>, StoreError> {
         let c = self.client().await?;
-        let rows = c.query(&c.prepare_cached(&COUNTS_SQL).await?, &[&project]).await?;
+        let rows = c.query(&c.prepare_cached(COUNTS_SQL).await?, &[&project]).await?;
         Ok(rows
             .iter()
             .map(|r| PostureCount {
@@ -170,7 +170,7 @@ impl Store {
     pub async fn rule_history(&self, entity_id: &str, profile: &str, rule_name: &str, limit: i64) -> Result<Vec<HistoryRow>, StoreError> {
         let c = self.client().await?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let rows = c.query(&c.prepare_cached(&HISTORY_SQL).await?, &[&entity_id, &profile, &rule_name, &limit]).await?;
+        let rows = c.query(&c.prepare_cached(HISTORY_SQL).await?, &[&entity_id, &profile, &rule_name, &limit]).await?;
         Ok(rows
             .iter()
             .map(|r| HistoryRow {
