@@ -607,6 +607,7 @@ mod tests {
     #[test]
     fn protected_repo_emits_rule_created() {
         let mut st = State::new();
+        st.webhook_url = Some("http://127.0.0.1:1/hook".into());
         let opts = RepoOptions {
             protected: true,
             ..RepoOptions::default()
@@ -617,5 +618,24 @@ mod tests {
         assert!(st
             .protection_view("http://x", "acme", "api", "main")
             .is_ok());
+    }
+
+    #[test]
+    fn rule_events_are_not_built_when_nobody_receives_them() {
+        let opts = RepoOptions {
+            protected: true,
+            ..RepoOptions::default()
+        };
+        // No webhook URL.
+        let mut st = State::new();
+        let (_, _, events) = st.create_repo("acme", "api", &opts, Actor::Admin);
+        assert!(events.iter().all(|e| e.name != "branch_protection_rule"));
+        // Switched off.
+        let mut st = State::new();
+        st.webhook_url = Some("http://127.0.0.1:1/hook".into());
+        st.webhooks_enabled = false;
+        let (_, _, events) = st.create_repo("acme", "api", &opts, Actor::Admin);
+        assert!(events.iter().all(|e| e.name != "branch_protection_rule"));
+        assert!(st.delete_protection("acme", "api", "main", Actor::Admin).is_ok_and(|e| e.is_empty()));
     }
 }
