@@ -97,6 +97,50 @@ impl Reader {
     }
 }
 
+/// Polls `check` every 200 ms until it returns `Some`; panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A service started as a process of its own, as SREs run it: killable with SIGKILL (a crash
+/// with no shutdown path at all), killed on drop.
+pub struct ServiceProcess(Child);
+
+impl ServiceProcess {
+    /// Starts `command` with its output discarded.
+    pub fn spawn(command: &mut Command) -> ServiceProcess {
+        match command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+            Ok(child) => ServiceProcess(child),
+            Err(e) => panic!("starting {:?}: {e}", command.get_program()),
+        }
+    }
+
+    /// `kill -9`, then reaps the process.
+    pub fn kill_9(&mut self) {
+        let killed = Command::new("kill").args(["-9", &self.0.id().to_string()]).status();
+        assert!(killed.is_ok_and(|s| s.success()), "kill -9 {}", self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {

@@ -7,7 +7,7 @@
 
 use plumb::stack::{Stack, StackConfig};
 use plumb::{client, commands, shipped};
-use plumbline_bus::testing::{kafka, topics, Reader};
+use plumbline_bus::testing::{eventually, kafka, topics, Reader, ServiceProcess};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_github::{GitHub, GitHubConfig, Method};
 use plumbline_github_sim::{ContentLimits, LoggedRequest, RepoOptions};
@@ -17,8 +17,7 @@ use plumbline_store::testing::TestDatabase as TestDb;
 use plumbline_store::Store;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const PROJECT: &str = "default";
@@ -27,22 +26,6 @@ const PUT_PROTECTION: &str = "PUT /repos/{owner}/{repo}/branches/{branch}/protec
 const POST_PULLS: &str = "POST /repos/{owner}/{repo}/pulls";
 const POST_ADVISORIES: &str = "POST /repos/{owner}/{repo}/security-advisories";
 const PATCH_REPO: &str = "PATCH /repos/{owner}/{repo}";
-
-/// Polls `check` until it returns Some or `timeout` passes.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn profile(name: &str, remediate: &str, alert: &str, rules: &str) -> String {
     format!(
@@ -354,12 +337,10 @@ async fn dry_run_publishes_the_planned_requests_and_changes_nothing() {
 }
 
 /// An actuator as SREs run it: its own process, killable with SIGKILL.
-struct ActuatorProcess(Child);
-
-impl ActuatorProcess {
-    fn start(stack: &Stack) -> ActuatorProcess {
-        let ac = stack.actuator_config();
-        let child = Command::new(env!("CARGO_BIN_EXE_plumbline-actuator"))
+fn actuator_process(stack: &Stack) -> ServiceProcess {
+    let ac = stack.actuator_config();
+    ServiceProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_plumbline-actuator"))
             .env("PLUMB_KAFKA_BROKERS", kafka())
             .env("PLUMB_TOPIC_PREFIX", &stack.config.topic_prefix)
             .env("PLUMB_DATABASE_URL", &stack.config.database_url)
@@ -368,26 +349,8 @@ impl ActuatorProcess {
             .env("PLUMB_ACTUATOR_GROUP", &ac.group_id)
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("actuator process starts");
-        ActuatorProcess(child)
-    }
-
-    fn kill_9(&mut self) {
-        let status = Command::new("kill").args(["-9", &self.0.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ActuatorProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// Every failing verdict delivered six times, and the actuator killed after GitHub applied a
@@ -409,7 +372,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
          CREATE TRIGGER stall_applied BEFORE UPDATE ON actions FOR EACH ROW EXECUTE FUNCTION stall_applied();",
     )
     .await;
-    let mut first = ActuatorProcess::start(&stack);
+    let mut first = actuator_process(&stack);
     let mut verdicts = Reader::new(&topics.verdicts);
     let mut actions = Reader::new(&topics.actions);
     let rules = format!("{PROTECTION}{DEPENDABOT}");
@@ -440,7 +403,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
                 .expect("republish");
         }
     }
-    let _second = ActuatorProcess::start(&stack);
+    let _second = actuator_process(&stack);
 
     // Every delivery of both remediations is answered (the redeliveries announce the action
     // already taken), and the protection passes.

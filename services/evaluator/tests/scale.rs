@@ -1,8 +1,7 @@
 //! Evaluators as SREs run them: separate processes in one consumer group on a real broker.
 
-use plumbline_bus::testing::{kafka, topics, Reader};
+use plumbline_bus::testing::{eventually, kafka, topics, Reader, ServiceProcess};
 use plumbline_store::testing::TestDatabase as TestDb;
-use std::future::Future;
 use plumb::stack::{Stack, StackConfig};
 use plumb::{client, commands, shipped};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
@@ -10,7 +9,7 @@ use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_proto::v1::EntityEvent;
 use plumbline_proto::Message as _;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const PROJECT: &str = "default";
@@ -21,27 +20,10 @@ fn evaluator_binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_plumbline-evaluator"))
 }
 
-/// Polls `check` until it returns Some or `timeout` passes.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-struct Replica(Child);
-
-impl Replica {
-    fn start(stack: &Stack, prefix: &str) -> Replica {
-        let child = Command::new(evaluator_binary())
+/// An evaluator replica as SREs run it: its own process, killable with SIGKILL.
+fn replica(stack: &Stack, prefix: &str) -> ServiceProcess {
+    ServiceProcess::spawn(
+        Command::new(evaluator_binary())
             .env("PLUMB_KAFKA_BROKERS", kafka())
             .env("PLUMB_TOPIC_PREFIX", prefix)
             .env("PLUMB_DATABASE_URL", &stack.config.database_url)
@@ -50,26 +32,8 @@ impl Replica {
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_CATALOG_MAX_STALENESS_MS", "500")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("evaluator process starts");
-        Replica(child)
-    }
-
-    fn kill_9(&mut self) {
-        let status = Command::new("kill").args(["-9", &self.0.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// Three evaluator processes share 10,000 events over 1,000 entities; one is killed with
@@ -138,7 +102,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     }
     let last_event_at = chrono::Utc::now();
 
-    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&stack, &prefix)).collect();
+    let mut replicas: Vec<ServiceProcess> = (0..3).map(|_| replica(&stack, &prefix)).collect();
     // Kill one once the run is well under way (some entities done, most not).
     eventually(Duration::from_secs(120), "the replicas make progress", || async {
         let done = store.list_status(PROJECT, None, None).await.expect("status").len();
