@@ -55,8 +55,9 @@ impl Reservation {
             return;
         }
         self.done = true;
-        let now = Instant::now();
         let mut windows = self.budget.lock();
+        // Read under the lock, so `ended` stays in time order (the counts below search it).
+        let now = Instant::now();
         let w = windows.entry(self.credential.clone()).or_default();
         w.in_use = w.in_use.saturating_sub(self.slots);
         for _ in 0..used {
@@ -96,8 +97,10 @@ impl ContentBudget {
         while w.ended.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
             w.ended.pop_front();
         }
-        let in_minute: Vec<Instant> = w.ended.iter().copied().filter(|t| now.duration_since(*t) < MINUTE).collect();
-        let minute_used = w.in_use + in_minute.len() as u32;
+        // `ended` is in time order: the last minute's writes are its tail. Searching instead of
+        // scanning keeps this cheap when the limits are raised far past GitHub's defaults.
+        let minute_start = w.ended.partition_point(|t| now.duration_since(*t) >= MINUTE);
+        let minute_used = w.in_use + (w.ended.len() - minute_start) as u32;
         let hour_used = w.in_use + w.ended.len() as u32;
         if minute_used + slots <= self.per_minute && hour_used + slots <= self.per_hour {
             w.in_use += slots;
@@ -114,7 +117,7 @@ impl ContentBudget {
         let need = |used: u32, limit: u32| (used + slots).saturating_sub(limit) as usize;
         let minute_excess = need(minute_used, self.per_minute);
         if minute_excess > 0 {
-            if let Some(t) = in_minute.get(minute_excess - 1) {
+            if let Some(t) = w.ended.get(minute_start + minute_excess - 1) {
                 at = at.max(*t + MINUTE);
             }
         }
@@ -133,8 +136,8 @@ impl ContentBudget {
         let now = Instant::now();
         let windows = self.lock();
         let Some(w) = windows.get(credential) else { return (0, 0, 0) };
-        let minute = w.ended.iter().filter(|t| now.duration_since(**t) < MINUTE).count() as u32;
-        let hour = w.ended.iter().filter(|t| now.duration_since(**t) < HOUR).count() as u32;
+        let minute = (w.ended.len() - w.ended.partition_point(|t| now.duration_since(*t) >= MINUTE)) as u32;
+        let hour = (w.ended.len() - w.ended.partition_point(|t| now.duration_since(*t) >= HOUR)) as u32;
         (minute, hour, w.in_use)
     }
 }
@@ -178,6 +181,27 @@ mod tests {
         // 500 fit in the first hour, the other 300 in the next one.
         let elapsed = Instant::now().duration_since(start);
         assert!(elapsed >= HOUR && elapsed < HOUR + Duration::from_secs(5 * 60), "{elapsed:?}");
+    }
+
+    /// Raised limits (thousands an hour): the windows are counted from the time-ordered tail,
+    /// and a refusal still names the moment the oldest write in the way leaves the minute.
+    #[tokio::test(start_paused = true)]
+    async fn windows_count_right_with_many_writes_spread_over_the_hour() {
+        let budget = ContentBudget::new(5_000, 10_000);
+        let start = Instant::now();
+        for _ in 0..2_000 {
+            budget.try_reserve("a", 1).expect("within the limits").finish(1);
+            tokio::time::sleep(Duration::from_millis(30)).await; // write i at i * 30 ms
+        }
+        // At 60 s every write but the first (sent a full minute ago) is within the minute.
+        assert_eq!(budget.usage("a"), (1_999, 2_000, 0));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        // At 90 s, writes 1,001 .. 1,999 (sent after 30 s) are.
+        assert_eq!(budget.usage("a"), (999, 2_000, 0));
+        // 4,500 more would be 499 too many: free when write 1,499 leaves the minute.
+        let at = budget.try_reserve("a", 4_500).expect_err("999 in the minute already");
+        assert_eq!(at, start + Duration::from_millis(1_499 * 30) + MINUTE);
+        assert!(budget.try_reserve("a", 4_001).is_ok(), "exactly the minute's limit fits");
     }
 
     #[tokio::test(start_paused = true)]
