@@ -505,8 +505,13 @@ async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
     assert!(busiest <= 80, "{busiest} content-creating requests within a minute");
     // Each recorded once as applied, none failed: the parked ones waited, none was dropped.
     for id in &ids {
-        let recorded = store.list_actions(&format!("github/repository/{id}")).await.expect("actions");
-        // Later evaluations of the same failing rule reuse the one pull request.
+        // Later evaluations of the same failing rule (the `create` webhook of the pull
+        // request's branch, say) reuse the one pull request; one may still be in flight.
+        let recorded = eventually(Duration::from_secs(120), "no action in flight", || async {
+            let recorded = store.list_actions(&format!("github/repository/{id}")).await.expect("actions");
+            recorded.iter().all(|a| a.status != "pending").then_some(recorded)
+        })
+        .await;
         assert!(!recorded.is_empty() && recorded.iter().all(|a| a.status == "applied" && a.provider_ref == recorded[0].provider_ref), "{recorded:?}");
     }
     stack.stop().await;
