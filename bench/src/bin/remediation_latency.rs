@@ -123,6 +123,19 @@ impl Generator<'_> {
         }
         Ok(posts)
     }
+
+    /// Waits until every event sent has its remediation seen, at most `timeout`; returns how
+    /// many are still missing.
+    async fn wait_for_remediations(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing = self.sent.lock().unwrap_or_else(|p| p.into_inner()).len();
+            if missing == 0 || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 async fn count_not_2xx(posts: Vec<tokio::task::JoinHandle<u16>>) -> usize {
@@ -235,11 +248,7 @@ async fn main() -> anyhow::Result<()> {
     let warm_started = Instant::now();
     let warm_posts = gen.send(&fleet[events..], 100, "warm").await?;
     let not_2xx_warm = count_not_2xx(warm_posts).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sent.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if not_2xx_warm > 0 || !sent.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+    if not_2xx_warm > 0 || gen.wait_for_remediations(Duration::from_secs(60)).await > 0 {
         bail!("the warm-up did not complete: {not_2xx_warm} webhooks refused");
     }
     eprintln!("warm-up: {WARM_UP} remediations in {:.1} s", warm_started.elapsed().as_secs_f64());
@@ -251,11 +260,7 @@ async fn main() -> anyhow::Result<()> {
     let offered = events as f64 / run_started.elapsed().as_secs_f64();
     let not_2xx = count_not_2xx(posts).await;
     // Wait for the stragglers (bounded).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sent.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let missing = sent.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let missing = gen.wait_for_remediations(Duration::from_secs(60)).await;
     let counts = stack.sim.request_counts();
     let puts = counts.get("PUT /repos/{owner}/{repo}/branches/{branch}/protection").copied().unwrap_or(0);
     let per_event: Vec<String> = counts.iter().map(|(op, k)| format!("{op}: {:.2}", *k as f64 / events as f64)).collect();
