@@ -72,9 +72,14 @@ impl Store {
     /// connection drops and another instance takes over.
     pub async fn try_lock(&self, key: i64) -> Result<Option<LockGuard>, StoreError> {
         let c = self.client().await?;
-        let row = c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await?;
+        let row = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await?;
         let got: bool = row.get(0);
-        Ok(got.then_some(LockGuard { client: Some(c), key }))
+        Ok(got.then_some(LockGuard {
+            client: Some(c),
+            key,
+        }))
     }
 }
 
@@ -117,7 +122,8 @@ pub mod admin {
     use tokio_postgres::NoTls;
 
     async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
-        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
+        let cfg =
+            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
         let (client, conn) = cfg.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -129,7 +135,9 @@ pub mod admin {
 
     fn check_name(name: &str) -> Result<(), StoreError> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(StoreError::Invalid(format!("database name {name:?}: use [A-Za-z0-9_]")));
+            return Err(StoreError::Invalid(format!(
+                "database name {name:?}: use [A-Za-z0-9_]"
+            )));
         }
         Ok(())
     }
@@ -140,7 +148,9 @@ pub mod admin {
         let c = connect(admin_url).await?;
         match c.simple_query(&format!("CREATE DATABASE \"{name}\"")).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -148,7 +158,8 @@ pub mod admin {
     pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
         check_name(name)?;
         let c = connect(admin_url).await?;
-        c.simple_query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        c.simple_query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
         Ok(())
     }
 
@@ -164,7 +175,10 @@ pub mod admin {
     pub fn with_database(url: &str, db: &str) -> String {
         match url.rsplit_once('/') {
             Some((base, rest)) if base.contains("://") && !base.ends_with('/') => {
-                let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+                let query = rest
+                    .split_once('?')
+                    .map(|(_, q)| format!("?{q}"))
+                    .unwrap_or_default();
                 format!("{base}/{db}{query}")
             }
             _ => format!("{}/{db}", url.trim_end_matches('/')),

@@ -5,9 +5,21 @@ use crate::{Store, StoreError};
 /// (version, name, SQL). Append only: an applied migration is never edited.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (2, "data_sources", include_str!("../migrations/0002_data_sources.sql")),
-    (3, "webhook_deliveries", include_str!("../migrations/0003_webhook_deliveries.sql")),
-    (4, "posture_and_actions", include_str!("../migrations/0004_posture_and_actions.sql")),
+    (
+        2,
+        "data_sources",
+        include_str!("../migrations/0002_data_sources.sql"),
+    ),
+    (
+        3,
+        "webhook_deliveries",
+        include_str!("../migrations/0003_webhook_deliveries.sql"),
+    ),
+    (
+        4,
+        "posture_and_actions",
+        include_str!("../migrations/0004_posture_and_actions.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.
@@ -17,9 +29,12 @@ impl Store {
     /// Applies pending migrations in order, each in its own transaction; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let mut c = self.client().await?;
-        c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
         let result = apply(&mut c).await;
-        let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+        let _ = c
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
         result
     }
 
@@ -33,7 +48,10 @@ impl Store {
         if !exists {
             return Ok(0);
         }
-        let v: Option<i64> = c.query_one("SELECT max(version) FROM schema_migrations", &[]).await?.get(0);
+        let v: Option<i64> = c
+            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .await?
+            .get(0);
         Ok(v.unwrap_or(0))
     }
 }
@@ -46,7 +64,9 @@ async fn apply(c: &mut deadpool_postgres::Object) -> Result<usize, StoreError> {
             applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .await?;
-    let rows = c.query("SELECT version FROM schema_migrations", &[]).await?;
+    let rows = c
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?;
     let applied: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     let mut ran = 0;
     for (version, name, sql) in MIGRATIONS {
@@ -54,10 +74,12 @@ async fn apply(c: &mut deadpool_postgres::Object) -> Result<usize, StoreError> {
             continue;
         }
         let tx = c.transaction().await?;
-        tx.batch_execute(sql).await.map_err(|e| StoreError::Migration {
-            version: *version,
-            reason: StoreError::from(e).to_string(),
-        })?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Migration {
+                version: *version,
+                reason: StoreError::from(e).to_string(),
+            })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[version, name],

@@ -38,7 +38,10 @@ async fn migrations_are_idempotent() {
     let db = TestDatabase::new().await;
     let s = db.store();
     assert_eq!(s.migrate().await.expect("re-run"), 0, "already applied");
-    assert_eq!(s.schema_version().await.expect("version"), MIGRATIONS.len() as i64);
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        MIGRATIONS.len() as i64
+    );
 }
 
 #[tokio::test]
@@ -46,37 +49,96 @@ async fn entities_upsert_page_and_retire() {
     let db = TestDatabase::new().await;
     let s = db.store();
     for i in 0..5 {
-        assert!(s.upsert_entity(&repo(100 + i, &format!("r{i}"))).await.expect("insert"));
+        assert!(s
+            .upsert_entity(&repo(100 + i, &format!("r{i}")))
+            .await
+            .expect("insert"));
     }
     // A rename updates the row; it is not a second entity.
-    assert!(!s.upsert_entity(&repo(100, "renamed")).await.expect("update"));
-    let got = s.get_entity("github/repository/100").await.expect("get").expect("exists");
+    assert!(!s
+        .upsert_entity(&repo(100, "renamed"))
+        .await
+        .expect("update"));
+    let got = s
+        .get_entity("github/repository/100")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.name, "renamed");
     assert_eq!(got.labels, vec!["team:a".to_string()]);
     let p1 = s.list_entities("default", None, 2).await.expect("page 1");
-    let p2 = s.list_entities("default", Some(&p1[1].id()), 2).await.expect("page 2");
-    let p3 = s.list_entities("default", Some(&p2[1].id()), 2).await.expect("page 3");
+    let p2 = s
+        .list_entities("default", Some(&p1[1].id()), 2)
+        .await
+        .expect("page 2");
+    let p3 = s
+        .list_entities("default", Some(&p2[1].id()), 2)
+        .await
+        .expect("page 3");
     assert_eq!((p1.len(), p2.len(), p3.len()), (2, 2, 1));
-    assert!(s.retire_entity("github/repository/101").await.expect("retire"));
-    assert!(s.get_entity("github/repository/101").await.expect("get").is_none());
+    assert!(s
+        .retire_entity("github/repository/101")
+        .await
+        .expect("retire"));
+    assert!(s
+        .get_entity("github/repository/101")
+        .await
+        .expect("get")
+        .is_none());
     assert_eq!(s.count_active_entities().await.expect("count"), 4);
     // An entity in an unknown project violates a foreign key: NotFound, by SQLSTATE.
     let mut bad = repo(999, "x");
     bad.project = "nope".into();
-    assert!(matches!(s.upsert_entity(&bad).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.upsert_entity(&bad).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
 async fn documents_version_only_on_change() {
     let db = TestDatabase::new().await;
     let s = db.store();
-    assert_eq!(s.upsert_rule_type("default", "r", "d1", "a: 1").await.expect("v1"), (1, true));
-    assert_eq!(s.upsert_rule_type("default", "r", "d1", "a: 1").await.expect("same"), (1, false));
-    assert_eq!(s.upsert_rule_type("default", "r", "d2", "a: 2").await.expect("v2"), (2, true));
-    assert_eq!(s.upsert_profile("default", "p", "x", "b: 1").await.expect("profile"), (1, true));
+    assert_eq!(
+        s.upsert_rule_type("default", "r", "d1", "a: 1")
+            .await
+            .expect("v1"),
+        (1, true)
+    );
+    assert_eq!(
+        s.upsert_rule_type("default", "r", "d1", "a: 1")
+            .await
+            .expect("same"),
+        (1, false)
+    );
+    assert_eq!(
+        s.upsert_rule_type("default", "r", "d2", "a: 2")
+            .await
+            .expect("v2"),
+        (2, true)
+    );
+    assert_eq!(
+        s.upsert_profile("default", "p", "x", "b: 1")
+            .await
+            .expect("profile"),
+        (1, true)
+    );
     let v = s.document_versions("default").await.expect("versions");
-    assert_eq!(v, vec![("profile".into(), "p".into(), 1), ("rule_type".into(), "r".into(), 2)]);
-    assert_eq!(s.get_rule_type("default", "r").await.expect("get").expect("exists").source_yaml, "a: 2");
+    assert_eq!(
+        v,
+        vec![
+            ("profile".into(), "p".into(), 1),
+            ("rule_type".into(), "r".into(), 2)
+        ]
+    );
+    assert_eq!(
+        s.get_rule_type("default", "r")
+            .await
+            .expect("get")
+            .expect("exists")
+            .source_yaml,
+        "a: 2"
+    );
 }
 
 #[tokio::test]
@@ -86,23 +148,61 @@ async fn evaluations_keep_latest_status_and_full_history() {
     s.upsert_entity(&repo(1, "r")).await.expect("entity");
     let t0 = chrono::Utc::now();
     let t1 = t0 + chrono::Duration::seconds(1);
-    s.record_evaluations("github/repository/1", &[eval("github/repository/1", "fail", t1)]).await.expect("fail");
+    s.record_evaluations(
+        "github/repository/1",
+        &[eval("github/repository/1", "fail", t1)],
+    )
+    .await
+    .expect("fail");
     // An older evaluation arriving late does not overwrite the newer status.
-    s.record_evaluations("github/repository/1", &[eval("github/repository/1", "pass", t0)]).await.expect("late pass");
+    s.record_evaluations(
+        "github/repository/1",
+        &[eval("github/repository/1", "pass", t0)],
+    )
+    .await
+    .expect("late pass");
     let rows = s.list_status("default", None, None).await.expect("status");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "fail");
-    assert_eq!(s.history_count("github/repository/1").await.expect("history"), 2);
+    assert_eq!(
+        s.history_count("github/repository/1")
+            .await
+            .expect("history"),
+        2
+    );
     // A status for an unregistered entity is refused.
-    assert!(s.record_evaluations("github/repository/404", &[eval("github/repository/404", "pass", t0)]).await.is_err());
+    assert!(s
+        .record_evaluations(
+            "github/repository/404",
+            &[eval("github/repository/404", "pass", t0)]
+        )
+        .await
+        .is_err());
     // A rule no longer evaluated (removed from its profile) leaves the latest status.
-    let mut other = eval("github/repository/1", "pass", t1 + chrono::Duration::seconds(1));
+    let mut other = eval(
+        "github/repository/1",
+        "pass",
+        t1 + chrono::Duration::seconds(1),
+    );
     other.rule_name = "another".into();
-    s.record_evaluations("github/repository/1", &[other]).await.expect("record");
+    s.record_evaluations("github/repository/1", &[other])
+        .await
+        .expect("record");
     let rows = s.list_status("default", None, None).await.expect("status");
-    assert_eq!(rows.iter().map(|r| r.rule_name.as_str()).collect::<Vec<_>>(), vec!["another"]);
-    s.record_evaluations("github/repository/1", &[]).await.expect("no rules apply any more");
-    assert!(s.list_status("default", None, None).await.expect("status").is_empty());
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.rule_name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["another"]
+    );
+    s.record_evaluations("github/repository/1", &[])
+        .await
+        .expect("no rules apply any more");
+    assert!(s
+        .list_status("default", None, None)
+        .await
+        .expect("status")
+        .is_empty());
 }
 
 #[tokio::test]
@@ -122,8 +222,16 @@ async fn actions_are_claimed_once() {
         operation: "apply".into(),
         evaluation_id: None,
     };
-    let id = s.claim_action(&a).await.expect("claim").expect("first claim wins");
-    assert_eq!(s.claim_action(&a).await.expect("claim"), None, "second claim of the same key loses");
+    let id = s
+        .claim_action(&a)
+        .await
+        .expect("claim")
+        .expect("first claim wins");
+    assert_eq!(
+        s.claim_action(&a).await.expect("claim"),
+        None,
+        "second claim of the same key loses"
+    );
     let result = plumbline_store::ActionResult {
         status: "applied".into(),
         message: "ok".into(),
@@ -135,16 +243,44 @@ async fn actions_are_claimed_once() {
     };
     s.finish_action(id, &result).await.expect("finish");
     let got = s.get_action("k1").await.expect("get").expect("exists");
-    assert_eq!((got.status.as_str(), got.method.as_str(), got.operation.as_str()), ("applied", "PUT", "apply"));
+    assert_eq!(
+        (
+            got.status.as_str(),
+            got.method.as_str(),
+            got.operation.as_str()
+        ),
+        ("applied", "PUT", "apply")
+    );
     assert_eq!(got.requests, result.requests);
     // The newest finished action of a rule answers "what happened last".
-    let last = s.last_action("github/repository/1", "p", "r", "remediation", &["applied", "failed"]).await.expect("last").expect("one");
+    let last = s
+        .last_action(
+            "github/repository/1",
+            "p",
+            "r",
+            "remediation",
+            &["applied", "failed"],
+        )
+        .await
+        .expect("last")
+        .expect("one");
     assert_eq!(last.id, id);
-    assert!(s.last_action("github/repository/1", "p", "r", "alert", &["applied"]).await.expect("last").is_none());
-    assert!(s.last_action("github/repository/1", "p", "r", "remediation", &["failed"]).await.expect("last").is_none());
+    assert!(s
+        .last_action("github/repository/1", "p", "r", "alert", &["applied"])
+        .await
+        .expect("last")
+        .is_none());
+    assert!(s
+        .last_action("github/repository/1", "p", "r", "remediation", &["failed"])
+        .await
+        .expect("last")
+        .is_none());
     // A failed claim can be released for a retry; an applied one cannot.
     s.release_action(id).await.expect("release");
-    assert!(s.get_action("k1").await.expect("get").is_some(), "applied actions are kept");
+    assert!(
+        s.get_action("k1").await.expect("get").is_some(),
+        "applied actions are kept"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +289,10 @@ async fn advisory_lock_has_one_holder_until_released() {
     let s = db.store();
     let first = s.try_lock(42).await.expect("lock").expect("first holder");
     assert!(first.still_held().await);
-    assert!(s.try_lock(42).await.expect("lock").is_none(), "standby cannot take it");
+    assert!(
+        s.try_lock(42).await.expect("lock").is_none(),
+        "standby cannot take it"
+    );
     drop(first);
     // The holder's connection is discarded, so the lock is free again.
     let mut again = None;
@@ -326,13 +465,35 @@ async fn claims_in_a_batch_answer_each_delivery_in_order() {
     let db = TestDatabase::new().await;
     let s = db.store();
     let lease = Duration::from_secs(30);
-    s.claim_delivery("published", "push", lease).await.expect("claim");
-    s.mark_deliveries_published(&["published".into()], Duration::from_secs(60)).await.expect("mark");
-    s.claim_delivery("busy", "push", lease).await.expect("claim");
-    let batch: Vec<(String, String)> = ["new", "published", "busy", "new", "other"].iter().map(|d| (d.to_string(), "member".to_string())).collect();
+    s.claim_delivery("published", "push", lease)
+        .await
+        .expect("claim");
+    s.mark_deliveries_published(&["published".into()], Duration::from_secs(60))
+        .await
+        .expect("mark");
+    s.claim_delivery("busy", "push", lease)
+        .await
+        .expect("claim");
+    let batch: Vec<(String, String)> = ["new", "published", "busy", "new", "other"]
+        .iter()
+        .map(|d| (d.to_string(), "member".to_string()))
+        .collect();
     let claims = s.claim_deliveries(&batch, lease).await.expect("batch");
-    assert_eq!(claims, vec![Claim::Claimed, Claim::Duplicate, Claim::InFlight, Claim::InFlight, Claim::Claimed]);
-    assert!(s.claim_deliveries(&[], lease).await.expect("empty").is_empty());
+    assert_eq!(
+        claims,
+        vec![
+            Claim::Claimed,
+            Claim::Duplicate,
+            Claim::InFlight,
+            Claim::InFlight,
+            Claim::Claimed
+        ]
+    );
+    assert!(s
+        .claim_deliveries(&[], lease)
+        .await
+        .expect("empty")
+        .is_empty());
 }
 
 #[tokio::test]
@@ -343,17 +504,50 @@ async fn history_retention_drops_old_rows_and_keeps_the_newest_per_rule() {
     let now = chrono::Utc::now();
     // 5 recent evaluations and 3 from 100 days ago, of one rule.
     for i in 0..5 {
-        s.record_evaluations("github/repository/1", &[eval("github/repository/1", "pass", now - chrono::Duration::minutes(i))]).await.expect("record");
+        s.record_evaluations(
+            "github/repository/1",
+            &[eval(
+                "github/repository/1",
+                "pass",
+                now - chrono::Duration::minutes(i),
+            )],
+        )
+        .await
+        .expect("record");
     }
     for i in 0..3 {
-        s.record_evaluations("github/repository/1", &[eval("github/repository/1", "fail", now - chrono::Duration::days(100 + i))]).await.expect("record");
+        s.record_evaluations(
+            "github/repository/1",
+            &[eval(
+                "github/repository/1",
+                "fail",
+                now - chrono::Duration::days(100 + i),
+            )],
+        )
+        .await
+        .expect("record");
     }
-    assert_eq!(s.history_count("github/repository/1").await.expect("count"), 8);
+    assert_eq!(
+        s.history_count("github/repository/1").await.expect("count"),
+        8
+    );
     let day = std::time::Duration::from_secs(86_400);
     // Older than 90 days: 3 go; then only the newest 2 per rule stay.
-    assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("prune"), 3 + 3);
-    assert_eq!(s.history_count("github/repository/1").await.expect("count"), 2);
+    assert_eq!(
+        s.prune_history(day * 90, 2, 1000).await.expect("prune"),
+        3 + 3
+    );
+    assert_eq!(
+        s.history_count("github/repository/1").await.expect("count"),
+        2
+    );
     assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("again"), 0);
     // The latest status is untouched.
-    assert_eq!(s.list_status("default", Some("github/repository/1"), None).await.expect("status").len(), 1);
+    assert_eq!(
+        s.list_status("default", Some("github/repository/1"), None)
+            .await
+            .expect("status")
+            .len(),
+        1
+    );
 }

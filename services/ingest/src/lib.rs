@@ -18,6 +18,7 @@
 
 mod config;
 mod mapping;
+mod prune;
 
 pub use config::IngestConfig;
 pub use mapping::{
@@ -212,19 +213,27 @@ pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<()
 async fn claim_batches(store: Store, mut rx: mpsc::Receiver<ClaimRequest>, lease: Duration) {
     let slots = Arc::new(Semaphore::new(2));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut batch = Vec::with_capacity(256);
         if rx.recv_many(&mut batch, 256).await == 0 {
             return;
         }
         let store = store.clone();
         tokio::spawn(async move {
-            let items: Vec<(String, String)> = batch.iter().map(|r| (r.delivery.clone(), r.event.clone())).collect();
-            let answers: Vec<Result<Claim, String>> = match tokio::time::timeout(STORE_TIMEOUT, store.claim_deliveries(&items, lease)).await {
-                Ok(Ok(claims)) => claims.into_iter().map(Ok).collect(),
-                Ok(Err(e)) => vec![Err(e.to_string()); items.len()],
-                Err(_) => vec![Err("timed out".to_string()); items.len()],
-            };
+            let items: Vec<(String, String)> = batch
+                .iter()
+                .map(|r| (r.delivery.clone(), r.event.clone()))
+                .collect();
+            let answers: Vec<Result<Claim, String>> =
+                match tokio::time::timeout(STORE_TIMEOUT, store.claim_deliveries(&items, lease))
+                    .await
+                {
+                    Ok(Ok(claims)) => claims.into_iter().map(Ok).collect(),
+                    Ok(Err(e)) => vec![Err(e.to_string()); items.len()],
+                    Err(_) => vec![Err("timed out".to_string()); items.len()],
+                };
             for (r, a) in batch.into_iter().zip(answers) {
                 let _ = r.reply.send(a);
             }
@@ -241,7 +250,9 @@ async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, Stri
         event: event.to_string(),
         reply,
     };
-    st.claims.try_send(request).map_err(|_| "claim queue full".to_string())?;
+    st.claims
+        .try_send(request)
+        .map_err(|_| "claim queue full".to_string())?;
     match tokio::time::timeout(STORE_TIMEOUT + Duration::from_secs(1), answer).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err("claim batcher stopped".into()),
@@ -436,7 +447,12 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
             "body exceeds 25 MiB",
         );
     }
-    let headers = req.headers().clone();
+    // The signature is read before the body consumes the request (no copy of every header).
+    let sig = req
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match Bytes::from_request(req, &()).await {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -454,10 +470,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
             )
         }
     };
-    let sig = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = plumbline_github::webhook::verify(&st.secrets, &body, sig) {
+    if let Err(e) = plumbline_github::webhook::verify(&st.secrets, &body, sig.as_deref()) {
         st.metrics.inc(
             "plumbline_ingest_signature_failures_total",
             "webhooks with a missing or wrong signature",

@@ -99,6 +99,9 @@ pub enum MappingError {
 }
 
 /// Parses a webhook body and maps it. The fuzz target's entry point.
+///
+/// The body is parsed in full (malformed JSON anywhere is an error) but only the fields the
+/// mapping reads are built (see `prune`).
 pub fn parse_and_map(
     provider: &str,
     event: &str,
@@ -109,7 +112,7 @@ pub fn parse_and_map(
         // Not parsed at all: an event we do not use cannot be malformed for us.
         return Ok(Mapped::Unknown);
     }
-    let payload: Value = serde_json::from_slice(body).map_err(|e| {
+    let payload: Value = crate::prune::parse(body).map_err(|e| {
         // serde_json's messages give a category and a position, never input bytes.
         MappingError::NotJson(e.to_string())
     })?;

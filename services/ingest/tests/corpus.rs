@@ -322,11 +322,20 @@ fn every_event_the_issue_names_is_understood() {
 /// flipped, maps or is refused — no panic.
 #[test]
 fn mangled_corpus_payloads_never_panic() {
-    let events: Vec<&str> = plumbline_ingest::REPOSITORY_EVENTS.iter().chain(plumbline_ingest::OTHER_KNOWN_EVENTS).copied().collect();
+    let events: Vec<&str> = plumbline_ingest::REPOSITORY_EVENTS
+        .iter()
+        .chain(plumbline_ingest::OTHER_KNOWN_EVENTS)
+        .copied()
+        .collect();
     let mut inputs = 0;
     for (_, _, body) in corpus() {
         let mut variants = vec![body.clone()];
-        for cut in [1, body.len() / 3, body.len() / 2, body.len().saturating_sub(1)] {
+        for cut in [
+            1,
+            body.len() / 3,
+            body.len() / 2,
+            body.len().saturating_sub(1),
+        ] {
             variants.push(body[..cut.min(body.len())].to_vec());
         }
         for at in [0, body.len() / 7, body.len() / 5, body.len() / 2] {
@@ -338,8 +347,14 @@ fn mangled_corpus_payloads_never_panic() {
         }
         // Types swapped where ingest looks: ids as strings, objects as arrays.
         let text = String::from_utf8_lossy(&body).to_string();
-        variants.push(text.replacen("\"id\":", "\"id\":\"x\",\"was\":", 1).into_bytes());
-        variants.push(text.replacen("\"repository\":{", "\"repository\":[{", 1).into_bytes());
+        variants.push(
+            text.replacen("\"id\":", "\"id\":\"x\",\"was\":", 1)
+                .into_bytes(),
+        );
+        variants.push(
+            text.replacen("\"repository\":{", "\"repository\":[{", 1)
+                .into_bytes(),
+        );
         for v in &variants {
             for e in &events {
                 let _ = plumbline_ingest::parse_and_map("github", e, "d", v);
