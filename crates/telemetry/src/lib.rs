@@ -32,8 +32,14 @@ pub fn init_logging(json: bool) {
 pub fn init_logging_with(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Liveness and readiness of one service.
@@ -111,15 +117,24 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
     if stalled.is_empty() {
         (StatusCode::OK, "ok\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {}\n", stalled.join(",")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: {}\n", stalled.join(",")),
+        )
     }
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     if s.health.is_ready() {
-        (StatusCode::OK, format!("{} ready\n", s.health.inner.service))
+        (
+            StatusCode::OK,
+            format!("{} ready\n", s.health.inner.service),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{} not ready\n", s.health.inner.service))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} not ready\n", s.health.inner.service),
+        )
     }
 }
 
@@ -129,12 +144,21 @@ async fn metrics_text(State(s): State<AppState>) -> String {
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `addr` until `shutdown`; returns the bound
 /// address (port 0 picks one).
-pub async fn serve(addr: SocketAddr, health: Health, metrics: Metrics, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    health: Health,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     serve_router(addr, router(health, metrics), shutdown).await
 }
 
 /// Serves any router until `shutdown`; returns the bound address.
-pub async fn serve_router(addr: SocketAddr, app: Router, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -181,7 +205,12 @@ pub fn shutdown_on_signal() -> CancellationToken {
 }
 
 /// Keeps `health` ready while `check` succeeds, re-checking every `every` until `shutdown`.
-pub fn readiness_loop<F, Fut>(health: Health, every: Duration, shutdown: CancellationToken, check: F) -> tokio::task::JoinHandle<()>
+pub fn readiness_loop<F, Fut>(
+    health: Health,
+    every: Duration,
+    shutdown: CancellationToken,
+    check: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -217,13 +246,19 @@ where
     E: std::fmt::Display,
 {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = ServiceCli::<C>::command().name(name).about(about).get_matches();
+    let matches = ServiceCli::<C>::command()
+        .name(name)
+        .about(about)
+        .get_matches();
     let cli = match ServiceCli::<C>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
     init_logging(cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");

@@ -6,19 +6,24 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Clone, Default)]
 pub struct Metrics {
-    inner: Arc<Mutex<Registry>>,
+    inner: Arc<RwLock<Registry>>,
 }
+
+/// Series by metric name, then by rendered label string. Two levels, so that a lookup borrows
+/// the caller's strings and only a new series allocates: services update about thirty series
+/// per event.
+type Family<T> = BTreeMap<String, BTreeMap<String, T>>;
 
 #[derive(Default)]
 struct Registry {
-    counters: BTreeMap<(String, String), Arc<AtomicU64>>,
-    gauges: BTreeMap<(String, String), Arc<AtomicU64>>,
+    counters: Family<Arc<AtomicU64>>,
+    gauges: Family<Arc<AtomicU64>>,
     help: BTreeMap<String, (&'static str, &'static str)>,
-    histograms: BTreeMap<(String, String), Arc<Mutex<Histogram>>>,
+    histograms: Family<Arc<Mutex<Histogram>>>,
 }
 
 /// Latency histogram with fixed buckets in seconds.
@@ -28,14 +33,65 @@ struct Histogram {
     count: u64,
 }
 
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 fn label_string(labels: &[(&str, &str)]) -> String {
-    let parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    parts.join(",")
+    let mut out = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out
+}
+
+/// Which series of which family: `name{labels}`, with the family's kind and help text.
+struct Key<'a> {
+    kind: &'static str,
+    name: &'a str,
+    help: &'static str,
+    labels: &'a [(&'a str, &'a str)],
+}
+
+/// The series `key` of a family, created (with its help text) on first use.
+fn series<T: Clone>(
+    inner: &RwLock<Registry>,
+    read: fn(&Registry) -> &Family<T>,
+    write: fn(&mut Registry) -> &mut Family<T>,
+    key: Key<'_>,
+    new: impl FnOnce() -> T,
+) -> Option<T> {
+    let labels = label_string(key.labels);
+    {
+        let r = inner.read().ok()?;
+        if let Some(s) = read(&r).get(key.name).and_then(|f| f.get(&labels)) {
+            return Some(s.clone());
+        }
+    }
+    let mut r = inner.write().ok()?;
+    if !r.help.contains_key(key.name) {
+        r.help.insert(key.name.to_string(), (key.kind, key.help));
+    }
+    Some(
+        write(&mut r)
+            .entry(key.name.to_string())
+            .or_default()
+            .entry(labels)
+            .or_insert_with(new)
+            .clone(),
+    )
 }
 
 impl Metrics {
@@ -45,43 +101,60 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn inc(&self, name: &str, help: &'static str, labels: &[(&str, &str)], n: u64) {
-        let c = {
-            let Ok(mut r) = self.inner.lock() else { return };
-            r.help.entry(name.to_string()).or_insert(("counter", help));
-            r.counters
-                .entry((name.to_string(), label_string(labels)))
-                .or_default()
-                .clone()
-        };
-        c.fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = series(
+            &self.inner,
+            |r| &r.counters,
+            |r| &mut r.counters,
+            Key {
+                kind: "counter",
+                name,
+                help,
+                labels,
+            },
+            Default::default,
+        ) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn set_gauge(&self, name: &str, help: &'static str, labels: &[(&str, &str)], v: u64) {
-        let g = {
-            let Ok(mut r) = self.inner.lock() else { return };
-            r.help.entry(name.to_string()).or_insert(("gauge", help));
-            r.gauges
-                .entry((name.to_string(), label_string(labels)))
-                .or_default()
-                .clone()
-        };
-        g.store(v, Ordering::Relaxed);
+        if let Some(g) = series(
+            &self.inner,
+            |r| &r.gauges,
+            |r| &mut r.gauges,
+            Key {
+                kind: "gauge",
+                name,
+                help,
+                labels,
+            },
+            Default::default,
+        ) {
+            g.store(v, Ordering::Relaxed);
+        }
     }
 
     pub fn observe(&self, name: &str, help: &'static str, labels: &[(&str, &str)], seconds: f64) {
-        let h = {
-            let Ok(mut r) = self.inner.lock() else { return };
-            r.help.entry(name.to_string()).or_insert(("histogram", help));
-            r.histograms
-                .entry((name.to_string(), label_string(labels)))
-                .or_insert_with(|| {
-                    Arc::new(Mutex::new(Histogram {
-                        buckets: BUCKETS.iter().map(|b| (*b, 0)).collect(),
-                        sum: 0.0,
-                        count: 0,
-                    }))
-                })
-                .clone()
+        let new = || {
+            Arc::new(Mutex::new(Histogram {
+                buckets: BUCKETS.iter().map(|b| (*b, 0)).collect(),
+                sum: 0.0,
+                count: 0,
+            }))
+        };
+        let Some(h) = series(
+            &self.inner,
+            |r| &r.histograms,
+            |r| &mut r.histograms,
+            Key {
+                kind: "histogram",
+                name,
+                help,
+                labels,
+            },
+            new,
+        ) else {
+            return;
         };
         if let Ok(mut h) = h.lock() {
             for (le, c) in h.buckets.iter_mut() {
@@ -96,46 +169,48 @@ impl Metrics {
 
     /// Current value of a counter (for tests and `plumb dev`'s live count).
     pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let Ok(r) = self.inner.lock() else { return 0 };
+        let Ok(r) = self.inner.read() else { return 0 };
         r.counters
-            .get(&(name.to_string(), label_string(labels)))
+            .get(name)
+            .and_then(|f| f.get(&label_string(labels)))
             .map(|c| c.load(Ordering::Relaxed))
             .unwrap_or(0)
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let Ok(r) = self.inner.lock() else { return String::new() };
+        let Ok(r) = self.inner.read() else {
+            return String::new();
+        };
         let mut out = String::new();
+        let braces = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
         for (name, (kind, help)) in &r.help {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            let series = |m: &BTreeMap<(String, String), Arc<AtomicU64>>, out: &mut String| {
-                for ((n, l), v) in m.range((name.clone(), String::new())..) {
-                    if n != name {
-                        break;
-                    }
-                    let braces = if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-                    let _ = writeln!(out, "{n}{braces} {}", v.load(Ordering::Relaxed));
+            let values = |m: &Family<Arc<AtomicU64>>, out: &mut String| {
+                for (l, v) in m.get(name).into_iter().flatten() {
+                    let _ = writeln!(out, "{name}{} {}", braces(l), v.load(Ordering::Relaxed));
                 }
             };
             match *kind {
-                "counter" => series(&r.counters, &mut out),
-                "gauge" => series(&r.gauges, &mut out),
+                "counter" => values(&r.counters, &mut out),
+                "gauge" => values(&r.gauges, &mut out),
                 _ => {
-                    for ((n, l), h) in r.histograms.range((name.clone(), String::new())..) {
-                        if n != name {
-                            break;
-                        }
+                    for (l, h) in r.histograms.get(name).into_iter().flatten() {
                         let Ok(h) = h.lock() else { continue };
                         let sep = if l.is_empty() { "" } else { "," };
                         for (le, c) in &h.buckets {
-                            let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"{le}\"}} {c}");
+                            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{le}\"}} {c}");
                         }
-                        let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-                        let braces = if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-                        let _ = writeln!(out, "{n}_sum{braces} {}", h.sum);
-                        let _ = writeln!(out, "{n}_count{braces} {}", h.count);
+                        let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
+                        let _ = writeln!(out, "{name}_sum{} {}", braces(l), h.sum);
+                        let _ = writeln!(out, "{name}_count{} {}", braces(l), h.count);
                     }
                 }
             }
@@ -154,12 +229,42 @@ mod tests {
         m.inc("plumbline_x_total", "xs", &[("outcome", "ok")], 2);
         m.inc("plumbline_x_total", "xs", &[("outcome", "ok")], 1);
         m.set_gauge("plumbline_g", "g", &[], 7);
-        m.observe("plumbline_latency_seconds", "lat", &[("event", "push")], 0.004);
+        m.observe(
+            "plumbline_latency_seconds",
+            "lat",
+            &[("event", "push")],
+            0.004,
+        );
         let t = m.render();
         assert!(t.contains("plumbline_x_total{outcome=\"ok\"} 3"), "{t}");
         assert!(t.contains("plumbline_g 7"), "{t}");
-        assert!(t.contains("plumbline_latency_seconds_bucket{event=\"push\",le=\"0.005\"} 1"), "{t}");
-        assert!(t.contains("plumbline_latency_seconds_count{event=\"push\"} 1"), "{t}");
-        assert_eq!(m.counter_value("plumbline_x_total", &[("outcome", "ok")]), 3);
+        assert!(
+            t.contains("plumbline_latency_seconds_bucket{event=\"push\",le=\"0.005\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("plumbline_latency_seconds_count{event=\"push\"} 1"),
+            "{t}"
+        );
+        assert_eq!(
+            m.counter_value("plumbline_x_total", &[("outcome", "ok")]),
+            3
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.inc(
+            "plumbline_y_total",
+            "ys",
+            &[("a", "q\"b\\c"), ("b", "x")],
+            1,
+        );
+        let t = m.render();
+        assert!(
+            t.contains("plumbline_y_total{a=\"q\\\"b\\\\c\",b=\"x\"} 1"),
+            "{t}"
+        );
     }
 }
