@@ -5,7 +5,8 @@
 //! port, a fresh database on the local Postgres (delivery dedupe), and the real ingest service
 //! (`plumbline_ingest::start`) on loopback. The load generator posts real GitHub payloads from
 //! `../shared/github-webhooks` (repository-scoped events that publish one record each), each
-//! signed and with a fresh delivery id, over keep-alive HTTP connections.
+//! signed and with a fresh delivery id, over keep-alive HTTP/1.1 connections (a lean client,
+//! so that the generator takes as little as it can of the cores it shares with the service).
 //!
 //! Three phases, each `BENCH_SECONDS` long (default 10):
 //! 1. saturated ingest: `BENCH_CONCURRENCY` (default 64) clients post back to back;
@@ -20,6 +21,7 @@
 //! Everything runs on this machine, generator included: the figures are for 2 shared cores.
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::http1::Pool;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_ingest::IngestConfig;
@@ -62,9 +64,11 @@ fn payloads() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 }
 
 struct Load {
-    http: reqwest::Client,
-    url: String,
+    /// Keep-alive connections to ingest (a lean client, see `plumbline_bench::http1`).
+    pool: Pool,
     payloads: Vec<(String, Vec<u8>, String)>,
+    /// Delivery ids are `bench-<run>-<n>`: unique in the run without a random number each.
+    run: String,
     next: AtomicU64,
 }
 
@@ -73,24 +77,14 @@ impl Load {
     async fn post(&self) -> u16 {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let (event, body, sig) = &self.payloads[(n as usize) % self.payloads.len()];
-        let r = self
-            .http
-            .post(&self.url)
-            .header("x-github-event", event.as_str())
-            .header("x-github-delivery", format!("bench-{n}-{}", uuid::Uuid::new_v4().simple()))
-            .header("x-hub-signature-256", sig.as_str())
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        match r {
-            Ok(resp) => {
-                let s = resp.status().as_u16();
-                let _ = resp.bytes().await;
-                s
-            }
-            Err(_) => 0,
-        }
+        let delivery = format!("bench-{}-{n}", self.run);
+        let headers = [
+            ("x-github-event", event.as_str()),
+            ("x-github-delivery", delivery.as_str()),
+            ("x-hub-signature-256", sig.as_str()),
+            ("content-type", "application/json"),
+        ];
+        self.pool.post("/webhooks/github", &headers, body).await
     }
 }
 
@@ -155,10 +149,9 @@ async fn main() -> anyhow::Result<()> {
     let ingest = plumbline_ingest::start(IngestConfig::local(&brokers, &db.url, &prefix, SECRET), shutdown.clone())
         .await
         .context("starting ingest")?;
-    let url = format!("http://{}/webhooks/github", ingest.addr);
     let load = Arc::new(Load {
-        http: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
-        url,
+        pool: Pool::new(ingest.addr),
+        run: uuid::Uuid::new_v4().simple().to_string(),
         payloads: corpus
             .iter()
             .map(|(e, b)| (e.clone(), b.clone(), plumbline_github::webhook::sign(SECRET.as_bytes(), b)))

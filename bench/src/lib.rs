@@ -1,0 +1,3 @@
+//! Shared pieces of the benchmark programs (each program is a binary in `src/bin`).
+
+pub mod http1;
