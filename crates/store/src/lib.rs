@@ -38,6 +38,29 @@ impl Store {
     pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
         let cfg = tokio_postgres::Config::from_str(database_url)
             .map_err(|e| StoreError::Config(e.to_string()))?;
+        Self::with_config(cfg, max_connections)
+    }
+
+    /// Like [`Store::connect`], but its commits do not wait for the database's WAL flush
+    /// (`synchronous_commit = off`): Postgres writes them out within a few hundred milliseconds
+    /// instead, batching the flushes. A database crash can lose the last of them; a server crash
+    /// cannot corrupt anything. Only for data whose loss is harmless: ingest's delivery dedupe,
+    /// where a lost claim means at most one duplicate record for a redelivery.
+    pub fn connect_relaxed(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let mut cfg = tokio_postgres::Config::from_str(database_url)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let options = match cfg.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} -c synchronous_commit=off"),
+            _ => "-c synchronous_commit=off".to_string(),
+        };
+        cfg.options(&options);
+        Self::with_config(cfg, max_connections)
+    }
+
+    fn with_config(
+        cfg: tokio_postgres::Config,
+        max_connections: usize,
+    ) -> Result<Self, StoreError> {
         let mgr = Manager::from_config(
             cfg,
             NoTls,
@@ -57,6 +80,14 @@ impl Store {
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(StoreError::from_pool)
+    }
+
+    /// The current value of a server setting for this store's connections (`SHOW name`).
+    pub async fn setting(&self, name: &str) -> Result<String, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_one("SELECT current_setting($1)", &[&name])
+            .await?
+            .get(0))
     }
 
     /// Answers whether the database can be reached (a readiness probe).

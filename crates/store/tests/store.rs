@@ -355,6 +355,53 @@ async fn a_delivery_is_claimed_once_published_once_and_released_on_failure() {
 }
 
 #[tokio::test]
+async fn a_relaxed_store_does_not_wait_for_the_wal_flush_and_keeps_url_options() {
+    use plumbline_store::{Claim, Store};
+    use std::time::Duration;
+    let db = TestDatabase::new().await;
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-c%20statement_timeout%3D4321", db.url);
+    let relaxed = Store::connect_relaxed(&url, 2).expect("connect");
+    assert_eq!(
+        relaxed.setting("synchronous_commit").await.expect("show"),
+        "off"
+    );
+    assert_eq!(
+        relaxed.setting("statement_timeout").await.expect("show"),
+        "4321ms"
+    );
+    let durable = Store::connect(&url, 2).expect("connect");
+    assert_eq!(
+        durable.setting("synchronous_commit").await.expect("show"),
+        "on"
+    );
+    assert_eq!(
+        durable.setting("statement_timeout").await.expect("show"),
+        "4321ms"
+    );
+    // Dedupe through it behaves the same, and the other store sees its commits.
+    assert_eq!(
+        relaxed
+            .claim_delivery("d1", "push", Duration::from_secs(30))
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+    relaxed
+        .mark_deliveries_published(&["d1".into()], Duration::from_secs(60))
+        .await
+        .expect("mark");
+    assert_eq!(
+        durable
+            .delivery_state("d1")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("published")
+    );
+}
+
+#[tokio::test]
 async fn expired_claims_are_taken_over_and_expired_rows_purged() {
     use plumbline_store::Claim;
     use std::time::Duration;

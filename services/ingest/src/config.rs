@@ -48,7 +48,8 @@ pub struct IngestConfig {
     )]
     pub database_url: String,
 
-    /// Maximum Postgres connections of this process.
+    /// Maximum Postgres connections of this process: 4 for delivery dedupe, the rest (at least
+    /// one) for registry changes.
     #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: usize,
 

@@ -48,6 +48,9 @@ use tokio_util::sync::CancellationToken;
 /// GitHub caps webhook payloads at 25 MiB.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// Connections of the delivery-dedupe pool (out of `--database-max-connections`).
+const DEDUPE_CONNECTIONS: usize = 4;
+
 /// How long a Postgres step may take before ingest stops waiting for it.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -72,7 +75,10 @@ struct AppState {
     secrets: Vec<Vec<u8>>,
     provider: String,
     metrics: Metrics,
+    /// Registry changes (enrol, retire, rename): durable commits.
     store: Store,
+    /// Delivery dedupe: relaxed commits (see `Store::connect_relaxed`).
+    dedupe: Store,
     enroll: bool,
     project: String,
     permits: Semaphore,
@@ -116,7 +122,17 @@ pub async fn start(
     let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest");
     pc.ack_timeout = config.ack_timeout();
     let producer = Producer::new(&pc)?;
-    let store = Store::connect(&config.database_url, config.database_max_connections)?;
+    // Dedupe has a pool of its own: two claim batches, the marker and the purge or a release.
+    // Its commits do not wait for the WAL flush (a claim lost in a database crash costs at most
+    // a duplicate record); registry changes keep durable commits.
+    let dedupe = Store::connect_relaxed(&config.database_url, DEDUPE_CONNECTIONS)?;
+    let store = Store::connect(
+        &config.database_url,
+        config
+            .database_max_connections
+            .saturating_sub(DEDUPE_CONNECTIONS)
+            .max(1),
+    )?;
     let metrics = Metrics::new();
     let health = Health::new("ingest");
     let (published_tx, published_rx) = mpsc::channel(100_000);
@@ -133,7 +149,8 @@ pub async fn start(
             .collect(),
         provider: config.provider.clone(),
         metrics: metrics.clone(),
-        store: store.clone(),
+        store,
+        dedupe: dedupe.clone(),
         enroll: config.enroll,
         project: config.project.clone(),
         permits: Semaphore::new(config.max_in_flight),
@@ -162,15 +179,15 @@ pub async fn start(
             addr: config.listen,
             source,
         })?;
-    let claimer = tokio::spawn(claim_batches(store.clone(), claims_rx, state.lease));
+    let claimer = tokio::spawn(claim_batches(dedupe.clone(), claims_rx, state.lease));
     let marker = tokio::spawn(mark_published(
-        store.clone(),
+        dedupe.clone(),
         published_rx,
         config.dedupe_window(),
         metrics.clone(),
         health.clone(),
     ));
-    let purger = tokio::spawn(purge_expired(store, shutdown.clone(), health.clone()));
+    let purger = tokio::spawn(purge_expired(dedupe, shutdown.clone(), health.clone()));
     health.set_ready(true);
     tracing::info!(%addr, enroll = config.enroll, "ingest listening");
     let task = tokio::spawn(async move {
@@ -537,7 +554,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
             // Full channel: the claim expires after its lease instead (see mark_published).
             let _ = st.published.try_send(delivery.to_string());
         } else if let Ok(Err(e)) =
-            tokio::time::timeout(STORE_TIMEOUT, st.store.release_delivery(delivery)).await
+            tokio::time::timeout(STORE_TIMEOUT, st.dedupe.release_delivery(delivery)).await
         {
             // The claim expires after its lease; a redelivery before that gets 503 again.
             tracing::warn!(delivery, error = %e, "releasing the delivery claim failed");
