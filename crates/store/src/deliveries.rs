@@ -62,7 +62,8 @@ impl Store {
                 &c.prepare_cached("INSERT INTO webhook_deliveries (delivery_id, event, state, expires_at)
                  SELECT d, e, 'claimed', now() + $3 * interval '1 millisecond' FROM unnest($1::text[], $2::text[]) AS t(d, e)
                  ON CONFLICT (delivery_id) DO UPDATE SET
-                    event = EXCLUDED.event, state = 'claimed', claimed_at = now(), expires_at = EXCLUDED.expires_at
+                    event = EXCLUDED.event, state = 'claimed', claimed_at = now(), received_at = now(),
+                    expires_at = EXCLUDED.expires_at
                  WHERE webhook_deliveries.expires_at < now()
                  RETURNING delivery_id").await?,
                 &[&ids, &events, &millis(lease)],
@@ -145,16 +146,28 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes up to `limit` expired rows; returns how many.
-    pub async fn purge_expired_deliveries(&self, limit: i64) -> Result<u64, StoreError> {
+    /// Deletes up to `limit` expired rows received more than `older_than` ago, oldest first;
+    /// returns how many.
+    ///
+    /// `older_than` is the dedupe window: a published row expires a window after it was
+    /// received, so younger rows need not be looked at (the index on `received_at` then reads
+    /// only candidates). A claim abandoned by a crashed replica expires after its lease but is
+    /// removed only then; until that it is taken over by a redelivery like any expired claim.
+    pub async fn purge_expired_deliveries(
+        &self,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         let c = self.client().await?;
         Ok(c.execute(
             &c.prepare_cached(
                 "DELETE FROM webhook_deliveries WHERE delivery_id IN
-               (SELECT delivery_id FROM webhook_deliveries WHERE expires_at < now() LIMIT $1)",
+               (SELECT delivery_id FROM webhook_deliveries
+                 WHERE received_at < now() - $1 * interval '1 millisecond' AND expires_at < now()
+                 ORDER BY received_at LIMIT $2)",
             )
             .await?,
-            &[&limit],
+            &[&millis(older_than), &limit],
         )
         .await?)
     }

@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "posture_and_actions",
         include_str!("../migrations/0004_posture_and_actions.sql"),
     ),
+    (
+        5,
+        "webhook_deliveries_hot",
+        include_str!("../migrations/0005_webhook_deliveries_hot.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.

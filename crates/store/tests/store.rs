@@ -424,13 +424,27 @@ async fn expired_claims_are_taken_over_and_expired_rows_purged() {
     s.mark_deliveries_published(&["d1".into()], Duration::ZERO)
         .await
         .expect("mark");
-    assert_eq!(s.purge_expired_deliveries(100).await.expect("purge"), 1);
+    // The purge looks only at rows received longer ago than the window it is given.
+    assert_eq!(
+        s.purge_expired_deliveries(Duration::from_secs(3600), 100)
+            .await
+            .expect("purge young"),
+        0
+    );
+    assert_eq!(
+        s.purge_expired_deliveries(Duration::ZERO, 100)
+            .await
+            .expect("purge"),
+        1
+    );
     assert_eq!(s.delivery_state("d1").await.expect("state"), None);
     s.claim_delivery("d2", "push", Duration::from_secs(30))
         .await
         .expect("claim");
     assert_eq!(
-        s.purge_expired_deliveries(100).await.expect("purge live"),
+        s.purge_expired_deliveries(Duration::ZERO, 100)
+            .await
+            .expect("purge live"),
         0,
         "live claims stay"
     );

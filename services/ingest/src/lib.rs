@@ -187,7 +187,12 @@ pub async fn start(
         metrics.clone(),
         health.clone(),
     ));
-    let purger = tokio::spawn(purge_expired(dedupe, shutdown.clone(), health.clone()));
+    let purger = tokio::spawn(purge_expired(
+        dedupe,
+        config.dedupe_window(),
+        shutdown.clone(),
+        health.clone(),
+    ));
     health.set_ready(true);
     tracing::info!(%addr, enroll = config.enroll, "ingest listening");
     let task = tokio::spawn(async move {
@@ -331,12 +336,17 @@ async fn mark_published(
 }
 
 /// Deletes expired delivery rows every few minutes, in bounded chunks.
-async fn purge_expired(store: Store, shutdown: CancellationToken, health: Health) {
+async fn purge_expired(
+    store: Store,
+    window: Duration,
+    shutdown: CancellationToken,
+    health: Health,
+) {
     let every = Duration::from_secs(300);
     loop {
         health.beat("dedupe-purge", every * 3);
         loop {
-            match store.purge_expired_deliveries(10_000).await {
+            match store.purge_expired_deliveries(window, 10_000).await {
                 Ok(n) if n == 10_000 => continue,
                 Ok(n) => {
                     if n > 0 {
