@@ -226,17 +226,32 @@ async fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(tasks.len());
     let mut ok = 0u64;
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
-    for t in tasks {
+    // The worst latency of each second of sending: a stall shows as one bad second, a
+    // saturated pipeline as a rising line.
+    let mut worst = vec![0f64; secs as usize + 1];
+    for (i, t) in tasks.into_iter().enumerate() {
         if let Ok((status, ms)) = t.await {
             *statuses.entry(status).or_default() += 1;
             if (200..300).contains(&status) {
                 ok += 1;
+            }
+            let second = (i as u64 / rate.max(1)) as usize;
+            if let Some(w) = worst.get_mut(second) {
+                *w = w.max(ms);
             }
             latencies.push(ms);
         }
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     eprintln!("offered {rate}/s for {secs} s: sent in {sent_in:.1} s, statuses {statuses:?}");
+    eprintln!(
+        "latency ms: p90 {:.1}, p95 {:.1}, p99.9 {:.1}, max {:.1}; worst per second {:?}",
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.999),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        worst.iter().map(|w| w.round() as u64).collect::<Vec<_>>()
+    );
 
     shutdown.cancel();
     let _ = ingest.task.await;

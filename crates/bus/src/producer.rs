@@ -67,6 +67,10 @@ fn create(config: &ProducerConfig) -> Result<FutureProducer, BusError> {
             config.ack_timeout.as_millis().to_string(),
         )
         .set("socket.keepalive.enable", "true")
+        // Callers wait for the acknowledgement: a produce request must not sit in the kernel
+        // waiting for the previous one's ACK (Nagle). Measured with ingest_throughput at a fixed
+        // 5,000/s: publish p99 from 9.4-12.2 ms down to 5.1-9.8 ms.
+        .set("socket.nagle.disable", "true")
         .create()
         .map_err(|e| BusError::Config(e.to_string()))
 }
