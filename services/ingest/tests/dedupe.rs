@@ -19,6 +19,7 @@ async fn a_redelivery_to_another_replica_publishes_nothing_new() {
         assert_eq!(a.status, 202, "{}", a.body);
         first.push(d);
     }
+    h.wait_marked(&first).await;
     for d in &first {
         // GitHub's "Redeliver", landing on the other replica behind the load balancer.
         let sig = Some(sign(SECRET, &body));

@@ -114,6 +114,26 @@ impl Harness {
             .collect()
     }
 
+    /// Waits (at most 10 s) until every delivery is marked published in Postgres: marks are
+    /// written in batches a moment after the answer, as a redelivery from GitHub would find them.
+    pub async fn wait_marked(&self, deliveries: &[String]) {
+        let store = self.db.store();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for d in deliveries {
+            loop {
+                let state = store.delivery_state(d).await.expect("delivery state");
+                if state.as_deref() == Some("published") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{d} not marked published: {state:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.ingest.addr);
         self.http
