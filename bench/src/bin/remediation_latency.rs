@@ -32,6 +32,7 @@
 
 use anyhow::{bail, Context as _};
 use plumb::stack::{Stack, StackConfig};
+use plumbline_bench::http1::Pool;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_domain::{Entity, EntityRef};
 use plumbline_proto::v1::ActionStatus;
@@ -89,7 +90,8 @@ fn payload_for(template: &serde_json::Value, owner: &str, name: &str, id: u64) -
 /// Posts the webhooks: a human switched each repository's protection off.
 struct Generator<'a> {
     stack: &'a Stack,
-    client: &'a reqwest::Client,
+    /// Keep-alive connections to ingest (a lean client, see `plumbline_bench::http1`).
+    pool: &'a Arc<Pool>,
     template: &'a serde_json::Value,
     /// When each entity's event was sent, until its remediation is seen.
     sent: &'a Mutex<HashMap<String, Instant>>,
@@ -99,7 +101,6 @@ impl Generator<'_> {
     /// One event per repository, `rate` per second; the posts run concurrently, as GitHub's
     /// deliveries do.
     async fn send(&self, repos: &[(String, String, u64)], rate: u64, tag: &str) -> anyhow::Result<Vec<tokio::task::JoinHandle<u16>>> {
-        let url = self.stack.ingest_url();
         let secret = self.stack.config.webhook_secret.clone();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -111,15 +112,17 @@ impl Generator<'_> {
             let sig = plumbline_github::webhook::sign(secret.as_bytes(), &body);
             let entity = EntityRef::repository("github", *id).id();
             self.sent.lock().unwrap_or_else(|p| p.into_inner()).insert(entity, Instant::now());
-            let req = self
-                .client
-                .post(&url)
-                .header("x-github-event", "branch_protection_rule")
-                .header("x-github-delivery", format!("{tag}-{i}-{}", uuid::Uuid::new_v4().simple()))
-                .header("x-hub-signature-256", sig)
-                .header("content-type", "application/json")
-                .body(body);
-            posts.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
+            let delivery = format!("{tag}-{i}-{}", uuid::Uuid::new_v4().simple());
+            let pool = self.pool.clone();
+            posts.push(tokio::spawn(async move {
+                let headers = [
+                    ("x-github-event", "branch_protection_rule"),
+                    ("x-github-delivery", delivery.as_str()),
+                    ("x-hub-signature-256", sig.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                pool.post("/webhooks/github", &headers, &body).await
+            }));
         }
         Ok(posts)
     }
@@ -240,8 +243,8 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    let client = reqwest::Client::new();
-    let gen = Generator { stack: &stack, client: &client, template: &template, sent: &sent };
+    let pool = Arc::new(Pool::new(stack.ingest_addr));
+    let gen = Generator { stack: &stack, pool: &pool, template: &template, sent: &sent };
 
     // Warm-up, not measured: the consumer groups' first assignment, connection pools, compiled
     // rule types and the provider's caches, on repositories of their own.
