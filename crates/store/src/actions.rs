@@ -120,11 +120,7 @@ impl Store {
     /// Records how a claimed action ended.
     pub async fn finish_action(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let c = self.client().await?;
-        let requests = if result.requests.is_null() {
-            serde_json::json!([])
-        } else {
-            result.requests.clone()
-        };
+        let requests = if result.requests.is_null() { serde_json::json!([]) } else { result.requests.clone() };
         let n = c
             .execute(
                 &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
@@ -141,27 +137,14 @@ impl Store {
     /// Forgets a claim whose action failed, so a later verdict may try again.
     pub async fn release_action(&self, id: i64) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute(
-            &c.prepare_cached(
-                "DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')",
-            )
-            .await?,
-            &[&id],
-        )
-        .await?;
+        c.execute(&c.prepare_cached("DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')").await?, &[&id]).await?;
         Ok(())
     }
 
     pub async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_opt(
-                &c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1"
-                ))
-                .await?,
-                &[&key],
-            )
+            .query_opt(&c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1")).await?, &[&key])
             .await?;
         Ok(row.as_ref().map(from_row))
     }
@@ -169,14 +152,7 @@ impl Store {
     /// The newest finished action of a kind ("remediation" or "alert") for one rule of one
     /// entity under one profile, whose status is one of `statuses`: "is an alert open", "did
     /// the last remediation fail".
-    pub async fn last_action(
-        &self,
-        entity_id: &str,
-        profile: &str,
-        rule_name: &str,
-        kind: &str,
-        statuses: &[&str],
-    ) -> Result<Option<ActionRecord>, StoreError> {
+    pub async fn last_action(&self, entity_id: &str, profile: &str, rule_name: &str, kind: &str, statuses: &[&str]) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
         let row = c
@@ -196,10 +172,7 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                &c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id"
-                ))
-                .await?,
+                &c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id")).await?,
                 &[&entity_id],
             )
             .await?;

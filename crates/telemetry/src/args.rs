@@ -14,11 +14,7 @@ pub struct ServiceArgs {
     pub topic_prefix: String,
 
     /// Postgres connection URL.
-    #[arg(
-        long,
-        env = "PLUMB_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/plumbline"
-    )]
+    #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline")]
     pub database_url: String,
 
     /// Maximum Postgres connections of this process.
@@ -26,11 +22,7 @@ pub struct ServiceArgs {
     pub database_max_connections: usize,
 
     /// GitHub REST API root (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(
-        long,
-        env = "PLUMB_GITHUB_API_URL",
-        default_value = "https://api.github.com"
-    )]
+    #[arg(long, env = "PLUMB_GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api_url: String,
 
     /// GitHub token used for reads and remediations.
@@ -80,17 +72,14 @@ impl ServiceArgs {
     /// The GitHub client these flags describe: an App installation when an App id is given,
     /// else the token (or anonymous).
     pub fn github(&self) -> Result<plumbline_github::GitHub, plumbline_github::GitHubError> {
-        let mut config =
-            plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.clone());
+        let mut config = plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.clone());
         if let Some(app_id) = self.github_app_id {
-            let path = self.github_app_private_key_file.as_ref().ok_or_else(|| {
-                plumbline_github::GitHubError::Config("github app needs a private key file".into())
-            })?;
+            let path = self
+                .github_app_private_key_file
+                .as_ref()
+                .ok_or_else(|| plumbline_github::GitHubError::Config("github app needs a private key file".into()))?;
             let private_key_pem = std::fs::read_to_string(path).map_err(|e| {
-                plumbline_github::GitHubError::Config(format!(
-                    "reading github app key {}: {e}",
-                    path.display()
-                ))
+                plumbline_github::GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
             })?;
             config.app = Some(plumbline_github::AppCredentials {
                 app_id,
