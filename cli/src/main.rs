@@ -9,9 +9,12 @@ struct Cli {
     /// Control API URL.
     #[arg(long, global = true, env = "PLUMB_CONTROL_URL", default_value = "http://127.0.0.1:50051")]
     control_url: String,
-    /// Bearer token for the control API.
+    /// Bearer token for the control API (sent only over TLS, or to a loopback address).
     #[arg(long, global = true, env = "PLUMB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificate that signed the control API's certificate (default: system roots).
+    #[arg(long, global = true, env = "PLUMB_CONTROL_CA_FILE")]
+    control_ca_file: Option<PathBuf>,
     /// Project to act on.
     #[arg(long, global = true, env = "PLUMB_PROJECT", default_value = "default")]
     project: String,
@@ -132,14 +135,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Ruletype { command: RuletypeCommand::Apply { files } } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             for f in files {
                 let r = commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
                 println!("rule type {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
             }
         }
         Command::Datasource { command: DocCommand::Apply { files } } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             for f in files {
                 let r = c
                     .apply_data_source(plumbline_proto::v1::ApplyDataSourceRequest {
@@ -152,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Profile { command: DocCommand::Apply { files } } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             for f in files {
                 let r = commands::apply_profile(&mut c, &project, &commands::read_file(&f)?).await?;
                 println!(
@@ -165,12 +168,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Repo { command: RepoCommand::Register { full_name, labels } } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             let r = commands::register_repository(&mut c, &project, &full_name, labels).await?;
             println!("{} registered as {} (default branch {})", full_name, r.entity_id, r.default_branch);
         }
         Command::Repo { command: RepoCommand::List } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             let r = c
                 .list_repositories(plumbline_proto::v1::ListRepositoriesRequest { project })
                 .await?
@@ -180,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Status { entity, only, summary } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             if summary {
                 print!("{}", commands::posture(&mut c, &project).await?);
             } else {
@@ -189,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Reconcile { entity } => {
-            let mut c = client::connect(&cli.control_url, cli.token.as_deref()).await?;
+            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
             let r = c
                 .reconcile(plumbline_proto::v1::ReconcileRequest { project, entity_id: entity })
                 .await?

@@ -124,9 +124,8 @@ impl Stack {
         let control_token = root.child_token();
         let control = plumbline_control::start(
             plumbline_control::ControlConfig {
-                service: args.clone(),
                 listen: config.control_listen,
-                auth_tokens: vec![],
+                ..plumbline_control::ControlConfig::local(args.clone())
             },
             control_token.clone(),
         )

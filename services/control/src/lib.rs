@@ -4,8 +4,11 @@
 //! touches (registering a repository, changing a profile or a rule type a profile uses), so the
 //! control plane never evaluates anything itself: it feeds the same loop as webhooks and sweeps.
 
+mod auth;
 mod error;
+pub mod tls;
 
+pub use auth::{AuthConfigError, Authenticator};
 pub use error::ControlError;
 
 use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
@@ -19,13 +22,20 @@ use plumbline_proto::Message as _;
 use plumbline_store::Store;
 use plumbline_telemetry::{Health, Metrics, ServiceArgs};
 use std::collections::BTreeMap;
+use secrecy::SecretString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// Control-plane configuration (flags or environment).
+///
+/// The API fails closed: on any address other than loopback it refuses to start unless callers
+/// must authenticate (`--auth-token` or `--auth-token-file`) and the connection is encrypted
+/// (`--tls-cert-file` and `--tls-key-file`, or `--insecure-plaintext` where a service mesh
+/// terminates TLS in front of it). On loopback (`plumb dev`) it may run open, and says so.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControlConfig {
     #[command(flatten)]
@@ -35,10 +45,46 @@ pub struct ControlConfig {
     #[arg(long = "listen", env = "PLUMB_CONTROL_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
 
-    /// Static bearer tokens accepted by the API (comma-separated). Empty: no authentication,
-    /// which is only sensible on loopback (`plumb dev`).
-    #[arg(long = "auth-token", env = "PLUMB_CONTROL_TOKENS", value_delimiter = ',', hide_env_values = true)]
-    pub auth_tokens: Vec<String>,
+    /// Bearer tokens accepted by the API (comma-separated; at least 16 characters each). Kept
+    /// only as SHA-256 digests. Prefer --auth-token-file, which can be rotated without a restart.
+    #[arg(long = "auth-token", env = "PLUMB_CONTROL_TOKENS", value_delimiter = ',', hide_env_values = true, value_parser = parse_secret)]
+    pub auth_tokens: Vec<SecretString>,
+
+    /// File of bearer tokens, one per line (`#` comments allowed), re-read when it changes.
+    #[arg(long = "auth-token-file", env = "PLUMB_CONTROL_TOKENS_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain for TLS (re-read when it changes). With --tls-key-file.
+    #[arg(long = "tls-cert-file", env = "PLUMB_CONTROL_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for TLS (re-read when it changes). With --tls-cert-file.
+    #[arg(long = "tls-key-file", env = "PLUMB_CONTROL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Serve cleartext gRPC on a non-loopback address. Only for a service mesh or proxy that
+    /// terminates TLS in front of the pod; bearer tokens otherwise cross the network readable.
+    #[arg(long = "insecure-plaintext", env = "PLUMB_CONTROL_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
+impl ControlConfig {
+    /// Loopback, open, cleartext: what `plumb dev` and tests run.
+    pub fn local(service: ServiceArgs) -> Self {
+        ControlConfig {
+            service,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_tokens: Vec::new(),
+            auth_token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            insecure_plaintext: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +97,30 @@ pub enum StartError {
     GitHub(#[from] plumbline_github::GitHubError),
     #[error("listen: {0}")]
     Listen(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsConfigError),
+    #[error("refusing to serve the control API on {0} without authentication: give --auth-token-file (or --auth-token), or listen on a loopback address")]
+    OpenOnNetwork(SocketAddr),
+    #[error("refusing to serve the control API on {0} in cleartext: give --tls-cert-file and --tls-key-file, or --insecure-plaintext when a proxy terminates TLS")]
+    CleartextOnNetwork(SocketAddr),
+}
+
+/// Checks the listener's safety before anything is bound.
+fn authenticator_for(config: &ControlConfig) -> Result<Option<Authenticator>, StartError> {
+    let auth = Authenticator::new(&config.auth_tokens, config.auth_token_file.as_deref())?;
+    let loopback = config.listen.ip().is_loopback();
+    if !loopback && auth.is_none() {
+        return Err(StartError::OpenOnNetwork(config.listen));
+    }
+    if !loopback && config.tls_cert_file.is_none() && !config.insecure_plaintext {
+        return Err(StartError::CleartextOnNetwork(config.listen));
+    }
+    if auth.is_none() {
+        tracing::warn!(addr = %config.listen, "control API is unauthenticated: anyone on this machine can change the posture (loopback only)");
+    }
+    Ok(auth)
 }
 
 pub struct Running {
@@ -68,6 +138,11 @@ pub struct Control {
 }
 
 pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let auth = authenticator_for(&config)?;
+    let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let s = &config.service;
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
     let control = Control {
@@ -83,19 +158,29 @@ pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result
         .map_err(StartError::Listen)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(StartError::Listen)?;
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let tokens = config.auth_tokens.into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>();
-    let svc = ControlServiceServer::with_interceptor(control, move |req: Request<()>| authenticate(&tokens, req));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tracing::info!(%addr, "control api listening");
+    let svc = ControlServiceServer::with_interceptor(control, move |req: Request<()>| match &auth {
+        Some(a) => a.check(req),
+        None => Ok(req),
+    });
+    tracing::info!(%addr, tls = acceptor.is_some(), "control api listening");
     let task = tokio::spawn(async move {
         let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
             let store = store.clone();
             async move { store.ping().await.is_ok() }
         });
-        let r = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
-            .await;
+        let server = tonic::transport::Server::builder().add_service(svc);
+        let stop = shutdown.clone();
+        let r = match acceptor {
+            Some(acceptor) => {
+                server
+                    .serve_with_incoming_shutdown(tls::incoming(listener, acceptor, shutdown.clone()), async move { stop.cancelled().await })
+                    .await
+            }
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                server.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }).await
+            }
+        };
         if let Err(e) = r {
             tracing::error!(error = %e, "control api failed");
         }
@@ -108,25 +193,6 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
-}
-
-/// Checks `authorization: Bearer TOKEN` against the static tokens in constant time.
-fn authenticate(tokens: &[String], req: Request<()>) -> Result<Request<()>, Status> {
-    if tokens.is_empty() {
-        return Ok(req);
-    }
-    let presented = req
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-    use subtle::ConstantTimeEq;
-    if tokens.iter().any(|t| bool::from(t.as_bytes().ct_eq(presented.as_bytes()))) {
-        Ok(req)
-    } else {
-        Err(Status::unauthenticated("invalid bearer token"))
-    }
 }
 
 fn project_or_default(p: &str) -> &str {
@@ -419,9 +485,10 @@ impl ControlService for Control {
         let entities = if req.entity_id.is_empty() {
             self.entities_of(project, &[EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release]).await?
         } else {
+            // An entity of another project is answered exactly as one that does not exist.
             match self.store.get_entity(&req.entity_id).await.map_err(ControlError::from)? {
-                Some(e) => vec![e],
-                None => return Err(ControlError::NotFound(format!("entity {}", req.entity_id)).into()),
+                Some(e) if e.project == project => vec![e],
+                _ => return Err(ControlError::NotFound(format!("entity {} in project {project}", req.entity_id)).into()),
             }
         };
         let n = self.emit(&entities, EventReason::Manual).await?;
