@@ -17,6 +17,7 @@ pub mod testsuite;
 pub mod model;
 pub mod provider;
 pub mod remediate;
+pub mod scope;
 pub mod template;
 
 pub use model::{Profile, ProfileRule, RuleType};
@@ -428,9 +429,19 @@ impl CompiledRule {
                 parse_json,
                 fallback,
             } => {
+                // Evaluation only reads: a rule type cannot change anything with the provider's
+                // credentials behind the back of dry-run, the content budget and idempotency.
+                if method != "GET" && method != "HEAD" {
+                    return Err(IngestError::Rule(EngineError::Ingest(format!(
+                        "rest ingest may only read (GET or HEAD); {method} is refused during evaluation"
+                    ))));
+                }
                 let data = self.template_data(inv);
-                let path = endpoint.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
+                let path = endpoint.render_url(&data).map_err(|e| IngestError::Rule(e.into()))?;
                 let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                if let Some(roots) = provider.entity_scope(inv.entity) {
+                    scope::confine(&path, &roots).map_err(|e| IngestError::Rule(EngineError::Ingest(format!("rest ingest endpoint {e}"))))?;
+                }
                 let body = match body {
                     Some(t) => {
                         let s = t.render(&data).map_err(|e| IngestError::Rule(e.into()))?;
@@ -543,8 +554,11 @@ impl CompiledRule {
             R::None => Err(rule(EngineError::Unsupported(format!("rule type {} has no remediation", self.name())))),
             R::Unsupported(why) => Err(rule(EngineError::Unsupported(why.clone()))),
             R::Rest { method, endpoint, body } => {
-                let path = render(endpoint)?;
+                let path = endpoint.render_url(&data).map_err(|e| IngestError::Rule(e.into()))?;
                 let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                if let Some(roots) = provider.entity_scope(inv.entity) {
+                    scope::confine(&path, &roots).map_err(|e| rule(EngineError::Parse(format!("rest remediation endpoint {e}"))))?;
+                }
                 let body = match body {
                     None => None,
                     Some(t) => {
@@ -574,7 +588,12 @@ impl CompiledRule {
                 let patch_s = render(patch)?;
                 let patch: Value = serde_json::from_str(&patch_s).map_err(|e| rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
                 let branch = self.branch(&data, inv, None).map_err(rule)?;
-                let path = format!("/repos/{}/{}/branches/{}/protection", inv.entity.owner, inv.entity.name, branch);
+                let path = Template::parse("/repos/{{.O}}/{{.N}}/branches/{{.B}}/protection")
+                    .and_then(|t| t.render_url(&json!({"O": inv.entity.owner, "N": inv.entity.name, "B": branch})))
+                    .map_err(|e| rule(e.into()))?;
+                if let Some(roots) = provider.entity_scope(inv.entity) {
+                    scope::confine(&path, &roots).map_err(|e| rule(EngineError::Parse(format!("gh_branch_protection {e}"))))?;
+                }
                 let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
                     ProviderError::Transient { .. } => IngestError::Transient(e),
                     ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use crate::files::{FileTree, Limits};
+use plumbline_github::egress::{Egress, EgressError};
 use plumbline_github::{GitHub, GitHubError, Method};
 use std::sync::Arc;
 
@@ -49,6 +50,14 @@ pub trait Provider: Send + Sync {
 
     /// The files of one branch (git ingest), bounded by [`Limits`].
     async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError>;
+
+    /// The API roots an entity's rules may address (rest ingest and remediation endpoints,
+    /// data-source calls sent with the provider's credentials); see [`crate::scope`]. `None`
+    /// means unconfined, which only a provider that reaches no real API may answer (the
+    /// rule-type test runner's fixtures).
+    fn entity_scope(&self, entity: &plumbline_domain::Entity) -> Option<Vec<String>> {
+        Some(vec![format!("/repos/{}/{}", entity.owner, entity.name)])
+    }
 }
 
 /// Maps GitHub client errors to provider errors (rate limits and 5xx are transient).
@@ -115,27 +124,79 @@ impl Provider for GitHub {
 }
 
 /// Serves data-source calls from inside a synchronous Rego evaluation by blocking on the async
-/// GitHub client. Use it only where blocking is allowed (tokio's blocking pool): the evaluator
-/// and the actuator's live re-check run policies there.
+/// clients. Use it only where blocking is allowed (tokio's blocking pool): the evaluator and the
+/// actuator's live re-check run policies there.
+///
+/// A call to the provider's API (its configured root, or `https://api.github.com`) from a data
+/// source with `providerAuth` is sent with the provider's credentials, but only to read
+/// (GET/HEAD) and only under the entity's own API root ([`crate::scope`]). Every other call goes
+/// through [`Egress`] with no credentials at all; a `providerAuth` data source pointing
+/// anywhere else is refused rather than sent without the credentials it asked for.
 pub struct BlockingGitHubFetcher {
     pub github: GitHub,
+    pub egress: Egress,
     pub runtime: tokio::runtime::Handle,
+    /// The entity's API roots (see [`Provider::entity_scope`]).
+    pub scope: Vec<String>,
+}
+
+impl BlockingGitHubFetcher {
+    /// The fetcher for one evaluation of `entity`.
+    pub fn for_entity(github: GitHub, egress: Egress, entity: &plumbline_domain::Entity) -> Self {
+        BlockingGitHubFetcher {
+            github,
+            egress,
+            runtime: tokio::runtime::Handle::current(),
+            scope: vec![format!("/repos/{}/{}", entity.owner, entity.name)],
+        }
+    }
 }
 
 impl crate::datasource::Fetcher for BlockingGitHubFetcher {
     fn fetch(&self, req: &crate::datasource::FetchRequest) -> Result<HttpResponse, ProviderError> {
-        let body: Option<serde_json::Value> = match &req.body {
-            None => None,
-            Some(b) => Some(serde_json::from_slice(b).map_err(|e| ProviderError::Failed(format!("data source bodies must be json: {e}")))?),
-        };
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
-        self.runtime
-            .block_on(self.github.request_url(method, &req.url, body.as_ref(), req.provider_auth))
-            .map(|r| HttpResponse {
-                status: r.status,
-                body: r.body.to_vec(),
-            })
-            .map_err(provider_error)
+        match (self.github.api_path(&req.url), req.provider_auth) {
+            (Some(path), true) => {
+                if method != Method::GET && method != Method::HEAD {
+                    return Err(ProviderError::Failed(format!(
+                        "{method} {}: a data source may only read (GET or HEAD) with the provider's credentials",
+                        req.url
+                    )));
+                }
+                crate::scope::confine(&path, &self.scope).map_err(|e| ProviderError::Failed(format!("data source url {e}")))?;
+                if let Some(k) = req.headers.keys().find(|k| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie")) {
+                    return Err(ProviderError::Failed(format!("{}: a data source may not set the {k} header", req.url)));
+                }
+                let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                self.runtime
+                    .block_on(self.github.request_with_headers(method, &path, None, &headers))
+                    .map(|r| HttpResponse {
+                        status: r.status,
+                        body: r.body.to_vec(),
+                    })
+                    .map_err(provider_error)
+            }
+            (None, true) => Err(ProviderError::Failed(format!(
+                "{}: the provider's credentials are sent only to its own API; this data source asks for them elsewhere",
+                req.url
+            ))),
+            (_, false) => {
+                let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                self.runtime
+                    .block_on(self.egress.send(method, &req.url, &headers, req.body.clone()))
+                    .map(|r| HttpResponse {
+                        status: r.status,
+                        body: r.body.to_vec(),
+                    })
+                    .map_err(|e| match e {
+                        EgressError::Transport { .. } => ProviderError::Transient {
+                            message: e.to_string(),
+                            until: None,
+                        },
+                        e => ProviderError::Failed(e.to_string()),
+                    })
+            }
+        }
     }
 }
 

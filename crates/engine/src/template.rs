@@ -553,10 +553,56 @@ impl Template {
 
     /// Renders with `data` as dot.
     pub fn render(&self, data: &Value) -> Result<String, TemplateError> {
-        let mut out = String::new();
+        self.render_as(data, Escape::None)
+    }
+
+    /// Renders a URL path (and query): the template's own text is kept as written, and every
+    /// value it prints is percent-encoded for where it lands, as one path segment before a `?`
+    /// and as one query component after it. A value cannot add segments, a query or a
+    /// fragment; a value that is only dots (`.`, `..`) is refused, since it would move the
+    /// path rather than name something in it.
+    pub fn render_url(&self, data: &Value) -> Result<String, TemplateError> {
+        self.render_as(data, Escape::Url)
+    }
+
+    fn render_as(&self, data: &Value, esc: Escape) -> Result<String, TemplateError> {
+        let mut out = Out { buf: String::new(), esc };
         let mut vars = vec![("$".to_string(), data.clone())];
         exec_list(&self.nodes, data, &mut vars, &mut out)?;
-        Ok(out)
+        Ok(out.buf)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Escape {
+    None,
+    Url,
+}
+
+/// Rendered text, and how printed values are escaped into it.
+struct Out {
+    buf: String,
+    esc: Escape,
+}
+
+impl Out {
+    fn emit(&mut self, value: &str) -> Result<(), TemplateError> {
+        if self.esc == Escape::None {
+            self.buf.push_str(value);
+            return Ok(());
+        }
+        let in_query = self.buf.contains('?');
+        if !in_query && !value.is_empty() && value.bytes().all(|b| b == b'.') {
+            return xerr(format!("the value {value:?} may not be printed into a URL path"));
+        }
+        for b in value.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                self.buf.push(b as char);
+            } else {
+                self.buf.push_str(&format!("%{b:02X}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -570,14 +616,14 @@ pub fn render(src: &str, data: &Value) -> Result<String, TemplateError> {
 
 type Vars = Vec<(String, Value)>;
 
-fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut String) -> Result<(), TemplateError> {
+fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut Out) -> Result<(), TemplateError> {
     for n in nodes {
         match n {
-            Node::Text(t) => out.push_str(t),
+            Node::Text(t) => out.buf.push_str(t),
             Node::Output(p) => {
                 let v = eval_pipe(p, dot, vars)?;
                 if p.decl.is_empty() {
-                    out.push_str(&print_value(&v));
+                    out.emit(&print_value(&v))?;
                 }
             }
             Node::If { branches, otherwise } => {

@@ -124,6 +124,11 @@ impl Provider for FixtureProvider {
             .clone()
             .ok_or_else(|| ProviderError::Failed("the test case has no git fixture".into()))
     }
+
+    /// Fixtures answer every path and reach no API (GitLab rule types address `/projects/…`).
+    fn entity_scope(&self, _entity: &Entity) -> Option<Vec<String>> {
+        None
+    }
 }
 
 fn outcome_word(s: EvalStatus) -> &'static str {

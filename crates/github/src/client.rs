@@ -437,46 +437,19 @@ impl GitHub {
         Ok((r, revalidated))
     }
 
-    /// A request to an absolute URL, for data sources. URLs under this client's API root (or
-    /// under `https://api.github.com` when `provider_auth`, so a GitHub Enterprise or simulated
-    /// API is used instead) go with credentials; any other URL goes without them, and never to
-    /// a loopback, private or link-local address literal.
-    pub async fn request_url(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<&serde_json::Value>,
-        provider_auth: bool,
-    ) -> Result<ApiResponse, GitHubError> {
-        let own = if let Some(rest) = url.strip_prefix(self.api_url.as_str()) {
-            Some(rest)
-        } else if provider_auth {
-            url.strip_prefix(PUBLIC_API)
-        } else {
-            None
-        };
-        if let Some(path) = own {
-            return self.request(method, if path.is_empty() { "/" } else { path }, body).await;
-        }
-        let uri: http::Uri = url.parse().map_err(|e| GitHubError::Config(format!("url {url:?}: {e}")))?;
-        if uri.scheme_str() != Some("https") && uri.scheme_str() != Some("http") {
-            return Err(GitHubError::Config(format!("url {url:?}: only http(s) is allowed")));
-        }
-        if let Some(host) = uri.host() {
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-                if !is_public(&ip) {
-                    return Err(GitHubError::Config(format!("url {url:?}: non-public address refused")));
-                }
+    /// Where an absolute URL addresses this client's API (its configured root, or
+    /// `https://api.github.com`, the name rule authors write for it), the path and query under
+    /// that root; `None` for every other URL, which must never see this client's credentials.
+    pub fn api_path(&self, url: &str) -> Option<String> {
+        [self.api_url.as_str(), PUBLIC_API].into_iter().find_map(|root| {
+            let rest = url.strip_prefix(root)?;
+            match rest.as_bytes().first() {
+                None => Some("/".to_string()),
+                Some(b'/') => Some(rest.to_string()),
+                Some(b'?') => Some(format!("/{rest}")),
+                _ => None,
             }
-        }
-        let sent = match method {
-            Method::GET => self.octo._get(uri).await,
-            Method::POST => self.octo._post(uri, body).await,
-            Method::PUT => self.octo._put(uri, body).await,
-            other => return Err(GitHubError::Config(format!("unsupported method {other} for {url}"))),
-        };
-        let resp = sent.map_err(|e| GitHubError::Transient(format!("{method} {url}: {e}")))?;
-        read_response(resp, &method, url, 1 << 20).await
+        })
     }
 
     /// Like [`request`](Self::request), but a non-2xx status is an error.
@@ -608,20 +581,6 @@ async fn read_response(
 
 const PUBLIC_API: &str = "https://api.github.com";
 
-/// Loopback, private, link-local and unspecified addresses are not "public".
-fn is_public(ip: &std::net::IpAddr) -> bool {
-    // `::ffff:127.0.0.1` is 127.0.0.1.
-    if let std::net::IpAddr::V6(v6) = ip {
-        if let Some(v4) = v6.to_ipv4_mapped() {
-            return is_public(&std::net::IpAddr::V4(v4));
-        }
-    }
-    match ip {
-        std::net::IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()),
-        std::net::IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80),
-    }
-}
-
 /// The `rel="next"` URL of a `Link` header.
 pub(crate) fn has_next_page_url(headers: &HeaderMap) -> Option<String> {
     headers
@@ -661,12 +620,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_public_addresses_are_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "0.0.0.0", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
-            assert!(!is_public(&ip.parse().expect("ip")), "{ip}");
+    #[tokio::test]
+    async fn only_urls_under_the_api_root_are_api_paths() {
+        let gh = GitHub::new(&GitHubConfig::new("http://127.0.0.1:8080", None)).expect("client");
+        assert_eq!(gh.api_path("http://127.0.0.1:8080/repos/o/r").as_deref(), Some("/repos/o/r"));
+        assert_eq!(gh.api_path("https://api.github.com/repos/o/r?x=1").as_deref(), Some("/repos/o/r?x=1"));
+        assert_eq!(gh.api_path("https://api.github.com").as_deref(), Some("/"));
+        for other in ["https://api.github.com.evil.example/repos", "https://api.github.com@evil.example/", "http://127.0.0.1:80801/", "https://uploads.github.com/x"] {
+            assert_eq!(gh.api_path(other), None, "{other}");
         }
-        assert!(is_public(&"140.82.112.3".parse().expect("ip")));
     }
 
     #[test]

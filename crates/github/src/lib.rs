@@ -6,6 +6,7 @@
 
 pub mod cache;
 mod client;
+pub mod egress;
 pub mod limits;
 mod ops;
 pub mod webhook;

@@ -46,6 +46,16 @@ pub struct ServiceArgs {
     #[arg(long, env = "PLUMB_PROVIDER", default_value = "github")]
     pub provider: String,
 
+    /// Hosts that rule types' data sources may reach over plain http (comma-separated). Every
+    /// other data-source request must be https; all of them are refused when a host resolves to
+    /// a loopback, private, link-local or other special-purpose address.
+    #[arg(long = "egress-http-allow-host", env = "PLUMB_EGRESS_HTTP_ALLOW_HOSTS", value_delimiter = ',')]
+    pub egress_http_allow_hosts: Vec<String>,
+
+    /// Largest data-source response read, in bytes (the rest is cut).
+    #[arg(long, env = "PLUMB_EGRESS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub egress_max_body_bytes: usize,
+
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "PLUMB_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
     pub health_listen: SocketAddr,
@@ -65,8 +75,19 @@ impl ServiceArgs {
             github_app_private_key_file: None,
             github_installation_id: None,
             provider: "github".to_string(),
+            egress_http_allow_hosts: Vec::new(),
+            egress_max_body_bytes: 1 << 20,
             health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+
+    /// The client for data-source requests outside the provider's API.
+    pub fn egress(&self) -> Result<plumbline_github::egress::Egress, plumbline_github::egress::EgressError> {
+        plumbline_github::egress::Egress::new(plumbline_github::egress::EgressPolicy {
+            http_allowed_hosts: self.egress_http_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect(),
+            max_body_bytes: self.egress_max_body_bytes,
+            ..Default::default()
+        })
     }
 
     /// The GitHub client these flags describe: an App installation when an App id is given,

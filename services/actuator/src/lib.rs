@@ -110,6 +110,8 @@ pub enum ActuatorError {
     Store(#[from] plumbline_store::StoreError),
     #[error("github: {0}")]
     GitHub(#[from] plumbline_github::GitHubError),
+    #[error("data-source client: {0}")]
+    Egress(#[from] plumbline_github::egress::EgressError),
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
 }
@@ -125,6 +127,8 @@ pub struct Running {
 struct Actuator {
     store: Store,
     github: GitHub,
+    /// Data-source requests to other hosts (no credentials, special-purpose addresses refused).
+    egress: plumbline_github::egress::Egress,
     /// For re-checking rules against live state (git ingest needs trees).
     provider: GitHubProvider,
     producer: Producer,
@@ -144,6 +148,7 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
     let topics = Topics::with_prefix(&s.topic_prefix);
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
     let github = s.github()?;
+    let egress = s.egress()?;
     let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator"))?;
     let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
@@ -159,6 +164,7 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         store: store.clone(),
         provider: GitHubProvider::new(github.clone(), 64 << 20),
         github,
+        egress,
         producer,
         topics,
         metrics: metrics.clone(),
@@ -539,10 +545,7 @@ impl Actuator {
             Err(IngestError::Rule(e)) => return Ok(Recheck::Other(format!("live state cannot be read: {e}"))),
         };
         let (rule, entity, params, def) = (job.rule.clone(), job.entity.clone(), job.profile_rule.params.clone(), job.profile_rule.def.clone());
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {
-            github: self.github.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        });
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(self.github.clone(), self.egress.clone(), job.entity));
         let outcome = tokio::task::spawn_blocking(move || {
             let inv = Invocation {
                 entity: &entity,

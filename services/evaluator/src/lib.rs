@@ -84,6 +84,8 @@ pub enum EvaluatorError {
     Store(#[from] plumbline_store::StoreError),
     #[error("github: {0}")]
     GitHub(#[from] plumbline_github::GitHubError),
+    #[error("data-source client: {0}")]
+    Egress(#[from] plumbline_github::egress::EgressError),
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
 }
@@ -97,6 +99,8 @@ pub struct Running {
 struct Evaluator {
     store: Store,
     github: GitHub,
+    /// Data-source requests to other hosts (no credentials, special-purpose addresses refused).
+    egress: plumbline_github::egress::Egress,
     /// GitHub for rule ingestion, with the tree cache keyed by commit.
     provider: GitHubProvider,
     producer: Producer,
@@ -110,6 +114,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     let topics = Topics::with_prefix(&s.topic_prefix);
     let store = Store::connect(&s.database_url, s.database_max_connections)?;
     let github = s.github()?;
+    let egress = s.egress()?;
     let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator"))?;
     let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
@@ -125,6 +130,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
         store,
         provider: GitHubProvider::new(github.clone(), config.tree_cache_mib.saturating_mul(1 << 20)),
         github,
+        egress,
         producer,
         topics,
         metrics: metrics.clone(),
@@ -359,10 +365,7 @@ impl Evaluator {
             }
         }
         let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher {
-            github: self.github.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        });
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(self.github.clone(), self.egress.clone(), &entity));
         tokio::task::spawn_blocking(move || {
             let inv = Invocation {
                 entity: &entity,

@@ -1,0 +1,98 @@
+//! Confinement of rule-built API paths to the entity they were built for.
+//!
+//! A rule type's rest ingest and remediation endpoints, and the data-source calls sent with
+//! the provider's credentials, are templates written by rule authors and filled with values
+//! from the entity, the profile and the policy. Escaping the values (see
+//! [`Template::render_url`](crate::template::Template::render_url)) keeps a value inside its
+//! segment; this check holds the finished path, template text included, under the entity's
+//! own API root (`/repos/{owner}/{name}` on GitHub), so that no rule can read or change another
+//! repository with a credential that could.
+//!
+//! The check runs on two readings of the path and both must stay inside: the path with its dot
+//! segments resolved as a URL parser resolves them (`..`, `.%2e`, `%2e%2e` alike), and the same
+//! path fully percent-decoded and then resolved, which is how a server that decodes before
+//! routing would see it. Backslashes are refused outright (some servers treat them as `/`).
+
+use percent_encoding::percent_decode_str;
+
+/// Resolves `.` and `..` segments (and their percent-encoded spellings) of an absolute path.
+fn resolve_dots(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/').skip(1) {
+        match seg.to_ascii_lowercase().as_str() {
+            "." | "%2e" => {}
+            ".." | ".%2e" | "%2e." | "%2e%2e" => {
+                out.pop();
+            }
+            _ => out.push(seg),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn under(path: &str, root: &str) -> bool {
+    let (p, r) = (path.as_bytes(), root.as_bytes());
+    p.len() >= r.len() && p[..r.len()].eq_ignore_ascii_case(r) && (p.len() == r.len() || p[r.len()] == b'/')
+}
+
+/// Checks that `path` (a path with an optional query) stays under one of `roots`. The error
+/// names the path and the roots.
+pub fn confine(path: &str, roots: &[String]) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("{path:?} {why}; a rule may only address {}", roots.join(" or ")));
+    if !path.starts_with('/') {
+        return refuse("is not an absolute path");
+    }
+    let bare = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode_str(bare).decode_utf8_lossy();
+    if bare.contains('\\') || decoded.contains('\\') {
+        return refuse("contains a backslash");
+    }
+    let readings = [resolve_dots(bare), resolve_dots(&decoded)];
+    if readings.iter().all(|p| roots.iter().any(|r| under(p, r))) {
+        Ok(())
+    } else {
+        refuse("leaves the entity")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roots() -> Vec<String> {
+        vec!["/repos/acme/widget".to_string()]
+    }
+
+    #[test]
+    fn paths_under_the_entity_pass() {
+        for p in [
+            "/repos/acme/widget",
+            "/repos/acme/widget/branches/main/protection",
+            "/repos/ACME/Widget/license",
+            "/repos/acme/widget/branches/release%2F1.0/protection",
+            "/repos/acme/widget/security-advisories?per_page=100&sort=updated",
+            "/repos/acme/widget/./branches/x/../main",
+        ] {
+            assert_eq!(confine(p, &roots()), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn paths_that_leave_the_entity_are_refused() {
+        for p in [
+            "/repos/acme/widget-other",
+            "/repos/acme/widget/../other",
+            "/repos/acme/widget/%2e%2e/other",
+            "/repos/acme/widget/.%2E/other",
+            "/repos/acme/widget/branches/..%2F..%2F..%2Fother/protection",
+            "/repos/acme/widget%2F..%2Fother",
+            "/repos/acme/widget/..\\other",
+            "/orgs/acme/members",
+            "/user",
+            "repos/acme/widget",
+            "/repos/acme/other?x=/repos/acme/widget",
+        ] {
+            assert!(confine(p, &roots()).is_err(), "{p} must be refused");
+        }
+    }
+}
