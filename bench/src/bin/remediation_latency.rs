@@ -141,6 +141,17 @@ impl Generator<'_> {
     }
 }
 
+/// CPU seconds the whole machine spent busy, and in all, since boot (`/proc/stat`; Linux only).
+fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let all: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0.0);
+    let hz = 100.0; // USER_HZ, 100 on every Linux architecture Rust targets here
+    Some(((all - idle) / hz, all / hz))
+}
+
 async fn count_not_2xx(posts: Vec<tokio::task::JoinHandle<u16>>) -> usize {
     let mut n = 0;
     for p in posts {
@@ -258,16 +269,35 @@ async fn main() -> anyhow::Result<()> {
     latencies.lock().unwrap_or_else(|p| p.into_inner()).clear();
     stack.sim.reset_request_log();
 
+    let cpu_before = machine_cpu_seconds();
     let run_started = Instant::now();
     let posts = gen.send(&fleet[..events], rate, "bench").await?;
     let offered = events as f64 / run_started.elapsed().as_secs_f64();
     let not_2xx = count_not_2xx(posts).await;
     // Wait for the stragglers (bounded).
     let missing = gen.wait_for_remediations(Duration::from_secs(60)).await;
+    // Everything on the machine (stack, broker, Postgres, this generator) per event, until the
+    // last remediation was seen: the verification evaluations still running then are left out.
+    let cpu_per_event_ms = match (cpu_before, machine_cpu_seconds()) {
+        (Some((busy0, all0)), Some((busy1, all1))) => Some(((busy1 - busy0) * 1000.0 / events as f64, (busy1 - busy0) / (all1 - all0).max(1e-9))),
+        _ => None,
+    };
     let counts = stack.sim.request_counts();
     let puts = counts.get("PUT /repos/{owner}/{repo}/branches/{branch}/protection").copied().unwrap_or(0);
     let per_event: Vec<String> = counts.iter().map(|(op, k)| format!("{op}: {:.2}", *k as f64 / events as f64)).collect();
     eprintln!("GitHub requests per event: {}", per_event.join(", "));
+    // Where the time goes: each worker's wait for a slot and its handling (warm-up included).
+    for (worker, metrics) in [("evaluator", stack.evaluator_metrics.as_ref()), ("actuator", Some(&stack.actuator_metrics))] {
+        let Some(m) = metrics else { continue };
+        let q = |name: &str, p: f64| m.histogram_quantile(name, &[("worker", worker)], p).map(|(s, n)| (s * 1000.0, n)).unwrap_or_default();
+        let ((qp50, n), (qp99, _), (hp50, _), (hp99, _)) = (
+            q("plumbline_worker_queue_seconds", 0.5),
+            q("plumbline_worker_queue_seconds", 0.99),
+            q("plumbline_worker_handle_seconds", 0.5),
+            q("plumbline_worker_handle_seconds", 0.99),
+        );
+        eprintln!("{worker}: {n} records; queued p50 {qp50:.1} ms, p99 {qp99:.1} ms; handling p50 {hp50:.1} ms, p99 {hp99:.1} ms");
+    }
     stack.stop().await;
     let lagged = collector.await.unwrap_or(0);
     let timed = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -283,6 +313,9 @@ async fn main() -> anyhow::Result<()> {
     let mut l: Vec<f64> = timed.iter().map(|(_, ms)| *ms).collect();
     l.sort_by(|a, b| a.total_cmp(b));
     eprintln!("p90 {:.1} ms, p95 {:.1} ms, max {:.1} ms", percentile(&l, 0.90), percentile(&l, 0.95), percentile(&l, 1.0));
+    if let Some((ms, busy)) = cpu_per_event_ms {
+        eprintln!("machine CPU per event {ms:.2} ms (both cores busy {:.0}% while it ran)", busy * 100.0);
+    }
     eprintln!(
         "offered {offered:.0} events/s; {not_2xx} webhooks not answered 2xx; {missing} repositories not remediated within 60 s of the last event; {puts} protection PUTs; {lagged} outcomes missed by the observer"
     );

@@ -175,7 +175,12 @@ impl Worker {
                         Some(newest) => {
                             let (topic, partition) = (newest.record.topic.clone(), newest.record.partition);
                             gate.enter(&topic, partition);
+                            let started = tokio::time::Instant::now();
+                            // Waiting: behind the same key, or for a slot (max_in_flight).
+                            let queued = batch.first().map(|h| started.saturating_duration_since(h.received)).unwrap_or_default();
+                            worker.metrics.observe("plumbline_worker_queue_seconds", "time a record waited from receipt to the start of its handling", &[("worker", worker.name)], queued.as_secs_f64());
                             let end = worker.process(handler.as_ref(), &newest.record, &shutdown, &newest.revoked).await;
+                            worker.metrics.observe("plumbline_worker_handle_seconds", "time to handle one record, retries and waits included", &[("worker", worker.name)], started.elapsed().as_secs_f64());
                             gate.leave(&topic, partition);
                             end
                         }
@@ -260,7 +265,7 @@ impl Worker {
                     held += 1;
                     let key = record.key.clone().unwrap_or_else(|| format!("{}/{}/{}", record.topic, record.partition, record.offset));
                     let state = keys.entry(key.clone()).or_default();
-                    state.waiting.push(Held { record, epoch, revoked });
+                    state.waiting.push(Held { record, epoch, revoked, received: tokio::time::Instant::now() });
                     if parked_key(state) {
                         parked_records += 1;
                     } else if !state.running && state.waiting.len() == 1 {
@@ -422,6 +427,8 @@ struct Held {
     epoch: u64,
     /// Cancelled when the record's partition is revoked.
     revoked: CancellationToken,
+    /// When the loop received it (for the queueing-time histogram).
+    received: tokio::time::Instant,
 }
 
 #[derive(Default)]

@@ -177,6 +177,31 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// The `q` quantile of a histogram, estimated from its buckets the way Prometheus's
+    /// `histogram_quantile` does (linear within the bucket), with the observation count; for
+    /// benchmarks and tests. Above the last bucket it answers the last bound.
+    pub fn histogram_quantile(&self, name: &str, labels: &[(&str, &str)], q: f64) -> Option<(f64, u64)> {
+        let h = {
+            let r = self.inner.read().ok()?;
+            r.histograms.get(name)?.get(&label_string(labels))?.clone()
+        };
+        let h = h.lock().ok()?;
+        if h.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * h.count as f64;
+        let mut lower = (0.0, 0u64);
+        for &(le, c) in &h.buckets {
+            if c as f64 >= rank {
+                let in_bucket = (c - lower.1) as f64;
+                let frac = if in_bucket > 0.0 { (rank - lower.1 as f64) / in_bucket } else { 1.0 };
+                return Some((lower.0 + (le - lower.0) * frac, h.count));
+            }
+            lower = (le, c);
+        }
+        Some((lower.0, h.count))
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let Ok(r) = self.inner.read() else {
@@ -222,6 +247,27 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_quantile_interpolates_within_buckets() {
+        let m = Metrics::new();
+        assert_eq!(m.histogram_quantile("plumbline_h_seconds", &[], 0.5), None);
+        // 10 observations in (0.001, 0.0025], 10 in (0.01, 0.025].
+        for _ in 0..10 {
+            m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.002);
+            m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.02);
+        }
+        let (p50, n) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.5).unwrap_or_default();
+        assert_eq!(n, 20);
+        assert!((p50 - 0.0025).abs() < 1e-9, "{p50}");
+        let (p75, _) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.75).unwrap_or_default();
+        assert!((p75 - 0.0175).abs() < 1e-9, "{p75}");
+        // Past the last bucket: the last bound.
+        m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 60.0);
+        let (max, _) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 1.0).unwrap_or_default();
+        assert_eq!(max, 10.0);
+        assert_eq!(m.histogram_quantile("plumbline_h_seconds", &[("worker", "other")], 0.5), None);
+    }
 
     #[test]
     fn renders_prometheus_text() {
