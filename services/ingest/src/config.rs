@@ -4,7 +4,8 @@ use std::time::Duration;
 /// Ingest service configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestConfig {
-    /// Address for webhooks (`POST /webhooks/github`) and `/healthz`, `/readyz`, `/metrics`.
+    /// Address for webhooks (`POST /webhooks/github`), the public port: nothing else is served
+    /// there.
     #[arg(
         long = "listen",
         env = "PLUMB_INGEST_LISTEN",
@@ -72,6 +73,28 @@ pub struct IngestConfig {
     /// without bound (GitHub marks the delivery failed and it can be redelivered).
     #[arg(long, env = "PLUMB_INGEST_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+
+    /// Address of `/healthz`, `/readyz` and `/metrics` (keep it off the public network).
+    #[arg(long, env = "PLUMB_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
+    pub health_listen: SocketAddr,
+
+    /// Time a client has to send its request line and headers before the connection is closed.
+    #[arg(long, env = "PLUMB_INGEST_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_timeout_ms: u64,
+
+    /// Time a webhook body has to arrive once the headers are in (408 after it). GitHub sends
+    /// its payloads at once; only a slow or hostile sender needs long.
+    #[arg(long, env = "PLUMB_INGEST_BODY_TIMEOUT_MS", default_value_t = 10000)]
+    pub body_timeout_ms: u64,
+
+    /// Bytes of webhook bodies read or handled at once, summed over all requests (each body
+    /// counts its declared length); past it ingest answers 503 before reading. At least 25 MiB.
+    #[arg(long, env = "PLUMB_INGEST_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 100 * 1024 * 1024)]
+    pub max_body_bytes_in_flight: usize,
+
+    /// Open connections at most on the webhook port; more are closed on accept.
+    #[arg(long, env = "PLUMB_INGEST_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
 }
 
 impl IngestConfig {
@@ -95,7 +118,20 @@ impl IngestConfig {
             enroll: true,
             project: "default".into(),
             max_in_flight: 4096,
+            health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            header_timeout_ms: 5000,
+            body_timeout_ms: 10000,
+            max_body_bytes_in_flight: 100 * 1024 * 1024,
+            max_connections: 8192,
         }
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.max(1))
     }
 
     pub fn ack_timeout(&self) -> Duration {

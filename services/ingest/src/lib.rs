@@ -3,9 +3,12 @@
 //! The contract with GitHub is strict: GitHub does not redeliver on its own, so a 2xx followed
 //! by a lost event is the one failure that must never happen. Hence, per delivery:
 //!
-//! 1. take an in-flight permit, or answer 503 at once (bounded work under overload);
-//! 2. read the body (413 past 25 MiB, without reading it when `Content-Length` says so),
-//!    verify the signature against every configured secret (401), parse and map (400);
+//! 1. before anything costs ingest more than the sender: require a declared length (411) of at
+//!    most 25 MiB (413) and a signature header (401), reserve the body's bytes from a budget
+//!    shared by all requests (503 past it) and read the body within a deadline (408); the
+//!    listener itself cuts off senders that trickle their headers (see `server.rs`);
+//! 2. verify the signature against every configured secret (401), take an in-flight permit or
+//!    answer 503 at once (bounded work under overload), parse and map (400);
 //! 3. claim the delivery id in Postgres (a redelivery of a published delivery gets 2xx and
 //!    publishes nothing; one still in flight elsewhere gets 503);
 //! 4. apply registry changes (enrol, retire, rename), publish every record with acks=all and
@@ -19,6 +22,7 @@
 mod config;
 mod mapping;
 mod prune;
+mod server;
 
 pub use config::IngestConfig;
 pub use mapping::{
@@ -26,8 +30,7 @@ pub use mapping::{
     OTHER_KNOWN_EVENTS, REPOSITORY_EVENTS,
 };
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -85,6 +88,10 @@ struct AppState {
     enroll: bool,
     project: String,
     permits: Semaphore,
+    /// Bytes of webhook bodies being read or handled, at most `--max-body-bytes-in-flight`.
+    body_bytes: Semaphore,
+    /// How long a body may take to arrive.
+    body_timeout: Duration,
     /// A claim outlives the longest publish, so a live attempt is never taken over.
     lease: Duration,
     /// Published delivery ids, marked in Postgres in batches by [`mark_published`].
@@ -101,7 +108,10 @@ struct ClaimRequest {
 
 /// A started ingest service.
 pub struct Running {
+    /// The webhook listener.
     pub addr: SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub health_addr: SocketAddr,
     pub metrics: Metrics,
     pub health: Health,
     pub task: JoinHandle<()>,
@@ -121,6 +131,11 @@ pub async fn start(
         return Err(IngestError::Config(
             "--max-in-flight must be at least 1".into(),
         ));
+    }
+    if config.max_body_bytes_in_flight < MAX_BODY_BYTES || config.max_body_bytes_in_flight > Semaphore::MAX_PERMITS {
+        return Err(IngestError::Config(format!(
+            "--max-body-bytes-in-flight must be at least {MAX_BODY_BYTES} (one payload of GitHub's largest size)"
+        )));
     }
     let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest");
     pc.ack_timeout = config.ack_timeout();
@@ -157,6 +172,8 @@ pub async fn start(
         enroll: config.enroll,
         project: config.project.clone(),
         permits: Semaphore::new(config.max_in_flight),
+        body_bytes: Semaphore::new(config.max_body_bytes_in_flight),
+        body_timeout: config.body_timeout(),
         lease: config.ack_timeout() + Duration::from_secs(10),
         published: published_tx,
         claims: claims_tx,
@@ -168,8 +185,14 @@ pub async fn start(
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone())
-        .merge(plumbline_telemetry::router(health.clone(), metrics.clone()))
         .fallback(not_found);
+    // Health and metrics on a listener of their own, never on the public webhook port.
+    let health_addr = plumbline_telemetry::serve(config.health_listen, health.clone(), metrics.clone(), shutdown.clone())
+        .await
+        .map_err(|source| IngestError::Listen {
+            addr: config.health_listen,
+            source,
+        })?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| IngestError::Listen {
@@ -197,14 +220,15 @@ pub async fn start(
         health.clone(),
     ));
     health.set_ready(true);
-    tracing::info!(%addr, enroll = config.enroll, "ingest listening");
+    tracing::info!(%addr, %health_addr, enroll = config.enroll, "ingest listening");
+    let limits = server::ListenerLimits {
+        header_timeout: config.header_timeout(),
+        max_connections: config.max_connections,
+        drain: Duration::from_secs(15),
+    };
+    let server_metrics = metrics.clone();
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "ingest server failed");
-        }
+        server::serve(listener, app, limits, server_metrics, shutdown).await;
         // In-flight requests have finished: their records were acknowledged or answered 503.
         if let Err(e) = producer.flush(Duration::from_secs(5)) {
             tracing::warn!(error = %e, "producer flush at shutdown");
@@ -218,6 +242,7 @@ pub async fn start(
     });
     Ok(Running {
         addr,
+        health_addr,
         metrics,
         health,
         task,
@@ -476,14 +501,20 @@ async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Answer {
-    // Bounded work: beyond the permits, shed at once instead of queueing.
-    let Ok(_permit) = st.permits.try_acquire() else {
-        return Answer::unavailable("shed", "ingest is overloaded, redeliver later");
+    // Everything up to the signature check costs the sender's effort, not ours: the length is
+    // declared and bounded, the signature header present, the bytes reserved from a budget
+    // shared by all requests, and the body read within a deadline, all before an in-flight
+    // slot is taken. A few unsigned or slow senders can therefore neither exhaust memory nor
+    // hold the slots signed deliveries need.
+    let declared = match header_str(req.headers(), "content-length").parse::<u64>() {
+        Ok(n) => n,
+        // Neither a length nor a transfer coding: a request without a body (RFC 9112 6.3).
+        Err(_) if !req.headers().contains_key(header::TRANSFER_ENCODING) => 0,
+        // GitHub always sends Content-Length; a body of unknown length (chunked) could only be
+        // bounded by reading it.
+        Err(_) => return Answer::reject(StatusCode::LENGTH_REQUIRED, "length_required", "a Content-Length header is required"),
     };
-    let declared = header_str(req.headers(), "content-length")
-        .parse::<u64>()
-        .ok();
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared > MAX_BODY_BYTES as u64 {
         return Answer::reject(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -491,28 +522,50 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         );
     }
     // The signature is read before the body consumes the request (no copy of every header).
-    let sig = req
+    let Some(sig) = req
         .headers()
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match Bytes::from_request(req, &()).await {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Answer::reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "body exceeds 25 MiB",
-            )
-        }
-        Err(rejection) => {
-            return Answer::reject(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("reading the body: {}", rejection.body_text()),
-            )
-        }
+        .map(str::to_string)
+    else {
+        st.metrics.inc(
+            "plumbline_ingest_signature_failures_total",
+            "webhooks with a missing or wrong signature",
+            &[],
+            1,
+        );
+        return Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", "missing X-Hub-Signature-256 header");
     };
+    // `declared` is at most 25 MiB, so it fits a u32.
+    let Ok(_bytes) = st.body_bytes.try_acquire_many(declared as u32) else {
+        return Answer::unavailable("shed_bytes", "too many webhook bytes in flight, redeliver later");
+    };
+    // Read into one buffer of the declared size: no growth by doubling, no second copy.
+    let read = async {
+        use futures::StreamExt as _;
+        let mut stream = req.into_body().into_data_stream();
+        let mut buf = bytes::BytesMut::with_capacity(declared as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            if buf.len() + chunk.len() > declared as usize {
+                return Err("the body is longer than its Content-Length".to_string());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    let body = match tokio::time::timeout(st.body_timeout, read).await {
+        Err(_) => {
+            return Answer::reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {:?}", st.body_timeout),
+            )
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")),
+    };
+    let sig = Some(sig);
     if let Err(e) = plumbline_github::webhook::verify(&st.secrets, &body, sig.as_deref()) {
         st.metrics.inc(
             "plumbline_ingest_signature_failures_total",
@@ -522,6 +575,10 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         );
         return Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
     }
+    // Bounded work: beyond the permits, shed at once instead of queueing.
+    let Ok(_permit) = st.permits.try_acquire() else {
+        return Answer::unavailable("shed", "ingest is overloaded, redeliver later");
+    };
     if event.is_empty() {
         return Answer::reject(
             StatusCode::BAD_REQUEST,

@@ -10,10 +10,10 @@ fn free_port() -> u16 {
 
 #[test]
 fn sigterm_stops_the_service_gracefully() {
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let brokers = std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--kafka-brokers", &brokers, "--webhook-secret", "s"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--health-listen", &format!("127.0.0.1:{admin}"), "--kafka-brokers", &brokers, "--webhook-secret", "s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -21,7 +21,7 @@ fn sigterm_stops_the_service_gracefully() {
     let started = Instant::now();
     let mut ready = false;
     while started.elapsed() < Duration::from_secs(20) {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin)) {
             use std::io::{Read, Write};
             let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             let mut resp = String::new();
@@ -33,7 +33,7 @@ fn sigterm_stops_the_service_gracefully() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(ready, "ingest became ready on port {port}");
+    assert!(ready, "ingest became ready (admin port {admin})");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);

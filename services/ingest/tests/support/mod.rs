@@ -135,7 +135,7 @@ impl Harness {
     }
 
     pub async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.ingest.addr);
+        let url = format!("http://{}/metrics", self.ingest.health_addr);
         self.http
             .get(url)
             .send()
