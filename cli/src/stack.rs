@@ -33,6 +33,8 @@ pub struct StackConfig {
     pub content_per_hour: u32,
     /// The actuator's cool-off after a failed remediation.
     pub cool_off: Duration,
+    /// The actuator's first wait after a fix that did not hold.
+    pub fix_backoff: Duration,
     /// Run the actuator in process (false: tests run actuator processes of their own).
     pub run_actuator: bool,
 }
@@ -55,6 +57,7 @@ impl StackConfig {
             content_per_minute: 80,
             content_per_hour: 500,
             cool_off: Duration::from_secs(300),
+            fix_backoff: Duration::from_secs(60),
             run_actuator: true,
         }
     }
@@ -186,6 +189,7 @@ impl Stack {
         ac.content_per_minute = self.config.content_per_minute;
         ac.content_per_hour = self.config.content_per_hour;
         ac.cool_off_secs = self.config.cool_off.as_secs();
+        ac.fix_backoff_secs = self.config.fix_backoff.as_secs().max(1);
         ac
     }
 

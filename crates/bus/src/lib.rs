@@ -54,7 +54,10 @@ pub struct Topics {
     pub entity_events: String,
     pub verdicts: String,
     pub actions: String,
+    /// Entity events the evaluator gave up on.
     pub dlq: String,
+    /// Verdicts the actuator gave up on (after its bounded attempts).
+    pub verdicts_dlq: String,
 }
 
 impl Default for Topics {
@@ -71,11 +74,12 @@ impl Topics {
             verdicts: format!("{prefix}plumbline.verdicts.v1"),
             actions: format!("{prefix}plumbline.actions.v1"),
             dlq: format!("{prefix}plumbline.entity-events.v1.dlq"),
+            verdicts_dlq: format!("{prefix}plumbline.verdicts.v1.dlq"),
         }
     }
 
-    pub fn all(&self) -> [&str; 4] {
-        [&self.entity_events, &self.verdicts, &self.actions, &self.dlq]
+    pub fn all(&self) -> [&str; 5] {
+        [&self.entity_events, &self.verdicts, &self.actions, &self.dlq, &self.verdicts_dlq]
     }
 }
 

@@ -228,6 +228,9 @@ pub enum ActionStatus {
     Planned,
     Skipped,
     Failed,
+    /// Not tried now: the same fix was applied before and the rule failed again without
+    /// passing in between, so it is retried only after a growing back-off.
+    Deferred,
 }
 
 impl ActionStatus {
@@ -237,6 +240,7 @@ impl ActionStatus {
             ActionStatus::Planned => "planned",
             ActionStatus::Skipped => "skipped",
             ActionStatus::Failed => "failed",
+            ActionStatus::Deferred => "deferred",
         }
     }
 }
@@ -244,7 +248,7 @@ impl ActionStatus {
 impl FromStr for ActionStatus {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [ActionStatus::Applied, ActionStatus::Planned, ActionStatus::Skipped, ActionStatus::Failed]
+        [ActionStatus::Applied, ActionStatus::Planned, ActionStatus::Skipped, ActionStatus::Failed, ActionStatus::Deferred]
             .into_iter()
             .find(|a| a.as_str() == s)
             .ok_or_else(|| DomainError::UnknownStatus(s.to_string()))

@@ -400,7 +400,7 @@ impl GitHub {
             tokio::time::sleep(delay).await;
         };
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let limited = self.rate.lock().ok().and_then(|mut s| s.observe(status, &r.headers));
+        let limited = self.rate.lock().ok().and_then(|mut s| s.observe(status, &r.headers, &r.body));
         if let Some(until) = limited {
             tracing::warn!(%method, path, until = epoch_of(until), "github rate limit hit");
             return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });

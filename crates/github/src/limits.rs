@@ -44,7 +44,7 @@ impl RateState {
 
     /// Updates the state from a response; returns `Some(until)` when the response itself
     /// says "rate limited".
-    pub fn observe(&mut self, status: StatusCode, headers: &HeaderMap) -> Option<Instant> {
+    pub fn observe(&mut self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<Instant> {
         let now = Instant::now();
         if let Some(r) = header_u64(headers, "x-ratelimit-remaining") {
             self.remaining = Some(r);
@@ -59,7 +59,7 @@ impl RateState {
                 Some(now + Duration::from_secs(secs))
             } else if let (Some(0), Some(reset_in)) = (self.remaining, reset_in) {
                 Some(now + reset_in)
-            } else if status == StatusCode::TOO_MANY_REQUESTS || self.remaining == Some(0) {
+            } else if status == StatusCode::TOO_MANY_REQUESTS || self.remaining == Some(0) || says_secondary_limit(body) {
                 // Limited without saying until when: back off exponentially from a minute.
                 let backoff = FIRST_BACKOFF.saturating_mul(1 << self.unexplained_limits.min(6)).min(MAX_BACKOFF);
                 self.unexplained_limits += 1;
@@ -86,6 +86,16 @@ impl RateState {
     }
 }
 
+/// Whether a 403's body is GitHub's secondary rate limit (or its older "abuse detection")
+/// message. GitHub does not always send `retry-after` with it, and a secondary limit taken for
+/// a permission refusal would trigger fallbacks (an issue instead of an advisory) and keep
+/// hammering the limit.
+fn says_secondary_limit(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(4096)];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    text.contains("secondary rate limit") || text.contains("abuse detection")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +111,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_blocks_until_it_passes() {
         let mut s = RateState::default();
-        assert!(s.observe(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30".into())])).is_some());
+        assert!(s.observe(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30".into())]), b"").is_some());
         assert!(s.blocked_until().is_some());
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(s.blocked_until().is_some(), "still limited at 29 s");
@@ -113,23 +123,28 @@ mod tests {
     async fn an_empty_budget_blocks_until_reset_and_plain_403_does_not() {
         let mut s = RateState::default();
         let reset = (epoch_now() + 120).to_string();
-        s.observe(StatusCode::OK, &h(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)]));
+        s.observe(StatusCode::OK, &h(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)]), b"");
         let until = s.blocked_until().expect("limited after the last request");
         assert!(until.saturating_duration_since(Instant::now()) > Duration::from_secs(100));
         let mut p = RateState::default();
-        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())])).is_none());
+        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())]), b"{\"message\": \"Resource not accessible by integration\"}").is_none());
         assert!(p.blocked_until().is_none());
+        // The same status whose body says secondary rate limit is a limit, with or without
+        // retry-after, and blocks the credential.
+        let body = br#"{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
+        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())]), body).is_some());
+        assert!(p.blocked_until().is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn unexplained_limits_back_off_exponentially_from_a_minute() {
         let mut s = RateState::default();
-        let first = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        let first = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
         assert_eq!(first.saturating_duration_since(Instant::now()), Duration::from_secs(60));
-        let second = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        let second = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
         assert_eq!(second.saturating_duration_since(Instant::now()), Duration::from_secs(120));
-        s.observe(StatusCode::OK, &HeaderMap::new());
-        let again = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()).expect("limited");
+        s.observe(StatusCode::OK, &HeaderMap::new(), b"");
+        let again = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
         assert_eq!(again.saturating_duration_since(Instant::now()), Duration::from_secs(60), "reset by a success");
     }
 }

@@ -110,6 +110,7 @@ impl From<domain::ActionStatus> for v1::ActionStatus {
             domain::ActionStatus::Planned => v1::ActionStatus::Planned,
             domain::ActionStatus::Skipped => v1::ActionStatus::Skipped,
             domain::ActionStatus::Failed => v1::ActionStatus::Failed,
+            domain::ActionStatus::Deferred => v1::ActionStatus::Deferred,
         }
     }
 }

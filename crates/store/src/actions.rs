@@ -38,6 +38,19 @@ pub struct ActionResult {
     pub provider_ref: String,
 }
 
+/// What [`Store::take_over_action`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TakeOver {
+    /// The caller holds the claim now.
+    Taken(i64),
+    /// Another owner holds it, until its lease runs out.
+    Held { owner: String, until: DateTime<Utc> },
+    /// It finished.
+    Done(ActionRecord),
+    /// It was released (a failure) since: claim it anew.
+    Gone,
+}
+
 /// An action as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionRecord {
@@ -90,14 +103,15 @@ fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
 }
 
 impl Store {
-    /// Claims an action: `Ok(Some(id))` when this caller should act; `Ok(None)` when an action
-    /// with this key already exists (it was taken, or is being taken, by an earlier delivery).
-    pub async fn claim_action(&self, a: &NewAction) -> Result<Option<i64>, StoreError> {
+    /// Claims an action for `owner` until the lease runs out: `Ok(Some(id))` when this caller
+    /// should act; `Ok(None)` when an action with this key already exists (it was taken, or is
+    /// being taken, by an earlier delivery; see [`Store::take_over_action`]).
+    pub async fn claim_action(&self, a: &NewAction, owner: &str, lease: std::time::Duration) -> Result<Option<i64>, StoreError> {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                &c.prepare_cached("INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, rule_name, kind, action_type, operation, status, evaluation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)
+                &c.prepare_cached("INSERT INTO actions (idempotency_key, entity_id, project, profile, rule_type, rule_name, kind, action_type, operation, status, evaluation_id, claimed_by, lease_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, now() + make_interval(secs => $12))
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id").await?,
                 &[
@@ -111,10 +125,43 @@ impl Store {
                     &a.action_type,
                     &a.operation,
                     &a.evaluation_id,
+                    &owner,
+                    &lease.as_secs_f64(),
                 ],
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Takes over a pending action whose lease has run out (its owner crashed or lost its
+    /// partition), or that `owner` itself holds (a retry of its own attempt), renewing the lease.
+    pub async fn take_over_action(&self, key: &str, owner: &str, lease: std::time::Duration) -> Result<TakeOver, StoreError> {
+        let c = self.client().await?;
+        let taken = c
+            .query_opt(
+                &c.prepare_cached(
+                    "UPDATE actions SET claimed_by = $2, lease_until = now() + make_interval(secs => $3)
+                     WHERE idempotency_key = $1 AND status = 'pending' AND (lease_until <= now() OR claimed_by = $2)
+                     RETURNING id",
+                )
+                .await?,
+                &[&key, &owner, &lease.as_secs_f64()],
+            )
+            .await?;
+        if let Some(r) = taken {
+            return Ok(TakeOver::Taken(r.get(0)));
+        }
+        let row = c
+            .query_opt(
+                &c.prepare_cached(&format!("SELECT {COLUMNS}, claimed_by, lease_until FROM actions WHERE idempotency_key = $1")).await?,
+                &[&key],
+            )
+            .await?;
+        Ok(match row {
+            None => TakeOver::Gone,
+            Some(r) if r.get::<_, String>(9) == "pending" => TakeOver::Held { owner: r.get(19), until: r.get(20) },
+            Some(r) => TakeOver::Done(from_row(&r)),
+        })
     }
 
     /// Records how a claimed action ended.
@@ -166,6 +213,41 @@ impl Store {
             )
             .await?;
         Ok(row.as_ref().map(from_row))
+    }
+
+    /// The newest `limit` finished actions of a kind for one rule of one entity under one
+    /// profile, newest first.
+    pub async fn recent_actions(&self, entity_id: &str, profile: &str, rule_name: &str, kind: &str, limit: i64) -> Result<Vec<ActionRecord>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM actions
+                     WHERE entity_id = $1 AND profile = $2 AND rule_name = $3 AND kind = $4 AND status <> 'pending'
+                     ORDER BY id DESC LIMIT $5"
+                ))
+                .await?,
+                &[&entity_id, &profile, &rule_name, &kind, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Whether an evaluation of the rule passed after `since` (and before `until`, if given).
+    pub async fn passed_between(&self, entity_id: &str, profile: &str, rule_name: &str, since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                &c.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM evaluation_history
+                     WHERE entity_id = $1 AND profile = $2 AND rule_name = $3 AND status = 'pass'
+                       AND evaluated_at > $4 AND ($5::timestamptz IS NULL OR evaluated_at < $5))",
+                )
+                .await?,
+                &[&entity_id, &profile, &rule_name, &since, &until],
+            )
+            .await?;
+        Ok(row.get(0))
     }
 
     pub async fn list_actions(&self, entity_id: &str) -> Result<Vec<ActionRecord>, StoreError> {

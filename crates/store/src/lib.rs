@@ -5,6 +5,7 @@
 //! several replicas starting together do not race.
 
 mod actions;
+mod budget;
 mod deliveries;
 mod entities;
 mod error;
@@ -14,7 +15,8 @@ mod posture;
 mod rules;
 pub mod testing;
 
-pub use actions::{ActionRecord, ActionResult, NewAction};
+pub use actions::{ActionRecord, ActionResult, NewAction, TakeOver};
+pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;
 pub use error::StoreError;
 pub use evaluations::{EvaluationRecord, LastVerdict, StatusRow};

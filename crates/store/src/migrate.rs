@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_deliveries_hot",
         include_str!("../migrations/0005_webhook_deliveries_hot.sql"),
     ),
+    (
+        6,
+        "actuator_leases_and_budget",
+        include_str!("../migrations/0006_actuator_leases_and_budget.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.

@@ -2,7 +2,7 @@
 
 use plumbline_domain::{Entity, EntityRef};
 use plumbline_store::testing::TestDatabase;
-use plumbline_store::{EvaluationRecord, NewAction, StoreError, MIGRATIONS};
+use plumbline_store::{EvaluationRecord, NewAction, StoreError, TakeOver, MIGRATIONS};
 
 fn repo(id: u64, name: &str) -> Entity {
     Entity {
@@ -222,16 +222,32 @@ async fn actions_are_claimed_once() {
         operation: "apply".into(),
         evaluation_id: None,
     };
+    let hour = std::time::Duration::from_secs(3600);
     let id = s
-        .claim_action(&a)
+        .claim_action(&a, "replica-a", hour)
         .await
         .expect("claim")
         .expect("first claim wins");
     assert_eq!(
-        s.claim_action(&a).await.expect("claim"),
+        s.claim_action(&a, "replica-b", hour).await.expect("claim"),
         None,
         "second claim of the same key loses"
     );
+    // A live lease of another replica is not taken over (a rebalance); its owner may retry.
+    match s.take_over_action("k1", "replica-b", hour).await.expect("take over") {
+        TakeOver::Held { owner, until } => {
+            assert_eq!(owner, "replica-a");
+            assert!(until > chrono::Utc::now() + chrono::Duration::minutes(59));
+        }
+        other => panic!("another replica's live claim was not held: {other:?}"),
+    }
+    assert_eq!(s.take_over_action("k1", "replica-a", hour).await.expect("take over"), TakeOver::Taken(id));
+    // An expired lease (its owner died) is taken over.
+    let expired = NewAction { idempotency_key: "k-expired".into(), ..a.clone() };
+    let eid = s.claim_action(&expired, "replica-a", std::time::Duration::ZERO).await.expect("claim").expect("claimed");
+    assert_eq!(s.take_over_action("k-expired", "replica-b", hour).await.expect("take over"), TakeOver::Taken(eid));
+    assert!(matches!(s.take_over_action("k-expired", "replica-a", hour).await.expect("take over"), TakeOver::Held { .. }), "and is now b's");
+    assert_eq!(s.take_over_action("k-missing", "replica-a", hour).await.expect("take over"), TakeOver::Gone);
     let result = plumbline_store::ActionResult {
         status: "applied".into(),
         message: "ok".into(),
@@ -242,6 +258,7 @@ async fn actions_are_claimed_once() {
         provider_ref: String::new(),
     };
     s.finish_action(id, &result).await.expect("finish");
+    assert!(matches!(s.take_over_action("k1", "replica-b", hour).await.expect("take over"), TakeOver::Done(r) if r.id == id), "a finished action is announced, not redone");
     let got = s.get_action("k1").await.expect("get").expect("exists");
     assert_eq!(
         (

@@ -81,6 +81,30 @@ pub struct ActuatorConfig {
     #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK", default_value_t = true, action = clap::ArgAction::Set)]
     pub alert_issue_fallback: bool,
 
+    /// Also fall back to an issue on public repositories, where everyone can read it (by default
+    /// only private repositories fall back: an advisory is private, a public issue is not).
+    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub alert_issue_fallback_public: bool,
+
+    /// Attempts at one verdict before it goes to the dead-letter topic
+    /// (`plumbline.verdicts.v1.dlq`).
+    #[arg(long, env = "PLUMB_ACTUATOR_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// How long a replica's claim on an action holds before another replica may take it over
+    /// (seconds). Longer than any one action takes; a crashed replica's actions wait this long.
+    #[arg(long, env = "PLUMB_ACTUATOR_CLAIM_LEASE_SECS", default_value_t = 300)]
+    pub claim_lease_secs: u64,
+
+    /// After a fix was applied and the rule failed again without passing in between, wait this
+    /// long before applying it again (seconds); doubled for each such fix in a row.
+    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_SECS", default_value_t = 60)]
+    pub fix_backoff_secs: u64,
+
+    /// The longest wait between fixes that do not hold (seconds).
+    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_MAX_SECS", default_value_t = 6 * 3600)]
+    pub fix_backoff_max_secs: u64,
+
     /// Prefix of the branches pull-request remediations push (one branch per rule).
     #[arg(long, env = "PLUMB_PR_BRANCH_PREFIX", default_value = "plumbline/")]
     pub pr_branch_prefix: String,
@@ -97,6 +121,11 @@ impl ActuatorConfig {
             content_per_minute: 80,
             content_per_hour: 500,
             alert_issue_fallback: true,
+            alert_issue_fallback_public: false,
+            max_attempts: 5,
+            claim_lease_secs: 300,
+            fix_backoff_secs: 60,
+            fix_backoff_max_secs: 6 * 3600,
             pr_branch_prefix: "plumbline/".into(),
         }
     }
@@ -138,9 +167,17 @@ struct Actuator {
     budget: ContentBudget,
     cool_off: chrono::Duration,
     alert_issue_fallback: bool,
+    alert_issue_fallback_public: bool,
     branch_prefix: String,
     /// Compiled rule types by (project, name), with the version they were compiled at.
     rules: Mutex<HashMap<(String, String), (i64, Arc<CompiledRule>)>>,
+    /// This replica's name on the claims it holds.
+    replica: String,
+    /// First wait after a fix that did not hold, and the longest.
+    fix_backoff: chrono::Duration,
+    fix_backoff_max: chrono::Duration,
+    /// How long a claim holds before another replica may take it over.
+    lease: Duration,
 }
 
 pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Result<Running, ActuatorError> {
@@ -169,19 +206,25 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         topics,
         metrics: metrics.clone(),
         outcomes: outcomes.clone(),
-        budget: ContentBudget::new(config.content_per_minute, config.content_per_hour),
+        budget: ContentBudget::new(store.clone(), config.content_per_minute, config.content_per_hour),
         cool_off: chrono::Duration::seconds(config.cool_off_secs.min(i64::MAX as u64) as i64),
         alert_issue_fallback: config.alert_issue_fallback,
+        alert_issue_fallback_public: config.alert_issue_fallback_public,
         branch_prefix: config.pr_branch_prefix.clone(),
         rules: Mutex::new(HashMap::new()),
+        replica: format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "actuator".into()), uuid::Uuid::new_v4().simple()),
+        lease: Duration::from_secs(config.claim_lease_secs.max(1)),
+        fix_backoff: chrono::Duration::seconds(config.fix_backoff_secs.clamp(1, 86_400 * 7) as i64),
+        fix_backoff_max: chrono::Duration::seconds(config.fix_backoff_max_secs.clamp(1, 86_400 * 7) as i64),
     };
     let worker = Worker {
         name: "actuator",
         consumer,
-        // Verdicts have no DLQ: a verdict that cannot be acted on now is retried, and the next
-        // evaluation of the entity produces a fresh one anyway.
-        max_attempts: 5,
-        dead_letter: None,
+        // Bounded attempts, then the verdict goes to its dead-letter topic with the reason, so
+        // an action that keeps failing is visible and replayable instead of lost or looped.
+        // (Parking on rate limits, the budget or another replica's claim is not an attempt.)
+        max_attempts: config.max_attempts.max(1),
+        dead_letter: Some((act.producer.clone(), act.topics.verdicts_dlq.clone())),
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
@@ -244,11 +287,10 @@ fn github_unavailable(e: GitHubError) -> Failure {
 }
 
 /// The budget is spent until `at`: park the verdict until then.
-fn budget_spent(at: tokio::time::Instant) -> Failure {
-    let wait = at.saturating_duration_since(tokio::time::Instant::now());
+fn budget_spent(at: std::time::SystemTime) -> Failure {
     Failure::Unavailable {
         reason: "content-creation budget spent".into(),
-        until: Some(std::time::SystemTime::now() + wait),
+        until: Some(at),
     }
 }
 
@@ -366,6 +408,13 @@ impl Actuator {
         let Some(entity) = self.store.get_entity(&entity_id).await.map_err(transient)? else {
             return Ok(()); // retired since the evaluation
         };
+        // A verdict acts only within its own project: the rule types and profile it names are
+        // looked up there, and must not reach an entity another project owns.
+        if entity.project != v.project {
+            self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "project")], 1);
+            tracing::warn!(entity = %entity_id, entity_project = %entity.project, verdict_project = %v.project, "verdict's project is not the entity's; ignored");
+            return Ok(());
+        }
         let Some(rule) = self.rule(&v.project, &v.rule_type).await? else {
             return Ok(()); // deleted since the evaluation, or does not compile (logged)
         };
@@ -457,19 +506,32 @@ impl Actuator {
         }
     }
 
-    /// Claims `action`, or finds it finished (a redelivery) or pending (a crash: taken over).
+    /// Claims `action`, or finds it finished (a redelivery), or takes over a pending claim whose
+    /// lease ran out (a crash) or that this replica holds itself (its own retry). A claim another
+    /// live replica holds parks the verdict until that lease ends: by then the action is finished
+    /// (and this delivery only announces it) or abandoned (and taken over).
     async fn claim(&self, action: &NewAction) -> Result<Claim, Failure> {
+        use plumbline_store::TakeOver;
         loop {
-            if let Some(id) = self.store.claim_action(action).await.map_err(transient)? {
+            if let Some(id) = self.store.claim_action(action, &self.replica, self.lease).await.map_err(transient)? {
                 return Ok(Claim::Act(id));
             }
-            match self.store.get_action(&action.idempotency_key).await.map_err(transient)? {
-                Some(existing) if existing.status == "pending" => {
+            match self.store.take_over_action(&action.idempotency_key, &self.replica, self.lease).await.map_err(transient)? {
+                TakeOver::Taken(id) => {
                     tracing::info!(entity = %action.entity_id, rule = %action.rule_name, kind = %action.kind, "taking over a pending action");
-                    return Ok(Claim::TakeOver(existing.id));
+                    return Ok(Claim::TakeOver(id));
                 }
-                Some(existing) => return Ok(Claim::Done(existing)),
-                None => continue, // released between the two calls: claim it again
+                TakeOver::Held { owner, until } => {
+                    self.metrics.inc("plumbline_actuator_claims_held_total", "verdicts parked because another replica holds the action's claim", &[], 1);
+                    tracing::info!(entity = %action.entity_id, rule = %action.rule_name, %owner, %until, "another replica holds this action; waiting for its lease");
+                    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100);
+                    return Err(Failure::Unavailable {
+                        reason: format!("action claimed by replica {owner} until {until}"),
+                        until: Some(std::time::SystemTime::now() + wait),
+                    });
+                }
+                TakeOver::Done(existing) => return Ok(Claim::Done(existing)),
+                TakeOver::Gone => continue, // released between the two calls: claim it again
             }
         }
     }
@@ -595,7 +657,15 @@ impl Actuator {
             Ok(a) => a,
         };
         match self.recheck(job).await? {
-            Recheck::Fails => {}
+            Recheck::Fails => {
+                if mode == ActionMode::On && action_type != "pull_request" {
+                    if let Some(ended) = self.back_off(job).await? {
+                        self.metrics.inc("plumbline_actuator_deferred_total", "actions not tried, by reason", &[("reason", "fix_not_holding")], 1);
+                        self.finish(job, id, outcome, ended).await?;
+                        return Ok(false);
+                    }
+                }
+            }
             Recheck::Passes => {
                 let why = if taken_over {
                     "the rule passes against live state: nothing to do (an earlier attempt of this action, cut short before it was recorded, may have applied it)"
@@ -642,6 +712,52 @@ impl Actuator {
         Ok(false)
     }
 
+    /// Whether to hold back a fix that was applied before and did not hold: the rule failed
+    /// again without an evaluation passing since (a remediation the API accepts but ignores,
+    /// a rule that does not describe what the remediation sets). Each such fix in a row doubles
+    /// the wait from `--fix-backoff-secs`, up to `--fix-backoff-max-secs`, and each hold is
+    /// recorded and announced as `deferred`, so the loop is visible instead of spinning. A fix
+    /// that held (the rule passed in between) starts over, so a setting someone switches off
+    /// again is put back at once, however often that happens.
+    async fn back_off(&self, job: &Job<'_>) -> Result<Option<Ended>, Failure> {
+        let (entity, profile, rule) = (job.entity_id, job.verdict.profile.as_str(), job.verdict.rule_name.as_str());
+        let recent = self.store.recent_actions(entity, profile, rule, "remediation", 32).await.map_err(transient)?;
+        let mut not_held = 0u32;
+        let mut newest: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut later: Option<chrono::DateTime<chrono::Utc>> = None;
+        for a in &recent {
+            match a.status.as_str() {
+                "deferred" => continue,
+                "applied" => {
+                    if self.store.passed_between(entity, profile, rule, a.updated_at, later).await.map_err(transient)? {
+                        break;
+                    }
+                    not_held += 1;
+                    newest.get_or_insert(a.updated_at);
+                    later = Some(a.updated_at);
+                }
+                _ => break,
+            }
+        }
+        let Some(last) = newest else { return Ok(None) };
+        let wait = self.fix_backoff.checked_mul(1 << (not_held - 1).min(20)).unwrap_or(self.fix_backoff_max).min(self.fix_backoff_max);
+        let next = last + wait;
+        if chrono::Utc::now() >= next {
+            return Ok(None);
+        }
+        tracing::warn!(entity, repo = %job.entity.full_name(), rule, times = not_held, %next, "the fix did not hold; backing off");
+        Ok(Some(Ended::new(
+            ActionStatus::Deferred,
+            format!("the fix applied at {last} did not hold ({not_held} in a row without the rule passing): the rule still fails against live state; next attempt after {next}"),
+        )))
+    }
+
+    /// Reserves `slots` content-creating requests of this credential from the budget every
+    /// replica shares, or parks the verdict until they are free.
+    async fn reserve(&self, slots: u32) -> Result<budget::Reservation, Failure> {
+        self.budget.try_reserve(self.github.credential_id(), slots).await.map_err(transient)?.map_err(budget_spent)
+    }
+
     /// One remediation request (`rest`, `gh_branch_protection`), within the budget.
     async fn send_request(&self, mode: ActionMode, method: &str, path: &str, body: Option<&Value>) -> Result<Ended, Failure> {
         let url = format!("{}{}", self.github.api_url(), path);
@@ -654,9 +770,9 @@ impl Actuator {
             });
         }
         let m = Method::from_bytes(method.as_bytes()).map_err(|_| Failure::Poison(format!("bad method {method}")))?;
-        let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+        let reservation = self.reserve(1).await?;
         let sent = self.github.request(m, path, body).await;
-        reservation.finish(1);
+        reservation.finish(1).await;
         let r = match sent {
             Ok(r) => r,
             // Maybe applied, maybe not: the pending claim is taken over on the retry, whose
@@ -705,13 +821,10 @@ impl Actuator {
                 });
             }
         }
-        let reservation = self
-            .budget
-            .try_reserve(self.github.credential_id(), prepared.writes.len() as u32)
-            .map_err(budget_spent)?;
+        let reservation = self.reserve(prepared.writes.len() as u32).await?;
         match pull_request::apply(&self.github, &prepared).await {
             Ok(applied) => {
-                reservation.finish(applied.sent);
+                reservation.finish(applied.sent).await;
                 let what = match &prepared.existing {
                     Some(_) => format!("pull request #{} updated: {}", applied.number, applied.html_url),
                     None => format!("pull request #{} opened: {}", applied.number, applied.html_url),
@@ -723,11 +836,11 @@ impl Actuator {
                 })
             }
             Err((pull_request::PrError::Transient(e), sent)) => {
-                reservation.finish(sent);
+                reservation.finish(sent).await;
                 Err(github_unavailable(e))
             }
             Err((pull_request::PrError::Refused(m), sent)) => {
-                reservation.finish(sent);
+                reservation.finish(sent).await;
                 Ok(Ended {
                     requests: requests_json(&planned),
                     ..Ended::new(ActionStatus::Failed, m)
@@ -796,9 +909,9 @@ impl Actuator {
         let mut requests = Vec::new();
         let (mut path, mut body, mut kind) = (path, body, kind);
         loop {
-            let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+            let reservation = self.reserve(1).await?;
             let sent = alerts::send(&self.github, Method::POST, &path, &body).await;
-            reservation.finish(1);
+            reservation.finish(1).await;
             let (status, answer) = sent.map_err(github_unavailable)?;
             requests.push(("POST".to_string(), url(&path), body.to_string()));
             let refused = matches!(status, 403 | 404 | 410 | 422);
@@ -820,6 +933,20 @@ impl Actuator {
                 return self.finish(job, id, outcome, ended).await;
             }
             let why = answer.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+            // An issue is public on a public repository: it would announce the weakness to
+            // everyone, where an advisory stays private to maintainers. Fall back there only
+            // when the operator said so; an entity of unknown visibility counts as public.
+            let private = job.entity.properties.get("private").and_then(Value::as_bool).unwrap_or(false);
+            if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback && !private && !self.alert_issue_fallback_public {
+                let ended = Ended {
+                    requests: requests_json(&requests),
+                    ..Ended::new(
+                        ActionStatus::Failed,
+                        format!("POST {path} answered {status}: {why}; no issue opened instead, since the repository is public and an issue would disclose the weakness (PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC allows it)"),
+                    )
+                };
+                return self.finish(job, id, outcome, ended).await;
+            }
             if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback {
                 tracing::info!(entity = %job.entity_id, status, reason = %why, "security advisory refused, opening an issue instead");
                 kind = AlertKind::Issue;
@@ -858,9 +985,9 @@ impl Actuator {
             };
             return self.finish(job, id, outcome, ended).await;
         }
-        let reservation = self.budget.try_reserve(self.github.credential_id(), 1).map_err(budget_spent)?;
+        let reservation = self.reserve(1).await?;
         let sent = alerts::send(&self.github, Method::PATCH, &path, &body).await;
-        reservation.finish(1);
+        reservation.finish(1).await;
         let (status, answer) = sent.map_err(github_unavailable)?;
         let ended = if (200..300).contains(&status) || status == 404 {
             // 404: removed by a human meanwhile; closed is what was wanted.
@@ -898,10 +1025,13 @@ impl Actuator {
             .unwrap_or_default();
         let kind = if outcome.kind == ActionKind::Alert as i32 { "alert" } else { "remediation" };
         self.metrics.inc("plumbline_actuator_actions_total", "actions by kind, type and status", &[("kind", kind), ("type", &outcome.action_type), ("status", &status)], 1);
-        let (minute, hour, held) = self.budget.usage(self.github.credential_id());
-        self.metrics.set_gauge("plumbline_actuator_content_requests_last_minute", "content-creating requests sent in the last minute", &[], u64::from(minute));
-        self.metrics.set_gauge("plumbline_actuator_content_requests_last_hour", "content-creating requests sent in the last hour", &[], u64::from(hour));
-        self.metrics.set_gauge("plumbline_actuator_content_requests_reserved", "content-creating requests reserved by running actions", &[], u64::from(held));
+        if outcome.status == status_i32(ActionStatus::Applied) {
+            if let Ok(u) = self.budget.usage(self.github.credential_id()).await {
+                self.metrics.set_gauge("plumbline_actuator_content_requests_last_minute", "content-creating requests sent in the last minute (all replicas)", &[], u64::from(u.minute));
+                self.metrics.set_gauge("plumbline_actuator_content_requests_last_hour", "content-creating requests sent in the last hour (all replicas)", &[], u64::from(u.hour));
+                self.metrics.set_gauge("plumbline_actuator_content_requests_reserved", "content-creating requests reserved by running actions (all replicas)", &[], u64::from(u.held));
+            }
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let trace: TraceContext = record.trace().child();
         self.producer

@@ -349,6 +349,10 @@ fn actuator_process(stack: &Stack) -> ServiceProcess {
             .env("PLUMB_ACTUATOR_GROUP", &ac.group_id)
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
+            .env("PLUMB_CONTENT_PER_MINUTE", ac.content_per_minute.to_string())
+            .env("PLUMB_CONTENT_PER_HOUR", ac.content_per_hour.to_string())
+            // A killed replica's claims are taken over once their lease runs out.
+            .env("PLUMB_ACTUATOR_CLAIM_LEASE_SECS", "5")
             .env("RUST_LOG", "warn"),
     )
 }
@@ -457,9 +461,11 @@ fn failing_verdicts(records: &[plumbline_bus::Record], entity: &str) -> Vec<Verd
 }
 
 /// 200 repositories lack a Dependabot configuration: 200 pull requests of four writes each,
-/// 800 content-creating requests. GitHub allows 80 a minute, so the run takes ten minutes; the
-/// simulator enforces the limit (a request past it is refused and logged as such) and none is
-/// refused, the log shows at most 80 writes in any minute, and every pull request is opened.
+/// 800 content-creating requests, made by three actuator replicas (processes of their own)
+/// sharing one credential. GitHub allows 80 a minute per credential, whoever sends them, so the
+/// run takes ten minutes; the simulator enforces the limit (a request past it is refused and
+/// logged as such) and none is refused, the log shows at most 80 writes in any minute, and
+/// every pull request is opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
     const REPOS: usize = 200;
@@ -468,8 +474,10 @@ async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
     let (stack, _topics) = start(&db, |c| {
         c.content_per_minute = 80;
         c.content_per_hour = 1_000;
+        c.run_actuator = false;
     })
     .await;
+    let _replicas: Vec<ServiceProcess> = (0..3).map(|_| actuator_process(&stack)).collect();
     stack.sim.set_content_limits(Some(ContentLimits { per_minute: 80, per_hour: 1_000 }));
     let store = db.store();
     let names: Vec<String> = (0..REPOS).map(|i| format!("svc-{i:03}")).collect();
@@ -513,6 +521,122 @@ async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
         })
         .await;
         assert!(!recorded.is_empty() && recorded.iter().all(|a| a.status == "applied" && a.provider_ref == recorded[0].provider_ref), "{recorded:?}");
+    }
+    stack.stop().await;
+}
+
+/// A rule type of the test's own that never passes, with a remediation GitHub accepts and that
+/// changes nothing the rule reads: a fix that does not hold.
+const NEVER_HOLDS: &str = r#"
+version: v1
+type: rule-type
+name: never_holds
+def:
+  in_entity: repository
+  rule_schema: {}
+  ingest:
+    type: rest
+    rest:
+      endpoint: "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"
+      parse: json
+  eval:
+    type: rego
+    rego:
+      type: deny-by-default
+      def: |
+        package minder
+        default allow := false
+  remediate:
+    type: rest
+    rest:
+      method: PATCH
+      endpoint: "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"
+      body: '{"description": "touched by plumbline"}'
+"#;
+
+/// The fix is applied, the verification evaluation still fails, and instead of applying it
+/// again at once (a loop as fast as the pipeline) the actuator records and announces the
+/// verdict as `deferred`, backing off exponentially per rule and entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fix_that_does_not_hold_backs_off_and_is_reported() {
+    let db = TestDb::new().await;
+    let (stack, topics) = start(&db, |c| c.fix_backoff = Duration::from_secs(3)).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "stubborn", RepoOptions::default());
+    let entity = format!("github/repository/{id}");
+    let mut actions = Reader::new(&topics.actions);
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    commands::apply_rule_type(&mut c, PROJECT, NEVER_HOLDS).await.expect("rule type");
+    commands::apply_profile(&mut c, PROJECT, &profile("stubborn", "on", "off", "  - type: never_holds\n    def: {}\n")).await.expect("profile");
+    commands::register_repository(&mut c, PROJECT, "acme/stubborn", vec![]).await.expect("register");
+
+    let deferred = |n: usize| move |rs: &[plumbline_bus::Record]| outcomes(rs).iter().filter(|o| o.status == ActionStatus::Deferred as i32).count() >= n;
+    assert!(actions.read_until(Duration::from_secs(60), deferred(1)).await, "a deferred outcome announced: {:?}", outcomes(&actions.records));
+    // Let any loop show itself.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&stack, PATCH_REPO), 1, "the fix was applied once, then held back");
+    let o = outcomes(&actions.records).into_iter().find(|o| o.status == ActionStatus::Deferred as i32).expect("deferred");
+    assert!(o.message.contains("did not hold") && o.message.contains("1 in a row"), "{}", o.message);
+
+    // After the back-off a new failing evaluation tries once more, and the next wait doubles.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: entity.clone() }).await.expect("reconcile");
+    eventually(Duration::from_secs(30), "the fix tried again after the back-off", || async { (count(&stack, PATCH_REPO) == 2).then_some(()) }).await;
+    let twice = |n: usize| move |rs: &[plumbline_bus::Record]| outcomes(rs).iter().filter(|o| o.status == ActionStatus::Deferred as i32 && o.message.contains("2 in a row")).count() >= n;
+    assert!(actions.read_until(Duration::from_secs(30), twice(1)).await, "{:?}", outcomes(&actions.records));
+    // Within the doubled wait, another failing evaluation changes nothing on GitHub.
+    let before = outcomes(&actions.records).iter().filter(|o| o.status == ActionStatus::Deferred as i32 && o.message.contains("2 in a row")).count();
+    c.reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: entity.clone() }).await.expect("reconcile");
+    assert!(actions.read_until(Duration::from_secs(30), twice(before + 1)).await, "{:?}", outcomes(&actions.records));
+    assert_eq!(count(&stack, PATCH_REPO), 2);
+    let recorded = store.list_actions(&entity).await.expect("actions");
+    assert_eq!(recorded.iter().filter(|a| a.status == "applied").count(), 2, "{recorded:?}");
+    assert!(recorded.iter().filter(|a| a.status == "deferred").count() >= 3, "{recorded:?}");
+    stack.stop().await;
+}
+
+/// The same failing verdict handled by two actuator replicas at once (what a rebalance
+/// produces: the new owner of the partition receives what the old one has not committed) while
+/// the first one's write is still in flight: the second finds the claim held under a live
+/// lease and waits for it instead of applying the fix a second time; once the lease is over it
+/// finds the action finished and only announces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_actuators_racing_on_one_verdict_apply_it_once() {
+    let db = TestDb::new().await;
+    let (stack, topics) = start(&db, |c| c.run_actuator = false).await;
+    let id = stack.sim.create_repo("acme", "contested", RepoOptions::default());
+    let entity = format!("github/repository/{id}");
+    // The protection PUT takes 4 s: the window in which the other replica gets the verdict.
+    stack
+        .sim
+        .add_fault(plumbline_github_sim::Fault::latency(Duration::from_secs(4)).on_route("/repos/{owner}/{repo}/branches/{branch}/protection").on_method("PUT"))
+        .expect("fault");
+    let mut replicas = Vec::new();
+    for group in ["a", "b"] {
+        let mut ac = stack.actuator_config();
+        // Two groups, so both replicas certainly receive the verdict.
+        ac.group_id = format!("{}-{group}", ac.group_id);
+        ac.claim_lease_secs = 8;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = plumbline_actuator::start(ac, shutdown.clone()).await.expect("actuator");
+        replicas.push((shutdown, running));
+    }
+    let mut actions = Reader::new(&topics.actions);
+    enroll(&stack, &[profile("guard", "on", "off", PROTECTION)], &[("acme", "contested")]).await;
+
+    // Both replicas answer the verdict: one applied it, the other announces that action.
+    let answered = |rs: &[plumbline_bus::Record]| {
+        let os = outcomes(rs);
+        let applied: Vec<_> = os.iter().filter(|o| o.kind == ActionKind::Remediation as i32 && o.status == ActionStatus::Applied as i32).collect();
+        applied.len() >= 2 && applied.iter().all(|o| o.idempotency_key == applied[0].idempotency_key)
+    };
+    assert!(actions.read_until(Duration::from_secs(60), answered).await, "outcomes: {:?}", outcomes(&actions.records));
+    assert_eq!(count(&stack, PUT_PROTECTION), 1, "the fix was applied once");
+    let recorded = db.store().list_actions(&entity).await.expect("actions");
+    assert_eq!(recorded.iter().filter(|a| a.kind == "remediation" && a.status == "applied").count(), 1, "{recorded:?}");
+    for (shutdown, running) in replicas {
+        shutdown.cancel();
+        let _ = running.task.await;
     }
     stack.stop().await;
 }
