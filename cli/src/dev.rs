@@ -22,8 +22,8 @@ pub struct DevArgs {
 
     /// Postgres to use (its database is used as is); default: a database of its own on a local
     /// server at 127.0.0.1:5432, else a private cluster in a temporary folder.
-    #[arg(long, env = "PLUMB_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "PLUMB_DATABASE_URL", hide_env_values = true, value_parser = |s: &str| Ok::<_, std::convert::Infallible>(secrecy::SecretString::from(s)))]
+    pub database_url: Option<secrecy::SecretString>,
 
     /// Organisation of the simulated fleet.
     #[arg(long, default_value = "acme")]
@@ -84,8 +84,9 @@ impl Broker {
 /// Finds or makes a database; returns its URL and the private cluster to keep alive, if any.
 async fn database(args: &DevArgs) -> anyhow::Result<(String, Option<PrivateCluster>)> {
     // An empty value (an unset variable passed through) means "not given".
-    if let Some(url) = args.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
-        return Ok((url.clone(), None));
+    use secrecy::ExposeSecret;
+    if let Some(url) = args.database_url.as_ref().map(|u| u.expose_secret()).filter(|u| !u.trim().is_empty()) {
+        return Ok((url.to_string(), None));
     }
     let (admin_url, cluster) = if admin::reachable(LOCAL_ADMIN_URL).await {
         println!("postgres: using the local server at 127.0.0.1:5432, database {DEV_DATABASE}");

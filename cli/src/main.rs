@@ -28,7 +28,7 @@ enum Command {
     Dev(dev::DevArgs),
     /// Apply the embedded database migrations.
     Migrate {
-        #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline")]
+        #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline", hide_env_values = true)]
         database_url: String,
     },
     /// Rule types.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone)]
+/// (No `Debug`: it holds the webhook secret, the GitHub token and the database URL.)
+#[derive(Clone)]
 pub struct StackConfig {
     pub kafka_brokers: String,
     pub database_url: String,
@@ -259,6 +260,6 @@ impl Stack {
 fn service_args(config: &StackConfig, sim_url: &str) -> ServiceArgs {
     let mut a = ServiceArgs::local(&config.kafka_brokers, &config.database_url, sim_url);
     a.topic_prefix = config.topic_prefix.clone();
-    a.github_token = config.github_token.clone();
+    a.github_token = config.github_token.clone().map(Into::into);
     a
 }

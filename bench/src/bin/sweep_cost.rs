@@ -195,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = sim.serve("127.0.0.1:0".parse()?, shutdown.clone()).await?;
     let mut config = GitHubConfig::new(format!("http://{addr}"), Some(TOKEN.to_string()));
     // Room for every conditional entry of the sweep (about 8 per repository).
-    config.etag_cache_entries = 20 * repos.max(1000);
+    config.etag_cache_bytes = 20 * repos.max(1000) * 8192;
     let github = GitHub::new(&config)?;
     let provider = GitHubProvider::new(github, 4 << 30);
 

@@ -29,6 +29,8 @@ pub struct ConsumerConfig {
     /// the pipeline for up to this long, so it is short: a fetch every 50 ms per broker is
     /// cheap, half a second (librdkafka's default) per hop is not.
     pub fetch_wait: Duration,
+    /// Security and passthrough properties (TLS, SASL, ...), applied after Plumbline's own.
+    pub client_options: Vec<(String, secrecy::SecretString)>,
 }
 
 impl ConsumerConfig {
@@ -42,7 +44,14 @@ impl ConsumerConfig {
             session_timeout: Duration::from_secs(10),
             revoke_grace: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(50),
+            client_options: Vec::new(),
         }
+    }
+
+    /// With security and passthrough properties (see [`crate::apply_client_options`]).
+    pub fn with_client_options(mut self, options: Vec<(String, secrecy::SecretString)>) -> Self {
+        self.client_options = options;
+        self
     }
 }
 
@@ -213,8 +222,8 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(config: &ConsumerConfig) -> Result<Self, BusError> {
         let gate = Arc::new(PartitionGate::new(config.revoke_grace));
-        let inner: StreamConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group_id)
             .set("client.id", &config.client_id)
             // Commit periodically, but only what `done` stored: at-least-once.
@@ -233,7 +242,9 @@ impl Consumer {
             // records for a while; it keeps its partitions rather than handing them to a
             // replica that would hit the same outage. A dead process is still detected by
             // the session timeout (heartbeats come from librdkafka's own thread).
-            .set("max.poll.interval.ms", "3600000")
+            .set("max.poll.interval.ms", "3600000");
+        crate::apply_client_options(&mut cc, &config.client_options)?;
+        let inner: StreamConsumer<GroupContext> = cc
             .create_with_context(GroupContext {
                 rebalances: AtomicU64::new(0),
                 gate: gate.clone(),

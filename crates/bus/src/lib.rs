@@ -83,6 +83,29 @@ impl Topics {
     }
 }
 
+/// Properties no caller may set through the passthrough: the delivery guarantees the bus is
+/// built on, and switches that turn broker certificate checks off.
+const RESERVED: &[&str] = &["bootstrap.servers", "metadata.broker.list", "group.id", "enable.idempotence", "acks", "request.required.acks", "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "message.timeout.ms", "isolation.level"];
+
+/// Applies security and passthrough properties to a librdkafka configuration (after the bus's
+/// own). Refuses the properties the bus's guarantees rest on, and turning certificate checks
+/// off, whatever the caller was given.
+pub fn apply_client_options(cc: &mut rdkafka::ClientConfig, options: &[(String, secrecy::SecretString)]) -> Result<(), BusError> {
+    use secrecy::ExposeSecret;
+    for (k, v) in options {
+        let key = k.to_ascii_lowercase();
+        if RESERVED.contains(&key.as_str()) {
+            return Err(BusError::Config(format!("kafka property {k} is Plumbline's own and cannot be overridden")));
+        }
+        let off = matches!(v.expose_secret().trim().to_ascii_lowercase().as_str(), "false" | "none" | "0" | "");
+        if (key == "enable.ssl.certificate.verification" || key == "ssl.endpoint.identification.algorithm") && off {
+            return Err(BusError::Config(format!("kafka property {k} would turn broker certificate checks off")));
+        }
+        cc.set(k, v.expose_secret());
+    }
+    Ok(())
+}
+
 /// Creates Plumbline's topics if they do not exist (CreateTopics; an existing topic is fine).
 ///
 /// Not for the embedded broker, which has no CreateTopics: [`EmbeddedBroker`] creates its own.
@@ -116,4 +139,52 @@ pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod client_option_tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, SecretString)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), SecretString::from(v.to_string()))).collect()
+    }
+
+    #[test]
+    fn the_guarantees_cannot_be_overridden_nor_certificate_checks_turned_off() {
+        for (k, v) in [
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "true"),
+            ("bootstrap.servers", "evil:9092"),
+            ("enable.ssl.certificate.verification", "false"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+        ] {
+            let p = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[(k, v)])));
+            assert!(matches!(p, Err(BusError::Config(_))), "{k}={v} accepted by a producer");
+            let c = Consumer::new(&ConsumerConfig::new("127.0.0.1:9", "g", "t").with_client_options(opts(&[(k, v)])));
+            assert!(matches!(c, Err(BusError::Config(_))), "{k}={v} accepted by a consumer");
+        }
+    }
+
+    #[test]
+    fn tls_and_sasl_properties_reach_librdkafka() {
+        // Built with TLS: a CA file that does not exist is librdkafka's own error at creation.
+        let e = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[("security.protocol", "ssl"), ("ssl.ca.location", "/nonexistent/ca.pem")])))
+            .err()
+            .expect("missing CA refused");
+        assert!(e.to_string().contains("ssl.ca.location") || e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        // SCRAM over TLS with the system's roots is a valid configuration.
+        let ok = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("client.rack", "eu-1a"),
+        ])));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let unknown = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[("no.such.property", "1")])));
+        assert!(unknown.is_err(), "librdkafka refuses unknown properties");
+    }
 }

@@ -26,6 +26,9 @@ pub struct RegoPolicy {
     declares_violations: bool,
 }
 
+/// Wall-clock limit of one policy evaluation (each rule it evaluates).
+pub const REGO_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Prepared engines per thread, by policy id. Bounded: a replica evaluates a few hundred
 /// rule types at most, and a miss only costs one clone.
 const THREAD_CACHE_MAX: usize = 512;
@@ -56,6 +59,12 @@ impl RegoPolicy {
             other => return Err(EngineError::Unsupported(format!("rego type {other:?}"))),
         };
         let mut engine = regorus::Engine::new();
+        // One evaluation may not hold a thread of the blocking pool for long: a policy that loops
+        // over a huge range (by mistake or on purpose) ends as an error verdict.
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: REGO_TIME_LIMIT,
+            check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
+        });
         // Minder accepts both syntaxes; a policy with `import rego.v1` is parsed as v1 anyway.
         engine.set_rego_v0(true);
         crate::rego_ext::register(&mut engine).map_err(|e| EngineError::Policy(format!("registering minder functions: {e}")))?;
@@ -222,6 +231,19 @@ mod tests {
         let o = p.evaluate(json!({"ingested": {}}), "short");
         assert_eq!((o.status, o.message.as_str()), (EvalStatus::Fail, "short"));
         assert_eq!(p.evaluate(json!({"ingested": {"skip": true}}), "").status, EvalStatus::Skipped);
+    }
+
+    #[test]
+    fn a_policy_that_runs_too_long_is_stopped_with_an_error() {
+        let src = "package minder\nimport rego.v1\ndefault allow := false\nallow if count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0";
+        let p = RegoPolicy::compile("deny-by-default", src, None).expect("compile");
+        let started = std::time::Instant::now();
+        let o = p.evaluate(json!({"ingested": {}}), "x");
+        assert_eq!(o.status, EvalStatus::Error, "{o:?}");
+        assert!(started.elapsed() < REGO_TIME_LIMIT * 3, "stopped after {:?}", started.elapsed());
+        // The engine is still usable afterwards for quick policies.
+        let quick = RegoPolicy::compile("deny-by-default", "package minder\nimport rego.v1\ndefault allow := true", None).expect("compile");
+        assert_eq!(quick.evaluate(json!({}), "").status, EvalStatus::Pass);
     }
 
     #[test]

@@ -211,7 +211,13 @@ impl crate::datasource::Fetcher for BlockingGitHubFetcher {
 pub struct GitHubProvider {
     github: GitHub,
     trees: Arc<TreeCache>,
+    /// Room for tarballs being downloaded, in MiB (see [`GitHubProvider::with_download_budget`]).
+    downloads: Arc<tokio::sync::Semaphore>,
+    download_mib: u32,
 }
+
+/// Default room for tarballs being downloaded at once.
+const DEFAULT_DOWNLOAD_BUDGET: u64 = 256 << 20;
 
 impl GitHubProvider {
     /// `tree_cache_bytes` bounds the cached trees' total size (file bytes).
@@ -219,7 +225,18 @@ impl GitHubProvider {
         GitHubProvider {
             github,
             trees: Arc::new(TreeCache::new(tree_cache_bytes)),
+            downloads: Arc::new(tokio::sync::Semaphore::new((DEFAULT_DOWNLOAD_BUDGET >> 20) as usize)),
+            download_mib: (DEFAULT_DOWNLOAD_BUDGET >> 20) as u32,
         }
+    }
+
+    /// Bounds the bytes of tarballs downloaded at once: each download holds room for the
+    /// largest tree git ingest accepts until it is parsed, so downloads beyond the budget wait.
+    pub fn with_download_budget(mut self, bytes: u64) -> Self {
+        let mib = u32::try_from((bytes >> 20).max(1)).unwrap_or(u32::MAX >> 4);
+        self.downloads = Arc::new(tokio::sync::Semaphore::new(mib as usize));
+        self.download_mib = mib;
+        self
     }
 
     pub fn github(&self) -> &GitHub {
@@ -264,6 +281,13 @@ impl Provider for GitHubProvider {
         if let Some(tree) = self.trees.get(&key) {
             return Ok(tree);
         }
+        // Room for the largest accepted tree (or the whole budget, if smaller) while it downloads.
+        let need = u32::try_from(Limits::default().max_bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX).min(self.download_mib);
+        let _room = self
+            .downloads
+            .acquire_many(need)
+            .await
+            .map_err(|_| ProviderError::Transient { message: "tree downloads are shutting down".into(), until: None })?;
         let tree = Provider::fetch_tree(&self.github, owner, repo, &sha).await?;
         self.trees.put(key, tree.clone());
         Ok(tree)

@@ -354,6 +354,14 @@ impl Simulator {
         Ok(())
     }
 
+    /// Renames a repository (its id stays, as on GitHub). Sends `repository` "renamed".
+    pub fn rename_repo(&self, owner: &str, repo: &str, new_name: &str) -> Result<(), SimError> {
+        let mut st = self.lock();
+        let events = st.rename_repo(owner, repo, new_name, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
+    }
+
     /// Removes the protection of a branch. Sends `branch_protection_rule` "deleted".
     pub fn remove_protection(&self, owner: &str, repo: &str, branch: &str) -> Result<(), SimError> {
         let mut st = self.lock();

@@ -274,6 +274,22 @@ impl State {
             .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))
     }
 
+    /// Renames a repository within its owner (its id stays); GitHub's 422 when the new name is
+    /// taken. Returns the `repository` "renamed" event.
+    pub(crate) fn rename_repo(&mut self, owner: &str, name: &str, new_name: &str, actor: Actor) -> Result<Vec<Event>, SimError> {
+        if self.repo_id(owner, new_name).is_ok() {
+            return Err(SimError::Invalid("name already exists on this account".to_owned()));
+        }
+        let id = self.repo_id(owner, name)?;
+        let repo = self.repos.get_mut(&id).ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        repo.name = new_name.to_owned();
+        repo.updated_at = Utc::now();
+        let owner_key = repo.owner_key.clone();
+        self.index.remove(&(owner_key.clone(), key(name)));
+        self.index.insert((owner_key, key(new_name)), id);
+        Ok(self.repository_event(id, "renamed", actor).into_iter().collect())
+    }
+
     /// Repositories of an organization in creation order.
     pub(crate) fn org_repos(&self, owner_key: &str) -> Vec<&Repo> {
         self.repos

@@ -28,10 +28,11 @@ pub struct CacheStats {
     pub entries: u64,
 }
 
-/// Entries are evicted oldest-first once `max_entries` is reached; a hit re-inserts nothing,
-/// which keeps the bookkeeping O(1) while still bounding memory.
+/// Entries are evicted oldest-first once their bytes (key, ETag, body and bookkeeping) pass
+/// `max_bytes`; a hit re-inserts nothing, which keeps the bookkeeping O(1) while still bounding
+/// memory.
 pub struct EtagCache {
-    max_entries: usize,
+    max_bytes: usize,
     /// Bodies larger than this are not kept (a tarball is not worth caching in memory).
     max_body_bytes: usize,
     inner: Mutex<Inner>,
@@ -43,12 +44,19 @@ pub struct EtagCache {
 struct Inner {
     map: HashMap<String, CachedResponse>,
     order: VecDeque<String>,
+    bytes: usize,
+}
+
+/// What an entry costs: its key (twice: map and order), ETag, body, and the fixed overhead of
+/// the two collections' slots.
+fn cost(key: &str, e: &CachedResponse) -> usize {
+    2 * key.len() + e.etag.len() + e.body.len() + 128
 }
 
 impl EtagCache {
-    pub fn new(max_entries: usize, max_body_bytes: usize) -> Self {
+    pub fn new(max_bytes: usize, max_body_bytes: usize) -> Self {
         EtagCache {
-            max_entries: max_entries.max(1),
+            max_bytes: max_bytes.max(1),
             max_body_bytes,
             inner: Mutex::new(Inner::default()),
             hits: AtomicU64::new(0),
@@ -73,12 +81,16 @@ impl EtagCache {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else { return };
-        if inner.map.insert(key.clone(), entry).is_none() {
-            inner.order.push_back(key);
-            while inner.order.len() > self.max_entries {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.map.remove(&old);
-                }
+        let inner = &mut *inner;
+        inner.bytes += cost(&key, &entry);
+        match inner.map.insert(key.clone(), entry) {
+            Some(old) => inner.bytes = inner.bytes.saturating_sub(cost(&key, &old)),
+            None => inner.order.push_back(key),
+        }
+        while inner.bytes > self.max_bytes {
+            let Some(old) = inner.order.pop_front() else { break };
+            if let Some(e) = inner.map.remove(&old) {
+                inner.bytes = inner.bytes.saturating_sub(cost(&old, &e));
             }
         }
     }
@@ -86,8 +98,15 @@ impl EtagCache {
     pub fn remove(&self, key: &str) {
         if let Ok(mut inner) = self.inner.lock() {
             // The key stays in `order` until it ages out; a later put re-adds it to the map.
-            inner.map.remove(key);
+            if let Some(e) = inner.map.remove(key) {
+                inner.bytes = inner.bytes.saturating_sub(cost(key, &e));
+            }
         }
+    }
+
+    /// Bytes held now (see `cost`).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|i| i.bytes).unwrap_or(0)
     }
 
     pub fn record_hit(&self) {
@@ -120,13 +139,28 @@ mod tests {
     }
 
     #[test]
-    fn bounded_oldest_first_and_keyed_by_credential_and_headers() {
-        let c = EtagCache::new(2, 1024);
+    fn bounded_in_bytes_oldest_first_and_keyed_by_credential_and_headers() {
         let k = |p: &str| EtagCache::key("cred", p, &[]);
+        let one = cost(&k("/a"), &entry("\"1\"", "a"));
+        let c = EtagCache::new(2 * one, 1024);
         c.put(k("/a"), entry("\"1\"", "a"));
         c.put(k("/b"), entry("\"2\"", "b"));
+        assert_eq!(c.bytes(), 2 * one);
         c.put(k("/c"), entry("\"3\"", "c"));
         assert!(c.get(&k("/a")).is_none(), "oldest evicted");
+        assert!(c.bytes() <= 2 * one);
+        // Replacing an entry accounts for the old one; removing gives its bytes back.
+        c.put(k("/c"), entry("\"4\"", "c"));
+        assert_eq!(c.bytes(), 2 * one);
+        c.remove(&k("/c"));
+        assert_eq!(c.bytes(), one);
+        // Many small entries never hold more than the bound.
+        let small = EtagCache::new(10_000, 1024);
+        for i in 0..1_000 {
+            small.put(k(&format!("/r/{i}")), entry("\"e\"", "body of some length"));
+            assert!(small.bytes() <= 10_000);
+        }
+        c.put(k("/c"), entry("\"3\"", "c"));
         assert_eq!(c.get(&k("/c")).map(|e| e.etag), Some("\"3\"".into()));
         assert_ne!(EtagCache::key("a", "/x", &[]), EtagCache::key("b", "/x", &[]));
         let accept = [("Accept".to_string(), "application/vnd.github.raw".to_string())];

@@ -20,7 +20,10 @@ pub struct GitHubConfig {
     /// time, where any pending timer would fire as soon as the runtime waits on the network).
     pub timeout: Option<Duration>,
     /// Conditional-GET cache size in entries (0 disables it).
-    pub etag_cache_entries: usize,
+    pub etag_cache_bytes: usize,
+    /// Largest response body read from the API (tarballs have their own limit); a larger one
+    /// is an error rather than memory a hostile or broken server can fill.
+    pub max_response_bytes: usize,
     /// Requests in flight at once with this credential (GitHub allows 100).
     pub max_concurrency: usize,
     /// Retries of an idempotent request after a 5xx, timeout or connection failure.
@@ -37,7 +40,8 @@ impl std::fmt::Debug for GitHubConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("app", &self.app)
             .field("timeout", &self.timeout)
-            .field("etag_cache_entries", &self.etag_cache_entries)
+            .field("etag_cache_bytes", &self.etag_cache_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("max_concurrency", &self.max_concurrency)
             .field("max_retries", &self.max_retries)
             .field("retry_base", &self.retry_base)
@@ -52,7 +56,8 @@ impl GitHubConfig {
             token,
             app: None,
             timeout: Some(Duration::from_secs(10)),
-            etag_cache_entries: 10_000,
+            etag_cache_bytes: 64 << 20,
+            max_response_bytes: 16 << 20,
             max_concurrency: 50,
             max_retries: 3,
             retry_base: Duration::from_millis(250),
@@ -150,6 +155,7 @@ pub struct GitHub {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     max_retries: u32,
     retry_base: Duration,
+    max_response_bytes: usize,
     /// What this client was built from, to derive installation clients.
     config: GitHubConfig,
 }
@@ -205,10 +211,11 @@ impl GitHub {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.clamp(1, 99))),
             max_retries: config.max_retries,
             retry_base: config.retry_base,
+            max_response_bytes: config.max_response_bytes.max(1),
             config: config.clone(),
         };
         client.credential = credential_digest(&client.api_url, &identity);
-        client.cache = (config.etag_cache_entries > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_entries, 1 << 20)));
+        client.cache = (config.etag_cache_bytes > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_bytes, 1 << 20)));
         Ok(client)
     }
 
@@ -276,7 +283,7 @@ impl GitHub {
         if !matches!(method, Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE) {
             return Err(GitHubError::Config(format!("unsupported method {method}")));
         }
-        self.send(method, path, body, headers, true, usize::MAX).await
+        self.send(method, path, body, headers, true, self.max_response_bytes).await
     }
 
     /// Requests left in the credential's current window, as GitHub last reported.

@@ -52,7 +52,7 @@ async fn the_cache_can_be_disabled() {
     let (sim, url, stop) = sim().await;
     sim.create_repo("acme", "api", RepoOptions::default());
     let mut cfg = GitHubConfig::new(&url, None);
-    cfg.etag_cache_entries = 0;
+    cfg.etag_cache_bytes = 0;
     let gh = GitHub::new(&cfg).expect("client");
     for _ in 0..2 {
         assert_eq!(gh.request(Method::GET, "/repos/acme/api", None).await.expect("get").status, 200);
@@ -67,7 +67,7 @@ async fn an_exhausted_budget_stops_requests_until_reset() {
     sim.create_repo("acme", "api", RepoOptions::default());
     sim.set_rate_limit(2);
     let mut cfg = GitHubConfig::new(&url, Some("t".into()));
-    cfg.etag_cache_entries = 0;
+    cfg.etag_cache_bytes = 0;
     let gh = GitHub::new(&cfg).expect("client");
     for _ in 0..2 {
         gh.request(Method::GET, "/repos/acme/api", None).await.expect("within budget");

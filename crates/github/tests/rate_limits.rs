@@ -34,7 +34,7 @@ async fn scripted(script: Vec<(u16, Vec<(&'static str, String)>)>) -> (String, A
 fn client(url: &str) -> GitHub {
     let mut cfg = GitHubConfig::new(url, Some("t".into()));
     cfg.timeout = None;
-    cfg.etag_cache_entries = 0;
+    cfg.etag_cache_bytes = 0;
     GitHub::new(&cfg).expect("client")
 }
 

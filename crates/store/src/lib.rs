@@ -13,6 +13,7 @@ mod evaluations;
 mod migrate;
 mod posture;
 mod rules;
+pub mod tls;
 pub mod testing;
 
 pub use actions::{ActionRecord, ActionResult, NewAction, TakeOver};
@@ -25,8 +26,6 @@ pub use posture::{HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPa
 pub use rules::StoredDocument;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::str::FromStr;
-use tokio_postgres::NoTls;
 
 /// A cheap-to-clone handle on a connection pool.
 #[derive(Clone)]
@@ -34,13 +33,21 @@ pub struct Store {
     pool: Pool,
 }
 
+/// Appends a server option (`-c name=value`) to the session options of a configuration.
+fn add_option(cfg: &mut tokio_postgres::Config, option: &str) {
+    let options = match cfg.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} {option}"),
+        _ => option.to_string(),
+    };
+    cfg.options(&options);
+}
+
 impl Store {
     /// Connects lazily: the first query opens the first connection. `max_connections` bounds the
     /// pool, which bounds what one replica can ask of the database.
     pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let cfg = tokio_postgres::Config::from_str(database_url)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        Self::with_config(cfg, max_connections)
+        let parsed = tls::parse(database_url)?;
+        Self::with_config(parsed, max_connections)
     }
 
     /// Like [`Store::connect`], but its commits do not wait for the database's WAL flush
@@ -49,23 +56,27 @@ impl Store {
     /// cannot corrupt anything. Only for data whose loss is harmless: ingest's delivery dedupe,
     /// where a lost claim means at most one duplicate record for a redelivery.
     pub fn connect_relaxed(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let mut cfg = tokio_postgres::Config::from_str(database_url)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        let options = match cfg.get_options() {
-            Some(o) if !o.trim().is_empty() => format!("{o} -c synchronous_commit=off"),
-            _ => "-c synchronous_commit=off".to_string(),
-        };
-        cfg.options(&options);
-        Self::with_config(cfg, max_connections)
+        let mut parsed = tls::parse(database_url)?;
+        add_option(&mut parsed.config, "-c synchronous_commit=off");
+        Self::with_config(parsed, max_connections)
+    }
+
+    /// Like [`Store::connect`], with every statement of the pool's sessions cancelled by the
+    /// server after `timeout` (`statement_timeout`): a query stuck on a lock or a bad plan
+    /// frees its connection instead of holding one of the few a replica has.
+    pub fn connect_with_timeout(database_url: &str, max_connections: usize, timeout: std::time::Duration) -> Result<Self, StoreError> {
+        let mut parsed = tls::parse(database_url)?;
+        add_option(&mut parsed.config, &format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        Self::with_config(parsed, max_connections)
     }
 
     fn with_config(
-        cfg: tokio_postgres::Config,
+        parsed: tls::Parsed,
         max_connections: usize,
     ) -> Result<Self, StoreError> {
         let mgr = Manager::from_config(
-            cfg,
-            NoTls,
+            parsed.config,
+            parsed.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -93,6 +104,12 @@ impl Store {
     }
 
     /// Answers whether the database can be reached (a readiness probe).
+    /// Whether this pool's connections to Postgres are encrypted (TLS).
+    pub async fn connection_encrypted(&self) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[]).await?.get(0))
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let c = self.client().await?;
         c.simple_query("SELECT 1").await?;
@@ -151,13 +168,9 @@ impl Drop for LockGuard {
 /// Creating and dropping whole databases: for `plumb dev` (a database of its own) and tests.
 pub mod admin {
     use super::StoreError;
-    use std::str::FromStr;
-    use tokio_postgres::NoTls;
-
-    async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
-        let cfg =
-            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
-        let (client, conn) = cfg.connect(NoTls).await?;
+        async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+        let parsed = super::tls::parse(url)?;
+        let (client, conn) = parsed.config.connect(parsed.tls).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "admin connection closed");

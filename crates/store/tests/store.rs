@@ -629,3 +629,11 @@ async fn history_retention_drops_old_rows_and_keeps_the_newest_per_rule() {
         1
     );
 }
+
+#[tokio::test]
+async fn service_pools_carry_a_statement_timeout() {
+    let db = TestDatabase::new().await;
+    let s = plumbline_store::Store::connect_with_timeout(&db.url, 1, std::time::Duration::from_millis(250)).expect("store");
+    assert_eq!(s.setting("statement_timeout").await.expect("setting"), "250ms");
+    assert_eq!(db.store().setting("statement_timeout").await.expect("setting"), "0", "plain pools (migrations) have none");
+}

@@ -13,9 +13,14 @@ pub struct ServiceArgs {
     #[arg(long, env = "PLUMB_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
 
-    /// Postgres connection URL.
-    #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline")]
-    pub database_url: String,
+    /// Postgres connection URL (libpq's `sslmode` and `sslrootcert` are honoured; a host on the
+    /// network must name an sslmode).
+    #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline", hide_env_values = true, value_parser = secret)]
+    pub database_url: secrecy::SecretString,
+
+    /// Longest one SQL statement may run before Postgres cancels it (ms).
+    #[arg(long, env = "PLUMB_DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub database_statement_timeout_ms: u64,
 
     /// Maximum Postgres connections of this process.
     #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
@@ -26,8 +31,17 @@ pub struct ServiceArgs {
     pub github_api_url: String,
 
     /// GitHub token used for reads and remediations.
-    #[arg(long, env = "PLUMB_GITHUB_TOKEN", hide_env_values = true)]
-    pub github_token: Option<String>,
+    #[arg(long, env = "PLUMB_GITHUB_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub github_token: Option<secrecy::SecretString>,
+
+    /// Memory for the GitHub conditional-request (ETag) cache, in MiB (0 turns it off). Unchanged
+    /// reads answered from it cost no rate-limit quota.
+    #[arg(long, env = "PLUMB_GITHUB_ETAG_CACHE_MIB", default_value_t = 64)]
+    pub github_etag_cache_mib: usize,
+
+    /// Largest GitHub API response read, in MiB (a larger one is an error).
+    #[arg(long, env = "PLUMB_GITHUB_MAX_RESPONSE_MIB", default_value_t = 16)]
+    pub github_max_response_mib: usize,
 
     /// GitHub App id. With an installation id and a private key, the service authenticates as
     /// that App installation (tokens minted and refreshed automatically) instead of the token.
@@ -41,6 +55,9 @@ pub struct ServiceArgs {
     /// GitHub App installation to act as (the organisation's installation of the App).
     #[arg(long, env = "PLUMB_GITHUB_INSTALLATION_ID")]
     pub github_installation_id: Option<u64>,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Provider name entity ids are minted under.
     #[arg(long, env = "PLUMB_PROVIDER", default_value = "github")]
@@ -67,13 +84,17 @@ impl ServiceArgs {
         ServiceArgs {
             kafka_brokers: kafka_brokers.to_string(),
             topic_prefix: String::new(),
-            database_url: database_url.to_string(),
+            database_url: database_url.into(),
             database_max_connections: 4,
+            database_statement_timeout_ms: 30_000,
             github_api_url: github_api_url.to_string(),
             github_token: None,
+            github_etag_cache_mib: 64,
+            github_max_response_mib: 16,
             github_app_id: None,
             github_app_private_key_file: None,
             github_installation_id: None,
+            kafka: KafkaArgs::default(),
             provider: "github".to_string(),
             egress_http_allow_hosts: Vec::new(),
             egress_max_body_bytes: 1 << 20,
@@ -93,7 +114,10 @@ impl ServiceArgs {
     /// The GitHub client these flags describe: an App installation when an App id is given,
     /// else the token (or anonymous).
     pub fn github(&self) -> Result<plumbline_github::GitHub, plumbline_github::GitHubError> {
-        let mut config = plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.clone());
+        use secrecy::ExposeSecret;
+        let mut config = plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.as_ref().map(|t| t.expose_secret().to_string()));
+        config.etag_cache_bytes = self.github_etag_cache_mib.saturating_mul(1 << 20);
+        config.max_response_bytes = self.github_max_response_mib.max(1).saturating_mul(1 << 20);
         if let Some(app_id) = self.github_app_id {
             let path = self
                 .github_app_private_key_file
@@ -109,5 +133,197 @@ impl ServiceArgs {
             });
         }
         plumbline_github::GitHub::new(&config)
+    }
+}
+
+/// How the services reach Kafka beyond the bootstrap servers: TLS, SASL and any librdkafka
+/// property (<https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md>).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaArgs {
+    /// plaintext, ssl (TLS), sasl_plaintext or sasl_ssl (SASL over TLS).
+    #[arg(long, env = "PLUMB_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = KafkaProtocol::Plaintext)]
+    pub kafka_security_protocol: KafkaProtocol,
+
+    /// PEM file of the CA(s) that signed the brokers' certificates (default: the system's).
+    #[arg(long, env = "PLUMB_KAFKA_SSL_CA_FILE")]
+    pub kafka_ssl_ca_file: Option<std::path::PathBuf>,
+
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "PLUMB_KAFKA_SASL_MECHANISM", value_enum)]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+
+    #[arg(long, env = "PLUMB_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (prefer --kafka-sasl-password-file).
+    #[arg(long, env = "PLUMB_KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_sasl_password: Option<secrecy::SecretString>,
+
+    /// File holding the SASL password (read at start-up).
+    #[arg(long, env = "PLUMB_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<std::path::PathBuf>,
+
+    /// Any other librdkafka property, KEY=VALUE; repeatable (environment: `;`-separated).
+    /// Properties Plumbline sets for its delivery guarantees (idempotence, acks, offset
+    /// handling) and switches that turn certificate checks off are refused.
+    #[arg(long = "kafka-option", env = "PLUMB_KAFKA_OPTIONS", value_delimiter = ';', value_parser = key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaProtocol {
+    #[default]
+    #[value(name = "plaintext")]
+    Plaintext,
+    #[value(name = "ssl")]
+    Ssl,
+    #[value(name = "sasl_plaintext", alias = "sasl-plaintext")]
+    SaslPlaintext,
+    #[value(name = "sasl_ssl", alias = "sasl-ssl")]
+    SaslSsl,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+fn secret(s: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(s))
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Properties the typed `--kafka-*` flags set: one way to say each. (The bus itself refuses
+/// the properties its delivery guarantees rest on; see `plumbline_bus::apply_client_options`.)
+const TYPED: &[&str] = &["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password", "ssl.ca.location"];
+
+impl KafkaArgs {
+    /// librdkafka properties for every client: the typed settings, then the passthrough.
+    /// Secrets stay [`secrecy::SecretString`]s until librdkafka takes them.
+    pub fn client_options(&self) -> Result<Vec<(String, secrecy::SecretString)>, String> {
+        use secrecy::SecretString;
+        let mut out: Vec<(String, SecretString)> = Vec::new();
+        let protocol = match self.kafka_security_protocol {
+            KafkaProtocol::Plaintext => "plaintext",
+            KafkaProtocol::Ssl => "ssl",
+            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaProtocol::SaslSsl => "sasl_ssl",
+        };
+        let sasl = matches!(self.kafka_security_protocol, KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl);
+        let tls = matches!(self.kafka_security_protocol, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl);
+        out.push(("security.protocol".into(), protocol.into()));
+        if let Some(ca) = &self.kafka_ssl_ca_file {
+            if !tls {
+                return Err("--kafka-ssl-ca-file needs --kafka-security-protocol ssl or sasl_ssl".into());
+            }
+            out.push(("ssl.ca.location".into(), ca.display().to_string().into()));
+        }
+        let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
+            (Some(_), Some(_)) => return Err("give --kafka-sasl-password or --kafka-sasl-password-file, not both".into()),
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("reading the Kafka SASL password from {}: {e}", path.display()))?;
+                Some(SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+            }
+            (None, None) => None,
+        };
+        if sasl {
+            let mechanism = self.kafka_sasl_mechanism.ok_or("SASL needs --kafka-sasl-mechanism")?;
+            if mechanism == SaslMechanism::Plain && !tls {
+                return Err("SASL PLAIN over sasl_plaintext would send the password in cleartext: use sasl_ssl (or a SCRAM mechanism)".into());
+            }
+            let (Some(user), Some(password)) = (&self.kafka_sasl_username, password) else {
+                return Err("SASL needs --kafka-sasl-username and a password (--kafka-sasl-password-file)".into());
+            };
+            let mechanism = match mechanism {
+                SaslMechanism::Plain => "PLAIN",
+                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            };
+            out.push(("sasl.mechanism".into(), mechanism.into()));
+            out.push(("sasl.username".into(), user.clone().into()));
+            out.push(("sasl.password".into(), password));
+        } else if self.kafka_sasl_mechanism.is_some() || self.kafka_sasl_username.is_some() || password.is_some() {
+            return Err("SASL settings given but --kafka-security-protocol is not sasl_ssl or sasl_plaintext".into());
+        }
+        for (k, v) in &self.kafka_options {
+            if TYPED.contains(&k.to_ascii_lowercase().as_str()) {
+                return Err(format!("kafka option {k} is set by a --kafka-* flag; use that flag"));
+            }
+            out.push((k.clone(), v.clone().into()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    fn options(args: &[&str]) -> Result<Vec<(String, String)>, String> {
+        let cli = Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        Ok(cli.kafka.client_options()?.into_iter().map(|(k, v)| (k, v.expose_secret().to_string())).collect())
+    }
+
+    #[test]
+    fn security_settings_become_librdkafka_properties() {
+        assert_eq!(options(&[]).expect("default"), vec![("security.protocol".into(), "plaintext".into())]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").expect("write");
+        let got = options(&[
+            "--kafka-security-protocol", "sasl_ssl", "--kafka-ssl-ca-file", "/etc/kafka/ca.pem", "--kafka-sasl-mechanism", "SCRAM-SHA-512",
+            "--kafka-sasl-username", "plumbline", "--kafka-sasl-password-file", pw.to_str().expect("utf-8"), "--kafka-option", "client.rack=eu-1a",
+        ])
+        .expect("sasl_ssl");
+        assert_eq!(
+            got,
+            vec![
+                ("security.protocol".to_string(), "sasl_ssl".to_string()),
+                ("ssl.ca.location".into(), "/etc/kafka/ca.pem".into()),
+                ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+                ("sasl.username".into(), "plumbline".into()),
+                ("sasl.password".into(), "s3cret".into()),
+                ("client.rack".into(), "eu-1a".into()),
+            ]
+        );
+        let cli = Cli::try_parse_from(["t", "--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "hunter2-secret"]).expect("parse");
+        assert!(!format!("{:?}", cli.kafka).contains("hunter2"), "Debug shows no password");
+        assert!(!format!("{:?}", cli.kafka.client_options()).contains("hunter2"), "nor do the options");
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_settings_are_refused() {
+        for (args, why) in [
+            (vec!["--kafka-option", "sasl.password=x"], "flag"),
+            (vec!["--kafka-option", "security.protocol=ssl"], "flag"),
+            (vec!["--kafka-security-protocol", "sasl_plaintext", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "p"], "cleartext"),
+            (vec!["--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism", "SCRAM-SHA-256"], "username"),
+            (vec!["--kafka-sasl-username", "u"], "not sasl"),
+            (vec!["--kafka-ssl-ca-file", "/ca.pem"], "needs --kafka-security-protocol"),
+            (vec!["--kafka-option", "novalue"], "KEY=VALUE"),
+        ] {
+            let e = options(&args).expect_err(&format!("{args:?} must be refused"));
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
     }
 }

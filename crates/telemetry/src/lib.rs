@@ -7,8 +7,9 @@
 
 mod args;
 mod metrics;
+pub mod secrets;
 
-pub use args::ServiceArgs;
+pub use args::{KafkaArgs, KafkaProtocol, SaslMechanism, ServiceArgs};
 
 pub use metrics::Metrics;
 

@@ -183,11 +183,12 @@ struct Actuator {
 pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Result<Running, ActuatorError> {
     let s = &config.service;
     let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect(&s.database_url, s.database_max_connections)?;
+    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
     let github = s.github()?;
     let egress = s.egress()?;
-    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator"))?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts);
+    let kafka = s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?;
+    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator").with_client_options(kafka.clone()))?;
+    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts).with_client_options(kafka);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
     cc.client_id = "plumbline-actuator".into();
     let consumer = Consumer::new(&cc)?;
@@ -680,6 +681,11 @@ impl Actuator {
                 return Ok(false);
             }
         }
+        if let Some(why) = self.identity_mismatch(job).await? {
+            tracing::warn!(entity = %job.entity_id, repo = %job.entity.full_name(), %why, "remediation refused");
+            self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await?;
+            return Ok(false);
+        }
         let inv = Invocation {
             entity: job.entity,
             params: &job.profile_rule.params,
@@ -710,6 +716,35 @@ impl Actuator {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Writes address a repository by name, and a name can move: a rename whose webhook was
+    /// lost, then a new repository under the old name, would point the write at someone else's
+    /// repository. Before anything is planned or sent, the name is read back (a conditional GET,
+    /// free while unchanged) and its id must be the one the entity was enrolled with. `Some` is
+    /// why not.
+    async fn identity_mismatch(&self, job: &Job<'_>) -> Result<Option<String>, Failure> {
+        let e = job.entity;
+        let expected = e.properties.get("repo_id").and_then(Value::as_u64).or_else(|| {
+            (e.entity_ref.kind == plumbline_domain::EntityKind::Repository).then(|| e.entity_ref.upstream_id.parse().ok()).flatten()
+        });
+        let Some(expected) = expected else {
+            return Ok(Some(format!("{} has no recorded repository id to check the name against: nothing sent", e.full_name())));
+        };
+        match self.github.get_repository(&e.owner, &e.name).await {
+            Ok(repo) if repo.id == expected => Ok(None),
+            Ok(repo) => {
+                self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "identity")], 1);
+                Ok(Some(format!(
+                    "{} now names repository {}, not {expected} that this action was planned for (renamed or replaced): nothing sent",
+                    e.full_name(),
+                    repo.id
+                )))
+            }
+            Err(GitHubError::Status { status: 404, .. }) => Ok(Some(format!("{} is not found by its name any more: nothing sent", e.full_name()))),
+            Err(err @ (GitHubError::Transient(_) | GitHubError::RateLimited { .. })) => Err(github_unavailable(err)),
+            Err(err) => Ok(Some(format!("the repository behind {} cannot be confirmed: {err}", e.full_name()))),
+        }
     }
 
     /// Whether to hold back a fix that was applied before and did not hold: the rule failed
@@ -882,6 +917,10 @@ impl Actuator {
             Err(existing) => return self.announce(job, outcome, &existing).await,
             Ok((id, _)) => id,
         };
+        // An alert describes a weakness: it must not land on another repository.
+        if let Some(why) = self.identity_mismatch(job).await? {
+            return self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await;
+        }
         let (owner, repo) = (job.entity.owner.as_str(), job.entity.name.as_str());
         let marker = alerts::marker(job.entity_id, &job.verdict.profile, &job.verdict.rule_name);
         let summary = alerts::summary(job.rule, job.verdict, job.entity);

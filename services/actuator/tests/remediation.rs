@@ -640,3 +640,37 @@ async fn two_actuators_racing_on_one_verdict_apply_it_once() {
     }
     stack.stop().await;
 }
+
+/// A rename whose webhook was lost, then a new repository under the old name: the entity still
+/// names the old one, and a write addressed by that name would land on the newcomer. The
+/// actuator reads the name back, finds another repository id behind it, sends nothing and
+/// records why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_is_never_sent_to_a_name_that_now_belongs_to_another_repository() {
+    let db = TestDb::new().await;
+    let (stack, topics) = start(&db, |_| {}).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "billing", RepoOptions { protected: true, ..RepoOptions::default() });
+    let entity = format!("github/repository/{id}");
+    enroll(&stack, &[profile("guard", "on", "off", PROTECTION)], &[("acme", "billing")]).await;
+    wait_status(&store, &entity, "branch_protection_enabled", "pass", Duration::from_secs(60)).await;
+
+    // GitHub's webhooks stop reaching ingest; the repository is renamed and a new, unprotected
+    // repository takes the old name.
+    stack.sim.set_webhook_url(None);
+    stack.sim.rename_repo("acme", "billing", "billing-archive").expect("rename");
+    let newcomer = stack.sim.create_repo("acme", "billing", RepoOptions::default());
+    assert_ne!(newcomer, id);
+    let mut actions = Reader::new(&topics.actions);
+    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    c.reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: entity.clone() }).await.expect("reconcile");
+
+    let refused = |rs: &[plumbline_bus::Record]| outcomes(rs).iter().any(|o| o.status == ActionStatus::Failed as i32 && o.message.contains("now names repository"));
+    assert!(actions.read_until(Duration::from_secs(60), refused).await, "outcomes: {:?}", outcomes(&actions.records));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&stack, PUT_PROTECTION), 0, "nothing was written to the newcomer");
+    assert!(stack.sim.protection("acme", "billing", "main").is_none(), "the newcomer was left as it was");
+    let o = outcomes(&actions.records).into_iter().find(|o| o.status == ActionStatus::Failed as i32).expect("failed outcome");
+    assert!(o.message.contains(&newcomer.to_string()) && o.message.contains(&id.to_string()), "{}", o.message);
+    stack.stop().await;
+}

@@ -12,11 +12,11 @@
 //! the old one) without a restart. A file that becomes unreadable or invalid keeps the last good
 //! set and logs why: rotation mistakes must not lock every operator out, nor let anyone in.
 
+use plumbline_telemetry::secrets::{secret_lines, SecretFile, SecretFileError};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
@@ -31,21 +31,8 @@ pub enum AuthConfigError {
     TooShort(usize),
     #[error("a control API token contains characters that cannot be sent in an HTTP header")]
     NotHeaderText,
-    #[error("reading control API tokens from {path}: {source}")]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} holds no control API token")]
-    EmptyFile { path: PathBuf },
-    #[error("{path}, line {line}: {source}")]
-    FileLine {
-        path: PathBuf,
-        line: usize,
-        #[source]
-        source: Box<AuthConfigError>,
-    },
+    #[error(transparent)]
+    File(#[from] SecretFileError),
 }
 
 type TokenDigest = [u8; 32];
@@ -67,74 +54,16 @@ fn check_token(t: &str) -> Result<TokenDigest, AuthConfigError> {
     Ok(token_digest(t.as_bytes()))
 }
 
-/// (modification time, length) of the token file as last read.
-type FileStamp = (Option<SystemTime>, u64);
-
-struct TokenFile {
-    path: PathBuf,
-    state: RwLock<(FileStamp, Vec<TokenDigest>)>,
-}
-
-fn stamp(path: &Path) -> std::io::Result<FileStamp> {
-    let m = std::fs::metadata(path)?;
-    Ok((m.modified().ok(), m.len()))
-}
-
-fn read_token_file(path: &Path) -> Result<(FileStamp, Vec<TokenDigest>), AuthConfigError> {
-    let file_err = |source| AuthConfigError::File { path: path.to_path_buf(), source };
-    let st = stamp(path).map_err(file_err)?;
-    let text = SecretString::from(std::fs::read_to_string(path).map_err(file_err)?);
+/// Parses a token file: one token per line (`#` comments), each checked, kept as digests.
+fn parse_token_file(text: &SecretString) -> Result<Vec<TokenDigest>, String> {
     let mut digests = Vec::new();
-    for (i, line) in text.expose_secret().lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        digests.push(check_token(line).map_err(|e| AuthConfigError::FileLine {
-            path: path.to_path_buf(),
-            line: i + 1,
-            source: Box::new(e),
-        })?);
+    for (i, line) in secret_lines(text).iter().enumerate() {
+        digests.push(check_token(line.expose_secret()).map_err(|e| format!("token {}: {e}", i + 1))?);
     }
     if digests.is_empty() {
-        return Err(AuthConfigError::EmptyFile { path: path.to_path_buf() });
+        return Err("holds no control API token".into());
     }
-    Ok((st, digests))
-}
-
-impl TokenFile {
-    fn open(path: PathBuf) -> Result<Self, AuthConfigError> {
-        let state = read_token_file(&path)?;
-        Ok(TokenFile { path, state: RwLock::new(state) })
-    }
-
-    /// The current digests, re-reading the file when it changed.
-    fn digests(&self) -> Vec<TokenDigest> {
-        let now = stamp(&self.path).ok();
-        let known = self.state.read().map(|s| (s.0, s.1.clone())).ok();
-        match (now, known) {
-            (Some(now), Some((then, digests))) if now == then => digests,
-            (now, known) => match read_token_file(&self.path) {
-                Ok((st, digests)) => {
-                    tracing::info!(path = %self.path.display(), tokens = digests.len(), "control API tokens reloaded");
-                    if let Ok(mut s) = self.state.write() {
-                        *s = (st, digests.clone());
-                    }
-                    digests
-                }
-                Err(e) => {
-                    // Keep the last good set; record the stamp so the warning is not repeated
-                    // for every request until the file changes again.
-                    tracing::warn!(error = %e, "control API token file unusable; keeping the tokens read before");
-                    let digests = known.map(|k| k.1).unwrap_or_default();
-                    if let (Some(now), Ok(mut s)) = (now, self.state.write()) {
-                        s.0 = now;
-                    }
-                    digests
-                }
-            },
-        }
-    }
+    Ok(digests)
 }
 
 /// Who may call the control API.
@@ -145,14 +74,14 @@ pub struct Authenticator {
 
 struct AuthInner {
     fixed: Vec<TokenDigest>,
-    file: Option<TokenFile>,
+    file: Option<SecretFile<Vec<TokenDigest>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("fixed_tokens", &self.inner.fixed.len())
-            .field("token_file", &self.inner.file.as_ref().map(|f| f.path.display().to_string()))
+            .field("token_file", &self.inner.file.as_ref().map(|f| f.path().display().to_string()))
             .finish()
     }
 }
@@ -162,7 +91,7 @@ impl Authenticator {
     /// allowed); an error for an unusable token or file.
     pub fn new(tokens: &[SecretString], file: Option<&Path>) -> Result<Option<Self>, AuthConfigError> {
         let fixed = tokens.iter().map(|t| check_token(t.expose_secret())).collect::<Result<Vec<_>, _>>()?;
-        let file = file.map(|p| TokenFile::open(p.to_path_buf())).transpose()?;
+        let file = file.map(|p| SecretFile::open(p, "control API tokens", parse_token_file)).transpose()?;
         if fixed.is_empty() && file.is_none() {
             return Ok(None);
         }
@@ -175,7 +104,8 @@ impl Authenticator {
     pub fn accepts(&self, presented: &str) -> bool {
         let d = token_digest(presented.as_bytes());
         let mut ok = subtle::Choice::from(0u8);
-        for t in self.inner.fixed.iter().chain(self.inner.file.as_ref().map(TokenFile::digests).unwrap_or_default().iter()) {
+        let from_file = self.inner.file.as_ref().map(|f| f.get());
+        for t in self.inner.fixed.iter().chain(from_file.iter().flat_map(|v| v.iter())) {
             ok |= t.ct_eq(&d);
         }
         bool::from(ok)
@@ -232,8 +162,8 @@ mod tests {
         assert!(!a.accepts("tiny"));
         std::fs::remove_file(&path).expect("rm");
         assert!(a.accepts("second-token-0123456789"), "a vanished file keeps the last good set");
-        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::File { .. })), "but must exist at start");
+        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::File(_))), "but must exist at start");
         std::fs::write(&path, "# none\n").expect("write");
-        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::EmptyFile { .. })));
+        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::File(_))));
     }
 }

@@ -144,11 +144,13 @@ pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result
         _ => None,
     };
     let s = &config.service;
-    let store = Store::connect(&s.database_url, s.database_max_connections)?;
+    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
     let control = Control {
         store: store.clone(),
         github: s.github()?,
-        producer: Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-control"))?,
+        producer: Producer::new(
+            &ProducerConfig::new(&s.kafka_brokers, "plumbline-control").with_client_options(s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?),
+        )?,
         topics: Topics::with_prefix(&s.topic_prefix),
         provider: s.provider.clone(),
     };

@@ -52,6 +52,12 @@ pub struct EvaluatorConfig {
     #[arg(long, env = "PLUMB_TREE_CACHE_MIB", default_value_t = 512)]
     pub tree_cache_mib: u64,
 
+    /// Memory for branch tarballs being downloaded at once (MiB); each download holds room for
+    /// the largest tree a git ingest accepts (100 MiB) while it runs, so this bounds how many run
+    /// together and what they can hold.
+    #[arg(long, env = "PLUMB_TREE_DOWNLOAD_MIB", default_value_t = 256)]
+    pub tree_download_mib: u64,
+
     /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
     #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -70,6 +76,7 @@ impl EvaluatorConfig {
             session_timeout_ms: 10_000,
             catalog_max_staleness_ms: 2_000,
             tree_cache_mib: 512,
+            tree_download_mib: 256,
             max_attempts: 5,
             max_in_flight: 32,
         }
@@ -112,11 +119,12 @@ struct Evaluator {
 pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Result<Running, EvaluatorError> {
     let s = &config.service;
     let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect(&s.database_url, s.database_max_connections)?;
+    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
     let github = s.github()?;
     let egress = s.egress()?;
-    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator"))?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events);
+    let kafka = s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?;
+    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator").with_client_options(kafka.clone()))?;
+    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events).with_client_options(kafka);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
     cc.client_id = "plumbline-evaluator".into();
     let consumer = Consumer::new(&cc)?;
@@ -128,7 +136,7 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     let ev = Evaluator {
         catalog: Catalog::new(store.clone(), Duration::from_millis(config.catalog_max_staleness_ms)),
         store,
-        provider: GitHubProvider::new(github.clone(), config.tree_cache_mib.saturating_mul(1 << 20)),
+        provider: GitHubProvider::new(github.clone(), config.tree_cache_mib.saturating_mul(1 << 20)).with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
         github,
         egress,
         producer,

@@ -1,3 +1,4 @@
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,20 +18,29 @@ pub struct IngestConfig {
     #[arg(long, env = "PLUMB_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
 
+    #[command(flatten)]
+    pub kafka: plumbline_telemetry::KafkaArgs,
+
     /// Prefix for topic names (several installations or tests on one broker).
     #[arg(long, env = "PLUMB_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
 
     /// Webhook secrets, comma-separated: the current one first, then previous ones still
-    /// accepted during a rotation.
+    /// accepted during a rotation. Prefer --webhook-secrets-file, which rotates without a restart.
     #[arg(
         long = "webhook-secret",
         env = "PLUMB_WEBHOOK_SECRETS",
         value_delimiter = ',',
-        required = true,
-        hide_env_values = true
+        required_unless_present = "webhook_secrets_file",
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
+
+    /// File of webhook secrets, one per line (current first; `#` comments), re-read when it
+    /// changes. Used together with --webhook-secret if both are given.
+    #[arg(long, env = "PLUMB_WEBHOOK_SECRETS_FILE")]
+    pub webhook_secrets_file: Option<std::path::PathBuf>,
 
     /// Provider name entity ids are minted under.
     #[arg(long, env = "PLUMB_PROVIDER", default_value = "github")]
@@ -45,9 +55,11 @@ pub struct IngestConfig {
     #[arg(
         long,
         env = "PLUMB_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/plumbline"
+        default_value = "postgres://postgres@127.0.0.1:5432/plumbline",
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// Maximum Postgres connections of this process: 4 for delivery dedupe, the rest (at least
     /// one) for registry changes.
@@ -108,11 +120,13 @@ impl IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kafka_brokers: kafka_brokers.to_string(),
+            kafka: plumbline_telemetry::KafkaArgs::default(),
             topic_prefix: topic_prefix.to_string(),
-            webhook_secrets: vec![secret.to_string()],
+            webhook_secrets: vec![SecretString::from(secret)],
+            webhook_secrets_file: None,
             provider: "github".into(),
             ack_timeout_ms: 5000,
-            database_url: database_url.to_string(),
+            database_url: SecretString::from(database_url),
             database_max_connections: 16,
             dedupe_hours: 168,
             enroll: true,
@@ -141,4 +155,8 @@ impl IngestConfig {
     pub fn dedupe_window(&self) -> Duration {
         Duration::from_secs(self.dedupe_hours.max(1) * 3600)
     }
+}
+
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
 }

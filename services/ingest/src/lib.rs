@@ -39,7 +39,9 @@ use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::Entity;
 use plumbline_proto::Message as _;
 use plumbline_store::{Claim, Store};
+use plumbline_telemetry::secrets::{secret_lines, SecretFile};
 use plumbline_telemetry::{Health, Metrics};
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,7 +80,7 @@ pub enum IngestError {
 struct AppState {
     producer: Producer,
     topics: Topics,
-    secrets: Vec<Vec<u8>>,
+    secrets: WebhookSecrets,
     provider: String,
     metrics: Metrics,
     /// Registry changes (enrol, retire, rename): durable commits.
@@ -98,6 +100,46 @@ struct AppState {
     published: mpsc::Sender<String>,
     /// Claims, made in batches by [`claim_batches`].
     claims: mpsc::Sender<ClaimRequest>,
+}
+
+/// The webhook secrets: fixed ones from flags, and a file re-read when it changes (rotation
+/// without a restart: add the new secret, change it on GitHub, remove the old one).
+struct WebhookSecrets {
+    fixed: Arc<Vec<Vec<u8>>>,
+    file: Option<SecretFile<Vec<Vec<u8>>>>,
+}
+
+fn parse_secrets(text: &SecretString) -> Result<Vec<Vec<u8>>, String> {
+    let lines: Vec<Vec<u8>> = secret_lines(text).iter().map(|s| s.expose_secret().as_bytes().to_vec()).collect();
+    if lines.is_empty() {
+        return Err("holds no webhook secret".into());
+    }
+    Ok(lines)
+}
+
+impl WebhookSecrets {
+    fn new(config: &IngestConfig) -> Result<Self, IngestError> {
+        let fixed: Vec<Vec<u8>> = config.webhook_secrets.iter().map(|s| s.expose_secret().as_bytes().to_vec()).filter(|s| !s.is_empty()).collect();
+        if fixed.len() < config.webhook_secrets.len() {
+            return Err(IngestError::Config("an empty webhook secret was given (an empty secret would accept forged signatures)".into()));
+        }
+        let file = match &config.webhook_secrets_file {
+            Some(p) => Some(SecretFile::open(p, "webhook secrets", parse_secrets).map_err(|e| IngestError::Config(e.to_string()))?),
+            None => None,
+        };
+        if fixed.is_empty() && file.is_none() {
+            return Err(IngestError::Config("at least one webhook secret is required".into()));
+        }
+        Ok(WebhookSecrets { fixed: Arc::new(fixed), file })
+    }
+
+    /// Every secret accepted now: the file's (current first), then the fixed ones.
+    fn current(&self) -> Vec<Vec<u8>> {
+        match &self.file {
+            None => self.fixed.to_vec(),
+            Some(f) => f.get().iter().chain(self.fixed.iter()).cloned().collect(),
+        }
+    }
 }
 
 struct ClaimRequest {
@@ -122,11 +164,7 @@ pub async fn start(
     config: IngestConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, IngestError> {
-    if config.webhook_secrets.iter().all(|s| s.is_empty()) {
-        return Err(IngestError::Config(
-            "at least one webhook secret is required".into(),
-        ));
-    }
+    let secrets = WebhookSecrets::new(&config)?;
     if config.max_in_flight == 0 {
         return Err(IngestError::Config(
             "--max-in-flight must be at least 1".into(),
@@ -137,15 +175,16 @@ pub async fn start(
             "--max-body-bytes-in-flight must be at least {MAX_BODY_BYTES} (one payload of GitHub's largest size)"
         )));
     }
-    let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest");
+    let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest")
+        .with_client_options(config.kafka.client_options().map_err(plumbline_bus::BusError::Config)?);
     pc.ack_timeout = config.ack_timeout();
     let producer = Producer::new(&pc)?;
     // Dedupe has a pool of its own: two claim batches, the marker and the purge or a release.
     // Its commits do not wait for the WAL flush (a claim lost in a database crash costs at most
     // a duplicate record); registry changes keep durable commits.
-    let dedupe = Store::connect_relaxed(&config.database_url, DEDUPE_CONNECTIONS)?;
+    let dedupe = Store::connect_relaxed(config.database_url.expose_secret(), DEDUPE_CONNECTIONS)?;
     let store = Store::connect(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config
             .database_max_connections
             .saturating_sub(DEDUPE_CONNECTIONS)
@@ -159,12 +198,7 @@ pub async fn start(
     let state = Arc::new(AppState {
         producer: producer.clone(),
         topics: Topics::with_prefix(&config.topic_prefix),
-        secrets: config
-            .webhook_secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect(),
+        secrets,
         provider: config.provider.clone(),
         metrics: metrics.clone(),
         store,
@@ -566,7 +600,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         Ok(Err(e)) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")),
     };
     let sig = Some(sig);
-    if let Err(e) = plumbline_github::webhook::verify(&st.secrets, &body, sig.as_deref()) {
+    if let Err(e) = plumbline_github::webhook::verify(&st.secrets.current(), &body, sig.as_deref()) {
         st.metrics.inc(
             "plumbline_ingest_signature_failures_total",
             "webhooks with a missing or wrong signature",

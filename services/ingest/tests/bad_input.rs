@@ -11,6 +11,7 @@ async fn each_bad_input_gets_its_status_and_publishes_nothing() {
     let h = Harness::start_with(&plumbline_bus::testing::kafka(), |c| {
         // A rotation in progress: the new secret first, the old one still accepted.
         c.webhook_secrets = vec![SECRET.into(), "previous-secret".into()];
+        // (both accepted: the current one and the previous one of a rotation)
     })
     .await;
     let body = repo_payload("edited", 77);

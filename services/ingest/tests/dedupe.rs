@@ -103,7 +103,8 @@ async fn without_postgres_dedupe_fails_open_and_nothing_is_lost() {
         c.database_url = format!(
             "postgres://postgres@127.0.0.1:{}/none",
             plumbline_bus::testing::free_port()
-        );
+        )
+        .into();
     })
     .await;
     let body = repo_payload("created", 8);

@@ -77,8 +77,10 @@ pub struct Running {
 
 pub async fn start(config: ReconcilerConfig, shutdown: CancellationToken) -> Result<Running, ReconcilerError> {
     let s = &config.service;
-    let store = Store::connect(&s.database_url, s.database_max_connections.max(2))?;
-    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler"))?;
+    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections.max(2), Duration::from_millis(s.database_statement_timeout_ms))?;
+    let producer = Producer::new(
+        &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler").with_client_options(s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?),
+    )?;
     let metrics = Metrics::new();
     let health = Health::new("reconciler");
     let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
