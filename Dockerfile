@@ -17,10 +17,9 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 
 # The rust image already has gcc, make, perl and python3. librdkafka is built from source by
 # rdkafka-sys (its ./configure + make) and links the system zlib (rdkafka's `libz` feature),
-# hence zlib1g-dev. libssl-dev and pkg-config are not needed by the current feature set
-# (rdkafka without `ssl`, octocrab/reqwest on rustls) but keep a future `ssl` feature or an
-# openssl-sys dependency from failing the build. protobuf is compiled by protox in build.rs,
-# so no system protoc is needed.
+# hence zlib1g-dev, and the system OpenSSL for TLS and SASL to the brokers (rdkafka's `ssl`
+# feature), hence libssl-dev and pkg-config. Everything else speaks TLS through rustls.
+# protobuf is compiled by protox in build.rs, so no system protoc is needed.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -53,9 +52,10 @@ FROM debian:bookworm-slim AS runtime
 #   rustls-native-certs / openssl-probe).
 # libgcc-s1: unwinding for Rust panics.
 # zlib1g: librdkafka's compression (linked dynamically against the system zlib).
+# libssl3: librdkafka's TLS and SASL/SCRAM (linked dynamically against the system OpenSSL).
 # If git ingestion ever shells out to `git`, add `git` here.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgcc-s1 zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates libgcc-s1 zlib1g libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 plumbline \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -35,6 +35,22 @@ async fn enroll(stack: &Stack, repos: &[(&str, &str)]) {
     }
 }
 
+/// Posts `body` to ingest as GitHub would (signed with the stack's secret), under a new delivery
+/// id; returns the status.
+async fn deliver(stack: &Stack, event: &str, body: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .post(stack.ingest_url())
+        .header("x-github-event", event)
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-hub-signature-256", plumbline_github::webhook::sign(stack.config.webhook_secret.as_bytes(), body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("ingest answers")
+        .status()
+        .as_u16()
+}
+
 async fn status_of(store: &plumbline_store::Store, entity: &str) -> Option<String> {
     let rows = store.list_status(PROJECT, Some(entity), None).await.expect("status");
     rows.into_iter().find(|r| r.rule_name == RULE).map(|r| r.status)
@@ -236,16 +252,7 @@ async fn a_repository_added_to_the_installation_is_enrolled_and_evaluated() {
         "repositories_removed": [],
     }))
     .expect("json");
-    let resp = reqwest::Client::new()
-        .post(stack.ingest_url())
-        .header("x-github-event", "installation_repositories")
-        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
-        .header("x-hub-signature-256", plumbline_github::webhook::sign(stack.config.webhook_secret.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .expect("ingest answers");
-    assert_eq!(resp.status(), 202);
+    assert_eq!(deliver(&stack, "installation_repositories", &body).await, 202);
     let entity = format!("github/repository/{id}");
     // Protected on trunk, not on main: a pass means the evaluator read the right branch.
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
@@ -279,5 +286,56 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     .await;
     assert!(reused() > before, "the unchanged rule's verdict was reused");
     assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
+    stack.stop().await;
+}
+
+/// A webhook replayed with a new delivery id (an attacker who captured a signed delivery, or a
+/// redelivery after the dedupe window) passes the signature check, since the body is GitHub's;
+/// all it can cause is a re-evaluation of live state. Here the protection was switched off and
+/// restored once; the same signed "deleted" body sent again, under new delivery ids, changes
+/// nothing on GitHub and records no new action: the repository is evaluated again and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_webhook_only_causes_a_re_evaluation() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let id = stack.sim.create_repo("acme", "ledger", RepoOptions { protected: true, ..Default::default() });
+    let entity = format!("github/repository/{id}");
+    enroll(&stack, &[("acme", "ledger")]).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+    // The original: protection off, fixed once.
+    stack.sim.remove_protection("acme", "ledger", "main").expect("remove protection");
+    eventually(Duration::from_secs(60), "protection restored", || async { stack.sim.protection("acme", "ledger", "main").map(|_| ()) }).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let puts = || stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
+    let (puts_before, actions_before, history_before) = (puts(), store.list_actions(&entity).await.expect("actions").len(), store.history_count(&entity).await.expect("history"));
+    assert_eq!(puts_before, 1);
+
+    // GitHub's "deleted" payload for this repository, signed with the real secret, replayed
+    // three times under new delivery ids.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/github-webhooks/api.github.com/branch_protection_rule/deleted.payload.json");
+    let mut payload: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("json");
+    payload["repository"]["id"] = id.into();
+    payload["repository"]["name"] = "ledger".into();
+    payload["repository"]["full_name"] = "acme/ledger".into();
+    payload["repository"]["owner"]["login"] = "acme".into();
+    let body = serde_json::to_vec(&payload).expect("json");
+    for _ in 0..3 {
+        assert_eq!(deliver(&stack, "branch_protection_rule", &body).await, 202, "a replay is accepted as a delivery");
+    }
+    // It was evaluated again (events of one entity waiting together are coalesced into one
+    // evaluation) ...
+    eventually(Duration::from_secs(60), "the replays evaluated", || async {
+        (store.history_count(&entity).await.ok()? > history_before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ... and nothing else happened.
+    assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
+    assert_eq!(puts(), puts_before, "no request to GitHub changed anything");
+    assert_eq!(store.list_actions(&entity).await.expect("actions").len(), actions_before, "no action recorded");
+    assert!(stack.sim.protection("acme", "ledger", "main").is_some());
     stack.stop().await;
 }

@@ -17,7 +17,7 @@ use crate::{LoggedRequest, RepoOptions, SimError, WorkflowPermissions};
 
 /// How many requests the log keeps; older entries are dropped so a long-running demo does not
 /// grow without bound. Counters are not affected.
-pub(crate) const LOG_CAPACITY: usize = 10_000;
+pub(crate) const LOG_CAPACITY: usize = 100_000;
 
 /// Length of a rate-limit window, like GitHub's hourly budget.
 const RATE_WINDOW_SECS: i64 = 3600;

@@ -79,6 +79,9 @@ pub struct AppCredentials {
     /// The App's RSA private key, PEM.
     pub private_key_pem: String,
     pub installation_id: Option<u64>,
+    /// The file the key was read from, if any: re-read when it changes, so a rotated key is
+    /// used without a restart (see [`GitHub`]).
+    pub private_key_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -146,7 +149,10 @@ pub struct Owner {
 /// A GitHub API client for one credential.
 #[derive(Clone)]
 pub struct GitHub {
-    octo: Octocrab,
+    /// Replaced when the App's key file changes (see [`GitHub::octo`]).
+    /// Shared, not cloned per request: octocrab keeps the installation token in the instance.
+    octo: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Octocrab>>>,
+    key_file: Option<std::sync::Arc<KeyFile>>,
     api_url: String,
     /// Who the credential is, for cache keys (a digest, never the token itself).
     credential: String,
@@ -160,6 +166,52 @@ pub struct GitHub {
     config: GitHubConfig,
 }
 
+/// The App key's file and its (modification time, size) when last read.
+struct KeyFile {
+    path: std::path::PathBuf,
+    stamp: std::sync::Mutex<Option<(Option<std::time::SystemTime>, u64)>>,
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(Option<std::time::SystemTime>, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()))
+}
+
+/// The octocrab client a configuration describes, and the credential's identity.
+fn build_octo(config: &GitHubConfig) -> Result<(Octocrab, String), GitHubError> {
+    let api_url = config.api_url.trim_end_matches('/').to_string();
+    let mut b = Octocrab::builder()
+        .base_uri(api_url.as_str())
+        .map_err(|e| GitHubError::Config(format!("api url {:?}: {e}", config.api_url)))?
+        .set_connect_timeout(config.timeout)
+        .set_read_timeout(config.timeout)
+        .set_write_timeout(config.timeout);
+    // An empty token (an unset variable passed through by compose) means anonymous.
+    let token = config.token.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty());
+    Ok(match (&config.app, token) {
+        (Some(app), _) => {
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(app.private_key_pem.as_bytes())
+                .map_err(|e| GitHubError::Config(format!("github app {} private key: {e}", app.app_id)))?;
+            let octo = b
+                .app(octocrab::models::AppId(app.app_id), key)
+                .build()
+                .map_err(|e| GitHubError::Config(e.to_string()))?;
+            match app.installation_id {
+                Some(id) => (
+                    octo.installation(octocrab::models::InstallationId(id))
+                        .map_err(|e| GitHubError::Config(format!("github app {} installation {id}: {e}", app.app_id)))?,
+                    format!("app:{}:installation:{id}", app.app_id),
+                ),
+                None => (octo, format!("app:{}", app.app_id)),
+            }
+        }
+        (None, Some(t)) => {
+            b = b.personal_token(t.to_string());
+            (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, format!("token:{t}"))
+        }
+        (None, None) => (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, "anonymous".to_string()),
+    })
+}
+
 /// The credential's identity as a digest: distinct per API root and secret, never reversible.
 fn credential_digest(api_url: &str, identity: &str) -> String {
     use sha2::Digest as _;
@@ -171,39 +223,14 @@ fn credential_digest(api_url: &str, identity: &str) -> String {
 impl GitHub {
     pub fn new(config: &GitHubConfig) -> Result<Self, GitHubError> {
         let api_url = config.api_url.trim_end_matches('/').to_string();
-        let mut b = Octocrab::builder()
-            .base_uri(api_url.as_str())
-            .map_err(|e| GitHubError::Config(format!("api url {:?}: {e}", config.api_url)))?
-            .set_connect_timeout(config.timeout)
-            .set_read_timeout(config.timeout)
-            .set_write_timeout(config.timeout);
-        // An empty token (an unset variable passed through by compose) means anonymous.
-        let token = config.token.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty());
-        let (octo, identity) = match (&config.app, token) {
-            (Some(app), _) => {
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(app.private_key_pem.as_bytes())
-                    .map_err(|e| GitHubError::Config(format!("github app {} private key: {e}", app.app_id)))?;
-                let octo = b
-                    .app(octocrab::models::AppId(app.app_id), key)
-                    .build()
-                    .map_err(|e| GitHubError::Config(e.to_string()))?;
-                match app.installation_id {
-                    Some(id) => (
-                        octo.installation(octocrab::models::InstallationId(id))
-                            .map_err(|e| GitHubError::Config(format!("github app {} installation {id}: {e}", app.app_id)))?,
-                        format!("app:{}:installation:{id}", app.app_id),
-                    ),
-                    None => (octo, format!("app:{}", app.app_id)),
-                }
-            }
-            (None, Some(t)) => {
-                b = b.personal_token(t.to_string());
-                (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, format!("token:{t}"))
-            }
-            (None, None) => (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, "anonymous".to_string()),
-        };
+        let (octo, identity) = build_octo(config)?;
+        let key_file = config.app.as_ref().and_then(|a| a.private_key_file.clone()).map(|path| {
+            let stamp = file_stamp(&path);
+            std::sync::Arc::new(KeyFile { path, stamp: std::sync::Mutex::new(stamp) })
+        });
         let mut client = GitHub {
-            octo,
+            octo: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(octo))),
+            key_file,
             api_url,
             credential: String::new(),
             cache: None,
@@ -217,6 +244,38 @@ impl GitHub {
         client.credential = credential_digest(&client.api_url, &identity);
         client.cache = (config.etag_cache_bytes > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_bytes, 1 << 20)));
         Ok(client)
+    }
+
+    /// The octocrab client to send with. When the App key came from a file that changed since
+    /// it was read (a rotation), the client is rebuilt with the new key first: the next token
+    /// is minted with it, and no restart is needed. A new key that does not parse keeps the
+    /// old client, and says why.
+    fn octo(&self) -> std::sync::Arc<Octocrab> {
+        if let Some(kf) = &self.key_file {
+            let now = file_stamp(&kf.path);
+            let changed = kf.stamp.lock().map(|mut s| if *s != now { *s = now; true } else { false }).unwrap_or(false);
+            if changed {
+                match self.rebuilt(&kf.path) {
+                    Ok(octo) => {
+                        tracing::info!(path = %kf.path.display(), "github app key reloaded");
+                        if let Ok(mut o) = self.octo.write() {
+                            *o = std::sync::Arc::new(octo);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "github app key file unusable; keeping the key read before"),
+                }
+            }
+        }
+        self.octo.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn rebuilt(&self, path: &std::path::Path) -> Result<Octocrab, GitHubError> {
+        let pem = std::fs::read_to_string(path).map_err(|e| GitHubError::Config(format!("reading github app key {}: {e}", path.display())))?;
+        let mut config = self.config.clone();
+        if let Some(app) = config.app.as_mut() {
+            app.private_key_pem = pem;
+        }
+        build_octo(&config).map(|(octo, _)| octo)
     }
 
     /// A client acting as one installation of the App this client authenticates as: its own
@@ -384,8 +443,9 @@ impl GitHub {
             if let Some(c) = &cached {
                 builder = builder.header(http::header::IF_NONE_MATCH, c.etag.as_str());
             }
-            let sent = match self.octo.build_request(builder, body) {
-                Ok(req) => self.octo.execute(req).await,
+            let octo = self.octo();
+            let sent = match octo.build_request(builder, body) {
+                Ok(req) => octo.execute(req).await,
                 Err(e) => return Err(GitHubError::Config(format!("{method} {path}: {e}"))),
             };
             let outcome = match sent {
@@ -497,7 +557,7 @@ impl GitHub {
             // An absolute URL on another host: octocrab sends no credentials there, which is
             // right, since the redirect URL carries a short-lived token of its own.
             let resp = self
-                .octo
+                .octo()
                 ._get(location.as_str())
                 .await
                 .map_err(|e| GitHubError::Transient(format!("GET {location}: {e}")))?;

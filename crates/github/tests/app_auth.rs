@@ -45,6 +45,7 @@ fn app_client(url: &str, key: &str, installation_id: Option<u64>) -> GitHub {
         app_id: 77,
         private_key_pem: key.into(),
         installation_id,
+        private_key_file: None,
     });
     GitHub::new(&cfg).expect("client")
 }
@@ -103,6 +104,7 @@ async fn a_wrong_key_or_a_bad_pem_is_a_clear_error() {
     cfg.app = Some(AppCredentials {
         app_id: 77,
         private_key_pem: "not a pem".into(),
+        private_key_file: None,
         installation_id: Some(1001),
     });
     assert!(matches!(GitHub::new(&cfg), Err(GitHubError::Config(m)) if m.contains("private key")));
@@ -113,5 +115,32 @@ async fn a_wrong_key_or_a_bad_pem_is_a_clear_error() {
     assert!(plain.installation(1001).is_ok());
     let token_client = GitHub::new(&GitHubConfig::new(&url, Some("t".into()))).expect("client");
     assert!(matches!(token_client.installation(1001), Err(GitHubError::Config(_))));
+    stop.cancel();
+}
+
+/// The App key read from a file is re-read when the file changes: a client started with the
+/// wrong key (GitHub refuses its JWT) works as soon as the right key is written, without a new
+/// client or a restart.
+#[tokio::test]
+async fn a_rotated_key_file_is_used_without_a_restart() {
+    let (_sim, url, stop) = sim().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("app.pem");
+    std::fs::write(&path, OTHER_KEY).expect("write");
+    let mut cfg = GitHubConfig::new(&url, None);
+    cfg.app = Some(AppCredentials {
+        app_id: 77,
+        private_key_pem: OTHER_KEY.into(),
+        installation_id: Some(1001),
+        private_key_file: Some(path.clone()),
+    });
+    let gh = GitHub::new(&cfg).expect("client");
+    assert!(gh.get_repository("acme", "api").await.is_err(), "the wrong key gets no installation token");
+    std::fs::write(&path, PRIVATE_KEY).expect("rotate");
+    let repo = gh.get_repository("acme", "api").await.expect("the rotated key is used");
+    assert_eq!(repo.name, "api");
+    // A broken file keeps the working key.
+    std::fs::write(&path, "not a key").expect("break");
+    assert!(gh.get_repository("acme", "web").await.is_ok(), "the last good key stays in use");
     stop.cancel();
 }

@@ -129,6 +129,8 @@ impl ServiceArgs {
             config.app = Some(plumbline_github::AppCredentials {
                 app_id,
                 private_key_pem,
+                // Re-read when it changes: a rotated key is used without a restart.
+                private_key_file: Some(path.clone()),
                 installation_id: self.github_installation_id,
             });
         }

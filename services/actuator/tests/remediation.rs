@@ -499,8 +499,11 @@ async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
     for n in &names {
         assert_eq!(stack.sim.pull_requests("acme", n).len(), 1, "{n}");
     }
+    // Counted before the log is read: the log only grows meanwhile (evaluations may still run).
+    let total: u64 = stack.sim.request_counts().values().sum();
     let log = stack.sim.request_log();
     assert!(log.first().is_some_and(|r| r.at >= started), "the request log kept the whole run");
+    assert!(log.len() as u64 >= total, "the request log kept every request of the run ({} of {total})", log.len());
     let w = writes(&log);
     assert!(w.iter().all(|r| r.fault.is_none()), "GitHub refused: {:?}", w.iter().find(|r| r.fault.is_some()));
     assert_eq!(w.len(), 4 * REPOS, "tree, commit, ref and pull request per repository");
@@ -642,9 +645,10 @@ async fn two_actuators_racing_on_one_verdict_apply_it_once() {
 }
 
 /// A rename whose webhook was lost, then a new repository under the old name: the entity still
-/// names the old one, and a write addressed by that name would land on the newcomer. The
-/// actuator reads the name back, finds another repository id behind it, sends nothing and
-/// records why.
+/// names the old one. The evaluator reads the name back and judges nothing on the newcomer's
+/// state (an error verdict says why); and a failing verdict that reaches the actuator anyway (one
+/// published before, a replay) is not acted on either: the actuator reads the name back too,
+/// finds another repository id behind it, sends nothing and records why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_is_never_sent_to_a_name_that_now_belongs_to_another_repository() {
     let db = TestDb::new().await;
@@ -652,6 +656,7 @@ async fn a_write_is_never_sent_to_a_name_that_now_belongs_to_another_repository(
     let store = db.store();
     let id = stack.sim.create_repo("acme", "billing", RepoOptions { protected: true, ..RepoOptions::default() });
     let entity = format!("github/repository/{id}");
+    let mut verdicts = Reader::new(&topics.verdicts);
     enroll(&stack, &[profile("guard", "on", "off", PROTECTION)], &[("acme", "billing")]).await;
     wait_status(&store, &entity, "branch_protection_enabled", "pass", Duration::from_secs(60)).await;
 
@@ -664,6 +669,26 @@ async fn a_write_is_never_sent_to_a_name_that_now_belongs_to_another_repository(
     let mut actions = Reader::new(&topics.actions);
     let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
     c.reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: entity.clone() }).await.expect("reconcile");
+    wait_status(&store, &entity, "branch_protection_enabled", "error", Duration::from_secs(60)).await;
+    let rows = store.list_status(PROJECT, Some(&entity), None).await.expect("status");
+    assert!(rows.iter().all(|r| r.message.contains("now names repository")), "{rows:?}");
+
+    // A failing verdict for the entity arrives anyway.
+    assert!(verdicts.read_until(Duration::from_secs(10), |rs| rs.iter().any(|r| r.key.as_deref() == Some(entity.as_str()))).await);
+    let mut v = verdicts
+        .records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(entity.as_str()))
+        .find_map(|r| Verdict::decode(r.payload.as_slice()).ok())
+        .expect("a verdict of the entity");
+    v.status = EvalStatus::Fail as i32;
+    v.remediate = "on".into();
+    v.evaluation_id = uuid::Uuid::new_v4().to_string();
+    let producer = Producer::new(&ProducerConfig::new(kafka(), "identity-test")).expect("producer");
+    producer
+        .publish(&topics.verdicts, &entity, &v.encode_to_vec(), "dev.plumbline.verdict.v1", &uuid::Uuid::new_v4().to_string(), &TraceContext::new_root(), &BTreeMap::new())
+        .await
+        .expect("publish");
 
     let refused = |rs: &[plumbline_bus::Record]| outcomes(rs).iter().any(|o| o.status == ActionStatus::Failed as i32 && o.message.contains("now names repository"));
     assert!(actions.read_until(Duration::from_secs(60), refused).await, "outcomes: {:?}", outcomes(&actions.records));

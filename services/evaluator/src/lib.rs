@@ -196,19 +196,46 @@ impl Evaluator {
             self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
             return Ok(());
         };
-        // Repositories enrolled from App installation events arrive without their default
-        // branch (those payloads do not carry it); rules need it, so read it once and keep it.
-        if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository && entity.default_branch().is_none() {
+        // Rules read the repository by name, and a name can move (a rename whose webhook was
+        // lost, then another repository under the old name). The name is read back first, a
+        // conditional GET that costs no quota while nothing changed, and must still lead to the
+        // repository this entity is; otherwise no rule is judged on another repository's state.
+        // Repositories enrolled from App installation events also get their default branch here
+        // (those payloads do not carry it).
+        let mut identity_problem = None;
+        if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository {
             match self.github.get_repository(&entity.owner, &entity.name).await {
-                Ok(repo) => {
-                    if let Some(branch) = repo.default_branch {
+                Ok(repo) if repo.id.to_string() == entity.entity_ref.upstream_id => {
+                    if let (None, Some(branch)) = (entity.default_branch(), repo.default_branch) {
                         self.store.refresh_entity(&id, &entity.owner, &entity.name, Some(&branch)).await.map_err(transient)?;
                         if let Some(props) = entity.properties.as_object_mut() {
                             props.insert("default_branch".into(), branch.into());
                         }
                     }
                 }
-                Err(e) => tracing::warn!(entity = %id, error = %e, "reading the default branch of an enrolled repository failed"),
+                Ok(repo) => {
+                    identity_problem = Some(format!(
+                        "{} now names repository {}, not {} (renamed or replaced): not evaluated until the entity's name is current again (a rename webhook, or registering it anew)",
+                        entity.full_name(),
+                        repo.id,
+                        entity.entity_ref.upstream_id
+                    ))
+                }
+                Err(plumbline_github::GitHubError::Status { status: 404, .. }) => {
+                    identity_problem = Some(format!("{} is not found by its name: not evaluated", entity.full_name()))
+                }
+                Err(e @ (plumbline_github::GitHubError::Transient(_) | plumbline_github::GitHubError::RateLimited { .. })) => {
+                    let until = match &e {
+                        plumbline_github::GitHubError::RateLimited { until_epoch_secs } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*until_epoch_secs)),
+                        _ => None,
+                    };
+                    return Err(Failure::Unavailable { reason: format!("github: {e}"), until });
+                }
+                Err(e) => tracing::warn!(entity = %id, error = %e, "reading the repository to confirm its identity failed"),
+            }
+            if let Some(why) = &identity_problem {
+                self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "identity_mismatch")], 1);
+                tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
             }
         }
         let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;
@@ -238,6 +265,7 @@ impl Evaluator {
                             (Err(e), _) => Outcome::error(e),
                             (Ok(false), _) => Outcome::new(EvalStatus::Skipped, "entity not selected by the profile"),
                             (Ok(true), Err(e)) => Outcome::error(e),
+                            (Ok(true), Ok(())) if identity_problem.is_some() => Outcome::error(identity_problem.clone().unwrap_or_default()),
                             (Ok(true), Ok(())) => {
                                 let previous = last.get(&(profile.name.clone(), rule.rule_name().to_string())).filter(|l| l.rule_type_version == *v);
                                 self.evaluate(compiled.clone(), &entity, rule, &memo, previous).await?
