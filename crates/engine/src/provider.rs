@@ -56,7 +56,7 @@ pub trait Provider: Send + Sync {
     /// means unconfined, which only a provider that reaches no real API may answer (the
     /// rule-type test runner's fixtures).
     fn entity_scope(&self, entity: &plumbline_domain::Entity) -> Option<Vec<String>> {
-        Some(vec![format!("/repos/{}/{}", entity.owner, entity.name)])
+        Some(vec![crate::scope::repository_root(entity)])
     }
 }
 
@@ -147,7 +147,7 @@ impl BlockingGitHubFetcher {
             github,
             egress,
             runtime: tokio::runtime::Handle::current(),
-            scope: vec![format!("/repos/{}/{}", entity.owner, entity.name)],
+            scope: vec![crate::scope::repository_root(entity)],
         }
     }
 }
@@ -155,6 +155,7 @@ impl BlockingGitHubFetcher {
 impl crate::datasource::Fetcher for BlockingGitHubFetcher {
     fn fetch(&self, req: &crate::datasource::FetchRequest) -> Result<HttpResponse, ProviderError> {
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
+        let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         match (self.github.api_path(&req.url), req.provider_auth) {
             (Some(path), true) => {
                 if method != Method::GET && method != Method::HEAD {
@@ -167,7 +168,6 @@ impl crate::datasource::Fetcher for BlockingGitHubFetcher {
                 if let Some(k) = req.headers.keys().find(|k| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie")) {
                     return Err(ProviderError::Failed(format!("{}: a data source may not set the {k} header", req.url)));
                 }
-                let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 self.runtime
                     .block_on(self.github.request_with_headers(method, &path, None, &headers))
                     .map(|r| HttpResponse {
@@ -180,22 +180,20 @@ impl crate::datasource::Fetcher for BlockingGitHubFetcher {
                 "{}: the provider's credentials are sent only to its own API; this data source asks for them elsewhere",
                 req.url
             ))),
-            (_, false) => {
-                let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                self.runtime
-                    .block_on(self.egress.send(method, &req.url, &headers, req.body.clone()))
-                    .map(|r| HttpResponse {
-                        status: r.status,
-                        body: r.body.to_vec(),
-                    })
-                    .map_err(|e| match e {
-                        EgressError::Transport { .. } => ProviderError::Transient {
-                            message: e.to_string(),
-                            until: None,
-                        },
-                        e => ProviderError::Failed(e.to_string()),
-                    })
-            }
+            (_, false) => self
+                .runtime
+                .block_on(self.egress.send(method, &req.url, &headers, req.body.clone()))
+                .map(|r| HttpResponse {
+                    status: r.status,
+                    body: r.body.to_vec(),
+                })
+                .map_err(|e| match e {
+                    EgressError::Transport { .. } => ProviderError::Transient {
+                        message: e.to_string(),
+                        until: None,
+                    },
+                    e => ProviderError::Failed(e.to_string()),
+                }),
         }
     }
 }

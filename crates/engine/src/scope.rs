@@ -15,6 +15,11 @@
 
 use percent_encoding::percent_decode_str;
 
+/// The API root of an entity's repository on GitHub: what its rules may address.
+pub fn repository_root(entity: &plumbline_domain::Entity) -> String {
+    format!("/repos/{}/{}", entity.owner, entity.name)
+}
+
 /// Resolves `.` and `..` segments (and their percent-encoded spellings) of an absolute path.
 fn resolve_dots(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();

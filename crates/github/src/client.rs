@@ -19,7 +19,7 @@ pub struct GitHubConfig {
     /// Per-request timeout (connect, read and write). None: no timeout (tests with paused
     /// time, where any pending timer would fire as soon as the runtime waits on the network).
     pub timeout: Option<Duration>,
-    /// Conditional-GET cache size in entries (0 disables it).
+    /// Conditional-GET cache size in bytes (0 disables it).
     pub etag_cache_bytes: usize,
     /// Largest response body read from the API (tarballs have their own limit); a larger one
     /// is an error rather than memory a hostile or broken server can fill.
@@ -144,6 +144,28 @@ pub struct Repository {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Owner {
     pub login: String,
+}
+
+/// What a repository name leads to, against the id it should lead to.
+#[derive(Debug, Clone)]
+pub enum NameCheck {
+    /// The repository it should (as it is now).
+    Same(Repository),
+    /// Another repository, with this id.
+    Other(u64),
+    /// Nothing this credential can see.
+    Missing,
+}
+
+impl NameCheck {
+    /// Why `full_name` cannot be taken for repository `id`, or `None` when it can.
+    pub fn problem(&self, full_name: &str, id: u64) -> Option<String> {
+        match self {
+            NameCheck::Same(_) => None,
+            NameCheck::Other(other) => Some(format!("{full_name} now names repository {other}, not {id} (renamed or replaced)")),
+            NameCheck::Missing => Some(format!("{full_name} is not found by its name")),
+        }
+    }
 }
 
 /// A GitHub API client for one credential.
@@ -584,6 +606,18 @@ impl GitHub {
             path,
             reason: e.to_string(),
         })
+    }
+
+    /// What the name `owner/name` leads to now, against the repository `id` it should name
+    /// (a conditional GET, free while unchanged). Names move (renames, transfers, a new
+    /// repository under an old name); ids do not.
+    pub async fn check_repository_name(&self, owner: &str, name: &str, id: u64) -> Result<NameCheck, GitHubError> {
+        match self.get_repository(owner, name).await {
+            Ok(repo) if repo.id == id => Ok(NameCheck::Same(repo)),
+            Ok(repo) => Ok(NameCheck::Other(repo.id)),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(NameCheck::Missing),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every repository of an organisation, following `Link: rel="next"` pages.

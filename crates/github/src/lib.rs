@@ -13,7 +13,7 @@ pub mod webhook;
 
 pub use cache::CacheStats;
 pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
-pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, Repository};
+pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Repository};
 pub use http::Method;
 
 /// Provider errors, typed so callers can tell "try later" from "give up".

@@ -103,13 +103,13 @@ impl Store {
             .get(0))
     }
 
-    /// Answers whether the database can be reached (a readiness probe).
     /// Whether this pool's connections to Postgres are encrypted (TLS).
     pub async fn connection_encrypted(&self) -> Result<bool, StoreError> {
         let c = self.client().await?;
         Ok(c.query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[]).await?.get(0))
     }
 
+    /// Answers whether the database can be reached (a readiness probe).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let c = self.client().await?;
         c.simple_query("SELECT 1").await?;

@@ -731,18 +731,15 @@ impl Actuator {
         let Some(expected) = expected else {
             return Ok(Some(format!("{} has no recorded repository id to check the name against: nothing sent", e.full_name())));
         };
-        match self.github.get_repository(&e.owner, &e.name).await {
-            Ok(repo) if repo.id == expected => Ok(None),
-            Ok(repo) => {
-                self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "identity")], 1);
-                Ok(Some(format!(
-                    "{} now names repository {}, not {expected} that this action was planned for (renamed or replaced): nothing sent",
-                    e.full_name(),
-                    repo.id
-                )))
+        match self.github.check_repository_name(&e.owner, &e.name, expected).await {
+            Ok(check) => {
+                let problem = check.problem(&e.full_name(), expected);
+                if problem.is_some() {
+                    self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "identity")], 1);
+                }
+                Ok(problem.map(|p| format!("{p}: nothing sent")))
             }
-            Err(GitHubError::Status { status: 404, .. }) => Ok(Some(format!("{} is not found by its name any more: nothing sent", e.full_name()))),
-            Err(err @ (GitHubError::Transient(_) | GitHubError::RateLimited { .. })) => Err(github_unavailable(err)),
+            Err(err) if err.is_retryable() => Err(github_unavailable(err)),
             Err(err) => Ok(Some(format!("the repository behind {} cannot be confirmed: {err}", e.full_name()))),
         }
     }
@@ -975,18 +972,18 @@ impl Actuator {
             // An issue is public on a public repository: it would announce the weakness to
             // everyone, where an advisory stays private to maintainers. Fall back there only
             // when the operator said so; an entity of unknown visibility counts as public.
-            let private = job.entity.properties.get("private").and_then(Value::as_bool).unwrap_or(false);
-            if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback && !private && !self.alert_issue_fallback_public {
-                let ended = Ended {
-                    requests: requests_json(&requests),
-                    ..Ended::new(
-                        ActionStatus::Failed,
-                        format!("POST {path} answered {status}: {why}; no issue opened instead, since the repository is public and an issue would disclose the weakness (PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC allows it)"),
-                    )
-                };
-                return self.finish(job, id, outcome, ended).await;
-            }
             if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback {
+                let private = job.entity.properties.get("private").and_then(Value::as_bool).unwrap_or(false);
+                if !private && !self.alert_issue_fallback_public {
+                    let ended = Ended {
+                        requests: requests_json(&requests),
+                        ..Ended::new(
+                            ActionStatus::Failed,
+                            format!("POST {path} answered {status}: {why}; no issue opened instead, since the repository is public and an issue would disclose the weakness (PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC allows it)"),
+                        )
+                    };
+                    return self.finish(job, id, outcome, ended).await;
+                }
                 tracing::info!(entity = %job.entity_id, status, reason = %why, "security advisory refused, opening an issue instead");
                 kind = AlertKind::Issue;
                 (path, body) = alerts::issue_request(owner, repo, &summary, &description);

@@ -15,9 +15,9 @@ use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus};
 use plumbline_engine::datasource::Fetcher;
-use plumbline_engine::provider::{BlockingGitHubFetcher, GitHubProvider, Memo, ProviderError};
+use plumbline_engine::provider::{provider_error, BlockingGitHubFetcher, GitHubProvider, Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
-use plumbline_github::GitHub;
+use plumbline_github::{GitHub, NameCheck};
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_store::{EvaluationRecord, Store};
@@ -179,6 +179,16 @@ impl Handler for Evaluator {
     }
 }
 
+/// The provider is down or limiting us: retry the record (until the limit lifts, when known)
+/// rather than publish a verdict that says nothing about the repository.
+fn provider_unavailable(e: ProviderError) -> Failure {
+    let until = match &e {
+        ProviderError::Transient { until: Some(secs), .. } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
+        _ => None,
+    };
+    Failure::Unavailable { reason: e.to_string(), until }
+}
+
 impl Evaluator {
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
@@ -204,8 +214,9 @@ impl Evaluator {
         // (those payloads do not carry it).
         let mut identity_problem = None;
         if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository {
-            match self.github.get_repository(&entity.owner, &entity.name).await {
-                Ok(repo) if repo.id.to_string() == entity.entity_ref.upstream_id => {
+            let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
+            match self.github.check_repository_name(&entity.owner, &entity.name, expected).await {
+                Ok(NameCheck::Same(repo)) => {
                     if let (None, Some(branch)) = (entity.default_branch(), repo.default_branch) {
                         self.store.refresh_entity(&id, &entity.owner, &entity.name, Some(&branch)).await.map_err(transient)?;
                         if let Some(props) = entity.properties.as_object_mut() {
@@ -213,24 +224,12 @@ impl Evaluator {
                         }
                     }
                 }
-                Ok(repo) => {
-                    identity_problem = Some(format!(
-                        "{} now names repository {}, not {} (renamed or replaced): not evaluated until the entity's name is current again (a rename webhook, or registering it anew)",
-                        entity.full_name(),
-                        repo.id,
-                        entity.entity_ref.upstream_id
-                    ))
+                Ok(check) => {
+                    identity_problem = check.problem(&entity.full_name(), expected).map(|p| {
+                        format!("{p}: not evaluated until the entity's name is current again (a rename webhook, or registering it anew)")
+                    })
                 }
-                Err(plumbline_github::GitHubError::Status { status: 404, .. }) => {
-                    identity_problem = Some(format!("{} is not found by its name: not evaluated", entity.full_name()))
-                }
-                Err(e @ (plumbline_github::GitHubError::Transient(_) | plumbline_github::GitHubError::RateLimited { .. })) => {
-                    let until = match &e {
-                        plumbline_github::GitHubError::RateLimited { until_epoch_secs } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*until_epoch_secs)),
-                        _ => None,
-                    };
-                    return Err(Failure::Unavailable { reason: format!("github: {e}"), until });
-                }
+                Err(e) if e.is_retryable() => return Err(provider_unavailable(provider_error(e))),
                 Err(e) => tracing::warn!(entity = %id, error = %e, "reading the repository to confirm its identity failed"),
             }
             if let Some(why) = &identity_problem {
@@ -375,13 +374,7 @@ impl Evaluator {
             Err(IngestError::Rule(e)) => return Ok(Outcome::error(e)),
             // The provider is down or limiting us: retry the record rather than publish an
             // error verdict that says nothing about the repository.
-            Err(IngestError::Transient(e)) => {
-                let until = match &e {
-                    ProviderError::Transient { until: Some(secs), .. } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
-                    _ => None,
-                };
-                return Err(Failure::Unavailable { reason: e.to_string(), until });
-            }
+            Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
         };
         // Same input, same rule version and parameters (all in the digest): the last verdict
         // stands, without evaluating again. Errors are always re-evaluated.

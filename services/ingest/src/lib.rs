@@ -30,7 +30,7 @@ pub use mapping::{
     OTHER_KNOWN_EVENTS, REPOSITORY_EVENTS,
 };
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -105,7 +105,7 @@ struct AppState {
 /// The webhook secrets: fixed ones from flags, and a file re-read when it changes (rotation
 /// without a restart: add the new secret, change it on GitHub, remove the old one).
 struct WebhookSecrets {
-    fixed: Arc<Vec<Vec<u8>>>,
+    fixed: Vec<Vec<u8>>,
     file: Option<SecretFile<Vec<Vec<u8>>>>,
 }
 
@@ -130,14 +130,19 @@ impl WebhookSecrets {
         if fixed.is_empty() && file.is_none() {
             return Err(IngestError::Config("at least one webhook secret is required".into()));
         }
-        Ok(WebhookSecrets { fixed: Arc::new(fixed), file })
+        Ok(WebhookSecrets { fixed, file })
     }
 
-    /// Every secret accepted now: the file's (current first), then the fixed ones.
-    fn current(&self) -> Vec<Vec<u8>> {
+    /// Checks a signature against every secret accepted now: the file's (current first), then
+    /// the fixed ones. Borrows them; no secret is copied per delivery.
+    fn verify(&self, body: &[u8], signature: &str) -> Result<(), plumbline_github::webhook::SignatureError> {
         match &self.file {
-            None => self.fixed.to_vec(),
-            Some(f) => f.get().iter().chain(self.fixed.iter()).cloned().collect(),
+            None => plumbline_github::webhook::verify(&self.fixed, body, Some(signature)),
+            Some(f) => {
+                let from_file = f.get();
+                let all: Vec<&[u8]> = from_file.iter().chain(self.fixed.iter()).map(Vec::as_slice).collect();
+                plumbline_github::webhook::verify(&all, body, Some(signature))
+            }
         }
     }
 }
@@ -217,7 +222,6 @@ pub async fn start(
             "/webhooks/github",
             post(webhook).fallback(method_not_allowed),
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone())
         .fallback(not_found);
     // Health and metrics on a listener of their own, never on the public webhook port.
@@ -534,6 +538,17 @@ async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     response
 }
 
+/// 401 for a missing or wrong signature, counted.
+fn bad_signature(st: &AppState, reason: String) -> Answer {
+    st.metrics.inc(
+        "plumbline_ingest_signature_failures_total",
+        "webhooks with a missing or wrong signature",
+        &[],
+        1,
+    );
+    Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", reason)
+}
+
 async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Answer {
     // Everything up to the signature check costs the sender's effort, not ours: the length is
     // declared and bounded, the signature header present, the bytes reserved from a budget
@@ -562,13 +577,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
     else {
-        st.metrics.inc(
-            "plumbline_ingest_signature_failures_total",
-            "webhooks with a missing or wrong signature",
-            &[],
-            1,
-        );
-        return Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", "missing X-Hub-Signature-256 header");
+        return bad_signature(st, "missing X-Hub-Signature-256 header".into());
     };
     // `declared` is at most 25 MiB, so it fits a u32.
     let Ok(_bytes) = st.body_bytes.try_acquire_many(declared as u32) else {
@@ -599,15 +608,8 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")),
     };
-    let sig = Some(sig);
-    if let Err(e) = plumbline_github::webhook::verify(&st.secrets.current(), &body, sig.as_deref()) {
-        st.metrics.inc(
-            "plumbline_ingest_signature_failures_total",
-            "webhooks with a missing or wrong signature",
-            &[],
-            1,
-        );
-        return Answer::reject(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
+    if let Err(e) = st.secrets.verify(&body, &sig) {
+        return bad_signature(st, e.to_string());
     }
     // Bounded work: beyond the permits, shed at once instead of queueing.
     let Ok(_permit) = st.permits.try_acquire() else {
