@@ -339,3 +339,69 @@ async fn a_replayed_webhook_only_causes_a_re_evaluation() {
     assert!(stack.sim.protection("acme", "ledger", "main").is_some());
     stack.stop().await;
 }
+
+/// Webhooks that change the registry are hints, since a signed body can be replayed: a
+/// "deleted" for a live repository and an old "renamed" only cause an evaluation; a real
+/// deletion retires the entity and a real rename moves it, each once GitHub confirms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    let keeper = stack.sim.create_repo("acme", "keeper", RepoOptions { protected: true, ..Default::default() });
+    let doomed = stack.sim.create_repo("acme", "doomed", RepoOptions { protected: true, ..Default::default() });
+    let (keeper_id, doomed_id) = (format!("github/repository/{keeper}"), format!("github/repository/{doomed}"));
+    enroll(&stack, &[("acme", "keeper"), ("acme", "doomed")]).await;
+    wait_status(&store, &keeper_id, "pass", Duration::from_secs(60)).await;
+    wait_status(&store, &doomed_id, "pass", Duration::from_secs(60)).await;
+    let repository = |id: u64, name: &str| serde_json::json!({"id": id, "name": name, "full_name": format!("acme/{name}"), "owner": {"login": "acme"}, "default_branch": "main", "private": true});
+
+    // A "deleted" for the live repository (replayed, or sent in error): evaluated, not retired.
+    let history = store.history_count(&keeper_id).await.expect("history");
+    let body = serde_json::to_vec(&serde_json::json!({"action": "deleted", "repository": repository(keeper, "keeper")})).expect("json");
+    assert_eq!(deliver(&stack, "repository", &body).await, 202);
+    eventually(Duration::from_secs(60), "the replayed deletion evaluated", || async {
+        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
+    })
+    .await;
+    assert!(store.get_entity(&keeper_id).await.expect("store").is_some(), "a live repository is not retired by a webhook");
+    assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"));
+
+    // Really deleted: GitHub sends "deleted", the name answers 404, the entity is retired.
+    stack.sim.delete_repo("acme", "doomed").expect("delete");
+    eventually(Duration::from_secs(60), "the deleted repository retired", || async {
+        store.get_entity(&doomed_id).await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // Really renamed: the new name leads to the same id, so the entity follows it.
+    stack.sim.rename_repo("acme", "keeper", "keeper-2").expect("rename");
+    eventually(Duration::from_secs(60), "the rename followed", || async {
+        (store.get_entity(&keeper_id).await.ok()??.name == "keeper-2").then_some(())
+    })
+    .await;
+    // An old "renamed" (back to "keeper") replayed: that name leads nowhere, the entity stays.
+    let history = store.history_count(&keeper_id).await.expect("history");
+    let body = serde_json::to_vec(&serde_json::json!({"action": "renamed", "repository": repository(keeper, "keeper"), "changes": {"repository": {"name": {"from": "keeper-0"}}}})).expect("json");
+    assert_eq!(deliver(&stack, "repository", &body).await, 202);
+    eventually(Duration::from_secs(60), "the stale rename evaluated", || async {
+        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
+    })
+    .await;
+    let e = store.get_entity(&keeper_id).await.expect("store").expect("still enrolled");
+    assert_eq!(e.full_name(), "acme/keeper-2", "a stale rename does not move the entity");
+    assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"));
+    // A new repository taking the old name is not mistaken for it.
+    stack.sim.create_repo("acme", "keeper", RepoOptions::default());
+    let history = store.history_count(&keeper_id).await.expect("history");
+    assert_eq!(deliver(&stack, "repository", &body).await, 202);
+    eventually(Duration::from_secs(60), "evaluated again", || async {
+        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
+    })
+    .await;
+    let e = store.get_entity(&keeper_id).await.expect("store").expect("still enrolled");
+    assert_eq!(e.full_name(), "acme/keeper-2");
+    assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"), "judged on its own state, not the unprotected namesake's");
+    stack.stop().await;
+}

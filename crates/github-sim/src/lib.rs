@@ -362,6 +362,15 @@ impl Simulator {
         Ok(())
     }
 
+    /// Deletes a repository (GitHub's `DELETE /repos/{owner}/{repo}`). Sends `repository`
+    /// "deleted".
+    pub fn delete_repo(&self, owner: &str, repo: &str) -> Result<(), SimError> {
+        let mut st = self.lock();
+        let events = st.delete_repo(owner, repo, Actor::Admin)?;
+        self.emit(&st, events);
+        Ok(())
+    }
+
     /// Removes the protection of a branch. Sends `branch_protection_rule` "deleted".
     pub fn remove_protection(&self, owner: &str, repo: &str, branch: &str) -> Result<(), SimError> {
         let mut st = self.lock();

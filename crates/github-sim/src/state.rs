@@ -290,6 +290,17 @@ impl State {
         Ok(self.repository_event(id, "renamed", actor).into_iter().collect())
     }
 
+    /// Deletes a repository: its name answers 404 from now on, and a new repository may take
+    /// it. The `repository` "deleted" event is built while the repository still exists.
+    pub(crate) fn delete_repo(&mut self, owner: &str, name: &str, actor: Actor) -> Result<Vec<Event>, SimError> {
+        let id = self.repo_id(owner, name)?;
+        let events = self.repository_event(id, "deleted", actor).into_iter().collect();
+        if let Some(repo) = self.repos.remove(&id) {
+            self.index.remove(&(repo.owner_key, key(&repo.name)));
+        }
+        Ok(events)
+    }
+
     /// Repositories of an organization in creation order.
     pub(crate) fn org_repos(&self, owner_key: &str) -> Vec<&Repo> {
         self.repos

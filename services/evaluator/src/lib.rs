@@ -189,7 +189,87 @@ fn provider_unavailable(e: ProviderError) -> Failure {
     Failure::Unavailable { reason: e.to_string(), until }
 }
 
+/// What reading a repository back by name says about the entity.
+enum Identity {
+    /// Its name leads to it (the store now holds its current name and default branch).
+    Confirmed,
+    /// Its name does not lead to it: nothing is judged on whatever the name reaches now.
+    Problem(String),
+    /// It was announced gone (deleted, transferred away, access removed) and GitHub agrees.
+    Gone(String),
+}
+
 impl Evaluator {
+    /// Rules read the repository by name, and a name can move (a rename whose webhook was lost,
+    /// then another repository under the old name). The name is read back first, a conditional
+    /// GET that costs no quota while nothing changed, and must still lead to the repository this
+    /// entity is; otherwise no rule is judged on another repository's state.
+    ///
+    /// Webhooks only hint at registry changes, since a signed body can be replayed: a rename
+    /// is taken only when the new name leads to this repository's id, and a retirement (deleted,
+    /// transferred, access removed, uninstalled) or an enrolment only when GitHub agrees that
+    /// the name no longer leads anywhere this credential can see. A replayed "deleted" for a
+    /// live repository is therefore one more evaluation, and an old "renamed" cannot move the
+    /// entity back to a stale name. Repositories enrolled from App installation events also get
+    /// their default branch here (those payloads do not carry it), and a changed default branch
+    /// is followed.
+    /// Reads `owner/name` back: `Err(Failure)` to retry later (GitHub down or limiting),
+    /// `Ok(Err(why))` when GitHub refused in a way a retry will not change.
+    async fn check_name(&self, owner: &str, name: &str, expected: u64) -> Result<Result<NameCheck, String>, Failure> {
+        match self.github.check_repository_name(owner, name, expected).await {
+            Ok(c) => Ok(Ok(c)),
+            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
+            Err(e) => Ok(Err(format!("the repository's identity could not be confirmed ({owner}/{name}: {e}): not evaluated"))),
+        }
+    }
+
+    async fn confirm_identity(&self, event: &EntityEvent, entity: &mut Entity) -> Result<Identity, Failure> {
+        use plumbline_proto::v1::EventReason;
+        let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
+        let transient = |e: plumbline_store::StoreError| if e.is_transient() { Failure::Unavailable { reason: format!("postgres: {e}"), until: None } } else { Failure::Transient(e.to_string()) };
+        // The name the event brings (a rename, a transfer) is tried first; it becomes the
+        // entity's name only if it leads to this id.
+        let hinted = !event.owner.is_empty() && !event.name.is_empty() && (event.owner != entity.owner || event.name != entity.name);
+        let mut found = None;
+        if hinted {
+            if let Ok(NameCheck::Same(repo)) = self.check_name(&event.owner, &event.name, expected).await? {
+                tracing::info!(entity = %entity.id(), from = %entity.full_name(), to = %format!("{}/{}", event.owner, event.name), "repository rename confirmed");
+                entity.owner = event.owner.clone();
+                entity.name = event.name.clone();
+                found = Some(NameCheck::Same(repo));
+            }
+        }
+        let outcome = match found {
+            Some(c) => c,
+            None => match self.check_name(&entity.owner, &entity.name, expected).await? {
+                Ok(c) => c,
+                Err(why) => return Ok(Identity::Problem(why)),
+            },
+        };
+        let reason = EventReason::try_from(event.reason).unwrap_or(EventReason::Unspecified);
+        match outcome {
+            NameCheck::Same(repo) => {
+                let branch = repo.default_branch.filter(|b| Some(b.as_str()) != entity.default_branch());
+                if hinted || branch.is_some() {
+                    self.store.refresh_entity(&entity.id(), &entity.owner, &entity.name, branch.as_deref()).await.map_err(transient)?;
+                    if let (Some(b), Some(props)) = (branch, entity.properties.as_object_mut()) {
+                        props.insert("default_branch".into(), b.into());
+                    }
+                }
+                if reason == EventReason::Retired {
+                    tracing::warn!(entity = %entity.id(), repo = %entity.full_name(), "retirement not confirmed: the repository is still reachable, so it is evaluated instead (a replayed or stale webhook)");
+                }
+                Ok(Identity::Confirmed)
+            }
+            NameCheck::Missing if matches!(reason, EventReason::Retired | EventReason::Registered) => Ok(Identity::Gone(format!("{} is not found by its name", entity.full_name()))),
+            NameCheck::Other(other) if reason == EventReason::Retired => Ok(Identity::Gone(format!("{} now names repository {other}", entity.full_name()))),
+            check => Ok(check
+                .problem(&entity.full_name(), expected)
+                .map(|p| Identity::Problem(format!("{p}: not evaluated until the entity's name is current again (a rename webhook, or registering it anew)")))
+                .unwrap_or(Identity::Confirmed)),
+        }
+    }
+
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
         let entity_ref = event.entity_ref().map_err(|e| Failure::Poison(e.to_string()))?;
@@ -206,35 +286,21 @@ impl Evaluator {
             self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
             return Ok(());
         };
-        // Rules read the repository by name, and a name can move (a rename whose webhook was
-        // lost, then another repository under the old name). The name is read back first, a
-        // conditional GET that costs no quota while nothing changed, and must still lead to the
-        // repository this entity is; otherwise no rule is judged on another repository's state.
-        // Repositories enrolled from App installation events also get their default branch here
-        // (those payloads do not carry it).
         let mut identity_problem = None;
         if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository {
-            let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
-            match self.github.check_repository_name(&entity.owner, &entity.name, expected).await {
-                Ok(NameCheck::Same(repo)) => {
-                    if let (None, Some(branch)) = (entity.default_branch(), repo.default_branch) {
-                        self.store.refresh_entity(&id, &entity.owner, &entity.name, Some(&branch)).await.map_err(transient)?;
-                        if let Some(props) = entity.properties.as_object_mut() {
-                            props.insert("default_branch".into(), branch.into());
-                        }
-                    }
+            match self.confirm_identity(&event, &mut entity).await? {
+                Identity::Confirmed => {}
+                Identity::Problem(why) => {
+                    self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "identity_mismatch")], 1);
+                    tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
+                    identity_problem = Some(why);
                 }
-                Ok(check) => {
-                    identity_problem = check.problem(&entity.full_name(), expected).map(|p| {
-                        format!("{p}: not evaluated until the entity's name is current again (a rename webhook, or registering it anew)")
-                    })
+                Identity::Gone(why) => {
+                    let retired = self.store.retire_entity(&id).await.map_err(transient)?;
+                    self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "retired")], 1);
+                    tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
+                    return Ok(());
                 }
-                Err(e) if e.is_retryable() => return Err(provider_unavailable(provider_error(e))),
-                Err(e) => tracing::warn!(entity = %id, error = %e, "reading the repository to confirm its identity failed"),
-            }
-            if let Some(why) = &identity_problem {
-                self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "identity_mismatch")], 1);
-                tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
             }
         }
         let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;

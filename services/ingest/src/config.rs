@@ -72,8 +72,9 @@ pub struct IngestConfig {
     pub dedupe_hours: u64,
 
     /// Register repositories automatically from `installation`, `installation_repositories`
-    /// and `repository` created events (into `--project`). Retirement of deleted repositories
-    /// happens either way.
+    /// and `repository` created events (into `--project`). Either way, deleted, transferred and
+    /// removed repositories are announced, and retired by the evaluator once GitHub confirms
+    /// they are gone.
     #[arg(long, env = "PLUMB_INGEST_ENROLL", default_value_t = true, action = clap::ArgAction::Set)]
     pub enroll: bool,
 

@@ -11,7 +11,8 @@
 //!    answer 503 at once (bounded work under overload), parse and map (400);
 //! 3. claim the delivery id in Postgres (a redelivery of a published delivery gets 2xx and
 //!    publishes nothing; one still in flight elsewhere gets 503);
-//! 4. apply registry changes (enrol, retire, rename), publish every record with acks=all and
+//! 4. enrol repositories (retirements and renames are announced, and applied by the evaluator
+//!    once GitHub confirms them), publish every record with acks=all and
 //!    answer 2xx only once all were acknowledged; otherwise give the claim back and answer 503
 //!    so the delivery shows as failed and can be redelivered.
 //!
@@ -83,7 +84,7 @@ struct AppState {
     secrets: WebhookSecrets,
     provider: String,
     metrics: Metrics,
-    /// Registry changes (enrol, retire, rename): durable commits.
+    /// Enrolments: durable commits.
     store: Store,
     /// Delivery dedupe: relaxed commits (see `Store::connect_relaxed`).
     dedupe: Store,
@@ -744,19 +745,6 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), String> {
             }
         }
     };
-    for repo in &plan.retire {
-        let id = repo.entity_ref(&st.provider).id();
-        let retired = tokio::time::timeout(STORE_TIMEOUT, st.store.retire_entity(&id)).await;
-        if bounded("retire")(retired)? {
-            st.metrics.inc(
-                "plumbline_ingest_registry_changes_total",
-                "entities enrolled, retired or renamed by webhooks",
-                &[("change", "retired")],
-                1,
-            );
-            tracing::info!(entity = %id, repo = %format!("{}/{}", repo.owner, repo.name), "repository retired");
-        }
-    }
     if st.enroll {
         for repo in &plan.enroll {
             let mut properties = serde_json::json!({
@@ -782,29 +770,12 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), String> {
             if bounded("enroll")(enrolled)? {
                 st.metrics.inc(
                     "plumbline_ingest_registry_changes_total",
-                    "entities enrolled, retired or renamed by webhooks",
+                    "entities enrolled by webhooks (retirements and renames are confirmed and counted by the evaluator)",
                     &[("change", "enrolled")],
                     1,
                 );
                 tracing::info!(entity = %entity.id(), repo = %entity.full_name(), project = %st.project, "repository enrolled");
             }
-        }
-    }
-    if let Some(repo) = &plan.refresh {
-        let id = repo.entity_ref(&st.provider).id();
-        let refreshed = tokio::time::timeout(
-            STORE_TIMEOUT,
-            st.store
-                .refresh_entity(&id, &repo.owner, &repo.name, repo.default_branch.as_deref()),
-        )
-        .await;
-        if bounded("refresh")(refreshed)? {
-            st.metrics.inc(
-                "plumbline_ingest_registry_changes_total",
-                "entities enrolled, retired or renamed by webhooks",
-                &[("change", "renamed")],
-                1,
-            );
         }
     }
     Ok(())

@@ -65,15 +65,16 @@ impl RepoRef {
     }
 }
 
-/// What one webhook asks of ingest: registry changes first, then records to publish.
+/// What one webhook asks of ingest: enrolments first, then records to publish.
+///
+/// Retirements and renames are only announced (a `RETIRED` or webhook record carrying the
+/// names the payload gives): a signed body can be replayed, so the evaluator applies them only
+/// once GitHub confirms them (see its `confirm_identity`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
-    /// Repositories to register (or re-activate) in the store, when enrolment is on.
+    /// Repositories to register (or re-activate) in the store, when enrolment is on. The
+    /// evaluator retires again one whose name GitHub does not know.
     pub enroll: Vec<RepoRef>,
-    /// Repositories to retire in the store.
-    pub retire: Vec<RepoRef>,
-    /// A registered repository whose names or default branch may have changed.
-    pub refresh: Option<RepoRef>,
     /// Records for the entity-events topic, keyed by entity id.
     pub events: Vec<EntityEvent>,
 }
@@ -339,7 +340,6 @@ pub fn map_event(
                         event,
                         delivery,
                     ),
-                    retire: vec![repo],
                     ..Plan::default()
                 })),
                 "created" => Ok(Mapped::Plan(Plan {
@@ -353,10 +353,8 @@ pub fn map_event(
                     enroll: vec![repo],
                     ..Plan::default()
                 })),
-                "renamed" | "edited" => Ok(Mapped::Plan(Plan {
-                    refresh: Some(repo.clone()),
-                    ..reevaluate(repo)
-                })),
+                // The record carries the new names; the evaluator takes them once they lead
+                // to this repository.
                 _ => Ok(Mapped::Plan(reevaluate(repo))),
             }
         }
@@ -438,8 +436,6 @@ pub fn map_event(
             ));
             Ok(Mapped::Plan(Plan {
                 enroll: added,
-                retire: removed,
-                refresh: None,
                 events,
             }))
         }
@@ -501,7 +497,7 @@ mod tests {
             ),
             ("o", "r", "d1")
         );
-        assert!(p.enroll.is_empty() && p.retire.is_empty() && p.refresh.is_none());
+        assert!(p.enroll.is_empty());
     }
 
     #[test]
@@ -551,7 +547,7 @@ mod tests {
             "d",
             &json!({"action": "deleted", "repository": repo()}),
         ));
-        assert_eq!(p.retire.len(), 1);
+        assert!(p.enroll.is_empty(), "only announced: the evaluator confirms it");
         assert_eq!(p.events[0].reason, v1::EventReason::Retired as i32);
         let p = plan(map_event(
             "github",
@@ -566,7 +562,12 @@ mod tests {
             "d",
             &json!({"action": "renamed", "repository": repo()}),
         ));
-        assert_eq!(p.refresh.as_ref().map(|r| r.name.as_str()), Some("r"));
+        assert_eq!(
+            (p.events[0].owner.as_str(), p.events[0].name.as_str()),
+            ("o", "r"),
+            "the new names ride on the record"
+        );
+        assert_eq!(p.events[0].reason, v1::EventReason::Webhook as i32);
     }
 
     #[test]
@@ -588,11 +589,12 @@ mod tests {
                 private: Some(true)
             }]
         );
+        assert_eq!(p.events.len(), 2);
         assert_eq!(
-            p.retire[0].owner, "acme",
+            (p.events[1].owner.as_str(), p.events[1].reason),
+            ("acme", v1::EventReason::Retired as i32),
             "owner from the installation account"
         );
-        assert_eq!(p.events.len(), 2);
         let bad = json!({"action": "added", "installation": {"id": 1}, "repositories_added": [{"id": "1", "name": "a"}]});
         assert!(map_event("github", "installation_repositories", "d", &bad).is_err());
     }

@@ -1,5 +1,6 @@
-//! App installation events enroll and retire repositories; renames follow; `--enroll false`
-//! leaves enrolment to operators but still retires deleted repositories.
+//! App installation events enroll repositories; removals, deletions and renames are only
+//! announced (the evaluator applies them once GitHub confirms them, see `cli/tests/e2e.rs`);
+//! `--enroll false` leaves enrolment to operators.
 
 mod support;
 
@@ -24,7 +25,7 @@ fn installation(action: &str, key: &str, repos: &[(u64, &str)]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn installations_enroll_and_retire_repositories() {
+async fn installations_enroll_and_removals_are_only_announced() {
     let h = Harness::start_with(&plumbline_bus::testing::kafka(), |c| {
         c.project = "default".into()
     })
@@ -83,11 +84,12 @@ async fn installations_enroll_and_retire_repositories() {
             .get_entity("github/repository/2")
             .await
             .expect("store")
-            .is_none(),
-        "web retired"
+            .is_some(),
+        "web not retired by a webhook alone"
     );
 
-    // A rename and a new default branch follow; the entity keeps its id.
+    // A rename is announced with the new names; the store keeps the old ones until the
+    // evaluator has read the new name back.
     let renamed = json(serde_json::json!({
         "action": "renamed",
         "repository": {"id": 1, "name": "api-v2", "owner": {"login": "acme"}, "default_branch": "trunk"},
@@ -101,12 +103,9 @@ async fn installations_enroll_and_retire_repositories() {
         .await
         .expect("store")
         .expect("api");
-    assert_eq!(
-        (api.name.as_str(), api.default_branch()),
-        ("api-v2", Some("trunk"))
-    );
+    assert_eq!(api.name.as_str(), "api");
 
-    // Deleted on GitHub: retired here; history is kept, sweeps skip it.
+    // Deleted on GitHub: announced, not applied.
     let deleted = json(
         serde_json::json!({"action": "deleted", "repository": {"id": 3, "name": "docs", "owner": {"login": "acme"}}}),
     );
@@ -114,14 +113,9 @@ async fn installations_enroll_and_retire_repositories() {
         h.post("repository", &delivery(), &deleted).await.status,
         202
     );
-    assert!(store
-        .get_entity("github/repository/3")
-        .await
-        .expect("store")
-        .is_none());
-    assert_eq!(store.count_active_entities().await.expect("count"), 1);
+    assert_eq!(store.count_active_entities().await.expect("count"), 3);
 
-    // The uninstall retires what it lists.
+    // The uninstall announces what it lists.
     let a = h
         .post(
             "installation",
@@ -130,9 +124,18 @@ async fn installations_enroll_and_retire_repositories() {
         )
         .await;
     assert_eq!(a.status, 202);
-    assert_eq!(store.count_active_entities().await.expect("count"), 0);
+    assert_eq!(store.count_active_entities().await.expect("count"), 3);
 
     let records = h.records(7, Duration::from_secs(30)).await;
+    let rename = records
+        .iter()
+        .find(|(_, e)| e.reason == EventReason::Webhook as i32)
+        .expect("the rename's record");
+    assert_eq!(
+        (rename.1.owner.as_str(), rename.1.name.as_str()),
+        ("acme", "api-v2"),
+        "the record carries the new names"
+    );
     let mut reasons: Vec<(String, i32)> = records
         .iter()
         .map(|(_, e)| {
