@@ -110,10 +110,16 @@ pub fn apply_client_options(cc: &mut rdkafka::ClientConfig, options: &[(String, 
 ///
 /// Not for the embedded broker, which has no CreateTopics: [`EmbeddedBroker`] creates its own.
 pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| BusError::Config(e.to_string()))?;
+    ensure_topics_with(brokers, topics, partitions, &[]).await
+}
+
+/// [`ensure_topics`] with security and passthrough properties (TLS, SASL: see
+/// [`apply_client_options`]).
+pub async fn ensure_topics_with(brokers: &str, topics: &Topics, partitions: i32, options: &[(String, secrecy::SecretString)]) -> Result<(), BusError> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", brokers);
+    apply_client_options(&mut cc, options)?;
+    let admin: AdminClient<DefaultClientContext> = cc.create().map_err(|e| BusError::Config(e.to_string()))?;
     let names = topics.all();
     let new: Vec<NewTopic<'_>> = names
         .iter()
