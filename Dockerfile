@@ -31,13 +31,17 @@ COPY . .
 # (and corrupt) one target directory.
 ARG TARGETPLATFORM
 
+# Only the shipped packages, without default features: `plumb` then has no `dev` (no `plumb dev`,
+# no simulator), and the tests' and benchmarks' crates do not pull it back in.
 # The registry and target directories are cache mounts: they survive between builds but are
 # NOT part of the image layer, so the binaries must be copied out of target/ in this same RUN.
 RUN --mount=type=cache,id=plumbline-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=plumbline-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=plumbline-target-${TARGETPLATFORM},target=/src/target,sharing=locked \
     set -eux; \
-    cargo build --release --locked --bins; \
+    cargo build --release --locked --no-default-features --bins \
+        -p plumbline-ingest -p plumbline-evaluator -p plumbline-actuator -p plumbline-reconciler \
+        -p plumbline-control -p plumb; \
     mkdir -p /out; \
     for bin in plumbline-ingest plumbline-evaluator plumbline-actuator plumbline-reconciler plumbline-control plumb; do \
         install -m 0755 "target/release/${bin}" "/out/${bin}"; \

@@ -63,8 +63,12 @@ ensure_kafka() {
 ensure_postgres
 ensure_kafka
 
+started=$(date +%s)
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+log "tests took $(( $(date +%s) - started )) s (build included)"
+exit "$status"

@@ -1,10 +1,16 @@
-//! The `plumb` CLI: control-plane commands, migrations, and `plumb dev` (everything in one
-//! process). The binary is a thin shell over this library so tests drive the same code.
+//! The `plumb` CLI: control-plane commands, migrations, and (with the `dev` feature) `plumb dev`
+//! (everything in one process) and `plumb sim` (the GitHub simulator on its own). The binary is
+//! a thin shell over this library so tests drive the same code.
 
 pub mod client;
 pub mod commands;
+#[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(feature = "dev")]
 pub mod pg;
+#[cfg(feature = "dev")]
+pub mod sim;
+#[cfg(feature = "dev")]
 pub mod stack;
 
 /// Rule types and profiles shipped in `rules/`, embedded so `plumb dev` runs from anywhere.

@@ -1,6 +1,8 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use plumb::{client, commands, dev};
+use plumb::{client, commands};
+#[cfg(feature = "dev")]
+use plumb::{dev, sim};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -25,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process: services, control API, and a simulated GitHub fleet.
+    #[cfg(feature = "dev")]
     Dev(dev::DevArgs),
+    /// Run the GitHub simulator on its own (the services then run as separate processes
+    /// against it); prints its URL and the settings each service needs.
+    #[cfg(feature = "dev")]
+    Sim(sim::SimArgs),
     /// Apply the embedded database migrations.
     Migrate {
         #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline", hide_env_values = true)]
@@ -119,9 +126,15 @@ async fn main() -> anyhow::Result<()> {
     plumbline_telemetry::init_logging_with(false, "warn");
     let project = cli.project.clone();
     match cli.command {
+        #[cfg(feature = "dev")]
         Command::Dev(args) => {
-            let shutdown = plumbline_telemetry::shutdown_on_signal();
+            let shutdown = plumbline_runtime::shutdown_on_signal();
             dev::run(args, shutdown).await?;
+        }
+        #[cfg(feature = "dev")]
+        Command::Sim(args) => {
+            let shutdown = plumbline_runtime::shutdown_on_signal();
+            sim::run(args, shutdown).await?;
         }
         Command::Migrate { database_url } => {
             let store = plumbline_store::Store::connect(&database_url, 1)?;

@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use plumbline_github_sim::{SimConfig, Simulator};
-use plumbline_telemetry::ServiceArgs;
+use plumbline_runtime::ServiceArgs;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -32,6 +32,9 @@ pub struct StackConfig {
     /// The actuator's content-creation budget per credential (per minute, per hour).
     pub content_per_minute: u32,
     pub content_per_hour: u32,
+    /// The windows those count over (GitHub's: a minute and an hour; shorter in tests, which
+    /// the actuator allows only because the simulator is on loopback).
+    pub content_windows: (Duration, Duration),
     /// The actuator's cool-off after a failed remediation.
     pub cool_off: Duration,
     /// The actuator's first wait after a fix that did not hold.
@@ -57,6 +60,7 @@ impl StackConfig {
             github_token: None,
             content_per_minute: 80,
             content_per_hour: 500,
+            content_windows: (Duration::from_secs(60), Duration::from_secs(3600)),
             cool_off: Duration::from_secs(300),
             fix_backoff: Duration::from_secs(60),
             run_actuator: true,
@@ -189,6 +193,8 @@ impl Stack {
         ac.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ac.content_per_minute = self.config.content_per_minute;
         ac.content_per_hour = self.config.content_per_hour;
+        ac.content_minute_ms = self.config.content_windows.0.as_millis().try_into().unwrap_or(u64::MAX);
+        ac.content_hour_ms = self.config.content_windows.1.as_millis().try_into().unwrap_or(u64::MAX);
         ac.cool_off_secs = self.config.cool_off.as_secs();
         ac.fix_backoff_secs = self.config.fix_backoff.as_secs().max(1);
         ac

@@ -24,7 +24,7 @@ use anyhow::{bail, Context as _};
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_domain::{Entity, EntityRef, EventReason};
-use plumbline_engine::provider::GitHubProvider;
+use plumbline_github_provider::GitHubProvider;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
@@ -179,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
         store.upsert_entity(e).await?;
     }
     let sim_url = format!("http://{sim_addr}");
-    let mut args = plumbline_telemetry::ServiceArgs::local(&brokers, &db.url, &sim_url);
+    let mut args = plumbline_runtime::ServiceArgs::local(&brokers, &db.url, &sim_url);
     args.topic_prefix = prefix.clone();
     args.database_max_connections = 16;
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);

@@ -43,14 +43,14 @@ fn env(name: &str) -> anyhow::Result<String> {
 
 /// A replica: the evaluator service, configured by the parent through the environment.
 async fn replica() -> anyhow::Result<()> {
-    let mut args = plumbline_telemetry::ServiceArgs::local(&env("BENCH_BROKERS")?, &env("BENCH_DATABASE_URL")?, &env("BENCH_GITHUB_URL")?);
+    let mut args = plumbline_runtime::ServiceArgs::local(&env("BENCH_BROKERS")?, &env("BENCH_DATABASE_URL")?, &env("BENCH_GITHUB_URL")?);
     args.topic_prefix = env("BENCH_PREFIX")?;
     args.database_max_connections = 16;
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
     config.group_id = format!("{}plumbline-evaluator", env("BENCH_PREFIX")?);
     config.session_timeout_ms = 6000;
     config.max_in_flight = env_u64("BENCH_IN_FLIGHT", 8) as usize;
-    let shutdown = plumbline_telemetry::shutdown_on_signal();
+    let shutdown = plumbline_runtime::shutdown_on_signal();
     plumbline_evaluator::run(config, shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))
 }
 

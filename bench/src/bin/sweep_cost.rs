@@ -16,7 +16,8 @@
 
 use anyhow::{bail, Context as _};
 use plumbline_domain::{Entity, EntityRef, EvalStatus};
-use plumbline_engine::provider::{GitHubProvider, Memo};
+use plumbline_engine::provider::Memo;
+use plumbline_github_provider::GitHubProvider;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};

@@ -11,6 +11,8 @@
 mod consumer;
 mod embedded;
 mod producer;
+/// Test helpers; only with the `testing` feature, never in a service binary.
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
 pub mod worker;

@@ -9,7 +9,7 @@
 //! only the in-memory engine, so no user can exist when authentication is switched on.
 
 use plumbline_bus::{ensure_topics_with, Consumer, ConsumerConfig, Producer, ProducerConfig, Topics, TraceContext};
-use plumbline_telemetry::KafkaArgs;
+use plumbline_runtime::KafkaArgs;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -240,7 +240,9 @@ mod tests {
         let started = std::time::Instant::now();
         let o = p.evaluate(json!({"ingested": {}}), "x");
         assert_eq!(o.status, EvalStatus::Error, "{o:?}");
-        assert!(started.elapsed() < REGO_TIME_LIMIT * 3, "stopped after {:?}", started.elapsed());
+        // Unbounded, this policy runs for minutes; the bound is loose because the suite shares
+        // two cores with everything else (a stopped policy, not a timing, is what is tested).
+        assert!(started.elapsed() < REGO_TIME_LIMIT * 10, "stopped after {:?}", started.elapsed());
         // The engine is still usable afterwards for quick policies.
         let quick = RegoPolicy::compile("deny-by-default", "package minder\nimport rego.v1\ndefault allow := true", None).expect("compile");
         assert_eq!(quick.evaluate(json!({}), "").status, EvalStatus::Pass);

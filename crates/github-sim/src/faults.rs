@@ -178,14 +178,47 @@ impl Fault {
 pub struct ContentLimits {
     pub per_minute: u32,
     pub per_hour: u32,
+    /// The length of the "minute" (GitHub's: 60,000 ms). Tests shorten both windows to prove in
+    /// seconds what GitHub enforces over minutes.
+    #[serde(default = "minute_ms")]
+    pub minute_ms: u64,
+    /// The length of the "hour" (GitHub's: 3,600,000 ms).
+    #[serde(default = "hour_ms")]
+    pub hour_ms: u64,
+}
+
+fn minute_ms() -> u64 {
+    60_000
+}
+
+fn hour_ms() -> u64 {
+    3_600_000
 }
 
 impl Default for ContentLimits {
     /// GitHub's documented limits: 80 per minute, 500 per hour.
     fn default() -> Self {
+        ContentLimits::new(80, 500)
+    }
+}
+
+impl ContentLimits {
+    /// `per_minute` and `per_hour` over GitHub's windows.
+    pub fn new(per_minute: u32, per_hour: u32) -> Self {
         ContentLimits {
-            per_minute: 80,
-            per_hour: 500,
+            per_minute,
+            per_hour,
+            minute_ms: minute_ms(),
+            hour_ms: hour_ms(),
+        }
+    }
+
+    /// The same limits over shorter (or longer) windows.
+    pub fn with_windows(self, minute: std::time::Duration, hour: std::time::Duration) -> Self {
+        ContentLimits {
+            minute_ms: u64::try_from(minute.as_millis()).unwrap_or(u64::MAX).max(1),
+            hour_ms: u64::try_from(hour.as_millis()).unwrap_or(u64::MAX).max(1),
+            ..self
         }
     }
 }
@@ -325,10 +358,10 @@ impl Faults {
         let Some(limits) = self.content_limits else {
             return Ok(());
         };
-        const MINUTE: i64 = 60_000;
-        const HOUR: i64 = 3_600_000;
+        let minute = i64::try_from(limits.minute_ms).unwrap_or(i64::MAX);
+        let hour = i64::try_from(limits.hour_ms).unwrap_or(i64::MAX);
         let times = self.content.entry(label.to_owned()).or_default();
-        while times.front().is_some_and(|t| now_ms - t >= HOUR) {
+        while times.front().is_some_and(|t| now_ms - t >= hour) {
             times.pop_front();
         }
         let wait = |since: i64, window: i64| {
@@ -337,16 +370,16 @@ impl Faults {
         };
         if times.len() >= limits.per_hour as usize {
             let oldest = times.front().copied().unwrap_or(now_ms);
-            return Err(wait(oldest, HOUR));
+            return Err(wait(oldest, hour));
         }
         let last_minute: Vec<i64> = times
             .iter()
             .copied()
-            .filter(|t| now_ms - t < MINUTE)
+            .filter(|t| now_ms - t < minute)
             .collect();
         if last_minute.len() >= limits.per_minute as usize {
             let oldest = last_minute.first().copied().unwrap_or(now_ms);
-            return Err(wait(oldest, MINUTE));
+            return Err(wait(oldest, minute));
         }
         times.push_back(now_ms);
         Ok(())
@@ -556,8 +589,8 @@ async fn admin_remove_fault(State(sim): State<Simulator>, Path(id): Path<u64>) -
     }
 }
 
-/// `PUT /_admin/faults/content_limits` with `{"per_minute", "per_hour"}` or
-/// `{"enabled": false}`: 204.
+/// `PUT /_admin/faults/content_limits` with `{"per_minute", "per_hour"}` (and optionally
+/// `"minute_ms"`, `"hour_ms"`: shorter windows for tests) or `{"enabled": false}`: 204.
 async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Response {
     #[derive(Deserialize)]
     struct Limits {
@@ -567,6 +600,10 @@ async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Resp
         per_minute: Option<u32>,
         #[serde(default)]
         per_hour: Option<u32>,
+        #[serde(default)]
+        minute_ms: Option<u64>,
+        #[serde(default)]
+        hour_ms: Option<u64>,
     }
     let request: Limits = match crate::admin::parse(&body) {
         Ok(r) => r,
@@ -579,6 +616,8 @@ async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Resp
         sim.set_content_limits(Some(ContentLimits {
             per_minute: request.per_minute.unwrap_or(defaults.per_minute),
             per_hour: request.per_hour.unwrap_or(defaults.per_hour),
+            minute_ms: request.minute_ms.unwrap_or(defaults.minute_ms).max(1),
+            hour_ms: request.hour_ms.unwrap_or(defaults.hour_ms).max(1),
         }));
     }
     StatusCode::NO_CONTENT.into_response()
@@ -588,7 +627,7 @@ async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Resp
 async fn admin_get_content_limits(State(sim): State<Simulator>) -> Response {
     let limits = sim.lock().faults.content_limits;
     let body = match limits {
-        Some(l) => json!({ "enabled": true, "per_minute": l.per_minute, "per_hour": l.per_hour }),
+        Some(l) => json!({ "enabled": true, "per_minute": l.per_minute, "per_hour": l.per_hour, "minute_ms": l.minute_ms, "hour_ms": l.hour_ms }),
         None => json!({ "enabled": false }),
     };
     api::json_response(StatusCode::OK, &body)
@@ -663,12 +702,21 @@ mod tests {
     }
 
     #[test]
+    fn content_limit_windows_can_be_shortened() {
+        let mut faults = Faults::default();
+        faults.set_content_limits(Some(ContentLimits::new(2, 3).with_windows(Duration::from_secs(3), Duration::from_secs(10))));
+        assert!(faults.admit_content("a", 0).is_ok());
+        assert!(faults.admit_content("a", 500).is_ok());
+        assert_eq!(faults.admit_content("a", 1_000), Err(2), "until the 3 s window has passed the first");
+        assert!(faults.admit_content("a", 3_000).is_ok());
+        assert_eq!(faults.admit_content("a", 6_000), Err(4), "the 10 s window holds three");
+        assert!(faults.admit_content("a", 10_000).is_ok());
+    }
+
+    #[test]
     fn content_limit_counts_per_minute_and_hour() {
         let mut faults = Faults::default();
-        faults.set_content_limits(Some(ContentLimits {
-            per_minute: 2,
-            per_hour: 3,
-        }));
+        faults.set_content_limits(Some(ContentLimits::new(2, 3)));
         assert!(faults.admit_content("a", 0).is_ok());
         assert!(faults.admit_content("a", 1_000).is_ok());
         assert_eq!(faults.admit_content("a", 2_000), Err(58));

@@ -422,10 +422,7 @@ async fn content_creation_is_limited_per_token() {
     assert_eq!(patch_repo(&server, "writer", "y").await.status(), 200);
 
     // Configurable, per hour too, and can be switched off.
-    server.sim.set_content_limits(Some(ContentLimits {
-        per_minute: 10,
-        per_hour: 2,
-    }));
+    server.sim.set_content_limits(Some(ContentLimits::new(10, 2)));
     assert_eq!(patch_repo(&server, "hourly", "a").await.status(), 200);
     assert_eq!(patch_repo(&server, "hourly", "b").await.status(), 200);
     let limited = patch_repo(&server, "hourly", "c").await;
@@ -549,7 +546,7 @@ async fn faults_via_the_admin_api() {
         .unwrap();
     assert_eq!(
         limits,
-        json!({ "enabled": true, "per_minute": 80, "per_hour": 500 })
+        json!({ "enabled": true, "per_minute": 80, "per_hour": 500, "minute_ms": 60_000, "hour_ms": 3_600_000 })
     );
     let off = server
         .client

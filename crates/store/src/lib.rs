@@ -14,6 +14,8 @@ mod migrate;
 mod posture;
 mod rules;
 pub mod tls;
+/// Test helpers; only with the `testing` feature, never in a service binary.
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use actions::{ActionRecord, ActionResult, NewAction, TakeOver};

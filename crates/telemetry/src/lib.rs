@@ -1,15 +1,13 @@
-//! Logs, health endpoints, metrics and shutdown signals shared by every Plumbline service.
+//! What operators see of every Plumbline process: logs, health endpoints and metrics.
 //!
 //! - [`init_logging`]: structured logs (`tracing`), JSON or text, filtered by `RUST_LOG`.
 //! - [`Health`]: liveness (every long-running loop beats) and readiness (dependencies reachable),
 //!   served with [`Metrics`] by [`serve`] on `/healthz`, `/readyz` and `/metrics`.
-//! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGTERM or Ctrl-C.
+//!
+//! Telemetry only: how a service is configured and started (flags, secrets files, signals, its
+//! `main`) is `plumbline-runtime`'s.
 
-mod args;
 mod metrics;
-pub mod secrets;
-
-pub use args::{KafkaArgs, KafkaProtocol, SaslMechanism, ServiceArgs};
 
 pub use metrics::Metrics;
 
@@ -173,38 +171,6 @@ pub async fn serve_router(
     Ok(local)
 }
 
-/// A token cancelled on SIGTERM or Ctrl-C (the first stage of a graceful shutdown).
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => {},
-                        _ = term.recv() => {},
-                    }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        // Cancel before logging: if stdout and stderr are gone (a closed pipe), the logger's
-        // fallback report panics, and that must not cost us the shutdown.
-        t.cancel();
-        tracing::info!("shutdown requested");
-    });
-    token
-}
-
 /// Keeps `health` ready while `check` succeeds, re-checking every `every` until `shutdown`.
 pub fn readiness_loop<F, Fut>(
     health: Health,
@@ -225,54 +191,4 @@ where
             }
         }
     })
-}
-
-/// Command-line shell shared by the service binaries: the service's own flags plus logging.
-#[derive(clap::Parser)]
-struct ServiceCli<C: clap::Args> {
-    #[command(flatten)]
-    config: C,
-    /// Log as JSON lines.
-    #[arg(long, env = "PLUMB_LOG_JSON")]
-    log_json: bool,
-}
-
-/// The whole `main` of a service binary: parse flags (`--help` documents them), start
-/// logging, run until SIGTERM or Ctrl-C. Exits non-zero with the error on failure.
-pub fn service_main<C, F, Fut, E>(name: &'static str, about: &'static str, run: F)
-where
-    C: clap::Args + clap::FromArgMatches,
-    F: FnOnce(C, CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = ServiceCli::<C>::command()
-        .name(name)
-        .about(about)
-        .get_matches();
-    let cli = match ServiceCli::<C>::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
-    init_logging(cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{name}: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = runtime.block_on(async move {
-        let shutdown = shutdown_on_signal();
-        run(cli.config, shutdown).await
-    });
-    if let Err(e) = result {
-        tracing::error!(error = %e, "{name} failed");
-        eprintln!("{name}: {e}");
-        std::process::exit(1);
-    }
 }

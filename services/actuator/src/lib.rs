@@ -29,13 +29,14 @@ use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext};
 use plumbline_domain::{ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::datasource::{DataSources, Fetcher};
-use plumbline_engine::provider::{BlockingGitHubFetcher, GitHubProvider};
+use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_engine::{AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError, Remediation, RuleType};
 use plumbline_github::{GitHub, GitHubError, Method};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_store::{ActionRecord, ActionResult, NewAction, Store};
-use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use plumbline_telemetry::{Health, Metrics};
+use plumbline_runtime::ServiceArgs;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,17 @@ pub struct ActuatorConfig {
     /// Content-creating requests per credential per hour (GitHub's limit is 500).
     #[arg(long, env = "PLUMB_CONTENT_PER_HOUR", default_value_t = 500)]
     pub content_per_hour: u32,
+
+    /// The length of the window `--content-per-minute` counts over (ms; GitHub's: 60,000).
+    /// Shorter only against a simulator on loopback, so tests prove the budget in seconds;
+    /// with any other GitHub API URL a window shorter than GitHub's is refused at start.
+    #[arg(long, env = "PLUMB_CONTENT_MINUTE_MS", default_value_t = 60_000)]
+    pub content_minute_ms: u64,
+
+    /// The length of the window `--content-per-hour` counts over (ms; GitHub's: 3,600,000).
+    /// Shorter only against a simulator on loopback, as above.
+    #[arg(long, env = "PLUMB_CONTENT_HOUR_MS", default_value_t = 3_600_000)]
+    pub content_hour_ms: u64,
 
     /// Open an issue instead when GitHub refuses a security advisory (403, 404 or 422: the
     /// feature is unavailable for the repository or the credential).
@@ -120,6 +132,8 @@ impl ActuatorConfig {
             cool_off_secs: 300,
             content_per_minute: 80,
             content_per_hour: 500,
+            content_minute_ms: 60_000,
+            content_hour_ms: 3_600_000,
             alert_issue_fallback: true,
             alert_issue_fallback_public: false,
             max_attempts: 5,
@@ -143,6 +157,27 @@ pub enum ActuatorError {
     Egress(#[from] plumbline_github::egress::EgressError),
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
+    #[error("content windows of {minute_ms} ms and {hour_ms} ms are shorter than GitHub's (60,000 and 3,600,000 ms): GitHub would refuse writes the budget lets through; shorter windows are for a simulator on loopback, and {api_url} is not one")]
+    ShortContentWindow { minute_ms: u64, hour_ms: u64, api_url: String },
+}
+
+/// The content budget's windows: GitHub's, or shorter ones when the API is a simulator on
+/// loopback (tests).
+fn content_windows(config: &ActuatorConfig) -> Result<(Duration, Duration), ActuatorError> {
+    let (minute_ms, hour_ms) = (config.content_minute_ms.max(1), config.content_hour_ms.max(1));
+    if minute_ms < 60_000 || hour_ms < 3_600_000 {
+        let api_url = config.service.github_api_url.clone();
+        let loopback = url::Url::parse(&api_url).ok().and_then(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.is_loopback()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.is_loopback()),
+            Some(url::Host::Domain(d)) => Some(d.eq_ignore_ascii_case("localhost")),
+            None => None,
+        });
+        if loopback != Some(true) {
+            return Err(ActuatorError::ShortContentWindow { minute_ms, hour_ms, api_url });
+        }
+    }
+    Ok((Duration::from_millis(minute_ms), Duration::from_millis(hour_ms)))
 }
 
 pub struct Running {
@@ -182,6 +217,7 @@ struct Actuator {
 
 pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Result<Running, ActuatorError> {
     let s = &config.service;
+    let windows = content_windows(&config)?;
     let topics = Topics::with_prefix(&s.topic_prefix);
     let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
     let github = s.github()?;
@@ -207,7 +243,7 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         topics,
         metrics: metrics.clone(),
         outcomes: outcomes.clone(),
-        budget: ContentBudget::new(store.clone(), config.content_per_minute, config.content_per_hour),
+        budget: ContentBudget::with_windows(store.clone(), config.content_per_minute, config.content_per_hour, windows.0, windows.1),
         cool_off: chrono::Duration::seconds(config.cool_off_secs.min(i64::MAX as u64) as i64),
         alert_issue_fallback: config.alert_issue_fallback,
         alert_issue_fallback_public: config.alert_issue_fallback_public,
@@ -691,7 +727,7 @@ impl Actuator {
             params: &job.profile_rule.params,
             def: &job.profile_rule.def,
         };
-        let plan = match job.rule.plan_remediation(&inv, &self.github).await {
+        let plan = match job.rule.plan_remediation(&inv, &self.provider).await {
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => {
                 tracing::warn!(entity = %job.entity_id, rule = %job.verdict.rule_name, error = %e, "remediation cannot be planned");
@@ -1076,5 +1112,33 @@ impl Actuator {
             .map_err(transient)?;
         let _ = self.outcomes.send(outcome);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(api: &str, minute_ms: u64, hour_ms: u64) -> ActuatorConfig {
+        let mut c = ActuatorConfig::new(ServiceArgs::local("127.0.0.1:9092", "postgres://localhost/x", api));
+        c.content_minute_ms = minute_ms;
+        c.content_hour_ms = hour_ms;
+        c
+    }
+
+    #[test]
+    fn content_windows_shorter_than_githubs_only_against_a_loopback_simulator() {
+        let github = "https://api.github.com";
+        assert_eq!(content_windows(&config(github, 60_000, 3_600_000)).expect("GitHub's windows"), (Duration::from_secs(60), Duration::from_secs(3600)));
+        assert!(content_windows(&config(github, 120_000, 7_200_000)).is_ok(), "longer is only slower");
+        for (minute, hour) in [(3_000, 3_600_000), (60_000, 60_000), (0, 0)] {
+            assert!(matches!(content_windows(&config(github, minute, hour)), Err(ActuatorError::ShortContentWindow { .. })), "{minute}/{hour}");
+        }
+        for api in ["https://ghe.example.com/api/v3", "http://10.0.0.1:8080", "http://localhost.evil.com"] {
+            assert!(content_windows(&config(api, 3_000, 60_000)).is_err(), "{api}");
+        }
+        for api in ["http://127.0.0.1:4000", "http://[::1]:4000", "http://localhost:4000"] {
+            assert_eq!(content_windows(&config(api, 3_000, 60_000)).expect(api), (Duration::from_secs(3), Duration::from_secs(60)));
+        }
     }
 }

@@ -1,3 +1,3 @@
 fn main() {
-    plumbline_telemetry::service_main::<plumbline_actuator::ActuatorConfig, _, _, _>("plumbline-actuator", "Plumbline actuator: failing verdicts to remediations", plumbline_actuator::run);
+    plumbline_runtime::service_main::<plumbline_actuator::ActuatorConfig, _, _, _>("plumbline-actuator", "Plumbline actuator: failing verdicts to remediations", plumbline_actuator::run);
 }

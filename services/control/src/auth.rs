@@ -12,7 +12,7 @@
 //! the old one) without a restart. A file that becomes unreadable or invalid keeps the last good
 //! set and logs why: rotation mistakes must not lock every operator out, nor let anyone in.
 
-use plumbline_telemetry::secrets::{secret_lines, SecretFile, SecretFileError};
+use plumbline_runtime::secrets::{secret_lines, SecretFile, SecretFileError};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::path::Path;

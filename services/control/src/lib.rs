@@ -20,7 +20,8 @@ use plumbline_proto::v1::control_service_server::{ControlService, ControlService
 use plumbline_proto::v1::*;
 use plumbline_proto::Message as _;
 use plumbline_store::Store;
-use plumbline_telemetry::{Health, Metrics, ServiceArgs};
+use plumbline_telemetry::{Health, Metrics};
+use plumbline_runtime::ServiceArgs;
 use std::collections::BTreeMap;
 use secrecy::SecretString;
 use std::net::SocketAddr;

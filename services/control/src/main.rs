@@ -1,3 +1,3 @@
 fn main() {
-    plumbline_telemetry::service_main::<plumbline_control::ControlConfig, _, _, _>("plumbline-control", "Plumbline control plane (gRPC)", plumbline_control::run);
+    plumbline_runtime::service_main::<plumbline_control::ControlConfig, _, _, _>("plumbline-control", "Plumbline control plane (gRPC)", plumbline_control::run);
 }

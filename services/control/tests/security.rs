@@ -6,7 +6,7 @@ use plumbline_control::{start, ControlConfig, StartError};
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::ListRepositoriesRequest;
 use plumbline_store::testing::TestDatabase;
-use plumbline_telemetry::ServiceArgs;
+use plumbline_runtime::ServiceArgs;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,3 +1,3 @@
 fn main() {
-    plumbline_telemetry::service_main::<plumbline_evaluator::EvaluatorConfig, _, _, _>("plumbline-evaluator", "Plumbline evaluator: entity events to verdicts", plumbline_evaluator::run);
+    plumbline_runtime::service_main::<plumbline_evaluator::EvaluatorConfig, _, _, _>("plumbline-evaluator", "Plumbline evaluator: entity events to verdicts", plumbline_evaluator::run);
 }

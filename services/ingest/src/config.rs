@@ -19,7 +19,7 @@ pub struct IngestConfig {
     pub kafka_brokers: String,
 
     #[command(flatten)]
-    pub kafka: plumbline_telemetry::KafkaArgs,
+    pub kafka: plumbline_runtime::KafkaArgs,
 
     /// Prefix for topic names (several installations or tests on one broker).
     #[arg(long, env = "PLUMB_TOPIC_PREFIX", default_value = "")]
@@ -121,7 +121,7 @@ impl IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kafka_brokers: kafka_brokers.to_string(),
-            kafka: plumbline_telemetry::KafkaArgs::default(),
+            kafka: plumbline_runtime::KafkaArgs::default(),
             topic_prefix: topic_prefix.to_string(),
             webhook_secrets: vec![SecretString::from(secret)],
             webhook_secrets_file: None,

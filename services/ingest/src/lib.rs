@@ -40,7 +40,7 @@ use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::Entity;
 use plumbline_proto::Message as _;
 use plumbline_store::{Claim, Store};
-use plumbline_telemetry::secrets::{secret_lines, SecretFile};
+use plumbline_runtime::secrets::{secret_lines, SecretFile};
 use plumbline_telemetry::{Health, Metrics};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;

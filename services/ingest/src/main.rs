@@ -1,3 +1,3 @@
 fn main() {
-    plumbline_telemetry::service_main::<plumbline_ingest::IngestConfig, _, _, _>("plumbline-ingest", "Plumbline ingest: GitHub webhooks to entity events", plumbline_ingest::run);
+    plumbline_runtime::service_main::<plumbline_ingest::IngestConfig, _, _, _>("plumbline-ingest", "Plumbline ingest: GitHub webhooks to entity events", plumbline_ingest::run);
 }

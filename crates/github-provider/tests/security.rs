@@ -3,7 +3,7 @@
 
 use plumbline_domain::{Entity, EntityRef, EvalStatus};
 use plumbline_engine::datasource::DataSources;
-use plumbline_engine::provider::{BlockingGitHubFetcher, GitHubProvider};
+use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_engine::{CompiledRule, Invocation, Outcome, Remediation, RuleType};
 use plumbline_github::egress::{Egress, EgressPolicy};
 use plumbline_github::{GitHub, GitHubConfig};

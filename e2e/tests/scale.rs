@@ -15,9 +15,9 @@ use std::time::Duration;
 const PROJECT: &str = "default";
 const PUT_PROTECTION: &str = "PUT /repos/{owner}/{repo}/branches/{branch}/protection";
 
-/// The `plumbline-evaluator` binary, built by cargo for this package's tests.
+/// The evaluator binary (`e2e-evaluator`: the service's `main`, built for these tests).
 fn evaluator_binary() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_plumbline-evaluator"))
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_e2e-evaluator"))
 }
 
 /// An evaluator replica as SREs run it: its own process, killable with SIGKILL.

@@ -57,7 +57,7 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
     let dir = tempfile::tempdir().expect("tmp");
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("{CONTROL_TOKEN}\n")).expect("write");
-    let mut args = plumbline_telemetry::ServiceArgs::local(&kafka(), &url, &stack.sim_url);
+    let mut args = plumbline_runtime::ServiceArgs::local(&kafka(), &url, &stack.sim_url);
     args.topic_prefix = prefix.clone();
     args.github_token = Some(GITHUB_TOKEN.into());
     let control_stop = tokio_util::sync::CancellationToken::new();

@@ -273,6 +273,18 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     let entity = format!("github/repository/{id}");
     enroll(&stack, &[("acme", "steady")]).await;
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+    // The repository was announced twice (the simulator's "created" webhook, enrolled by
+    // ingest, and the registration), with different properties; measure only once both
+    // evaluations are done, so the one below is the only one that can count.
+    let mut settled = store.history_count(&entity).await.expect("history");
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = store.history_count(&entity).await.expect("history");
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     let metrics = stack.evaluator_metrics.clone().expect("evaluator running");
     let reused = || metrics.counter_value("plumbline_evaluator_reused_total", &[]);
     let history = store.history_count(&entity).await.expect("history");
@@ -405,3 +417,4 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"), "judged on its own state, not the unprotected namesake's");
     stack.stop().await;
 }
+

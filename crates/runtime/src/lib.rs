@@ -1,0 +1,96 @@
+//! What every service binary shares to start: its flags ([`ServiceArgs`], [`KafkaArgs`]), the
+//! clients built from them (GitHub, data-source egress, Kafka properties), secrets read from
+//! files that may change ([`secrets`]), the shutdown signal and the whole `main`
+//! ([`service_main`]).
+//!
+//! Split from `plumbline-telemetry` so that logging, health and metrics (which the bus uses too)
+//! do not carry the GitHub client and the command-line parser.
+
+mod args;
+pub mod secrets;
+
+pub use args::{KafkaArgs, KafkaProtocol, SaslMechanism, ServiceArgs};
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on SIGTERM or Ctrl-C (the first stage of a graceful shutdown).
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {},
+                        _ = term.recv() => {},
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        // Cancel before logging: if stdout and stderr are gone (a closed pipe), the logger's
+        // fallback report panics, and that must not cost us the shutdown.
+        t.cancel();
+        tracing::info!("shutdown requested");
+    });
+    token
+}
+
+/// Command-line shell shared by the service binaries: the service's own flags plus logging.
+#[derive(clap::Parser)]
+struct ServiceCli<C: clap::Args> {
+    #[command(flatten)]
+    config: C,
+    /// Log as JSON lines.
+    #[arg(long, env = "PLUMB_LOG_JSON")]
+    log_json: bool,
+}
+
+/// The whole `main` of a service binary: parse flags (`--help` documents them), start
+/// logging, run until SIGTERM or Ctrl-C. Exits non-zero with the error on failure.
+pub fn service_main<C, F, Fut, E>(name: &'static str, about: &'static str, run: F)
+where
+    C: clap::Args + clap::FromArgMatches,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ServiceCli::<C>::command()
+        .name(name)
+        .about(about)
+        .get_matches();
+    let cli = match ServiceCli::<C>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    plumbline_telemetry::init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = shutdown_on_signal();
+        run(cli.config, shutdown).await
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "{name} failed");
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
