@@ -39,12 +39,19 @@ impl Conn {
 
     /// Sends `POST path` with `headers` (name, value) and `body`; returns the status once the
     /// whole response has been read. Any error leaves the connection unusable.
-    pub async fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<u16> {
+    pub async fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<u16> {
         self.out.clear();
         self.out.extend_from_slice(b"POST ");
         self.out.extend_from_slice(path.as_bytes());
-        self.out.extend_from_slice(b" HTTP/1.1\r\nhost: bench\r\ncontent-length: ");
-        self.out.extend_from_slice(body.len().to_string().as_bytes());
+        self.out
+            .extend_from_slice(b" HTTP/1.1\r\nhost: bench\r\ncontent-length: ");
+        self.out
+            .extend_from_slice(body.len().to_string().as_bytes());
         self.out.extend_from_slice(b"\r\n");
         for (name, value) in headers {
             self.out.extend_from_slice(name.as_bytes());
@@ -68,7 +75,8 @@ impl Conn {
             }
             self.fill().await?;
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| invalid("response head is not utf-8"))?;
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| invalid("response head is not utf-8"))?;
         let mut lines = head.split("\r\n");
         let status = lines
             .next()
@@ -91,7 +99,10 @@ impl Conn {
         let mut chunk = [0u8; 8192];
         let n = self.stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
@@ -107,7 +118,10 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(addr: SocketAddr) -> Self {
-        Pool { addr, idle: Mutex::new(Vec::new()) }
+        Pool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// The response status, or 0 for a transport error (the connection is then dropped).
@@ -139,7 +153,9 @@ mod tests {
 
     #[tokio::test]
     async fn reads_responses_back_to_back_on_one_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
@@ -153,20 +169,34 @@ mod tests {
                 seen.extend_from_slice(&chunk[..n]);
                 let bodies = seen.windows(5).filter(|w| w == b"hello").count();
                 if bodies == 1 && answered == 0 {
-                    s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok").await.expect("write");
+                    s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .expect("write");
                     answered = 1;
                 } else if bodies == 2 {
                     answered = 2;
                 }
             }
-            s.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 3\r\n").await.expect("write");
+            s.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 3\r\n")
+                .await
+                .expect("write");
             s.write_all(b"\r\nbad").await.expect("write");
             String::from_utf8_lossy(&seen).to_string()
         });
         let mut c = Conn::connect(addr).await.expect("connect");
-        assert_eq!(c.post("/p", &[("x-a", "1")], b"hello").await.expect("first"), 202);
+        assert_eq!(
+            c.post("/p", &[("x-a", "1")], b"hello")
+                .await
+                .expect("first"),
+            202
+        );
         assert_eq!(c.post("/p", &[], b"hello").await.expect("second"), 401);
         let seen = server.await.expect("server");
-        assert!(seen.starts_with("POST /p HTTP/1.1\r\nhost: bench\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello"), "{seen}");
+        assert!(
+            seen.starts_with(
+                "POST /p HTTP/1.1\r\nhost: bench\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello"
+            ),
+            "{seen}"
+        );
     }
 }

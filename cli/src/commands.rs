@@ -6,7 +6,11 @@ use plumbline_proto::v1::*;
 use std::fmt::Write as _;
 use std::path::Path;
 
-pub async fn apply_rule_type(c: &mut Client, project: &str, yaml: &str) -> anyhow::Result<ApplyRuleTypeResponse> {
+pub async fn apply_rule_type(
+    c: &mut Client,
+    project: &str,
+    yaml: &str,
+) -> anyhow::Result<ApplyRuleTypeResponse> {
     Ok(c.apply_rule_type(ApplyRuleTypeRequest {
         project: project.into(),
         yaml: yaml.into(),
@@ -15,7 +19,11 @@ pub async fn apply_rule_type(c: &mut Client, project: &str, yaml: &str) -> anyho
     .into_inner())
 }
 
-pub async fn apply_profile(c: &mut Client, project: &str, yaml: &str) -> anyhow::Result<ApplyProfileResponse> {
+pub async fn apply_profile(
+    c: &mut Client,
+    project: &str,
+    yaml: &str,
+) -> anyhow::Result<ApplyProfileResponse> {
     Ok(c.apply_profile(ApplyProfileRequest {
         project: project.into(),
         yaml: yaml.into(),
@@ -24,7 +32,12 @@ pub async fn apply_profile(c: &mut Client, project: &str, yaml: &str) -> anyhow:
     .into_inner())
 }
 
-pub async fn register_repository(c: &mut Client, project: &str, full_name: &str, labels: Vec<String>) -> anyhow::Result<RegisterRepositoryResponse> {
+pub async fn register_repository(
+    c: &mut Client,
+    project: &str,
+    full_name: &str,
+    labels: Vec<String>,
+) -> anyhow::Result<RegisterRepositoryResponse> {
     let (owner, name) = full_name
         .split_once('/')
         .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
@@ -40,11 +53,20 @@ pub async fn register_repository(c: &mut Client, project: &str, full_name: &str,
 }
 
 /// Every latest verdict of a project (or of one entity, or in one status), page by page.
-pub async fn status(c: &mut Client, project: &str, entity_id: &str) -> anyhow::Result<Vec<RuleStatus>> {
+pub async fn status(
+    c: &mut Client,
+    project: &str,
+    entity_id: &str,
+) -> anyhow::Result<Vec<RuleStatus>> {
     status_filtered(c, project, entity_id, "").await
 }
 
-pub async fn status_filtered(c: &mut Client, project: &str, entity_id: &str, status: &str) -> anyhow::Result<Vec<RuleStatus>> {
+pub async fn status_filtered(
+    c: &mut Client,
+    project: &str,
+    entity_id: &str,
+    status: &str,
+) -> anyhow::Result<Vec<RuleStatus>> {
     let mut all = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -70,11 +92,14 @@ pub async fn status_filtered(c: &mut Client, project: &str, entity_id: &str, sta
 /// The posture of a project: entities per status, per profile and rule.
 pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
     let counts = c
-        .get_posture(plumbline_proto::v1::GetPostureRequest { project: project.into() })
+        .get_posture(plumbline_proto::v1::GetPostureRequest {
+            project: project.into(),
+        })
         .await?
         .into_inner()
         .counts;
-    let mut rules: std::collections::BTreeMap<(String, String), [u64; 4]> = std::collections::BTreeMap::new();
+    let mut rules: std::collections::BTreeMap<(String, String), [u64; 4]> =
+        std::collections::BTreeMap::new();
     for c in counts {
         let slot = match EvalStatus::try_from(c.status).unwrap_or(EvalStatus::Unspecified) {
             EvalStatus::Pass => 0,
@@ -85,21 +110,35 @@ pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
         rules.entry((c.profile, c.rule_name)).or_default()[slot] += c.count;
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{:<24}  {:<48}  {:>8}  {:>8}  {:>8}  {:>8}", "PROFILE", "RULE", "PASS", "FAIL", "ERROR", "SKIPPED");
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<48}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "PROFILE", "RULE", "PASS", "FAIL", "ERROR", "SKIPPED"
+    );
     for ((profile, rule), n) in &rules {
-        let _ = writeln!(out, "{profile:<24}  {rule:<48}  {:>8}  {:>8}  {:>8}  {:>8}", n[0], n[1], n[2], n[3]);
+        let _ = writeln!(
+            out,
+            "{profile:<24}  {rule:<48}  {:>8}  {:>8}  {:>8}  {:>8}",
+            n[0], n[1], n[2], n[3]
+        );
     }
     Ok(out)
 }
 
 /// `plumb ruletype test`: runs the suites and prints a line per case and a summary line.
 /// Returns the number of failed cases.
-pub async fn test_rule_types(paths: &[std::path::PathBuf], tests: Option<&Path>) -> anyhow::Result<usize> {
+pub async fn test_rule_types(
+    paths: &[std::path::PathBuf],
+    tests: Option<&Path>,
+) -> anyhow::Result<usize> {
     use plumbline_engine::testsuite::{discover, run_suite, Suite};
     let suites = match tests {
         Some(t) => {
             let [rule_type] = paths else {
-                anyhow::bail!("--tests runs against exactly one rule type file, got {}", paths.len());
+                anyhow::bail!(
+                    "--tests runs against exactly one rule type file, got {}",
+                    paths.len()
+                );
             };
             vec![Suite {
                 rule_type: rule_type.clone(),
@@ -109,7 +148,9 @@ pub async fn test_rule_types(paths: &[std::path::PathBuf], tests: Option<&Path>)
         None => discover(paths).map_err(anyhow::Error::msg)?,
     };
     if suites.is_empty() {
-        anyhow::bail!("no rule types with test suites (X.yaml beside X.test.yaml) under the given paths");
+        anyhow::bail!(
+            "no rule types with test suites (X.yaml beside X.test.yaml) under the given paths"
+        );
     }
     let (mut passed, mut failed) = (0, 0);
     for s in &suites {
@@ -179,7 +220,10 @@ pub fn status_table(rows: &[RuleStatus]) -> String {
         let refs: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&mut out, &refs);
     }
-    let passing = rows.iter().filter(|r| r.status == EvalStatus::Pass as i32).count();
+    let passing = rows
+        .iter()
+        .filter(|r| r.status == EvalStatus::Pass as i32)
+        .count();
     let _ = writeln!(out, "{passing}/{} rules passing", rows.len());
     out
 }
@@ -213,7 +257,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("REPOSITORY        PROFILE"), "{t}");
-        assert!(lines[2].contains("FAIL") && lines[2].ends_with("no protection"), "{t}");
+        assert!(
+            lines[2].contains("FAIL") && lines[2].ends_with("no protection"),
+            "{t}"
+        );
         assert_eq!(lines[3], "1/2 rules passing");
     }
 }

@@ -85,7 +85,12 @@ impl Broker {
 async fn database(args: &DevArgs) -> anyhow::Result<(String, Option<PrivateCluster>)> {
     // An empty value (an unset variable passed through) means "not given".
     use secrecy::ExposeSecret;
-    if let Some(url) = args.database_url.as_ref().map(|u| u.expose_secret()).filter(|u| !u.trim().is_empty()) {
+    if let Some(url) = args
+        .database_url
+        .as_ref()
+        .map(|u| u.expose_secret())
+        .filter(|u| !u.trim().is_empty())
+    {
         return Ok((url.to_string(), None));
     }
     let (admin_url, cluster) = if admin::reachable(LOCAL_ADMIN_URL).await {
@@ -97,8 +102,12 @@ async fn database(args: &DevArgs) -> anyhow::Result<(String, Option<PrivateClust
         println!("postgres: private cluster on 127.0.0.1:{}", c.port);
         (c.admin_url(), Some(c))
     };
-    admin::drop_database(&admin_url, DEV_DATABASE).await.context("resetting the dev database")?;
-    admin::create_database(&admin_url, DEV_DATABASE).await.context("creating the dev database")?;
+    admin::drop_database(&admin_url, DEV_DATABASE)
+        .await
+        .context("resetting the dev database")?;
+    admin::create_database(&admin_url, DEV_DATABASE)
+        .await
+        .context("creating the dev database")?;
     Ok((admin::with_database(&admin_url, DEV_DATABASE), cluster))
 }
 
@@ -106,12 +115,15 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     let topics = Topics::default();
     let broker = match args.kafka_brokers.as_ref().filter(|b| !b.trim().is_empty()) {
         Some(b) => {
-            plumbline_bus::ensure_topics(b, &topics, plumbline_bus::DEFAULT_PARTITIONS).await.context("creating topics")?;
+            plumbline_bus::ensure_topics(b, &topics, plumbline_bus::DEFAULT_PARTITIONS)
+                .await
+                .context("creating topics")?;
             println!("kafka: {b}");
             Broker::External(b.clone())
         }
         None => {
-            let e = EmbeddedBroker::start(&topics, plumbline_bus::DEFAULT_PARTITIONS).context("starting the embedded kafka broker")?;
+            let e = EmbeddedBroker::start(&topics, plumbline_bus::DEFAULT_PARTITIONS)
+                .context("starting the embedded kafka broker")?;
             println!("kafka: embedded broker at {}", e.bootstrap_servers());
             Broker::Embedded(e)
         }
@@ -127,7 +139,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     cfg.ingest_listen = args.ingest_listen;
     cfg.sim_listen = args.sim_listen;
     let stack = Stack::start(cfg).await?;
-    println!("github simulator: {} (admin API under /_admin)", stack.sim_url);
+    println!(
+        "github simulator: {} (admin API under /_admin)",
+        stack.sim_url
+    );
     println!("ingest: {}", stack.ingest_url());
     println!("control api: {}", stack.control_url());
 
@@ -139,23 +154,42 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     result
 }
 
-async fn enroll_and_watch(args: &DevArgs, stack: &Stack, store: &Store, shutdown: &CancellationToken) -> anyhow::Result<DevSummary> {
+async fn enroll_and_watch(
+    args: &DevArgs,
+    stack: &Stack,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<DevSummary> {
     let mut outcomes = stack.outcomes.subscribe();
-    let fleet = stack.sim.seed(&args.org, args.repos, "service", args.protected_fraction);
-    println!("seeded {} repositories in {} ({}% protected)", fleet.len(), args.org, (args.protected_fraction * 100.0).round());
+    let fleet = stack
+        .sim
+        .seed(&args.org, args.repos, "service", args.protected_fraction);
+    println!(
+        "seeded {} repositories in {} ({}% protected)",
+        fleet.len(),
+        args.org,
+        (args.protected_fraction * 100.0).round()
+    );
 
     // Enroll the same way an operator would: through the control API.
     let mut c = client::connect(&stack.control_url(), None).await?;
     let project = plumbline_domain::DEFAULT_PROJECT;
     for (name, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, project, yaml).await.with_context(|| format!("applying rule type {name}"))?;
+        commands::apply_rule_type(&mut c, project, yaml)
+            .await
+            .with_context(|| format!("applying rule type {name}"))?;
     }
     for (owner, name, _) in &fleet {
         commands::register_repository(&mut c, project, &format!("{owner}/{name}"), vec![]).await?;
     }
     for (name, yaml) in shipped::PROFILES {
-        let r = commands::apply_profile(&mut c, project, yaml).await.with_context(|| format!("applying profile {name}"))?;
-        println!("profile {} applied (remediation on): {} repositories queued", r.name, r.entities_queued);
+        let r = commands::apply_profile(&mut c, project, yaml)
+            .await
+            .with_context(|| format!("applying profile {name}"))?;
+        println!(
+            "profile {} applied (remediation on): {} repositories queued",
+            r.name, r.entities_queued
+        );
     }
     if let Some((owner, name, _)) = fleet.first() {
         println!(
@@ -165,7 +199,9 @@ async fn enroll_and_watch(args: &DevArgs, stack: &Stack, store: &Store, shutdown
         );
     }
 
-    let deadline = args.exit_after_secs.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let deadline = args
+        .exit_after_secs
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut summary = DevSummary {
         repositories: fleet.len(),
         ..Default::default()
@@ -202,6 +238,9 @@ async fn enroll_and_watch(args: &DevArgs, stack: &Stack, store: &Store, shutdown
     let rows = store.list_status(project, None, None).await?;
     summary.passing = rows.iter().filter(|r| r.status == "pass").count();
     summary.rules = rows.len();
-    println!("final posture: {}/{} rules passing, {} remediations", summary.passing, summary.rules, summary.remediations);
+    println!(
+        "final posture: {}/{} rules passing, {} remediations",
+        summary.passing, summary.rules, summary.remediations
+    );
     Ok(summary)
 }

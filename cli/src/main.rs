@@ -6,10 +6,19 @@ use plumb::{dev, sim};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "plumb", about = "Plumbline: keep repositories in a declared security posture", version)]
+#[command(
+    name = "plumb",
+    about = "Plumbline: keep repositories in a declared security posture",
+    version
+)]
 struct Cli {
     /// Control API URL.
-    #[arg(long, global = true, env = "PLUMB_CONTROL_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLUMB_CONTROL_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
     control_url: String,
     /// Bearer token for the control API (sent only over TLS, or to a loopback address).
     #[arg(long, global = true, env = "PLUMB_TOKEN", hide_env_values = true)]
@@ -35,7 +44,12 @@ enum Command {
     Sim(sim::SimArgs),
     /// Apply the embedded database migrations.
     Migrate {
-        #[arg(long, env = "PLUMB_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/plumbline", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "PLUMB_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/plumbline",
+            hide_env_values = true
+        )]
         database_url: String,
     },
     /// Rule types.
@@ -139,23 +153,48 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { database_url } => {
             let store = plumbline_store::Store::connect(&database_url, 1)?;
             let n = store.migrate().await.context("migrating")?;
-            println!("{n} migration(s) applied; schema version {}", store.schema_version().await?);
+            println!(
+                "{n} migration(s) applied; schema version {}",
+                store.schema_version().await?
+            );
         }
-        Command::Ruletype { command: RuletypeCommand::Test { paths, tests } } => {
+        Command::Ruletype {
+            command: RuletypeCommand::Test { paths, tests },
+        } => {
             let failed = commands::test_rule_types(&paths, tests.as_deref()).await?;
             if failed > 0 {
                 std::process::exit(1);
             }
         }
-        Command::Ruletype { command: RuletypeCommand::Apply { files } } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Ruletype {
+            command: RuletypeCommand::Apply { files },
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             for f in files {
-                let r = commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
-                println!("rule type {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
+                let r =
+                    commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
+                println!(
+                    "rule type {} version {}{}",
+                    r.name,
+                    r.version,
+                    if r.changed { "" } else { " (unchanged)" }
+                );
             }
         }
-        Command::Datasource { command: DocCommand::Apply { files } } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Datasource {
+            command: DocCommand::Apply { files },
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             for f in files {
                 let r = c
                     .apply_data_source(plumbline_proto::v1::ApplyDataSourceRequest {
@@ -164,13 +203,26 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .await?
                     .into_inner();
-                println!("data source {} version {}{}", r.name, r.version, if r.changed { "" } else { " (unchanged)" });
+                println!(
+                    "data source {} version {}{}",
+                    r.name,
+                    r.version,
+                    if r.changed { "" } else { " (unchanged)" }
+                );
             }
         }
-        Command::Profile { command: DocCommand::Apply { files } } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Profile {
+            command: DocCommand::Apply { files },
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             for f in files {
-                let r = commands::apply_profile(&mut c, &project, &commands::read_file(&f)?).await?;
+                let r =
+                    commands::apply_profile(&mut c, &project, &commands::read_file(&f)?).await?;
                 println!(
                     "profile {} version {}{}; {} entities queued",
                     r.name,
@@ -180,23 +232,52 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Repo { command: RepoCommand::Register { full_name, labels } } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Repo {
+            command: RepoCommand::Register { full_name, labels },
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             let r = commands::register_repository(&mut c, &project, &full_name, labels).await?;
-            println!("{} registered as {} (default branch {})", full_name, r.entity_id, r.default_branch);
+            println!(
+                "{} registered as {} (default branch {})",
+                full_name, r.entity_id, r.default_branch
+            );
         }
-        Command::Repo { command: RepoCommand::List } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Repo {
+            command: RepoCommand::List,
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             let r = c
                 .list_repositories(plumbline_proto::v1::ListRepositoriesRequest { project })
                 .await?
                 .into_inner();
             for repo in r.repositories {
-                println!("{}\t{}/{}\t{}", repo.entity_id, repo.owner, repo.name, repo.default_branch);
+                println!(
+                    "{}\t{}/{}\t{}",
+                    repo.entity_id, repo.owner, repo.name, repo.default_branch
+                );
             }
         }
-        Command::Status { entity, only, summary } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+        Command::Status {
+            entity,
+            only,
+            summary,
+        } => {
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             if summary {
                 print!("{}", commands::posture(&mut c, &project).await?);
             } else {
@@ -205,9 +286,17 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Reconcile { entity } => {
-            let mut c = client::connect_with(&cli.control_url, cli.token.as_deref(), cli.control_ca_file.as_deref()).await?;
+            let mut c = client::connect_with(
+                &cli.control_url,
+                cli.token.as_deref(),
+                cli.control_ca_file.as_deref(),
+            )
+            .await?;
             let r = c
-                .reconcile(plumbline_proto::v1::ReconcileRequest { project, entity_id: entity })
+                .reconcile(plumbline_proto::v1::ReconcileRequest {
+                    project,
+                    entity_id: entity,
+                })
                 .await?
                 .into_inner();
             println!("{} entities queued", r.entities_queued);

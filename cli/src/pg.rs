@@ -26,34 +26,85 @@ impl PrivateCluster {
         let bin = find_pg_bin().context(
             "no PostgreSQL installation found: install it (Debian/Ubuntu: apt-get install -y postgresql) or pass --database-url",
         )?;
-        let dir = tempfile::Builder::new().prefix("plumb-dev-pg-").tempdir().context("creating a temporary folder")?;
-        let as_user = if is_root() { Some("postgres".to_string()) } else { None };
+        let dir = tempfile::Builder::new()
+            .prefix("plumb-dev-pg-")
+            .tempdir()
+            .context("creating a temporary folder")?;
+        let as_user = if is_root() {
+            Some("postgres".to_string())
+        } else {
+            None
+        };
         let data = dir.path().join("data");
         if let Some(u) = &as_user {
             // The unprivileged user must own the cluster's folder.
-            let status = Command::new("chown").arg("-R").arg(format!("{u}:{u}")).arg(dir.path()).status()?;
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{u}:{u}"))
+                .arg(dir.path())
+                .status()?;
             if !status.success() {
                 bail!("chown of {} to {u} failed", dir.path().display());
             }
         }
         let port = free_port()?;
-        let pc = PrivateCluster { dir, bin, port, as_user };
-        pc.run("initdb", &["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"])?;
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pc.dir.path().display());
+        let pc = PrivateCluster {
+            dir,
+            bin,
+            port,
+            as_user,
+        };
+        pc.run(
+            "initdb",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        )?;
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pc.dir.path().display()
+        );
         let log = pc.dir.path().join("postgres.log");
-        pc.run("pg_ctl", &["-D", &data.to_string_lossy(), "-o", &opts, "-l", &log.to_string_lossy(), "-w", "start"])?;
+        pc.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "start",
+            ],
+        )?;
         Ok(pc)
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
         let exe = self.bin.join(tool);
         let output = match &self.as_user {
-            Some(u) => Command::new("runuser").arg("-u").arg(u).arg("--").arg(&exe).args(args).output(),
+            Some(u) => Command::new("runuser")
+                .arg("-u")
+                .arg(u)
+                .arg("--")
+                .arg(&exe)
+                .args(args)
+                .output(),
             None => Command::new(&exe).args(args).output(),
         }
         .with_context(|| format!("running {}", exe.display()))?;
         if !output.status.success() {
-            bail!("{tool} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+            bail!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -62,7 +113,10 @@ impl PrivateCluster {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        if let Err(e) = self.run("pg_ctl", &["-D", &data.to_string_lossy(), "-m", "fast", "-w", "stop"]) {
+        if let Err(e) = self.run(
+            "pg_ctl",
+            &["-D", &data.to_string_lossy(), "-m", "fast", "-w", "stop"],
+        ) {
             eprintln!("stopping the private postgres failed: {e}");
         }
     }
@@ -90,6 +144,8 @@ fn find_pg_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).find(|p| Path::new(p).join("initdb").exists()))
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths).find(|p| Path::new(p).join("initdb").exists())
+        })
     })
 }

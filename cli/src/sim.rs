@@ -36,7 +36,11 @@ pub struct SimArgs {
 
     /// File holding the webhook secret (one line). Read when it exists; otherwise a random
     /// secret is written to it (mode 0600), for ingest's `--webhook-secrets-file`.
-    #[arg(long, env = "PLUMB_SIM_WEBHOOK_SECRET_FILE", default_value = "plumb-sim-webhook-secret")]
+    #[arg(
+        long,
+        env = "PLUMB_SIM_WEBHOOK_SECRET_FILE",
+        default_value = "plumb-sim-webhook-secret"
+    )]
     pub webhook_secret_file: PathBuf,
 }
 
@@ -44,8 +48,17 @@ pub struct SimArgs {
 fn webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let secret = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or_default().to_string();
-            anyhow::ensure!(secret.len() >= 16, "{}: the webhook secret must be at least 16 characters", path.display());
+            let secret = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .unwrap_or_default()
+                .to_string();
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "{}: the webhook secret must be at least 16 characters",
+                path.display()
+            );
             Ok(secret)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -54,7 +67,9 @@ fn webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
             Ok(secret)
         }
@@ -63,28 +78,54 @@ fn webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Starts the simulator; returns its address and the text telling operators how to use it.
-pub async fn start(args: &SimArgs, shutdown: CancellationToken) -> anyhow::Result<(SocketAddr, String)> {
+pub async fn start(
+    args: &SimArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, String)> {
     let secret = webhook_secret(&args.webhook_secret_file)?;
     let sim = Simulator::new(SimConfig {
         webhook_url: args.webhook_url.clone(),
         webhook_secret: secret,
         ..SimConfig::default()
     });
-    let seeded = sim.seed(&args.org, args.seed_repos, "service", args.protected_fraction);
-    let addr = sim.serve(args.listen, shutdown).await.with_context(|| format!("serving the simulator on {}", args.listen))?;
+    let seeded = sim.seed(
+        &args.org,
+        args.seed_repos,
+        "service",
+        args.protected_fraction,
+    );
+    let addr = sim
+        .serve(args.listen, shutdown)
+        .await
+        .with_context(|| format!("serving the simulator on {}", args.listen))?;
     let url = format!("http://{addr}");
-    let secret_file = std::fs::canonicalize(&args.webhook_secret_file).unwrap_or(args.webhook_secret_file.clone());
+    let secret_file = std::fs::canonicalize(&args.webhook_secret_file)
+        .unwrap_or(args.webhook_secret_file.clone());
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "GitHub simulator on {url} (admin API: {url}/_admin)");
     let _ = writeln!(out, "seeded {} repositories in {}", seeded.len(), args.org);
     let _ = match &args.webhook_url {
-        Some(target) => writeln!(out, "webhooks: POST {target}, signed with the secret in {}", secret_file.display()),
-        None => writeln!(out, "webhooks: not delivered (give --webhook-url http://127.0.0.1:8080/webhooks/github)"),
+        Some(target) => writeln!(
+            out,
+            "webhooks: POST {target}, signed with the secret in {}",
+            secret_file.display()
+        ),
+        None => writeln!(
+            out,
+            "webhooks: not delivered (give --webhook-url http://127.0.0.1:8080/webhooks/github)"
+        ),
     };
     let _ = writeln!(out, "run the services against it with:");
-    let _ = writeln!(out, "  every service:  PLUMB_GITHUB_API_URL={url}  (any token is accepted)");
-    let _ = writeln!(out, "  ingest:         PLUMB_WEBHOOK_SECRETS_FILE={}", secret_file.display());
+    let _ = writeln!(
+        out,
+        "  every service:  PLUMB_GITHUB_API_URL={url}  (any token is accepted)"
+    );
+    let _ = writeln!(
+        out,
+        "  ingest:         PLUMB_WEBHOOK_SECRETS_FILE={}",
+        secret_file.display()
+    );
     Ok((addr, out))
 }
 
@@ -125,7 +166,10 @@ mod tests {
         };
         let shutdown = CancellationToken::new();
         let (addr, banner) = start(&args, shutdown.clone()).await.expect("starts");
-        assert!(banner.contains(&format!("GitHub simulator on http://{addr}")), "{banner}");
+        assert!(
+            banner.contains(&format!("GitHub simulator on http://{addr}")),
+            "{banner}"
+        );
         assert!(banner.contains("seeded 3 repositories in acme"), "{banner}");
         assert!(banner.contains("PLUMB_WEBHOOK_SECRETS_FILE="), "{banner}");
         let repos = get(addr, "/orgs/acme/repos").await;
@@ -135,11 +179,21 @@ mod tests {
         }
         let secret = std::fs::read_to_string(&secret_file).expect("secret");
         assert!(secret.trim().len() >= 16);
-        assert!(!banner.contains(secret.trim()), "the secret itself is never printed");
+        assert!(
+            !banner.contains(secret.trim()),
+            "the secret itself is never printed"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&secret_file).expect("meta").permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&secret_file)
+                    .expect("meta")
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o600
+            );
         }
         // Started again, it keeps the secret it wrote.
         shutdown.cancel();

@@ -113,14 +113,22 @@ impl Stack {
             tokens: config.github_token.iter().cloned().collect(),
             ..SimConfig::default()
         });
-        let sim_addr = sim.serve(config.sim_listen, root.child_token()).await.context("starting the github simulator")?;
+        let sim_addr = sim
+            .serve(config.sim_listen, root.child_token())
+            .await
+            .context("starting the github simulator")?;
         let sim_url = format!("http://{sim_addr}");
 
         let ingest_token = root.child_token();
         let ingest = plumbline_ingest::start(
             plumbline_ingest::IngestConfig {
                 listen: config.ingest_listen,
-                ..plumbline_ingest::IngestConfig::local(&config.kafka_brokers, &config.database_url, &config.topic_prefix, &config.webhook_secret)
+                ..plumbline_ingest::IngestConfig::local(
+                    &config.kafka_brokers,
+                    &config.database_url,
+                    &config.topic_prefix,
+                    &config.webhook_secret,
+                )
             },
             ingest_token.clone(),
         )
@@ -148,12 +156,18 @@ impl Stack {
             actuator_metrics: plumbline_telemetry::Metrics::new(),
             outcomes: tokio::sync::broadcast::channel(1024).0,
             root,
-            ingest: Some(Service { token: ingest_token, task: ingest.task }),
+            ingest: Some(Service {
+                token: ingest_token,
+                task: ingest.task,
+            }),
             evaluator: None,
             evaluator_metrics: None,
             actuator: None,
             reconciler: None,
-            control: Some(Service { token: control_token, task: control.task }),
+            control: Some(Service {
+                token: control_token,
+                task: control.task,
+            }),
             config,
         };
         if stack.config.run_actuator {
@@ -173,9 +187,14 @@ impl Stack {
         ec.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
         ec.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;
-        let r = plumbline_evaluator::start(ec, token.clone()).await.context("starting evaluator")?;
+        let r = plumbline_evaluator::start(ec, token.clone())
+            .await
+            .context("starting evaluator")?;
         self.evaluator_metrics = Some(r.metrics.clone());
-        self.evaluator = Some(Service { token, task: r.task });
+        self.evaluator = Some(Service {
+            token,
+            task: r.task,
+        });
         Ok(())
     }
 
@@ -193,8 +212,20 @@ impl Stack {
         ac.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ac.content_per_minute = self.config.content_per_minute;
         ac.content_per_hour = self.config.content_per_hour;
-        ac.content_minute_ms = self.config.content_windows.0.as_millis().try_into().unwrap_or(u64::MAX);
-        ac.content_hour_ms = self.config.content_windows.1.as_millis().try_into().unwrap_or(u64::MAX);
+        ac.content_minute_ms = self
+            .config
+            .content_windows
+            .0
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
+        ac.content_hour_ms = self
+            .config
+            .content_windows
+            .1
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
         ac.cool_off_secs = self.config.cool_off.as_secs();
         ac.fix_backoff_secs = self.config.fix_backoff.as_secs().max(1);
         ac
@@ -205,7 +236,9 @@ impl Stack {
             return Ok(());
         }
         let token = self.root.child_token();
-        let r = plumbline_actuator::start(self.actuator_config(), token.clone()).await.context("starting actuator")?;
+        let r = plumbline_actuator::start(self.actuator_config(), token.clone())
+            .await
+            .context("starting actuator")?;
         self.actuator_metrics = r.metrics.clone();
         // Observers subscribed to the stack's channel keep receiving across restarts.
         let relay = self.outcomes.clone();
@@ -221,7 +254,10 @@ impl Stack {
                 }
             }
         });
-        self.actuator = Some(Service { token, task: r.task });
+        self.actuator = Some(Service {
+            token,
+            task: r.task,
+        });
         Ok(())
     }
 
@@ -237,9 +273,17 @@ impl Stack {
             return Ok(());
         }
         let token = self.root.child_token();
-        let rc = plumbline_reconciler::ReconcilerConfig::new(self.service_args(), self.config.reconcile_interval);
-        let r = plumbline_reconciler::start(rc, token.clone()).await.context("starting reconciler")?;
-        self.reconciler = Some(Service { token, task: r.task });
+        let rc = plumbline_reconciler::ReconcilerConfig::new(
+            self.service_args(),
+            self.config.reconcile_interval,
+        );
+        let r = plumbline_reconciler::start(rc, token.clone())
+            .await
+            .context("starting reconciler")?;
+        self.reconciler = Some(Service {
+            token,
+            task: r.task,
+        });
         Ok(())
     }
 
@@ -253,9 +297,15 @@ impl Stack {
 
     /// Stops everything: ingest first (no new work), then the consumers, then the rest.
     pub async fn stop(mut self) {
-        for s in [self.ingest.take(), self.reconciler.take(), self.evaluator.take(), self.actuator.take(), self.control.take()]
-            .into_iter()
-            .flatten()
+        for s in [
+            self.ingest.take(),
+            self.reconciler.take(),
+            self.evaluator.take(),
+            self.actuator.take(),
+            self.control.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             s.stop().await;
         }

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn plumb(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_plumb")).args(args).output().expect("run plumb");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(args)
+        .output()
+        .expect("run plumb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn root() -> PathBuf {
@@ -18,10 +24,26 @@ fn shipped_rules_pass_their_suites() {
     let (code, out) = plumb(&["ruletype", "test", rules.to_str().expect("path")]);
     assert_eq!(code, 0, "{out}");
     let last = out.lines().last().unwrap_or_default();
-    let passed: usize = last.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(passed >= 33 && last.ends_with(" passed, 0 failed"), "{last}");
-    for rule in ["branch_protection_enabled", "secret_scanning_enabled", "dependabot_configured", "default_workflow_permissions", "security_policy_present"] {
-        assert!(out.lines().any(|l| l.starts_with(&format!("PASS {rule}/"))), "{rule} has cases: {out}");
+    let passed: usize = last
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 33 && last.ends_with(" passed, 0 failed"),
+        "{last}"
+    );
+    for rule in [
+        "branch_protection_enabled",
+        "secret_scanning_enabled",
+        "dependabot_configured",
+        "default_workflow_permissions",
+        "security_policy_present",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("PASS {rule}/"))),
+            "{rule} has cases: {out}"
+        );
     }
 }
 
@@ -56,14 +78,37 @@ fn a_failing_case_fails_the_run_and_tests_can_live_elsewhere() {
     )
     .expect("write tests");
     std::fs::create_dir(dir.path().join("mine.testdata")).expect("mkdir");
-    std::fs::write(dir.path().join("mine.testdata/protected.json"), r#"{"url": "https://x/protection"}"#).expect("write fixture");
-    let (code, out) = plumb(&["ruletype", "test", rule.to_str().expect("path"), "--tests", tests.to_str().expect("path")]);
+    std::fs::write(
+        dir.path().join("mine.testdata/protected.json"),
+        r#"{"url": "https://x/protection"}"#,
+    )
+    .expect("write fixture");
+    let (code, out) = plumb(&[
+        "ruletype",
+        "test",
+        rule.to_str().expect("path"),
+        "--tests",
+        tests.to_str().expect("path"),
+    ]);
     assert_eq!(code, 1, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "PASS branch_protection_enabled/protected (expected pass, got pass)");
-    assert!(lines[1].starts_with("FAIL branch_protection_enabled/wrongly expected to pass (expected pass, got fail)"), "{}", lines[1]);
+    assert_eq!(
+        lines[0],
+        "PASS branch_protection_enabled/protected (expected pass, got pass)"
+    );
+    assert!(
+        lines[1].starts_with(
+            "FAIL branch_protection_enabled/wrongly expected to pass (expected pass, got fail)"
+        ),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[2], "1 passed, 1 failed");
     // A path without suites is a clear error, not "0 passed".
-    let (code, _) = plumb(&["ruletype", "test", dir.path().join("nothing").to_str().expect("path")]);
+    let (code, _) = plumb(&[
+        "ruletype",
+        "test",
+        dir.path().join("nothing").to_str().expect("path"),
+    ]);
     assert_ne!(code, 0);
 }

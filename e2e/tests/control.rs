@@ -79,53 +79,105 @@ repository:
 async fn control_checks_and_selectors_and_data_sources_end_to_end() {
     let db = TestDb::new().await;
     let (prefix, _topics) = topics(3).await;
-    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix)).await.expect("stack");
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
+        .await
+        .expect("stack");
     let store = db.store();
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control");
-    let chosen = stack.sim.create_repo("acme", "chosen", RepoOptions::default());
-    let other = stack.sim.create_repo("acme", "other", RepoOptions::default());
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
+    let chosen = stack
+        .sim
+        .create_repo("acme", "chosen", RepoOptions::default());
+    let other = stack
+        .sim
+        .create_repo("acme", "other", RepoOptions::default());
 
     // A rule type whose data source does not exist yet is refused.
     let err = c
-        .apply_rule_type(ApplyRuleTypeRequest { project: String::new(), yaml: RULE.into() })
+        .apply_rule_type(ApplyRuleTypeRequest {
+            project: String::new(),
+            yaml: RULE.into(),
+        })
         .await
         .expect_err("missing data source");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("ghrepo"), "{}", err.message());
     // Malformed documents are invalid arguments.
     let err = c
-        .apply_data_source(ApplyDataSourceRequest { project: String::new(), yaml: "type: data-source\nname: x".into() })
+        .apply_data_source(ApplyDataSourceRequest {
+            project: String::new(),
+            yaml: "type: data-source\nname: x".into(),
+        })
         .await
         .expect_err("malformed");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    c.apply_data_source(ApplyDataSourceRequest { project: String::new(), yaml: DATA_SOURCE.into() }).await.expect("data source");
-    c.apply_rule_type(ApplyRuleTypeRequest { project: String::new(), yaml: RULE.into() }).await.expect("rule type");
+    c.apply_data_source(ApplyDataSourceRequest {
+        project: String::new(),
+        yaml: DATA_SOURCE.into(),
+    })
+    .await
+    .expect("data source");
+    c.apply_rule_type(ApplyRuleTypeRequest {
+        project: String::new(),
+        yaml: RULE.into(),
+    })
+    .await
+    .expect("rule type");
 
     // A profile whose def breaks the rule schema is refused, naming the field.
     let err = c
-        .apply_profile(ApplyProfileRequest { project: String::new(), yaml: profile("{minimum_reviewers: 0}", "repository.name == 'acme/chosen'") })
+        .apply_profile(ApplyProfileRequest {
+            project: String::new(),
+            yaml: profile("{minimum_reviewers: 0}", "repository.name == 'acme/chosen'"),
+        })
         .await
         .expect_err("schema violation");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("def.minimum_reviewers") || err.message().contains("def/minimum_reviewers"), "{}", err.message());
+    assert!(
+        err.message().contains("def.minimum_reviewers")
+            || err.message().contains("def/minimum_reviewers"),
+        "{}",
+        err.message()
+    );
 
     for n in ["chosen", "other"] {
         client_register(&mut c, n).await;
     }
-    c.apply_profile(ApplyProfileRequest { project: String::new(), yaml: profile("{minimum_reviewers: 2}", "repository.name == 'acme/chosen'") })
-        .await
-        .expect("profile");
+    c.apply_profile(ApplyProfileRequest {
+        project: String::new(),
+        yaml: profile("{minimum_reviewers: 2}", "repository.name == 'acme/chosen'"),
+    })
+    .await
+    .expect("profile");
 
     // The selected repository is evaluated through the data source; the other is skipped.
     let status = |id: u64| first_status(store.clone(), id);
-    let (s, msg) = eventually(Duration::from_secs(60), "chosen evaluated", || async { status(chosen).await.filter(|(s, _)| s != "skipped") }).await;
+    let (s, msg) = eventually(Duration::from_secs(60), "chosen evaluated", || async {
+        status(chosen).await.filter(|(s, _)| s != "skipped")
+    })
+    .await;
     assert_eq!(s, "pass", "{msg}");
-    let (s, msg) = eventually(Duration::from_secs(60), "other evaluated", || async { status(other).await }).await;
-    assert_eq!((s.as_str(), msg.as_str()), ("skipped", "entity not selected by the profile"));
+    let (s, msg) = eventually(Duration::from_secs(60), "other evaluated", || async {
+        status(other).await
+    })
+    .await;
+    assert_eq!(
+        (s.as_str(), msg.as_str()),
+        ("skipped", "entity not selected by the profile")
+    );
     // The data-source call reached the simulator (provider auth routes api.github.com there).
-    let gets = stack.sim.request_counts().get("GET /repos/{owner}/{repo}").copied().unwrap_or(0);
-    assert!(gets >= 2, "ingest and data source both read the repository: {gets}");
+    let gets = stack
+        .sim
+        .request_counts()
+        .get("GET /repos/{owner}/{repo}")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        gets >= 2,
+        "ingest and data source both read the repository: {gets}"
+    );
     stack.stop().await;
 }
 
@@ -157,18 +209,36 @@ async fn client_register(c: &mut client::Client, name: &str) {
 async fn git_ingest_reads_the_branch_through_the_tarball() {
     let db = TestDb::new().await;
     let (prefix, _topics) = topics(3).await;
-    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix)).await.expect("stack");
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
+        .await
+        .expect("stack");
     let store = db.store();
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control");
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
     let dependabot = b"version: 2\nupdates:\n  - package-ecosystem: github-actions\n    directory: /\n    schedule:\n      interval: weekly\n".to_vec();
     let configured = stack.sim.create_repo(
         "acme",
         "configured",
-        RepoOptions { files: vec![(".github/dependabot.yml".into(), dependabot)], ..Default::default() },
+        RepoOptions {
+            files: vec![(".github/dependabot.yml".into(), dependabot)],
+            ..Default::default()
+        },
     );
-    let bare = stack.sim.create_repo("acme", "bare", RepoOptions::default());
-    let rule = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/rule-types/github/dependabot_configured.yaml")).expect("rule");
-    c.apply_rule_type(ApplyRuleTypeRequest { project: String::new(), yaml: rule }).await.expect("rule type");
+    let bare = stack
+        .sim
+        .create_repo("acme", "bare", RepoOptions::default());
+    let rule = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rules/rule-types/github/dependabot_configured.yaml"
+    ))
+    .expect("rule");
+    c.apply_rule_type(ApplyRuleTypeRequest {
+        project: String::new(),
+        yaml: rule,
+    })
+    .await
+    .expect("rule type");
     for n in ["configured", "bare"] {
         client_register(&mut c, n).await;
     }
@@ -183,20 +253,55 @@ repository:
     def:
       package_ecosystem: github-actions
 "#;
-    c.apply_profile(ApplyProfileRequest { project: String::new(), yaml: profile.into() }).await.expect("profile");
+    c.apply_profile(ApplyProfileRequest {
+        project: String::new(),
+        yaml: profile.into(),
+    })
+    .await
+    .expect("profile");
     let status = |id: u64| first_status(store.clone(), id);
-    let (s, msg) = eventually(Duration::from_secs(60), "configured evaluated", || async { status(configured).await }).await;
+    let (s, msg) = eventually(Duration::from_secs(60), "configured evaluated", || async {
+        status(configured).await
+    })
+    .await;
     assert_eq!(s, "pass", "{msg}");
-    let (s, _) = eventually(Duration::from_secs(60), "bare evaluated", || async { status(bare).await }).await;
+    let (s, _) = eventually(Duration::from_secs(60), "bare evaluated", || async {
+        status(bare).await
+    })
+    .await;
     assert_eq!(s, "fail");
     let counts = stack.sim.request_counts();
-    assert!(counts.get("GET /repos/{owner}/{repo}/tarball/{ref}").copied().unwrap_or(0) >= 2, "{counts:?}");
+    assert!(
+        counts
+            .get("GET /repos/{owner}/{repo}/tarball/{ref}")
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        "{counts:?}"
+    );
 
     // The posture through the API: counts, pages one row at a time, a status filter, and
     // what bad requests receive.
-    let posture = c.get_posture(GetPostureRequest { project: String::new() }).await.expect("posture").into_inner();
-    let count = |st: EvalStatus| posture.counts.iter().filter(|p| p.status == st as i32).map(|p| p.count).sum::<u64>();
-    assert_eq!((count(EvalStatus::Pass), count(EvalStatus::Fail)), (1, 1), "{posture:?}");
+    let posture = c
+        .get_posture(GetPostureRequest {
+            project: String::new(),
+        })
+        .await
+        .expect("posture")
+        .into_inner();
+    let count = |st: EvalStatus| {
+        posture
+            .counts
+            .iter()
+            .filter(|p| p.status == st as i32)
+            .map(|p| p.count)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (count(EvalStatus::Pass), count(EvalStatus::Fail)),
+        (1, 1),
+        "{posture:?}"
+    );
     let page = |status: &str, token: String| ListStatusRequest {
         project: String::new(),
         entity_id: String::new(),
@@ -205,19 +310,49 @@ repository:
         page_size: 1,
         page_token: token,
     };
-    let first = c.list_status(page("", String::new())).await.expect("page 1").into_inner();
+    let first = c
+        .list_status(page("", String::new()))
+        .await
+        .expect("page 1")
+        .into_inner();
     assert_eq!(first.statuses.len(), 1);
-    assert!(!first.next_page_token.is_empty(), "a full page has a next page");
-    let second = c.list_status(page("", first.next_page_token.clone())).await.expect("page 2").into_inner();
+    assert!(
+        !first.next_page_token.is_empty(),
+        "a full page has a next page"
+    );
+    let second = c
+        .list_status(page("", first.next_page_token.clone()))
+        .await
+        .expect("page 2")
+        .into_inner();
     assert_eq!(second.statuses.len(), 1);
     assert_ne!(first.statuses[0].entity_id, second.statuses[0].entity_id);
-    let failing = c.list_status(ListStatusRequest { page_size: 0, ..page("fail", String::new()) }).await.expect("failing").into_inner();
+    let failing = c
+        .list_status(ListStatusRequest {
+            page_size: 0,
+            ..page("fail", String::new())
+        })
+        .await
+        .expect("failing")
+        .into_inner();
     assert_eq!(failing.statuses.len(), 1);
-    assert_eq!(failing.statuses[0].entity_id, format!("github/repository/{bare}"));
-    assert!(failing.next_page_token.is_empty(), "a short page is the last");
-    let err = c.list_status(page("broken", String::new())).await.expect_err("unknown status");
+    assert_eq!(
+        failing.statuses[0].entity_id,
+        format!("github/repository/{bare}")
+    );
+    assert!(
+        failing.next_page_token.is_empty(),
+        "a short page is the last"
+    );
+    let err = c
+        .list_status(page("broken", String::new()))
+        .await
+        .expect_err("unknown status");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    let err = c.list_status(page("", "zz".into())).await.expect_err("bad token");
+    let err = c
+        .list_status(page("", "zz".into()))
+        .await
+        .expect_err("bad token");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     stack.stop().await;
 }

@@ -20,9 +20,14 @@ async fn plumb_dev_converges_the_demo_fleet_on_the_embedded_broker() {
         sim_listen: "127.0.0.1:0".parse().expect("addr"),
         exit_after_secs: Some(25),
     };
-    let summary = plumb::dev::run(args, tokio_util::sync::CancellationToken::new()).await.expect("plumb dev runs");
+    let summary = plumb::dev::run(args, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("plumb dev runs");
     assert_eq!(summary.repositories, 20);
-    assert_eq!(summary.remediations, 10, "the unprotected half was remediated, once each");
+    assert_eq!(
+        summary.remediations, 10,
+        "the unprotected half was remediated, once each"
+    );
     assert_eq!((summary.passing, summary.rules), (20, 20));
 }
 
@@ -33,8 +38,14 @@ async fn private_postgres_cluster_starts_and_stops() {
         .expect("join")
         .expect("a private cluster starts from the local postgresql installation");
     let url = cluster.admin_url();
-    assert!(plumbline_store::admin::reachable(&url).await, "{url} answers");
+    assert!(
+        plumbline_store::admin::reachable(&url).await,
+        "{url} answers"
+    );
     drop(cluster);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!plumbline_store::admin::reachable(&url).await, "{url} is stopped after drop");
+    assert!(
+        !plumbline_store::admin::reachable(&url).await,
+        "{url} is stopped after drop"
+    );
 }

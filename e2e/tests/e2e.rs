@@ -23,15 +23,23 @@ async fn start_stack(db: &TestDb, prefix: &str, interval: Duration) -> Stack {
 /// Applies the shipped rule type and profile and registers the repositories, through the
 /// control API, the way an operator would.
 async fn enroll(stack: &Stack, repos: &[(&str, &str)]) {
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
     for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+        commands::apply_rule_type(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply rule type");
     }
     for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+        commands::apply_profile(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply profile");
     }
     for (o, n) in repos {
-        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![]).await.expect("register");
+        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![])
+            .await
+            .expect("register");
     }
 }
 
@@ -42,7 +50,10 @@ async fn deliver(stack: &Stack, event: &str, body: &[u8]) -> u16 {
         .post(stack.ingest_url())
         .header("x-github-event", event)
         .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
-        .header("x-hub-signature-256", plumbline_github::webhook::sign(stack.config.webhook_secret.as_bytes(), body))
+        .header(
+            "x-hub-signature-256",
+            plumbline_github::webhook::sign(stack.config.webhook_secret.as_bytes(), body),
+        )
         .body(body.to_vec())
         .send()
         .await
@@ -52,8 +63,13 @@ async fn deliver(stack: &Stack, event: &str, body: &[u8]) -> u16 {
 }
 
 async fn status_of(store: &plumbline_store::Store, entity: &str) -> Option<String> {
-    let rows = store.list_status(PROJECT, Some(entity), None).await.expect("status");
-    rows.into_iter().find(|r| r.rule_name == RULE).map(|r| r.status)
+    let rows = store
+        .list_status(PROJECT, Some(entity), None)
+        .await
+        .expect("status");
+    rows.into_iter()
+        .find(|r| r.rule_name == RULE)
+        .map(|r| r.status)
 }
 
 async fn wait_status(store: &plumbline_store::Store, entity: &str, want: &str, timeout: Duration) {
@@ -77,7 +93,14 @@ async fn switched_off_protection_is_restored_end_to_end() {
     let (prefix, topics) = topics(3).await;
     let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
-    let id = stack.sim.create_repo("acme", "payments", RepoOptions { protected: true, ..Default::default() });
+    let id = stack.sim.create_repo(
+        "acme",
+        "payments",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
     let entity = format!("github/repository/{id}");
     let mut verdict_reader = Reader::new(&topics.verdicts);
     let mut action_reader = Reader::new(&topics.actions);
@@ -85,8 +108,16 @@ async fn switched_off_protection_is_restored_end_to_end() {
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
 
     // A human switches protection off in the UI; GitHub sends branch_protection_rule/deleted.
-    let puts_before = stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
-    stack.sim.remove_protection("acme", "payments", "main").expect("remove protection");
+    let puts_before = stack
+        .sim
+        .request_counts()
+        .get(&format!("PUT {PROTECTION_ROUTE}"))
+        .copied()
+        .unwrap_or(0);
+    stack
+        .sim
+        .remove_protection("acme", "payments", "main")
+        .expect("remove protection");
 
     // The failing verdict is published, the actuator restores protection, the next evaluation passes.
     let seen = verdict_reader
@@ -96,24 +127,68 @@ async fn switched_off_protection_is_restored_end_to_end() {
             fail_at.is_some_and(|i| vs[i..].iter().any(|v| v.status == EvalStatus::Pass as i32))
         })
         .await;
-    assert!(seen, "expected a failing then a passing verdict for {entity}");
+    assert!(
+        seen,
+        "expected a failing then a passing verdict for {entity}"
+    );
     let vs = verdicts(&verdict_reader.records, &entity);
-    let fail = vs.iter().find(|v| v.status == EvalStatus::Fail as i32).expect("failing verdict");
-    assert_eq!((fail.rule_type.as_str(), fail.profile.as_str(), fail.remediate.as_str()), (RULE, "branch-protection", "on"));
+    let fail = vs
+        .iter()
+        .find(|v| v.status == EvalStatus::Fail as i32)
+        .expect("failing verdict");
+    assert_eq!(
+        (
+            fail.rule_type.as_str(),
+            fail.profile.as_str(),
+            fail.remediate.as_str()
+        ),
+        (RULE, "branch-protection", "on")
+    );
     assert_eq!(fail.message, "The branch has no protection rule");
     assert!(!fail.input_digest.is_empty());
     // Records carry W3C trace context and CloudEvents headers.
-    let rec = verdict_reader.records.iter().find(|r| r.key.as_deref() == Some(entity.as_str())).expect("a verdict record");
-    assert!(rec.headers.get("traceparent").is_some_and(|t| t.starts_with("00-")), "{:?}", rec.headers);
-    assert_eq!(rec.headers.get("ce_specversion").map(String::as_str), Some("1.0"));
-    assert_eq!(rec.headers.get("ce_type").map(String::as_str), Some("dev.plumbline.verdict.v1"));
+    let rec = verdict_reader
+        .records
+        .iter()
+        .find(|r| r.key.as_deref() == Some(entity.as_str()))
+        .expect("a verdict record");
+    assert!(
+        rec.headers
+            .get("traceparent")
+            .is_some_and(|t| t.starts_with("00-")),
+        "{:?}",
+        rec.headers
+    );
+    assert_eq!(
+        rec.headers.get("ce_specversion").map(String::as_str),
+        Some("1.0")
+    );
+    assert_eq!(
+        rec.headers.get("ce_type").map(String::as_str),
+        Some("dev.plumbline.verdict.v1")
+    );
 
     wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
-    let protection = stack.sim.protection("acme", "payments", "main").expect("protection restored");
-    assert_eq!(protection["required_pull_request_reviews"]["required_approving_review_count"], 1);
+    let protection = stack
+        .sim
+        .protection("acme", "payments", "main")
+        .expect("protection restored");
+    assert_eq!(
+        protection["required_pull_request_reviews"]["required_approving_review_count"],
+        1
+    );
     assert_eq!(protection["allow_force_pushes"]["enabled"], false);
-    let puts_after = stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
-    assert_eq!(puts_after - puts_before, 1, "exactly one remediation request");
+    let puts_after = stack
+        .sim
+        .request_counts()
+        .get(&format!("PUT {PROTECTION_ROUTE}"))
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        puts_after - puts_before,
+        1,
+        "exactly one remediation request"
+    );
 
     // The action is recorded and published.
     // One action applied the fix; a later failing verdict (the deletion's webhook and the
@@ -121,15 +196,31 @@ async fn switched_off_protection_is_restored_end_to_end() {
     let actions = store.list_actions(&entity).await.expect("actions");
     let applied: Vec<_> = actions.iter().filter(|a| a.status == "applied").collect();
     assert_eq!(applied.len(), 1, "{actions:?}");
-    assert!(actions.iter().all(|a| a.status == "applied" || a.status == "skipped"), "{actions:?}");
-    assert_eq!((applied[0].method.as_str(), applied[0].action_type.as_str()), ("PUT", "gh_branch_protection"));
-    assert!(applied[0].url.ends_with("/repos/acme/payments/branches/main/protection"));
-    let got = action_reader.read_until(Duration::from_secs(20), |rs| !rs.is_empty()).await;
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.status == "applied" || a.status == "skipped"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        (applied[0].method.as_str(), applied[0].action_type.as_str()),
+        ("PUT", "gh_branch_protection")
+    );
+    assert!(applied[0]
+        .url
+        .ends_with("/repos/acme/payments/branches/main/protection"));
+    let got = action_reader
+        .read_until(Duration::from_secs(20), |rs| !rs.is_empty())
+        .await;
     assert!(got, "an action outcome on the actions topic");
-    let outcome = ActionOutcome::decode(action_reader.records[0].payload.as_slice()).expect("decodes");
+    let outcome =
+        ActionOutcome::decode(action_reader.records[0].payload.as_slice()).expect("decodes");
     assert_eq!(outcome.status, ActionStatus::Applied as i32);
     assert_eq!(outcome.rule_type, RULE);
-    assert!(store.history_count(&entity).await.expect("history") >= 3, "pass, fail and pass are in history");
+    assert!(
+        store.history_count(&entity).await.expect("history") >= 3,
+        "pass, fail and pass are in history"
+    );
     stack.stop().await;
 }
 
@@ -139,7 +230,14 @@ async fn lost_webhook_is_corrected_by_the_reconciler_sweep() {
     let (prefix, _topics) = topics(3).await;
     let stack = start_stack(&db, &prefix, Duration::from_secs(4)).await;
     let store = db.store();
-    let id = stack.sim.create_repo("acme", "ledger", RepoOptions { protected: true, ..Default::default() });
+    let id = stack.sim.create_repo(
+        "acme",
+        "ledger",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
     let entity = format!("github/repository/{id}");
     enroll(&stack, &[("acme", "ledger")]).await;
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
@@ -147,17 +245,30 @@ async fn lost_webhook_is_corrected_by_the_reconciler_sweep() {
     // The webhook for this change is lost.
     stack.sim.set_webhooks_enabled(false);
     let sent = stack.sim.webhooks_sent();
-    stack.sim.remove_protection("acme", "ledger", "main").expect("remove protection");
+    stack
+        .sim
+        .remove_protection("acme", "ledger", "main")
+        .expect("remove protection");
     assert!(stack.sim.protection("acme", "ledger", "main").is_none());
 
-    eventually(Duration::from_secs(60), "the sweep restores protection", || async {
-        stack.sim.protection("acme", "ledger", "main").map(|_| ())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the sweep restores protection",
+        || async { stack.sim.protection("acme", "ledger", "main").map(|_| ()) },
+    )
     .await;
     wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
-    assert_eq!(stack.sim.webhooks_sent(), sent, "no webhook was delivered: the sweep alone found the drift");
+    assert_eq!(
+        stack.sim.webhooks_sent(),
+        sent,
+        "no webhook was delivered: the sweep alone found the drift"
+    );
     let actions = store.list_actions(&entity).await.expect("actions");
-    assert_eq!(actions.iter().filter(|a| a.status == "applied").count(), 1, "{actions:?}");
+    assert_eq!(
+        actions.iter().filter(|a| a.status == "applied").count(),
+        1,
+        "{actions:?}"
+    );
     stack.stop().await;
 }
 
@@ -168,30 +279,60 @@ async fn evaluator_restart_mid_stream_leaves_no_entity_without_a_verdict() {
     let mut stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
     let fleet = stack.sim.seed("acme", 40, "svc", 0.5);
-    let names: Vec<(String, String)> = fleet.iter().map(|(o, n, _)| (o.clone(), n.clone())).collect();
-    let refs: Vec<(&str, &str)> = names.iter().map(|(o, n)| (o.as_str(), n.as_str())).collect();
+    let names: Vec<(String, String)> = fleet
+        .iter()
+        .map(|(o, n, _)| (o.clone(), n.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(o, n)| (o.as_str(), n.as_str()))
+        .collect();
     enroll(&stack, &refs).await;
 
     // Stop the evaluator as soon as it has made some progress, then start it again.
     eventually(Duration::from_secs(60), "first verdicts", || async {
-        let n = store.list_status(PROJECT, None, None).await.expect("status").len();
+        let n = store
+            .list_status(PROJECT, None, None)
+            .await
+            .expect("status")
+            .len();
         (n > 0).then_some(())
     })
     .await;
     stack.stop_evaluator().await;
-    let done_before = store.list_status(PROJECT, None, None).await.expect("status").len();
+    let done_before = store
+        .list_status(PROJECT, None, None)
+        .await
+        .expect("status")
+        .len();
     stack.start_evaluator().await.expect("evaluator restarts");
 
-    eventually(Duration::from_secs(120), "every entity has a verdict", || async {
-        let rows = store.list_status(PROJECT, None, None).await.expect("status");
-        (rows.len() == fleet.len()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "every entity has a verdict",
+        || async {
+            let rows = store
+                .list_status(PROJECT, None, None)
+                .await
+                .expect("status");
+            (rows.len() == fleet.len()).then_some(())
+        },
+    )
     .await;
     eprintln!("statuses before restart: {done_before} of {}", fleet.len());
     // Every repository ends up protected and passing.
     for (o, n, id) in &fleet {
-        wait_status(&store, &format!("github/repository/{id}"), "pass", Duration::from_secs(60)).await;
-        assert!(stack.sim.protection(o, n, "main").is_some(), "{o}/{n} protected");
+        wait_status(
+            &store,
+            &format!("github/repository/{id}"),
+            "pass",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(
+            stack.sim.protection(o, n, "main").is_some(),
+            "{o}/{n} protected"
+        );
     }
     stack.stop().await;
 }
@@ -203,30 +344,61 @@ async fn a_sweep_of_unchanged_repositories_costs_no_quota() {
     let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
     let fleet = stack.sim.seed("acme", 6, "steady", 1.0);
-    let names: Vec<(String, String)> = fleet.iter().map(|(o, n, _)| (o.clone(), n.clone())).collect();
-    let refs: Vec<(&str, &str)> = names.iter().map(|(o, n)| (o.as_str(), n.as_str())).collect();
+    let names: Vec<(String, String)> = fleet
+        .iter()
+        .map(|(o, n, _)| (o.clone(), n.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(o, n)| (o.as_str(), n.as_str()))
+        .collect();
     enroll(&stack, &refs).await;
     for (_, _, id) in &fleet {
-        wait_status(&store, &format!("github/repository/{id}"), "pass", Duration::from_secs(60)).await;
+        wait_status(
+            &store,
+            &format!("github/repository/{id}"),
+            "pass",
+            Duration::from_secs(60),
+        )
+        .await;
     }
     // Let events still in flight (webhooks from seeding) settle, then sweep everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.sim.reset_request_log();
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control");
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
     let queued = c
-        .reconcile(plumbline_proto::v1::ReconcileRequest { project: PROJECT.into(), entity_id: String::new() })
+        .reconcile(plumbline_proto::v1::ReconcileRequest {
+            project: PROJECT.into(),
+            entity_id: String::new(),
+        })
         .await
         .expect("reconcile")
         .into_inner()
         .entities_queued;
     assert_eq!(queued as usize, fleet.len());
     let route = format!("GET {PROTECTION_ROUTE}");
-    eventually(Duration::from_secs(60), "every repository re-read", || async {
-        (stack.sim.request_counts().get(&route).copied().unwrap_or(0) >= fleet.len() as u64).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "every repository re-read",
+        || async {
+            (stack.sim.request_counts().get(&route).copied().unwrap_or(0) >= fleet.len() as u64)
+                .then_some(())
+        },
+    )
     .await;
-    let reads: Vec<u16> = stack.sim.request_log().iter().filter(|r| r.route == PROTECTION_ROUTE).map(|r| r.status).collect();
-    assert!(reads.iter().all(|s| *s == 304), "every re-read was a free 304: {reads:?}");
+    let reads: Vec<u16> = stack
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.route == PROTECTION_ROUTE)
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        reads.iter().all(|s| *s == 304),
+        "every re-read was a free 304: {reads:?}"
+    );
     stack.stop().await;
 }
 
@@ -241,7 +413,11 @@ async fn a_repository_added_to_the_installation_is_enrolled_and_evaluated() {
     let id = stack.sim.create_repo(
         "acme",
         "vault",
-        RepoOptions { default_branch: "trunk".into(), protected: true, ..Default::default() },
+        RepoOptions {
+            default_branch: "trunk".into(),
+            protected: true,
+            ..Default::default()
+        },
     );
     enroll(&stack, &[]).await; // rule types and profile only
     let body = serde_json::to_vec(&serde_json::json!({
@@ -252,11 +428,18 @@ async fn a_repository_added_to_the_installation_is_enrolled_and_evaluated() {
         "repositories_removed": [],
     }))
     .expect("json");
-    assert_eq!(deliver(&stack, "installation_repositories", &body).await, 202);
+    assert_eq!(
+        deliver(&stack, "installation_repositories", &body).await,
+        202
+    );
     let entity = format!("github/repository/{id}");
     // Protected on trunk, not on main: a pass means the evaluator read the right branch.
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
-    let e = store.get_entity(&entity).await.expect("store").expect("enrolled");
+    let e = store
+        .get_entity(&entity)
+        .await
+        .expect("store")
+        .expect("enrolled");
     assert_eq!(e.default_branch(), Some("trunk"));
     stack.stop().await;
 }
@@ -269,7 +452,14 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     let (prefix, _topics) = topics(3).await;
     let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
-    let id = stack.sim.create_repo("acme", "steady", RepoOptions { protected: true, ..Default::default() });
+    let id = stack.sim.create_repo(
+        "acme",
+        "steady",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
     let entity = format!("github/repository/{id}");
     enroll(&stack, &[("acme", "steady")]).await;
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
@@ -290,11 +480,17 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     let history = store.history_count(&entity).await.expect("history");
     let before = reused();
     // Registering again queues another evaluation; nothing about the repository changed.
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
-    commands::register_repository(&mut c, PROJECT, "acme/steady", vec![]).await.expect("register");
-    eventually(Duration::from_secs(60), "the second evaluation is recorded", || async {
-        (store.history_count(&entity).await.expect("history") > history).then_some(())
-    })
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
+    commands::register_repository(&mut c, PROJECT, "acme/steady", vec![])
+        .await
+        .expect("register");
+    eventually(
+        Duration::from_secs(60),
+        "the second evaluation is recorded",
+        || async { (store.history_count(&entity).await.expect("history") > history).then_some(()) },
+    )
     .await;
     assert!(reused() > before, "the unchanged rule's verdict was reused");
     assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
@@ -312,30 +508,63 @@ async fn a_replayed_webhook_only_causes_a_re_evaluation() {
     let (prefix, _topics) = topics(3).await;
     let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
-    let id = stack.sim.create_repo("acme", "ledger", RepoOptions { protected: true, ..Default::default() });
+    let id = stack.sim.create_repo(
+        "acme",
+        "ledger",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
     let entity = format!("github/repository/{id}");
     enroll(&stack, &[("acme", "ledger")]).await;
     wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
     // The original: protection off, fixed once.
-    stack.sim.remove_protection("acme", "ledger", "main").expect("remove protection");
-    eventually(Duration::from_secs(60), "protection restored", || async { stack.sim.protection("acme", "ledger", "main").map(|_| ()) }).await;
+    stack
+        .sim
+        .remove_protection("acme", "ledger", "main")
+        .expect("remove protection");
+    eventually(Duration::from_secs(60), "protection restored", || async {
+        stack.sim.protection("acme", "ledger", "main").map(|_| ())
+    })
+    .await;
     wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let puts = || stack.sim.request_counts().get(&format!("PUT {PROTECTION_ROUTE}")).copied().unwrap_or(0);
-    let (puts_before, actions_before, history_before) = (puts(), store.list_actions(&entity).await.expect("actions").len(), store.history_count(&entity).await.expect("history"));
+    let puts = || {
+        stack
+            .sim
+            .request_counts()
+            .get(&format!("PUT {PROTECTION_ROUTE}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let (puts_before, actions_before, history_before) = (
+        puts(),
+        store.list_actions(&entity).await.expect("actions").len(),
+        store.history_count(&entity).await.expect("history"),
+    );
     assert_eq!(puts_before, 1);
 
     // GitHub's "deleted" payload for this repository, signed with the real secret, replayed
     // three times under new delivery ids.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/github-webhooks/api.github.com/branch_protection_rule/deleted.payload.json");
-    let mut payload: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../../shared/github-webhooks/api.github.com/branch_protection_rule/deleted.payload.json",
+    );
+    let mut payload: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("json");
     payload["repository"]["id"] = id.into();
     payload["repository"]["name"] = "ledger".into();
     payload["repository"]["full_name"] = "acme/ledger".into();
     payload["repository"]["owner"]["login"] = "acme".into();
     let body = serde_json::to_vec(&payload).expect("json");
     for _ in 0..3 {
-        assert_eq!(deliver(&stack, "branch_protection_rule", &body).await, 202, "a replay is accepted as a delivery");
+        assert_eq!(
+            deliver(&stack, "branch_protection_rule", &body).await,
+            202,
+            "a replay is accepted as a delivery"
+        );
     }
     // It was evaluated again (events of one entity waiting together are coalesced into one
     // evaluation) ...
@@ -347,7 +576,11 @@ async fn a_replayed_webhook_only_causes_a_re_evaluation() {
     // ... and nothing else happened.
     assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
     assert_eq!(puts(), puts_before, "no request to GitHub changed anything");
-    assert_eq!(store.list_actions(&entity).await.expect("actions").len(), actions_before, "no action recorded");
+    assert_eq!(
+        store.list_actions(&entity).await.expect("actions").len(),
+        actions_before,
+        "no action recorded"
+    );
     assert!(stack.sim.protection("acme", "ledger", "main").is_some());
     stack.stop().await;
 }
@@ -361,9 +594,26 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     let (prefix, _topics) = topics(3).await;
     let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
     let store = db.store();
-    let keeper = stack.sim.create_repo("acme", "keeper", RepoOptions { protected: true, ..Default::default() });
-    let doomed = stack.sim.create_repo("acme", "doomed", RepoOptions { protected: true, ..Default::default() });
-    let (keeper_id, doomed_id) = (format!("github/repository/{keeper}"), format!("github/repository/{doomed}"));
+    let keeper = stack.sim.create_repo(
+        "acme",
+        "keeper",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
+    let doomed = stack.sim.create_repo(
+        "acme",
+        "doomed",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
+    let (keeper_id, doomed_id) = (
+        format!("github/repository/{keeper}"),
+        format!("github/repository/{doomed}"),
+    );
     enroll(&stack, &[("acme", "keeper"), ("acme", "doomed")]).await;
     wait_status(&store, &keeper_id, "pass", Duration::from_secs(60)).await;
     wait_status(&store, &doomed_id, "pass", Duration::from_secs(60)).await;
@@ -371,24 +621,44 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
 
     // A "deleted" for the live repository (replayed, or sent in error): evaluated, not retired.
     let history = store.history_count(&keeper_id).await.expect("history");
-    let body = serde_json::to_vec(&serde_json::json!({"action": "deleted", "repository": repository(keeper, "keeper")})).expect("json");
+    let body = serde_json::to_vec(
+        &serde_json::json!({"action": "deleted", "repository": repository(keeper, "keeper")}),
+    )
+    .expect("json");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
-    eventually(Duration::from_secs(60), "the replayed deletion evaluated", || async {
-        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the replayed deletion evaluated",
+        || async { (store.history_count(&keeper_id).await.ok()? > history).then_some(()) },
+    )
     .await;
-    assert!(store.get_entity(&keeper_id).await.expect("store").is_some(), "a live repository is not retired by a webhook");
+    assert!(
+        store.get_entity(&keeper_id).await.expect("store").is_some(),
+        "a live repository is not retired by a webhook"
+    );
     assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"));
 
     // Really deleted: GitHub sends "deleted", the name answers 404, the entity is retired.
     stack.sim.delete_repo("acme", "doomed").expect("delete");
-    eventually(Duration::from_secs(60), "the deleted repository retired", || async {
-        store.get_entity(&doomed_id).await.ok()?.is_none().then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the deleted repository retired",
+        || async {
+            store
+                .get_entity(&doomed_id)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
 
     // Really renamed: the new name leads to the same id, so the entity follows it.
-    stack.sim.rename_repo("acme", "keeper", "keeper-2").expect("rename");
+    stack
+        .sim
+        .rename_repo("acme", "keeper", "keeper-2")
+        .expect("rename");
     eventually(Duration::from_secs(60), "the rename followed", || async {
         (store.get_entity(&keeper_id).await.ok()??.name == "keeper-2").then_some(())
     })
@@ -397,24 +667,43 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     let history = store.history_count(&keeper_id).await.expect("history");
     let body = serde_json::to_vec(&serde_json::json!({"action": "renamed", "repository": repository(keeper, "keeper"), "changes": {"repository": {"name": {"from": "keeper-0"}}}})).expect("json");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
-    eventually(Duration::from_secs(60), "the stale rename evaluated", || async {
-        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the stale rename evaluated",
+        || async { (store.history_count(&keeper_id).await.ok()? > history).then_some(()) },
+    )
     .await;
-    let e = store.get_entity(&keeper_id).await.expect("store").expect("still enrolled");
-    assert_eq!(e.full_name(), "acme/keeper-2", "a stale rename does not move the entity");
+    let e = store
+        .get_entity(&keeper_id)
+        .await
+        .expect("store")
+        .expect("still enrolled");
+    assert_eq!(
+        e.full_name(),
+        "acme/keeper-2",
+        "a stale rename does not move the entity"
+    );
     assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"));
     // A new repository taking the old name is not mistaken for it.
-    stack.sim.create_repo("acme", "keeper", RepoOptions::default());
+    stack
+        .sim
+        .create_repo("acme", "keeper", RepoOptions::default());
     let history = store.history_count(&keeper_id).await.expect("history");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
     eventually(Duration::from_secs(60), "evaluated again", || async {
         (store.history_count(&keeper_id).await.ok()? > history).then_some(())
     })
     .await;
-    let e = store.get_entity(&keeper_id).await.expect("store").expect("still enrolled");
+    let e = store
+        .get_entity(&keeper_id)
+        .await
+        .expect("store")
+        .expect("still enrolled");
     assert_eq!(e.full_name(), "acme/keeper-2");
-    assert_eq!(status_of(&store, &keeper_id).await.as_deref(), Some("pass"), "judged on its own state, not the unprotected namesake's");
+    assert_eq!(
+        status_of(&store, &keeper_id).await.as_deref(),
+        Some("pass"),
+        "judged on its own state, not the unprotected namesake's"
+    );
     stack.stop().await;
 }
-

@@ -16,18 +16,33 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Adapters: one owner per heavy dependency (regorus/jaq, tokio-postgres, rdkafka, octocrab).
     ("plumbline-engine", &["plumbline-domain"]),
     ("plumbline-store", &["plumbline-domain"]),
-    ("plumbline-bus", &["plumbline-domain", "plumbline-telemetry"]),
+    (
+        "plumbline-bus",
+        &["plumbline-domain", "plumbline-telemetry"],
+    ),
     ("plumbline-github", &[]),
     // The engine's provider, implemented on the GitHub client.
-    ("plumbline-github-provider", &["plumbline-domain", "plumbline-engine", "plumbline-github"]),
+    (
+        "plumbline-github-provider",
+        &["plumbline-domain", "plumbline-engine", "plumbline-github"],
+    ),
     // What every service binary shares: flags, secrets files, the service main.
-    ("plumbline-runtime", &["plumbline-telemetry", "plumbline-github"]),
+    (
+        "plumbline-runtime",
+        &["plumbline-telemetry", "plumbline-github"],
+    ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.
     ("plumbline-github-sim", &[]),
 ];
 
 /// The services: each may use the layers below, never another service, the CLI or the simulator.
-const SERVICES: &[&str] = &["plumbline-ingest", "plumbline-evaluator", "plumbline-actuator", "plumbline-reconciler", "plumbline-control"];
+const SERVICES: &[&str] = &[
+    "plumbline-ingest",
+    "plumbline-evaluator",
+    "plumbline-actuator",
+    "plumbline-reconciler",
+    "plumbline-control",
+];
 const BELOW_SERVICES: &[&str] = &[
     "plumbline-domain",
     "plumbline-proto",
@@ -52,12 +67,29 @@ struct Dep {
 fn workspace() -> BTreeMap<String, Vec<Dep>> {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path", manifest])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+            "--manifest-path",
+            manifest,
+        ])
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is json");
-    let members: BTreeSet<String> = meta["packages"].as_array().expect("packages").iter().filter_map(|p| p["name"].as_str().map(String::from)).collect();
+    let members: BTreeSet<String> = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect();
     meta["packages"]
         .as_array()
         .expect("packages")
@@ -73,7 +105,14 @@ fn workspace() -> BTreeMap<String, Vec<Dep>> {
                         name,
                         kind: d["kind"].as_str().map(String::from),
                         optional: d["optional"].as_bool().unwrap_or(false),
-                        features: d["features"].as_array().map(|f| f.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default(),
+                        features: d["features"]
+                            .as_array()
+                            .map(|f| {
+                                f.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     })
                 })
                 .collect();
@@ -103,21 +142,40 @@ fn every_crate_depends_only_on_the_layers_below_it() {
             }
         }
     }
-    assert!(broken.is_empty(), "dependencies across layers:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "dependencies across layers:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]
 fn nothing_that_ships_carries_the_simulator_or_test_helpers() {
     let ws = workspace();
-    let shipped: Vec<&str> = SERVICES.iter().copied().chain(BELOW_SERVICES.iter().copied()).chain(["plumb"]).collect();
+    let shipped: Vec<&str> = SERVICES
+        .iter()
+        .copied()
+        .chain(BELOW_SERVICES.iter().copied())
+        .chain(["plumb"])
+        .collect();
     let mut broken = Vec::new();
     for name in &shipped {
-        for d in ws.get(*name).into_iter().flatten().filter(|d| d.kind.is_none()) {
+        for d in ws
+            .get(*name)
+            .into_iter()
+            .flatten()
+            .filter(|d| d.kind.is_none())
+        {
             if d.name == "plumbline-github-sim" && !(*name == "plumb" && d.optional) {
-                broken.push(format!("{name} depends on the simulator (only `plumb`'s optional `dev` feature may)"));
+                broken.push(format!(
+                    "{name} depends on the simulator (only `plumb`'s optional `dev` feature may)"
+                ));
             }
             if d.features.iter().any(|f| f == "testing") {
-                broken.push(format!("{name} turns on {}'s `testing` feature outside its tests", d.name));
+                broken.push(format!(
+                    "{name} turns on {}'s `testing` feature outside its tests",
+                    d.name
+                ));
             }
             if d.name == "plumb" || TOOLING.contains(&d.name.as_str()) {
                 broken.push(format!("{name} depends on {}", d.name));
@@ -128,7 +186,11 @@ fn nothing_that_ships_carries_the_simulator_or_test_helpers() {
     for name in SERVICES.iter().chain(BELOW_SERVICES) {
         for d in ws.get(*name).into_iter().flatten() {
             if d.name == "plumb" || TOOLING.contains(&d.name.as_str()) {
-                broken.push(format!("{name} ({}) depends on {}", d.kind.as_deref().unwrap_or("normal"), d.name));
+                broken.push(format!(
+                    "{name} ({}) depends on {}",
+                    d.kind.as_deref().unwrap_or("normal"),
+                    d.name
+                ));
             }
         }
     }
@@ -140,13 +202,40 @@ fn nothing_that_ships_carries_the_simulator_or_test_helpers() {
 fn the_production_cli_has_no_simulator() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-e", "normal", "-p", "plumb", "--no-default-features", "--prefix", "none", "--manifest-path", manifest])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-p",
+            "plumb",
+            "--no-default-features",
+            "--prefix",
+            "none",
+            "--manifest-path",
+            manifest,
+        ])
         .output()
         .expect("cargo tree runs");
-    assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(tree.lines().any(|l| l.starts_with("plumbline-store ")), "the tree was read: {tree}");
-    for banned in ["plumbline-github-sim ", "plumbline-ingest ", "plumbline-evaluator ", "plumbline-actuator "] {
-        assert!(!tree.lines().any(|l| l.starts_with(banned)), "{banned}in `plumb --no-default-features`:\n{tree}");
+    assert!(
+        tree.lines().any(|l| l.starts_with("plumbline-store ")),
+        "the tree was read: {tree}"
+    );
+    for banned in [
+        "plumbline-github-sim ",
+        "plumbline-ingest ",
+        "plumbline-evaluator ",
+        "plumbline-actuator ",
+    ] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(banned)),
+            "{banned}in `plumb --no-default-features`:\n{tree}"
+        );
     }
 }

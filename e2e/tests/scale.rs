@@ -1,13 +1,13 @@
 //! Evaluators as SREs run them: separate processes in one consumer group on a real broker.
 
-use plumbline_bus::testing::{eventually, kafka, topics, Reader, ServiceProcess};
-use plumbline_store::testing::TestDatabase as TestDb;
 use plumb::stack::{Stack, StackConfig};
 use plumb::{client, commands, shipped};
+use plumbline_bus::testing::{eventually, kafka, topics, Reader, ServiceProcess};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_proto::v1::EntityEvent;
 use plumbline_proto::Message as _;
+use plumbline_store::testing::TestDatabase as TestDb;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -28,7 +28,10 @@ fn replica(stack: &Stack, prefix: &str) -> ServiceProcess {
             .env("PLUMB_TOPIC_PREFIX", prefix)
             .env("PLUMB_DATABASE_URL", &stack.config.database_url)
             .env("PLUMB_GITHUB_API_URL", &stack.sim_url)
-            .env("PLUMB_EVALUATOR_GROUP", format!("{prefix}plumbline-evaluator"))
+            .env(
+                "PLUMB_EVALUATOR_GROUP",
+                format!("{prefix}plumbline-evaluator"),
+            )
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_CATALOG_MAX_STALENESS_MS", "500")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
@@ -57,12 +60,18 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     let fleet = stack.sim.seed("acme", 1000, "svc", 0.5);
     let unprotected = fleet.len() / 2;
 
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
     for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+        commands::apply_rule_type(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply rule type");
     }
     for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+        commands::apply_profile(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply profile");
     }
     let entities: Vec<Entity> = fleet
         .iter()
@@ -91,7 +100,15 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
                 ev.name = e.name.clone();
                 let key = e.id();
                 producer
-                    .publish(&topic, &key, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+                    .publish(
+                        &topic,
+                        &key,
+                        &ev.encode_to_vec(),
+                        "dev.plumbline.entity_event.v1",
+                        &ev.event_id,
+                        &TraceContext::new_root(),
+                        &BTreeMap::new(),
+                    )
                     .await
                     .map(|_| ())
             }
@@ -104,26 +121,63 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
 
     let mut replicas: Vec<ServiceProcess> = (0..3).map(|_| replica(&stack, &prefix)).collect();
     // Kill one once the run is well under way (some entities done, most not).
-    eventually(Duration::from_secs(120), "the replicas make progress", || async {
-        let done = store.list_status(PROJECT, None, None).await.expect("status").len();
-        (done >= 150).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the replicas make progress",
+        || async {
+            let done = store
+                .list_status(PROJECT, None, None)
+                .await
+                .expect("status")
+                .len();
+            (done >= 150).then_some(())
+        },
+    )
     .await;
-    let done_at_kill = store.list_status(PROJECT, None, None).await.expect("status").len();
+    let done_at_kill = store
+        .list_status(PROJECT, None, None)
+        .await
+        .expect("status")
+        .len();
     replicas[0].kill_9();
 
     // Every entity ends with a verdict newer than its last event, and passing: the unprotected
     // half was fixed by the actuator and re-checked.
-    eventually(Duration::from_secs(240), "every entity has a fresh passing verdict", || async {
-        let rows = store.list_status(PROJECT, None, None).await.expect("status");
-        let fresh = rows.iter().filter(|r| r.rule_name == "branch_protection_enabled" && r.evaluated_at > last_event_at && r.status == "pass").count();
-        (fresh == entities.len()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(240),
+        "every entity has a fresh passing verdict",
+        || async {
+            let rows = store
+                .list_status(PROJECT, None, None)
+                .await
+                .expect("status");
+            let fresh = rows
+                .iter()
+                .filter(|r| {
+                    r.rule_name == "branch_protection_enabled"
+                        && r.evaluated_at > last_event_at
+                        && r.status == "pass"
+                })
+                .count();
+            (fresh == entities.len()).then_some(())
+        },
+    )
     .await;
-    let puts = stack.sim.request_counts().get(PUT_PROTECTION).copied().unwrap_or(0);
-    assert_eq!(puts as usize, unprotected, "each unprotected repository protected exactly once, crash or not");
+    let puts = stack
+        .sim
+        .request_counts()
+        .get(PUT_PROTECTION)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        puts as usize, unprotected,
+        "each unprotected repository protected exactly once, crash or not"
+    );
     let mut dlq = Reader::new(&topics.dlq);
-    assert!(dlq.drain(Duration::from_secs(3)).await.is_empty(), "nothing was dead-lettered");
+    assert!(
+        dlq.drain(Duration::from_secs(3)).await.is_empty(),
+        "nothing was dead-lettered"
+    );
     eprintln!("scale: killed one of 3 replicas with {done_at_kill} of {} entities evaluated; {puts} remediations", entities.len());
     drop(replicas);
     stack.stop().await;
@@ -137,16 +191,24 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
 async fn one_entity_is_never_evaluated_twice_at_once() {
     let db = TestDb::new().await;
     let (prefix, topics) = topics(3).await;
-    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix)).await.expect("stack starts");
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
+        .await
+        .expect("stack starts");
     let store = db.store();
     let latency = Duration::from_millis(200);
     let fleet = stack.sim.seed("acme", 6, "ord", 1.0);
-    let mut c = client::connect(&stack.control_url(), None).await.expect("control api");
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
     for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, PROJECT, yaml).await.expect("apply rule type");
+        commands::apply_rule_type(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply rule type");
     }
     for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, PROJECT, yaml).await.expect("apply profile");
+        commands::apply_profile(&mut c, PROJECT, yaml)
+            .await
+            .expect("apply profile");
     }
     let mut entities = vec![];
     for (owner, name, id) in &fleet {
@@ -163,7 +225,10 @@ async fn one_entity_is_never_evaluated_twice_at_once() {
     }
     stack
         .sim
-        .add_fault(plumbline_github_sim::Fault::latency(latency).on_route("/repos/{owner}/{repo}/branches/{branch}/protection"))
+        .add_fault(
+            plumbline_github_sim::Fault::latency(latency)
+                .on_route("/repos/{owner}/{repo}/branches/{branch}/protection"),
+        )
         .expect("latency fault");
     let producer = Producer::new(&ProducerConfig::new(kafka(), "ordering-test")).expect("producer");
     // Eight rounds, 60 ms apart: each entity gets events while its previous one is evaluated.
@@ -171,16 +236,26 @@ async fn one_entity_is_never_evaluated_twice_at_once() {
         for e in &entities {
             let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
             producer
-                .publish(&topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+                .publish(
+                    &topics.entity_events,
+                    &e.id(),
+                    &ev.encode_to_vec(),
+                    "dev.plumbline.entity_event.v1",
+                    &ev.event_id,
+                    &TraceContext::new_root(),
+                    &BTreeMap::new(),
+                )
                 .await
                 .expect("published");
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     for e in &entities {
-        eventually(Duration::from_secs(60), "several evaluations per entity", || async {
-            (store.history_count(&e.id()).await.expect("history") >= 2).then_some(())
-        })
+        eventually(
+            Duration::from_secs(60),
+            "several evaluations per entity",
+            || async { (store.history_count(&e.id()).await.expect("history") >= 2).then_some(()) },
+        )
         .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -188,24 +263,34 @@ async fn one_entity_is_never_evaluated_twice_at_once() {
         .sim
         .request_log()
         .into_iter()
-        .filter(|r| r.method == "GET" && r.route == "/repos/{owner}/{repo}/branches/{branch}/protection")
+        .filter(|r| {
+            r.method == "GET" && r.route == "/repos/{owner}/{repo}/branches/{branch}/protection"
+        })
         .collect();
     let mut by_repo: BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>> = BTreeMap::new();
     for r in &log {
         by_repo.entry(r.path.clone()).or_default().push(r.at);
     }
-    let gap = chrono::Duration::from_std(latency).expect("duration") - chrono::Duration::milliseconds(20);
+    let gap =
+        chrono::Duration::from_std(latency).expect("duration") - chrono::Duration::milliseconds(20);
     for (path, mut times) in by_repo.clone() {
         times.sort();
         assert!(times.len() >= 2, "{path}: evaluated more than once");
         for w in times.windows(2) {
-            assert!(w[1] - w[0] >= gap, "{path}: two reads {} ms apart: evaluations overlapped", (w[1] - w[0]).num_milliseconds());
+            assert!(
+                w[1] - w[0] >= gap,
+                "{path}: two reads {} ms apart: evaluations overlapped",
+                (w[1] - w[0]).num_milliseconds()
+            );
         }
     }
     // Different entities did run at once: some reads of different repositories overlap.
     let mut all: Vec<_> = log.iter().map(|r| (r.at, r.path.clone())).collect();
     all.sort();
-    let overlapping = all.windows(2).filter(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < chrono::Duration::milliseconds(100)).count();
+    let overlapping = all
+        .windows(2)
+        .filter(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < chrono::Duration::milliseconds(100))
+        .count();
     assert!(overlapping > 0, "entities were evaluated concurrently");
     stack.stop().await;
 }

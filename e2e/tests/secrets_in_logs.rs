@@ -45,7 +45,9 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
 
     let db = TestDb::new().await;
     // Trust authentication ignores the password, but the URL carries it like a real one does.
-    let url = db.url.replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
+    let url = db
+        .url
+        .replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
     assert!(url.contains(DB_PASSWORD));
     let (prefix, _topics) = topics(3).await;
     let mut cfg = StackConfig::local(&kafka(), &url, &prefix);
@@ -62,42 +64,84 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
     args.github_token = Some(GITHUB_TOKEN.into());
     let control_stop = tokio_util::sync::CancellationToken::new();
     let control = plumbline_control::start(
-        plumbline_control::ControlConfig { auth_token_file: Some(tokens), ..plumbline_control::ControlConfig::local(args) },
+        plumbline_control::ControlConfig {
+            auth_token_file: Some(tokens),
+            ..plumbline_control::ControlConfig::local(args)
+        },
         control_stop.clone(),
     )
     .await
     .expect("control starts");
     let url_c = format!("http://{}", control.addr);
-    let mut c = client::connect(&url_c, Some(CONTROL_TOKEN)).await.expect("control");
+    let mut c = client::connect(&url_c, Some(CONTROL_TOKEN))
+        .await
+        .expect("control");
     for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, "default", yaml).await.expect("rule type");
+        commands::apply_rule_type(&mut c, "default", yaml)
+            .await
+            .expect("rule type");
     }
     for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, "default", yaml).await.expect("profile");
+        commands::apply_profile(&mut c, "default", yaml)
+            .await
+            .expect("profile");
     }
-    let id = stack.sim.create_repo("acme", "vault", RepoOptions { protected: true, ..Default::default() });
-    commands::register_repository(&mut c, "default", "acme/vault", vec![]).await.expect("register");
-    let mut wrong = client::connect(&url_c, Some("not-the-token-0123456789")).await.expect("control");
-    assert!(commands::register_repository(&mut wrong, "default", "acme/vault", vec![]).await.is_err());
+    let id = stack.sim.create_repo(
+        "acme",
+        "vault",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
+    commands::register_repository(&mut c, "default", "acme/vault", vec![])
+        .await
+        .expect("register");
+    let mut wrong = client::connect(&url_c, Some("not-the-token-0123456789"))
+        .await
+        .expect("control");
+    assert!(
+        commands::register_repository(&mut wrong, "default", "acme/vault", vec![])
+            .await
+            .is_err()
+    );
 
     // A signed webhook (a human removes the protection) and the remediation it leads to.
     let store = db.store();
     let entity = format!("github/repository/{id}");
     let passes = || async {
-        let rows = store.list_status("default", Some(&entity), None).await.ok()?;
+        let rows = store
+            .list_status("default", Some(&entity), None)
+            .await
+            .ok()?;
         rows.iter().any(|r| r.status == "pass").then_some(())
     };
     eventually(Duration::from_secs(60), "the repository evaluated", passes).await;
-    stack.sim.remove_protection("acme", "vault", "main").expect("remove protection");
-    eventually(Duration::from_secs(60), "protection restored", || async { stack.sim.protection("acme", "vault", "main").map(|_| ()) }).await;
+    stack
+        .sim
+        .remove_protection("acme", "vault", "main")
+        .expect("remove protection");
+    eventually(Duration::from_secs(60), "protection restored", || async {
+        stack.sim.protection("acme", "vault", "main").map(|_| ())
+    })
+    .await;
     control_stop.cancel();
     let _ = control.task.await;
     stack.stop().await;
 
     let log = String::from_utf8_lossy(&captured.0.lock().expect("log").clone()).to_string();
-    assert!(log.lines().count() > 100, "the run was logged at debug level ({} lines)", log.lines().count());
+    assert!(
+        log.lines().count() > 100,
+        "the run was logged at debug level ({} lines)",
+        log.lines().count()
+    );
     assert!(log.contains("DEBUG"), "debug lines are in it");
-    for (what, canary) in [("GitHub token", GITHUB_TOKEN), ("webhook secret", WEBHOOK_SECRET), ("database password", DB_PASSWORD), ("control API token", CONTROL_TOKEN)] {
+    for (what, canary) in [
+        ("GitHub token", GITHUB_TOKEN),
+        ("webhook secret", WEBHOOK_SECRET),
+        ("database password", DB_PASSWORD),
+        ("control API token", CONTROL_TOKEN),
+    ] {
         if let Some(line) = log.lines().find(|l| l.contains(canary)) {
             panic!("the {what} appears in the log: {line}");
         }

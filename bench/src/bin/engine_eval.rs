@@ -54,7 +54,12 @@ fn rate(secs: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let secs = Duration::from_secs_f64(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0));
+    let secs = Duration::from_secs_f64(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0),
+    );
     let corpus = corpus()?;
     let entity = Entity {
         entity_ref: EntityRef::repository("github", 1),
@@ -65,12 +70,18 @@ fn main() -> anyhow::Result<()> {
         labels: vec![],
     };
     let (params, def) = (serde_json::json!({}), serde_json::json!({}));
-    let inv = Invocation { entity: &entity, params: &params, def: &def };
+    let inv = Invocation {
+        entity: &entity,
+        params: &params,
+        def: &def,
+    };
 
     // Rego: secret_scanning with its "enabled" fixture.
     let rego_path = corpus.join("rule-types/github/secret_scanning.yaml");
     let rego_rule = load(&rego_path)?;
-    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus.join("rule-types/github/secret_scanning.testdata/enabled.json"))?)?;
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        corpus.join("rule-types/github/secret_scanning.testdata/enabled.json"),
+    )?)?;
     let ingested = Ingested::new(body.clone(), None, "d");
     let first = rego_rule.evaluate(&ingested, &inv);
     if first.status != EvalStatus::Pass {
@@ -82,11 +93,20 @@ fn main() -> anyhow::Result<()> {
 
     // Raw regorus, same policy and input.
     let rt = RuleType::from_yaml(&std::fs::read_to_string(&rego_path)?)?;
-    let policy = rt.def.eval.rego.as_ref().context("secret_scanning has a rego policy")?.def.clone();
+    let policy = rt
+        .def
+        .eval
+        .rego
+        .as_ref()
+        .context("secret_scanning has a rego policy")?
+        .def
+        .clone();
     let mut raw = regorus::Engine::new();
     raw.set_rego_v0(true);
     raw.add_policy("policy.rego".into(), policy)?;
-    let input = regorus::Value::from(serde_json::json!({"ingested": body, "profile": {}, "properties": entity.properties}));
+    let input = regorus::Value::from(
+        serde_json::json!({"ingested": body, "profile": {}, "properties": entity.properties}),
+    );
     raw.set_input(input.clone());
     if raw.eval_rule("data.minder.allow".into())? != regorus::Value::from(true) {
         bail!("raw regorus does not allow the fixture");
@@ -102,8 +122,13 @@ fn main() -> anyhow::Result<()> {
     });
 
     // jq: branch_protection_allow_force_pushes.
-    let jq_rule = load(&corpus.join("rule-types/github/branch_protection_allow_force_pushes.yaml"))?;
-    let jq_in = Ingested::new(serde_json::json!({"allow_force_pushes": {"enabled": false}}), None, "d");
+    let jq_rule =
+        load(&corpus.join("rule-types/github/branch_protection_allow_force_pushes.yaml"))?;
+    let jq_in = Ingested::new(
+        serde_json::json!({"allow_force_pushes": {"enabled": false}}),
+        None,
+        "d",
+    );
     if jq_rule.evaluate(&jq_in, &inv).status != EvalStatus::Pass {
         bail!("the jq rule did not pass on its input");
     }

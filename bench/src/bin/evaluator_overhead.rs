@@ -24,9 +24,9 @@ use anyhow::{bail, Context as _};
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_domain::{Entity, EntityRef, EventReason};
-use plumbline_github_provider::GitHubProvider;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github_provider::GitHubProvider;
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
 use plumbline_proto::v1::EntityEvent;
 use plumbline_proto::Message as _;
@@ -41,24 +41,63 @@ use tokio_util::sync::CancellationToken;
 const PROJECT: &str = "default";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The rest rules of `sweep_cost` with their defs; the Rego ones are used.
 fn candidates() -> Vec<(&'static str, Value)> {
     vec![
-        ("rule-types/github/secret_scanning.yaml", json!({ "enabled": true })),
-        ("rule-types/github/secret_push_protection.yaml", json!({ "enabled": true })),
-        ("rule-types/github/automatic_branch_deletion.yaml", json!({})),
-        ("rule-types/github/default_workflow_permissions.yaml", json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false })),
-        ("rule-types/github/github_actions_allowed.yaml", json!({ "allowed_actions": "selected" })),
-        ("rule-types/github/repo_workflow_access_level.yaml", json!({ "access_level": "none" })),
-        ("rule-types/github/no_open_security_advisories.yaml", json!({ "severity": "low" })),
-        ("rule-types/github/branch_protection_enabled.yaml", json!({})),
-        ("rule-types/github/branch_protection_enforce_admins.yaml", json!({ "enforce_admins": true })),
-        ("rule-types/github/branch_protection_allow_force_pushes.yaml", json!({ "allow_force_pushes": false })),
-        ("rule-types/github/branch_protection_allow_deletions.yaml", json!({ "allow_deletions": false })),
-        ("rule-types/github/branch_protection_require_pull_request_approving_review_count.yaml", json!({ "required_approving_review_count": 1 })),
+        (
+            "rule-types/github/secret_scanning.yaml",
+            json!({ "enabled": true }),
+        ),
+        (
+            "rule-types/github/secret_push_protection.yaml",
+            json!({ "enabled": true }),
+        ),
+        (
+            "rule-types/github/automatic_branch_deletion.yaml",
+            json!({}),
+        ),
+        (
+            "rule-types/github/default_workflow_permissions.yaml",
+            json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false }),
+        ),
+        (
+            "rule-types/github/github_actions_allowed.yaml",
+            json!({ "allowed_actions": "selected" }),
+        ),
+        (
+            "rule-types/github/repo_workflow_access_level.yaml",
+            json!({ "access_level": "none" }),
+        ),
+        (
+            "rule-types/github/no_open_security_advisories.yaml",
+            json!({ "severity": "low" }),
+        ),
+        (
+            "rule-types/github/branch_protection_enabled.yaml",
+            json!({}),
+        ),
+        (
+            "rule-types/github/branch_protection_enforce_admins.yaml",
+            json!({ "enforce_admins": true }),
+        ),
+        (
+            "rule-types/github/branch_protection_allow_force_pushes.yaml",
+            json!({ "allow_force_pushes": false }),
+        ),
+        (
+            "rule-types/github/branch_protection_allow_deletions.yaml",
+            json!({ "allow_deletions": false }),
+        ),
+        (
+            "rule-types/github/branch_protection_require_pull_request_approving_review_count.yaml",
+            json!({ "required_approving_review_count": 1 }),
+        ),
     ]
 }
 
@@ -75,11 +114,24 @@ fn rules() -> anyhow::Result<Vec<Rule>> {
         .context("the minder corpus (../shared/minder-rules) is not beside this checkout; run from the repository root")?;
     let mut out = vec![];
     for (path, def) in candidates() {
-        let yaml = std::fs::read_to_string(Path::new(corpus).join(path)).with_context(|| path.to_string())?;
+        let yaml = std::fs::read_to_string(Path::new(corpus).join(path))
+            .with_context(|| path.to_string())?;
         let rule_type = RuleType::from_yaml(&yaml)?;
-        let rego_deny_by_default = rule_type.def.eval.rego.as_ref().is_some_and(|r| r.kind == "deny-by-default");
-        if rule_type.def.ingest.kind == "rest" && rego_deny_by_default && rule_type.data_source_names().is_empty() {
-            out.push(Rule { yaml, rule_type, def });
+        let rego_deny_by_default = rule_type
+            .def
+            .eval
+            .rego
+            .as_ref()
+            .is_some_and(|r| r.kind == "deny-by-default");
+        if rule_type.def.ingest.kind == "rest"
+            && rego_deny_by_default
+            && rule_type.data_source_names().is_empty()
+        {
+            out.push(Rule {
+                yaml,
+                rule_type,
+                def,
+            });
         }
     }
     if out.is_empty() {
@@ -89,7 +141,10 @@ fn rules() -> anyhow::Result<Vec<Rule>> {
 }
 
 fn profile_yaml(rules: &[Rule]) -> anyhow::Result<String> {
-    let entries: Vec<Value> = rules.iter().map(|r| json!({"type": r.rule_type.name, "def": r.def})).collect();
+    let entries: Vec<Value> = rules
+        .iter()
+        .map(|r| json!({"type": r.rule_type.name, "def": r.def}))
+        .collect();
     let doc = json!({
         "version": "v1",
         "type": "profile",
@@ -117,7 +172,15 @@ async fn publish(producer: &Producer, topic: &str, entities: &[Entity]) -> anyho
     let sends = entities.iter().map(|e| async move {
         let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
         producer
-            .publish(topic, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+            .publish(
+                topic,
+                &e.id(),
+                &ev.encode_to_vec(),
+                "dev.plumbline.entity_event.v1",
+                &ev.event_id,
+                &TraceContext::new_root(),
+                &BTreeMap::new(),
+            )
             .await
     });
     for r in futures::future::join_all(sends).await {
@@ -148,19 +211,30 @@ async fn main() -> anyhow::Result<()> {
     let k = rules.len();
 
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _tansu = tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+    let _tansu =
+        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
     let brokers = broker_addr.to_string();
     let (prefix, topics) = topics_on(&brokers, 12).await;
     let db = TestDatabase::new().await;
     let store = db.store();
     let stop = CancellationToken::new();
     let sim = Simulator::new(SimConfig::default());
-    let sim_addr = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0)), stop.clone()).await?;
+    let sim_addr = sim
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)), stop.clone())
+        .await?;
     sim.set_rate_limit(100_000_000);
     let mut entities = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("svc-{i:04}");
-        let id = sim.create_repo("acme", &name, RepoOptions { protected: i % 2 == 0, private: true, ..RepoOptions::default() });
+        let id = sim.create_repo(
+            "acme",
+            &name,
+            RepoOptions {
+                protected: i % 2 == 0,
+                private: true,
+                ..RepoOptions::default()
+            },
+        );
         entities.push(Entity {
             entity_ref: EntityRef::repository("github", id),
             project: PROJECT.into(),
@@ -171,10 +245,24 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     for r in &rules {
-        store.upsert_rule_type(PROJECT, &r.rule_type.name, &plumbline_engine::digest(r.yaml.as_bytes()), &r.yaml).await?;
+        store
+            .upsert_rule_type(
+                PROJECT,
+                &r.rule_type.name,
+                &plumbline_engine::digest(r.yaml.as_bytes()),
+                &r.yaml,
+            )
+            .await?;
     }
     let profile = profile_yaml(&rules)?;
-    store.upsert_profile(PROJECT, "overhead", &plumbline_engine::digest(profile.as_bytes()), &profile).await?;
+    store
+        .upsert_profile(
+            PROJECT,
+            "overhead",
+            &plumbline_engine::digest(profile.as_bytes()),
+            &profile,
+        )
+        .await?;
     for e in &entities {
         store.upsert_entity(e).await?;
     }
@@ -185,8 +273,17 @@ async fn main() -> anyhow::Result<()> {
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
     config.group_id = format!("{prefix}plumbline-evaluator");
     let stop_evaluator = CancellationToken::new();
-    let evaluator = plumbline_evaluator::start(config, stop_evaluator.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    eprintln!("evaluator_overhead: {n} repositories x {k} Rego rules: {}", rules.iter().map(|r| r.rule_type.name.as_str()).collect::<Vec<_>>().join(", "));
+    let evaluator = plumbline_evaluator::start(config, stop_evaluator.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!(
+        "evaluator_overhead: {n} repositories x {k} Rego rules: {}",
+        rules
+            .iter()
+            .map(|r| r.rule_type.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     // Whole evaluator. A warm-up on the first repositories first: the group has formed and the
     // catalog is loaded once they are evaluated; the rest are timed.
@@ -200,8 +297,15 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let want = timed.len() * k;
     let whole = want as f64 / elapsed;
-    let errors = store.list_status(PROJECT, None, None).await?.iter().filter(|r| r.status == "error").count();
-    eprintln!("whole evaluator: {want} rule evaluations in {elapsed:.1} s ({errors} error verdicts)");
+    let errors = store
+        .list_status(PROJECT, None, None)
+        .await?
+        .iter()
+        .filter(|r| r.status == "error")
+        .count();
+    eprintln!(
+        "whole evaluator: {want} rule evaluations in {elapsed:.1} s ({errors} error verdicts)"
+    );
     stop_evaluator.cancel();
     let _ = evaluator.task.await;
 
@@ -213,13 +317,30 @@ async fn main() -> anyhow::Result<()> {
     let mut engines = Vec::with_capacity(k);
     for r in &rules {
         let compiled = CompiledRule::compile(r.rule_type.clone())?;
-        let inv = Invocation { entity: sample, params: &params, def: &r.def };
-        let ingested = compiled.ingest(&inv, &provider).await.map_err(|e| anyhow::anyhow!("ingest {}: {e:?}", r.rule_type.name))?;
-        let policy = r.rule_type.def.eval.rego.as_ref().context("rego")?.def.clone();
+        let inv = Invocation {
+            entity: sample,
+            params: &params,
+            def: &r.def,
+        };
+        let ingested = compiled
+            .ingest(&inv, &provider)
+            .await
+            .map_err(|e| anyhow::anyhow!("ingest {}: {e:?}", r.rule_type.name))?;
+        let policy = r
+            .rule_type
+            .def
+            .eval
+            .rego
+            .as_ref()
+            .context("rego")?
+            .def
+            .clone();
         let mut engine = regorus::Engine::new();
         engine.set_rego_v0(true);
         engine.add_policy("policy.rego".into(), policy)?;
-        let input = regorus::Value::from(json!({"ingested": ingested.value, "profile": r.def, "properties": sample.properties}));
+        let input = regorus::Value::from(
+            json!({"ingested": ingested.value, "profile": r.def, "properties": sample.properties}),
+        );
         engines.push((engine, input));
     }
     let secs = Duration::from_secs(env_u64("BENCH_SECONDS", 5));

@@ -34,7 +34,10 @@ const PROJECT: &str = "default";
 const RULE: &str = "branch_protection_enabled";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -43,7 +46,11 @@ fn env(name: &str) -> anyhow::Result<String> {
 
 /// A replica: the evaluator service, configured by the parent through the environment.
 async fn replica() -> anyhow::Result<()> {
-    let mut args = plumbline_runtime::ServiceArgs::local(&env("BENCH_BROKERS")?, &env("BENCH_DATABASE_URL")?, &env("BENCH_GITHUB_URL")?);
+    let mut args = plumbline_runtime::ServiceArgs::local(
+        &env("BENCH_BROKERS")?,
+        &env("BENCH_DATABASE_URL")?,
+        &env("BENCH_GITHUB_URL")?,
+    );
     args.topic_prefix = env("BENCH_PREFIX")?;
     args.database_max_connections = 16;
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
@@ -51,7 +58,9 @@ async fn replica() -> anyhow::Result<()> {
     config.session_timeout_ms = 6000;
     config.max_in_flight = env_u64("BENCH_IN_FLIGHT", 8) as usize;
     let shutdown = plumbline_runtime::shutdown_on_signal();
-    plumbline_evaluator::run(config, shutdown).await.map_err(|e| anyhow::anyhow!("{e}"))
+    plumbline_evaluator::run(config, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 struct Replicas(Vec<Child>);
@@ -59,7 +68,9 @@ struct Replicas(Vec<Child>);
 impl Drop for Replicas {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
         }
         for c in &mut self.0 {
             let _ = c.wait();
@@ -67,11 +78,23 @@ impl Drop for Replicas {
     }
 }
 
-async fn publish_events(producer: &Producer, topic: &str, entities: &[Entity]) -> anyhow::Result<()> {
+async fn publish_events(
+    producer: &Producer,
+    topic: &str,
+    entities: &[Entity],
+) -> anyhow::Result<()> {
     let sends = entities.iter().map(|e| async move {
         let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
         producer
-            .publish(topic, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &TraceContext::new_root(), &BTreeMap::new())
+            .publish(
+                topic,
+                &e.id(),
+                &ev.encode_to_vec(),
+                "dev.plumbline.entity_event.v1",
+                &ev.event_id,
+                &TraceContext::new_root(),
+                &BTreeMap::new(),
+            )
             .await
     });
     for r in futures::future::join_all(sends).await {
@@ -81,11 +104,19 @@ async fn publish_events(producer: &Producer, topic: &str, entities: &[Entity]) -
 }
 
 /// Waits until `want` entities have a verdict newer than `since`.
-async fn wait_evaluated(store: &Store, since: chrono::DateTime<chrono::Utc>, want: usize, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_evaluated(
+    store: &Store,
+    since: chrono::DateTime<chrono::Utc>,
+    want: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let rows = store.list_status(PROJECT, None, None).await?;
-        let fresh = rows.iter().filter(|r| r.rule_name == RULE && r.evaluated_at > since).count();
+        let fresh = rows
+            .iter()
+            .filter(|r| r.rule_name == RULE && r.evaluated_at > since)
+            .count();
         if fresh >= want {
             return Ok(());
         }
@@ -106,23 +137,42 @@ async fn main() -> anyhow::Result<()> {
     let in_flight = env_u64("BENCH_IN_FLIGHT", 8);
 
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _tansu = tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+    let _tansu =
+        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
     let brokers = broker_addr.to_string();
     let db = TestDatabase::new().await;
     let store = db.store();
     let stop = CancellationToken::new();
     let sim = Simulator::new(SimConfig::default());
-    let sim_addr = sim.serve(SocketAddr::from(([127, 0, 0, 1], 0)), stop.clone()).await?;
+    let sim_addr = sim
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)), stop.clone())
+        .await?;
     sim.set_rate_limit(100_000_000);
     let fleet = sim.seed("acme", n, "svc", 1.0);
-    sim.add_fault(Fault::latency(latency)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    sim.add_fault(Fault::latency(latency))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let rule = std::fs::read_to_string("rules/rule-types/github/branch_protection_enabled.yaml").context("run from the repository root")?;
+    let rule = std::fs::read_to_string("rules/rule-types/github/branch_protection_enabled.yaml")
+        .context("run from the repository root")?;
     let profile = std::fs::read_to_string("rules/profiles/github/branch-protection.yaml")?;
     let rule_name = plumbline_engine::RuleType::from_yaml(&rule)?.name;
     let profile_name = plumbline_engine::Profile::from_yaml(&profile)?.name;
-    store.upsert_rule_type(PROJECT, &rule_name, &plumbline_engine::digest(rule.as_bytes()), &rule).await?;
-    store.upsert_profile(PROJECT, &profile_name, &plumbline_engine::digest(profile.as_bytes()), &profile).await?;
+    store
+        .upsert_rule_type(
+            PROJECT,
+            &rule_name,
+            &plumbline_engine::digest(rule.as_bytes()),
+            &rule,
+        )
+        .await?;
+    store
+        .upsert_profile(
+            PROJECT,
+            &profile_name,
+            &plumbline_engine::digest(profile.as_bytes()),
+            &profile,
+        )
+        .await?;
     let entities: Vec<Entity> = fleet
         .iter()
         .map(|(owner, name, id)| Entity {
@@ -179,8 +229,14 @@ async fn main() -> anyhow::Result<()> {
     let r1 = rates.get(&1).copied().unwrap_or(0.0);
     let r4 = rates.get(&4).copied().unwrap_or(0.0);
     println!("replicas_1_per_s = {r1:.1}");
-    println!("replicas_2_per_s = {:.1}", rates.get(&2).copied().unwrap_or(0.0));
+    println!(
+        "replicas_2_per_s = {:.1}",
+        rates.get(&2).copied().unwrap_or(0.0)
+    );
     println!("replicas_4_per_s = {r4:.1}");
-    println!("scale_4_over_1 = {:.2}", if r1 > 0.0 { r4 / r1 } else { 0.0 });
+    println!(
+        "scale_4_over_1 = {:.2}",
+        if r1 > 0.0 { r4 / r1 } else { 0.0 }
+    );
     Ok(())
 }

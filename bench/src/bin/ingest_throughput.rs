@@ -38,21 +38,40 @@ use tokio_util::sync::CancellationToken;
 const SECRET: &str = "bench-secret";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// (event, body) for every corpus payload of a repository-scoped event that publishes a record.
 fn payloads() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let root = ["../shared/github-webhooks/api.github.com", "../../shared/github-webhooks/api.github.com"]
-        .into_iter()
-        .find(|p| Path::new(p).is_dir())
-        .context("../shared/github-webhooks is not beside this checkout; run from the repository root")?;
+    let root = [
+        "../shared/github-webhooks/api.github.com",
+        "../../shared/github-webhooks/api.github.com",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_dir())
+    .context(
+        "../shared/github-webhooks is not beside this checkout; run from the repository root",
+    )?;
     let mut out = vec![];
-    for event in ["branch_protection_rule", "member", "public", "team_add", "create", "code_scanning_alert", "secret_scanning_alert", "repository_vulnerability_alert"] {
+    for event in [
+        "branch_protection_rule",
+        "member",
+        "public",
+        "team_add",
+        "create",
+        "code_scanning_alert",
+        "secret_scanning_alert",
+        "repository_vulnerability_alert",
+    ] {
         for f in std::fs::read_dir(Path::new(root).join(event))? {
             let body = std::fs::read(f?.path())?;
             match plumbline_ingest::parse_and_map("github", event, "probe", &body) {
-                Ok(plumbline_ingest::Mapped::Plan(p)) if p.events.len() == 1 => out.push((event.to_string(), body)),
+                Ok(plumbline_ingest::Mapped::Plan(p)) if p.events.len() == 1 => {
+                    out.push((event.to_string(), body))
+                }
                 _ => {}
             }
         }
@@ -141,24 +160,39 @@ async fn main() -> anyhow::Result<()> {
     let corpus = payloads()?;
     let port = free_port();
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let _tansu = tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+    let _tansu =
+        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
     let brokers = broker_addr.to_string();
     let (prefix, topics) = topics_on(&brokers, 12).await;
     let db = TestDatabase::new().await;
     let shutdown = CancellationToken::new();
-    let ingest = plumbline_ingest::start(IngestConfig::local(&brokers, &db.url, &prefix, SECRET), shutdown.clone())
-        .await
-        .context("starting ingest")?;
+    let ingest = plumbline_ingest::start(
+        IngestConfig::local(&brokers, &db.url, &prefix, SECRET),
+        shutdown.clone(),
+    )
+    .await
+    .context("starting ingest")?;
     let load = Arc::new(Load {
         pool: Pool::new(ingest.addr),
         run: uuid::Uuid::new_v4().simple().to_string(),
         payloads: corpus
             .iter()
-            .map(|(e, b)| (e.clone(), b.clone(), plumbline_github::webhook::sign(SECRET.as_bytes(), b)))
+            .map(|(e, b)| {
+                (
+                    e.clone(),
+                    b.clone(),
+                    plumbline_github::webhook::sign(SECRET.as_bytes(), b),
+                )
+            })
             .collect(),
         next: AtomicU64::new(0),
     });
-    eprintln!("ingest_throughput: {} payloads ({}..{} bytes), {concurrency} clients, {secs} s per phase", corpus.len(), corpus.iter().map(|c| c.1.len()).min().unwrap_or(0), corpus.iter().map(|c| c.1.len()).max().unwrap_or(0));
+    eprintln!(
+        "ingest_throughput: {} payloads ({}..{} bytes), {concurrency} clients, {secs} s per phase",
+        corpus.len(),
+        corpus.iter().map(|c| c.1.len()).min().unwrap_or(0),
+        corpus.iter().map(|c| c.1.len()).max().unwrap_or(0)
+    );
 
     // Warm-up: connections, the producer's metadata, the database pool.
     let l = load.clone();
@@ -184,23 +218,43 @@ async fn main() -> anyhow::Result<()> {
     let records: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
         corpus
             .iter()
-            .filter_map(|(e, b)| match plumbline_ingest::parse_and_map("github", e, "bench-delivery-id-0000", b) {
-                Ok(plumbline_ingest::Mapped::Plan(p)) => p.events.into_iter().next(),
-                _ => None,
+            .filter_map(|(e, b)| {
+                match plumbline_ingest::parse_and_map("github", e, "bench-delivery-id-0000", b) {
+                    Ok(plumbline_ingest::Mapped::Plan(p)) => p.events.into_iter().next(),
+                    _ => None,
+                }
             })
-            .map(|ev| (ev.entity_ref().map(|r| r.id()).unwrap_or_default(), ev.encode_to_vec()))
+            .map(|ev| {
+                (
+                    ev.entity_ref().map(|r| r.id()).unwrap_or_default(),
+                    ev.encode_to_vec(),
+                )
+            })
             .collect(),
     );
     let next = Arc::new(AtomicU64::new(0));
     let topic = topics.entity_events.clone();
     let (raw_rate, raw_failed) = closed_loop(concurrency, secs, move || {
-        let (producer, records, next, topic) = (producer.clone(), records.clone(), next.clone(), topic.clone());
+        let (producer, records, next, topic) = (
+            producer.clone(),
+            records.clone(),
+            next.clone(),
+            topic.clone(),
+        );
         async move {
             let n = next.fetch_add(1, Ordering::Relaxed) as usize;
             let (key, payload) = &records[n % records.len()];
             let id = uuid::Uuid::new_v4().to_string();
             producer
-                .publish(&topic, key, payload, "dev.plumbline.entity_event.v1", &id, &TraceContext::new_root(), &BTreeMap::new())
+                .publish(
+                    &topic,
+                    key,
+                    payload,
+                    "dev.plumbline.entity_event.v1",
+                    &id,
+                    &TraceContext::new_root(),
+                    &BTreeMap::new(),
+                )
                 .await
                 .is_ok()
         }
@@ -258,10 +312,20 @@ async fn main() -> anyhow::Result<()> {
 
     println!("ingest_webhooks_per_s = {ingest_rate:.0}");
     println!("raw_produce_per_s = {raw_rate:.0}");
-    println!("ratio = {:.2}", if raw_rate > 0.0 { ingest_rate / raw_rate } else { 0.0 });
+    println!(
+        "ratio = {:.2}",
+        if raw_rate > 0.0 {
+            ingest_rate / raw_rate
+        } else {
+            0.0
+        }
+    );
     println!("offered_per_s = {rate}");
     println!("p50_ms = {:.1}", percentile(&latencies, 0.50));
     println!("p99_ms = {:.1}", percentile(&latencies, 0.99));
-    println!("answered_2xx_fraction = {:.4}", ok as f64 / total.max(1) as f64);
+    println!(
+        "answered_2xx_fraction = {:.4}",
+        ok as f64 / total.max(1) as f64
+    );
     Ok(())
 }

@@ -46,7 +46,10 @@ const PROJECT: &str = "default";
 const WARM_UP: usize = 200;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -59,7 +62,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// GitHub's `branch_protection_rule` "deleted" payload, from the corpus.
 fn deleted_payload() -> anyhow::Result<serde_json::Value> {
-    for root in ["../shared/github-webhooks/api.github.com", "../../shared/github-webhooks/api.github.com"] {
+    for root in [
+        "../shared/github-webhooks/api.github.com",
+        "../../shared/github-webhooks/api.github.com",
+    ] {
         let p = std::path::Path::new(root).join("branch_protection_rule/deleted.payload.json");
         if let Ok(text) = std::fs::read_to_string(&p) {
             return serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()));
@@ -100,18 +106,29 @@ struct Generator<'a> {
 impl Generator<'_> {
     /// One event per repository, `rate` per second; the posts run concurrently, as GitHub's
     /// deliveries do.
-    async fn send(&self, repos: &[(String, String, u64)], rate: u64, tag: &str) -> anyhow::Result<Vec<tokio::task::JoinHandle<u16>>> {
+    async fn send(
+        &self,
+        repos: &[(String, String, u64)],
+        rate: u64,
+        tag: &str,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<u16>>> {
         let secret = self.stack.config.webhook_secret.clone();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut posts = Vec::with_capacity(repos.len());
         for (i, (owner, name, id)) in repos.iter().enumerate() {
             tick.tick().await;
-            self.stack.sim.remove_protection(owner, name, "main").map_err(|e| anyhow::anyhow!("{e}"))?;
+            self.stack
+                .sim
+                .remove_protection(owner, name, "main")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let body = payload_for(self.template, owner, name, *id);
             let sig = plumbline_github::webhook::sign(secret.as_bytes(), &body);
             let entity = EntityRef::repository("github", *id).id();
-            self.sent.lock().unwrap_or_else(|p| p.into_inner()).insert(entity, Instant::now());
+            self.sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(entity, Instant::now());
             let delivery = format!("{tag}-{i}-{}", uuid::Uuid::new_v4().simple());
             let pool = self.pool.clone();
             posts.push(tokio::spawn(async move {
@@ -144,7 +161,13 @@ impl Generator<'_> {
 /// CPU seconds the whole machine spent busy, and in all, since boot (`/proc/stat`; Linux only).
 fn machine_cpu_seconds() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal ...
     let all: f64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0.0);
@@ -174,7 +197,8 @@ async fn main() -> anyhow::Result<()> {
     let template = deleted_payload()?;
 
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _tansu = tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+    let _tansu =
+        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
     let brokers = broker_addr.to_string();
     let db = plumbline_store::testing::TestDatabase::new().await;
     let store = db.store();
@@ -188,12 +212,27 @@ async fn main() -> anyhow::Result<()> {
     stack.sim.set_webhooks_enabled(false);
     let fleet = stack.sim.seed("acme", events + WARM_UP, "svc", 1.0);
 
-    let rule = std::fs::read_to_string("rules/rule-types/github/branch_protection_enabled.yaml").context("run from the repository root")?;
+    let rule = std::fs::read_to_string("rules/rule-types/github/branch_protection_enabled.yaml")
+        .context("run from the repository root")?;
     let profile = std::fs::read_to_string("rules/profiles/github/branch-protection.yaml")?;
     let rule_name = plumbline_engine::RuleType::from_yaml(&rule)?.name;
     let profile_name = plumbline_engine::Profile::from_yaml(&profile)?.name;
-    store.upsert_rule_type(PROJECT, &rule_name, &plumbline_engine::digest(rule.as_bytes()), &rule).await?;
-    store.upsert_profile(PROJECT, &profile_name, &plumbline_engine::digest(profile.as_bytes()), &profile).await?;
+    store
+        .upsert_rule_type(
+            PROJECT,
+            &rule_name,
+            &plumbline_engine::digest(rule.as_bytes()),
+            &rule,
+        )
+        .await?;
+    store
+        .upsert_profile(
+            PROJECT,
+            &profile_name,
+            &plumbline_engine::digest(profile.as_bytes()),
+            &profile,
+        )
+        .await?;
     for (owner, name, id) in &fleet {
         let e = Entity {
             entity_ref: EntityRef::repository("github", *id),
@@ -208,7 +247,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("remediation_latency: {n} protected repositories, {events} events at {rate}/s");
 
     // Baseline: the remediation's GitHub call alone.
-    let github = plumbline_github::GitHub::new(&plumbline_github::GitHubConfig::new(&stack.sim_url, None))?;
+    let github =
+        plumbline_github::GitHub::new(&plumbline_github::GitHubConfig::new(&stack.sim_url, None))?;
     let body = serde_json::json!({
         "required_status_checks": null, "enforce_admins": null, "restrictions": null,
         "required_pull_request_reviews": {"required_approving_review_count": 1, "dismiss_stale_reviews": true},
@@ -218,7 +258,13 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..1000 {
         let (owner, name, _) = &fleet[i % fleet.len()];
         let t = Instant::now();
-        let r = github.request(plumbline_github::Method::PUT, &format!("/repos/{owner}/{name}/branches/main/protection"), Some(&body)).await?;
+        let r = github
+            .request(
+                plumbline_github::Method::PUT,
+                &format!("/repos/{owner}/{name}/branches/main/protection"),
+                Some(&body),
+            )
+            .await?;
         if r.status != 200 {
             bail!("baseline PUT answered {}", r.status);
         }
@@ -240,10 +286,20 @@ async fn main() -> anyhow::Result<()> {
                         if o.status != ActionStatus::Applied as i32 {
                             continue;
                         }
-                        let Some(id) = o.entity.as_ref().and_then(|r| EntityRef::try_from(r).ok()).map(|r| r.id()) else { continue };
+                        let Some(id) = o
+                            .entity
+                            .as_ref()
+                            .and_then(|r| EntityRef::try_from(r).ok())
+                            .map(|r| r.id())
+                        else {
+                            continue;
+                        };
                         let start = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                         if let Some(start) = start {
-                            latencies.lock().unwrap_or_else(|p| p.into_inner()).push((start, start.elapsed().as_secs_f64() * 1000.0));
+                            latencies
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((start, start.elapsed().as_secs_f64() * 1000.0));
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => lagged += k,
@@ -255,7 +311,12 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let pool = Arc::new(Pool::new(stack.ingest_addr));
-    let gen = Generator { stack: &stack, pool: &pool, template: &template, sent: &sent };
+    let gen = Generator {
+        stack: &stack,
+        pool: &pool,
+        template: &template,
+        sent: &sent,
+    };
 
     // Warm-up, not measured: the consumer groups' first assignment, connection pools, compiled
     // rule types and the provider's caches, on repositories of their own.
@@ -265,7 +326,10 @@ async fn main() -> anyhow::Result<()> {
     if not_2xx_warm > 0 || gen.wait_for_remediations(Duration::from_secs(60)).await > 0 {
         bail!("the warm-up did not complete: {not_2xx_warm} webhooks refused");
     }
-    eprintln!("warm-up: {WARM_UP} remediations in {:.1} s", warm_started.elapsed().as_secs_f64());
+    eprintln!(
+        "warm-up: {WARM_UP} remediations in {:.1} s",
+        warm_started.elapsed().as_secs_f64()
+    );
     latencies.lock().unwrap_or_else(|p| p.into_inner()).clear();
     stack.sim.reset_request_log();
 
@@ -279,17 +343,33 @@ async fn main() -> anyhow::Result<()> {
     // Everything on the machine (stack, broker, Postgres, this generator) per event, until the
     // last remediation was seen: the verification evaluations still running then are left out.
     let cpu_per_event_ms = match (cpu_before, machine_cpu_seconds()) {
-        (Some((busy0, all0)), Some((busy1, all1))) => Some(((busy1 - busy0) * 1000.0 / events as f64, (busy1 - busy0) / (all1 - all0).max(1e-9))),
+        (Some((busy0, all0)), Some((busy1, all1))) => Some((
+            (busy1 - busy0) * 1000.0 / events as f64,
+            (busy1 - busy0) / (all1 - all0).max(1e-9),
+        )),
         _ => None,
     };
     let counts = stack.sim.request_counts();
-    let puts = counts.get("PUT /repos/{owner}/{repo}/branches/{branch}/protection").copied().unwrap_or(0);
-    let per_event: Vec<String> = counts.iter().map(|(op, k)| format!("{op}: {:.2}", *k as f64 / events as f64)).collect();
+    let puts = counts
+        .get("PUT /repos/{owner}/{repo}/branches/{branch}/protection")
+        .copied()
+        .unwrap_or(0);
+    let per_event: Vec<String> = counts
+        .iter()
+        .map(|(op, k)| format!("{op}: {:.2}", *k as f64 / events as f64))
+        .collect();
     eprintln!("GitHub requests per event: {}", per_event.join(", "));
     // Where the time goes: each worker's wait for a slot and its handling (warm-up included).
-    for (worker, metrics) in [("evaluator", stack.evaluator_metrics.as_ref()), ("actuator", Some(&stack.actuator_metrics))] {
+    for (worker, metrics) in [
+        ("evaluator", stack.evaluator_metrics.as_ref()),
+        ("actuator", Some(&stack.actuator_metrics)),
+    ] {
         let Some(m) = metrics else { continue };
-        let q = |name: &str, p: f64| m.histogram_quantile(name, &[("worker", worker)], p).map(|(s, n)| (s * 1000.0, n)).unwrap_or_default();
+        let q = |name: &str, p: f64| {
+            m.histogram_quantile(name, &[("worker", worker)], p)
+                .map(|(s, n)| (s * 1000.0, n))
+                .unwrap_or_default()
+        };
         let ((qp50, n), (qp99, _), (hp50, _), (hp99, _)) = (
             q("plumbline_worker_queue_seconds", 0.5),
             q("plumbline_worker_queue_seconds", 0.99),
@@ -308,13 +388,27 @@ async fn main() -> anyhow::Result<()> {
         let w = worst_by_second.entry(s).or_insert(0.0);
         *w = w.max(*ms);
     }
-    let line: Vec<String> = worst_by_second.iter().map(|(s, ms)| format!("{s}s:{ms:.0}")).collect();
-    eprintln!("worst latency (ms) by second of sending: {}", line.join(" "));
+    let line: Vec<String> = worst_by_second
+        .iter()
+        .map(|(s, ms)| format!("{s}s:{ms:.0}"))
+        .collect();
+    eprintln!(
+        "worst latency (ms) by second of sending: {}",
+        line.join(" ")
+    );
     let mut l: Vec<f64> = timed.iter().map(|(_, ms)| *ms).collect();
     l.sort_by(|a, b| a.total_cmp(b));
-    eprintln!("p90 {:.1} ms, p95 {:.1} ms, max {:.1} ms", percentile(&l, 0.90), percentile(&l, 0.95), percentile(&l, 1.0));
+    eprintln!(
+        "p90 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        percentile(&l, 0.90),
+        percentile(&l, 0.95),
+        percentile(&l, 1.0)
+    );
     if let Some((ms, busy)) = cpu_per_event_ms {
-        eprintln!("machine CPU per event {ms:.2} ms (both cores busy {:.0}% while it ran)", busy * 100.0);
+        eprintln!(
+            "machine CPU per event {ms:.2} ms (both cores busy {:.0}% while it ran)",
+            busy * 100.0
+        );
     }
     eprintln!(
         "offered {offered:.0} events/s; {not_2xx} webhooks not answered 2xx; {missing} repositories not remediated within 60 s of the last event; {puts} protection PUTs; {lagged} outcomes missed by the observer"

@@ -17,9 +17,9 @@
 use anyhow::{bail, Context as _};
 use plumbline_domain::{Entity, EntityRef, EvalStatus};
 use plumbline_engine::provider::Memo;
-use plumbline_github_provider::GitHubProvider;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github_provider::GitHubProvider;
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -41,26 +41,83 @@ fn corpus() -> anyhow::Result<std::path::PathBuf> {
 /// eight git rules over one tree.
 fn profile() -> Vec<(&'static str, Value)> {
     vec![
-        ("rule-types/github/branch_protection_enabled.yaml", json!({})),
-        ("rule-types/github/branch_protection_enforce_admins.yaml", json!({ "enforce_admins": true })),
-        ("rule-types/github/branch_protection_allow_force_pushes.yaml", json!({ "allow_force_pushes": false })),
-        ("rule-types/github/branch_protection_allow_deletions.yaml", json!({ "allow_deletions": false })),
-        ("rule-types/github/branch_protection_require_pull_request_approving_review_count.yaml", json!({ "required_approving_review_count": 1 })),
-        ("rule-types/github/secret_scanning.yaml", json!({ "enabled": true })),
-        ("rule-types/github/secret_push_protection.yaml", json!({ "enabled": true })),
-        ("rule-types/github/automatic_branch_deletion.yaml", json!({})),
-        ("rule-types/github/default_workflow_permissions.yaml", json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false })),
-        ("rule-types/github/github_actions_allowed.yaml", json!({ "allowed_actions": "selected" })),
-        ("rule-types/github/repo_workflow_access_level.yaml", json!({ "access_level": "none" })),
-        ("rule-types/github/no_open_security_advisories.yaml", json!({ "severity": "low" })),
-        ("rule-types/github/dependabot_configured.yaml", json!({ "package_ecosystem": "cargo", "schedule_interval": "weekly" })),
-        ("rule-types/common/license.yaml", json!({ "license_filename": "LICENSE", "license_type": "MIT" })),
-        ("rule-types/github/actions_check_default_permissions.yaml", json!({})),
-        ("rule-types/github/workflow_no_pull_request_target.yaml", json!({})),
+        (
+            "rule-types/github/branch_protection_enabled.yaml",
+            json!({}),
+        ),
+        (
+            "rule-types/github/branch_protection_enforce_admins.yaml",
+            json!({ "enforce_admins": true }),
+        ),
+        (
+            "rule-types/github/branch_protection_allow_force_pushes.yaml",
+            json!({ "allow_force_pushes": false }),
+        ),
+        (
+            "rule-types/github/branch_protection_allow_deletions.yaml",
+            json!({ "allow_deletions": false }),
+        ),
+        (
+            "rule-types/github/branch_protection_require_pull_request_approving_review_count.yaml",
+            json!({ "required_approving_review_count": 1 }),
+        ),
+        (
+            "rule-types/github/secret_scanning.yaml",
+            json!({ "enabled": true }),
+        ),
+        (
+            "rule-types/github/secret_push_protection.yaml",
+            json!({ "enabled": true }),
+        ),
+        (
+            "rule-types/github/automatic_branch_deletion.yaml",
+            json!({}),
+        ),
+        (
+            "rule-types/github/default_workflow_permissions.yaml",
+            json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false }),
+        ),
+        (
+            "rule-types/github/github_actions_allowed.yaml",
+            json!({ "allowed_actions": "selected" }),
+        ),
+        (
+            "rule-types/github/repo_workflow_access_level.yaml",
+            json!({ "access_level": "none" }),
+        ),
+        (
+            "rule-types/github/no_open_security_advisories.yaml",
+            json!({ "severity": "low" }),
+        ),
+        (
+            "rule-types/github/dependabot_configured.yaml",
+            json!({ "package_ecosystem": "cargo", "schedule_interval": "weekly" }),
+        ),
+        (
+            "rule-types/common/license.yaml",
+            json!({ "license_filename": "LICENSE", "license_type": "MIT" }),
+        ),
+        (
+            "rule-types/github/actions_check_default_permissions.yaml",
+            json!({}),
+        ),
+        (
+            "rule-types/github/workflow_no_pull_request_target.yaml",
+            json!({}),
+        ),
         ("rule-types/github/no_binaries_in_repo.yaml", json!({})),
-        ("rule-types/common/require_pre_commit_to_be_configured.yaml", json!({})),
-        ("security-baseline/rule-types/github/osps-gv-03-01.yaml", json!({})),
-        ("security-baseline/rule-types/github/osps-le-03-01.yaml", json!({})),
+        (
+            "rule-types/common/require_pre_commit_to_be_configured.yaml",
+            json!({}),
+        ),
+        (
+            "security-baseline/rule-types/github/osps-gv-03-01.yaml",
+            json!({}),
+        ),
+        (
+            "security-baseline/rule-types/github/osps-le-03-01.yaml",
+            json!({}),
+        ),
     ]
 }
 
@@ -81,10 +138,16 @@ fn seed(sim: &Simulator, orgs: usize, per_org: usize) -> Vec<Entity> {
                 ("src/main.rs".into(), b"fn main() {}\n".to_vec()),
             ];
             if i % 2 == 0 {
-                files.push((".github/workflows/ci.yml".into(), CI_WORKFLOW.as_bytes().to_vec()));
+                files.push((
+                    ".github/workflows/ci.yml".into(),
+                    CI_WORKFLOW.as_bytes().to_vec(),
+                ));
             }
             if i % 3 != 0 {
-                files.push((".github/dependabot.yml".into(), DEPENDABOT.as_bytes().to_vec()));
+                files.push((
+                    ".github/dependabot.yml".into(),
+                    DEPENDABOT.as_bytes().to_vec(),
+                ));
             }
             if i % 4 != 0 {
                 files.push(("LICENSE".into(), MIT.as_bytes().to_vec()));
@@ -125,7 +188,12 @@ struct Rule {
 }
 
 /// Evaluates every entity against every rule; returns (evaluations, errors with a sample).
-async fn sweep(provider: &GitHubProvider, entities: &[Entity], rules: &[Rule], concurrency: usize) -> (u64, Vec<String>) {
+async fn sweep(
+    provider: &GitHubProvider,
+    entities: &[Entity],
+    rules: &[Rule],
+    concurrency: usize,
+) -> (u64, Vec<String>) {
     use futures::stream::{self, StreamExt as _};
     let params = json!({});
     let results: Vec<(u64, Vec<String>)> = stream::iter(entities)
@@ -145,12 +213,21 @@ async fn sweep(provider: &GitHubProvider, entities: &[Entity], rules: &[Rule], c
                     let outcome = match rule.compiled.ingest(&inv, &memo).await {
                         Ok(ingested) => rule.compiled.evaluate(&ingested, &inv),
                         Err(e) => {
-                            errors.push(format!("{} on {}: ingest: {e}", rule.name, entity.full_name()));
+                            errors.push(format!(
+                                "{} on {}: ingest: {e}",
+                                rule.name,
+                                entity.full_name()
+                            ));
                             continue;
                         }
                     };
                     if outcome.status == EvalStatus::Error {
-                        errors.push(format!("{} on {}: {}", rule.name, entity.full_name(), outcome.message));
+                        errors.push(format!(
+                            "{} on {}: {}",
+                            rule.name,
+                            entity.full_name(),
+                            outcome.message
+                        ));
                     }
                 }
                 (n, errors)
@@ -160,12 +237,18 @@ async fn sweep(provider: &GitHubProvider, entities: &[Entity], rules: &[Rule], c
         .collect()
         .await;
     let evaluations = results.iter().map(|(n, _)| n).sum();
-    (evaluations, results.into_iter().flat_map(|(_, e)| e).collect())
+    (
+        evaluations,
+        results.into_iter().flat_map(|(_, e)| e).collect(),
+    )
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let repos: usize = std::env::var("BENCH_REPOS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let repos: usize = std::env::var("BENCH_REPOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     let per_org = 100.min(repos.max(1));
     let orgs = repos.div_ceil(per_org);
     let corpus = corpus()?;
@@ -175,7 +258,9 @@ async fn main() -> anyhow::Result<()> {
         let rt = RuleType::from_yaml(&yaml)?;
         let name = rt.name.clone();
         let compiled = CompiledRule::compile(rt).with_context(|| path.to_string())?;
-        compiled.validate(&def, &json!({})).with_context(|| format!("{path}: def"))?;
+        compiled
+            .validate(&def, &json!({}))
+            .with_context(|| format!("{path}: def"))?;
         rules.push(Rule {
             name,
             compiled: Arc::new(compiled),
@@ -191,7 +276,11 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let entities = seed(&sim, orgs, per_org);
     let entities = &entities[..repos.min(entities.len())];
-    eprintln!("seeded {} repositories in {:.2}s", entities.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {} repositories in {:.2}s",
+        entities.len(),
+        started.elapsed().as_secs_f64()
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let addr = sim.serve("127.0.0.1:0".parse()?, shutdown.clone()).await?;
     let mut config = GitHubConfig::new(format!("http://{addr}"), Some(TOKEN.to_string()));
@@ -207,17 +296,38 @@ async fn main() -> anyhow::Result<()> {
         let (evaluations, errors) = sweep(&provider, entities, &rules, 32).await;
         let secs = t.elapsed().as_secs_f64();
         if !errors.is_empty() {
-            bail!("{} evaluations failed in sweep {round}, e.g.:\n  {}", errors.len(), errors.iter().take(10).cloned().collect::<Vec<_>>().join("\n  "));
+            bail!(
+                "{} evaluations failed in sweep {round}, e.g.:\n  {}",
+                errors.len(),
+                errors
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
         }
         let stats = sim.quota();
         let n = entities.len() as f64;
-        lines.push(format!("requests_per_repo_{label} = {:.3}", stats.total.requests as f64 / n));
+        lines.push(format!(
+            "requests_per_repo_{label} = {:.3}",
+            stats.total.requests as f64 / n
+        ));
         for (route, usage) in &stats.by_route {
-            eprintln!("sweep {round}: {route}: {} requests, {} not modified, {} charged", usage.requests, usage.not_modified, usage.charged);
+            eprintln!(
+                "sweep {round}: {route}: {} requests, {} not modified, {} charged",
+                usage.requests, usage.not_modified, usage.charged
+            );
         }
         if round == 2 {
-            lines.push(format!("rate_limited_requests_per_repo_second = {:.3}", stats.total.charged as f64 / n));
-            lines.push(format!("not_modified_per_repo_second = {:.3}", stats.total.not_modified as f64 / n));
+            lines.push(format!(
+                "rate_limited_requests_per_repo_second = {:.3}",
+                stats.total.charged as f64 / n
+            ));
+            lines.push(format!(
+                "not_modified_per_repo_second = {:.3}",
+                stats.total.not_modified as f64 / n
+            ));
         }
         lines.push(format!("sweep_{label}_seconds = {secs:.2}"));
         lines.push(format!("evaluations_{label} = {evaluations}"));

@@ -34,7 +34,11 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topic: impl Into<String>) -> Self {
+    pub fn new(
+        brokers: impl Into<String>,
+        group_id: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
         let group_id = group_id.into();
         ConsumerConfig {
             brokers: brokers.into(),
@@ -124,12 +128,20 @@ impl PartitionGate {
     }
 
     pub fn epoch(&self, topic: &str, partition: i32) -> u64 {
-        self.lock().epochs.get(&(topic.to_string(), partition)).copied().unwrap_or(0)
+        self.lock()
+            .epochs
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A handling of a record of this partition starts.
     pub fn enter(&self, topic: &str, partition: i32) {
-        *self.lock().in_flight.entry((topic.to_string(), partition)).or_default() += 1;
+        *self
+            .lock()
+            .in_flight
+            .entry((topic.to_string(), partition))
+            .or_default() += 1;
     }
 
     /// A handling of a record of this partition ended (durably or not).
@@ -149,7 +161,10 @@ impl PartitionGate {
 
     /// Handlings in flight on `partitions`, right now.
     fn busy(s: &GateState, partitions: &[(String, i32)]) -> usize {
-        partitions.iter().map(|tp| s.in_flight.get(tp).copied().unwrap_or(0)).sum()
+        partitions
+            .iter()
+            .map(|tp| s.in_flight.get(tp).copied().unwrap_or(0))
+            .sum()
     }
 
     fn revoke(&self, partitions: Vec<(String, i32)>) {
@@ -195,10 +210,16 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
-                let parts = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let parts = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 self.gate.revoke(parts);
             }
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned")
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
@@ -231,13 +252,21 @@ impl Consumer {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
             .set(
                 "heartbeat.interval.ms",
-                (config.session_timeout.as_millis() / 3).max(100).to_string(),
+                (config.session_timeout.as_millis() / 3)
+                    .max(100)
+                    .to_string(),
             )
             .set("partition.assignment.strategy", "range,roundrobin")
-            .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
+            .set(
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().max(1).to_string(),
+            )
             // A member waiting out an outage (rate limit, database failover) keeps polling no
             // records for a while; it keeps its partitions rather than handing them to a
             // replica that would hit the same outage. A dead process is still detected by
@@ -332,7 +361,10 @@ impl Consumer {
                 .map_err(BusError::Consume)?;
             let at = match p.offset() {
                 Offset::Offset(o) => o,
-                _ => match committed.find_partition(p.topic(), p.partition()).map(|c| c.offset()) {
+                _ => match committed
+                    .find_partition(p.topic(), p.partition())
+                    .map(|c| c.offset())
+                {
                     Some(Offset::Offset(o)) => o,
                     _ => low,
                 },

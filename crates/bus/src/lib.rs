@@ -81,27 +81,58 @@ impl Topics {
     }
 
     pub fn all(&self) -> [&str; 5] {
-        [&self.entity_events, &self.verdicts, &self.actions, &self.dlq, &self.verdicts_dlq]
+        [
+            &self.entity_events,
+            &self.verdicts,
+            &self.actions,
+            &self.dlq,
+            &self.verdicts_dlq,
+        ]
     }
 }
 
 /// Properties no caller may set through the passthrough: the delivery guarantees the bus is
 /// built on, and switches that turn broker certificate checks off.
-const RESERVED: &[&str] = &["bootstrap.servers", "metadata.broker.list", "group.id", "enable.idempotence", "acks", "request.required.acks", "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "message.timeout.ms", "isolation.level"];
+const RESERVED: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "message.timeout.ms",
+    "isolation.level",
+];
 
 /// Applies security and passthrough properties to a librdkafka configuration (after the bus's
 /// own). Refuses the properties the bus's guarantees rest on, and turning certificate checks
 /// off, whatever the caller was given.
-pub fn apply_client_options(cc: &mut rdkafka::ClientConfig, options: &[(String, secrecy::SecretString)]) -> Result<(), BusError> {
+pub fn apply_client_options(
+    cc: &mut rdkafka::ClientConfig,
+    options: &[(String, secrecy::SecretString)],
+) -> Result<(), BusError> {
     use secrecy::ExposeSecret;
     for (k, v) in options {
         let key = k.to_ascii_lowercase();
         if RESERVED.contains(&key.as_str()) {
-            return Err(BusError::Config(format!("kafka property {k} is Plumbline's own and cannot be overridden")));
+            return Err(BusError::Config(format!(
+                "kafka property {k} is Plumbline's own and cannot be overridden"
+            )));
         }
-        let off = matches!(v.expose_secret().trim().to_ascii_lowercase().as_str(), "false" | "none" | "0" | "");
-        if (key == "enable.ssl.certificate.verification" || key == "ssl.endpoint.identification.algorithm") && off {
-            return Err(BusError::Config(format!("kafka property {k} would turn broker certificate checks off")));
+        let off = matches!(
+            v.expose_secret().trim().to_ascii_lowercase().as_str(),
+            "false" | "none" | "0" | ""
+        );
+        if (key == "enable.ssl.certificate.verification"
+            || key == "ssl.endpoint.identification.algorithm")
+            && off
+        {
+            return Err(BusError::Config(format!(
+                "kafka property {k} would turn broker certificate checks off"
+            )));
         }
         cc.set(k, v.expose_secret());
     }
@@ -111,30 +142,41 @@ pub fn apply_client_options(cc: &mut rdkafka::ClientConfig, options: &[(String, 
 /// Creates Plumbline's topics if they do not exist (CreateTopics; an existing topic is fine).
 ///
 /// Not for the embedded broker, which has no CreateTopics: [`EmbeddedBroker`] creates its own.
-pub async fn ensure_topics(brokers: &str, topics: &Topics, partitions: i32) -> Result<(), BusError> {
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &Topics,
+    partitions: i32,
+) -> Result<(), BusError> {
     ensure_topics_with(brokers, topics, partitions, &[]).await
 }
 
 /// [`ensure_topics`] with security and passthrough properties (TLS, SASL: see
 /// [`apply_client_options`]).
-pub async fn ensure_topics_with(brokers: &str, topics: &Topics, partitions: i32, options: &[(String, secrecy::SecretString)]) -> Result<(), BusError> {
+pub async fn ensure_topics_with(
+    brokers: &str,
+    topics: &Topics,
+    partitions: i32,
+    options: &[(String, secrecy::SecretString)],
+) -> Result<(), BusError> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", brokers);
     apply_client_options(&mut cc, options)?;
-    let admin: AdminClient<DefaultClientContext> = cc.create().map_err(|e| BusError::Config(e.to_string()))?;
+    let admin: AdminClient<DefaultClientContext> =
+        cc.create().map_err(|e| BusError::Config(e.to_string()))?;
     let names = topics.all();
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(new.iter(), &opts)
-        .await
-        .map_err(|e| BusError::CreateTopic {
-            topic: names.join(","),
-            reason: e.to_string(),
-        })?;
+    let results =
+        admin
+            .create_topics(new.iter(), &opts)
+            .await
+            .map_err(|e| BusError::CreateTopic {
+                topic: names.join(","),
+                reason: e.to_string(),
+            })?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -155,7 +197,10 @@ mod client_option_tests {
     use secrecy::SecretString;
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, SecretString)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), SecretString::from(v.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
+            .collect()
     }
 
     #[test]
@@ -169,30 +214,54 @@ mod client_option_tests {
             ("enable.ssl.certificate.verification", "false"),
             ("ssl.endpoint.identification.algorithm", "none"),
         ] {
-            let p = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[(k, v)])));
-            assert!(matches!(p, Err(BusError::Config(_))), "{k}={v} accepted by a producer");
-            let c = Consumer::new(&ConsumerConfig::new("127.0.0.1:9", "g", "t").with_client_options(opts(&[(k, v)])));
-            assert!(matches!(c, Err(BusError::Config(_))), "{k}={v} accepted by a consumer");
+            let p = Producer::new(
+                &ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[(k, v)])),
+            );
+            assert!(
+                matches!(p, Err(BusError::Config(_))),
+                "{k}={v} accepted by a producer"
+            );
+            let c = Consumer::new(
+                &ConsumerConfig::new("127.0.0.1:9", "g", "t").with_client_options(opts(&[(k, v)])),
+            );
+            assert!(
+                matches!(c, Err(BusError::Config(_))),
+                "{k}={v} accepted by a consumer"
+            );
         }
     }
 
     #[test]
     fn tls_and_sasl_properties_reach_librdkafka() {
         // Built with TLS: a CA file that does not exist is librdkafka's own error at creation.
-        let e = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[("security.protocol", "ssl"), ("ssl.ca.location", "/nonexistent/ca.pem")])))
-            .err()
-            .expect("missing CA refused");
-        assert!(e.to_string().contains("ssl.ca.location") || e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let e = Producer::new(
+            &ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[
+                ("security.protocol", "ssl"),
+                ("ssl.ca.location", "/nonexistent/ca.pem"),
+            ])),
+        )
+        .err()
+        .expect("missing CA refused");
+        assert!(
+            e.to_string().contains("ssl.ca.location")
+                || e.to_string().contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
         // SCRAM over TLS with the system's roots is a valid configuration.
-        let ok = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[
-            ("security.protocol", "sasl_ssl"),
-            ("sasl.mechanism", "SCRAM-SHA-512"),
-            ("sasl.username", "u"),
-            ("sasl.password", "p"),
-            ("client.rack", "eu-1a"),
-        ])));
+        let ok = Producer::new(
+            &ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[
+                ("security.protocol", "sasl_ssl"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+                ("client.rack", "eu-1a"),
+            ])),
+        );
         assert!(ok.is_ok(), "{:?}", ok.err());
-        let unknown = Producer::new(&ProducerConfig::new("127.0.0.1:9", "t").with_client_options(opts(&[("no.such.property", "1")])));
+        let unknown = Producer::new(
+            &ProducerConfig::new("127.0.0.1:9", "t")
+                .with_client_options(opts(&[("no.such.property", "1")])),
+        );
         assert!(unknown.is_err(), "librdkafka refuses unknown properties");
     }
 }

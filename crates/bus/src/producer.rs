@@ -63,8 +63,7 @@ pub struct Producer {
 
 fn create(config: &ProducerConfig) -> Result<FutureProducer, BusError> {
     let mut cc = ClientConfig::new();
-    cc
-        .set("bootstrap.servers", &config.brokers)
+    cc.set("bootstrap.servers", &config.brokers)
         .set("client.id", &config.client_id)
         // Idempotence implies acks=all and in-order, exactly-once-per-session writes per partition.
         .set("enable.idempotence", "true")

@@ -108,7 +108,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -128,7 +131,9 @@ impl ServiceProcess {
 
     /// `kill -9`, then reaps the process.
     pub fn kill_9(&mut self) {
-        let killed = Command::new("kill").args(["-9", &self.0.id().to_string()]).status();
+        let killed = Command::new("kill")
+            .args(["-9", &self.0.id().to_string()])
+            .status();
         assert!(killed.is_ok_and(|s| s.success()), "kill -9 {}", self.0.id());
         let _ = self.0.wait();
     }

@@ -27,8 +27,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Why a record could not be processed.
@@ -39,7 +39,10 @@ pub enum Failure {
     /// towards `max_attempts` and never dead-lettered, so an outage does not empty the
     /// partition into the DLQ.
     #[error("unavailable: {reason}")]
-    Unavailable { reason: String, until: Option<std::time::SystemTime> },
+    Unavailable {
+        reason: String,
+        until: Option<std::time::SystemTime>,
+    },
     /// Failed in a way that may be the record's fault: retried `max_attempts` times.
     #[error("transient: {0}")]
     Transient(String),
@@ -82,7 +85,12 @@ const MAX_HELD: usize = 10_000;
 impl Worker {
     /// Runs the loop on a task of its own, keeping the service ready while `ready` answers
     /// true (re-checked every 5 s), until `shutdown`.
-    pub fn spawn<H, R, Fut>(self, handler: H, shutdown: CancellationToken, ready: R) -> tokio::task::JoinHandle<()>
+    pub fn spawn<H, R, Fut>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+        ready: R,
+    ) -> tokio::task::JoinHandle<()>
     where
         H: Handler,
         R: Fn() -> Fut + Send + 'static,
@@ -90,14 +98,23 @@ impl Worker {
     {
         let health = self.health.clone();
         tokio::spawn(async move {
-            let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), ready);
+            let readiness = plumbline_telemetry::readiness_loop(
+                health,
+                Duration::from_secs(5),
+                shutdown.clone(),
+                ready,
+            );
             Arc::new(self).run(Arc::new(handler), shutdown).await;
             readiness.abort();
         })
     }
 
     pub async fn run<H: Handler>(self: Arc<Self>, handler: Arc<H>, shutdown: CancellationToken) {
-        tracing::info!(worker = self.name, max_in_flight = self.max_in_flight, "consuming");
+        tracing::info!(
+            worker = self.name,
+            max_in_flight = self.max_in_flight,
+            "consuming"
+        );
         self.health.beat(self.name, STALL);
         let max_in_flight = self.max_in_flight.max(1);
         // Records held (waiting or in flight, parked ones aside) before the loop stops fetching
@@ -120,7 +137,9 @@ impl Worker {
                 let mut dropped = 0usize;
                 keys.retain(|_, state| {
                     let before = state.waiting.len();
-                    state.waiting.retain(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition));
+                    state
+                        .waiting
+                        .retain(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition));
                     let gone = before - state.waiting.len();
                     dropped += gone;
                     if state.waiting.is_empty() {
@@ -129,12 +148,26 @@ impl Worker {
                     state.running || !state.waiting.is_empty()
                 });
                 held -= dropped;
-                parked_records = keys.values().filter(|k| k.parked_until.is_some()).map(|k| k.waiting.len()).sum();
+                parked_records = keys
+                    .values()
+                    .filter(|k| k.parked_until.is_some())
+                    .map(|k| k.waiting.len())
+                    .sum();
                 offsets.retain(|(t, p, e), _| gate.epoch(t, *p) == *e);
                 if dropped > 0 {
-                    tracing::info!(worker = self.name, partitions = revoked.len(), dropped, "revoked partitions: held records dropped for the next owner");
+                    tracing::info!(
+                        worker = self.name,
+                        partitions = revoked.len(),
+                        dropped,
+                        "revoked partitions: held records dropped for the next owner"
+                    );
                 }
-                self.metrics.inc("plumbline_worker_revocations_total", "partitions revoked from this member", &[("worker", self.name)], revoked.len() as u64);
+                self.metrics.inc(
+                    "plumbline_worker_revocations_total",
+                    "partitions revoked from this member",
+                    &[("worker", self.name)],
+                    revoked.len() as u64,
+                );
             }
             // Parked keys whose time came are ready again.
             let now = tokio::time::Instant::now();
@@ -142,7 +175,9 @@ impl Worker {
                 if *at > now {
                     break;
                 }
-                let Some(Reverse((_, key))) = parked.pop() else { break };
+                let Some(Reverse((_, key))) = parked.pop() else {
+                    break;
+                };
                 if let Some(state) = keys.get_mut(&key) {
                     if state.parked_until.is_some_and(|u| u <= now) {
                         state.parked_until = None;
@@ -154,7 +189,9 @@ impl Worker {
             // Start what can start: keys with waiting records, while there is room.
             while in_flight < max_in_flight && !shutdown.is_cancelled() {
                 let Some(key) = ready.pop_front() else { break };
-                let Some(state) = keys.get_mut(&key) else { continue };
+                let Some(state) = keys.get_mut(&key) else {
+                    continue;
+                };
                 if state.running || state.waiting.is_empty() || state.parked_until.is_some() {
                     continue;
                 }
@@ -164,23 +201,55 @@ impl Worker {
                     vec![state.waiting.remove(0)]
                 };
                 if batch.len() > 1 {
-                    self.metrics.inc("plumbline_worker_coalesced_total", "records folded into a later record's handling", &[("worker", self.name)], batch.len() as u64 - 1);
+                    self.metrics.inc(
+                        "plumbline_worker_coalesced_total",
+                        "records folded into a later record's handling",
+                        &[("worker", self.name)],
+                        batch.len() as u64 - 1,
+                    );
                 }
                 state.running = true;
                 in_flight += 1;
-                let (worker, handler, shutdown, tx, gate) = (self.clone(), handler.clone(), shutdown.clone(), finished_tx.clone(), gate.clone());
+                let (worker, handler, shutdown, tx, gate) = (
+                    self.clone(),
+                    handler.clone(),
+                    shutdown.clone(),
+                    finished_tx.clone(),
+                    gate.clone(),
+                );
                 tokio::spawn(async move {
                     // The newest record stands for the batch.
                     let end = match batch.last() {
                         Some(newest) => {
-                            let (topic, partition) = (newest.record.topic.clone(), newest.record.partition);
+                            let (topic, partition) =
+                                (newest.record.topic.clone(), newest.record.partition);
                             gate.enter(&topic, partition);
                             let started = tokio::time::Instant::now();
                             // Waiting: behind the same key, or for a slot (max_in_flight).
-                            let queued = batch.first().map(|h| started.saturating_duration_since(h.received)).unwrap_or_default();
-                            worker.metrics.observe("plumbline_worker_queue_seconds", "time a record waited from receipt to the start of its handling", &[("worker", worker.name)], queued.as_secs_f64());
-                            let end = worker.process(handler.as_ref(), &newest.record, &shutdown, &newest.revoked).await;
-                            worker.metrics.observe("plumbline_worker_handle_seconds", "time to handle one record, retries and waits included", &[("worker", worker.name)], started.elapsed().as_secs_f64());
+                            let queued = batch
+                                .first()
+                                .map(|h| started.saturating_duration_since(h.received))
+                                .unwrap_or_default();
+                            worker.metrics.observe(
+                                "plumbline_worker_queue_seconds",
+                                "time a record waited from receipt to the start of its handling",
+                                &[("worker", worker.name)],
+                                queued.as_secs_f64(),
+                            );
+                            let end = worker
+                                .process(
+                                    handler.as_ref(),
+                                    &newest.record,
+                                    &shutdown,
+                                    &newest.revoked,
+                                )
+                                .await;
+                            worker.metrics.observe(
+                                "plumbline_worker_handle_seconds",
+                                "time to handle one record, retries and waits included",
+                                &[("worker", worker.name)],
+                                started.elapsed().as_secs_f64(),
+                            );
                             gate.leave(&topic, partition);
                             end
                         }
@@ -189,9 +258,20 @@ impl Worker {
                     let _ = tx.send(Finished { key, batch, end });
                 });
             }
-            self.metrics.set_gauge("plumbline_worker_in_flight", "records being handled now", &[("worker", self.name)], in_flight as u64);
-            self.metrics.set_gauge("plumbline_worker_parked", "records parked until a dependency's limit lifts", &[("worker", self.name)], parked_records as u64);
-            let fetch = held - parked_records < max_held && held < MAX_HELD && !shutdown.is_cancelled();
+            self.metrics.set_gauge(
+                "plumbline_worker_in_flight",
+                "records being handled now",
+                &[("worker", self.name)],
+                in_flight as u64,
+            );
+            self.metrics.set_gauge(
+                "plumbline_worker_parked",
+                "records parked until a dependency's limit lifts",
+                &[("worker", self.name)],
+                parked_records as u64,
+            );
+            let fetch =
+                held - parked_records < max_held && held < MAX_HELD && !shutdown.is_cancelled();
             if shutdown.is_cancelled() && in_flight == 0 {
                 break;
             }
@@ -211,7 +291,11 @@ impl Worker {
                         // Put the batch back in front of what arrived meanwhile; it runs again
                         // (coalesced with the newer records) once the limit lifts.
                         let batch_len = f.batch.len();
-                        let mut waiting: Vec<Held> = f.batch.into_iter().filter(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition)).collect();
+                        let mut waiting: Vec<Held> = f
+                            .batch
+                            .into_iter()
+                            .filter(|h| h.epoch == gate.epoch(&h.record.topic, h.record.partition))
+                            .collect();
                         held -= batch_len - waiting.len();
                         if let Some(state) = keys.get_mut(&f.key) {
                             state.running = false;
@@ -220,7 +304,12 @@ impl Worker {
                             if state.waiting.is_empty() {
                                 keys.remove(&f.key);
                             } else {
-                                self.metrics.inc("plumbline_worker_parked_total", "handlings parked until a dependency's limit lifts", &[("worker", self.name)], 1);
+                                self.metrics.inc(
+                                    "plumbline_worker_parked_total",
+                                    "handlings parked until a dependency's limit lifts",
+                                    &[("worker", self.name)],
+                                    1,
+                                );
                                 state.parked_until = Some(until);
                                 parked_records += state.waiting.len();
                                 parked.push(Reverse((until, f.key.clone())));
@@ -246,9 +335,14 @@ impl Worker {
                         let r = &h.record;
                         // Only for the partition epoch it was received in: after a revocation,
                         // the partition's offsets are its next owner's to store.
-                        let Some(track) = offsets.get_mut(&(r.topic.clone(), r.partition, h.epoch)) else { continue };
+                        let Some(track) = offsets.get_mut(&(r.topic.clone(), r.partition, h.epoch))
+                        else {
+                            continue;
+                        };
                         if let Some(through) = track.finish(r.offset) {
-                            if let Err(e) = self.consumer.done_through(&r.topic, r.partition, through) {
+                            if let Err(e) =
+                                self.consumer.done_through(&r.topic, r.partition, through)
+                            {
                                 tracing::warn!(worker = self.name, error = %e, partition = r.partition, offset = through, "storing offset failed");
                             }
                         }
@@ -261,11 +355,21 @@ impl Worker {
                 }
                 Event::Received(Ok(Ok(record))) => {
                     let (epoch, revoked) = gate.current(&record.topic, record.partition);
-                    offsets.entry((record.topic.clone(), record.partition, epoch)).or_default().start(record.offset);
+                    offsets
+                        .entry((record.topic.clone(), record.partition, epoch))
+                        .or_default()
+                        .start(record.offset);
                     held += 1;
-                    let key = record.key.clone().unwrap_or_else(|| format!("{}/{}/{}", record.topic, record.partition, record.offset));
+                    let key = record.key.clone().unwrap_or_else(|| {
+                        format!("{}/{}/{}", record.topic, record.partition, record.offset)
+                    });
                     let state = keys.entry(key.clone()).or_default();
-                    state.waiting.push(Held { record, epoch, revoked, received: tokio::time::Instant::now() });
+                    state.waiting.push(Held {
+                        record,
+                        epoch,
+                        revoked,
+                        received: tokio::time::Instant::now(),
+                    });
                     if parked_key(state) {
                         parked_records += 1;
                     } else if !state.running && state.waiting.len() == 1 {
@@ -287,10 +391,20 @@ impl Worker {
         tokio::spawn(async move {
             loop {
                 let worker = self.clone();
-                let lag = tokio::task::spawn_blocking(move || worker.consumer.lag(Duration::from_secs(5))).await;
+                let lag = tokio::task::spawn_blocking(move || {
+                    worker.consumer.lag(Duration::from_secs(5))
+                })
+                .await;
                 match lag {
-                    Ok(Ok(n)) => self.metrics.set_gauge("plumbline_consumer_lag", "records not yet consumed on this member's partitions", &[("worker", self.name)], n.max(0) as u64),
-                    Ok(Err(e)) => tracing::debug!(worker = self.name, error = %e, "consumer lag unavailable"),
+                    Ok(Ok(n)) => self.metrics.set_gauge(
+                        "plumbline_consumer_lag",
+                        "records not yet consumed on this member's partitions",
+                        &[("worker", self.name)],
+                        n.max(0) as u64,
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::debug!(worker = self.name, error = %e, "consumer lag unavailable")
+                    }
                     Err(_) => {}
                 }
                 tokio::select! {
@@ -304,7 +418,13 @@ impl Worker {
     /// Handles one record to its end: durable, abandoned (shutdown or revocation), or parked
     /// until a dependency's limit lifts (a provider's "rate limited until T": the slot goes to
     /// other entities meanwhile, whose work may need other credentials).
-    async fn process<H: Handler>(&self, handler: &H, record: &Record, shutdown: &CancellationToken, revoked: &CancellationToken) -> End {
+    async fn process<H: Handler>(
+        &self,
+        handler: &H,
+        record: &Record,
+        shutdown: &CancellationToken,
+        revoked: &CancellationToken,
+    ) -> End {
         let mut attempt: u32 = 0;
         let mut waits: u32 = 0;
         loop {
@@ -317,9 +437,19 @@ impl Worker {
             };
             if let Failure::Unavailable { reason, until } = &err {
                 let now = std::time::SystemTime::now();
-                if let Some(wait) = until.and_then(|u| u.duration_since(now).ok()).filter(|w| *w >= PARK_AFTER) {
+                if let Some(wait) = until
+                    .and_then(|u| u.duration_since(now).ok())
+                    .filter(|w| *w >= PARK_AFTER)
+                {
                     let wait = wait.min(Duration::from_secs(3600));
-                    tracing::warn!(worker = self.name, reason, ?wait, partition = record.partition, offset = record.offset, "limited until a known time, parking the record");
+                    tracing::warn!(
+                        worker = self.name,
+                        reason,
+                        ?wait,
+                        partition = record.partition,
+                        offset = record.offset,
+                        "limited until a known time, parking the record"
+                    );
                     return End::Park(tokio::time::Instant::now() + wait);
                 }
                 // Wait for the dependency, in slices, beating health so a long outage is
@@ -330,8 +460,18 @@ impl Worker {
                     .and_then(|u| u.duration_since(now).ok())
                     .unwrap_or(backoff)
                     .min(Duration::from_secs(3600));
-                tracing::warn!(worker = self.name, reason, ?wait, "dependency unavailable, waiting");
-                self.metrics.inc("plumbline_worker_waits_total", "waits for an unavailable dependency", &[("worker", self.name)], 1);
+                tracing::warn!(
+                    worker = self.name,
+                    reason,
+                    ?wait,
+                    "dependency unavailable, waiting"
+                );
+                self.metrics.inc(
+                    "plumbline_worker_waits_total",
+                    "waits for an unavailable dependency",
+                    &[("worker", self.name)],
+                    1,
+                );
                 let deadline = tokio::time::Instant::now() + wait;
                 while tokio::time::Instant::now() < deadline {
                     self.health.beat(self.name, STALL);
@@ -348,13 +488,22 @@ impl Worker {
             let give_up = matches!(err, Failure::Poison(_)) || attempt >= self.max_attempts;
             if give_up && self.dead_letter.is_some() {
                 tracing::error!(worker = self.name, error = %err, attempt, partition = record.partition, offset = record.offset, "dead-lettering record");
-                return if self.dead_letter(record, &err.to_string(), shutdown).await { End::Durable } else { End::Abandoned };
+                return if self.dead_letter(record, &err.to_string(), shutdown).await {
+                    End::Durable
+                } else {
+                    End::Abandoned
+                };
             }
             if give_up && matches!(err, Failure::Poison(_)) {
                 // No DLQ for this stream: a poison record cannot be processed, ever. Skip it
                 // loudly rather than block the partition forever.
                 tracing::error!(worker = self.name, error = %err, partition = record.partition, offset = record.offset, "skipping poison record");
-                self.metrics.inc("plumbline_poison_records_total", "undecodable records skipped", &[("worker", self.name)], 1);
+                self.metrics.inc(
+                    "plumbline_poison_records_total",
+                    "undecodable records skipped",
+                    &[("worker", self.name)],
+                    1,
+                );
                 return End::Durable;
             }
             let backoff = self.base_backoff * 2u32.pow(attempt.min(6));
@@ -367,22 +516,48 @@ impl Worker {
         }
     }
 
-    async fn dead_letter(&self, record: &Record, reason: &str, shutdown: &CancellationToken) -> bool {
-        let Some((producer, topic)) = &self.dead_letter else { return false };
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let Some((producer, topic)) = &self.dead_letter else {
+            return false;
+        };
         let mut headers = BTreeMap::new();
         headers.insert("x-plumbline-error".to_string(), reason.to_string());
         headers.insert("x-plumbline-source-topic".to_string(), record.topic.clone());
-        headers.insert("x-plumbline-source-partition".to_string(), record.partition.to_string());
-        headers.insert("x-plumbline-source-offset".to_string(), record.offset.to_string());
+        headers.insert(
+            "x-plumbline-source-partition".to_string(),
+            record.partition.to_string(),
+        );
+        headers.insert(
+            "x-plumbline-source-offset".to_string(),
+            record.offset.to_string(),
+        );
         let key = record.key.clone().unwrap_or_default();
         let id = record.headers.get("ce_id").cloned().unwrap_or_default();
         loop {
             let sent = producer
-                .publish(topic, &key, &record.payload, "dev.plumbline.dead_letter.v1", &id, &record.trace().child(), &headers)
+                .publish(
+                    topic,
+                    &key,
+                    &record.payload,
+                    "dev.plumbline.dead_letter.v1",
+                    &id,
+                    &record.trace().child(),
+                    &headers,
+                )
                 .await;
             match sent {
                 Ok(_) => {
-                    self.metrics.inc("plumbline_dead_letters_total", "records sent to the dead-letter queue", &[("worker", self.name)], 1);
+                    self.metrics.inc(
+                        "plumbline_dead_letters_total",
+                        "records sent to the dead-letter queue",
+                        &[("worker", self.name)],
+                        1,
+                    );
                     return true;
                 }
                 Err(e) => {

@@ -1,6 +1,9 @@
 //! The bus against a real Kafka-protocol broker (tansu in CI) and the embedded mock cluster.
 
-use plumbline_bus::{ensure_topics, Consumer, ConsumerConfig, EmbeddedBroker, Producer, ProducerConfig, Record, Topics, TraceContext};
+use plumbline_bus::{
+    ensure_topics, Consumer, ConsumerConfig, EmbeddedBroker, Producer, ProducerConfig, Record,
+    Topics, TraceContext,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,13 +22,24 @@ fn consumer(brokers: &str, group: &str, topic: &str) -> Consumer {
 }
 
 async fn next(c: &Consumer, within: Duration) -> Option<Record> {
-    tokio::time::timeout(within, c.recv()).await.ok().and_then(Result::ok)
+    tokio::time::timeout(within, c.recv())
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 async fn publish(p: &Producer, topic: &str, key: &str, body: &[u8]) {
-    p.publish(topic, key, body, "dev.plumbline.test.v1", &unique("id-"), &TraceContext::new_root(), &BTreeMap::new())
-        .await
-        .expect("acknowledged");
+    p.publish(
+        topic,
+        key,
+        body,
+        "dev.plumbline.test.v1",
+        &unique("id-"),
+        &TraceContext::new_root(),
+        &BTreeMap::new(),
+    )
+    .await
+    .expect("acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -33,15 +47,29 @@ async fn records_carry_key_trace_and_cloudevents_headers() {
     let topics = Topics::with_prefix(&format!("{}.", unique("b")));
     ensure_topics(&kafka(), &topics, 3).await.expect("topics");
     // Creating existing topics again is fine.
-    ensure_topics(&kafka(), &topics, 3).await.expect("topics again");
+    ensure_topics(&kafka(), &topics, 3)
+        .await
+        .expect("topics again");
     let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
     publish(&p, &topics.verdicts, "github/repository/1", b"payload").await;
     let c = consumer(&kafka(), &unique("g-"), &topics.verdicts);
     let r = next(&c, Duration::from_secs(30)).await.expect("a record");
     assert_eq!(r.key.as_deref(), Some("github/repository/1"));
     assert_eq!(r.payload, b"payload");
-    for h in ["traceparent", "ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"] {
-        assert!(r.headers.contains_key(h), "missing header {h}: {:?}", r.headers);
+    for h in [
+        "traceparent",
+        "ce_specversion",
+        "ce_id",
+        "ce_type",
+        "ce_source",
+        "ce_time",
+        "content-type",
+    ] {
+        assert!(
+            r.headers.contains_key(h),
+            "missing header {h}: {:?}",
+            r.headers
+        );
     }
     assert_eq!(r.headers["ce_source"], "/plumbline/test");
 }
@@ -67,7 +95,9 @@ async fn offsets_are_committed_only_for_records_marked_done() {
 
     // The next member of the group resumes at "two": it was not done, so it is redelivered.
     let c2 = consumer(&kafka(), &group, &topics.entity_events);
-    let again = next(&c2, Duration::from_secs(30)).await.expect("redelivered");
+    let again = next(&c2, Duration::from_secs(30))
+        .await
+        .expect("redelivered");
     assert_eq!(again.payload, b"two");
     c2.done(&again).expect("store");
     c2.commit_stored().expect("commit");
@@ -75,7 +105,10 @@ async fn offsets_are_committed_only_for_records_marked_done() {
 
     // After "two" is done, nothing is redelivered.
     let c3 = consumer(&kafka(), &group, &topics.entity_events);
-    assert!(next(&c3, Duration::from_secs(12)).await.is_none(), "everything was done");
+    assert!(
+        next(&c3, Duration::from_secs(12)).await.is_none(),
+        "everything was done"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +136,10 @@ async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
         async fn handle(&self, r: &Record) -> Result<(), Failure> {
             let calls = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             if calls <= 2 {
-                return Err(Failure::Unavailable { reason: "database failover".into(), until: None });
+                return Err(Failure::Unavailable {
+                    reason: "database failover".into(),
+                    until: None,
+                });
             }
             let _ = self.done.send(r.payload.clone());
             Ok(())
@@ -126,13 +162,25 @@ async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
         max_in_flight: 4,
         coalesce: true,
     };
-    let task = worker.spawn(Flaky { calls: 0.into(), done: tx }, shutdown.clone(), || async { true });
-    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("processed in time");
+    let task = worker.spawn(
+        Flaky {
+            calls: 0.into(),
+            done: tx,
+        },
+        shutdown.clone(),
+        || async { true },
+    );
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("processed in time");
     assert_eq!(got.as_deref(), Some(&b"work"[..]));
     shutdown.cancel();
     let _ = task.await;
     let dlq = consumer(&kafka(), &unique("g-"), &topics.dlq);
-    assert!(next(&dlq, Duration::from_secs(8)).await.is_none(), "nothing was dead-lettered");
+    assert!(
+        next(&dlq, Duration::from_secs(8)).await.is_none(),
+        "nothing was dead-lettered"
+    );
 }
 
 /// Many keys in flight at once, one key never twice at once, waiting records of a key collapsed
@@ -162,7 +210,13 @@ async fn keys_run_concurrently_in_order_and_waiting_records_coalesce() {
             self.0.max_seen.fetch_max(now, SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
             let seq: u32 = String::from_utf8_lossy(&r.payload).parse().unwrap_or(0);
-            self.0.handled.lock().expect("lock").entry(key.clone()).or_default().push(seq);
+            self.0
+                .handled
+                .lock()
+                .expect("lock")
+                .entry(key.clone())
+                .or_default()
+                .push(seq);
             self.0.now.fetch_sub(1, SeqCst);
             self.0.running.lock().expect("lock").remove(&key);
             Ok(())
@@ -176,7 +230,15 @@ async fn keys_run_concurrently_in_order_and_waiting_records_coalesce() {
         let sends = (0..20).map(|k| {
             let p = p.clone();
             let topic = topics.entity_events.clone();
-            async move { publish(&p, &topic, &format!("entity-{k}"), seq.to_string().as_bytes()).await }
+            async move {
+                publish(
+                    &p,
+                    &topic,
+                    &format!("entity-{k}"),
+                    seq.to_string().as_bytes(),
+                )
+                .await
+            }
         });
         futures::future::join_all(sends).await;
     }
@@ -199,30 +261,58 @@ async fn keys_run_concurrently_in_order_and_waiting_records_coalesce() {
     // Done when every key's newest record (9) was handled.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = probe.handled.lock().expect("lock").values().filter(|v| v.last() == Some(&9)).count();
+        let done = probe
+            .handled
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|v| v.last() == Some(&9))
+            .count();
         if done == 20 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{done} of 20 keys reached their newest record");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of 20 keys reached their newest record"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last offsets be stored
     shutdown.cancel();
     let _ = task.await;
     use std::sync::atomic::Ordering::SeqCst;
-    assert_eq!(probe.overlaps.load(SeqCst), 0, "one key was handled twice at once");
+    assert_eq!(
+        probe.overlaps.load(SeqCst),
+        0,
+        "one key was handled twice at once"
+    );
     assert!(probe.max_seen.load(SeqCst) > 1, "keys ran concurrently");
-    assert!(probe.max_seen.load(SeqCst) <= 8, "at most max_in_flight at once");
+    assert!(
+        probe.max_seen.load(SeqCst) <= 8,
+        "at most max_in_flight at once"
+    );
     let handled = probe.handled.lock().expect("lock").clone();
     let total: usize = handled.values().map(Vec::len).sum();
     for (key, seqs) in &handled {
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key} handled out of order: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{key} handled out of order: {seqs:?}"
+        );
     }
-    assert!(total < 200, "waiting records coalesced: {total} handlings for 200 records");
-    assert_eq!(metrics.counter_value("plumbline_worker_coalesced_total", &[("worker", "test")]) as usize, 200 - total);
+    assert!(
+        total < 200,
+        "waiting records coalesced: {total} handlings for 200 records"
+    );
+    assert_eq!(
+        metrics.counter_value("plumbline_worker_coalesced_total", &[("worker", "test")]) as usize,
+        200 - total
+    );
     // Everything is committed: the group's next member reads nothing.
     let again = consumer(&kafka(), &group, &topics.entity_events);
-    assert!(next(&again, Duration::from_secs(10)).await.is_none(), "offsets committed past every record");
+    assert!(
+        next(&again, Duration::from_secs(10)).await.is_none(),
+        "offsets committed past every record"
+    );
 }
 
 /// Lag is what the member has not consumed yet on its partitions.
@@ -239,7 +329,10 @@ async fn lag_counts_the_records_not_yet_consumed() {
         next(&c, Duration::from_secs(30)).await.expect("a record");
     }
     let c2 = c.clone();
-    let lag = tokio::task::spawn_blocking(move || c2.lag(Duration::from_secs(5))).await.expect("task").expect("lag");
+    let lag = tokio::task::spawn_blocking(move || c2.lag(Duration::from_secs(5)))
+        .await
+        .expect("task")
+        .expect("lag");
     assert_eq!(lag, 3, "5 records, 2 consumed");
 }
 
@@ -266,7 +359,10 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
                 let until = now + Duration::from_secs(3);
                 *self.0.until.lock().expect("lock") = Some(until);
                 self.0.calls.lock().expect("lock").push((key, now, false));
-                return Err(Failure::Unavailable { reason: "rate limited".into(), until: Some(until) });
+                return Err(Failure::Unavailable {
+                    reason: "rate limited".into(),
+                    until: Some(until),
+                });
             }
             self.0.calls.lock().expect("lock").push((key, now, true));
             Ok(())
@@ -297,28 +393,66 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
     let task = worker.spawn(Limited(probe.clone()), shutdown.clone(), || async { true });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = probe.calls.lock().expect("lock").iter().filter(|c| c.2).count();
+        let done = probe
+            .calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| c.2)
+            .count();
         if done == 6 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{done} of 6 keys handled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of 6 keys handled"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last offsets be committed
     shutdown.cancel();
     let _ = task.await;
     let calls = probe.calls.lock().expect("lock").clone();
-    let until = probe.until.lock().expect("lock").expect("the limited key was tried");
-    let retry = calls.iter().position(|c| c.0 == "limited" && c.2).expect("the limited key ran again");
-    assert!(calls[retry].1 >= until, "the parked key ran again only once its limit lifted");
-    let others_done = calls.iter().filter(|c| c.0.starts_with("other-") && c.2).count();
+    let until = probe
+        .until
+        .lock()
+        .expect("lock")
+        .expect("the limited key was tried");
+    let retry = calls
+        .iter()
+        .position(|c| c.0 == "limited" && c.2)
+        .expect("the limited key ran again");
+    assert!(
+        calls[retry].1 >= until,
+        "the parked key ran again only once its limit lifted"
+    );
+    let others_done = calls
+        .iter()
+        .filter(|c| c.0.starts_with("other-") && c.2)
+        .count();
     assert_eq!(others_done, 5);
-    assert!(calls[..retry].iter().filter(|c| c.0.starts_with("other-")).count() == 5, "the other keys were handled while the limited one was parked: {calls:?}");
-    assert_eq!(metrics.counter_value("plumbline_worker_parked_total", &[("worker", "test")]), 1);
+    assert!(
+        calls[..retry]
+            .iter()
+            .filter(|c| c.0.starts_with("other-"))
+            .count()
+            == 5,
+        "the other keys were handled while the limited one was parked: {calls:?}"
+    );
+    assert_eq!(
+        metrics.counter_value("plumbline_worker_parked_total", &[("worker", "test")]),
+        1
+    );
     let again = consumer(&kafka(), &group, &topics.entity_events);
-    assert!(next(&again, Duration::from_secs(10)).await.is_none(), "offsets committed past every record, the parked one included");
+    assert!(
+        next(&again, Duration::from_secs(10)).await.is_none(),
+        "offsets committed past every record, the parked one included"
+    );
     let dlq = consumer(&kafka(), &unique("g-"), &topics.dlq);
-    assert!(next(&dlq, Duration::from_secs(5)).await.is_none(), "a limit is not a failure of the record");
+    assert!(
+        next(&dlq, Duration::from_secs(5)).await.is_none(),
+        "a limit is not a failure of the record"
+    );
 }
 
 /// A second member joins while the first is busy: the revoked partitions' handlings finish
@@ -352,7 +486,13 @@ async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
             let e = newest.entry(key.clone()).or_default();
             *e = (*e).max(seq);
             drop(newest);
-            *self.0.by_member.lock().expect("lock").entry(self.1).or_default() += 1;
+            *self
+                .0
+                .by_member
+                .lock()
+                .expect("lock")
+                .entry(self.1)
+                .or_default() += 1;
             self.0.handlings.fetch_add(1, SeqCst);
             self.0.running.lock().expect("lock").remove(&key);
             Ok(())
@@ -365,7 +505,15 @@ async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
         let sends = (0..40).map(|k| {
             let p = p.clone();
             let topic = topics.entity_events.clone();
-            async move { publish(&p, &topic, &format!("entity-{k}"), seq.to_string().as_bytes()).await }
+            async move {
+                publish(
+                    &p,
+                    &topic,
+                    &format!("entity-{k}"),
+                    seq.to_string().as_bytes(),
+                )
+                .await
+            }
         });
         futures::future::join_all(sends).await;
     }
@@ -386,18 +534,30 @@ async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
     let a = worker("a").spawn(Slow(probe.clone(), "a"), stop_a.clone(), || async { true });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while probe.handlings.load(SeqCst) < 8 {
-        assert!(tokio::time::Instant::now() < deadline, "the first member started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first member started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stop_b = tokio_util::sync::CancellationToken::new();
     let b = worker("b").spawn(Slow(probe.clone(), "b"), stop_b.clone(), || async { true });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let done = probe.newest.lock().expect("lock").values().filter(|s| **s == 2).count();
+        let done = probe
+            .newest
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|s| **s == 2)
+            .count();
         if done == 40 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{done} of 40 keys reached their newest record");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of 40 keys reached their newest record"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -405,9 +565,19 @@ async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
     stop_b.cancel();
     let _ = a.await;
     let _ = b.await;
-    assert_eq!(probe.overlaps.load(SeqCst), 0, "a key was handled by two members at once");
+    assert_eq!(
+        probe.overlaps.load(SeqCst),
+        0,
+        "a key was handled by two members at once"
+    );
     let by_member = probe.by_member.lock().expect("lock").clone();
-    assert!(by_member.get("b").copied().unwrap_or(0) > 0, "the second member took partitions over: {by_member:?}");
+    assert!(
+        by_member.get("b").copied().unwrap_or(0) > 0,
+        "the second member took partitions over: {by_member:?}"
+    );
     let again = consumer(&kafka(), &group, &topics.entity_events);
-    assert!(next(&again, Duration::from_secs(12)).await.is_none(), "offsets committed past every record");
+    assert!(
+        next(&again, Duration::from_secs(12)).await.is_none(),
+        "offsets committed past every record"
+    );
 }

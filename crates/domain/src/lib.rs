@@ -130,7 +130,9 @@ impl Entity {
     }
 
     pub fn default_branch(&self) -> Option<&str> {
-        self.properties.get("default_branch").and_then(|v| v.as_str())
+        self.properties
+            .get("default_branch")
+            .and_then(|v| v.as_str())
     }
 }
 
@@ -248,10 +250,16 @@ impl ActionStatus {
 impl FromStr for ActionStatus {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [ActionStatus::Applied, ActionStatus::Planned, ActionStatus::Skipped, ActionStatus::Failed, ActionStatus::Deferred]
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| DomainError::UnknownStatus(s.to_string()))
+        [
+            ActionStatus::Applied,
+            ActionStatus::Planned,
+            ActionStatus::Skipped,
+            ActionStatus::Failed,
+            ActionStatus::Deferred,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| DomainError::UnknownStatus(s.to_string()))
     }
 }
 
@@ -268,7 +276,13 @@ mod tests {
 
     #[test]
     fn malformed_entity_ids_are_rejected() {
-        for bad in ["", "github", "github/repository", "github/widget/1", "/repository/1"] {
+        for bad in [
+            "",
+            "github",
+            "github/repository",
+            "github/widget/1",
+            "/repository/1",
+        ] {
             assert!(EntityRef::parse(bad).is_err(), "{bad}");
         }
     }

@@ -98,12 +98,19 @@ impl DataSources {
 
     /// Parses and adds one data-source document (`type: data-source`).
     pub fn add_yaml(&mut self, yaml: &str) -> Result<String, EngineError> {
-        let doc: DataSourceDoc = serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(format!("data source: {e}")))?;
+        let doc: DataSourceDoc = serde_yaml::from_str(yaml)
+            .map_err(|e| EngineError::Parse(format!("data source: {e}")))?;
         if doc.doc_type != "data-source" {
-            return Err(EngineError::Parse(format!("type is {:?}, want data-source", doc.doc_type)));
+            return Err(EngineError::Parse(format!(
+                "type is {:?}, want data-source",
+                doc.doc_type
+            )));
         }
         let Some(rest) = doc.rest else {
-            return Err(EngineError::Unsupported(format!("data source {}: only rest data sources are supported", doc.name)));
+            return Err(EngineError::Unsupported(format!(
+                "data source {}: only rest data sources are supported",
+                doc.name
+            )));
         };
         let mut fns = Vec::new();
         for (name, def) in rest.def {
@@ -111,7 +118,10 @@ impl DataSources {
                 Value::Null => None,
                 Value::Object(m) if m.is_empty() => None,
                 s => Some(jsonschema::validator_for(s).map_err(|e| {
-                    EngineError::Parse(format!("data source {}.{name}: input_schema: {e}", doc.name))
+                    EngineError::Parse(format!(
+                        "data source {}.{name}: input_schema: {e}",
+                        doc.name
+                    ))
                 })?),
             };
             fns.push(Arc::new(RestFunction {
@@ -136,13 +146,18 @@ impl DataSources {
 }
 
 /// RFC 6570 level-1/2 expansion: `{var}` (percent-encoded), `{+var}` (reserved kept).
-pub fn expand_uri(template: &str, args: &serde_json::Map<String, Value>) -> Result<String, EngineError> {
+pub fn expand_uri(
+    template: &str,
+    args: &serde_json::Map<String, Value>,
+) -> Result<String, EngineError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let Some(close) = rest[open..].find('}') else {
-            return Err(EngineError::Parse(format!("uri template {template:?}: unclosed {{")));
+            return Err(EngineError::Parse(format!(
+                "uri template {template:?}: unclosed {{"
+            )));
         };
         let expr = &rest[open + 1..open + close];
         let (reserved, names) = match expr.strip_prefix('+') {
@@ -190,7 +205,11 @@ impl RestFunction {
         if let Some(s) = &self.schema {
             let errors: Vec<String> = s.iter_errors(args).map(|e| e.to_string()).collect();
             if !errors.is_empty() {
-                return Err(format!("{}: invalid arguments: {}", self.rego_name(), errors.join("; ")));
+                return Err(format!(
+                    "{}: invalid arguments: {}",
+                    self.rego_name(),
+                    errors.join("; ")
+                ));
             }
         }
         let url = expand_uri(&self.def.endpoint, map).map_err(|e| e.to_string())?;
@@ -206,7 +225,12 @@ impl RestFunction {
             _ => None,
         };
         Ok(FetchRequest {
-            method: self.def.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+            method: self
+                .def
+                .method
+                .clone()
+                .unwrap_or_else(|| "GET".into())
+                .to_ascii_uppercase(),
             url,
             headers: self.def.headers.clone(),
             body,
@@ -221,7 +245,8 @@ impl RestFunction {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 Value::Null
             } else {
-                serde_json::from_slice(raw).map_err(|e| format!("{}: cannot decode json: {e}", self.rego_name()))?
+                serde_json::from_slice(raw)
+                    .map_err(|e| format!("{}: cannot decode json: {e}", self.rego_name()))?
             }
         } else {
             Value::String(String::from_utf8_lossy(raw).into_owned())
@@ -232,7 +257,9 @@ impl RestFunction {
     /// A call: build the request, fetch it through `fetcher`, shape the output.
     pub fn call(&self, args: &Value, fetcher: &dyn Fetcher) -> Result<Value, String> {
         let req = self.request(args)?;
-        let resp = fetcher.fetch(&req).map_err(|e| format!("{}: {e}", self.rego_name()))?;
+        let resp = fetcher
+            .fetch(&req)
+            .map_err(|e| format!("{}: {e}", self.rego_name()))?;
         self.output(&resp)
     }
 }
@@ -287,21 +314,37 @@ rest:
         let fns = ds.get("ghapi").expect("registered");
         let repo = fns.iter().find(|f| f.name == "repo_config").expect("fn");
         let rec = Recorder(Mutex::new(vec![]));
-        let out = repo.call(&json!({"owner": "acme", "repo": "a b"}), &rec).expect("call");
+        let out = repo
+            .call(&json!({"owner": "acme", "repo": "a b"}), &rec)
+            .expect("call");
         assert_eq!(out, json!({"status_code": 200, "body": {"ok": true}}));
         let sent = rec.0.lock().expect("lock")[0].clone();
-        assert_eq!((sent.method.as_str(), sent.url.as_str(), sent.provider_auth), ("GET", "https://api.github.com/repos/acme/a%20b", true));
-        assert!(repo.call(&json!({"owner": "acme"}), &rec).is_err(), "missing required arg");
-        assert!(repo.call(&json!("x"), &rec).is_err(), "args must be an object");
+        assert_eq!(
+            (sent.method.as_str(), sent.url.as_str(), sent.provider_auth),
+            ("GET", "https://api.github.com/repos/acme/a%20b", true)
+        );
+        assert!(
+            repo.call(&json!({"owner": "acme"}), &rec).is_err(),
+            "missing required arg"
+        );
+        assert!(
+            repo.call(&json!("x"), &rec).is_err(),
+            "args must be an object"
+        );
         let q = fns.iter().find(|f| f.name == "query").expect("fn");
-        let r = q.request(&json!({"query": {"package": {"name": "x"}}})).expect("request");
+        let r = q
+            .request(&json!({"query": {"package": {"name": "x"}}}))
+            .expect("request");
         assert_eq!(r.body, Some(br#"{"package":{"name":"x"}}"#.to_vec()));
         assert_eq!(r.method, "POST");
     }
 
     #[test]
     fn uri_templates() {
-        let args = json!({"a": "x/y", "n": 3}).as_object().cloned().unwrap_or_default();
+        let args = json!({"a": "x/y", "n": 3})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(expand_uri("/p/{a}/{n}", &args).expect("ok"), "/p/x%2Fy/3");
         assert_eq!(expand_uri("/p/{+a}", &args).expect("ok"), "/p/x/y");
         assert_eq!(expand_uri("/p/{missing}", &args).expect("ok"), "/p/");

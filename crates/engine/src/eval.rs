@@ -2,9 +2,9 @@
 
 use crate::datasource::RestFunction;
 use crate::{EngineError, Outcome};
-use std::sync::Arc;
 use plumbline_domain::EvalStatus;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Where regorus is told the policy lives; also the file name in error messages.
 const POLICY_PATH: &str = "minder.rego";
@@ -47,12 +47,21 @@ enum RegoKind {
 }
 
 impl RegoPolicy {
-    pub fn compile(kind: &str, def: &str, violation_format: Option<&str>) -> Result<Self, EngineError> {
+    pub fn compile(
+        kind: &str,
+        def: &str,
+        violation_format: Option<&str>,
+    ) -> Result<Self, EngineError> {
         Self::compile_with(kind, def, violation_format, &[])
     }
 
     /// Compiles with data-source functions available as `minder.datasource.<name>.<fn>`.
-    pub fn compile_with(kind: &str, def: &str, violation_format: Option<&str>, functions: &[Arc<RestFunction>]) -> Result<Self, EngineError> {
+    pub fn compile_with(
+        kind: &str,
+        def: &str,
+        violation_format: Option<&str>,
+        functions: &[Arc<RestFunction>],
+    ) -> Result<Self, EngineError> {
         let kind = match kind {
             "deny-by-default" => RegoKind::DenyByDefault,
             "constraints" => RegoKind::Constraints,
@@ -67,7 +76,8 @@ impl RegoPolicy {
         });
         // Minder accepts both syntaxes; a policy with `import rego.v1` is parsed as v1 anyway.
         engine.set_rego_v0(true);
-        crate::rego_ext::register(&mut engine).map_err(|e| EngineError::Policy(format!("registering minder functions: {e}")))?;
+        crate::rego_ext::register(&mut engine)
+            .map_err(|e| EngineError::Policy(format!("registering minder functions: {e}")))?;
         for f in functions {
             let func = f.clone();
             let call = move |args: Vec<regorus::Value>| -> anyhow::Result<regorus::Value> {
@@ -76,9 +86,15 @@ impl RegoPolicy {
                     .map(serde_json::to_value)
                     .transpose()?
                     .unwrap_or(Value::Null);
-                let fetcher = crate::rego_ext::current_fetcher()
-                    .ok_or_else(|| anyhow::anyhow!("{}: data sources are not available in this evaluation", func.rego_name()))?;
-                let out = func.call(&arg, fetcher.as_ref()).map_err(anyhow::Error::msg)?;
+                let fetcher = crate::rego_ext::current_fetcher().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: data sources are not available in this evaluation",
+                        func.rego_name()
+                    )
+                })?;
+                let out = func
+                    .call(&arg, fetcher.as_ref())
+                    .map_err(anyhow::Error::msg)?;
                 Ok(regorus::Value::from(out))
             };
             engine
@@ -93,13 +109,26 @@ impl RegoPolicy {
             Some("json") => true,
             Some(other) => return Err(EngineError::Parse(format!("violation_format {other:?}"))),
         };
-        let declared = |name: &str| engine.has_declared_rule_rooted_at(POLICY_PATH, name).unwrap_or(false);
-        let (declares_skip, declares_allow, declares_message, declares_violations) =
-            (declared("skip"), declared("allow"), declared("message"), declared("violations"));
+        let declared = |name: &str| {
+            engine
+                .has_declared_rule_rooted_at(POLICY_PATH, name)
+                .unwrap_or(false)
+        };
+        let (declares_skip, declares_allow, declares_message, declares_violations) = (
+            declared("skip"),
+            declared("allow"),
+            declared("message"),
+            declared("violations"),
+        );
         // Prepare (analyse and schedule) once, so clones start prepared. The result of this
         // evaluation against an empty input is irrelevant; only the preparation is kept.
-        let entry = if kind == RegoKind::Constraints { "data.minder.violations" } else { "data.minder.allow" };
-        let _ = crate::rego_ext::with_env(Default::default(), || engine.eval_rule(entry.to_string()));
+        let entry = if kind == RegoKind::Constraints {
+            "data.minder.violations"
+        } else {
+            "data.minder.allow"
+        };
+        let _ =
+            crate::rego_ext::with_env(Default::default(), || engine.eval_rule(entry.to_string()));
         Ok(RegoPolicy {
             id: NEXT_POLICY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             engine,
@@ -146,16 +175,25 @@ impl RegoPolicy {
             RegoKind::DenyByDefault => {
                 if self.declares_skip {
                     match rule(engine, "data.minder.skip") {
-                        Ok(Some(Value::Bool(true))) => return Outcome::new(EvalStatus::Skipped, "rule skipped"),
+                        Ok(Some(Value::Bool(true))) => {
+                            return Outcome::new(EvalStatus::Skipped, "rule skipped")
+                        }
                         Ok(_) => {}
                         Err(e) => return Outcome::error(e),
                     }
                 }
-                let allowed = if self.declares_allow { rule(engine, "data.minder.allow") } else { Ok(None) };
+                let allowed = if self.declares_allow {
+                    rule(engine, "data.minder.allow")
+                } else {
+                    Ok(None)
+                };
                 match allowed {
                     Ok(Some(Value::Bool(true))) => Outcome::new(EvalStatus::Pass, ""),
                     Ok(_) => {
-                        let msg = match self.declares_message.then(|| rule(engine, "data.minder.message")) {
+                        let msg = match self
+                            .declares_message
+                            .then(|| rule(engine, "data.minder.message"))
+                        {
                             Some(Ok(Some(Value::String(s)))) if !s.is_empty() => s,
                             _ => default_message(short_failure_message),
                         };
@@ -165,10 +203,16 @@ impl RegoPolicy {
                 }
             }
             RegoKind::Constraints => {
-                let found = if self.declares_violations { rule(engine, "data.minder.violations") } else { Ok(None) };
+                let found = if self.declares_violations {
+                    rule(engine, "data.minder.violations")
+                } else {
+                    Ok(None)
+                };
                 match found {
                     Ok(None) | Ok(Some(Value::Null)) => Outcome::new(EvalStatus::Pass, ""),
-                    Ok(Some(Value::Array(vs))) if vs.is_empty() => Outcome::new(EvalStatus::Pass, ""),
+                    Ok(Some(Value::Array(vs))) if vs.is_empty() => {
+                        Outcome::new(EvalStatus::Pass, "")
+                    }
                     Ok(Some(Value::Array(vs))) => {
                         let details: Vec<String> = vs
                             .iter()
@@ -179,12 +223,18 @@ impl RegoPolicy {
                             })
                             .collect();
                         // Minder's wording, which upstream test cases check verbatim.
-                        let lines: Vec<String> = details.iter().map(|d| format!(" - {d}")).collect();
-                        let mut o = Outcome::new(EvalStatus::Fail, format!("Evaluation failures: \n{}", lines.join("\n")));
+                        let lines: Vec<String> =
+                            details.iter().map(|d| format!(" - {d}")).collect();
+                        let mut o = Outcome::new(
+                            EvalStatus::Fail,
+                            format!("Evaluation failures: \n{}", lines.join("\n")),
+                        );
                         o.details = details;
                         o
                     }
-                    Ok(Some(other)) => Outcome::error(EngineError::Policy(format!("violations is not a set: {other}"))),
+                    Ok(Some(other)) => Outcome::error(EngineError::Policy(format!(
+                        "violations is not a set: {other}"
+                    ))),
                     Err(e) => Outcome::error(e),
                 }
             }
@@ -202,7 +252,9 @@ fn default_message(short: &str) -> String {
 
 /// Evaluates a declared rule; `None` when undefined.
 fn rule(engine: &mut regorus::Engine, path: &str) -> Result<Option<Value>, EngineError> {
-    let v = engine.eval_rule(path.to_string()).map_err(|e| EngineError::Policy(e.to_string()))?;
+    let v = engine
+        .eval_rule(path.to_string())
+        .map_err(|e| EngineError::Policy(e.to_string()))?;
     if v == regorus::Value::Undefined {
         return Ok(None);
     }
@@ -221,16 +273,25 @@ mod tests {
     fn deny_by_default_v1_and_v0() {
         let v1 = "package minder\nimport rego.v1\ndefault allow := false\nallow if input.ingested.ok\nmessage := \"nope\"";
         let p = RegoPolicy::compile("deny-by-default", v1, None).expect("compile");
-        assert_eq!(p.evaluate(json!({"ingested": {"ok": true}}), "x").status, EvalStatus::Pass);
+        assert_eq!(
+            p.evaluate(json!({"ingested": {"ok": true}}), "x").status,
+            EvalStatus::Pass
+        );
         let o = p.evaluate(json!({"ingested": {"ok": false}}), "x");
         assert_eq!((o.status, o.message.as_str()), (EvalStatus::Fail, "nope"));
 
         let v0 = "package minder\ndefault allow = false\nallow { input.ingested.ok }\nskip { input.ingested.skip }";
         let p = RegoPolicy::compile("deny-by-default", v0, None).expect("compile v0");
-        assert_eq!(p.evaluate(json!({"ingested": {"ok": true}}), "").status, EvalStatus::Pass);
+        assert_eq!(
+            p.evaluate(json!({"ingested": {"ok": true}}), "").status,
+            EvalStatus::Pass
+        );
         let o = p.evaluate(json!({"ingested": {}}), "short");
         assert_eq!((o.status, o.message.as_str()), (EvalStatus::Fail, "short"));
-        assert_eq!(p.evaluate(json!({"ingested": {"skip": true}}), "").status, EvalStatus::Skipped);
+        assert_eq!(
+            p.evaluate(json!({"ingested": {"skip": true}}), "").status,
+            EvalStatus::Skipped
+        );
     }
 
     #[test]
@@ -242,9 +303,18 @@ mod tests {
         assert_eq!(o.status, EvalStatus::Error, "{o:?}");
         // Unbounded, this policy runs for minutes; the bound is loose because the suite shares
         // two cores with everything else (a stopped policy, not a timing, is what is tested).
-        assert!(started.elapsed() < REGO_TIME_LIMIT * 10, "stopped after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < REGO_TIME_LIMIT * 10,
+            "stopped after {:?}",
+            started.elapsed()
+        );
         // The engine is still usable afterwards for quick policies.
-        let quick = RegoPolicy::compile("deny-by-default", "package minder\nimport rego.v1\ndefault allow := true", None).expect("compile");
+        let quick = RegoPolicy::compile(
+            "deny-by-default",
+            "package minder\nimport rego.v1\ndefault allow := true",
+            None,
+        )
+        .expect("compile");
         assert_eq!(quick.evaluate(json!({}), "").status, EvalStatus::Pass);
     }
 
@@ -252,7 +322,10 @@ mod tests {
     fn constraints_collect_violations() {
         let src = "package minder\nimport rego.v1\nviolations contains {\"msg\": m} if { some x in input.ingested.bad; m := sprintf(\"bad %v\", [x]) }";
         let p = RegoPolicy::compile("constraints", src, None).expect("compile");
-        assert_eq!(p.evaluate(json!({"ingested": {"bad": []}}), "").status, EvalStatus::Pass);
+        assert_eq!(
+            p.evaluate(json!({"ingested": {"bad": []}}), "").status,
+            EvalStatus::Pass
+        );
         let o = p.evaluate(json!({"ingested": {"bad": [1, 2]}}), "");
         assert_eq!(o.status, EvalStatus::Fail);
         assert_eq!(o.details, vec!["bad 1".to_string(), "bad 2".to_string()]);
@@ -279,12 +352,24 @@ violations contains {"msg": m} if {
         ]}});
         let o = p.evaluate(input, "");
         assert_eq!(o.status, EvalStatus::Fail, "{}", o.message);
-        assert_eq!(o.details, vec!["a:github.event.issue.title".to_string(), "b:env.X".to_string()]);
+        assert_eq!(
+            o.details,
+            vec![
+                "a:github.event.issue.title".to_string(),
+                "b:env.X".to_string()
+            ]
+        );
     }
 
     #[test]
     fn syntax_errors_are_compile_errors() {
-        assert!(matches!(RegoPolicy::compile("deny-by-default", "package minder\nallow if {", None), Err(EngineError::Policy(_))));
-        assert!(matches!(RegoPolicy::compile("weird", "package minder", None), Err(EngineError::Unsupported(_))));
+        assert!(matches!(
+            RegoPolicy::compile("deny-by-default", "package minder\nallow if {", None),
+            Err(EngineError::Policy(_))
+        ));
+        assert!(matches!(
+            RegoPolicy::compile("weird", "package minder", None),
+            Err(EngineError::Unsupported(_))
+        ));
     }
 }

@@ -7,8 +7,8 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::io::Read;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -83,7 +83,12 @@ impl FileTree {
     }
 
     /// Adds (or replaces) a file, keeping the tree within `limits`.
-    pub fn insert(&mut self, path: &str, bytes: Vec<u8>, limits: &Limits) -> Result<(), FilesError> {
+    pub fn insert(
+        &mut self,
+        path: &str,
+        bytes: Vec<u8>,
+        limits: &Limits,
+    ) -> Result<(), FilesError> {
         let path = clean_path(path);
         if path.is_empty() {
             return Err(FilesError::InvalidPath("a file cannot be the root".into()));
@@ -100,7 +105,9 @@ impl FileTree {
             let mut ancestor = path.as_str();
             while let Some((parent, _)) = ancestor.rsplit_once('/') {
                 if self.files.contains_key(parent) {
-                    return Err(FilesError::InvalidPath(format!("{path}: {parent} is a file")));
+                    return Err(FilesError::InvalidPath(format!(
+                        "{path}: {parent} is a file"
+                    )));
                 }
                 ancestor = parent;
             }
@@ -125,7 +132,12 @@ impl FileTree {
         match std::fs::metadata(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tree),
             Err(e) => return Err(FilesError::Io(format!("{}: {e}", dir.display()))),
-            Ok(m) if !m.is_dir() => return Err(FilesError::Io(format!("{}: not a directory", dir.display()))),
+            Ok(m) if !m.is_dir() => {
+                return Err(FilesError::Io(format!(
+                    "{}: not a directory",
+                    dir.display()
+                )))
+            }
             Ok(_) => {}
         }
         let io = |p: &Path, e: std::io::Error| FilesError::Io(format!("{}: {e}", p.display()));
@@ -137,7 +149,11 @@ impl FileTree {
                 if name == ".git" {
                     continue;
                 }
-                let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let child_rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
                 let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
                 if kind.is_dir() {
                     pending.push((entry.path(), child_rel));
@@ -146,7 +162,8 @@ impl FileTree {
                         return Err(FilesError::TooManyFiles(limits.max_files));
                     }
                     let room = limits.max_bytes.saturating_sub(tree.total_bytes);
-                    let file = std::fs::File::open(entry.path()).map_err(|e| io(&entry.path(), e))?;
+                    let file =
+                        std::fs::File::open(entry.path()).map_err(|e| io(&entry.path(), e))?;
                     // Read at most one byte past the budget: enough to know it is exceeded.
                     let mut bytes = Vec::new();
                     file.take(room.saturating_add(1))
@@ -189,7 +206,10 @@ impl FileTree {
             }
             // `size` fits the budget checked above, which bounds this allocation.
             let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            (&mut entry).take(size).read_to_end(&mut data).map_err(archive)?;
+            (&mut entry)
+                .take(size)
+                .read_to_end(&mut data)
+                .map_err(archive)?;
             tree.insert(&rel, data, limits)?;
         }
         Ok(tree)
@@ -238,9 +258,16 @@ impl FileTree {
     /// `None` when `path` is not a directory.
     pub fn read_dir(&self, path: &str) -> Option<Vec<DirEntry<'_>>> {
         let path = clean_path(path);
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
         let mut children: BTreeMap<&str, bool> = BTreeMap::new();
-        for (key, _) in self.files.range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded)) {
+        for (key, _) in self
+            .files
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+        {
             let Some(rest) = key.strip_prefix(&prefix) else {
                 break;
             };
@@ -252,7 +279,12 @@ impl FileTree {
         if children.is_empty() && !path.is_empty() {
             return None;
         }
-        Some(children.into_iter().map(|(name, is_dir)| DirEntry { name, is_dir }).collect())
+        Some(
+            children
+                .into_iter()
+                .map(|(name, is_dir)| DirEntry { name, is_dir })
+                .collect(),
+        )
     }
 
     /// Every file path, in byte order.
@@ -283,12 +315,16 @@ mod tests {
     fn tree(files: &[(&str, &str)]) -> FileTree {
         let mut t = FileTree::new();
         for (p, c) in files {
-            t.insert(p, c.as_bytes().to_vec(), &Limits::default()).unwrap();
+            t.insert(p, c.as_bytes().to_vec(), &Limits::default())
+                .unwrap();
         }
         t
     }
 
-    fn tar_gz(entries: &[(&str, &[u8])], extra: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    fn tar_gz(
+        entries: &[(&str, &[u8])],
+        extra: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+    ) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, data) in entries {
             let mut h = tar::Header::new_gnu();
@@ -329,28 +365,43 @@ mod tests {
         assert_eq!(t.read("./README.md"), Some(&b"hi"[..]));
         assert_eq!(t.read("/a//b/../b/c.txt"), Some(&b"c"[..]));
         assert_eq!(t.read("a"), None);
-        assert!(t.is_dir("a") && t.is_dir("a/b/") && t.is_dir("") && t.is_dir(".") && t.is_dir("/"));
+        assert!(
+            t.is_dir("a") && t.is_dir("a/b/") && t.is_dir("") && t.is_dir(".") && t.is_dir("/")
+        );
         assert!(!t.is_dir("a.txt") && !t.is_dir("missing") && !t.is_dir("a/b/c"));
         assert!(t.exists("a/b") && t.exists("a.txt") && !t.exists("nope"));
         assert!(FileTree::new().is_dir("."));
         assert_eq!(t.len(), 3);
         assert_eq!(t.total_bytes(), 4);
-        assert_eq!(t.paths().collect::<Vec<_>>(), ["README.md", "a.txt", "a/b/c.txt"]);
+        assert_eq!(
+            t.paths().collect::<Vec<_>>(),
+            ["README.md", "a.txt", "a/b/c.txt"]
+        );
     }
 
     #[test]
     fn lists_directories_by_name() {
         let t = tree(&[("a.txt", ""), ("a/x", ""), ("a/y/z", ""), ("b", "")]);
         let names = |p: &str| {
-            t.read_dir(p)
-                .map(|es| es.iter().map(|e| (e.name.to_string(), e.is_dir)).collect::<Vec<_>>())
+            t.read_dir(p).map(|es| {
+                es.iter()
+                    .map(|e| (e.name.to_string(), e.is_dir))
+                    .collect::<Vec<_>>()
+            })
         };
         // "a" sorts before "a.txt" by name, though "a.txt" < "a/x" as paths.
         assert_eq!(
             names("."),
-            Some(vec![("a".into(), true), ("a.txt".into(), false), ("b".into(), false)])
+            Some(vec![
+                ("a".into(), true),
+                ("a.txt".into(), false),
+                ("b".into(), false)
+            ])
         );
-        assert_eq!(names("a"), Some(vec![("x".into(), false), ("y".into(), true)]));
+        assert_eq!(
+            names("a"),
+            Some(vec![("x".into(), false), ("y".into(), true)])
+        );
         assert_eq!(names("a.txt"), None);
         assert_eq!(names("missing"), None);
         assert_eq!(FileTree::new().read_dir("").map(|v| v.len()), Some(0));
@@ -362,19 +413,37 @@ mod tests {
         let mut t = tree(&[("a/b", "12345")]);
         t.insert("a/b", b"1".to_vec(), &l).unwrap();
         assert_eq!((t.len(), t.total_bytes()), (1, 1));
-        assert!(matches!(t.insert("a", vec![], &l), Err(FilesError::InvalidPath(_))));
-        assert!(matches!(t.insert("a/b/c", vec![], &l), Err(FilesError::InvalidPath(_))));
-        assert!(matches!(t.insert("./", vec![], &l), Err(FilesError::InvalidPath(_))));
+        assert!(matches!(
+            t.insert("a", vec![], &l),
+            Err(FilesError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            t.insert("a/b/c", vec![], &l),
+            Err(FilesError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            t.insert("./", vec![], &l),
+            Err(FilesError::InvalidPath(_))
+        ));
     }
 
     #[test]
     fn enforces_limits() {
-        let l = Limits { max_files: 2, max_bytes: 10 };
+        let l = Limits {
+            max_files: 2,
+            max_bytes: 10,
+        };
         let mut t = FileTree::new();
         t.insert("a", vec![0; 4], &l).unwrap();
         t.insert("b", vec![0; 4], &l).unwrap();
-        assert!(matches!(t.insert("c", vec![], &l), Err(FilesError::TooManyFiles(2))));
-        assert!(matches!(t.insert("b", vec![0; 7], &l), Err(FilesError::TooLarge(10))));
+        assert!(matches!(
+            t.insert("c", vec![], &l),
+            Err(FilesError::TooManyFiles(2))
+        ));
+        assert!(matches!(
+            t.insert("b", vec![0; 7], &l),
+            Err(FilesError::TooLarge(10))
+        ));
         // Replacing within budget is fine.
         t.insert("b", vec![0; 6], &l).unwrap();
         assert_eq!(t.total_bytes(), 10);
@@ -392,7 +461,11 @@ mod tests {
 
     #[test]
     fn missing_dir_is_empty() {
-        let t = FileTree::from_dir(Path::new("/nonexistent/plumbline/fixture"), &Limits::default()).unwrap();
+        let t = FileTree::from_dir(
+            Path::new("/nonexistent/plumbline/fixture"),
+            &Limits::default(),
+        )
+        .unwrap();
         assert!(t.is_empty());
     }
 
@@ -408,12 +481,27 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/hostname", d.join("link")).unwrap();
         let t = FileTree::from_dir(&d, &Limits::default()).unwrap();
-        assert_eq!(t.paths().collect::<Vec<_>>(), [".github/workflows/ci.yml", "README.md"]);
+        assert_eq!(
+            t.paths().collect::<Vec<_>>(),
+            [".github/workflows/ci.yml", "README.md"]
+        );
         assert_eq!(t.read("README.md"), Some(&b"hello"[..]));
 
-        let too_many = FileTree::from_dir(&d, &Limits { max_files: 1, max_bytes: 1000 });
+        let too_many = FileTree::from_dir(
+            &d,
+            &Limits {
+                max_files: 1,
+                max_bytes: 1000,
+            },
+        );
         assert!(matches!(too_many, Err(FilesError::TooManyFiles(1))));
-        let too_large = FileTree::from_dir(&d, &Limits { max_files: 10, max_bytes: 10 });
+        let too_large = FileTree::from_dir(
+            &d,
+            &Limits {
+                max_files: 10,
+                max_bytes: 10,
+            },
+        );
         assert!(matches!(too_large, Err(FilesError::TooLarge(10))));
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -441,30 +529,58 @@ mod tests {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                b.append_link(&mut h, "acme-widgets-0123abc/link", "README.md").unwrap();
+                b.append_link(&mut h, "acme-widgets-0123abc/link", "README.md")
+                    .unwrap();
                 let mut d = tar::Header::new_gnu();
                 d.set_entry_type(tar::EntryType::Directory);
                 d.set_size(0);
-                b.append_data(&mut d, "acme-widgets-0123abc/docs/", std::io::empty()).unwrap();
+                b.append_data(&mut d, "acme-widgets-0123abc/docs/", std::io::empty())
+                    .unwrap();
             },
         );
         let t = FileTree::from_tar_gz(&gz, &Limits::default()).unwrap();
-        assert_eq!(t.paths().collect::<Vec<_>>(), [".github/workflows/ci.yml", "README.md"]);
+        assert_eq!(
+            t.paths().collect::<Vec<_>>(),
+            [".github/workflows/ci.yml", "README.md"]
+        );
         assert_eq!(t.read(".github/workflows/ci.yml"), Some(&b"on: push"[..]));
     }
 
     #[test]
     fn tarball_limits() {
-        let gz = tar_gz(&[("top/a", b"1234"), ("top/b", b"5678"), ("top/c", b"9")], |_| {});
-        let r = FileTree::from_tar_gz(&gz, &Limits { max_files: 2, max_bytes: 100 });
+        let gz = tar_gz(
+            &[("top/a", b"1234"), ("top/b", b"5678"), ("top/c", b"9")],
+            |_| {},
+        );
+        let r = FileTree::from_tar_gz(
+            &gz,
+            &Limits {
+                max_files: 2,
+                max_bytes: 100,
+            },
+        );
         assert!(matches!(r, Err(FilesError::TooManyFiles(2))));
-        let r = FileTree::from_tar_gz(&gz, &Limits { max_files: 10, max_bytes: 6 });
+        let r = FileTree::from_tar_gz(
+            &gz,
+            &Limits {
+                max_files: 10,
+                max_bytes: 6,
+            },
+        );
         assert!(matches!(r, Err(FilesError::TooLarge(6))));
-        assert_eq!(FileTree::from_tar_gz(&gz, &Limits::default()).unwrap().total_bytes(), 9);
+        assert_eq!(
+            FileTree::from_tar_gz(&gz, &Limits::default())
+                .unwrap()
+                .total_bytes(),
+            9
+        );
     }
 
     #[test]
     fn tarball_garbage_is_an_archive_error() {
-        assert!(matches!(FileTree::from_tar_gz(b"not gzip", &Limits::default()), Err(FilesError::Archive(_))));
+        assert!(matches!(
+            FileTree::from_tar_gz(b"not gzip", &Limits::default()),
+            Err(FilesError::Archive(_))
+        ));
     }
 }

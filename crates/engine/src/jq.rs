@@ -11,7 +11,10 @@ use plumbline_domain::EvalStatus;
 use serde_json::Value;
 
 enum Expected {
-    Profile { filter: String, compiled: jqlib::Compiled },
+    Profile {
+        filter: String,
+        compiled: jqlib::Compiled,
+    },
     Constant(Value),
 }
 
@@ -33,7 +36,11 @@ fn def_of(v: &Value, side: &str, i: usize) -> Result<String, EngineError> {
     v.get("def")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| EngineError::Parse(format!("jq comparison {i}: {side}.def must be a jq filter string")))
+        .ok_or_else(|| {
+            EngineError::Parse(format!(
+                "jq comparison {i}: {side}.def must be a jq filter string"
+            ))
+        })
 }
 
 /// The first output of `filter` on `input`, `null` when it has none. Later outputs are not
@@ -46,9 +53,13 @@ fn first(c: &jqlib::Compiled, input: &Value) -> Result<Value, String> {
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -65,11 +76,14 @@ fn go_value(v: &Value) -> String {
 impl JqEval {
     pub fn compile(list: &[Value]) -> Result<Self, EngineError> {
         if list.is_empty() {
-            return Err(EngineError::Parse("jq evaluation needs at least one comparison".into()));
+            return Err(EngineError::Parse(
+                "jq evaluation needs at least one comparison".into(),
+            ));
         }
         let mut comparisons = Vec::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
-            let ingested_filter = def_of(item.get("ingested").unwrap_or(&Value::Null), "ingested", i)?;
+            let ingested_filter =
+                def_of(item.get("ingested").unwrap_or(&Value::Null), "ingested", i)?;
             let expected = match (item.get("profile"), item.get("constant")) {
                 (Some(p), None) => {
                     let filter = def_of(p, "profile", i)?;
@@ -100,13 +114,20 @@ impl JqEval {
                 Expected::Constant(v) => v.clone(),
                 Expected::Profile { compiled, filter } => match first(compiled, def) {
                     Ok(v) => v,
-                    Err(e) => return Outcome::error(format!("cannot get values from profile with {filter}: {e}")),
+                    Err(e) => {
+                        return Outcome::error(format!(
+                            "cannot get values from profile with {filter}: {e}"
+                        ))
+                    }
                 },
             };
             let got = match first(&c.ingested, ingested) {
                 Ok(v) => v,
                 Err(e) => {
-                    return Outcome::new(EvalStatus::Fail, format!("cannot get values from data: {e}"));
+                    return Outcome::new(
+                        EvalStatus::Fail,
+                        format!("cannot get values from data: {e}"),
+                    );
                 }
             };
             if !json_eq(&got, &want) {
@@ -132,22 +153,46 @@ mod tests {
 
     #[test]
     fn constant_and_profile_comparisons() {
-        let e = JqEval::compile(&[json!({"ingested": {"def": ".allow_force_pushes.enabled"}, "constant": false})]).expect("compile");
-        assert_eq!(e.evaluate(&json!({"allow_force_pushes": {"enabled": false}}), &json!({})).status, EvalStatus::Pass);
+        let e = JqEval::compile(&[
+            json!({"ingested": {"def": ".allow_force_pushes.enabled"}, "constant": false}),
+        ])
+        .expect("compile");
+        assert_eq!(
+            e.evaluate(
+                &json!({"allow_force_pushes": {"enabled": false}}),
+                &json!({})
+            )
+            .status,
+            EvalStatus::Pass
+        );
         let o = e.evaluate(&json!({"http_status": 404}), &json!({}));
         assert_eq!(o.status, EvalStatus::Fail);
         assert_eq!(o.message, "data does not match profile: for path .allow_force_pushes.enabled got <nil>, want false");
 
-        let e = JqEval::compile(&[json!({"ingested": {"def": ".n"}, "profile": {"def": ".count"}})]).expect("compile");
-        assert_eq!(e.evaluate(&json!({"n": 1.0}), &json!({"count": 1})).status, EvalStatus::Pass);
-        assert_eq!(e.evaluate(&json!({"n": 2}), &json!({"count": 1})).status, EvalStatus::Fail);
+        let e =
+            JqEval::compile(&[json!({"ingested": {"def": ".n"}, "profile": {"def": ".count"}})])
+                .expect("compile");
+        assert_eq!(
+            e.evaluate(&json!({"n": 1.0}), &json!({"count": 1})).status,
+            EvalStatus::Pass
+        );
+        assert_eq!(
+            e.evaluate(&json!({"n": 2}), &json!({"count": 1})).status,
+            EvalStatus::Fail
+        );
     }
 
     #[test]
     fn malformed_comparisons_are_parse_errors() {
         assert!(JqEval::compile(&[]).is_err());
         assert!(JqEval::compile(&[json!({"ingested": {"def": ".a"}})]).is_err());
-        assert!(JqEval::compile(&[json!({"ingested": {"def": ".a"}, "constant": 1, "profile": {"def": ".b"}})]).is_err());
-        assert!(matches!(JqEval::compile(&[json!({"ingested": {"def": ".a |||"}, "constant": 1})]), Err(EngineError::Policy(_))));
+        assert!(JqEval::compile(&[
+            json!({"ingested": {"def": ".a"}, "constant": 1, "profile": {"def": ".b"}})
+        ])
+        .is_err());
+        assert!(matches!(
+            JqEval::compile(&[json!({"ingested": {"def": ".a |||"}, "constant": 1})]),
+            Err(EngineError::Policy(_))
+        ));
     }
 }

@@ -26,11 +26,21 @@ impl std::fmt::Debug for Compiled {
 
 /// Parses and compiles `filter` with jq's standard library.
 pub fn compile(filter: &str) -> Result<Compiled, String> {
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
     let arena = Arena::default();
     let modules = Loader::new(defs)
-        .load(&arena, File { code: filter, path: () })
+        .load(
+            &arena,
+            File {
+                code: filter,
+                path: (),
+            },
+        )
         .map_err(|errs| describe_load_errors(&errs))?;
     let filter = jaq_core::Compiler::default()
         .with_funs(funs)
@@ -38,7 +48,10 @@ pub fn compile(filter: &str) -> Result<Compiled, String> {
         .map_err(|errs| {
             let undefined: Vec<String> = errs
                 .iter()
-                .flat_map(|(_, es)| es.iter().map(|(name, u)| format!("undefined {} {name}", u.as_str())))
+                .flat_map(|(_, es)| {
+                    es.iter()
+                        .map(|(name, u)| format!("undefined {} {name}", u.as_str()))
+                })
                 .collect();
             undefined.join("; ")
         })?;
@@ -97,11 +110,17 @@ fn describe_load_errors(errs: &load::Errors<&str, ()>) -> String {
     let mut out = Vec::new();
     for (_, e) in errs {
         match e {
-            load::Error::Io(es) => out.extend(es.iter().map(|(path, msg)| format!("{path}: {msg}"))),
-            load::Error::Lex(es) => out.extend(es.iter().map(|(exp, at)| format!("expected {} near {}", exp.as_str(), near(at)))),
-            load::Error::Parse(es) => {
-                out.extend(es.iter().map(|(exp, at)| format!("expected {} near {}", exp.as_str(), near(at))))
+            load::Error::Io(es) => {
+                out.extend(es.iter().map(|(path, msg)| format!("{path}: {msg}")))
             }
+            load::Error::Lex(es) => out.extend(
+                es.iter()
+                    .map(|(exp, at)| format!("expected {} near {}", exp.as_str(), near(at))),
+            ),
+            load::Error::Parse(es) => out.extend(
+                es.iter()
+                    .map(|(exp, at)| format!("expected {} near {}", exp.as_str(), near(at))),
+            ),
         }
     }
     if out.is_empty() {
@@ -180,26 +199,49 @@ mod tests {
     #[test]
     fn runs_filters() {
         assert_eq!(run(".a.b", json!({"a": {"b": 1}})).unwrap(), vec![json!(1)]);
-        assert_eq!(run(".[]", json!([1, "x", null])).unwrap(), vec![json!(1), json!("x"), json!(null)]);
+        assert_eq!(
+            run(".[]", json!([1, "x", null])).unwrap(),
+            vec![json!(1), json!("x"), json!(null)]
+        );
         assert_eq!(run("empty", json!({})).unwrap(), Vec::<Value>::new());
         assert_eq!(run(".missing", json!({})).unwrap(), vec![Value::Null]);
         assert_eq!(
-            run("{a: (.x + 1), b: [.y[] | select(. > 1)], c: 1.5}", json!({"x": 2, "y": [1, 2, 3]})).unwrap(),
+            run(
+                "{a: (.x + 1), b: [.y[] | select(. > 1)], c: 1.5}",
+                json!({"x": 2, "y": [1, 2, 3]})
+            )
+            .unwrap(),
             vec![json!({"a": 3, "b": [2, 3], "c": 1.5})]
         );
-        assert_eq!(run("keys", json!({"b": 1, "a": 2})).unwrap(), vec![json!(["a", "b"])]);
-        assert_eq!(run("map(. * 2)", json!([1, 2])).unwrap(), vec![json!([2, 4])]);
-        assert_eq!(run(r#"test("^v[0-9]")"#, json!("v1.2")).unwrap(), vec![json!(true)]);
+        assert_eq!(
+            run("keys", json!({"b": 1, "a": 2})).unwrap(),
+            vec![json!(["a", "b"])]
+        );
+        assert_eq!(
+            run("map(. * 2)", json!([1, 2])).unwrap(),
+            vec![json!([2, 4])]
+        );
+        assert_eq!(
+            run(r#"test("^v[0-9]")"#, json!("v1.2")).unwrap(),
+            vec![json!(true)]
+        );
         assert_eq!(run("length", json!("héllo")).unwrap(), vec![json!(5)]);
-        assert_eq!(run("1e1000 | . > 1", json!(null)).unwrap(), vec![json!(true)]);
+        assert_eq!(
+            run("1e1000 | . > 1", json!(null)).unwrap(),
+            vec![json!(true)]
+        );
     }
 
     #[test]
     fn reports_errors() {
         assert!(compile(".a |").unwrap_err().contains("expected"));
-        assert!(compile("nosuchfn(1)").unwrap_err().contains("undefined filter nosuchfn"));
+        assert!(compile("nosuchfn(1)")
+            .unwrap_err()
+            .contains("undefined filter nosuchfn"));
         assert!(run(".a", json!([1])).is_err());
-        assert!(run("error(\"boom\")", json!(null)).unwrap_err().contains("boom"));
+        assert!(run("error(\"boom\")", json!(null))
+            .unwrap_err()
+            .contains("boom"));
         assert!(run("halt", json!(null)).unwrap_err().contains("halted"));
     }
 
@@ -210,7 +252,10 @@ mod tests {
         assert!(c.run(json!(null)).is_err());
         assert_eq!(compile("empty").unwrap().first(json!(1)).unwrap(), None);
         // An infinite stream is fine when only the first value is read.
-        assert_eq!(compile("repeat(1)").unwrap().first(json!(null)).unwrap(), Some(json!(1)));
+        assert_eq!(
+            compile("repeat(1)").unwrap().first(json!(null)).unwrap(),
+            Some(json!(1))
+        );
     }
 
     #[test]

@@ -8,17 +8,17 @@
 
 pub mod datasource;
 pub mod eval;
-pub mod selector;
 pub mod files;
-pub mod jqlib;
-pub mod rego_ext;
 pub mod jq;
-pub mod testsuite;
+pub mod jqlib;
 pub mod model;
 pub mod provider;
+pub mod rego_ext;
 pub mod remediate;
 pub mod scope;
+pub mod selector;
 pub mod template;
+pub mod testsuite;
 
 pub use model::{Profile, ProfileRule, RuleType};
 pub use provider::{HttpResponse, Provider, ProviderError};
@@ -27,10 +27,10 @@ pub use remediate::{AlertKind, PlannedFile, PlannedRequest, PullRequestPlan, Rem
 use eval::RegoPolicy;
 use files::FileTree;
 use jq::JqEval;
-use std::sync::Arc;
 use plumbline_domain::{Entity, EvalStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use template::{Template, TemplateError};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -105,8 +105,13 @@ pub struct CompiledProfile {
 
 impl CompiledProfile {
     pub fn compile(profile: Profile) -> Result<Self, EngineError> {
-        let entries: Vec<(String, String)> = profile.selection.iter().map(|s| (s.entity.clone(), s.selector.clone())).collect();
-        let selection = selector::Selection::compile(&entries).map_err(|e| EngineError::Parse(format!("profile {}: {e}", profile.name)))?;
+        let entries: Vec<(String, String)> = profile
+            .selection
+            .iter()
+            .map(|s| (s.entity.clone(), s.selector.clone()))
+            .collect();
+        let selection = selector::Selection::compile(&entries)
+            .map_err(|e| EngineError::Parse(format!("profile {}: {e}", profile.name)))?;
         Ok(CompiledProfile { profile, selection })
     }
 
@@ -114,7 +119,9 @@ impl CompiledProfile {
     pub fn selects(&self, entity: &Entity) -> Result<bool, EngineError> {
         self.selection
             .matches(entity.entity_ref.kind.as_str(), &selector_vars(entity))
-            .map_err(|e| EngineError::Policy(format!("profile {} selector: {e}", self.profile.name)))
+            .map_err(|e| {
+                EngineError::Policy(format!("profile {} selector: {e}", self.profile.name))
+            })
     }
 }
 
@@ -127,7 +134,10 @@ pub fn minder_properties(entity: &Entity) -> Value {
         let get = |k: &str| entity.properties.get(k).cloned();
         let defaults = [
             ("name", Some(Value::from(entity.full_name()))),
-            ("upstream_id", Some(Value::from(entity.entity_ref.upstream_id.clone()))),
+            (
+                "upstream_id",
+                Some(Value::from(entity.entity_ref.upstream_id.clone())),
+            ),
             ("github/repo_owner", Some(Value::from(entity.owner.clone()))),
             ("github/repo_name", Some(Value::from(entity.name.clone()))),
             ("github/repo_id", get("repo_id")),
@@ -200,7 +210,9 @@ impl Ingested {
     }
 
     fn rego_value(&self) -> regorus::Value {
-        self.rego_value.get_or_init(|| regorus::Value::from(self.value.clone())).clone()
+        self.rego_value
+            .get_or_init(|| regorus::Value::from(self.value.clone()))
+            .clone()
     }
 }
 
@@ -215,7 +227,9 @@ enum CompiledIngest {
     },
     /// A branch's files; the template names the branch (default: params.branch, else the
     /// entity's default branch).
-    Git { branch: Option<Template> },
+    Git {
+        branch: Option<Template>,
+    },
     Unsupported(String),
 }
 
@@ -225,7 +239,10 @@ enum CompiledEval {
     Unsupported(String),
 }
 
-fn schema_validator(schema: &Value, what: &str) -> Result<Option<jsonschema::Validator>, EngineError> {
+fn schema_validator(
+    schema: &Value,
+    what: &str,
+) -> Result<Option<jsonschema::Validator>, EngineError> {
     match schema {
         Value::Null => Ok(None),
         Value::Object(m) if m.is_empty() => Ok(None),
@@ -235,7 +252,11 @@ fn schema_validator(schema: &Value, what: &str) -> Result<Option<jsonschema::Val
     }
 }
 
-fn check(validator: &Option<jsonschema::Validator>, value: &Value, what: &str) -> Result<(), EngineError> {
+fn check(
+    validator: &Option<jsonschema::Validator>,
+    value: &Value,
+    what: &str,
+) -> Result<(), EngineError> {
     let Some(v) = validator else { return Ok(()) };
     let empty = Value::Object(Default::default());
     let value = if value.is_null() { &empty } else { value };
@@ -243,7 +264,11 @@ fn check(validator: &Option<jsonschema::Validator>, value: &Value, what: &str) -
         .iter_errors(value)
         .map(|e| {
             let at = e.instance_path().to_string();
-            let field = if at.is_empty() { what.to_string() } else { format!("{what}{}", at.replace('/', ".")) };
+            let field = if at.is_empty() {
+                what.to_string()
+            } else {
+                format!("{what}{}", at.replace('/', "."))
+            };
             format!("{field}: {e}")
         })
         .collect();
@@ -280,16 +305,26 @@ impl CompiledRule {
 
     /// Compiles with the project's data sources. A data source the rule uses but `sources`
     /// lacks makes evaluation an `error` verdict naming it (the rule type still loads).
-    pub fn compile_with(rule_type: RuleType, sources: &datasource::DataSources) -> Result<Self, EngineError> {
+    pub fn compile_with(
+        rule_type: RuleType,
+        sources: &datasource::DataSources,
+    ) -> Result<Self, EngineError> {
         let digest = digest(
             serde_json::to_string(&rule_type)
                 .map_err(|e| EngineError::Parse(e.to_string()))?
                 .as_bytes(),
         );
-        let ingest = match (rule_type.def.ingest.kind.as_str(), &rule_type.def.ingest.rest) {
+        let ingest = match (
+            rule_type.def.ingest.kind.as_str(),
+            &rule_type.def.ingest.rest,
+        ) {
             ("rest", Some(rest)) => CompiledIngest::Rest {
                 endpoint: Template::parse(&rest.endpoint)?,
-                method: rest.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase(),
+                method: rest
+                    .method
+                    .clone()
+                    .unwrap_or_else(|| "GET".into())
+                    .to_ascii_uppercase(),
                 headers: rest
                     .headers
                     .iter()
@@ -298,9 +333,17 @@ impl CompiledRule {
                     .collect::<Result<_, EngineError>>()?,
                 body: rest.body.as_deref().map(Template::parse).transpose()?,
                 parse_json: rest.parse.as_deref() == Some("json"),
-                fallback: rest.fallback.iter().map(|f| (f.http_code, f.body.clone())).collect(),
+                fallback: rest
+                    .fallback
+                    .iter()
+                    .map(|f| (f.http_code, f.body.clone()))
+                    .collect(),
             },
-            ("rest", None) => return Err(EngineError::Parse("ingest type rest without a rest section".into())),
+            ("rest", None) => {
+                return Err(EngineError::Parse(
+                    "ingest type rest without a rest section".into(),
+                ))
+            }
             ("git", _) => CompiledIngest::Git {
                 branch: rule_type
                     .def
@@ -313,7 +356,9 @@ impl CompiledRule {
                     .map(Template::parse)
                     .transpose()?,
             },
-            (other, _) => CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet")),
+            (other, _) => {
+                CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet"))
+            }
         };
         let eval = match (rule_type.def.eval.kind.as_str(), &rule_type.def.eval.rego) {
             ("rego", Some(r)) => {
@@ -325,18 +370,35 @@ impl CompiledRule {
                         None => missing.push(name),
                     }
                 }
-                let policy = RegoPolicy::compile_with(&r.kind, &r.def, r.violation_format.as_deref(), &functions)?;
+                let policy = RegoPolicy::compile_with(
+                    &r.kind,
+                    &r.def,
+                    r.violation_format.as_deref(),
+                    &functions,
+                )?;
                 if missing.is_empty() {
                     CompiledEval::Rego(policy)
                 } else {
-                    CompiledEval::Unsupported(format!("data source(s) not registered: {}", missing.join(", ")))
+                    CompiledEval::Unsupported(format!(
+                        "data source(s) not registered: {}",
+                        missing.join(", ")
+                    ))
                 }
             }
-            ("rego", None) => return Err(EngineError::Parse("eval type rego without a rego section".into())),
-            ("jq", _) => CompiledEval::Jq(JqEval::compile(rule_type.def.eval.jq.as_deref().unwrap_or_default())?),
-            (other, _) => CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet")),
+            ("rego", None) => {
+                return Err(EngineError::Parse(
+                    "eval type rego without a rego section".into(),
+                ))
+            }
+            ("jq", _) => CompiledEval::Jq(JqEval::compile(
+                rule_type.def.eval.jq.as_deref().unwrap_or_default(),
+            )?),
+            (other, _) => {
+                CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet"))
+            }
         };
-        let remediation = remediate::CompiledRemediation::compile(rule_type.def.remediate.as_ref())?;
+        let remediation =
+            remediate::CompiledRemediation::compile(rule_type.def.remediate.as_ref())?;
         let rule_schema = schema_validator(&rule_type.def.rule_schema, "rule_schema")?;
         let param_schema = schema_validator(&rule_type.def.param_schema, "param_schema")?;
         Ok(CompiledRule {
@@ -361,7 +423,12 @@ impl CompiledRule {
         check(&self.param_schema, params, "params")
     }
 
-    fn branch(&self, data: &Value, inv: &Invocation<'_>, template: Option<&Template>) -> Result<String, EngineError> {
+    fn branch(
+        &self,
+        data: &Value,
+        inv: &Invocation<'_>,
+        template: Option<&Template>,
+    ) -> Result<String, EngineError> {
         if let Some(t) = template {
             let b = t.render(data)?;
             if !b.is_empty() {
@@ -401,17 +468,25 @@ impl CompiledRule {
     }
 
     /// Reads the live state the rule needs, through `provider`.
-    pub async fn ingest(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Ingested, IngestError> {
+    pub async fn ingest(
+        &self,
+        inv: &Invocation<'_>,
+        provider: &dyn Provider,
+    ) -> Result<Ingested, IngestError> {
         let transient_or_rule = |e: ProviderError| match e {
             ProviderError::Transient { .. } => IngestError::Transient(e),
             ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
         };
         let mut files = None;
         let value = match &self.ingest {
-            CompiledIngest::Unsupported(why) => return Err(IngestError::Rule(EngineError::Unsupported(why.clone()))),
+            CompiledIngest::Unsupported(why) => {
+                return Err(IngestError::Rule(EngineError::Unsupported(why.clone())))
+            }
             CompiledIngest::Git { branch } => {
                 let data = self.template_data(inv);
-                let branch = self.branch(&data, inv, branch.as_ref()).map_err(IngestError::Rule)?;
+                let branch = self
+                    .branch(&data, inv, branch.as_ref())
+                    .map_err(IngestError::Rule)?;
                 let tree = provider
                     .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
                     .await
@@ -437,10 +512,18 @@ impl CompiledRule {
                     ))));
                 }
                 let data = self.template_data(inv);
-                let path = endpoint.render_url(&data).map_err(|e| IngestError::Rule(e.into()))?;
-                let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                let path = endpoint
+                    .render_url(&data)
+                    .map_err(|e| IngestError::Rule(e.into()))?;
+                let path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
                 if let Some(roots) = provider.entity_scope(inv.entity) {
-                    scope::confine(&path, &roots).map_err(|e| IngestError::Rule(EngineError::Ingest(format!("rest ingest endpoint {e}"))))?;
+                    scope::confine(&path, &roots).map_err(|e| {
+                        IngestError::Rule(EngineError::Ingest(format!("rest ingest endpoint {e}")))
+                    })?;
                 }
                 let body = match body {
                     Some(t) => {
@@ -472,8 +555,11 @@ impl CompiledRule {
                     if raw.iter().all(u8::is_ascii_whitespace) {
                         Value::Null
                     } else {
-                        serde_json::from_slice(&raw)
-                            .map_err(|e| IngestError::Rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?
+                        serde_json::from_slice(&raw).map_err(|e| {
+                            IngestError::Rule(EngineError::Ingest(format!(
+                                "{path}: invalid json: {e}"
+                            )))
+                        })?
                     }
                 } else {
                     Value::String(String::from_utf8_lossy(&raw).into_owned())
@@ -484,7 +570,12 @@ impl CompiledRule {
         Ok(Ingested::new(value, files, digest))
     }
 
-    fn input_digest(&self, ingested: &Value, files: Option<&FileTree>, inv: &Invocation<'_>) -> String {
+    fn input_digest(
+        &self,
+        ingested: &Value,
+        files: Option<&FileTree>,
+        inv: &Invocation<'_>,
+    ) -> String {
         let files = files.map(FileTree::digest).unwrap_or_default();
         let doc = json!({"ingested": ingested, "files": files, "rule": self.digest, "params": inv.params, "def": inv.def});
         digest(doc.to_string().as_bytes())
@@ -497,7 +588,12 @@ impl CompiledRule {
 
     /// Like [`evaluate`](Self::evaluate), with `fetcher` serving the rule's data-source calls
     /// (it blocks: run this on a thread that may block).
-    pub fn evaluate_with(&self, ingested: &Ingested, inv: &Invocation<'_>, fetcher: Option<Arc<dyn datasource::Fetcher>>) -> Outcome {
+    pub fn evaluate_with(
+        &self,
+        ingested: &Ingested,
+        inv: &Invocation<'_>,
+        fetcher: Option<Arc<dyn datasource::Fetcher>>,
+    ) -> Outcome {
         let mut outcome = match &self.eval {
             CompiledEval::Unsupported(why) => Outcome::error(EngineError::Unsupported(why.clone())),
             CompiledEval::Rego(p) => {
@@ -505,15 +601,24 @@ impl CompiledRule {
                 input.insert(regorus::Value::from("ingested"), ingested.rego_value());
                 input.insert(
                     regorus::Value::from("profile"),
-                    regorus::Value::from(if inv.def.is_null() { json!({}) } else { inv.def.clone() }),
+                    regorus::Value::from(if inv.def.is_null() {
+                        json!({})
+                    } else {
+                        inv.def.clone()
+                    }),
                 );
-                input.insert(regorus::Value::from("properties"), regorus::Value::from(minder_properties(inv.entity)));
+                input.insert(
+                    regorus::Value::from("properties"),
+                    regorus::Value::from(minder_properties(inv.entity)),
+                );
                 let input = regorus::Value::from(input);
                 let env = rego_ext::EvalEnv {
                     files: ingested.files.clone(),
                     fetcher,
                 };
-                rego_ext::with_env(env, || p.evaluate_value(input, &self.rule_type.short_failure_message))
+                rego_ext::with_env(env, || {
+                    p.evaluate_value(input, &self.rule_type.short_failure_message)
+                })
             }
             CompiledEval::Jq(j) => j.evaluate(&ingested.value, inv.def),
         };
@@ -522,7 +627,11 @@ impl CompiledRule {
     }
 
     /// Ingest and evaluate; ingest errors that are the rule's become `error` outcomes.
-    pub async fn run(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Outcome, ProviderError> {
+    pub async fn run(
+        &self,
+        inv: &Invocation<'_>,
+        provider: &dyn Provider,
+    ) -> Result<Outcome, ProviderError> {
         match self.ingest(inv, provider).await {
             Ok(i) => Ok(self.evaluate(&i, inv)),
             Err(IngestError::Rule(e)) => Ok(Outcome::error(e)),
@@ -534,30 +643,61 @@ impl CompiledRule {
     /// the same digest can stand for a new evaluation: not when the policy calls data sources
     /// (their answers are not in the digest) or reads the clock.
     pub fn verdict_reusable(&self) -> bool {
-        let reads_clock = self.rule_type.def.eval.rego.as_ref().is_some_and(|r| r.def.contains("time.now"));
-        self.rule_type.data_source_names().is_empty() && !reads_clock && !matches!(self.eval, CompiledEval::Unsupported(_))
+        let reads_clock = self
+            .rule_type
+            .def
+            .eval
+            .rego
+            .as_ref()
+            .is_some_and(|r| r.def.contains("time.now"));
+        self.rule_type.data_source_names().is_empty()
+            && !reads_clock
+            && !matches!(self.eval, CompiledEval::Unsupported(_))
     }
 
     /// The rule's remediation type, if it has one.
     pub fn remediation_type(&self) -> Option<&str> {
-        self.rule_type.def.remediate.as_ref().map(|r| r.kind.as_str())
+        self.rule_type
+            .def
+            .remediate
+            .as_ref()
+            .map(|r| r.kind.as_str())
     }
 
     /// Plans the remediation against live state. `Ok(None)`: nothing to change (the branch
     /// protection already has what the patch sets).
-    pub async fn plan_remediation(&self, inv: &Invocation<'_>, provider: &dyn Provider) -> Result<Option<Remediation>, IngestError> {
+    pub async fn plan_remediation(
+        &self,
+        inv: &Invocation<'_>,
+        provider: &dyn Provider,
+    ) -> Result<Option<Remediation>, IngestError> {
         use remediate::CompiledRemediation as R;
         let rule = |e: EngineError| IngestError::Rule(e);
         let data = self.template_data(inv);
         let render = |t: &Template| t.render(&data).map_err(|e| IngestError::Rule(e.into()));
         match &self.remediation {
-            R::None => Err(rule(EngineError::Unsupported(format!("rule type {} has no remediation", self.name())))),
+            R::None => Err(rule(EngineError::Unsupported(format!(
+                "rule type {} has no remediation",
+                self.name()
+            )))),
             R::Unsupported(why) => Err(rule(EngineError::Unsupported(why.clone()))),
-            R::Rest { method, endpoint, body } => {
-                let path = endpoint.render_url(&data).map_err(|e| IngestError::Rule(e.into()))?;
-                let path = if path.starts_with('/') { path } else { format!("/{path}") };
+            R::Rest {
+                method,
+                endpoint,
+                body,
+            } => {
+                let path = endpoint
+                    .render_url(&data)
+                    .map_err(|e| IngestError::Rule(e.into()))?;
+                let path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
                 if let Some(roots) = provider.entity_scope(inv.entity) {
-                    scope::confine(&path, &roots).map_err(|e| rule(EngineError::Parse(format!("rest remediation endpoint {e}"))))?;
+                    scope::confine(&path, &roots).map_err(|e| {
+                        rule(EngineError::Parse(format!("rest remediation endpoint {e}")))
+                    })?;
                 }
                 let body = match body {
                     None => None,
@@ -566,44 +706,93 @@ impl CompiledRule {
                         if text.trim().is_empty() {
                             None
                         } else {
-                            Some(serde_json::from_str(&text).map_err(|e| rule(EngineError::Parse(format!("rest remediation body is not json: {e}"))))?)
+                            Some(serde_json::from_str(&text).map_err(|e| {
+                                rule(EngineError::Parse(format!(
+                                    "rest remediation body is not json: {e}"
+                                )))
+                            })?)
                         }
                     }
                 };
-                Ok(Some(Remediation::Request(PlannedRequest { method: method.clone(), path, body })))
+                Ok(Some(Remediation::Request(PlannedRequest {
+                    method: method.clone(),
+                    path,
+                    body,
+                })))
             }
-            R::PullRequest { title, body, contents } => {
+            R::PullRequest {
+                title,
+                body,
+                contents,
+            } => {
                 let mut files = Vec::new();
                 for (path, content, mode) in contents {
                     let path = render(path)?.trim().trim_start_matches('/').to_string();
-                    if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-                        return Err(rule(EngineError::Parse(format!("pull_request remediation: {path:?} is not a file path"))));
+                    if path.is_empty()
+                        || path
+                            .split('/')
+                            .any(|s| s.is_empty() || s == "." || s == "..")
+                    {
+                        return Err(rule(EngineError::Parse(format!(
+                            "pull_request remediation: {path:?} is not a file path"
+                        ))));
                     }
-                    files.push(PlannedFile { path, mode: mode.clone(), content: render(content)? });
+                    files.push(PlannedFile {
+                        path,
+                        mode: mode.clone(),
+                        content: render(content)?,
+                    });
                 }
                 let base = self.branch(&data, inv, None).map_err(rule)?;
-                Ok(Some(Remediation::PullRequest(PullRequestPlan { title: render(title)?, body: render(body)?, base, files })))
+                Ok(Some(Remediation::PullRequest(PullRequestPlan {
+                    title: render(title)?,
+                    body: render(body)?,
+                    base,
+                    files,
+                })))
             }
             R::BranchProtection { patch } => {
                 let patch_s = render(patch)?;
-                let patch: Value = serde_json::from_str(&patch_s).map_err(|e| rule(EngineError::Parse(format!("gh_branch_protection patch is not json: {e}"))))?;
+                let patch: Value = serde_json::from_str(&patch_s).map_err(|e| {
+                    rule(EngineError::Parse(format!(
+                        "gh_branch_protection patch is not json: {e}"
+                    )))
+                })?;
                 let branch = self.branch(&data, inv, None).map_err(rule)?;
                 let path = Template::parse("/repos/{{.O}}/{{.N}}/branches/{{.B}}/protection")
-                    .and_then(|t| t.render_url(&json!({"O": inv.entity.owner, "N": inv.entity.name, "B": branch})))
+                    .and_then(|t| {
+                        t.render_url(
+                            &json!({"O": inv.entity.owner, "N": inv.entity.name, "B": branch}),
+                        )
+                    })
                     .map_err(|e| rule(e.into()))?;
                 if let Some(roots) = provider.entity_scope(inv.entity) {
-                    scope::confine(&path, &roots).map_err(|e| rule(EngineError::Parse(format!("gh_branch_protection {e}"))))?;
+                    scope::confine(&path, &roots).map_err(|e| {
+                        rule(EngineError::Parse(format!("gh_branch_protection {e}")))
+                    })?;
                 }
-                let resp = provider.request("GET", &path, None).await.map_err(|e| match e {
-                    ProviderError::Transient { .. } => IngestError::Transient(e),
-                    ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-                })?;
+                let resp = provider
+                    .request("GET", &path, None)
+                    .await
+                    .map_err(|e| match e {
+                        ProviderError::Transient { .. } => IngestError::Transient(e),
+                        ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+                    })?;
                 let current: Option<Value> = match resp.status {
                     404 => None,
-                    200 => Some(serde_json::from_slice(&resp.body).map_err(|e| rule(EngineError::Ingest(format!("{path}: invalid json: {e}"))))?),
-                    s => return Err(rule(EngineError::Ingest(format!("GET {path}: unexpected status {s}")))),
+                    200 => Some(serde_json::from_slice(&resp.body).map_err(|e| {
+                        rule(EngineError::Ingest(format!("{path}: invalid json: {e}")))
+                    })?),
+                    s => {
+                        return Err(rule(EngineError::Ingest(format!(
+                            "GET {path}: unexpected status {s}"
+                        ))))
+                    }
                 };
-                Ok(remediate::plan_branch_protection(&path, current.as_ref(), &patch).map(Remediation::Request))
+                Ok(
+                    remediate::plan_branch_protection(&path, current.as_ref(), &patch)
+                        .map(Remediation::Request),
+                )
             }
         }
     }
@@ -615,14 +804,22 @@ impl CompiledRule {
         Some(match a.kind.as_str() {
             "security_advisory" => Ok(AlertKind::SecurityAdvisory),
             "issue" => Ok(AlertKind::Issue),
-            other => Err(EngineError::Unsupported(format!("alert type {other:?} is not supported"))),
+            other => Err(EngineError::Unsupported(format!(
+                "alert type {other:?} is not supported"
+            ))),
         })
     }
 
     /// The advisory severity GitHub takes (`low`, `medium`, `high`, `critical`) for the rule
     /// type's Minder severity (`unknown`, `info`, `low`, `medium`, `high`, `critical`).
     pub fn alert_severity(&self) -> &'static str {
-        match self.rule_type.severity.as_ref().map(|s| s.value.to_ascii_lowercase()).as_deref() {
+        match self
+            .rule_type
+            .severity
+            .as_ref()
+            .map(|s| s.value.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("critical") => "critical",
             Some("high") => "high",
             Some("medium") => "medium",

@@ -142,9 +142,13 @@ pub struct Alert {
 
 impl RuleType {
     pub fn from_yaml(yaml: &str) -> Result<Self, EngineError> {
-        let rt: RuleType = serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
+        let rt: RuleType =
+            serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
         if rt.doc_type != "rule-type" && rt.doc_type != "rule_type" {
-            return Err(EngineError::Parse(format!("type is {:?}, want rule-type", rt.doc_type)));
+            return Err(EngineError::Parse(format!(
+                "type is {:?}, want rule-type",
+                rt.doc_type
+            )));
         }
         if rt.name.is_empty() {
             return Err(EngineError::Parse("rule type has no name".into()));
@@ -178,7 +182,12 @@ impl RuleType {
     /// profile's params are laid.
     pub fn param_defaults(&self) -> serde_json::Map<String, Value> {
         let mut out = serde_json::Map::new();
-        if let Some(props) = self.def.param_schema.get("properties").and_then(Value::as_object) {
+        if let Some(props) = self
+            .def
+            .param_schema
+            .get("properties")
+            .and_then(Value::as_object)
+        {
             for (k, v) in props {
                 if let Some(d) = v.get("default") {
                     out.insert(k.clone(), d.clone());
@@ -208,7 +217,10 @@ pub struct ProfileRule {
 
 impl ProfileRule {
     pub fn rule_name(&self) -> &str {
-        self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&self.rule_type)
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.rule_type)
     }
 }
 
@@ -250,9 +262,13 @@ pub struct Profile {
 
 impl Profile {
     pub fn from_yaml(yaml: &str) -> Result<Self, EngineError> {
-        let p: Profile = serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
+        let p: Profile =
+            serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
         if p.doc_type != "profile" {
-            return Err(EngineError::Parse(format!("type is {:?}, want profile", p.doc_type)));
+            return Err(EngineError::Parse(format!(
+                "type is {:?}, want profile",
+                p.doc_type
+            )));
         }
         if p.name.is_empty() {
             return Err(EngineError::Parse("profile has no name".into()));
@@ -283,11 +299,16 @@ impl Profile {
 
     /// Every rule type the profile uses, once each.
     pub fn rule_type_names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = [&self.repository, &self.pull_request, &self.artifact, &self.release]
-            .into_iter()
-            .flatten()
-            .map(|r| r.rule_type.as_str())
-            .collect();
+        let mut v: Vec<&str> = [
+            &self.repository,
+            &self.pull_request,
+            &self.artifact,
+            &self.release,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| r.rule_type.as_str())
+        .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -297,8 +318,8 @@ impl Profile {
 fn mode(v: Option<&str>, default: ActionMode, field: &str) -> Result<ActionMode, EngineError> {
     match v {
         None => Ok(default),
-        Some(s) => s
-            .parse()
-            .map_err(|e: plumbline_domain::DomainError| EngineError::Parse(format!("{field}: {e}"))),
+        Some(s) => s.parse().map_err(|e: plumbline_domain::DomainError| {
+            EngineError::Parse(format!("{field}: {e}"))
+        }),
     }
 }

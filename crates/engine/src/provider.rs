@@ -4,8 +4,8 @@
 //! (`plumbline-github-provider` implements it on the GitHub client; the engine knows no
 //! provider and no runtime).
 
-use async_trait::async_trait;
 use crate::files::FileTree;
+use async_trait::async_trait;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,12 +44,19 @@ pub trait Provider: Send + Sync {
         if headers.is_empty() {
             self.request(method, path, body).await
         } else {
-            Err(ProviderError::Failed("this provider cannot send request headers".into()))
+            Err(ProviderError::Failed(
+                "this provider cannot send request headers".into(),
+            ))
         }
     }
 
     /// The files of one branch (git ingest), bounded by [`Limits`].
-    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError>;
+    async fn fetch_tree(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Arc<FileTree>, ProviderError>;
 
     /// The API roots an entity's rules may address (rest ingest and remediation endpoints,
     /// data-source calls sent with the provider's credentials); see [`crate::scope`]. `None`
@@ -65,8 +72,18 @@ pub trait Provider: Send + Sync {
 /// see one consistent snapshot. Concurrent identical reads wait for the first.
 pub struct Memo<'a> {
     inner: &'a dyn Provider,
-    gets: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Result<HttpResponse, ProviderError>>>>>,
-    trees: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Result<Arc<FileTree>, ProviderError>>>>>,
+    gets: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            Arc<tokio::sync::OnceCell<Result<HttpResponse, ProviderError>>>,
+        >,
+    >,
+    trees: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            Arc<tokio::sync::OnceCell<Result<Arc<FileTree>, ProviderError>>>,
+        >,
+    >,
 }
 
 impl<'a> Memo<'a> {
@@ -78,7 +95,10 @@ impl<'a> Memo<'a> {
         }
     }
 
-    fn cell<T>(map: &std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<T>>>>, key: String) -> Arc<tokio::sync::OnceCell<T>> {
+    fn cell<T>(
+        map: &std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<T>>>>,
+        key: String,
+    ) -> Arc<tokio::sync::OnceCell<T>> {
         match map.lock() {
             Ok(mut m) => m.entry(key).or_default().clone(),
             // A poisoned map only loses sharing, never correctness.
@@ -89,7 +109,12 @@ impl<'a> Memo<'a> {
 
 #[async_trait]
 impl Provider for Memo<'_> {
-    async fn request(&self, m: &str, path: &str, body: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+    async fn request(
+        &self,
+        m: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<HttpResponse, ProviderError> {
         self.request_with_headers(m, path, body, &[]).await
     }
 
@@ -101,17 +126,32 @@ impl Provider for Memo<'_> {
         headers: &[(String, String)],
     ) -> Result<HttpResponse, ProviderError> {
         if !m.eq_ignore_ascii_case("GET") || body.is_some() {
-            return self.inner.request_with_headers(m, path, body, headers).await;
+            return self
+                .inner
+                .request_with_headers(m, path, body, headers)
+                .await;
         }
-        let mut h: Vec<String> = headers.iter().map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase())).collect();
+        let mut h: Vec<String> = headers
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase()))
+            .collect();
         h.sort();
         let cell = Self::cell(&self.gets, format!("{path}\u{0}{}", h.join("\u{0}")));
-        cell.get_or_init(|| self.inner.request_with_headers(m, path, None, headers)).await.clone()
+        cell.get_or_init(|| self.inner.request_with_headers(m, path, None, headers))
+            .await
+            .clone()
     }
 
-    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+    async fn fetch_tree(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Arc<FileTree>, ProviderError> {
         let cell = Self::cell(&self.trees, format!("{owner}/{repo}\u{0}{branch}"));
-        cell.get_or_init(|| self.inner.fetch_tree(owner, repo, branch)).await.clone()
+        cell.get_or_init(|| self.inner.fetch_tree(owner, repo, branch))
+            .await
+            .clone()
     }
 }
 
@@ -129,7 +169,12 @@ mod tests {
 
     #[async_trait]
     impl Provider for Counting {
-        async fn request(&self, _m: &str, path: &str, _b: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
+        async fn request(
+            &self,
+            _m: &str,
+            path: &str,
+            _b: Option<&serde_json::Value>,
+        ) -> Result<HttpResponse, ProviderError> {
             self.requests.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
             Ok(HttpResponse {
@@ -148,7 +193,12 @@ mod tests {
             self.request(m, path, b).await
         }
 
-        async fn fetch_tree(&self, _o: &str, _r: &str, _b: &str) -> Result<Arc<FileTree>, ProviderError> {
+        async fn fetch_tree(
+            &self,
+            _o: &str,
+            _r: &str,
+            _b: &str,
+        ) -> Result<Arc<FileTree>, ProviderError> {
             self.trees.fetch_add(1, Ordering::SeqCst);
             Ok(Arc::new(FileTree::new()))
         }
@@ -162,16 +212,29 @@ mod tests {
         for r in futures::future::join_all(reads).await {
             assert_eq!(r.expect("read").body, b"/repos/a/b");
         }
-        let accept = [("Accept".to_string(), "application/vnd.github.raw".to_string())];
-        memo.request_with_headers("GET", "/repos/a/b", None, &accept).await.expect("read");
+        let accept = [(
+            "Accept".to_string(),
+            "application/vnd.github.raw".to_string(),
+        )];
+        memo.request_with_headers("GET", "/repos/a/b", None, &accept)
+            .await
+            .expect("read");
         memo.fetch_tree("a", "b", "main").await.expect("tree");
         memo.fetch_tree("a", "b", "main").await.expect("tree");
         memo.fetch_tree("a", "b", "dev").await.expect("tree");
-        assert_eq!(inner.requests.load(Ordering::SeqCst), 2, "one per (path, headers)");
+        assert_eq!(
+            inner.requests.load(Ordering::SeqCst),
+            2,
+            "one per (path, headers)"
+        );
         assert_eq!(inner.trees.load(Ordering::SeqCst), 2, "one per branch");
         // Writes are never memoised.
-        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({}))).await.expect("put");
-        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({}))).await.expect("put");
+        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({})))
+            .await
+            .expect("put");
+        memo.request("PUT", "/repos/a/b", Some(&serde_json::json!({})))
+            .await
+            .expect("put");
         assert_eq!(inner.requests.load(Ordering::SeqCst), 4);
     }
 }

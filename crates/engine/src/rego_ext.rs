@@ -110,14 +110,19 @@ fn type_name(v: &RValue) -> &'static str {
 fn string_arg<'a>(func: &str, args: &'a [RValue], i: usize) -> anyhow::Result<&'a str> {
     match args.get(i) {
         Some(RValue::String(s)) => Ok(s),
-        Some(other) => bail!("{func}: argument {} must be a string, got {}", i + 1, type_name(other)),
+        Some(other) => bail!(
+            "{func}: argument {} must be a string, got {}",
+            i + 1,
+            type_name(other)
+        ),
         None => bail!("{func}: missing argument {}", i + 1),
     }
 }
 
 fn files(func: &str) -> anyhow::Result<Arc<FileTree>> {
-    ENV.with(|e| e.borrow().files.clone())
-        .ok_or_else(|| anyhow!("{func}: no repository files to read (the rule's ingest is not git)"))
+    ENV.with(|e| e.borrow().files.clone()).ok_or_else(|| {
+        anyhow!("{func}: no repository files to read (the rule's ingest is not git)")
+    })
 }
 
 /// A runtime failure: undefined, as in Minder; logged so a puzzling verdict can be explained.
@@ -232,7 +237,10 @@ fn file_ls_glob(args: Vec<RValue>) -> anyhow::Result<RValue> {
     let tree = files("file.ls_glob")?;
     match glob::glob(&tree, pattern) {
         Ok(paths) => Ok(string_array(paths)),
-        Err(glob::BadPattern) => undefined("file.ls_glob", format!("{pattern:?}: syntax error in pattern")),
+        Err(glob::BadPattern) => undefined(
+            "file.ls_glob",
+            format!("{pattern:?}: syntax error in pattern"),
+        ),
     }
 }
 
@@ -268,7 +276,9 @@ fn parse_toml(args: Vec<RValue>) -> anyhow::Result<RValue> {
 /// `false`; an error or a first output that is not a boolean is undefined.
 fn jq_is_true(args: Vec<RValue>) -> anyhow::Result<RValue> {
     let query = string_arg("jq.is_true", &args, 1)?;
-    let data = args.first().ok_or_else(|| anyhow!("jq.is_true: missing argument 1"))?;
+    let data = args
+        .first()
+        .ok_or_else(|| anyhow!("jq.is_true: missing argument 1"))?;
     let data = match serde_json::to_value(data) {
         Ok(v) => v,
         Err(e) => return undefined("jq.is_true", format!("data is not json: {e}")),
@@ -280,7 +290,10 @@ fn jq_is_true(args: Vec<RValue>) -> anyhow::Result<RValue> {
     match compiled.first(data) {
         Ok(None) => Ok(RValue::from(false)),
         Ok(Some(Value::Bool(b))) => Ok(RValue::from(b)),
-        Ok(Some(other)) => undefined("jq.is_true", format!("query {query:?} gave {other}, not a boolean")),
+        Ok(Some(other)) => undefined(
+            "jq.is_true",
+            format!("query {query:?} gave {other}, not a boolean"),
+        ),
         Err(e) => undefined("jq.is_true", format!("query {query:?}: {e}")),
     }
 }
@@ -306,7 +319,9 @@ fn ls_actions(args: Vec<RValue>) -> anyhow::Result<RValue> {
     let base = string_arg("github_workflow.ls_actions", &args, 0)?;
     let tree = files("github_workflow.ls_actions")?;
     match actions::list(&tree, base) {
-        Ok(names) => Ok(RValue::from(names.into_iter().map(RValue::from).collect::<BTreeSet<_>>())),
+        Ok(names) => Ok(RValue::from(
+            names.into_iter().map(RValue::from).collect::<BTreeSet<_>>(),
+        )),
         Err(e) => undefined("github_workflow.ls_actions", e),
     }
 }
@@ -335,11 +350,19 @@ fn yaml_value_to_json(v: serde_yaml::Value) -> Result<Value, String> {
                 Value::from(u)
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                Value::Number(serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a json number"))?)
+                Value::Number(
+                    serde_json::Number::from_f64(f)
+                        .ok_or_else(|| format!("{f} is not a json number"))?,
+                )
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_value_to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_value_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         // Minder's conversion to a Rego value rejects maps with non-string keys.
         Y::Mapping(m) => Value::Object(
             m.into_iter()
@@ -363,11 +386,18 @@ fn toml_value_to_json(v: toml::Value) -> Result<Value, String> {
     Ok(match v {
         T::String(s) => Value::String(s),
         T::Integer(i) => Value::from(i),
-        T::Float(f) => Value::Number(serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a json number"))?),
+        T::Float(f) => Value::Number(
+            serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a json number"))?,
+        ),
         T::Boolean(b) => Value::Bool(b),
         // Go marshals TOML dates and times to JSON as their RFC 3339 text.
         T::Datetime(d) => Value::String(d.to_string()),
-        T::Array(items) => Value::Array(items.into_iter().map(toml_value_to_json).collect::<Result<_, _>>()?),
+        T::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(toml_value_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         T::Table(t) => Value::Object(
             t.into_iter()
                 .map(|(k, v)| Ok((k, toml_value_to_json(v)?)))
@@ -386,7 +416,11 @@ mod glob {
 
     pub fn glob(tree: &FileTree, pattern: &str) -> Result<Vec<String>, BadPattern> {
         if !pattern.contains(['*', '?', '[']) {
-            return Ok(if tree.exists(pattern) { vec![pattern.to_string()] } else { vec![] });
+            return Ok(if tree.exists(pattern) {
+                vec![pattern.to_string()]
+            } else {
+                vec![]
+            });
         }
         let (dir, file) = match pattern.rfind('/') {
             Some(i) => pattern.split_at(i + 1),
@@ -582,7 +616,11 @@ mod glob {
             Some(0xF0..=0xF4) => 4,
             Some(_) => return (0xFFFD, 1),
         };
-        match s.get(..width).and_then(|b| std::str::from_utf8(b).ok()).and_then(|t| t.chars().next()) {
+        match s
+            .get(..width)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|t| t.chars().next())
+        {
             Some(ch) => (u32::from(ch), width),
             None => (0xFFFD, 1),
         }
@@ -632,7 +670,9 @@ mod actions {
     }
 
     fn is_yaml_or_dockerfile(name: &str) -> bool {
-        name.ends_with(".yml") || name.ends_with(".yaml") || name.to_lowercase().contains("dockerfile")
+        name.ends_with(".yml")
+            || name.ends_with(".yaml")
+            || name.to_lowercase().contains("dockerfile")
     }
 
     /// Adds the action names referenced in `content`, skipping comment lines.
@@ -646,7 +686,9 @@ mod actions {
                 return Err("line too long".into());
             }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let first = line.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+            let first = line
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
             if first.is_some_and(|i| line[i] == b'#') {
                 continue;
             }
@@ -701,9 +743,8 @@ mod actions {
 
     /// `docker://[^\s]+:[^\s]+`.
     fn is_docker_ref(word: &[u8]) -> bool {
-        word.strip_prefix(b"docker://").is_some_and(|rest| {
-            rest.len() >= 3 && rest[1..rest.len() - 1].contains(&b':')
-        })
+        word.strip_prefix(b"docker://")
+            .is_some_and(|rest| rest.len() >= 3 && rest[1..rest.len() - 1].contains(&b':'))
     }
 
     /// The name part of a matched reference, as frizbee's `ConvertToEntityRef` cuts it: only an
@@ -836,14 +877,28 @@ pub mod sniff {
                     let d = if t.is_ascii_uppercase() { d & 0xDF } else { d };
                     t == d
                 });
-                (same && matches!(data[tag.len()], b' ' | b'>')).then_some("text/html; charset=utf-8")
+                (same && matches!(data[tag.len()], b' ' | b'>'))
+                    .then_some("text/html; charset=utf-8")
             }
-            Sig::Masked { mask, pat, skip_ws, ct } => {
-                let data = if *skip_ws { &data[first_non_ws..] } else { data };
+            Sig::Masked {
+                mask,
+                pat,
+                skip_ws,
+                ct,
+            } => {
+                let data = if *skip_ws {
+                    &data[first_non_ws..]
+                } else {
+                    data
+                };
                 if data.len() < mask.len() {
                     return None;
                 }
-                mask.iter().zip(pat.iter()).zip(data).all(|((m, p), d)| d & m == *p).then_some(*ct)
+                mask.iter()
+                    .zip(pat.iter())
+                    .zip(data)
+                    .all(|((m, p), d)| d & m == *p)
+                    .then_some(*ct)
             }
             Sig::Exact(sig, ct) => data.starts_with(sig).then_some(*ct),
             Sig::Mp4 => mp4(data).then_some("video/mp4"),
@@ -864,7 +919,9 @@ pub mod sniff {
             return false;
         }
         // Brands start at 8; bytes 12..16 are the minor version, not a brand.
-        (8..box_size).step_by(4).any(|st| st != 12 && &data[st..st + 3] == b"mp4")
+        (8..box_size)
+            .step_by(4)
+            .any(|st| st != 12 && &data[st..st + 3] == b"mp4")
     }
 }
 
@@ -883,7 +940,13 @@ mod tests {
     }
 
     fn call(f: ExtFn, files: Option<Arc<FileTree>>, args: &[RValue]) -> anyhow::Result<Value> {
-        let v = with_env(EvalEnv { files, ..Default::default() }, || f(args.to_vec()))?;
+        let v = with_env(
+            EvalEnv {
+                files,
+                ..Default::default()
+            },
+            || f(args.to_vec()),
+        )?;
         if v == RValue::Undefined {
             return Ok(json!("<undefined>"));
         }
@@ -915,24 +978,54 @@ mod tests {
         assert_eq!(go_clean("../x/.."), "..");
         assert_eq!(go_join(".", "x"), "x");
         assert_eq!(go_join("", "x"), "x");
-        assert_eq!(go_join("./.github/workflows", "ci.yml"), ".github/workflows/ci.yml");
+        assert_eq!(
+            go_join("./.github/workflows", "ci.yml"),
+            ".github/workflows/ci.yml"
+        );
         assert_eq!(go_join("/", "x"), "/x");
     }
 
     #[test]
     fn exists_and_read() {
         let t = Some(sample());
-        assert_eq!(call(file_exists, t.clone(), &[s("./a/c")]).unwrap(), json!(true));
-        assert_eq!(call(file_exists, t.clone(), &[s("a/c/d.txt")]).unwrap(), json!(true));
-        assert_eq!(call(file_exists, t.clone(), &[s(".")]).unwrap(), json!(true));
-        assert_eq!(call(file_exists, t.clone(), &[s("nope")]).unwrap(), json!(false));
-        assert_eq!(call(file_read, t.clone(), &[s("/README.md")]).unwrap(), json!("# hello"));
-        assert_eq!(call(file_read, t.clone(), &[s("nope")]).unwrap(), json!("<undefined>"));
-        assert_eq!(call(file_read, t.clone(), &[s("a")]).unwrap(), json!("<undefined>"));
+        assert_eq!(
+            call(file_exists, t.clone(), &[s("./a/c")]).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            call(file_exists, t.clone(), &[s("a/c/d.txt")]).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            call(file_exists, t.clone(), &[s(".")]).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            call(file_exists, t.clone(), &[s("nope")]).unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            call(file_read, t.clone(), &[s("/README.md")]).unwrap(),
+            json!("# hello")
+        );
+        assert_eq!(
+            call(file_read, t.clone(), &[s("nope")]).unwrap(),
+            json!("<undefined>")
+        );
+        assert_eq!(
+            call(file_read, t.clone(), &[s("a")]).unwrap(),
+            json!("<undefined>")
+        );
         // Wrong types and a missing tree are rule bugs: errors.
         let e = call(file_read, t, &[RValue::from(1i64)]).unwrap_err();
-        assert_eq!(e.to_string(), "file.read: argument 1 must be a string, got number");
-        assert!(call(file_exists, None, &[s("x")]).unwrap_err().to_string().contains("no repository files"));
+        assert_eq!(
+            e.to_string(),
+            "file.read: argument 1 must be a string, got number"
+        );
+        assert!(call(file_exists, None, &[s("x")])
+            .unwrap_err()
+            .to_string()
+            .contains("no repository files"));
     }
 
     #[test]
@@ -942,10 +1035,22 @@ mod tests {
             call(file_ls, t.clone(), &[s("./.github/workflows")]).unwrap(),
             json!([".github/workflows/ci.yml", ".github/workflows/release.yaml"])
         );
-        assert_eq!(call(file_ls, t.clone(), &[s(".github")]).unwrap(), json!([".github/dependabot.yml", ".github/workflows"]));
-        assert_eq!(call(file_ls, t.clone(), &[s("./README.md")]).unwrap(), json!(["./README.md"]));
-        assert_eq!(call(file_ls, t.clone(), &[s("missing")]).unwrap(), json!(null));
-        assert_eq!(call(file_ls, t.clone(), &[s("/a")]).unwrap(), json!(["/a/b.txt", "/a/c"]));
+        assert_eq!(
+            call(file_ls, t.clone(), &[s(".github")]).unwrap(),
+            json!([".github/dependabot.yml", ".github/workflows"])
+        );
+        assert_eq!(
+            call(file_ls, t.clone(), &[s("./README.md")]).unwrap(),
+            json!(["./README.md"])
+        );
+        assert_eq!(
+            call(file_ls, t.clone(), &[s("missing")]).unwrap(),
+            json!(null)
+        );
+        assert_eq!(
+            call(file_ls, t.clone(), &[s("/a")]).unwrap(),
+            json!(["/a/b.txt", "/a/c"])
+        );
         assert_eq!(
             call(file_walk, t.clone(), &[s(".")]).unwrap(),
             json!([
@@ -959,18 +1064,36 @@ mod tests {
                 "bin/tool"
             ])
         );
-        assert_eq!(call(file_walk, t.clone(), &[s("a/b.txt")]).unwrap(), json!(["a/b.txt"]));
-        assert_eq!(call(file_walk, t.clone(), &[s("./a")]).unwrap(), json!(["a/b.txt", "a/c/d.txt"]));
-        assert_eq!(call(file_walk, t.clone(), &[s("missing")]).unwrap(), json!(null));
-        assert_eq!(call(file_walk, Some(tree(&[])), &[s(".")]).unwrap(), json!([]));
+        assert_eq!(
+            call(file_walk, t.clone(), &[s("a/b.txt")]).unwrap(),
+            json!(["a/b.txt"])
+        );
+        assert_eq!(
+            call(file_walk, t.clone(), &[s("./a")]).unwrap(),
+            json!(["a/b.txt", "a/c/d.txt"])
+        );
+        assert_eq!(
+            call(file_walk, t.clone(), &[s("missing")]).unwrap(),
+            json!(null)
+        );
+        assert_eq!(
+            call(file_walk, Some(tree(&[])), &[s(".")]).unwrap(),
+            json!([])
+        );
     }
 
     #[test]
     fn globs() {
         let t = Some(sample());
         let g = |p: &str| call(file_ls_glob, t.clone(), &[s(p)]).unwrap();
-        assert_eq!(g(".github/workflows/*.yml"), json!([".github/workflows/ci.yml"]));
-        assert_eq!(g(".github/*/*"), json!([".github/workflows/ci.yml", ".github/workflows/release.yaml"]));
+        assert_eq!(
+            g(".github/workflows/*.yml"),
+            json!([".github/workflows/ci.yml"])
+        );
+        assert_eq!(
+            g(".github/*/*"),
+            json!([".github/workflows/ci.yml", ".github/workflows/release.yaml"])
+        );
         assert_eq!(g("*.md"), json!(["README.md"]));
         assert_eq!(g("./*.txt"), json!(["a.txt"]));
         assert_eq!(g("a/?.txt"), json!(["a/b.txt"]));
@@ -1025,14 +1148,20 @@ mod tests {
         assert_eq!(d(b"RIFF\x10\x00\x00\x00WEBPVP8 "), "image/webp");
         assert_eq!(d(b"RIFF\x10\x00\x00\x00WAVEfmt "), "audio/wave");
         assert_eq!(d(b"ID3\x03"), "audio/mpeg");
-        assert_eq!(d(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"), "video/mp4");
+        assert_eq!(
+            d(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"),
+            "video/mp4"
+        );
         assert_eq!(d(b"PK\x03\x04\x14\x00"), "application/zip");
         assert_eq!(d(b"\x1F\x8B\x08\x00"), "application/x-gzip");
         assert_eq!(d(b"\x00asm\x01\x00\x00\x00"), "application/wasm");
         assert_eq!(d(b"wOF2\x00\x01"), "font/woff2");
         assert_eq!(d(b"\xEF\xBB\xBFhello"), "text/plain; charset=utf-8");
         assert_eq!(d(b"\xFE\xFF\x00h"), "text/plain; charset=utf-16be");
-        assert_eq!(d("naïve ünïcode\x1b[0m".as_bytes()), "text/plain; charset=utf-8");
+        assert_eq!(
+            d("naïve ünïcode\x1b[0m".as_bytes()),
+            "text/plain; charset=utf-8"
+        );
         assert_eq!(d(b"\x7fELF\x02\x01\x01"), "application/octet-stream");
         assert_eq!(d(b"text then \x00 nul"), "application/octet-stream");
         // Only the first 512 bytes count.
@@ -1050,7 +1179,10 @@ mod tests {
         );
         assert_eq!(y(""), json!(null));
         assert_eq!(y("a: 1\n---\nb: 2\n"), json!({"a": 1}));
-        assert_eq!(y("base: &b {x: 1}\nd:\n  <<: *b\n  y: 2\n"), json!({"base": {"x": 1}, "d": {"x": 1, "y": 2}}));
+        assert_eq!(
+            y("base: &b {x: 1}\nd:\n  <<: *b\n  y: 2\n"),
+            json!({"base": {"x": 1}, "d": {"x": 1, "y": 2}})
+        );
         assert_eq!(y("tagged: !Ref thing\n"), json!({"tagged": "thing"}));
         assert_eq!(y("a: [unclosed"), json!("<undefined>"));
         assert_eq!(y("1: one\n"), json!("<undefined>"));
@@ -1067,9 +1199,20 @@ mod tests {
 
     #[test]
     fn jq() {
-        let q = |data: Value, query: &str| call(jq_is_true, None, &[RValue::from(data), s(query)]).unwrap();
-        assert_eq!(q(json!({"on": {"pull_request": {}}}), ".on | has(\"pull_request\")"), json!(true));
-        assert_eq!(q(json!({"on": "push"}), ".on == \"pull_request\""), json!(false));
+        let q = |data: Value, query: &str| {
+            call(jq_is_true, None, &[RValue::from(data), s(query)]).unwrap()
+        };
+        assert_eq!(
+            q(
+                json!({"on": {"pull_request": {}}}),
+                ".on | has(\"pull_request\")"
+            ),
+            json!(true)
+        );
+        assert_eq!(
+            q(json!({"on": "push"}), ".on == \"pull_request\""),
+            json!(false)
+        );
         assert_eq!(q(json!({}), "empty"), json!(false));
         assert_eq!(q(json!({"a": 1}), ".a"), json!("<undefined>"));
         assert_eq!(q(json!({"a": 1}), ".a |"), json!("<undefined>"));
@@ -1086,11 +1229,20 @@ mod tests {
                 .map(|m| String::from_utf8_lossy(m).into_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(refs("      - uses: actions/checkout@v4 # v4.1.1"), ["uses: actions/checkout@v4"]);
+        assert_eq!(
+            refs("      - uses: actions/checkout@v4 # v4.1.1"),
+            ["uses: actions/checkout@v4"]
+        );
         assert_eq!(refs("uses: ./.github/actions/local"), Vec::<String>::new());
-        assert_eq!(refs("uses: docker://alpine:3.8"), ["uses: docker://alpine:3.8"]);
+        assert_eq!(
+            refs("uses: docker://alpine:3.8"),
+            ["uses: docker://alpine:3.8"]
+        );
         assert_eq!(refs("uses: a@b"), Vec::<String>::new());
-        assert_eq!(refs("uses:x/y@z uses: p/q@r"), ["uses:x/y@z", "uses: p/q@r"]);
+        assert_eq!(
+            refs("uses:x/y@z uses: p/q@r"),
+            ["uses:x/y@z", "uses: p/q@r"]
+        );
 
         let names = |content: &str| {
             let mut n = BTreeSet::new();
@@ -1104,7 +1256,10 @@ mod tests {
             ["actions/checkout", "alpine", "ghcr.io/o/img", "github/codeql-action/init", "o/r/.github/workflows/w.yml"]
         );
         // Quirks kept from Minder: only an exact "uses: " is trimmed; odd splits are dropped.
-        assert_eq!(names("uses:  a/b@c\nuses: a/b@c@d\nuses: docker://h:5000/i:t"), [" a/b"]);
+        assert_eq!(
+            names("uses:  a/b@c\nuses: a/b@c@d\nuses: docker://h:5000/i:t"),
+            [" a/b"]
+        );
         let mut n = BTreeSet::new();
         assert!(actions::scan(&vec![b'x'; 70_000], &mut n).is_err());
     }
@@ -1112,31 +1267,67 @@ mod tests {
     #[test]
     fn ls_actions_walks_yaml_files() {
         let t = tree(&[
-            (".github/workflows/ci.yml", b"steps:\n  - uses: actions/checkout@v4\n"),
-            (".github/workflows/sub/more.yaml", b"steps:\n  - uses: actions/setup-go@v5\n"),
+            (
+                ".github/workflows/ci.yml",
+                b"steps:\n  - uses: actions/checkout@v4\n",
+            ),
+            (
+                ".github/workflows/sub/more.yaml",
+                b"steps:\n  - uses: actions/setup-go@v5\n",
+            ),
             (".github/workflows/notes.txt", b"uses: not/counted@v1\n"),
-            (".github/workflows/Dockerfile.ci", b"# uses: commented/out@v1\nRUN uses: x/y@z\n"),
+            (
+                ".github/workflows/Dockerfile.ci",
+                b"# uses: commented/out@v1\nRUN uses: x/y@z\n",
+            ),
             ("other.yml", b"uses: elsewhere/action@v1\n"),
         ]);
         let set = call(ls_actions, Some(t.clone()), &[s("./.github/workflows")]).unwrap();
         assert_eq!(set, json!(["actions/checkout", "actions/setup-go", "x/y"]));
-        assert_eq!(call(ls_actions, Some(t.clone()), &[s(".github/missing")]).unwrap(), json!([]));
-        assert_eq!(call(ls_actions, Some(t.clone()), &[s("other.yml")]).unwrap(), json!(["elsewhere/action"]));
+        assert_eq!(
+            call(ls_actions, Some(t.clone()), &[s(".github/missing")]).unwrap(),
+            json!([])
+        );
+        assert_eq!(
+            call(ls_actions, Some(t.clone()), &[s("other.yml")]).unwrap(),
+            json!(["elsewhere/action"])
+        );
         // A set, so Rego's set operations work on it.
-        let v = with_env(EvalEnv { files: Some(t), ..Default::default() }, || ls_actions(vec![s(".github")])).unwrap();
+        let v = with_env(
+            EvalEnv {
+                files: Some(t),
+                ..Default::default()
+            },
+            || ls_actions(vec![s(".github")]),
+        )
+        .unwrap();
         assert!(matches!(v, RValue::Set(_)));
     }
 
     #[test]
     fn env_is_scoped() {
         let t = sample();
-        with_env(EvalEnv { files: Some(t.clone()), ..Default::default() }, || {
-            assert!(files("x").is_ok());
-            with_env(EvalEnv::default(), || assert!(files("x").is_err()));
-            assert!(files("x").is_ok());
-        });
+        with_env(
+            EvalEnv {
+                files: Some(t.clone()),
+                ..Default::default()
+            },
+            || {
+                assert!(files("x").is_ok());
+                with_env(EvalEnv::default(), || assert!(files("x").is_err()));
+                assert!(files("x").is_ok());
+            },
+        );
         assert!(files("x").is_err());
-        let r = std::panic::catch_unwind(|| with_env(EvalEnv { files: Some(t), ..Default::default() }, || panic!("boom")));
+        let r = std::panic::catch_unwind(|| {
+            with_env(
+                EvalEnv {
+                    files: Some(t),
+                    ..Default::default()
+                },
+                || panic!("boom"),
+            )
+        });
         assert!(r.is_err());
         assert!(files("x").is_err());
     }
@@ -1185,10 +1376,16 @@ allow if {
 
     fn eval_allow(engine: &regorus::Engine, files: Arc<FileTree>) -> anyhow::Result<Value> {
         let mut engine = engine.clone();
-        with_env(EvalEnv { files: Some(files), ..Default::default() }, || {
-            let v = engine.eval_rule("data.minder.allow".to_string())?;
-            Ok(serde_json::to_value(&v)?)
-        })
+        with_env(
+            EvalEnv {
+                files: Some(files),
+                ..Default::default()
+            },
+            || {
+                let v = engine.eval_rule("data.minder.allow".to_string())?;
+                Ok(serde_json::to_value(&v)?)
+            },
+        )
     }
 
     #[test]
@@ -1196,13 +1393,21 @@ allow if {
         let mut engine = regorus::Engine::new();
         engine.set_rego_v0(true);
         register(&mut engine).unwrap();
-        engine.add_policy("minder.rego".into(), POLICY.into()).unwrap();
+        engine
+            .add_policy("minder.rego".into(), POLICY.into())
+            .unwrap();
 
         assert_eq!(eval_allow(&engine, policy_tree()).unwrap(), json!(true));
 
         // The same compiled engine judges another tree differently.
         let mut other = (*policy_tree()).clone();
-        other.insert(".github/workflows/pr2.yaml", b"on: {pull_request: {}}".to_vec(), &Limits::default()).unwrap();
+        other
+            .insert(
+                ".github/workflows/pr2.yaml",
+                b"on: {pull_request: {}}".to_vec(),
+                &Limits::default(),
+            )
+            .unwrap();
         assert_eq!(eval_allow(&engine, Arc::new(other)).unwrap(), json!(false));
 
         // Without files the file functions fail the evaluation.
@@ -1213,7 +1418,9 @@ allow if {
     #[test]
     fn registering_after_the_policy_also_works() {
         let mut engine = regorus::Engine::new();
-        engine.add_policy("minder.rego".into(), POLICY.into()).unwrap();
+        engine
+            .add_policy("minder.rego".into(), POLICY.into())
+            .unwrap();
         register(&mut engine).unwrap();
         assert_eq!(eval_allow(&engine, policy_tree()).unwrap(), json!(true));
     }
@@ -1223,25 +1430,43 @@ allow if {
         let mut engine = regorus::Engine::new();
         register(&mut engine).unwrap();
         engine
-            .add_policy("minder.rego".into(), "package minder\nimport rego.v1\nallow if file.exists(42)\n".into())
+            .add_policy(
+                "minder.rego".into(),
+                "package minder\nimport rego.v1\nallow if file.exists(42)\n".into(),
+            )
             .unwrap();
         let err = eval_allow(&engine, policy_tree()).unwrap_err().to_string();
-        assert!(err.contains("file.exists: argument 1 must be a string"), "{err}");
+        assert!(
+            err.contains("file.exists: argument 1 must be a string"),
+            "{err}"
+        );
     }
 
     #[test]
     fn corpus_fixture_actions() {
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/minder-rules/rule-types/github");
-        let load = |rel: &str| Arc::new(FileTree::from_dir(&base.join(rel), &Limits::default()).unwrap());
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/minder-rules/rule-types/github");
+        let load =
+            |rel: &str| Arc::new(FileTree::from_dir(&base.join(rel), &Limits::default()).unwrap());
         if !base.exists() {
             return; // the shared corpus is not checked out here
         }
-        let actions = |t: Arc<FileTree>| call(ls_actions, Some(t), &[s("./.github/workflows")]).unwrap();
+        let actions =
+            |t: Arc<FileTree>| call(ls_actions, Some(t), &[s("./.github/workflows")]).unwrap();
         let t = load("trufflehog_github_action.testdata/github_action_with_trufflehog");
-        assert_eq!(actions(t), json!(["actions/checkout", "trufflesecurity/trufflehog"]));
+        assert_eq!(
+            actions(t),
+            json!(["actions/checkout", "trufflesecurity/trufflehog"])
+        );
         let t = load("golangci-lint_github_action.testdata/repo_with_golangci-lint_gh_action");
         let found = actions(t);
-        assert!(found.as_array().unwrap().contains(&json!("golangci/golangci-lint-action")), "{found}");
+        assert!(
+            found
+                .as_array()
+                .unwrap()
+                .contains(&json!("golangci/golangci-lint-action")),
+            "{found}"
+        );
         let t = load("grype_github_action_scan_repo.testdata/action_enabled");
         let ls = call(file_ls, Some(t), &[s("./.github/workflows")]).unwrap();
         assert_eq!(ls, json!([".github/workflows/wf.yml"]));

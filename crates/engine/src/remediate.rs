@@ -13,66 +13,113 @@ use serde_json::{json, Map, Value};
 pub(crate) enum CompiledRemediation {
     None,
     /// `rest`: one templated request.
-    Rest { method: String, endpoint: Template, body: Option<Template> },
+    Rest {
+        method: String,
+        endpoint: Template,
+        body: Option<Template>,
+    },
     /// `gh_branch_protection`: a templated JSON merge-patch over the live protection.
-    BranchProtection { patch: Template },
+    BranchProtection {
+        patch: Template,
+    },
     /// `pull_request` with Minder's default method (`minder.content`): files with contents.
-    PullRequest { title: Template, body: Template, contents: Vec<(Template, Template, String)> },
+    PullRequest {
+        title: Template,
+        body: Template,
+        contents: Vec<(Template, Template, String)>,
+    },
     /// Loads, but cannot be applied (a pull-request method that rewrites files in place).
     Unsupported(String),
 }
 
 impl CompiledRemediation {
     pub(crate) fn compile(r: Option<&crate::model::Remediate>) -> Result<Self, EngineError> {
-        let Some(r) = r else { return Ok(CompiledRemediation::None) };
-        let text = |v: &Value, field: &str, required: bool| -> Result<Option<String>, EngineError> {
-            match v.get(field) {
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                None | Some(Value::Null) if !required => Ok(None),
-                _ => Err(EngineError::Parse(format!("{} remediation: {field} must be a string", r.kind))),
-            }
+        let Some(r) = r else {
+            return Ok(CompiledRemediation::None);
         };
+        let text =
+            |v: &Value, field: &str, required: bool| -> Result<Option<String>, EngineError> {
+                match v.get(field) {
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    None | Some(Value::Null) if !required => Ok(None),
+                    _ => Err(EngineError::Parse(format!(
+                        "{} remediation: {field} must be a string",
+                        r.kind
+                    ))),
+                }
+            };
         Ok(match r.kind.as_str() {
             "gh_branch_protection" => match &r.gh_branch_protection {
-                Some(bp) => CompiledRemediation::BranchProtection { patch: Template::parse(&bp.patch)? },
-                None => return Err(EngineError::Parse("gh_branch_protection remediation without a patch".into())),
+                Some(bp) => CompiledRemediation::BranchProtection {
+                    patch: Template::parse(&bp.patch)?,
+                },
+                None => {
+                    return Err(EngineError::Parse(
+                        "gh_branch_protection remediation without a patch".into(),
+                    ))
+                }
             },
             "rest" => {
-                let v = r.rest.clone().ok_or_else(|| EngineError::Parse("rest remediation without a rest section".into()))?;
-                let method = text(&v, "method", false)?.unwrap_or_else(|| "PATCH".into()).to_ascii_uppercase();
+                let v = r.rest.clone().ok_or_else(|| {
+                    EngineError::Parse("rest remediation without a rest section".into())
+                })?;
+                let method = text(&v, "method", false)?
+                    .unwrap_or_else(|| "PATCH".into())
+                    .to_ascii_uppercase();
                 if !["POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-                    return Err(EngineError::Parse(format!("rest remediation: method {method} changes nothing")));
+                    return Err(EngineError::Parse(format!(
+                        "rest remediation: method {method} changes nothing"
+                    )));
                 }
                 let endpoint = text(&v, "endpoint", true)?.unwrap_or_default();
                 CompiledRemediation::Rest {
                     method,
                     endpoint: Template::parse(&endpoint)?,
-                    body: text(&v, "body", false)?.map(|b| Template::parse(&b)).transpose()?,
+                    body: text(&v, "body", false)?
+                        .map(|b| Template::parse(&b))
+                        .transpose()?,
                 }
             }
             "pull_request" => {
-                let v = r.pull_request.clone().ok_or_else(|| EngineError::Parse("pull_request remediation without a pull_request section".into()))?;
+                let v = r.pull_request.clone().ok_or_else(|| {
+                    EngineError::Parse(
+                        "pull_request remediation without a pull_request section".into(),
+                    )
+                })?;
                 let method = text(&v, "method", false)?.unwrap_or_else(|| "minder.content".into());
                 if method != "minder.content" {
-                    return Ok(CompiledRemediation::Unsupported(format!("pull request method {method:?} is not supported yet")));
+                    return Ok(CompiledRemediation::Unsupported(format!(
+                        "pull request method {method:?} is not supported yet"
+                    )));
                 }
                 let mut contents = Vec::new();
-                for c in v.get("contents").and_then(Value::as_array).into_iter().flatten() {
+                for c in v
+                    .get("contents")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let path = text(c, "path", true)?.unwrap_or_default();
                     let content = text(c, "content", true)?.unwrap_or_default();
                     let mode = text(c, "mode", false)?.unwrap_or_else(|| "100644".into());
                     if !["100644", "100755", "120000"].contains(&mode.as_str()) {
-                        return Err(EngineError::Parse(format!("pull_request remediation: {path}: mode {mode} is not a file mode")));
+                        return Err(EngineError::Parse(format!(
+                            "pull_request remediation: {path}: mode {mode} is not a file mode"
+                        )));
                     }
                     if let Some(action) = text(c, "action", false)? {
                         if action != "replace" {
-                            return Ok(CompiledRemediation::Unsupported(format!("pull request content action {action:?} is not supported yet")));
+                            return Ok(CompiledRemediation::Unsupported(format!(
+                                "pull request content action {action:?} is not supported yet"
+                            )));
                         }
                     }
                     contents.push((Template::parse(&path)?, Template::parse(&content)?, mode));
                 }
                 if contents.is_empty() {
-                    return Err(EngineError::Parse("pull_request remediation without contents".into()));
+                    return Err(EngineError::Parse(
+                        "pull_request remediation without contents".into(),
+                    ));
                 }
                 CompiledRemediation::PullRequest {
                     title: Template::parse(&text(&v, "title", true)?.unwrap_or_default())?,
@@ -80,7 +127,9 @@ impl CompiledRemediation {
                     contents,
                 }
             }
-            other => CompiledRemediation::Unsupported(format!("remediation type {other:?} is not supported yet")),
+            other => CompiledRemediation::Unsupported(format!(
+                "remediation type {other:?} is not supported yet"
+            )),
         })
     }
 }
@@ -167,13 +216,19 @@ pub fn protection_to_request(current: Option<&Value>) -> Value {
         match cur.get("required_status_checks") {
             Some(rsc) if rsc.is_object() => {
                 let mut o = Map::new();
-                o.insert("strict".into(), rsc.get("strict").cloned().unwrap_or(Value::Bool(false)));
+                o.insert(
+                    "strict".into(),
+                    rsc.get("strict").cloned().unwrap_or(Value::Bool(false)),
+                );
                 match rsc.get("checks").and_then(Value::as_array) {
                     Some(checks) if !checks.is_empty() => {
                         o.insert("checks".into(), Value::Array(checks.clone()));
                     }
                     _ => {
-                        o.insert("contexts".into(), rsc.get("contexts").cloned().unwrap_or(json!([])));
+                        o.insert(
+                            "contexts".into(),
+                            rsc.get("contexts").cloned().unwrap_or(json!([])),
+                        );
                     }
                 }
                 Value::Object(o)
@@ -183,7 +238,9 @@ pub fn protection_to_request(current: Option<&Value>) -> Value {
     );
     req.insert(
         "enforce_admins".into(),
-        enabled(cur.get("enforce_admins")).map(Value::Bool).unwrap_or(Value::Null),
+        enabled(cur.get("enforce_admins"))
+            .map(Value::Bool)
+            .unwrap_or(Value::Null),
     );
     req.insert(
         "required_pull_request_reviews".into(),
@@ -238,7 +295,11 @@ pub fn protection_to_request(current: Option<&Value>) -> Value {
 
 /// The PUT that applies `patch` (a JSON merge-patch, RFC 7396) over the current protection.
 /// Returns `None` when the branch is already protected and the patch changes nothing.
-pub fn plan_branch_protection(path: &str, current: Option<&Value>, patch: &Value) -> Option<PlannedRequest> {
+pub fn plan_branch_protection(
+    path: &str,
+    current: Option<&Value>,
+    patch: &Value,
+) -> Option<PlannedRequest> {
     let base = protection_to_request(current);
     let mut desired = base.clone();
     json_patch::merge(&mut desired, patch);
@@ -261,7 +322,9 @@ mod tests {
         let p = plan_branch_protection("/p", None, &json!({})).expect("a plan");
         assert_eq!(
             p.body,
-            Some(json!({"required_status_checks": null, "enforce_admins": null, "required_pull_request_reviews": null, "restrictions": null}))
+            Some(
+                json!({"required_status_checks": null, "enforce_admins": null, "required_pull_request_reviews": null, "restrictions": null})
+            )
         );
     }
 
@@ -273,11 +336,25 @@ mod tests {
             "required_pull_request_reviews": {"url": "y", "dismiss_stale_reviews": false, "require_code_owner_reviews": false, "required_approving_review_count": 1},
             "allow_force_pushes": {"enabled": false}
         });
-        assert_eq!(plan_branch_protection("/p", Some(&current), &json!({"allow_force_pushes": false})), None);
-        let p = plan_branch_protection("/p", Some(&current), &json!({"required_pull_request_reviews": {"required_approving_review_count": 2}})).expect("a plan");
+        assert_eq!(
+            plan_branch_protection("/p", Some(&current), &json!({"allow_force_pushes": false})),
+            None
+        );
+        let p = plan_branch_protection(
+            "/p",
+            Some(&current),
+            &json!({"required_pull_request_reviews": {"required_approving_review_count": 2}}),
+        )
+        .expect("a plan");
         let body = p.body.expect("body");
-        assert_eq!(body["required_pull_request_reviews"]["required_approving_review_count"], json!(2));
-        assert_eq!(body["required_pull_request_reviews"]["dismiss_stale_reviews"], json!(false));
+        assert_eq!(
+            body["required_pull_request_reviews"]["required_approving_review_count"],
+            json!(2)
+        );
+        assert_eq!(
+            body["required_pull_request_reviews"]["dismiss_stale_reviews"],
+            json!(false)
+        );
         assert_eq!(body["enforce_admins"], json!(true));
         assert_eq!(body["restrictions"], Value::Null);
         assert_eq!(body["allow_force_pushes"], json!(false));

@@ -37,13 +37,20 @@ fn resolve_dots(path: &str) -> String {
 
 fn under(path: &str, root: &str) -> bool {
     let (p, r) = (path.as_bytes(), root.as_bytes());
-    p.len() >= r.len() && p[..r.len()].eq_ignore_ascii_case(r) && (p.len() == r.len() || p[r.len()] == b'/')
+    p.len() >= r.len()
+        && p[..r.len()].eq_ignore_ascii_case(r)
+        && (p.len() == r.len() || p[r.len()] == b'/')
 }
 
 /// Checks that `path` (a path with an optional query) stays under one of `roots`. The error
 /// names the path and the roots.
 pub fn confine(path: &str, roots: &[String]) -> Result<(), String> {
-    let refuse = |why: &str| Err(format!("{path:?} {why}; a rule may only address {}", roots.join(" or ")));
+    let refuse = |why: &str| {
+        Err(format!(
+            "{path:?} {why}; a rule may only address {}",
+            roots.join(" or ")
+        ))
+    };
     if !path.starts_with('/') {
         return refuse("is not an absolute path");
     }

@@ -66,8 +66,27 @@ const MAX_NESTING: usize = 100;
 
 /// Words CEL reserves: not usable as identifiers or field names.
 const RESERVED: [&str; 21] = [
-    "as", "break", "const", "continue", "else", "false", "for", "function", "if", "import", "in", "let", "loop",
-    "namespace", "null", "package", "return", "true", "var", "void", "while",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "false",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "let",
+    "loop",
+    "namespace",
+    "null",
+    "package",
+    "return",
+    "true",
+    "var",
+    "void",
+    "while",
 ];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,7 +101,10 @@ pub enum SelectorError {
 }
 
 fn perr<T>(pos: usize, msg: impl Into<String>) -> Result<T, SelectorError> {
-    Err(SelectorError::Parse { pos, msg: msg.into() })
+    Err(SelectorError::Parse {
+        pos,
+        msg: msg.into(),
+    })
 }
 
 fn eerr<T>(msg: impl Into<String>) -> Result<T, SelectorError> {
@@ -110,7 +132,13 @@ impl Selector {
         };
         let (expr, _) = parser.parse_expr()?;
         if !matches!(parser.peek(), Tok::Eof) {
-            return perr(parser.pos(), format!("unexpected {} after the expression", parser.peek().describe()));
+            return perr(
+                parser.pos(),
+                format!(
+                    "unexpected {} after the expression",
+                    parser.peek().describe()
+                ),
+            );
         }
         Ok(Selector {
             source: src.to_string(),
@@ -124,10 +152,16 @@ impl Selector {
         let Value::Object(vars) = vars else {
             return eerr("selector variables must be a JSON object");
         };
-        let mut env = Env { vars, locals: Vec::new() };
+        let mut env = Env {
+            vars,
+            locals: Vec::new(),
+        };
         match &*env.eval(&self.expr)? {
             Value::Bool(b) => Ok(*b),
-            other => eerr(format!("selector must evaluate to a bool, got {}", type_name(other))),
+            other => eerr(format!(
+                "selector must evaluate to a bool, got {}",
+                type_name(other)
+            )),
         }
     }
 
@@ -136,7 +170,10 @@ impl Selector {
         let Value::Object(vars) = vars else {
             return eerr("selector variables must be a JSON object");
         };
-        let mut env = Env { vars, locals: Vec::new() };
+        let mut env = Env {
+            vars,
+            locals: Vec::new(),
+        };
         env.eval(&self.expr).map(Cow::into_owned)
     }
 
@@ -162,7 +199,10 @@ impl Selection {
             if !kind.is_empty() && !ENTITY_KINDS.contains(&kind.as_str()) {
                 return perr(
                     0,
-                    format!("selection entry {n}: unknown entity kind {kind:?} (expected one of {})", ENTITY_KINDS.join(", ")),
+                    format!(
+                        "selection entry {n}: unknown entity kind {kind:?} (expected one of {})",
+                        ENTITY_KINDS.join(", ")
+                    ),
                 );
             }
             let selector = Selector::parse(src).map_err(|e| match e {
@@ -186,7 +226,10 @@ impl Selection {
                 continue;
             }
             let matched = selector.matches(vars).map_err(|e| match e {
-                SelectorError::Eval(msg) => SelectorError::Eval(format!("selection entry {n} ({}): {msg}", kind_label(kind))),
+                SelectorError::Eval(msg) => SelectorError::Eval(format!(
+                    "selection entry {n} ({}): {msg}",
+                    kind_label(kind)
+                )),
                 other => other,
             })?;
             if !matched {
@@ -307,9 +350,16 @@ impl Func {
             "endsWith" => (Func::EndsWith, 1),
             "matches" => return Err("matches() is not supported".into()),
             "all" | "exists" | "exists_one" | "filter" => {
-                return Err(format!("{name}() takes 2 arguments: a variable name and an expression"))
+                return Err(format!(
+                    "{name}() takes 2 arguments: a variable name and an expression"
+                ))
             }
-            "map" => return Err("map() takes 2 or 3 arguments: a variable name, [a filter,] an expression".into()),
+            "map" => {
+                return Err(
+                    "map() takes 2 or 3 arguments: a variable name, [a filter,] an expression"
+                        .into(),
+                )
+            }
             _ => return Err(format!("unknown method {name}()")),
         };
         if argc != want {
@@ -374,7 +424,10 @@ impl MacroKind {
 enum Expr {
     Lit(Value),
     /// A variable; `root` (written `.name`) skips comprehension variables.
-    Var { name: String, root: bool },
+    Var {
+        name: String,
+        root: bool,
+    },
     /// `operand.field`
     Select(Box<Expr>, String),
     /// `has(operand.field)`
@@ -436,7 +489,9 @@ impl Tok {
 }
 
 const OPS2: [&str; 6] = ["||", "&&", "==", "!=", "<=", ">="];
-const OPS1: [&str; 18] = ["<", ">", "!", "+", "-", "*", "/", "%", "?", ":", ".", ",", "(", ")", "[", "]", "{", "}"];
+const OPS1: [&str; 18] = [
+    "<", ">", "!", "+", "-", "*", "/", "%", "?", ":", ".", ",", "(", ")", "[", "]", "{", "}",
+];
 
 /// Splits `src` into tokens with their byte offsets, ending with [`Tok::Eof`].
 fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SelectorError> {
@@ -465,8 +520,11 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SelectorError> {
             let (s, end) = lex_string(src, i, i + 1, true)?;
             toks.push((Tok::Str(s), i));
             i = end;
-        } else if (matches!(c, b'b' | b'B') && (is_quote(next) || (matches!(next, Some(b'r' | b'R')) && is_quote(b.get(i + 2)))))
-            || (matches!(c, b'r' | b'R') && matches!(next, Some(b'b' | b'B')) && is_quote(b.get(i + 2)))
+        } else if (matches!(c, b'b' | b'B')
+            && (is_quote(next) || (matches!(next, Some(b'r' | b'R')) && is_quote(b.get(i + 2)))))
+            || (matches!(c, b'r' | b'R')
+                && matches!(next, Some(b'b' | b'B'))
+                && is_quote(b.get(i + 2)))
         {
             return perr(i, "bytes literals are not supported");
         } else if c == b'_' || c.is_ascii_alphabetic() {
@@ -475,8 +533,19 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SelectorError> {
                 i += 1;
             }
             let word = &src[start..i];
-            toks.push((if word == "in" { Tok::Op("in") } else { Tok::Ident(word.to_string()) }, start));
-        } else if let Some(op) = OPS2.iter().chain(OPS1.iter()).find(|op| b[i..].starts_with(op.as_bytes())) {
+            toks.push((
+                if word == "in" {
+                    Tok::Op("in")
+                } else {
+                    Tok::Ident(word.to_string())
+                },
+                start,
+            ));
+        } else if let Some(op) = OPS2
+            .iter()
+            .chain(OPS1.iter())
+            .find(|op| b[i..].starts_with(op.as_bytes()))
+        {
             toks.push((Tok::Op(op), i));
             i += op.len();
         } else {
@@ -552,7 +621,12 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), SelectorError> {
 
 /// Lexes a string literal whose opening quote is at `quote_at` (the token, with any `r`
 /// prefix, starts at `start`); returns its value and the offset just past it.
-fn lex_string(src: &str, start: usize, quote_at: usize, raw: bool) -> Result<(String, usize), SelectorError> {
+fn lex_string(
+    src: &str,
+    start: usize,
+    quote_at: usize,
+    raw: bool,
+) -> Result<(String, usize), SelectorError> {
     let b = src.as_bytes();
     let quote = b[quote_at];
     let triple = b.get(quote_at + 1) == Some(&quote) && b.get(quote_at + 2) == Some(&quote);
@@ -568,7 +642,10 @@ fn lex_string(src: &str, start: usize, quote_at: usize, raw: bool) -> Result<(St
             return Ok((out, i + delim));
         }
         if !triple && (c == '\n' || c == '\r') {
-            return perr(start, "unterminated string literal (use ''' or \"\"\" for multi-line strings)");
+            return perr(
+                start,
+                "unterminated string literal (use ''' or \"\"\" for multi-line strings)",
+            );
         }
         if c == '\\' && !raw {
             let (ch, next) = lex_escape(src, i)?;
@@ -664,7 +741,11 @@ impl Parser {
     }
 
     fn next(&mut self) -> (Tok, usize) {
-        let tok = self.toks.get(self.at).cloned().unwrap_or((Tok::Eof, self.end));
+        let tok = self
+            .toks
+            .get(self.at)
+            .cloned()
+            .unwrap_or((Tok::Eof, self.end));
         if self.at < self.toks.len() {
             self.at += 1;
         }
@@ -687,7 +768,10 @@ impl Parser {
         if self.eat(op) {
             Ok(())
         } else {
-            perr(self.pos(), format!("expected '{op}', found {}", self.peek().describe()))
+            perr(
+                self.pos(),
+                format!("expected '{op}', found {}", self.peek().describe()),
+            )
         }
     }
 
@@ -711,7 +795,11 @@ impl Parser {
         let (then, dt) = self.parse_or()?;
         self.expect(":")?;
         let (otherwise, de) = self.parse_expr()?;
-        node(pos, Expr::Cond(Box::new(cond), Box::new(then), Box::new(otherwise)), &[dc, dt, de])
+        node(
+            pos,
+            Expr::Cond(Box::new(cond), Box::new(then), Box::new(otherwise)),
+            &[dc, dt, de],
+        )
     }
 
     fn parse_or(&mut self) -> Result<Parsed, SelectorError> {
@@ -723,7 +811,10 @@ impl Parser {
     }
 
     fn parse_relation(&mut self) -> Result<Parsed, SelectorError> {
-        self.parse_left_assoc(&["<", "<=", ">", ">=", "==", "!=", "in"], Self::parse_addition)
+        self.parse_left_assoc(
+            &["<", "<=", ">", ">=", "==", "!=", "in"],
+            Self::parse_addition,
+        )
     }
 
     fn parse_addition(&mut self) -> Result<Parsed, SelectorError> {
@@ -765,7 +856,8 @@ impl Parser {
     /// cancels out, and `-` directly before a number is part of the literal.
     fn parse_unary(&mut self) -> Result<Parsed, SelectorError> {
         let pos = self.pos();
-        let negative_literal = self.is_op("-") && matches!(self.peek_at(1), Tok::Int(_) | Tok::Double(_));
+        let negative_literal =
+            self.is_op("-") && matches!(self.peek_at(1), Tok::Int(_) | Tok::Double(_));
         let op = if self.is_op("!") {
             "!"
         } else if self.is_op("-") && !negative_literal {
@@ -782,7 +874,15 @@ impl Parser {
             return Ok((operand, depth));
         }
         let operand = Box::new(operand);
-        node(pos, if op == "!" { Expr::Not(operand) } else { Expr::Neg(operand) }, &[depth])
+        node(
+            pos,
+            if op == "!" {
+                Expr::Not(operand)
+            } else {
+                Expr::Neg(operand)
+            },
+            &[depth],
+        )
     }
 
     /// `member = primary {'.' name ['(' args ')'] | '[' expr ']'}`
@@ -802,7 +902,11 @@ impl Parser {
             } else if self.eat("[") {
                 let (index, di) = self.parse_expr()?;
                 self.expect("]")?;
-                (expr, depth) = node(pos, Expr::Index(Box::new(expr), Box::new(index)), &[depth, di])?;
+                (expr, depth) = node(
+                    pos,
+                    Expr::Index(Box::new(expr), Box::new(index)),
+                    &[depth, di],
+                )?;
             } else {
                 return Ok((expr, depth));
             }
@@ -811,11 +915,15 @@ impl Parser {
 
     fn field_name(&mut self) -> Result<String, SelectorError> {
         match self.next() {
-            (Tok::Ident(name), pos) if RESERVED.contains(&name.as_str()) => {
-                perr(pos, format!("'{name}' is a reserved word (use ['{name}'] to read such a key)"))
-            }
+            (Tok::Ident(name), pos) if RESERVED.contains(&name.as_str()) => perr(
+                pos,
+                format!("'{name}' is a reserved word (use ['{name}'] to read such a key)"),
+            ),
             (Tok::Ident(name), _) => Ok(name),
-            (tok, pos) => perr(pos, format!("expected a name after '.', found {}", tok.describe())),
+            (tok, pos) => perr(
+                pos,
+                format!("expected a name after '.', found {}", tok.describe()),
+            ),
         }
     }
 
@@ -837,7 +945,13 @@ impl Parser {
     }
 
     /// `receiver.name(args)`: a comprehension macro or a method.
-    fn method_call(&mut self, pos: usize, receiver: Parsed, name: &str, args: Vec<Arg>) -> Result<Parsed, SelectorError> {
+    fn method_call(
+        &mut self,
+        pos: usize,
+        receiver: Parsed,
+        name: &str,
+        args: Vec<Arg>,
+    ) -> Result<Parsed, SelectorError> {
         let (receiver, dr) = receiver;
         if let Some(kind) = MacroKind::from_call(name, args.len()) {
             let mut args = args.into_iter();
@@ -846,7 +960,12 @@ impl Parser {
             };
             let var_name = match var.expr {
                 Expr::Var { name, root: false } => name,
-                _ => return perr(var.pos, format!("the first argument of {name}() must be a variable name")),
+                _ => {
+                    return perr(
+                        var.pos,
+                        format!("the first argument of {name}() must be a variable name"),
+                    )
+                }
             };
             let (filter, body) = match args.next() {
                 Some(third) => (Some(second), third),
@@ -896,7 +1015,10 @@ impl Parser {
             Tok::Ident(name) => self.parse_identifier(name, pos, false),
             Tok::Op(".") => match self.next() {
                 (Tok::Ident(name), p) => self.parse_identifier(name, p, true),
-                (t, p) => perr(p, format!("expected a name after '.', found {}", t.describe())),
+                (t, p) => perr(
+                    p,
+                    format!("expected a name after '.', found {}", t.describe()),
+                ),
             },
             Tok::Op("(") => {
                 let inner = self.parse_expr()?;
@@ -939,7 +1061,12 @@ impl Parser {
     }
 
     /// A name in primary position: a keyword literal, a global call, `has()`, or a variable.
-    fn parse_identifier(&mut self, name: String, pos: usize, root: bool) -> Result<Parsed, SelectorError> {
+    fn parse_identifier(
+        &mut self,
+        name: String,
+        pos: usize,
+        root: bool,
+    ) -> Result<Parsed, SelectorError> {
         if !root {
             let keyword = match name.as_str() {
                 "true" => Some(Value::Bool(true)),
@@ -958,17 +1085,26 @@ impl Parser {
             let args = self.parse_args()?;
             if name == "has" {
                 return match <[Arg; 1]>::try_from(args) {
-                    Ok([Arg {
-                        expr: Expr::Select(operand, field),
-                        depth,
-                        ..
-                    }]) => node(pos, Expr::Has(operand, field), &[depth]),
-                    _ => perr(pos, "has() takes one field selection, e.g. has(repository.is_fork)"),
+                    Ok(
+                        [Arg {
+                            expr: Expr::Select(operand, field),
+                            depth,
+                            ..
+                        }],
+                    ) => node(pos, Expr::Has(operand, field), &[depth]),
+                    _ => perr(
+                        pos,
+                        "has() takes one field selection, e.g. has(repository.is_fork)",
+                    ),
                 };
             }
             let func = Func::global(&name, args.len()).or_else(|msg| perr(pos, msg))?;
             let depths: Vec<usize> = args.iter().map(|a| a.depth).collect();
-            return node(pos, Expr::Call(func, args.into_iter().map(|a| a.expr).collect()), &depths);
+            return node(
+                pos,
+                Expr::Call(func, args.into_iter().map(|a| a.expr).collect()),
+                &depths,
+            );
         }
         if self.is_op("{") {
             return perr(self.pos(), "message construction is not supported");
@@ -1039,7 +1175,10 @@ impl<'a> Env<'a> {
                 }
             }
             Expr::List(items) => {
-                let items = items.iter().map(|e| self.eval(e).map(Cow::into_owned)).collect::<Result<_, _>>()?;
+                let items = items
+                    .iter()
+                    .map(|e| self.eval(e).map(Cow::into_owned))
+                    .collect::<Result<_, _>>()?;
                 Ok(Cow::Owned(Value::Array(items)))
             }
             Expr::Map(entries) => {
@@ -1047,7 +1186,12 @@ impl<'a> Env<'a> {
                 for (k, v) in entries {
                     let key = match self.eval(k)?.into_owned() {
                         Value::String(s) => s,
-                        other => return eerr(format!("map keys must be strings, got {}", type_name(&other))),
+                        other => {
+                            return eerr(format!(
+                                "map keys must be strings, got {}",
+                                type_name(&other)
+                            ))
+                        }
                     };
                     if map.contains_key(&key) {
                         return eerr(format!("duplicate map key {key:?}"));
@@ -1058,7 +1202,10 @@ impl<'a> Env<'a> {
                 Ok(Cow::Owned(Value::Object(map)))
             }
             Expr::Call(func, args) => {
-                let values = args.iter().map(|a| self.eval(a)).collect::<Result<Vec<_>, _>>()?;
+                let values = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let values: Vec<&Value> = values.iter().map(|v| &**v).collect();
                 call(*func, &values).map(Cow::Owned)
             }
@@ -1082,13 +1229,21 @@ impl<'a> Env<'a> {
     fn eval_bool(&mut self, expr: &'a Expr, op: &str) -> Result<bool, SelectorError> {
         match &*self.eval(expr)? {
             Value::Bool(b) => Ok(*b),
-            other => eerr(format!("no such overload: '{op}' applied to {}", type_name(other))),
+            other => eerr(format!(
+                "no such overload: '{op}' applied to {}",
+                type_name(other)
+            )),
         }
     }
 
     /// `&&` (`decisive` false) and `||` (`decisive` true): the decisive value on either side wins
     /// even over an error on the other; otherwise the first error is reported.
-    fn logical(&mut self, left: &'a Expr, right: &'a Expr, decisive: bool) -> Result<Cow<'a, Value>, SelectorError> {
+    fn logical(
+        &mut self,
+        left: &'a Expr,
+        right: &'a Expr,
+        decisive: bool,
+    ) -> Result<Cow<'a, Value>, SelectorError> {
         let op = if decisive { "||" } else { "&&" };
         let result = match self.eval_bool(left, op) {
             Ok(l) if l == decisive => Ok(decisive),
@@ -1119,9 +1274,20 @@ impl<'a> Env<'a> {
         let items: Vec<Cow<'a, Value>> = match self.eval(&c.range)? {
             Cow::Borrowed(Value::Array(a)) => a.iter().map(Cow::Borrowed).collect(),
             Cow::Owned(Value::Array(a)) => a.into_iter().map(Cow::Owned).collect(),
-            Cow::Borrowed(Value::Object(m)) => m.keys().map(|k| Cow::Owned(Value::String(k.clone()))).collect(),
-            Cow::Owned(Value::Object(m)) => m.into_iter().map(|(k, _)| Cow::Owned(Value::String(k))).collect(),
-            other => return eerr(format!("{name}() needs a list or map, got {}", type_name(&other))),
+            Cow::Borrowed(Value::Object(m)) => m
+                .keys()
+                .map(|k| Cow::Owned(Value::String(k.clone())))
+                .collect(),
+            Cow::Owned(Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, _)| Cow::Owned(Value::String(k)))
+                .collect(),
+            other => {
+                return eerr(format!(
+                    "{name}() needs a list or map, got {}",
+                    type_name(&other)
+                ))
+            }
         };
         let var = c.var.as_str();
         let result = match c.kind {
@@ -1201,12 +1367,17 @@ fn lookup_key<'v>(value: &'v Value, key: &Key<'_>) -> Result<&'v Value, Selector
                 Num::UInt(u) => usize::try_from(u).ok(),
                 Num::Double(_) => return eerr("list index must be an int, got double"),
             };
-            index
-                .and_then(|i| a.get(i))
-                .ok_or_else(|| SelectorError::Eval(format!("index {n} out of range (list size {})", a.len())))
+            index.and_then(|i| a.get(i)).ok_or_else(|| {
+                SelectorError::Eval(format!("index {n} out of range (list size {})", a.len()))
+            })
         }
-        (Value::Array(_), Key::Index(k)) => eerr(format!("list index must be an int, got {}", type_name(k))),
-        (other, Key::Field(f)) => eerr(format!("cannot select field '{f}' from {}", type_name(other))),
+        (Value::Array(_), Key::Index(k)) => {
+            eerr(format!("list index must be an int, got {}", type_name(k)))
+        }
+        (other, Key::Field(f)) => eerr(format!(
+            "cannot select field '{f}' from {}",
+            type_name(other)
+        )),
         (other, Key::Index(_)) => eerr(format!("{} does not support indexing", type_name(other))),
     }
 }
@@ -1266,7 +1437,9 @@ fn num_cmp(a: Num, b: Num) -> Option<Ordering> {
         (Num::Int(x), Num::UInt(y)) => Some(i128::from(x).cmp(&i128::from(y))),
         (Num::Int(x), Num::Double(y)) => cmp_integer_double(i128::from(x), y),
         (Num::UInt(x), Num::Double(y)) => cmp_integer_double(i128::from(x), y),
-        (Num::UInt(_), Num::Int(_)) | (Num::Double(_), Num::Int(_) | Num::UInt(_)) => num_cmp(b, a).map(Ordering::reverse),
+        (Num::UInt(_), Num::Int(_)) | (Num::Double(_), Num::Int(_) | Num::UInt(_)) => {
+            num_cmp(b, a).map(Ordering::reverse)
+        }
     }
 }
 
@@ -1298,7 +1471,9 @@ fn equal(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Number(x), Value::Number(y)) => num_cmp(num(x), num(y)) == Some(Ordering::Equal),
         (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
@@ -1307,7 +1482,12 @@ fn equal(a: &Value, b: &Value) -> bool {
 }
 
 fn no_overload_binary(op: BinOp, a: &Value, b: &Value) -> SelectorError {
-    SelectorError::Eval(format!("no such overload: {} {} {}", type_name(a), op.symbol(), type_name(b)))
+    SelectorError::Eval(format!(
+        "no such overload: {} {} {}",
+        type_name(a),
+        op.symbol(),
+        type_name(b)
+    ))
 }
 
 fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
@@ -1331,7 +1511,9 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
         }
         BinOp::In => match b {
             Value::Array(items) => Ok(Value::Bool(items.iter().any(|item| equal(a, item)))),
-            Value::Object(m) => Ok(Value::Bool(matches!(a, Value::String(k) if m.contains_key(k)))),
+            Value::Object(m) => Ok(Value::Bool(
+                matches!(a, Value::String(k) if m.contains_key(k)),
+            )),
             _ => Err(no_overload_binary(op, a, b)),
         },
         BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => arithmetic(op, a, b),
@@ -1352,7 +1534,8 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
                     BinOp::Rem => x.checked_rem(y),
                     _ => return Err(no_overload_binary(op, a, b)),
                 };
-                r.map(Value::from).ok_or_else(|| SelectorError::Eval("integer overflow".into()))
+                r.map(Value::from)
+                    .ok_or_else(|| SelectorError::Eval("integer overflow".into()))
             }
             (Num::UInt(x), Num::UInt(y)) => {
                 let r = match op {
@@ -1365,7 +1548,8 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
                     BinOp::Rem => x.checked_rem(y),
                     _ => return Err(no_overload_binary(op, a, b)),
                 };
-                r.map(Value::from).ok_or_else(|| SelectorError::Eval("unsigned integer overflow".into()))
+                r.map(Value::from)
+                    .ok_or_else(|| SelectorError::Eval("unsigned integer overflow".into()))
             }
             (Num::Double(x), Num::Double(y)) => double(match op {
                 BinOp::Add => x + y,
@@ -1376,8 +1560,12 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
             }),
             _ => Err(no_overload_binary(op, a, b)),
         },
-        (Value::String(x), Value::String(y)) if op == BinOp::Add => Ok(Value::String(format!("{x}{y}"))),
-        (Value::Array(x), Value::Array(y)) if op == BinOp::Add => Ok(Value::Array(x.iter().chain(y).cloned().collect())),
+        (Value::String(x), Value::String(y)) if op == BinOp::Add => {
+            Ok(Value::String(format!("{x}{y}")))
+        }
+        (Value::Array(x), Value::Array(y)) if op == BinOp::Add => {
+            Ok(Value::Array(x.iter().chain(y).cloned().collect()))
+        }
         _ => Err(no_overload_binary(op, a, b)),
     }
 }
@@ -1385,7 +1573,10 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Value, SelectorError> {
 fn negate(v: &Value) -> Result<Value, SelectorError> {
     match v {
         Value::Number(n) => match num(n) {
-            Num::Int(i) => i.checked_neg().map(Value::from).ok_or_else(|| SelectorError::Eval("integer overflow".into())),
+            Num::Int(i) => i
+                .checked_neg()
+                .map(Value::from)
+                .ok_or_else(|| SelectorError::Eval("integer overflow".into())),
             Num::Double(d) => double(-d),
             Num::UInt(_) => eerr("no such overload: -uint"),
         },
@@ -1395,7 +1586,11 @@ fn negate(v: &Value) -> Result<Value, SelectorError> {
 
 fn no_overload_call<T>(func: Func, args: &[&Value]) -> Result<T, SelectorError> {
     let types: Vec<&str> = args.iter().map(|v| type_name(v)).collect();
-    eerr(format!("no such overload: {}({})", func.name(), types.join(", ")))
+    eerr(format!(
+        "no such overload: {}({})",
+        func.name(),
+        types.join(", ")
+    ))
 }
 
 /// Applies a built-in function (arity is checked by the parser).
@@ -1408,11 +1603,19 @@ fn call(func: Func, args: &[&Value]) -> Result<Value, SelectorError> {
                 Value::Object(m) => m.len(),
                 _ => return no_overload_call(func, args),
             };
-            i64::try_from(n).map(Value::from).or_else(|_| eerr("size overflows int"))
+            i64::try_from(n)
+                .map(Value::from)
+                .or_else(|_| eerr("size overflows int"))
         }
-        (Func::Contains, [Value::String(s), Value::String(p)]) => Ok(Value::Bool(s.contains(p.as_str()))),
-        (Func::StartsWith, [Value::String(s), Value::String(p)]) => Ok(Value::Bool(s.starts_with(p.as_str()))),
-        (Func::EndsWith, [Value::String(s), Value::String(p)]) => Ok(Value::Bool(s.ends_with(p.as_str()))),
+        (Func::Contains, [Value::String(s), Value::String(p)]) => {
+            Ok(Value::Bool(s.contains(p.as_str())))
+        }
+        (Func::StartsWith, [Value::String(s), Value::String(p)]) => {
+            Ok(Value::Bool(s.starts_with(p.as_str())))
+        }
+        (Func::EndsWith, [Value::String(s), Value::String(p)]) => {
+            Ok(Value::Bool(s.ends_with(p.as_str())))
+        }
         (Func::Int, [v]) => to_int(v),
         (Func::Double, [v]) => match v {
             Value::Number(n) => match num(n) {
@@ -1446,9 +1649,13 @@ fn to_int(v: &Value) -> Result<Value, SelectorError> {
     match v {
         Value::Number(n) => match num(n) {
             Num::Int(i) => Ok(Value::from(i)),
-            Num::UInt(u) => i64::try_from(u).map(Value::from).or_else(|_| eerr("integer overflow")),
+            Num::UInt(u) => i64::try_from(u)
+                .map(Value::from)
+                .or_else(|_| eerr("integer overflow")),
             // Truncates toward zero, like CEL.
-            Num::Double(d) if (-TWO_POW_63..TWO_POW_63).contains(&d) => Ok(Value::from(d.trunc() as i64)),
+            Num::Double(d) if (-TWO_POW_63..TWO_POW_63).contains(&d) => {
+                Ok(Value::from(d.trunc() as i64))
+            }
             Num::Double(d) => eerr(format!("double {d} out of int range")),
         },
         Value::String(s) => s
@@ -1503,11 +1710,17 @@ mod tests {
     }
 
     fn value(src: &str) -> Value {
-        Selector::parse(src).unwrap().evaluate(&repo("stacklok/minder")).unwrap_or_else(|e| panic!("{src}: {e}"))
+        Selector::parse(src)
+            .unwrap()
+            .evaluate(&repo("stacklok/minder"))
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
     }
 
     fn eval_err(src: &str) -> String {
-        match Selector::parse(src).unwrap().evaluate(&repo("stacklok/minder")) {
+        match Selector::parse(src)
+            .unwrap()
+            .evaluate(&repo("stacklok/minder"))
+        {
             Err(SelectorError::Eval(msg)) => msg,
             other => panic!("{src}: expected an evaluation error, got {other:?}"),
         }
@@ -1526,10 +1739,20 @@ mod tests {
     fn corpus_example() {
         let s = Selector::parse(CORPUS).unwrap();
         assert_eq!(s.source(), CORPUS);
-        for name in ["stacklok/quiver", "stacklok/quiver-ui", "stacklok/minder-bundle-updater", "stacklok/healthcheck-bundle"] {
+        for name in [
+            "stacklok/quiver",
+            "stacklok/quiver-ui",
+            "stacklok/minder-bundle-updater",
+            "stacklok/healthcheck-bundle",
+        ] {
             assert!(s.matches(&repo(name)).unwrap(), "{name}");
         }
-        for name in ["stacklok/minder", "other/quiver", "stacklok/Quiver", "stacklok"] {
+        for name in [
+            "stacklok/minder",
+            "other/quiver",
+            "stacklok/Quiver",
+            "stacklok",
+        ] {
             assert!(!s.matches(&repo(name)).unwrap(), "{name}");
         }
     }
@@ -1540,22 +1763,38 @@ mod tests {
         assert!(!is_true("'staging' in repository.labels"));
         assert!(is_true("!('archived' in repository.labels)"));
         assert!(!is_true("!('prod' in repository.labels)"));
-        assert!(is_true("repository.labels.exists(l, l.startsWith('team-'))"));
+        assert!(is_true(
+            "repository.labels.exists(l, l.startsWith('team-'))"
+        ));
         assert!(!is_true("repository.labels.all(l, l.startsWith('team-'))"));
         assert!(is_true("repository.labels.exists_one(l, l == 'prod')"));
-        assert!(is_true("repository.labels.filter(l, l != 'prod') == ['team-a']"));
-        assert!(is_true("repository.labels.map(l, l + '!') == ['prod!', 'team-a!']"));
-        assert!(is_true("repository.labels.map(l, l != 'prod', l.size()) == [6]"));
-        assert!(is_true("repository.labels.size() == 2 && size(repository.labels) == 2"));
-        assert!(is_true("repository.is_fork != true && !repository.is_private"));
+        assert!(is_true(
+            "repository.labels.filter(l, l != 'prod') == ['team-a']"
+        ));
+        assert!(is_true(
+            "repository.labels.map(l, l + '!') == ['prod!', 'team-a!']"
+        ));
+        assert!(is_true(
+            "repository.labels.map(l, l != 'prod', l.size()) == [6]"
+        ));
+        assert!(is_true(
+            "repository.labels.size() == 2 && size(repository.labels) == 2"
+        ));
+        assert!(is_true(
+            "repository.is_fork != true && !repository.is_private"
+        ));
         assert!(is_true("repository.is_fork == false ? true : false"));
         assert!(is_true(".repository.name == 'stacklok/minder'"));
     }
 
     #[test]
     fn properties_index() {
-        assert!(is_true("repository.properties['github/primary_language'] == 'Go'"));
-        assert!(is_true("repository.properties['github/license'].contains('GPL') == true"));
+        assert!(is_true(
+            "repository.properties['github/primary_language'] == 'Go'"
+        ));
+        assert!(is_true(
+            "repository.properties['github/license'].contains('GPL') == true"
+        ));
         assert!(is_true("repository.properties['github/repo_id'] == 42"));
         assert!(is_true("repository.properties['github/repo_id'] == 42.0"));
         assert!(is_true("repository.properties[\"github/repo_id\"] > 41"));
@@ -1563,27 +1802,40 @@ mod tests {
         assert!(!is_true("'github/nope' in repository.properties"));
         assert!(is_true("repository.labels[1] == 'team-a'"));
         assert!(eval_err("repository.labels[2] == 'x'").contains("out of range"));
-        assert_eq!(eval_err("repository.properties['github/nope'] == 'x'"), "no such key: github/nope");
+        assert_eq!(
+            eval_err("repository.properties['github/nope'] == 'x'"),
+            "no such key: github/nope"
+        );
     }
 
     #[test]
     fn has_macro() {
         assert!(is_true("has(repository.is_fork)"));
         assert!(!is_true("has(repository.archived)"));
-        assert!(is_true("!has(repository.archived) || repository.archived == false"));
+        assert!(is_true(
+            "!has(repository.archived) || repository.archived == false"
+        ));
         assert!(!is_true("has(repository.properties.nope)"));
         assert_eq!(eval_err("has(repository.nope.deeper)"), "no such key: nope");
         assert!(eval_err("has(repository.name.x)").contains("needs a map"));
-        assert!(parse_err("has(repository['x'])").1.contains("field selection"));
+        assert!(parse_err("has(repository['x'])")
+            .1
+            .contains("field selection"));
         assert!(parse_err("has(repository)").1.contains("field selection"));
     }
 
     #[test]
     fn missing_field_and_variable() {
         assert_eq!(eval_err("repository.nope == 'x'"), "no such key: nope");
-        assert_eq!(eval_err("artifact.name == 'x'"), "undeclared reference to 'artifact'");
+        assert_eq!(
+            eval_err("artifact.name == 'x'"),
+            "undeclared reference to 'artifact'"
+        );
         assert!(eval_err("repository.name.first == 'x'").contains("cannot select field"));
-        assert!(matches!(Selector::parse("true").unwrap().matches(&json!([1])), Err(SelectorError::Eval(_))));
+        assert!(matches!(
+            Selector::parse("true").unwrap().matches(&json!([1])),
+            Err(SelectorError::Eval(_))
+        ));
     }
 
     #[test]
@@ -1599,7 +1851,10 @@ mod tests {
 
     #[test]
     fn parse_errors_have_positions() {
-        assert_eq!(parse_err("repository.name =="), (18, "unexpected end of expression".into()));
+        assert_eq!(
+            parse_err("repository.name =="),
+            (18, "unexpected end of expression".into())
+        );
         assert_eq!(parse_err("repository.name = 'x'").0, 16);
         assert!(parse_err("repository.name = 'x'").1.contains("'=='"));
         assert_eq!(parse_err("repository.name.startsWith('x'").0, 30);
@@ -1613,11 +1868,23 @@ mod tests {
         assert_eq!(parse_err("'\\q'").0, 1);
         assert_eq!(parse_err("a.if").0, 2);
         assert_eq!(parse_err("foo(1)"), (0, "unknown function foo()".into()));
-        assert_eq!(parse_err("a.b.lower()"), (4, "unknown method lower()".into()));
+        assert_eq!(
+            parse_err("a.b.lower()"),
+            (4, "unknown method lower()".into())
+        );
         assert_eq!(parse_err("a.startsWith()").0, 2);
-        assert_eq!(parse_err("x.matches('^a')"), (2, "matches() is not supported".into()));
-        assert_eq!(parse_err("matches(x, '^a')"), (0, "matches() is not supported".into()));
-        assert_eq!(parse_err("b'abc' == x").1, "bytes literals are not supported");
+        assert_eq!(
+            parse_err("x.matches('^a')"),
+            (2, "matches() is not supported".into())
+        );
+        assert_eq!(
+            parse_err("matches(x, '^a')"),
+            (0, "matches() is not supported".into())
+        );
+        assert_eq!(
+            parse_err("b'abc' == x").1,
+            "bytes literals are not supported"
+        );
         assert_eq!(parse_err("9223372036854775808 > 1").0, 0);
         assert!(parse_err("a.exists(x.y, true)").1.contains("variable name"));
         assert!(parse_err("Msg{a: 1}").1.contains("not supported"));
@@ -1667,17 +1934,36 @@ mod tests {
         assert!(is_true("7 / 2 == 3 && -7 % 3 == -1 && 7.0 / 2.0 == 3.5"));
         assert!(is_true("-9223372036854775808 == -9223372036854775807 - 1"));
         assert!(is_true("[1, 2] + [3] == [1, 2, 3] && [1, [2]] != [1, [3]]"));
-        assert!(is_true("{'a': 1, 'b': [2]}['b'][0] == 2 && {'a': 1} == {'a': 1.0}"));
+        assert!(is_true(
+            "{'a': 1, 'b': [2]}['b'][0] == 2 && {'a': 1} == {'a': 1.0}"
+        ));
         assert!(is_true("'a' in {'a': 1} && !(1 in {'a': 1})"));
-        assert!(is_true("1 == 1.0 && 1 < 1.5 && 2 > 1.5 && -1 < 0.5 && 'a' < 'b' && false < true"));
-        assert!(is_true("1 != 'a' && null == null && null != false && [] != {}"));
-        assert!(is_true("size('héllo') == 5 && 'héllo'.size() == 5 && size({'a': 1}) == 1"));
-        assert!(is_true("'abc'.endsWith('bc') && 'abc'.contains('b') && !'abc'.startsWith('b')"));
-        assert!(is_true("int('42') == 42 && int(3.9) == 3 && int(-3.9) == -3 && double(2) == 2.0"));
-        assert!(is_true("string(1) == '1' && string(true) == 'true' && string(1.5) == '1.5'"));
-        assert!(is_true("string(1e6) == '1e+06' && string(123456.0) == '123456' && string(0.00001) == '1e-05'"));
+        assert!(is_true(
+            "1 == 1.0 && 1 < 1.5 && 2 > 1.5 && -1 < 0.5 && 'a' < 'b' && false < true"
+        ));
+        assert!(is_true(
+            "1 != 'a' && null == null && null != false && [] != {}"
+        ));
+        assert!(is_true(
+            "size('héllo') == 5 && 'héllo'.size() == 5 && size({'a': 1}) == 1"
+        ));
+        assert!(is_true(
+            "'abc'.endsWith('bc') && 'abc'.contains('b') && !'abc'.startsWith('b')"
+        ));
+        assert!(is_true(
+            "int('42') == 42 && int(3.9) == 3 && int(-3.9) == -3 && double(2) == 2.0"
+        ));
+        assert!(is_true(
+            "string(1) == '1' && string(true) == 'true' && string(1.5) == '1.5'"
+        ));
+        assert!(is_true(
+            "string(1e6) == '1e+06' && string(123456.0) == '123456' && string(0.00001) == '1e-05'"
+        ));
         assert!(is_true("dyn(1) == 1 // a trailing comment"));
-        assert_eq!(value("[1, 'a', null, {'k': true}]"), json!([1, "a", null, {"k": true}]));
+        assert_eq!(
+            value("[1, 'a', null, {'k': true}]"),
+            json!([1, "a", null, {"k": true}])
+        );
         assert_eq!(value("1.5 + 1.5"), json!(3.0));
     }
 
@@ -1692,7 +1978,8 @@ mod tests {
         assert_eq!(eval_err("1.0 / 0.0 > 0.0"), "double result is not finite");
         assert!(eval_err("int('x') == 1").contains("cannot convert"));
         assert!(eval_err("size(1) == 1").contains("no such overload: size(int)"));
-        assert!(eval_err("repository.name.startsWith(1)").contains("no such overload: startsWith(string, int)"));
+        assert!(eval_err("repository.name.startsWith(1)")
+            .contains("no such overload: startsWith(string, int)"));
         assert!(eval_err("1 in 'abc'").contains("no such overload"));
         assert!(eval_err("{'a': 1, 'a': 2}.size() == 1").contains("duplicate"));
         assert!(eval_err("'x'.exists(c, true)").contains("needs a list or map"));
@@ -1702,9 +1989,18 @@ mod tests {
     #[test]
     fn selection_requires_every_selector_of_the_kind() {
         let entries = vec![
-            ("repository".to_string(), "repository.name.startsWith('stacklok/')".to_string()),
-            ("repository".to_string(), "'prod' in repository.labels".to_string()),
-            ("artifact".to_string(), "artifact.name == 'never'".to_string()),
+            (
+                "repository".to_string(),
+                "repository.name.startsWith('stacklok/')".to_string(),
+            ),
+            (
+                "repository".to_string(),
+                "'prod' in repository.labels".to_string(),
+            ),
+            (
+                "artifact".to_string(),
+                "artifact.name == 'never'".to_string(),
+            ),
         ];
         let sel = Selection::compile(&entries).unwrap();
         assert!(!sel.is_empty());
@@ -1714,16 +2010,26 @@ mod tests {
         let unlabeled = json!({"repository": {"name": "stacklok/minder", "labels": []}});
         assert!(!sel.matches("repository", &unlabeled).unwrap());
         // No selectors for pull requests or releases: everything is selected.
-        assert!(sel.matches("pull_request", &json!({"pull_request": {"name": "x"}})).unwrap());
+        assert!(sel
+            .matches("pull_request", &json!({"pull_request": {"name": "x"}}))
+            .unwrap());
         assert!(sel.matches("release", &json!({})).unwrap());
         // The artifact selector only runs for artifacts.
-        assert!(!sel.matches("artifact", &json!({"artifact": {"name": "a"}})).unwrap());
+        assert!(!sel
+            .matches("artifact", &json!({"artifact": {"name": "a"}}))
+            .unwrap());
         // Errors name the entry.
         match sel.matches("artifact", &json!({})) {
-            Err(SelectorError::Eval(msg)) => assert_eq!(msg, "selection entry 2 (artifact): undeclared reference to 'artifact'"),
+            Err(SelectorError::Eval(msg)) => assert_eq!(
+                msg,
+                "selection entry 2 (artifact): undeclared reference to 'artifact'"
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(Selection::compile(&[]).unwrap().matches("repository", &json!({})).unwrap());
+        assert!(Selection::compile(&[])
+            .unwrap()
+            .matches("repository", &json!({}))
+            .unwrap());
     }
 
     #[test]
@@ -1732,8 +2038,16 @@ mod tests {
         assert!(!any.matches("repository", &json!({})).unwrap());
         assert!(!any.matches("release", &json!({})).unwrap());
         let e = Selection::compile(&[("repositories".into(), "true".into())]).unwrap_err();
-        assert!(e.to_string().contains("unknown entity kind \"repositories\""), "{e}");
-        let e = Selection::compile(&[("repository".into(), "true".into()), ("repository".into(), "a ==".into())]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown entity kind \"repositories\""),
+            "{e}"
+        );
+        let e = Selection::compile(&[
+            ("repository".into(), "true".into()),
+            ("repository".into(), "a ==".into()),
+        ])
+        .unwrap_err();
         assert_eq!(
             e,
             SelectorError::Parse {

@@ -21,7 +21,10 @@ pub enum TemplateError {
 }
 
 fn perr<T>(pos: usize, msg: impl Into<String>) -> Result<T, TemplateError> {
-    Err(TemplateError::Parse { pos, msg: msg.into() })
+    Err(TemplateError::Parse {
+        pos,
+        msg: msg.into(),
+    })
 }
 
 fn xerr<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
@@ -32,9 +35,21 @@ fn xerr<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
 enum Node {
     Text(String),
     Output(Pipeline),
-    If { branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node> },
-    Range { decl: Vec<String>, pipe: Pipeline, body: Vec<Node>, otherwise: Vec<Node> },
-    With { pipe: Pipeline, body: Vec<Node>, otherwise: Vec<Node> },
+    If {
+        branches: Vec<(Pipeline, Vec<Node>)>,
+        otherwise: Vec<Node>,
+    },
+    Range {
+        decl: Vec<String>,
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+    With {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
 }
 
 /// A pipeline, optionally declaring (`:=`) or assigning (`=`) variables.
@@ -180,9 +195,12 @@ fn lex_action(src: &str, base: usize) -> Result<Vec<(usize, Tok)>, TemplateError
                     out.push((base + start, Tok::Var(format!("${name}"))));
                 }
             }
-            _ if c.is_ascii_digit() || (c == '-' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            _ if c.is_ascii_digit()
+                || (c == '-' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_')
+                {
                     i += 1;
                 }
                 let text = &src[start..i];
@@ -255,7 +273,11 @@ impl PipeParser<'_> {
             self.i += 1;
             cmds.push(self.command()?);
         }
-        Ok(Pipeline { decl, is_assign, cmds })
+        Ok(Pipeline {
+            decl,
+            is_assign,
+            cmds,
+        })
     }
 
     fn fields(&mut self) -> Vec<String> {
@@ -356,7 +378,8 @@ fn split(src: &str) -> Result<Vec<Item>, TemplateError> {
             text = text.trim_start();
         }
         let after = &rest[open + 2..];
-        let trim_left = after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
+        let trim_left =
+            after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_left {
             text = text.trim_end();
         }
@@ -466,7 +489,11 @@ impl TreeParser {
             match kw {
                 "end" => return Ok((nodes, Stop::End)),
                 "else" => {
-                    let cond = if rest.is_empty() { None } else { Some((rest_pos, rest.to_string())) };
+                    let cond = if rest.is_empty() {
+                        None
+                    } else {
+                        Some((rest_pos, rest.to_string()))
+                    };
                     return Ok((nodes, Stop::Else(cond)));
                 }
                 "if" => nodes.push(self.if_node(rest_pos, rest)?),
@@ -476,7 +503,10 @@ impl TreeParser {
                     let decl = pipe.decl.clone();
                     nodes.push(Node::Range {
                         decl,
-                        pipe: Pipeline { decl: vec![], ..pipe },
+                        pipe: Pipeline {
+                            decl: vec![],
+                            ..pipe
+                        },
                         body,
                         otherwise,
                     });
@@ -484,18 +514,30 @@ impl TreeParser {
                 "with" => {
                     let pipe = parse_pipeline(rest, rest_pos, true)?;
                     let (body, otherwise) = self.body_else(pos, "with")?;
-                    nodes.push(Node::With { pipe, body, otherwise });
+                    nodes.push(Node::With {
+                        pipe,
+                        body,
+                        otherwise,
+                    });
                 }
                 "define" | "template" | "block" | "break" | "continue" => {
                     return perr(pos, format!("{kw:?} is not supported"));
                 }
-                _ => nodes.push(Node::Output(parse_pipeline(trimmed, pos + body.find(trimmed).unwrap_or(0), true)?)),
+                _ => nodes.push(Node::Output(parse_pipeline(
+                    trimmed,
+                    pos + body.find(trimmed).unwrap_or(0),
+                    true,
+                )?)),
             }
         }
         Ok((nodes, Stop::Eof))
     }
 
-    fn body_else(&mut self, pos: usize, what: &str) -> Result<(Vec<Node>, Vec<Node>), TemplateError> {
+    fn body_else(
+        &mut self,
+        pos: usize,
+        what: &str,
+    ) -> Result<(Vec<Node>, Vec<Node>), TemplateError> {
         let (body, stop) = self.list()?;
         match stop {
             Stop::End => Ok((body, vec![])),
@@ -519,7 +561,12 @@ impl TreeParser {
             let (body, stop) = self.list()?;
             branches.push((pipe, body));
             match stop {
-                Stop::End => return Ok(Node::If { branches, otherwise: vec![] }),
+                Stop::End => {
+                    return Ok(Node::If {
+                        branches,
+                        otherwise: vec![],
+                    })
+                }
                 Stop::Else(Some(next)) => {
                     let Some(c) = next.1.strip_prefix("if") else {
                         return perr(next.0, "else must be followed by if or nothing");
@@ -529,7 +576,10 @@ impl TreeParser {
                 Stop::Else(None) => {
                     let (otherwise, stop) = self.list()?;
                     return match stop {
-                        Stop::End => Ok(Node::If { branches, otherwise }),
+                        Stop::End => Ok(Node::If {
+                            branches,
+                            otherwise,
+                        }),
                         _ => perr(pos, "if without end"),
                     };
                 }
@@ -566,7 +616,10 @@ impl Template {
     }
 
     fn render_as(&self, data: &Value, esc: Escape) -> Result<String, TemplateError> {
-        let mut out = Out { buf: String::new(), esc };
+        let mut out = Out {
+            buf: String::new(),
+            esc,
+        };
         let mut vars = vec![("$".to_string(), data.clone())];
         exec_list(&self.nodes, data, &mut vars, &mut out)?;
         Ok(out.buf)
@@ -593,7 +646,9 @@ impl Out {
         }
         let in_query = self.buf.contains('?');
         if !in_query && !value.is_empty() && value.bytes().all(|b| b == b'.') {
-            return xerr(format!("the value {value:?} may not be printed into a URL path"));
+            return xerr(format!(
+                "the value {value:?} may not be printed into a URL path"
+            ));
         }
         for b in value.bytes() {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -616,7 +671,12 @@ pub fn render(src: &str, data: &Value) -> Result<String, TemplateError> {
 
 type Vars = Vec<(String, Value)>;
 
-fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut Out) -> Result<(), TemplateError> {
+fn exec_list(
+    nodes: &[Node],
+    dot: &Value,
+    vars: &mut Vars,
+    out: &mut Out,
+) -> Result<(), TemplateError> {
     for n in nodes {
         match n {
             Node::Text(t) => out.buf.push_str(t),
@@ -626,7 +686,10 @@ fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut Out) -> Res
                     out.emit(&print_value(&v))?;
                 }
             }
-            Node::If { branches, otherwise } => {
+            Node::If {
+                branches,
+                otherwise,
+            } => {
                 let mark = vars.len();
                 let mut done = false;
                 for (cond, body) in branches {
@@ -642,7 +705,11 @@ fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut Out) -> Res
                 }
                 vars.truncate(mark);
             }
-            Node::With { pipe, body, otherwise } => {
+            Node::With {
+                pipe,
+                body,
+                otherwise,
+            } => {
                 let mark = vars.len();
                 let v = eval_pipe(pipe, dot, vars)?;
                 if truthy(&v) {
@@ -652,18 +719,32 @@ fn exec_list(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut Out) -> Res
                 }
                 vars.truncate(mark);
             }
-            Node::Range { decl, pipe, body, otherwise } => {
+            Node::Range {
+                decl,
+                pipe,
+                body,
+                otherwise,
+            } => {
                 let v = eval_pipe(pipe, dot, vars)?;
                 let items: Vec<(Value, Value)> = match &v {
-                    Value::Array(a) => a.iter().enumerate().map(|(i, x)| (Value::from(i), x.clone())).collect(),
+                    Value::Array(a) => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::from(i), x.clone()))
+                        .collect(),
                     // Go ranges over maps in sorted key order; serde_json's map is sorted.
-                    Value::Object(m) => m.iter().map(|(k, x)| (Value::String(k.clone()), x.clone())).collect(),
+                    Value::Object(m) => m
+                        .iter()
+                        .map(|(k, x)| (Value::String(k.clone()), x.clone()))
+                        .collect(),
                     Value::Null => vec![],
                     Value::Number(n) => match n.as_u64() {
                         Some(c) => (0..c).map(|i| (Value::from(i), Value::from(i))).collect(),
                         None => return xerr(format!("range can't iterate over {n}")),
                     },
-                    other => return xerr(format!("range can't iterate over {}", print_value(other))),
+                    other => {
+                        return xerr(format!("range can't iterate over {}", print_value(other)))
+                    }
                 };
                 if items.is_empty() {
                     exec_list(otherwise, dot, vars, out)?;
@@ -737,7 +818,12 @@ fn eval_arg(a: &Arg, dot: &Value, vars: &mut Vars) -> Result<Value, TemplateErro
     }
 }
 
-fn eval_cmd(c: &Command, dot: &Value, vars: &mut Vars, prev: Option<Value>) -> Result<Value, TemplateError> {
+fn eval_cmd(
+    c: &Command,
+    dot: &Value,
+    vars: &mut Vars,
+    prev: Option<Value>,
+) -> Result<Value, TemplateError> {
     match &c.args[0] {
         Arg::Func(name) => {
             // and/or short-circuit.
@@ -745,7 +831,9 @@ fn eval_cmd(c: &Command, dot: &Value, vars: &mut Vars, prev: Option<Value>) -> R
                 let mut last = Value::Null;
                 let n = c.args.len() - 1 + prev.is_some() as usize;
                 if n == 0 {
-                    return xerr(format!("wrong number of args for {name}: want at least 1 got 0"));
+                    return xerr(format!(
+                        "wrong number of args for {name}: want at least 1 got 0"
+                    ));
                 }
                 for a in &c.args[1..] {
                     last = eval_arg(a, dot, vars)?;
@@ -778,7 +866,10 @@ fn eval_cmd(c: &Command, dot: &Value, vars: &mut Vars, prev: Option<Value>) -> R
 
 fn want(name: &str, args: &[Value], n: usize) -> Result<(), TemplateError> {
     if args.len() != n {
-        return xerr(format!("wrong number of args for {name}: want {n} got {}", args.len()));
+        return xerr(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -792,13 +883,25 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             };
             for k in it {
                 v = match (&v, &k) {
-                    (Value::Object(m), Value::String(s)) => m.get(s).cloned().unwrap_or(Value::Null),
-                    (Value::Array(a), Value::Number(n)) => match n.as_u64().and_then(|i| a.get(i as usize)) {
+                    (Value::Object(m), Value::String(s)) => {
+                        m.get(s).cloned().unwrap_or(Value::Null)
+                    }
+                    (Value::Array(a), Value::Number(n)) => match n
+                        .as_u64()
+                        .and_then(|i| a.get(i as usize))
+                    {
                         Some(x) => x.clone(),
-                        None => return xerr(format!("error calling index: index out of range: {n}")),
+                        None => {
+                            return xerr(format!("error calling index: index out of range: {n}"))
+                        }
                     },
                     (Value::Null, _) => return xerr("error calling index: index of untyped nil"),
-                    _ => return xerr(format!("error calling index: can't index item of type {}", type_name(&v))),
+                    _ => {
+                        return xerr(format!(
+                            "error calling index: can't index item of type {}",
+                            type_name(&v)
+                        ))
+                    }
                 };
             }
             Ok(v)
@@ -806,7 +909,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         "mapGet" => {
             want(name, &args, 2)?;
             match (&args[0], &args[1]) {
-                (Value::Object(m), Value::String(k)) => Ok(m.get(k).cloned().unwrap_or(Value::Null)),
+                (Value::Object(m), Value::String(k)) => {
+                    Ok(m.get(k).cloned().unwrap_or(Value::Null))
+                }
                 (Value::Null, _) => Ok(Value::Null),
                 _ => xerr("mapGet wants a map and a string key"),
             }
@@ -818,7 +923,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
                 Value::Array(a) => Ok(Value::from(a.len())),
                 Value::Object(m) => Ok(Value::from(m.len())),
                 Value::Null => Ok(Value::from(0)),
-                other => xerr(format!("error calling len: len of type {}", type_name(other))),
+                other => xerr(format!(
+                    "error calling len: len of type {}",
+                    type_name(other)
+                )),
             }
         }
         "not" => {
@@ -829,7 +937,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             if args.len() < 2 {
                 return xerr("wrong number of args for eq: want at least 2");
             }
-            Ok(Value::Bool(args[1..].iter().any(|b| values_eq(&args[0], b))))
+            Ok(Value::Bool(
+                args[1..].iter().any(|b| values_eq(&args[0], b)),
+            ))
         }
         "ne" => {
             want(name, &args, 2)?;
@@ -858,7 +968,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         }
         "toJson" => {
             want(name, &args, 1)?;
-            serde_json::to_string(&args[0]).map(Value::String).map_err(|e| TemplateError::Exec(e.to_string()))
+            serde_json::to_string(&args[0])
+                .map(Value::String)
+                .map_err(|e| TemplateError::Exec(e.to_string()))
         }
         other => xerr(format!("function {other:?} not defined")),
     }
@@ -893,7 +1005,11 @@ fn printf(fmt: &str, args: &[Value]) -> String {
                     'q' => {
                         let _ = write!(out, "{}", serde_json::Value::String(print_value(v)));
                     }
-                    'd' => out.push_str(&v.as_f64().map(|f| (f as i64).to_string()).unwrap_or_else(|| format!("%!d({})", print_value(v)))),
+                    'd' => out.push_str(
+                        &v.as_f64()
+                            .map(|f| (f as i64).to_string())
+                            .unwrap_or_else(|| format!("%!d({})", print_value(v))),
+                    ),
                     _ => out.push_str(&print_value(v)),
                 },
                 None => {
@@ -921,7 +1037,11 @@ fn compare(a: &Value, b: &Value) -> Result<std::cmp::Ordering, TemplateError> {
             .and_then(|(x, y)| x.partial_cmp(&y))
             .ok_or_else(|| TemplateError::Exec("incomparable numbers".into())),
         (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
-        _ => xerr(format!("incompatible types for comparison: {} and {}", type_name(a), type_name(b))),
+        _ => xerr(format!(
+            "incompatible types for comparison: {} and {}",
+            type_name(a),
+            type_name(b)
+        )),
     }
 }
 
@@ -964,7 +1084,10 @@ pub fn print_value(v: &Value) -> String {
             format!("[{}]", parts.join(" "))
         }
         Value::Object(m) => {
-            let parts: Vec<String> = m.iter().map(|(k, x)| format!("{k}:{}", print_nested(x))).collect();
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, x)| format!("{k}:{}", print_nested(x)))
+                .collect();
             format!("map[{}]", parts.join(" "))
         }
     }
@@ -1000,13 +1123,22 @@ mod tests {
         assert_eq!(r("{{ .Params.x }}", json!({"Params": {}})), "<no value>");
         assert!(r(r#"{{ index .Params "x" }}"#, json!({})).starts_with("ERR"));
         // `ne` with a nil operand is still defined (not equal).
-        assert_eq!(r(r#"{{ $b := index .Params "branch" }}{{ if ne $b "" }}set{{ else }}unset{{ end }}"#, json!({"Params": {}})), "set");
+        assert_eq!(
+            r(
+                r#"{{ $b := index .Params "branch" }}{{ if ne $b "" }}set{{ else }}unset{{ end }}"#,
+                json!({"Params": {}})
+            ),
+            "set"
+        );
     }
 
     #[test]
     fn range_len_pipes_and_trimming() {
         let d = json!({"Profile": {"languages": ["go", "rust"]}});
-        assert_eq!(r("{{ if .Profile.languages | len }}yes{{ end }}", d.clone()), "yes");
+        assert_eq!(
+            r("{{ if .Profile.languages | len }}yes{{ end }}", d.clone()),
+            "yes"
+        );
         assert_eq!(
             r("{{range $index, $pattern := .Profile.languages}}{{if $index}}, {{end}}{{ $pattern }}{{end}}", d.clone()),
             "go, rust"
@@ -1014,7 +1146,13 @@ mod tests {
         assert_eq!(r("a  {{- 1 -}}  b", json!({})), "a1b");
         assert_eq!(r("{{/* a comment }} */}}x", json!({})), "x");
         assert_eq!(r(r#"{{"{{"}}x{{"}}"}}"#, json!({})), "{{x}}");
-        assert_eq!(r("{{ range .x }}{{ . }}{{ else }}none{{ end }}", json!({"x": []})), "none");
+        assert_eq!(
+            r(
+                "{{ range .x }}{{ . }}{{ else }}none{{ end }}",
+                json!({"x": []})
+            ),
+            "none"
+        );
     }
 
     #[test]
@@ -1022,20 +1160,50 @@ mod tests {
         assert_eq!(r(r#"{{ printf "%s-%d" "a" 3 }}"#, json!({})), "a-3");
         assert_eq!(r(r#"{{ eq .a 1 2 3 }}"#, json!({"a": 3})), "true");
         assert_eq!(r(r#"{{ and 1 0 }}|{{ or 0 "x" }}"#, json!({})), "0|x");
-        assert_eq!(r(r#"{{ if .a }}{{ else if .b }}b{{ else }}c{{ end }}"#, json!({"b": true})), "b");
-        assert_eq!(r(r#"{{ mapGet .Entity.Properties "github/repo" }}"#, json!({"Entity": {"Properties": {"github/repo": "r"}}})), "r");
+        assert_eq!(
+            r(
+                r#"{{ if .a }}{{ else if .b }}b{{ else }}c{{ end }}"#,
+                json!({"b": true})
+            ),
+            "b"
+        );
+        assert_eq!(
+            r(
+                r#"{{ mapGet .Entity.Properties "github/repo" }}"#,
+                json!({"Entity": {"Properties": {"github/repo": "r"}}})
+            ),
+            "r"
+        );
         assert_eq!(r("{{ .x.y }}", json!({"x": 1})).starts_with("ERR"), true);
-        assert_eq!(r("{{ toJson .x }}", json!({"x": {"a": [1, true]}})), r#"{"a":[1,true]}"#);
+        assert_eq!(
+            r("{{ toJson .x }}", json!({"x": {"a": [1, true]}})),
+            r#"{"a":[1,true]}"#
+        );
         assert_eq!(r("{{ .v }}", json!({"v": ["a", "b"]})), "[a b]");
-        assert_eq!(r("{{ with .x }}{{ .y }}{{ end }}", json!({"x": {"y": 2}})), "2");
+        assert_eq!(
+            r("{{ with .x }}{{ .y }}{{ end }}", json!({"x": {"y": 2}})),
+            "2"
+        );
         assert_eq!(r("{{ $x := 1 }}{{ $x = 2 }}{{ $x }}", json!({})), "2");
     }
 
     #[test]
     fn parse_errors_name_the_position() {
-        assert!(matches!(Template::parse("{{ if .x }}"), Err(TemplateError::Parse { .. })));
-        assert!(matches!(Template::parse("{{ .x "), Err(TemplateError::Parse { .. })));
-        assert!(matches!(Template::parse("{{ end }}"), Err(TemplateError::Parse { .. })));
-        assert!(matches!(render("{{ nosuch 1 }}", &json!({})), Err(TemplateError::Exec(_))));
+        assert!(matches!(
+            Template::parse("{{ if .x }}"),
+            Err(TemplateError::Parse { .. })
+        ));
+        assert!(matches!(
+            Template::parse("{{ .x "),
+            Err(TemplateError::Parse { .. })
+        ));
+        assert!(matches!(
+            Template::parse("{{ end }}"),
+            Err(TemplateError::Parse { .. })
+        ));
+        assert!(matches!(
+            render("{{ nosuch 1 }}", &json!({})),
+            Err(TemplateError::Exec(_))
+        ));
     }
 }

@@ -109,17 +109,33 @@ struct FixtureProvider {
 
 #[async_trait]
 impl Provider for FixtureProvider {
-    async fn request(&self, _method: &str, _path: &str, _body: Option<&Value>) -> Result<HttpResponse, ProviderError> {
+    async fn request(
+        &self,
+        _method: &str,
+        _path: &str,
+        _body: Option<&Value>,
+    ) -> Result<HttpResponse, ProviderError> {
         self.http
             .clone()
             .ok_or_else(|| ProviderError::Failed("the test case has no http fixture".into()))
     }
 
-    async fn request_with_headers(&self, method: &str, path: &str, body: Option<&Value>, _headers: &[(String, String)]) -> Result<HttpResponse, ProviderError> {
+    async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        _headers: &[(String, String)],
+    ) -> Result<HttpResponse, ProviderError> {
         self.request(method, path, body).await
     }
 
-    async fn fetch_tree(&self, _owner: &str, _repo: &str, _branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+    async fn fetch_tree(
+        &self,
+        _owner: &str,
+        _repo: &str,
+        _branch: &str,
+    ) -> Result<Arc<FileTree>, ProviderError> {
         self.tree
             .clone()
             .ok_or_else(|| ProviderError::Failed("the test case has no git fixture".into()))
@@ -153,8 +169,18 @@ pub fn outcome_matches(expected: &str, actual: EvalStatus) -> bool {
 
 /// The entity a case describes (`entity.entity` uses Minder's protobuf field names).
 fn case_entity(tc: &TestCase) -> Entity {
-    let fields = tc.entity.as_ref().map(|e| e.entity.clone()).unwrap_or_default();
-    let s = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let fields = tc
+        .entity
+        .as_ref()
+        .map(|e| e.entity.clone())
+        .unwrap_or_default();
+    let s = |k: &str| {
+        fields
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let mut props = serde_json::Map::new();
     for (k, v) in &fields {
         let key = match k.as_str() {
@@ -164,7 +190,9 @@ fn case_entity(tc: &TestCase) -> Entity {
         };
         props.insert(key.to_string(), v.clone());
     }
-    props.entry("default_branch").or_insert_with(|| Value::from("main"));
+    props
+        .entry("default_branch")
+        .or_insert_with(|| Value::from("main"));
     let kind = tc
         .entity
         .as_ref()
@@ -179,8 +207,16 @@ fn case_entity(tc: &TestCase) -> Entity {
             upstream_id: repo_id.to_string(),
         },
         project: "default".into(),
-        owner: if s("owner").is_empty() { "owner".into() } else { s("owner") },
-        name: if s("name").is_empty() { "repo".into() } else { s("name") },
+        owner: if s("owner").is_empty() {
+            "owner".into()
+        } else {
+            s("owner")
+        },
+        name: if s("name").is_empty() {
+            "repo".into()
+        } else {
+            s("name")
+        },
         properties: Value::Object(props),
         labels: vec![],
     }
@@ -189,7 +225,9 @@ fn case_entity(tc: &TestCase) -> Entity {
 fn http_fixture(h: &HttpFixture, testdata: &Path) -> Result<HttpResponse, String> {
     let body = match (&h.body, &h.body_file) {
         (Some(b), _) => b.as_bytes().to_vec(),
-        (None, Some(f)) => std::fs::read(testdata.join(f)).map_err(|e| format!("body_file {f}: {e}"))?,
+        (None, Some(f)) => {
+            std::fs::read(testdata.join(f)).map_err(|e| format!("body_file {f}: {e}"))?
+        }
         (None, None) => vec![],
     };
     Ok(HttpResponse {
@@ -209,7 +247,12 @@ pub async fn run_case(rule: &CompiledRule, tc: &TestCase, fixtures: &Path) -> Ca
         passed: false,
         note: None,
     };
-    let http = match tc.http.as_ref().map(|h| http_fixture(h, fixtures)).transpose() {
+    let http = match tc
+        .http
+        .as_ref()
+        .map(|h| http_fixture(h, fixtures))
+        .transpose()
+    {
         Ok(h) => h,
         Err(e) => {
             r.actual = "error".into();
@@ -265,8 +308,15 @@ pub struct Suite {
 impl Suite {
     /// Fixtures of `X.test.yaml` live in `X.testdata/` beside it.
     pub fn fixtures(&self) -> PathBuf {
-        let name = self.tests.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let stem = name.strip_suffix(".test.yaml").or_else(|| name.strip_suffix(".test.yml")).unwrap_or(name);
+        let name = self
+            .tests
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let stem = name
+            .strip_suffix(".test.yaml")
+            .or_else(|| name.strip_suffix(".test.yml"))
+            .unwrap_or(name);
         self.tests.with_file_name(format!("{stem}.testdata"))
     }
 }
@@ -292,7 +342,12 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Suite>, String> {
         } else if p.is_file() {
             match suite_for(p) {
                 Some(s) => out.push(s),
-                None => return Err(format!("{}: no test file beside it ({{name}}.test.yaml)", p.display())),
+                None => {
+                    return Err(format!(
+                        "{}: no test file beside it ({{name}}.test.yaml)",
+                        p.display()
+                    ))
+                }
             }
         } else {
             return Err(format!("{}: no such file or folder", p.display()));
@@ -304,7 +359,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Suite>, String> {
 
 fn suite_for(path: &Path) -> Option<Suite> {
     let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))?;
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))?;
     if stem.ends_with(".test") || name.contains(".no-datasource-test") {
         return None;
     }
@@ -317,7 +374,8 @@ fn suite_for(path: &Path) -> Option<Suite> {
 
 /// Loads and compiles a rule type file.
 pub fn load_rule_type(path: &Path) -> Result<CompiledRule, EngineError> {
-    let yaml = std::fs::read_to_string(path).map_err(|e| EngineError::Parse(format!("{}: {e}", path.display())))?;
+    let yaml = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::Parse(format!("{}: {e}", path.display())))?;
     CompiledRule::compile(RuleType::from_yaml(&yaml)?)
 }
 

@@ -8,14 +8,22 @@ use std::path::PathBuf;
 
 fn corpus() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/minder-rules");
-    assert!(p.is_dir(), "the minder corpus is expected at {}", p.display());
+    assert!(
+        p.is_dir(),
+        "the minder corpus is expected at {}",
+        p.display()
+    );
     p
 }
 
 /// The 95 rule types, as listed in the corpus's INVENTORY.tsv.
 fn rule_type_paths() -> Vec<PathBuf> {
     let inv = std::fs::read_to_string(corpus().join("INVENTORY.tsv")).expect("inventory");
-    inv.lines().skip(1).filter_map(|l| l.split('\t').next()).map(|p| corpus().join(p)).collect()
+    inv.lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').next())
+        .map(|p| corpus().join(p))
+        .collect()
 }
 
 fn profile_paths() -> Vec<PathBuf> {
@@ -24,7 +32,11 @@ fn profile_paths() -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).expect("read dir").flatten() {
             let p = e.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if p.is_dir() {
                 if !name.ends_with(".testdata") {
                     stack.push(p);
@@ -52,15 +64,24 @@ fn every_rule_type_loads_and_compiles() {
             failures.push(format!("{}: {e}", p.display()));
         }
     }
-    assert!(failures.is_empty(), "{} of 95 rule types failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 95 rule types failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn every_profile_loads_and_validates_against_its_rule_types() {
     let mut rules: HashMap<String, CompiledRule> = HashMap::new();
     for p in rule_type_paths() {
-        let rt = RuleType::from_yaml(&std::fs::read_to_string(&p).expect("read")).expect("rule type");
-        rules.insert(rt.name.clone(), CompiledRule::compile(rt).expect("compiles"));
+        let rt =
+            RuleType::from_yaml(&std::fs::read_to_string(&p).expect("read")).expect("rule type");
+        rules.insert(
+            rt.name.clone(),
+            CompiledRule::compile(rt).expect("compiles"),
+        );
     }
     let paths = profile_paths();
     assert_eq!(paths.len(), 26, "{paths:?}");
@@ -73,7 +94,12 @@ fn every_profile_loads_and_validates_against_its_rule_types() {
                 continue;
             }
         };
-        for kind in [plumbline_domain::EntityKind::Repository, plumbline_domain::EntityKind::PullRequest, plumbline_domain::EntityKind::Artifact, plumbline_domain::EntityKind::Release] {
+        for kind in [
+            plumbline_domain::EntityKind::Repository,
+            plumbline_domain::EntityKind::PullRequest,
+            plumbline_domain::EntityKind::Artifact,
+            plumbline_domain::EntityKind::Release,
+        ] {
             for r in profile.rules_for(kind) {
                 // Profiles may name rule types from outside the corpus; those are checked when applied.
                 if let Some(rule) = rules.get(&r.rule_type) {
@@ -95,8 +121,18 @@ async fn every_upstream_test_case_passes() {
     for s in &suites {
         results.extend(run_suite(s).await);
     }
-    let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(|r| r.line()).collect();
-    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), results.len(), failed.join("\n"));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.line())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failed.len(),
+        results.len(),
+        failed.join("\n")
+    );
     assert_eq!(results.len(), 96);
 }
 
@@ -105,15 +141,28 @@ async fn every_upstream_test_case_passes() {
 #[tokio::test]
 async fn unsupported_rule_types_are_clear_errors() {
     use plumbline_domain::{Entity, EntityRef, EvalStatus};
-    use plumbline_engine::provider::{HttpResponse, Provider, ProviderError};
     use plumbline_engine::files::FileTree;
+    use plumbline_engine::provider::{HttpResponse, Provider, ProviderError};
     struct Empty;
     #[async_trait::async_trait]
     impl Provider for Empty {
-        async fn request(&self, _: &str, _: &str, _: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
-            Ok(HttpResponse { status: 200, body: b"{}".to_vec() })
+        async fn request(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&serde_json::Value>,
+        ) -> Result<HttpResponse, ProviderError> {
+            Ok(HttpResponse {
+                status: 200,
+                body: b"{}".to_vec(),
+            })
         }
-        async fn fetch_tree(&self, _: &str, _: &str, _: &str) -> Result<std::sync::Arc<FileTree>, ProviderError> {
+        async fn fetch_tree(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<std::sync::Arc<FileTree>, ProviderError> {
             Ok(std::sync::Arc::new(FileTree::new()))
         }
     }
@@ -129,7 +178,14 @@ async fn unsupported_rule_types_are_clear_errors() {
     let mut seen = std::collections::BTreeSet::new();
     for p in rule_type_paths() {
         let rt = RuleType::from_yaml(&std::fs::read_to_string(&p).expect("read")).expect("parse");
-        const UNSUPPORTED: [&str; 6] = ["deps", "diff", "artifact", "homoglyphs", "vulncheck", "trusty"];
+        const UNSUPPORTED: [&str; 6] = [
+            "deps",
+            "diff",
+            "artifact",
+            "homoglyphs",
+            "vulncheck",
+            "trusty",
+        ];
         let kinds: Vec<String> = [rt.def.ingest.kind.clone(), rt.def.eval.kind.clone()]
             .into_iter()
             .filter(|k| UNSUPPORTED.contains(&k.as_str()))
@@ -138,11 +194,20 @@ async fn unsupported_rule_types_are_clear_errors() {
             continue;
         }
         let rule = CompiledRule::compile(rt).expect("unsupported rule types still load");
-        let inv = plumbline_engine::Invocation { entity: &entity, params: &params, def: &def };
+        let inv = plumbline_engine::Invocation {
+            entity: &entity,
+            params: &params,
+            def: &def,
+        };
         let o = rule.run(&inv, &Empty).await.expect("not a transient error");
         assert_eq!(o.status, EvalStatus::Error, "{}: {o:?}", p.display());
         // The first unsupported part (ingest runs before eval) is named.
-        assert!(o.message.contains("not supported") && o.message.contains(&kinds[0]), "{}: {}", p.display(), o.message);
+        assert!(
+            o.message.contains("not supported") && o.message.contains(&kinds[0]),
+            "{}: {}",
+            p.display(),
+            o.message
+        );
         seen.extend(kinds);
     }
     for kind in ["deps", "diff", "artifact", "homoglyphs", "vulncheck"] {

@@ -79,30 +79,49 @@ fn entity() -> Entity {
 fn policies_call_data_sources_through_the_fetcher() {
     let mut sources = DataSources::new();
     sources.add_yaml(DATA_SOURCE).expect("data source");
-    let rule = CompiledRule::compile_with(RuleType::from_yaml(RULE).expect("rule"), &sources).expect("compiles");
+    let rule = CompiledRule::compile_with(RuleType::from_yaml(RULE).expect("rule"), &sources)
+        .expect("compiles");
     let e = entity();
     let (params, def) = (serde_json::json!({}), serde_json::json!({}));
-    let inv = Invocation { entity: &e, params: &params, def: &def };
+    let inv = Invocation {
+        entity: &e,
+        params: &params,
+        def: &def,
+    };
     let ingested = Ingested::new(serde_json::json!({}), None, "");
 
     let on = Arc::new(Canned(Mutex::new(vec![]), true));
-    assert_eq!(rule.evaluate_with(&ingested, &inv, Some(on.clone())).status, EvalStatus::Pass);
+    assert_eq!(
+        rule.evaluate_with(&ingested, &inv, Some(on.clone())).status,
+        EvalStatus::Pass
+    );
     let sent = on.0.lock().expect("lock").clone();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].url, "https://api.github.com/repos/acme/api/private-vulnerability-reporting");
+    assert_eq!(
+        sent[0].url,
+        "https://api.github.com/repos/acme/api/private-vulnerability-reporting"
+    );
     assert!(sent[0].provider_auth);
     let off = Arc::new(Canned(Mutex::new(vec![]), false));
-    assert_eq!(rule.evaluate_with(&ingested, &inv, Some(off)).status, EvalStatus::Fail);
+    assert_eq!(
+        rule.evaluate_with(&ingested, &inv, Some(off)).status,
+        EvalStatus::Fail
+    );
     // Without a fetcher the call fails, and the rule does not pass.
     assert_ne!(rule.evaluate(&ingested, &inv).status, EvalStatus::Pass);
 }
 
 #[test]
 fn a_rule_whose_data_source_is_missing_is_an_error_not_a_pass() {
-    let rule = CompiledRule::compile(RuleType::from_yaml(RULE).expect("rule")).expect("still loads");
+    let rule =
+        CompiledRule::compile(RuleType::from_yaml(RULE).expect("rule")).expect("still loads");
     let e = entity();
     let (params, def) = (serde_json::json!({}), serde_json::json!({}));
-    let inv = Invocation { entity: &e, params: &params, def: &def };
+    let inv = Invocation {
+        entity: &e,
+        params: &params,
+        def: &def,
+    };
     let ingested = Ingested::new(serde_json::json!({}), None, "");
     let o = rule.evaluate(&ingested, &inv);
     assert_eq!(o.status, EvalStatus::Error);

@@ -29,7 +29,8 @@ pub fn provider_error(e: GitHubError) -> ProviderError {
 }
 
 fn method(m: &str) -> Result<Method, ProviderError> {
-    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| ProviderError::Failed(format!("bad method {m:?}")))
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ProviderError::Failed(format!("bad method {m:?}")))
 }
 
 /// GitHub's answer as the engine sees it.
@@ -71,8 +72,13 @@ impl BlockingGitHubFetcher {
 
 impl Fetcher for BlockingGitHubFetcher {
     fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError> {
-        let method = Method::from_bytes(req.method.as_bytes()).map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
-        let headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let method = Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| ProviderError::Failed(format!("bad method {:?}", req.method)))?;
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         match (self.github.api_path(&req.url), req.provider_auth) {
             (Some(path), true) => {
                 if method != Method::GET && method != Method::HEAD {
@@ -140,7 +146,9 @@ impl GitHubProvider {
         GitHubProvider {
             github,
             trees: Arc::new(TreeCache::new(tree_cache_bytes)),
-            downloads: Arc::new(tokio::sync::Semaphore::new((DEFAULT_DOWNLOAD_BUDGET >> 20) as usize)),
+            downloads: Arc::new(tokio::sync::Semaphore::new(
+                (DEFAULT_DOWNLOAD_BUDGET >> 20) as usize,
+            )),
             download_mib: (DEFAULT_DOWNLOAD_BUDGET >> 20) as u32,
         }
     }
@@ -165,28 +173,53 @@ impl GitHubProvider {
 
     /// A commit's files from GitHub's tarball endpoint: one request, no git binary, and the
     /// same bounds as Minder's clone (10,000 files, 100 MB).
-    async fn download_tree(&self, owner: &str, repo: &str, sha: &str) -> Result<Arc<FileTree>, ProviderError> {
+    async fn download_tree(
+        &self,
+        owner: &str,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Arc<FileTree>, ProviderError> {
         let limits = Limits::default();
-        let bytes = self.github.tarball(owner, repo, sha, limits.max_bytes).await.map_err(provider_error)?;
+        let bytes = self
+            .github
+            .tarball(owner, repo, sha, limits.max_bytes)
+            .await
+            .map_err(provider_error)?;
         FileTree::from_tar_gz(&bytes, &limits)
             .map(Arc::new)
             .map_err(|e| ProviderError::Failed(format!("{owner}/{repo}@{sha}: {e}")))
     }
 
     /// The commit SHA a branch points at, read conditionally.
-    async fn head_sha(&self, owner: &str, repo: &str, branch: &str) -> Result<String, ProviderError> {
+    async fn head_sha(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<String, ProviderError> {
         self.github
             .branch_head(owner, repo, branch)
             .await
             .map_err(provider_error)?
-            .ok_or_else(|| ProviderError::Failed(format!("{owner}/{repo}@{branch}: branch not found")))
+            .ok_or_else(|| {
+                ProviderError::Failed(format!("{owner}/{repo}@{branch}: branch not found"))
+            })
     }
 }
 
 #[async_trait]
 impl Provider for GitHubProvider {
-    async fn request(&self, m: &str, path: &str, body: Option<&serde_json::Value>) -> Result<HttpResponse, ProviderError> {
-        self.github.request(method(m)?, path, body).await.map(response).map_err(provider_error)
+    async fn request(
+        &self,
+        m: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<HttpResponse, ProviderError> {
+        self.github
+            .request(method(m)?, path, body)
+            .await
+            .map(response)
+            .map_err(provider_error)
     }
 
     async fn request_with_headers(
@@ -196,23 +229,42 @@ impl Provider for GitHubProvider {
         body: Option<&serde_json::Value>,
         headers: &[(String, String)],
     ) -> Result<HttpResponse, ProviderError> {
-        self.github.request_with_headers(method(m)?, path, body, headers).await.map(response).map_err(provider_error)
+        self.github
+            .request_with_headers(method(m)?, path, body, headers)
+            .await
+            .map(response)
+            .map_err(provider_error)
     }
 
-    async fn fetch_tree(&self, owner: &str, repo: &str, branch: &str) -> Result<Arc<FileTree>, ProviderError> {
+    async fn fetch_tree(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Arc<FileTree>, ProviderError> {
         let sha = self.head_sha(owner, repo, branch).await?;
         // Commits are immutable: a tree read at a SHA never needs revalidation.
-        let key = format!("{}\u{0}{}/{}\u{0}{sha}", self.github.credential_id(), owner.to_ascii_lowercase(), repo.to_ascii_lowercase());
+        let key = format!(
+            "{}\u{0}{}/{}\u{0}{sha}",
+            self.github.credential_id(),
+            owner.to_ascii_lowercase(),
+            repo.to_ascii_lowercase()
+        );
         if let Some(tree) = self.trees.get(&key) {
             return Ok(tree);
         }
         // Room for the largest accepted tree (or the whole budget, if smaller) while it downloads.
-        let need = u32::try_from(Limits::default().max_bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX).min(self.download_mib);
-        let _room = self
-            .downloads
-            .acquire_many(need)
-            .await
-            .map_err(|_| ProviderError::Transient { message: "tree downloads are shutting down".into(), until: None })?;
+        let need = u32::try_from(Limits::default().max_bytes.div_ceil(1 << 20))
+            .unwrap_or(u32::MAX)
+            .min(self.download_mib);
+        let _room =
+            self.downloads
+                .acquire_many(need)
+                .await
+                .map_err(|_| ProviderError::Transient {
+                    message: "tree downloads are shutting down".into(),
+                    until: None,
+                })?;
         let tree = self.download_tree(owner, repo, &sha).await?;
         self.trees.put(key, tree.clone());
         Ok(tree)
@@ -259,14 +311,18 @@ impl TreeCache {
         if size > self.max_bytes {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         if inner.map.insert(key.clone(), tree).is_some() {
             return;
         }
         inner.order.push_back((key, size));
         inner.bytes += size;
         while inner.bytes > self.max_bytes {
-            let Some((old, old_size)) = inner.order.pop_front() else { break };
+            let Some((old, old_size)) = inner.order.pop_front() else {
+                break;
+            };
             inner.map.remove(&old);
             inner.bytes = inner.bytes.saturating_sub(old_size);
         }
@@ -297,7 +353,10 @@ mod tests {
         assert!(c.get("a").is_none(), "oldest evicted past 100 bytes");
         assert!(c.get("b").is_some() && c.get("c").is_some());
         c.put("huge".into(), tree(101));
-        assert!(c.get("huge").is_none(), "a tree larger than the budget is not kept");
+        assert!(
+            c.get("huge").is_none(),
+            "a tree larger than the budget is not kept"
+        );
         assert_eq!(c.stats(), (2, 2));
     }
 }

@@ -3,10 +3,10 @@
 
 use plumbline_domain::{Entity, EntityRef, EvalStatus};
 use plumbline_engine::datasource::DataSources;
-use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_engine::{CompiledRule, Invocation, Outcome, Remediation, RuleType};
 use plumbline_github::egress::{Egress, EgressPolicy};
 use plumbline_github::{GitHub, GitHubConfig};
+use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -22,9 +22,19 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let sim = Simulator::new(SimConfig::default());
     let stop = CancellationToken::new();
-    let addr = sim.serve("127.0.0.1:0".parse().expect("addr"), stop.clone()).await.expect("simulator");
+    let addr = sim
+        .serve("127.0.0.1:0".parse().expect("addr"), stop.clone())
+        .await
+        .expect("simulator");
     let id = sim.create_repo("acme", "widget", RepoOptions::default());
-    sim.create_repo("acme", "secret", RepoOptions { private: true, ..RepoOptions::default() });
+    sim.create_repo(
+        "acme",
+        "secret",
+        RepoOptions {
+            private: true,
+            ..RepoOptions::default()
+        },
+    );
     let github = GitHub::new(&GitHubConfig::new(format!("http://{addr}"), None)).expect("client");
     let entity = Entity {
         entity_ref: EntityRef::repository("github", id),
@@ -35,30 +45,49 @@ async fn fixture() -> Fixture {
         labels: vec![],
     };
     sim.reset_request_log();
-    Fixture { sim, github, entity, _stop: stop.drop_guard() }
+    Fixture {
+        sim,
+        github,
+        entity,
+        _stop: stop.drop_guard(),
+    }
 }
 
 impl Fixture {
     /// Every request the simulator saw, as "METHOD path".
     fn seen(&self) -> Vec<String> {
-        self.sim.request_log().into_iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+        self.sim
+            .request_log()
+            .into_iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
     }
 
     fn assert_nothing_outside_the_entity(&self) {
         for r in self.seen() {
             let path = r.split_once(' ').map(|(_, p)| p).unwrap_or_default();
-            assert!(path == "/repos/acme/widget" || path.starts_with("/repos/acme/widget/"), "request left the entity: {r}");
+            assert!(
+                path == "/repos/acme/widget" || path.starts_with("/repos/acme/widget/"),
+                "request left the entity: {r}"
+            );
         }
     }
 }
 
 fn rule(yaml: &str, sources: &DataSources) -> Arc<CompiledRule> {
-    Arc::new(CompiledRule::compile_with(RuleType::from_yaml(yaml).expect("rule type"), sources).expect("compiles"))
+    Arc::new(
+        CompiledRule::compile_with(RuleType::from_yaml(yaml).expect("rule type"), sources)
+            .expect("compiles"),
+    )
 }
 
 async fn run(f: &Fixture, rule: &CompiledRule, params: Value) -> Outcome {
     let provider = GitHubProvider::new(f.github.clone(), 1 << 20);
-    let inv = Invocation { entity: &f.entity, params: &params, def: &Value::Null };
+    let inv = Invocation {
+        entity: &f.entity,
+        params: &params,
+        def: &Value::Null,
+    };
     rule.run(&inv, &provider).await.expect("no transient error")
 }
 
@@ -98,14 +127,24 @@ def:
 async fn rest_ingest_may_only_read_during_evaluation() {
     let f = fixture().await;
     for method in ["PUT", "PATCH", "POST", "DELETE"] {
-        let r = rule(&rest_rule(method, "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"), &DataSources::new());
+        let r = rule(
+            &rest_rule(method, "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"),
+            &DataSources::new(),
+        );
         let out = run(&f, &r, json!({})).await;
         assert_eq!(out.status, EvalStatus::Error, "{method}: {out:?}");
-        assert!(out.message.contains("may only read"), "{method}: {}", out.message);
+        assert!(
+            out.message.contains("may only read"),
+            "{method}: {}",
+            out.message
+        );
     }
     assert_eq!(f.seen(), Vec::<String>::new(), "no write reached GitHub");
     // The same rule reading is fine (positive control: the checks do not refuse everything).
-    let r = rule(&rest_rule("GET", "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"), &DataSources::new());
+    let r = rule(
+        &rest_rule("GET", "/repos/{{.Entity.Owner}}/{{.Entity.Name}}"),
+        &DataSources::new(),
+    );
     assert_eq!(run(&f, &r, json!({})).await.status, EvalStatus::Pass);
     assert_eq!(f.seen(), vec!["GET /repos/acme/widget".to_string()]);
 }
@@ -113,20 +152,51 @@ async fn rest_ingest_may_only_read_during_evaluation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_values_and_templates_cannot_leave_the_entity() {
     let f = fixture().await;
-    let templated = rule(&rest_rule("GET", "/repos/{{.Entity.Owner}}/{{.Entity.Name}}/branches/{{.Params.branch}}/protection"), &DataSources::new());
-    for branch in ["..", ".", "../../secret", "..%2F..%2Fsecret", "%2e%2e/%2e%2e/secret", "../../../../repos/acme/secret#", "main?x=/../../secret"] {
+    let templated = rule(
+        &rest_rule(
+            "GET",
+            "/repos/{{.Entity.Owner}}/{{.Entity.Name}}/branches/{{.Params.branch}}/protection",
+        ),
+        &DataSources::new(),
+    );
+    for branch in [
+        "..",
+        ".",
+        "../../secret",
+        "..%2F..%2Fsecret",
+        "%2e%2e/%2e%2e/secret",
+        "../../../../repos/acme/secret#",
+        "main?x=/../../secret",
+    ] {
         let out = run(&f, &templated, json!({"branch": branch})).await;
         // Either refused outright, or escaped into one harmless segment GitHub answers 404 for.
         assert_eq!(out.status, EvalStatus::Error, "{branch}: {out:?}");
         let provider = GitHubProvider::new(f.github.clone(), 1 << 20);
-        let inv = Invocation { entity: &f.entity, params: &json!({"branch": branch}), def: &Value::Null };
+        let inv = Invocation {
+            entity: &f.entity,
+            params: &json!({"branch": branch}),
+            def: &Value::Null,
+        };
         match templated.plan_remediation(&inv, &provider).await {
             Ok(Some(Remediation::Request(req))) => {
-                assert!(req.path.starts_with("/repos/acme/widget/branches/"), "{branch}: planned {}", req.path);
-                assert!(!req.path["/repos/acme/widget/branches/".len()..].trim_end_matches("/protection").contains('/'), "{branch}: {}", req.path);
+                assert!(
+                    req.path.starts_with("/repos/acme/widget/branches/"),
+                    "{branch}: planned {}",
+                    req.path
+                );
+                assert!(
+                    !req.path["/repos/acme/widget/branches/".len()..]
+                        .trim_end_matches("/protection")
+                        .contains('/'),
+                    "{branch}: {}",
+                    req.path
+                );
             }
             Ok(other) => panic!("{branch}: unexpected plan {other:?}"),
-            Err(e) => assert!(e.to_string().contains("URL path") || e.to_string().contains("leaves the entity"), "{branch}: {e}"),
+            Err(e) => assert!(
+                e.to_string().contains("URL path") || e.to_string().contains("leaves the entity"),
+                "{branch}: {e}"
+            ),
         }
     }
     // The template's own text may not leave either, however it is spelled.
@@ -141,14 +211,31 @@ async fn endpoint_values_and_templates_cannot_leave_the_entity() {
         let r = rule(&rest_rule("GET", endpoint), &DataSources::new());
         let out = run(&f, &r, json!({})).await;
         assert_eq!(out.status, EvalStatus::Error, "{endpoint}: {out:?}");
-        assert!(out.message.contains("leaves the entity"), "{endpoint}: {}", out.message);
+        assert!(
+            out.message.contains("leaves the entity"),
+            "{endpoint}: {}",
+            out.message
+        );
         let provider = GitHubProvider::new(f.github.clone(), 1 << 20);
-        let inv = Invocation { entity: &f.entity, params: &json!({}), def: &Value::Null };
-        let e = r.plan_remediation(&inv, &provider).await.expect_err("remediation endpoint refused");
-        assert!(e.to_string().contains("leaves the entity"), "{endpoint}: {e}");
+        let inv = Invocation {
+            entity: &f.entity,
+            params: &json!({}),
+            def: &Value::Null,
+        };
+        let e = r
+            .plan_remediation(&inv, &provider)
+            .await
+            .expect_err("remediation endpoint refused");
+        assert!(
+            e.to_string().contains("leaves the entity"),
+            "{endpoint}: {e}"
+        );
     }
     f.assert_nothing_outside_the_entity();
-    assert!(!f.seen().is_empty(), "the escaped requests did reach the simulator (inside the entity)");
+    assert!(
+        !f.seen().is_empty(),
+        "the escaped requests did reach the simulator (inside the entity)"
+    );
 }
 
 const DATA_SOURCES: &str = r#"
@@ -210,12 +297,24 @@ async fn evaluate(f: &Fixture, r: Arc<CompiledRule>) -> Outcome {
     let provider = GitHubProvider::new(f.github.clone(), 1 << 20);
     let (entity, params, def) = (f.entity.clone(), json!({}), Value::Null);
     let ingested = {
-        let inv = Invocation { entity: &entity, params: &params, def: &def };
+        let inv = Invocation {
+            entity: &entity,
+            params: &params,
+            def: &def,
+        };
         r.ingest(&inv, &provider).await.expect("ingest")
     };
-    let fetcher = Arc::new(BlockingGitHubFetcher::for_entity(f.github.clone(), Egress::new(EgressPolicy::default()).expect("egress"), &entity));
+    let fetcher = Arc::new(BlockingGitHubFetcher::for_entity(
+        f.github.clone(),
+        Egress::new(EgressPolicy::default()).expect("egress"),
+        &entity,
+    ));
     tokio::task::spawn_blocking(move || {
-        let inv = Invocation { entity: &entity, params: &params, def: &def };
+        let inv = Invocation {
+            entity: &entity,
+            params: &params,
+            def: &def,
+        };
         r.evaluate_with(&ingested, &inv, Some(fetcher))
     })
     .await
@@ -229,21 +328,46 @@ async fn data_sources_may_only_read_the_entity_with_the_providers_credentials() 
     sources.add_yaml(DATA_SOURCES).expect("data source");
 
     // Positive control: reading the entity itself works.
-    let own = evaluate(&f, rule(&ds_rule(r#"minder.datasource.gh.read({"owner": "acme", "repo": "widget"})"#), &sources)).await;
+    let own = evaluate(
+        &f,
+        rule(
+            &ds_rule(r#"minder.datasource.gh.read({"owner": "acme", "repo": "widget"})"#),
+            &sources,
+        ),
+    )
+    .await;
     assert_eq!(own.status, EvalStatus::Pass, "{own:?}");
 
     f.sim.reset_request_log();
     for (call, why) in [
-        (r#"minder.datasource.gh.write({"owner": "acme", "repo": "widget"})"#, "may only read"),
-        (r#"minder.datasource.gh.read({"owner": "acme", "repo": "secret"})"#, "leaves the entity"),
-        (r#"minder.datasource.gh.read({"owner": "acme", "repo": ".."})"#, "leaves the entity"),
-        (r#"minder.datasource.gh.elsewhere({"owner": "acme"})"#, "credentials are sent only to its own API"),
+        (
+            r#"minder.datasource.gh.write({"owner": "acme", "repo": "widget"})"#,
+            "may only read",
+        ),
+        (
+            r#"minder.datasource.gh.read({"owner": "acme", "repo": "secret"})"#,
+            "leaves the entity",
+        ),
+        (
+            r#"minder.datasource.gh.read({"owner": "acme", "repo": ".."})"#,
+            "leaves the entity",
+        ),
+        (
+            r#"minder.datasource.gh.elsewhere({"owner": "acme"})"#,
+            "credentials are sent only to its own API",
+        ),
     ] {
         let out = evaluate(&f, rule(&ds_rule(call), &sources)).await;
         assert_ne!(out.status, EvalStatus::Pass, "{call}: {out:?}");
-        assert!(out.message.contains(why) || out.details.iter().any(|d| d.contains(why)), "{call}: {out:?}");
+        assert!(
+            out.message.contains(why) || out.details.iter().any(|d| d.contains(why)),
+            "{call}: {out:?}"
+        );
     }
     // Only the rules' own ingest reads reached GitHub: no PATCH, nothing of acme/secret.
     let seen = f.seen();
-    assert!(seen.iter().all(|r| r == "GET /repos/acme/widget"), "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r == "GET /repos/acme/widget"),
+        "{seen:?}"
+    );
 }

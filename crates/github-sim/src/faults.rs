@@ -627,7 +627,9 @@ async fn admin_content_limits(State(sim): State<Simulator>, body: Bytes) -> Resp
 async fn admin_get_content_limits(State(sim): State<Simulator>) -> Response {
     let limits = sim.lock().faults.content_limits;
     let body = match limits {
-        Some(l) => json!({ "enabled": true, "per_minute": l.per_minute, "per_hour": l.per_hour, "minute_ms": l.minute_ms, "hour_ms": l.hour_ms }),
+        Some(l) => {
+            json!({ "enabled": true, "per_minute": l.per_minute, "per_hour": l.per_hour, "minute_ms": l.minute_ms, "hour_ms": l.hour_ms })
+        }
         None => json!({ "enabled": false }),
     };
     api::json_response(StatusCode::OK, &body)
@@ -704,12 +706,22 @@ mod tests {
     #[test]
     fn content_limit_windows_can_be_shortened() {
         let mut faults = Faults::default();
-        faults.set_content_limits(Some(ContentLimits::new(2, 3).with_windows(Duration::from_secs(3), Duration::from_secs(10))));
+        faults.set_content_limits(Some(
+            ContentLimits::new(2, 3).with_windows(Duration::from_secs(3), Duration::from_secs(10)),
+        ));
         assert!(faults.admit_content("a", 0).is_ok());
         assert!(faults.admit_content("a", 500).is_ok());
-        assert_eq!(faults.admit_content("a", 1_000), Err(2), "until the 3 s window has passed the first");
+        assert_eq!(
+            faults.admit_content("a", 1_000),
+            Err(2),
+            "until the 3 s window has passed the first"
+        );
         assert!(faults.admit_content("a", 3_000).is_ok());
-        assert_eq!(faults.admit_content("a", 6_000), Err(4), "the 10 s window holds three");
+        assert_eq!(
+            faults.admit_content("a", 6_000),
+            Err(4),
+            "the 10 s window holds three"
+        );
         assert!(faults.admit_content("a", 10_000).is_ok());
     }
 

@@ -51,7 +51,10 @@ const KNOWN_FIELDS: &[(&str, Kind)] = &[
         "squash_merge_commit_message",
         Kind::Enum(&["PR_BODY", "COMMIT_MESSAGES", "BLANK"]),
     ),
-    ("merge_commit_title", Kind::Enum(&["PR_TITLE", "MERGE_MESSAGE"])),
+    (
+        "merge_commit_title",
+        Kind::Enum(&["PR_TITLE", "MERGE_MESSAGE"]),
+    ),
     (
         "merge_commit_message",
         Kind::Enum(&["PR_BODY", "PR_TITLE", "BLANK"]),
@@ -316,19 +319,30 @@ mod tests {
         assert_eq!(patch.secret_scanning_push_protection, None);
         assert!(parse_patch(&json!({ "has_issues": "yes" })).is_err());
         assert!(parse_patch(&json!({ "private": 1 })).is_err());
-        assert!(parse_patch(&json!({ "security_and_analysis": { "secret_scanning": { "status": "on" } } })).is_err());
-        assert!(parse_patch(&json!({ "security_and_analysis": { "advanced_security": "x" } })).is_err());
+        assert!(parse_patch(
+            &json!({ "security_and_analysis": { "secret_scanning": { "status": "on" } } })
+        )
+        .is_err());
+        assert!(
+            parse_patch(&json!({ "security_and_analysis": { "advanced_security": "x" } })).is_err()
+        );
         assert!(parse_patch(&json!([])).is_err());
     }
 
     #[test]
     fn workflow_bodies_are_validated() {
         let current = Actions::default();
-        let next = parse_workflow(&json!({ "default_workflow_permissions": "read" }), current)
-            .unwrap();
+        let next =
+            parse_workflow(&json!({ "default_workflow_permissions": "read" }), current).unwrap();
         assert_eq!(next.default_workflow_permissions, WorkflowPermissions::Read);
         assert!(!next.can_approve_pull_request_reviews);
-        assert!(parse_workflow(&json!({ "default_workflow_permissions": "admin" }), current).is_err());
-        assert!(parse_workflow(&json!({ "can_approve_pull_request_reviews": "yes" }), current).is_err());
+        assert!(
+            parse_workflow(&json!({ "default_workflow_permissions": "admin" }), current).is_err()
+        );
+        assert!(parse_workflow(
+            &json!({ "can_approve_pull_request_reviews": "yes" }),
+            current
+        )
+        .is_err());
     }
 }

@@ -276,25 +276,47 @@ impl State {
 
     /// Renames a repository within its owner (its id stays); GitHub's 422 when the new name is
     /// taken. Returns the `repository` "renamed" event.
-    pub(crate) fn rename_repo(&mut self, owner: &str, name: &str, new_name: &str, actor: Actor) -> Result<Vec<Event>, SimError> {
+    pub(crate) fn rename_repo(
+        &mut self,
+        owner: &str,
+        name: &str,
+        new_name: &str,
+        actor: Actor,
+    ) -> Result<Vec<Event>, SimError> {
         if self.repo_id(owner, new_name).is_ok() {
-            return Err(SimError::Invalid("name already exists on this account".to_owned()));
+            return Err(SimError::Invalid(
+                "name already exists on this account".to_owned(),
+            ));
         }
         let id = self.repo_id(owner, name)?;
-        let repo = self.repos.get_mut(&id).ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
+        let repo = self
+            .repos
+            .get_mut(&id)
+            .ok_or_else(|| SimError::NotFound("Not Found".to_owned()))?;
         repo.name = new_name.to_owned();
         repo.updated_at = Utc::now();
         let owner_key = repo.owner_key.clone();
         self.index.remove(&(owner_key.clone(), key(name)));
         self.index.insert((owner_key, key(new_name)), id);
-        Ok(self.repository_event(id, "renamed", actor).into_iter().collect())
+        Ok(self
+            .repository_event(id, "renamed", actor)
+            .into_iter()
+            .collect())
     }
 
     /// Deletes a repository: its name answers 404 from now on, and a new repository may take
     /// it. The `repository` "deleted" event is built while the repository still exists.
-    pub(crate) fn delete_repo(&mut self, owner: &str, name: &str, actor: Actor) -> Result<Vec<Event>, SimError> {
+    pub(crate) fn delete_repo(
+        &mut self,
+        owner: &str,
+        name: &str,
+        actor: Actor,
+    ) -> Result<Vec<Event>, SimError> {
         let id = self.repo_id(owner, name)?;
-        let events = self.repository_event(id, "deleted", actor).into_iter().collect();
+        let events = self
+            .repository_event(id, "deleted", actor)
+            .into_iter()
+            .collect();
         if let Some(repo) = self.repos.remove(&id) {
             self.index.remove(&(repo.owner_key, key(&repo.name)));
         }
@@ -663,6 +685,8 @@ mod tests {
         st.webhooks_enabled = false;
         let (_, _, events) = st.create_repo("acme", "api", &opts, Actor::Admin);
         assert!(events.iter().all(|e| e.name != "branch_protection_rule"));
-        assert!(st.delete_protection("acme", "api", "main", Actor::Admin).is_ok_and(|e| e.is_empty()));
+        assert!(st
+            .delete_protection("acme", "api", "main", Actor::Admin)
+            .is_ok_and(|e| e.is_empty()));
     }
 }

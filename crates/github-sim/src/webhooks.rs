@@ -95,7 +95,10 @@ pub(crate) fn push_event(base: &str, org: &Org, repo: &Repo, fields: Value, acto
     let mut m = base_payload(base, org, repo, "", actor);
     m.remove("action");
     if let Some(Value::Object(repository)) = m.get_mut("repository") {
-        repository.insert("created_at".into(), Value::from(repo.created_at.timestamp()));
+        repository.insert(
+            "created_at".into(),
+            Value::from(repo.created_at.timestamp()),
+        );
         repository.insert("pushed_at".into(), Value::from(repo.pushed_at.timestamp()));
         repository.insert("stargazers".into(), Value::from(0));
         repository.insert(

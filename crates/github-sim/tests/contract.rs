@@ -17,7 +17,7 @@ mod support;
 
 use plumbline_github_sim::SimConfig;
 use serde_json::{json, Value};
-use support::{schema_errors, Case, Checker, Spec, SpecGap, start};
+use support::{schema_errors, start, Case, Checker, Spec, SpecGap};
 
 /// The routes this file covers (method, path template), as registered in `src/api.rs`. Other
 /// families are covered by the other `contract_*.rs` files, with the same harness (`support`).
@@ -30,7 +30,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection"),
     ("PUT", "/repos/{owner}/{repo}/branches/{branch}/protection"),
-    ("DELETE", "/repos/{owner}/{repo}/branches/{branch}/protection"),
+    (
+        "DELETE",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+    ),
     ("GET", "/orgs/{org}/repos"),
     ("GET", "/installation/repositories"),
     ("GET", "/rate_limit"),
@@ -43,43 +46,153 @@ const SPEC_GAPS: &[SpecGap] = &[
     // Conditional requests: GitHub answers 304 to a matching If-None-Match on any GET, but the
     // description only declares 304 on a few operations.
     ("GET", "/repos/{owner}/{repo}", 304, "conditional GET"),
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}", 304, "conditional GET"),
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection", 304, "conditional GET"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}",
+        304,
+        "conditional GET",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        304,
+        "conditional GET",
+    ),
     ("GET", "/orgs/{org}/repos", 304, "conditional GET"),
-    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 304, "conditional GET"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        304,
+        "conditional GET",
+    ),
     // Unknown repository or ref: GitHub answers 404 although only the 302 is declared.
-    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 404, "unknown repository or ref"),
-    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 404, "unknown repository"),
-    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 404, "unknown repository"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/tarball/{ref}",
+        404,
+        "unknown repository or ref",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        404,
+        "unknown repository",
+    ),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        404,
+        "unknown repository",
+    ),
     // A value outside the enum of the request schema is a validation failure like everywhere.
-    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 422, "invalid value"),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        422,
+        "invalid value",
+    ),
     // A bad token is answered 401 "Bad credentials" on every endpoint.
     ("GET", "/repos/{owner}/{repo}", 401, "bad credentials"),
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}", 401, "bad credentials"),
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection", 401, "bad credentials"),
-    ("PUT", "/repos/{owner}/{repo}/branches/{branch}/protection", 401, "bad credentials"),
-    ("DELETE", "/repos/{owner}/{repo}/branches/{branch}/protection", 401, "bad credentials"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}",
+        401,
+        "bad credentials",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        401,
+        "bad credentials",
+    ),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        401,
+        "bad credentials",
+    ),
+    (
+        "DELETE",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        401,
+        "bad credentials",
+    ),
     ("GET", "/orgs/{org}/repos", 401, "bad credentials"),
     ("GET", "/rate_limit", 401, "bad credentials"),
     ("PATCH", "/repos/{owner}/{repo}", 401, "bad credentials"),
-    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 401, "bad credentials"),
-    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 401, "bad credentials"),
-    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 401, "bad credentials"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/tarball/{ref}",
+        401,
+        "bad credentials",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        401,
+        "bad credentials",
+    ),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        401,
+        "bad credentials",
+    ),
     // An exhausted primary rate limit is answered 403 on every charged endpoint.
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}", 403, "rate limit exceeded"),
-    ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection", 403, "rate limit exceeded"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}",
+        403,
+        "rate limit exceeded",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        403,
+        "rate limit exceeded",
+    ),
     ("GET", "/orgs/{org}/repos", 403, "rate limit exceeded"),
-    ("GET", "/repos/{owner}/{repo}/tarball/{ref}", 403, "rate limit exceeded"),
-    ("GET", "/repos/{owner}/{repo}/actions/permissions/workflow", 403, "rate limit exceeded"),
-    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 403, "rate limit exceeded"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/tarball/{ref}",
+        403,
+        "rate limit exceeded",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        403,
+        "rate limit exceeded",
+    ),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        403,
+        "rate limit exceeded",
+    ),
     // Unparseable JSON bodies are answered 400 "Problems parsing JSON".
-    ("PUT", "/repos/{owner}/{repo}/branches/{branch}/protection", 400, "malformed JSON body"),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        400,
+        "malformed JSON body",
+    ),
     ("PATCH", "/repos/{owner}/{repo}", 400, "malformed JSON body"),
-    ("PUT", "/repos/{owner}/{repo}/actions/permissions/workflow", 400, "malformed JSON body"),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/actions/permissions/workflow",
+        400,
+        "malformed JSON body",
+    ),
     // Unknown organization.
     ("GET", "/orgs/{org}/repos", 404, "unknown organization"),
     // Unknown repository / "Branch not protected".
-    ("DELETE", "/repos/{owner}/{repo}/branches/{branch}/protection", 404, "not found / branch not protected"),
+    (
+        "DELETE",
+        "/repos/{owner}/{repo}/branches/{branch}/protection",
+        404,
+        "not found / branch not protected",
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -147,10 +260,33 @@ async fn simulator_honours_github_openapi_contract() {
     let s = start(SimConfig::default()).await;
 
     // GET /repos/{owner}/{repo}
-    let etag = c.run(&s, Case::new("protected repo", "GET", R_REPO, "/repos/acme/guarded", 200)).await;
-    c.run(&s, Case::new("unprotected private repo", "GET", R_REPO, "/repos/acme/open", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_REPO, "/repos/acme/guarded", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_REPO, "/repos/acme/nope", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new("protected repo", "GET", R_REPO, "/repos/acme/guarded", 200),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "unprotected private repo",
+            "GET",
+            R_REPO,
+            "/repos/acme/open",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("conditional", "GET", R_REPO, "/repos/acme/guarded", 304).if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("unknown repo", "GET", R_REPO, "/repos/acme/nope", 404),
+    )
+    .await;
 
     // PATCH /repos/{owner}/{repo}
     let patch = json!({
@@ -164,82 +300,569 @@ async fn simulator_honours_github_openapi_contract() {
             "secret_scanning_push_protection": { "status": "enabled" }
         }
     });
-    c.run(&s, Case::new("update settings", "PATCH", R_REPO, "/repos/acme/open", 200).json(patch.clone())).await;
-    c.run(&s, Case::new("repeat (no change)", "PATCH", R_REPO, "/repos/acme/open", 200).json(patch.clone())).await;
-    c.run(&s, Case::new("repo after PATCH", "GET", R_REPO, "/repos/acme/open", 200)).await;
-    c.run(&s, Case::new("`has_issues` not a boolean", "PATCH", R_REPO, "/repos/acme/open", 422).json(json!({ "has_issues": "yes" }))).await;
-    c.run(&s, Case::new("`description` not a string", "PATCH", R_REPO, "/repos/acme/open", 422).json(json!({ "description": 5 }))).await;
-    c.run(&s, Case::new("malformed JSON", "PATCH", R_REPO, "/repos/acme/open", 400).raw("{not json")).await;
-    c.run(&s, Case::new("unknown repo", "PATCH", R_REPO, "/repos/acme/nope", 404).json(patch)).await;
+    c.run(
+        &s,
+        Case::new("update settings", "PATCH", R_REPO, "/repos/acme/open", 200).json(patch.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "repeat (no change)",
+            "PATCH",
+            R_REPO,
+            "/repos/acme/open",
+            200,
+        )
+        .json(patch.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("repo after PATCH", "GET", R_REPO, "/repos/acme/open", 200),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "`has_issues` not a boolean",
+            "PATCH",
+            R_REPO,
+            "/repos/acme/open",
+            422,
+        )
+        .json(json!({ "has_issues": "yes" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "`description` not a string",
+            "PATCH",
+            R_REPO,
+            "/repos/acme/open",
+            422,
+        )
+        .json(json!({ "description": 5 })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("malformed JSON", "PATCH", R_REPO, "/repos/acme/open", 400).raw("{not json"),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("unknown repo", "PATCH", R_REPO, "/repos/acme/nope", 404).json(patch),
+    )
+    .await;
 
     // GET /repos/{owner}/{repo}/tarball/{ref}
-    s.sim.put_file("acme", "open", "main", "README.md", b"hello".to_vec()).expect("put_file");
-    c.run(&s, Case::new("branch", "GET", R_TAR, "/repos/acme/open/tarball/main", 302)).await;
-    c.run(&s, Case::new("empty branch", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 302)).await;
-    c.run(&s, Case::new("unknown ref", "GET", R_TAR, "/repos/acme/open/tarball/nope", 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_TAR, "/repos/acme/nope/tarball/main", 404)).await;
+    s.sim
+        .put_file("acme", "open", "main", "README.md", b"hello".to_vec())
+        .expect("put_file");
+    c.run(
+        &s,
+        Case::new("branch", "GET", R_TAR, "/repos/acme/open/tarball/main", 302),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "empty branch",
+            "GET",
+            R_TAR,
+            "/repos/acme/guarded/tarball/main",
+            302,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown ref",
+            "GET",
+            R_TAR,
+            "/repos/acme/open/tarball/nope",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_TAR,
+            "/repos/acme/nope/tarball/main",
+            404,
+        ),
+    )
+    .await;
 
     // GET / PUT /repos/{owner}/{repo}/actions/permissions/workflow
-    let etag = c.run(&s, Case::new("default permissions", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_WF, "/repos/acme/nope/actions/permissions/workflow", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "default permissions",
+                "GET",
+                R_WF,
+                "/repos/acme/open/actions/permissions/workflow",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_WF,
+            "/repos/acme/nope/actions/permissions/workflow",
+            404,
+        ),
+    )
+    .await;
     let read_only = json!({ "default_workflow_permissions": "read", "can_approve_pull_request_reviews": false });
-    c.run(&s, Case::new("read only", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 204).json(read_only.clone())).await;
-    c.run(&s, Case::new("partial body", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 204).json(json!({ "can_approve_pull_request_reviews": true }))).await;
-    c.run(&s, Case::new("read back", "GET", R_WF, "/repos/acme/open/actions/permissions/workflow", 200)).await;
-    c.run(&s, Case::new("value outside the enum", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 422).json(json!({ "default_workflow_permissions": "admin" }))).await;
-    c.run(&s, Case::new("malformed JSON", "PUT", R_WF, "/repos/acme/open/actions/permissions/workflow", 400).raw("{not json")).await;
-    c.run(&s, Case::new("unknown repo", "PUT", R_WF, "/repos/acme/nope/actions/permissions/workflow", 404).json(read_only.clone())).await;
+    c.run(
+        &s,
+        Case::new(
+            "read only",
+            "PUT",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            204,
+        )
+        .json(read_only.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "partial body",
+            "PUT",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            204,
+        )
+        .json(json!({ "can_approve_pull_request_reviews": true })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "read back",
+            "GET",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "value outside the enum",
+            "PUT",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            422,
+        )
+        .json(json!({ "default_workflow_permissions": "admin" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "malformed JSON",
+            "PUT",
+            R_WF,
+            "/repos/acme/open/actions/permissions/workflow",
+            400,
+        )
+        .raw("{not json"),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "PUT",
+            R_WF,
+            "/repos/acme/nope/actions/permissions/workflow",
+            404,
+        )
+        .json(read_only.clone()),
+    )
+    .await;
 
     // GET /repos/{owner}/{repo}/branches/{branch}
-    let etag = c.run(&s, Case::new("protected branch", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 200)).await;
-    c.run(&s, Case::new("unprotected branch", "GET", R_BRANCH, "/repos/acme/open/branches/main", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_BRANCH, "/repos/acme/nope/branches/main", 404)).await;
-    c.run(&s, Case::new("unknown branch", "GET", R_BRANCH, "/repos/acme/guarded/branches/nope", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "protected branch",
+                "GET",
+                R_BRANCH,
+                "/repos/acme/guarded/branches/main",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "unprotected branch",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/open/branches/main",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/guarded/branches/main",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/nope/branches/main",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown branch",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/guarded/branches/nope",
+            404,
+        ),
+    )
+    .await;
 
     // GET /repos/{owner}/{repo}/branches/{branch}/protection
-    let etag = c.run(&s, Case::new("typical protection", "GET", R_PROT, "/repos/acme/guarded/branches/main/protection", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_PROT, "/repos/acme/guarded/branches/main/protection", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unprotected branch", "GET", R_PROT, "/repos/acme/open/branches/main/protection", 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_PROT, "/repos/acme/nope/branches/main/protection", 404)).await;
-    c.run(&s, Case::new("unknown branch", "GET", R_PROT, "/repos/acme/guarded/branches/nope/protection", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "typical protection",
+                "GET",
+                R_PROT,
+                "/repos/acme/guarded/branches/main/protection",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unprotected branch",
+            "GET",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_PROT,
+            "/repos/acme/nope/branches/main/protection",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown branch",
+            "GET",
+            R_PROT,
+            "/repos/acme/guarded/branches/nope/protection",
+            404,
+        ),
+    )
+    .await;
 
     // PUT /repos/{owner}/{repo}/branches/{branch}/protection
-    c.run(&s, Case::new("protect unprotected branch (minimal)", "PUT", R_PROT, "/repos/acme/open/branches/main/protection", 200).json(minimal_protection())).await;
-    c.run(&s, Case::new("replace protection (full)", "PUT", R_PROT, "/repos/acme/guarded/branches/main/protection", 200).json(full_protection())).await;
-    c.run(&s, Case::new("full protection read back", "GET", R_PROT, "/repos/acme/guarded/branches/main/protection", 200)).await;
-    c.run(&s, Case::new("protected branch after full PUT", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 200)).await;
+    c.run(
+        &s,
+        Case::new(
+            "protect unprotected branch (minimal)",
+            "PUT",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            200,
+        )
+        .json(minimal_protection()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "replace protection (full)",
+            "PUT",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            200,
+        )
+        .json(full_protection()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "full protection read back",
+            "GET",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "protected branch after full PUT",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/guarded/branches/main",
+            200,
+        ),
+    )
+    .await;
     let mut missing_restrictions = minimal_protection();
-    missing_restrictions.as_object_mut().unwrap().remove("restrictions");
-    c.run(&s, Case::new("missing `restrictions`", "PUT", R_PROT, "/repos/acme/open/branches/main/protection", 422).json(missing_restrictions)).await;
+    missing_restrictions
+        .as_object_mut()
+        .unwrap()
+        .remove("restrictions");
+    c.run(
+        &s,
+        Case::new(
+            "missing `restrictions`",
+            "PUT",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            422,
+        )
+        .json(missing_restrictions),
+    )
+    .await;
     let mut wrong_type = minimal_protection();
     wrong_type["enforce_admins"] = json!("yes");
-    c.run(&s, Case::new("`enforce_admins` not a boolean", "PUT", R_PROT, "/repos/acme/open/branches/main/protection", 422).json(wrong_type)).await;
-    c.run(&s, Case::new("malformed JSON", "PUT", R_PROT, "/repos/acme/open/branches/main/protection", 400).raw("{not json")).await;
-    c.run(&s, Case::new("unknown repo", "PUT", R_PROT, "/repos/acme/nope/branches/main/protection", 404).json(minimal_protection())).await;
-    c.run(&s, Case::new("unknown branch", "PUT", R_PROT, "/repos/acme/open/branches/nope/protection", 404).json(minimal_protection())).await;
+    c.run(
+        &s,
+        Case::new(
+            "`enforce_admins` not a boolean",
+            "PUT",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            422,
+        )
+        .json(wrong_type),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "malformed JSON",
+            "PUT",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            400,
+        )
+        .raw("{not json"),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "PUT",
+            R_PROT,
+            "/repos/acme/nope/branches/main/protection",
+            404,
+        )
+        .json(minimal_protection()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown branch",
+            "PUT",
+            R_PROT,
+            "/repos/acme/open/branches/nope/protection",
+            404,
+        )
+        .json(minimal_protection()),
+    )
+    .await;
 
     // DELETE /repos/{owner}/{repo}/branches/{branch}/protection
-    c.run(&s, Case::new("remove protection", "DELETE", R_PROT, "/repos/acme/open/branches/main/protection", 204)).await;
-    c.run(&s, Case::new("branch not protected", "DELETE", R_PROT, "/repos/acme/open/branches/main/protection", 404)).await;
-    c.run(&s, Case::new("unknown repo", "DELETE", R_PROT, "/repos/acme/nope/branches/main/protection", 404)).await;
+    c.run(
+        &s,
+        Case::new(
+            "remove protection",
+            "DELETE",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            204,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "branch not protected",
+            "DELETE",
+            R_PROT,
+            "/repos/acme/open/branches/main/protection",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "DELETE",
+            R_PROT,
+            "/repos/acme/nope/branches/main/protection",
+            404,
+        ),
+    )
+    .await;
 
     // GET /orgs/{org}/repos
-    let etag = c.run(&s, Case::new("all org repos", "GET", R_ORG, "/orgs/acme/repos", 200)).await;
-    c.run(&s, Case::new("second page", "GET", R_ORG, "/orgs/acme/repos?per_page=2&page=2", 200)).await;
-    c.run(&s, Case::new("private only", "GET", R_ORG, "/orgs/acme/repos?type=private", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_ORG, "/orgs/acme/repos", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown org", "GET", R_ORG, "/orgs/nobody/repos", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new("all org repos", "GET", R_ORG, "/orgs/acme/repos", 200),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "second page",
+            "GET",
+            R_ORG,
+            "/orgs/acme/repos?per_page=2&page=2",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "private only",
+            "GET",
+            R_ORG,
+            "/orgs/acme/repos?type=private",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("conditional", "GET", R_ORG, "/orgs/acme/repos", 304).if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("unknown org", "GET", R_ORG, "/orgs/nobody/repos", 404),
+    )
+    .await;
 
     // GET /installation/repositories
-    let etag = c.run(&s, Case::new("all repos", "GET", R_INST, "/installation/repositories", 200)).await;
-    c.run(&s, Case::new("second page", "GET", R_INST, "/installation/repositories?per_page=2&page=2", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_INST, "/installation/repositories", 304).if_none_match(etag)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "all repos",
+                "GET",
+                R_INST,
+                "/installation/repositories",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "second page",
+            "GET",
+            R_INST,
+            "/installation/repositories?per_page=2&page=2",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_INST,
+            "/installation/repositories",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
 
     // GET /rate_limit
-    let etag = c.run(&s, Case::new("budget", "GET", R_RATE, "/rate_limit", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_RATE, "/rate_limit", 304).if_none_match(etag)).await;
+    let etag = c
+        .run(&s, Case::new("budget", "GET", R_RATE, "/rate_limit", 200))
+        .await;
+    c.run(
+        &s,
+        Case::new("conditional", "GET", R_RATE, "/rate_limit", 304).if_none_match(etag),
+    )
+    .await;
 
     // --- Authenticating simulator: 401 for missing and bad credentials. ----------------------
     let auth = start(SimConfig {
@@ -247,36 +870,264 @@ async fn simulator_honours_github_openapi_contract() {
         ..SimConfig::default()
     })
     .await;
-    c.run(&auth, Case::new("valid token", "GET", R_INST, "/installation/repositories", 200).token("good-token")).await;
-    c.run(&auth, Case::new("no token", "GET", R_INST, "/installation/repositories", 401)).await;
-    c.run(&auth, Case::new("bad token", "GET", R_INST, "/installation/repositories", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_REPO, "/repos/acme/guarded", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_PROT, "/repos/acme/guarded/branches/main/protection", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "PUT", R_PROT, "/repos/acme/guarded/branches/main/protection", 401).token("bad").json(minimal_protection())).await;
-    c.run(&auth, Case::new("bad token", "DELETE", R_PROT, "/repos/acme/guarded/branches/main/protection", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_ORG, "/orgs/acme/repos", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_RATE, "/rate_limit", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "PATCH", R_REPO, "/repos/acme/guarded", 401).token("bad").json(json!({ "has_issues": false }))).await;
-    c.run(&auth, Case::new("bad token", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "PUT", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 401).token("bad").json(read_only.clone())).await;
+    c.run(
+        &auth,
+        Case::new(
+            "valid token",
+            "GET",
+            R_INST,
+            "/installation/repositories",
+            200,
+        )
+        .token("good-token"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("no token", "GET", R_INST, "/installation/repositories", 401),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_INST,
+            "/installation/repositories",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("bad token", "GET", R_REPO, "/repos/acme/guarded", 401).token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/guarded/branches/main",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "PUT",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            401,
+        )
+        .token("bad")
+        .json(minimal_protection()),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "DELETE",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("bad token", "GET", R_ORG, "/orgs/acme/repos", 401).token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("bad token", "GET", R_RATE, "/rate_limit", 401).token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("bad token", "PATCH", R_REPO, "/repos/acme/guarded", 401)
+            .token("bad")
+            .json(json!({ "has_issues": false })),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_TAR,
+            "/repos/acme/guarded/tarball/main",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_WF,
+            "/repos/acme/guarded/actions/permissions/workflow",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "PUT",
+            R_WF,
+            "/repos/acme/guarded/actions/permissions/workflow",
+            401,
+        )
+        .token("bad")
+        .json(read_only.clone()),
+    )
+    .await;
 
     // --- Exhausted simulator: 403 rate limit exceeded (rate_limit itself is free). -----------
     let exhausted = start(SimConfig::default()).await;
     exhausted.sim.set_rate_limit(0);
-    c.run(&exhausted, Case::new("rate limited", "GET", R_REPO, "/repos/acme/guarded", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_BRANCH, "/repos/acme/guarded/branches/main", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_PROT, "/repos/acme/guarded/branches/main/protection", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "PUT", R_PROT, "/repos/acme/guarded/branches/main/protection", 403).json(minimal_protection())).await;
-    c.run(&exhausted, Case::new("rate limited", "DELETE", R_PROT, "/repos/acme/guarded/branches/main/protection", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_ORG, "/orgs/acme/repos", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_INST, "/installation/repositories", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "PATCH", R_REPO, "/repos/acme/guarded", 403).json(json!({ "has_issues": false }))).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_TAR, "/repos/acme/guarded/tarball/main", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "PUT", R_WF, "/repos/acme/guarded/actions/permissions/workflow", 403).json(read_only)).await;
-    c.run(&exhausted, Case::new("still answered when exhausted", "GET", R_RATE, "/rate_limit", 200)).await;
+    c.run(
+        &exhausted,
+        Case::new("rate limited", "GET", R_REPO, "/repos/acme/guarded", 403),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_BRANCH,
+            "/repos/acme/guarded/branches/main",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "PUT",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            403,
+        )
+        .json(minimal_protection()),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "DELETE",
+            R_PROT,
+            "/repos/acme/guarded/branches/main/protection",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new("rate limited", "GET", R_ORG, "/orgs/acme/repos", 403),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_INST,
+            "/installation/repositories",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new("rate limited", "PATCH", R_REPO, "/repos/acme/guarded", 403)
+            .json(json!({ "has_issues": false })),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_TAR,
+            "/repos/acme/guarded/tarball/main",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_WF,
+            "/repos/acme/guarded/actions/permissions/workflow",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "PUT",
+            R_WF,
+            "/repos/acme/guarded/actions/permissions/workflow",
+            403,
+        )
+        .json(read_only),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "still answered when exhausted",
+            "GET",
+            R_RATE,
+            "/rate_limit",
+            200,
+        ),
+    )
+    .await;
 
     // --- Coverage. -----------------------------------------------------------------------------
     c.check_request_logs(&[&s, &auth, &exhausted], ROUTES);
@@ -299,7 +1150,9 @@ fn schema_checks_are_not_vacuous() {
     );
     let errors = schema_errors(repo, &json!({ "id": "not-a-number" }));
     assert!(
-        errors.iter().any(|e| e.contains("pointer `/id` keyword `type`")),
+        errors
+            .iter()
+            .any(|e| e.contains("pointer `/id` keyword `type`")),
         "a string id must violate the repository schema: {errors:?}"
     );
 
@@ -308,7 +1161,8 @@ fn schema_checks_are_not_vacuous() {
     assert!(schema_errors(&nullable, &json!("a")).is_empty());
     assert!(!schema_errors(&nullable, &json!("b")).is_empty());
     assert!(!schema_errors(&json!({ "type": "string" }), &json!(null)).is_empty());
-    let composed = json!({ "nullable": true, "allOf": [ { "type": "object", "required": ["x"] } ] });
+    let composed =
+        json!({ "nullable": true, "allOf": [ { "type": "object", "required": ["x"] } ] });
     assert!(schema_errors(&composed, &json!(null)).is_empty());
     assert!(!schema_errors(&composed, &json!({})).is_empty());
     // Property names that happen to be keywords are left alone.

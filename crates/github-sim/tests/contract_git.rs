@@ -161,8 +161,14 @@ async fn by_hand(
                 .iter()
                 .filter(|alt| schema_errors(alt, &answer).is_empty())
                 .count();
-            assert!(matching >= 1, "{method} {route} {expect}: no alternative fits {answer}");
-            format!("matches {matching} of the {} `oneOf` alternatives", alternatives.len())
+            assert!(
+                matching >= 1,
+                "{method} {route} {expect}: no alternative fits {answer}"
+            );
+            format!(
+                "matches {matching} of the {} `oneOf` alternatives",
+                alternatives.len()
+            )
         }
         None => "declared without content; GitHub sends its JSON error".to_owned(),
     };
@@ -202,11 +208,19 @@ async fn repository_content_families_honour_github_openapi_contract() {
         ],
     )
     .unwrap();
-    sim.put_file("acme", "svc-001", "main", "COPYING", "All rights reserved.\n")
-        .unwrap();
+    sim.put_file(
+        "acme",
+        "svc-001",
+        "main",
+        "COPYING",
+        "All rights reserved.\n",
+    )
+    .unwrap();
     let main = sim.branch_sha("acme", "open", "main").unwrap();
-    sim.create_branch("acme", "open", "feature", "main").unwrap();
-    sim.put_file("acme", "open", "feature", "docs/new.md", "New\n").unwrap();
+    sim.create_branch("acme", "open", "feature", "main")
+        .unwrap();
+    sim.put_file("acme", "open", "feature", "docs/new.md", "New\n")
+        .unwrap();
     let feature = sim.branch_sha("acme", "open", "feature").unwrap();
     sim.create_branch("acme", "open", "same", "main").unwrap();
     let (_, readme_sha) = sim.file_entry("acme", "open", "main", "README.md").unwrap();
@@ -218,16 +232,118 @@ async fn repository_content_families_honour_github_openapi_contract() {
     sim.reset_request_log();
 
     // GET /repos/{owner}/{repo}/contents/{path}
-    let etag = c.run(&s, Case::new("file", "GET", R_CONTENTS, "/repos/acme/open/contents/README.md", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_CONTENTS, "/repos/acme/open/contents/README.md", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("directory", "GET", R_CONTENTS, "/repos/acme/open/contents/docs", 200)).await;
-    c.run(&s, Case::new("repository root", "GET", R_CONTENTS, "/repos/acme/open/contents", 200)).await;
-    c.run(&s, Case::new("symlink", "GET", R_CONTENTS, "/repos/acme/open/contents/latest", 200)).await;
-    c.run(&s, Case::new("executable at a branch", "GET", R_CONTENTS, "/repos/acme/open/contents/scripts/run.sh?ref=feature", 200)).await;
-    c.run(&s, Case::new("at a commit sha", "GET", R_CONTENTS, &format!("/repos/acme/open/contents/README.md?ref={main}"), 200)).await;
-    c.run(&s, Case::new("unknown path", "GET", R_CONTENTS, "/repos/acme/open/contents/nope.md", 404)).await;
-    c.run(&s, Case::new("unknown ref", "GET", R_CONTENTS, "/repos/acme/open/contents/README.md?ref=nope", 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_CONTENTS, "/repos/acme/nope/contents/README.md", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "file",
+                "GET",
+                R_CONTENTS,
+                "/repos/acme/open/contents/README.md",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/README.md",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "directory",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/docs",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "repository root",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "symlink",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/latest",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "executable at a branch",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/scripts/run.sh?ref=feature",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "at a commit sha",
+            "GET",
+            R_CONTENTS,
+            &format!("/repos/acme/open/contents/README.md?ref={main}"),
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown path",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/nope.md",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown ref",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/README.md?ref=nope",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/nope/contents/README.md",
+            404,
+        ),
+    )
+    .await;
 
     // PUT /repos/{owner}/{repo}/contents/{path}
     let create = json!({
@@ -236,58 +352,341 @@ async fn repository_content_families_honour_github_openapi_contract() {
         "branch": "feature",
         "committer": { "name": "Octo Cat", "email": "octocat@github.com" }
     });
-    c.run(&s, Case::new("create", "PUT", R_CONTENTS, "/repos/acme/open/contents/SECURITY.md", 201).json(create.clone())).await;
+    c.run(
+        &s,
+        Case::new(
+            "create",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/SECURITY.md",
+            201,
+        )
+        .json(create.clone()),
+    )
+    .await;
     let update = json!({
         "message": "Update README",
         "content": b64("# open v2\n"),
         "sha": readme_sha,
     });
-    c.run(&s, Case::new("update with the blob sha", "PUT", R_CONTENTS, "/repos/acme/open/contents/README.md", 200).json(update.clone())).await;
-    let no_sha = semantic(&spec, "PUT", R_CONTENTS, json!({ "message": "m", "content": b64("x") }));
-    c.run(&s, Case::new("existing file without `sha`", "PUT", R_CONTENTS, "/repos/acme/open/contents/README.md", 422).raw(no_sha)).await;
-    c.run(&s, Case::new("missing `message`", "PUT", R_CONTENTS, "/repos/acme/open/contents/x.md", 422).json(json!({ "content": b64("x") }))).await;
-    c.run(&s, Case::new("unknown branch", "PUT", R_CONTENTS, "/repos/acme/open/contents/x.md", 404).json(json!({ "message": "m", "content": b64("x"), "branch": "nope" }))).await;
-    c.run(&s, Case::new("unknown repo", "PUT", R_CONTENTS, "/repos/acme/nope/contents/x.md", 404).json(create.clone())).await;
-    c.run(&s, Case::new("malformed JSON", "PUT", R_CONTENTS, "/repos/acme/open/contents/x.md", 400).raw("{not json")).await;
+    c.run(
+        &s,
+        Case::new(
+            "update with the blob sha",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/README.md",
+            200,
+        )
+        .json(update.clone()),
+    )
+    .await;
+    let no_sha = semantic(
+        &spec,
+        "PUT",
+        R_CONTENTS,
+        json!({ "message": "m", "content": b64("x") }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "existing file without `sha`",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/README.md",
+            422,
+        )
+        .raw(no_sha),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `message`",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/x.md",
+            422,
+        )
+        .json(json!({ "content": b64("x") })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown branch",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/x.md",
+            404,
+        )
+        .json(json!({ "message": "m", "content": b64("x"), "branch": "nope" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/nope/contents/x.md",
+            404,
+        )
+        .json(create.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "malformed JSON",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/x.md",
+            400,
+        )
+        .raw("{not json"),
+    )
+    .await;
     findings.push(
-        by_hand(&spec, &s, ("PUT", R_CONTENTS, "/repos/acme/open/contents/README.md"),
-            Some(update.clone()), 409, &format!("README.md does not match {readme_sha}")).await,
+        by_hand(
+            &spec,
+            &s,
+            ("PUT", R_CONTENTS, "/repos/acme/open/contents/README.md"),
+            Some(update.clone()),
+            409,
+            &format!("README.md does not match {readme_sha}"),
+        )
+        .await,
     );
     findings.push(
-        by_hand(&spec, &s, ("PUT", R_CONTENTS, "/repos/acme/guarded/contents/x.md"),
-            Some(json!({ "message": "m", "content": b64("x") })), 409,
-            "Could not create file: Changes must be made through a pull request.").await,
+        by_hand(
+            &spec,
+            &s,
+            ("PUT", R_CONTENTS, "/repos/acme/guarded/contents/x.md"),
+            Some(json!({ "message": "m", "content": b64("x") })),
+            409,
+            "Could not create file: Changes must be made through a pull request.",
+        )
+        .await,
     );
 
     // DELETE /repos/{owner}/{repo}/contents/{path}
-    let (_, guide_sha) = sim.file_entry("acme", "open", "main", "docs/guide.md").unwrap();
-    c.run(&s, Case::new("stale `sha`", "DELETE", R_CONTENTS, "/repos/acme/open/contents/docs/guide.md", 409).json(json!({ "message": "rm", "sha": readme_sha }))).await;
-    c.run(&s, Case::new("missing `sha`", "DELETE", R_CONTENTS, "/repos/acme/open/contents/docs/guide.md", 422).json(json!({ "message": "rm" }))).await;
-    c.run(&s, Case::new("delete", "DELETE", R_CONTENTS, "/repos/acme/open/contents/docs/guide.md", 200).json(json!({ "message": "rm", "sha": guide_sha }))).await;
-    c.run(&s, Case::new("already deleted", "DELETE", R_CONTENTS, "/repos/acme/open/contents/docs/guide.md", 404).json(json!({ "message": "rm", "sha": guide_sha }))).await;
-    c.run(&s, Case::new("unknown repo", "DELETE", R_CONTENTS, "/repos/acme/nope/contents/a.md", 404).json(json!({ "message": "rm", "sha": guide_sha }))).await;
+    let (_, guide_sha) = sim
+        .file_entry("acme", "open", "main", "docs/guide.md")
+        .unwrap();
+    c.run(
+        &s,
+        Case::new(
+            "stale `sha`",
+            "DELETE",
+            R_CONTENTS,
+            "/repos/acme/open/contents/docs/guide.md",
+            409,
+        )
+        .json(json!({ "message": "rm", "sha": readme_sha })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `sha`",
+            "DELETE",
+            R_CONTENTS,
+            "/repos/acme/open/contents/docs/guide.md",
+            422,
+        )
+        .json(json!({ "message": "rm" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "delete",
+            "DELETE",
+            R_CONTENTS,
+            "/repos/acme/open/contents/docs/guide.md",
+            200,
+        )
+        .json(json!({ "message": "rm", "sha": guide_sha })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "already deleted",
+            "DELETE",
+            R_CONTENTS,
+            "/repos/acme/open/contents/docs/guide.md",
+            404,
+        )
+        .json(json!({ "message": "rm", "sha": guide_sha })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "DELETE",
+            R_CONTENTS,
+            "/repos/acme/nope/contents/a.md",
+            404,
+        )
+        .json(json!({ "message": "rm", "sha": guide_sha })),
+    )
+    .await;
 
     // GET /repos/{owner}/{repo}/git/blobs/{file_sha}, POST /repos/{owner}/{repo}/git/blobs
-    let etag = c.run(&s, Case::new("blob", "GET", R_BLOB, &format!("/repos/acme/open/git/blobs/{readme_sha}"), 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_BLOB, &format!("/repos/acme/open/git/blobs/{readme_sha}"), 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown blob", "GET", R_BLOB, &format!("/repos/acme/open/git/blobs/{}", "0".repeat(40)), 404)).await;
-    c.run(&s, Case::new("not a sha", "GET", R_BLOB, "/repos/acme/open/git/blobs/xyz", 422)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_BLOB, &format!("/repos/acme/nope/git/blobs/{readme_sha}"), 404)).await;
-    c.run(&s, Case::new("utf-8", "POST", R_BLOBS, "/repos/acme/open/git/blobs", 201).json(json!({ "content": "hello\n", "encoding": "utf-8" }))).await;
-    c.run(&s, Case::new("base64", "POST", R_BLOBS, "/repos/acme/open/git/blobs", 201).json(json!({ "content": b64("hello\n"), "encoding": "base64" }))).await;
-    c.run(&s, Case::new("unknown repo", "POST", R_BLOBS, "/repos/acme/nope/git/blobs", 404).json(json!({ "content": "x" }))).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "blob",
+                "GET",
+                R_BLOB,
+                &format!("/repos/acme/open/git/blobs/{readme_sha}"),
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_BLOB,
+            &format!("/repos/acme/open/git/blobs/{readme_sha}"),
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown blob",
+            "GET",
+            R_BLOB,
+            &format!("/repos/acme/open/git/blobs/{}", "0".repeat(40)),
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "not a sha",
+            "GET",
+            R_BLOB,
+            "/repos/acme/open/git/blobs/xyz",
+            422,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_BLOB,
+            &format!("/repos/acme/nope/git/blobs/{readme_sha}"),
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("utf-8", "POST", R_BLOBS, "/repos/acme/open/git/blobs", 201)
+            .json(json!({ "content": "hello\n", "encoding": "utf-8" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("base64", "POST", R_BLOBS, "/repos/acme/open/git/blobs", 201)
+            .json(json!({ "content": b64("hello\n"), "encoding": "base64" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "POST",
+            R_BLOBS,
+            "/repos/acme/nope/git/blobs",
+            404,
+        )
+        .json(json!({ "content": "x" })),
+    )
+    .await;
     findings.push(
-        by_hand(&spec, &s, ("POST", R_BLOBS, "/repos/acme/open/git/blobs"),
-            Some(json!({ "encoding": "utf-8" })), 422,
-            "Invalid request.\n\n\"content\" wasn't supplied.").await,
+        by_hand(
+            &spec,
+            &s,
+            ("POST", R_BLOBS, "/repos/acme/open/git/blobs"),
+            Some(json!({ "encoding": "utf-8" })),
+            422,
+            "Invalid request.\n\n\"content\" wasn't supplied.",
+        )
+        .await,
     );
 
     // GET /repos/{owner}/{repo}/git/trees/{tree_sha}, POST /repos/{owner}/{repo}/git/trees
-    let etag = c.run(&s, Case::new("tree by sha", "GET", R_TREE, &format!("/repos/acme/open/git/trees/{tree_sha}"), 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_TREE, &format!("/repos/acme/open/git/trees/{tree_sha}"), 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("by branch, recursive", "GET", R_TREE, "/repos/acme/open/git/trees/feature?recursive=1", 200)).await;
-    c.run(&s, Case::new("unknown tree", "GET", R_TREE, &format!("/repos/acme/open/git/trees/{}", "0".repeat(40)), 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_TREE, "/repos/acme/nope/git/trees/main", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "tree by sha",
+                "GET",
+                R_TREE,
+                &format!("/repos/acme/open/git/trees/{tree_sha}"),
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_TREE,
+            &format!("/repos/acme/open/git/trees/{tree_sha}"),
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "by branch, recursive",
+            "GET",
+            R_TREE,
+            "/repos/acme/open/git/trees/feature?recursive=1",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown tree",
+            "GET",
+            R_TREE,
+            &format!("/repos/acme/open/git/trees/{}", "0".repeat(40)),
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_TREE,
+            "/repos/acme/nope/git/trees/main",
+            404,
+        ),
+    )
+    .await;
     let new_tree = json!({
         "base_tree": tree_sha,
         "tree": [
@@ -296,12 +695,74 @@ async fn repository_content_families_honour_github_openapi_contract() {
             { "path": "docs/guide.md", "mode": "100644", "type": "blob", "sha": null }
         ]
     });
-    c.run(&s, Case::new("edit a base tree", "POST", R_TREES, "/repos/acme/open/git/trees", 201).json(new_tree.clone())).await;
-    c.run(&s, Case::new("mode outside the enum", "POST", R_TREES, "/repos/acme/open/git/trees", 422).json(json!({ "tree": [{ "path": "a", "mode": "100600", "type": "blob", "content": "x" }] }))).await;
-    let bad_blob = semantic(&spec, "POST", R_TREES, json!({ "tree": [{ "path": "a", "mode": "100644", "type": "blob", "sha": "0".repeat(40) }] }));
-    c.run(&s, Case::new("sha of no blob", "POST", R_TREES, "/repos/acme/open/git/trees", 422).raw(bad_blob)).await;
-    c.run(&s, Case::new("unknown repo", "POST", R_TREES, "/repos/acme/nope/git/trees", 404).json(new_tree)).await;
-    c.run(&s, Case::new("malformed JSON", "POST", R_TREES, "/repos/acme/open/git/trees", 400).raw("{not json")).await;
+    c.run(
+        &s,
+        Case::new(
+            "edit a base tree",
+            "POST",
+            R_TREES,
+            "/repos/acme/open/git/trees",
+            201,
+        )
+        .json(new_tree.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "mode outside the enum",
+            "POST",
+            R_TREES,
+            "/repos/acme/open/git/trees",
+            422,
+        )
+        .json(
+            json!({ "tree": [{ "path": "a", "mode": "100600", "type": "blob", "content": "x" }] }),
+        ),
+    )
+    .await;
+    let bad_blob = semantic(
+        &spec,
+        "POST",
+        R_TREES,
+        json!({ "tree": [{ "path": "a", "mode": "100644", "type": "blob", "sha": "0".repeat(40) }] }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "sha of no blob",
+            "POST",
+            R_TREES,
+            "/repos/acme/open/git/trees",
+            422,
+        )
+        .raw(bad_blob),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "POST",
+            R_TREES,
+            "/repos/acme/nope/git/trees",
+            404,
+        )
+        .json(new_tree),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "malformed JSON",
+            "POST",
+            R_TREES,
+            "/repos/acme/open/git/trees",
+            400,
+        )
+        .raw("{not json"),
+    )
+    .await;
 
     // POST /repos/{owner}/{repo}/git/commits
     let commit = json!({
@@ -310,50 +771,368 @@ async fn repository_content_families_honour_github_openapi_contract() {
         "parents": [main],
         "author": { "name": "Mona", "email": "mona@example.com", "date": "2024-05-01T12:00:00Z" }
     });
-    c.run(&s, Case::new("commit", "POST", R_GIT_COMMITS, "/repos/acme/open/git/commits", 201).json(commit.clone())).await;
-    c.run(&s, Case::new("missing `tree`", "POST", R_GIT_COMMITS, "/repos/acme/open/git/commits", 422).json(json!({ "message": "m" }))).await;
-    let no_tree = semantic(&spec, "POST", R_GIT_COMMITS, json!({ "message": "m", "tree": "0".repeat(40) }));
-    c.run(&s, Case::new("unknown tree", "POST", R_GIT_COMMITS, "/repos/acme/open/git/commits", 422).raw(no_tree)).await;
-    c.run(&s, Case::new("unknown repo", "POST", R_GIT_COMMITS, "/repos/acme/nope/git/commits", 404).json(commit)).await;
+    c.run(
+        &s,
+        Case::new(
+            "commit",
+            "POST",
+            R_GIT_COMMITS,
+            "/repos/acme/open/git/commits",
+            201,
+        )
+        .json(commit.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `tree`",
+            "POST",
+            R_GIT_COMMITS,
+            "/repos/acme/open/git/commits",
+            422,
+        )
+        .json(json!({ "message": "m" })),
+    )
+    .await;
+    let no_tree = semantic(
+        &spec,
+        "POST",
+        R_GIT_COMMITS,
+        json!({ "message": "m", "tree": "0".repeat(40) }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "unknown tree",
+            "POST",
+            R_GIT_COMMITS,
+            "/repos/acme/open/git/commits",
+            422,
+        )
+        .raw(no_tree),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "POST",
+            R_GIT_COMMITS,
+            "/repos/acme/nope/git/commits",
+            404,
+        )
+        .json(commit),
+    )
+    .await;
 
     // Refs: POST /git/refs, GET /git/ref/{ref}, PATCH and DELETE /git/refs/{ref}
-    sim.create_branch("acme", "open", "scratch", "main").unwrap();
-    let ahead = sim
-        .commit_files("acme", "open", "scratch", None, vec![CommitFile::file("ahead.txt", "1\n")])
+    sim.create_branch("acme", "open", "scratch", "main")
         .unwrap();
-    c.run(&s, Case::new("create branch", "POST", R_REFS, "/repos/acme/open/git/refs", 201).json(json!({ "ref": "refs/heads/topic", "sha": main }))).await;
-    let exists = semantic(&spec, "POST", R_REFS, json!({ "ref": "refs/heads/topic", "sha": main }));
-    c.run(&s, Case::new("already exists", "POST", R_REFS, "/repos/acme/open/git/refs", 422).raw(exists)).await;
-    let no_object = semantic(&spec, "POST", R_REFS, json!({ "ref": "refs/heads/other", "sha": "0".repeat(40) }));
-    c.run(&s, Case::new("unknown object", "POST", R_REFS, "/repos/acme/open/git/refs", 422).raw(no_object)).await;
-    c.run(&s, Case::new("missing `sha`", "POST", R_REFS, "/repos/acme/open/git/refs", 422).json(json!({ "ref": "refs/heads/x" }))).await;
-    c.run(&s, Case::new("unknown repo", "POST", R_REFS, "/repos/acme/nope/git/refs", 404).json(json!({ "ref": "refs/heads/x", "sha": main }))).await;
-    let etag = c.run(&s, Case::new("branch ref", "GET", R_GET_REF, "/repos/acme/open/git/ref/heads/topic", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_GET_REF, "/repos/acme/open/git/ref/heads/topic", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown ref", "GET", R_GET_REF, "/repos/acme/open/git/ref/heads/nope", 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_GET_REF, "/repos/acme/nope/git/ref/heads/main", 404)).await;
-    c.run(&s, Case::new("fast forward", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/topic", 200).json(json!({ "sha": ahead }))).await;
+    let ahead = sim
+        .commit_files(
+            "acme",
+            "open",
+            "scratch",
+            None,
+            vec![CommitFile::file("ahead.txt", "1\n")],
+        )
+        .unwrap();
+    c.run(
+        &s,
+        Case::new(
+            "create branch",
+            "POST",
+            R_REFS,
+            "/repos/acme/open/git/refs",
+            201,
+        )
+        .json(json!({ "ref": "refs/heads/topic", "sha": main })),
+    )
+    .await;
+    let exists = semantic(
+        &spec,
+        "POST",
+        R_REFS,
+        json!({ "ref": "refs/heads/topic", "sha": main }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "already exists",
+            "POST",
+            R_REFS,
+            "/repos/acme/open/git/refs",
+            422,
+        )
+        .raw(exists),
+    )
+    .await;
+    let no_object = semantic(
+        &spec,
+        "POST",
+        R_REFS,
+        json!({ "ref": "refs/heads/other", "sha": "0".repeat(40) }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "unknown object",
+            "POST",
+            R_REFS,
+            "/repos/acme/open/git/refs",
+            422,
+        )
+        .raw(no_object),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `sha`",
+            "POST",
+            R_REFS,
+            "/repos/acme/open/git/refs",
+            422,
+        )
+        .json(json!({ "ref": "refs/heads/x" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "POST",
+            R_REFS,
+            "/repos/acme/nope/git/refs",
+            404,
+        )
+        .json(json!({ "ref": "refs/heads/x", "sha": main })),
+    )
+    .await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "branch ref",
+                "GET",
+                R_GET_REF,
+                "/repos/acme/open/git/ref/heads/topic",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_GET_REF,
+            "/repos/acme/open/git/ref/heads/topic",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown ref",
+            "GET",
+            R_GET_REF,
+            "/repos/acme/open/git/ref/heads/nope",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_GET_REF,
+            "/repos/acme/nope/git/ref/heads/main",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "fast forward",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/topic",
+            200,
+        )
+        .json(json!({ "sha": ahead })),
+    )
+    .await;
     let backwards = semantic(&spec, "PATCH", R_REF, json!({ "sha": main }));
-    c.run(&s, Case::new("not a fast forward", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/topic", 422).raw(backwards)).await;
-    c.run(&s, Case::new("forced", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/topic", 200).json(json!({ "sha": main, "force": true }))).await;
-    c.run(&s, Case::new("missing `sha`", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/topic", 422).json(json!({ "force": true }))).await;
+    c.run(
+        &s,
+        Case::new(
+            "not a fast forward",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/topic",
+            422,
+        )
+        .raw(backwards),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "forced",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/topic",
+            200,
+        )
+        .json(json!({ "sha": main, "force": true })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `sha`",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/topic",
+            422,
+        )
+        .json(json!({ "force": true })),
+    )
+    .await;
     let missing_ref = semantic(&spec, "PATCH", R_REF, json!({ "sha": main }));
-    c.run(&s, Case::new("unknown ref", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/nope", 422).raw(missing_ref)).await;
-    c.run(&s, Case::new("unknown repo", "PATCH", R_REF, "/repos/acme/nope/git/refs/heads/main", 404).json(json!({ "sha": main }))).await;
-    c.run(&s, Case::new("delete branch", "DELETE", R_REF, "/repos/acme/open/git/refs/heads/topic", 204)).await;
-    c.run(&s, Case::new("unknown repo", "DELETE", R_REF, "/repos/acme/nope/git/refs/heads/topic", 404)).await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown ref",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/nope",
+            422,
+        )
+        .raw(missing_ref),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "PATCH",
+            R_REF,
+            "/repos/acme/nope/git/refs/heads/main",
+            404,
+        )
+        .json(json!({ "sha": main })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "delete branch",
+            "DELETE",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/topic",
+            204,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "DELETE",
+            R_REF,
+            "/repos/acme/nope/git/refs/heads/topic",
+            404,
+        ),
+    )
+    .await;
     findings.push(
-        by_hand(&spec, &s, ("DELETE", R_REF, "/repos/acme/open/git/refs/heads/topic"), None, 422,
-            "Reference does not exist").await,
+        by_hand(
+            &spec,
+            &s,
+            ("DELETE", R_REF, "/repos/acme/open/git/refs/heads/topic"),
+            None,
+            422,
+            "Reference does not exist",
+        )
+        .await,
     );
 
     // GET /repos/{owner}/{repo}/commits/{ref}
-    let etag = c.run(&s, Case::new("by branch", "GET", R_COMMIT, "/repos/acme/open/commits/feature", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_COMMIT, "/repos/acme/open/commits/feature", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("by sha", "GET", R_COMMIT, &format!("/repos/acme/open/commits/{feature}"), 200)).await;
-    c.run(&s, Case::new("by short sha", "GET", R_COMMIT, &format!("/repos/acme/open/commits/{}", &main[..7]), 200)).await;
-    c.run(&s, Case::new("unknown ref", "GET", R_COMMIT, "/repos/acme/open/commits/nope", 422)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_COMMIT, "/repos/acme/nope/commits/main", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new(
+                "by branch",
+                "GET",
+                R_COMMIT,
+                "/repos/acme/open/commits/feature",
+                200,
+            ),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_COMMIT,
+            "/repos/acme/open/commits/feature",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "by sha",
+            "GET",
+            R_COMMIT,
+            &format!("/repos/acme/open/commits/{feature}"),
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "by short sha",
+            "GET",
+            R_COMMIT,
+            &format!("/repos/acme/open/commits/{}", &main[..7]),
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown ref",
+            "GET",
+            R_COMMIT,
+            "/repos/acme/open/commits/nope",
+            422,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_COMMIT,
+            "/repos/acme/nope/commits/main",
+            404,
+        ),
+    )
+    .await;
 
     // Pull requests
     let open_pr = json!({
@@ -363,37 +1142,277 @@ async fn repository_content_families_honour_github_openapi_contract() {
         "body": "Opened by the contract test.",
         "maintainer_can_modify": true
     });
-    c.run(&s, Case::new("open", "POST", R_PULLS, "/repos/acme/open/pulls", 201).json(open_pr.clone())).await;
+    c.run(
+        &s,
+        Case::new("open", "POST", R_PULLS, "/repos/acme/open/pulls", 201).json(open_pr.clone()),
+    )
+    .await;
     let duplicate = semantic(&spec, "POST", R_PULLS, open_pr.clone());
-    c.run(&s, Case::new("already exists", "POST", R_PULLS, "/repos/acme/open/pulls", 422).raw(duplicate)).await;
-    let empty = semantic(&spec, "POST", R_PULLS, json!({ "title": "t", "head": "same", "base": "main" }));
-    c.run(&s, Case::new("no commits between", "POST", R_PULLS, "/repos/acme/open/pulls", 422).raw(empty)).await;
-    c.run(&s, Case::new("missing `head`", "POST", R_PULLS, "/repos/acme/open/pulls", 422).json(json!({ "title": "t", "base": "main" }))).await;
-    c.run(&s, Case::new("unknown repo", "POST", R_PULLS, "/repos/acme/nope/pulls", 404).json(open_pr.clone())).await;
-    c.run(&s, Case::new("malformed JSON", "POST", R_PULLS, "/repos/acme/open/pulls", 400).raw("{not json")).await;
-    sim.create_branch("acme", "open", "second", "scratch").unwrap();
-    c.run(&s, Case::new("open a second", "POST", R_PULLS, "/repos/acme/open/pulls", 201).json(json!({ "title": "Second", "head": "second", "base": "main", "draft": true }))).await;
-    let etag = c.run(&s, Case::new("open ones", "GET", R_PULLS, "/repos/acme/open/pulls", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_PULLS, "/repos/acme/open/pulls", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("by head, all states", "GET", R_PULLS, "/repos/acme/open/pulls?state=all&head=acme:feature", 200)).await;
-    c.run(&s, Case::new("second page", "GET", R_PULLS, "/repos/acme/open/pulls?per_page=1&page=2", 200)).await;
-    c.run(&s, Case::new("state outside the enum", "GET", R_PULLS, "/repos/acme/open/pulls?state=merged", 422)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_PULLS, "/repos/acme/nope/pulls", 404)).await;
-    let etag = c.run(&s, Case::new("one", "GET", R_PULL, "/repos/acme/open/pulls/1", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_PULL, "/repos/acme/open/pulls/1", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unknown number", "GET", R_PULL, "/repos/acme/open/pulls/99", 404)).await;
-    c.run(&s, Case::new("edit title and body", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 200).json(json!({ "title": "Add docs", "body": "Edited." }))).await;
-    c.run(&s, Case::new("close", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 200).json(json!({ "state": "closed" }))).await;
-    c.run(&s, Case::new("reopen", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 200).json(json!({ "state": "open" }))).await;
-    c.run(&s, Case::new("state outside the enum", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 422).json(json!({ "state": "merged" }))).await;
-    c.run(&s, Case::new("unknown number", "PATCH", R_PULL, "/repos/acme/open/pulls/99", 404).json(json!({ "title": "x" }))).await;
+    c.run(
+        &s,
+        Case::new(
+            "already exists",
+            "POST",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            422,
+        )
+        .raw(duplicate),
+    )
+    .await;
+    let empty = semantic(
+        &spec,
+        "POST",
+        R_PULLS,
+        json!({ "title": "t", "head": "same", "base": "main" }),
+    );
+    c.run(
+        &s,
+        Case::new(
+            "no commits between",
+            "POST",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            422,
+        )
+        .raw(empty),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "missing `head`",
+            "POST",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            422,
+        )
+        .json(json!({ "title": "t", "base": "main" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "POST",
+            R_PULLS,
+            "/repos/acme/nope/pulls",
+            404,
+        )
+        .json(open_pr.clone()),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "malformed JSON",
+            "POST",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            400,
+        )
+        .raw("{not json"),
+    )
+    .await;
+    sim.create_branch("acme", "open", "second", "scratch")
+        .unwrap();
+    c.run(
+        &s,
+        Case::new(
+            "open a second",
+            "POST",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            201,
+        )
+        .json(json!({ "title": "Second", "head": "second", "base": "main", "draft": true })),
+    )
+    .await;
+    let etag = c
+        .run(
+            &s,
+            Case::new("open ones", "GET", R_PULLS, "/repos/acme/open/pulls", 200),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new("conditional", "GET", R_PULLS, "/repos/acme/open/pulls", 304).if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "by head, all states",
+            "GET",
+            R_PULLS,
+            "/repos/acme/open/pulls?state=all&head=acme:feature",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "second page",
+            "GET",
+            R_PULLS,
+            "/repos/acme/open/pulls?per_page=1&page=2",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "state outside the enum",
+            "GET",
+            R_PULLS,
+            "/repos/acme/open/pulls?state=merged",
+            422,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_PULLS,
+            "/repos/acme/nope/pulls",
+            404,
+        ),
+    )
+    .await;
+    let etag = c
+        .run(
+            &s,
+            Case::new("one", "GET", R_PULL, "/repos/acme/open/pulls/1", 200),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_PULL,
+            "/repos/acme/open/pulls/1",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown number",
+            "GET",
+            R_PULL,
+            "/repos/acme/open/pulls/99",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "edit title and body",
+            "PATCH",
+            R_PULL,
+            "/repos/acme/open/pulls/1",
+            200,
+        )
+        .json(json!({ "title": "Add docs", "body": "Edited." })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("close", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 200)
+            .json(json!({ "state": "closed" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new("reopen", "PATCH", R_PULL, "/repos/acme/open/pulls/1", 200)
+            .json(json!({ "state": "open" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "state outside the enum",
+            "PATCH",
+            R_PULL,
+            "/repos/acme/open/pulls/1",
+            422,
+        )
+        .json(json!({ "state": "merged" })),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown number",
+            "PATCH",
+            R_PULL,
+            "/repos/acme/open/pulls/99",
+            404,
+        )
+        .json(json!({ "title": "x" })),
+    )
+    .await;
 
     // GET /repos/{owner}/{repo}/license
-    let etag = c.run(&s, Case::new("MIT", "GET", R_LICENSE, "/repos/acme/open/license", 200)).await;
-    c.run(&s, Case::new("conditional", "GET", R_LICENSE, "/repos/acme/open/license", 304).if_none_match(etag)).await;
-    c.run(&s, Case::new("unrecognised license", "GET", R_LICENSE, "/repos/acme/svc-001/license", 200)).await;
-    c.run(&s, Case::new("no license file", "GET", R_LICENSE, "/repos/acme/svc-002/license", 404)).await;
-    c.run(&s, Case::new("unknown repo", "GET", R_LICENSE, "/repos/acme/nope/license", 404)).await;
+    let etag = c
+        .run(
+            &s,
+            Case::new("MIT", "GET", R_LICENSE, "/repos/acme/open/license", 200),
+        )
+        .await;
+    c.run(
+        &s,
+        Case::new(
+            "conditional",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/open/license",
+            304,
+        )
+        .if_none_match(etag),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unrecognised license",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/svc-001/license",
+            200,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "no license file",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/svc-002/license",
+            404,
+        ),
+    )
+    .await;
+    c.run(
+        &s,
+        Case::new(
+            "unknown repo",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/nope/license",
+            404,
+        ),
+    )
+    .await;
 
     // --- Authenticating simulator: 401 for bad credentials. ----------------------------------
     let auth = start(SimConfig {
@@ -401,24 +1420,172 @@ async fn repository_content_families_honour_github_openapi_contract() {
         ..SimConfig::default()
     })
     .await;
-    c.run(&auth, Case::new("valid token", "GET", R_CONTENTS, "/repos/acme/open/contents", 200).token("good-token")).await;
-    c.run(&auth, Case::new("bad token", "GET", R_CONTENTS, "/repos/acme/open/contents/README.md", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "PUT", R_CONTENTS, "/repos/acme/open/contents/x.md", 401).token("bad").json(json!({ "message": "m", "content": b64("x") }))).await;
-    c.run(&auth, Case::new("bad token", "GET", R_COMMIT, "/repos/acme/open/commits/main", 401).token("bad")).await;
-    c.run(&auth, Case::new("bad token", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/main", 401).token("bad").json(json!({ "sha": main }))).await;
-    c.run(&auth, Case::new("bad token", "POST", R_PULLS, "/repos/acme/open/pulls", 401).token("bad").json(json!({ "title": "t", "head": "a", "base": "main" }))).await;
-    c.run(&auth, Case::new("bad token", "GET", R_LICENSE, "/repos/acme/open/license", 401).token("bad")).await;
+    c.run(
+        &auth,
+        Case::new(
+            "valid token",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents",
+            200,
+        )
+        .token("good-token"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_CONTENTS,
+            "/repos/acme/open/contents/README.md",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/x.md",
+            401,
+        )
+        .token("bad")
+        .json(json!({ "message": "m", "content": b64("x") })),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_COMMIT,
+            "/repos/acme/open/commits/main",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/main",
+            401,
+        )
+        .token("bad")
+        .json(json!({ "sha": main })),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new("bad token", "POST", R_PULLS, "/repos/acme/open/pulls", 401)
+            .token("bad")
+            .json(json!({ "title": "t", "head": "a", "base": "main" })),
+    )
+    .await;
+    c.run(
+        &auth,
+        Case::new(
+            "bad token",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/open/license",
+            401,
+        )
+        .token("bad"),
+    )
+    .await;
 
     // --- Exhausted simulator: 403 rate limit exceeded. -------------------------------------
     let exhausted = start(SimConfig::default()).await;
     exhausted.sim.set_rate_limit(0);
-    c.run(&exhausted, Case::new("rate limited", "PUT", R_CONTENTS, "/repos/acme/open/contents/x.md", 403).json(json!({ "message": "m", "content": b64("x") }))).await;
-    c.run(&exhausted, Case::new("rate limited", "POST", R_TREES, "/repos/acme/open/git/trees", 403).json(json!({ "tree": [] }))).await;
-    c.run(&exhausted, Case::new("rate limited", "POST", R_BLOBS, "/repos/acme/open/git/blobs", 403).json(json!({ "content": "x" }))).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_COMMIT, "/repos/acme/open/commits/main", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "PATCH", R_REF, "/repos/acme/open/git/refs/heads/main", 403).json(json!({ "sha": main }))).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_PULLS, "/repos/acme/open/pulls", 403)).await;
-    c.run(&exhausted, Case::new("rate limited", "GET", R_LICENSE, "/repos/acme/open/license", 403)).await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "PUT",
+            R_CONTENTS,
+            "/repos/acme/open/contents/x.md",
+            403,
+        )
+        .json(json!({ "message": "m", "content": b64("x") })),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "POST",
+            R_TREES,
+            "/repos/acme/open/git/trees",
+            403,
+        )
+        .json(json!({ "tree": [] })),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "POST",
+            R_BLOBS,
+            "/repos/acme/open/git/blobs",
+            403,
+        )
+        .json(json!({ "content": "x" })),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_COMMIT,
+            "/repos/acme/open/commits/main",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "PATCH",
+            R_REF,
+            "/repos/acme/open/git/refs/heads/main",
+            403,
+        )
+        .json(json!({ "sha": main })),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_PULLS,
+            "/repos/acme/open/pulls",
+            403,
+        ),
+    )
+    .await;
+    c.run(
+        &exhausted,
+        Case::new(
+            "rate limited",
+            "GET",
+            R_LICENSE,
+            "/repos/acme/open/license",
+            403,
+        ),
+    )
+    .await;
 
     // --- Coverage. -----------------------------------------------------------------------------
     println!("checked by hand ({}):", findings.len());
@@ -460,7 +1627,10 @@ async fn raw_and_sha_media_types() {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    assert_eq!(first.headers()["x-github-media-type"], "github.v3; param=sha");
+    assert_eq!(
+        first.headers()["x-github-media-type"],
+        "github.v3; param=sha"
+    );
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(
         first.text().await.unwrap(),
@@ -474,7 +1644,9 @@ async fn raw_and_sha_media_types() {
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
-    s.sim.put_file("acme", "open", "main", "moved", "x").unwrap();
+    s.sim
+        .put_file("acme", "open", "main", "moved", "x")
+        .unwrap();
     let moved = client
         .get(&sha_url)
         .header(ACCEPT, "application/vnd.github.sha")

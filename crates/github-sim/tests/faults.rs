@@ -422,7 +422,9 @@ async fn content_creation_is_limited_per_token() {
     assert_eq!(patch_repo(&server, "writer", "y").await.status(), 200);
 
     // Configurable, per hour too, and can be switched off.
-    server.sim.set_content_limits(Some(ContentLimits::new(10, 2)));
+    server
+        .sim
+        .set_content_limits(Some(ContentLimits::new(10, 2)));
     assert_eq!(patch_repo(&server, "hourly", "a").await.status(), 200);
     assert_eq!(patch_repo(&server, "hourly", "b").await.status(), 200);
     let limited = patch_repo(&server, "hourly", "c").await;

@@ -3,7 +3,6 @@
 
 mod helpers;
 
-
 use helpers::{webhook_config, Receiver, Server};
 use plumbline_github_sim::{PostureSeed, SeededRepo, SimConfig, Simulator, WorkflowPermissions};
 use serde_json::{json, Value};

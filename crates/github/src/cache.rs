@@ -67,7 +67,10 @@ impl EtagCache {
     /// The cache key: who asks (credential identity) and exactly what (path and headers that
     /// change the representation, such as `Accept`).
     pub fn key(credential: &str, path: &str, headers: &[(String, String)]) -> String {
-        let mut h: Vec<String> = headers.iter().map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase())).collect();
+        let mut h: Vec<String> = headers
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase()))
+            .collect();
         h.sort();
         format!("{credential}\u{0}{path}\u{0}{}", h.join("\u{0}"))
     }
@@ -80,7 +83,9 @@ impl EtagCache {
         if entry.body.len() > self.max_body_bytes {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         let inner = &mut *inner;
         inner.bytes += cost(&key, &entry);
         match inner.map.insert(key.clone(), entry) {
@@ -88,7 +93,9 @@ impl EtagCache {
             None => inner.order.push_back(key),
         }
         while inner.bytes > self.max_bytes {
-            let Some(old) = inner.order.pop_front() else { break };
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
             if let Some(e) = inner.map.remove(&old) {
                 inner.bytes = inner.bytes.saturating_sub(cost(&old, &e));
             }
@@ -162,11 +169,23 @@ mod tests {
         }
         c.put(k("/c"), entry("\"3\"", "c"));
         assert_eq!(c.get(&k("/c")).map(|e| e.etag), Some("\"3\"".into()));
-        assert_ne!(EtagCache::key("a", "/x", &[]), EtagCache::key("b", "/x", &[]));
-        let accept = [("Accept".to_string(), "application/vnd.github.raw".to_string())];
-        assert_ne!(EtagCache::key("a", "/x", &accept), EtagCache::key("a", "/x", &[]));
+        assert_ne!(
+            EtagCache::key("a", "/x", &[]),
+            EtagCache::key("b", "/x", &[])
+        );
+        let accept = [(
+            "Accept".to_string(),
+            "application/vnd.github.raw".to_string(),
+        )];
+        assert_ne!(
+            EtagCache::key("a", "/x", &accept),
+            EtagCache::key("a", "/x", &[])
+        );
         let big = EtagCache::new(2, 1);
         big.put(k("/big"), entry("\"x\"", "too big"));
-        assert!(big.get(&k("/big")).is_none(), "oversized bodies are not kept");
+        assert!(
+            big.get(&k("/big")).is_none(),
+            "oversized bodies are not kept"
+        );
     }
 }

@@ -119,8 +119,17 @@ impl ApiResponse {
     pub fn message(&self) -> String {
         self.json()
             .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).chars().take(200).collect())
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
     }
 }
 
@@ -162,7 +171,9 @@ impl NameCheck {
     pub fn problem(&self, full_name: &str, id: u64) -> Option<String> {
         match self {
             NameCheck::Same(_) => None,
-            NameCheck::Other(other) => Some(format!("{full_name} now names repository {other}, not {id} (renamed or replaced)")),
+            NameCheck::Other(other) => Some(format!(
+                "{full_name} now names repository {other}, not {id} (renamed or replaced)"
+            )),
             NameCheck::Missing => Some(format!("{full_name} is not found by its name")),
         }
     }
@@ -195,7 +206,9 @@ struct KeyFile {
 }
 
 fn file_stamp(path: &std::path::Path) -> Option<(Option<std::time::SystemTime>, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len()))
 }
 
 /// The octocrab client a configuration describes, and the credential's identity.
@@ -208,11 +221,17 @@ fn build_octo(config: &GitHubConfig) -> Result<(Octocrab, String), GitHubError> 
         .set_read_timeout(config.timeout)
         .set_write_timeout(config.timeout);
     // An empty token (an unset variable passed through by compose) means anonymous.
-    let token = config.token.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty());
+    let token = config
+        .token
+        .as_ref()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty());
     Ok(match (&config.app, token) {
         (Some(app), _) => {
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(app.private_key_pem.as_bytes())
-                .map_err(|e| GitHubError::Config(format!("github app {} private key: {e}", app.app_id)))?;
+                .map_err(|e| {
+                    GitHubError::Config(format!("github app {} private key: {e}", app.app_id))
+                })?;
             let octo = b
                 .app(octocrab::models::AppId(app.app_id), key)
                 .build()
@@ -220,7 +239,12 @@ fn build_octo(config: &GitHubConfig) -> Result<(Octocrab, String), GitHubError> 
             match app.installation_id {
                 Some(id) => (
                     octo.installation(octocrab::models::InstallationId(id))
-                        .map_err(|e| GitHubError::Config(format!("github app {} installation {id}: {e}", app.app_id)))?,
+                        .map_err(|e| {
+                            GitHubError::Config(format!(
+                                "github app {} installation {id}: {e}",
+                                app.app_id
+                            ))
+                        })?,
                     format!("app:{}:installation:{id}", app.app_id),
                 ),
                 None => (octo, format!("app:{}", app.app_id)),
@@ -228,9 +252,15 @@ fn build_octo(config: &GitHubConfig) -> Result<(Octocrab, String), GitHubError> 
         }
         (None, Some(t)) => {
             b = b.personal_token(t.to_string());
-            (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, format!("token:{t}"))
+            (
+                b.build().map_err(|e| GitHubError::Config(e.to_string()))?,
+                format!("token:{t}"),
+            )
         }
-        (None, None) => (b.build().map_err(|e| GitHubError::Config(e.to_string()))?, "anonymous".to_string()),
+        (None, None) => (
+            b.build().map_err(|e| GitHubError::Config(e.to_string()))?,
+            "anonymous".to_string(),
+        ),
     })
 }
 
@@ -246,10 +276,17 @@ impl GitHub {
     pub fn new(config: &GitHubConfig) -> Result<Self, GitHubError> {
         let api_url = config.api_url.trim_end_matches('/').to_string();
         let (octo, identity) = build_octo(config)?;
-        let key_file = config.app.as_ref().and_then(|a| a.private_key_file.clone()).map(|path| {
-            let stamp = file_stamp(&path);
-            std::sync::Arc::new(KeyFile { path, stamp: std::sync::Mutex::new(stamp) })
-        });
+        let key_file = config
+            .app
+            .as_ref()
+            .and_then(|a| a.private_key_file.clone())
+            .map(|path| {
+                let stamp = file_stamp(&path);
+                std::sync::Arc::new(KeyFile {
+                    path,
+                    stamp: std::sync::Mutex::new(stamp),
+                })
+            });
         let mut client = GitHub {
             octo: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(octo))),
             key_file,
@@ -257,14 +294,17 @@ impl GitHub {
             credential: String::new(),
             cache: None,
             rate: Default::default(),
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.clamp(1, 99))),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrency.clamp(1, 99),
+            )),
             max_retries: config.max_retries,
             retry_base: config.retry_base,
             max_response_bytes: config.max_response_bytes.max(1),
             config: config.clone(),
         };
         client.credential = credential_digest(&client.api_url, &identity);
-        client.cache = (config.etag_cache_bytes > 0).then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_bytes, 1 << 20)));
+        client.cache = (config.etag_cache_bytes > 0)
+            .then(|| std::sync::Arc::new(EtagCache::new(config.etag_cache_bytes, 1 << 20)));
         Ok(client)
     }
 
@@ -275,7 +315,18 @@ impl GitHub {
     fn octo(&self) -> std::sync::Arc<Octocrab> {
         if let Some(kf) = &self.key_file {
             let now = file_stamp(&kf.path);
-            let changed = kf.stamp.lock().map(|mut s| if *s != now { *s = now; true } else { false }).unwrap_or(false);
+            let changed = kf
+                .stamp
+                .lock()
+                .map(|mut s| {
+                    if *s != now {
+                        *s = now;
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .unwrap_or(false);
             if changed {
                 match self.rebuilt(&kf.path) {
                     Ok(octo) => {
@@ -284,7 +335,9 @@ impl GitHub {
                             *o = std::sync::Arc::new(octo);
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "github app key file unusable; keeping the key read before"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "github app key file unusable; keeping the key read before")
+                    }
                 }
             }
         }
@@ -292,7 +345,9 @@ impl GitHub {
     }
 
     fn rebuilt(&self, path: &std::path::Path) -> Result<Octocrab, GitHubError> {
-        let pem = std::fs::read_to_string(path).map_err(|e| GitHubError::Config(format!("reading github app key {}: {e}", path.display())))?;
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
+        })?;
         let mut config = self.config.clone();
         if let Some(app) = config.app.as_mut() {
             app.private_key_pem = pem;
@@ -305,7 +360,9 @@ impl GitHub {
     /// and cache partition, since GitHub budgets each installation separately.
     pub fn installation(&self, installation_id: u64) -> Result<GitHub, GitHubError> {
         let Some(app) = &self.config.app else {
-            return Err(GitHubError::Config("installation clients need github app credentials".into()));
+            return Err(GitHubError::Config(
+                "installation clients need github app credentials".into(),
+            ));
         };
         let mut config = self.config.clone();
         config.app = Some(AppCredentials {
@@ -359,12 +416,18 @@ impl GitHub {
         headers: &[(String, String)],
     ) -> Result<ApiResponse, GitHubError> {
         if !path.starts_with('/') {
-            return Err(GitHubError::Config(format!("path {path:?} must start with /")));
+            return Err(GitHubError::Config(format!(
+                "path {path:?} must start with /"
+            )));
         }
-        if !matches!(method, Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE) {
+        if !matches!(
+            method,
+            Method::GET | Method::PUT | Method::PATCH | Method::POST | Method::DELETE
+        ) {
             return Err(GitHubError::Config(format!("unsupported method {method}")));
         }
-        self.send(method, path, body, headers, true, self.max_response_bytes).await
+        self.send(method, path, body, headers, true, self.max_response_bytes)
+            .await
     }
 
     /// Requests left in the credential's current window, as GitHub last reported.
@@ -389,13 +452,19 @@ impl GitHub {
         use_cache: bool,
         limit: usize,
     ) -> Result<ApiResponse, GitHubError> {
-        let negative = match (&self.cache, method == Method::GET && use_cache && headers.is_empty()) {
-            (Some(cache), true) => validator_for(path).map(|v| (cache, EtagCache::key(&self.credential, path, headers), v)),
+        let negative = match (
+            &self.cache,
+            method == Method::GET && use_cache && headers.is_empty(),
+        ) {
+            (Some(cache), true) => validator_for(path)
+                .map(|v| (cache, EtagCache::key(&self.credential, path, headers), v)),
             _ => None,
         };
         if let Some((cache, key, validator)) = &negative {
             if let Some(kept) = cache.get(key).filter(|c| c.etag.is_empty()) {
-                let (_, unchanged) = self.send_once(Method::GET, validator, None, &[], true, limit).await?;
+                let (_, unchanged) = self
+                    .send_once(Method::GET, validator, None, &[], true, limit)
+                    .await?;
                 if unchanged {
                     cache.record_hit();
                     return Ok(ApiResponse {
@@ -407,11 +476,17 @@ impl GitHub {
                 cache.remove(key);
             }
         }
-        let (r, _) = self.send_once(method, path, body, headers, use_cache, limit).await?;
+        let (r, _) = self
+            .send_once(method, path, body, headers, use_cache, limit)
+            .await?;
         if let (Some((cache, key, validator)), 404 | 409) = (negative, r.status) {
             // Prime the validator's ETag (once), then keep the answer under it.
             let validator_key = EtagCache::key(&self.credential, &validator, &[]);
-            let primed = cache.get(&validator_key).is_some() || self.send_once(Method::GET, &validator, None, &[], true, limit).await.is_ok_and(|(v, _)| v.is_success());
+            let primed = cache.get(&validator_key).is_some()
+                || self
+                    .send_once(Method::GET, &validator, None, &[], true, limit)
+                    .await
+                    .is_ok_and(|(v, _)| v.is_success());
             if primed {
                 cache.put(
                     key,
@@ -439,7 +514,9 @@ impl GitHub {
         limit: usize,
     ) -> Result<(ApiResponse, bool), GitHubError> {
         if let Some(until) = self.rate.lock().ok().and_then(|r| r.blocked_until()) {
-            return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
+            return Err(GitHubError::RateLimited {
+                until_epoch_secs: epoch_of(until),
+            });
         }
         let _permit = self
             .permits
@@ -484,15 +561,23 @@ impl GitHub {
             }
             attempt += 1;
             let jitter = rand::random::<f64>() * 0.5 + 0.75;
-            let delay = self.retry_base.mul_f64(f64::from(1u32 << attempt.min(8)) / 2.0 * jitter);
+            let delay = self
+                .retry_base
+                .mul_f64(f64::from(1u32 << attempt.min(8)) / 2.0 * jitter);
             tracing::debug!(%method, path, attempt, ?delay, "transient github failure, retrying");
             tokio::time::sleep(delay).await;
         };
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let limited = self.rate.lock().ok().and_then(|mut s| s.observe(status, &r.headers, &r.body));
+        let limited = self
+            .rate
+            .lock()
+            .ok()
+            .and_then(|mut s| s.observe(status, &r.headers, &r.body));
         if let Some(until) = limited {
             tracing::warn!(%method, path, until = epoch_of(until), "github rate limit hit");
-            return Err(GitHubError::RateLimited { until_epoch_secs: epoch_of(until) });
+            return Err(GitHubError::RateLimited {
+                until_epoch_secs: epoch_of(until),
+            });
         }
         let mut revalidated = false;
         if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
@@ -506,7 +591,11 @@ impl GitHub {
                 }
                 (_, 200..=299) => {
                     cache.record_miss();
-                    if let Some(etag) = r.headers.get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
+                    if let Some(etag) = r
+                        .headers
+                        .get(http::header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                    {
                         cache.put(
                             key,
                             CachedResponse {
@@ -521,7 +610,11 @@ impl GitHub {
             }
         }
         if status.is_server_error() {
-            return Err(GitHubError::Transient(format!("{method} {path}: {} {}", status.as_u16(), r.message())));
+            return Err(GitHubError::Transient(format!(
+                "{method} {path}: {} {}",
+                status.as_u16(),
+                r.message()
+            )));
         }
         Ok((r, revalidated))
     }
@@ -530,15 +623,17 @@ impl GitHub {
     /// `https://api.github.com`, the name rule authors write for it), the path and query under
     /// that root; `None` for every other URL, which must never see this client's credentials.
     pub fn api_path(&self, url: &str) -> Option<String> {
-        [self.api_url.as_str(), PUBLIC_API].into_iter().find_map(|root| {
-            let rest = url.strip_prefix(root)?;
-            match rest.as_bytes().first() {
-                None => Some("/".to_string()),
-                Some(b'/') => Some(rest.to_string()),
-                Some(b'?') => Some(format!("/{rest}")),
-                _ => None,
-            }
-        })
+        [self.api_url.as_str(), PUBLIC_API]
+            .into_iter()
+            .find_map(|root| {
+                let rest = url.strip_prefix(root)?;
+                match rest.as_bytes().first() {
+                    None => Some("/".to_string()),
+                    Some(b'/') => Some(rest.to_string()),
+                    Some(b'?') => Some(format!("/{rest}")),
+                    _ => None,
+                }
+            })
     }
 
     /// Like [`request`](Self::request), but a non-2xx status is an error.
@@ -562,10 +657,18 @@ impl GitHub {
 
     /// A branch's tarball (`GET /repos/{owner}/{repo}/tarball/{ref}`), following GitHub's
     /// redirect to its download host. Refuses bodies over `max_bytes`.
-    pub async fn tarball(&self, owner: &str, repo: &str, git_ref: &str, max_bytes: u64) -> Result<Bytes, GitHubError> {
+    pub async fn tarball(
+        &self,
+        owner: &str,
+        repo: &str,
+        git_ref: &str,
+        max_bytes: u64,
+    ) -> Result<Bytes, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/tarball/{git_ref}");
         let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        let (mut r, _) = self.send_once(Method::GET, &path, None, &[], false, limit).await?;
+        let (mut r, _) = self
+            .send_once(Method::GET, &path, None, &[], false, limit)
+            .await?;
         if matches!(r.status, 301 | 302 | 307 | 308) {
             let location = r
                 .headers
@@ -611,7 +714,12 @@ impl GitHub {
     /// What the name `owner/name` leads to now, against the repository `id` it should name
     /// (a conditional GET, free while unchanged). Names move (renames, transfers, a new
     /// repository under an old name); ids do not.
-    pub async fn check_repository_name(&self, owner: &str, name: &str, id: u64) -> Result<NameCheck, GitHubError> {
+    pub async fn check_repository_name(
+        &self,
+        owner: &str,
+        name: &str,
+        id: u64,
+    ) -> Result<NameCheck, GitHubError> {
         match self.get_repository(owner, name).await {
             Ok(repo) if repo.id == id => Ok(NameCheck::Same(repo)),
             Ok(repo) => Ok(NameCheck::Other(repo.id)),
@@ -622,7 +730,8 @@ impl GitHub {
 
     /// Every repository of an organisation, following `Link: rel="next"` pages.
     pub async fn list_org_repositories(&self, org: &str) -> Result<Vec<Repository>, GitHubError> {
-        self.list_all(&format!("/orgs/{org}/repos?per_page=100"), None, 10_000).await
+        self.list_all(&format!("/orgs/{org}/repos?per_page=100"), None, 10_000)
+            .await
     }
 }
 
@@ -638,8 +747,14 @@ fn validator_for(path: &str) -> Option<String> {
     let repo_path = format!("/repos/{owner}/{repo}");
     match tail {
         // An unprotected branch: the branch's `protected` flag changes when protection is added.
-        t if t.starts_with("branches/") && t.ends_with("/protection") && t.len() > "branches//protection".len() => {
-            Some(format!("{repo_path}/{}", &t[..t.len() - "/protection".len()]))
+        t if t.starts_with("branches/")
+            && t.ends_with("/protection")
+            && t.len() > "branches//protection".len() =>
+        {
+            Some(format!(
+                "{repo_path}/{}",
+                &t[..t.len() - "/protection".len()]
+            ))
         }
         // No license file: the repository's `license` field changes when one is added.
         "license" => Some(repo_path),
@@ -662,7 +777,8 @@ async fn read_response(
     let mut body = resp.into_body();
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| GitHubError::Transient(format!("{method} {path}: reading body: {e}")))?;
+        let frame = frame
+            .map_err(|e| GitHubError::Transient(format!("{method} {path}: reading body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(GitHubError::Decode {
@@ -697,7 +813,6 @@ pub(crate) fn has_next_page_url(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,11 +827,29 @@ mod tests {
 
     #[test]
     fn validators_of_not_found_answers() {
-        assert_eq!(validator_for("/repos/o/r/branches/main/protection").as_deref(), Some("/repos/o/r/branches/main"));
-        assert_eq!(validator_for("/repos/o/r/branches/feature/x/protection").as_deref(), Some("/repos/o/r/branches/feature/x"));
-        assert_eq!(validator_for("/repos/o/r/license").as_deref(), Some("/repos/o/r"));
-        assert_eq!(validator_for("/repos/o/r/actions/permissions/selected-actions").as_deref(), Some("/repos/o/r/actions/permissions"));
-        for none in ["/repos/o/r", "/repos/o/r/branches//protection", "/repos/o/r/license?ref=x", "/orgs/o/repos", "/repos/o/r/contents/README.md"] {
+        assert_eq!(
+            validator_for("/repos/o/r/branches/main/protection").as_deref(),
+            Some("/repos/o/r/branches/main")
+        );
+        assert_eq!(
+            validator_for("/repos/o/r/branches/feature/x/protection").as_deref(),
+            Some("/repos/o/r/branches/feature/x")
+        );
+        assert_eq!(
+            validator_for("/repos/o/r/license").as_deref(),
+            Some("/repos/o/r")
+        );
+        assert_eq!(
+            validator_for("/repos/o/r/actions/permissions/selected-actions").as_deref(),
+            Some("/repos/o/r/actions/permissions")
+        );
+        for none in [
+            "/repos/o/r",
+            "/repos/o/r/branches//protection",
+            "/repos/o/r/license?ref=x",
+            "/orgs/o/repos",
+            "/repos/o/r/contents/README.md",
+        ] {
             assert_eq!(validator_for(none), None, "{none}");
         }
     }
@@ -724,10 +857,22 @@ mod tests {
     #[tokio::test]
     async fn only_urls_under_the_api_root_are_api_paths() {
         let gh = GitHub::new(&GitHubConfig::new("http://127.0.0.1:8080", None)).expect("client");
-        assert_eq!(gh.api_path("http://127.0.0.1:8080/repos/o/r").as_deref(), Some("/repos/o/r"));
-        assert_eq!(gh.api_path("https://api.github.com/repos/o/r?x=1").as_deref(), Some("/repos/o/r?x=1"));
+        assert_eq!(
+            gh.api_path("http://127.0.0.1:8080/repos/o/r").as_deref(),
+            Some("/repos/o/r")
+        );
+        assert_eq!(
+            gh.api_path("https://api.github.com/repos/o/r?x=1")
+                .as_deref(),
+            Some("/repos/o/r?x=1")
+        );
         assert_eq!(gh.api_path("https://api.github.com").as_deref(), Some("/"));
-        for other in ["https://api.github.com.evil.example/repos", "https://api.github.com@evil.example/", "http://127.0.0.1:80801/", "https://uploads.github.com/x"] {
+        for other in [
+            "https://api.github.com.evil.example/repos",
+            "https://api.github.com@evil.example/",
+            "http://127.0.0.1:80801/",
+            "https://uploads.github.com/x",
+        ] {
             assert_eq!(gh.api_path(other), None, "{other}");
         }
     }
@@ -738,7 +883,10 @@ mod tests {
             has_next_page_url(&h(&[("link", "<https://x/?page=1>; rel=\"prev\", <https://x/?page=3>; rel=\"next\", <https://x/?page=9>; rel=\"last\"")])),
             Some("https://x/?page=3".to_string())
         );
-        assert_eq!(has_next_page_url(&h(&[("link", "<https://x/?page=1>; rel=\"prev\"")])), None);
+        assert_eq!(
+            has_next_page_url(&h(&[("link", "<https://x/?page=1>; rel=\"prev\"")])),
+            None
+        );
         assert_eq!(has_next_page_url(&HeaderMap::new()), None);
     }
 }

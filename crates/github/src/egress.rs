@@ -100,7 +100,10 @@ static FORBIDDEN: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
         ("64:ff9b::/96", "NAT64"),
         ("64:ff9b:1::/48", "local-use NAT64"),
         ("100::/64", "discard-only"),
-        ("2001::/23", "IETF protocol assignments (Teredo, ORCHID, ...)"),
+        (
+            "2001::/23",
+            "IETF protocol assignments (Teredo, ORCHID, ...)",
+        ),
         ("2001:db8::/32", "documentation"),
         ("2002::/16", "6to4"),
         ("3fff::/20", "documentation"),
@@ -117,13 +120,19 @@ static FORBIDDEN: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
 
 /// Why `ip` may not be a destination, or `None` when it is a public address.
 pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
-    FORBIDDEN.iter().find(|(net, _)| net.contains(&ip)).map(|(_, why)| *why)
+    FORBIDDEN
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, why)| *why)
 }
 
 /// Checks a URL's form before anything is resolved: scheme, allowlist, credentials in the URL,
 /// and a host that is an address literal (in any of the forms a URL parser accepts).
 pub fn check_url(url: &str, policy: &EgressPolicy) -> Result<reqwest::Url, EgressError> {
-    let refuse = |reason: String| EgressError::Refused { url: url.to_string(), reason };
+    let refuse = |reason: String| EgressError::Refused {
+        url: url.to_string(),
+        reason,
+    };
     let parsed = reqwest::Url::parse(url).map_err(|e| refuse(format!("not a URL: {e}")))?;
     check_parsed(&parsed, policy).map_err(refuse)?;
     Ok(parsed)
@@ -165,7 +174,8 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), String>
 }
 
 /// The addresses a name resolves to, eventually.
-pub type LookupFuture = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+pub type LookupFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
 
 /// Looks names up; replaceable so tests can make a name resolve to any address.
 pub trait NameLookup: Send + Sync + 'static {
@@ -177,7 +187,12 @@ pub struct SystemLookup;
 
 impl NameLookup for SystemLookup {
     fn lookup(&self, host: String) -> LookupFuture {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect()) })
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
     }
 }
 
@@ -203,10 +218,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
             if ips.is_empty() {
                 return Err(format!("{host} resolves to no address").into());
             }
-            if let Some((ip, why)) = ips.iter().find_map(|ip| forbidden_reason(*ip).map(|w| (*ip, w))) {
-                return Err(Box::new(ResolvedForbidden { host, ip, why }) as Box<dyn std::error::Error + Send + Sync>);
+            if let Some((ip, why)) = ips
+                .iter()
+                .find_map(|ip| forbidden_reason(*ip).map(|w| (*ip, w)))
+            {
+                return Err(Box::new(ResolvedForbidden { host, ip, why })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
-            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            let addrs: reqwest::dns::Addrs =
+                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
@@ -228,7 +248,9 @@ pub struct Egress {
 
 impl std::fmt::Debug for Egress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Egress").field("policy", &self.policy).finish()
+        f.debug_struct("Egress")
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -238,7 +260,10 @@ impl Egress {
     }
 
     /// With a resolver of the caller's (tests: names that resolve to private addresses).
-    pub fn with_lookup(policy: EgressPolicy, lookup: Arc<dyn NameLookup>) -> Result<Self, EgressError> {
+    pub fn with_lookup(
+        policy: EgressPolicy,
+        lookup: Arc<dyn NameLookup>,
+    ) -> Result<Self, EgressError> {
         let redirect_policy = {
             let policy = policy.clone();
             reqwest::redirect::Policy::custom(move |attempt| {
@@ -263,7 +288,10 @@ impl Egress {
             .user_agent("plumbline")
             .build()
             .map_err(EgressError::Config)?;
-        Ok(Egress { client, policy: Arc::new(policy) })
+        Ok(Egress {
+            client,
+            policy: Arc::new(policy),
+        })
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -272,7 +300,13 @@ impl Egress {
 
     /// Sends one request, without credentials. Refused (before connecting) when the URL or any
     /// address its host resolves to breaks the policy.
-    pub async fn send(&self, method: Method, url: &str, headers: &[(String, String)], body: Option<Vec<u8>>) -> Result<EgressResponse, EgressError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<EgressResponse, EgressError> {
         let parsed = check_url(url, &self.policy)?;
         let transport = |source: reqwest::Error| {
             // A refusal by the resolver or the redirect policy is a refusal, not a network error.
@@ -289,15 +323,28 @@ impl Egress {
                 chain = e.source();
             }
             match refused {
-                Some(reason) => EgressError::Refused { url: url.to_string(), reason },
-                None => EgressError::Transport { method: method.to_string(), url: url.to_string(), source },
+                Some(reason) => EgressError::Refused {
+                    url: url.to_string(),
+                    reason,
+                },
+                None => EgressError::Transport {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    source,
+                },
             }
         };
         let mut req = self.client.request(method.clone(), parsed);
         for (k, v) in headers {
             // Credentials are never sent through egress, whatever a rule type asks for.
-            if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie") || k.eq_ignore_ascii_case("proxy-authorization") {
-                return Err(EgressError::Refused { url: url.to_string(), reason: format!("header {k} may not be set by a rule type") });
+            if k.eq_ignore_ascii_case("authorization")
+                || k.eq_ignore_ascii_case("cookie")
+                || k.eq_ignore_ascii_case("proxy-authorization")
+            {
+                return Err(EgressError::Refused {
+                    url: url.to_string(),
+                    reason: format!("header {k} may not be set by a rule type"),
+                });
             }
             req = req.header(k.as_str(), v.as_str());
         }
@@ -314,7 +361,10 @@ impl Egress {
                 break;
             }
         }
-        Ok(EgressResponse { status, body: buf.freeze() })
+        Ok(EgressResponse {
+            status,
+            body: buf.freeze(),
+        })
     }
 }
 
@@ -324,28 +374,77 @@ mod tests {
 
     #[test]
     fn special_purpose_ranges_are_forbidden_and_public_addresses_are_not() {
-        for ip in ["8.8.8.8", "140.82.112.6", "2606:4700::1111", "2a00:1450:4001::1"] {
+        for ip in [
+            "8.8.8.8",
+            "140.82.112.6",
+            "2606:4700::1111",
+            "2a00:1450:4001::1",
+        ] {
             assert_eq!(forbidden_reason(ip.parse().expect("ip")), None, "{ip}");
         }
         for ip in [
-            "0.0.0.0", "10.1.2.3", "100.64.0.1", "100.127.255.254", "127.0.0.1", "169.254.169.254", "172.31.0.1", "192.168.1.1", "192.0.0.8",
-            "198.18.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "::ffff:127.0.0.1", "::ffff:8.8.8.8", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
-            "2001:0:4136:e378:8000:63bf:3fff:fdd2", "fd00::1", "fe80::1", "ff02::1", "::127.0.0.1",
+            "0.0.0.0",
+            "10.1.2.3",
+            "100.64.0.1",
+            "100.127.255.254",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.31.0.1",
+            "192.168.1.1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::127.0.0.1",
         ] {
-            assert!(forbidden_reason(ip.parse().expect("ip")).is_some(), "{ip} must be refused");
+            assert!(
+                forbidden_reason(ip.parse().expect("ip")).is_some(),
+                "{ip} must be refused"
+            );
         }
     }
 
     #[test]
     fn url_forms_are_parsed_as_browsers_do() {
-        let p = EgressPolicy { http_allowed_hosts: vec!["osv.internal".into()], ..EgressPolicy::default() };
-        for url in ["https://2852039166/", "https://0xa9.0xfe.0xa9.0xfe/", "https://0251.0376.0251.0376/", "https://127.1/", "https://[::ffff:7f00:1]/"] {
+        let p = EgressPolicy {
+            http_allowed_hosts: vec!["osv.internal".into()],
+            ..EgressPolicy::default()
+        };
+        for url in [
+            "https://2852039166/",
+            "https://0xa9.0xfe.0xa9.0xfe/",
+            "https://0251.0376.0251.0376/",
+            "https://127.1/",
+            "https://[::ffff:7f00:1]/",
+        ] {
             let e = check_url(url, &p).expect_err(url);
-            assert!(e.is_refusal() && e.to_string().contains("address"), "{url}: {e}");
+            assert!(
+                e.is_refusal() && e.to_string().contains("address"),
+                "{url}: {e}"
+            );
         }
-        assert!(check_url("http://example.com/", &p).expect_err("http").to_string().contains("https only"));
-        assert!(check_url("http://osv.internal/v1/query", &p).is_ok(), "allowlisted http host");
-        assert!(check_url("https://user:pw@example.com/", &p).is_err(), "credentials in the URL");
+        assert!(check_url("http://example.com/", &p)
+            .expect_err("http")
+            .to_string()
+            .contains("https only"));
+        assert!(
+            check_url("http://osv.internal/v1/query", &p).is_ok(),
+            "allowlisted http host"
+        );
+        assert!(
+            check_url("https://user:pw@example.com/", &p).is_err(),
+            "credentials in the URL"
+        );
         assert!(check_url("file:///etc/passwd", &p).is_err());
         assert!(check_url("gopher://example.com/", &p).is_err());
         assert!(check_url("https://api.osv.dev/v1/query", &p).is_ok());

@@ -12,9 +12,9 @@ mod ops;
 pub mod webhook;
 
 pub use cache::CacheStats;
-pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
 pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Repository};
 pub use http::Method;
+pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
 
 /// Provider errors, typed so callers can tell "try later" from "give up".
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum GitHubError {
 
 impl GitHubError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, GitHubError::Transient(_) | GitHubError::RateLimited { .. })
+        matches!(
+            self,
+            GitHubError::Transient(_) | GitHubError::RateLimited { .. }
+        )
     }
 }

@@ -28,7 +28,10 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 }
 
 fn epoch_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// `until` as epoch seconds, for errors and logs.
@@ -44,7 +47,12 @@ impl RateState {
 
     /// Updates the state from a response; returns `Some(until)` when the response itself
     /// says "rate limited".
-    pub fn observe(&mut self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<Instant> {
+    pub fn observe(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Instant> {
         let now = Instant::now();
         if let Some(r) = header_u64(headers, "x-ratelimit-remaining") {
             self.remaining = Some(r);
@@ -52,16 +60,23 @@ impl RateState {
         if let Some(l) = header_u64(headers, "x-ratelimit-limit") {
             self.limit = Some(l);
         }
-        let reset_in = header_u64(headers, "x-ratelimit-reset").map(|reset| Duration::from_secs(reset.saturating_sub(epoch_now())));
-        let limited_status = status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
+        let reset_in = header_u64(headers, "x-ratelimit-reset")
+            .map(|reset| Duration::from_secs(reset.saturating_sub(epoch_now())));
+        let limited_status =
+            status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
         let until = if limited_status {
             if let Some(secs) = header_u64(headers, "retry-after") {
                 Some(now + Duration::from_secs(secs))
             } else if let (Some(0), Some(reset_in)) = (self.remaining, reset_in) {
                 Some(now + reset_in)
-            } else if status == StatusCode::TOO_MANY_REQUESTS || self.remaining == Some(0) || says_secondary_limit(body) {
+            } else if status == StatusCode::TOO_MANY_REQUESTS
+                || self.remaining == Some(0)
+                || says_secondary_limit(body)
+            {
                 // Limited without saying until when: back off exponentially from a minute.
-                let backoff = FIRST_BACKOFF.saturating_mul(1 << self.unexplained_limits.min(6)).min(MAX_BACKOFF);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1 << self.unexplained_limits.min(6))
+                    .min(MAX_BACKOFF);
                 self.unexplained_limits += 1;
                 Some(now + backoff)
             } else {
@@ -111,7 +126,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_blocks_until_it_passes() {
         let mut s = RateState::default();
-        assert!(s.observe(StatusCode::TOO_MANY_REQUESTS, &h(&[("retry-after", "30".into())]), b"").is_some());
+        assert!(s
+            .observe(
+                StatusCode::TOO_MANY_REQUESTS,
+                &h(&[("retry-after", "30".into())]),
+                b""
+            )
+            .is_some());
         assert!(s.blocked_until().is_some());
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(s.blocked_until().is_some(), "still limited at 29 s");
@@ -123,28 +144,63 @@ mod tests {
     async fn an_empty_budget_blocks_until_reset_and_plain_403_does_not() {
         let mut s = RateState::default();
         let reset = (epoch_now() + 120).to_string();
-        s.observe(StatusCode::OK, &h(&[("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)]), b"");
+        s.observe(
+            StatusCode::OK,
+            &h(&[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset),
+            ]),
+            b"",
+        );
         let until = s.blocked_until().expect("limited after the last request");
         assert!(until.saturating_duration_since(Instant::now()) > Duration::from_secs(100));
         let mut p = RateState::default();
-        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())]), b"{\"message\": \"Resource not accessible by integration\"}").is_none());
+        assert!(p
+            .observe(
+                StatusCode::FORBIDDEN,
+                &h(&[("x-ratelimit-remaining", "10".into())]),
+                b"{\"message\": \"Resource not accessible by integration\"}"
+            )
+            .is_none());
         assert!(p.blocked_until().is_none());
         // The same status whose body says secondary rate limit is a limit, with or without
         // retry-after, and blocks the credential.
         let body = br#"{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
-        assert!(p.observe(StatusCode::FORBIDDEN, &h(&[("x-ratelimit-remaining", "10".into())]), body).is_some());
+        assert!(p
+            .observe(
+                StatusCode::FORBIDDEN,
+                &h(&[("x-ratelimit-remaining", "10".into())]),
+                body
+            )
+            .is_some());
         assert!(p.blocked_until().is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn unexplained_limits_back_off_exponentially_from_a_minute() {
         let mut s = RateState::default();
-        let first = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
-        assert_eq!(first.saturating_duration_since(Instant::now()), Duration::from_secs(60));
-        let second = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
-        assert_eq!(second.saturating_duration_since(Instant::now()), Duration::from_secs(120));
+        let first = s
+            .observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"")
+            .expect("limited");
+        assert_eq!(
+            first.saturating_duration_since(Instant::now()),
+            Duration::from_secs(60)
+        );
+        let second = s
+            .observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"")
+            .expect("limited");
+        assert_eq!(
+            second.saturating_duration_since(Instant::now()),
+            Duration::from_secs(120)
+        );
         s.observe(StatusCode::OK, &HeaderMap::new(), b"");
-        let again = s.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").expect("limited");
-        assert_eq!(again.saturating_duration_since(Instant::now()), Duration::from_secs(60), "reset by a success");
+        let again = s
+            .observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"")
+            .expect("limited");
+        assert_eq!(
+            again.saturating_duration_since(Instant::now()),
+            Duration::from_secs(60),
+            "reset by a success"
+        );
     }
 }

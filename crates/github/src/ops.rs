@@ -103,14 +103,24 @@ impl GitHub {
         decode(path, &r.body)
     }
 
-    async fn send_json<T: DeserializeOwned>(&self, method: Method, path: &str, body: &Value) -> Result<T, GitHubError> {
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, GitHubError> {
         let r = self.request_ok(method, path, Some(body)).await?;
         decode(path, &r.body)
     }
 
     /// Every item of a list endpoint, following `Link: rel="next"` (at most `max_pages`).
     /// `items_key` names the array in wrapped answers (`repositories` for installations).
-    pub async fn list_all<T: DeserializeOwned>(&self, path: &str, items_key: Option<&str>, max_pages: usize) -> Result<Vec<T>, GitHubError> {
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        items_key: Option<&str>,
+        max_pages: usize,
+    ) -> Result<Vec<T>, GitHubError> {
         let mut out = Vec::new();
         let mut next = Some(path.to_string());
         let mut pages = 0;
@@ -120,7 +130,12 @@ impl GitHub {
                 None => decode(&path, &r.body)?,
                 Some(key) => {
                     let mut v: Value = decode(&path, &r.body)?;
-                    serde_json::from_value(v.get_mut(key).map(Value::take).unwrap_or(Value::Array(Vec::new()))).map_err(|e| GitHubError::Decode {
+                    serde_json::from_value(
+                        v.get_mut(key)
+                            .map(Value::take)
+                            .unwrap_or(Value::Array(Vec::new())),
+                    )
+                    .map_err(|e| GitHubError::Decode {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?
@@ -138,21 +153,39 @@ impl GitHub {
     }
 
     /// The repositories an installation token can reach (`GET /installation/repositories`).
-    pub async fn list_installation_repositories(&self) -> Result<Vec<crate::Repository>, GitHubError> {
-        self.list_all("/installation/repositories?per_page=100", Some("repositories"), 1000).await
+    pub async fn list_installation_repositories(
+        &self,
+    ) -> Result<Vec<crate::Repository>, GitHubError> {
+        self.list_all(
+            "/installation/repositories?per_page=100",
+            Some("repositories"),
+            1000,
+        )
+        .await
     }
 
     /// The installations of the App this client authenticates as (`GET /app/installations`).
     pub async fn list_app_installations(&self) -> Result<Vec<Installation>, GitHubError> {
-        self.list_all("/app/installations?per_page=100", None, 1000).await
+        self.list_all("/app/installations?per_page=100", None, 1000)
+            .await
     }
 
     /// The commit a branch points at, read conditionally (a 304 while it has not moved costs no
     /// quota). None when the branch or repository does not exist.
-    pub async fn branch_head(&self, owner: &str, repo: &str, branch: &str) -> Result<Option<String>, GitHubError> {
+    pub async fn branch_head(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Option<String>, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/commits/{branch}");
-        let accept = [("Accept".to_string(), "application/vnd.github.sha".to_string())];
-        let r = self.request_with_headers(Method::GET, &path, None, &accept).await?;
+        let accept = [(
+            "Accept".to_string(),
+            "application/vnd.github.sha".to_string(),
+        )];
+        let r = self
+            .request_with_headers(Method::GET, &path, None, &accept)
+            .await?;
         match r.status {
             200 => {
                 let sha = String::from_utf8_lossy(&r.body).trim().to_string();
@@ -177,18 +210,37 @@ impl GitHub {
 
     /// Creates `branch` at `sha` (`POST /git/refs`). A branch that already exists is an error
     /// (GitHub's 422), so callers decide whether to reuse it.
-    pub async fn create_branch(&self, owner: &str, repo: &str, branch: &str, sha: &str) -> Result<(), GitHubError> {
+    pub async fn create_branch(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        sha: &str,
+    ) -> Result<(), GitHubError> {
         let path = format!("/repos/{owner}/{repo}/git/refs");
-        self.request_ok(Method::POST, &path, Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": sha })))
-            .await
-            .map(|_| ())
+        self.request_ok(
+            Method::POST,
+            &path,
+            Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": sha })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Commits `files` on top of `branch` as one commit (blobs, a tree on the head's tree, a
     /// commit, then a fast-forward of the branch) and returns the new commit's SHA.
-    pub async fn commit_files(&self, owner: &str, repo: &str, branch: &str, message: &str, files: &[FileChange]) -> Result<String, GitHubError> {
+    pub async fn commit_files(
+        &self,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        message: &str,
+        files: &[FileChange],
+    ) -> Result<String, GitHubError> {
         // One read gives both the head commit and its tree.
-        let head: Value = self.get_json(&format!("/repos/{owner}/{repo}/commits/{branch}")).await?;
+        let head: Value = self
+            .get_json(&format!("/repos/{owner}/{repo}/commits/{branch}"))
+            .await?;
         let (Some(head_sha), Some(base_tree)) = (
             head.get("sha").and_then(Value::as_str),
             head.pointer("/commit/tree/sha").and_then(Value::as_str),
@@ -207,7 +259,11 @@ impl GitHub {
             let sha = match &f.content {
                 Some(bytes) => {
                     let blob: Sha = self
-                        .send_json(Method::POST, &format!("/repos/{owner}/{repo}/git/blobs"), &json!({ "content": b64(bytes), "encoding": "base64" }))
+                        .send_json(
+                            Method::POST,
+                            &format!("/repos/{owner}/{repo}/git/blobs"),
+                            &json!({ "content": b64(bytes), "encoding": "base64" }),
+                        )
                         .await?;
                     Value::String(blob.sha)
                 }
@@ -216,23 +272,49 @@ impl GitHub {
             entries.push(json!({ "path": f.path, "mode": f.mode, "type": "blob", "sha": sha }));
         }
         let tree: Sha = self
-            .send_json(Method::POST, &format!("/repos/{owner}/{repo}/git/trees"), &json!({ "base_tree": base_tree, "tree": entries }))
+            .send_json(
+                Method::POST,
+                &format!("/repos/{owner}/{repo}/git/trees"),
+                &json!({ "base_tree": base_tree, "tree": entries }),
+            )
             .await?;
         let commit: Sha = self
-            .send_json(Method::POST, &format!("/repos/{owner}/{repo}/git/commits"), &json!({ "message": message, "tree": tree.sha, "parents": [head_sha] }))
+            .send_json(
+                Method::POST,
+                &format!("/repos/{owner}/{repo}/git/commits"),
+                &json!({ "message": message, "tree": tree.sha, "parents": [head_sha] }),
+            )
             .await?;
-        self.request_ok(Method::PATCH, &format!("/repos/{owner}/{repo}/git/refs/heads/{branch}"), Some(&json!({ "sha": commit.sha, "force": false })))
-            .await?;
+        self.request_ok(
+            Method::PATCH,
+            &format!("/repos/{owner}/{repo}/git/refs/heads/{branch}"),
+            Some(&json!({ "sha": commit.sha, "force": false })),
+        )
+        .await?;
         Ok(commit.sha)
     }
 
     /// Open pull requests from `head_branch` (same repository) into `base`.
-    pub async fn find_open_pulls(&self, owner: &str, repo: &str, head_branch: &str, base: &str) -> Result<Vec<PullRequest>, GitHubError> {
+    pub async fn find_open_pulls(
+        &self,
+        owner: &str,
+        repo: &str,
+        head_branch: &str,
+        base: &str,
+    ) -> Result<Vec<PullRequest>, GitHubError> {
         let path = format!("/repos/{owner}/{repo}/pulls?state=open&head={owner}:{head_branch}&base={base}&per_page=100");
         self.list_all(&path, None, 10).await
     }
 
-    pub async fn open_pull(&self, owner: &str, repo: &str, title: &str, body: &str, head_branch: &str, base: &str) -> Result<PullRequest, GitHubError> {
+    pub async fn open_pull(
+        &self,
+        owner: &str,
+        repo: &str,
+        title: &str,
+        body: &str,
+        head_branch: &str,
+        base: &str,
+    ) -> Result<PullRequest, GitHubError> {
         self.send_json(
             Method::POST,
             &format!("/repos/{owner}/{repo}/pulls"),
@@ -242,31 +324,96 @@ impl GitHub {
     }
 
     /// Changes a pull request's title, body or state (`open`/`closed`).
-    pub async fn update_pull(&self, owner: &str, repo: &str, number: u64, changes: &Value) -> Result<PullRequest, GitHubError> {
-        self.send_json(Method::PATCH, &format!("/repos/{owner}/{repo}/pulls/{number}"), changes).await
+    pub async fn update_pull(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        changes: &Value,
+    ) -> Result<PullRequest, GitHubError> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/repos/{owner}/{repo}/pulls/{number}"),
+            changes,
+        )
+        .await
     }
 
-    pub async fn list_advisories(&self, owner: &str, repo: &str, state: Option<&str>) -> Result<Vec<Advisory>, GitHubError> {
+    pub async fn list_advisories(
+        &self,
+        owner: &str,
+        repo: &str,
+        state: Option<&str>,
+    ) -> Result<Vec<Advisory>, GitHubError> {
         let filter = state.map(|s| format!("&state={s}")).unwrap_or_default();
-        self.list_all(&format!("/repos/{owner}/{repo}/security-advisories?per_page=100{filter}"), None, 100).await
+        self.list_all(
+            &format!("/repos/{owner}/{repo}/security-advisories?per_page=100{filter}"),
+            None,
+            100,
+        )
+        .await
     }
 
-    pub async fn create_advisory(&self, owner: &str, repo: &str, advisory: &NewAdvisory) -> Result<Advisory, GitHubError> {
-        let body = serde_json::to_value(advisory).map_err(|e| GitHubError::Config(e.to_string()))?;
-        self.send_json(Method::POST, &format!("/repos/{owner}/{repo}/security-advisories"), &body).await
+    pub async fn create_advisory(
+        &self,
+        owner: &str,
+        repo: &str,
+        advisory: &NewAdvisory,
+    ) -> Result<Advisory, GitHubError> {
+        let body =
+            serde_json::to_value(advisory).map_err(|e| GitHubError::Config(e.to_string()))?;
+        self.send_json(
+            Method::POST,
+            &format!("/repos/{owner}/{repo}/security-advisories"),
+            &body,
+        )
+        .await
     }
 
     /// Changes an advisory; `{"state": "closed"}` closes it.
-    pub async fn update_advisory(&self, owner: &str, repo: &str, ghsa_id: &str, changes: &Value) -> Result<Advisory, GitHubError> {
-        self.send_json(Method::PATCH, &format!("/repos/{owner}/{repo}/security-advisories/{ghsa_id}"), changes).await
+    pub async fn update_advisory(
+        &self,
+        owner: &str,
+        repo: &str,
+        ghsa_id: &str,
+        changes: &Value,
+    ) -> Result<Advisory, GitHubError> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/repos/{owner}/{repo}/security-advisories/{ghsa_id}"),
+            changes,
+        )
+        .await
     }
 
-    pub async fn list_issues(&self, owner: &str, repo: &str, state: &str, labels: &[&str]) -> Result<Vec<Issue>, GitHubError> {
-        let labels = if labels.is_empty() { String::new() } else { format!("&labels={}", labels.join(",")) };
-        self.list_all(&format!("/repos/{owner}/{repo}/issues?state={state}&per_page=100{labels}"), None, 100).await
+    pub async fn list_issues(
+        &self,
+        owner: &str,
+        repo: &str,
+        state: &str,
+        labels: &[&str],
+    ) -> Result<Vec<Issue>, GitHubError> {
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("&labels={}", labels.join(","))
+        };
+        self.list_all(
+            &format!("/repos/{owner}/{repo}/issues?state={state}&per_page=100{labels}"),
+            None,
+            100,
+        )
+        .await
     }
 
-    pub async fn create_issue(&self, owner: &str, repo: &str, title: &str, body: &str, labels: &[&str]) -> Result<Issue, GitHubError> {
+    pub async fn create_issue(
+        &self,
+        owner: &str,
+        repo: &str,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+    ) -> Result<Issue, GitHubError> {
         self.send_json(
             Method::POST,
             &format!("/repos/{owner}/{repo}/issues"),
@@ -276,14 +423,33 @@ impl GitHub {
     }
 
     /// Changes an issue; `{"state": "closed", "state_reason": "completed"}` closes it.
-    pub async fn update_issue(&self, owner: &str, repo: &str, number: u64, changes: &Value) -> Result<Issue, GitHubError> {
-        self.send_json(Method::PATCH, &format!("/repos/{owner}/{repo}/issues/{number}"), changes).await
+    pub async fn update_issue(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        changes: &Value,
+    ) -> Result<Issue, GitHubError> {
+        self.send_json(
+            Method::PATCH,
+            &format!("/repos/{owner}/{repo}/issues/{number}"),
+            changes,
+        )
+        .await
     }
 
     /// Turns a repository feature toggled by PUT/DELETE on or off: `vulnerability-alerts`,
     /// `automated-security-fixes`, `private-vulnerability-reporting`.
-    pub async fn set_feature(&self, owner: &str, repo: &str, feature: &str, enabled: bool) -> Result<(), GitHubError> {
+    pub async fn set_feature(
+        &self,
+        owner: &str,
+        repo: &str,
+        feature: &str,
+        enabled: bool,
+    ) -> Result<(), GitHubError> {
         let method = if enabled { Method::PUT } else { Method::DELETE };
-        self.request_ok(method, &format!("/repos/{owner}/{repo}/{feature}"), None).await.map(|_| ())
+        self.request_ok(method, &format!("/repos/{owner}/{repo}/{feature}"), None)
+            .await
+            .map(|_| ())
     }
 }

@@ -28,9 +28,15 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 ///
 /// The comparison is constant-time (`Mac::verify_slice`), so the time taken does not reveal how
 /// many leading bytes matched.
-pub fn verify<S: AsRef<[u8]>>(secrets: &[S], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+pub fn verify<S: AsRef<[u8]>>(
+    secrets: &[S],
+    body: &[u8],
+    header: Option<&str>,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let hex_sig = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+    let hex_sig = header
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
     let sig = hex::decode(hex_sig.trim()).map_err(|_| SignatureError::Malformed)?;
     if sig.len() != 32 {
         return Err(SignatureError::Malformed);
@@ -55,7 +61,10 @@ mod tests {
     fn github_documented_example() {
         // From GitHub's "Validating webhook deliveries" documentation.
         let sig = sign(b"It's a Secret to Everybody", b"Hello, World!");
-        assert_eq!(sig, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+        assert_eq!(
+            sig,
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
     }
 
     #[test]
@@ -63,12 +72,27 @@ mod tests {
         let body = br#"{"zen":"x"}"#;
         let old = sign(b"old", body);
         assert_eq!(verify(&["new", "old"], body, Some(&old)), Ok(()));
-        assert_eq!(verify(&["new"], body, Some(&old)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&["new"], body, Some(&old)),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify(&["new"], body, None), Err(SignatureError::Missing));
-        assert_eq!(verify(&["new"], body, Some("sha1=abc")), Err(SignatureError::Malformed));
-        assert_eq!(verify(&["new"], body, Some("sha256=zz")), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(&["new"], body, Some("sha1=abc")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(&["new"], body, Some("sha256=zz")),
+            Err(SignatureError::Malformed)
+        );
         let truncated = &old[..old.len() - 2];
-        assert_eq!(verify(&["old"], body, Some(truncated)), Err(SignatureError::Malformed));
-        assert_eq!(verify(&["old"], b"{\"zen\":\"y\"}", Some(&old)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&["old"], body, Some(truncated)),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(&["old"], b"{\"zen\":\"y\"}", Some(&old)),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

@@ -28,7 +28,12 @@ impl NameLookup for Names {
                 let ips = ips.clone();
                 Box::pin(async move { Ok(ips) })
             }
-            None => Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect()) }),
+            None => Box::pin(async move {
+                Ok(tokio::net::lookup_host((host.as_str(), 0))
+                    .await?
+                    .map(|a| a.ip())
+                    .collect())
+            }),
         }
     }
 }
@@ -41,7 +46,9 @@ fn ip(s: &str) -> IpAddr {
 async fn ssrf_urls_are_refused_before_any_connection() {
     // Something to connect to, on both loopback families, that counts attempts.
     let accepted = Arc::new(AtomicUsize::new(0));
-    let v4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind v4");
+    let v4 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind v4");
     let port = v4.local_addr().expect("addr").port();
     let v6 = tokio::net::TcpListener::bind(("::1", port)).await.ok();
     for l in std::iter::once(v4).chain(v6) {
@@ -71,7 +78,15 @@ async fn ssrf_urls_are_refused_before_any_connection() {
     let egress = Egress::with_lookup(
         EgressPolicy {
             // Plain http is allowed to these names only, so the address check is what refuses them.
-            http_allowed_hosts: ["localhost", "loopback.example", "private.example", "metadata.example", "mixed.example"].map(String::from).to_vec(),
+            http_allowed_hosts: [
+                "localhost",
+                "loopback.example",
+                "private.example",
+                "metadata.example",
+                "mixed.example",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..EgressPolicy::default()
         },
         names.clone(),
@@ -81,20 +96,26 @@ async fn ssrf_urls_are_refused_before_any_connection() {
     let p = port;
     let cases: Vec<(String, &str)> = vec![
         (format!("https://127.0.0.1:{p}/"), "address"),
-        (format!("https://2130706433:{p}/"), "address"),        // decimal
-        (format!("https://0x7f000001:{p}/"), "address"),        // hexadecimal
-        (format!("https://0177.0.0.1:{p}/"), "address"),        // octal
-        (format!("https://127.1:{p}/"), "address"),             // short form
-        (format!("https://0:{p}/"), "address"),                 // 0.0.0.0
+        (format!("https://2130706433:{p}/"), "address"), // decimal
+        (format!("https://0x7f000001:{p}/"), "address"), // hexadecimal
+        (format!("https://0177.0.0.1:{p}/"), "address"), // octal
+        (format!("https://127.1:{p}/"), "address"),      // short form
+        (format!("https://0:{p}/"), "address"),          // 0.0.0.0
         (format!("https://[::1]:{p}/"), "address"),
         (format!("https://[::ffff:127.0.0.1]:{p}/"), "address"), // v4-mapped
         (format!("https://[::ffff:7f00:1]:{p}/"), "address"),
         (format!("https://[64:ff9b::7f00:1]:{p}/"), "address"), // NAT64
         (format!("https://[2002:7f00:1::]:{p}/"), "address"),   // 6to4
-        (format!("https://[fe80::1]:{p}/"), "address"),          // link-local v6
-        ("https://169.254.169.254/latest/meta-data/".to_string(), "address"),
-        ("https://2852039166/latest/meta-data/".to_string(), "address"), // 169.254.169.254 in decimal
-        ("https://100.64.0.1/".to_string(), "address"),                  // shared address space
+        (format!("https://[fe80::1]:{p}/"), "address"),         // link-local v6
+        (
+            "https://169.254.169.254/latest/meta-data/".to_string(),
+            "address",
+        ),
+        (
+            "https://2852039166/latest/meta-data/".to_string(),
+            "address",
+        ), // 169.254.169.254 in decimal
+        ("https://100.64.0.1/".to_string(), "address"), // shared address space
         ("https://10.0.0.1/".to_string(), "address"),
         ("https://192.168.0.1/".to_string(), "address"),
         (format!("http://localhost:{p}/"), "resolves"),
@@ -110,30 +131,54 @@ async fn ssrf_urls_are_refused_before_any_connection() {
         (format!("https://ula.example:{p}/"), "resolves"),
         (format!("http://example.com:{p}/"), "https only"), // plain http, not allowlisted
         (format!("ftp://example.com:{p}/"), "scheme"),
-        (format!("https://user:secret@example.com:{p}/"), "credentials"),
+        (
+            format!("https://user:secret@example.com:{p}/"),
+            "credentials",
+        ),
     ];
     assert!(cases.len() >= 20);
     for (url, why) in &cases {
         for method in [Method::GET, Method::POST] {
-            match egress.send(method.clone(), url, &[], Some(b"{}".to_vec())).await {
+            match egress
+                .send(method.clone(), url, &[], Some(b"{}".to_vec()))
+                .await
+            {
                 Ok(r) => panic!("{method} {url} was sent (status {})", r.status),
                 Err(e) => {
                     assert!(e.is_refusal(), "{method} {url}: not a refusal: {e}");
-                    assert!(e.to_string().contains(why), "{method} {url}: {e} (expected the reason to mention {why:?})");
+                    assert!(
+                        e.to_string().contains(why),
+                        "{method} {url}: {e} (expected the reason to mention {why:?})"
+                    );
                 }
             }
         }
     }
     // Give a stray connection time to be counted.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a refused URL reached the listener");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a refused URL reached the listener"
+    );
     let asked = names.asked.lock().map(|a| a.clone()).unwrap_or_default();
-    assert!(asked.iter().any(|h| h == "mixed.example"), "names are resolved by the guarded resolver: {asked:?}");
-    assert!(!asked.iter().any(|h| h == "example.com"), "nothing is resolved for a URL refused by its form: {asked:?}");
+    assert!(
+        asked.iter().any(|h| h == "mixed.example"),
+        "names are resolved by the guarded resolver: {asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|h| h == "example.com"),
+        "nothing is resolved for a URL refused by its form: {asked:?}"
+    );
 
     // A rule type cannot smuggle credentials through egress either.
     let e = egress
-        .send(Method::GET, "https://api.osv.dev/v1/query", &[("Authorization".into(), "Bearer x".into())], None)
+        .send(
+            Method::GET,
+            "https://api.osv.dev/v1/query",
+            &[("Authorization".into(), "Bearer x".into())],
+            None,
+        )
         .await
         .expect_err("authorization header");
     assert!(e.is_refusal(), "{e}");

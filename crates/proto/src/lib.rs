@@ -139,7 +139,10 @@ impl v1::EntityEvent {
     }
 
     pub fn entity_ref(&self) -> Result<domain::EntityRef, ProtoError> {
-        self.entity.as_ref().ok_or(ProtoError::MissingEntity)?.try_into()
+        self.entity
+            .as_ref()
+            .ok_or(ProtoError::MissingEntity)?
+            .try_into()
     }
 }
 

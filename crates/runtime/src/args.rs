@@ -19,7 +19,11 @@ pub struct ServiceArgs {
     pub database_url: secrecy::SecretString,
 
     /// Longest one SQL statement may run before Postgres cancels it (ms).
-    #[arg(long, env = "PLUMB_DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "PLUMB_DATABASE_STATEMENT_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub database_statement_timeout_ms: u64,
 
     /// Maximum Postgres connections of this process.
@@ -27,7 +31,11 @@ pub struct ServiceArgs {
     pub database_max_connections: usize,
 
     /// GitHub REST API root (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(long, env = "PLUMB_GITHUB_API_URL", default_value = "https://api.github.com")]
+    #[arg(
+        long,
+        env = "PLUMB_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
     pub github_api_url: String,
 
     /// GitHub token used for reads and remediations.
@@ -66,7 +74,11 @@ pub struct ServiceArgs {
     /// Hosts that rule types' data sources may reach over plain http (comma-separated). Every
     /// other data-source request must be https; all of them are refused when a host resolves to
     /// a loopback, private, link-local or other special-purpose address.
-    #[arg(long = "egress-http-allow-host", env = "PLUMB_EGRESS_HTTP_ALLOW_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "egress-http-allow-host",
+        env = "PLUMB_EGRESS_HTTP_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
     pub egress_http_allow_hosts: Vec<String>,
 
     /// Largest data-source response read, in bytes (the rest is cut).
@@ -103,9 +115,16 @@ impl ServiceArgs {
     }
 
     /// The client for data-source requests outside the provider's API.
-    pub fn egress(&self) -> Result<plumbline_github::egress::Egress, plumbline_github::egress::EgressError> {
+    pub fn egress(
+        &self,
+    ) -> Result<plumbline_github::egress::Egress, plumbline_github::egress::EgressError> {
         plumbline_github::egress::Egress::new(plumbline_github::egress::EgressPolicy {
-            http_allowed_hosts: self.egress_http_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect(),
+            http_allowed_hosts: self
+                .egress_http_allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             max_body_bytes: self.egress_max_body_bytes,
             ..Default::default()
         })
@@ -115,16 +134,23 @@ impl ServiceArgs {
     /// else the token (or anonymous).
     pub fn github(&self) -> Result<plumbline_github::GitHub, plumbline_github::GitHubError> {
         use secrecy::ExposeSecret;
-        let mut config = plumbline_github::GitHubConfig::new(&self.github_api_url, self.github_token.as_ref().map(|t| t.expose_secret().to_string()));
+        let mut config = plumbline_github::GitHubConfig::new(
+            &self.github_api_url,
+            self.github_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+        );
         config.etag_cache_bytes = self.github_etag_cache_mib.saturating_mul(1 << 20);
         config.max_response_bytes = self.github_max_response_mib.max(1).saturating_mul(1 << 20);
         if let Some(app_id) = self.github_app_id {
-            let path = self
-                .github_app_private_key_file
-                .as_ref()
-                .ok_or_else(|| plumbline_github::GitHubError::Config("github app needs a private key file".into()))?;
+            let path = self.github_app_private_key_file.as_ref().ok_or_else(|| {
+                plumbline_github::GitHubError::Config("github app needs a private key file".into())
+            })?;
             let private_key_pem = std::fs::read_to_string(path).map_err(|e| {
-                plumbline_github::GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
+                plumbline_github::GitHubError::Config(format!(
+                    "reading github app key {}: {e}",
+                    path.display()
+                ))
             })?;
             config.app = Some(plumbline_github::AppCredentials {
                 app_id,
@@ -208,7 +234,14 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 
 /// Properties the typed `--kafka-*` flags set: one way to say each. (The bus itself refuses
 /// the properties its delivery guarantees rest on; see `plumbline_bus::apply_client_options`.)
-const TYPED: &[&str] = &["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password", "ssl.ca.location"];
+const TYPED: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+];
 
 impl KafkaArgs {
     /// librdkafka properties for every client: the typed settings, then the passthrough.
@@ -222,31 +255,55 @@ impl KafkaArgs {
             KafkaProtocol::SaslPlaintext => "sasl_plaintext",
             KafkaProtocol::SaslSsl => "sasl_ssl",
         };
-        let sasl = matches!(self.kafka_security_protocol, KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl);
-        let tls = matches!(self.kafka_security_protocol, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl);
+        let sasl = matches!(
+            self.kafka_security_protocol,
+            KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl
+        );
+        let tls = matches!(
+            self.kafka_security_protocol,
+            KafkaProtocol::Ssl | KafkaProtocol::SaslSsl
+        );
         out.push(("security.protocol".into(), protocol.into()));
         if let Some(ca) = &self.kafka_ssl_ca_file {
             if !tls {
-                return Err("--kafka-ssl-ca-file needs --kafka-security-protocol ssl or sasl_ssl".into());
+                return Err(
+                    "--kafka-ssl-ca-file needs --kafka-security-protocol ssl or sasl_ssl".into(),
+                );
             }
             out.push(("ssl.ca.location".into(), ca.display().to_string().into()));
         }
         let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
-            (Some(_), Some(_)) => return Err("give --kafka-sasl-password or --kafka-sasl-password-file, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give --kafka-sasl-password or --kafka-sasl-password-file, not both".into(),
+                )
+            }
             (Some(p), None) => Some(p.clone()),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("reading the Kafka SASL password from {}: {e}", path.display()))?;
-                Some(SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "reading the Kafka SASL password from {}: {e}",
+                        path.display()
+                    )
+                })?;
+                Some(SecretString::from(
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                ))
             }
             (None, None) => None,
         };
         if sasl {
-            let mechanism = self.kafka_sasl_mechanism.ok_or("SASL needs --kafka-sasl-mechanism")?;
+            let mechanism = self
+                .kafka_sasl_mechanism
+                .ok_or("SASL needs --kafka-sasl-mechanism")?;
             if mechanism == SaslMechanism::Plain && !tls {
                 return Err("SASL PLAIN over sasl_plaintext would send the password in cleartext: use sasl_ssl (or a SCRAM mechanism)".into());
             }
             let (Some(user), Some(password)) = (&self.kafka_sasl_username, password) else {
-                return Err("SASL needs --kafka-sasl-username and a password (--kafka-sasl-password-file)".into());
+                return Err(
+                    "SASL needs --kafka-sasl-username and a password (--kafka-sasl-password-file)"
+                        .into(),
+                );
             };
             let mechanism = match mechanism {
                 SaslMechanism::Plain => "PLAIN",
@@ -256,12 +313,17 @@ impl KafkaArgs {
             out.push(("sasl.mechanism".into(), mechanism.into()));
             out.push(("sasl.username".into(), user.clone().into()));
             out.push(("sasl.password".into(), password));
-        } else if self.kafka_sasl_mechanism.is_some() || self.kafka_sasl_username.is_some() || password.is_some() {
+        } else if self.kafka_sasl_mechanism.is_some()
+            || self.kafka_sasl_username.is_some()
+            || password.is_some()
+        {
             return Err("SASL settings given but --kafka-security-protocol is not sasl_ssl or sasl_plaintext".into());
         }
         for (k, v) in &self.kafka_options {
             if TYPED.contains(&k.to_ascii_lowercase().as_str()) {
-                return Err(format!("kafka option {k} is set by a --kafka-* flag; use that flag"));
+                return Err(format!(
+                    "kafka option {k} is set by a --kafka-* flag; use that flag"
+                ));
             }
             out.push((k.clone(), v.clone().into()));
         }
@@ -282,19 +344,38 @@ mod tests {
     }
 
     fn options(args: &[&str]) -> Result<Vec<(String, String)>, String> {
-        let cli = Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map_err(|e| e.to_string())?;
-        Ok(cli.kafka.client_options()?.into_iter().map(|(k, v)| (k, v.expose_secret().to_string())).collect())
+        let cli = Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(cli
+            .kafka
+            .client_options()?
+            .into_iter()
+            .map(|(k, v)| (k, v.expose_secret().to_string()))
+            .collect())
     }
 
     #[test]
     fn security_settings_become_librdkafka_properties() {
-        assert_eq!(options(&[]).expect("default"), vec![("security.protocol".into(), "plaintext".into())]);
+        assert_eq!(
+            options(&[]).expect("default"),
+            vec![("security.protocol".into(), "plaintext".into())]
+        );
         let dir = tempfile::tempdir().expect("tmp");
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "s3cret\n").expect("write");
         let got = options(&[
-            "--kafka-security-protocol", "sasl_ssl", "--kafka-ssl-ca-file", "/etc/kafka/ca.pem", "--kafka-sasl-mechanism", "SCRAM-SHA-512",
-            "--kafka-sasl-username", "plumbline", "--kafka-sasl-password-file", pw.to_str().expect("utf-8"), "--kafka-option", "client.rack=eu-1a",
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-ssl-ca-file",
+            "/etc/kafka/ca.pem",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "plumbline",
+            "--kafka-sasl-password-file",
+            pw.to_str().expect("utf-8"),
+            "--kafka-option",
+            "client.rack=eu-1a",
         ])
         .expect("sasl_ssl");
         assert_eq!(
@@ -308,9 +389,26 @@ mod tests {
                 ("client.rack".into(), "eu-1a".into()),
             ]
         );
-        let cli = Cli::try_parse_from(["t", "--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "hunter2-secret"]).expect("parse");
-        assert!(!format!("{:?}", cli.kafka).contains("hunter2"), "Debug shows no password");
-        assert!(!format!("{:?}", cli.kafka.client_options()).contains("hunter2"), "nor do the options");
+        let cli = Cli::try_parse_from([
+            "t",
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-sasl-mechanism",
+            "PLAIN",
+            "--kafka-sasl-username",
+            "u",
+            "--kafka-sasl-password",
+            "hunter2-secret",
+        ])
+        .expect("parse");
+        assert!(
+            !format!("{:?}", cli.kafka).contains("hunter2"),
+            "Debug shows no password"
+        );
+        assert!(
+            !format!("{:?}", cli.kafka.client_options()).contains("hunter2"),
+            "nor do the options"
+        );
     }
 
     #[test]
@@ -318,10 +416,33 @@ mod tests {
         for (args, why) in [
             (vec!["--kafka-option", "sasl.password=x"], "flag"),
             (vec!["--kafka-option", "security.protocol=ssl"], "flag"),
-            (vec!["--kafka-security-protocol", "sasl_plaintext", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "u", "--kafka-sasl-password", "p"], "cleartext"),
-            (vec!["--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism", "SCRAM-SHA-256"], "username"),
+            (
+                vec![
+                    "--kafka-security-protocol",
+                    "sasl_plaintext",
+                    "--kafka-sasl-mechanism",
+                    "PLAIN",
+                    "--kafka-sasl-username",
+                    "u",
+                    "--kafka-sasl-password",
+                    "p",
+                ],
+                "cleartext",
+            ),
+            (
+                vec![
+                    "--kafka-security-protocol",
+                    "sasl_ssl",
+                    "--kafka-sasl-mechanism",
+                    "SCRAM-SHA-256",
+                ],
+                "username",
+            ),
             (vec!["--kafka-sasl-username", "u"], "not sasl"),
-            (vec!["--kafka-ssl-ca-file", "/ca.pem"], "needs --kafka-security-protocol"),
+            (
+                vec!["--kafka-ssl-ca-file", "/ca.pem"],
+                "needs --kafka-security-protocol",
+            ),
             (vec!["--kafka-option", "novalue"], "KEY=VALUE"),
         ] {
             let e = options(&args).expect_err(&format!("{args:?} must be refused"));

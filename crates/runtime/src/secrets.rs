@@ -37,7 +37,9 @@ pub struct SecretFile<T> {
 
 impl<T> Clone for SecretFile<T> {
     fn clone(&self) -> Self {
-        SecretFile { inner: self.inner.clone() }
+        SecretFile {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -50,21 +52,37 @@ struct Inner<T> {
 
 impl<T> std::fmt::Debug for SecretFile<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretFile").field("what", &self.inner.what).field("path", &self.inner.path).finish()
+        f.debug_struct("SecretFile")
+            .field("what", &self.inner.what)
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
-fn load<T>(path: &Path, parse: fn(&SecretString) -> Result<T, String>) -> Result<(Stamp, T), SecretFileError> {
-    let read = |source| SecretFileError::Read { path: path.to_path_buf(), source };
+fn load<T>(
+    path: &Path,
+    parse: fn(&SecretString) -> Result<T, String>,
+) -> Result<(Stamp, T), SecretFileError> {
+    let read = |source| SecretFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let st = stamp(path).map_err(read)?;
     let text = SecretString::from(std::fs::read_to_string(path).map_err(read)?);
-    let value = parse(&text).map_err(|reason| SecretFileError::Invalid { path: path.to_path_buf(), reason })?;
+    let value = parse(&text).map_err(|reason| SecretFileError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     Ok((st, value))
 }
 
 impl<T> SecretFile<T> {
     /// Reads and parses `path` now (an error if that fails); `what` names it in logs.
-    pub fn open(path: &Path, what: &'static str, parse: fn(&SecretString) -> Result<T, String>) -> Result<Self, SecretFileError> {
+    pub fn open(
+        path: &Path,
+        what: &'static str,
+        parse: fn(&SecretString) -> Result<T, String>,
+    ) -> Result<Self, SecretFileError> {
         let (st, value) = load(path, parse)?;
         Ok(SecretFile {
             inner: Arc::new(Inner {
@@ -128,7 +146,10 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn parse(text: &SecretString) -> Result<Vec<String>, String> {
-        let lines: Vec<String> = secret_lines(text).iter().map(|s| s.expose_secret().to_string()).collect();
+        let lines: Vec<String> = secret_lines(text)
+            .iter()
+            .map(|s| s.expose_secret().to_string())
+            .collect();
         if lines.is_empty() {
             Err("no secret in it".into())
         } else {
@@ -150,6 +171,9 @@ mod tests {
         std::fs::remove_file(&path).expect("rm");
         assert_eq!(*f.get(), vec!["three"], "kept");
         assert!(!format!("{f:?}").contains("three"));
-        assert!(SecretFile::open(&path, "test secret", parse).is_err(), "must exist at start");
+        assert!(
+            SecretFile::open(&path, "test secret", parse).is_err(),
+            "must exist at start"
+        );
     }
 }

@@ -106,7 +106,12 @@ impl Store {
     /// Claims an action for `owner` until the lease runs out: `Ok(Some(id))` when this caller
     /// should act; `Ok(None)` when an action with this key already exists (it was taken, or is
     /// being taken, by an earlier delivery; see [`Store::take_over_action`]).
-    pub async fn claim_action(&self, a: &NewAction, owner: &str, lease: std::time::Duration) -> Result<Option<i64>, StoreError> {
+    pub async fn claim_action(
+        &self,
+        a: &NewAction,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<i64>, StoreError> {
         let c = self.client().await?;
         let row = c
             .query_opt(
@@ -135,7 +140,12 @@ impl Store {
 
     /// Takes over a pending action whose lease has run out (its owner crashed or lost its
     /// partition), or that `owner` itself holds (a retry of its own attempt), renewing the lease.
-    pub async fn take_over_action(&self, key: &str, owner: &str, lease: std::time::Duration) -> Result<TakeOver, StoreError> {
+    pub async fn take_over_action(
+        &self,
+        key: &str,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<TakeOver, StoreError> {
         let c = self.client().await?;
         let taken = c
             .query_opt(
@@ -159,7 +169,10 @@ impl Store {
             .await?;
         Ok(match row {
             None => TakeOver::Gone,
-            Some(r) if r.get::<_, String>(9) == "pending" => TakeOver::Held { owner: r.get(19), until: r.get(20) },
+            Some(r) if r.get::<_, String>(9) == "pending" => TakeOver::Held {
+                owner: r.get(19),
+                until: r.get(20),
+            },
             Some(r) => TakeOver::Done(from_row(&r)),
         })
     }
@@ -167,7 +180,11 @@ impl Store {
     /// Records how a claimed action ended.
     pub async fn finish_action(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let c = self.client().await?;
-        let requests = if result.requests.is_null() { serde_json::json!([]) } else { result.requests.clone() };
+        let requests = if result.requests.is_null() {
+            serde_json::json!([])
+        } else {
+            result.requests.clone()
+        };
         let n = c
             .execute(
                 &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
@@ -184,14 +201,27 @@ impl Store {
     /// Forgets a claim whose action failed, so a later verdict may try again.
     pub async fn release_action(&self, id: i64) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute(&c.prepare_cached("DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')").await?, &[&id]).await?;
+        c.execute(
+            &c.prepare_cached(
+                "DELETE FROM actions WHERE id = $1 AND status IN ('pending', 'failed')",
+            )
+            .await?,
+            &[&id],
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn get_action(&self, key: &str) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_opt(&c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1")).await?, &[&key])
+            .query_opt(
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM actions WHERE idempotency_key = $1"
+                ))
+                .await?,
+                &[&key],
+            )
             .await?;
         Ok(row.as_ref().map(from_row))
     }
@@ -199,7 +229,14 @@ impl Store {
     /// The newest finished action of a kind ("remediation" or "alert") for one rule of one
     /// entity under one profile, whose status is one of `statuses`: "is an alert open", "did
     /// the last remediation fail".
-    pub async fn last_action(&self, entity_id: &str, profile: &str, rule_name: &str, kind: &str, statuses: &[&str]) -> Result<Option<ActionRecord>, StoreError> {
+    pub async fn last_action(
+        &self,
+        entity_id: &str,
+        profile: &str,
+        rule_name: &str,
+        kind: &str,
+        statuses: &[&str],
+    ) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
         let row = c
@@ -217,7 +254,14 @@ impl Store {
 
     /// The newest `limit` finished actions of a kind for one rule of one entity under one
     /// profile, newest first.
-    pub async fn recent_actions(&self, entity_id: &str, profile: &str, rule_name: &str, kind: &str, limit: i64) -> Result<Vec<ActionRecord>, StoreError> {
+    pub async fn recent_actions(
+        &self,
+        entity_id: &str,
+        profile: &str,
+        rule_name: &str,
+        kind: &str,
+        limit: i64,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
@@ -234,7 +278,14 @@ impl Store {
     }
 
     /// Whether an evaluation of the rule passed after `since` (and before `until`, if given).
-    pub async fn passed_between(&self, entity_id: &str, profile: &str, rule_name: &str, since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Result<bool, StoreError> {
+    pub async fn passed_between(
+        &self,
+        entity_id: &str,
+        profile: &str,
+        rule_name: &str,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let row = c
             .query_one(
@@ -254,7 +305,10 @@ impl Store {
         let c = self.client().await?;
         let rows = c
             .query(
-                &c.prepare_cached(&format!("SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id")).await?,
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM actions WHERE entity_id = $1 ORDER BY id"
+                ))
+                .await?,
                 &[&entity_id],
             )
             .await?;

@@ -52,20 +52,36 @@ const USAGE: &str = "SELECT
 impl Store {
     /// Reserves `slots` content-creating requests of `credential`: `Ok(Ok(id))`, or
     /// `Ok(Err(at))` when the budget is spent, with the time to ask again.
-    pub async fn reserve_content(&self, credential: &str, slots: u32, limits: &ContentLimits) -> Result<Result<i64, DateTime<Utc>>, StoreError> {
+    pub async fn reserve_content(
+        &self,
+        credential: &str,
+        slots: u32,
+        limits: &ContentLimits,
+    ) -> Result<Result<i64, DateTime<Utc>>, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&LEDGER_LOCK, &credential]).await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LEDGER_LOCK, &credential],
+        )
+        .await?;
         // Rows past both windows are of no use any more.
         tx.execute(
             &tx.prepare_cached("DELETE FROM content_writes WHERE credential = $1 AND reserved_at < now() - make_interval(secs => $2) AND ended_at IS NOT NULL AND ended_at < now() - make_interval(secs => $2)").await?,
             &[&credential, &secs(limits.hour)],
         )
         .await?;
-        let row = tx.query_one(&tx.prepare_cached(USAGE).await?, &[&credential, &secs(limits.minute), &secs(limits.hour)]).await?;
+        let row = tx
+            .query_one(
+                &tx.prepare_cached(USAGE).await?,
+                &[&credential, &secs(limits.minute), &secs(limits.hour)],
+            )
+            .await?;
         let (minute, hour): (i64, i64) = (row.get(0), row.get(1));
         let want = i64::from(slots);
-        if minute + want <= i64::from(limits.per_minute) && hour + want <= i64::from(limits.per_hour) {
+        if minute + want <= i64::from(limits.per_minute)
+            && hour + want <= i64::from(limits.per_hour)
+        {
             let id: i64 = tx
                 .query_one(&tx.prepare_cached("INSERT INTO content_writes (credential, slots) VALUES ($1, $2) RETURNING id").await?, &[&credential, &(slots as i32)])
                 .await?
@@ -75,8 +91,14 @@ impl Store {
         }
         // When enough finished writes have left each window (the oldest first); with nothing
         // finished to wait for (open reservations hold the budget), ask again in a second.
-        let mut at: DateTime<Utc> = tx.query_one("SELECT now() + interval '1 second'", &[]).await?.get(0);
-        for (used, limit, window) in [(minute, limits.per_minute, limits.minute), (hour, limits.per_hour, limits.hour)] {
+        let mut at: DateTime<Utc> = tx
+            .query_one("SELECT now() + interval '1 second'", &[])
+            .await?
+            .get(0);
+        for (used, limit, window) in [
+            (minute, limits.per_minute, limits.minute),
+            (hour, limits.per_hour, limits.hour),
+        ] {
             let excess = (used + want - i64::from(limit)).max(0);
             if excess == 0 {
                 continue;
@@ -115,10 +137,23 @@ impl Store {
     }
 
     /// What `credential` used in each window, and holds.
-    pub async fn content_usage(&self, credential: &str, limits: &ContentLimits) -> Result<ContentUsage, StoreError> {
+    pub async fn content_usage(
+        &self,
+        credential: &str,
+        limits: &ContentLimits,
+    ) -> Result<ContentUsage, StoreError> {
         let c = self.client().await?;
-        let row = c.query_one(&c.prepare_cached(USAGE).await?, &[&credential, &secs(limits.minute), &secs(limits.hour)]).await?;
+        let row = c
+            .query_one(
+                &c.prepare_cached(USAGE).await?,
+                &[&credential, &secs(limits.minute), &secs(limits.hour)],
+            )
+            .await?;
         let n = |i: usize| u32::try_from(row.get::<_, i64>(i)).unwrap_or(u32::MAX);
-        Ok(ContentUsage { minute: n(0), hour: n(1), held: n(2) })
+        Ok(ContentUsage {
+            minute: n(0),
+            hour: n(1),
+            held: n(2),
+        })
     }
 }

@@ -37,7 +37,13 @@ impl Store {
 
     /// `INSERT` of `e`, or on conflict an update of names, `properties_and_labels` and
     /// re-activation; returns the boolean `returned` (which may read a CTE `with` defines).
-    async fn insert_entity(&self, e: &Entity, with: &str, properties_and_labels: &str, returned: &str) -> Result<bool, StoreError> {
+    async fn insert_entity(
+        &self,
+        e: &Entity,
+        with: &str,
+        properties_and_labels: &str,
+        returned: &str,
+    ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let sql = format!(
             "{with}
@@ -72,7 +78,10 @@ impl Store {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                &c.prepare_cached(&format!("SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL")).await?,
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL"
+                ))
+                .await?,
                 &[&id],
             )
             .await?;
@@ -94,7 +103,8 @@ impl Store {
                     "SELECT {COLUMNS} FROM entities
                      WHERE project = $1 AND retired_at IS NULL AND id > $2
                      ORDER BY id LIMIT $3"
-                )).await?,
+                ))
+                .await?,
                 &[&project, &after.unwrap_or(""), &limit],
             )
             .await?;
@@ -104,14 +114,26 @@ impl Store {
     /// Number of active entities across all projects.
     pub async fn count_active_entities(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        let row = c.query_one(&c.prepare_cached("SELECT count(*) FROM entities WHERE retired_at IS NULL").await?, &[]).await?;
+        let row = c
+            .query_one(
+                &c.prepare_cached("SELECT count(*) FROM entities WHERE retired_at IS NULL")
+                    .await?,
+                &[],
+            )
+            .await?;
         Ok(row.get(0))
     }
 
     /// Every project that has active entities (the reconciler sweeps each).
     pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
         let c = self.client().await?;
-        let rows = c.query(&c.prepare_cached("SELECT name FROM projects ORDER BY name").await?, &[]).await?;
+        let rows = c
+            .query(
+                &c.prepare_cached("SELECT name FROM projects ORDER BY name")
+                    .await?,
+                &[],
+            )
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -122,11 +144,19 @@ impl Store {
         let tx = c.transaction().await?;
         let n = tx
             .execute(
-                &tx.prepare_cached("UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL").await?,
+                &tx.prepare_cached(
+                    "UPDATE entities SET retired_at = now() WHERE id = $1 AND retired_at IS NULL",
+                )
+                .await?,
                 &[&id],
             )
             .await?;
-        tx.execute(&tx.prepare_cached("DELETE FROM evaluation_status WHERE entity_id = $1").await?, &[&id]).await?;
+        tx.execute(
+            &tx.prepare_cached("DELETE FROM evaluation_status WHERE entity_id = $1")
+                .await?,
+            &[&id],
+        )
+        .await?;
         tx.commit().await?;
         Ok(n > 0)
     }

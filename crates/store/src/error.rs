@@ -56,7 +56,10 @@ fn classify(code: Option<&SqlState>, msg: &str) -> StoreError {
         {
             StoreError::Invalid(msg)
         }
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
             StoreError::Retry(msg)
         }
         Some(c)

@@ -69,7 +69,12 @@ impl Store {
     /// `keep_per_rule` of each entity x profile x rule, at most `limit` of each kind per call
     /// (callers loop while it returns a full `limit`, so one call never holds locks for long).
     /// The latest status is never touched.
-    pub async fn prune_history(&self, max_age: std::time::Duration, keep_per_rule: i64, limit: i64) -> Result<u64, StoreError> {
+    pub async fn prune_history(
+        &self,
+        max_age: std::time::Duration,
+        keep_per_rule: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let aged = c
             .execute(
@@ -92,7 +97,10 @@ impl Store {
     }
 
     /// The latest verdict of every (profile, rule name) of one entity.
-    pub async fn last_verdicts(&self, entity_id: &str) -> Result<std::collections::HashMap<(String, String), LastVerdict>, StoreError> {
+    pub async fn last_verdicts(
+        &self,
+        entity_id: &str,
+    ) -> Result<std::collections::HashMap<(String, String), LastVerdict>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
@@ -124,7 +132,11 @@ impl Store {
     /// The entity's status rows for rules it was not evaluated against this time (a rule removed
     /// from a profile, a profile deleted or renamed) are removed in the same transaction, so
     /// the latest status never reports a rule that no longer applies.
-    pub async fn record_evaluations(&self, entity_id: &str, records: &[EvaluationRecord]) -> Result<(), StoreError> {
+    pub async fn record_evaluations(
+        &self,
+        entity_id: &str,
+        records: &[EvaluationRecord],
+    ) -> Result<(), StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let profiles: Vec<&str> = records.iter().map(|r| r.profile.as_str()).collect();
@@ -233,17 +245,18 @@ impl Store {
                 &[&project, &entity_id, &profile],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(StatusRow::from_row)
-            .collect())
+        Ok(rows.iter().map(StatusRow::from_row).collect())
     }
 
     /// Number of history rows for an entity (all profiles and rules).
     pub async fn history_count(&self, entity_id: &str) -> Result<i64, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_one(&c.prepare_cached("SELECT count(*) FROM evaluation_history WHERE entity_id = $1").await?, &[&entity_id])
+            .query_one(
+                &c.prepare_cached("SELECT count(*) FROM evaluation_history WHERE entity_id = $1")
+                    .await?,
+                &[&entity_id],
+            )
             .await?;
         Ok(row.get(0))
     }

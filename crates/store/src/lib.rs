@@ -13,10 +13,10 @@ mod evaluations;
 mod migrate;
 mod posture;
 mod rules;
-pub mod tls;
 /// Test helpers; only with the `testing` feature, never in a service binary.
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use actions::{ActionRecord, ActionResult, NewAction, TakeOver};
 pub use budget::{ContentLimits, ContentUsage};
@@ -66,16 +66,20 @@ impl Store {
     /// Like [`Store::connect`], with every statement of the pool's sessions cancelled by the
     /// server after `timeout` (`statement_timeout`): a query stuck on a lock or a bad plan
     /// frees its connection instead of holding one of the few a replica has.
-    pub fn connect_with_timeout(database_url: &str, max_connections: usize, timeout: std::time::Duration) -> Result<Self, StoreError> {
+    pub fn connect_with_timeout(
+        database_url: &str,
+        max_connections: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         let mut parsed = tls::parse(database_url)?;
-        add_option(&mut parsed.config, &format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        add_option(
+            &mut parsed.config,
+            &format!("-c statement_timeout={}", timeout.as_millis().max(1)),
+        );
         Self::with_config(parsed, max_connections)
     }
 
-    fn with_config(
-        parsed: tls::Parsed,
-        max_connections: usize,
-    ) -> Result<Self, StoreError> {
+    fn with_config(parsed: tls::Parsed, max_connections: usize) -> Result<Self, StoreError> {
         let mgr = Manager::from_config(
             parsed.config,
             parsed.tls,
@@ -108,7 +112,12 @@ impl Store {
     /// Whether this pool's connections to Postgres are encrypted (TLS).
     pub async fn connection_encrypted(&self) -> Result<bool, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[]).await?.get(0))
+        Ok(c.query_one(
+            "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+            &[],
+        )
+        .await?
+        .get(0))
     }
 
     /// Answers whether the database can be reached (a readiness probe).
@@ -170,7 +179,7 @@ impl Drop for LockGuard {
 /// Creating and dropping whole databases: for `plumb dev` (a database of its own) and tests.
 pub mod admin {
     use super::StoreError;
-        async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
         let parsed = super::tls::parse(url)?;
         let (client, conn) = parsed.config.connect(parsed.tls).await?;
         tokio::spawn(async move {

@@ -39,7 +39,10 @@ pub struct StatusCursor {
 impl StatusCursor {
     /// An opaque token for APIs (the three parts, NUL-separated, hex-encoded).
     pub fn token(&self) -> String {
-        hex::encode(format!("{}\0{}\0{}", self.entity_id, self.profile, self.rule_name))
+        hex::encode(format!(
+            "{}\0{}\0{}",
+            self.entity_id, self.profile, self.rule_name
+        ))
     }
 
     pub fn from_token(token: &str) -> Result<Self, StoreError> {
@@ -81,7 +84,8 @@ pub const MAX_PAGE: i64 = 1000;
 const COUNTS_SQL: &str = "SELECT profile, rule_name, status, count(*) FROM evaluation_status
      WHERE project = $1 GROUP BY profile, rule_name, status ORDER BY profile, rule_name, status";
 
-const HISTORY_SQL: &str = "SELECT evaluation_id, status, message, input_digest, evaluated_at FROM evaluation_history
+const HISTORY_SQL: &str =
+    "SELECT evaluation_id, status, message, input_digest, evaluated_at FROM evaluation_history
      WHERE entity_id = $1 AND profile = $2 AND rule_name = $3
      ORDER BY evaluated_at DESC LIMIT $4";
 
@@ -101,7 +105,12 @@ fn page_sql(filter: &StatusFilter, with_cursor: bool) -> String {
         }
     }
     if with_cursor {
-        conds.push(format!("(s.entity_id, s.profile, s.rule_name) > (${}, ${}, ${})", n + 1, n + 2, n + 3));
+        conds.push(format!(
+            "(s.entity_id, s.profile, s.rule_name) > (${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
         n += 3;
     }
     format!(
@@ -116,9 +125,17 @@ fn page_sql(filter: &StatusFilter, with_cursor: bool) -> String {
     )
 }
 
-fn page_params<'a>(project: &'a String, filter: &'a StatusFilter, after: Option<&'a StatusCursor>, limit: &'a i64) -> Vec<&'a (dyn ToSql + Sync)> {
+fn page_params<'a>(
+    project: &'a String,
+    filter: &'a StatusFilter,
+    after: Option<&'a StatusCursor>,
+    limit: &'a i64,
+) -> Vec<&'a (dyn ToSql + Sync)> {
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![project];
-    for v in [&filter.status, &filter.profile, &filter.entity_id].into_iter().flatten() {
+    for v in [&filter.status, &filter.profile, &filter.entity_id]
+        .into_iter()
+        .flatten()
+    {
         params.push(v);
     }
     if let Some(c) = after {
@@ -134,7 +151,9 @@ impl Store {
     /// How many rules are in each status, per profile and rule, across a project.
     pub async fn posture_counts(&self, project: &str) -> Result<Vec<PostureCount>, StoreError> {
         let c = self.client().await?;
-        let rows = c.query(&c.prepare_cached(COUNTS_SQL).await?, &[&project]).await?;
+        let rows = c
+            .query(&c.prepare_cached(COUNTS_SQL).await?, &[&project])
+            .await?;
         Ok(rows
             .iter()
             .map(|r| PostureCount {
@@ -148,29 +167,51 @@ impl Store {
 
     /// One page of a project's latest statuses in (entity id, profile, rule name) order, after
     /// `after`, at most `limit` rows (capped at [`MAX_PAGE`]).
-    pub async fn status_page(&self, project: &str, filter: &StatusFilter, after: Option<&StatusCursor>, limit: i64) -> Result<StatusPage, StoreError> {
+    pub async fn status_page(
+        &self,
+        project: &str,
+        filter: &StatusFilter,
+        after: Option<&StatusCursor>,
+        limit: i64,
+    ) -> Result<StatusPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let c = self.client().await?;
         let project = project.to_string();
         let sql = page_sql(filter, after.is_some());
-        let rows = c.query(&c.prepare_cached(&sql).await?, &page_params(&project, filter, after, &limit)).await?;
-        let rows: Vec<StatusRow> = rows
-            .iter()
-            .map(StatusRow::from_row)
-            .collect();
-        let next = (rows.len() as i64 == limit).then(|| rows.last()).flatten().map(|r| StatusCursor {
-            entity_id: r.entity_id.clone(),
-            profile: r.profile.clone(),
-            rule_name: r.rule_name.clone(),
-        });
+        let rows = c
+            .query(
+                &c.prepare_cached(&sql).await?,
+                &page_params(&project, filter, after, &limit),
+            )
+            .await?;
+        let rows: Vec<StatusRow> = rows.iter().map(StatusRow::from_row).collect();
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last())
+            .flatten()
+            .map(|r| StatusCursor {
+                entity_id: r.entity_id.clone(),
+                profile: r.profile.clone(),
+                rule_name: r.rule_name.clone(),
+            });
         Ok(StatusPage { rows, next })
     }
 
     /// The newest `limit` evaluations of one rule of one entity, newest first.
-    pub async fn rule_history(&self, entity_id: &str, profile: &str, rule_name: &str, limit: i64) -> Result<Vec<HistoryRow>, StoreError> {
+    pub async fn rule_history(
+        &self,
+        entity_id: &str,
+        profile: &str,
+        rule_name: &str,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
         let c = self.client().await?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let rows = c.query(&c.prepare_cached(HISTORY_SQL).await?, &[&entity_id, &profile, &rule_name, &limit]).await?;
+        let rows = c
+            .query(
+                &c.prepare_cached(HISTORY_SQL).await?,
+                &[&entity_id, &profile, &rule_name, &limit],
+            )
+            .await?;
         Ok(rows
             .iter()
             .map(|r| HistoryRow {
@@ -185,13 +226,22 @@ impl Store {
 
     /// The plans Postgres chooses for the posture queries, as `EXPLAIN (FORMAT JSON)` documents,
     /// named: what an operator (or a test) checks when the posture gets slow.
-    pub async fn explain_posture_queries(&self, project: &str, entity_id: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    pub async fn explain_posture_queries(
+        &self,
+        project: &str,
+        entity_id: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let c = self.client().await?;
         let project_s = project.to_string();
         let mut plans = Vec::new();
         let explain = |sql: &str| format!("EXPLAIN (FORMAT JSON) {sql}");
-        let row = c.query_one(explain(COUNTS_SQL).as_str(), &[&project]).await?;
-        plans.push(("posture_counts".to_string(), row.get::<_, serde_json::Value>(0)));
+        let row = c
+            .query_one(explain(COUNTS_SQL).as_str(), &[&project])
+            .await?;
+        plans.push((
+            "posture_counts".to_string(),
+            row.get::<_, serde_json::Value>(0),
+        ));
         let cursor = StatusCursor {
             entity_id: entity_id.to_string(),
             profile: String::new(),
@@ -201,15 +251,39 @@ impl Store {
         for (name, filter, after) in [
             ("status_page", StatusFilter::default(), None),
             ("status_page_after", StatusFilter::default(), Some(&cursor)),
-            ("failing_page", StatusFilter { status: Some("fail".into()), ..Default::default() }, Some(&cursor)),
-            ("entity_status", StatusFilter { entity_id: Some(entity_id.into()), ..Default::default() }, None),
+            (
+                "failing_page",
+                StatusFilter {
+                    status: Some("fail".into()),
+                    ..Default::default()
+                },
+                Some(&cursor),
+            ),
+            (
+                "entity_status",
+                StatusFilter {
+                    entity_id: Some(entity_id.into()),
+                    ..Default::default()
+                },
+                None,
+            ),
         ] {
-            let row = c.query_one(explain(&page_sql(&filter, after.is_some())).as_str(), &page_params(&project_s, &filter, after, &limit)).await?;
+            let row = c
+                .query_one(
+                    explain(&page_sql(&filter, after.is_some())).as_str(),
+                    &page_params(&project_s, &filter, after, &limit),
+                )
+                .await?;
             plans.push((name.to_string(), row.get::<_, serde_json::Value>(0)));
         }
         let (p, r) = (String::new(), String::new());
-        let row = c.query_one(explain(HISTORY_SQL).as_str(), &[&entity_id, &p, &r, &limit]).await?;
-        plans.push(("rule_history".to_string(), row.get::<_, serde_json::Value>(0)));
+        let row = c
+            .query_one(explain(HISTORY_SQL).as_str(), &[&entity_id, &p, &r, &limit])
+            .await?;
+        plans.push((
+            "rule_history".to_string(),
+            row.get::<_, serde_json::Value>(0),
+        ));
         Ok(plans)
     }
 }

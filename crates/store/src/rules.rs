@@ -30,28 +30,64 @@ impl Table {
 impl Store {
     /// Stores a rule type; returns (version, changed). Re-applying identical content keeps the
     /// version, so evaluators' caches and reused verdicts stay valid.
-    pub async fn upsert_rule_type(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::RuleTypes, project, name, digest, yaml).await
+    pub async fn upsert_rule_type(
+        &self,
+        project: &str,
+        name: &str,
+        digest: &str,
+        yaml: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::RuleTypes, project, name, digest, yaml)
+            .await
     }
 
-    pub async fn upsert_profile(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::Profiles, project, name, digest, yaml).await
+    pub async fn upsert_profile(
+        &self,
+        project: &str,
+        name: &str,
+        digest: &str,
+        yaml: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::Profiles, project, name, digest, yaml)
+            .await
     }
 
-    pub async fn upsert_data_source(&self, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::DataSources, project, name, digest, yaml).await
+    pub async fn upsert_data_source(
+        &self,
+        project: &str,
+        name: &str,
+        digest: &str,
+        yaml: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        self.upsert_document(Table::DataSources, project, name, digest, yaml)
+            .await
     }
 
-    pub async fn list_data_sources(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
+    pub async fn list_data_sources(
+        &self,
+        project: &str,
+    ) -> Result<Vec<StoredDocument>, StoreError> {
         self.get_document(Table::DataSources, project, None).await
     }
 
-    pub async fn get_rule_type(&self, project: &str, name: &str) -> Result<Option<StoredDocument>, StoreError> {
-        self.get_document(Table::RuleTypes, project, Some(name)).await.map(|mut v| v.pop())
+    pub async fn get_rule_type(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        self.get_document(Table::RuleTypes, project, Some(name))
+            .await
+            .map(|mut v| v.pop())
     }
 
-    pub async fn get_profile(&self, project: &str, name: &str) -> Result<Option<StoredDocument>, StoreError> {
-        self.get_document(Table::Profiles, project, Some(name)).await.map(|mut v| v.pop())
+    pub async fn get_profile(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        self.get_document(Table::Profiles, project, Some(name))
+            .await
+            .map(|mut v| v.pop())
     }
 
     pub async fn list_rule_types(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
@@ -64,23 +100,39 @@ impl Store {
 
     /// (kind, name, version) of every rule type, profile and data source of a project: a cheap check that lets
     /// evaluators keep parsed documents cached until something actually changed.
-    pub async fn document_versions(&self, project: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pub async fn document_versions(
+        &self,
+        project: &str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
-                &c.prepare_cached("SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
+                &c.prepare_cached(
+                    "SELECT 'rule_type', name, version FROM rule_types WHERE project = $1
                  UNION ALL
                  SELECT 'profile', name, version FROM profiles WHERE project = $1
                  UNION ALL
                  SELECT 'data_source', name, version FROM data_sources WHERE project = $1
-                 ORDER BY 1, 2").await?,
+                 ORDER BY 1, 2",
+                )
+                .await?,
                 &[&project],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
-    async fn upsert_document(&self, t: Table, project: &str, name: &str, digest: &str, yaml: &str) -> Result<(i64, bool), StoreError> {
+    async fn upsert_document(
+        &self,
+        t: Table,
+        project: &str,
+        name: &str,
+        digest: &str,
+        yaml: &str,
+    ) -> Result<(i64, bool), StoreError> {
         let c = self.client().await?;
         let sql = format!(
             "INSERT INTO {t} AS d (project, name, version, digest, source_yaml)
@@ -94,20 +146,32 @@ impl Store {
                 (SELECT digest FROM {t} WHERE project = $1 AND name = $2) AS old_digest",
             t = t.name()
         );
-        let row = c.query_one(&c.prepare_cached(&sql).await?, &[&project, &name, &digest, &yaml]).await?;
+        let row = c
+            .query_one(
+                &c.prepare_cached(&sql).await?,
+                &[&project, &name, &digest, &yaml],
+            )
+            .await?;
         let version: i64 = row.get("version");
         let inserted: bool = row.get("inserted");
         let old: Option<String> = row.get("old_digest");
         Ok((version, inserted || old.as_deref() != Some(digest)))
     }
 
-    async fn get_document(&self, t: Table, project: &str, name: Option<&str>) -> Result<Vec<StoredDocument>, StoreError> {
+    async fn get_document(
+        &self,
+        t: Table,
+        project: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<StoredDocument>, StoreError> {
         let c = self.client().await?;
         let sql = format!(
             "SELECT project, name, version, digest, source_yaml FROM {} WHERE project = $1 AND ($2::text IS NULL OR name = $2) ORDER BY name",
             t.name()
         );
-        let rows = c.query(&c.prepare_cached(&sql).await?, &[&project, &name]).await?;
+        let rows = c
+            .query(&c.prepare_cached(&sql).await?, &[&project, &name])
+            .await?;
         Ok(rows
             .iter()
             .map(|r| StoredDocument {

@@ -4,7 +4,8 @@
 use crate::{admin, Store};
 
 pub fn admin_url() -> String {
-    std::env::var("PLUMB_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PLUMB_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub struct TestDatabase {
@@ -53,7 +54,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop may run inside an async runtime; do the async cleanup on a thread of its own.
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 let _ = rt.block_on(admin::drop_database(&admin_url(), &name));
             }
         })

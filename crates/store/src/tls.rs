@@ -45,8 +45,17 @@ impl FromStr for TlsMode {
             "require" => TlsMode::Require,
             "verify-ca" => TlsMode::VerifyCa,
             "verify-full" => TlsMode::VerifyFull,
-            "allow" => return Err(StoreError::Config("sslmode=allow is not supported: use prefer, require, verify-ca or verify-full".into())),
-            other => return Err(StoreError::Config(format!("unknown sslmode {other:?}: use disable, prefer, require, verify-ca or verify-full"))),
+            "allow" => {
+                return Err(StoreError::Config(
+                    "sslmode=allow is not supported: use prefer, require, verify-ca or verify-full"
+                        .into(),
+                ))
+            }
+            other => {
+                return Err(StoreError::Config(format!(
+                "unknown sslmode {other:?}: use disable, prefer, require, verify-ca or verify-full"
+            )))
+            }
         })
     }
 }
@@ -86,7 +95,11 @@ fn split_tls(url: &str) -> Result<(String, Option<String>, Option<PathBuf>), Sto
                 kept.push(pair);
             }
         }
-        let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
         Ok((rest, mode, root))
     } else {
         let mut kept = Vec::new();
@@ -104,7 +117,12 @@ fn local_only(cfg: &tokio_postgres::Config) -> bool {
     let hosts = cfg.get_hosts();
     !hosts.is_empty()
         && hosts.iter().all(|h| match h {
-            Host::Tcp(name) => name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
             #[cfg(unix)]
             Host::Unix(_) => true,
         })
@@ -113,7 +131,8 @@ fn local_only(cfg: &tokio_postgres::Config) -> bool {
 /// Parses a connection string into a configuration and the TLS connector its `sslmode` asks for.
 pub fn parse(url: &str) -> Result<Parsed, StoreError> {
     let (rest, mode, root) = split_tls(url)?;
-    let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| StoreError::Config(e.to_string()))?;
+    let mut config =
+        tokio_postgres::Config::from_str(&rest).map_err(|e| StoreError::Config(e.to_string()))?;
     let mode = match mode {
         Some(m) => m.parse()?,
         None if local_only(&config) => TlsMode::Prefer,
@@ -130,28 +149,45 @@ pub fn parse(url: &str) -> Result<Parsed, StoreError> {
     });
     let roots = match &root {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| StoreError::Config(format!("sslrootcert {}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| StoreError::Config(format!("sslrootcert {}: {e}", path.display())))?;
             let mut store = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| StoreError::Config(format!("sslrootcert {}: {e}", path.display())))?;
-                store.add(cert).map_err(|e| StoreError::Config(format!("sslrootcert {}: {e}", path.display())))?;
+                let cert = cert.map_err(|e| {
+                    StoreError::Config(format!("sslrootcert {}: {e}", path.display()))
+                })?;
+                store.add(cert).map_err(|e| {
+                    StoreError::Config(format!("sslrootcert {}: {e}", path.display()))
+                })?;
             }
             if store.is_empty() {
-                return Err(StoreError::Config(format!("sslrootcert {}: no certificate in it", path.display())));
+                return Err(StoreError::Config(format!(
+                    "sslrootcert {}: no certificate in it",
+                    path.display()
+                )));
             }
             store
         }
-        None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| StoreError::Config(format!("tls roots: {e}")))?;
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| StoreError::Config(format!("tls roots: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, root.is_some()) {
         (TlsMode::VerifyFull, _) => webpki,
-        (TlsMode::VerifyCa, _) | (TlsMode::Require | TlsMode::Prefer, true) => Arc::new(ChainOnly(webpki)),
+        (TlsMode::VerifyCa, _) | (TlsMode::Require | TlsMode::Prefer, true) => {
+            Arc::new(ChainOnly(webpki))
+        }
         // (`disable` never uses it.)
-        (TlsMode::Require | TlsMode::Prefer, false) | (TlsMode::Disable, _) => Arc::new(Unverified(provider.clone())),
+        (TlsMode::Require | TlsMode::Prefer, false) | (TlsMode::Disable, _) => {
+            Arc::new(Unverified(provider.clone()))
+        }
     };
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -159,7 +195,11 @@ pub fn parse(url: &str) -> Result<Parsed, StoreError> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    Ok(Parsed { config, tls: MakeRustlsConnect::new(client), mode })
+    Ok(Parsed {
+        config,
+        tls: MakeRustlsConnect::new(client),
+        mode,
+    })
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
@@ -175,15 +215,30 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })) => Ok(ServerCertVerified::assertion()),
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls12_signature(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -197,13 +252,30 @@ impl ServerCertVerifier for ChainOnly {
 struct Unverified(Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -219,20 +291,49 @@ mod tests {
     fn tls_settings_are_taken_out_of_urls_and_key_value_strings() {
         let (rest, mode, root) = split_tls("postgres://u:p@db:5432/x?sslmode=verify-full&application_name=a&sslrootcert=%2Fetc%2Fca.pem").expect("ok");
         assert_eq!(rest, "postgres://u:p@db:5432/x?application_name=a");
-        assert_eq!((mode.as_deref(), root), (Some("verify-full"), Some(PathBuf::from("/etc/ca.pem"))));
+        assert_eq!(
+            (mode.as_deref(), root),
+            (Some("verify-full"), Some(PathBuf::from("/etc/ca.pem")))
+        );
         let (rest, mode, _) = split_tls("host=db user=u sslmode=require").expect("ok");
-        assert_eq!((rest.as_str(), mode.as_deref()), ("host=db user=u", Some("require")));
-        assert!(split_tls("postgres://db/x?sslcert=c.pem").is_err(), "client certificates refused, not ignored");
+        assert_eq!(
+            (rest.as_str(), mode.as_deref()),
+            ("host=db user=u", Some("require"))
+        );
+        assert!(
+            split_tls("postgres://db/x?sslcert=c.pem").is_err(),
+            "client certificates refused, not ignored"
+        );
     }
 
     #[test]
     fn network_hosts_must_choose_a_mode() {
-        let e = parse("postgres://postgres@db.internal:5432/plumbline").err().expect("refused");
+        let e = parse("postgres://postgres@db.internal:5432/plumbline")
+            .err()
+            .expect("refused");
         assert!(e.to_string().contains("sslmode"), "{e}");
-        assert_eq!(parse("postgres://postgres@127.0.0.1:5432/x").expect("loopback").mode, TlsMode::Prefer);
-        assert_eq!(parse("postgres://postgres@localhost/x").expect("loopback").mode, TlsMode::Prefer);
-        assert_eq!(parse("postgres://postgres@db.internal/x?sslmode=disable").expect("explicit").mode, TlsMode::Disable);
+        assert_eq!(
+            parse("postgres://postgres@127.0.0.1:5432/x")
+                .expect("loopback")
+                .mode,
+            TlsMode::Prefer
+        );
+        assert_eq!(
+            parse("postgres://postgres@localhost/x")
+                .expect("loopback")
+                .mode,
+            TlsMode::Prefer
+        );
+        assert_eq!(
+            parse("postgres://postgres@db.internal/x?sslmode=disable")
+                .expect("explicit")
+                .mode,
+            TlsMode::Disable
+        );
         assert!(parse("postgres://postgres@db/x?sslmode=allow").is_err());
-        assert!(parse("postgres://postgres@db/x?sslmode=verify-full&sslrootcert=/nonexistent.pem").is_err());
+        assert!(
+            parse("postgres://postgres@db/x?sslmode=verify-full&sslrootcert=/nonexistent.pem")
+                .is_err()
+        );
     }
 }

@@ -6,7 +6,12 @@ use serde_json::Value;
 
 /// Every (node type, relation, index) of a plan, depth first.
 fn nodes(plan: &Value, out: &mut Vec<(String, String, String)>) {
-    let s = |k: &str| plan.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| {
+        plan.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if plan.get("Node Type").is_some() {
         out.push((s("Node Type"), s("Relation Name"), s("Index Name")));
     }
@@ -57,54 +62,122 @@ async fn posture_queries_use_indexes_with_100k_entities() {
     let counts = store.posture_counts("big").await.expect("counts");
     let total: i64 = counts.iter().map(|c| c.count).sum();
     assert_eq!(total, 300_000);
-    let failing: i64 = counts.iter().filter(|c| c.status == "fail").map(|c| c.count).sum();
+    let failing: i64 = counts
+        .iter()
+        .filter(|c| c.status == "fail")
+        .map(|c| c.count)
+        .sum();
     assert_eq!(failing, 30_000);
-    let filter = StatusFilter { status: Some("fail".into()), ..Default::default() };
-    let first = store.status_page("big", &filter, None, 500).await.expect("page");
+    let filter = StatusFilter {
+        status: Some("fail".into()),
+        ..Default::default()
+    };
+    let first = store
+        .status_page("big", &filter, None, 500)
+        .await
+        .expect("page");
     assert_eq!(first.rows.len(), 500);
     assert!(first.rows.iter().all(|r| r.status == "fail"));
     let cursor = first.next.clone().expect("more pages");
     let token = cursor.token();
-    assert_eq!(StatusCursor::from_token(&token).expect("token round trip"), cursor);
-    let second = store.status_page("big", &filter, Some(&cursor), 500).await.expect("page");
+    assert_eq!(
+        StatusCursor::from_token(&token).expect("token round trip"),
+        cursor
+    );
+    let second = store
+        .status_page("big", &filter, Some(&cursor), 500)
+        .await
+        .expect("page");
     let last_of_first = first.rows.last().expect("rows");
     let first_of_second = second.rows.first().expect("rows");
     assert!(
-        (&first_of_second.entity_id, &first_of_second.profile, &first_of_second.rule_name)
-            > (&last_of_first.entity_id, &last_of_first.profile, &last_of_first.rule_name),
+        (
+            &first_of_second.entity_id,
+            &first_of_second.profile,
+            &first_of_second.rule_name
+        ) > (
+            &last_of_first.entity_id,
+            &last_of_first.profile,
+            &last_of_first.rule_name
+        ),
         "pages follow each other"
     );
     let one = store
-        .status_page("big", &StatusFilter { entity_id: Some("github/repository/42".into()), ..Default::default() }, None, 100)
+        .status_page(
+            "big",
+            &StatusFilter {
+                entity_id: Some("github/repository/42".into()),
+                ..Default::default()
+            },
+            None,
+            100,
+        )
         .await
         .expect("entity");
     assert_eq!(one.rows.len(), 3);
     assert_eq!(one.next, None, "a short page is the last");
-    let history = store.rule_history("github/repository/42", "baseline", "secret_scanning", 10).await.expect("history");
+    let history = store
+        .rule_history("github/repository/42", "baseline", "secret_scanning", 10)
+        .await
+        .expect("history");
     assert_eq!(history.len(), 2);
-    assert!(history[0].evaluated_at > history[1].evaluated_at, "newest first");
-    assert!(StatusCursor::from_token("not hex").is_err(), "a bad page token is refused");
+    assert!(
+        history[0].evaluated_at > history[1].evaluated_at,
+        "newest first"
+    );
+    assert!(
+        StatusCursor::from_token("not hex").is_err(),
+        "a bad page token is refused"
+    );
 
     // And through indexes.
-    let plans = store.explain_posture_queries("big", "github/repository/50000").await.expect("explain");
+    let plans = store
+        .explain_posture_queries("big", "github/repository/50000")
+        .await
+        .expect("explain");
     let expect_index = |name: &str, indexes: &[&str]| {
-        let (_, doc) = plans.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no plan for {name}"));
+        let (_, doc) = plans
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no plan for {name}"));
         let ns = plan_nodes(doc);
         for (node, relation, _) in &ns {
             assert!(
-                !(node == "Seq Scan" && ["evaluation_status", "entities", "evaluation_history"].contains(&relation.as_str())),
+                !(node == "Seq Scan"
+                    && ["evaluation_status", "entities", "evaluation_history"]
+                        .contains(&relation.as_str())),
                 "{name}: sequential scan of {relation}: {ns:?}"
             );
         }
-        assert!(ns.iter().any(|(node, _, idx)| node.starts_with("Index") && indexes.contains(&idx.as_str())), "{name} does not use {indexes:?}: {ns:?}");
+        assert!(
+            ns.iter()
+                .any(|(node, _, idx)| node.starts_with("Index") && indexes.contains(&idx.as_str())),
+            "{name} does not use {indexes:?}: {ns:?}"
+        );
     };
     expect_index("posture_counts", &["evaluation_status_posture"]);
-    expect_index("status_page", &["evaluation_status_by_project", "evaluation_status_pkey"]);
-    expect_index("status_page_after", &["evaluation_status_by_project", "evaluation_status_pkey"]);
+    expect_index(
+        "status_page",
+        &["evaluation_status_by_project", "evaluation_status_pkey"],
+    );
+    expect_index(
+        "status_page_after",
+        &["evaluation_status_by_project", "evaluation_status_pkey"],
+    );
     expect_index("failing_page", &["evaluation_status_by_status"]);
-    expect_index("entity_status", &["evaluation_status_by_project", "evaluation_status_pkey"]);
+    expect_index(
+        "entity_status",
+        &["evaluation_status_by_project", "evaluation_status_pkey"],
+    );
     expect_index("rule_history", &["evaluation_history_by_rule"]);
     // The page joins entities by primary key, never by scanning them.
-    let (_, doc) = plans.iter().find(|(n, _)| n == "failing_page").expect("plan");
-    assert!(plan_nodes(doc).iter().any(|(node, rel, idx)| node.starts_with("Index") && rel == "entities" && idx == "entities_pkey"));
+    let (_, doc) = plans
+        .iter()
+        .find(|(n, _)| n == "failing_page")
+        .expect("plan");
+    assert!(plan_nodes(doc)
+        .iter()
+        .any(|(node, rel, idx)| node.starts_with("Index")
+            && rel == "entities"
+            && idx == "entities_pkey"));
 }

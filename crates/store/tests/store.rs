@@ -234,20 +234,54 @@ async fn actions_are_claimed_once() {
         "second claim of the same key loses"
     );
     // A live lease of another replica is not taken over (a rebalance); its owner may retry.
-    match s.take_over_action("k1", "replica-b", hour).await.expect("take over") {
+    match s
+        .take_over_action("k1", "replica-b", hour)
+        .await
+        .expect("take over")
+    {
         TakeOver::Held { owner, until } => {
             assert_eq!(owner, "replica-a");
             assert!(until > chrono::Utc::now() + chrono::Duration::minutes(59));
         }
         other => panic!("another replica's live claim was not held: {other:?}"),
     }
-    assert_eq!(s.take_over_action("k1", "replica-a", hour).await.expect("take over"), TakeOver::Taken(id));
+    assert_eq!(
+        s.take_over_action("k1", "replica-a", hour)
+            .await
+            .expect("take over"),
+        TakeOver::Taken(id)
+    );
     // An expired lease (its owner died) is taken over.
-    let expired = NewAction { idempotency_key: "k-expired".into(), ..a.clone() };
-    let eid = s.claim_action(&expired, "replica-a", std::time::Duration::ZERO).await.expect("claim").expect("claimed");
-    assert_eq!(s.take_over_action("k-expired", "replica-b", hour).await.expect("take over"), TakeOver::Taken(eid));
-    assert!(matches!(s.take_over_action("k-expired", "replica-a", hour).await.expect("take over"), TakeOver::Held { .. }), "and is now b's");
-    assert_eq!(s.take_over_action("k-missing", "replica-a", hour).await.expect("take over"), TakeOver::Gone);
+    let expired = NewAction {
+        idempotency_key: "k-expired".into(),
+        ..a.clone()
+    };
+    let eid = s
+        .claim_action(&expired, "replica-a", std::time::Duration::ZERO)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(
+        s.take_over_action("k-expired", "replica-b", hour)
+            .await
+            .expect("take over"),
+        TakeOver::Taken(eid)
+    );
+    assert!(
+        matches!(
+            s.take_over_action("k-expired", "replica-a", hour)
+                .await
+                .expect("take over"),
+            TakeOver::Held { .. }
+        ),
+        "and is now b's"
+    );
+    assert_eq!(
+        s.take_over_action("k-missing", "replica-a", hour)
+            .await
+            .expect("take over"),
+        TakeOver::Gone
+    );
     let result = plumbline_store::ActionResult {
         status: "applied".into(),
         message: "ok".into(),
@@ -258,7 +292,10 @@ async fn actions_are_claimed_once() {
         provider_ref: String::new(),
     };
     s.finish_action(id, &result).await.expect("finish");
-    assert!(matches!(s.take_over_action("k1", "replica-b", hour).await.expect("take over"), TakeOver::Done(r) if r.id == id), "a finished action is announced, not redone");
+    assert!(
+        matches!(s.take_over_action("k1", "replica-b", hour).await.expect("take over"), TakeOver::Done(r) if r.id == id),
+        "a finished action is announced, not redone"
+    );
     let got = s.get_action("k1").await.expect("get").expect("exists");
     assert_eq!(
         (
@@ -633,7 +670,22 @@ async fn history_retention_drops_old_rows_and_keeps_the_newest_per_rule() {
 #[tokio::test]
 async fn service_pools_carry_a_statement_timeout() {
     let db = TestDatabase::new().await;
-    let s = plumbline_store::Store::connect_with_timeout(&db.url, 1, std::time::Duration::from_millis(250)).expect("store");
-    assert_eq!(s.setting("statement_timeout").await.expect("setting"), "250ms");
-    assert_eq!(db.store().setting("statement_timeout").await.expect("setting"), "0", "plain pools (migrations) have none");
+    let s = plumbline_store::Store::connect_with_timeout(
+        &db.url,
+        1,
+        std::time::Duration::from_millis(250),
+    )
+    .expect("store");
+    assert_eq!(
+        s.setting("statement_timeout").await.expect("setting"),
+        "250ms"
+    );
+    assert_eq!(
+        db.store()
+            .setting("statement_timeout")
+            .await
+            .expect("setting"),
+        "0",
+        "plain pools (migrations) have none"
+    );
 }

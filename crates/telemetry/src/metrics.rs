@@ -180,7 +180,12 @@ impl Metrics {
     /// The `q` quantile of a histogram, estimated from its buckets the way Prometheus's
     /// `histogram_quantile` does (linear within the bucket), with the observation count; for
     /// benchmarks and tests. Above the last bucket it answers the last bound.
-    pub fn histogram_quantile(&self, name: &str, labels: &[(&str, &str)], q: f64) -> Option<(f64, u64)> {
+    pub fn histogram_quantile(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        q: f64,
+    ) -> Option<(f64, u64)> {
         let h = {
             let r = self.inner.read().ok()?;
             r.histograms.get(name)?.get(&label_string(labels))?.clone()
@@ -194,7 +199,11 @@ impl Metrics {
         for &(le, c) in &h.buckets {
             if c as f64 >= rank {
                 let in_bucket = (c - lower.1) as f64;
-                let frac = if in_bucket > 0.0 { (rank - lower.1 as f64) / in_bucket } else { 1.0 };
+                let frac = if in_bucket > 0.0 {
+                    (rank - lower.1 as f64) / in_bucket
+                } else {
+                    1.0
+                };
                 return Some((lower.0 + (le - lower.0) * frac, h.count));
             }
             lower = (le, c);
@@ -257,16 +266,25 @@ mod tests {
             m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.002);
             m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.02);
         }
-        let (p50, n) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.5).unwrap_or_default();
+        let (p50, n) = m
+            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.5)
+            .unwrap_or_default();
         assert_eq!(n, 20);
         assert!((p50 - 0.0025).abs() < 1e-9, "{p50}");
-        let (p75, _) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.75).unwrap_or_default();
+        let (p75, _) = m
+            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.75)
+            .unwrap_or_default();
         assert!((p75 - 0.0175).abs() < 1e-9, "{p75}");
         // Past the last bucket: the last bound.
         m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 60.0);
-        let (max, _) = m.histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 1.0).unwrap_or_default();
+        let (max, _) = m
+            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 1.0)
+            .unwrap_or_default();
         assert_eq!(max, 10.0);
-        assert_eq!(m.histogram_quantile("plumbline_h_seconds", &[("worker", "other")], 0.5), None);
+        assert_eq!(
+            m.histogram_quantile("plumbline_h_seconds", &[("worker", "other")], 0.5),
+            None
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the real Postgres that `scripts/test.sh` makes sure are running.
 #![allow(dead_code, unused_imports)]
 
-
 pub use plumbline_bus::testing::{eventually, kafka, topics, unique, Reader};
 pub use plumbline_store::testing::TestDatabase as TestDb;
 

@@ -22,13 +22,23 @@ pub fn marker(entity_id: &str, profile: &str, rule_name: &str) -> String {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    format!("<!-- plumbline-alert: {} -->", &hex::encode(h.finalize())[..32])
+    format!(
+        "<!-- plumbline-alert: {} -->",
+        &hex::encode(h.finalize())[..32]
+    )
 }
 
 /// Summary (advisory) or title (issue).
 pub fn summary(rule: &CompiledRule, v: &Verdict, entity: &Entity) -> String {
-    let what = if rule.rule_type.display_name.is_empty() { v.rule_type.as_str() } else { rule.rule_type.display_name.as_str() };
-    let s = format!("Plumbline: {}/{} fails \"{what}\" ({} in profile {})", entity.owner, entity.name, v.rule_name, v.profile);
+    let what = if rule.rule_type.display_name.is_empty() {
+        v.rule_type.as_str()
+    } else {
+        rule.rule_type.display_name.as_str()
+    };
+    let s = format!(
+        "Plumbline: {}/{} fails \"{what}\" ({} in profile {})",
+        entity.owner, entity.name, v.rule_name, v.profile
+    );
     s.chars().take(1000).collect()
 }
 
@@ -46,10 +56,16 @@ pub fn description(rule: &CompiledRule, v: &Verdict, entity: &Entity, marker: &s
         d.push_str(&format!("- {detail}\n"));
     }
     if !rule.rule_type.description.trim().is_empty() {
-        d.push_str(&format!("\n**About the rule:** {}\n", rule.rule_type.description.trim()));
+        d.push_str(&format!(
+            "\n**About the rule:** {}\n",
+            rule.rule_type.description.trim()
+        ));
     }
     if !rule.rule_type.guidance.trim().is_empty() {
-        d.push_str(&format!("\n**How to fix it:**\n\n{}\n", rule.rule_type.guidance.trim()));
+        d.push_str(&format!(
+            "\n**How to fix it:**\n\n{}\n",
+            rule.rule_type.guidance.trim()
+        ));
     }
     d.push_str("\nPlumbline closes this alert once the rule passes.\n\n");
     d.push_str(marker);
@@ -58,7 +74,13 @@ pub fn description(rule: &CompiledRule, v: &Verdict, entity: &Entity, marker: &s
 }
 
 /// The request that opens an advisory.
-pub fn advisory_request(owner: &str, repo: &str, summary: &str, description: &str, severity: &str) -> (String, Value) {
+pub fn advisory_request(
+    owner: &str,
+    repo: &str,
+    summary: &str,
+    description: &str,
+    severity: &str,
+) -> (String, Value) {
     (
         format!("/repos/{owner}/{repo}/security-advisories"),
         json!({
@@ -72,20 +94,34 @@ pub fn advisory_request(owner: &str, repo: &str, summary: &str, description: &st
 }
 
 pub fn issue_request(owner: &str, repo: &str, title: &str, body: &str) -> (String, Value) {
-    (format!("/repos/{owner}/{repo}/issues"), json!({"title": title, "body": body, "labels": [ISSUE_LABEL]}))
+    (
+        format!("/repos/{owner}/{repo}/issues"),
+        json!({"title": title, "body": body, "labels": [ISSUE_LABEL]}),
+    )
 }
 
 /// The request that closes the alert `provider_ref` (`advisory:GHSA-…` or `issue:N`).
 pub fn close_request(owner: &str, repo: &str, provider_ref: &str) -> Option<(String, Value)> {
     if let Some(ghsa) = provider_ref.strip_prefix("advisory:") {
-        return Some((format!("/repos/{owner}/{repo}/security-advisories/{ghsa}"), json!({"state": "closed"})));
+        return Some((
+            format!("/repos/{owner}/{repo}/security-advisories/{ghsa}"),
+            json!({"state": "closed"}),
+        ));
     }
     let number = provider_ref.strip_prefix("issue:")?;
-    Some((format!("/repos/{owner}/{repo}/issues/{number}"), json!({"state": "closed", "state_reason": "completed"})))
+    Some((
+        format!("/repos/{owner}/{repo}/issues/{number}"),
+        json!({"state": "closed", "state_reason": "completed"}),
+    ))
 }
 
 /// An open alert of Plumbline's bearing `marker`, if an earlier attempt left one: its reference.
-pub async fn find_open(github: &GitHub, owner: &str, repo: &str, marker: &str) -> Result<Option<String>, GitHubError> {
+pub async fn find_open(
+    github: &GitHub,
+    owner: &str,
+    repo: &str,
+    marker: &str,
+) -> Result<Option<String>, GitHubError> {
     // Draft and triage advisories are the open ones; listing needs only reads.
     for state in ["draft", "triage"] {
         let found = github
@@ -93,7 +129,10 @@ pub async fn find_open(github: &GitHub, owner: &str, repo: &str, marker: &str) -
             .await
             .or_else(|e| match e {
                 // No advisories here (feature off, no access): nothing open there.
-                GitHubError::Status { status: 403 | 404 | 422, .. } => Ok(vec![]),
+                GitHubError::Status {
+                    status: 403 | 404 | 422,
+                    ..
+                } => Ok(vec![]),
                 e => Err(e),
             })?
             .into_iter()
@@ -102,10 +141,15 @@ pub async fn find_open(github: &GitHub, owner: &str, repo: &str, marker: &str) -
             return Ok(Some(format!("advisory:{}", a.ghsa_id)));
         }
     }
-    let issues = github.list_issues(owner, repo, "open", &[ISSUE_LABEL]).await.or_else(|e| match e {
-        GitHubError::Status { status: 404 | 410, .. } => Ok(vec![]),
-        e => Err(e),
-    })?;
+    let issues = github
+        .list_issues(owner, repo, "open", &[ISSUE_LABEL])
+        .await
+        .or_else(|e| match e {
+            GitHubError::Status {
+                status: 404 | 410, ..
+            } => Ok(vec![]),
+            e => Err(e),
+        })?;
     Ok(issues
         .into_iter()
         .find(|i| i.body.as_deref().is_some_and(|b| b.contains(marker)))
@@ -113,7 +157,12 @@ pub async fn find_open(github: &GitHub, owner: &str, repo: &str, marker: &str) -
 }
 
 /// Sends one alert request; answers (status, body).
-pub async fn send(github: &GitHub, method: Method, path: &str, body: &Value) -> Result<(u16, Value), GitHubError> {
+pub async fn send(
+    github: &GitHub,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> Result<(u16, Value), GitHubError> {
     let r = github.request(method, path, Some(body)).await?;
     let answer = r.json().unwrap_or(Value::Null);
     Ok((r.status, answer))

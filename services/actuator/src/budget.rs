@@ -31,7 +31,10 @@ pub struct Reservation {
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reservation").field("id", &self.id).field("slots", &self.slots).finish()
+        f.debug_struct("Reservation")
+            .field("id", &self.id)
+            .field("slots", &self.slots)
+            .finish()
     }
 }
 
@@ -43,7 +46,11 @@ impl Reservation {
     /// The action ended having sent `used` content-creating requests (the rest are returned).
     pub async fn finish(mut self, used: u32) {
         self.done = true;
-        if let Err(e) = self.store.finish_content(self.id, used.min(self.slots)).await {
+        if let Err(e) = self
+            .store
+            .finish_content(self.id, used.min(self.slots))
+            .await
+        {
             // The open reservation keeps counting for an hour: safe, only slower.
             tracing::warn!(reservation = self.id, error = %e, "finishing a content-budget reservation failed");
         }
@@ -67,11 +74,23 @@ impl Drop for Reservation {
 impl ContentBudget {
     /// GitHub's windows: a minute and an hour.
     pub fn new(store: Store, per_minute: u32, per_hour: u32) -> Self {
-        Self::with_windows(store, per_minute, per_hour, Duration::from_secs(60), Duration::from_secs(3600))
+        Self::with_windows(
+            store,
+            per_minute,
+            per_hour,
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        )
     }
 
     /// Other window lengths (tests).
-    pub fn with_windows(store: Store, per_minute: u32, per_hour: u32, minute: Duration, hour: Duration) -> Self {
+    pub fn with_windows(
+        store: Store,
+        per_minute: u32,
+        per_hour: u32,
+        minute: Duration,
+        hour: Duration,
+    ) -> Self {
         ContentBudget {
             store,
             limits: ContentLimits {
@@ -85,17 +104,27 @@ impl ContentBudget {
 
     /// Reserves `slots` content-creating requests of `credential` now, or says when to ask
     /// again. An action needing more than a minute's budget gets the whole minute's.
-    pub async fn try_reserve(&self, credential: &str, slots: u32) -> Result<Result<Reservation, SystemTime>, StoreError> {
+    pub async fn try_reserve(
+        &self,
+        credential: &str,
+        slots: u32,
+    ) -> Result<Result<Reservation, SystemTime>, StoreError> {
         let slots = slots.min(self.limits.per_minute).min(self.limits.per_hour);
-        Ok(match self.store.reserve_content(credential, slots, &self.limits).await? {
-            Ok(id) => Ok(Reservation {
-                store: self.store.clone(),
-                id,
-                slots,
-                done: false,
-            }),
-            Err(at) => Err(SystemTime::from(at)),
-        })
+        Ok(
+            match self
+                .store
+                .reserve_content(credential, slots, &self.limits)
+                .await?
+            {
+                Ok(id) => Ok(Reservation {
+                    store: self.store.clone(),
+                    id,
+                    slots,
+                    done: false,
+                }),
+                Err(at) => Err(SystemTime::from(at)),
+            },
+        )
     }
 
     /// Content-creating requests of `credential` in the last minute and hour, and slots held
@@ -155,32 +184,90 @@ mod tests {
         // gap between the database's clock and this process's.
         let slack = Duration::from_millis(50);
         for (i, t) in sent.iter().enumerate() {
-            let in_minute = sent[i..].iter().take_while(|u| u.duration_since(*t) + slack < minute).count();
-            assert!(in_minute <= 8, "{in_minute} writes within a window-minute of write {i}");
-            let in_hour = sent[i..].iter().take_while(|u| u.duration_since(*t) + slack < hour).count();
-            assert!(in_hour <= 20, "{in_hour} writes within a window-hour of write {i}");
+            let in_minute = sent[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) + slack < minute)
+                .count();
+            assert!(
+                in_minute <= 8,
+                "{in_minute} writes within a window-minute of write {i}"
+            );
+            let in_hour = sent[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) + slack < hour)
+                .count();
+            assert!(
+                in_hour <= 20,
+                "{in_hour} writes within a window-hour of write {i}"
+            );
         }
     }
 
     #[tokio::test]
     async fn unused_slots_come_back_and_an_unfinished_reservation_counts_whole() {
         let db = TestDatabase::new().await;
-        let budget = ContentBudget::with_windows(db.store(), 10, 500, Duration::from_secs(60), Duration::from_secs(3600));
-        let r = budget.try_reserve("a", 8).await.expect("ledger").expect("fits");
-        assert!(budget.try_reserve("a", 4).await.expect("ledger").is_err(), "8 held + 4 > 10");
-        let other = budget.try_reserve("b", 10).await.expect("ledger").expect("another credential's budget");
+        let budget = ContentBudget::with_windows(
+            db.store(),
+            10,
+            500,
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        );
+        let r = budget
+            .try_reserve("a", 8)
+            .await
+            .expect("ledger")
+            .expect("fits");
+        assert!(
+            budget.try_reserve("a", 4).await.expect("ledger").is_err(),
+            "8 held + 4 > 10"
+        );
+        let other = budget
+            .try_reserve("b", 10)
+            .await
+            .expect("ledger")
+            .expect("another credential's budget");
         r.finish(2).await; // it needed only two (a reused pull request)
-        let again = budget.try_reserve("a", 8).await.expect("ledger").expect("6 came back");
-        assert_eq!(budget.usage("a").await.expect("usage"), ContentUsage { minute: 10, hour: 10, held: 8 });
+        let again = budget
+            .try_reserve("a", 8)
+            .await
+            .expect("ledger")
+            .expect("6 came back");
+        assert_eq!(
+            budget.usage("a").await.expect("usage"),
+            ContentUsage {
+                minute: 10,
+                hour: 10,
+                held: 8
+            }
+        );
         drop(again); // an action that ended without saying counts as having sent them all
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(budget.usage("a").await.expect("usage"), ContentUsage { minute: 10, hour: 10, held: 0 });
-        let at = budget.try_reserve("a", 1).await.expect("ledger").expect_err("the minute is spent");
+        assert_eq!(
+            budget.usage("a").await.expect("usage"),
+            ContentUsage {
+                minute: 10,
+                hour: 10,
+                held: 0
+            }
+        );
+        let at = budget
+            .try_reserve("a", 1)
+            .await
+            .expect("ledger")
+            .expect_err("the minute is spent");
         let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-        assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(61), "free again when the first write leaves the minute: {wait:?}");
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(61),
+            "free again when the first write leaves the minute: {wait:?}"
+        );
         other.finish(0).await;
         // An action larger than the minute's budget gets the whole minute, never starves.
-        let big = budget.try_reserve("b", 25).await.expect("ledger").expect("clamped");
+        let big = budget
+            .try_reserve("b", 25)
+            .await
+            .expect("ledger")
+            .expect("clamped");
         assert_eq!(big.slots(), 10);
     }
 }

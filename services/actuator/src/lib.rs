@@ -26,17 +26,22 @@ mod pull_request;
 
 use budget::ContentBudget;
 use plumbline_bus::worker::{Failure, Handler, Worker};
-use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext};
+use plumbline_bus::{
+    Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext,
+};
 use plumbline_domain::{ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::datasource::{DataSources, Fetcher};
-use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
-use plumbline_engine::{AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError, Remediation, RuleType};
+use plumbline_engine::{
+    AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError,
+    Remediation, RuleType,
+};
 use plumbline_github::{GitHub, GitHubError, Method};
+use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
+use plumbline_runtime::ServiceArgs;
 use plumbline_store::{ActionRecord, ActionResult, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics};
-use plumbline_runtime::ServiceArgs;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +59,11 @@ pub struct ActuatorConfig {
     pub service: ServiceArgs,
 
     /// Consumer group of the actuator replicas.
-    #[arg(long, env = "PLUMB_ACTUATOR_GROUP", default_value = "plumbline-actuator")]
+    #[arg(
+        long,
+        env = "PLUMB_ACTUATOR_GROUP",
+        default_value = "plumbline-actuator"
+    )]
     pub group_id: String,
 
     #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
@@ -158,13 +167,20 @@ pub enum ActuatorError {
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
     #[error("content windows of {minute_ms} ms and {hour_ms} ms are shorter than GitHub's (60,000 and 3,600,000 ms): GitHub would refuse writes the budget lets through; shorter windows are for a simulator on loopback, and {api_url} is not one")]
-    ShortContentWindow { minute_ms: u64, hour_ms: u64, api_url: String },
+    ShortContentWindow {
+        minute_ms: u64,
+        hour_ms: u64,
+        api_url: String,
+    },
 }
 
 /// The content budget's windows: GitHub's, or shorter ones when the API is a simulator on
 /// loopback (tests).
 fn content_windows(config: &ActuatorConfig) -> Result<(Duration, Duration), ActuatorError> {
-    let (minute_ms, hour_ms) = (config.content_minute_ms.max(1), config.content_hour_ms.max(1));
+    let (minute_ms, hour_ms) = (
+        config.content_minute_ms.max(1),
+        config.content_hour_ms.max(1),
+    );
     if minute_ms < 60_000 || hour_ms < 3_600_000 {
         let api_url = config.service.github_api_url.clone();
         let loopback = url::Url::parse(&api_url).ok().and_then(|u| match u.host() {
@@ -174,10 +190,17 @@ fn content_windows(config: &ActuatorConfig) -> Result<(Duration, Duration), Actu
             None => None,
         });
         if loopback != Some(true) {
-            return Err(ActuatorError::ShortContentWindow { minute_ms, hour_ms, api_url });
+            return Err(ActuatorError::ShortContentWindow {
+                minute_ms,
+                hour_ms,
+                api_url,
+            });
         }
     }
-    Ok((Duration::from_millis(minute_ms), Duration::from_millis(hour_ms)))
+    Ok((
+        Duration::from_millis(minute_ms),
+        Duration::from_millis(hour_ms),
+    ))
 }
 
 pub struct Running {
@@ -215,24 +238,43 @@ struct Actuator {
     lease: Duration,
 }
 
-pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Result<Running, ActuatorError> {
+pub async fn start(
+    config: ActuatorConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, ActuatorError> {
     let s = &config.service;
     let windows = content_windows(&config)?;
     let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
+    let store = Store::connect_with_timeout(
+        secrecy::ExposeSecret::expose_secret(&s.database_url),
+        s.database_max_connections,
+        Duration::from_millis(s.database_statement_timeout_ms),
+    )?;
     let github = s.github()?;
     let egress = s.egress()?;
-    let kafka = s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?;
-    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator").with_client_options(kafka.clone()))?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts).with_client_options(kafka);
+    let kafka = s
+        .kafka
+        .client_options()
+        .map_err(plumbline_bus::BusError::Config)?;
+    let producer = Producer::new(
+        &ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator")
+            .with_client_options(kafka.clone()),
+    )?;
+    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts)
+        .with_client_options(kafka);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
     cc.client_id = "plumbline-actuator".into();
     let consumer = Consumer::new(&cc)?;
     let metrics = Metrics::new();
     let health = Health::new("actuator");
-    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
-        .await
-        .map_err(ActuatorError::Health)?;
+    let health_addr = plumbline_telemetry::serve(
+        s.health_listen,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(ActuatorError::Health)?;
     let (outcomes, _) = broadcast::channel(1024);
     let act = Actuator {
         store: store.clone(),
@@ -243,16 +285,28 @@ pub async fn start(config: ActuatorConfig, shutdown: CancellationToken) -> Resul
         topics,
         metrics: metrics.clone(),
         outcomes: outcomes.clone(),
-        budget: ContentBudget::with_windows(store.clone(), config.content_per_minute, config.content_per_hour, windows.0, windows.1),
+        budget: ContentBudget::with_windows(
+            store.clone(),
+            config.content_per_minute,
+            config.content_per_hour,
+            windows.0,
+            windows.1,
+        ),
         cool_off: chrono::Duration::seconds(config.cool_off_secs.min(i64::MAX as u64) as i64),
         alert_issue_fallback: config.alert_issue_fallback,
         alert_issue_fallback_public: config.alert_issue_fallback_public,
         branch_prefix: config.pr_branch_prefix.clone(),
         rules: Mutex::new(HashMap::new()),
-        replica: format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "actuator".into()), uuid::Uuid::new_v4().simple()),
+        replica: format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "actuator".into()),
+            uuid::Uuid::new_v4().simple()
+        ),
         lease: Duration::from_secs(config.claim_lease_secs.max(1)),
         fix_backoff: chrono::Duration::seconds(config.fix_backoff_secs.clamp(1, 86_400 * 7) as i64),
-        fix_backoff_max: chrono::Duration::seconds(config.fix_backoff_max_secs.clamp(1, 86_400 * 7) as i64),
+        fix_backoff_max: chrono::Duration::seconds(
+            config.fix_backoff_max_secs.clamp(1, 86_400 * 7) as i64,
+        ),
     };
     let worker = Worker {
         name: "actuator",
@@ -309,10 +363,15 @@ fn epoch(secs: u64) -> std::time::SystemTime {
 /// A provider error that says nothing of the action: wait (until the limit lifts, when known).
 fn provider_unavailable(e: ProviderError) -> Failure {
     let until = match &e {
-        ProviderError::Transient { until: Some(secs), .. } => Some(epoch(*secs)),
+        ProviderError::Transient {
+            until: Some(secs), ..
+        } => Some(epoch(*secs)),
         _ => None,
     };
-    Failure::Unavailable { reason: e.to_string(), until }
+    Failure::Unavailable {
+        reason: e.to_string(),
+        until,
+    }
 }
 
 fn github_unavailable(e: GitHubError) -> Failure {
@@ -320,7 +379,10 @@ fn github_unavailable(e: GitHubError) -> Failure {
         GitHubError::RateLimited { until_epoch_secs } => Some(epoch(*until_epoch_secs)),
         _ => None,
     };
-    Failure::Unavailable { reason: format!("github: {e}"), until }
+    Failure::Unavailable {
+        reason: format!("github: {e}"),
+        until,
+    }
 }
 
 /// The budget is spent until `at`: park the verdict until then.
@@ -338,7 +400,14 @@ fn budget_spent(at: std::time::SystemTime) -> Failure {
 /// plans nothing (and an open pull request or alert is reused).
 fn idempotency_key(entity_id: &str, v: &Verdict, kind: &str, operation: &str) -> String {
     let mut h = Sha256::new();
-    for part in [entity_id, &v.profile, &v.rule_name, kind, operation, &v.evaluation_id] {
+    for part in [
+        entity_id,
+        &v.profile,
+        &v.rule_name,
+        kind,
+        operation,
+        &v.evaluation_id,
+    ] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -351,7 +420,12 @@ fn status_i32(s: ActionStatus) -> i32 {
 
 /// `[{method, url, body}]` for the store, and the same for the outcome.
 fn requests_json(requests: &[(String, String, String)]) -> Value {
-    Value::Array(requests.iter().map(|(m, u, b)| json!({"method": m, "url": u, "body": b})).collect())
+    Value::Array(
+        requests
+            .iter()
+            .map(|(m, u, b)| json!({"method": m, "url": u, "body": b}))
+            .collect(),
+    )
 }
 
 fn proto_requests(requests: &Value) -> Vec<ProviderRequest> {
@@ -360,9 +434,21 @@ fn proto_requests(requests: &Value) -> Vec<ProviderRequest> {
         .into_iter()
         .flatten()
         .map(|r| ProviderRequest {
-            method: r.get("method").and_then(Value::as_str).unwrap_or_default().to_string(),
-            url: r.get("url").and_then(Value::as_str).unwrap_or_default().to_string(),
-            body: r.get("body").and_then(Value::as_str).unwrap_or_default().to_string(),
+            method: r
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            url: r
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            body: r
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         })
         .collect()
 }
@@ -424,8 +510,11 @@ impl Claim {
 
 impl Actuator {
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
-        let v = Verdict::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable verdict: {e}")))?;
-        let status = plumbline_proto::v1::EvalStatus::try_from(v.status).ok().and_then(|s| s.to_domain());
+        let v = Verdict::decode(record.payload.as_slice())
+            .map_err(|e| Failure::Poison(format!("undecodable verdict: {e}")))?;
+        let status = plumbline_proto::v1::EvalStatus::try_from(v.status)
+            .ok()
+            .and_then(|s| s.to_domain());
         let remediate: ActionMode = v.remediate.parse().unwrap_or(ActionMode::Off);
         let alert: ActionMode = v.alert.parse().unwrap_or(ActionMode::Off);
         let wanted = match status {
@@ -448,19 +537,36 @@ impl Actuator {
         // A verdict acts only within its own project: the rule types and profile it names are
         // looked up there, and must not reach an entity another project owns.
         if entity.project != v.project {
-            self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "project")], 1);
+            self.metrics.inc(
+                "plumbline_actuator_verdicts_refused_total",
+                "verdicts not acted on because they do not fit the entity",
+                &[("reason", "project")],
+                1,
+            );
             tracing::warn!(entity = %entity_id, entity_project = %entity.project, verdict_project = %v.project, "verdict's project is not the entity's; ignored");
             return Ok(());
         }
         let Some(rule) = self.rule(&v.project, &v.rule_type).await? else {
             return Ok(()); // deleted since the evaluation, or does not compile (logged)
         };
-        let Some(profile_doc) = self.store.get_profile(&v.project, &v.profile).await.map_err(transient)? else {
+        let Some(profile_doc) = self
+            .store
+            .get_profile(&v.project, &v.profile)
+            .await
+            .map_err(transient)?
+        else {
             return Ok(());
         };
         // The profile may have changed since the verdict: act on what it says now.
-        let Ok(profile) = Profile::from_yaml(&profile_doc.source_yaml) else { return Ok(()) };
-        let Some(profile_rule) = profile.rules_for(entity.entity_ref.kind).iter().find(|r| r.rule_name() == v.rule_name).cloned() else {
+        let Ok(profile) = Profile::from_yaml(&profile_doc.source_yaml) else {
+            return Ok(());
+        };
+        let Some(profile_rule) = profile
+            .rules_for(entity.entity_ref.kind)
+            .iter()
+            .find(|r| r.rule_name() == v.rule_name)
+            .cloned()
+        else {
             return Ok(());
         };
         let job = Job {
@@ -474,7 +580,10 @@ impl Actuator {
         let remediate = profile.remediate_mode().unwrap_or(ActionMode::Off);
         let alert = profile.alert_mode().unwrap_or(ActionMode::Off);
         let mut fixed = false;
-        if status == Some(EvalStatus::Fail) && remediate != ActionMode::Off && rule.remediation_type().is_some() {
+        if status == Some(EvalStatus::Fail)
+            && remediate != ActionMode::Off
+            && rule.remediation_type().is_some()
+        {
             fixed = self.remediate(&job, remediate).await?;
         }
         if alert != ActionMode::Off && rule.alert_kind().is_some() {
@@ -491,11 +600,21 @@ impl Actuator {
 
     /// The project's rule type, compiled once per version.
     async fn rule(&self, project: &str, name: &str) -> Result<Option<Arc<CompiledRule>>, Failure> {
-        let Some(doc) = self.store.get_rule_type(project, name).await.map_err(transient)? else {
+        let Some(doc) = self
+            .store
+            .get_rule_type(project, name)
+            .await
+            .map_err(transient)?
+        else {
             return Ok(None);
         };
         let key = (project.to_string(), name.to_string());
-        if let Some((version, rule)) = self.rules.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some((version, rule)) = self
+            .rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             if *version == doc.version {
                 return Ok(Some(rule.clone()));
             }
@@ -509,7 +628,12 @@ impl Actuator {
         };
         let mut sources = DataSources::new();
         if !rule_type.data_source_names().is_empty() {
-            for d in self.store.list_data_sources(project).await.map_err(transient)? {
+            for d in self
+                .store
+                .list_data_sources(project)
+                .await
+                .map_err(transient)?
+            {
                 if let Err(e) = sources.add_yaml(&d.source_yaml) {
                     tracing::warn!(data_source = %d.name, error = %e, "stored data source does not load");
                 }
@@ -518,7 +642,10 @@ impl Actuator {
         match CompiledRule::compile_with(rule_type, &sources) {
             Ok(r) => {
                 let r = Arc::new(r);
-                self.rules.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (doc.version, r.clone()));
+                self.rules
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (doc.version, r.clone()));
                 Ok(Some(r))
             }
             Err(e) => {
@@ -528,7 +655,13 @@ impl Actuator {
         }
     }
 
-    fn new_action(&self, job: &Job<'_>, kind: &str, action_type: &str, operation: &str) -> NewAction {
+    fn new_action(
+        &self,
+        job: &Job<'_>,
+        kind: &str,
+        action_type: &str,
+        operation: &str,
+    ) -> NewAction {
         NewAction {
             idempotency_key: idempotency_key(job.entity_id, job.verdict, kind, operation),
             entity_id: job.entity_id.to_string(),
@@ -550,18 +683,34 @@ impl Actuator {
     async fn claim(&self, action: &NewAction) -> Result<Claim, Failure> {
         use plumbline_store::TakeOver;
         loop {
-            if let Some(id) = self.store.claim_action(action, &self.replica, self.lease).await.map_err(transient)? {
+            if let Some(id) = self
+                .store
+                .claim_action(action, &self.replica, self.lease)
+                .await
+                .map_err(transient)?
+            {
                 return Ok(Claim::Act(id));
             }
-            match self.store.take_over_action(&action.idempotency_key, &self.replica, self.lease).await.map_err(transient)? {
+            match self
+                .store
+                .take_over_action(&action.idempotency_key, &self.replica, self.lease)
+                .await
+                .map_err(transient)?
+            {
                 TakeOver::Taken(id) => {
                     tracing::info!(entity = %action.entity_id, rule = %action.rule_name, kind = %action.kind, "taking over a pending action");
                     return Ok(Claim::TakeOver(id));
                 }
                 TakeOver::Held { owner, until } => {
-                    self.metrics.inc("plumbline_actuator_claims_held_total", "verdicts parked because another replica holds the action's claim", &[], 1);
+                    self.metrics.inc(
+                        "plumbline_actuator_claims_held_total",
+                        "verdicts parked because another replica holds the action's claim",
+                        &[],
+                        1,
+                    );
                     tracing::info!(entity = %action.entity_id, rule = %action.rule_name, %owner, %until, "another replica holds this action; waiting for its lease");
-                    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100);
+                    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default()
+                        + Duration::from_millis(100);
                     return Err(Failure::Unavailable {
                         reason: format!("action claimed by replica {owner} until {until}"),
                         until: Some(std::time::SystemTime::now() + wait),
@@ -573,7 +722,14 @@ impl Actuator {
         }
     }
 
-    fn outcome(&self, job: &Job<'_>, kind: ActionKind, action_type: &str, operation: &str, key: &str) -> ActionOutcome {
+    fn outcome(
+        &self,
+        job: &Job<'_>,
+        kind: ActionKind,
+        action_type: &str,
+        operation: &str,
+        key: &str,
+    ) -> ActionOutcome {
         ActionOutcome {
             entity: job.verdict.entity.clone(),
             project: job.verdict.project.clone(),
@@ -590,7 +746,13 @@ impl Actuator {
     }
 
     /// Records how a claimed action ended and announces it.
-    async fn finish(&self, job: &Job<'_>, id: i64, mut outcome: ActionOutcome, ended: Ended) -> Result<(), Failure> {
+    async fn finish(
+        &self,
+        job: &Job<'_>,
+        id: i64,
+        mut outcome: ActionOutcome,
+        ended: Ended,
+    ) -> Result<(), Failure> {
         let requests = proto_requests(&ended.requests);
         let main = requests.last().cloned().unwrap_or_default();
         let result = ActionResult {
@@ -602,7 +764,10 @@ impl Actuator {
             requests: ended.requests,
             provider_ref: ended.provider_ref.clone(),
         };
-        self.store.finish_action(id, &result).await.map_err(transient)?;
+        self.store
+            .finish_action(id, &result)
+            .await
+            .map_err(transient)?;
         tracing::info!(
             entity = %job.entity_id, repo = %job.entity.full_name(), rule = %job.verdict.rule_name,
             action = %outcome.action_type, operation = %outcome.operation, status = ended.status.as_str(),
@@ -619,9 +784,18 @@ impl Actuator {
     }
 
     /// Announces a finished action again (a redelivered verdict): consumers dedupe on the key.
-    async fn announce(&self, job: &Job<'_>, mut outcome: ActionOutcome, existing: &ActionRecord) -> Result<(), Failure> {
+    async fn announce(
+        &self,
+        job: &Job<'_>,
+        mut outcome: ActionOutcome,
+        existing: &ActionRecord,
+    ) -> Result<(), Failure> {
         tracing::debug!(entity = %job.entity_id, key = %existing.idempotency_key, status = %existing.status, "action already taken for this verdict");
-        outcome.status = existing.status.parse::<ActionStatus>().map(status_i32).unwrap_or(0);
+        outcome.status = existing
+            .status
+            .parse::<ActionStatus>()
+            .map(status_i32)
+            .unwrap_or(0);
         outcome.message = existing.message.clone();
         outcome.method = existing.method.clone();
         outcome.url = existing.url.clone();
@@ -641,10 +815,21 @@ impl Actuator {
         let ingested = match job.rule.ingest(&inv, &self.provider).await {
             Ok(i) => i,
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
-            Err(IngestError::Rule(e)) => return Ok(Recheck::Other(format!("live state cannot be read: {e}"))),
+            Err(IngestError::Rule(e)) => {
+                return Ok(Recheck::Other(format!("live state cannot be read: {e}")))
+            }
         };
-        let (rule, entity, params, def) = (job.rule.clone(), job.entity.clone(), job.profile_rule.params.clone(), job.profile_rule.def.clone());
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(self.github.clone(), self.egress.clone(), job.entity));
+        let (rule, entity, params, def) = (
+            job.rule.clone(),
+            job.entity.clone(),
+            job.profile_rule.params.clone(),
+            job.profile_rule.def.clone(),
+        );
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(
+            self.github.clone(),
+            self.egress.clone(),
+            job.entity,
+        ));
         let outcome = tokio::task::spawn_blocking(move || {
             let inv = Invocation {
                 entity: &entity,
@@ -658,8 +843,14 @@ impl Actuator {
         Ok(match outcome.status {
             EvalStatus::Fail => Recheck::Fails,
             EvalStatus::Pass => Recheck::Passes,
-            EvalStatus::Skipped => Recheck::Other(format!("the rule skips the entity now: {}", outcome.message)),
-            EvalStatus::Error => Recheck::Other(format!("the rule cannot be evaluated now: {}", outcome.message)),
+            EvalStatus::Skipped => Recheck::Other(format!(
+                "the rule skips the entity now: {}",
+                outcome.message
+            )),
+            EvalStatus::Error => Recheck::Other(format!(
+                "the rule cannot be evaluated now: {}",
+                outcome.message
+            )),
         })
     }
 
@@ -668,14 +859,42 @@ impl Actuator {
     async fn remediate(&self, job: &Job<'_>, mode: ActionMode) -> Result<bool, Failure> {
         let action_type = job.rule.remediation_type().unwrap_or_default().to_string();
         let action = self.new_action(job, "remediation", &action_type, "apply");
-        let outcome = self.outcome(job, ActionKind::Remediation, &action_type, "apply", &action.idempotency_key);
+        let outcome = self.outcome(
+            job,
+            ActionKind::Remediation,
+            &action_type,
+            "apply",
+            &action.idempotency_key,
+        );
         // A rule whose last remediation failed recently is left alone for the cool-off; the
         // verdict of a later evaluation (a sweep, a webhook) tries again after it.
-        if self.store.get_action(&action.idempotency_key).await.map_err(transient)?.is_none() {
-            if let Some(last) = self.store.last_action(job.entity_id, &job.verdict.profile, &job.verdict.rule_name, "remediation", &["failed", "applied", "skipped", "planned"]).await.map_err(transient)? {
+        if self
+            .store
+            .get_action(&action.idempotency_key)
+            .await
+            .map_err(transient)?
+            .is_none()
+        {
+            if let Some(last) = self
+                .store
+                .last_action(
+                    job.entity_id,
+                    &job.verdict.profile,
+                    &job.verdict.rule_name,
+                    "remediation",
+                    &["failed", "applied", "skipped", "planned"],
+                )
+                .await
+                .map_err(transient)?
+            {
                 if last.status == "failed" && chrono::Utc::now() - last.updated_at < self.cool_off {
                     tracing::info!(entity = %job.entity_id, rule = %job.verdict.rule_name, failed_at = %last.updated_at, "remediation cooling off after an error");
-                    self.metrics.inc("plumbline_actuator_deferred_total", "actions not tried, by reason", &[("reason", "cool_off")], 1);
+                    self.metrics.inc(
+                        "plumbline_actuator_deferred_total",
+                        "actions not tried, by reason",
+                        &[("reason", "cool_off")],
+                        1,
+                    );
                     return Ok(false);
                 }
             }
@@ -688,7 +907,8 @@ impl Actuator {
                     self.verify(job).await?;
                 }
                 // Fixed: a request applied (being verified), or nothing needed doing.
-                let fixed = (applied && action_type != "pull_request") || existing.status == ActionStatus::Skipped.as_str();
+                let fixed = (applied && action_type != "pull_request")
+                    || existing.status == ActionStatus::Skipped.as_str();
                 return Ok(fixed);
             }
             Ok(a) => a,
@@ -697,7 +917,12 @@ impl Actuator {
             Recheck::Fails => {
                 if mode == ActionMode::On && action_type != "pull_request" {
                     if let Some(ended) = self.back_off(job).await? {
-                        self.metrics.inc("plumbline_actuator_deferred_total", "actions not tried, by reason", &[("reason", "fix_not_holding")], 1);
+                        self.metrics.inc(
+                            "plumbline_actuator_deferred_total",
+                            "actions not tried, by reason",
+                            &[("reason", "fix_not_holding")],
+                            1,
+                        );
                         self.finish(job, id, outcome, ended).await?;
                         return Ok(false);
                     }
@@ -709,17 +934,20 @@ impl Actuator {
                 } else {
                     "the rule passes against live state: nothing to do"
                 };
-                self.finish(job, id, outcome, Ended::new(ActionStatus::Skipped, why)).await?;
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Skipped, why))
+                    .await?;
                 return Ok(true);
             }
             Recheck::Other(why) => {
-                self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await?;
+                self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why))
+                    .await?;
                 return Ok(false);
             }
         }
         if let Some(why) = self.identity_mismatch(job).await? {
             tracing::warn!(entity = %job.entity_id, repo = %job.entity.full_name(), %why, "remediation refused");
-            self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await?;
+            self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why))
+                .await?;
             return Ok(false);
         }
         let inv = Invocation {
@@ -731,17 +959,35 @@ impl Actuator {
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => {
                 tracing::warn!(entity = %job.entity_id, rule = %job.verdict.rule_name, error = %e, "remediation cannot be planned");
-                self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, e.to_string())).await?;
+                self.finish(
+                    job,
+                    id,
+                    outcome,
+                    Ended::new(ActionStatus::Failed, e.to_string()),
+                )
+                .await?;
                 return Ok(false);
             }
             Ok(None) => {
-                self.finish(job, id, outcome, Ended::new(ActionStatus::Skipped, "live state already has what the remediation sets")).await?;
+                self.finish(
+                    job,
+                    id,
+                    outcome,
+                    Ended::new(
+                        ActionStatus::Skipped,
+                        "live state already has what the remediation sets",
+                    ),
+                )
+                .await?;
                 return Ok(true);
             }
             Ok(Some(p)) => p,
         };
         let ended = match plan {
-            Remediation::Request(req) => self.send_request(mode, &req.method, &req.path, req.body.as_ref()).await?,
+            Remediation::Request(req) => {
+                self.send_request(mode, &req.method, &req.path, req.body.as_ref())
+                    .await?
+            }
             Remediation::PullRequest(pr) => self.open_pull_request(job, mode, &pr).await?,
         };
         let applied = ended.status == ActionStatus::Applied;
@@ -761,22 +1007,43 @@ impl Actuator {
     /// why not.
     async fn identity_mismatch(&self, job: &Job<'_>) -> Result<Option<String>, Failure> {
         let e = job.entity;
-        let expected = e.properties.get("repo_id").and_then(Value::as_u64).or_else(|| {
-            (e.entity_ref.kind == plumbline_domain::EntityKind::Repository).then(|| e.entity_ref.upstream_id.parse().ok()).flatten()
-        });
+        let expected = e
+            .properties
+            .get("repo_id")
+            .and_then(Value::as_u64)
+            .or_else(|| {
+                (e.entity_ref.kind == plumbline_domain::EntityKind::Repository)
+                    .then(|| e.entity_ref.upstream_id.parse().ok())
+                    .flatten()
+            });
         let Some(expected) = expected else {
-            return Ok(Some(format!("{} has no recorded repository id to check the name against: nothing sent", e.full_name())));
+            return Ok(Some(format!(
+                "{} has no recorded repository id to check the name against: nothing sent",
+                e.full_name()
+            )));
         };
-        match self.github.check_repository_name(&e.owner, &e.name, expected).await {
+        match self
+            .github
+            .check_repository_name(&e.owner, &e.name, expected)
+            .await
+        {
             Ok(check) => {
                 let problem = check.problem(&e.full_name(), expected);
                 if problem.is_some() {
-                    self.metrics.inc("plumbline_actuator_verdicts_refused_total", "verdicts not acted on because they do not fit the entity", &[("reason", "identity")], 1);
+                    self.metrics.inc(
+                        "plumbline_actuator_verdicts_refused_total",
+                        "verdicts not acted on because they do not fit the entity",
+                        &[("reason", "identity")],
+                        1,
+                    );
                 }
                 Ok(problem.map(|p| format!("{p}: nothing sent")))
             }
             Err(err) if err.is_retryable() => Err(github_unavailable(err)),
-            Err(err) => Ok(Some(format!("the repository behind {} cannot be confirmed: {err}", e.full_name()))),
+            Err(err) => Ok(Some(format!(
+                "the repository behind {} cannot be confirmed: {err}",
+                e.full_name()
+            ))),
         }
     }
 
@@ -788,8 +1055,16 @@ impl Actuator {
     /// that held (the rule passed in between) starts over, so a setting someone switches off
     /// again is put back at once, however often that happens.
     async fn back_off(&self, job: &Job<'_>) -> Result<Option<Ended>, Failure> {
-        let (entity, profile, rule) = (job.entity_id, job.verdict.profile.as_str(), job.verdict.rule_name.as_str());
-        let recent = self.store.recent_actions(entity, profile, rule, "remediation", 32).await.map_err(transient)?;
+        let (entity, profile, rule) = (
+            job.entity_id,
+            job.verdict.profile.as_str(),
+            job.verdict.rule_name.as_str(),
+        );
+        let recent = self
+            .store
+            .recent_actions(entity, profile, rule, "remediation", 32)
+            .await
+            .map_err(transient)?;
         let mut not_held = 0u32;
         let mut newest: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut later: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -797,7 +1072,12 @@ impl Actuator {
             match a.status.as_str() {
                 "deferred" => continue,
                 "applied" => {
-                    if self.store.passed_between(entity, profile, rule, a.updated_at, later).await.map_err(transient)? {
+                    if self
+                        .store
+                        .passed_between(entity, profile, rule, a.updated_at, later)
+                        .await
+                        .map_err(transient)?
+                    {
                         break;
                     }
                     not_held += 1;
@@ -808,7 +1088,11 @@ impl Actuator {
             }
         }
         let Some(last) = newest else { return Ok(None) };
-        let wait = self.fix_backoff.checked_mul(1 << (not_held - 1).min(20)).unwrap_or(self.fix_backoff_max).min(self.fix_backoff_max);
+        let wait = self
+            .fix_backoff
+            .checked_mul(1 << (not_held - 1).min(20))
+            .unwrap_or(self.fix_backoff_max)
+            .min(self.fix_backoff_max);
         let next = last + wait;
         if chrono::Utc::now() >= next {
             return Ok(None);
@@ -823,11 +1107,21 @@ impl Actuator {
     /// Reserves `slots` content-creating requests of this credential from the budget every
     /// replica shares, or parks the verdict until they are free.
     async fn reserve(&self, slots: u32) -> Result<budget::Reservation, Failure> {
-        self.budget.try_reserve(self.github.credential_id(), slots).await.map_err(transient)?.map_err(budget_spent)
+        self.budget
+            .try_reserve(self.github.credential_id(), slots)
+            .await
+            .map_err(transient)?
+            .map_err(budget_spent)
     }
 
     /// One remediation request (`rest`, `gh_branch_protection`), within the budget.
-    async fn send_request(&self, mode: ActionMode, method: &str, path: &str, body: Option<&Value>) -> Result<Ended, Failure> {
+    async fn send_request(
+        &self,
+        mode: ActionMode,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Ended, Failure> {
         let url = format!("{}{}", self.github.api_url(), path);
         let body_s = body.map(Value::to_string).unwrap_or_default();
         let requests = requests_json(&[(method.to_string(), url, body_s)]);
@@ -837,7 +1131,8 @@ impl Actuator {
                 ..Ended::new(ActionStatus::Planned, "dry run: request not sent")
             });
         }
-        let m = Method::from_bytes(method.as_bytes()).map_err(|_| Failure::Poison(format!("bad method {method}")))?;
+        let m = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Failure::Poison(format!("bad method {method}")))?;
         let reservation = self.reserve(1).await?;
         let sent = self.github.request(m, path, body).await;
         reservation.finish(1).await;
@@ -845,36 +1140,78 @@ impl Actuator {
             Ok(r) => r,
             // Maybe applied, maybe not: the pending claim is taken over on the retry, whose
             // live re-check tells.
-            Err(e @ (GitHubError::Transient(_) | GitHubError::RateLimited { .. })) => return Err(github_unavailable(e)),
-            Err(e) => return Ok(Ended { requests, ..Ended::new(ActionStatus::Failed, e.to_string()) }),
+            Err(e @ (GitHubError::Transient(_) | GitHubError::RateLimited { .. })) => {
+                return Err(github_unavailable(e))
+            }
+            Err(e) => {
+                return Ok(Ended {
+                    requests,
+                    ..Ended::new(ActionStatus::Failed, e.to_string())
+                })
+            }
         };
         let message = if (200..300).contains(&r.status) {
             format!("{method} {path} answered {}", r.status)
         } else {
-            format!("{method} {path} answered {}: {}", r.status, r.message().chars().take(300).collect::<String>())
+            format!(
+                "{method} {path} answered {}: {}",
+                r.status,
+                r.message().chars().take(300).collect::<String>()
+            )
         };
-        let status = if (200..300).contains(&r.status) { ActionStatus::Applied } else { ActionStatus::Failed };
-        Ok(Ended { requests, ..Ended::new(status, message) })
+        let status = if (200..300).contains(&r.status) {
+            ActionStatus::Applied
+        } else {
+            ActionStatus::Failed
+        };
+        Ok(Ended {
+            requests,
+            ..Ended::new(status, message)
+        })
     }
 
-    async fn open_pull_request(&self, job: &Job<'_>, mode: ActionMode, plan: &plumbline_engine::PullRequestPlan) -> Result<Ended, Failure> {
+    async fn open_pull_request(
+        &self,
+        job: &Job<'_>,
+        mode: ActionMode,
+        plan: &plumbline_engine::PullRequestPlan,
+    ) -> Result<Ended, Failure> {
         let (owner, repo) = (&job.entity.owner, &job.entity.name);
         let branch = pull_request::branch_for(&self.branch_prefix, &job.verdict.rule_name);
-        let message = format!("{}\n\nPlumbline remediation for rule {} of profile {}.", plan.title, job.verdict.rule_name, job.verdict.profile);
-        let prepared = match pull_request::prepare(&self.github, owner, repo, &branch, plan, &message).await {
-            Ok(p) => p,
-            Err(pull_request::PrError::Transient(e)) => return Err(github_unavailable(e)),
-            Err(pull_request::PrError::Refused(m)) => return Ok(Ended::new(ActionStatus::Failed, m)),
-        };
+        let message = format!(
+            "{}\n\nPlumbline remediation for rule {} of profile {}.",
+            plan.title, job.verdict.rule_name, job.verdict.profile
+        );
+        let prepared =
+            match pull_request::prepare(&self.github, owner, repo, &branch, plan, &message).await {
+                Ok(p) => p,
+                Err(pull_request::PrError::Transient(e)) => return Err(github_unavailable(e)),
+                Err(pull_request::PrError::Refused(m)) => {
+                    return Ok(Ended::new(ActionStatus::Failed, m))
+                }
+            };
         let planned: Vec<(String, String, String)> = prepared
             .writes
             .iter()
-            .map(|w| (w.method.to_string(), format!("{}{}", self.github.api_url(), w.path), w.body.to_string()))
+            .map(|w| {
+                (
+                    w.method.to_string(),
+                    format!("{}{}", self.github.api_url(), w.path),
+                    w.body.to_string(),
+                )
+            })
             .collect();
         if mode == ActionMode::DryRun {
             let what = match &prepared.existing {
-                Some(pr) => format!("dry run: pull request #{} would be updated ({} requests not sent)", pr.number, planned.len()),
-                None => format!("dry run: a pull request from {branch} would be opened ({} requests not sent)", planned.len()),
+                Some(pr) => format!(
+                    "dry run: pull request #{} would be updated ({} requests not sent)",
+                    pr.number,
+                    planned.len()
+                ),
+                None => format!(
+                    "dry run: a pull request from {branch} would be opened ({} requests not sent)",
+                    planned.len()
+                ),
             };
             return Ok(Ended {
                 requests: requests_json(&planned),
@@ -885,7 +1222,13 @@ impl Actuator {
             if let Some(pr) = &prepared.existing {
                 return Ok(Ended {
                     provider_ref: format!("pull:{}", pr.number),
-                    ..Ended::new(ActionStatus::Applied, format!("pull request #{} is open with these contents: reused", pr.number))
+                    ..Ended::new(
+                        ActionStatus::Applied,
+                        format!(
+                            "pull request #{} is open with these contents: reused",
+                            pr.number
+                        ),
+                    )
                 });
             }
         }
@@ -894,8 +1237,14 @@ impl Actuator {
             Ok(applied) => {
                 reservation.finish(applied.sent).await;
                 let what = match &prepared.existing {
-                    Some(_) => format!("pull request #{} updated: {}", applied.number, applied.html_url),
-                    None => format!("pull request #{} opened: {}", applied.number, applied.html_url),
+                    Some(_) => format!(
+                        "pull request #{} updated: {}",
+                        applied.number, applied.html_url
+                    ),
+                    None => format!(
+                        "pull request #{} opened: {}",
+                        applied.number, applied.html_url
+                    ),
                 };
                 Ok(Ended {
                     requests: requests_json(&applied.requests),
@@ -920,13 +1269,23 @@ impl Actuator {
     /// The last alert action of this rule that opened or closed something (or planned to).
     async fn last_alert(&self, job: &Job<'_>) -> Result<Option<ActionRecord>, Failure> {
         self.store
-            .last_action(job.entity_id, &job.verdict.profile, &job.verdict.rule_name, "alert", &["applied", "planned"])
+            .last_action(
+                job.entity_id,
+                &job.verdict.profile,
+                &job.verdict.rule_name,
+                "alert",
+                &["applied", "planned"],
+            )
             .await
             .map_err(transient)
     }
 
     async fn open_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
-        let planned = if mode == ActionMode::DryRun { "planned" } else { "applied" };
+        let planned = if mode == ActionMode::DryRun {
+            "planned"
+        } else {
+            "applied"
+        };
         if let Some(last) = self.last_alert(job).await? {
             if last.operation == "open" && last.status == planned {
                 return Ok(()); // already open
@@ -945,36 +1304,59 @@ impl Actuator {
             AlertKind::Issue => "issue",
         };
         let action = self.new_action(job, "alert", action_type, "open");
-        let mut outcome = self.outcome(job, ActionKind::Alert, action_type, "open", &action.idempotency_key);
+        let mut outcome = self.outcome(
+            job,
+            ActionKind::Alert,
+            action_type,
+            "open",
+            &action.idempotency_key,
+        );
         let id = match self.claim(&action).await?.into_action() {
             Err(existing) => return self.announce(job, outcome, &existing).await,
             Ok((id, _)) => id,
         };
         // An alert describes a weakness: it must not land on another repository.
         if let Some(why) = self.identity_mismatch(job).await? {
-            return self.finish(job, id, outcome, Ended::new(ActionStatus::Failed, why)).await;
+            return self
+                .finish(job, id, outcome, Ended::new(ActionStatus::Failed, why))
+                .await;
         }
         let (owner, repo) = (job.entity.owner.as_str(), job.entity.name.as_str());
         let marker = alerts::marker(job.entity_id, &job.verdict.profile, &job.verdict.rule_name);
         let summary = alerts::summary(job.rule, job.verdict, job.entity);
         let description = alerts::description(job.rule, job.verdict, job.entity, &marker);
         let (path, body) = match kind {
-            AlertKind::SecurityAdvisory => alerts::advisory_request(owner, repo, &summary, &description, job.rule.alert_severity()),
+            AlertKind::SecurityAdvisory => alerts::advisory_request(
+                owner,
+                repo,
+                &summary,
+                &description,
+                job.rule.alert_severity(),
+            ),
             AlertKind::Issue => alerts::issue_request(owner, repo, &summary, &description),
         };
         let url = |p: &str| format!("{}{}", self.github.api_url(), p);
         if mode == ActionMode::DryRun {
             let ended = Ended {
                 requests: requests_json(&[("POST".into(), url(&path), body.to_string())]),
-                ..Ended::new(ActionStatus::Planned, format!("dry run: {action_type} not opened"))
+                ..Ended::new(
+                    ActionStatus::Planned,
+                    format!("dry run: {action_type} not opened"),
+                )
             };
             return self.finish(job, id, outcome, ended).await;
         }
         // One left open by an attempt cut short before it was recorded is this one.
-        if let Some(found) = alerts::find_open(&self.github, owner, repo, &marker).await.map_err(github_unavailable)? {
+        if let Some(found) = alerts::find_open(&self.github, owner, repo, &marker)
+            .await
+            .map_err(github_unavailable)?
+        {
             let ended = Ended {
                 provider_ref: found.clone(),
-                ..Ended::new(ActionStatus::Applied, format!("{found} was already open: reused"))
+                ..Ended::new(
+                    ActionStatus::Applied,
+                    format!("{found} was already open: reused"),
+                )
             };
             return self.finish(job, id, outcome, ended).await;
         }
@@ -989,10 +1371,25 @@ impl Actuator {
             let refused = matches!(status, 403 | 404 | 410 | 422);
             if (200..300).contains(&status) {
                 let provider_ref = match kind {
-                    AlertKind::SecurityAdvisory => format!("advisory:{}", answer.get("ghsa_id").and_then(Value::as_str).unwrap_or_default()),
-                    AlertKind::Issue => format!("issue:{}", answer.get("number").and_then(Value::as_u64).unwrap_or_default()),
+                    AlertKind::SecurityAdvisory => format!(
+                        "advisory:{}",
+                        answer
+                            .get("ghsa_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    ),
+                    AlertKind::Issue => format!(
+                        "issue:{}",
+                        answer
+                            .get("number")
+                            .and_then(Value::as_u64)
+                            .unwrap_or_default()
+                    ),
                 };
-                let html = answer.get("html_url").and_then(Value::as_str).unwrap_or_default();
+                let html = answer
+                    .get("html_url")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 outcome.action_type = match kind {
                     AlertKind::SecurityAdvisory => "security_advisory".into(),
                     AlertKind::Issue => "issue".into(),
@@ -1000,16 +1397,28 @@ impl Actuator {
                 let ended = Ended {
                     requests: requests_json(&requests),
                     provider_ref: provider_ref.clone(),
-                    ..Ended::new(ActionStatus::Applied, format!("{provider_ref} opened: {html}"))
+                    ..Ended::new(
+                        ActionStatus::Applied,
+                        format!("{provider_ref} opened: {html}"),
+                    )
                 };
                 return self.finish(job, id, outcome, ended).await;
             }
-            let why = answer.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+            let why = answer
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             // An issue is public on a public repository: it would announce the weakness to
             // everyone, where an advisory stays private to maintainers. Fall back there only
             // when the operator said so; an entity of unknown visibility counts as public.
             if refused && kind == AlertKind::SecurityAdvisory && self.alert_issue_fallback {
-                let private = job.entity.properties.get("private").and_then(Value::as_bool).unwrap_or(false);
+                let private = job
+                    .entity
+                    .properties
+                    .get("private")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 if !private && !self.alert_issue_fallback_public {
                     let ended = Ended {
                         requests: requests_json(&requests),
@@ -1027,29 +1436,57 @@ impl Actuator {
             }
             let ended = Ended {
                 requests: requests_json(&requests),
-                ..Ended::new(ActionStatus::Failed, format!("POST {path} answered {status}: {why}"))
+                ..Ended::new(
+                    ActionStatus::Failed,
+                    format!("POST {path} answered {status}: {why}"),
+                )
             };
             return self.finish(job, id, outcome, ended).await;
         }
     }
 
     async fn close_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
-        let planned = if mode == ActionMode::DryRun { "planned" } else { "applied" };
-        let Some(open) = self.last_alert(job).await?.filter(|l| l.operation == "open" && l.status == planned) else {
+        let planned = if mode == ActionMode::DryRun {
+            "planned"
+        } else {
+            "applied"
+        };
+        let Some(open) = self
+            .last_alert(job)
+            .await?
+            .filter(|l| l.operation == "open" && l.status == planned)
+        else {
             return Ok(()); // nothing open
         };
         let action = self.new_action(job, "alert", &open.action_type, "close");
-        let outcome = self.outcome(job, ActionKind::Alert, &open.action_type, "close", &action.idempotency_key);
+        let outcome = self.outcome(
+            job,
+            ActionKind::Alert,
+            &open.action_type,
+            "close",
+            &action.idempotency_key,
+        );
         let id = match self.claim(&action).await?.into_action() {
             Err(existing) => return self.announce(job, outcome, &existing).await,
             Ok((id, _)) => id,
         };
         let (owner, repo) = (job.entity.owner.as_str(), job.entity.name.as_str());
         let Some((path, body)) = alerts::close_request(owner, repo, &open.provider_ref) else {
-            let ended = Ended::new(if mode == ActionMode::DryRun { ActionStatus::Planned } else { ActionStatus::Skipped }, "the open alert has no provider reference");
+            let ended = Ended::new(
+                if mode == ActionMode::DryRun {
+                    ActionStatus::Planned
+                } else {
+                    ActionStatus::Skipped
+                },
+                "the open alert has no provider reference",
+            );
             return self.finish(job, id, outcome, ended).await;
         };
-        let requests = requests_json(&[("PATCH".into(), format!("{}{}", self.github.api_url(), path), body.to_string())]);
+        let requests = requests_json(&[(
+            "PATCH".into(),
+            format!("{}{}", self.github.api_url(), path),
+            body.to_string(),
+        )]);
         if mode == ActionMode::DryRun {
             let ended = Ended {
                 requests,
@@ -1066,14 +1503,20 @@ impl Actuator {
             Ended {
                 requests,
                 provider_ref: open.provider_ref.clone(),
-                ..Ended::new(ActionStatus::Applied, format!("{} closed: the rule passes", open.provider_ref))
+                ..Ended::new(
+                    ActionStatus::Applied,
+                    format!("{} closed: the rule passes", open.provider_ref),
+                )
             }
         } else {
             let why = answer.get("message").and_then(Value::as_str).unwrap_or("");
             Ended {
                 requests,
                 provider_ref: open.provider_ref.clone(),
-                ..Ended::new(ActionStatus::Failed, format!("PATCH {path} answered {status}: {why}"))
+                ..Ended::new(
+                    ActionStatus::Failed,
+                    format!("PATCH {path} answered {status}: {why}"),
+                )
             }
         };
         self.finish(job, id, outcome, ended).await
@@ -1084,30 +1527,83 @@ impl Actuator {
     async fn verify(&self, job: &Job<'_>) -> Result<(), Failure> {
         let ev = EntityEvent::new(&job.entity.entity_ref, EventReason::Remediated);
         self.producer
-            .publish(&self.topics.entity_events, job.entity_id, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &job.record.trace().child(), &BTreeMap::new())
+            .publish(
+                &self.topics.entity_events,
+                job.entity_id,
+                &ev.encode_to_vec(),
+                "dev.plumbline.entity_event.v1",
+                &ev.event_id,
+                &job.record.trace().child(),
+                &BTreeMap::new(),
+            )
             .await
             .map_err(transient)?;
         Ok(())
     }
 
-    async fn publish(&self, record: &Record, entity_id: &str, mut outcome: ActionOutcome) -> Result<(), Failure> {
+    async fn publish(
+        &self,
+        record: &Record,
+        entity_id: &str,
+        mut outcome: ActionOutcome,
+    ) -> Result<(), Failure> {
         outcome.acted_at = Some(plumbline_proto::now());
         let status = plumbline_proto::v1::ActionStatus::try_from(outcome.status)
-            .map(|s| s.as_str_name().trim_start_matches("ACTION_STATUS_").to_ascii_lowercase())
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("ACTION_STATUS_")
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
-        let kind = if outcome.kind == ActionKind::Alert as i32 { "alert" } else { "remediation" };
-        self.metrics.inc("plumbline_actuator_actions_total", "actions by kind, type and status", &[("kind", kind), ("type", &outcome.action_type), ("status", &status)], 1);
+        let kind = if outcome.kind == ActionKind::Alert as i32 {
+            "alert"
+        } else {
+            "remediation"
+        };
+        self.metrics.inc(
+            "plumbline_actuator_actions_total",
+            "actions by kind, type and status",
+            &[
+                ("kind", kind),
+                ("type", &outcome.action_type),
+                ("status", &status),
+            ],
+            1,
+        );
         if outcome.status == status_i32(ActionStatus::Applied) {
             if let Ok(u) = self.budget.usage(self.github.credential_id()).await {
-                self.metrics.set_gauge("plumbline_actuator_content_requests_last_minute", "content-creating requests sent in the last minute (all replicas)", &[], u64::from(u.minute));
-                self.metrics.set_gauge("plumbline_actuator_content_requests_last_hour", "content-creating requests sent in the last hour (all replicas)", &[], u64::from(u.hour));
-                self.metrics.set_gauge("plumbline_actuator_content_requests_reserved", "content-creating requests reserved by running actions (all replicas)", &[], u64::from(u.held));
+                self.metrics.set_gauge(
+                    "plumbline_actuator_content_requests_last_minute",
+                    "content-creating requests sent in the last minute (all replicas)",
+                    &[],
+                    u64::from(u.minute),
+                );
+                self.metrics.set_gauge(
+                    "plumbline_actuator_content_requests_last_hour",
+                    "content-creating requests sent in the last hour (all replicas)",
+                    &[],
+                    u64::from(u.hour),
+                );
+                self.metrics.set_gauge(
+                    "plumbline_actuator_content_requests_reserved",
+                    "content-creating requests reserved by running actions (all replicas)",
+                    &[],
+                    u64::from(u.held),
+                );
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
         let trace: TraceContext = record.trace().child();
         self.producer
-            .publish(&self.topics.actions, entity_id, &outcome.encode_to_vec(), "dev.plumbline.action_outcome.v1", &id, &trace, &BTreeMap::new())
+            .publish(
+                &self.topics.actions,
+                entity_id,
+                &outcome.encode_to_vec(),
+                "dev.plumbline.action_outcome.v1",
+                &id,
+                &trace,
+                &BTreeMap::new(),
+            )
             .await
             .map_err(transient)?;
         let _ = self.outcomes.send(outcome);
@@ -1120,7 +1616,11 @@ mod tests {
     use super::*;
 
     fn config(api: &str, minute_ms: u64, hour_ms: u64) -> ActuatorConfig {
-        let mut c = ActuatorConfig::new(ServiceArgs::local("127.0.0.1:9092", "postgres://localhost/x", api));
+        let mut c = ActuatorConfig::new(ServiceArgs::local(
+            "127.0.0.1:9092",
+            "postgres://localhost/x",
+            api,
+        ));
         c.content_minute_ms = minute_ms;
         c.content_hour_ms = hour_ms;
         c
@@ -1129,16 +1629,42 @@ mod tests {
     #[test]
     fn content_windows_shorter_than_githubs_only_against_a_loopback_simulator() {
         let github = "https://api.github.com";
-        assert_eq!(content_windows(&config(github, 60_000, 3_600_000)).expect("GitHub's windows"), (Duration::from_secs(60), Duration::from_secs(3600)));
-        assert!(content_windows(&config(github, 120_000, 7_200_000)).is_ok(), "longer is only slower");
+        assert_eq!(
+            content_windows(&config(github, 60_000, 3_600_000)).expect("GitHub's windows"),
+            (Duration::from_secs(60), Duration::from_secs(3600))
+        );
+        assert!(
+            content_windows(&config(github, 120_000, 7_200_000)).is_ok(),
+            "longer is only slower"
+        );
         for (minute, hour) in [(3_000, 3_600_000), (60_000, 60_000), (0, 0)] {
-            assert!(matches!(content_windows(&config(github, minute, hour)), Err(ActuatorError::ShortContentWindow { .. })), "{minute}/{hour}");
+            assert!(
+                matches!(
+                    content_windows(&config(github, minute, hour)),
+                    Err(ActuatorError::ShortContentWindow { .. })
+                ),
+                "{minute}/{hour}"
+            );
         }
-        for api in ["https://ghe.example.com/api/v3", "http://10.0.0.1:8080", "http://localhost.evil.com"] {
-            assert!(content_windows(&config(api, 3_000, 60_000)).is_err(), "{api}");
+        for api in [
+            "https://ghe.example.com/api/v3",
+            "http://10.0.0.1:8080",
+            "http://localhost.evil.com",
+        ] {
+            assert!(
+                content_windows(&config(api, 3_000, 60_000)).is_err(),
+                "{api}"
+            );
         }
-        for api in ["http://127.0.0.1:4000", "http://[::1]:4000", "http://localhost:4000"] {
-            assert_eq!(content_windows(&config(api, 3_000, 60_000)).expect(api), (Duration::from_secs(3), Duration::from_secs(60)));
+        for api in [
+            "http://127.0.0.1:4000",
+            "http://[::1]:4000",
+            "http://localhost:4000",
+        ] {
+            assert_eq!(
+                content_windows(&config(api, 3_000, 60_000)).expect(api),
+                (Duration::from_secs(3), Duration::from_secs(60))
+            );
         }
     }
 }

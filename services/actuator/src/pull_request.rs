@@ -59,7 +59,13 @@ fn classify(e: GitHubError) -> PrError {
 pub fn branch_for(prefix: &str, rule_name: &str) -> String {
     let clean: String = rule_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{prefix}{clean}")
 }
@@ -73,46 +79,96 @@ fn blob_sha(content: &[u8]) -> String {
 }
 
 /// (commit sha, tree sha) of a branch's head; None when the branch does not exist.
-async fn head(github: &GitHub, owner: &str, repo: &str, branch: &str) -> Result<Option<(String, String)>, PrError> {
+async fn head(
+    github: &GitHub,
+    owner: &str,
+    repo: &str,
+    branch: &str,
+) -> Result<Option<(String, String)>, PrError> {
     let path = format!("/repos/{owner}/{repo}/commits/{branch}");
-    let r = github.request(Method::GET, &path, None).await.map_err(classify)?;
+    let r = github
+        .request(Method::GET, &path, None)
+        .await
+        .map_err(classify)?;
     match r.status {
         200 => {
-            let v = r.json().map_err(|e| PrError::Refused(format!("{path}: {e}")))?;
-            match (v.get("sha").and_then(Value::as_str), v.pointer("/commit/tree/sha").and_then(Value::as_str)) {
+            let v = r
+                .json()
+                .map_err(|e| PrError::Refused(format!("{path}: {e}")))?;
+            match (
+                v.get("sha").and_then(Value::as_str),
+                v.pointer("/commit/tree/sha").and_then(Value::as_str),
+            ) {
                 (Some(c), Some(t)) => Ok(Some((c.to_string(), t.to_string()))),
-                _ => Err(PrError::Refused(format!("{path}: commit without sha or tree"))),
+                _ => Err(PrError::Refused(format!(
+                    "{path}: commit without sha or tree"
+                ))),
             }
         }
         404 | 409 | 422 => Ok(None),
-        s => Err(PrError::Refused(format!("GET {path} answered {s}: {}", r.message()))),
+        s => Err(PrError::Refused(format!(
+            "GET {path} answered {s}: {}",
+            r.message()
+        ))),
     }
 }
 
 /// Whether the tree at `tree_sha` holds every planned file with its content and mode.
-async fn holds_files(github: &GitHub, owner: &str, repo: &str, tree_sha: &str, plan: &PullRequestPlan) -> Result<bool, PrError> {
+async fn holds_files(
+    github: &GitHub,
+    owner: &str,
+    repo: &str,
+    tree_sha: &str,
+    plan: &PullRequestPlan,
+) -> Result<bool, PrError> {
     let path = format!("/repos/{owner}/{repo}/git/trees/{tree_sha}?recursive=1");
-    let r = github.request(Method::GET, &path, None).await.map_err(classify)?;
+    let r = github
+        .request(Method::GET, &path, None)
+        .await
+        .map_err(classify)?;
     if r.status != 200 {
         return Ok(false);
     }
-    let v = r.json().map_err(|e| PrError::Refused(format!("{path}: {e}")))?;
+    let v = r
+        .json()
+        .map_err(|e| PrError::Refused(format!("{path}: {e}")))?;
     let entries: HashMap<&str, (&str, &str)> = v
         .get("tree")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e.get("path")?.as_str()?, (e.get("mode")?.as_str()?, e.get("sha")?.as_str()?))))
+        .filter_map(|e| {
+            Some((
+                e.get("path")?.as_str()?,
+                (e.get("mode")?.as_str()?, e.get("sha")?.as_str()?),
+            ))
+        })
         .collect();
-    Ok(plan.files.iter().all(|f| entries.get(f.path.as_str()) == Some(&(f.mode.as_str(), blob_sha(f.content.as_bytes()).as_str()))))
+    Ok(plan.files.iter().all(|f| {
+        entries.get(f.path.as_str())
+            == Some(&(f.mode.as_str(), blob_sha(f.content.as_bytes()).as_str()))
+    }))
 }
 
 /// Reads live state and computes the writes.
-pub async fn prepare(github: &GitHub, owner: &str, repo: &str, branch: &str, plan: &PullRequestPlan, commit_message: &str) -> Result<Prepared, PrError> {
+pub async fn prepare(
+    github: &GitHub,
+    owner: &str,
+    repo: &str,
+    branch: &str,
+    plan: &PullRequestPlan,
+    commit_message: &str,
+) -> Result<Prepared, PrError> {
     let Some((base_sha, base_tree)) = head(github, owner, repo, &plan.base).await? else {
-        return Err(PrError::Refused(format!("base branch {} does not exist", plan.base)));
+        return Err(PrError::Refused(format!(
+            "base branch {} does not exist",
+            plan.base
+        )));
     };
-    let open = github.find_open_pulls(owner, repo, branch, &plan.base).await.map_err(classify)?;
+    let open = github
+        .find_open_pulls(owner, repo, branch, &plan.base)
+        .await
+        .map_err(classify)?;
     let existing = open.into_iter().next();
     let branch_head = head(github, owner, repo, branch).await?;
     let tree_entries: Vec<Value> = plan
@@ -183,7 +239,11 @@ pub async fn prepare(github: &GitHub, owner: &str, repo: &str, branch: &str, pla
     }
     Ok(Prepared {
         writes,
-        existing: if branch_head.is_some() { existing } else { None },
+        existing: if branch_head.is_some() {
+            existing
+        } else {
+            None
+        },
     })
 }
 
@@ -191,11 +251,18 @@ pub async fn prepare(github: &GitHub, owner: &str, repo: &str, branch: &str, pla
 fn resolve(v: &Value, shas: &HashMap<&'static str, String>) -> Value {
     match v {
         Value::String(s) => match s.strip_prefix("${").and_then(|r| r.strip_suffix(".sha}")) {
-            Some(name) => shas.get(name).map(|sha| Value::String(sha.clone())).unwrap_or_else(|| v.clone()),
+            Some(name) => shas
+                .get(name)
+                .map(|sha| Value::String(sha.clone()))
+                .unwrap_or_else(|| v.clone()),
             None => v.clone(),
         },
         Value::Array(a) => Value::Array(a.iter().map(|x| resolve(x, shas)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), resolve(x, shas))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), resolve(x, shas)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -220,12 +287,29 @@ pub async fn apply(github: &GitHub, prepared: &Prepared) -> Result<Applied, (PrE
     let mut html_url = prepared.existing.as_ref().map(|p| p.html_url.clone());
     for w in &prepared.writes {
         let body = resolve(&w.body, &shas);
-        let method = Method::from_bytes(w.method.as_bytes()).map_err(|_| (PrError::Refused(format!("bad method {}", w.method)), sent))?;
+        let method = Method::from_bytes(w.method.as_bytes())
+            .map_err(|_| (PrError::Refused(format!("bad method {}", w.method)), sent))?;
         sent += 1;
-        let r = github.request(method, &w.path, Some(&body)).await.map_err(|e| (classify(e), sent))?;
-        requests.push((w.method.to_string(), format!("{}{}", github.api_url(), w.path), body.to_string()));
+        let r = github
+            .request(method, &w.path, Some(&body))
+            .await
+            .map_err(|e| (classify(e), sent))?;
+        requests.push((
+            w.method.to_string(),
+            format!("{}{}", github.api_url(), w.path),
+            body.to_string(),
+        ));
         if !(200..300).contains(&r.status) {
-            return Err((PrError::Refused(format!("{} {} answered {}: {}", w.method, w.path, r.status, r.message())), sent));
+            return Err((
+                PrError::Refused(format!(
+                    "{} {} answered {}: {}",
+                    w.method,
+                    w.path,
+                    r.status,
+                    r.message()
+                )),
+                sent,
+            ));
         }
         let answer = r.json().unwrap_or(Value::Null);
         if let Some(name) = w.name {
@@ -234,7 +318,10 @@ pub async fn apply(github: &GitHub, prepared: &Prepared) -> Result<Applied, (PrE
             }
             if name == "pull" {
                 number = answer.get("number").and_then(Value::as_u64);
-                html_url = answer.get("html_url").and_then(Value::as_str).map(str::to_string);
+                html_url = answer
+                    .get("html_url")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
             }
         }
     }
@@ -256,12 +343,18 @@ mod tests {
     #[test]
     fn blob_ids_are_gits() {
         // `printf 'hello\n' | git hash-object --stdin`
-        assert_eq!(blob_sha(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(
+            blob_sha(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
     }
 
     #[test]
     fn branch_names_are_safe_for_git() {
-        assert_eq!(branch_for("plumbline/", "dependabot_configured"), "plumbline/dependabot_configured");
+        assert_eq!(
+            branch_for("plumbline/", "dependabot_configured"),
+            "plumbline/dependabot_configured"
+        );
         assert_eq!(branch_for("plumbline/", "a b/../c"), "plumbline/a-b----c");
     }
 
@@ -269,7 +362,10 @@ mod tests {
     fn placeholders_take_earlier_answers() {
         let mut shas = HashMap::new();
         shas.insert("tree", "abc".to_string());
-        let v = resolve(&json!({"tree": "${tree.sha}", "parents": ["${commit.sha}", "x"]}), &shas);
+        let v = resolve(
+            &json!({"tree": "${tree.sha}", "parents": ["${commit.sha}", "x"]}),
+            &shas,
+        );
         assert_eq!(v, json!({"tree": "abc", "parents": ["${commit.sha}", "x"]}));
     }
 }

@@ -58,7 +58,8 @@ fn check_token(t: &str) -> Result<TokenDigest, AuthConfigError> {
 fn parse_token_file(text: &SecretString) -> Result<Vec<TokenDigest>, String> {
     let mut digests = Vec::new();
     for (i, line) in secret_lines(text).iter().enumerate() {
-        digests.push(check_token(line.expose_secret()).map_err(|e| format!("token {}: {e}", i + 1))?);
+        digests
+            .push(check_token(line.expose_secret()).map_err(|e| format!("token {}: {e}", i + 1))?);
     }
     if digests.is_empty() {
         return Err("holds no control API token".into());
@@ -81,7 +82,14 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("fixed_tokens", &self.inner.fixed.len())
-            .field("token_file", &self.inner.file.as_ref().map(|f| f.path().display().to_string()))
+            .field(
+                "token_file",
+                &self
+                    .inner
+                    .file
+                    .as_ref()
+                    .map(|f| f.path().display().to_string()),
+            )
             .finish()
     }
 }
@@ -89,9 +97,17 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// `None` when no token source is configured (the caller decides whether running open is
     /// allowed); an error for an unusable token or file.
-    pub fn new(tokens: &[SecretString], file: Option<&Path>) -> Result<Option<Self>, AuthConfigError> {
-        let fixed = tokens.iter().map(|t| check_token(t.expose_secret())).collect::<Result<Vec<_>, _>>()?;
-        let file = file.map(|p| SecretFile::open(p, "control API tokens", parse_token_file)).transpose()?;
+    pub fn new(
+        tokens: &[SecretString],
+        file: Option<&Path>,
+    ) -> Result<Option<Self>, AuthConfigError> {
+        let fixed = tokens
+            .iter()
+            .map(|t| check_token(t.expose_secret()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let file = file
+            .map(|p| SecretFile::open(p, "control API tokens", parse_token_file))
+            .transpose()?;
         if fixed.is_empty() && file.is_none() {
             return Ok(None);
         }
@@ -105,7 +121,12 @@ impl Authenticator {
         let d = token_digest(presented.as_bytes());
         let mut ok = subtle::Choice::from(0u8);
         let from_file = self.inner.file.as_ref().map(|f| f.get());
-        for t in self.inner.fixed.iter().chain(from_file.iter().flat_map(|v| v.iter())) {
+        for t in self
+            .inner
+            .fixed
+            .iter()
+            .chain(from_file.iter().flat_map(|v| v.iter()))
+        {
             ok |= t.ct_eq(&d);
         }
         bool::from(ok)
@@ -134,11 +155,25 @@ mod tests {
     #[test]
     fn tokens_are_checked_and_compared_as_digests() {
         let good = SecretString::from("0123456789abcdef-good");
-        assert!(Authenticator::new(&[], None).expect("ok").is_none(), "nothing configured");
-        assert!(matches!(Authenticator::new(&[SecretString::from("")], None), Err(AuthConfigError::Empty)));
-        assert!(matches!(Authenticator::new(&[SecretString::from("short")], None), Err(AuthConfigError::TooShort(5))));
-        assert!(matches!(Authenticator::new(&[SecretString::from("0123456789abcdef\n")], None), Err(AuthConfigError::NotHeaderText)));
-        let a = Authenticator::new(&[good], None).expect("ok").expect("configured");
+        assert!(
+            Authenticator::new(&[], None).expect("ok").is_none(),
+            "nothing configured"
+        );
+        assert!(matches!(
+            Authenticator::new(&[SecretString::from("")], None),
+            Err(AuthConfigError::Empty)
+        ));
+        assert!(matches!(
+            Authenticator::new(&[SecretString::from("short")], None),
+            Err(AuthConfigError::TooShort(5))
+        ));
+        assert!(matches!(
+            Authenticator::new(&[SecretString::from("0123456789abcdef\n")], None),
+            Err(AuthConfigError::NotHeaderText)
+        ));
+        let a = Authenticator::new(&[good], None)
+            .expect("ok")
+            .expect("configured");
         assert!(a.accepts("0123456789abcdef-good"));
         assert!(!a.accepts("0123456789abcdef-goo"));
         assert!(!a.accepts(""));
@@ -150,20 +185,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("tokens");
         std::fs::write(&path, "# operators\nfirst-token-0123456789\n\n").expect("write");
-        let a = Authenticator::new(&[], Some(&path)).expect("ok").expect("configured");
+        let a = Authenticator::new(&[], Some(&path))
+            .expect("ok")
+            .expect("configured");
         assert!(a.accepts("first-token-0123456789"));
         // Rotation: a different length changes the stamp even within the mtime granularity.
         std::fs::write(&path, "second-token-0123456789\n").expect("write");
         assert!(a.accepts("second-token-0123456789"));
-        assert!(!a.accepts("first-token-0123456789"), "removed token refused at once");
+        assert!(
+            !a.accepts("first-token-0123456789"),
+            "removed token refused at once"
+        );
         // A broken edit keeps the last good tokens.
         std::fs::write(&path, "tiny\n").expect("write");
         assert!(a.accepts("second-token-0123456789"));
         assert!(!a.accepts("tiny"));
         std::fs::remove_file(&path).expect("rm");
-        assert!(a.accepts("second-token-0123456789"), "a vanished file keeps the last good set");
-        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::File(_))), "but must exist at start");
+        assert!(
+            a.accepts("second-token-0123456789"),
+            "a vanished file keeps the last good set"
+        );
+        assert!(
+            matches!(
+                Authenticator::new(&[], Some(&path)),
+                Err(AuthConfigError::File(_))
+            ),
+            "but must exist at start"
+        );
         std::fs::write(&path, "# none\n").expect("write");
-        assert!(matches!(Authenticator::new(&[], Some(&path)), Err(AuthConfigError::File(_))));
+        assert!(matches!(
+            Authenticator::new(&[], Some(&path)),
+            Err(AuthConfigError::File(_))
+        ));
     }
 }

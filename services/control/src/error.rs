@@ -25,7 +25,9 @@ impl From<ControlError> for Status {
         use plumbline_store::StoreError as S;
         let msg = e.to_string();
         match e {
-            ControlError::Invalid(_) | ControlError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ControlError::Invalid(_) | ControlError::InvalidArgument(_) => {
+                Status::invalid_argument(msg)
+            }
             ControlError::Precondition(_) => Status::failed_precondition(msg),
             ControlError::NotFound(_) => Status::not_found(msg),
             ControlError::Store(S::NotFound(_)) => Status::not_found(msg),
@@ -34,7 +36,9 @@ impl From<ControlError> for Status {
             ControlError::Store(s) if s.is_transient() => Status::unavailable(msg),
             ControlError::Store(_) => Status::internal(msg),
             ControlError::GitHub(G::Status { status: 404, .. }) => Status::not_found(msg),
-            ControlError::GitHub(G::Status { status: 401 | 403, .. }) => Status::permission_denied(msg),
+            ControlError::GitHub(G::Status {
+                status: 401 | 403, ..
+            }) => Status::permission_denied(msg),
             ControlError::GitHub(g) if g.is_retryable() => Status::unavailable(msg),
             ControlError::GitHub(_) => Status::failed_precondition(msg),
             ControlError::Bus(_) => Status::unavailable(msg),

@@ -19,11 +19,11 @@ use plumbline_github::GitHub;
 use plumbline_proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use plumbline_proto::v1::*;
 use plumbline_proto::Message as _;
+use plumbline_runtime::ServiceArgs;
 use plumbline_store::Store;
 use plumbline_telemetry::{Health, Metrics};
-use plumbline_runtime::ServiceArgs;
-use std::collections::BTreeMap;
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +43,11 @@ pub struct ControlConfig {
     pub service: ServiceArgs,
 
     /// gRPC listen address.
-    #[arg(long = "listen", env = "PLUMB_CONTROL_LISTEN", default_value = "0.0.0.0:50051")]
+    #[arg(
+        long = "listen",
+        env = "PLUMB_CONTROL_LISTEN",
+        default_value = "0.0.0.0:50051"
+    )]
     pub listen: SocketAddr,
 
     /// Bearer tokens accepted by the API (comma-separated; at least 16 characters each). Kept
@@ -56,11 +60,19 @@ pub struct ControlConfig {
     pub auth_token_file: Option<PathBuf>,
 
     /// PEM certificate chain for TLS (re-read when it changes). With --tls-key-file.
-    #[arg(long = "tls-cert-file", env = "PLUMB_CONTROL_TLS_CERT_FILE", requires = "tls_key_file")]
+    #[arg(
+        long = "tls-cert-file",
+        env = "PLUMB_CONTROL_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
     pub tls_cert_file: Option<PathBuf>,
 
     /// PEM private key for TLS (re-read when it changes). With --tls-cert-file.
-    #[arg(long = "tls-key-file", env = "PLUMB_CONTROL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    #[arg(
+        long = "tls-key-file",
+        env = "PLUMB_CONTROL_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
     pub tls_key_file: Option<PathBuf>,
 
     /// Serve cleartext gRPC on a non-loopback address. Only for a service mesh or proxy that
@@ -138,50 +150,79 @@ pub struct Control {
     provider: String,
 }
 
-pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
+pub async fn start(
+    config: ControlConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let auth = authenticator_for(&config)?;
     let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
     let s = &config.service;
-    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
+    let store = Store::connect_with_timeout(
+        secrecy::ExposeSecret::expose_secret(&s.database_url),
+        s.database_max_connections,
+        Duration::from_millis(s.database_statement_timeout_ms),
+    )?;
     let control = Control {
         store: store.clone(),
         github: s.github()?,
         producer: Producer::new(
-            &ProducerConfig::new(&s.kafka_brokers, "plumbline-control").with_client_options(s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?),
+            &ProducerConfig::new(&s.kafka_brokers, "plumbline-control").with_client_options(
+                s.kafka
+                    .client_options()
+                    .map_err(plumbline_bus::BusError::Config)?,
+            ),
         )?,
         topics: Topics::with_prefix(&s.topic_prefix),
         provider: s.provider.clone(),
     };
     let health = Health::new("control");
-    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), Metrics::new(), shutdown.clone())
+    let health_addr = plumbline_telemetry::serve(
+        s.health_listen,
+        health.clone(),
+        Metrics::new(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(StartError::Listen)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(StartError::Listen)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(StartError::Listen)?;
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let svc = ControlServiceServer::with_interceptor(control, move |req: Request<()>| match &auth {
-        Some(a) => a.check(req),
-        None => Ok(req),
-    });
+    let svc =
+        ControlServiceServer::with_interceptor(control, move |req: Request<()>| match &auth {
+            Some(a) => a.check(req),
+            None => Ok(req),
+        });
     tracing::info!(%addr, tls = acceptor.is_some(), "control api listening");
     let task = tokio::spawn(async move {
-        let readiness = plumbline_telemetry::readiness_loop(health, Duration::from_secs(5), shutdown.clone(), move || {
-            let store = store.clone();
-            async move { store.ping().await.is_ok() }
-        });
+        let readiness = plumbline_telemetry::readiness_loop(
+            health,
+            Duration::from_secs(5),
+            shutdown.clone(),
+            move || {
+                let store = store.clone();
+                async move { store.ping().await.is_ok() }
+            },
+        );
         let server = tonic::transport::Server::builder().add_service(svc);
         let stop = shutdown.clone();
         let r = match acceptor {
             Some(acceptor) => {
                 server
-                    .serve_with_incoming_shutdown(tls::incoming(listener, acceptor, shutdown.clone()), async move { stop.cancelled().await })
+                    .serve_with_incoming_shutdown(
+                        tls::incoming(listener, acceptor, shutdown.clone()),
+                        async move { stop.cancelled().await },
+                    )
                     .await
             }
             None => {
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                server.serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await }).await
+                server
+                    .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await })
+                    .await
             }
         };
         if let Err(e) = r {
@@ -189,7 +230,11 @@ pub async fn start(config: ControlConfig, shutdown: CancellationToken) -> Result
         }
         readiness.abort();
     });
-    Ok(Running { addr, health_addr, task })
+    Ok(Running {
+        addr,
+        health_addr,
+        task,
+    })
 }
 
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), StartError> {
@@ -222,14 +267,29 @@ impl Control {
             })
             .collect();
         let sends = records.into_iter().map(|(key, ev)| {
-            let (producer, topic, trace) = (self.producer.clone(), self.topics.entity_events.clone(), trace.child());
+            let (producer, topic, trace) = (
+                self.producer.clone(),
+                self.topics.entity_events.clone(),
+                trace.child(),
+            );
             async move {
                 producer
-                    .publish(&topic, &key, &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace, &BTreeMap::new())
+                    .publish(
+                        &topic,
+                        &key,
+                        &ev.encode_to_vec(),
+                        "dev.plumbline.entity_event.v1",
+                        &ev.event_id,
+                        &trace,
+                        &BTreeMap::new(),
+                    )
                     .await
             }
         });
-        let results: Vec<_> = futures::stream::iter(sends).buffer_unordered(256).collect().await;
+        let results: Vec<_> = futures::stream::iter(sends)
+            .buffer_unordered(256)
+            .collect()
+            .await;
         let mut n = 0;
         for r in results {
             r?;
@@ -247,14 +307,24 @@ impl Control {
     }
 
     /// Every active entity of `project` of the given kinds.
-    async fn entities_of(&self, project: &str, kinds: &[EntityKind]) -> Result<Vec<Entity>, ControlError> {
+    async fn entities_of(
+        &self,
+        project: &str,
+        kinds: &[EntityKind],
+    ) -> Result<Vec<Entity>, ControlError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_entities(project, after.as_deref(), 1000).await?;
+            let page = self
+                .store
+                .list_entities(project, after.as_deref(), 1000)
+                .await?;
             let full = page.len() == 1000;
             after = page.last().map(|e| e.id());
-            out.extend(page.into_iter().filter(|e| kinds.contains(&e.entity_ref.kind)));
+            out.extend(
+                page.into_iter()
+                    .filter(|e| kinds.contains(&e.entity_ref.kind)),
+            );
             if !full {
                 return Ok(out);
             }
@@ -262,16 +332,24 @@ impl Control {
     }
 
     fn profile_kinds(p: &Profile) -> Vec<EntityKind> {
-        [EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release]
-            .into_iter()
-            .filter(|k| !p.rules_for(*k).is_empty())
-            .collect()
+        [
+            EntityKind::Repository,
+            EntityKind::PullRequest,
+            EntityKind::Artifact,
+            EntityKind::Release,
+        ]
+        .into_iter()
+        .filter(|k| !p.rules_for(*k).is_empty())
+        .collect()
     }
 }
 
 #[tonic::async_trait]
 impl ControlService for Control {
-    async fn apply_rule_type(&self, req: Request<ApplyRuleTypeRequest>) -> Result<Response<ApplyRuleTypeResponse>, Status> {
+    async fn apply_rule_type(
+        &self,
+        req: Request<ApplyRuleTypeRequest>,
+    ) -> Result<Response<ApplyRuleTypeResponse>, Status> {
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let rt = RuleType::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
@@ -285,13 +363,22 @@ impl ControlService for Control {
             }
         }
         CompiledRule::compile_with(rt, &sources).map_err(ControlError::Invalid)?;
-        let (version, changed) = self.store.upsert_rule_type(project, &name, &digest(req.yaml.as_bytes()), &req.yaml).await.map_err(ControlError::from)?;
+        let (version, changed) = self
+            .store
+            .upsert_rule_type(project, &name, &digest(req.yaml.as_bytes()), &req.yaml)
+            .await
+            .map_err(ControlError::from)?;
         // Re-evaluate entities of every profile that uses this rule type. Also when unchanged:
         // an apply retried after a failed fan-out must not silently skip it (level-triggered,
         // so extra evaluations are harmless).
         {
             let mut kinds = Vec::new();
-            for doc in self.store.list_profiles(project).await.map_err(ControlError::from)? {
+            for doc in self
+                .store
+                .list_profiles(project)
+                .await
+                .map_err(ControlError::from)?
+            {
                 if let Ok(p) = Profile::from_yaml(&doc.source_yaml) {
                     if p.rule_type_names().contains(&name.as_str()) {
                         kinds.extend(Control::profile_kinds(&p));
@@ -306,23 +393,39 @@ impl ControlService for Control {
             }
         }
         tracing::info!(project, rule_type = %name, version, changed, "rule type applied");
-        Ok(Response::new(ApplyRuleTypeResponse { name, version, changed }))
+        Ok(Response::new(ApplyRuleTypeResponse {
+            name,
+            version,
+            changed,
+        }))
     }
 
-    async fn apply_data_source(&self, req: Request<ApplyDataSourceRequest>) -> Result<Response<ApplyDataSourceResponse>, Status> {
+    async fn apply_data_source(
+        &self,
+        req: Request<ApplyDataSourceRequest>,
+    ) -> Result<Response<ApplyDataSourceResponse>, Status> {
         let req = req.into_inner();
         let project = project_or_default(&req.project);
-        let name = DataSources::new().add_yaml(&req.yaml).map_err(ControlError::Invalid)?;
+        let name = DataSources::new()
+            .add_yaml(&req.yaml)
+            .map_err(ControlError::Invalid)?;
         let (version, changed) = self
             .store
             .upsert_data_source(project, &name, &digest(req.yaml.as_bytes()), &req.yaml)
             .await
             .map_err(ControlError::from)?;
         tracing::info!(project, data_source = %name, version, changed, "data source applied");
-        Ok(Response::new(ApplyDataSourceResponse { name, version, changed }))
+        Ok(Response::new(ApplyDataSourceResponse {
+            name,
+            version,
+            changed,
+        }))
     }
 
-    async fn apply_profile(&self, req: Request<ApplyProfileRequest>) -> Result<Response<ApplyProfileResponse>, Status> {
+    async fn apply_profile(
+        &self,
+        req: Request<ApplyProfileRequest>,
+    ) -> Result<Response<ApplyProfileResponse>, Status> {
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let profile = Profile::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
@@ -331,30 +434,54 @@ impl ControlService for Control {
         let mut compiled = std::collections::HashMap::new();
         let sources = self.data_sources(project).await?;
         for rt in profile.rule_type_names() {
-            let Some(doc) = self.store.get_rule_type(project, rt).await.map_err(ControlError::from)? else {
-                return Err(ControlError::Precondition(format!("rule type {rt} does not exist in project {project}: apply it first")).into());
+            let Some(doc) = self
+                .store
+                .get_rule_type(project, rt)
+                .await
+                .map_err(ControlError::from)?
+            else {
+                return Err(ControlError::Precondition(format!(
+                    "rule type {rt} does not exist in project {project}: apply it first"
+                ))
+                .into());
             };
-            let rule = RuleType::from_yaml(&doc.source_yaml).and_then(|rt| CompiledRule::compile_with(rt, &sources)).map_err(ControlError::Invalid)?;
+            let rule = RuleType::from_yaml(&doc.source_yaml)
+                .and_then(|rt| CompiledRule::compile_with(rt, &sources))
+                .map_err(ControlError::Invalid)?;
             compiled.insert(rt.to_string(), rule);
         }
         for kind in Control::profile_kinds(&profile) {
             for r in profile.rules_for(kind) {
                 if let Some(rule) = compiled.get(&r.rule_type) {
                     rule.validate(&r.def, &r.params).map_err(|e| {
-                        ControlError::InvalidArgument(format!("profile {} rule {}: {e}", profile.name, r.rule_name()))
+                        ControlError::InvalidArgument(format!(
+                            "profile {} rule {}: {e}",
+                            profile.name,
+                            r.rule_name()
+                        ))
                     })?;
                 }
             }
         }
         let (version, changed) = self
             .store
-            .upsert_profile(project, &profile.name, &digest(req.yaml.as_bytes()), &req.yaml)
+            .upsert_profile(
+                project,
+                &profile.name,
+                &digest(req.yaml.as_bytes()),
+                &req.yaml,
+            )
             .await
             .map_err(ControlError::from)?;
         // Queue the entities also when unchanged, for the same reason as for rule types; and
         // every kind a profile could have applied to, so a kind it dropped is re-evaluated too
         // (its old verdicts are then removed).
-        let all_kinds = [EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release];
+        let all_kinds = [
+            EntityKind::Repository,
+            EntityKind::PullRequest,
+            EntityKind::Artifact,
+            EntityKind::Release,
+        ];
         let entities = self.entities_of(project, &all_kinds).await?;
         let queued = self.emit(&entities, EventReason::ProfileChanged).await?;
         tracing::info!(project, profile = %profile.name, version, changed, queued, "profile applied");
@@ -366,13 +493,20 @@ impl ControlService for Control {
         }))
     }
 
-    async fn register_repository(&self, req: Request<RegisterRepositoryRequest>) -> Result<Response<RegisterRepositoryResponse>, Status> {
+    async fn register_repository(
+        &self,
+        req: Request<RegisterRepositoryRequest>,
+    ) -> Result<Response<RegisterRepositoryResponse>, Status> {
         let req = req.into_inner();
         let project = project_or_default(&req.project).to_string();
         if req.owner.is_empty() || req.name.is_empty() {
             return Err(ControlError::InvalidArgument("owner and name are required".into()).into());
         }
-        let repo = self.github.get_repository(&req.owner, &req.name).await.map_err(ControlError::from)?;
+        let repo = self
+            .github
+            .get_repository(&req.owner, &req.name)
+            .await
+            .map_err(ControlError::from)?;
         let default_branch = repo.default_branch.clone().unwrap_or_default();
         let entity = Entity {
             entity_ref: EntityRef::repository(&self.provider, repo.id),
@@ -389,8 +523,13 @@ impl ControlService for Control {
             }),
             labels: req.labels,
         };
-        let created = self.store.upsert_entity(&entity).await.map_err(ControlError::from)?;
-        self.emit(std::slice::from_ref(&entity), EventReason::Registered).await?;
+        let created = self
+            .store
+            .upsert_entity(&entity)
+            .await
+            .map_err(ControlError::from)?;
+        self.emit(std::slice::from_ref(&entity), EventReason::Registered)
+            .await?;
         tracing::info!(entity = %entity.id(), repo = %entity.full_name(), created, "repository registered");
         Ok(Response::new(RegisterRepositoryResponse {
             entity_id: entity.id(),
@@ -399,9 +538,14 @@ impl ControlService for Control {
         }))
     }
 
-    async fn list_repositories(&self, req: Request<ListRepositoriesRequest>) -> Result<Response<ListRepositoriesResponse>, Status> {
+    async fn list_repositories(
+        &self,
+        req: Request<ListRepositoriesRequest>,
+    ) -> Result<Response<ListRepositoriesResponse>, Status> {
         let req = req.into_inner();
-        let entities = self.entities_of(project_or_default(&req.project), &[EntityKind::Repository]).await?;
+        let entities = self
+            .entities_of(project_or_default(&req.project), &[EntityKind::Repository])
+            .await?;
         Ok(Response::new(ListRepositoriesResponse {
             repositories: entities
                 .into_iter()
@@ -416,12 +560,17 @@ impl ControlService for Control {
         }))
     }
 
-    async fn list_status(&self, req: Request<ListStatusRequest>) -> Result<Response<ListStatusResponse>, Status> {
+    async fn list_status(
+        &self,
+        req: Request<ListStatusRequest>,
+    ) -> Result<Response<ListStatusResponse>, Status> {
         let req = req.into_inner();
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         if let Some(s) = opt(&req.status) {
             if s.parse::<EvalStatus>().is_err() {
-                return Err(Status::invalid_argument(format!("unknown status {s:?}: want pass, fail, error or skipped")));
+                return Err(Status::invalid_argument(format!(
+                    "unknown status {s:?}: want pass, fail, error or skipped"
+                )));
             }
         }
         let filter = plumbline_store::StatusFilter {
@@ -431,12 +580,24 @@ impl ControlService for Control {
         };
         let after = match opt(&req.page_token) {
             None => None,
-            Some(t) => Some(plumbline_store::StatusCursor::from_token(&t).map_err(|e| Status::invalid_argument(e.to_string()))?),
+            Some(t) => Some(
+                plumbline_store::StatusCursor::from_token(&t)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ),
         };
-        let size = if req.page_size == 0 { 500 } else { i64::from(req.page_size) };
+        let size = if req.page_size == 0 {
+            500
+        } else {
+            i64::from(req.page_size)
+        };
         let page = self
             .store
-            .status_page(project_or_default(&req.project), &filter, after.as_ref(), size)
+            .status_page(
+                project_or_default(&req.project),
+                &filter,
+                after.as_ref(),
+                size,
+            )
             .await
             .map_err(ControlError::from)?;
         Ok(Response::new(ListStatusResponse {
@@ -466,14 +627,25 @@ impl ControlService for Control {
         }))
     }
 
-    async fn get_posture(&self, req: Request<GetPostureRequest>) -> Result<Response<GetPostureResponse>, Status> {
+    async fn get_posture(
+        &self,
+        req: Request<GetPostureRequest>,
+    ) -> Result<Response<GetPostureResponse>, Status> {
         let req = req.into_inner();
-        let counts = self.store.posture_counts(project_or_default(&req.project)).await.map_err(ControlError::from)?;
+        let counts = self
+            .store
+            .posture_counts(project_or_default(&req.project))
+            .await
+            .map_err(ControlError::from)?;
         Ok(Response::new(GetPostureResponse {
             counts: counts
                 .into_iter()
                 .map(|c| PostureCount {
-                    status: c.status.parse::<EvalStatus>().map(|s| plumbline_proto::v1::EvalStatus::from(s) as i32).unwrap_or(0),
+                    status: c
+                        .status
+                        .parse::<EvalStatus>()
+                        .map(|s| plumbline_proto::v1::EvalStatus::from(s) as i32)
+                        .unwrap_or(0),
                     profile: c.profile,
                     rule_name: c.rule_name,
                     count: c.count.max(0) as u64,
@@ -482,16 +654,39 @@ impl ControlService for Control {
         }))
     }
 
-    async fn reconcile(&self, req: Request<ReconcileRequest>) -> Result<Response<ReconcileResponse>, Status> {
+    async fn reconcile(
+        &self,
+        req: Request<ReconcileRequest>,
+    ) -> Result<Response<ReconcileResponse>, Status> {
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let entities = if req.entity_id.is_empty() {
-            self.entities_of(project, &[EntityKind::Repository, EntityKind::PullRequest, EntityKind::Artifact, EntityKind::Release]).await?
+            self.entities_of(
+                project,
+                &[
+                    EntityKind::Repository,
+                    EntityKind::PullRequest,
+                    EntityKind::Artifact,
+                    EntityKind::Release,
+                ],
+            )
+            .await?
         } else {
             // An entity of another project is answered exactly as one that does not exist.
-            match self.store.get_entity(&req.entity_id).await.map_err(ControlError::from)? {
+            match self
+                .store
+                .get_entity(&req.entity_id)
+                .await
+                .map_err(ControlError::from)?
+            {
                 Some(e) if e.project == project => vec![e],
-                _ => return Err(ControlError::NotFound(format!("entity {} in project {project}", req.entity_id)).into()),
+                _ => {
+                    return Err(ControlError::NotFound(format!(
+                        "entity {} in project {project}",
+                        req.entity_id
+                    ))
+                    .into())
+                }
             }
         };
         let n = self.emit(&entities, EventReason::Manual).await?;

@@ -48,26 +48,43 @@ pub enum TlsConfigError {
 type Stamp = (Option<SystemTime>, u64);
 
 fn stamp(path: &Path) -> Option<Stamp> {
-    std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len()))
 }
 
 fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsConfigError::Read { path: p.to_path_buf(), source });
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsConfigError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     let cert_pem = read(cert)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsConfigError::Pem { path: cert.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| TlsConfigError::Pem {
+            path: cert.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsConfigError::NoCertificate { path: cert.to_path_buf() });
+        return Err(TlsConfigError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
     }
     let key_pem = secrecy::SecretBox::new(Box::new(read(key)?));
     let key_der = PrivateKeyDer::from_pem_slice(secrecy::ExposeSecret::expose_secret(&key_pem))
-        .map_err(|e| TlsConfigError::Pem { path: key.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| TlsConfigError::Pem {
+            path: key.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let provider = rustls::crypto::ring::default_provider();
-    let ck = CertifiedKey::from_der(chain, key_der, &provider).map_err(|source| TlsConfigError::Key {
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-        source,
+    let ck = CertifiedKey::from_der(chain, key_der, &provider).map_err(|source| {
+        TlsConfigError::Key {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
+        }
     })?;
     Ok(Arc::new(ck))
 }
@@ -123,11 +140,13 @@ impl ResolvesServerCert for ReloadingCert {
 /// A TLS acceptor speaking HTTP/2 (gRPC) with the reloading certificate.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsConfigError> {
     let resolver = Arc::new(ReloadingCert::new(cert, key)?);
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(TlsConfigError::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsConfigError::Config)?
+    .with_no_client_auth()
+    .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -162,11 +181,15 @@ pub fn incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "control API TLS handshake failed"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "control API TLS handshake failed")
+                    }
                     Err(_) => tracing::debug!(%peer, "control API TLS handshake timed out"),
                 }
             });
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }

@@ -90,13 +90,20 @@ impl Catalog {
         }
         let mut profiles = Vec::new();
         for doc in self.store.list_profiles(project).await? {
-            let compiled = Profile::from_yaml(&doc.source_yaml).and_then(CompiledProfile::compile).map(Arc::new);
+            let compiled = Profile::from_yaml(&doc.source_yaml)
+                .and_then(CompiledProfile::compile)
+                .map(Arc::new);
             if let Err(e) = &compiled {
                 tracing::warn!(profile = %doc.name, error = %e, "stored profile does not compile");
             }
             profiles.push(ProfileEntry { compiled });
         }
-        tracing::info!(project, rule_types = rules.len(), profiles = profiles.len(), "catalog loaded");
+        tracing::info!(
+            project,
+            rule_types = rules.len(),
+            profiles = profiles.len(),
+            "catalog loaded"
+        );
         Ok(Snapshot { rules, profiles })
     }
 }

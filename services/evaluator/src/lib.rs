@@ -16,14 +16,14 @@ use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, 
 use plumbline_domain::{Entity, EvalStatus};
 use plumbline_engine::datasource::Fetcher;
 use plumbline_engine::provider::{Memo, ProviderError};
-use plumbline_github_provider::{provider_error, BlockingGitHubFetcher, GitHubProvider};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
 use plumbline_github::{GitHub, NameCheck};
+use plumbline_github_provider::{provider_error, BlockingGitHubFetcher, GitHubProvider};
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
+use plumbline_runtime::ServiceArgs;
 use plumbline_store::{EvaluationRecord, Store};
 use plumbline_telemetry::{Health, Metrics};
-use plumbline_runtime::ServiceArgs;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +38,11 @@ pub struct EvaluatorConfig {
     pub service: ServiceArgs,
 
     /// Consumer group; every replica of one installation uses the same.
-    #[arg(long, env = "PLUMB_EVALUATOR_GROUP", default_value = "plumbline-evaluator")]
+    #[arg(
+        long,
+        env = "PLUMB_EVALUATOR_GROUP",
+        default_value = "plumbline-evaluator"
+    )]
     pub group_id: String,
 
     /// How long the group waits for a silent replica before reassigning its partitions.
@@ -118,27 +122,53 @@ struct Evaluator {
     metrics: Metrics,
 }
 
-pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Result<Running, EvaluatorError> {
+pub async fn start(
+    config: EvaluatorConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, EvaluatorError> {
     let s = &config.service;
     let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections, Duration::from_millis(s.database_statement_timeout_ms))?;
+    let store = Store::connect_with_timeout(
+        secrecy::ExposeSecret::expose_secret(&s.database_url),
+        s.database_max_connections,
+        Duration::from_millis(s.database_statement_timeout_ms),
+    )?;
     let github = s.github()?;
     let egress = s.egress()?;
-    let kafka = s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?;
-    let producer = Producer::new(&ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator").with_client_options(kafka.clone()))?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events).with_client_options(kafka);
+    let kafka = s
+        .kafka
+        .client_options()
+        .map_err(plumbline_bus::BusError::Config)?;
+    let producer = Producer::new(
+        &ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator")
+            .with_client_options(kafka.clone()),
+    )?;
+    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events)
+        .with_client_options(kafka);
     cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
     cc.client_id = "plumbline-evaluator".into();
     let consumer = Consumer::new(&cc)?;
     let metrics = Metrics::new();
     let health = Health::new("evaluator");
-    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
-        .await
-        .map_err(EvaluatorError::Health)?;
+    let health_addr = plumbline_telemetry::serve(
+        s.health_listen,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(EvaluatorError::Health)?;
     let ev = Evaluator {
-        catalog: Catalog::new(store.clone(), Duration::from_millis(config.catalog_max_staleness_ms)),
+        catalog: Catalog::new(
+            store.clone(),
+            Duration::from_millis(config.catalog_max_staleness_ms),
+        ),
         store,
-        provider: GitHubProvider::new(github.clone(), config.tree_cache_mib.saturating_mul(1 << 20)).with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
+        provider: GitHubProvider::new(
+            github.clone(),
+            config.tree_cache_mib.saturating_mul(1 << 20),
+        )
+        .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
         github,
         egress,
         producer,
@@ -169,7 +199,10 @@ pub async fn start(config: EvaluatorConfig, shutdown: CancellationToken) -> Resu
     })
 }
 
-pub async fn run(config: EvaluatorConfig, shutdown: CancellationToken) -> Result<(), EvaluatorError> {
+pub async fn run(
+    config: EvaluatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), EvaluatorError> {
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
@@ -185,10 +218,15 @@ impl Handler for Evaluator {
 /// rather than publish a verdict that says nothing about the repository.
 fn provider_unavailable(e: ProviderError) -> Failure {
     let until = match &e {
-        ProviderError::Transient { until: Some(secs), .. } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
+        ProviderError::Transient {
+            until: Some(secs), ..
+        } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
         _ => None,
     };
-    Failure::Unavailable { reason: e.to_string(), until }
+    Failure::Unavailable {
+        reason: e.to_string(),
+        until,
+    }
 }
 
 /// What reading a repository back by name says about the entity.
@@ -217,7 +255,12 @@ impl Evaluator {
     /// is followed.
     /// Reads `owner/name` back: `Err(Failure)` to retry later (GitHub down or limiting),
     /// `Ok(Err(why))` when GitHub refused in a way a retry will not change.
-    async fn check_name(&self, owner: &str, name: &str, expected: u64) -> Result<Result<NameCheck, String>, Failure> {
+    async fn check_name(
+        &self,
+        owner: &str,
+        name: &str,
+        expected: u64,
+    ) -> Result<Result<NameCheck, String>, Failure> {
         match self.github.check_repository_name(owner, name, expected).await {
             Ok(c) => Ok(Ok(c)),
             Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
@@ -225,16 +268,33 @@ impl Evaluator {
         }
     }
 
-    async fn confirm_identity(&self, event: &EntityEvent, entity: &mut Entity) -> Result<Identity, Failure> {
+    async fn confirm_identity(
+        &self,
+        event: &EntityEvent,
+        entity: &mut Entity,
+    ) -> Result<Identity, Failure> {
         use plumbline_proto::v1::EventReason;
         let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
-        let transient = |e: plumbline_store::StoreError| if e.is_transient() { Failure::Unavailable { reason: format!("postgres: {e}"), until: None } } else { Failure::Transient(e.to_string()) };
+        let transient = |e: plumbline_store::StoreError| {
+            if e.is_transient() {
+                Failure::Unavailable {
+                    reason: format!("postgres: {e}"),
+                    until: None,
+                }
+            } else {
+                Failure::Transient(e.to_string())
+            }
+        };
         // The name the event brings (a rename, a transfer) is tried first; it becomes the
         // entity's name only if it leads to this id.
-        let hinted = !event.owner.is_empty() && !event.name.is_empty() && (event.owner != entity.owner || event.name != entity.name);
+        let hinted = !event.owner.is_empty()
+            && !event.name.is_empty()
+            && (event.owner != entity.owner || event.name != entity.name);
         let mut found = None;
         if hinted {
-            if let Ok(NameCheck::Same(repo)) = self.check_name(&event.owner, &event.name, expected).await? {
+            if let Ok(NameCheck::Same(repo)) =
+                self.check_name(&event.owner, &event.name, expected).await?
+            {
                 tracing::info!(entity = %entity.id(), from = %entity.full_name(), to = %format!("{}/{}", event.owner, event.name), "repository rename confirmed");
                 entity.owner = event.owner.clone();
                 entity.name = event.name.clone();
@@ -243,7 +303,10 @@ impl Evaluator {
         }
         let outcome = match found {
             Some(c) => c,
-            None => match self.check_name(&entity.owner, &entity.name, expected).await? {
+            None => match self
+                .check_name(&entity.owner, &entity.name, expected)
+                .await?
+            {
                 Ok(c) => c,
                 Err(why) => return Ok(Identity::Problem(why)),
             },
@@ -273,19 +336,30 @@ impl Evaluator {
     }
 
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
-        let event = EntityEvent::decode(record.payload.as_slice()).map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
-        let entity_ref = event.entity_ref().map_err(|e| Failure::Poison(e.to_string()))?;
+        let event = EntityEvent::decode(record.payload.as_slice())
+            .map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
+        let entity_ref = event
+            .entity_ref()
+            .map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
         let transient = |e: plumbline_store::StoreError| {
             if e.is_transient() {
-                Failure::Unavailable { reason: format!("postgres: {e}"), until: None }
+                Failure::Unavailable {
+                    reason: format!("postgres: {e}"),
+                    until: None,
+                }
             } else {
                 Failure::Transient(e.to_string())
             }
         };
         let Some(mut entity) = self.store.get_entity(&id).await.map_err(transient)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
-            self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "unregistered")], 1);
+            self.metrics.inc(
+                "plumbline_evaluator_events_total",
+                "entity events by outcome",
+                &[("outcome", "unregistered")],
+                1,
+            );
             return Ok(());
         };
         let mut identity_problem = None;
@@ -293,19 +367,33 @@ impl Evaluator {
             match self.confirm_identity(&event, &mut entity).await? {
                 Identity::Confirmed => {}
                 Identity::Problem(why) => {
-                    self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "identity_mismatch")], 1);
+                    self.metrics.inc(
+                        "plumbline_evaluator_events_total",
+                        "entity events by outcome",
+                        &[("outcome", "identity_mismatch")],
+                        1,
+                    );
                     tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
                     identity_problem = Some(why);
                 }
                 Identity::Gone(why) => {
                     let retired = self.store.retire_entity(&id).await.map_err(transient)?;
-                    self.metrics.inc("plumbline_evaluator_events_total", "entity events by outcome", &[("outcome", "retired")], 1);
+                    self.metrics.inc(
+                        "plumbline_evaluator_events_total",
+                        "entity events by outcome",
+                        &[("outcome", "retired")],
+                        1,
+                    );
                     tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
                     return Ok(());
                 }
             }
         }
-        let snapshot = self.catalog.snapshot(&entity.project).await.map_err(transient)?;
+        let snapshot = self
+            .catalog
+            .snapshot(&entity.project)
+            .await
+            .map_err(transient)?;
         // What each rule found last time: reused when its input digest and version are unchanged.
         let last = self.store.last_verdicts(&id).await.map_err(transient)?;
         let evaluation_started = std::time::Instant::now();
@@ -321,21 +409,42 @@ impl Evaluator {
             // An entity the profile's selectors leave out gets `skipped` verdicts, so leaving a
             // profile (a label removed) replaces its old verdicts instead of freezing them.
             let selected = compiled_profile.selects(&entity);
-            let remediate = profile.remediate_mode().map(|m| m.as_str()).unwrap_or("off");
+            let remediate = profile
+                .remediate_mode()
+                .map(|m| m.as_str())
+                .unwrap_or("off");
             let alert = profile.alert_mode().map(|m| m.as_str()).unwrap_or("off");
             for rule in profile.rules_for(entity.entity_ref.kind) {
                 let (version, outcome) = match snapshot.rules.get(&rule.rule_type) {
-                    None => (0, Outcome::error(format!("rule type {} not found", rule.rule_type))),
-                    Some((v, Err(e))) => (*v, Outcome::error(format!("rule type {} does not compile: {e}", rule.rule_type))),
+                    None => (
+                        0,
+                        Outcome::error(format!("rule type {} not found", rule.rule_type)),
+                    ),
+                    Some((v, Err(e))) => (
+                        *v,
+                        Outcome::error(format!(
+                            "rule type {} does not compile: {e}",
+                            rule.rule_type
+                        )),
+                    ),
                     Some((v, Ok(compiled))) => {
-                        let outcome = match (&selected, compiled.validate(&rule.def, &rule.params)) {
+                        let outcome = match (&selected, compiled.validate(&rule.def, &rule.params))
+                        {
                             (Err(e), _) => Outcome::error(e),
-                            (Ok(false), _) => Outcome::new(EvalStatus::Skipped, "entity not selected by the profile"),
+                            (Ok(false), _) => Outcome::new(
+                                EvalStatus::Skipped,
+                                "entity not selected by the profile",
+                            ),
                             (Ok(true), Err(e)) => Outcome::error(e),
-                            (Ok(true), Ok(())) if identity_problem.is_some() => Outcome::error(identity_problem.clone().unwrap_or_default()),
+                            (Ok(true), Ok(())) if identity_problem.is_some() => {
+                                Outcome::error(identity_problem.clone().unwrap_or_default())
+                            }
                             (Ok(true), Ok(())) => {
-                                let previous = last.get(&(profile.name.clone(), rule.rule_name().to_string())).filter(|l| l.rule_type_version == *v);
-                                self.evaluate(compiled.clone(), &entity, rule, &memo, previous).await?
+                                let previous = last
+                                    .get(&(profile.name.clone(), rule.rule_name().to_string()))
+                                    .filter(|l| l.rule_type_version == *v);
+                                self.evaluate(compiled.clone(), &entity, rule, &memo, previous)
+                                    .await?
                             }
                         };
                         (*v, outcome)
@@ -351,7 +460,15 @@ impl Evaluator {
                 // actuator's idempotency keys still match.
                 let evaluation_id = uuid::Uuid::new_v5(
                     &uuid::Uuid::NAMESPACE_OID,
-                    format!("{}/{}/{}/{}/{}", record.topic, record.partition, record.offset, profile.name, rule.rule_name()).as_bytes(),
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        profile.name,
+                        rule.rule_name()
+                    )
+                    .as_bytes(),
                 );
                 let now = chrono::Utc::now();
                 records.push(EvaluationRecord {
@@ -394,7 +511,10 @@ impl Evaluator {
             }
         }
         // Durable first, then announce: a consumer of the verdict finds the status written.
-        self.store.record_evaluations(&id, &records).await.map_err(transient)?;
+        self.store
+            .record_evaluations(&id, &records)
+            .await
+            .map_err(transient)?;
         let trace = record.trace().child();
         let (producer, topic) = (&self.producer, &self.topics.verdicts);
         let sends = verdicts.iter().map(|v| {
@@ -403,12 +523,23 @@ impl Evaluator {
             let key = id.clone();
             async move {
                 producer
-                    .publish(topic, &key, &payload, "dev.plumbline.verdict.v1", &v.evaluation_id, &trace, &BTreeMap::new())
+                    .publish(
+                        topic,
+                        &key,
+                        &payload,
+                        "dev.plumbline.verdict.v1",
+                        &v.evaluation_id,
+                        &trace,
+                        &BTreeMap::new(),
+                    )
                     .await
             }
         });
         for r in futures::future::join_all(sends).await {
-            r.map_err(|e| Failure::Unavailable { reason: format!("kafka: {e}"), until: None })?;
+            r.map_err(|e| Failure::Unavailable {
+                reason: format!("kafka: {e}"),
+                until: None,
+            })?;
         }
         self.metrics.observe(
             "plumbline_evaluator_entity_seconds",
@@ -417,8 +548,18 @@ impl Evaluator {
             evaluation_started.elapsed().as_secs_f64(),
         );
         let cache = self.github.cache_stats();
-        self.metrics.set_gauge("plumbline_github_etag_cache_hits", "conditional GETs answered from the cache (304s, free of quota)", &[], cache.hits);
-        self.metrics.set_gauge("plumbline_github_etag_cache_misses", "GETs that fetched a body", &[], cache.misses);
+        self.metrics.set_gauge(
+            "plumbline_github_etag_cache_hits",
+            "conditional GETs answered from the cache (304s, free of quota)",
+            &[],
+            cache.hits,
+        );
+        self.metrics.set_gauge(
+            "plumbline_github_etag_cache_misses",
+            "GETs that fetched a body",
+            &[],
+            cache.misses,
+        );
         tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
         Ok(())
     }
@@ -446,7 +587,9 @@ impl Evaluator {
         };
         // Same input, same rule version and parameters (all in the digest): the last verdict
         // stands, without evaluating again. Errors are always re-evaluated.
-        if let Some(p) = previous.filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable()) {
+        if let Some(p) =
+            previous.filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable())
+        {
             let status = match p.status.as_str() {
                 "pass" => Some(EvalStatus::Pass),
                 "fail" => Some(EvalStatus::Fail),
@@ -454,7 +597,12 @@ impl Evaluator {
                 _ => None,
             };
             if let Some(status) = status {
-                self.metrics.inc("plumbline_evaluator_reused_total", "rule verdicts reused because nothing they read changed", &[], 1);
+                self.metrics.inc(
+                    "plumbline_evaluator_reused_total",
+                    "rule verdicts reused because nothing they read changed",
+                    &[],
+                    1,
+                );
                 let mut outcome = Outcome::new(status, p.message.clone());
                 outcome.details = serde_json::from_value(p.details.clone()).unwrap_or_default();
                 outcome.input_digest = p.input_digest.clone();
@@ -462,7 +610,11 @@ impl Evaluator {
             }
         }
         let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(self.github.clone(), self.egress.clone(), &entity));
+        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(
+            self.github.clone(),
+            self.egress.clone(),
+            &entity,
+        ));
         tokio::task::spawn_blocking(move || {
             let inv = Invocation {
                 entity: &entity,
@@ -472,6 +624,11 @@ impl Evaluator {
             rule.evaluate_with(&ingested, &inv, Some(fetcher))
         })
         .await
-        .or_else(|e| Ok(Outcome::new(EvalStatus::Error, format!("evaluation panicked: {e}"))))
+        .or_else(|e| {
+            Ok(Outcome::new(
+                EvalStatus::Error,
+                format!("evaluation panicked: {e}"),
+            ))
+        })
     }
 }

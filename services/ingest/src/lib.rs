@@ -39,8 +39,8 @@ use axum::{Json, Router};
 use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::Entity;
 use plumbline_proto::Message as _;
-use plumbline_store::{Claim, Store};
 use plumbline_runtime::secrets::{secret_lines, SecretFile};
+use plumbline_store::{Claim, Store};
 use plumbline_telemetry::{Health, Metrics};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
@@ -111,7 +111,10 @@ struct WebhookSecrets {
 }
 
 fn parse_secrets(text: &SecretString) -> Result<Vec<Vec<u8>>, String> {
-    let lines: Vec<Vec<u8>> = secret_lines(text).iter().map(|s| s.expose_secret().as_bytes().to_vec()).collect();
+    let lines: Vec<Vec<u8>> = secret_lines(text)
+        .iter()
+        .map(|s| s.expose_secret().as_bytes().to_vec())
+        .collect();
     if lines.is_empty() {
         return Err("holds no webhook secret".into());
     }
@@ -120,28 +123,46 @@ fn parse_secrets(text: &SecretString) -> Result<Vec<Vec<u8>>, String> {
 
 impl WebhookSecrets {
     fn new(config: &IngestConfig) -> Result<Self, IngestError> {
-        let fixed: Vec<Vec<u8>> = config.webhook_secrets.iter().map(|s| s.expose_secret().as_bytes().to_vec()).filter(|s| !s.is_empty()).collect();
+        let fixed: Vec<Vec<u8>> = config
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .collect();
         if fixed.len() < config.webhook_secrets.len() {
             return Err(IngestError::Config("an empty webhook secret was given (an empty secret would accept forged signatures)".into()));
         }
         let file = match &config.webhook_secrets_file {
-            Some(p) => Some(SecretFile::open(p, "webhook secrets", parse_secrets).map_err(|e| IngestError::Config(e.to_string()))?),
+            Some(p) => Some(
+                SecretFile::open(p, "webhook secrets", parse_secrets)
+                    .map_err(|e| IngestError::Config(e.to_string()))?,
+            ),
             None => None,
         };
         if fixed.is_empty() && file.is_none() {
-            return Err(IngestError::Config("at least one webhook secret is required".into()));
+            return Err(IngestError::Config(
+                "at least one webhook secret is required".into(),
+            ));
         }
         Ok(WebhookSecrets { fixed, file })
     }
 
     /// Checks a signature against every secret accepted now: the file's (current first), then
     /// the fixed ones. Borrows them; no secret is copied per delivery.
-    fn verify(&self, body: &[u8], signature: &str) -> Result<(), plumbline_github::webhook::SignatureError> {
+    fn verify(
+        &self,
+        body: &[u8],
+        signature: &str,
+    ) -> Result<(), plumbline_github::webhook::SignatureError> {
         match &self.file {
             None => plumbline_github::webhook::verify(&self.fixed, body, Some(signature)),
             Some(f) => {
                 let from_file = f.get();
-                let all: Vec<&[u8]> = from_file.iter().chain(self.fixed.iter()).map(Vec::as_slice).collect();
+                let all: Vec<&[u8]> = from_file
+                    .iter()
+                    .chain(self.fixed.iter())
+                    .map(Vec::as_slice)
+                    .collect();
                 plumbline_github::webhook::verify(&all, body, Some(signature))
             }
         }
@@ -176,13 +197,20 @@ pub async fn start(
             "--max-in-flight must be at least 1".into(),
         ));
     }
-    if config.max_body_bytes_in_flight < MAX_BODY_BYTES || config.max_body_bytes_in_flight > Semaphore::MAX_PERMITS {
+    if config.max_body_bytes_in_flight < MAX_BODY_BYTES
+        || config.max_body_bytes_in_flight > Semaphore::MAX_PERMITS
+    {
         return Err(IngestError::Config(format!(
             "--max-body-bytes-in-flight must be at least {MAX_BODY_BYTES} (one payload of GitHub's largest size)"
         )));
     }
     let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest")
-        .with_client_options(config.kafka.client_options().map_err(plumbline_bus::BusError::Config)?);
+        .with_client_options(
+            config
+                .kafka
+                .client_options()
+                .map_err(plumbline_bus::BusError::Config)?,
+        );
     pc.ack_timeout = config.ack_timeout();
     let producer = Producer::new(&pc)?;
     // Dedupe has a pool of its own: two claim batches, the marker and the purge or a release.
@@ -226,12 +254,17 @@ pub async fn start(
         .with_state(state.clone())
         .fallback(not_found);
     // Health and metrics on a listener of their own, never on the public webhook port.
-    let health_addr = plumbline_telemetry::serve(config.health_listen, health.clone(), metrics.clone(), shutdown.clone())
-        .await
-        .map_err(|source| IngestError::Listen {
-            addr: config.health_listen,
-            source,
-        })?;
+    let health_addr = plumbline_telemetry::serve(
+        config.health_listen,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| IngestError::Listen {
+        addr: config.health_listen,
+        source,
+    })?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| IngestError::Listen {
@@ -562,7 +595,13 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
         Err(_) if !req.headers().contains_key(header::TRANSFER_ENCODING) => 0,
         // GitHub always sends Content-Length; a body of unknown length (chunked) could only be
         // bounded by reading it.
-        Err(_) => return Answer::reject(StatusCode::LENGTH_REQUIRED, "length_required", "a Content-Length header is required"),
+        Err(_) => {
+            return Answer::reject(
+                StatusCode::LENGTH_REQUIRED,
+                "length_required",
+                "a Content-Length header is required",
+            )
+        }
     };
     if declared > MAX_BODY_BYTES as u64 {
         return Answer::reject(
@@ -582,7 +621,10 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
     };
     // `declared` is at most 25 MiB, so it fits a u32.
     let Ok(_bytes) = st.body_bytes.try_acquire_many(declared as u32) else {
-        return Answer::unavailable("shed_bytes", "too many webhook bytes in flight, redeliver later");
+        return Answer::unavailable(
+            "shed_bytes",
+            "too many webhook bytes in flight, redeliver later",
+        );
     };
     // Read into one buffer of the declared size: no growth by doubling, no second copy.
     let read = async {
@@ -607,7 +649,13 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
             )
         }
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", format!("reading the body: {e}")),
+        Ok(Err(e)) => {
+            return Answer::reject(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the body: {e}"),
+            )
+        }
     };
     if let Err(e) = st.secrets.verify(&body, &sig) {
         return bad_signature(st, e.to_string());

@@ -547,7 +547,10 @@ mod tests {
             "d",
             &json!({"action": "deleted", "repository": repo()}),
         ));
-        assert!(p.enroll.is_empty(), "only announced: the evaluator confirms it");
+        assert!(
+            p.enroll.is_empty(),
+            "only announced: the evaluator confirms it"
+        );
         assert_eq!(p.events[0].reason, v1::EventReason::Retired as i32);
         let p = plan(map_event(
             "github",

@@ -35,7 +35,13 @@ pub struct ListenerLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then drains.
-pub async fn serve(listener: TcpListener, app: Router, limits: ListenerLimits, metrics: Metrics, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ListenerLimits,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     loop {
@@ -53,7 +59,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ListenerLimits, m
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.inc("plumbline_ingest_connections_refused_total", "connections closed on accept because --max-connections were open", &[], 1);
+            metrics.inc(
+                "plumbline_ingest_connections_refused_total",
+                "connections closed on accept because --max-connections were open",
+                &[],
+                1,
+            );
             drop(stream);
             continue;
         };
@@ -72,7 +83,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ListenerLimits, m
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(drain = ?limits.drain, "webhook connections still open after the drain deadline; closing them");
     }
 }

@@ -11,9 +11,19 @@ fn free_port() -> u16 {
 #[test]
 fn sigterm_stops_the_service_gracefully() {
     let (port, admin) = (free_port(), free_port());
-    let brokers = std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers =
+        std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--health-listen", &format!("127.0.0.1:{admin}"), "--kafka-brokers", &brokers, "--webhook-secret", "s"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--health-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--kafka-brokers",
+            &brokers,
+            "--webhook-secret",
+            "s",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -34,7 +44,10 @@ fn sigterm_stops_the_service_gracefully() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(ready, "ingest became ready (admin port {admin})");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -52,7 +65,9 @@ fn sigterm_stops_the_service_gracefully() {
 
 #[test]
 fn missing_secret_is_a_clear_startup_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_plumbline-ingest")).output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--webhook-secret"), "{err}");

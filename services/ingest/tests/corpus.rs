@@ -162,7 +162,13 @@ async fn every_corpus_payload_is_mapped_as_the_table_says() {
         let payload: serde_json::Value = serde_json::from_slice(body).expect("corpus is json");
         let d = delivery();
         let mut before = BTreeMap::new();
-        if matches!(expect, Records { registry: Registry::Announced, .. }) {
+        if matches!(
+            expect,
+            Records {
+                registry: Registry::Announced,
+                ..
+            }
+        ) {
             for id in repositories(event, &payload) {
                 let active = store
                     .get_entity(&format!("github/repository/{id}"))

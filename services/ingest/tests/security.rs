@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-
 /// Reads until the server answers or closes; returns what it sent and how long it took.
 async fn answer(s: &mut tokio::net::TcpStream, within: Duration) -> (String, Duration) {
     let started = Instant::now();
@@ -19,11 +18,16 @@ async fn answer(s: &mut tokio::net::TcpStream, within: Duration) -> (String, Dur
         Ok(Err(_)) => 0,
         Err(_) => panic!("no answer within {within:?}"),
     };
-    (String::from_utf8_lossy(&buf[..n]).to_string(), started.elapsed())
+    (
+        String::from_utf8_lossy(&buf[..n]).to_string(),
+        started.elapsed(),
+    )
 }
 
 fn head(delivery: &str, length: usize, signature: Option<&str>) -> String {
-    let sig = signature.map(|s| format!("X-Hub-Signature-256: {s}\r\n")).unwrap_or_default();
+    let sig = signature
+        .map(|s| format!("X-Hub-Signature-256: {s}\r\n"))
+        .unwrap_or_default();
     format!(
         "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: branch_protection_rule\r\nX-GitHub-Delivery: {delivery}\r\nContent-Type: application/json\r\n{sig}Content-Length: {length}\r\n\r\n"
     )
@@ -42,28 +46,48 @@ async fn slow_senders_are_cut_off_and_hold_no_slot() {
 
     // Headers trickled: the connection is closed once the header deadline passes.
     let mut slow_head = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    slow_head.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n").await.expect("partial head");
+    slow_head
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial head");
     // Bodies trickled: headers complete, a few bytes of the body, then nothing.
     let mut slow_bodies = Vec::new();
     for _ in 0..3 {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(head(&delivery(), 5000, Some("sha256=00")).as_bytes()).await.expect("head");
+        s.write_all(head(&delivery(), 5000, Some("sha256=00")).as_bytes())
+            .await
+            .expect("head");
         s.write_all(b"{\"a\":").await.expect("a little body");
         slow_bodies.push(s);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Meanwhile a signed delivery gets through: the stalled senders hold no in-flight slot.
-    let a = h.post("branch_protection_rule", &delivery(), &repo_payload("deleted", 7)).await;
+    let a = h
+        .post(
+            "branch_protection_rule",
+            &delivery(),
+            &repo_payload("deleted", 7),
+        )
+        .await;
     assert_eq!(a.status, 202, "{:?}", a.body);
 
     let (resp, took) = answer(&mut slow_head, Duration::from_secs(5)).await;
-    assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 408"), "slow headers: {resp:?}");
-    assert!(took < Duration::from_secs(3), "slow headers cut off after {took:?}");
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 408"),
+        "slow headers: {resp:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "slow headers cut off after {took:?}"
+    );
     for mut s in slow_bodies {
         let (resp, took) = answer(&mut s, Duration::from_secs(5)).await;
         assert!(resp.starts_with("HTTP/1.1 408"), "slow body: {resp:?}");
-        assert!(took < Duration::from_secs(3), "slow body cut off after {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "slow body cut off after {took:?}"
+        );
     }
 
     // No length declared: refused before reading (GitHub always declares it).
@@ -77,15 +101,48 @@ async fn slow_senders_are_cut_off_and_hold_no_slot() {
 
     // The public port serves webhooks only; health and metrics are on the admin listener.
     for path in ["/metrics", "/healthz", "/readyz"] {
-        let on_public = h.http.get(format!("http://{addr}{path}")).send().await.expect("get");
-        assert_eq!(on_public.status(), 404, "{path} must not be served on the webhook port");
-        let on_admin = h.http.get(format!("http://{}{path}", h.ingest.health_addr)).send().await.expect("get");
+        let on_public = h
+            .http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            on_public.status(),
+            404,
+            "{path} must not be served on the webhook port"
+        );
+        let on_admin = h
+            .http
+            .get(format!("http://{}{path}", h.ingest.health_addr))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(on_admin.status(), 200, "{path} on the admin port");
     }
     let m = &h.ingest.metrics;
-    assert_eq!(m.counter_value("plumbline_ingest_deliveries_total", &[("event", "branch_protection_rule"), ("outcome", "body_timeout")]), 3);
-    assert_eq!(m.counter_value("plumbline_ingest_deliveries_total", &[("event", "push"), ("outcome", "length_required")]), 1);
-    assert_eq!(h.records(1, Duration::from_secs(5)).await.len(), 1, "only the signed delivery was published");
+    assert_eq!(
+        m.counter_value(
+            "plumbline_ingest_deliveries_total",
+            &[
+                ("event", "branch_protection_rule"),
+                ("outcome", "body_timeout")
+            ]
+        ),
+        3
+    );
+    assert_eq!(
+        m.counter_value(
+            "plumbline_ingest_deliveries_total",
+            &[("event", "push"), ("outcome", "length_required")]
+        ),
+        1
+    );
+    assert_eq!(
+        h.records(1, Duration::from_secs(5)).await.len(),
+        1,
+        "only the signed delivery was published"
+    );
     h.stop().await;
 }
 
@@ -104,7 +161,10 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,14 +172,31 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
     let db = TestDatabase::new().await;
     let (port, admin) = (free_port(), free_port());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--health-listen", &format!("127.0.0.1:{admin}")])
-            .args(["--kafka-brokers", &plumbline_bus::testing::kafka(), "--database-url", &db.url, "--webhook-secret", SECRET])
-            // One largest payload at a time may be held; everything else is refused up front.
-            .args(["--max-body-bytes-in-flight", &(26 * 1024 * 1024).to_string(), "--body-timeout-ms", "3000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ingest starts");
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--health-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .args([
+            "--kafka-brokers",
+            &plumbline_bus::testing::kafka(),
+            "--database-url",
+            &db.url,
+            "--webhook-secret",
+            SECRET,
+        ])
+        // One largest payload at a time may be held; everything else is refused up front.
+        .args([
+            "--max-body-bytes-in-flight",
+            &(26 * 1024 * 1024).to_string(),
+            "--body-timeout-ms",
+            "3000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ingest starts");
     let pid = child.id();
     // Killed whatever happens below.
     struct Reap(std::process::Child);
@@ -132,23 +209,39 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
     let _reap = Reap(child);
     let http = reqwest::Client::new();
     let started = Instant::now();
-    while !http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(started.elapsed() < Duration::from_secs(20), "ingest became ready");
+    while !http
+        .get(format!("http://127.0.0.1:{admin}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "ingest became ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (baseline, _) = rss_kib(pid);
 
     // 30 MB declared, unsigned or not: 413 from the headers alone; the body is never sent.
     for sig in [None, Some("sha256=00")] {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        s.write_all(head(&delivery(), 30_000_000, sig).as_bytes()).await.expect("head");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(head(&delivery(), 30_000_000, sig).as_bytes())
+            .await
+            .expect("head");
         let (resp, took) = answer(&mut s, Duration::from_secs(5)).await;
         assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
     // Unsigned, with a body within the limit: 401 before a byte of the body is read.
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    s.write_all(head(&delivery(), 20_000_000, None).as_bytes()).await.expect("head");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(head(&delivery(), 20_000_000, None).as_bytes())
+        .await
+        .expect("head");
     let (resp, _) = answer(&mut s, Duration::from_secs(5)).await;
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
 
@@ -159,8 +252,12 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
     for _ in 0..24 {
         let body = body.clone();
         senders.push(tokio::spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-            let _ = s.write_all(head(&delivery(), body.len(), Some("sha256=00")).as_bytes()).await;
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let _ = s
+                .write_all(head(&delivery(), body.len(), Some("sha256=00")).as_bytes())
+                .await;
             let _ = s.write_all(&body).await;
             let (resp, _) = answer(&mut s, Duration::from_secs(20)).await;
             resp.get(9..12).unwrap_or("").to_string()
@@ -172,11 +269,24 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
     }
     let (_, peak) = rss_kib(pid);
     let grew_mib = peak.saturating_sub(baseline) / 1024;
-    eprintln!("answers {codes:?}; rss baseline {} MiB, peak {} MiB (+{grew_mib} MiB)", baseline / 1024, peak / 1024);
-    assert!(codes.get("503").copied().unwrap_or(0) > 0, "the budget refused some: {codes:?}");
+    eprintln!(
+        "answers {codes:?}; rss baseline {} MiB, peak {} MiB (+{grew_mib} MiB)",
+        baseline / 1024,
+        peak / 1024
+    );
+    assert!(
+        codes.get("503").copied().unwrap_or(0) > 0,
+        "the budget refused some: {codes:?}"
+    );
     assert_eq!(codes.values().sum::<usize>(), 24);
-    assert!(codes.keys().all(|c| c == "503" || c == "401"), "only refusals: {codes:?}");
-    assert!(grew_mib < 80, "peak memory grew by {grew_mib} MiB for 480 MB offered");
+    assert!(
+        codes.keys().all(|c| c == "503" || c == "401"),
+        "only refusals: {codes:?}"
+    );
+    assert!(
+        grew_mib < 80,
+        "peak memory grew by {grew_mib} MiB for 480 MB offered"
+    );
 
     // Still serving signed deliveries afterwards.
     let a = http
@@ -184,7 +294,10 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
         .header("x-github-event", "branch_protection_rule")
         .header("x-github-delivery", delivery())
         .header("content-type", "application/json")
-        .header("x-hub-signature-256", sign(SECRET, &repo_payload("deleted", 8)))
+        .header(
+            "x-hub-signature-256",
+            sign(SECRET, &repo_payload("deleted", 8)),
+        )
         .body(repo_payload("deleted", 8))
         .send()
         .await

@@ -10,9 +10,9 @@ use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::EventReason;
 use plumbline_proto::v1::EntityEvent;
 use plumbline_proto::Message as _;
+use plumbline_runtime::ServiceArgs;
 use plumbline_store::Store;
 use plumbline_telemetry::{Health, Metrics};
-use plumbline_runtime::ServiceArgs;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -76,17 +76,33 @@ pub struct Running {
     pub task: JoinHandle<()>,
 }
 
-pub async fn start(config: ReconcilerConfig, shutdown: CancellationToken) -> Result<Running, ReconcilerError> {
+pub async fn start(
+    config: ReconcilerConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, ReconcilerError> {
     let s = &config.service;
-    let store = Store::connect_with_timeout(secrecy::ExposeSecret::expose_secret(&s.database_url), s.database_max_connections.max(2), Duration::from_millis(s.database_statement_timeout_ms))?;
+    let store = Store::connect_with_timeout(
+        secrecy::ExposeSecret::expose_secret(&s.database_url),
+        s.database_max_connections.max(2),
+        Duration::from_millis(s.database_statement_timeout_ms),
+    )?;
     let producer = Producer::new(
-        &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler").with_client_options(s.kafka.client_options().map_err(plumbline_bus::BusError::Config)?),
+        &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler").with_client_options(
+            s.kafka
+                .client_options()
+                .map_err(plumbline_bus::BusError::Config)?,
+        ),
     )?;
     let metrics = Metrics::new();
     let health = Health::new("reconciler");
-    let health_addr = plumbline_telemetry::serve(s.health_listen, health.clone(), metrics.clone(), shutdown.clone())
-        .await
-        .map_err(ReconcilerError::Health)?;
+    let health_addr = plumbline_telemetry::serve(
+        s.health_listen,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(ReconcilerError::Health)?;
     let r = Reconciler {
         store,
         producer,
@@ -99,10 +115,17 @@ pub async fn start(config: ReconcilerConfig, shutdown: CancellationToken) -> Res
         health,
     };
     let task = tokio::spawn(async move { r.run(shutdown).await });
-    Ok(Running { health_addr, metrics, task })
+    Ok(Running {
+        health_addr,
+        metrics,
+        task,
+    })
 }
 
-pub async fn run(config: ReconcilerConfig, shutdown: CancellationToken) -> Result<(), ReconcilerError> {
+pub async fn run(
+    config: ReconcilerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ReconcilerError> {
     let r = start(config, shutdown).await?;
     let _ = r.task.await;
     Ok(())
@@ -140,14 +163,24 @@ impl Reconciler {
             };
             let Some(lock) = lock else {
                 // Standby (or database unreachable): look again shortly.
-                self.metrics.set_gauge("plumbline_reconciler_active", "1 while this instance holds the sweep lock", &[], 0);
+                self.metrics.set_gauge(
+                    "plumbline_reconciler_active",
+                    "1 while this instance holds the sweep lock",
+                    &[],
+                    0,
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                 }
             };
             self.health.set_ready(true);
-            self.metrics.set_gauge("plumbline_reconciler_active", "1 while this instance holds the sweep lock", &[], 1);
+            self.metrics.set_gauge(
+                "plumbline_reconciler_active",
+                "1 while this instance holds the sweep lock",
+                &[],
+                1,
+            );
             tracing::info!(interval_secs = self.interval.as_secs(), "reconciler active");
             // Sweep every interval for as long as the lock holds.
             loop {
@@ -155,8 +188,17 @@ impl Reconciler {
                 self.prune_history().await;
                 match self.sweep(&shutdown, &lock).await {
                     Ok(n) => {
-                        self.metrics.inc("plumbline_reconciler_sweeps_total", "completed sweeps", &[], 1);
-                        tracing::info!(entities = n, elapsed_ms = started.elapsed().as_millis() as u64, "sweep complete");
+                        self.metrics.inc(
+                            "plumbline_reconciler_sweeps_total",
+                            "completed sweeps",
+                            &[],
+                            1,
+                        );
+                        tracing::info!(
+                            entities = n,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "sweep complete"
+                        );
                     }
                     Err(e) => tracing::warn!(error = %e, "sweep failed, next interval retries"),
                 }
@@ -179,7 +221,11 @@ impl Reconciler {
         const CHUNK: i64 = 10_000;
         let mut total = 0;
         loop {
-            match self.store.prune_history(self.history_max_age, self.history_keep_per_rule, CHUNK).await {
+            match self
+                .store
+                .prune_history(self.history_max_age, self.history_keep_per_rule, CHUNK)
+                .await
+            {
                 Ok(n) => {
                     total += n;
                     if n < CHUNK as u64 {
@@ -194,13 +240,22 @@ impl Reconciler {
             }
         }
         if total > 0 {
-            self.metrics.inc("plumbline_history_pruned_total", "evaluation history rows deleted by retention", &[], total);
+            self.metrics.inc(
+                "plumbline_history_pruned_total",
+                "evaluation history rows deleted by retention",
+                &[],
+                total,
+            );
             tracing::info!(rows = total, "evaluation history pruned");
         }
     }
 
     /// Emits one sweep event per active entity, spread over the interval. Returns the count.
-    async fn sweep(&self, shutdown: &CancellationToken, lock: &plumbline_store::LockGuard) -> Result<u64, ReconcilerError> {
+    async fn sweep(
+        &self,
+        shutdown: &CancellationToken,
+        lock: &plumbline_store::LockGuard,
+    ) -> Result<u64, ReconcilerError> {
         let mut total = 0u64;
         // Pace the whole fleet over ~90% of the interval.
         let count = self.store.count_active_entities().await?.max(0) as u64;
@@ -219,7 +274,10 @@ impl Reconciler {
                     tracing::warn!("reconciler lock lost mid-sweep, stopping the sweep");
                     return Ok(total);
                 }
-                let page = self.store.list_entities(p, after.as_deref(), self.page_size).await?;
+                let page = self
+                    .store
+                    .list_entities(p, after.as_deref(), self.page_size)
+                    .await?;
                 for e in &page {
                     // Jitter within the entity's slot, so replicas' sweeps never align exactly.
                     let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
@@ -233,15 +291,33 @@ impl Reconciler {
                     ev.name = e.name.clone();
                     let sent = self
                         .producer
-                        .publish(&self.topics.entity_events, &e.id(), &ev.encode_to_vec(), "dev.plumbline.entity_event.v1", &ev.event_id, &trace.child(), &BTreeMap::new())
+                        .publish(
+                            &self.topics.entity_events,
+                            &e.id(),
+                            &ev.encode_to_vec(),
+                            "dev.plumbline.entity_event.v1",
+                            &ev.event_id,
+                            &trace.child(),
+                            &BTreeMap::new(),
+                        )
                         .await;
                     total += 1;
                     match sent {
-                        Ok(_) => self.metrics.inc("plumbline_reconciler_events_total", "sweep events emitted", &[], 1),
+                        Ok(_) => self.metrics.inc(
+                            "plumbline_reconciler_events_total",
+                            "sweep events emitted",
+                            &[],
+                            1,
+                        ),
                         // One failed publish must not drop the rest of the fleet from the sweep.
                         Err(err) => {
                             tracing::warn!(entity = %e.id(), error = %err, "sweep event not published");
-                            self.metrics.inc("plumbline_reconciler_publish_failures_total", "sweep events the broker did not take", &[], 1);
+                            self.metrics.inc(
+                                "plumbline_reconciler_publish_failures_total",
+                                "sweep events the broker did not take",
+                                &[],
+                                1,
+                            );
                         }
                     }
                 }

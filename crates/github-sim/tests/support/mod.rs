@@ -24,9 +24,12 @@ pub type SpecGap = (&'static str, &'static str, u16, &'static str);
 
 /// The document: `PLUMBLINE_GITHUB_OPENAPI`, else `shared/github-openapi` beside the checkout.
 fn spec_path() -> PathBuf {
-    std::env::var_os("PLUMBLINE_GITHUB_OPENAPI").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/github-openapi/api.github.com.subset.json")
-    })
+    std::env::var_os("PLUMBLINE_GITHUB_OPENAPI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/github-openapi/api.github.com.subset.json")
+        })
 }
 // ---------------------------------------------------------------------------------------------
 // OpenAPI 3.0 schema → JSON Schema draft 4
@@ -134,7 +137,9 @@ impl Spec {
             .unwrap_or_else(|e| panic!("cannot read OpenAPI document {}: {e}", path.display()));
         let doc: Value = serde_json::from_str(&text).expect("OpenAPI document is JSON");
         assert!(
-            doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.0")),
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.0")),
             "expected an OpenAPI 3.0 document (nullable conversion assumes it), got {}",
             doc["openapi"]
         );
@@ -215,7 +220,13 @@ pub enum Body {
 }
 
 impl<'a> Case<'a> {
-    pub fn new(what: &'a str, method: &'a str, route: &'static str, path: &str, expect: u16) -> Self {
+    pub fn new(
+        what: &'a str,
+        method: &'a str,
+        route: &'static str,
+        path: &str,
+        expect: u16,
+    ) -> Self {
         Case {
             what,
             method,
@@ -297,7 +308,10 @@ impl Checker {
         let mut logged: BTreeSet<(String, String)> = BTreeSet::new();
         for server in servers {
             for entry in server.sim.request_log() {
-                if !routes.iter().any(|(m, r)| *m == entry.method && *r == entry.route) {
+                if !routes
+                    .iter()
+                    .any(|(m, r)| *m == entry.method && *r == entry.route)
+                {
                     self.violations.push(format!(
                         "request {} {} was logged under route {:?}, not a route of the table",
                         entry.method, entry.path, entry.route
@@ -309,8 +323,9 @@ impl Checker {
         for (method, route) in routes {
             let key = ((*method).to_owned(), (*route).to_owned());
             if !logged.contains(&key) {
-                self.violations
-                    .push(format!("coverage: route {method} {route} never reached the simulator"));
+                self.violations.push(format!(
+                    "coverage: route {method} {route} never reached the simulator"
+                ));
             }
             if !self.covered.contains_key(&key) {
                 self.violations.push(format!(
@@ -327,10 +342,13 @@ impl Checker {
             let ok = self
                 .covered
                 .get(&((*method).to_owned(), (*route).to_owned()))
-                .is_some_and(|statuses| statuses.iter().any(|s| (200..400).contains(s) && *s != 304));
+                .is_some_and(|statuses| {
+                    statuses.iter().any(|s| (200..400).contains(s) && *s != 304)
+                });
             if !ok {
-                self.violations
-                    .push(format!("{method} {route}: no case answered it with a success"));
+                self.violations.push(format!(
+                    "{method} {route}: no case answered it with a success"
+                ));
             }
         }
         let pairs: usize = self.covered.values().map(BTreeSet::len).sum();
@@ -343,8 +361,13 @@ impl Checker {
             self.requests_validated
         );
         for ((method, route), statuses) in &self.covered {
-            let Some(op) = self.spec.operation(method, route) else { continue };
-            let declared: Vec<&String> = op["responses"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            let Some(op) = self.spec.operation(method, route) else {
+                continue;
+            };
+            let declared: Vec<&String> = op["responses"]
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
             println!(
                 "  {method:6} {route:55} {:45} answered {:?}; declared {:?}",
                 op["operationId"].as_str().unwrap_or("?"),
@@ -389,16 +412,17 @@ impl Checker {
         // request answered 2xx must be valid, the 422 input must be invalid there too.
         if let Some(Body::Json(body)) = &case.body {
             match op.pointer("/requestBody/content/application~1json/schema") {
-                None => self
-                    .violations
-                    .push(format!("{label}: operation declares no JSON requestBody schema")),
+                None => self.violations.push(format!(
+                    "{label}: operation declares no JSON requestBody schema"
+                )),
                 Some(schema) => {
                     self.requests_validated += 1;
                     let errors = schema_errors(schema, body);
                     if case.expect < 300 {
                         for e in errors {
-                            self.violations
-                                .push(format!("{label}: REQUEST body violates requestBody schema: {e}"));
+                            self.violations.push(format!(
+                                "{label}: REQUEST body violates requestBody schema: {e}"
+                            ));
                         }
                     } else if case.expect == 422 && errors.is_empty() {
                         self.violations.push(format!(
@@ -523,8 +547,9 @@ impl Checker {
             .as_deref()
             .is_some_and(|ct| ct.starts_with("application/json"))
         {
-            self.violations
-                .push(format!("{label}: content-type {content_type:?}, expected application/json"));
+            self.violations.push(format!(
+                "{label}: content-type {content_type:?}, expected application/json"
+            ));
         }
         let body: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
@@ -542,4 +567,3 @@ impl Checker {
         etag
     }
 }
-
