@@ -137,22 +137,22 @@ fn seed(sim: &Simulator, orgs: usize, per_org: usize) -> Vec<Entity> {
                 ("README.md".into(), format!("# {name}\n").into_bytes()),
                 ("src/main.rs".into(), b"fn main() {}\n".to_vec()),
             ];
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 files.push((
                     ".github/workflows/ci.yml".into(),
                     CI_WORKFLOW.as_bytes().to_vec(),
                 ));
             }
-            if i % 3 != 0 {
+            if !i.is_multiple_of(3) {
                 files.push((
                     ".github/dependabot.yml".into(),
                     DEPENDABOT.as_bytes().to_vec(),
                 ));
             }
-            if i % 4 != 0 {
+            if !i.is_multiple_of(4) {
                 files.push(("LICENSE".into(), MIT.as_bytes().to_vec()));
             }
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 files.push(("CONTRIBUTING.md".into(), b"# Contributing\n".to_vec()));
                 files.push((".pre-commit-config.yaml".into(), b"repos: []\n".to_vec()));
             }

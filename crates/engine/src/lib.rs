@@ -234,7 +234,7 @@ enum CompiledIngest {
 }
 
 enum CompiledEval {
-    Rego(RegoPolicy),
+    Rego(Box<RegoPolicy>),
     Jq(JqEval),
     Unsupported(String),
 }
@@ -377,7 +377,7 @@ impl CompiledRule {
                     &functions,
                 )?;
                 if missing.is_empty() {
-                    CompiledEval::Rego(policy)
+                    CompiledEval::Rego(Box::new(policy))
                 } else {
                     CompiledEval::Unsupported(format!(
                         "data source(s) not registered: {}",

@@ -67,23 +67,17 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// Answers by key, each computed once even when asked for concurrently.
+type OnceMap<T> =
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<T>>>>;
+
 /// A provider that reads each GET (and each branch tree) at most once: one per entity
 /// evaluation, so that rules reading the same endpoint or the same files share one request and
 /// see one consistent snapshot. Concurrent identical reads wait for the first.
 pub struct Memo<'a> {
     inner: &'a dyn Provider,
-    gets: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            Arc<tokio::sync::OnceCell<Result<HttpResponse, ProviderError>>>,
-        >,
-    >,
-    trees: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            Arc<tokio::sync::OnceCell<Result<Arc<FileTree>, ProviderError>>>,
-        >,
-    >,
+    gets: OnceMap<Result<HttpResponse, ProviderError>>,
+    trees: OnceMap<Result<Arc<FileTree>, ProviderError>>,
 }
 
 impl<'a> Memo<'a> {
@@ -95,10 +89,7 @@ impl<'a> Memo<'a> {
         }
     }
 
-    fn cell<T>(
-        map: &std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::OnceCell<T>>>>,
-        key: String,
-    ) -> Arc<tokio::sync::OnceCell<T>> {
+    fn cell<T>(map: &OnceMap<T>, key: String) -> Arc<tokio::sync::OnceCell<T>> {
         match map.lock() {
             Ok(mut m) => m.entry(key).or_default().clone(),
             // A poisoned map only loses sharing, never correctness.

@@ -468,7 +468,7 @@ mod glob {
                 let mut i = 0;
                 while i < name.len() && name[i] != b'/' {
                     if let Some(t) = match_chunk(chunk, &name[i + 1..])? {
-                        if !(pattern.is_empty() && !t.is_empty()) {
+                        if !pattern.is_empty() || t.is_empty() {
                             name = t;
                             continue 'pattern;
                         }
@@ -915,7 +915,7 @@ pub mod sniff {
             return false;
         }
         let box_size = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if box_size % 4 != 0 || data.len() < box_size || &data[4..8] != b"ftyp" {
+        if !box_size.is_multiple_of(4) || data.len() < box_size || &data[4..8] != b"ftyp" {
             return false;
         }
         // Brands start at 8; bytes 12..16 are the minor version, not a brand.

@@ -46,7 +46,7 @@ pub enum TakeOver {
     /// Another owner holds it, until its lease runs out.
     Held { owner: String, until: DateTime<Utc> },
     /// It finished.
-    Done(ActionRecord),
+    Done(Box<ActionRecord>),
     /// It was released (a failure) since: claim it anew.
     Gone,
 }
@@ -173,7 +173,7 @@ impl Store {
                 owner: r.get(19),
                 until: r.get(20),
             },
-            Some(r) => TakeOver::Done(from_row(&r)),
+            Some(r) => TakeOver::Done(Box::new(from_row(&r))),
         })
     }
 

@@ -33,7 +33,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.
-const MIGRATION_LOCK: i64 = 0x504c_554d_4d49_47; // "PLUMMIG"
+const MIGRATION_LOCK: i64 = 0x0050_4c55_4d4d_4947; // "PLUMMIG"
 
 impl Store {
     /// Applies pending migrations in order, each in its own transaction; returns how many ran.

@@ -228,7 +228,7 @@ struct Actuator {
     alert_issue_fallback_public: bool,
     branch_prefix: String,
     /// Compiled rule types by (project, name), with the version they were compiled at.
-    rules: Mutex<HashMap<(String, String), (i64, Arc<CompiledRule>)>>,
+    rules: Mutex<HashMap<(String, String), VersionedRule>>,
     /// This replica's name on the claims it holds.
     replica: String,
     /// First wait after a fix that did not hold, and the longest.
@@ -489,17 +489,20 @@ impl Ended {
     }
 }
 
+/// A compiled rule type and the version it was compiled at.
+type VersionedRule = (i64, Arc<CompiledRule>);
+
 /// A claim on an action: new, taken over from an attempt cut short (a crash, a retry after an
 /// unavailable dependency), or already finished.
 enum Claim {
     Act(i64),
     TakeOver(i64),
-    Done(ActionRecord),
+    Done(Box<ActionRecord>),
 }
 
 impl Claim {
     /// The action to carry out, or the finished record.
-    fn into_action(self) -> Result<(i64, bool), ActionRecord> {
+    fn into_action(self) -> Result<(i64, bool), Box<ActionRecord>> {
         match self {
             Claim::Act(id) => Ok((id, false)),
             Claim::TakeOver(id) => Ok((id, true)),

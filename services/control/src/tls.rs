@@ -47,6 +47,9 @@ pub enum TlsConfigError {
 
 type Stamp = (Option<SystemTime>, u64);
 
+/// The (certificate, key) stamps the served pair was read at.
+type Stamps = (Option<Stamp>, Option<Stamp>);
+
 fn stamp(path: &Path) -> Option<Stamp> {
     std::fs::metadata(path)
         .ok()
@@ -94,7 +97,7 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
-    state: RwLock<((Option<Stamp>, Option<Stamp>), Arc<CertifiedKey>)>,
+    state: RwLock<(Stamps, Arc<CertifiedKey>)>,
 }
 
 impl ReloadingCert {

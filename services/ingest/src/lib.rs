@@ -460,7 +460,7 @@ async fn purge_expired(
         health.beat("dedupe-purge", every * 3);
         loop {
             match store.purge_expired_deliveries(window, 10_000).await {
-                Ok(n) if n == 10_000 => continue,
+                Ok(10_000) => continue,
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(purged = n, "expired delivery ids purged");

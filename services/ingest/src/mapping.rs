@@ -351,7 +351,6 @@ pub fn map_event(
                         delivery,
                     ),
                     enroll: vec![repo],
-                    ..Plan::default()
                 })),
                 // The record carries the new names; the evaluator takes them once they lead
                 // to this repository.

@@ -167,7 +167,7 @@ async fn each_bad_input_gets_its_status_and_publishes_nothing() {
     assert_eq!(a.status, 202, "signed with the previous secret: {}", a.body);
     // Marks are written in batches a moment after the answer; until then a redelivery is "in
     // flight" (503, publishes nothing), after that a duplicate (200, publishes nothing).
-    let mut again = h.post(&"branch_protection_rule", &d, &body).await;
+    let mut again = h.post("branch_protection_rule", &d, &body).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while again.status == 503 && std::time::Instant::now() < deadline {
         assert_eq!(
@@ -179,7 +179,7 @@ async fn each_bad_input_gets_its_status_and_publishes_nothing() {
             again.body
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-        again = h.post(&"branch_protection_rule", &d, &body).await;
+        again = h.post("branch_protection_rule", &d, &body).await;
     }
     assert_eq!(
         (again.status, again.body["duplicate"].as_bool()),

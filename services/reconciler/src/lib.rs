@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Advisory lock id of the active reconciler ("PLUMREC").
-const RECONCILER_LOCK: i64 = 0x504c_554d_5245_43;
+const RECONCILER_LOCK: i64 = 0x0050_4c55_4d52_4543;
 
 /// Reconciler configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
