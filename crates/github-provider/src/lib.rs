@@ -271,26 +271,45 @@ impl Provider for GitHubProvider {
     }
 }
 
-/// Trees by (credential, repository, commit), evicted oldest-first beyond a byte budget.
+/// Trees by (credential, repository, commit), kept within a byte budget (their files' bytes)
+/// by quick_cache's scan-resistant policy.
 struct TreeCache {
-    max_bytes: u64,
-    inner: std::sync::Mutex<TreeCacheInner>,
+    trees: quick_cache::sync::Cache<String, Arc<FileTree>, TreeBytes>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Default)]
-struct TreeCacheInner {
-    map: std::collections::HashMap<String, Arc<FileTree>>,
-    order: std::collections::VecDeque<(String, u64)>,
-    bytes: u64,
+#[derive(Clone)]
+struct TreeBytes;
+
+impl quick_cache::Weighter<String, Arc<FileTree>> for TreeBytes {
+    fn weight(&self, _key: &String, tree: &Arc<FileTree>) -> u64 {
+        // A tree of empty files still takes a slot.
+        tree.total_bytes().max(1)
+    }
 }
 
 impl TreeCache {
     fn new(max_bytes: u64) -> Self {
+        // One shard: trees are read once per evaluation (no contention worth splitting for),
+        // and a shard holds at most its share of the budget, which must fit a 100 MB tree.
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(256)
+            .weight_capacity(max_bytes.max(1))
+            .shards(1)
+            .build();
+        let trees = match options {
+            Ok(o) => quick_cache::sync::Cache::with_options(
+                o,
+                TreeBytes,
+                quick_cache::DefaultHashBuilder::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
+            // Only an invalid allocation makes the builder fail, and none is set here.
+            Err(_) => quick_cache::sync::Cache::with_weighter(256, max_bytes.max(1), TreeBytes),
+        };
         TreeCache {
-            max_bytes,
-            inner: Default::default(),
+            trees,
             hits: Default::default(),
             misses: Default::default(),
         }
@@ -298,7 +317,7 @@ impl TreeCache {
 
     fn get(&self, key: &str) -> Option<Arc<FileTree>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let hit = self.inner.lock().ok().and_then(|i| i.map.get(key).cloned());
+        let hit = self.trees.get(key);
         match hit {
             Some(_) => self.hits.fetch_add(1, Relaxed),
             None => self.misses.fetch_add(1, Relaxed),
@@ -307,25 +326,12 @@ impl TreeCache {
     }
 
     fn put(&self, key: String, tree: Arc<FileTree>) {
-        let size = tree.total_bytes();
-        if size > self.max_bytes {
-            return;
-        }
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        if inner.map.insert(key.clone(), tree).is_some() {
-            return;
-        }
-        inner.order.push_back((key, size));
-        inner.bytes += size;
-        while inner.bytes > self.max_bytes {
-            let Some((old, old_size)) = inner.order.pop_front() else {
-                break;
-            };
-            inner.map.remove(&old);
-            inner.bytes = inner.bytes.saturating_sub(old_size);
-        }
+        self.trees.insert(key, tree);
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> u64 {
+        self.trees.weight()
     }
 
     fn stats(&self) -> (u64, u64) {
@@ -339,24 +345,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tree_cache_is_bounded_by_bytes_oldest_first() {
+    fn tree_cache_is_bounded_by_bytes() {
         let limits = Limits::default();
         let tree = |n: usize| {
             let mut t = FileTree::new();
             t.insert("f", vec![0u8; n], &limits).expect("insert");
             Arc::new(t)
         };
-        let c = TreeCache::new(100);
-        c.put("a".into(), tree(40));
-        c.put("b".into(), tree(40));
-        c.put("c".into(), tree(40));
-        assert!(c.get("a").is_none(), "oldest evicted past 100 bytes");
-        assert!(c.get("b").is_some() && c.get("c").is_some());
-        c.put("huge".into(), tree(101));
+        let c = TreeCache::new(1_000);
+        for i in 0..100 {
+            c.put(format!("t{i}"), tree(40));
+            assert!(c.bytes() <= 1_000, "{} bytes held", c.bytes());
+        }
+        assert!(c.get("t99").is_some(), "the newest tree is kept");
+        c.put("huge".into(), tree(1_001));
         assert!(
             c.get("huge").is_none(),
             "a tree larger than the budget is not kept"
         );
-        assert_eq!(c.stats(), (2, 2));
+        assert!(c.bytes() <= 1_000);
+        assert_eq!(c.stats(), (1, 1));
     }
 }

@@ -5,9 +5,9 @@
 //! quota, as long as the previous body is still here to answer from.
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
@@ -28,37 +28,57 @@ pub struct CacheStats {
     pub entries: u64,
 }
 
-/// Entries are evicted oldest-first once their bytes (key, ETag, body and bookkeeping) pass
-/// `max_bytes`; a hit re-inserts nothing, which keeps the bookkeeping O(1) while still bounding
-/// memory.
+/// What an entry costs: its key, ETag, body, and a fixed overhead for the cache's slot.
+fn cost(key: &str, e: &CachedResponse) -> u64 {
+    (key.len() + e.etag.len() + e.body.len() + 128) as u64
+}
+
+#[derive(Clone)]
+struct Cost;
+
+impl Weighter<String, CachedResponse> for Cost {
+    fn weight(&self, key: &String, e: &CachedResponse) -> u64 {
+        cost(key, e)
+    }
+}
+
+/// Entries are kept while their bytes (see `cost`) stay within `max_bytes`, by quick_cache's
+/// scan-resistant policy (a sweep that reads every repository once does not push out what is
+/// read often).
 pub struct EtagCache {
-    max_bytes: usize,
     /// Bodies larger than this are not kept (a tarball is not worth caching in memory).
     max_body_bytes: usize,
-    inner: Mutex<Inner>,
+    entries: Cache<String, CachedResponse, Cost>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-#[derive(Default)]
-struct Inner {
-    map: HashMap<String, CachedResponse>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-/// What an entry costs: its key (twice: map and order), ETag, body, and the fixed overhead of
-/// the two collections' slots.
-fn cost(key: &str, e: &CachedResponse) -> usize {
-    2 * key.len() + e.etag.len() + e.body.len() + 128
-}
+/// A typical entry (a repository's JSON, its key and ETag), to size the cache's table.
+const TYPICAL_ENTRY_BYTES: usize = 4 << 10;
 
 impl EtagCache {
     pub fn new(max_bytes: usize, max_body_bytes: usize) -> Self {
+        let max_bytes = max_bytes.max(1);
+        // Shards share the budget equally; keep each large enough for the largest body kept.
+        let shards = (max_bytes / max_body_bytes.max(1) / 4).clamp(1, 16);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity((max_bytes / TYPICAL_ENTRY_BYTES).max(1))
+            .weight_capacity(max_bytes as u64)
+            .shards(shards)
+            .build();
+        let entries = match options {
+            Ok(o) => Cache::with_options(
+                o,
+                Cost,
+                DefaultHashBuilder::default(),
+                DefaultLifecycle::default(),
+            ),
+            // Only an invalid allocation makes the builder fail, and none is set here.
+            Err(_) => Cache::with_weighter(1, max_bytes as u64, Cost),
+        };
         EtagCache {
-            max_bytes: max_bytes.max(1),
             max_body_bytes,
-            inner: Mutex::new(Inner::default()),
+            entries,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -76,44 +96,23 @@ impl EtagCache {
     }
 
     pub fn get(&self, key: &str) -> Option<CachedResponse> {
-        self.inner.lock().ok()?.map.get(key).cloned()
+        self.entries.get(key)
     }
 
     pub fn put(&self, key: String, entry: CachedResponse) {
         if entry.body.len() > self.max_body_bytes {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        let inner = &mut *inner;
-        inner.bytes += cost(&key, &entry);
-        match inner.map.insert(key.clone(), entry) {
-            Some(old) => inner.bytes = inner.bytes.saturating_sub(cost(&key, &old)),
-            None => inner.order.push_back(key),
-        }
-        while inner.bytes > self.max_bytes {
-            let Some(old) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(e) = inner.map.remove(&old) {
-                inner.bytes = inner.bytes.saturating_sub(cost(&old, &e));
-            }
-        }
+        self.entries.insert(key, entry);
     }
 
     pub fn remove(&self, key: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
-            // The key stays in `order` until it ages out; a later put re-adds it to the map.
-            if let Some(e) = inner.map.remove(key) {
-                inner.bytes = inner.bytes.saturating_sub(cost(key, &e));
-            }
-        }
+        self.entries.remove(key);
     }
 
     /// Bytes held now (see `cost`).
     pub fn bytes(&self) -> usize {
-        self.inner.lock().map(|i| i.bytes).unwrap_or(0)
+        usize::try_from(self.entries.weight()).unwrap_or(usize::MAX)
     }
 
     pub fn record_hit(&self) {
@@ -128,7 +127,7 @@ impl EtagCache {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            entries: self.inner.lock().map(|i| i.map.len() as u64).unwrap_or(0),
+            entries: self.entries.len() as u64,
         }
     }
 }
@@ -146,29 +145,41 @@ mod tests {
     }
 
     #[test]
-    fn bounded_in_bytes_oldest_first_and_keyed_by_credential_and_headers() {
+    fn bounded_in_bytes_and_keyed_by_credential_and_headers() {
         let k = |p: &str| EtagCache::key("cred", p, &[]);
-        let one = cost(&k("/a"), &entry("\"1\"", "a"));
-        let c = EtagCache::new(2 * one, 1024);
+        let one = cost(&k("/a"), &entry("\"1\"", "a")) as usize;
+        let c = EtagCache::new(100 * one, 1024);
         c.put(k("/a"), entry("\"1\"", "a"));
         c.put(k("/b"), entry("\"2\"", "b"));
         assert_eq!(c.bytes(), 2 * one);
-        c.put(k("/c"), entry("\"3\"", "c"));
-        assert!(c.get(&k("/a")).is_none(), "oldest evicted");
-        assert!(c.bytes() <= 2 * one);
+        assert_eq!(c.get(&k("/a")).map(|e| e.etag), Some("\"1\"".into()));
         // Replacing an entry accounts for the old one; removing gives its bytes back.
-        c.put(k("/c"), entry("\"4\"", "c"));
+        c.put(k("/b"), entry("\"3\"", "b"));
         assert_eq!(c.bytes(), 2 * one);
-        c.remove(&k("/c"));
+        assert_eq!(c.get(&k("/b")).map(|e| e.etag), Some("\"3\"".into()));
+        c.remove(&k("/b"));
         assert_eq!(c.bytes(), one);
-        // Many small entries never hold more than the bound.
-        let small = EtagCache::new(10_000, 1024);
-        for i in 0..1_000 {
-            small.put(k(&format!("/r/{i}")), entry("\"e\"", "body of some length"));
-            assert!(small.bytes() <= 10_000);
+        assert_eq!(c.stats().entries, 1);
+        // Many entries never hold more than the bound, and the cache keeps working at it.
+        let bound = 200 * one;
+        let small = EtagCache::new(bound, 1024);
+        for i in 0..5_000 {
+            small.put(k(&format!("/r/{i:05}")), entry("\"e\"", "body"));
+            assert!(
+                small.bytes() <= bound,
+                "{} bytes held, bound {bound}",
+                small.bytes()
+            );
         }
-        c.put(k("/c"), entry("\"3\"", "c"));
-        assert_eq!(c.get(&k("/c")).map(|e| e.etag), Some("\"3\"".into()));
+        assert!(
+            small.stats().entries > 100,
+            "the budget is used: {:?}",
+            small.stats()
+        );
+        assert!(
+            small.get(&k("/r/04999")).is_some(),
+            "the newest entry is kept"
+        );
         assert_ne!(
             EtagCache::key("a", "/x", &[]),
             EtagCache::key("b", "/x", &[])
@@ -181,11 +192,30 @@ mod tests {
             EtagCache::key("a", "/x", &accept),
             EtagCache::key("a", "/x", &[])
         );
-        let big = EtagCache::new(2, 1);
+        let big = EtagCache::new(1 << 20, 1);
         big.put(k("/big"), entry("\"x\"", "too big"));
         assert!(
             big.get(&k("/big")).is_none(),
             "oversized bodies are not kept"
         );
+    }
+
+    /// A sweep reading thousands of repositories once does not push out an entry read often
+    /// (the FIFO this replaced dropped it after one sweep's worth of inserts).
+    #[test]
+    fn a_sweep_does_not_evict_what_is_read_often() {
+        let k = |p: &str| EtagCache::key("cred", p, &[]);
+        let c = EtagCache::new(
+            100 * cost(&k("/r/00000"), &entry("\"e\"", "body")) as usize,
+            1024,
+        );
+        c.put(k("/hot"), entry("\"h\"", "body"));
+        for i in 0..10_000 {
+            assert!(
+                c.get(&k("/hot")).is_some(),
+                "the often-read entry survived {i} inserts"
+            );
+            c.put(k(&format!("/r/{i:05}")), entry("\"e\"", "body"));
+        }
     }
 }
