@@ -23,7 +23,7 @@ pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;
 pub use error::StoreError;
 pub use evaluations::{EvaluationRecord, LastVerdict, StatusRow};
-pub use migrate::MIGRATIONS;
+pub use migrate::migrations;
 pub use posture::{HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage, MAX_PAGE};
 pub use rules::StoredDocument;
 

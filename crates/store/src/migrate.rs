@@ -1,39 +1,52 @@
-//! Embedded, versioned migrations.
+//! Versioned migrations, embedded from `migrations/` (`V{n}__{name}.sql`) and run by refinery.
+//!
+//! refinery records a checksum of every migration it applies, so an applied migration edited
+//! afterwards stops `plumb migrate` with a divergence instead of going unnoticed, and one
+//! applied but missing from the binary (a downgrade) stops it too. Each migration runs in its
+//! own transaction, under an advisory lock so that replicas starting together apply each once.
 
 use crate::{Store, StoreError};
 
-/// (version, name, SQL). Append only: an applied migration is never edited.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (
-        2,
-        "data_sources",
-        include_str!("../migrations/0002_data_sources.sql"),
-    ),
-    (
-        3,
-        "webhook_deliveries",
-        include_str!("../migrations/0003_webhook_deliveries.sql"),
-    ),
-    (
-        4,
-        "posture_and_actions",
-        include_str!("../migrations/0004_posture_and_actions.sql"),
-    ),
-    (
-        5,
-        "webhook_deliveries_hot",
-        include_str!("../migrations/0005_webhook_deliveries_hot.sql"),
-    ),
-    (
-        6,
-        "actuator_leases_and_budget",
-        include_str!("../migrations/0006_actuator_leases_and_budget.sql"),
-    ),
-];
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The table refinery keeps its history in (its default name).
+const HISTORY: &str = "refinery_schema_history";
 
 /// Arbitrary constant identifying "Plumbline migrations" among advisory locks.
 const MIGRATION_LOCK: i64 = 0x0050_4c55_4d4d_4947; // "PLUMMIG"
+
+/// The embedded migrations as (version, name), in order.
+pub fn migrations() -> Vec<(i64, String)> {
+    let mut all: Vec<(i64, String)> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.name().to_string()))
+        .collect();
+    all.sort();
+    all
+}
+
+fn migration_error(e: refinery::Error) -> StoreError {
+    use refinery::error::Kind;
+    match e.kind() {
+        Kind::DivergentVersion(applied, local) => StoreError::Migration {
+            version: i64::from(local.version()),
+            reason: format!(
+                "the applied migration {applied} differs from the one in this binary ({local}): a migration was edited after it was applied; restore it and add a new migration instead"
+            ),
+        },
+        Kind::MissingVersion(applied) => StoreError::Migration {
+            version: i64::from(applied.version()),
+            reason: format!("migration {applied} was applied but this binary does not have it (an older Plumbline against a newer schema?)"),
+        },
+        _ => StoreError::Migration {
+            version: e.report().and_then(|r| r.applied_migrations().last().map(|m| i64::from(m.version()) + 1)).unwrap_or(0),
+            reason: e.to_string(),
+        },
+    }
+}
 
 impl Store {
     /// Applies pending migrations in order, each in its own transaction; returns how many ran.
@@ -41,7 +54,21 @@ impl Store {
         let mut c = self.client().await?;
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        let result = apply(&mut c).await;
+        let result = async {
+            adopt_legacy_history(&c).await?;
+            let client: &mut tokio_postgres::Client = &mut c;
+            let report = embedded::migrations::runner()
+                .set_abort_divergent(true)
+                .set_abort_missing(true)
+                .run_async(client)
+                .await
+                .map_err(migration_error)?;
+            for m in report.applied_migrations() {
+                tracing::info!(version = m.version(), name = m.name(), "migration applied");
+            }
+            Ok(report.applied_migrations().len())
+        }
+        .await;
         let _ = c
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await;
@@ -51,53 +78,83 @@ impl Store {
     /// The highest applied migration version (0 for an empty database).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        let exists: bool = c
-            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-            .await?
-            .get(0);
-        if !exists {
-            return Ok(0);
+        for (table, query) in [
+            (
+                HISTORY,
+                "SELECT max(version)::int8 FROM refinery_schema_history",
+            ),
+            (
+                "schema_migrations",
+                "SELECT max(version)::int8 FROM schema_migrations",
+            ),
+        ] {
+            let exists: bool = c
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                .await?
+                .get(0);
+            if exists {
+                let v: Option<i64> = c.query_one(query, &[]).await?.get(0);
+                return Ok(v.unwrap_or(0));
+            }
         }
-        let v: Option<i64> = c
-            .query_one("SELECT max(version) FROM schema_migrations", &[])
-            .await?
-            .get(0);
-        Ok(v.unwrap_or(0))
+        Ok(0)
     }
 }
 
-async fn apply(c: &mut deadpool_postgres::Object) -> Result<usize, StoreError> {
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version bigint PRIMARY KEY,
-            name text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await?;
-    let rows = c
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?;
-    let applied: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let mut ran = 0;
-    for (version, name, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        let tx = c.transaction().await?;
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Migration {
-                version: *version,
-                reason: StoreError::from(e).to_string(),
-            })?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
+/// Databases migrated before refinery kept their history in `schema_migrations` (version,
+/// name, applied_at). Its versions are recorded in refinery's table with the embedded
+/// migrations' checksums, once, so refinery takes over where it stopped. The old table stays,
+/// as it was, for the record.
+async fn adopt_legacy_history(c: &tokio_postgres::Client) -> Result<(), StoreError> {
+    let row = c
+        .query_one(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
         )
         .await?;
-        tx.commit().await?;
-        tracing::info!(version, name, "migration applied");
-        ran += 1;
+    let (legacy, current): (bool, bool) = (row.get(0), row.get(1));
+    if !legacy || current {
+        return Ok(());
     }
-    Ok(ran)
+    let runner = embedded::migrations::runner();
+    let rows = c
+        .query(
+            "SELECT version, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let mut tx_sql = String::from(
+        "CREATE TABLE refinery_schema_history(
+             version INT4 PRIMARY KEY,
+             name VARCHAR(255),
+             applied_on VARCHAR(255),
+             checksum VARCHAR(255));",
+    );
+    for r in &rows {
+        let version: i64 = r.get(0);
+        let applied_on: String = r.get(1);
+        let Some(m) = runner
+            .get_migrations()
+            .iter()
+            .find(|m| i64::from(m.version()) == version)
+        else {
+            return Err(StoreError::Migration {
+                version,
+                reason: "recorded in schema_migrations but not embedded in this binary".into(),
+            });
+        };
+        tx_sql.push_str(&format!(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ({}, '{}', '{}', '{}');",
+            m.version(),
+            m.name().replace('\'', "''"),
+            applied_on.replace('\'', "''"),
+            m.checksum()
+        ));
+    }
+    c.batch_execute(&format!("BEGIN; {tx_sql} COMMIT;")).await?;
+    tracing::info!(
+        migrations = rows.len(),
+        "migration history adopted from schema_migrations"
+    );
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use plumbline_domain::{Entity, EntityRef};
 use plumbline_store::testing::TestDatabase;
-use plumbline_store::{EvaluationRecord, NewAction, StoreError, TakeOver, MIGRATIONS};
+use plumbline_store::{migrations, EvaluationRecord, NewAction, StoreError, TakeOver};
 
 fn repo(id: u64, name: &str) -> Entity {
     Entity {
@@ -40,8 +40,74 @@ async fn migrations_are_idempotent() {
     assert_eq!(s.migrate().await.expect("re-run"), 0, "already applied");
     assert_eq!(
         s.schema_version().await.expect("version"),
-        MIGRATIONS.len() as i64
+        migrations().len() as i64
     );
+}
+
+/// An applied migration edited afterwards (its checksum no longer matches) stops migrating,
+/// naming the migration, instead of going unnoticed.
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 2",
+            &[],
+        )
+        .await
+        .expect("tamper");
+    match s.migrate().await {
+        Err(StoreError::Migration { version, reason }) => {
+            assert_eq!(version, 2);
+            assert!(reason.contains("edited after it was applied"), "{reason}");
+        }
+        other => panic!("an edited migration must stop migrating: {other:?}"),
+    }
+}
+
+/// A database migrated before refinery (history in `schema_migrations`) is taken over where it
+/// stopped: nothing runs twice, and what is missing runs.
+#[tokio::test]
+async fn a_database_migrated_before_refinery_is_taken_over() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    // As the old migrator left it after five of the six migrations.
+    client
+        .batch_execute(
+            "DROP TABLE refinery_schema_history;
+             CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO schema_migrations (version, name) SELECT v, 'm' || v FROM generate_series(1, 5) v;
+             DROP TABLE content_writes;
+             ALTER TABLE actions DROP COLUMN claimed_by, DROP COLUMN lease_until;",
+        )
+        .await
+        .expect("legacy state");
+    assert_eq!(s.schema_version().await.expect("version"), 5);
+    assert_eq!(
+        s.migrate().await.expect("migrate"),
+        1,
+        "only the sixth runs"
+    );
+    assert_eq!(
+        s.schema_version().await.expect("version"),
+        migrations().len() as i64
+    );
+    assert_eq!(s.migrate().await.expect("again"), 0);
+    let adopted: i64 = client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(adopted, migrations().len() as i64);
 }
 
 #[tokio::test]
