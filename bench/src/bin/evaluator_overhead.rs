@@ -154,7 +154,7 @@ fn profile_yaml(rules: &[Rule]) -> anyhow::Result<String> {
         "remediate": "off",
         "repository": entries,
     });
-    Ok(serde_yaml::to_string(&doc)?)
+    Ok(serde_yaml_ng::to_string(&doc)?)
 }
 
 /// Runs `f` repeatedly for `secs`; returns iterations per second.

@@ -98,7 +98,7 @@ impl DataSources {
 
     /// Parses and adds one data-source document (`type: data-source`).
     pub fn add_yaml(&mut self, yaml: &str) -> Result<String, EngineError> {
-        let doc: DataSourceDoc = serde_yaml::from_str(yaml)
+        let doc: DataSourceDoc = serde_yaml_ng::from_str(yaml)
             .map_err(|e| EngineError::Parse(format!("data source: {e}")))?;
         if doc.doc_type != "data-source" {
             return Err(EngineError::Parse(format!(

@@ -143,7 +143,7 @@ pub struct Alert {
 impl RuleType {
     pub fn from_yaml(yaml: &str) -> Result<Self, EngineError> {
         let rt: RuleType =
-            serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
+            serde_yaml_ng::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
         if rt.doc_type != "rule-type" && rt.doc_type != "rule_type" {
             return Err(EngineError::Parse(format!(
                 "type is {:?}, want rule-type",
@@ -263,7 +263,7 @@ pub struct Profile {
 impl Profile {
     pub fn from_yaml(yaml: &str) -> Result<Self, EngineError> {
         let p: Profile =
-            serde_yaml::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
+            serde_yaml_ng::from_str(yaml).map_err(|e| EngineError::Parse(e.to_string()))?;
         if p.doc_type != "profile" {
             return Err(EngineError::Parse(format!(
                 "type is {:?}, want profile",

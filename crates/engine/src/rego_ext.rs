@@ -330,16 +330,16 @@ fn ls_actions(args: Vec<RValue>) -> anyhow::Result<RValue> {
 fn yaml_to_json(text: &str) -> Result<Value, String> {
     use serde::Deserialize;
     // yaml.v3 reads the first document only, and an empty stream is null.
-    let Some(doc) = serde_yaml::Deserializer::from_str(text).next() else {
+    let Some(doc) = serde_yaml_ng::Deserializer::from_str(text).next() else {
         return Ok(Value::Null);
     };
-    let mut value = serde_yaml::Value::deserialize(doc).map_err(|e| e.to_string())?;
+    let mut value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| e.to_string())?;
     value.apply_merge().map_err(|e| e.to_string())?;
     yaml_value_to_json(value)
 }
 
-fn yaml_value_to_json(v: serde_yaml::Value) -> Result<Value, String> {
-    use serde_yaml::Value as Y;
+fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
+    use serde_yaml_ng::Value as Y;
     Ok(match v {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),

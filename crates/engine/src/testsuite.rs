@@ -398,7 +398,7 @@ pub async fn run_suite(suite: &Suite) -> Vec<CaseResult> {
     };
     let tests: TestFile = match std::fs::read_to_string(&suite.tests)
         .map_err(|e| e.to_string())
-        .and_then(|s| serde_yaml::from_str(&s).map_err(|e| e.to_string()))
+        .and_then(|s| serde_yaml_ng::from_str(&s).map_err(|e| e.to_string()))
     {
         Ok(t) => t,
         Err(e) => return fail("(test file)", format!("{}: {e}", suite.tests.display())),
