@@ -52,6 +52,23 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+// Each flag's default, declared once: clap shows it in --help and `new` uses it.
+const DEFAULT_GROUP_ID: &str = "plumbline-actuator";
+const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+const DEFAULT_COOL_OFF_SECS: u64 = 300;
+const DEFAULT_CONTENT_PER_MINUTE: u32 = 80;
+const DEFAULT_CONTENT_PER_HOUR: u32 = 500;
+const DEFAULT_CONTENT_MINUTE_MS: u64 = 60_000;
+const DEFAULT_CONTENT_HOUR_MS: u64 = 3_600_000;
+const DEFAULT_ALERT_ISSUE_FALLBACK: bool = true;
+const DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC: bool = false;
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+const DEFAULT_CLAIM_LEASE_SECS: u64 = 300;
+const DEFAULT_FIX_BACKOFF_SECS: u64 = 60;
+const DEFAULT_FIX_BACKOFF_MAX_SECS: u64 = 6 * 3600;
+const DEFAULT_PR_BRANCH_PREFIX: &str = "plumbline/";
+
 /// Actuator configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ActuatorConfig {
@@ -62,72 +79,72 @@ pub struct ActuatorConfig {
     #[arg(
         long,
         env = "PLUMB_ACTUATOR_GROUP",
-        default_value = "plumbline-actuator"
+        default_value = DEFAULT_GROUP_ID
     )]
     pub group_id: String,
 
-    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS)]
     pub session_timeout_ms: u64,
 
     /// Verdicts acted on at once, for different entities (one entity's are always one at a
     /// time, in order).
-    #[arg(long, env = "PLUMB_ACTUATOR_MAX_IN_FLIGHT", default_value_t = 16)]
+    #[arg(long, env = "PLUMB_ACTUATOR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
 
     /// After a remediation of a rule failed, how long before it is tried again (seconds).
-    #[arg(long, env = "PLUMB_ACTUATOR_COOL_OFF_SECS", default_value_t = 300)]
+    #[arg(long, env = "PLUMB_ACTUATOR_COOL_OFF_SECS", default_value_t = DEFAULT_COOL_OFF_SECS)]
     pub cool_off_secs: u64,
 
     /// Content-creating requests per credential per minute (GitHub's limit is 80).
-    #[arg(long, env = "PLUMB_CONTENT_PER_MINUTE", default_value_t = 80)]
+    #[arg(long, env = "PLUMB_CONTENT_PER_MINUTE", default_value_t = DEFAULT_CONTENT_PER_MINUTE)]
     pub content_per_minute: u32,
 
     /// Content-creating requests per credential per hour (GitHub's limit is 500).
-    #[arg(long, env = "PLUMB_CONTENT_PER_HOUR", default_value_t = 500)]
+    #[arg(long, env = "PLUMB_CONTENT_PER_HOUR", default_value_t = DEFAULT_CONTENT_PER_HOUR)]
     pub content_per_hour: u32,
 
     /// The length of the window `--content-per-minute` counts over (ms; GitHub's: 60,000).
     /// Shorter only against a simulator on loopback, so tests prove the budget in seconds;
     /// with any other GitHub API URL a window shorter than GitHub's is refused at start.
-    #[arg(long, env = "PLUMB_CONTENT_MINUTE_MS", default_value_t = 60_000)]
+    #[arg(long, env = "PLUMB_CONTENT_MINUTE_MS", default_value_t = DEFAULT_CONTENT_MINUTE_MS)]
     pub content_minute_ms: u64,
 
     /// The length of the window `--content-per-hour` counts over (ms; GitHub's: 3,600,000).
     /// Shorter only against a simulator on loopback, as above.
-    #[arg(long, env = "PLUMB_CONTENT_HOUR_MS", default_value_t = 3_600_000)]
+    #[arg(long, env = "PLUMB_CONTENT_HOUR_MS", default_value_t = DEFAULT_CONTENT_HOUR_MS)]
     pub content_hour_ms: u64,
 
     /// Open an issue instead when GitHub refuses a security advisory (403, 404 or 422: the
     /// feature is unavailable for the repository or the credential).
-    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK", default_value_t = DEFAULT_ALERT_ISSUE_FALLBACK, action = clap::ArgAction::Set)]
     pub alert_issue_fallback: bool,
 
     /// Also fall back to an issue on public repositories, where everyone can read it (by default
     /// only private repositories fall back: an advisory is private, a public issue is not).
-    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC", default_value_t = DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC, action = clap::ArgAction::Set)]
     pub alert_issue_fallback_public: bool,
 
     /// Attempts at one verdict before it goes to the dead-letter topic
     /// (`plumbline.verdicts.v1.dlq`).
-    #[arg(long, env = "PLUMB_ACTUATOR_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "PLUMB_ACTUATOR_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
 
     /// How long a replica's claim on an action holds before another replica may take it over
     /// (seconds). Longer than any one action takes; a crashed replica's actions wait this long.
-    #[arg(long, env = "PLUMB_ACTUATOR_CLAIM_LEASE_SECS", default_value_t = 300)]
+    #[arg(long, env = "PLUMB_ACTUATOR_CLAIM_LEASE_SECS", default_value_t = DEFAULT_CLAIM_LEASE_SECS)]
     pub claim_lease_secs: u64,
 
     /// After a fix was applied and the rule failed again without passing in between, wait this
     /// long before applying it again (seconds); doubled for each such fix in a row.
-    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_SECS", default_value_t = 60)]
+    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_SECS", default_value_t = DEFAULT_FIX_BACKOFF_SECS)]
     pub fix_backoff_secs: u64,
 
     /// The longest wait between fixes that do not hold (seconds).
-    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_MAX_SECS", default_value_t = 6 * 3600)]
+    #[arg(long, env = "PLUMB_ACTUATOR_FIX_BACKOFF_MAX_SECS", default_value_t = DEFAULT_FIX_BACKOFF_MAX_SECS)]
     pub fix_backoff_max_secs: u64,
 
     /// Prefix of the branches pull-request remediations push (one branch per rule).
-    #[arg(long, env = "PLUMB_PR_BRANCH_PREFIX", default_value = "plumbline/")]
+    #[arg(long, env = "PLUMB_PR_BRANCH_PREFIX", default_value = DEFAULT_PR_BRANCH_PREFIX)]
     pub pr_branch_prefix: String,
 }
 
@@ -135,21 +152,21 @@ impl ActuatorConfig {
     pub fn new(service: ServiceArgs) -> Self {
         ActuatorConfig {
             service,
-            group_id: "plumbline-actuator".into(),
-            session_timeout_ms: 10_000,
-            max_in_flight: 16,
-            cool_off_secs: 300,
-            content_per_minute: 80,
-            content_per_hour: 500,
-            content_minute_ms: 60_000,
-            content_hour_ms: 3_600_000,
-            alert_issue_fallback: true,
-            alert_issue_fallback_public: false,
-            max_attempts: 5,
-            claim_lease_secs: 300,
-            fix_backoff_secs: 60,
-            fix_backoff_max_secs: 6 * 3600,
-            pr_branch_prefix: "plumbline/".into(),
+            group_id: DEFAULT_GROUP_ID.into(),
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            cool_off_secs: DEFAULT_COOL_OFF_SECS,
+            content_per_minute: DEFAULT_CONTENT_PER_MINUTE,
+            content_per_hour: DEFAULT_CONTENT_PER_HOUR,
+            content_minute_ms: DEFAULT_CONTENT_MINUTE_MS,
+            content_hour_ms: DEFAULT_CONTENT_HOUR_MS,
+            alert_issue_fallback: DEFAULT_ALERT_ISSUE_FALLBACK,
+            alert_issue_fallback_public: DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            claim_lease_secs: DEFAULT_CLAIM_LEASE_SECS,
+            fix_backoff_secs: DEFAULT_FIX_BACKOFF_SECS,
+            fix_backoff_max_secs: DEFAULT_FIX_BACKOFF_MAX_SECS,
+            pr_branch_prefix: DEFAULT_PR_BRANCH_PREFIX.into(),
         }
     }
 }

@@ -31,6 +31,15 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+// Each flag's default, declared once: clap shows it in --help and `new` uses it.
+const DEFAULT_GROUP_ID: &str = "plumbline-evaluator";
+const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_CATALOG_MAX_STALENESS_MS: u64 = 2_000;
+const DEFAULT_TREE_CACHE_MIB: u64 = 512;
+const DEFAULT_TREE_DOWNLOAD_MIB: u64 = 256;
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+
 /// Evaluator configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvaluatorConfig {
@@ -41,36 +50,36 @@ pub struct EvaluatorConfig {
     #[arg(
         long,
         env = "PLUMB_EVALUATOR_GROUP",
-        default_value = "plumbline-evaluator"
+        default_value = DEFAULT_GROUP_ID
     )]
     pub group_id: String,
 
     /// How long the group waits for a silent replica before reassigning its partitions.
-    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS)]
     pub session_timeout_ms: u64,
 
     /// Longest time a changed rule type or profile may go unnoticed by this replica.
-    #[arg(long, env = "PLUMB_CATALOG_MAX_STALENESS_MS", default_value_t = 2_000)]
+    #[arg(long, env = "PLUMB_CATALOG_MAX_STALENESS_MS", default_value_t = DEFAULT_CATALOG_MAX_STALENESS_MS)]
     pub catalog_max_staleness_ms: u64,
 
     /// Memory for branch trees read by git-ingest rules, kept by commit so an unchanged branch
     /// is never downloaded twice (MiB).
-    #[arg(long, env = "PLUMB_TREE_CACHE_MIB", default_value_t = 512)]
+    #[arg(long, env = "PLUMB_TREE_CACHE_MIB", default_value_t = DEFAULT_TREE_CACHE_MIB)]
     pub tree_cache_mib: u64,
 
     /// Memory for branch tarballs being downloaded at once (MiB); each download holds room for
     /// the largest tree a git ingest accepts (100 MiB) while it runs, so this bounds how many run
     /// together and what they can hold.
-    #[arg(long, env = "PLUMB_TREE_DOWNLOAD_MIB", default_value_t = 256)]
+    #[arg(long, env = "PLUMB_TREE_DOWNLOAD_MIB", default_value_t = DEFAULT_TREE_DOWNLOAD_MIB)]
     pub tree_download_mib: u64,
 
     /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
-    #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
 
     /// Entities evaluated at once by this replica (one at a time per entity, in any case).
     /// Most of an evaluation is waiting on GitHub, so this is well above the core count.
-    #[arg(long, env = "PLUMB_EVALUATOR_MAX_IN_FLIGHT", default_value_t = 32)]
+    #[arg(long, env = "PLUMB_EVALUATOR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
 }
 
@@ -78,13 +87,13 @@ impl EvaluatorConfig {
     pub fn new(service: ServiceArgs) -> Self {
         EvaluatorConfig {
             service,
-            group_id: "plumbline-evaluator".into(),
-            session_timeout_ms: 10_000,
-            catalog_max_staleness_ms: 2_000,
-            tree_cache_mib: 512,
-            tree_download_mib: 256,
-            max_attempts: 5,
-            max_in_flight: 32,
+            group_id: DEFAULT_GROUP_ID.into(),
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            catalog_max_staleness_ms: DEFAULT_CATALOG_MAX_STALENESS_MS,
+            tree_cache_mib: DEFAULT_TREE_CACHE_MIB,
+            tree_download_mib: DEFAULT_TREE_DOWNLOAD_MIB,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
