@@ -263,6 +263,25 @@ impl FromStr for ActionStatus {
     }
 }
 
+/// One request the actuator sent to the provider (or, in dry run, would have sent), values
+/// resolved: what operators read back in an action's record and outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlannedRequest {
+    pub method: String,
+    pub url: String,
+    pub body: String,
+}
+
+impl PlannedRequest {
+    pub fn new(method: impl Into<String>, url: impl Into<String>, body: impl Into<String>) -> Self {
+        PlannedRequest {
+            method: method.into(),
+            url: url.into(),
+            body: body.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use plumbline_domain::PlannedRequest;
 use uuid::Uuid;
 
 /// An action the actuator is about to take.
@@ -32,8 +33,8 @@ pub struct ActionResult {
     pub method: String,
     pub url: String,
     pub body: String,
-    /// Every request sent (or, in dry run, planned), in order: `[{method, url, body}]`.
-    pub requests: serde_json::Value,
+    /// Every request sent (or, in dry run, planned), in order.
+    pub requests: Vec<PlannedRequest>,
     /// What the provider calls the result: `pull:12`, `advisory:GHSA-...`, `issue:7`.
     pub provider_ref: String,
 }
@@ -68,7 +69,7 @@ pub struct ActionRecord {
     pub method: String,
     pub url: String,
     pub body: String,
-    pub requests: serde_json::Value,
+    pub requests: Vec<PlannedRequest>,
     pub provider_ref: String,
     /// The evaluation whose verdict asked for the action.
     pub evaluation_id: Option<Uuid>,
@@ -77,6 +78,18 @@ pub struct ActionRecord {
 }
 
 const COLUMNS: &str = "id, idempotency_key, entity_id, profile, rule_type, rule_name, kind, action_type, operation, status, message, method, url, body, requests, provider_ref, created_at, updated_at, evaluation_id";
+
+/// The `requests` column (jsonb), written only by [`Store::finish_action`]. Rows older than
+/// that column's shape read as no requests rather than failing the whole read.
+fn requests_from(v: serde_json::Value) -> Vec<PlannedRequest> {
+    match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "an action's recorded requests are not a list of method, url and body");
+            Vec::new()
+        }
+    }
+}
 
 fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
     ActionRecord {
@@ -94,7 +107,7 @@ fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
         method: r.get(11),
         url: r.get(12),
         body: r.get(13),
-        requests: r.get(14),
+        requests: requests_from(r.get(14)),
         provider_ref: r.get(15),
         created_at: r.get(16),
         updated_at: r.get(17),
@@ -180,11 +193,8 @@ impl Store {
     /// Records how a claimed action ended.
     pub async fn finish_action(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let c = self.client().await?;
-        let requests = if result.requests.is_null() {
-            serde_json::json!([])
-        } else {
-            result.requests.clone()
-        };
+        let requests = serde_json::to_value(&result.requests)
+            .map_err(|e| StoreError::Other(format!("encoding the action's requests: {e}")))?;
         let n = c
             .execute(
                 &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,

@@ -354,7 +354,11 @@ async fn actions_are_claimed_once() {
         method: "PUT".into(),
         url: "http://x/p".into(),
         body: "{}".into(),
-        requests: serde_json::json!([{"method": "PUT", "url": "http://x/p", "body": "{}"}]),
+        requests: vec![plumbline_domain::PlannedRequest::new(
+            "PUT",
+            "http://x/p",
+            "{}",
+        )],
         provider_ref: String::new(),
     };
     s.finish_action(id, &result).await.expect("finish");

@@ -29,7 +29,9 @@ use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{
     Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext,
 };
-use plumbline_domain::{ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason};
+use plumbline_domain::{
+    ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason, PlannedRequest,
+};
 use plumbline_engine::datasource::{DataSources, Fetcher};
 use plumbline_engine::{
     AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError,
@@ -42,7 +44,7 @@ use plumbline_proto::Message as _;
 use plumbline_runtime::ServiceArgs;
 use plumbline_store::{ActionRecord, ActionResult, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -436,36 +438,13 @@ fn status_i32(s: ActionStatus) -> i32 {
 }
 
 /// `[{method, url, body}]` for the store, and the same for the outcome.
-fn requests_json(requests: &[(String, String, String)]) -> Value {
-    Value::Array(
-        requests
-            .iter()
-            .map(|(m, u, b)| json!({"method": m, "url": u, "body": b}))
-            .collect(),
-    )
-}
-
-fn proto_requests(requests: &Value) -> Vec<ProviderRequest> {
+fn proto_requests(requests: &[PlannedRequest]) -> Vec<ProviderRequest> {
     requests
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|r| ProviderRequest {
-            method: r
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            url: r
-                .get("url")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            body: r
-                .get("body")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            method: r.method.clone(),
+            url: r.url.clone(),
+            body: r.body.clone(),
         })
         .collect()
 }
@@ -491,7 +470,7 @@ struct Job<'a> {
 struct Ended {
     status: ActionStatus,
     message: String,
-    requests: Value,
+    requests: Vec<PlannedRequest>,
     provider_ref: String,
 }
 
@@ -500,7 +479,7 @@ impl Ended {
         Ended {
             status,
             message: message.into(),
-            requests: json!([]),
+            requests: Vec::new(),
             provider_ref: String::new(),
         }
     }
@@ -1144,7 +1123,7 @@ impl Actuator {
     ) -> Result<Ended, Failure> {
         let url = format!("{}{}", self.github.api_url(), path);
         let body_s = body.map(Value::to_string).unwrap_or_default();
-        let requests = requests_json(&[(method.to_string(), url, body_s)]);
+        let requests = vec![PlannedRequest::new(method.to_string(), url, body_s)];
         if mode == ActionMode::DryRun {
             return Ok(Ended {
                 requests,
@@ -1210,11 +1189,11 @@ impl Actuator {
                     return Ok(Ended::new(ActionStatus::Failed, m))
                 }
             };
-        let planned: Vec<(String, String, String)> = prepared
+        let planned: Vec<PlannedRequest> = prepared
             .writes
             .iter()
             .map(|w| {
-                (
+                PlannedRequest::new(
                     w.method.to_string(),
                     format!("{}{}", self.github.api_url(), w.path),
                     w.body.to_string(),
@@ -1234,7 +1213,7 @@ impl Actuator {
                 ),
             };
             return Ok(Ended {
-                requests: requests_json(&planned),
+                requests: planned.clone(),
                 ..Ended::new(ActionStatus::Planned, what)
             });
         }
@@ -1267,7 +1246,7 @@ impl Actuator {
                     ),
                 };
                 Ok(Ended {
-                    requests: requests_json(&applied.requests),
+                    requests: applied.requests.clone(),
                     provider_ref: format!("pull:{}", applied.number),
                     ..Ended::new(ActionStatus::Applied, what)
                 })
@@ -1279,7 +1258,7 @@ impl Actuator {
             Err((pull_request::PrError::Refused(m), sent)) => {
                 reservation.finish(sent).await;
                 Ok(Ended {
-                    requests: requests_json(&planned),
+                    requests: planned,
                     ..Ended::new(ActionStatus::Failed, m)
                 })
             }
@@ -1358,7 +1337,7 @@ impl Actuator {
         let url = |p: &str| format!("{}{}", self.github.api_url(), p);
         if mode == ActionMode::DryRun {
             let ended = Ended {
-                requests: requests_json(&[("POST".into(), url(&path), body.to_string())]),
+                requests: vec![PlannedRequest::new("POST", url(&path), body.to_string())],
                 ..Ended::new(
                     ActionStatus::Planned,
                     format!("dry run: {action_type} not opened"),
@@ -1387,7 +1366,7 @@ impl Actuator {
             let sent = alerts::send(&self.github, Method::POST, &path, &body).await;
             reservation.finish(1).await;
             let (status, answer) = sent.map_err(github_unavailable)?;
-            requests.push(("POST".to_string(), url(&path), body.to_string()));
+            requests.push(PlannedRequest::new("POST", url(&path), body.to_string()));
             let refused = matches!(status, 403 | 404 | 410 | 422);
             if (200..300).contains(&status) {
                 let provider_ref = match kind {
@@ -1415,7 +1394,7 @@ impl Actuator {
                     AlertKind::Issue => "issue".into(),
                 };
                 let ended = Ended {
-                    requests: requests_json(&requests),
+                    requests: requests.clone(),
                     provider_ref: provider_ref.clone(),
                     ..Ended::new(
                         ActionStatus::Applied,
@@ -1441,7 +1420,7 @@ impl Actuator {
                     .unwrap_or(false);
                 if !private && !self.alert_issue_fallback_public {
                     let ended = Ended {
-                        requests: requests_json(&requests),
+                        requests: requests.clone(),
                         ..Ended::new(
                             ActionStatus::Failed,
                             format!("POST {path} answered {status}: {why}; no issue opened instead, since the repository is public and an issue would disclose the weakness (PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC allows it)"),
@@ -1455,7 +1434,7 @@ impl Actuator {
                 continue;
             }
             let ended = Ended {
-                requests: requests_json(&requests),
+                requests: requests.clone(),
                 ..Ended::new(
                     ActionStatus::Failed,
                     format!("POST {path} answered {status}: {why}"),
@@ -1502,11 +1481,11 @@ impl Actuator {
             );
             return self.finish(job, id, outcome, ended).await;
         };
-        let requests = requests_json(&[(
-            "PATCH".into(),
+        let requests = vec![PlannedRequest::new(
+            "PATCH",
             format!("{}{}", self.github.api_url(), path),
             body.to_string(),
-        )]);
+        )];
         if mode == ActionMode::DryRun {
             let ended = Ended {
                 requests,

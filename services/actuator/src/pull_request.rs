@@ -274,8 +274,8 @@ pub struct Applied {
     pub html_url: String,
     /// Writes sent (for the content budget).
     pub sent: u32,
-    /// The requests as sent, values resolved: `[{method, url, body}]`.
-    pub requests: Vec<(String, String, String)>,
+    /// The requests as sent, values resolved.
+    pub requests: Vec<plumbline_domain::PlannedRequest>,
 }
 
 /// Sends the writes in order. On an error, `sent` so far is in the error's count.
@@ -294,7 +294,7 @@ pub async fn apply(github: &GitHub, prepared: &Prepared) -> Result<Applied, (PrE
             .request(method, &w.path, Some(&body))
             .await
             .map_err(|e| (classify(e), sent))?;
-        requests.push((
+        requests.push(plumbline_domain::PlannedRequest::new(
             w.method.to_string(),
             format!("{}{}", github.api_url(), w.path),
             body.to_string(),
