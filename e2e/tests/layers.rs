@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("plumbline-domain", &[]),
     ("plumbline-proto", &["plumbline-domain"]),
     ("plumbline-telemetry", &[]),
+    ("plumbline-reload", &[]),
     // Adapters: one owner per heavy dependency (regorus/jaq, tokio-postgres, rdkafka, octocrab).
     ("plumbline-engine", &["plumbline-domain"]),
     ("plumbline-store", &["plumbline-domain"]),
@@ -20,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "plumbline-bus",
         &["plumbline-domain", "plumbline-telemetry"],
     ),
-    ("plumbline-github", &[]),
+    ("plumbline-github", &["plumbline-reload"]),
     // The engine's provider, implemented on the GitHub client.
     (
         "plumbline-github-provider",
@@ -29,7 +30,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     // What every service binary shares: flags, secrets files, the service main.
     (
         "plumbline-runtime",
-        &["plumbline-telemetry", "plumbline-github"],
+        &[
+            "plumbline-telemetry",
+            "plumbline-github",
+            "plumbline-reload",
+        ],
     ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.
     ("plumbline-github-sim", &[]),
@@ -47,6 +52,7 @@ const BELOW_SERVICES: &[&str] = &[
     "plumbline-domain",
     "plumbline-proto",
     "plumbline-telemetry",
+    "plumbline-reload",
     "plumbline-engine",
     "plumbline-store",
     "plumbline-bus",

@@ -184,8 +184,7 @@ impl NameCheck {
 pub struct GitHub {
     /// Replaced when the App's key file changes (see [`GitHub::octo`]).
     /// Shared, not cloned per request: octocrab keeps the installation token in the instance.
-    octo: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Octocrab>>>,
-    key_file: Option<std::sync::Arc<KeyFile>>,
+    octo: Octo,
     api_url: String,
     /// Who the credential is, for cache keys (a digest, never the token itself).
     credential: String,
@@ -199,19 +198,30 @@ pub struct GitHub {
     config: GitHubConfig,
 }
 
-/// The App key's file and its (modification time, size) when last read.
-struct KeyFile {
-    path: std::path::PathBuf,
-    stamp: std::sync::Mutex<Option<(Option<std::time::SystemTime>, u64)>>,
+/// The octocrab client: fixed, or rebuilt when the App key's file changes (a rotation).
+#[derive(Clone)]
+enum Octo {
+    Fixed(std::sync::Arc<Octocrab>),
+    /// Built from the key file; a new key that does not parse keeps the client built before.
+    KeyFile(std::sync::Arc<plumbline_reload::Reloading<Octocrab, GitHubError>>),
 }
 
-fn file_stamp(path: &std::path::Path) -> Option<(Option<std::time::SystemTime>, u64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().ok(), m.len()))
+/// The client for `config` with the App key read from the file in `paths`.
+fn rebuilt(config: &GitHubConfig, paths: &[std::path::PathBuf]) -> Result<Octocrab, GitHubError> {
+    let path = paths
+        .first()
+        .map(std::path::PathBuf::as_path)
+        .unwrap_or(std::path::Path::new(""));
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
+    })?;
+    let mut config = config.clone();
+    if let Some(app) = config.app.as_mut() {
+        app.private_key_pem = pem;
+    }
+    build_octo(&config).map(|(octo, _)| octo)
 }
 
-/// The octocrab client a configuration describes, and the credential's identity.
 fn build_octo(config: &GitHubConfig) -> Result<(Octocrab, String), GitHubError> {
     let api_url = config.api_url.trim_end_matches('/').to_string();
     let mut b = Octocrab::builder()
@@ -276,20 +286,19 @@ impl GitHub {
     pub fn new(config: &GitHubConfig) -> Result<Self, GitHubError> {
         let api_url = config.api_url.trim_end_matches('/').to_string();
         let (octo, identity) = build_octo(config)?;
-        let key_file = config
-            .app
-            .as_ref()
-            .and_then(|a| a.private_key_file.clone())
-            .map(|path| {
-                let stamp = file_stamp(&path);
-                std::sync::Arc::new(KeyFile {
-                    path,
-                    stamp: std::sync::Mutex::new(stamp),
-                })
-            });
+        let octo = match config.app.as_ref().and_then(|a| a.private_key_file.clone()) {
+            None => Octo::Fixed(std::sync::Arc::new(octo)),
+            Some(path) => {
+                let base = config.clone();
+                Octo::KeyFile(std::sync::Arc::new(plumbline_reload::Reloading::open(
+                    vec![path],
+                    "github app key",
+                    move |paths: &[std::path::PathBuf]| rebuilt(&base, paths),
+                )?))
+            }
+        };
         let mut client = GitHub {
-            octo: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(octo))),
-            key_file,
+            octo,
             api_url,
             credential: String::new(),
             cache: None,
@@ -313,46 +322,10 @@ impl GitHub {
     /// is minted with it, and no restart is needed. A new key that does not parse keeps the
     /// old client, and says why.
     fn octo(&self) -> std::sync::Arc<Octocrab> {
-        if let Some(kf) = &self.key_file {
-            let now = file_stamp(&kf.path);
-            let changed = kf
-                .stamp
-                .lock()
-                .map(|mut s| {
-                    if *s != now {
-                        *s = now;
-                        true
-                    } else {
-                        false
-                    }
-                })
-                .unwrap_or(false);
-            if changed {
-                match self.rebuilt(&kf.path) {
-                    Ok(octo) => {
-                        tracing::info!(path = %kf.path.display(), "github app key reloaded");
-                        if let Ok(mut o) = self.octo.write() {
-                            *o = std::sync::Arc::new(octo);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "github app key file unusable; keeping the key read before")
-                    }
-                }
-            }
+        match &self.octo {
+            Octo::Fixed(o) => o.clone(),
+            Octo::KeyFile(r) => r.get(),
         }
-        self.octo.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn rebuilt(&self, path: &std::path::Path) -> Result<Octocrab, GitHubError> {
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            GitHubError::Config(format!("reading github app key {}: {e}", path.display()))
-        })?;
-        let mut config = self.config.clone();
-        if let Some(app) = config.app.as_mut() {
-            app.private_key_pem = pem;
-        }
-        build_octo(&config).map(|(octo, _)| octo)
     }
 
     /// A client acting as one installation of the App this client authenticates as: its own

@@ -1,22 +1,15 @@
 //! Secrets read from files and re-read when the file changes, so rotating one (a Kubernetes
 //! Secret volume, Vault agent, a file an operator edits) needs no restart.
 //!
-//! Each read checks the file's modification time and size (one `stat`); only a change re-reads
-//! and re-parses it. A file that becomes unreadable or unparsable keeps the last good value in
-//! service and logs why once per change: a botched rotation must neither lock everyone out nor
-//! let anyone in. The first read at start-up must succeed.
+//! Re-reading is [`plumbline_reload`]'s: one `stat` per read, a re-read only after a change,
+//! and a file that becomes unreadable or unparsable keeps the last good value in service (a
+//! botched rotation must neither lock everyone out nor let anyone in). The first read at
+//! start-up must succeed.
 
+use plumbline_reload::Reloading;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
-
-type Stamp = (Option<SystemTime>, u64);
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = std::fs::metadata(path)?;
-    Ok((m.modified().ok(), m.len()))
-}
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {
@@ -30,9 +23,10 @@ pub enum SecretFileError {
     Invalid { path: PathBuf, reason: String },
 }
 
-/// A value parsed from a secret file, kept current. Cheap to clone.
+/// A secret (or a list of them) parsed from a file, re-read when the file changes (see
+/// [`plumbline_reload`]). Cloning shares the file.
 pub struct SecretFile<T> {
-    inner: Arc<Inner<T>>,
+    inner: Arc<Reloading<T, SecretFileError>>,
 }
 
 impl<T> Clone for SecretFile<T> {
@@ -43,89 +37,47 @@ impl<T> Clone for SecretFile<T> {
     }
 }
 
-struct Inner<T> {
-    path: PathBuf,
-    what: &'static str,
-    parse: fn(&SecretString) -> Result<T, String>,
-    state: RwLock<(Stamp, Arc<T>)>,
-}
-
 impl<T> std::fmt::Debug for SecretFile<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the value.
         f.debug_struct("SecretFile")
-            .field("what", &self.inner.what)
-            .field("path", &self.inner.path)
+            .field("file", &self.inner)
             .finish()
     }
 }
 
-fn load<T>(
-    path: &Path,
-    parse: fn(&SecretString) -> Result<T, String>,
-) -> Result<(Stamp, T), SecretFileError> {
-    let read = |source| SecretFileError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let st = stamp(path).map_err(read)?;
-    let text = SecretString::from(std::fs::read_to_string(path).map_err(read)?);
-    let value = parse(&text).map_err(|reason| SecretFileError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })?;
-    Ok((st, value))
-}
-
-impl<T> SecretFile<T> {
-    /// Reads and parses `path` now (an error if that fails); `what` names it in logs.
+impl<T: 'static> SecretFile<T> {
+    /// Reads and parses `path` now (an error when it is unreadable or does not parse).
     pub fn open(
         path: &Path,
         what: &'static str,
         parse: fn(&SecretString) -> Result<T, String>,
     ) -> Result<Self, SecretFileError> {
-        let (st, value) = load(path, parse)?;
+        let load = move |paths: &[PathBuf]| -> Result<T, SecretFileError> {
+            let path = paths.first().cloned().unwrap_or_default();
+            let text = std::fs::read_to_string(&path).map_err(|source| SecretFileError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            parse(&SecretString::from(text))
+                .map_err(|reason| SecretFileError::Invalid { path, reason })
+        };
         Ok(SecretFile {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                what,
-                parse,
-                state: RwLock::new((st, Arc::new(value))),
-            }),
+            inner: Arc::new(Reloading::open(vec![path.to_path_buf()], what, load)?),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner
+            .paths()
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new(""))
     }
 
-    /// The current value, re-read when the file changed.
+    /// The current value, re-read first if the file changed.
     pub fn get(&self) -> Arc<T> {
-        let i = &self.inner;
-        let now = stamp(&i.path).ok();
-        let (then, value) = match i.state.read() {
-            Ok(s) => (s.0, s.1.clone()),
-            Err(p) => (p.get_ref().0, p.get_ref().1.clone()),
-        };
-        if now == Some(then) {
-            return value;
-        }
-        match load(&i.path, i.parse) {
-            Ok((st, v)) => {
-                tracing::info!(what = i.what, path = %i.path.display(), "secret reloaded");
-                let v = Arc::new(v);
-                if let Ok(mut s) = i.state.write() {
-                    *s = (st, v.clone());
-                }
-                v
-            }
-            Err(e) => {
-                tracing::warn!(what = i.what, error = %e, "secret file unusable; keeping the value read before");
-                if let (Some(now), Ok(mut s)) = (now, i.state.write()) {
-                    s.0 = now;
-                }
-                value
-            }
-        }
+        self.inner.get()
     }
 }
 

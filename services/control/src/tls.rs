@@ -7,13 +7,14 @@
 //! changed. A pair that fails to load (half-written, key not matching) keeps the previous pair
 //! in service and logs why, so a botched rotation never takes the API down.
 
+use plumbline_reload::Reloading;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -45,18 +46,7 @@ pub enum TlsConfigError {
     Config(#[source] rustls::Error),
 }
 
-type Stamp = (Option<SystemTime>, u64);
-
-/// The (certificate, key) stamps the served pair was read at.
-type Stamps = (Option<Stamp>, Option<Stamp>);
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().ok(), m.len()))
-}
-
-fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
+fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsConfigError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| TlsConfigError::Read {
             path: p.to_path_buf(),
@@ -89,48 +79,32 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsConfigError> {
             source,
         }
     })?;
-    Ok(Arc::new(ck))
+    Ok(ck)
 }
 
 /// Serves the certificate in `cert`/`key`, reloading it when either file changes.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    state: RwLock<(Stamps, Arc<CertifiedKey>)>,
+    pair: Reloading<CertifiedKey, TlsConfigError>,
 }
 
 impl ReloadingCert {
     pub fn new(cert: &Path, key: &Path) -> Result<Self, TlsConfigError> {
-        let stamps = (stamp(cert), stamp(key));
-        let ck = load(cert, key)?;
-        Ok(ReloadingCert {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            state: RwLock::new((stamps, ck)),
-        })
+        let pair = Reloading::open(
+            vec![cert.to_path_buf(), key.to_path_buf()],
+            "control API certificate",
+            |paths: &[PathBuf]| match paths {
+                [cert, key] => load(cert, key),
+                _ => Err(TlsConfigError::NoCertificate {
+                    path: PathBuf::new(),
+                }),
+            },
+        )?;
+        Ok(ReloadingCert { pair })
     }
 
     fn current(&self) -> Option<Arc<CertifiedKey>> {
-        let now = (stamp(&self.cert), stamp(&self.key));
-        let (then, ck) = self.state.read().ok().map(|s| (s.0, s.1.clone()))?;
-        if now == then {
-            return Some(ck);
-        }
-        let next = match load(&self.cert, &self.key) {
-            Ok(next) => {
-                tracing::info!(cert = %self.cert.display(), "control API certificate reloaded");
-                next
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "control API certificate files unusable; serving the previous certificate");
-                ck
-            }
-        };
-        if let Ok(mut s) = self.state.write() {
-            *s = (now, next.clone());
-        }
-        Some(next)
+        Some(self.pair.get())
     }
 }
 
