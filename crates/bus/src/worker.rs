@@ -43,9 +43,10 @@ pub enum Failure {
         reason: String,
         until: Option<std::time::SystemTime>,
     },
-    /// Failed in a way that may be the record's fault: retried `max_attempts` times.
-    #[error("transient: {0}")]
-    Transient(String),
+    /// This attempt failed, possibly through the record's fault (a query it makes fail, a
+    /// panic): retried, counted towards `max_attempts`, then dead-lettered.
+    #[error("attempt failed: {0}")]
+    Attempt(String),
     /// Will never succeed (e.g. undecodable): dead-letter at once.
     #[error("poison: {0}")]
     Poison(String),

@@ -368,7 +368,7 @@ impl Handler for Actuator {
 }
 
 /// A dependency (Postgres, the broker) failed: wait for it, do not give up.
-fn transient(e: impl std::fmt::Display) -> Failure {
+fn unavailable(e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable {
         reason: e.to_string(),
         until: None,
@@ -530,7 +530,12 @@ impl Actuator {
             .ok_or_else(|| Failure::Poison("verdict without entity".into()))
             .and_then(|r| EntityRef::try_from(r).map_err(|e| Failure::Poison(e.to_string())))?;
         let entity_id = entity_ref.id();
-        let Some(entity) = self.store.get_entity(&entity_id).await.map_err(transient)? else {
+        let Some(entity) = self
+            .store
+            .get_entity(&entity_id)
+            .await
+            .map_err(unavailable)?
+        else {
             return Ok(()); // retired since the evaluation
         };
         // A verdict acts only within its own project: the rule types and profile it names are
@@ -552,7 +557,7 @@ impl Actuator {
             .store
             .get_profile(&v.project, &v.profile)
             .await
-            .map_err(transient)?
+            .map_err(unavailable)?
         else {
             return Ok(());
         };
@@ -603,7 +608,7 @@ impl Actuator {
             .store
             .get_rule_type(project, name)
             .await
-            .map_err(transient)?
+            .map_err(unavailable)?
         else {
             return Ok(None);
         };
@@ -631,7 +636,7 @@ impl Actuator {
                 .store
                 .list_data_sources(project)
                 .await
-                .map_err(transient)?
+                .map_err(unavailable)?
             {
                 if let Err(e) = sources.add_yaml(&d.source_yaml) {
                     tracing::warn!(data_source = %d.name, error = %e, "stored data source does not load");
@@ -686,7 +691,7 @@ impl Actuator {
                 .store
                 .claim_action(action, &self.replica, self.lease)
                 .await
-                .map_err(transient)?
+                .map_err(unavailable)?
             {
                 return Ok(Claim::Act(id));
             }
@@ -694,7 +699,7 @@ impl Actuator {
                 .store
                 .take_over_action(&action.idempotency_key, &self.replica, self.lease)
                 .await
-                .map_err(transient)?
+                .map_err(unavailable)?
             {
                 TakeOver::Taken(id) => {
                     tracing::info!(entity = %action.entity_id, rule = %action.rule_name, kind = %action.kind, "taking over a pending action");
@@ -766,7 +771,7 @@ impl Actuator {
         self.store
             .finish_action(id, &result)
             .await
-            .map_err(transient)?;
+            .map_err(unavailable)?;
         tracing::info!(
             entity = %job.entity_id, repo = %job.entity.full_name(), rule = %job.verdict.rule_name,
             action = %outcome.action_type, operation = %outcome.operation, status = ended.status.as_str(),
@@ -838,7 +843,7 @@ impl Actuator {
             rule.evaluate_with(&ingested, &inv, Some(fetcher))
         })
         .await
-        .map_err(|e| Failure::Transient(format!("re-check panicked: {e}")))?;
+        .map_err(|e| Failure::Attempt(format!("re-check panicked: {e}")))?;
         Ok(match outcome.status {
             EvalStatus::Fail => Recheck::Fails,
             EvalStatus::Pass => Recheck::Passes,
@@ -871,7 +876,7 @@ impl Actuator {
             .store
             .get_action(&action.idempotency_key)
             .await
-            .map_err(transient)?
+            .map_err(unavailable)?
             .is_none()
         {
             if let Some(last) = self
@@ -884,7 +889,7 @@ impl Actuator {
                     &["failed", "applied", "skipped", "planned"],
                 )
                 .await
-                .map_err(transient)?
+                .map_err(unavailable)?
             {
                 if last.status == "failed" && chrono::Utc::now() - last.updated_at < self.cool_off {
                     tracing::info!(entity = %job.entity_id, rule = %job.verdict.rule_name, failed_at = %last.updated_at, "remediation cooling off after an error");
@@ -1063,7 +1068,7 @@ impl Actuator {
             .store
             .recent_actions(entity, profile, rule, "remediation", 32)
             .await
-            .map_err(transient)?;
+            .map_err(unavailable)?;
         let mut not_held = 0u32;
         let mut newest: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut later: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -1075,7 +1080,7 @@ impl Actuator {
                         .store
                         .passed_between(entity, profile, rule, a.updated_at, later)
                         .await
-                        .map_err(transient)?
+                        .map_err(unavailable)?
                     {
                         break;
                     }
@@ -1109,7 +1114,7 @@ impl Actuator {
         self.budget
             .try_reserve(self.github.credential_id(), slots)
             .await
-            .map_err(transient)?
+            .map_err(unavailable)?
             .map_err(budget_spent)
     }
 
@@ -1276,7 +1281,7 @@ impl Actuator {
                 &["applied", "planned"],
             )
             .await
-            .map_err(transient)
+            .map_err(unavailable)
     }
 
     async fn open_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
@@ -1536,7 +1541,7 @@ impl Actuator {
                 &BTreeMap::new(),
             )
             .await
-            .map_err(transient)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -1604,7 +1609,7 @@ impl Actuator {
                 &BTreeMap::new(),
             )
             .await
-            .map_err(transient)?;
+            .map_err(unavailable)?;
         let _ = self.outcomes.send(outcome);
         Ok(())
     }

@@ -223,6 +223,19 @@ impl Handler for Evaluator {
     }
 }
 
+/// A Postgres error as the record's failure: the database unreachable or overloaded is
+/// `Unavailable` (wait and retry, not the record's fault); any other error counts an attempt.
+fn store_failure(e: plumbline_store::StoreError) -> Failure {
+    if e.is_transient() {
+        Failure::Unavailable {
+            reason: format!("postgres: {e}"),
+            until: None,
+        }
+    } else {
+        Failure::Attempt(e.to_string())
+    }
+}
+
 /// The provider is down or limiting us: retry the record (until the limit lifts, when known)
 /// rather than publish a verdict that says nothing about the repository.
 fn provider_unavailable(e: ProviderError) -> Failure {
@@ -284,16 +297,6 @@ impl Evaluator {
     ) -> Result<Identity, Failure> {
         use plumbline_proto::v1::EventReason;
         let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
-        let transient = |e: plumbline_store::StoreError| {
-            if e.is_transient() {
-                Failure::Unavailable {
-                    reason: format!("postgres: {e}"),
-                    until: None,
-                }
-            } else {
-                Failure::Transient(e.to_string())
-            }
-        };
         // The name the event brings (a rename, a transfer) is tried first; it becomes the
         // entity's name only if it leads to this id.
         let hinted = !event.owner.is_empty()
@@ -325,7 +328,7 @@ impl Evaluator {
             NameCheck::Same(repo) => {
                 let branch = repo.default_branch.filter(|b| Some(b.as_str()) != entity.default_branch());
                 if hinted || branch.is_some() {
-                    self.store.refresh_entity(&entity.id(), &entity.owner, &entity.name, branch.as_deref()).await.map_err(transient)?;
+                    self.store.refresh_entity(&entity.id(), &entity.owner, &entity.name, branch.as_deref()).await.map_err(store_failure)?;
                     if let (Some(b), Some(props)) = (branch, entity.properties.as_object_mut()) {
                         props.insert("default_branch".into(), b.into());
                     }
@@ -351,17 +354,7 @@ impl Evaluator {
             .entity_ref()
             .map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
-        let transient = |e: plumbline_store::StoreError| {
-            if e.is_transient() {
-                Failure::Unavailable {
-                    reason: format!("postgres: {e}"),
-                    until: None,
-                }
-            } else {
-                Failure::Transient(e.to_string())
-            }
-        };
-        let Some(mut entity) = self.store.get_entity(&id).await.map_err(transient)? else {
+        let Some(mut entity) = self.store.get_entity(&id).await.map_err(store_failure)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
             self.metrics.inc(
                 "plumbline_evaluator_events_total",
@@ -386,7 +379,7 @@ impl Evaluator {
                     identity_problem = Some(why);
                 }
                 Identity::Gone(why) => {
-                    let retired = self.store.retire_entity(&id).await.map_err(transient)?;
+                    let retired = self.store.retire_entity(&id).await.map_err(store_failure)?;
                     self.metrics.inc(
                         "plumbline_evaluator_events_total",
                         "entity events by outcome",
@@ -402,9 +395,9 @@ impl Evaluator {
             .catalog
             .snapshot(&entity.project)
             .await
-            .map_err(transient)?;
+            .map_err(store_failure)?;
         // What each rule found last time: reused when its input digest and version are unchanged.
-        let last = self.store.last_verdicts(&id).await.map_err(transient)?;
+        let last = self.store.last_verdicts(&id).await.map_err(store_failure)?;
         let evaluation_started = std::time::Instant::now();
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
@@ -523,7 +516,7 @@ impl Evaluator {
         self.store
             .record_evaluations(&id, &records)
             .await
-            .map_err(transient)?;
+            .map_err(store_failure)?;
         let trace = record.trace().child();
         let (producer, topic) = (&self.producer, &self.topics.verdicts);
         let sends = verdicts.iter().map(|v| {
