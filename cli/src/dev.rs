@@ -230,13 +230,16 @@ async fn enroll_and_watch(
             },
             _ = tick.tick() => {
                 let rows = store.list_status(project, None, None).await?;
-                let passing = rows.iter().filter(|r| r.status == "pass").count();
+                let passing = rows.iter().filter(|r| r.status == plumbline_domain::EvalStatus::Pass).count();
                 println!("posture: {passing}/{} rules passing, {} remediations", rows.len(), summary.remediations);
             }
         }
     }
     let rows = store.list_status(project, None, None).await?;
-    summary.passing = rows.iter().filter(|r| r.status == "pass").count();
+    summary.passing = rows
+        .iter()
+        .filter(|r| r.status == plumbline_domain::EvalStatus::Pass)
+        .count();
     summary.rules = rows.len();
     println!(
         "final posture: {}/{} rules passing, {} remediations",

@@ -189,7 +189,7 @@ async fn first_status(store: plumbline_store::Store, id: u64) -> Option<(String,
         .expect("status")
         .into_iter()
         .next()
-        .map(|r| (r.status, r.message))
+        .map(|r| (r.status.as_str().to_string(), r.message))
 }
 
 async fn client_register(c: &mut client::Client, name: &str) {

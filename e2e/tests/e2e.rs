@@ -69,7 +69,7 @@ async fn status_of(store: &plumbline_store::Store, entity: &str) -> Option<Strin
         .expect("status");
     rows.into_iter()
         .find(|r| r.rule_name == RULE)
-        .map(|r| r.status)
+        .map(|r| r.status.as_str().to_string())
 }
 
 async fn wait_status(store: &plumbline_store::Store, entity: &str, want: &str, timeout: Duration) {

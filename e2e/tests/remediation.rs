@@ -105,7 +105,7 @@ async fn entity_status(store: &Store, entity: &str, rule: &str) -> Option<String
         .expect("status");
     rows.into_iter()
         .find(|r| r.rule_name == rule)
-        .map(|r| r.status)
+        .map(|r| r.status.as_str().to_string())
 }
 
 async fn wait_status(store: &Store, entity: &str, rule: &str, want: &str, timeout: Duration) {

@@ -156,7 +156,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
                 .filter(|r| {
                     r.rule_name == "branch_protection_enabled"
                         && r.evaluated_at > last_event_at
-                        && r.status == "pass"
+                        && r.status.as_str() == "pass"
                 })
                 .count();
             (fresh == entities.len()).then_some(())

@@ -114,7 +114,9 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
             .list_status("default", Some(&entity), None)
             .await
             .ok()?;
-        rows.iter().any(|r| r.status == "pass").then_some(())
+        rows.iter()
+            .any(|r| r.status.as_str() == "pass")
+            .then_some(())
     };
     eventually(Duration::from_secs(60), "the repository evaluated", passes).await;
     stack

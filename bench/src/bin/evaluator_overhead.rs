@@ -301,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
         .list_status(PROJECT, None, None)
         .await?
         .iter()
-        .filter(|r| r.status == "error")
+        .filter(|r| r.status == plumbline_domain::EvalStatus::Error)
         .count();
     eprintln!(
         "whole evaluator: {want} rule evaluations in {elapsed:.1} s ({errors} error verdicts)"

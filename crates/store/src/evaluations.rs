@@ -1,5 +1,6 @@
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use plumbline_domain::EvalStatus;
 use uuid::Uuid;
 
 /// One rule evaluation, written as the latest status and appended to history in one transaction.
@@ -11,7 +12,7 @@ pub struct EvaluationRecord {
     pub profile: String,
     pub rule_type: String,
     pub rule_name: String,
-    pub status: String,
+    pub status: EvalStatus,
     pub message: String,
     pub details: serde_json::Value,
     pub input_digest: String,
@@ -29,7 +30,7 @@ pub struct StatusRow {
     pub profile: String,
     pub rule_type: String,
     pub rule_name: String,
-    pub status: String,
+    pub status: EvalStatus,
     pub message: String,
     pub input_digest: String,
     pub evaluated_at: DateTime<Utc>,
@@ -38,26 +39,33 @@ pub struct StatusRow {
 impl StatusRow {
     /// A row of `entity_id, owner, name, profile, rule_type, rule_name, status, message,
     /// input_digest, evaluated_at`, the columns every status query selects in this order.
-    pub(crate) fn from_row(r: &tokio_postgres::Row) -> StatusRow {
-        StatusRow {
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Result<StatusRow, StoreError> {
+        Ok(StatusRow {
             entity_id: r.get(0),
             owner: r.get(1),
             name: r.get(2),
             profile: r.get(3),
             rule_type: r.get(4),
             rule_name: r.get(5),
-            status: r.get(6),
+            status: eval_status(r.get(6))?,
             message: r.get(7),
             input_digest: r.get(8),
             evaluated_at: r.get(9),
-        }
+        })
     }
+}
+
+/// A status column read back: only the four statuses are ever written, so anything else means
+/// the row was not written by Plumbline, and is reported rather than guessed at.
+pub(crate) fn eval_status(s: &str) -> Result<EvalStatus, StoreError> {
+    s.parse()
+        .map_err(|e| StoreError::Other(format!("evaluation status column: {e}")))
 }
 
 /// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastVerdict {
-    pub status: String,
+    pub status: EvalStatus,
     pub message: String,
     pub details: serde_json::Value,
     pub input_digest: String,
@@ -109,21 +117,20 @@ impl Store {
                 &[&entity_id],
             )
             .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                (
+                Ok((
                     (r.get(0), r.get(1)),
                     LastVerdict {
-                        status: r.get(2),
+                        status: eval_status(r.get(2))?,
                         message: r.get(3),
                         details: r.get(4),
                         input_digest: r.get(5),
                         rule_type_version: r.get(6),
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// Writes a batch of evaluations (one entity's rules) atomically: every status row and every
@@ -176,16 +183,18 @@ impl Store {
         // touch different rows, and the server runs them in the order they were sent.
         type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
         let delete_params: Params = vec![&entity_id, &profiles, &rules];
+        let statuses: Vec<&'static str> = records.iter().map(|r| r.status.as_str()).collect();
         let status_params: Vec<Params> = records
             .iter()
-            .map(|r| -> Params {
+            .zip(&statuses)
+            .map(|(r, status)| -> Params {
                 vec![
                     &r.entity_id,
                     &r.project,
                     &r.profile,
                     &r.rule_type,
                     &r.rule_name,
-                    &r.status,
+                    status,
                     &r.message,
                     &r.details,
                     &r.input_digest,
@@ -197,7 +206,8 @@ impl Store {
             .collect();
         let history_params: Vec<Params> = records
             .iter()
-            .map(|r| -> Params {
+            .zip(&statuses)
+            .map(|(r, status)| -> Params {
                 vec![
                     &r.evaluation_id,
                     &r.entity_id,
@@ -205,7 +215,7 @@ impl Store {
                     &r.profile,
                     &r.rule_type,
                     &r.rule_name,
-                    &r.status,
+                    status,
                     &r.message,
                     &r.details,
                     &r.input_digest,
@@ -245,7 +255,7 @@ impl Store {
                 &[&project, &entity_id, &profile],
             )
             .await?;
-        Ok(rows.iter().map(StatusRow::from_row).collect())
+        rows.iter().map(StatusRow::from_row).collect()
     }
 
     /// Number of history rows for an entity (all profiles and rules).

@@ -184,7 +184,10 @@ impl Store {
                 &page_params(&project, filter, after, &limit),
             )
             .await?;
-        let rows: Vec<StatusRow> = rows.iter().map(StatusRow::from_row).collect();
+        let rows: Vec<StatusRow> = rows
+            .iter()
+            .map(StatusRow::from_row)
+            .collect::<Result<_, _>>()?;
         let next = (rows.len() as i64 == limit)
             .then(|| rows.last())
             .flatten()

@@ -77,7 +77,7 @@ async fn posture_queries_use_indexes_with_100k_entities() {
         .await
         .expect("page");
     assert_eq!(first.rows.len(), 500);
-    assert!(first.rows.iter().all(|r| r.status == "fail"));
+    assert!(first.rows.iter().all(|r| r.status.as_str() == "fail"));
     let cursor = first.next.clone().expect("more pages");
     let token = cursor.token();
     assert_eq!(

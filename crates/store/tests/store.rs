@@ -23,7 +23,7 @@ fn eval(entity: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> Evalua
         profile: "p".into(),
         rule_type: "r".into(),
         rule_name: "r".into(),
-        status: status.into(),
+        status: status.parse().expect("a status"),
         message: String::new(),
         details: serde_json::json!([]),
         input_digest: "d".into(),
@@ -229,7 +229,7 @@ async fn evaluations_keep_latest_status_and_full_history() {
     .expect("late pass");
     let rows = s.list_status("default", None, None).await.expect("status");
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].status, "fail");
+    assert_eq!(rows[0].status.as_str(), "fail");
     assert_eq!(
         s.history_count("github/repository/1")
             .await

@@ -606,11 +606,7 @@ impl ControlService for Control {
                 .rows
                 .into_iter()
                 .map(|r| RuleStatus {
-                    status: r
-                        .status
-                        .parse::<EvalStatus>()
-                        .map(|s| plumbline_proto::v1::EvalStatus::from(s) as i32)
-                        .unwrap_or(0),
+                    status: plumbline_proto::v1::EvalStatus::from(r.status) as i32,
                     entity_id: r.entity_id,
                     owner: r.owner,
                     name: r.name,

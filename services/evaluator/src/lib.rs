@@ -480,7 +480,7 @@ impl Evaluator {
                     profile: profile.name.clone(),
                     rule_type: rule.rule_type.clone(),
                     rule_name: rule.rule_name().to_string(),
-                    status: outcome.status.as_str().to_string(),
+                    status: outcome.status,
                     message: outcome.message.clone(),
                     details: serde_json::json!(outcome.details),
                     input_digest: outcome.input_digest.clone(),
@@ -592,11 +592,9 @@ impl Evaluator {
         if let Some(p) =
             previous.filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable())
         {
-            let status = match p.status.as_str() {
-                "pass" => Some(EvalStatus::Pass),
-                "fail" => Some(EvalStatus::Fail),
-                "skipped" => Some(EvalStatus::Skipped),
-                _ => None,
+            let status = match p.status {
+                EvalStatus::Error => None,
+                s => Some(s),
             };
             if let Some(status) = status {
                 self.metrics.inc(
