@@ -194,12 +194,15 @@ async fn switched_off_protection_is_restored_end_to_end() {
     // One action applied the fix; a later failing verdict (the deletion's webhook and the
     // evaluation after it can both fail) found live state passing and was recorded skipped.
     let actions = store.list_actions(&entity).await.expect("actions");
-    let applied: Vec<_> = actions.iter().filter(|a| a.status == "applied").collect();
+    let applied: Vec<_> = actions
+        .iter()
+        .filter(|a| a.status.as_str() == "applied")
+        .collect();
     assert_eq!(applied.len(), 1, "{actions:?}");
     assert!(
         actions
             .iter()
-            .all(|a| a.status == "applied" || a.status == "skipped"),
+            .all(|a| a.status.as_str() == "applied" || a.status.as_str() == "skipped"),
         "{actions:?}"
     );
     assert_eq!(
@@ -265,7 +268,10 @@ async fn lost_webhook_is_corrected_by_the_reconciler_sweep() {
     );
     let actions = store.list_actions(&entity).await.expect("actions");
     assert_eq!(
-        actions.iter().filter(|a| a.status == "applied").count(),
+        actions
+            .iter()
+            .filter(|a| a.status.as_str() == "applied")
+            .count(),
         1,
         "{actions:?}"
     );

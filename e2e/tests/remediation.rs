@@ -160,7 +160,10 @@ async fn rest_remediation_turns_secret_scanning_on() {
     assert_eq!(count(&stack, PATCH_REPO), 1, "one remediation request");
 
     let recorded = store.list_actions(&entity).await.expect("actions");
-    let applied: Vec<_> = recorded.iter().filter(|a| a.status == "applied").collect();
+    let applied: Vec<_> = recorded
+        .iter()
+        .filter(|a| a.status.as_str() == "applied")
+        .collect();
     assert_eq!(applied.len(), 1, "{recorded:?}");
     let a = applied[0];
     assert_eq!(
@@ -303,7 +306,7 @@ async fn branch_protection_remediation_merges_its_patch_into_live_protection() {
     assert_eq!(count(&stack, PUT_PROTECTION), 1);
     let recorded = store.list_actions(&entity).await.expect("actions");
     assert!(
-        recorded.iter().any(|a| a.status == "applied"
+        recorded.iter().any(|a| a.status.as_str() == "applied"
             && a.action_type == "gh_branch_protection"
             && a.method == "PUT"),
         "{recorded:?}"
@@ -387,9 +390,11 @@ async fn pull_request_remediation_opens_one_pull_request_and_the_advisory_closes
 
     let advisory = eventually(Duration::from_secs(30), "an advisory opened", || async {
         let recorded = store.list_actions(&entity).await.expect("actions");
-        recorded
-            .into_iter()
-            .find(|a| a.kind == "alert" && a.operation == "open" && a.status == "applied")
+        recorded.into_iter().find(|a| {
+            a.kind.as_str() == "alert"
+                && a.operation.as_str() == "open"
+                && a.status.as_str() == "applied"
+        })
     })
     .await;
     assert_eq!(advisory.action_type, "security_advisory");
@@ -428,7 +433,7 @@ async fn pull_request_remediation_opens_one_pull_request_and_the_advisory_closes
         "the second failing verdict handled",
         || async {
             let recorded = store.list_actions(&entity).await.expect("actions");
-            (recorded.len() > before && recorded.iter().all(|a| a.status != "pending"))
+            (recorded.len() > before && recorded.iter().all(|a| a.status.as_str() != "pending"))
                 .then_some(())
         },
     )
@@ -484,7 +489,7 @@ async fn pull_request_remediation_opens_one_pull_request_and_the_advisory_closes
         .await
         .expect("actions")
         .into_iter()
-        .find(|a| a.operation == "close")
+        .find(|a| a.operation.as_str() == "close")
         .expect("close recorded");
     assert_eq!(
         (closed.status.as_str(), closed.provider_ref.as_str()),
@@ -614,7 +619,7 @@ async fn dry_run_publishes_the_planned_requests_and_changes_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let recorded = store.list_actions(&entity).await.expect("actions");
     assert!(
-        recorded.iter().all(|a| a.status == "planned"),
+        recorded.iter().all(|a| a.status.as_str() == "planned"),
         "{recorded:?}"
     );
     let log = stack.sim.request_log();
@@ -710,7 +715,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
     db.batch("DROP TRIGGER stall_applied ON actions;").await;
     let pending = store.list_actions(&entity).await.expect("actions");
     assert!(
-        pending.iter().any(|a| a.status == "pending"),
+        pending.iter().any(|a| a.status.as_str() == "pending"),
         "the crash left the action unrecorded: {pending:?}"
     );
 
@@ -778,7 +783,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
             .await
             .expect("actions")
             .into_iter()
-            .any(|a| a.kind == "alert" && a.status == "applied")
+            .any(|a| a.kind.as_str() == "alert" && a.status.as_str() == "applied")
             .then_some(())
     };
     eventually(
@@ -797,7 +802,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
     assert!(
         recorded
             .iter()
-            .all(|a| a.status != "pending" && a.status != "failed"),
+            .all(|a| a.status.as_str() != "pending" && a.status.as_str() != "failed"),
         "{recorded:?}"
     );
     // One action per evaluation and rule: the redeliveries found theirs taken and claimed
@@ -810,7 +815,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
             .map(|v| (v.rule_name, v.evaluation_id))
             .collect();
     let mut keys = std::collections::BTreeSet::new();
-    for a in recorded.iter().filter(|a| a.kind == "remediation") {
+    for a in recorded.iter().filter(|a| a.kind.as_str() == "remediation") {
         let evaluation = a.evaluation_id.map(|u| u.to_string()).unwrap_or_default();
         assert!(
             evaluations.contains(&(a.rule_name.clone(), evaluation.clone())),
@@ -828,7 +833,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
     assert!(
         protection
             .iter()
-            .all(|a| a.status == "skipped" || a.status == "applied"),
+            .all(|a| a.status.as_str() == "skipped" || a.status.as_str() == "applied"),
         "{protection:?}"
     );
     let pulls: Vec<_> = recorded
@@ -838,7 +843,7 @@ async fn redelivered_verdicts_and_a_crash_between_apply_and_commit_change_github
     assert!(
         pulls
             .iter()
-            .all(|a| a.status == "applied" && a.provider_ref == pulls[0].provider_ref),
+            .all(|a| a.status.as_str() == "applied" && a.provider_ref == pulls[0].provider_ref),
         "{pulls:?}"
     );
     stack.stop().await;
@@ -966,15 +971,14 @@ async fn two_hundred_pull_requests_stay_within_the_content_creation_limit() {
                 .expect("actions");
             recorded
                 .iter()
-                .all(|a| a.status != "pending")
+                .all(|a| a.status.as_str() != "pending")
                 .then_some(recorded)
         })
         .await;
         assert!(
             !recorded.is_empty()
-                && recorded
-                    .iter()
-                    .all(|a| a.status == "applied" && a.provider_ref == recorded[0].provider_ref),
+                && recorded.iter().all(|a| a.status.as_str() == "applied"
+                    && a.provider_ref == recorded[0].provider_ref),
             "{recorded:?}"
         );
     }
@@ -1129,12 +1133,19 @@ async fn a_fix_that_does_not_hold_backs_off_and_is_reported() {
     assert_eq!(count(&stack, PATCH_REPO), 2);
     let recorded = store.list_actions(&entity).await.expect("actions");
     assert_eq!(
-        recorded.iter().filter(|a| a.status == "applied").count(),
+        recorded
+            .iter()
+            .filter(|a| a.status.as_str() == "applied")
+            .count(),
         2,
         "{recorded:?}"
     );
     assert!(
-        recorded.iter().filter(|a| a.status == "deferred").count() >= 3,
+        recorded
+            .iter()
+            .filter(|a| a.status.as_str() == "deferred")
+            .count()
+            >= 3,
         "{recorded:?}"
     );
     stack.stop().await;
@@ -1206,7 +1217,7 @@ async fn two_actuators_racing_on_one_verdict_apply_it_once() {
     assert_eq!(
         recorded
             .iter()
-            .filter(|a| a.kind == "remediation" && a.status == "applied")
+            .filter(|a| a.kind.as_str() == "remediation" && a.status.as_str() == "applied")
             .count(),
         1,
         "{recorded:?}"

@@ -47,6 +47,10 @@ pub enum DomainError {
     UnknownStatus(String),
     #[error("unknown action mode {0:?}: want on, off or dry_run")]
     UnknownMode(String),
+    #[error("unknown action kind {0:?}: want remediation or alert")]
+    UnknownActionKind(String),
+    #[error("unknown action operation {0:?}: want apply, open or close")]
+    UnknownOperation(String),
 }
 
 impl FromStr for EntityKind {
@@ -260,6 +264,77 @@ impl FromStr for ActionStatus {
         .into_iter()
         .find(|a| a.as_str() == s)
         .ok_or_else(|| DomainError::UnknownStatus(s.to_string()))
+    }
+}
+
+/// What an action is: a remediation (a fix applied to the provider) or an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Remediation,
+    Alert,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Remediation => "remediation",
+            ActionKind::Alert => "alert",
+        }
+    }
+}
+
+impl FromStr for ActionKind {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "remediation" => Ok(ActionKind::Remediation),
+            "alert" => Ok(ActionKind::Alert),
+            other => Err(DomainError::UnknownActionKind(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an action does: apply a remediation, open or close an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionOperation {
+    Apply,
+    Open,
+    Close,
+}
+
+impl ActionOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionOperation::Apply => "apply",
+            ActionOperation::Open => "open",
+            ActionOperation::Close => "close",
+        }
+    }
+}
+
+impl FromStr for ActionOperation {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "apply" => Ok(ActionOperation::Apply),
+            "open" => Ok(ActionOperation::Open),
+            "close" => Ok(ActionOperation::Close),
+            other => Err(DomainError::UnknownOperation(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for ActionOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -1,6 +1,6 @@
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use plumbline_domain::PlannedRequest;
+use plumbline_domain::{ActionKind, ActionOperation, ActionStatus, PlannedRequest};
 use uuid::Uuid;
 
 /// An action the actuator is about to take.
@@ -15,19 +15,16 @@ pub struct NewAction {
     pub rule_type: String,
     /// The rule's name in the profile.
     pub rule_name: String,
-    /// "remediation" or "alert".
-    pub kind: String,
+    pub kind: ActionKind,
     pub action_type: String,
-    /// "apply" (a remediation), "open" or "close" (an alert).
-    pub operation: String,
+    pub operation: ActionOperation,
     pub evaluation_id: Option<Uuid>,
 }
 
 /// How a claimed action ended.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActionResult {
-    /// "applied", "planned", "skipped" or "failed".
-    pub status: String,
+    pub status: ActionStatus,
     pub message: String,
     /// The main request (the one that made the change), for readers that want one line.
     pub method: String,
@@ -37,6 +34,46 @@ pub struct ActionResult {
     pub requests: Vec<PlannedRequest>,
     /// What the provider calls the result: `pull:12`, `advisory:GHSA-...`, `issue:7`.
     pub provider_ref: String,
+}
+
+/// Where a recorded action stands: claimed and under way, or ended with a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionState {
+    Pending,
+    Ended(ActionStatus),
+}
+
+impl ActionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Pending => "pending",
+            ActionState::Ended(s) => s.as_str(),
+        }
+    }
+
+    /// The status it ended with, if it ended.
+    pub fn ended(self) -> Option<ActionStatus> {
+        match self {
+            ActionState::Pending => None,
+            ActionState::Ended(s) => Some(s),
+        }
+    }
+}
+
+impl std::fmt::Display for ActionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A column read back that only Plumbline writes: anything unexpected is reported, not guessed.
+fn column<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| StoreError::Other(format!("actions.{what}: {e}")))
 }
 
 /// What [`Store::take_over_action`] found.
@@ -61,10 +98,10 @@ pub struct ActionRecord {
     pub profile: String,
     pub rule_type: String,
     pub rule_name: String,
-    pub kind: String,
+    pub kind: ActionKind,
     pub action_type: String,
-    pub operation: String,
-    pub status: String,
+    pub operation: ActionOperation,
+    pub status: ActionState,
     pub message: String,
     pub method: String,
     pub url: String,
@@ -91,18 +128,22 @@ fn requests_from(v: serde_json::Value) -> Vec<PlannedRequest> {
     }
 }
 
-fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
-    ActionRecord {
+fn from_row(r: &tokio_postgres::Row) -> Result<ActionRecord, StoreError> {
+    let status: &str = r.get(9);
+    Ok(ActionRecord {
         id: r.get(0),
         idempotency_key: r.get(1),
         entity_id: r.get(2),
         profile: r.get(3),
         rule_type: r.get(4),
         rule_name: r.get(5),
-        kind: r.get(6),
+        kind: column("kind", r.get(6))?,
         action_type: r.get(7),
-        operation: r.get(8),
-        status: r.get(9),
+        operation: column("operation", r.get(8))?,
+        status: match status {
+            "pending" => ActionState::Pending,
+            s => ActionState::Ended(column("status", s)?),
+        },
         message: r.get(10),
         method: r.get(11),
         url: r.get(12),
@@ -112,7 +153,7 @@ fn from_row(r: &tokio_postgres::Row) -> ActionRecord {
         created_at: r.get(16),
         updated_at: r.get(17),
         evaluation_id: r.get(18),
-    }
+    })
 }
 
 impl Store {
@@ -139,9 +180,9 @@ impl Store {
                     &a.profile,
                     &a.rule_type,
                     &a.rule_name,
-                    &a.kind,
+                    &a.kind.as_str(),
                     &a.action_type,
-                    &a.operation,
+                    &a.operation.as_str(),
                     &a.evaluation_id,
                     &owner,
                     &lease.as_secs_f64(),
@@ -186,7 +227,7 @@ impl Store {
                 owner: r.get(19),
                 until: r.get(20),
             },
-            Some(r) => TakeOver::Done(Box::new(from_row(&r))),
+            Some(r) => TakeOver::Done(Box::new(from_row(&r)?)),
         })
     }
 
@@ -199,7 +240,7 @@ impl Store {
             .execute(
                 &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
                     requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1").await?,
-                &[&id, &result.status, &result.message, &result.method, &result.url, &result.body, &requests, &result.provider_ref],
+                &[&id, &result.status.as_str(), &result.message, &result.method, &result.url, &result.body, &requests, &result.provider_ref],
             )
             .await?;
         if n == 0 {
@@ -233,10 +274,10 @@ impl Store {
                 &[&key],
             )
             .await?;
-        Ok(row.as_ref().map(from_row))
+        row.as_ref().map(from_row).transpose()
     }
 
-    /// The newest finished action of a kind ("remediation" or "alert") for one rule of one
+    /// The newest finished action of a kind for one rule of one
     /// entity under one profile, whose status is one of `statuses`: "is an alert open", "did
     /// the last remediation fail".
     pub async fn last_action(
@@ -244,11 +285,12 @@ impl Store {
         entity_id: &str,
         profile: &str,
         rule_name: &str,
-        kind: &str,
-        statuses: &[&str],
+        kind: ActionKind,
+        statuses: &[ActionStatus],
     ) -> Result<Option<ActionRecord>, StoreError> {
         let c = self.client().await?;
-        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let kind = kind.as_str();
         let row = c
             .query_opt(
                 &c.prepare_cached(&format!(
@@ -259,7 +301,7 @@ impl Store {
                 &[&entity_id, &profile, &rule_name, &kind, &statuses],
             )
             .await?;
-        Ok(row.as_ref().map(from_row))
+        row.as_ref().map(from_row).transpose()
     }
 
     /// The newest `limit` finished actions of a kind for one rule of one entity under one
@@ -269,10 +311,11 @@ impl Store {
         entity_id: &str,
         profile: &str,
         rule_name: &str,
-        kind: &str,
+        kind: ActionKind,
         limit: i64,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let c = self.client().await?;
+        let kind = kind.as_str();
         let rows = c
             .query(
                 &c.prepare_cached(&format!(
@@ -284,7 +327,7 @@ impl Store {
                 &[&entity_id, &profile, &rule_name, &kind, &limit],
             )
             .await?;
-        Ok(rows.iter().map(from_row).collect())
+        rows.iter().map(from_row).collect()
     }
 
     /// Whether an evaluation of the rule passed after `since` (and before `until`, if given).
@@ -322,6 +365,6 @@ impl Store {
                 &[&entity_id],
             )
             .await?;
-        Ok(rows.iter().map(from_row).collect())
+        rows.iter().map(from_row).collect()
     }
 }

@@ -18,7 +18,7 @@ mod rules;
 pub mod testing;
 pub mod tls;
 
-pub use actions::{ActionRecord, ActionResult, NewAction, TakeOver};
+pub use actions::{ActionRecord, ActionResult, ActionState, NewAction, TakeOver};
 pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;
 pub use error::StoreError;

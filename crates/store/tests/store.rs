@@ -283,9 +283,9 @@ async fn actions_are_claimed_once() {
         profile: "p".into(),
         rule_type: "r".into(),
         rule_name: "r".into(),
-        kind: "remediation".into(),
+        kind: plumbline_domain::ActionKind::Remediation,
         action_type: "gh_branch_protection".into(),
-        operation: "apply".into(),
+        operation: plumbline_domain::ActionOperation::Apply,
         evaluation_id: None,
     };
     let hour = std::time::Duration::from_secs(3600);
@@ -349,7 +349,7 @@ async fn actions_are_claimed_once() {
         TakeOver::Gone
     );
     let result = plumbline_store::ActionResult {
-        status: "applied".into(),
+        status: plumbline_domain::ActionStatus::Applied,
         message: "ok".into(),
         method: "PUT".into(),
         url: "http://x/p".into(),
@@ -382,20 +382,35 @@ async fn actions_are_claimed_once() {
             "github/repository/1",
             "p",
             "r",
-            "remediation",
-            &["applied", "failed"],
+            plumbline_domain::ActionKind::Remediation,
+            &[
+                plumbline_domain::ActionStatus::Applied,
+                plumbline_domain::ActionStatus::Failed,
+            ],
         )
         .await
         .expect("last")
         .expect("one");
     assert_eq!(last.id, id);
     assert!(s
-        .last_action("github/repository/1", "p", "r", "alert", &["applied"])
+        .last_action(
+            "github/repository/1",
+            "p",
+            "r",
+            plumbline_domain::ActionKind::Alert,
+            &[plumbline_domain::ActionStatus::Applied],
+        )
         .await
         .expect("last")
         .is_none());
     assert!(s
-        .last_action("github/repository/1", "p", "r", "remediation", &["failed"])
+        .last_action(
+            "github/repository/1",
+            "p",
+            "r",
+            plumbline_domain::ActionKind::Remediation,
+            &[plumbline_domain::ActionStatus::Failed],
+        )
         .await
         .expect("last")
         .is_none());

@@ -30,7 +30,8 @@ use plumbline_bus::{
     Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext,
 };
 use plumbline_domain::{
-    ActionMode, ActionStatus, Entity, EntityRef, EvalStatus, EventReason, PlannedRequest,
+    ActionMode, ActionOperation, ActionStatus, Entity, EntityRef, EvalStatus, EventReason,
+    PlannedRequest,
 };
 use plumbline_engine::datasource::{DataSources, Fetcher};
 use plumbline_engine::{
@@ -42,7 +43,7 @@ use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_runtime::ServiceArgs;
-use plumbline_store::{ActionRecord, ActionResult, NewAction, Store};
+use plumbline_store::{ActionRecord, ActionResult, ActionState, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -662,20 +663,27 @@ impl Actuator {
     fn new_action(
         &self,
         job: &Job<'_>,
-        kind: &str,
+        kind: plumbline_domain::ActionKind,
         action_type: &str,
-        operation: &str,
+        operation: ActionOperation,
     ) -> NewAction {
         NewAction {
-            idempotency_key: idempotency_key(job.entity_id, job.verdict, kind, operation),
+            // The key's text is the stored kind and operation, as before they were types, so
+            // actions recorded by earlier versions still match.
+            idempotency_key: idempotency_key(
+                job.entity_id,
+                job.verdict,
+                kind.as_str(),
+                operation.as_str(),
+            ),
             entity_id: job.entity_id.to_string(),
             project: job.verdict.project.clone(),
             profile: job.verdict.profile.clone(),
             rule_type: job.verdict.rule_type.clone(),
             rule_name: job.verdict.rule_name.clone(),
-            kind: kind.into(),
+            kind,
             action_type: action_type.into(),
-            operation: operation.into(),
+            operation,
             evaluation_id: uuid::Uuid::parse_str(&job.verdict.evaluation_id).ok(),
         }
     }
@@ -760,7 +768,7 @@ impl Actuator {
         let requests = proto_requests(&ended.requests);
         let main = requests.last().cloned().unwrap_or_default();
         let result = ActionResult {
-            status: ended.status.as_str().to_string(),
+            status: ended.status,
             message: ended.message.clone(),
             method: main.method.clone(),
             url: main.url.clone(),
@@ -795,11 +803,7 @@ impl Actuator {
         existing: &ActionRecord,
     ) -> Result<(), Failure> {
         tracing::debug!(entity = %job.entity_id, key = %existing.idempotency_key, status = %existing.status, "action already taken for this verdict");
-        outcome.status = existing
-            .status
-            .parse::<ActionStatus>()
-            .map(status_i32)
-            .unwrap_or(0);
+        outcome.status = existing.status.ended().map(status_i32).unwrap_or(0);
         outcome.message = existing.message.clone();
         outcome.method = existing.method.clone();
         outcome.url = existing.url.clone();
@@ -862,7 +866,12 @@ impl Actuator {
     /// fix was applied, or live state already complies.
     async fn remediate(&self, job: &Job<'_>, mode: ActionMode) -> Result<bool, Failure> {
         let action_type = job.rule.remediation_type().unwrap_or_default().to_string();
-        let action = self.new_action(job, "remediation", &action_type, "apply");
+        let action = self.new_action(
+            job,
+            plumbline_domain::ActionKind::Remediation,
+            &action_type,
+            ActionOperation::Apply,
+        );
         let outcome = self.outcome(
             job,
             ActionKind::Remediation,
@@ -885,13 +894,20 @@ impl Actuator {
                     job.entity_id,
                     &job.verdict.profile,
                     &job.verdict.rule_name,
-                    "remediation",
-                    &["failed", "applied", "skipped", "planned"],
+                    plumbline_domain::ActionKind::Remediation,
+                    &[
+                        ActionStatus::Failed,
+                        ActionStatus::Applied,
+                        ActionStatus::Skipped,
+                        ActionStatus::Planned,
+                    ],
                 )
                 .await
                 .map_err(unavailable)?
             {
-                if last.status == "failed" && chrono::Utc::now() - last.updated_at < self.cool_off {
+                if last.status == ActionState::Ended(ActionStatus::Failed)
+                    && chrono::Utc::now() - last.updated_at < self.cool_off
+                {
                     tracing::info!(entity = %job.entity_id, rule = %job.verdict.rule_name, failed_at = %last.updated_at, "remediation cooling off after an error");
                     self.metrics.inc(
                         "plumbline_actuator_deferred_total",
@@ -906,13 +922,13 @@ impl Actuator {
         let (id, taken_over) = match self.claim(&action).await?.into_action() {
             Err(existing) => {
                 self.announce(job, outcome, &existing).await?;
-                let applied = existing.status == ActionStatus::Applied.as_str();
+                let applied = existing.status == ActionState::Ended(ActionStatus::Applied);
                 if applied && action_type != "pull_request" {
                     self.verify(job).await?;
                 }
                 // Fixed: a request applied (being verified), or nothing needed doing.
                 let fixed = (applied && action_type != "pull_request")
-                    || existing.status == ActionStatus::Skipped.as_str();
+                    || existing.status == ActionState::Ended(ActionStatus::Skipped);
                 return Ok(fixed);
             }
             Ok(a) => a,
@@ -1066,16 +1082,22 @@ impl Actuator {
         );
         let recent = self
             .store
-            .recent_actions(entity, profile, rule, "remediation", 32)
+            .recent_actions(
+                entity,
+                profile,
+                rule,
+                plumbline_domain::ActionKind::Remediation,
+                32,
+            )
             .await
             .map_err(unavailable)?;
         let mut not_held = 0u32;
         let mut newest: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut later: Option<chrono::DateTime<chrono::Utc>> = None;
         for a in &recent {
-            match a.status.as_str() {
-                "deferred" => continue,
-                "applied" => {
+            match a.status {
+                ActionState::Ended(ActionStatus::Deferred) => continue,
+                ActionState::Ended(ActionStatus::Applied) => {
                     if self
                         .store
                         .passed_between(entity, profile, rule, a.updated_at, later)
@@ -1277,21 +1299,21 @@ impl Actuator {
                 job.entity_id,
                 &job.verdict.profile,
                 &job.verdict.rule_name,
-                "alert",
-                &["applied", "planned"],
+                plumbline_domain::ActionKind::Alert,
+                &[ActionStatus::Applied, ActionStatus::Planned],
             )
             .await
             .map_err(unavailable)
     }
 
     async fn open_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
-        let planned = if mode == ActionMode::DryRun {
-            "planned"
+        let planned = ActionState::Ended(if mode == ActionMode::DryRun {
+            ActionStatus::Planned
         } else {
-            "applied"
-        };
+            ActionStatus::Applied
+        });
         if let Some(last) = self.last_alert(job).await? {
-            if last.operation == "open" && last.status == planned {
+            if last.operation == ActionOperation::Open && last.status == planned {
                 return Ok(()); // already open
             }
         }
@@ -1307,7 +1329,12 @@ impl Actuator {
             AlertKind::SecurityAdvisory => "security_advisory",
             AlertKind::Issue => "issue",
         };
-        let action = self.new_action(job, "alert", action_type, "open");
+        let action = self.new_action(
+            job,
+            plumbline_domain::ActionKind::Alert,
+            action_type,
+            ActionOperation::Open,
+        );
         let mut outcome = self.outcome(
             job,
             ActionKind::Alert,
@@ -1450,19 +1477,24 @@ impl Actuator {
     }
 
     async fn close_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
-        let planned = if mode == ActionMode::DryRun {
-            "planned"
+        let planned = ActionState::Ended(if mode == ActionMode::DryRun {
+            ActionStatus::Planned
         } else {
-            "applied"
-        };
+            ActionStatus::Applied
+        });
         let Some(open) = self
             .last_alert(job)
             .await?
-            .filter(|l| l.operation == "open" && l.status == planned)
+            .filter(|l| l.operation == ActionOperation::Open && l.status == planned)
         else {
             return Ok(()); // nothing open
         };
-        let action = self.new_action(job, "alert", &open.action_type, "close");
+        let action = self.new_action(
+            job,
+            plumbline_domain::ActionKind::Alert,
+            &open.action_type,
+            ActionOperation::Close,
+        );
         let outcome = self.outcome(
             job,
             ActionKind::Alert,
