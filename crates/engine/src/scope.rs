@@ -42,28 +42,55 @@ fn under(path: &str, root: &str) -> bool {
         && (p.len() == r.len() || p[r.len()] == b'/')
 }
 
-/// Checks that `path` (a path with an optional query) stays under one of `roots`. The error
-/// names the path and the roots.
-pub fn confine(path: &str, roots: &[String]) -> Result<(), String> {
-    let refuse = |why: &str| {
-        Err(format!(
-            "{path:?} {why}; a rule may only address {}",
-            roots.join(" or ")
-        ))
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    NotAbsolute,
+    Backslash,
+    LeavesEntity,
+}
+
+impl Escape {
+    fn as_str(self) -> &'static str {
+        match self {
+            Escape::NotAbsolute => "is not an absolute path",
+            Escape::Backslash => "contains a backslash",
+            Escape::LeavesEntity => "leaves the entity",
+        }
+    }
+}
+
+/// A path a rule may not address: it names the path and the roots it had to stay under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path:?} {}; a rule may only address {}", .why.as_str(), .roots.join(" or "))]
+pub struct Refused {
+    pub path: String,
+    pub why: Escape,
+    pub roots: Vec<String>,
+}
+
+/// Checks that `path` (a path with an optional query) stays under one of `roots`.
+pub fn confine(path: &str, roots: &[String]) -> Result<(), Refused> {
+    let refuse = |why: Escape| {
+        Err(Refused {
+            path: path.to_string(),
+            why,
+            roots: roots.to_vec(),
+        })
     };
     if !path.starts_with('/') {
-        return refuse("is not an absolute path");
+        return refuse(Escape::NotAbsolute);
     }
     let bare = path.split(['?', '#']).next().unwrap_or_default();
     let decoded = percent_decode_str(bare).decode_utf8_lossy();
     if bare.contains('\\') || decoded.contains('\\') {
-        return refuse("contains a backslash");
+        return refuse(Escape::Backslash);
     }
     let readings = [resolve_dots(bare), resolve_dots(&decoded)];
     if readings.iter().all(|p| roots.iter().any(|r| under(p, r))) {
         Ok(())
     } else {
-        refuse("leaves the entity")
+        refuse(Escape::LeavesEntity)
     }
 }
 

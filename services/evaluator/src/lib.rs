@@ -262,6 +262,25 @@ enum Identity {
 }
 
 impl Evaluator {
+    /// Reads `owner/name` back: `Err(Failure)` to retry later (GitHub down or limiting),
+    /// `Ok(Err(why))` when GitHub refused in a way a retry will not change.
+    async fn check_name(
+        &self,
+        owner: &str,
+        name: &str,
+        expected: u64,
+    ) -> Result<Result<NameCheck, plumbline_github::GitHubError>, Failure> {
+        match self
+            .github
+            .check_repository_name(owner, name, expected)
+            .await
+        {
+            Ok(c) => Ok(Ok(c)),
+            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
     /// Rules read the repository by name, and a name can move (a rename whose webhook was lost,
     /// then another repository under the old name). The name is read back first, a conditional
     /// GET that costs no quota while nothing changed, and must still lead to the repository this
@@ -275,21 +294,6 @@ impl Evaluator {
     /// entity back to a stale name. Repositories enrolled from App installation events also get
     /// their default branch here (those payloads do not carry it), and a changed default branch
     /// is followed.
-    /// Reads `owner/name` back: `Err(Failure)` to retry later (GitHub down or limiting),
-    /// `Ok(Err(why))` when GitHub refused in a way a retry will not change.
-    async fn check_name(
-        &self,
-        owner: &str,
-        name: &str,
-        expected: u64,
-    ) -> Result<Result<NameCheck, String>, Failure> {
-        match self.github.check_repository_name(owner, name, expected).await {
-            Ok(c) => Ok(Ok(c)),
-            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
-            Err(e) => Ok(Err(format!("the repository's identity could not be confirmed ({owner}/{name}: {e}): not evaluated"))),
-        }
-    }
-
     async fn confirm_identity(
         &self,
         event: &EntityEvent,
@@ -320,7 +324,12 @@ impl Evaluator {
                 .await?
             {
                 Ok(c) => c,
-                Err(why) => return Ok(Identity::Problem(why)),
+                Err(e) => {
+                    return Ok(Identity::Problem(format!(
+                        "the repository's identity could not be confirmed ({}: {e}): not evaluated",
+                        entity.full_name()
+                    )))
+                }
             },
         };
         let reason = EventReason::try_from(event.reason).unwrap_or(EventReason::Unspecified);

@@ -172,7 +172,25 @@ impl WebhookSecrets {
 struct ClaimRequest {
     delivery: String,
     event: String,
-    reply: oneshot::Sender<Result<Claim, String>>,
+    reply: oneshot::Sender<Result<Claim, StoreUnavailable>>,
+}
+
+/// Postgres could not answer in time (dedupe fails open; a registry change gets a 503 and is
+/// redelivered). Clone, because one failed batch answers every delivery in it.
+#[derive(Debug, Clone, thiserror::Error)]
+enum StoreUnavailable {
+    #[error("{what}: {source}")]
+    Store {
+        what: &'static str,
+        #[source]
+        source: Arc<plumbline_store::StoreError>,
+    },
+    #[error("{what}: timed out")]
+    TimedOut { what: &'static str },
+    #[error("claim queue full")]
+    QueueFull,
+    #[error("claim batcher stopped")]
+    BatcherStopped,
 }
 
 /// A started ingest service.
@@ -348,13 +366,19 @@ async fn claim_batches(store: Store, mut rx: mpsc::Receiver<ClaimRequest>, lease
                 .iter()
                 .map(|r| (r.delivery.clone(), r.event.clone()))
                 .collect();
-            let answers: Vec<Result<Claim, String>> =
+            let answers: Vec<Result<Claim, StoreUnavailable>> =
                 match tokio::time::timeout(STORE_TIMEOUT, store.claim_deliveries(&items, lease))
                     .await
                 {
                     Ok(Ok(claims)) => claims.into_iter().map(Ok).collect(),
-                    Ok(Err(e)) => vec![Err(e.to_string()); items.len()],
-                    Err(_) => vec![Err("timed out".to_string()); items.len()],
+                    Ok(Err(e)) => {
+                        let e = StoreUnavailable::Store {
+                            what: "claim",
+                            source: Arc::new(e),
+                        };
+                        vec![Err(e); items.len()]
+                    }
+                    Err(_) => vec![Err(StoreUnavailable::TimedOut { what: "claim" }); items.len()],
                 };
             for (r, a) in batch.into_iter().zip(answers) {
                 let _ = r.reply.send(a);
@@ -365,7 +389,7 @@ async fn claim_batches(store: Store, mut rx: mpsc::Receiver<ClaimRequest>, lease
 }
 
 /// Claims through the batcher, within a bound (a wait for a batch slot included).
-async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, String> {
+async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, StoreUnavailable> {
     let (reply, answer) = oneshot::channel();
     let request = ClaimRequest {
         delivery: delivery.to_string(),
@@ -374,11 +398,11 @@ async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, Stri
     };
     st.claims
         .try_send(request)
-        .map_err(|_| "claim queue full".to_string())?;
+        .map_err(|_| StoreUnavailable::QueueFull)?;
     match tokio::time::timeout(STORE_TIMEOUT + Duration::from_secs(1), answer).await {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err("claim batcher stopped".into()),
-        Err(_) => Err("timed out".into()),
+        Ok(Err(_)) => Err(StoreUnavailable::BatcherStopped),
+        Err(_) => Err(StoreUnavailable::TimedOut { what: "claim" }),
     }
 }
 
@@ -731,7 +755,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
     answer
 }
 
-fn dedupe_error(st: &AppState, delivery: &str, error: &str) {
+fn dedupe_error(st: &AppState, delivery: &str, error: &StoreUnavailable) {
     st.metrics.inc(
         "plumbline_ingest_dedupe_errors_total",
         "dedupe reads or writes that failed (dedupe then fails open)",
@@ -740,7 +764,7 @@ fn dedupe_error(st: &AppState, delivery: &str, error: &str) {
     );
     tracing::warn!(
         delivery,
-        error,
+        error = %error,
         "delivery dedupe unavailable, publishing without it"
     );
 }
@@ -783,13 +807,16 @@ async fn apply(st: &AppState, plan: &Plan, delivery: &str) -> Answer {
     )
 }
 
-async fn registry(st: &AppState, plan: &Plan) -> Result<(), String> {
+async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
     let bounded = |what: &'static str| {
         move |r: Result<Result<bool, plumbline_store::StoreError>, tokio::time::error::Elapsed>| {
             match r {
                 Ok(Ok(changed)) => Ok(changed),
-                Ok(Err(e)) => Err(format!("{what}: {e}")),
-                Err(_) => Err(format!("{what}: timed out")),
+                Ok(Err(e)) => Err(StoreUnavailable::Store {
+                    what,
+                    source: Arc::new(e),
+                }),
+                Err(_) => Err(StoreUnavailable::TimedOut { what }),
             }
         }
     };
