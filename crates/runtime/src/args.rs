@@ -243,10 +243,37 @@ const TYPED: &[&str] = &[
     "ssl.ca.location",
 ];
 
+/// Kafka settings that do not make a safe, complete configuration (refused at start).
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSettingsError {
+    #[error("--kafka-ssl-ca-file needs --kafka-security-protocol ssl or sasl_ssl")]
+    CaWithoutTls,
+    #[error("give --kafka-sasl-password or --kafka-sasl-password-file, not both")]
+    TwoPasswords,
+    #[error("reading the Kafka SASL password from {path}: {source}")]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SASL needs --kafka-sasl-mechanism")]
+    NoMechanism,
+    #[error("SASL PLAIN over sasl_plaintext would send the password in cleartext: use sasl_ssl (or a SCRAM mechanism)")]
+    PlainInCleartext,
+    #[error("SASL needs --kafka-sasl-username and a password (--kafka-sasl-password-file)")]
+    NoCredentials,
+    #[error("SASL settings given but --kafka-security-protocol is not sasl_ssl or sasl_plaintext")]
+    SaslWithoutProtocol,
+    #[error("kafka option {0} is set by a --kafka-* flag; use that flag")]
+    TypedOption(String),
+}
+
 impl KafkaArgs {
     /// librdkafka properties for every client: the typed settings, then the passthrough.
     /// Secrets stay [`secrecy::SecretString`]s until librdkafka takes them.
-    pub fn client_options(&self) -> Result<Vec<(String, secrecy::SecretString)>, String> {
+    pub fn client_options(
+        &self,
+    ) -> Result<Vec<(String, secrecy::SecretString)>, KafkaSettingsError> {
         use secrecy::SecretString;
         let mut out: Vec<(String, SecretString)> = Vec::new();
         let protocol = match self.kafka_security_protocol {
@@ -266,25 +293,19 @@ impl KafkaArgs {
         out.push(("security.protocol".into(), protocol.into()));
         if let Some(ca) = &self.kafka_ssl_ca_file {
             if !tls {
-                return Err(
-                    "--kafka-ssl-ca-file needs --kafka-security-protocol ssl or sasl_ssl".into(),
-                );
+                return Err(KafkaSettingsError::CaWithoutTls);
             }
             out.push(("ssl.ca.location".into(), ca.display().to_string().into()));
         }
         let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "give --kafka-sasl-password or --kafka-sasl-password-file, not both".into(),
-                )
-            }
+            (Some(_), Some(_)) => return Err(KafkaSettingsError::TwoPasswords),
             (Some(p), None) => Some(p.clone()),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!(
-                        "reading the Kafka SASL password from {}: {e}",
-                        path.display()
-                    )
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    KafkaSettingsError::PasswordFile {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
                 Some(SecretString::from(
                     text.trim_end_matches(['\r', '\n']).to_string(),
@@ -295,15 +316,12 @@ impl KafkaArgs {
         if sasl {
             let mechanism = self
                 .kafka_sasl_mechanism
-                .ok_or("SASL needs --kafka-sasl-mechanism")?;
+                .ok_or(KafkaSettingsError::NoMechanism)?;
             if mechanism == SaslMechanism::Plain && !tls {
-                return Err("SASL PLAIN over sasl_plaintext would send the password in cleartext: use sasl_ssl (or a SCRAM mechanism)".into());
+                return Err(KafkaSettingsError::PlainInCleartext);
             }
             let (Some(user), Some(password)) = (&self.kafka_sasl_username, password) else {
-                return Err(
-                    "SASL needs --kafka-sasl-username and a password (--kafka-sasl-password-file)"
-                        .into(),
-                );
+                return Err(KafkaSettingsError::NoCredentials);
             };
             let mechanism = match mechanism {
                 SaslMechanism::Plain => "PLAIN",
@@ -317,13 +335,11 @@ impl KafkaArgs {
             || self.kafka_sasl_username.is_some()
             || password.is_some()
         {
-            return Err("SASL settings given but --kafka-security-protocol is not sasl_ssl or sasl_plaintext".into());
+            return Err(KafkaSettingsError::SaslWithoutProtocol);
         }
         for (k, v) in &self.kafka_options {
             if TYPED.contains(&k.to_ascii_lowercase().as_str()) {
-                return Err(format!(
-                    "kafka option {k} is set by a --kafka-* flag; use that flag"
-                ));
+                return Err(KafkaSettingsError::TypedOption(k.clone()));
             }
             out.push((k.clone(), v.clone().into()));
         }
@@ -348,7 +364,8 @@ mod tests {
             .map_err(|e| e.to_string())?;
         Ok(cli
             .kafka
-            .client_options()?
+            .client_options()
+            .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(k, v)| (k, v.expose_secret().to_string()))
             .collect())

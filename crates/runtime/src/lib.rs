@@ -9,7 +9,7 @@
 mod args;
 pub mod secrets;
 
-pub use args::{KafkaArgs, KafkaProtocol, SaslMechanism, ServiceArgs};
+pub use args::{KafkaArgs, KafkaProtocol, KafkaSettingsError, SaslMechanism, ServiceArgs};
 
 use tokio_util::sync::CancellationToken;
 

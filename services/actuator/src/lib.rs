@@ -176,6 +176,8 @@ impl ActuatorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActuatorError {
+    #[error("kafka settings: {0}")]
+    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
     #[error("kafka: {0}")]
     Bus(#[from] plumbline_bus::BusError),
     #[error("postgres: {0}")]
@@ -272,10 +274,7 @@ pub async fn start(
     )?;
     let github = s.github()?;
     let egress = s.egress()?;
-    let kafka = s
-        .kafka
-        .client_options()
-        .map_err(plumbline_bus::BusError::Config)?;
+    let kafka = s.kafka.client_options()?;
     let producer = Producer::new(
         &ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator")
             .with_client_options(kafka.clone()),

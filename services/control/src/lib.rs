@@ -102,6 +102,8 @@ impl ControlConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("kafka settings: {0}")]
+    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
     #[error("kafka: {0}")]
     Bus(#[from] plumbline_bus::BusError),
     #[error("postgres: {0}")]
@@ -169,11 +171,8 @@ pub async fn start(
         store: store.clone(),
         github: s.github()?,
         producer: Producer::new(
-            &ProducerConfig::new(&s.kafka_brokers, "plumbline-control").with_client_options(
-                s.kafka
-                    .client_options()
-                    .map_err(plumbline_bus::BusError::Config)?,
-            ),
+            &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
+                .with_client_options(s.kafka.client_options()?),
         )?,
         topics: Topics::with_prefix(&s.topic_prefix),
         provider: s.provider.clone(),

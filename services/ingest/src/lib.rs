@@ -65,6 +65,8 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    #[error("kafka settings: {0}")]
+    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
     #[error("kafka: {0}")]
     Bus(#[from] plumbline_bus::BusError),
     #[error("postgres: {0}")]
@@ -223,12 +225,7 @@ pub async fn start(
         )));
     }
     let mut pc = ProducerConfig::new(&config.kafka_brokers, "plumbline-ingest")
-        .with_client_options(
-            config
-                .kafka
-                .client_options()
-                .map_err(plumbline_bus::BusError::Config)?,
-        );
+        .with_client_options(config.kafka.client_options()?);
     pc.ack_timeout = config.ack_timeout();
     let producer = Producer::new(&pc)?;
     // Dedupe has a pool of its own: two claim batches, the marker and the purge or a release.

@@ -62,6 +62,8 @@ impl ReconcilerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcilerError {
+    #[error("kafka settings: {0}")]
+    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
     #[error("kafka: {0}")]
     Bus(#[from] plumbline_bus::BusError),
     #[error("postgres: {0}")]
@@ -87,11 +89,8 @@ pub async fn start(
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
     let producer = Producer::new(
-        &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler").with_client_options(
-            s.kafka
-                .client_options()
-                .map_err(plumbline_bus::BusError::Config)?,
-        ),
+        &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler")
+            .with_client_options(s.kafka.client_options()?),
     )?;
     let metrics = Metrics::new();
     let health = Health::new("reconciler");
