@@ -222,6 +222,78 @@ impl Handler for Evaluator {
     }
 }
 
+/// One rule's result for one entity, to be written as a row and published as a verdict.
+struct RuleResult<'a> {
+    record: &'a Record,
+    event: &'a EntityEvent,
+    entity: &'a Entity,
+    profile: &'a str,
+    rule_type: &'a str,
+    rule_name: &'a str,
+    version: i64,
+    remediate: &'a str,
+    alert: &'a str,
+}
+
+impl RuleResult<'_> {
+    /// The row and the verdict, built together so both always say the same.
+    fn into_parts(self, outcome: Outcome) -> (EvaluationRecord, Verdict) {
+        // Derived from the record, so a retried record republishes the same ids and the
+        // actuator's idempotency keys still match.
+        let evaluation_id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!(
+                "{}/{}/{}/{}/{}",
+                self.record.topic,
+                self.record.partition,
+                self.record.offset,
+                self.profile,
+                self.rule_name
+            )
+            .as_bytes(),
+        );
+        let now = chrono::Utc::now();
+        let row = EvaluationRecord {
+            evaluation_id,
+            entity_id: self.entity.id(),
+            project: self.entity.project.clone(),
+            profile: self.profile.to_string(),
+            rule_type: self.rule_type.to_string(),
+            rule_name: self.rule_name.to_string(),
+            status: outcome.status,
+            message: outcome.message.clone(),
+            details: serde_json::json!(outcome.details),
+            input_digest: outcome.input_digest.clone(),
+            rule_type_version: self.version,
+            cause_event_id: self.event.event_id.clone(),
+            evaluated_at: now,
+        };
+        let verdict = Verdict {
+            entity: self.event.entity.clone(),
+            project: self.entity.project.clone(),
+            profile: self.profile.to_string(),
+            rule_type: self.rule_type.to_string(),
+            rule_name: self.rule_name.to_string(),
+            status: plumbline_proto::v1::EvalStatus::from(outcome.status) as i32,
+            message: outcome.message,
+            details: outcome.details,
+            input_digest: outcome.input_digest,
+            remediate: self.remediate.to_string(),
+            alert: self.alert.to_string(),
+            evaluated_at: Some(plumbline_proto::Timestamp {
+                seconds: now.timestamp(),
+                nanos: now.timestamp_subsec_nanos() as i32,
+            }),
+            cause_event_id: self.event.event_id.clone(),
+            evaluation_id: evaluation_id.to_string(),
+            owner: self.entity.owner.clone(),
+            name: self.entity.name.clone(),
+            rule_type_version: self.version,
+        };
+        (row, verdict)
+    }
+}
+
 /// A Postgres error as the record's failure: the database unreachable or overloaded is
 /// `Unavailable` (wait and retry, not the record's fault); any other error counts an attempt.
 fn store_failure(e: plumbline_store::StoreError) -> Failure {
@@ -466,58 +538,20 @@ impl Evaluator {
                     &[("rule_type", rule.rule_type.as_str()), ("status", outcome.status.as_str())],
                     1,
                 );
-                // Derived from the record, so a retried record republishes the same ids and the
-                // actuator's idempotency keys still match.
-                let evaluation_id = uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_OID,
-                    format!(
-                        "{}/{}/{}/{}/{}",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        profile.name,
-                        rule.rule_name()
-                    )
-                    .as_bytes(),
-                );
-                let now = chrono::Utc::now();
-                records.push(EvaluationRecord {
-                    evaluation_id,
-                    entity_id: id.clone(),
-                    project: entity.project.clone(),
-                    profile: profile.name.clone(),
-                    rule_type: rule.rule_type.clone(),
-                    rule_name: rule.rule_name().to_string(),
-                    status: outcome.status,
-                    message: outcome.message.clone(),
-                    details: serde_json::json!(outcome.details),
-                    input_digest: outcome.input_digest.clone(),
-                    rule_type_version: version,
-                    cause_event_id: event.event_id.clone(),
-                    evaluated_at: now,
-                });
-                verdicts.push(Verdict {
-                    entity: event.entity.clone(),
-                    project: entity.project.clone(),
-                    profile: profile.name.clone(),
-                    rule_type: rule.rule_type.clone(),
-                    rule_name: rule.rule_name().to_string(),
-                    status: plumbline_proto::v1::EvalStatus::from(outcome.status) as i32,
-                    message: outcome.message,
-                    details: outcome.details,
-                    input_digest: outcome.input_digest,
-                    remediate: remediate.to_string(),
-                    alert: alert.to_string(),
-                    evaluated_at: Some(plumbline_proto::Timestamp {
-                        seconds: now.timestamp(),
-                        nanos: now.timestamp_subsec_nanos() as i32,
-                    }),
-                    cause_event_id: event.event_id.clone(),
-                    evaluation_id: evaluation_id.to_string(),
-                    owner: entity.owner.clone(),
-                    name: entity.name.clone(),
-                    rule_type_version: version,
-                });
+                let (row, verdict) = RuleResult {
+                    record,
+                    event: &event,
+                    entity: &entity,
+                    profile: &profile.name,
+                    rule_type: &rule.rule_type,
+                    rule_name: rule.rule_name(),
+                    version,
+                    remediate,
+                    alert,
+                }
+                .into_parts(outcome);
+                records.push(row);
+                verdicts.push(verdict);
             }
         }
         // Durable first, then announce: a consumer of the verdict finds the status written.
