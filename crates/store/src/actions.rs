@@ -1,3 +1,4 @@
+use crate::error::column;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use plumbline_domain::{ActionKind, ActionOperation, ActionStatus, PlannedRequest};
@@ -66,16 +67,6 @@ impl std::fmt::Display for ActionState {
     }
 }
 
-/// A column read back that only Plumbline writes: anything unexpected is reported, not guessed.
-fn column<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, StoreError>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .parse()
-        .map_err(|e| StoreError::Other(format!("actions.{what}: {e}")))
-}
-
 /// What [`Store::take_over_action`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TakeOver {
@@ -137,12 +128,12 @@ fn from_row(r: &tokio_postgres::Row) -> Result<ActionRecord, StoreError> {
         profile: r.get(3),
         rule_type: r.get(4),
         rule_name: r.get(5),
-        kind: column("kind", r.get(6))?,
+        kind: column("actions.kind", r.get(6))?,
         action_type: r.get(7),
-        operation: column("operation", r.get(8))?,
+        operation: column("actions.operation", r.get(8))?,
         status: match status {
             "pending" => ActionState::Pending,
-            s => ActionState::Ended(column("status", s)?),
+            s => ActionState::Ended(column("actions.status", s)?),
         },
         message: r.get(10),
         method: r.get(11),

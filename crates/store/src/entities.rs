@@ -1,3 +1,4 @@
+use crate::error::column;
 use crate::{Store, StoreError};
 use plumbline_domain::{Entity, EntityRef};
 use tokio_postgres::Row;
@@ -5,13 +6,10 @@ use tokio_postgres::Row;
 const COLUMNS: &str = "id, project, provider, kind, upstream_id, owner, name, properties, labels";
 
 fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
-    let kind: String = r.get("kind");
     Ok(Entity {
         entity_ref: EntityRef {
             provider: r.get("provider"),
-            kind: kind
-                .parse()
-                .map_err(|e: plumbline_domain::DomainError| StoreError::Invalid(e.to_string()))?,
+            kind: column("entities.kind", r.get("kind"))?,
             upstream_id: r.get("upstream_id"),
         },
         project: r.get("project"),

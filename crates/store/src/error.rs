@@ -26,6 +26,17 @@ pub enum StoreError {
     Other(String),
 }
 
+/// A column read back that only Plumbline writes (a kind, a status): a value that does not
+/// parse is reported as invalid rather than guessed at. `what` names the column.
+pub(crate) fn column<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict(_))

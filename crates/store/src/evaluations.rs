@@ -1,3 +1,4 @@
+use crate::error::column;
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use plumbline_domain::EvalStatus;
@@ -47,19 +48,12 @@ impl StatusRow {
             profile: r.get(3),
             rule_type: r.get(4),
             rule_name: r.get(5),
-            status: eval_status(r.get(6))?,
+            status: column("evaluation status", r.get(6))?,
             message: r.get(7),
             input_digest: r.get(8),
             evaluated_at: r.get(9),
         })
     }
-}
-
-/// A status column read back: only the four statuses are ever written, so anything else means
-/// the row was not written by Plumbline, and is reported rather than guessed at.
-pub(crate) fn eval_status(s: &str) -> Result<EvalStatus, StoreError> {
-    s.parse()
-        .map_err(|e| StoreError::Other(format!("evaluation status column: {e}")))
 }
 
 /// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
@@ -122,7 +116,7 @@ impl Store {
                 Ok((
                     (r.get(0), r.get(1)),
                     LastVerdict {
-                        status: eval_status(r.get(2))?,
+                        status: column("evaluation status", r.get(2))?,
                         message: r.get(3),
                         details: r.get(4),
                         input_digest: r.get(5),

@@ -55,8 +55,8 @@ impl Store {
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
         let result = async {
-            adopt_legacy_history(&c).await?;
             let client: &mut tokio_postgres::Client = &mut c;
+            adopt_legacy_history(client).await?;
             let report = embedded::migrations::runner()
                 .set_abort_divergent(true)
                 .set_abort_missing(true)
@@ -105,7 +105,7 @@ impl Store {
 /// name, applied_at). Its versions are recorded in refinery's table with the embedded
 /// migrations' checksums, once, so refinery takes over where it stopped. The old table stays,
 /// as it was, for the record.
-async fn adopt_legacy_history(c: &tokio_postgres::Client) -> Result<(), StoreError> {
+async fn adopt_legacy_history(c: &mut tokio_postgres::Client) -> Result<(), StoreError> {
     let row = c
         .query_one(
             "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('refinery_schema_history') IS NOT NULL",
@@ -123,13 +123,8 @@ async fn adopt_legacy_history(c: &tokio_postgres::Client) -> Result<(), StoreErr
             &[],
         )
         .await?;
-    let mut tx_sql = String::from(
-        "CREATE TABLE refinery_schema_history(
-             version INT4 PRIMARY KEY,
-             name VARCHAR(255),
-             applied_on VARCHAR(255),
-             checksum VARCHAR(255));",
-    );
+    // Every legacy version must be one this binary has, before anything is written.
+    let mut adopted = Vec::with_capacity(rows.len());
     for r in &rows {
         let version: i64 = r.get(0);
         let applied_on: String = r.get(1);
@@ -143,15 +138,35 @@ async fn adopt_legacy_history(c: &tokio_postgres::Client) -> Result<(), StoreErr
                 reason: "recorded in schema_migrations but not embedded in this binary".into(),
             });
         };
-        tx_sql.push_str(&format!(
-            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ({}, '{}', '{}', '{}');",
-            m.version(),
-            m.name().replace('\'', "''"),
-            applied_on.replace('\'', "''"),
-            m.checksum()
+        // refinery's own column types: version INT4, the rest text (checksum as digits).
+        let version = i32::try_from(m.version()).map_err(|_| StoreError::Migration {
+            version,
+            reason: "version out of refinery's range".into(),
+        })?;
+        adopted.push((
+            version,
+            m.name().to_string(),
+            applied_on,
+            m.checksum().to_string(),
         ));
     }
-    c.batch_execute(&format!("BEGIN; {tx_sql} COMMIT;")).await?;
+    let tx = c.transaction().await?;
+    tx.batch_execute(
+        "CREATE TABLE refinery_schema_history(
+             version INT4 PRIMARY KEY,
+             name VARCHAR(255),
+             applied_on VARCHAR(255),
+             checksum VARCHAR(255))",
+    )
+    .await?;
+    let insert = tx
+        .prepare("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)")
+        .await?;
+    for (version, name, applied_on, checksum) in &adopted {
+        tx.execute(&insert, &[version, name, applied_on, checksum])
+            .await?;
+    }
+    tx.commit().await?;
     tracing::info!(
         migrations = rows.len(),
         "migration history adopted from schema_migrations"
