@@ -26,12 +26,14 @@ pub enum SecretFileError {
 /// A secret (or a list of them) parsed from a file, re-read when the file changes (see
 /// [`plumbline_reload`]). Cloning shares the file.
 pub struct SecretFile<T> {
+    path: PathBuf,
     inner: Arc<Reloading<T, SecretFileError>>,
 }
 
 impl<T> Clone for SecretFile<T> {
     fn clone(&self) -> Self {
         SecretFile {
+            path: self.path.clone(),
             inner: self.inner.clone(),
         }
     }
@@ -63,16 +65,13 @@ impl<T: 'static> SecretFile<T> {
                 .map_err(|reason| SecretFileError::Invalid { path, reason })
         };
         Ok(SecretFile {
+            path: path.to_path_buf(),
             inner: Arc::new(Reloading::open(vec![path.to_path_buf()], what, load)?),
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.inner
-            .paths()
-            .first()
-            .map(PathBuf::as_path)
-            .unwrap_or(Path::new(""))
+        &self.path
     }
 
     /// The current value, re-read first if the file changed.

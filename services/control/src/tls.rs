@@ -102,15 +102,11 @@ impl ReloadingCert {
         )?;
         Ok(ReloadingCert { pair })
     }
-
-    fn current(&self) -> Option<Arc<CertifiedKey>> {
-        Some(self.pair.get())
-    }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current()
+        Some(self.pair.get())
     }
 }
 

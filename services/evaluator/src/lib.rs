@@ -388,6 +388,8 @@ impl Evaluator {
                 found = Some(NameCheck::Same(repo));
             }
         }
+        // Only a confirmed rename writes the new names; a stale hint leaves the row alone.
+        let renamed = found.is_some();
         let outcome = match found {
             Some(c) => c,
             None => match self
@@ -407,7 +409,7 @@ impl Evaluator {
         match outcome {
             NameCheck::Same(repo) => {
                 let branch = repo.default_branch.filter(|b| Some(b.as_str()) != entity.default_branch());
-                if hinted || branch.is_some() {
+                if renamed || branch.is_some() {
                     self.store.refresh_entity(&entity.id(), &entity.owner, &entity.name, branch.as_deref()).await.map_err(store_failure)?;
                     if let (Some(b), Some(props)) = (branch, entity.properties.as_object_mut()) {
                         props.insert("default_branch".into(), b.into());
