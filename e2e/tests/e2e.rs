@@ -79,6 +79,19 @@ async fn wait_status(store: &plumbline_store::Store, entity: &str, want: &str, t
     .await;
 }
 
+/// Waits until `entity` has been evaluated since its history held `before` rows.
+async fn wait_evaluated_since(
+    store: &plumbline_store::Store,
+    entity: &str,
+    before: i64,
+    what: &str,
+) {
+    eventually(Duration::from_secs(60), what, || async {
+        (store.history_count(entity).await.ok()? > before).then_some(())
+    })
+    .await;
+}
+
 fn verdicts(records: &[plumbline_bus::Record], entity: &str) -> Vec<Verdict> {
     records
         .iter()
@@ -492,10 +505,11 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     commands::register_repository(&mut c, PROJECT, "acme/steady", vec![])
         .await
         .expect("register");
-    eventually(
-        Duration::from_secs(60),
+    wait_evaluated_since(
+        &store,
+        &entity,
+        history,
         "the second evaluation is recorded",
-        || async { (store.history_count(&entity).await.expect("history") > history).then_some(()) },
     )
     .await;
     assert!(reused() > before, "the unchanged rule's verdict was reused");
@@ -574,10 +588,7 @@ async fn a_replayed_webhook_only_causes_a_re_evaluation() {
     }
     // It was evaluated again (events of one entity waiting together are coalesced into one
     // evaluation) ...
-    eventually(Duration::from_secs(60), "the replays evaluated", || async {
-        (store.history_count(&entity).await.ok()? > history_before).then_some(())
-    })
-    .await;
+    wait_evaluated_since(&store, &entity, history_before, "the replays evaluated").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // ... and nothing else happened.
     assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
@@ -632,10 +643,11 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     )
     .expect("json");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
-    eventually(
-        Duration::from_secs(60),
+    wait_evaluated_since(
+        &store,
+        &keeper_id,
+        history,
         "the replayed deletion evaluated",
-        || async { (store.history_count(&keeper_id).await.ok()? > history).then_some(()) },
     )
     .await;
     assert!(
@@ -673,12 +685,7 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     let history = store.history_count(&keeper_id).await.expect("history");
     let body = serde_json::to_vec(&serde_json::json!({"action": "renamed", "repository": repository(keeper, "keeper"), "changes": {"repository": {"name": {"from": "keeper-0"}}}})).expect("json");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
-    eventually(
-        Duration::from_secs(60),
-        "the stale rename evaluated",
-        || async { (store.history_count(&keeper_id).await.ok()? > history).then_some(()) },
-    )
-    .await;
+    wait_evaluated_since(&store, &keeper_id, history, "the stale rename evaluated").await;
     let e = store
         .get_entity(&keeper_id)
         .await
@@ -696,10 +703,7 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
         .create_repo("acme", "keeper", RepoOptions::default());
     let history = store.history_count(&keeper_id).await.expect("history");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
-    eventually(Duration::from_secs(60), "evaluated again", || async {
-        (store.history_count(&keeper_id).await.ok()? > history).then_some(())
-    })
-    .await;
+    wait_evaluated_since(&store, &keeper_id, history, "evaluated again").await;
     let e = store
         .get_entity(&keeper_id)
         .await
