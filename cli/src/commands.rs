@@ -145,7 +145,7 @@ pub async fn test_rule_types(
                 tests: t.to_path_buf(),
             }]
         }
-        None => discover(paths).map_err(anyhow::Error::msg)?,
+        None => discover(paths)?,
     };
     if suites.is_empty() {
         anyhow::bail!(

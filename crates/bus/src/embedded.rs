@@ -7,6 +7,23 @@ use crate::{BusError, Topics};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+/// Why the embedded broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("starting its thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("its thread ended before the broker was ready")]
+    Gone,
+    #[error("starting the mock cluster: {0}")]
+    Cluster(#[source] rdkafka::error::KafkaError),
+    #[error("create topic {topic}: {source}")]
+    Topic {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
 pub struct EmbeddedBroker {
     bootstrap: String,
     stop: Option<mpsc::Sender<()>>,
@@ -16,7 +33,7 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     pub fn start(topics: &Topics, partitions: i32) -> Result<Self, BusError> {
         let names: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, EmbeddedError>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("embedded-kafka".into())
@@ -24,13 +41,16 @@ impl EmbeddedBroker {
                 let cluster = match rdkafka::mocking::MockCluster::new(1) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(EmbeddedError::Cluster(e)));
                         return;
                     }
                 };
                 for n in &names {
                     if let Err(e) = cluster.create_topic(n, partitions, 1) {
-                        let _ = ready_tx.send(Err(format!("create topic {n}: {e}")));
+                        let _ = ready_tx.send(Err(EmbeddedError::Topic {
+                            topic: n.clone(),
+                            source: e,
+                        }));
                         return;
                     }
                 }
@@ -39,10 +59,10 @@ impl EmbeddedBroker {
                 let _ = stop_rx.recv();
                 drop(cluster);
             })
-            .map_err(|e| BusError::Embedded(e.to_string()))?;
+            .map_err(|e| BusError::Embedded(EmbeddedError::Thread(e)))?;
         let bootstrap = ready_rx
             .recv()
-            .map_err(|e| BusError::Embedded(e.to_string()))?
+            .map_err(|_| BusError::Embedded(EmbeddedError::Gone))?
             .map_err(BusError::Embedded)?;
         Ok(EmbeddedBroker {
             bootstrap,

@@ -18,7 +18,7 @@ pub mod trace;
 pub mod worker;
 
 pub use consumer::{Consumer, ConsumerConfig, PartitionGate, Record};
-pub use embedded::EmbeddedBroker;
+pub use embedded::{EmbeddedBroker, EmbeddedError};
 pub use producer::{Delivery, Producer, ProducerConfig};
 pub use trace::TraceContext;
 
@@ -41,13 +41,13 @@ pub enum BusError {
     #[error("publish to {topic}: {source}")]
     Publish { topic: String, source: KafkaError },
     #[error("consume: {0}")]
-    Consume(KafkaError),
+    Consume(#[source] KafkaError),
     #[error("store offset: {0}")]
-    StoreOffset(KafkaError),
+    StoreOffset(#[source] KafkaError),
     #[error("create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
     #[error("embedded broker: {0}")]
-    Embedded(String),
+    Embedded(#[source] embedded::EmbeddedError),
 }
 
 /// Names of Plumbline's topics. A prefix lets tests and side-by-side installs share a broker.

@@ -191,6 +191,40 @@ pub fn expand_uri(
     Ok(out)
 }
 
+/// Why a data-source call failed; each names the Rego function.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{function}: arguments must be an object")]
+    NotAnObject { function: String },
+    #[error("{function}: invalid arguments: {}", .errors.join("; "))]
+    InvalidArguments {
+        function: String,
+        errors: Vec<String>,
+    },
+    #[error("{function}: {source}")]
+    Endpoint {
+        function: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("{function}: body field {field:?} is not a string or object")]
+    BodyFieldType { function: String, field: String },
+    #[error("{function}: body field {field:?} not found in arguments")]
+    BodyFieldMissing { function: String, field: String },
+    #[error("{function}: {source}")]
+    Fetch {
+        function: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("{function}: cannot decode json: {source}")]
+    Decode {
+        function: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl RestFunction {
     /// The Rego function name.
     pub fn rego_name(&self) -> String {
@@ -198,27 +232,42 @@ impl RestFunction {
     }
 
     /// Builds the request for `args` (validated against the input schema).
-    pub fn request(&self, args: &Value) -> Result<FetchRequest, String> {
+    pub fn request(&self, args: &Value) -> Result<FetchRequest, CallError> {
+        let function = || self.rego_name();
         let Value::Object(map) = args else {
-            return Err(format!("{}: arguments must be an object", self.rego_name()));
+            return Err(CallError::NotAnObject {
+                function: function(),
+            });
         };
         if let Some(s) = &self.schema {
             let errors: Vec<String> = s.iter_errors(args).map(|e| e.to_string()).collect();
             if !errors.is_empty() {
-                return Err(format!(
-                    "{}: invalid arguments: {}",
-                    self.rego_name(),
-                    errors.join("; ")
-                ));
+                return Err(CallError::InvalidArguments {
+                    function: function(),
+                    errors,
+                });
             }
         }
-        let url = expand_uri(&self.def.endpoint, map).map_err(|e| e.to_string())?;
+        let url = expand_uri(&self.def.endpoint, map).map_err(|source| CallError::Endpoint {
+            function: function(),
+            source,
+        })?;
         let body = match (&self.def.body_from_field, &self.def.bodyobj, &self.def.body) {
             (Some(field), _, _) => match map.get(field) {
                 Some(Value::String(s)) => Some(s.clone().into_bytes()),
                 Some(v @ Value::Object(_)) => Some(v.to_string().into_bytes()),
-                Some(_) => return Err(format!("body field {field:?} is not a string or object")),
-                None => return Err(format!("body field {field:?} not found in arguments")),
+                Some(_) => {
+                    return Err(CallError::BodyFieldType {
+                        function: function(),
+                        field: field.clone(),
+                    })
+                }
+                None => {
+                    return Err(CallError::BodyFieldMissing {
+                        function: function(),
+                        field: field.clone(),
+                    })
+                }
             },
             (None, Some(obj), _) => Some(obj.to_string().into_bytes()),
             (None, None, Some(s)) if !s.is_empty() => Some(s.clone().into_bytes()),
@@ -239,14 +288,16 @@ impl RestFunction {
     }
 
     /// Turns a response into Minder's `{"status_code", "body"}`.
-    pub fn output(&self, resp: &HttpResponse) -> Result<Value, String> {
+    pub fn output(&self, resp: &HttpResponse) -> Result<Value, CallError> {
         let raw = &resp.body[..resp.body.len().min(MAX_BODY_BYTES)];
         let body = if self.def.parse.as_deref() == Some("json") {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 Value::Null
             } else {
-                serde_json::from_slice(raw)
-                    .map_err(|e| format!("{}: cannot decode json: {e}", self.rego_name()))?
+                serde_json::from_slice(raw).map_err(|source| CallError::Decode {
+                    function: self.rego_name(),
+                    source,
+                })?
             }
         } else {
             Value::String(String::from_utf8_lossy(raw).into_owned())
@@ -255,11 +306,12 @@ impl RestFunction {
     }
 
     /// A call: build the request, fetch it through `fetcher`, shape the output.
-    pub fn call(&self, args: &Value, fetcher: &dyn Fetcher) -> Result<Value, String> {
+    pub fn call(&self, args: &Value, fetcher: &dyn Fetcher) -> Result<Value, CallError> {
         let req = self.request(args)?;
-        let resp = fetcher
-            .fetch(&req)
-            .map_err(|e| format!("{}: {e}", self.rego_name()))?;
+        let resp = fetcher.fetch(&req).map_err(|source| CallError::Fetch {
+            function: self.rego_name(),
+            source,
+        })?;
         self.output(&resp)
     }
 }

@@ -92,9 +92,7 @@ impl RegoPolicy {
                         func.rego_name()
                     )
                 })?;
-                let out = func
-                    .call(&arg, fetcher.as_ref())
-                    .map_err(anyhow::Error::msg)?;
+                let out = func.call(&arg, fetcher.as_ref())?;
                 Ok(regorus::Value::from(out))
             };
             engine

@@ -45,7 +45,7 @@ fn def_of(v: &Value, side: &str, i: usize) -> Result<String, EngineError> {
 
 /// The first output of `filter` on `input`, `null` when it has none. Later outputs are not
 /// computed, so an error in one of them does not fail the comparison.
-fn first(c: &jqlib::Compiled, input: &Value) -> Result<Value, String> {
+fn first(c: &jqlib::Compiled, input: &Value) -> Result<Value, jqlib::JqError> {
     Ok(c.first(input.clone())?.unwrap_or(Value::Null))
 }
 

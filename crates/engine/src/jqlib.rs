@@ -13,6 +13,24 @@ use serde_json::Value;
 
 type Filter = jaq_core::compile::Filter<jaq_core::Native<JustLut<Val>>>;
 
+/// Why a filter did not compile or run. jaq's own errors borrow the filter and its values, so
+/// they are rendered here, once, rather than kept.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JqError {
+    /// The filter does not parse (each problem with a short excerpt of where).
+    #[error("{}", .0.join("; "))]
+    Syntax(Vec<String>),
+    /// The filter calls filters or variables jq does not define.
+    #[error("{}", .0.join("; "))]
+    Undefined(Vec<String>),
+    /// The filter raised an error on its input (`error(...)`, a type error, ...).
+    #[error("{0}")]
+    Raised(String),
+    /// The filter called `halt` or `halt_error`.
+    #[error("halted with exit code {0}")]
+    Halted(String),
+}
+
 /// A compiled jq filter.
 pub struct Compiled {
     filter: Filter,
@@ -25,7 +43,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 /// Parses and compiles `filter` with jq's standard library.
-pub fn compile(filter: &str) -> Result<Compiled, String> {
+pub fn compile(filter: &str) -> Result<Compiled, JqError> {
     let defs = jaq_core::defs()
         .chain(jaq_std::defs())
         .chain(jaq_json::defs());
@@ -53,19 +71,19 @@ pub fn compile(filter: &str) -> Result<Compiled, String> {
                         .map(|(name, u)| format!("undefined {} {name}", u.as_str()))
                 })
                 .collect();
-            undefined.join("; ")
+            JqError::Undefined(undefined)
         })?;
     Ok(Compiled { filter })
 }
 
 /// Compiles and runs `filter` on `input` once; see [`Compiled::run`].
-pub fn run(filter: &str, input: Value) -> Result<Vec<Value>, String> {
+pub fn run(filter: &str, input: Value) -> Result<Vec<Value>, JqError> {
     compile(filter)?.run(input)
 }
 
 impl Compiled {
     /// Every output of the filter; the first error (or `halt`) fails the whole run.
-    pub fn run(&self, input: Value) -> Result<Vec<Value>, String> {
+    pub fn run(&self, input: Value) -> Result<Vec<Value>, JqError> {
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         self.filter
             .id
@@ -76,7 +94,7 @@ impl Compiled {
 
     /// The first output only, as gojq's iterator is read when a single value is wanted; later
     /// outputs (and their errors) are never computed. `None` when there is no output.
-    pub fn first(&self, input: Value) -> Result<Option<Value>, String> {
+    pub fn first(&self, input: Value) -> Result<Option<Value>, JqError> {
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         match self.filter.id.run((ctx, from_json(input))).next() {
             None => Ok(None),
@@ -86,17 +104,17 @@ impl Compiled {
     }
 }
 
-fn describe_exn(e: jaq_core::Exn<'_, Val>) -> String {
+fn describe_exn(e: jaq_core::Exn<'_, Val>) -> JqError {
     match e.get_err() {
-        Ok(err) => err.to_string(),
+        Ok(err) => JqError::Raised(err.to_string()),
         Err(e) => match e.get_halt() {
-            Ok(code) => format!("halted with exit code {code}"),
-            Err(_) => "uncaught exception".to_string(),
+            Ok(code) => JqError::Halted(code.to_string()),
+            Err(_) => JqError::Raised("uncaught exception".to_string()),
         },
     }
 }
 
-fn describe_load_errors(errs: &load::Errors<&str, ()>) -> String {
+fn describe_load_errors(errs: &load::Errors<&str, ()>) -> JqError {
     // Lexer and parser report the rest of the input where they stopped; a short excerpt is
     // enough to point at the problem.
     let near = |s: &str| {
@@ -124,10 +142,9 @@ fn describe_load_errors(errs: &load::Errors<&str, ()>) -> String {
         }
     }
     if out.is_empty() {
-        "invalid filter".to_string()
-    } else {
-        out.join("; ")
+        out.push("invalid filter".to_string());
     }
+    JqError::Syntax(out)
 }
 
 fn from_json(v: Value) -> Val {
@@ -234,15 +251,20 @@ mod tests {
 
     #[test]
     fn reports_errors() {
-        assert!(compile(".a |").unwrap_err().contains("expected"));
-        assert!(compile("nosuchfn(1)")
-            .unwrap_err()
-            .contains("undefined filter nosuchfn"));
-        assert!(run(".a", json!([1])).is_err());
-        assert!(run("error(\"boom\")", json!(null))
-            .unwrap_err()
-            .contains("boom"));
-        assert!(run("halt", json!(null)).unwrap_err().contains("halted"));
+        assert!(matches!(compile(".a |"), Err(JqError::Syntax(e)) if e[0].contains("expected")));
+        assert!(matches!(
+            compile("nosuchfn(1)"),
+            Err(JqError::Undefined(e)) if e[0].contains("undefined filter nosuchfn")
+        ));
+        assert!(matches!(run(".a", json!([1])), Err(JqError::Raised(_))));
+        assert!(matches!(
+            run("error(\"boom\")", json!(null)),
+            Err(JqError::Raised(e)) if e.contains("boom")
+        ));
+        assert_eq!(
+            run("halt", json!(null)).unwrap_err().to_string(),
+            "halted with exit code 0"
+        );
     }
 
     #[test]

@@ -298,7 +298,7 @@ fn jq_is_true(args: Vec<RValue>) -> anyhow::Result<RValue> {
     }
 }
 
-fn cached_jq(query: &str) -> Result<Rc<jqlib::Compiled>, String> {
+fn cached_jq(query: &str) -> Result<Rc<jqlib::Compiled>, jqlib::JqError> {
     if let Some(c) = JQ_CACHE.with(|c| c.borrow().get(query).cloned()) {
         return Ok(c);
     }
@@ -326,19 +326,32 @@ fn ls_actions(args: Vec<RValue>) -> anyhow::Result<RValue> {
     }
 }
 
+/// Why `parse_yaml` / `parse_toml` leave their call undefined.
+#[derive(Debug, thiserror::Error)]
+enum DocumentError {
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("{0} is not a json number")]
+    NotJsonNumber(f64),
+    #[error("mapping key {0} is not a string")]
+    NonStringKey(String),
+}
+
 /// The first YAML document as JSON, as Minder's `yaml.v3` decode into `any` would give it.
-fn yaml_to_json(text: &str) -> Result<Value, String> {
+fn yaml_to_json(text: &str) -> Result<Value, DocumentError> {
     use serde::Deserialize;
     // yaml.v3 reads the first document only, and an empty stream is null.
     let Some(doc) = serde_yaml_ng::Deserializer::from_str(text).next() else {
         return Ok(Value::Null);
     };
-    let mut value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| e.to_string())?;
-    value.apply_merge().map_err(|e| e.to_string())?;
+    let mut value = serde_yaml_ng::Value::deserialize(doc)?;
+    value.apply_merge()?;
     yaml_value_to_json(value)
 }
 
-fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
+fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, DocumentError> {
     use serde_yaml_ng::Value as Y;
     Ok(match v {
         Y::Null => Value::Null,
@@ -351,8 +364,7 @@ fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 Value::Number(
-                    serde_json::Number::from_f64(f)
-                        .ok_or_else(|| format!("{f} is not a json number"))?,
+                    serde_json::Number::from_f64(f).ok_or(DocumentError::NotJsonNumber(f))?,
                 )
             }
         }
@@ -368,7 +380,7 @@ fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
             m.into_iter()
                 .map(|(k, v)| match k {
                     Y::String(k) => Ok((k, yaml_value_to_json(v)?)),
-                    other => Err(format!("mapping key {other:?} is not a string")),
+                    other => Err(DocumentError::NonStringKey(format!("{other:?}"))),
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -376,19 +388,19 @@ fn yaml_value_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
     })
 }
 
-fn toml_to_json(text: &str) -> Result<Value, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+fn toml_to_json(text: &str) -> Result<Value, DocumentError> {
+    let table: toml::Table = toml::from_str(text)?;
     toml_value_to_json(toml::Value::Table(table))
 }
 
-fn toml_value_to_json(v: toml::Value) -> Result<Value, String> {
+fn toml_value_to_json(v: toml::Value) -> Result<Value, DocumentError> {
     use toml::Value as T;
     Ok(match v {
         T::String(s) => Value::String(s),
         T::Integer(i) => Value::from(i),
-        T::Float(f) => Value::Number(
-            serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a json number"))?,
-        ),
+        T::Float(f) => {
+            Value::Number(serde_json::Number::from_f64(f).ok_or(DocumentError::NotJsonNumber(f))?)
+        }
         T::Boolean(b) => Value::Bool(b),
         // Go marshals TOML dates and times to JSON as their RFC 3339 text.
         T::Datetime(d) => Value::String(d.to_string()),
@@ -401,7 +413,7 @@ fn toml_value_to_json(v: toml::Value) -> Result<Value, String> {
         T::Table(t) => Value::Object(
             t.into_iter()
                 .map(|(k, v)| Ok((k, toml_value_to_json(v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, DocumentError>>()?,
         ),
     })
 }
@@ -637,7 +649,19 @@ mod actions {
     /// Lines this long stop Go's `bufio.Scanner` (64 KiB buffer), failing the whole listing.
     const MAX_LINE: usize = 64 * 1024;
 
-    pub fn list(tree: &FileTree, base: &str) -> Result<BTreeSet<String>, String> {
+    /// Why a listing fails as a whole, as frizbee's does.
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    pub enum ListError {
+        #[error("{path}: line too long")]
+        LineTooLong { path: String },
+    }
+
+    /// A line of [`MAX_LINE`] bytes or more.
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("line too long")]
+    pub struct LineTooLong;
+
+    pub fn list(tree: &FileTree, base: &str) -> Result<BTreeSet<String>, ListError> {
         let mut paths = Vec::new();
         if tree.is_file(base) {
             let name = clean_path(base);
@@ -653,7 +677,7 @@ mod actions {
             let Some(bytes) = tree.read(&path) else {
                 continue;
             };
-            scan(bytes, &mut names).map_err(|e| format!("{path}: {e}"))?;
+            scan(bytes, &mut names).map_err(|LineTooLong| ListError::LineTooLong { path })?;
         }
         Ok(names)
     }
@@ -676,14 +700,14 @@ mod actions {
     }
 
     /// Adds the action names referenced in `content`, skipping comment lines.
-    pub fn scan(content: &[u8], names: &mut BTreeSet<String>) -> Result<(), String> {
+    pub fn scan(content: &[u8], names: &mut BTreeSet<String>) -> Result<(), LineTooLong> {
         let mut lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
         if content.ends_with(b"\n") {
             lines.pop();
         }
         for line in lines {
             if line.len() >= MAX_LINE {
-                return Err("line too long".into());
+                return Err(LineTooLong);
             }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let first = line

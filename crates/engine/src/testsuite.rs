@@ -222,11 +222,27 @@ fn case_entity(tc: &TestCase) -> Entity {
     }
 }
 
-fn http_fixture(h: &HttpFixture, testdata: &Path) -> Result<HttpResponse, String> {
+/// Why a suite could not be found or a case's fixture read.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no test file beside it ({{name}}.test.yaml)", .0.display())]
+    NoTestFile(PathBuf),
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+}
+
+fn http_fixture(h: &HttpFixture, testdata: &Path) -> Result<HttpResponse, SuiteError> {
     let body = match (&h.body, &h.body_file) {
         (Some(b), _) => b.as_bytes().to_vec(),
         (None, Some(f)) => {
-            std::fs::read(testdata.join(f)).map_err(|e| format!("body_file {f}: {e}"))?
+            let path = testdata.join(f);
+            std::fs::read(&path).map_err(|source| SuiteError::Read { path, source })?
         }
         (None, None) => vec![],
     };
@@ -256,7 +272,7 @@ pub async fn run_case(rule: &CompiledRule, tc: &TestCase, fixtures: &Path) -> Ca
         Ok(h) => h,
         Err(e) => {
             r.actual = "error".into();
-            r.note = Some(e);
+            r.note = Some(e.to_string());
             return r;
         }
     };
@@ -323,13 +339,16 @@ impl Suite {
 
 /// Every `X.yaml` with an `X.test.yaml` beside it, under each path (a file or a folder
 /// searched recursively), in path order.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<Suite>, String> {
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<Suite>, SuiteError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
-                let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let rd = std::fs::read_dir(&dir).map_err(|source| SuiteError::Read {
+                    path: dir.clone(),
+                    source,
+                })?;
                 for entry in rd.flatten() {
                     let path = entry.path();
                     if path.is_dir() {
@@ -342,15 +361,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Suite>, String> {
         } else if p.is_file() {
             match suite_for(p) {
                 Some(s) => out.push(s),
-                None => {
-                    return Err(format!(
-                        "{}: no test file beside it ({{name}}.test.yaml)",
-                        p.display()
-                    ))
-                }
+                None => return Err(SuiteError::NoTestFile(p.clone())),
             }
         } else {
-            return Err(format!("{}: no such file or folder", p.display()));
+            return Err(SuiteError::NotFound(p.clone()));
         }
     }
     out.sort_by(|a, b| a.rule_type.cmp(&b.rule_type));

@@ -48,10 +48,49 @@ impl Default for EgressPolicy {
     }
 }
 
+/// Why the egress policy refused a request, before or while connecting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a URL: {0}")]
+    NotAUrl(#[source] url::ParseError),
+    #[error("credentials in the URL are not allowed")]
+    Credentials,
+    #[error("no host")]
+    NoHost,
+    #[error(
+        "plain http to {0} is not allowed (https only, unless the operator allowlists the host)"
+    )]
+    PlainHttp(String),
+    #[error("scheme {0:?} is not allowed")]
+    Scheme(String),
+    #[error("{0} resolves to loopback")]
+    Localhost(String),
+    #[error("address {ip} is {why}")]
+    Address { ip: IpAddr, why: &'static str },
+    #[error("{host} resolves to {ip}, which is {why}")]
+    Resolved {
+        host: String,
+        ip: IpAddr,
+        why: &'static str,
+    },
+    #[error("redirect to {url} refused: {refusal}")]
+    Redirect {
+        url: String,
+        #[source]
+        refusal: Box<Refusal>,
+    },
+    #[error("header {0} may not be set by a rule type")]
+    Header(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
     #[error("url {url:?} refused: {reason}")]
-    Refused { url: String, reason: String },
+    Refused {
+        url: String,
+        #[source]
+        reason: Refusal,
+    },
     #[error("{method} {url}: {source}")]
     Transport {
         method: String,
@@ -129,29 +168,33 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
 /// Checks a URL's form before anything is resolved: scheme, allowlist, credentials in the URL,
 /// and a host that is an address literal (in any of the forms a URL parser accepts).
 pub fn check_url(url: &str, policy: &EgressPolicy) -> Result<reqwest::Url, EgressError> {
-    let refuse = |reason: String| EgressError::Refused {
+    let refuse = |reason: Refusal| EgressError::Refused {
         url: url.to_string(),
         reason,
     };
-    let parsed = reqwest::Url::parse(url).map_err(|e| refuse(format!("not a URL: {e}")))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| refuse(Refusal::NotAUrl(e)))?;
     check_parsed(&parsed, policy).map_err(refuse)?;
     Ok(parsed)
 }
 
-fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), String> {
+fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal> {
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are not allowed".into());
+        return Err(Refusal::Credentials);
     }
     let host = match url.host() {
-        None => return Err("no host".into()),
+        None => return Err(Refusal::NoHost),
         Some(h) => h,
     };
     let host_name = host.to_string().to_ascii_lowercase();
     match url.scheme() {
         "https" => {}
-        "http" if policy.http_allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host_name.trim_end_matches('.'))) => {}
-        "http" => return Err(format!("plain http to {host_name} is not allowed (https only, unless the operator allowlists the host)")),
-        other => return Err(format!("scheme {other:?} is not allowed")),
+        "http"
+            if policy
+                .http_allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host_name.trim_end_matches('.'))) => {}
+        "http" => return Err(Refusal::PlainHttp(host_name)),
+        other => return Err(Refusal::Scheme(other.to_string())),
     }
     let literal = match host {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
@@ -160,14 +203,14 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), String>
             // RFC 6761: `localhost` and every name under it are loopback, whatever DNS says.
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if d == "localhost" || d.ends_with(".localhost") {
-                return Err(format!("{d} resolves to loopback"));
+                return Err(Refusal::Localhost(d));
             }
             None
         }
     };
     if let Some(ip) = literal {
         if let Some(why) = forbidden_reason(ip) {
-            return Err(format!("address {ip} is {why}"));
+            return Err(Refusal::Address { ip, why });
         }
     }
     Ok(())
@@ -202,11 +245,9 @@ struct GuardedResolver {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to {ip}, which is {why}")]
-struct ResolvedForbidden {
+#[error("{host} resolves to no address")]
+struct NoAddress {
     host: String,
-    ip: IpAddr,
-    why: &'static str,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
@@ -216,13 +257,16 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let ips = lookup.await?;
             if ips.is_empty() {
-                return Err(format!("{host} resolves to no address").into());
+                // Not a refusal: DNS may answer next time, so the request may be retried.
+                return Err(
+                    Box::new(NoAddress { host }) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             if let Some((ip, why)) = ips
                 .iter()
                 .find_map(|ip| forbidden_reason(*ip).map(|w| (*ip, w)))
             {
-                return Err(Box::new(ResolvedForbidden { host, ip, why })
+                return Err(Box::new(Refusal::Resolved { host, ip, why })
                     as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: reqwest::dns::Addrs =
@@ -272,9 +316,12 @@ impl Egress {
                 }
                 match check_parsed(attempt.url(), &policy) {
                     Ok(()) => attempt.follow(),
-                    Err(reason) => {
-                        let reason = format!("redirect to {} refused: {reason}", attempt.url());
-                        attempt.error(reason)
+                    Err(refusal) => {
+                        let url = attempt.url().to_string();
+                        attempt.error(Refusal::Redirect {
+                            url,
+                            refusal: Box::new(refusal),
+                        })
                     }
                 }
             })
@@ -313,12 +360,8 @@ impl Egress {
             let mut chain: Option<&dyn std::error::Error> = Some(&source);
             let mut refused = None;
             while let Some(e) = chain {
-                if let Some(f) = e.downcast_ref::<ResolvedForbidden>() {
-                    refused = Some(f.to_string());
-                }
-                let text = e.to_string();
-                if refused.is_none() && text.starts_with("redirect to ") {
-                    refused = Some(text);
+                if let Some(refusal) = e.downcast_ref::<Refusal>() {
+                    refused.get_or_insert_with(|| refusal.clone());
                 }
                 chain = e.source();
             }
@@ -343,7 +386,7 @@ impl Egress {
             {
                 return Err(EgressError::Refused {
                     url: url.to_string(),
-                    reason: format!("header {k} may not be set by a rule type"),
+                    reason: Refusal::Header(k.clone()),
                 });
             }
             req = req.header(k.as_str(), v.as_str());

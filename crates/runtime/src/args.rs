@@ -225,10 +225,15 @@ fn secret(s: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
     Ok(secrecy::SecretString::from(s))
 }
 
-fn key_value(s: &str) -> Result<(String, String), String> {
+/// A `--kafka-option` that is not `KEY=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not KEY=VALUE")]
+pub struct NotKeyValue(String);
+
+fn key_value(s: &str) -> Result<(String, String), NotKeyValue> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
+        _ => Err(NotKeyValue(s.to_string())),
     }
 }
 

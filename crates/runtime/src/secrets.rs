@@ -19,8 +19,12 @@ pub enum SecretFileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A secret (or a list of them) parsed from a file, re-read when the file changes (see
@@ -50,10 +54,10 @@ impl<T> std::fmt::Debug for SecretFile<T> {
 
 impl<T: 'static> SecretFile<T> {
     /// Reads and parses `path` now (an error when it is unreadable or does not parse).
-    pub fn open(
+    pub fn open<E: std::error::Error + Send + Sync + 'static>(
         path: &Path,
         what: &'static str,
-        parse: fn(&SecretString) -> Result<T, String>,
+        parse: fn(&SecretString) -> Result<T, E>,
     ) -> Result<Self, SecretFileError> {
         let load = move |paths: &[PathBuf]| -> Result<T, SecretFileError> {
             let path = paths.first().cloned().unwrap_or_default();
@@ -61,8 +65,10 @@ impl<T: 'static> SecretFile<T> {
                 path: path.clone(),
                 source,
             })?;
-            parse(&SecretString::from(text))
-                .map_err(|reason| SecretFileError::Invalid { path, reason })
+            parse(&SecretString::from(text)).map_err(|e| SecretFileError::Invalid {
+                path,
+                source: Box::new(e),
+            })
         };
         Ok(SecretFile {
             path: path.to_path_buf(),
@@ -96,13 +102,17 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn parse(text: &SecretString) -> Result<Vec<String>, String> {
+    #[derive(Debug, thiserror::Error)]
+    #[error("no secret in it")]
+    struct NoSecret;
+
+    fn parse(text: &SecretString) -> Result<Vec<String>, NoSecret> {
         let lines: Vec<String> = secret_lines(text)
             .iter()
             .map(|s| s.expose_secret().to_string())
             .collect();
         if lines.is_empty() {
-            Err("no secret in it".into())
+            Err(NoSecret)
         } else {
             Ok(lines)
         }

@@ -54,15 +54,32 @@ fn check_token(t: &str) -> Result<TokenDigest, AuthConfigError> {
     Ok(token_digest(t.as_bytes()))
 }
 
+/// Why a token file does not load (the last good one stays in service).
+#[derive(Debug, thiserror::Error)]
+enum TokenFileError {
+    #[error("token {index}: {source}")]
+    Token {
+        index: usize,
+        #[source]
+        source: AuthConfigError,
+    },
+    #[error("holds no control API token")]
+    Empty,
+}
+
 /// Parses a token file: one token per line (`#` comments), each checked, kept as digests.
-fn parse_token_file(text: &SecretString) -> Result<Vec<TokenDigest>, String> {
+fn parse_token_file(text: &SecretString) -> Result<Vec<TokenDigest>, TokenFileError> {
     let mut digests = Vec::new();
     for (i, line) in secret_lines(text).iter().enumerate() {
-        digests
-            .push(check_token(line.expose_secret()).map_err(|e| format!("token {}: {e}", i + 1))?);
+        digests.push(check_token(line.expose_secret()).map_err(|source| {
+            TokenFileError::Token {
+                index: i + 1,
+                source,
+            }
+        })?);
     }
     if digests.is_empty() {
-        return Err("holds no control API token".into());
+        return Err(TokenFileError::Empty);
     }
     Ok(digests)
 }

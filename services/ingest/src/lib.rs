@@ -112,13 +112,17 @@ struct WebhookSecrets {
     file: Option<SecretFile<Vec<Vec<u8>>>>,
 }
 
-fn parse_secrets(text: &SecretString) -> Result<Vec<Vec<u8>>, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("holds no webhook secret")]
+struct NoWebhookSecret;
+
+fn parse_secrets(text: &SecretString) -> Result<Vec<Vec<u8>>, NoWebhookSecret> {
     let lines: Vec<Vec<u8>> = secret_lines(text)
         .iter()
         .map(|s| s.expose_secret().as_bytes().to_vec())
         .collect();
     if lines.is_empty() {
-        return Err("holds no webhook secret".into());
+        return Err(NoWebhookSecret);
     }
     Ok(lines)
 }
