@@ -184,8 +184,8 @@ impl Stack {
         }
         let token = self.root.child_token();
         let mut ec = plumbline_evaluator::EvaluatorConfig::new(self.service_args());
-        ec.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
-        ec.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
+        ec.consumer.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
+        ec.consumer.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;
         let r = plumbline_evaluator::start(ec, token.clone())
             .await
@@ -208,8 +208,8 @@ impl Stack {
     /// The actuator configuration the stack runs with (also what tests give an actuator process).
     pub fn actuator_config(&self) -> plumbline_actuator::ActuatorConfig {
         let mut ac = plumbline_actuator::ActuatorConfig::new(self.service_args());
-        ac.group_id = format!("{}plumbline-actuator", self.config.topic_prefix);
-        ac.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
+        ac.consumer.group_id = format!("{}plumbline-actuator", self.config.topic_prefix);
+        ac.consumer.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ac.content_per_minute = self.config.content_per_minute;
         ac.content_per_hour = self.config.content_per_hour;
         ac.content_minute_ms = self

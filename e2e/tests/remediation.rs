@@ -649,7 +649,7 @@ fn actuator_process(stack: &Stack) -> ServiceProcess {
             .env("PLUMB_DATABASE_URL", &stack.config.database_url)
             .env("PLUMB_GITHUB_API_URL", &stack.sim_url)
             .env("PLUMB_GITHUB_TOKEN", TOKEN)
-            .env("PLUMB_ACTUATOR_GROUP", &ac.group_id)
+            .env("PLUMB_ACTUATOR_GROUP", &ac.consumer.group_id)
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
             .env(
@@ -1177,7 +1177,7 @@ async fn two_actuators_racing_on_one_verdict_apply_it_once() {
     for group in ["a", "b"] {
         let mut ac = stack.actuator_config();
         // Two groups, so both replicas certainly receive the verdict.
-        ac.group_id = format!("{}-{group}", ac.group_id);
+        ac.consumer.group_id = format!("{}-{group}", ac.consumer.group_id);
         ac.claim_lease_secs = 8;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = plumbline_actuator::start(ac, shutdown.clone())

@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     args.topic_prefix = prefix.clone();
     args.database_max_connections = 16;
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
-    config.group_id = format!("{prefix}plumbline-evaluator");
+    config.consumer.group_id = format!("{prefix}plumbline-evaluator");
     let stop_evaluator = CancellationToken::new();
     let evaluator = plumbline_evaluator::start(config, stop_evaluator.clone())
         .await

@@ -54,9 +54,9 @@ async fn replica() -> anyhow::Result<()> {
     args.topic_prefix = env("BENCH_PREFIX")?;
     args.database_max_connections = 16;
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
-    config.group_id = format!("{}plumbline-evaluator", env("BENCH_PREFIX")?);
-    config.session_timeout_ms = 6000;
-    config.max_in_flight = env_u64("BENCH_IN_FLIGHT", 8) as usize;
+    config.consumer.group_id = format!("{}plumbline-evaluator", env("BENCH_PREFIX")?);
+    config.consumer.session_timeout_ms = 6000;
+    config.consumer.max_in_flight = env_u64("BENCH_IN_FLIGHT", 8) as usize;
     let shutdown = plumbline_runtime::shutdown_on_signal();
     plumbline_evaluator::run(config, shutdown)
         .await

@@ -352,6 +352,64 @@ impl KafkaArgs {
     }
 }
 
+/// A consuming service's defaults for [`ConsumerArgs`]: its group, its environment variables
+/// (kept per service, so one environment can configure several) and how much it runs at once.
+pub trait ConsumerDefaults: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The consumer group every replica of one installation shares.
+    const GROUP: &'static str;
+    const GROUP_ENV: &'static str;
+    const MAX_IN_FLIGHT: usize;
+    const MAX_IN_FLIGHT_ENV: &'static str;
+    const MAX_ATTEMPTS_ENV: &'static str;
+}
+
+/// How a service consumes its topic: the same flags, with the same meaning, in the evaluator
+/// and the actuator.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConsumerArgs<D: ConsumerDefaults> {
+    /// Consumer group; every replica of one installation uses the same.
+    #[arg(long, env = D::GROUP_ENV, default_value = D::GROUP)]
+    pub group_id: String,
+
+    /// How long the group waits for a silent replica before reassigning its partitions (ms).
+    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS)]
+    pub session_timeout_ms: u64,
+
+    /// Records handled at once by this replica, for different entities (one entity's records
+    /// are always handled one at a time, in order).
+    #[arg(long, env = D::MAX_IN_FLIGHT_ENV, default_value_t = D::MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+
+    /// Attempts at a record whose handling fails before it goes to the service's dead-letter
+    /// topic with the reason (waiting on a rate limit or a budget is not an attempt).
+    #[arg(long, env = D::MAX_ATTEMPTS_ENV, default_value_t = DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+
+    #[arg(skip)]
+    defaults: std::marker::PhantomData<D>,
+}
+
+const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+impl<D: ConsumerDefaults> Default for ConsumerArgs<D> {
+    fn default() -> Self {
+        ConsumerArgs {
+            group_id: D::GROUP.to_string(),
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            max_in_flight: D::MAX_IN_FLIGHT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            defaults: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: ConsumerDefaults> ConsumerArgs<D> {
+    pub fn session_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.session_timeout_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +420,68 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         kafka: KafkaArgs,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Probe;
+
+    impl ConsumerDefaults for Probe {
+        const GROUP: &'static str = "plumbline-probe";
+        const GROUP_ENV: &'static str = "PLUMB_PROBE_GROUP_UNSET_IN_TESTS";
+        const MAX_IN_FLIGHT: usize = 7;
+        const MAX_IN_FLIGHT_ENV: &'static str = "PLUMB_PROBE_MAX_IN_FLIGHT_UNSET_IN_TESTS";
+        const MAX_ATTEMPTS_ENV: &'static str = "PLUMB_PROBE_MAX_ATTEMPTS_UNSET_IN_TESTS";
+    }
+
+    #[derive(Parser)]
+    struct ConsumerCli {
+        #[command(flatten)]
+        consumer: ConsumerArgs<Probe>,
+    }
+
+    #[test]
+    fn consumer_flags_default_to_the_services_values_declared_once() {
+        let parsed = ConsumerCli::parse_from(["t"]).consumer;
+        let built = ConsumerArgs::<Probe>::default();
+        assert_eq!(
+            (
+                parsed.group_id.as_str(),
+                parsed.max_in_flight,
+                parsed.max_attempts
+            ),
+            (
+                built.group_id.as_str(),
+                built.max_in_flight,
+                built.max_attempts
+            )
+        );
+        assert_eq!(parsed.session_timeout_ms, built.session_timeout_ms);
+        assert_eq!(
+            (built.group_id.as_str(), built.max_in_flight),
+            ("plumbline-probe", 7)
+        );
+        let set = ConsumerCli::parse_from([
+            "t",
+            "--group-id",
+            "g",
+            "--max-in-flight",
+            "3",
+            "--max-attempts",
+            "2",
+            "--session-timeout-ms",
+            "6000",
+        ])
+        .consumer;
+        assert_eq!(
+            (set.group_id.as_str(), set.max_in_flight, set.max_attempts),
+            ("g", 3, 2)
+        );
+        assert_eq!(set.session_timeout(), std::time::Duration::from_secs(6));
+        let help = <ConsumerCli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("PLUMB_PROBE_GROUP_UNSET_IN_TESTS"), "{help}");
+        assert!(help.contains("[default: 7]"), "{help}");
     }
 
     fn options(args: &[&str]) -> Result<Vec<(String, String)>, String> {

@@ -9,7 +9,10 @@
 mod args;
 pub mod secrets;
 
-pub use args::{KafkaArgs, KafkaProtocol, KafkaSettingsError, SaslMechanism, ServiceArgs};
+pub use args::{
+    ConsumerArgs, ConsumerDefaults, KafkaArgs, KafkaProtocol, KafkaSettingsError, SaslMechanism,
+    ServiceArgs,
+};
 
 use tokio_util::sync::CancellationToken;
 

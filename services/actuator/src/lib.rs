@@ -43,7 +43,7 @@ use plumbline_github::{GitHub, GitHubError, Method};
 use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
-use plumbline_runtime::ServiceArgs;
+use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{ActionRecord, ActionResult, ActionState, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics};
 use serde_json::Value;
@@ -57,9 +57,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 // Each flag's default, declared once: clap shows it in --help and `new` uses it.
-const DEFAULT_GROUP_ID: &str = "plumbline-actuator";
-const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
-const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 const DEFAULT_COOL_OFF_SECS: u64 = 300;
 const DEFAULT_CONTENT_PER_MINUTE: u32 = 80;
 const DEFAULT_CONTENT_PER_HOUR: u32 = 500;
@@ -67,7 +64,6 @@ const DEFAULT_CONTENT_MINUTE_MS: u64 = 60_000;
 const DEFAULT_CONTENT_HOUR_MS: u64 = 3_600_000;
 const DEFAULT_ALERT_ISSUE_FALLBACK: bool = true;
 const DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC: bool = false;
-const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const DEFAULT_CLAIM_LEASE_SECS: u64 = 300;
 const DEFAULT_FIX_BACKOFF_SECS: u64 = 60;
 const DEFAULT_FIX_BACKOFF_MAX_SECS: u64 = 6 * 3600;
@@ -79,21 +75,8 @@ pub struct ActuatorConfig {
     #[command(flatten)]
     pub service: ServiceArgs,
 
-    /// Consumer group of the actuator replicas.
-    #[arg(
-        long,
-        env = "PLUMB_ACTUATOR_GROUP",
-        default_value = DEFAULT_GROUP_ID
-    )]
-    pub group_id: String,
-
-    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS)]
-    pub session_timeout_ms: u64,
-
-    /// Verdicts acted on at once, for different entities (one entity's are always one at a
-    /// time, in order).
-    #[arg(long, env = "PLUMB_ACTUATOR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
-    pub max_in_flight: usize,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs<ActuatorConsumer>,
 
     /// After a remediation of a rule failed, how long before it is tried again (seconds).
     #[arg(long, env = "PLUMB_ACTUATOR_COOL_OFF_SECS", default_value_t = DEFAULT_COOL_OFF_SECS)]
@@ -128,11 +111,6 @@ pub struct ActuatorConfig {
     #[arg(long, env = "PLUMB_ALERT_ISSUE_FALLBACK_PUBLIC", default_value_t = DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC, action = clap::ArgAction::Set)]
     pub alert_issue_fallback_public: bool,
 
-    /// Attempts at one verdict before it goes to the dead-letter topic
-    /// (`plumbline.verdicts.v1.dlq`).
-    #[arg(long, env = "PLUMB_ACTUATOR_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS)]
-    pub max_attempts: u32,
-
     /// How long a replica's claim on an action holds before another replica may take it over
     /// (seconds). Longer than any one action takes; a crashed replica's actions wait this long.
     #[arg(long, env = "PLUMB_ACTUATOR_CLAIM_LEASE_SECS", default_value_t = DEFAULT_CLAIM_LEASE_SECS)]
@@ -152,13 +130,24 @@ pub struct ActuatorConfig {
     pub pr_branch_prefix: String,
 }
 
+/// The actuator's consumer: group `plumbline-actuator`, verdicts of 16 entities at once; its
+/// dead-letter topic is `plumbline.verdicts.v1.dlq`.
+#[derive(Debug, Clone)]
+pub struct ActuatorConsumer;
+
+impl ConsumerDefaults for ActuatorConsumer {
+    const GROUP: &'static str = "plumbline-actuator";
+    const GROUP_ENV: &'static str = "PLUMB_ACTUATOR_GROUP";
+    const MAX_IN_FLIGHT: usize = 16;
+    const MAX_IN_FLIGHT_ENV: &'static str = "PLUMB_ACTUATOR_MAX_IN_FLIGHT";
+    const MAX_ATTEMPTS_ENV: &'static str = "PLUMB_ACTUATOR_MAX_ATTEMPTS";
+}
+
 impl ActuatorConfig {
     pub fn new(service: ServiceArgs) -> Self {
         ActuatorConfig {
             service,
-            group_id: DEFAULT_GROUP_ID.into(),
-            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            consumer: ConsumerArgs::default(),
             cool_off_secs: DEFAULT_COOL_OFF_SECS,
             content_per_minute: DEFAULT_CONTENT_PER_MINUTE,
             content_per_hour: DEFAULT_CONTENT_PER_HOUR,
@@ -166,7 +155,6 @@ impl ActuatorConfig {
             content_hour_ms: DEFAULT_CONTENT_HOUR_MS,
             alert_issue_fallback: DEFAULT_ALERT_ISSUE_FALLBACK,
             alert_issue_fallback_public: DEFAULT_ALERT_ISSUE_FALLBACK_PUBLIC,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
             claim_lease_secs: DEFAULT_CLAIM_LEASE_SECS,
             fix_backoff_secs: DEFAULT_FIX_BACKOFF_SECS,
             fix_backoff_max_secs: DEFAULT_FIX_BACKOFF_MAX_SECS,
@@ -280,9 +268,13 @@ pub async fn start(
         &ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator")
             .with_client_options(kafka.clone()),
     )?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.verdicts)
-        .with_client_options(kafka);
-    cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
+    let mut cc = ConsumerConfig::new(
+        &s.kafka_brokers,
+        &config.consumer.group_id,
+        &topics.verdicts,
+    )
+    .with_client_options(kafka);
+    cc.session_timeout = config.consumer.session_timeout();
     cc.client_id = "plumbline-actuator".into();
     let consumer = Consumer::new(&cc)?;
     let metrics = Metrics::new();
@@ -334,14 +326,14 @@ pub async fn start(
         // Bounded attempts, then the verdict goes to its dead-letter topic with the reason, so
         // an action that keeps failing is visible and replayable instead of lost or looped.
         // (Parking on rate limits, the budget or another replica's claim is not an attempt.)
-        max_attempts: config.max_attempts.max(1),
+        max_attempts: config.consumer.max_attempts.max(1),
         dead_letter: Some((act.producer.clone(), act.topics.verdicts_dlq.clone())),
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
         // Entities in parallel; one entity's verdicts in order (the key), never coalesced:
         // each verdict names its own rule.
-        max_in_flight: config.max_in_flight.max(1),
+        max_in_flight: config.consumer.max_in_flight.max(1),
         coalesce: false,
     };
     let task = worker.spawn(act, shutdown, move || {

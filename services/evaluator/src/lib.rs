@@ -21,7 +21,7 @@ use plumbline_github::{GitHub, NameCheck};
 use plumbline_github_provider::{provider_error, BlockingGitHubFetcher, GitHubProvider};
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
-use plumbline_runtime::ServiceArgs;
+use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{EvaluationRecord, Store};
 use plumbline_telemetry::{Health, Metrics};
 use std::collections::BTreeMap;
@@ -32,13 +32,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 // Each flag's default, declared once: clap shows it in --help and `new` uses it.
-const DEFAULT_GROUP_ID: &str = "plumbline-evaluator";
-const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_CATALOG_MAX_STALENESS_MS: u64 = 2_000;
 const DEFAULT_TREE_CACHE_MIB: u64 = 512;
 const DEFAULT_TREE_DOWNLOAD_MIB: u64 = 256;
-const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 /// Evaluator configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -46,17 +42,8 @@ pub struct EvaluatorConfig {
     #[command(flatten)]
     pub service: ServiceArgs,
 
-    /// Consumer group; every replica of one installation uses the same.
-    #[arg(
-        long,
-        env = "PLUMB_EVALUATOR_GROUP",
-        default_value = DEFAULT_GROUP_ID
-    )]
-    pub group_id: String,
-
-    /// How long the group waits for a silent replica before reassigning its partitions.
-    #[arg(long, env = "PLUMB_KAFKA_SESSION_TIMEOUT_MS", default_value_t = DEFAULT_SESSION_TIMEOUT_MS)]
-    pub session_timeout_ms: u64,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs<EvaluatorConsumer>,
 
     /// Longest time a changed rule type or profile may go unnoticed by this replica.
     #[arg(long, env = "PLUMB_CATALOG_MAX_STALENESS_MS", default_value_t = DEFAULT_CATALOG_MAX_STALENESS_MS)]
@@ -72,28 +59,29 @@ pub struct EvaluatorConfig {
     /// together and what they can hold.
     #[arg(long, env = "PLUMB_TREE_DOWNLOAD_MIB", default_value_t = DEFAULT_TREE_DOWNLOAD_MIB)]
     pub tree_download_mib: u64,
+}
 
-    /// Attempts for a record whose processing fails transiently before it goes to the DLQ.
-    #[arg(long, env = "PLUMB_EVALUATOR_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS)]
-    pub max_attempts: u32,
+/// The evaluator's consumer: group `plumbline-evaluator`, 32 entities at once (most of an
+/// evaluation is waiting on GitHub, so well above the core count).
+#[derive(Debug, Clone)]
+pub struct EvaluatorConsumer;
 
-    /// Entities evaluated at once by this replica (one at a time per entity, in any case).
-    /// Most of an evaluation is waiting on GitHub, so this is well above the core count.
-    #[arg(long, env = "PLUMB_EVALUATOR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
-    pub max_in_flight: usize,
+impl ConsumerDefaults for EvaluatorConsumer {
+    const GROUP: &'static str = "plumbline-evaluator";
+    const GROUP_ENV: &'static str = "PLUMB_EVALUATOR_GROUP";
+    const MAX_IN_FLIGHT: usize = 32;
+    const MAX_IN_FLIGHT_ENV: &'static str = "PLUMB_EVALUATOR_MAX_IN_FLIGHT";
+    const MAX_ATTEMPTS_ENV: &'static str = "PLUMB_EVALUATOR_MAX_ATTEMPTS";
 }
 
 impl EvaluatorConfig {
     pub fn new(service: ServiceArgs) -> Self {
         EvaluatorConfig {
             service,
-            group_id: DEFAULT_GROUP_ID.into(),
-            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            consumer: ConsumerArgs::default(),
             catalog_max_staleness_ms: DEFAULT_CATALOG_MAX_STALENESS_MS,
             tree_cache_mib: DEFAULT_TREE_CACHE_MIB,
             tree_download_mib: DEFAULT_TREE_DOWNLOAD_MIB,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -151,9 +139,13 @@ pub async fn start(
         &ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator")
             .with_client_options(kafka.clone()),
     )?;
-    let mut cc = ConsumerConfig::new(&s.kafka_brokers, &config.group_id, &topics.entity_events)
-        .with_client_options(kafka);
-    cc.session_timeout = Duration::from_millis(config.session_timeout_ms);
+    let mut cc = ConsumerConfig::new(
+        &s.kafka_brokers,
+        &config.consumer.group_id,
+        &topics.entity_events,
+    )
+    .with_client_options(kafka);
+    cc.session_timeout = config.consumer.session_timeout();
     cc.client_id = "plumbline-evaluator".into();
     let consumer = Consumer::new(&cc)?;
     let metrics = Metrics::new();
@@ -186,12 +178,12 @@ pub async fn start(
     let worker = Worker {
         name: "evaluator",
         consumer,
-        max_attempts: config.max_attempts.max(1),
+        max_attempts: config.consumer.max_attempts.max(1),
         dead_letter: Some((ev.producer.clone(), ev.topics.dlq.clone())),
         health: health.clone(),
         metrics: metrics.clone(),
         base_backoff: Duration::from_millis(200),
-        max_in_flight: config.max_in_flight.max(1),
+        max_in_flight: config.consumer.max_in_flight.max(1),
         // Level-triggered: several events for one entity waiting together need one evaluation.
         coalesce: true,
     };
