@@ -3,6 +3,7 @@
 //! markers they use are in `alerts.rs`.
 
 use super::*;
+use crate::ledger::Ended;
 
 impl Actuator {
     /// The last alert action of this rule that opened or closed something (or planned to).
