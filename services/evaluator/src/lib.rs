@@ -421,6 +421,8 @@ impl Evaluator {
         }
     }
 
+    /// One entity event: the entity as GitHub confirms it, every rule of every profile that
+    /// applies to its kind, the results written, then the verdicts published.
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         let event = EntityEvent::decode(record.payload.as_slice())
             .map_err(|e| Failure::Poison(format!("undecodable entity event: {e}")))?;
@@ -428,51 +430,86 @@ impl Evaluator {
             .entity_ref()
             .map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
-        let Some(mut entity) = self.store.get_entity(&id).await.map_err(store_failure)? else {
-            tracing::debug!(entity = %id, "entity not registered, event ignored");
+        let Some((entity, identity_problem)) = self.confirmed_entity(&event, &id).await? else {
+            return Ok(());
+        };
+        let evaluation_started = std::time::Instant::now();
+        let (records, verdicts) = self
+            .evaluate_profiles(record, &event, &id, &entity, identity_problem.as_deref())
+            .await?;
+        // Durable first, then announce: a consumer of the verdict finds the status written.
+        self.store
+            .record_evaluations(&id, &records)
+            .await
+            .map_err(store_failure)?;
+        self.publish_verdicts(record, &id, &verdicts).await?;
+        self.metrics.observe(
+            "plumbline_evaluator_entity_seconds",
+            "time to evaluate all rules of one entity event",
+            &[],
+            evaluation_started.elapsed().as_secs_f64(),
+        );
+        self.record_cache_stats();
+        tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
+        Ok(())
+    }
+
+    /// The registered entity, its identity confirmed with GitHub (repositories). `None` when
+    /// there is nothing to evaluate: not registered, or retired now because GitHub confirms it
+    /// is gone. An identity GitHub cannot confirm comes back as the reason every rule errors.
+    async fn confirmed_entity(
+        &self,
+        event: &EntityEvent,
+        id: &str,
+    ) -> Result<Option<(Entity, Option<String>)>, Failure> {
+        let outcome = |outcome: &str| {
             self.metrics.inc(
                 "plumbline_evaluator_events_total",
                 "entity events by outcome",
-                &[("outcome", "unregistered")],
+                &[("outcome", outcome)],
                 1,
-            );
-            return Ok(());
+            )
         };
-        let mut identity_problem = None;
-        if entity.entity_ref.kind == plumbline_domain::EntityKind::Repository {
-            match self.confirm_identity(&event, &mut entity).await? {
-                Identity::Confirmed => {}
-                Identity::Problem(why) => {
-                    self.metrics.inc(
-                        "plumbline_evaluator_events_total",
-                        "entity events by outcome",
-                        &[("outcome", "identity_mismatch")],
-                        1,
-                    );
-                    tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
-                    identity_problem = Some(why);
-                }
-                Identity::Gone(why) => {
-                    let retired = self.store.retire_entity(&id).await.map_err(store_failure)?;
-                    self.metrics.inc(
-                        "plumbline_evaluator_events_total",
-                        "entity events by outcome",
-                        &[("outcome", "retired")],
-                        1,
-                    );
-                    tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
-                    return Ok(());
-                }
+        let Some(mut entity) = self.store.get_entity(id).await.map_err(store_failure)? else {
+            tracing::debug!(entity = %id, "entity not registered, event ignored");
+            outcome("unregistered");
+            return Ok(None);
+        };
+        if entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
+            return Ok(Some((entity, None)));
+        }
+        match self.confirm_identity(event, &mut entity).await? {
+            Identity::Confirmed => Ok(Some((entity, None))),
+            Identity::Problem(why) => {
+                outcome("identity_mismatch");
+                tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
+                Ok(Some((entity, Some(why))))
+            }
+            Identity::Gone(why) => {
+                let retired = self.store.retire_entity(id).await.map_err(store_failure)?;
+                outcome("retired");
+                tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
+                Ok(None)
             }
         }
+    }
+
+    /// Every rule of every profile for the entity's kind, as rows and verdicts built together.
+    async fn evaluate_profiles(
+        &self,
+        record: &Record,
+        event: &EntityEvent,
+        id: &str,
+        entity: &Entity,
+        identity_problem: Option<&str>,
+    ) -> Result<(Vec<EvaluationRecord>, Vec<Verdict>), Failure> {
         let snapshot = self
             .catalog
             .snapshot(&entity.project)
             .await
             .map_err(store_failure)?;
         // What each rule found last time: reused when its input digest and version are unchanged.
-        let last = self.store.last_verdicts(&id).await.map_err(store_failure)?;
-        let evaluation_started = std::time::Instant::now();
+        let last = self.store.last_verdicts(id).await.map_err(store_failure)?;
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
         // One read per endpoint and tree for all rules of this event.
@@ -484,7 +521,7 @@ impl Evaluator {
             let profile = &compiled_profile.profile;
             // An entity the profile's selectors leave out gets `skipped` verdicts, so leaving a
             // profile (a label removed) replaces its old verdicts instead of freezing them.
-            let selected = compiled_profile.selects(&entity);
+            let selected = compiled_profile.selects(entity);
             let remediate = profile
                 .remediate_mode()
                 .map(|m| m.as_str())
@@ -512,16 +549,16 @@ impl Evaluator {
                                 "entity not selected by the profile",
                             ),
                             (Ok(true), Err(e)) => Outcome::error(e),
-                            (Ok(true), Ok(())) if identity_problem.is_some() => {
-                                Outcome::error(identity_problem.clone().unwrap_or_default())
-                            }
-                            (Ok(true), Ok(())) => {
-                                let previous = last
-                                    .get(&(profile.name.clone(), rule.rule_name().to_string()))
-                                    .filter(|l| l.rule_type_version == *v);
-                                self.evaluate(compiled.clone(), &entity, rule, &memo, previous)
-                                    .await?
-                            }
+                            (Ok(true), Ok(())) => match identity_problem {
+                                Some(why) => Outcome::error(why),
+                                None => {
+                                    let previous = last
+                                        .get(&(profile.name.clone(), rule.rule_name().to_string()))
+                                        .filter(|l| l.rule_type_version == *v);
+                                    self.evaluate(compiled.clone(), entity, rule, &memo, previous)
+                                        .await?
+                                }
+                            },
                         };
                         (*v, outcome)
                     }
@@ -534,8 +571,8 @@ impl Evaluator {
                 );
                 let (row, verdict) = RuleResult {
                     record,
-                    event: &event,
-                    entity: &entity,
+                    event,
+                    entity,
                     profile: &profile.name,
                     rule_type: &rule.rule_type,
                     rule_name: rule.rule_name(),
@@ -548,22 +585,26 @@ impl Evaluator {
                 verdicts.push(verdict);
             }
         }
-        // Durable first, then announce: a consumer of the verdict finds the status written.
-        self.store
-            .record_evaluations(&id, &records)
-            .await
-            .map_err(store_failure)?;
+        Ok((records, verdicts))
+    }
+
+    /// Publishes the verdicts together, each acknowledged by the broker, keyed by the entity.
+    async fn publish_verdicts(
+        &self,
+        record: &Record,
+        id: &str,
+        verdicts: &[Verdict],
+    ) -> Result<(), Failure> {
         let trace = record.trace().child();
         let (producer, topic) = (&self.producer, &self.topics.verdicts);
         let sends = verdicts.iter().map(|v| {
             let payload = v.encode_to_vec();
             let trace = trace.clone();
-            let key = id.clone();
             async move {
                 producer
                     .publish(
                         topic,
-                        &key,
+                        id,
                         &payload,
                         "dev.plumbline.verdict.v1",
                         &v.evaluation_id,
@@ -579,12 +620,10 @@ impl Evaluator {
                 until: None,
             })?;
         }
-        self.metrics.observe(
-            "plumbline_evaluator_entity_seconds",
-            "time to evaluate all rules of one entity event",
-            &[],
-            evaluation_started.elapsed().as_secs_f64(),
-        );
+        Ok(())
+    }
+
+    fn record_cache_stats(&self) {
         let cache = self.github.cache_stats();
         self.metrics.set_gauge(
             "plumbline_github_etag_cache_hits",
@@ -598,8 +637,6 @@ impl Evaluator {
             &[],
             cache.misses,
         );
-        tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
-        Ok(())
     }
 
     /// Ingests (async I/O) and evaluates (CPU, on the blocking pool) one rule.
