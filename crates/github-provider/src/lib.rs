@@ -70,6 +70,39 @@ impl BlockingGitHubFetcher {
     }
 }
 
+/// Evaluates `rule` on what it ingested for `entity`, on tokio's blocking pool: Rego and jq are
+/// CPU work, and a data-source call from Rego blocks on [`BlockingGitHubFetcher`], which needs
+/// a thread that is not a runtime worker. The evaluator and the actuator's re-check both
+/// evaluate this way. `Err` is the evaluation's panic, as tokio reports it.
+pub async fn evaluate_on_blocking_pool(
+    rule: Arc<plumbline_engine::CompiledRule>,
+    ingested: plumbline_engine::Ingested,
+    entity: &plumbline_domain::Entity,
+    profile_rule: &plumbline_engine::ProfileRule,
+    github: &GitHub,
+    egress: &Egress,
+) -> Result<plumbline_engine::Outcome, tokio::task::JoinError> {
+    let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(
+        github.clone(),
+        egress.clone(),
+        entity,
+    ));
+    let (entity, params, def) = (
+        entity.clone(),
+        profile_rule.params.clone(),
+        profile_rule.def.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let inv = plumbline_engine::Invocation {
+            entity: &entity,
+            params: &params,
+            def: &def,
+        };
+        rule.evaluate_with(&ingested, &inv, Some(fetcher))
+    })
+    .await
+}
+
 impl Fetcher for BlockingGitHubFetcher {
     fn fetch(&self, req: &FetchRequest) -> Result<HttpResponse, ProviderError> {
         let method = Method::from_bytes(req.method.as_bytes())

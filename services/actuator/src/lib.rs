@@ -38,13 +38,13 @@ use plumbline_domain::{
     ActionMode, ActionOperation, ActionStatus, Entity, EntityRef, EvalStatus, EventReason,
     PlannedRequest,
 };
-use plumbline_engine::datasource::{DataSources, Fetcher};
+use plumbline_engine::datasource::DataSources;
 use plumbline_engine::{
     AlertKind, CompiledRule, IngestError, Invocation, Profile, ProfileRule, ProviderError,
     Remediation, RuleType,
 };
 use plumbline_github::{GitHub, GitHubError, Method};
-use plumbline_github_provider::{BlockingGitHubFetcher, GitHubProvider};
+use plumbline_github_provider::{evaluate_on_blocking_pool, GitHubProvider};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};

@@ -27,25 +27,14 @@ impl Actuator {
                 return Ok(Recheck::Other(format!("live state cannot be read: {e}")))
             }
         };
-        let (rule, entity, params, def) = (
+        let outcome = evaluate_on_blocking_pool(
             job.rule.clone(),
-            job.entity.clone(),
-            job.profile_rule.params.clone(),
-            job.profile_rule.def.clone(),
-        );
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(
-            self.github.clone(),
-            self.egress.clone(),
+            ingested,
             job.entity,
-        ));
-        let outcome = tokio::task::spawn_blocking(move || {
-            let inv = Invocation {
-                entity: &entity,
-                params: &params,
-                def: &def,
-            };
-            rule.evaluate_with(&ingested, &inv, Some(fetcher))
-        })
+            job.profile_rule,
+            &self.github,
+            &self.egress,
+        )
         .await
         .map_err(|e| Failure::Attempt(format!("re-check panicked: {e}")))?;
         Ok(match outcome.status {

@@ -14,11 +14,10 @@ use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus};
-use plumbline_engine::datasource::Fetcher;
 use plumbline_engine::provider::{Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
 use plumbline_github::{GitHub, NameCheck};
-use plumbline_github_provider::{provider_error, BlockingGitHubFetcher, GitHubProvider};
+use plumbline_github_provider::{evaluate_on_blocking_pool, provider_error, GitHubProvider};
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
@@ -682,26 +681,13 @@ impl Evaluator {
                 return Ok(outcome);
             }
         }
-        let (entity, params, def) = (entity.clone(), pr.params.clone(), pr.def.clone());
-        let fetcher: Arc<dyn Fetcher> = Arc::new(BlockingGitHubFetcher::for_entity(
-            self.github.clone(),
-            self.egress.clone(),
-            &entity,
-        ));
-        tokio::task::spawn_blocking(move || {
-            let inv = Invocation {
-                entity: &entity,
-                params: &params,
-                def: &def,
-            };
-            rule.evaluate_with(&ingested, &inv, Some(fetcher))
-        })
-        .await
-        .or_else(|e| {
-            Ok(Outcome::new(
-                EvalStatus::Error,
-                format!("evaluation panicked: {e}"),
-            ))
-        })
+        evaluate_on_blocking_pool(rule, ingested, entity, pr, &self.github, &self.egress)
+            .await
+            .or_else(|e| {
+                Ok(Outcome::new(
+                    EvalStatus::Error,
+                    format!("evaluation panicked: {e}"),
+                ))
+            })
     }
 }
