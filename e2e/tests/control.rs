@@ -142,6 +142,29 @@ async fn control_checks_and_selectors_and_data_sources_end_to_end() {
         err.message()
     );
 
+    // A selector that does not compile is refused when applied, with where and why, not
+    // skipped by every evaluator later.
+    for (selector, why) in [
+        ("repository.name ==", "line 1, column"),
+        ("repository.name.lower() == 'x'", "unknown function lower()"),
+        ("repository.name.matches('(')", "matches() pattern"),
+    ] {
+        let err = c
+            .apply_profile(ApplyProfileRequest {
+                project: String::new(),
+                yaml: profile("{minimum_reviewers: 2}", selector),
+            })
+            .await
+            .expect_err("bad selector");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{selector}");
+        assert!(
+            err.message().contains("selector parse error"),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().contains(why), "{selector}: {}", err.message());
+    }
+
     for n in ["chosen", "other"] {
         client_register(&mut c, n).await;
     }

@@ -39,7 +39,7 @@
 //! * Nothing is type-checked against the entity's shape before evaluation, so a misspelt field
 //!   is found when the selector runs, as an evaluation error naming it.
 
-use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr, LiteralValue};
 use cel::common::value::Val;
 use cel::parser::Expression;
 use cel::{Context, Env, ExecutionError, Value as Cel};
@@ -66,8 +66,15 @@ pub const MAX_NESTING: u16 = 32;
 /// Real selectors are well under 16 (`||` and `&&` chains are balanced by the parser).
 pub const MAX_DEPTH: usize = 32;
 
-/// The stack of the thread that parses and checks a selector: the parser at [`MAX_NESTING`]
-/// takes ~6 MiB in a debug build, and a rejected chain is walked and dropped there too.
+/// The most memory a `matches()` pattern may compile to (the regex crate's own default is
+/// 10 MiB); patterns are linear-time in any case.
+pub const MAX_REGEX_BYTES: usize = 1 << 20;
+
+/// The stack of the thread that parses and checks a selector. The worst inputs the limits let
+/// through (32 nested parentheses; 16 KiB chains such as `1+1+...` or `a.f().f()...`, which
+/// parse in a loop but build trees as deep as the chain, walked and dropped recursively) fit
+/// in 16 MiB in a debug build and overflow 8 MiB: 64 MiB leaves four times the room. Only the
+/// pages used are ever touched.
 const COMPILE_STACK_BYTES: usize = 64 << 20;
 
 /// The functions and methods of CEL's standard environment (cel-spec's `langdef`), by name.
@@ -322,7 +329,7 @@ fn to_val(value: &Value) -> Result<Box<dyn Val>, SelectorError> {
     Box::<dyn Val>::try_from(value).map_err(SelectorError::Eval)
 }
 
-/// Parses `src`, refuses a tree deeper than [`MAX_DEPTH`] and calls to functions CEL does not
+/// Parses `src`, refuses what [`check_tree`] refuses and calls to functions CEL does not
 /// define. Runs on the compile thread: everything here may recurse as deep as the input.
 fn compile(src: &str) -> Result<Expression, SelectorError> {
     let expression = ENV
@@ -330,12 +337,7 @@ fn compile(src: &str) -> Result<Expression, SelectorError> {
         .max_recursion_depth(MAX_NESTING)
         .parse(src)
         .map_err(parse_error)?;
-    let depth = depth(&expression);
-    if depth > MAX_DEPTH {
-        return Err(SelectorError::parse(format!(
-            "expression is nested {depth} deep; at most {MAX_DEPTH} levels are accepted"
-        )));
-    }
+    check_tree(&expression)?;
     if let Some(unknown) = expression
         .references()
         .functions()
@@ -350,22 +352,38 @@ fn compile(src: &str) -> Result<Expression, SelectorError> {
     Ok(expression)
 }
 
-/// The depth of an expression tree, counted without recursing (the tree may be thousands of
-/// levels deep when this runs).
-fn depth(root: &Expression) -> usize {
+/// Checks what parsing cannot: the tree's depth (evaluation recurses once per level), that no
+/// comprehension holds another (cel-rust has no cost limit, and nested or chained macros take
+/// time or memory exponential in the selector: `l.all(a, l.all(b, ...))` runs len(l)^n steps,
+/// `l.map(s, s + s).map(s, s + s)...` doubles a string n times), and that every `matches()`
+/// pattern is a literal that compiles within [`MAX_REGEX_BYTES`] (so a bad pattern is refused
+/// when the profile is applied, not on every entity). Counted without recursing: the tree may
+/// be thousands of levels deep when this runs.
+fn check_tree(root: &Expression) -> Result<(), SelectorError> {
     let mut deepest = 0;
-    let mut pending: Vec<(&Expression, usize)> = vec![(root, 1)];
-    while let Some((node, level)) = pending.pop() {
+    let mut problem = None;
+    let mut pending: Vec<(&Expression, usize, bool)> = vec![(root, 1, false)];
+    while let Some((node, level, in_comprehension)) = pending.pop() {
         deepest = deepest.max(level);
-        let mut push = |child| pending.push((child, level + 1));
+        let mut push = |child, inside| pending.push((child, level + 1, inside));
         match &node.expr {
             Expr::Call(call) => {
-                if let Some(target) = &call.target {
-                    push(target);
+                if call.func_name == "matches" && problem.is_none() {
+                    problem = check_pattern(call.args.last());
                 }
-                call.args.iter().for_each(push);
+                if let Some(target) = &call.target {
+                    push(target, in_comprehension);
+                }
+                call.args.iter().for_each(|a| push(a, in_comprehension));
             }
             Expr::Comprehension(c) => {
+                if in_comprehension && problem.is_none() {
+                    problem = Some(
+                        "a macro (all, exists, exists_one, map, filter) may not range over or \
+                         contain another: nested macros take time exponential in the selector"
+                            .to_string(),
+                    );
+                }
                 for child in [
                     &c.iter_range,
                     &c.accu_init,
@@ -373,23 +391,40 @@ fn depth(root: &Expression) -> usize {
                     &c.loop_step,
                     &c.result,
                 ] {
-                    push(child);
+                    push(child, true);
                 }
             }
-            Expr::List(list) => list.elements.iter().for_each(push),
+            Expr::List(list) => list.elements.iter().for_each(|e| push(e, in_comprehension)),
             Expr::Map(map) => map
                 .entries
                 .iter()
-                .for_each(|entry| entry_children(entry, &mut push)),
+                .for_each(|entry| entry_children(entry, &mut |c| push(c, in_comprehension))),
             Expr::Struct(fields) => fields
                 .entries
                 .iter()
-                .for_each(|entry| entry_children(entry, &mut push)),
-            Expr::Select(select) => push(&select.operand),
+                .for_each(|entry| entry_children(entry, &mut |c| push(c, in_comprehension))),
+            Expr::Select(select) => push(&select.operand, in_comprehension),
             Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
         }
     }
-    deepest
+    if deepest > MAX_DEPTH {
+        return Err(SelectorError::parse(format!(
+            "expression is nested {deepest} deep; at most {MAX_DEPTH} levels are accepted"
+        )));
+    }
+    problem.map_or(Ok(()), |msg| Err(SelectorError::parse(msg)))
+}
+
+/// Why a `matches()` pattern is refused, if it is.
+fn check_pattern(pattern: Option<&Expression>) -> Option<String> {
+    let Some(Expr::Literal(LiteralValue::String(pattern))) = pattern.map(|p| &p.expr) else {
+        return Some("the pattern of matches() must be a string literal".to_string());
+    };
+    regex::RegexBuilder::new(pattern.inner())
+        .size_limit(MAX_REGEX_BYTES)
+        .build()
+        .err()
+        .map(|e| format!("matches() pattern {:?} is refused: {e}", pattern.inner()))
 }
 
 fn entry_children<'a>(entry: &'a IdedEntryExpr, push: &mut impl FnMut(&'a Expression)) {
@@ -705,11 +740,7 @@ mod tests {
             }),
             ("member", |n| format!("has(repository{})", ".a".repeat(n))),
             ("exists", |n| {
-                let mut src = "true".to_string();
-                for _ in 0..n {
-                    src = format!("repository.labels.exists(l, {src})");
-                }
-                src
+                format!("repository.labels.exists(l, {}'' != '')", "l + ".repeat(n))
             }),
             ("ternary", |n| {
                 let mut src = "true".to_string();
@@ -736,6 +767,71 @@ mod tests {
             if name != "member" {
                 result.unwrap_or_else(|e| panic!("{name} at {deepest}: {e}"));
             }
+        }
+    }
+
+    #[test]
+    fn macros_may_not_nest_or_chain() {
+        let nested = "repository.labels.all(a, repository.labels.all(b, a != b || a == b))";
+        assert!(parse_err(nested)
+            .2
+            .contains("may not range over or contain another"));
+        let chained = "repository.labels.map(s, s + s).map(s, s + s).size() > 0";
+        assert!(parse_err(chained)
+            .2
+            .contains("may not range over or contain another"));
+        let in_range = "[1].map(x, x).exists(y, y == 1)";
+        parse_err(in_range);
+        // Side by side is fine: each is linear in its list.
+        assert!(is_true(
+            "repository.labels.exists(l, l == 'prod') && repository.labels.all(l, l.size() > 0)"
+        ));
+    }
+
+    #[test]
+    fn matches_patterns_are_literals_checked_when_compiled() {
+        assert!(is_true("repository.name.matches('^stacklok/')"));
+        assert!(is_true("matches(repository.name, '^stacklok/')"));
+        assert_eq!(
+            parse_err("repository.name.matches(repository.name)").2,
+            "the pattern of matches() must be a string literal"
+        );
+        assert!(parse_err("repository.name.matches('(')")
+            .2
+            .contains("is refused"));
+        let huge = "repository.name.matches('(a{1000}){1000}')";
+        assert!(
+            parse_err(huge).2.contains("is refused"),
+            "{:?}",
+            parse_err(huge)
+        );
+    }
+
+    /// Chains the grammar parses in a loop still make trees (and parse trees) as deep as the
+    /// chain: at the longest source accepted, each is refused without exhausting the compile
+    /// thread's stack.
+    #[test]
+    fn the_longest_chains_are_refused_not_overflowed() {
+        let fill = |unit: &str, tail: &str| {
+            let n = (MAX_SOURCE_BYTES - tail.len()) / unit.len();
+            format!("{}{tail}", unit.repeat(n))
+        };
+        for src in [
+            fill("1 + ", "1 > 0"),
+            fill("1+", "1>0"),
+            fill("a==", "a"),
+            fill("1<", "2"),
+            fill("a*", "a"),
+            fill("-", "1 == 1"),
+            fill("x[0]", ""),
+            fill(".a", ""),
+            fill(".f()", ""),
+            format!("a{}", ".f()".repeat((MAX_SOURCE_BYTES - 1) / 4)),
+            format!("a{}", "[0]".repeat((MAX_SOURCE_BYTES - 1) / 3)),
+            format!("a{}", ".b".repeat((MAX_SOURCE_BYTES - 1) / 2)),
+        ] {
+            assert!(src.len() <= MAX_SOURCE_BYTES);
+            let _ = Selector::parse(&src);
         }
     }
 
@@ -842,7 +938,6 @@ mod tests {
             "{'a': 1, 'a': 2}.size() == 1",
             "'x'.exists(c, true)",
             "(1 ? true : false)",
-            "repository.name.matches('(')",
         ] {
             eval_err(src);
         }

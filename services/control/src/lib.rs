@@ -14,7 +14,7 @@ pub use error::ControlError;
 use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::{Entity, EntityKind, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::datasource::DataSources;
-use plumbline_engine::{digest, CompiledRule, Profile, RuleType};
+use plumbline_engine::{digest, CompiledProfile, CompiledRule, Profile, RuleType};
 use plumbline_github::GitHub;
 use plumbline_proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use plumbline_proto::v1::*;
@@ -428,6 +428,9 @@ impl ControlService for Control {
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let profile = Profile::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
+        // Selectors compile here as every evaluator will compile them: a bad one is refused
+        // with its line and column instead of every evaluator skipping the whole profile.
+        CompiledProfile::compile(profile.clone()).map_err(ControlError::Invalid)?;
         // Every rule must name an existing rule type and match its schemas, so a typo is
         // refused here with the field named, not discovered as error verdicts fleet-wide.
         let mut compiled = std::collections::HashMap::new();
