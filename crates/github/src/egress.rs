@@ -216,6 +216,28 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal
     Ok(())
 }
 
+/// Whether a redirect to `url` may be followed: the same checks as the first URL (the resolver
+/// checks the addresses when it connects).
+fn may_follow(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal> {
+    check_parsed(url, policy).map_err(|refusal| Refusal::Redirect {
+        url: url.to_string(),
+        refusal: Box::new(refusal),
+    })
+}
+
+/// The first refusal in an error's chain: the redirect policy's and the resolver's reach the
+/// client as the source of its error, so they are found by type.
+fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    let mut chain = Some(error);
+    while let Some(e) = chain {
+        if let Some(refusal) = e.downcast_ref::<Refusal>() {
+            return Some(refusal.clone());
+        }
+        chain = e.source();
+    }
+    None
+}
+
 /// The addresses a name resolves to, eventually.
 pub type LookupFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
@@ -314,15 +336,9 @@ impl Egress {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");
                 }
-                match check_parsed(attempt.url(), &policy) {
+                match may_follow(attempt.url(), &policy) {
                     Ok(()) => attempt.follow(),
-                    Err(refusal) => {
-                        let url = attempt.url().to_string();
-                        attempt.error(Refusal::Redirect {
-                            url,
-                            refusal: Box::new(refusal),
-                        })
-                    }
+                    Err(refusal) => attempt.error(refusal),
                 }
             })
         };
@@ -357,15 +373,7 @@ impl Egress {
         let parsed = check_url(url, &self.policy)?;
         let transport = |source: reqwest::Error| {
             // A refusal by the resolver or the redirect policy is a refusal, not a network error.
-            let mut chain: Option<&dyn std::error::Error> = Some(&source);
-            let mut refused = None;
-            while let Some(e) = chain {
-                if let Some(refusal) = e.downcast_ref::<Refusal>() {
-                    refused.get_or_insert_with(|| refusal.clone());
-                }
-                chain = e.source();
-            }
-            match refused {
+            match refusal_in(&source) {
                 Some(reason) => EgressError::Refused {
                     url: url.to_string(),
                     reason,
@@ -413,6 +421,33 @@ impl Egress {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_redirect_to_a_forbidden_place_is_a_refusal_found_through_the_chain() {
+        let policy = super::EgressPolicy::default();
+        let ok = reqwest::Url::parse("https://example.com/next").expect("url");
+        assert_eq!(super::may_follow(&ok, &policy), Ok(()));
+        let metadata = reqwest::Url::parse("https://169.254.169.254/latest").expect("url");
+        let refusal = super::may_follow(&metadata, &policy).expect_err("refused");
+        assert!(matches!(
+            &refusal,
+            super::Refusal::Redirect { refusal, .. }
+                if matches!(**refusal, super::Refusal::Address { .. })
+        ));
+        // As the HTTP client reports it: its error, whose source is the policy's refusal.
+        #[derive(Debug, thiserror::Error)]
+        #[error("error following redirect")]
+        struct ClientError(#[source] Box<dyn std::error::Error + Send + Sync>);
+        let reported = ClientError(Box::new(refusal.clone()));
+        assert_eq!(super::refusal_in(&reported), Some(refusal));
+        let network = ClientError(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(super::refusal_in(&network), None);
+        let plain = reqwest::Url::parse("http://example.com/").expect("url");
+        assert!(matches!(
+            super::may_follow(&plain, &policy),
+            Err(super::Refusal::Redirect { refusal, .. }) if matches!(*refusal, super::Refusal::PlainHttp(_))
+        ));
+    }
+
     use super::*;
 
     #[test]
