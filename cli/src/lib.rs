@@ -2,6 +2,7 @@
 //! (everything in one process) and `plumb sim` (the GitHub simulator on its own). The binary is
 //! a thin shell over this library so tests drive the same code.
 
+pub mod access;
 pub mod client;
 pub mod commands;
 #[cfg(feature = "dev")]

@@ -1,6 +1,6 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use plumb::{client, commands};
+use plumb::{access, client, commands};
 #[cfg(feature = "dev")]
 use plumb::{dev, sim};
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 #[command(
     name = "plumb",
     about = "Plumbline: keep repositories in a declared security posture",
+    after_help = "Exit codes: 0 success; 1 any other error; 2 bad usage; 3 not allowed (unauthenticated or permission denied); 4 not found; 5 refused as invalid or conflicting; 6 unavailable.",
     version
 )]
 struct Cli {
@@ -90,6 +91,26 @@ enum Command {
         #[arg(long, default_value = "")]
         entity: String,
     },
+    /// Projects: create, list, delete.
+    Project {
+        #[command(subcommand)]
+        command: access::ProjectCommand,
+    },
+    /// Service-account tokens: create (shown once), revoke, list.
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// Members of the project (--project) and their roles.
+    Role {
+        #[command(subcommand)]
+        command: access::RoleCommand,
+    },
+    /// The project's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: access::AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,8 +154,35 @@ enum RepoCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person reads: the control API's message, not tonic's debug form.
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {}", status.message()),
+                None => eprintln!("error: {e:#}"),
+            }
+            std::process::ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Exit codes (see `plumb --help`): 1 any other error, 2 bad usage (clap), 3 not allowed
+/// (unauthenticated or permission denied), 4 not found, 5 refused as invalid or conflicting,
+/// 6 the control API or what it needs is unavailable.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use tonic::Code;
+    match e.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
+        Some(Code::Unauthenticated | Code::PermissionDenied) => 3,
+        Some(Code::NotFound) => 4,
+        Some(Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists) => 5,
+        Some(Code::Unavailable | Code::DeadlineExceeded) => 6,
+        _ => 1,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // The CLI prints what matters itself; services inside `plumb dev` log warnings and errors
     // only (RUST_LOG=info shows everything).
     plumbline_telemetry::init_logging_with(false, "warn");
@@ -301,6 +349,30 @@ async fn main() -> anyhow::Result<()> {
                 .into_inner();
             println!("{} entities queued", r.entities_queued);
         }
+        Command::Project { command } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            access::project(&mut c, command).await?;
+        }
+        Command::Token { command } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            access::token(&mut c, command).await?;
+        }
+        Command::Role { command } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            access::role(&mut c, &project, command).await?;
+        }
+        Command::Audit { command } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            access::audit(&mut c, &project, command).await?;
+        }
     }
     Ok(())
+}
+
+async fn connect(
+    url: &str,
+    token: &Option<String>,
+    ca_file: &Option<PathBuf>,
+) -> anyhow::Result<client::Client> {
+    client::connect_with(url, token.as_deref(), ca_file.as_deref()).await
 }

@@ -51,6 +51,109 @@ pub enum DomainError {
     UnknownActionKind(String),
     #[error("unknown action operation {0:?}: want apply, open or close")]
     UnknownOperation(String),
+    #[error("unknown role {0:?}: want admin, editor or viewer")]
+    UnknownRole(String),
+    #[error("malformed principal {0:?}: want user:SUBJECT or serviceaccount:NAME")]
+    MalformedPrincipal(String),
+    #[error("malformed project name {0:?}: 1-63 lowercase letters, digits and '-', starting with a letter")]
+    MalformedProject(String),
+}
+
+/// A project's name: what every rule type, profile, entity, status and action belongs to.
+/// DNS-label shaped, so it is safe in URLs, metric labels and file names.
+pub fn check_project_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::MalformedProject(name.to_string()))
+    }
+}
+
+/// What a member may do in a project. Each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read only: rule types, profiles, repositories, statuses, history, actions.
+    Viewer,
+    /// Also rule types, data sources, profiles, repositories and reconciling.
+    Editor,
+    /// Everything in the project, roles and the audit log included.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
+            "admin" => Ok(Role::Admin),
+            other => Err(DomainError::UnknownRole(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who calls the control API: an OIDC user (the token's `sub`) or a service account (its
+/// name). Written `user:SUBJECT` / `serviceaccount:NAME`, so the two never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Principal {
+    User(String),
+    ServiceAccount(String),
+}
+
+impl Principal {
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::User(s) | Principal::ServiceAccount(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::User(s) => write!(f, "user:{s}"),
+            Principal::ServiceAccount(s) => write!(f, "serviceaccount:{s}"),
+        }
+    }
+}
+
+impl FromStr for Principal {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || DomainError::MalformedPrincipal(s.to_string());
+        let (kind, name) = s.split_once(':').ok_or_else(bad)?;
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            return Err(bad());
+        }
+        match kind {
+            "user" => Ok(Principal::User(name.to_string())),
+            "serviceaccount" => Ok(Principal::ServiceAccount(name.to_string())),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl FromStr for EntityKind {
@@ -360,6 +463,38 @@ impl PlannedRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_principals_and_project_names_parse_strictly() {
+        for r in [Role::Viewer, Role::Editor, Role::Admin] {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!(Role::Viewer < Role::Editor && Role::Editor < Role::Admin);
+        assert!("owner".parse::<Role>().is_err());
+        for p in ["user:alice@example.com", "serviceaccount:ci"] {
+            assert_eq!(
+                p.parse::<Principal>().map(|p| p.to_string()),
+                Ok(p.to_string())
+            );
+        }
+        for bad in ["alice", "user:", "group:x", "user:a\nb", ":x"] {
+            assert!(bad.parse::<Principal>().is_err(), "{bad}");
+        }
+        for ok in ["default", "team-a", "a1"] {
+            assert_eq!(check_project_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Team",
+            "1team",
+            "team-",
+            "team_a",
+            "a/b",
+            &"a".repeat(64),
+        ] {
+            assert!(check_project_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn entity_id_round_trips() {

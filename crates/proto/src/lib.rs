@@ -1,5 +1,10 @@
 //! Generated protobuf and gRPC code for Plumbline, and conversions to and from the domain types.
 
+/// The encoded `FileDescriptorSet` of `proto/plumbline.proto`: every service, method and
+/// message, for tests that must cover each RPC (and for reflection, should it be served).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/plumbline_descriptor.bin"));
+
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("plumbline.v1");
@@ -85,6 +90,27 @@ impl v1::EvalStatus {
             v1::EvalStatus::Skipped => Some(domain::EvalStatus::Skipped),
             v1::EvalStatus::Error => Some(domain::EvalStatus::Error),
             v1::EvalStatus::Unspecified => None,
+        }
+    }
+}
+
+impl From<domain::Role> for v1::Role {
+    fn from(r: domain::Role) -> Self {
+        match r {
+            domain::Role::Viewer => v1::Role::Viewer,
+            domain::Role::Editor => v1::Role::Editor,
+            domain::Role::Admin => v1::Role::Admin,
+        }
+    }
+}
+
+impl v1::Role {
+    pub fn to_domain(self) -> Option<domain::Role> {
+        match self {
+            v1::Role::Viewer => Some(domain::Role::Viewer),
+            v1::Role::Editor => Some(domain::Role::Editor),
+            v1::Role::Admin => Some(domain::Role::Admin),
+            v1::Role::Unspecified => None,
         }
     }
 }

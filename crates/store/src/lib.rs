@@ -4,6 +4,7 @@
 //! messages. Migrations are embedded in the binary and applied in order under an advisory lock, so
 //! several replicas starting together do not race.
 
+mod access;
 mod actions;
 mod budget;
 mod deliveries;
@@ -18,6 +19,9 @@ mod rules;
 pub mod testing;
 pub mod tls;
 
+pub use access::{
+    AuditEntry, AuditFilter, AuditOutcome, ProjectRow, RoleBinding, ServiceAccount, UnknownOutcome,
+};
 pub use actions::{ActionRecord, ActionResult, ActionState, NewAction, TakeOver};
 pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;

@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tonic::{Request, Status};
 
 /// Shortest token accepted: a guessable token is no authentication.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -147,21 +146,6 @@ impl Authenticator {
             ok |= t.ct_eq(&d);
         }
         bool::from(ok)
-    }
-
-    /// The interceptor check: `authorization: Bearer TOKEN`.
-    pub fn check(&self, req: Request<()>) -> Result<Request<()>, Status> {
-        let presented = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-        if self.accepts(presented) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("invalid bearer token"))
-        }
     }
 }
 

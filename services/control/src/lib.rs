@@ -4,10 +4,12 @@
 //! touches (registering a repository, changing a profile or a rule type a profile uses), so the
 //! control plane never evaluates anything itself: it feeds the same loop as webhooks and sweeps.
 
+mod access;
 mod auth;
 mod error;
 pub mod tls;
 
+pub use access::{Caller, Need, Rpc, TOKEN_PREFIX};
 pub use auth::{AuthConfigError, Authenticator};
 pub use error::ControlError;
 
@@ -146,6 +148,8 @@ pub struct Running {
 
 pub struct Control {
     store: Store,
+    /// The operator's tokens; `None` on an open loopback API (everyone is the operator).
+    auth: Option<Authenticator>,
     github: GitHub,
     producer: Producer,
     topics: Topics,
@@ -169,6 +173,7 @@ pub async fn start(
     )?;
     let control = Control {
         store: store.clone(),
+        auth,
         github: s.github()?,
         producer: Producer::new(
             &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
@@ -190,11 +195,9 @@ pub async fn start(
         .await
         .map_err(StartError::Listen)?;
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let svc =
-        ControlServiceServer::with_interceptor(control, move |req: Request<()>| match &auth {
-            Some(a) => a.check(req),
-            None => Ok(req),
-        });
+    // Authentication and authorization happen in each handler (`Control::authorize`): the
+    // project a call is about is in its message, which an interceptor does not see.
+    let svc = ControlServiceServer::new(control);
     tracing::info!(%addr, tls = acceptor.is_some(), "control api listening");
     let task = tokio::spawn(async move {
         let readiness = plumbline_telemetry::readiness_loop(
@@ -349,6 +352,8 @@ impl ControlService for Control {
         &self,
         req: Request<ApplyRuleTypeRequest>,
     ) -> Result<Response<ApplyRuleTypeResponse>, Status> {
+        self.authorize(&req, Rpc::ApplyRuleType, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let rt = RuleType::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
@@ -403,6 +408,8 @@ impl ControlService for Control {
         &self,
         req: Request<ApplyDataSourceRequest>,
     ) -> Result<Response<ApplyDataSourceResponse>, Status> {
+        self.authorize(&req, Rpc::ApplyDataSource, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let name = DataSources::new()
@@ -425,6 +432,8 @@ impl ControlService for Control {
         &self,
         req: Request<ApplyProfileRequest>,
     ) -> Result<Response<ApplyProfileResponse>, Status> {
+        self.authorize(&req, Rpc::ApplyProfile, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let profile = Profile::from_yaml(&req.yaml).map_err(ControlError::Invalid)?;
@@ -499,6 +508,8 @@ impl ControlService for Control {
         &self,
         req: Request<RegisterRepositoryRequest>,
     ) -> Result<Response<RegisterRepositoryResponse>, Status> {
+        self.authorize(&req, Rpc::RegisterRepository, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project).to_string();
         if req.owner.is_empty() || req.name.is_empty() {
@@ -544,6 +555,8 @@ impl ControlService for Control {
         &self,
         req: Request<ListRepositoriesRequest>,
     ) -> Result<Response<ListRepositoriesResponse>, Status> {
+        self.authorize(&req, Rpc::ListRepositories, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let entities = self
             .entities_of(project_or_default(&req.project), &[EntityKind::Repository])
@@ -566,6 +579,8 @@ impl ControlService for Control {
         &self,
         req: Request<ListStatusRequest>,
     ) -> Result<Response<ListStatusResponse>, Status> {
+        self.authorize(&req, Rpc::ListStatus, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         if let Some(s) = opt(&req.status) {
@@ -629,6 +644,8 @@ impl ControlService for Control {
         &self,
         req: Request<GetPostureRequest>,
     ) -> Result<Response<GetPostureResponse>, Status> {
+        self.authorize(&req, Rpc::GetPosture, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let counts = self
             .store
@@ -656,6 +673,8 @@ impl ControlService for Control {
         &self,
         req: Request<ReconcileRequest>,
     ) -> Result<Response<ReconcileResponse>, Status> {
+        self.authorize(&req, Rpc::Reconcile, &req.get_ref().project)
+            .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
         let entities = if req.entity_id.is_empty() {
@@ -690,4 +709,306 @@ impl ControlService for Control {
         let n = self.emit(&entities, EventReason::Manual).await?;
         Ok(Response::new(ReconcileResponse { entities_queued: n }))
     }
+
+    async fn create_project(
+        &self,
+        req: Request<CreateProjectRequest>,
+    ) -> Result<Response<CreateProjectResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::CreateProject, &req.get_ref().project)
+            .await?;
+        let name = req.into_inner().project;
+        plumbline_domain::check_project_name(&name)
+            .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
+        self.store
+            .create_project(&name, &caller.to_string())
+            .await
+            .map_err(ControlError::from)?;
+        tracing::info!(project = %name, %caller, "project created");
+        Ok(Response::new(CreateProjectResponse {}))
+    }
+
+    async fn list_projects(
+        &self,
+        req: Request<ListProjectsRequest>,
+    ) -> Result<Response<ListProjectsResponse>, Status> {
+        let caller = self.authorize(&req, Rpc::ListProjects, "").await?;
+        let projects = match &caller {
+            Caller::Operator => self.store.list_projects().await,
+            Caller::Principal(p) => self.store.projects_of(p).await,
+        }
+        .map_err(ControlError::from)?;
+        Ok(Response::new(ListProjectsResponse {
+            projects: projects
+                .into_iter()
+                .map(|p| Project {
+                    name: p.name,
+                    created_at: Some(timestamp(p.created_at)),
+                    created_by: p.created_by,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn delete_project(
+        &self,
+        req: Request<DeleteProjectRequest>,
+    ) -> Result<Response<DeleteProjectResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::DeleteProject, &req.get_ref().project)
+            .await?;
+        let name = project_or_default(&req.get_ref().project).to_string();
+        if name == plumbline_domain::DEFAULT_PROJECT {
+            return Err(ControlError::Precondition(format!(
+                "project {name} receives the repositories the GitHub installation reports; it cannot be deleted"
+            ))
+            .into());
+        }
+        if !self
+            .store
+            .delete_project(&name)
+            .await
+            .map_err(ControlError::from)?
+        {
+            return Err(ControlError::NotFound(format!("project {name} does not exist")).into());
+        }
+        tracing::info!(project = %name, %caller, "project deleted with everything it owned");
+        Ok(Response::new(DeleteProjectResponse {}))
+    }
+
+    async fn create_service_account(
+        &self,
+        req: Request<CreateServiceAccountRequest>,
+    ) -> Result<Response<CreateServiceAccountResponse>, Status> {
+        let caller = self.authorize(&req, Rpc::CreateServiceAccount, "").await?;
+        let req = req.into_inner();
+        check_account_name(&req.name)?;
+        let expires_at = match req.ttl_seconds {
+            0 => None,
+            s => Some(
+                i64::try_from(s)
+                    .ok()
+                    .and_then(chrono::Duration::try_seconds)
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        ControlError::InvalidArgument(format!("ttl of {s} seconds is too long"))
+                    })?,
+            ),
+        };
+        let token = access::new_token();
+        self.store
+            .create_service_account(
+                &req.name,
+                &access::token_digest(&token),
+                &caller.to_string(),
+                expires_at,
+            )
+            .await
+            .map_err(ControlError::from)?;
+        tracing::info!(service_account = %req.name, %caller, "service account created");
+        Ok(Response::new(CreateServiceAccountResponse {
+            name: req.name,
+            token,
+            expires_at: expires_at.map(timestamp),
+        }))
+    }
+
+    async fn revoke_service_account(
+        &self,
+        req: Request<RevokeServiceAccountRequest>,
+    ) -> Result<Response<RevokeServiceAccountResponse>, Status> {
+        let caller = self.authorize(&req, Rpc::RevokeServiceAccount, "").await?;
+        let name = req.into_inner().name;
+        if !self
+            .store
+            .revoke_service_account(&name)
+            .await
+            .map_err(ControlError::from)?
+        {
+            return Err(ControlError::NotFound(format!("no active service account {name}")).into());
+        }
+        tracing::info!(service_account = %name, %caller, "service account revoked");
+        Ok(Response::new(RevokeServiceAccountResponse {}))
+    }
+
+    async fn list_service_accounts(
+        &self,
+        req: Request<ListServiceAccountsRequest>,
+    ) -> Result<Response<ListServiceAccountsResponse>, Status> {
+        self.authorize(&req, Rpc::ListServiceAccounts, "").await?;
+        let accounts = self
+            .store
+            .list_service_accounts()
+            .await
+            .map_err(ControlError::from)?;
+        Ok(Response::new(ListServiceAccountsResponse {
+            service_accounts: accounts
+                .into_iter()
+                .map(|a| ServiceAccount {
+                    name: a.name,
+                    created_at: Some(timestamp(a.created_at)),
+                    created_by: a.created_by,
+                    expires_at: a.expires_at.map(timestamp),
+                    revoked_at: a.revoked_at.map(timestamp),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn grant_role(
+        &self,
+        req: Request<GrantRoleRequest>,
+    ) -> Result<Response<GrantRoleResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::GrantRole, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        let principal = parse_principal(&req.principal)?;
+        let role = plumbline_proto::v1::Role::try_from(req.role)
+            .ok()
+            .and_then(plumbline_proto::v1::Role::to_domain)
+            .ok_or_else(|| {
+                ControlError::InvalidArgument("role must be viewer, editor or admin".into())
+            })?;
+        self.store
+            .grant_role(project, &principal, role, &caller.to_string())
+            .await
+            .map_err(ControlError::from)?;
+        tracing::info!(project, %principal, %role, %caller, "role granted");
+        Ok(Response::new(GrantRoleResponse {}))
+    }
+
+    async fn revoke_role(
+        &self,
+        req: Request<RevokeRoleRequest>,
+    ) -> Result<Response<RevokeRoleResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::RevokeRole, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        let principal = parse_principal(&req.principal)?;
+        if !self
+            .store
+            .revoke_role(project, &principal)
+            .await
+            .map_err(ControlError::from)?
+        {
+            return Err(ControlError::NotFound(format!(
+                "{principal} is not a member of project {project}"
+            ))
+            .into());
+        }
+        tracing::info!(project, %principal, %caller, "role revoked");
+        Ok(Response::new(RevokeRoleResponse {}))
+    }
+
+    async fn list_roles(
+        &self,
+        req: Request<ListRolesRequest>,
+    ) -> Result<Response<ListRolesResponse>, Status> {
+        self.authorize(&req, Rpc::ListRoles, &req.get_ref().project)
+            .await?;
+        let project = project_or_default(&req.get_ref().project).to_string();
+        let bindings = self
+            .store
+            .list_roles(&project)
+            .await
+            .map_err(ControlError::from)?;
+        Ok(Response::new(ListRolesResponse {
+            bindings: bindings
+                .into_iter()
+                .map(|b| RoleBinding {
+                    principal: b.principal.to_string(),
+                    role: plumbline_proto::v1::Role::from(b.role) as i32,
+                    granted_at: Some(timestamp(b.granted_at)),
+                    granted_by: b.granted_by,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        self.authorize(&req, Rpc::ListAudit, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let limit = match req.page_size {
+            0 => 100,
+            n => i64::from(n.min(1000)),
+        };
+        let before = match req.page_token.as_str() {
+            "" => None,
+            t => Some(t.parse::<i64>().map_err(|_| {
+                ControlError::InvalidArgument(format!("page token {t:?} is not one this API gave"))
+            })?),
+        };
+        let filter = plumbline_store::AuditFilter {
+            project: Some(project_or_default(&req.project).to_string()),
+            principal: Some(req.principal).filter(|p| !p.is_empty()),
+            rpc: Some(req.rpc).filter(|r| !r.is_empty()),
+            since: req.since.map(from_timestamp).transpose()?,
+            until: req.until.map(from_timestamp).transpose()?,
+            before,
+            limit,
+        };
+        let entries = self
+            .store
+            .list_audit(&filter)
+            .await
+            .map_err(ControlError::from)?;
+        let next_page_token = if entries.len() as i64 == limit {
+            entries.last().map(|e| e.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListAuditResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| AuditEntry {
+                    id: e.id,
+                    at: Some(timestamp(e.at)),
+                    principal: e.principal,
+                    project: e.project,
+                    rpc: e.rpc,
+                    request_digest: e.request_digest,
+                    outcome: e.outcome.as_str().to_string(),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// A service account's name: what audit records and role bindings show.
+fn check_account_name(name: &str) -> Result<(), ControlError> {
+    plumbline_domain::check_project_name(name).map_err(|_| {
+        ControlError::InvalidArgument(format!(
+            "service account name {name:?}: 1-63 lowercase letters, digits and '-', starting with a letter"
+        ))
+    })
+}
+
+fn parse_principal(p: &str) -> Result<plumbline_domain::Principal, ControlError> {
+    p.parse()
+        .map_err(|e: plumbline_domain::DomainError| ControlError::InvalidArgument(e.to_string()))
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> plumbline_proto::Timestamp {
+    plumbline_proto::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn from_timestamp(
+    t: plumbline_proto::Timestamp,
+) -> Result<chrono::DateTime<chrono::Utc>, ControlError> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| chrono::DateTime::from_timestamp(t.seconds, n))
+        .ok_or_else(|| ControlError::InvalidArgument("timestamp out of range".into()))
 }

@@ -1,0 +1,256 @@
+//! `plumb project`, `plumb token`, `plumb role` and `plumb audit`: who may do what, and what
+//! they did. Each prints one line per item, words for enum values, times in RFC 3339.
+
+use crate::client::Client;
+use clap::Subcommand;
+use plumbline_proto::v1::*;
+
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project (operators only).
+    Create { name: String },
+    /// The projects you are a member of (every project, for an operator).
+    List,
+    /// Delete a project with every rule type, profile, repository, status and action it owns
+    /// (the project's admins). The audit log keeps its records.
+    Delete {
+        name: String,
+        /// Required: deleting cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a service account and print its token, once (operators only).
+    Create {
+        name: String,
+        /// How long the token is valid, in seconds (default: until revoked).
+        #[arg(long, default_value_t = 0)]
+        ttl_seconds: u64,
+    },
+    /// Revoke a service account's token at once.
+    Revoke { name: String },
+    /// Service accounts, with when they expire or were revoked.
+    List,
+}
+
+/// A project role, as `plumb role grant` takes it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Editor,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Editor => Role::Editor,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Give PRINCIPAL (user:SUBJECT or serviceaccount:NAME) a role in the project.
+    Grant {
+        principal: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Remove PRINCIPAL from the project.
+    Revoke { principal: String },
+    /// The project's members.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// The project's audit log, newest first.
+    List {
+        #[arg(long, default_value = "")]
+        principal: String,
+        /// Only calls of this RPC (e.g. ApplyProfile).
+        #[arg(long, default_value = "")]
+        rpc: String,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+fn time(t: &Option<plumbline_proto::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        })
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".to_string())
+}
+
+fn role_word(r: i32) -> &'static str {
+    match Role::try_from(r) {
+        Ok(Role::Viewer) => "viewer",
+        Ok(Role::Editor) => "editor",
+        Ok(Role::Admin) => "admin",
+        _ => "unknown",
+    }
+}
+
+pub async fn project(c: &mut Client, command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::Create { name } => {
+            c.create_project(CreateProjectRequest {
+                project: name.clone(),
+            })
+            .await?;
+            println!("project {name} created");
+        }
+        ProjectCommand::List => {
+            let r = c.list_projects(ListProjectsRequest {}).await?.into_inner();
+            for p in r.projects {
+                println!("{}\t{}\t{}", p.name, time(&p.created_at), p.created_by);
+            }
+        }
+        ProjectCommand::Delete { name, yes } => {
+            if !yes {
+                anyhow::bail!("deleting project {name} deletes everything it owns; add --yes");
+            }
+            c.delete_project(DeleteProjectRequest {
+                project: name.clone(),
+            })
+            .await?;
+            println!("project {name} deleted");
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(c: &mut Client, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name, ttl_seconds } => {
+            let r = c
+                .create_service_account(CreateServiceAccountRequest { name, ttl_seconds })
+                .await?
+                .into_inner();
+            eprintln!(
+                "service account {} created (expires: {}); its token is shown once:",
+                r.name,
+                time(&r.expires_at)
+            );
+            println!("{}", r.token);
+        }
+        TokenCommand::Revoke { name } => {
+            c.revoke_service_account(RevokeServiceAccountRequest { name: name.clone() })
+                .await?;
+            println!("service account {name} revoked");
+        }
+        TokenCommand::List => {
+            let r = c
+                .list_service_accounts(ListServiceAccountsRequest {})
+                .await?
+                .into_inner();
+            for a in r.service_accounts {
+                let state = if a.revoked_at.is_some() {
+                    format!("revoked {}", time(&a.revoked_at))
+                } else if a.expires_at.is_some() {
+                    format!("expires {}", time(&a.expires_at))
+                } else {
+                    "active".to_string()
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}",
+                    a.name,
+                    time(&a.created_at),
+                    a.created_by
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn role(c: &mut Client, project: &str, command: RoleCommand) -> anyhow::Result<()> {
+    match command {
+        RoleCommand::Grant { principal, role } => {
+            c.grant_role(GrantRoleRequest {
+                project: project.to_string(),
+                principal: principal.clone(),
+                role: Role::from(role) as i32,
+            })
+            .await?;
+            println!(
+                "{principal} is {} in project {project}",
+                role_word(Role::from(role) as i32)
+            );
+        }
+        RoleCommand::Revoke { principal } => {
+            c.revoke_role(RevokeRoleRequest {
+                project: project.to_string(),
+                principal: principal.clone(),
+            })
+            .await?;
+            println!("{principal} removed from project {project}");
+        }
+        RoleCommand::List => {
+            let r = c
+                .list_roles(ListRolesRequest {
+                    project: project.to_string(),
+                })
+                .await?
+                .into_inner();
+            for b in r.bindings {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    b.principal,
+                    role_word(b.role),
+                    time(&b.granted_at),
+                    b.granted_by
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(c: &mut Client, project: &str, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::List {
+        principal,
+        rpc,
+        limit,
+    } = command;
+    let mut page_token = String::new();
+    let mut shown = 0;
+    loop {
+        let r = c
+            .list_audit(ListAuditRequest {
+                project: project.to_string(),
+                principal: principal.clone(),
+                rpc: rpc.clone(),
+                page_size: u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000),
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        for e in &r.entries {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                time(&e.at),
+                e.principal,
+                e.rpc,
+                e.outcome,
+                e.request_digest
+            );
+        }
+        shown += r.entries.len();
+        if r.next_page_token.is_empty() || shown >= limit {
+            return Ok(());
+        }
+        page_token = r.next_page_token;
+    }
+}
