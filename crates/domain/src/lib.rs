@@ -71,7 +71,10 @@ pub fn check_project_name(name: &str) -> Result<(), DomainError> {
     if ok {
         Ok(())
     } else {
-        Err(DomainError::MalformedProject(name.to_string()))
+        // Quoted back at the caller, so cut: a name can be megabytes long.
+        Err(DomainError::MalformedProject(
+            name.chars().take(80).collect(),
+        ))
     }
 }
 
@@ -143,7 +146,7 @@ impl std::fmt::Display for Principal {
 impl FromStr for Principal {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || DomainError::MalformedPrincipal(s.to_string());
+        let bad = || DomainError::MalformedPrincipal(s.chars().take(80).collect());
         let (kind, name) = s.split_once(':').ok_or_else(bad)?;
         if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
             return Err(bad());

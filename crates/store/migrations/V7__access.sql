@@ -22,8 +22,10 @@ CREATE TABLE role_bindings (
 );
 CREATE INDEX role_bindings_by_principal ON role_bindings (principal);
 
--- Every mutating call and every refused call. Kept when its project is deleted: the audit log
--- outlives what it describes. project is '' for calls about no one project (service accounts).
+-- Every mutating call (recorded as allowed when authorized, before it is carried out), every
+-- refused call, and every call with a service-account token that is revoked or expired. Kept
+-- when its project is deleted: the audit log outlives what it describes. project is '' for
+-- calls about no one project (service accounts, and calls refused before one was considered).
 CREATE TABLE audit_log (
     id             bigserial   PRIMARY KEY,
     at             timestamptz NOT NULL DEFAULT now(),
@@ -31,6 +33,6 @@ CREATE TABLE audit_log (
     project        text        NOT NULL,
     rpc            text        NOT NULL,
     request_digest text        NOT NULL,
-    outcome        text        NOT NULL CHECK (outcome IN ('allowed', 'denied'))
+    outcome        text        NOT NULL CHECK (outcome IN ('allowed', 'denied', 'unauthenticated'))
 );
 CREATE INDEX audit_log_by_project ON audit_log (project, id);

@@ -43,8 +43,12 @@ pub struct RoleBinding {
 /// Whether a call was let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditOutcome {
+    /// Authorized (and, for a change, about to be carried out).
     Allowed,
+    /// Refused: the caller lacks the role or is not the operator.
     Denied,
+    /// A service account's token that is revoked or expired was presented.
+    Unauthenticated,
 }
 
 impl AuditOutcome {
@@ -52,6 +56,7 @@ impl AuditOutcome {
         match self {
             AuditOutcome::Allowed => "allowed",
             AuditOutcome::Denied => "denied",
+            AuditOutcome::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -67,6 +72,7 @@ impl std::str::FromStr for AuditOutcome {
         match s {
             "allowed" => Ok(AuditOutcome::Allowed),
             "denied" => Ok(AuditOutcome::Denied),
+            "unauthenticated" => Ok(AuditOutcome::Unauthenticated),
             other => Err(UnknownOutcome(other.to_string())),
         }
     }

@@ -23,25 +23,38 @@ fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
 impl Store {
     /// Registers or refreshes an entity (a rename or a new default branch updates the row;
     /// a retired entity that comes back is active again). Returns true when it was new.
+    ///
+    /// Only within its own project: an entity registered in another project is left exactly
+    /// as it is (its labels steer that project's selectors) and the answer is `Conflict`,
+    /// without naming the project.
     pub async fn upsert_entity(&self, e: &Entity) -> Result<bool, StoreError> {
         self.insert_entity(
             e,
             "",
             "properties = EXCLUDED.properties, labels = EXCLUDED.labels",
+            "WHERE entities.project = EXCLUDED.project",
             "(xmax = 0)",
         )
-        .await
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "{} is registered in another project",
+                e.full_name()
+            ))
+        })
     }
 
-    /// `INSERT` of `e`, or on conflict an update of names, `properties_and_labels` and
-    /// re-activation; returns the boolean `returned` (which may read a CTE `with` defines).
+    /// `INSERT` of `e`, or on conflict (when `condition` holds) an update of names,
+    /// `properties_and_labels` and re-activation; returns the boolean `returned` (which may read
+    /// a CTE `with` defines), or `None` when the conflicting row was left alone.
     async fn insert_entity(
         &self,
         e: &Entity,
         with: &str,
         properties_and_labels: &str,
+        condition: &str,
         returned: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<bool>, StoreError> {
         let c = self.client().await?;
         let sql = format!(
             "{with}
@@ -50,10 +63,11 @@ impl Store {
              ON CONFLICT (id) DO UPDATE SET
                 owner = EXCLUDED.owner, name = EXCLUDED.name, {properties_and_labels},
                 updated_at = now(), retired_at = NULL
+             {condition}
              RETURNING {returned}"
         );
         let row = c
-            .query_one(
+            .query_opt(
                 &c.prepare_cached(&sql).await?,
                 &[
                     &e.id(),
@@ -68,7 +82,7 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// An active entity by id.
@@ -193,8 +207,10 @@ impl Store {
             e,
             "WITH before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $1)",
             "properties = entities.properties || EXCLUDED.properties",
+            "",
             "(xmax = 0) OR coalesce((SELECT was_retired FROM before), false)",
         )
         .await
+        .map(|r| r.unwrap_or(false))
     }
 }

@@ -3,7 +3,8 @@
 //! Every RPC is named in [`Rpc`] with what it needs ([`Need`]); every handler starts with
 //! [`Control::authorize`], which authenticates the caller, checks the need against the caller's
 //! role in the request's project (deny by default), and writes the audit log: each refused call
-//! and each allowed call that changes something, with the request's digest. A mutation whose
+//! and each allowed call that changes something, with the request's digest (an allowed change
+//! is recorded when it is authorized, before it is carried out). A mutation whose
 //! audit record cannot be written is not carried out. A test walks the service descriptor, so an
 //! RPC added to the proto without a rule here fails the suite.
 //!
@@ -87,14 +88,19 @@ impl std::fmt::Display for Rpc {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    Operator,
+    /// `token` names which operator token (the first 8 hex digits of its SHA-256), so the
+    /// audit log tells operators' tokens apart without holding one; `None` on an open API.
+    Operator {
+        token: Option<String>,
+    },
     Principal(Principal),
 }
 
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Caller::Operator => f.write_str("operator"),
+            Caller::Operator { token: None } => f.write_str("operator"),
+            Caller::Operator { token: Some(id) } => write!(f, "operator:{id}"),
             Caller::Principal(p) => p.fmt(f),
         }
     }
@@ -122,21 +128,30 @@ fn bearer(metadata: &MetadataMap) -> Option<&str> {
 
 impl Control {
     /// Who is calling. A service-account token that is presented must be valid, open API or
-    /// not; on an open (loopback) API any other caller is the operator.
-    async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+    /// not; on an open (loopback) API any other caller is the operator. Every failure reads the
+    /// same ("invalid bearer token"), so an answer never confirms that a token once existed;
+    /// a revoked or expired service account's token is audited under its name.
+    async fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        rpc: Rpc,
+        digest: &str,
+    ) -> Result<Caller, Status> {
+        let invalid = || Status::unauthenticated("invalid bearer token");
         let Some(token) = bearer(metadata) else {
             return match &self.auth {
-                None => Ok(Caller::Operator),
+                None => Ok(Caller::Operator { token: None }),
                 Some(_) => Err(Status::unauthenticated("missing bearer token")),
             };
         };
         if self.auth.as_ref().is_some_and(|a| a.accepts(token)) {
-            return Ok(Caller::Operator);
+            let id = hex::encode(&token_digest(token)[..4]);
+            return Ok(Caller::Operator { token: Some(id) });
         }
         if !token.starts_with(TOKEN_PREFIX) {
             return match &self.auth {
-                None => Ok(Caller::Operator),
-                Some(_) => Err(Status::unauthenticated("invalid bearer token")),
+                None => Ok(Caller::Operator { token: None }),
+                Some(_) => Err(invalid()),
             };
         }
         let account = self
@@ -148,10 +163,19 @@ impl Control {
             Some(a) if a.active_at(chrono::Utc::now()) => {
                 Ok(Caller::Principal(Principal::ServiceAccount(a.name)))
             }
-            Some(_) => Err(Status::unauthenticated(
-                "the service account's token is revoked or expired",
-            )),
-            None => Err(Status::unauthenticated("invalid bearer token")),
+            Some(a) => {
+                let who = Principal::ServiceAccount(a.name).to_string();
+                if let Err(e) = self
+                    .store
+                    .record_audit(&who, "", rpc.name(), digest, AuditOutcome::Unauthenticated)
+                    .await
+                {
+                    tracing::error!(error = %e, principal = %who, "stale token use not audited");
+                }
+                tracing::warn!(principal = %who, %rpc, "revoked or expired service-account token presented");
+                Err(invalid())
+            }
+            None => Err(invalid()),
         }
     }
 
@@ -163,13 +187,19 @@ impl Control {
         rpc: Rpc,
         project: &str,
     ) -> Result<Caller, Status> {
-        let caller = self.authenticate(req.metadata()).await?;
+        let digest = hex::encode(Sha256::digest(req.get_ref().encode_to_vec()));
+        let caller = self.authenticate(req.metadata(), rpc, &digest).await?;
         let project = match rpc.need() {
             Need::Role(_) => project_or_default(project),
             Need::Operator | Need::Authenticated => project,
         };
+        // A name that cannot be a project is refused before it is looked up or audited.
+        if !project.is_empty() {
+            plumbline_domain::check_project_name(project)
+                .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
+        }
         let allowed = match (&caller, rpc.need()) {
-            (Caller::Operator, _) | (_, Need::Authenticated) => true,
+            (Caller::Operator { .. }, _) | (_, Need::Authenticated) => true,
             (Caller::Principal(_), Need::Operator) => false,
             (Caller::Principal(p), Need::Role(needed)) => {
                 let role = self
@@ -180,7 +210,6 @@ impl Control {
                 role.is_some_and(|r| r >= needed)
             }
         };
-        let digest = hex::encode(Sha256::digest(req.get_ref().encode_to_vec()));
         if !allowed {
             if let Err(e) = self
                 .store

@@ -19,11 +19,25 @@ pub enum ControlError {
     Bus(#[from] plumbline_bus::BusError),
 }
 
+/// The longest error message sent: it travels in a response header (`grpc-message`), and a
+/// message quoting megabytes of a request would be refused by the client's HTTP/2 limits
+/// instead of read.
+const MAX_MESSAGE_CHARS: usize = 2048;
+
+fn bounded(msg: String) -> String {
+    if msg.chars().count() <= MAX_MESSAGE_CHARS {
+        return msg;
+    }
+    let mut cut: String = msg.chars().take(MAX_MESSAGE_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Status {
         use plumbline_github::GitHubError as G;
         use plumbline_store::StoreError as S;
-        let msg = e.to_string();
+        let msg = bounded(e.to_string());
         match e {
             ControlError::Invalid(_) | ControlError::InvalidArgument(_) => {
                 Status::invalid_argument(msg)

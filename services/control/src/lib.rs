@@ -734,7 +734,7 @@ impl ControlService for Control {
     ) -> Result<Response<ListProjectsResponse>, Status> {
         let caller = self.authorize(&req, Rpc::ListProjects, "").await?;
         let projects = match &caller {
-            Caller::Operator => self.store.list_projects().await,
+            Caller::Operator { .. } => self.store.list_projects().await,
             Caller::Principal(p) => self.store.projects_of(p).await,
         }
         .map_err(ControlError::from)?;

@@ -367,7 +367,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         grants
             .entries
             .iter()
-            .filter(|e| e.outcome == "allowed" && e.principal == "operator")
+            .filter(|e| e.outcome == "allowed" && e.principal.starts_with("operator:"))
             .count()
             >= 3,
         "{:?}",
@@ -393,6 +393,11 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         .await
         .expect_err("revoked");
     assert_eq!(revoked.code(), Code::Unauthenticated);
+    assert_eq!(
+        revoked.message(),
+        "invalid bearer token",
+        "nothing says it once existed"
+    );
     db.batch("UPDATE service_accounts SET expires_at = now() - interval '1 second' WHERE name = 'alpha-viewer'")
         .await;
     let expired = client(&channel, &viewer)
@@ -410,6 +415,24 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     .await
     .expect_err("unknown token");
     assert_eq!(forged.code(), Code::Unauthenticated);
+    // A project name that cannot be one is refused before it is looked up or audited.
+    let long = "x".repeat(100_000);
+    let refused = client(&channel, &outsider)
+        .list_repositories(ListRepositoriesRequest { project: long })
+        .await
+        .expect_err("not a name");
+    assert_eq!(
+        refused.code(),
+        Code::Unauthenticated,
+        "the revoked token fails first"
+    );
+    let malformed = op
+        .list_repositories(ListRepositoriesRequest {
+            project: "x".repeat(100_000),
+        })
+        .await
+        .expect_err("not a name");
+    assert_eq!(malformed.code(), Code::InvalidArgument);
     let accounts = op
         .list_service_accounts(ListServiceAccountsRequest {})
         .await
@@ -481,6 +504,25 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         .await
         .expect("audit");
     assert!(kept.iter().any(|e| e.rpc == "DeleteProject"));
+    assert!(kept.iter().all(|e| e.project.len() < 64));
+    // The revoked and the expired token were each audited under their account's name.
+    let stale = store
+        .list_audit(&plumbline_store::AuditFilter {
+            project: Some(String::new()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let stale: BTreeSet<&str> = stale
+        .iter()
+        .filter(|e| e.outcome == plumbline_store::AuditOutcome::Unauthenticated)
+        .map(|e| e.principal.as_str())
+        .collect();
+    assert_eq!(
+        stale,
+        BTreeSet::from(["serviceaccount:alpha-viewer", "serviceaccount:beta-admin"])
+    );
     assert!(store.list_roles("alpha").await.expect("roles").is_empty());
 
     shutdown.cancel();
