@@ -138,10 +138,11 @@ impl Control {
         digest: &str,
     ) -> Result<Caller, Status> {
         let invalid = || Status::unauthenticated("invalid bearer token");
+        let open = self.auth.is_none() && self.oidc.is_none();
         let Some(token) = bearer(metadata) else {
-            return match &self.auth {
-                None => Ok(Caller::Operator { token: None }),
-                Some(_) => Err(Status::unauthenticated("missing bearer token")),
+            return match open {
+                true => Ok(Caller::Operator { token: None }),
+                false => Err(Status::unauthenticated("missing bearer token")),
             };
         };
         if self.auth.as_ref().is_some_and(|a| a.accepts(token)) {
@@ -149,9 +150,18 @@ impl Control {
             return Ok(Caller::Operator { token: Some(id) });
         }
         if !token.starts_with(TOKEN_PREFIX) {
-            return match &self.auth {
-                None => Ok(Caller::Operator { token: None }),
-                Some(_) => Err(invalid()),
+            if let Some(oidc) = &self.oidc {
+                return match oidc.verify(token).await {
+                    Ok(sub) => Ok(Caller::Principal(Principal::User(sub))),
+                    Err(e) => {
+                        tracing::info!(error = %e, %rpc, "OIDC token refused");
+                        Err(invalid())
+                    }
+                };
+            }
+            return match open {
+                true => Ok(Caller::Operator { token: None }),
+                false => Err(invalid()),
             };
         }
         let account = self

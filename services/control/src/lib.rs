@@ -7,6 +7,7 @@
 mod access;
 mod auth;
 mod error;
+pub mod oidc;
 pub mod tls;
 
 pub use access::{Caller, Need, Rpc, TOKEN_PREFIX};
@@ -81,6 +82,24 @@ pub struct ControlConfig {
     /// terminates TLS in front of the pod; bearer tokens otherwise cross the network readable.
     #[arg(long = "insecure-plaintext", env = "PLUMB_CONTROL_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
+
+    /// OIDC issuer whose ID tokens are accepted as bearer tokens (identity `user:<sub>`); its
+    /// `iss` claim must equal this exactly. https (plain http only on loopback).
+    #[arg(long, env = "PLUMB_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+
+    /// The audience (`aud`) OIDC tokens must be issued for: Plumbline's client id at the issuer.
+    #[arg(long, env = "PLUMB_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+
+    /// The issuer's key set (JWKS) URL; by default the `jwks_uri` of its discovery document.
+    #[arg(long, env = "PLUMB_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    pub oidc_jwks_url: Option<String>,
+
+    /// Shortest time between key-set fetches caused by a token naming a key not held (seconds):
+    /// made-up key ids must not make this service hammer the issuer.
+    #[arg(long, env = "PLUMB_OIDC_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    pub oidc_jwks_min_refresh_secs: u64,
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -98,7 +117,29 @@ impl ControlConfig {
             tls_cert_file: None,
             tls_key_file: None,
             insecure_plaintext: false,
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_jwks_url: None,
+            oidc_jwks_min_refresh_secs: 30,
         }
+    }
+
+    /// The OIDC verifier, when an issuer is configured (its URLs checked).
+    fn oidc(&self) -> Result<Option<oidc::OidcVerifier>, oidc::OidcError> {
+        let (Some(issuer), Some(audience)) = (&self.oidc_issuer, &self.oidc_audience) else {
+            return Ok(None);
+        };
+        oidc::check_url(issuer)?;
+        if let Some(jwks) = &self.oidc_jwks_url {
+            oidc::check_url(jwks)?;
+        }
+        oidc::OidcVerifier::new(oidc::OidcSettings {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            jwks_url: self.oidc_jwks_url.clone(),
+            min_refresh: Duration::from_secs(self.oidc_jwks_min_refresh_secs),
+        })
+        .map(Some)
     }
 }
 
@@ -118,23 +159,29 @@ pub enum StartError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Tls(#[from] tls::TlsConfigError),
+    #[error("oidc: {0}")]
+    Oidc(#[from] oidc::OidcError),
     #[error("refusing to serve the control API on {0} without authentication: give --auth-token-file (or --auth-token), or listen on a loopback address")]
     OpenOnNetwork(SocketAddr),
     #[error("refusing to serve the control API on {0} in cleartext: give --tls-cert-file and --tls-key-file, or --insecure-plaintext when a proxy terminates TLS")]
     CleartextOnNetwork(SocketAddr),
 }
 
-/// Checks the listener's safety before anything is bound.
-fn authenticator_for(config: &ControlConfig) -> Result<Option<Authenticator>, StartError> {
+/// Checks the listener's safety before anything is bound. The API is open (everyone the
+/// operator) only on loopback with neither operator tokens nor an OIDC issuer.
+fn authenticator_for(
+    config: &ControlConfig,
+    oidc: Option<&oidc::OidcVerifier>,
+) -> Result<Option<Authenticator>, StartError> {
     let auth = Authenticator::new(&config.auth_tokens, config.auth_token_file.as_deref())?;
     let loopback = config.listen.ip().is_loopback();
-    if !loopback && auth.is_none() {
+    if !loopback && auth.is_none() && oidc.is_none() {
         return Err(StartError::OpenOnNetwork(config.listen));
     }
     if !loopback && config.tls_cert_file.is_none() && !config.insecure_plaintext {
         return Err(StartError::CleartextOnNetwork(config.listen));
     }
-    if auth.is_none() {
+    if auth.is_none() && oidc.is_none() {
         tracing::warn!(addr = %config.listen, "control API is unauthenticated: anyone on this machine can change the posture (loopback only)");
     }
     Ok(auth)
@@ -148,8 +195,10 @@ pub struct Running {
 
 pub struct Control {
     store: Store,
-    /// The operator's tokens; `None` on an open loopback API (everyone is the operator).
+    /// The operator's tokens.
     auth: Option<Authenticator>,
+    /// OIDC users' tokens.
+    oidc: Option<oidc::OidcVerifier>,
     github: GitHub,
     producer: Producer,
     topics: Topics,
@@ -160,7 +209,8 @@ pub async fn start(
     config: ControlConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let auth = authenticator_for(&config)?;
+    let oidc = config.oidc()?;
+    let auth = authenticator_for(&config, oidc.as_ref())?;
     let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -174,6 +224,7 @@ pub async fn start(
     let control = Control {
         store: store.clone(),
         auth,
+        oidc,
         github: s.github()?,
         producer: Producer::new(
             &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
