@@ -141,6 +141,28 @@ impl From<domain::ActionStatus> for v1::ActionStatus {
     }
 }
 
+impl From<domain::ActionKind> for v1::ActionKind {
+    fn from(k: domain::ActionKind) -> Self {
+        match k {
+            domain::ActionKind::Remediation => v1::ActionKind::Remediation,
+            domain::ActionKind::Alert => v1::ActionKind::Alert,
+        }
+    }
+}
+
+impl v1::ActionStatus {
+    pub fn to_domain(self) -> Option<domain::ActionStatus> {
+        match self {
+            v1::ActionStatus::Applied => Some(domain::ActionStatus::Applied),
+            v1::ActionStatus::Planned => Some(domain::ActionStatus::Planned),
+            v1::ActionStatus::Skipped => Some(domain::ActionStatus::Skipped),
+            v1::ActionStatus::Failed => Some(domain::ActionStatus::Failed),
+            v1::ActionStatus::Deferred => Some(domain::ActionStatus::Deferred),
+            v1::ActionStatus::Unspecified => None,
+        }
+    }
+}
+
 /// A protobuf timestamp for "now".
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now()

@@ -105,6 +105,17 @@ pub struct ActionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which of a project's actions to list (see [`Store::actions_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub project: String,
+    pub entity_id: Option<String>,
+    pub profile: Option<String>,
+    pub status: Option<ActionStatus>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
 const COLUMNS: &str = "id, idempotency_key, entity_id, profile, rule_type, rule_name, kind, action_type, operation, status, message, method, url, body, requests, provider_ref, created_at, updated_at, evaluation_id";
 
 /// The `requests` column (jsonb), written only by [`Store::finish_action`]. Rows older than
@@ -343,6 +354,34 @@ impl Store {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// A project's actions, newest first, filtered; page with `before` = the last id seen.
+    pub async fn actions_page(&self, f: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let c = self.client().await?;
+        let status = f.status.map(|s| s.as_str());
+        let rows = c
+            .query(
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM actions WHERE project = $1 \
+                     AND ($2::text IS NULL OR entity_id = $2) \
+                     AND ($3::text IS NULL OR profile = $3) \
+                     AND ($4::text IS NULL OR status = $4) \
+                     AND ($5::bigint IS NULL OR id < $5) \
+                     ORDER BY id DESC LIMIT $6"
+                ))
+                .await?,
+                &[
+                    &f.project,
+                    &f.entity_id,
+                    &f.profile,
+                    &status,
+                    &f.before,
+                    &f.limit.clamp(1, 1000),
+                ],
+            )
+            .await?;
+        rows.iter().map(from_row).collect()
     }
 
     pub async fn list_actions(&self, entity_id: &str) -> Result<Vec<ActionRecord>, StoreError> {

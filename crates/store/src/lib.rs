@@ -22,14 +22,17 @@ pub mod tls;
 pub use access::{
     AuditEntry, AuditFilter, AuditOutcome, ProjectRow, RoleBinding, ServiceAccount, UnknownOutcome,
 };
-pub use actions::{ActionRecord, ActionResult, ActionState, NewAction, TakeOver};
+pub use actions::{ActionFilter, ActionRecord, ActionResult, ActionState, NewAction, TakeOver};
 pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;
 pub use error::StoreError;
 pub use evaluations::{EvaluationRecord, LastVerdict, StatusRow};
 pub use migrate::migrations;
-pub use posture::{HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage, MAX_PAGE};
-pub use rules::StoredDocument;
+pub use posture::{
+    HistoryEntry, HistoryFilter, HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage,
+    MAX_PAGE,
+};
+pub use rules::{DocumentKind, StoredDocument};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 

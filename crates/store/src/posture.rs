@@ -78,6 +78,35 @@ pub struct HistoryRow {
     pub evaluated_at: DateTime<Utc>,
 }
 
+/// Which of a project's evaluations to list (see [`Store::history_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub project: String,
+    pub entity_id: Option<String>,
+    pub profile: Option<String>,
+    pub rule_name: Option<String>,
+    pub status: Option<plumbline_domain::EvalStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Page on: rows with a smaller id than this.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// One evaluation of a project's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub evaluation_id: uuid::Uuid,
+    pub entity_id: String,
+    pub profile: String,
+    pub rule_type: String,
+    pub rule_name: String,
+    pub status: plumbline_domain::EvalStatus,
+    pub message: String,
+    pub evaluated_at: DateTime<Utc>,
+}
+
 /// Longest page served.
 pub const MAX_PAGE: i64 = 1000;
 
@@ -225,6 +254,55 @@ impl Store {
                 evaluated_at: r.get(4),
             })
             .collect())
+    }
+
+    /// A project's evaluations, newest first, filtered; page with `before` = the last id seen.
+    pub async fn history_page(&self, f: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError> {
+        let c = self.client().await?;
+        let status = f.status.map(|s| s.as_str());
+        let rows = c
+            .query(
+                &c.prepare_cached(
+                    "SELECT id, evaluation_id, entity_id, profile, rule_type, rule_name, status, message, evaluated_at \
+                     FROM evaluation_history WHERE project = $1 \
+                     AND ($2::text IS NULL OR entity_id = $2) \
+                     AND ($3::text IS NULL OR profile = $3) \
+                     AND ($4::text IS NULL OR rule_name = $4) \
+                     AND ($5::text IS NULL OR status = $5) \
+                     AND ($6::timestamptz IS NULL OR evaluated_at >= $6) \
+                     AND ($7::timestamptz IS NULL OR evaluated_at < $7) \
+                     AND ($8::bigint IS NULL OR id < $8) \
+                     ORDER BY id DESC LIMIT $9",
+                )
+                .await?,
+                &[
+                    &f.project,
+                    &f.entity_id,
+                    &f.profile,
+                    &f.rule_name,
+                    &status,
+                    &f.since,
+                    &f.until,
+                    &f.before,
+                    &f.limit.clamp(1, MAX_PAGE),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    id: r.get(0),
+                    evaluation_id: r.get(1),
+                    entity_id: r.get(2),
+                    profile: r.get(3),
+                    rule_type: r.get(4),
+                    rule_name: r.get(5),
+                    status: crate::error::column("evaluation_history.status", r.get::<_, &str>(6))?,
+                    message: r.get(7),
+                    evaluated_at: r.get(8),
+                })
+            })
+            .collect()
     }
 
     /// The plans Postgres chooses for the posture queries, as `EXPLAIN (FORMAT JSON)` documents,

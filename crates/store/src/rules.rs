@@ -10,6 +10,24 @@ pub struct StoredDocument {
     pub source_yaml: String,
 }
 
+/// Which kind of document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentKind {
+    RuleType,
+    DataSource,
+    Profile,
+}
+
+impl From<DocumentKind> for Table {
+    fn from(k: DocumentKind) -> Table {
+        match k {
+            DocumentKind::RuleType => Table::RuleTypes,
+            DocumentKind::DataSource => Table::DataSources,
+            DocumentKind::Profile => Table::Profiles,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Table {
     RuleTypes,
@@ -125,6 +143,68 @@ impl Store {
             .collect())
     }
 
+    /// A page of a project's documents of one kind, in name order after `after`.
+    pub async fn documents_page(
+        &self,
+        kind: DocumentKind,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredDocument>, StoreError> {
+        let c = self.client().await?;
+        let sql = format!(
+            "SELECT project, name, version, digest, source_yaml FROM {} \
+             WHERE project = $1 AND ($2::text IS NULL OR name > $2) ORDER BY name LIMIT $3",
+            Table::from(kind).name()
+        );
+        let rows = c
+            .query(
+                &c.prepare_cached(&sql).await?,
+                &[&project, &after, &limit.clamp(1, 1000)],
+            )
+            .await?;
+        Ok(rows.iter().map(document).collect())
+    }
+
+    /// One document, if it exists.
+    pub async fn document(
+        &self,
+        kind: DocumentKind,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StoreError> {
+        Ok(self
+            .get_document(Table::from(kind), project, Some(name))
+            .await?
+            .pop())
+    }
+
+    /// Deletes a document; deleting a profile also takes its statuses out of the posture
+    /// (history stays). Returns whether it existed.
+    pub async fn delete_document(
+        &self,
+        kind: DocumentKind,
+        project: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE project = $1 AND name = $2",
+            Table::from(kind).name()
+        );
+        let deleted = tx.execute(&sql, &[&project, &name]).await?;
+        if kind == DocumentKind::Profile {
+            tx.execute(
+                "DELETE FROM evaluation_status WHERE project = $1 AND profile = $2",
+                &[&project, &name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
     async fn upsert_document(
         &self,
         t: Table,
@@ -172,15 +252,16 @@ impl Store {
         let rows = c
             .query(&c.prepare_cached(&sql).await?, &[&project, &name])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredDocument {
-                project: r.get(0),
-                name: r.get(1),
-                version: r.get(2),
-                digest: r.get(3),
-                source_yaml: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(document).collect())
+    }
+}
+
+fn document(r: &tokio_postgres::Row) -> StoredDocument {
+    StoredDocument {
+        project: r.get(0),
+        name: r.get(1),
+        version: r.get(2),
+        digest: r.get(3),
+        source_yaml: r.get(4),
     }
 }

@@ -77,6 +77,12 @@ rpcs! {
     RevokeRole => Need::Role(Role::Admin), true;
     ListRoles => Need::Role(Role::Admin), false;
     ListAudit => Need::Role(Role::Admin), false;
+    ListDocuments => Need::Role(Role::Viewer), false;
+    GetDocument => Need::Role(Role::Viewer), false;
+    DeleteDocument => Need::Role(Role::Editor), true;
+    DeregisterRepository => Need::Role(Role::Editor), true;
+    ListHistory => Need::Role(Role::Viewer), false;
+    ListActions => Need::Role(Role::Viewer), false;
 }
 
 impl std::fmt::Display for Rpc {

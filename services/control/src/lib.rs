@@ -384,6 +384,41 @@ impl Control {
         }
     }
 
+    /// What in `project` uses the document `name` of `kind`, if anything: a profile naming a
+    /// rule type, a rule type calling a data source. Documents that no longer parse are
+    /// skipped (they use nothing the evaluators could run).
+    async fn user_of(
+        &self,
+        kind: plumbline_store::DocumentKind,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<String>, ControlError> {
+        use plumbline_store::DocumentKind as K;
+        match kind {
+            K::RuleType => {
+                for doc in self.store.list_profiles(project).await? {
+                    if let Ok(p) = Profile::from_yaml(&doc.source_yaml) {
+                        if p.rule_type_names().contains(&name) {
+                            return Ok(Some(format!("profile {}", doc.name)));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            K::DataSource => {
+                for doc in self.store.list_rule_types(project).await? {
+                    if let Ok(rt) = RuleType::from_yaml(&doc.source_yaml) {
+                        if rt.data_source_names().iter().any(|d| d == name) {
+                            return Ok(Some(format!("rule type {}", doc.name)));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            K::Profile => Ok(None),
+        }
+    }
+
     fn profile_kinds(p: &Profile) -> Vec<EntityKind> {
         [
             EntityKind::Repository,
@@ -987,20 +1022,12 @@ impl ControlService for Control {
         self.authorize(&req, Rpc::ListAudit, &req.get_ref().project)
             .await?;
         let req = req.into_inner();
-        let limit = match req.page_size {
-            0 => 100,
-            n => i64::from(n.min(1000)),
-        };
-        let before = match req.page_token.as_str() {
-            "" => None,
-            t => Some(t.parse::<i64>().map_err(|_| {
-                ControlError::InvalidArgument(format!("page token {t:?} is not one this API gave"))
-            })?),
-        };
+        let limit = page_size(req.page_size);
+        let before = id_token(&req.page_token)?;
         let filter = plumbline_store::AuditFilter {
             project: Some(project_or_default(&req.project).to_string()),
-            principal: Some(req.principal).filter(|p| !p.is_empty()),
-            rpc: Some(req.rpc).filter(|r| !r.is_empty()),
+            principal: non_empty(req.principal),
+            rpc: non_empty(req.rpc),
             since: req.since.map(from_timestamp).transpose()?,
             until: req.until.map(from_timestamp).transpose()?,
             before,
@@ -1011,11 +1038,7 @@ impl ControlService for Control {
             .list_audit(&filter)
             .await
             .map_err(ControlError::from)?;
-        let next_page_token = if entries.len() as i64 == limit {
-            entries.last().map(|e| e.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_id_token(entries.last().map(|e| e.id), entries.len(), limit);
         Ok(Response::new(ListAuditResponse {
             entries: entries
                 .into_iter()
@@ -1031,6 +1054,296 @@ impl ControlService for Control {
                 .collect(),
             next_page_token,
         }))
+    }
+
+    async fn list_documents(
+        &self,
+        req: Request<ListDocumentsRequest>,
+    ) -> Result<Response<ListDocumentsResponse>, Status> {
+        self.authorize(&req, Rpc::ListDocuments, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let kind = document_kind(req.kind)?;
+        let limit = page_size(req.page_size);
+        let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
+        let docs = self
+            .store
+            .documents_page(kind, project_or_default(&req.project), after, limit)
+            .await
+            .map_err(ControlError::from)?;
+        let next_page_token = match docs.last() {
+            Some(d) if docs.len() as i64 == limit => d.name.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListDocumentsResponse {
+            documents: docs.into_iter().map(|d| to_document(req.kind, d)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_document(
+        &self,
+        req: Request<GetDocumentRequest>,
+    ) -> Result<Response<Document>, Status> {
+        self.authorize(&req, Rpc::GetDocument, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let kind = document_kind(req.kind)?;
+        let project = project_or_default(&req.project);
+        match self
+            .store
+            .document(kind, project, &req.name)
+            .await
+            .map_err(ControlError::from)?
+        {
+            Some(d) => Ok(Response::new(to_document(req.kind, d))),
+            None => Err(ControlError::NotFound(format!(
+                "{} {} does not exist in project {project}",
+                kind_word(kind),
+                req.name
+            ))
+            .into()),
+        }
+    }
+
+    async fn delete_document(
+        &self,
+        req: Request<DeleteDocumentRequest>,
+    ) -> Result<Response<DeleteDocumentResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::DeleteDocument, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let kind = document_kind(req.kind)?;
+        let project = project_or_default(&req.project);
+        if let Some(user) = self.user_of(kind, project, &req.name).await? {
+            return Err(ControlError::Precondition(format!(
+                "{} {} is used by {user}: remove it from there first",
+                kind_word(kind),
+                req.name
+            ))
+            .into());
+        }
+        if !self
+            .store
+            .delete_document(kind, project, &req.name)
+            .await
+            .map_err(ControlError::from)?
+        {
+            return Err(ControlError::NotFound(format!(
+                "{} {} does not exist in project {project}",
+                kind_word(kind),
+                req.name
+            ))
+            .into());
+        }
+        tracing::info!(project, kind = kind_word(kind), name = %req.name, %caller, "document deleted");
+        Ok(Response::new(DeleteDocumentResponse {}))
+    }
+
+    async fn deregister_repository(
+        &self,
+        req: Request<DeregisterRepositoryRequest>,
+    ) -> Result<Response<DeregisterRepositoryResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::DeregisterRepository, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        // An entity of another project is answered exactly as one that does not exist.
+        let entity = self
+            .store
+            .get_entity(&req.entity_id)
+            .await
+            .map_err(ControlError::from)?
+            .filter(|e| e.project == project && e.entity_ref.kind == EntityKind::Repository)
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("repository {} in project {project}", req.entity_id))
+            })?;
+        self.store
+            .retire_entity(&entity.id())
+            .await
+            .map_err(ControlError::from)?;
+        tracing::info!(project, entity = %entity.id(), repo = %entity.full_name(), %caller, "repository deregistered; its history stays");
+        Ok(Response::new(DeregisterRepositoryResponse {}))
+    }
+
+    async fn list_history(
+        &self,
+        req: Request<ListHistoryRequest>,
+    ) -> Result<Response<ListHistoryResponse>, Status> {
+        self.authorize(&req, Rpc::ListHistory, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let status = match req.status {
+            0 => None,
+            s => Some(
+                plumbline_proto::v1::EvalStatus::try_from(s)
+                    .ok()
+                    .and_then(plumbline_proto::v1::EvalStatus::to_domain)
+                    .ok_or_else(|| ControlError::InvalidArgument(format!("status {s}")))?,
+            ),
+        };
+        let limit = page_size(req.page_size);
+        let filter = plumbline_store::HistoryFilter {
+            project: project_or_default(&req.project).to_string(),
+            entity_id: non_empty(req.entity_id),
+            profile: non_empty(req.profile),
+            rule_name: non_empty(req.rule_name),
+            status,
+            since: req.since.map(from_timestamp).transpose()?,
+            until: req.until.map(from_timestamp).transpose()?,
+            before: id_token(&req.page_token)?,
+            limit,
+        };
+        let rows = self
+            .store
+            .history_page(&filter)
+            .await
+            .map_err(ControlError::from)?;
+        let next_page_token = next_id_token(rows.last().map(|r| r.id), rows.len(), limit);
+        Ok(Response::new(ListHistoryResponse {
+            entries: rows
+                .into_iter()
+                .map(|r| HistoryEntry {
+                    evaluation_id: r.evaluation_id.to_string(),
+                    entity_id: r.entity_id,
+                    profile: r.profile,
+                    rule_type: r.rule_type,
+                    rule_name: r.rule_name,
+                    status: plumbline_proto::v1::EvalStatus::from(r.status) as i32,
+                    message: r.message,
+                    evaluated_at: Some(timestamp(r.evaluated_at)),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_actions(
+        &self,
+        req: Request<ListActionsRequest>,
+    ) -> Result<Response<ListActionsResponse>, Status> {
+        self.authorize(&req, Rpc::ListActions, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let status = match req.status {
+            0 => None,
+            s => Some(
+                plumbline_proto::v1::ActionStatus::try_from(s)
+                    .ok()
+                    .and_then(plumbline_proto::v1::ActionStatus::to_domain)
+                    .ok_or_else(|| ControlError::InvalidArgument(format!("status {s}")))?,
+            ),
+        };
+        let limit = page_size(req.page_size);
+        let filter = plumbline_store::ActionFilter {
+            project: project_or_default(&req.project).to_string(),
+            entity_id: non_empty(req.entity_id),
+            profile: non_empty(req.profile),
+            status,
+            before: id_token(&req.page_token)?,
+            limit,
+        };
+        let rows = self
+            .store
+            .actions_page(&filter)
+            .await
+            .map_err(ControlError::from)?;
+        let next_page_token = next_id_token(rows.last().map(|r| r.id), rows.len(), limit);
+        Ok(Response::new(ListActionsResponse {
+            actions: rows
+                .into_iter()
+                .map(|a| Action {
+                    id: a.id,
+                    entity_id: a.entity_id,
+                    profile: a.profile,
+                    rule_type: a.rule_type,
+                    kind: plumbline_proto::v1::ActionKind::from(a.kind) as i32,
+                    action_type: a.action_type,
+                    status: match a.status {
+                        plumbline_store::ActionState::Pending => 0,
+                        plumbline_store::ActionState::Ended(s) => {
+                            plumbline_proto::v1::ActionStatus::from(s) as i32
+                        }
+                    },
+                    message: a.message,
+                    requests: a
+                        .requests
+                        .into_iter()
+                        .map(|r| ProviderRequest {
+                            method: r.method,
+                            url: r.url,
+                            body: r.body,
+                        })
+                        .collect(),
+                    provider_ref: a.provider_ref,
+                    evaluation_id: a.evaluation_id.map(|u| u.to_string()).unwrap_or_default(),
+                    created_at: Some(timestamp(a.created_at)),
+                    updated_at: Some(timestamp(a.updated_at)),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+}
+
+fn document_kind(k: i32) -> Result<plumbline_store::DocumentKind, ControlError> {
+    use plumbline_proto::v1::DocumentKind as K;
+    match K::try_from(k) {
+        Ok(K::RuleType) => Ok(plumbline_store::DocumentKind::RuleType),
+        Ok(K::DataSource) => Ok(plumbline_store::DocumentKind::DataSource),
+        Ok(K::Profile) => Ok(plumbline_store::DocumentKind::Profile),
+        _ => Err(ControlError::InvalidArgument(
+            "kind must be a rule type, a data source or a profile".into(),
+        )),
+    }
+}
+
+fn kind_word(k: plumbline_store::DocumentKind) -> &'static str {
+    match k {
+        plumbline_store::DocumentKind::RuleType => "rule type",
+        plumbline_store::DocumentKind::DataSource => "data source",
+        plumbline_store::DocumentKind::Profile => "profile",
+    }
+}
+
+fn to_document(kind: i32, d: plumbline_store::StoredDocument) -> Document {
+    Document {
+        kind,
+        name: d.name,
+        version: d.version,
+        digest: d.digest,
+        yaml: d.source_yaml,
+    }
+}
+
+/// Rows per page: 0 means 100; at most 1000.
+fn page_size(requested: u32) -> i64 {
+    match requested {
+        0 => 100,
+        n => i64::from(n.min(1000)),
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// Pages of rows newest first continue below the last id seen.
+fn id_token(token: &str) -> Result<Option<i64>, ControlError> {
+    match token {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|_| {
+            ControlError::InvalidArgument(format!("page token {t:?} is not one this API gave"))
+        }),
+    }
+}
+
+fn next_id_token(last: Option<i64>, rows: usize, limit: i64) -> String {
+    match last {
+        Some(id) if rows as i64 == limit => id.to_string(),
+        _ => String::new(),
     }
 }
 
