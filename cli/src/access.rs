@@ -2,6 +2,7 @@
 //! they did. Each prints one line per item, words for enum values, times in RFC 3339.
 
 use crate::client::Client;
+use crate::resources::time;
 use clap::Subcommand;
 use plumbline_proto::v1::*;
 
@@ -81,15 +82,6 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-}
-
-fn time(t: &Option<plumbline_proto::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(|t| {
-            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-        })
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".to_string())
 }
 
 fn role_word(r: i32) -> &'static str {

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod dev;
 #[cfg(feature = "dev")]
 pub mod pg;
+pub mod resources;
 #[cfg(feature = "dev")]
 pub mod sim;
 #[cfg(feature = "dev")]

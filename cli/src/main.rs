@@ -1,8 +1,10 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use plumb::resources::{self, DocAction};
 use plumb::{access, client, commands};
 #[cfg(feature = "dev")]
 use plumb::{dev, sim};
+use plumbline_proto::v1::DocumentKind;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -111,6 +113,16 @@ enum Command {
         #[command(subcommand)]
         command: access::AuditCommand,
     },
+    /// Evaluation history.
+    History {
+        #[command(subcommand)]
+        command: resources::HistoryCommand,
+    },
+    /// Remediations and alerts taken.
+    Action {
+        #[command(subcommand)]
+        command: resources::ActionCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +132,8 @@ enum DocCommand {
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
+    #[command(flatten)]
+    Stored(DocAction),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +154,8 @@ enum RuletypeCommand {
         #[arg(long)]
         tests: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Stored(DocAction),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +167,10 @@ enum RepoCommand {
         labels: Vec<String>,
     },
     List,
+    /// Stop evaluating a repository (id as shown by `plumb repo list`); its history stays.
+    Deregister {
+        entity_id: String,
+    },
 }
 
 #[tokio::main]
@@ -364,6 +384,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => {
             let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
             access::audit(&mut c, &project, command).await?;
+        }
+        Command::Ruletype {
+            command: RuletypeCommand::Stored(action),
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            resources::documents(&mut c, &project, DocumentKind::RuleType, action).await?;
+        }
+        Command::Datasource {
+            command: DocCommand::Stored(action),
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            resources::documents(&mut c, &project, DocumentKind::DataSource, action).await?;
+        }
+        Command::Profile {
+            command: DocCommand::Stored(action),
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            resources::documents(&mut c, &project, DocumentKind::Profile, action).await?;
+        }
+        Command::Repo {
+            command: RepoCommand::Deregister { entity_id },
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            resources::deregister(&mut c, &project, entity_id).await?;
+        }
+        Command::History {
+            command:
+                resources::HistoryCommand::List {
+                    entity,
+                    profile,
+                    rule,
+                    status,
+                    limit,
+                },
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let filter = plumbline_proto::v1::ListHistoryRequest {
+                entity_id: entity,
+                profile,
+                rule_name: rule,
+                ..Default::default()
+            };
+            resources::history(&mut c, &project, filter, status, limit).await?;
+        }
+        Command::Action {
+            command:
+                resources::ActionCommand::List {
+                    entity,
+                    profile,
+                    limit,
+                },
+        } => {
+            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let filter = plumbline_proto::v1::ListActionsRequest {
+                entity_id: entity,
+                profile,
+                ..Default::default()
+            };
+            resources::actions(&mut c, &project, filter, limit).await?;
         }
     }
     Ok(())
