@@ -224,7 +224,7 @@ async fn enroll_and_watch(
                     let repo = fleet.iter().find(|(_, _, id)| id.to_string() == entity).map(|(o, n, _)| format!("{o}/{n}")).unwrap_or(entity);
                     println!("remediated {repo}: {} via {} ({} so far)", o.rule_type, o.action_type, summary.remediations);
                 }
-                Ok(o) => println!("action {}: {} {}", o.action_type, o.status, o.message),
+                Ok(o) => println!("action {}: {} {}", o.action_type, plumbline_proto::action_status_word(o.status), o.message),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} action outcomes not shown)"),
                 Err(_) => break,
             },

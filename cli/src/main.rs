@@ -324,15 +324,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.control_ca_file.as_deref(),
             )
             .await?;
-            let r = c
-                .list_repositories(plumbline_proto::v1::ListRepositoriesRequest { project })
-                .await?
-                .into_inner();
-            for repo in r.repositories {
-                println!(
-                    "{}\t{}/{}\t{}",
-                    repo.entity_id, repo.owner, repo.name, repo.default_branch
-                );
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_repositories(plumbline_proto::v1::ListRepositoriesRequest {
+                        project: project.clone(),
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for repo in r.repositories {
+                    println!(
+                        "{}\t{}/{}\t{}",
+                        repo.entity_id, repo.owner, repo.name, repo.default_branch
+                    );
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
         Command::Status {

@@ -128,27 +128,6 @@ pub async fn deregister(c: &mut Client, project: &str, entity_id: String) -> any
     Ok(())
 }
 
-fn status_word(s: i32) -> &'static str {
-    match EvalStatus::try_from(s) {
-        Ok(EvalStatus::Pass) => "pass",
-        Ok(EvalStatus::Fail) => "fail",
-        Ok(EvalStatus::Skipped) => "skipped",
-        Ok(EvalStatus::Error) => "error",
-        _ => "unknown",
-    }
-}
-
-fn action_status_word(s: i32) -> &'static str {
-    match ActionStatus::try_from(s) {
-        Ok(ActionStatus::Applied) => "applied",
-        Ok(ActionStatus::Planned) => "planned",
-        Ok(ActionStatus::Skipped) => "skipped",
-        Ok(ActionStatus::Failed) => "failed",
-        Ok(ActionStatus::Deferred) => "deferred",
-        _ => "pending",
-    }
-}
-
 /// A timestamp in RFC 3339 (UTC, seconds), `-` when absent.
 pub(crate) fn time(t: &Option<plumbline_proto::Timestamp>) -> String {
     t.as_ref()
@@ -226,7 +205,7 @@ pub async fn history(
                 e.entity_id,
                 e.profile,
                 e.rule_name,
-                status_word(e.status),
+                plumbline_proto::eval_status_word(e.status),
                 e.message
             );
         }
@@ -256,7 +235,7 @@ pub async fn actions(
                 a.entity_id,
                 a.profile,
                 a.action_type,
-                action_status_word(a.status),
+                plumbline_proto::action_status_word(a.status),
                 if a.provider_ref.is_empty() {
                     "-"
                 } else {

@@ -163,6 +163,23 @@ impl v1::ActionStatus {
     }
 }
 
+/// An action status as sent, as the word people read (`applied`, `failed`, ...); an action
+/// not finished yet is sent unspecified and reads `pending`.
+pub fn action_status_word(status: i32) -> &'static str {
+    v1::ActionStatus::try_from(status)
+        .ok()
+        .and_then(v1::ActionStatus::to_domain)
+        .map_or("pending", domain::ActionStatus::as_str)
+}
+
+/// An evaluation status as sent, as a word (`pass`, `fail`, `skipped`, `error`).
+pub fn eval_status_word(status: i32) -> &'static str {
+    v1::EvalStatus::try_from(status)
+        .ok()
+        .and_then(v1::EvalStatus::to_domain)
+        .map_or("unknown", domain::EvalStatus::as_str)
+}
+
 /// A protobuf timestamp for "now".
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now()

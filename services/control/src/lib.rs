@@ -644,12 +644,25 @@ impl ControlService for Control {
         self.authorize(&req, Rpc::ListRepositories, &req.get_ref().project)
             .await?;
         let req = req.into_inner();
-        let entities = self
-            .entities_of(project_or_default(&req.project), &[EntityKind::Repository])
-            .await?;
+        let limit = match req.page_size {
+            0 => 1000,
+            n => i64::from(n.min(1000)),
+        };
+        let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
+        let page = self
+            .store
+            .list_entities(project_or_default(&req.project), after, limit)
+            .await
+            .map_err(ControlError::from)?;
+        let next_page_token = match page.last() {
+            Some(e) if page.len() as i64 == limit => e.id(),
+            _ => String::new(),
+        };
         Ok(Response::new(ListRepositoriesResponse {
-            repositories: entities
+            next_page_token,
+            repositories: page
                 .into_iter()
+                .filter(|e| e.entity_ref.kind == EntityKind::Repository)
                 .map(|e| Repository {
                     entity_id: e.id(),
                     default_branch: e.default_branch().unwrap_or("").to_string(),

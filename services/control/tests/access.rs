@@ -315,6 +315,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let missing = op
         .list_repositories(ListRepositoriesRequest {
             project: "nope".into(),
+            ..Default::default()
         })
         .await
         .expect_err("no such project");
@@ -322,6 +323,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let hidden = client(&channel, &outsider)
         .list_repositories(ListRepositoriesRequest {
             project: "nope".into(),
+            ..Default::default()
         })
         .await
         .expect_err("refused");
@@ -378,6 +380,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let mut beta = client(&channel, &outsider);
     beta.list_repositories(ListRepositoriesRequest {
         project: "beta".into(),
+        ..Default::default()
     })
     .await
     .expect("member");
@@ -389,6 +392,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let revoked = beta
         .list_repositories(ListRepositoriesRequest {
             project: "beta".into(),
+            ..Default::default()
         })
         .await
         .expect_err("revoked");
@@ -403,6 +407,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let expired = client(&channel, &viewer)
         .list_repositories(ListRepositoriesRequest {
             project: "alpha".into(),
+            ..Default::default()
         })
         .await
         .expect_err("expired");
@@ -418,7 +423,10 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     // A project name that cannot be one is refused before it is looked up or audited.
     let long = "x".repeat(100_000);
     let refused = client(&channel, &outsider)
-        .list_repositories(ListRepositoriesRequest { project: long })
+        .list_repositories(ListRepositoriesRequest {
+            project: long,
+            ..Default::default()
+        })
         .await
         .expect_err("not a name");
     assert_eq!(
@@ -429,6 +437,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let malformed = op
         .list_repositories(ListRepositoriesRequest {
             project: "x".repeat(100_000),
+            ..Default::default()
         })
         .await
         .expect_err("not a name");
@@ -464,6 +473,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let gone = client(&channel, &editor)
         .list_repositories(ListRepositoriesRequest {
             project: "alpha".into(),
+            ..Default::default()
         })
         .await
         .expect_err("no longer a member");

@@ -282,6 +282,36 @@ async fn documents_repositories_history_and_actions_are_listed_read_and_deleted(
         ("pull_request", "17", ActionStatus::Applied as i32)
     );
 
+    // Repositories page server-side.
+    db.batch(
+        "INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name) VALUES
+           ('github/repository/3', 'default', 'github', 'repository', '3', 'acme', 'three'),
+           ('github/repository/4', 'default', 'github', 'repository', '4', 'acme', 'four');",
+    )
+    .await;
+    let page = c
+        .list_repositories(ListRepositoriesRequest {
+            project: String::new(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .expect("page 1")
+        .into_inner();
+    let last = c
+        .list_repositories(ListRepositoriesRequest {
+            project: String::new(),
+            page_size: 2,
+            page_token: page.next_page_token.clone(),
+        })
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!((page.repositories.len(), last.repositories.len()), (2, 1));
+    assert!(last.next_page_token.is_empty());
+    db.batch("DELETE FROM entities WHERE id IN ('github/repository/3', 'github/repository/4')")
+        .await;
+
     // Deregistered: no longer listed, history kept; another project's entity is not found.
     c.deregister_repository(DeregisterRepositoryRequest {
         project: String::new(),
@@ -292,6 +322,7 @@ async fn documents_repositories_history_and_actions_are_listed_read_and_deleted(
     let repos = c
         .list_repositories(ListRepositoriesRequest {
             project: String::new(),
+            ..Default::default()
         })
         .await
         .expect("repos")

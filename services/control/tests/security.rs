@@ -89,6 +89,7 @@ async fn list(channel: Channel, token: Option<&str>) -> Result<usize, tonic::Sta
     client(channel, token)
         .list_repositories(ListRepositoriesRequest {
             project: String::new(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().repositories.len())
