@@ -260,7 +260,14 @@ pub async fn start(
                 async move { store.ping().await.is_ok() }
             },
         );
-        let server = tonic::transport::Server::builder().add_service(svc);
+        // The same service over grpc-web too (HTTP/1.1 or 2, `application/grpc-web[-text]`),
+        // for scripts and dashboards without a gRPC client; authenticated and authorized the
+        // same way, since the translation sits in front of the same handlers. No CORS layer:
+        // browsers on other origins are refused until an operator puts one in front.
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(svc);
         let stop = shutdown.clone();
         let r = match acceptor {
             Some(acceptor) => {

@@ -120,7 +120,8 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsConfigError> 
     .map_err(TlsConfigError::Config)?
     .with_no_client_auth()
     .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC over HTTP/2, and grpc-web over HTTP/1.1 for clients without HTTP/2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
