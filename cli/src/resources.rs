@@ -78,6 +78,7 @@ pub async fn documents(
                         kind: kind as i32,
                         page_size: 0,
                         page_token,
+                        with_yaml: output != Output::Table,
                     })
                     .await?
                     .into_inner();

@@ -211,6 +211,7 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let oidc = config.oidc()?;
     let auth = authenticator_for(&config, oidc.as_ref())?;
+    let authenticated = auth.is_some() || oidc.is_some();
     let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -263,10 +264,15 @@ pub async fn start(
         // The same service over grpc-web too (HTTP/1.1 or 2, `application/grpc-web[-text]`),
         // for scripts and dashboards without a gRPC client; authenticated and authorized the
         // same way, since the translation sits in front of the same handlers. No CORS layer:
-        // browsers on other origins are refused until an operator puts one in front.
+        // browsers on other origins are refused until an operator puts one in front. Not on an
+        // open API (`plumb dev`): a web page that rebinds a name to 127.0.0.1 would be
+        // same-origin there and act as the operator; plain gRPC needs HTTP/2, which browsers
+        // cannot send in cleartext.
         let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .layer(tonic_web::GrpcWebLayer::new())
+            .accept_http1(authenticated)
+            .layer(tower::util::option_layer(
+                authenticated.then(tonic_web::GrpcWebLayer::new),
+            ))
             .add_service(svc);
         let stop = shutdown.clone();
         let r = match acceptor {
@@ -1084,7 +1090,12 @@ impl ControlService for Control {
             .await?;
         let req = req.into_inner();
         let kind = document_kind(req.kind)?;
-        let limit = page_size(req.page_size);
+        // Whole documents can be tens of kilobytes: fewer per page keeps a page far from the
+        // clients' 4 MiB message limit.
+        let limit = match req.with_yaml {
+            true => page_size(req.page_size).min(20),
+            false => page_size(req.page_size),
+        };
         let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
         let docs = self
             .store
@@ -1096,7 +1107,16 @@ impl ControlService for Control {
             _ => String::new(),
         };
         Ok(Response::new(ListDocumentsResponse {
-            documents: docs.into_iter().map(|d| to_document(req.kind, d)).collect(),
+            documents: docs
+                .into_iter()
+                .map(|d| {
+                    let mut d = to_document(req.kind, d);
+                    if !req.with_yaml {
+                        d.yaml.clear();
+                    }
+                    d
+                })
+                .collect(),
             next_page_token,
         }))
     }

@@ -73,6 +73,10 @@ pub enum OidcError {
     },
     #[error("{0:?} must be an https URL (plain http only on loopback)")]
     InsecureUrl(String),
+    #[error("{url} describes issuer {issuer:?}, not the one configured")]
+    WrongIssuer { url: String, issuer: String },
+    #[error("key {0:?} is not for verifying this token's signature")]
+    KeyMismatch(String),
 }
 
 /// Where and what to verify.
@@ -113,7 +117,15 @@ struct Claims {
 
 #[derive(serde::Deserialize)]
 struct Discovery {
+    issuer: String,
     jwks_uri: String,
+}
+
+/// A key set read leniently: a key of a kind this verifier does not know (another curve, an
+/// encryption key) is skipped, not a reason to refuse the whole set.
+#[derive(serde::Deserialize)]
+struct RawKeySet {
+    keys: Vec<serde_json::Value>,
 }
 
 impl OidcVerifier {
@@ -142,6 +154,19 @@ impl OidcVerifier {
         }
         let kid = header.kid.ok_or(OidcError::NoKeyId)?;
         let jwk = self.key(&kid).await?;
+        let use_ok = jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_none_or(|u| *u == jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let alg_ok = jwk.common.key_algorithm.is_none_or(|a| {
+            a.to_string()
+                .parse::<Algorithm>()
+                .is_ok_and(|a| a == header.alg)
+        });
+        if !(use_ok && alg_ok) {
+            return Err(OidcError::KeyMismatch(kid));
+        }
         let key = DecodingKey::from_jwk(&jwk).map_err(|source| OidcError::Key {
             kid: kid.clone(),
             source,
@@ -159,37 +184,40 @@ impl OidcVerifier {
         Ok(data.claims.sub)
     }
 
-    /// The issuer's key `kid`, fetching the key set when it is missing or old (rate-limited).
+    /// The issuer's key `kid`. The key set is fetched again when it is old or lacks `kid`, but
+    /// at most once per `min_refresh` whatever happens, and never while a caller waits: while
+    /// one fetch runs, other calls use the keys held (stale ones included, until a fetch
+    /// succeeds). Only before the first fetch ever succeeded do calls wait for it.
     async fn key(&self, kid: &str) -> Result<Jwk, OidcError> {
-        {
+        let (held, fresh, ever) = {
             let keys = self.keys.read().await;
-            let fresh = keys.fetched.is_some_and(|t| t.elapsed() < MAX_KEY_AGE);
-            if let (true, Some(k)) = (fresh, keys.set.find(kid)) {
-                return Ok(k.clone());
-            }
-        }
-        let mut last_try = self.refresh.lock().await;
-        let stale = {
-            let keys = self.keys.read().await;
-            if let Some(k) = keys.set.find(kid) {
-                if keys.fetched.is_some_and(|t| t.elapsed() < MAX_KEY_AGE) {
-                    return Ok(k.clone()); // fetched while this call waited
-                }
-            }
-            keys.fetched.is_none_or(|t| t.elapsed() >= MAX_KEY_AGE)
+            (
+                keys.set.find(kid).cloned(),
+                keys.fetched.is_some_and(|t| t.elapsed() < MAX_KEY_AGE),
+                keys.fetched.is_some(),
+            )
         };
-        let may_fetch = stale || last_try.is_none_or(|t| t.elapsed() >= self.settings.min_refresh);
-        if may_fetch {
-            *last_try = Some(Instant::now());
-            match self.fetch().await {
-                Ok(set) => {
-                    *self.keys.write().await = Keys {
-                        set,
-                        fetched: Some(Instant::now()),
-                    };
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "OIDC keys not refreshed; the keys held stay in use")
+        if let (Some(k), true) = (&held, fresh) {
+            return Ok(k.clone());
+        }
+        let guard = if ever {
+            self.refresh.try_lock().ok()
+        } else {
+            Some(self.refresh.lock().await)
+        };
+        if let Some(mut last_try) = guard {
+            if last_try.is_none_or(|t| t.elapsed() >= self.settings.min_refresh) {
+                *last_try = Some(Instant::now());
+                match self.fetch().await {
+                    Ok(set) => {
+                        *self.keys.write().await = Keys {
+                            set,
+                            fetched: Some(Instant::now()),
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "OIDC keys not refreshed; the keys held stay in use")
+                    }
                 }
             }
         }
@@ -204,14 +232,35 @@ impl OidcVerifier {
         let url = match &self.settings.jwks_url {
             Some(u) => u.clone(),
             None => {
-                let discovery = format!(
+                let url = format!(
                     "{}/.well-known/openid-configuration",
                     self.settings.issuer.trim_end_matches('/')
                 );
-                self.get_json::<Discovery>(&discovery).await?.jwks_uri
+                let discovery = self.get_json::<Discovery>(&url).await?;
+                // The document must be this issuer's, and its keys come over https too.
+                if discovery.issuer != self.settings.issuer {
+                    return Err(OidcError::WrongIssuer {
+                        url,
+                        issuer: discovery.issuer,
+                    });
+                }
+                check_url(&discovery.jwks_uri)?;
+                discovery.jwks_uri
             }
         };
-        self.get_json(&url).await
+        let raw: RawKeySet = self.get_json(&url).await?;
+        let keys = raw
+            .keys
+            .into_iter()
+            .filter_map(|k| match serde_json::from_value::<Jwk>(k) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a key of the issuer's set is skipped");
+                    None
+                }
+            })
+            .collect();
+        Ok(JwkSet { keys })
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {

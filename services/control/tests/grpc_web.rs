@@ -120,3 +120,40 @@ async fn the_api_answers_grpc_web_with_the_same_checks() {
     shutdown.cancel();
     let _ = running.task.await;
 }
+
+/// An open API (`plumb dev` on loopback) speaks only HTTP/2 gRPC: a web page that rebinds a
+/// name to 127.0.0.1 cannot reach it as the operator.
+#[tokio::test]
+async fn an_open_api_does_not_answer_grpc_web() {
+    let db = TestDatabase::new().await;
+    let kafka =
+        std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let shutdown = CancellationToken::new();
+    let running = start(
+        ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9")),
+        shutdown.clone(),
+    )
+    .await
+    .expect("starts");
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    let answered = http
+        .post(format!(
+            "http://{}/plumbline.v1.ControlService/CreateProject",
+            running.addr
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await;
+    assert!(
+        answered.is_err() || answered.as_ref().is_ok_and(|r| r.status() != 200),
+        "{answered:?}"
+    );
+    let store = plumbline_store::Store::connect(&db.url, 1).expect("store");
+    assert_eq!(store.list_projects().await.expect("projects").len(), 1);
+    shutdown.cancel();
+    let _ = running.task.await;
+}

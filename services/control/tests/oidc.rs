@@ -107,7 +107,12 @@ async fn list_projects(channel: &Channel, token: &str) -> Result<Vec<String>, to
 async fn oidc_tokens_are_verified_against_the_issuers_keys() {
     let first = Signer::new("first");
     let rotated = Signer::new("rotated");
-    let keys = Arc::new(Mutex::new(vec![first.jwk()]));
+    let encryption = Signer::new("enc");
+    let mut enc_jwk = encryption.jwk();
+    enc_jwk["use"] = json!("enc");
+    // A key of a kind this verifier does not read (X25519) is skipped, not fatal to the set.
+    let exotic = json!({"kty": "OKP", "crv": "X25519", "kid": "x", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"});
+    let keys = Arc::new(Mutex::new(vec![exotic, first.jwk(), enc_jwk]));
     let fetches = Arc::new(AtomicUsize::new(0));
     let iss = issuer(keys.clone(), fetches.clone()).await;
 
@@ -205,6 +210,7 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys() {
             Signer::new("first").sign(&claims(json!({}))),
         ),
         ("not yet published key", rotated.sign(&claims(json!({})))),
+        ("an encryption key", encryption.sign(&claims(json!({})))),
         ("tampered", {
             let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
             parts[1] = b64(&claims(json!({"sub": "mallory"})));
@@ -238,6 +244,37 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys() {
             .expect("bob"),
         Vec::<String>::new()
     );
+    shutdown.cancel();
+    let _ = running.task.await;
+
+    // A discovery document that names another issuer is not believed.
+    let liar_keys = Arc::new(Mutex::new(vec![first.jwk()]));
+    let liar = issuer(liar_keys, Arc::new(AtomicUsize::new(0))).await;
+    let liar_config = format!("{liar}/"); // configured with a trailing slash: not the same issuer
+    let shutdown = CancellationToken::new();
+    let running = start(
+        ControlConfig {
+            auth_tokens: vec![SecretString::from(OPERATOR)],
+            oidc_issuer: Some(liar_config.clone()),
+            oidc_audience: Some(AUDIENCE.into()),
+            oidc_jwks_min_refresh_secs: 0,
+            ..ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9"))
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("control starts");
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let token = first.sign(&json!({"iss": liar_config, "aud": AUDIENCE, "sub": "alice",
+                                   "exp": now() + 300}));
+    let err = list_projects(&channel, &token)
+        .await
+        .expect_err("the discovery document is another issuer's");
+    assert_eq!(err.code(), Code::Unauthenticated);
     shutdown.cancel();
     let _ = running.task.await;
 }

@@ -114,6 +114,7 @@ async fn documents_repositories_history_and_actions_are_listed_read_and_deleted(
         kind: rt(DocumentKind::RuleType),
         page_size: 3,
         page_token: token.into(),
+        with_yaml: false,
     };
     let first = c
         .list_documents(page(""))
@@ -141,6 +142,10 @@ async fn documents_repositories_history_and_actions_are_listed_read_and_deleted(
         ]
     );
     assert!(second.next_page_token.is_empty());
+    assert!(
+        first.documents.iter().all(|d| d.yaml.is_empty()),
+        "no YAML unless asked"
+    );
 
     // Read back byte for byte, and applied back unchanged.
     let got = c
