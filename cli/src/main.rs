@@ -113,6 +113,12 @@ enum Command {
         #[command(subcommand)]
         command: access::AuditCommand,
     },
+    /// Print a shell completion script: `plumb completion bash > /etc/bash_completion.d/plumb`
+    /// (also zsh, fish, powershell, elvish).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Evaluation history.
     History {
         #[command(subcommand)]
@@ -391,6 +397,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Role { command } => {
             let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
             access::role(&mut c, &project, command).await?;
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "plumb", &mut std::io::stdout());
         }
         Command::Audit { command } => {
             let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;

@@ -112,3 +112,14 @@ fn a_failing_case_fails_the_run_and_tests_can_live_elsewhere() {
     ]);
     assert_ne!(code, 0);
 }
+
+#[test]
+fn completion_scripts_cover_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out) = plumb(&["completion", shell]);
+        assert_eq!(code, 0, "{shell}");
+        for word in ["ruletype", "project", "token", "audit", "history"] {
+            assert!(out.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+}

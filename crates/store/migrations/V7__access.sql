@@ -23,7 +23,9 @@ CREATE TABLE role_bindings (
 CREATE INDEX role_bindings_by_principal ON role_bindings (principal);
 
 -- Every mutating call (recorded as allowed when authorized, before it is carried out), every
--- refused call, and every call with a service-account token that is revoked or expired. Kept
+-- refused call, every call with a service-account token that is revoked or expired, and every
+-- action the actuator ends (principal actuator:<replica>, rpc <kind>:<type>, outcome its
+-- status, the digest of the requests sent or planned). Kept
 -- when its project is deleted: the audit log outlives what it describes. project is '' for
 -- calls about no one project (service accounts, and calls refused before one was considered).
 CREATE TABLE audit_log (
@@ -33,6 +35,7 @@ CREATE TABLE audit_log (
     project        text        NOT NULL,
     rpc            text        NOT NULL,
     request_digest text        NOT NULL,
-    outcome        text        NOT NULL CHECK (outcome IN ('allowed', 'denied', 'unauthenticated'))
+    outcome        text        NOT NULL CHECK (outcome IN ('allowed', 'denied', 'unauthenticated',
+                                                         'applied', 'planned', 'skipped', 'failed', 'deferred'))
 );
 CREATE INDEX audit_log_by_project ON audit_log (project, id);

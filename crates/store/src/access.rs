@@ -49,6 +49,8 @@ pub enum AuditOutcome {
     Denied,
     /// A service account's token that is revoked or expired was presented.
     Unauthenticated,
+    /// An action the actuator ended, with its status.
+    Action(plumbline_domain::ActionStatus),
 }
 
 impl AuditOutcome {
@@ -57,6 +59,7 @@ impl AuditOutcome {
             AuditOutcome::Allowed => "allowed",
             AuditOutcome::Denied => "denied",
             AuditOutcome::Unauthenticated => "unauthenticated",
+            AuditOutcome::Action(s) => s.as_str(),
         }
     }
 }
@@ -73,7 +76,10 @@ impl std::str::FromStr for AuditOutcome {
             "allowed" => Ok(AuditOutcome::Allowed),
             "denied" => Ok(AuditOutcome::Denied),
             "unauthenticated" => Ok(AuditOutcome::Unauthenticated),
-            other => Err(UnknownOutcome(other.to_string())),
+            other => other
+                .parse()
+                .map(AuditOutcome::Action)
+                .map_err(|_| UnknownOutcome(other.to_string())),
         }
     }
 }

@@ -238,10 +238,20 @@ impl Store {
         let c = self.client().await?;
         let requests = serde_json::to_value(&result.requests)
             .map_err(|e| StoreError::Other(format!("encoding the action's requests: {e}")))?;
+        // The ending and its audit record are one statement: every action the actuator takes is
+        // in the audit log (who: the replica; what: kind and type; the digest of the requests
+        // sent or planned; the outcome: the action's status).
         let n = c
             .execute(
-                &c.prepare_cached("UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
-                    requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1").await?,
+                &c.prepare_cached("WITH done AS (
+                    UPDATE actions SET status = $2, message = $3, method = $4, url = $5, body = $6,
+                        requests = $7, provider_ref = $8, updated_at = now() WHERE id = $1
+                    RETURNING project, kind, action_type, claimed_by, requests)
+                  INSERT INTO audit_log (principal, project, rpc, request_digest, outcome)
+                  SELECT CASE WHEN claimed_by = '' THEN 'actuator' ELSE 'actuator:' || claimed_by END,
+                         project, kind || ':' || action_type,
+                         encode(sha256(convert_to(requests::text, 'UTF8')), 'hex'), $2
+                  FROM done").await?,
                 &[&id, &result.status.as_str(), &result.message, &result.method, &result.url, &result.body, &requests, &result.provider_ref],
             )
             .await?;

@@ -390,6 +390,26 @@ async fn actions_are_claimed_once() {
         provider_ref: String::new(),
     };
     s.finish_action(id, &result).await.expect("finish");
+    // Ending an action writes its audit record in the same statement.
+    let audit = s
+        .list_audit(&plumbline_store::AuditFilter {
+            project: Some("default".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(audit[0].principal.starts_with("actuator"), "{:?}", audit[0]);
+    assert_eq!(
+        audit[0].outcome,
+        plumbline_store::AuditOutcome::Action(plumbline_domain::ActionStatus::Applied)
+    );
+    assert_eq!(audit[0].request_digest.len(), 64);
+    assert!(
+        s.finish_action(i64::MAX, &result).await.is_err(),
+        "no such action: no audit record either"
+    );
     assert!(
         matches!(s.take_over_action("k1", "replica-b", hour).await.expect("take over"), TakeOver::Done(r) if r.id == id),
         "a finished action is announced, not redone"
