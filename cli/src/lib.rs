@@ -5,6 +5,7 @@
 pub mod access;
 pub mod client;
 pub mod commands;
+pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
 #[cfg(feature = "dev")]

@@ -15,23 +15,22 @@ use std::path::PathBuf;
     version
 )]
 struct Cli {
-    /// Control API URL.
-    #[arg(
-        long,
-        global = true,
-        env = "PLUMB_CONTROL_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    control_url: String,
+    /// Control API URL (default: the current context's, else http://127.0.0.1:50051).
+    #[arg(long, global = true, env = "PLUMB_CONTROL_URL")]
+    control_url: Option<String>,
     /// Bearer token for the control API (sent only over TLS, or to a loopback address).
     #[arg(long, global = true, env = "PLUMB_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// PEM CA certificate that signed the control API's certificate (default: system roots).
     #[arg(long, global = true, env = "PLUMB_CONTROL_CA_FILE")]
     control_ca_file: Option<PathBuf>,
-    /// Project to act on.
-    #[arg(long, global = true, env = "PLUMB_PROJECT", default_value = "default")]
-    project: String,
+    /// Project to act on (default: the current context's, else `default`).
+    #[arg(long, global = true, env = "PLUMB_PROJECT")]
+    project: Option<String>,
+    /// Use this context of the configuration file instead of the current one (see `plumb
+    /// config`). Flags and environment variables override what a context says.
+    #[arg(long, global = true, env = "PLUMB_CONTEXT")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +111,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: access::AuditCommand,
+    },
+    /// Named contexts (API URL, project, CA, token) in a configuration file.
+    Config {
+        #[command(subcommand)]
+        command: plumb::config::ConfigCommand,
     },
     /// Print a shell completion script: `plumb completion bash > /etc/bash_completion.d/plumb`
     /// (also zsh, fish, powershell, elvish).
@@ -212,7 +216,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The CLI prints what matters itself; services inside `plumb dev` log warnings and errors
     // only (RUST_LOG=info shows everything).
     plumbline_telemetry::init_logging_with(false, "warn");
-    let project = cli.project.clone();
+    // What talks to the control API reads the configuration file's context; flags and
+    // environment variables override it.
+    let uses_api = match &cli.command {
+        #[cfg(feature = "dev")]
+        Command::Dev(_) | Command::Sim(_) => false,
+        Command::Migrate { .. }
+        | Command::Completion { .. }
+        | Command::Config { .. }
+        | Command::Ruletype {
+            command: RuletypeCommand::Test { .. },
+        } => false,
+        _ => true,
+    };
+    let context = match uses_api {
+        true => plumb::config::current(
+            &plumb::config::load(&plumb::config::path()?)?,
+            cli.context.as_deref(),
+        )?
+        .unwrap_or_default(),
+        false => plumb::config::Context::default(),
+    };
+    let api_url = cli
+        .control_url
+        .clone()
+        .or(context.control_url)
+        .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
+    let api_token = cli.token.clone().or(context.token);
+    let api_ca = cli.control_ca_file.clone().or(context.control_ca_file);
+    let project = cli
+        .project
+        .clone()
+        .or(context.project)
+        .unwrap_or_else(|| "default".to_string());
     match cli.command {
         #[cfg(feature = "dev")]
         Command::Dev(args) => {
@@ -243,12 +279,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ruletype {
             command: RuletypeCommand::Apply { files },
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             for f in files {
                 let r =
                     commands::apply_rule_type(&mut c, &project, &commands::read_file(&f)?).await?;
@@ -263,12 +295,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Datasource {
             command: DocCommand::Apply { files },
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             for f in files {
                 let r = c
                     .apply_data_source(plumbline_proto::v1::ApplyDataSourceRequest {
@@ -288,12 +316,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile {
             command: DocCommand::Apply { files },
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             for f in files {
                 let r =
                     commands::apply_profile(&mut c, &project, &commands::read_file(&f)?).await?;
@@ -309,12 +333,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repo {
             command: RepoCommand::Register { full_name, labels },
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             let r = commands::register_repository(&mut c, &project, &full_name, labels).await?;
             println!(
                 "{} registered as {} (default branch {})",
@@ -324,12 +344,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repo {
             command: RepoCommand::List,
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -357,12 +373,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             only,
             summary,
         } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             if summary {
                 print!("{}", commands::posture(&mut c, &project).await?);
             } else {
@@ -371,12 +383,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Reconcile { entity } => {
-            let mut c = client::connect_with(
-                &cli.control_url,
-                cli.token.as_deref(),
-                cli.control_ca_file.as_deref(),
-            )
-            .await?;
+            let mut c =
+                client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             let r = c
                 .reconcile(plumbline_proto::v1::ReconcileRequest {
                     project,
@@ -387,47 +395,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} entities queued", r.entities_queued);
         }
         Command::Project { command } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             access::project(&mut c, command).await?;
         }
         Command::Token { command } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             access::token(&mut c, command).await?;
         }
         Command::Role { command } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             access::role(&mut c, &project, command).await?;
         }
+        Command::Config { command } => plumb::config::run(command)?,
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "plumb", &mut std::io::stdout());
         }
         Command::Audit { command } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             access::audit(&mut c, &project, command).await?;
         }
         Command::Ruletype {
             command: RuletypeCommand::Stored(action),
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             resources::documents(&mut c, &project, DocumentKind::RuleType, action).await?;
         }
         Command::Datasource {
             command: DocCommand::Stored(action),
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             resources::documents(&mut c, &project, DocumentKind::DataSource, action).await?;
         }
         Command::Profile {
             command: DocCommand::Stored(action),
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             resources::documents(&mut c, &project, DocumentKind::Profile, action).await?;
         }
         Command::Repo {
             command: RepoCommand::Deregister { entity_id },
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             resources::deregister(&mut c, &project, entity_id).await?;
         }
         Command::History {
@@ -440,7 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     limit,
                 },
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             let filter = plumbline_proto::v1::ListHistoryRequest {
                 entity_id: entity,
                 profile,
@@ -457,7 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     limit,
                 },
         } => {
-            let mut c = connect(&cli.control_url, &cli.token, &cli.control_ca_file).await?;
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
             let filter = plumbline_proto::v1::ListActionsRequest {
                 entity_id: entity,
                 profile,

@@ -16,6 +16,8 @@ fn plumb(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
         .args(["--control-url", url, "--token", token])
         .args(args)
         .env_remove("PLUMB_PROJECT")
+        // Hermetic: no developer's configuration file.
+        .env("PLUMB_CONFIG", "/nonexistent/plumb-test-config.yaml")
         .output()
         .expect("run plumb");
     (

@@ -14,6 +14,8 @@ fn plumb(url: String, args: Vec<String>) -> (i32, String, String) {
         .args(["--control-url", &url])
         .args(&args)
         .env_remove("PLUMB_PROJECT")
+        // Hermetic: no developer's configuration file.
+        .env("PLUMB_CONFIG", "/nonexistent/plumb-test-config.yaml")
         .env_remove("PLUMB_TOKEN")
         .output()
         .expect("run plumb");
