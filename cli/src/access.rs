@@ -2,7 +2,7 @@
 //! they did. Each prints one line per item, words for enum values, times in RFC 3339.
 
 use crate::client::Client;
-use crate::resources::time;
+use crate::resources::{next_page_size, time};
 use clap::Subcommand;
 use plumbline_proto::v1::*;
 
@@ -223,7 +223,7 @@ pub async fn audit(c: &mut Client, project: &str, command: AuditCommand) -> anyh
                 project: project.to_string(),
                 principal: principal.clone(),
                 rpc: rpc.clone(),
-                page_size: u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000),
+                page_size: next_page_size(limit, shown),
                 page_token,
                 ..Default::default()
             })
@@ -245,4 +245,91 @@ pub async fn audit(c: &mut Client, project: &str, command: AuditCommand) -> anyh
         }
         page_token = r.next_page_token;
     }
+}
+
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    /// Add a provider to the project: a GitHub App installation, or a personal access token
+    /// read from standard input (stored sealed, never shown again).
+    Create {
+        name: String,
+        #[arg(
+            long,
+            conflicts_with = "token_stdin",
+            required_unless_present = "token_stdin"
+        )]
+        installation_id: Option<i64>,
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// The project's providers (never their tokens).
+    List,
+    Delete {
+        name: String,
+    },
+    /// Re-seal every stored token with the credentials key file's first key (operators).
+    RotateKey,
+}
+
+pub async fn provider(
+    c: &mut Client,
+    project: &str,
+    command: ProviderCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ProviderCommand::Create {
+            name,
+            installation_id,
+            token_stdin,
+        } => {
+            let token = if token_stdin {
+                let mut t = String::new();
+                std::io::stdin().read_line(&mut t)?;
+                let t = t.trim().to_string();
+                anyhow::ensure!(!t.is_empty(), "no token on standard input");
+                t
+            } else {
+                String::new()
+            };
+            c.create_provider(CreateProviderRequest {
+                project: project.to_string(),
+                name: name.clone(),
+                installation_id: installation_id.unwrap_or_default(),
+                token,
+            })
+            .await?;
+            println!("provider {name} added to project {project}");
+        }
+        ProviderCommand::List => {
+            let r = c
+                .list_providers(ListProvidersRequest {
+                    project: project.to_string(),
+                })
+                .await?
+                .into_inner();
+            for p in r.providers {
+                let detail = match p.installation_id {
+                    0 => format!("sealed with {}", p.key_id),
+                    id => format!("installation {id}"),
+                };
+                println!("{}\t{}\t{detail}\t{}", p.name, p.kind, time(&p.created_at));
+            }
+        }
+        ProviderCommand::Delete { name } => {
+            c.delete_provider(DeleteProviderRequest {
+                project: project.to_string(),
+                name: name.clone(),
+            })
+            .await?;
+            println!("provider {name} deleted");
+        }
+        ProviderCommand::RotateKey => {
+            let r = c
+                .rotate_credentials_key(RotateCredentialsKeyRequest {})
+                .await?
+                .into_inner();
+            println!("{} token(s) re-sealed with key {}", r.resealed, r.key_id);
+        }
+    }
+    Ok(())
 }

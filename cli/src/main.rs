@@ -102,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: access::TokenCommand,
     },
+    /// The credentials the project acts with: GitHub App installations and sealed tokens.
+    Provider {
+        #[command(subcommand)]
+        command: access::ProviderCommand,
+    },
     /// Members of the project (--project) and their roles.
     Role {
         #[command(subcommand)]
@@ -401,6 +406,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => {
             let mut c = connect(&api_url, &api_token, &api_ca).await?;
             access::token(&mut c, command).await?;
+        }
+        Command::Provider { command } => {
+            let mut c = connect(&api_url, &api_token, &api_ca).await?;
+            access::provider(&mut c, &project, command).await?;
         }
         Command::Role { command } => {
             let mut c = connect(&api_url, &api_token, &api_ca).await?;

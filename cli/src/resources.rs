@@ -129,6 +129,11 @@ pub async fn deregister(c: &mut Client, project: &str, entity_id: String) -> any
     Ok(())
 }
 
+/// How many rows to ask for when `shown` of `limit` are printed (pages hold at most 1,000).
+pub(crate) fn next_page_size(limit: usize, shown: usize) -> u32 {
+    u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000)
+}
+
 /// A timestamp in RFC 3339 (UTC, seconds), `-` when absent.
 pub(crate) fn time(t: &Option<plumbline_proto::Timestamp>) -> String {
     t.as_ref()
@@ -197,7 +202,7 @@ pub async fn history(
     };
     let mut shown = 0;
     loop {
-        filter.page_size = u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000);
+        filter.page_size = next_page_size(limit, shown);
         let r = c.list_history(filter.clone()).await?.into_inner();
         for e in &r.entries {
             println!(
@@ -227,7 +232,7 @@ pub async fn actions(
     filter.project = project.to_string();
     let mut shown = 0;
     loop {
-        filter.page_size = u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000);
+        filter.page_size = next_page_size(limit, shown);
         let r = c.list_actions(filter.clone()).await?.into_inner();
         for a in &r.actions {
             println!(

@@ -113,6 +113,46 @@ async fn an_operator_sets_up_a_project_and_a_service_account_works_within_its_ro
     let (code, _, err) = run(OPERATOR, &["project", "create", "Not_Valid"]).await;
     assert_eq!(code, 5, "{err}");
 
+    // Providers: an installation is added and listed; the viewer may list but not add.
+    let (code, out, err) = run(
+        OPERATOR,
+        &[
+            "--project",
+            "payments",
+            "provider",
+            "create",
+            "app",
+            "--installation-id",
+            "42",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "provider app added to project payments"),
+        "{err}"
+    );
+    let (code, out, _) = run(&token, &["--project", "payments", "provider", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("app\tgithub-app-installation\tinstallation 42\t"),
+        "{out}"
+    );
+    let (code, _, _) = run(
+        &token,
+        &[
+            "--project",
+            "payments",
+            "provider",
+            "create",
+            "x",
+            "--installation-id",
+            "7",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3);
+
     // The audit log shows the refusal, newest first.
     let (code, out, err) = run(
         OPERATOR,
@@ -123,7 +163,7 @@ async fn an_operator_sets_up_a_project_and_a_service_account_works_within_its_ro
     let fields: Vec<&str> = out.trim().split('\t').collect();
     assert_eq!(
         fields[1..4],
-        ["serviceaccount:ci", "Reconcile", "denied"],
+        ["serviceaccount:ci", "CreateProvider", "denied"],
         "{out}"
     );
 

@@ -139,14 +139,7 @@ impl Store {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ProjectRow {
-                name: r.get(0),
-                created_at: r.get(1),
-                created_by: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(project_row).collect())
     }
 
     /// The projects `principal` holds a role in.
@@ -159,14 +152,7 @@ impl Store {
                 &[&principal.to_string()],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ProjectRow {
-                name: r.get(0),
-                created_at: r.get(1),
-                created_by: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(project_row).collect())
     }
 
     pub async fn project_exists(&self, name: &str) -> Result<bool, StoreError> {
@@ -408,6 +394,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+fn project_row(r: &tokio_postgres::Row) -> ProjectRow {
+    ProjectRow {
+        name: r.get(0),
+        created_at: r.get(1),
+        created_by: r.get(2),
     }
 }
 

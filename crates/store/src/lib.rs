@@ -13,6 +13,7 @@ mod error;
 mod evaluations;
 mod migrate;
 mod posture;
+mod providers;
 mod rules;
 /// Test helpers; only with the `testing` feature, never in a service binary.
 #[cfg(feature = "testing")]
@@ -32,6 +33,7 @@ pub use posture::{
     HistoryEntry, HistoryFilter, HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage,
     MAX_PAGE,
 };
+pub use providers::{ProviderCredential, ProviderRow, SealedValue, StoredPat};
 pub use rules::{DocumentKind, StoredDocument};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -91,7 +91,8 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              ALTER TABLE actions DROP COLUMN claimed_by, DROP COLUMN lease_until;
              DROP TABLE audit_log, role_bindings, service_accounts;
              ALTER TABLE projects DROP COLUMN created_by;
-             DROP INDEX evaluation_history_by_project, actions_by_project;",
+             DROP INDEX evaluation_history_by_project, actions_by_project;
+             DROP TABLE providers;",
         )
         .await
         .expect("legacy state");

@@ -83,6 +83,10 @@ rpcs! {
     DeregisterRepository => Need::Role(Role::Editor), true;
     ListHistory => Need::Role(Role::Viewer), false;
     ListActions => Need::Role(Role::Viewer), false;
+    CreateProvider => Need::Role(Role::Admin), true;
+    ListProviders => Need::Role(Role::Viewer), false;
+    DeleteProvider => Need::Role(Role::Admin), true;
+    RotateCredentialsKey => Need::Operator, true;
 }
 
 impl std::fmt::Display for Rpc {

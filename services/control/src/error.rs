@@ -17,6 +17,8 @@ pub enum ControlError {
     GitHub(#[from] plumbline_github::GitHubError),
     #[error("event bus: {0}")]
     Bus(#[from] plumbline_bus::BusError),
+    #[error("sealed credentials: {0}")]
+    Sealing(#[from] plumbline_runtime::sealed::SealError),
 }
 
 /// The longest error message sent: it travels in a response header (`grpc-message`), and a
@@ -56,6 +58,9 @@ impl From<ControlError> for Status {
             ControlError::GitHub(g) if g.is_retryable() => Status::unavailable(msg),
             ControlError::GitHub(_) => Status::failed_precondition(msg),
             ControlError::Bus(_) => Status::unavailable(msg),
+            // A key missing from the key file, or a stored value that does not open: the
+            // operator's configuration or the data, never the caller's request.
+            ControlError::Sealing(_) => Status::failed_precondition(msg),
         }
     }
 }

@@ -96,6 +96,12 @@ pub struct ControlConfig {
     #[arg(long, env = "PLUMB_OIDC_JWKS_URL", requires = "oidc_issuer")]
     pub oidc_jwks_url: Option<String>,
 
+    /// File of keys that seal the tokens given to the API (`plumb provider create --token-stdin`):
+    /// one `KEY-ID HEX` per line (32 bytes as 64 hex digits), the first sealing, all opening;
+    /// re-read when it changes. Without it, tokens are refused rather than stored unsealed.
+    #[arg(long, env = "PLUMB_CREDENTIALS_KEY_FILE")]
+    pub credentials_key_file: Option<PathBuf>,
+
     /// Shortest time between key-set fetches caused by a token naming a key not held (seconds):
     /// made-up key ids must not make this service hammer the issuer.
     #[arg(long, env = "PLUMB_OIDC_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
@@ -121,6 +127,7 @@ impl ControlConfig {
             oidc_audience: None,
             oidc_jwks_url: None,
             oidc_jwks_min_refresh_secs: 30,
+            credentials_key_file: None,
         }
     }
 
@@ -161,6 +168,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsConfigError),
     #[error("oidc: {0}")]
     Oidc(#[from] oidc::OidcError),
+    #[error(transparent)]
+    Sealing(#[from] plumbline_runtime::sealed::SealError),
     #[error("refusing to serve the control API on {0} without authentication: give --auth-token-file (or --auth-token), or listen on a loopback address")]
     OpenOnNetwork(SocketAddr),
     #[error("refusing to serve the control API on {0} in cleartext: give --tls-cert-file and --tls-key-file, or --insecure-plaintext when a proxy terminates TLS")]
@@ -199,6 +208,8 @@ pub struct Control {
     auth: Option<Authenticator>,
     /// OIDC users' tokens.
     oidc: Option<oidc::OidcVerifier>,
+    /// Seals the tokens given to the API.
+    sealer: Option<plumbline_runtime::sealed::Sealer>,
     github: GitHub,
     producer: Producer,
     topics: Topics,
@@ -222,10 +233,16 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
+    let sealer = config
+        .credentials_key_file
+        .as_deref()
+        .map(plumbline_runtime::sealed::Sealer::open_file)
+        .transpose()?;
     let control = Control {
         store: store.clone(),
         auth,
         oidc,
+        sealer,
         github: s.github()?,
         producer: Producer::new(
             &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
@@ -1326,6 +1343,165 @@ impl ControlService for Control {
             next_page_token,
         }))
     }
+
+    async fn create_provider(
+        &self,
+        req: Request<CreateProviderRequest>,
+    ) -> Result<Response<CreateProviderResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::CreateProvider, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        plumbline_domain::check_project_name(&req.name).map_err(|_| {
+            ControlError::InvalidArgument(format!(
+                "provider name {:?}: 1-63 lowercase letters, digits and '-', starting with a letter",
+                req.name.chars().take(80).collect::<String>()
+            ))
+        })?;
+        let credential = match (req.installation_id, req.token.is_empty()) {
+            (id, true) if id > 0 => plumbline_store::ProviderCredential::Installation(id),
+            (0, false) => {
+                let sealer = self.sealer.as_ref().ok_or_else(|| {
+                    ControlError::Precondition(
+                        "this control service has no --credentials-key-file: tokens are refused rather than stored unsealed".into(),
+                    )
+                })?;
+                let sealed = sealer
+                    .seal(
+                        &SecretString::from(req.token),
+                        provider_aad(project, &req.name).as_bytes(),
+                    )
+                    .map_err(|e| ControlError::Precondition(e.to_string()))?;
+                plumbline_store::ProviderCredential::Pat(plumbline_store::SealedValue {
+                    key_id: sealed.key_id,
+                    nonce: sealed.nonce,
+                    ciphertext: sealed.ciphertext,
+                })
+            }
+            _ => {
+                return Err(ControlError::InvalidArgument(
+                    "give exactly one of an installation id and a token".into(),
+                )
+                .into())
+            }
+        };
+        self.store
+            .create_provider(project, &req.name, &credential, &caller.to_string())
+            .await
+            .map_err(ControlError::from)?;
+        tracing::info!(project, provider = %req.name, %caller, "provider created");
+        Ok(Response::new(CreateProviderResponse {}))
+    }
+
+    async fn list_providers(
+        &self,
+        req: Request<ListProvidersRequest>,
+    ) -> Result<Response<ListProvidersResponse>, Status> {
+        self.authorize(&req, Rpc::ListProviders, &req.get_ref().project)
+            .await?;
+        let rows = self
+            .store
+            .list_providers(project_or_default(&req.get_ref().project))
+            .await
+            .map_err(ControlError::from)?;
+        Ok(Response::new(ListProvidersResponse {
+            providers: rows
+                .into_iter()
+                .map(|p| Provider {
+                    kind: match p.installation_id {
+                        Some(_) => "github-app-installation".into(),
+                        None => "github-pat".into(),
+                    },
+                    name: p.name,
+                    installation_id: p.installation_id.unwrap_or_default(),
+                    key_id: p.key_id.unwrap_or_default(),
+                    created_at: Some(timestamp(p.created_at)),
+                    created_by: p.created_by,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn delete_provider(
+        &self,
+        req: Request<DeleteProviderRequest>,
+    ) -> Result<Response<DeleteProviderResponse>, Status> {
+        let caller = self
+            .authorize(&req, Rpc::DeleteProvider, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project);
+        if !self
+            .store
+            .delete_provider(project, &req.name)
+            .await
+            .map_err(ControlError::from)?
+        {
+            return Err(ControlError::NotFound(format!(
+                "provider {} does not exist in project {project}",
+                req.name
+            ))
+            .into());
+        }
+        tracing::info!(project, provider = %req.name, %caller, "provider deleted");
+        Ok(Response::new(DeleteProviderResponse {}))
+    }
+
+    async fn rotate_credentials_key(
+        &self,
+        req: Request<RotateCredentialsKeyRequest>,
+    ) -> Result<Response<RotateCredentialsKeyResponse>, Status> {
+        let caller = self.authorize(&req, Rpc::RotateCredentialsKey, "").await?;
+        let sealer = self.sealer.as_ref().ok_or_else(|| {
+            ControlError::Precondition("this control service has no --credentials-key-file".into())
+        })?;
+        let key_id = sealer.current_key_id().map_err(ControlError::from)?;
+        let mut resealed = 0u32;
+        for pat in self
+            .store
+            .pats_sealed_with_other_keys(&key_id)
+            .await
+            .map_err(ControlError::from)?
+        {
+            let aad = provider_aad(&pat.project, &pat.name);
+            let was = plumbline_runtime::sealed::Sealed {
+                key_id: pat.sealed.key_id.clone(),
+                nonce: pat.sealed.nonce.clone(),
+                ciphertext: pat.sealed.ciphertext.clone(),
+            };
+            let token = sealer
+                .open(&was, aad.as_bytes())
+                .map_err(ControlError::from)?;
+            let now = sealer
+                .seal(&token, aad.as_bytes())
+                .map_err(ControlError::from)?;
+            let now = plumbline_store::SealedValue {
+                key_id: now.key_id,
+                nonce: now.nonce,
+                ciphertext: now.ciphertext,
+            };
+            if self
+                .store
+                .reseal_pat(&pat.project, &pat.name, &pat.sealed, &now)
+                .await
+                .map_err(ControlError::from)?
+            {
+                resealed += 1;
+            }
+        }
+        tracing::info!(%caller, key_id, resealed, "stored tokens re-sealed");
+        Ok(Response::new(RotateCredentialsKeyResponse {
+            resealed,
+            key_id,
+        }))
+    }
+}
+
+/// Where a provider's token is stored: what its sealing is bound to, so a sealed token copied
+/// to another provider's row does not open there.
+fn provider_aad(project: &str, name: &str) -> String {
+    format!("providers/{project}/{name}")
 }
 
 fn document_kind(k: i32) -> Result<plumbline_store::DocumentKind, ControlError> {

@@ -1,0 +1,163 @@
+//! The credentials each project acts with. Tokens arrive here sealed (the store never sees a
+//! key or a token in the clear) and leave only sealed.
+
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+
+/// A sealed value as stored (see `plumbline_runtime::sealed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a provider authenticates with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderCredential {
+    /// A GitHub App installation; the App's key is the services' own.
+    Installation(i64),
+    /// A personal access token, sealed.
+    Pat(SealedValue),
+}
+
+/// A provider as listed: never its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRow {
+    pub project: String,
+    pub name: String,
+    pub installation_id: Option<i64>,
+    /// For a token: the id of the key that sealed it.
+    pub key_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// A sealed token and where it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPat {
+    pub project: String,
+    pub name: String,
+    pub sealed: SealedValue,
+}
+
+impl Store {
+    /// Adds a provider to `project`; `Conflict` when the name is taken or the installation
+    /// belongs to a project already, `NotFound` when the project does not exist.
+    pub async fn create_provider(
+        &self,
+        project: &str,
+        name: &str,
+        credential: &ProviderCredential,
+        created_by: &str,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        match credential {
+            ProviderCredential::Installation(id) => {
+                c.execute(
+                    "INSERT INTO providers (project, name, kind, installation_id, created_by) \
+                     VALUES ($1, $2, 'github-app-installation', $3, $4)",
+                    &[&project, &name, id, &created_by],
+                )
+                .await?;
+            }
+            ProviderCredential::Pat(s) => {
+                c.execute(
+                    "INSERT INTO providers (project, name, kind, key_id, nonce, ciphertext, created_by) \
+                     VALUES ($1, $2, 'github-pat', $3, $4, $5, $6)",
+                    &[&project, &name, &s.key_id, &s.nonce, &s.ciphertext, &created_by],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn list_providers(&self, project: &str) -> Result<Vec<ProviderRow>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT project, name, installation_id, key_id, created_at, created_by \
+                 FROM providers WHERE project = $1 ORDER BY name",
+                &[&project],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ProviderRow {
+                project: r.get(0),
+                name: r.get(1),
+                installation_id: r.get(2),
+                key_id: r.get(3),
+                created_at: r.get(4),
+                created_by: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Removes a provider. Returns whether it existed.
+    pub async fn delete_provider(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "DELETE FROM providers WHERE project = $1 AND name = $2",
+                &[&project, &name],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Every sealed token not sealed with `current_key_id` (what a key rotation re-seals).
+    pub async fn pats_sealed_with_other_keys(
+        &self,
+        current_key_id: &str,
+    ) -> Result<Vec<StoredPat>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT project, name, key_id, nonce, ciphertext FROM providers \
+                 WHERE kind = 'github-pat' AND key_id <> $1 ORDER BY project, name",
+                &[&current_key_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredPat {
+                project: r.get(0),
+                name: r.get(1),
+                sealed: SealedValue {
+                    key_id: r.get(2),
+                    nonce: r.get(3),
+                    ciphertext: r.get(4),
+                },
+            })
+            .collect())
+    }
+
+    /// Replaces a token's sealing, unless it changed since `was` was read. Returns whether it
+    /// was replaced.
+    pub async fn reseal_pat(
+        &self,
+        project: &str,
+        name: &str,
+        was: &SealedValue,
+        now: &SealedValue,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE providers SET key_id = $4, nonce = $5, ciphertext = $6 \
+                 WHERE project = $1 AND name = $2 AND kind = 'github-pat' AND nonce = $3",
+                &[
+                    &project,
+                    &name,
+                    &was.nonce,
+                    &now.key_id,
+                    &now.nonce,
+                    &now.ciphertext,
+                ],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}
