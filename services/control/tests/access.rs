@@ -6,26 +6,22 @@
 //! editor. A method added to the proto is covered (and must have a rule in `Rpc`) without
 //! touching this file.
 
+mod common;
+
 use bytes::{Buf, BufMut};
-use plumbline_control::{start, ControlConfig, Need, Rpc};
+use plumbline_control::{ControlConfig, Need, Rpc};
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::*;
-use plumbline_runtime::ServiceArgs;
 use plumbline_store::testing::TestDatabase;
 use prost::Message as _;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use tokio_util::sync::CancellationToken;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 const OPERATOR: &str = "operator-token-0123456789abcdef";
-
-fn kafka() -> String {
-    std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
 
 /// The control service's methods and, for each, the field number of `project` in its request
 /// (if it has one).
@@ -194,21 +190,12 @@ async fn grant(operator: &mut Client, project: &str, account: &str, role: Role) 
 #[tokio::test]
 async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let db = TestDatabase::new().await;
-    let shutdown = CancellationToken::new();
-    let running = start(
-        ControlConfig {
-            auth_tokens: vec![SecretString::from(OPERATOR)],
-            ..ControlConfig::local(ServiceArgs::local(&kafka(), &db.url, "http://127.0.0.1:9"))
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let served = common::Served::start(ControlConfig {
+        auth_tokens: vec![SecretString::from(OPERATOR)],
+        ..common::local(&db.url)
+    })
+    .await;
+    let channel = served.channel.clone();
     let mut op = client(&channel, OPERATOR);
     for p in ["alpha", "beta"] {
         op.create_project(CreateProjectRequest { project: p.into() })
@@ -535,6 +522,5 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     );
     assert!(store.list_roles("alpha").await.expect("roles").is_empty());
 
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 }

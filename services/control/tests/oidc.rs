@@ -2,20 +2,20 @@
 //! HTTP by the test, ID tokens signed by the test's keys. Each way a token can be wrong is
 //! refused; a rotated key is picked up when a token names it.
 
+mod common;
+
 use axum::routing::get;
 use axum::Json;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use plumbline_control::{start, ControlConfig};
+use plumbline_control::ControlConfig;
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::*;
-use plumbline_runtime::ServiceArgs;
 use plumbline_store::testing::TestDatabase;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -117,26 +117,15 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys() {
     let iss = issuer(keys.clone(), fetches.clone()).await;
 
     let db = TestDatabase::new().await;
-    let kafka =
-        std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let shutdown = CancellationToken::new();
-    let running = start(
-        ControlConfig {
-            auth_tokens: vec![SecretString::from(OPERATOR)],
-            oidc_issuer: Some(iss.clone()),
-            oidc_audience: Some(AUDIENCE.into()),
-            oidc_jwks_min_refresh_secs: 0,
-            ..ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9"))
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("control starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let served = common::Served::start(ControlConfig {
+        auth_tokens: vec![SecretString::from(OPERATOR)],
+        oidc_issuer: Some(iss.clone()),
+        oidc_audience: Some(AUDIENCE.into()),
+        oidc_jwks_min_refresh_secs: 0,
+        ..common::local(&db.url)
+    })
+    .await;
+    let channel = served.channel.clone();
     // alice is a viewer of team-a.
     let header: tonic::metadata::MetadataValue<_> =
         format!("Bearer {OPERATOR}").parse().expect("header");
@@ -244,37 +233,26 @@ async fn oidc_tokens_are_verified_against_the_issuers_keys() {
             .expect("bob"),
         Vec::<String>::new()
     );
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 
     // A discovery document that names another issuer is not believed.
     let liar_keys = Arc::new(Mutex::new(vec![first.jwk()]));
     let liar = issuer(liar_keys, Arc::new(AtomicUsize::new(0))).await;
     let liar_config = format!("{liar}/"); // configured with a trailing slash: not the same issuer
-    let shutdown = CancellationToken::new();
-    let running = start(
-        ControlConfig {
-            auth_tokens: vec![SecretString::from(OPERATOR)],
-            oidc_issuer: Some(liar_config.clone()),
-            oidc_audience: Some(AUDIENCE.into()),
-            oidc_jwks_min_refresh_secs: 0,
-            ..ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9"))
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("control starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let served = common::Served::start(ControlConfig {
+        auth_tokens: vec![SecretString::from(OPERATOR)],
+        oidc_issuer: Some(liar_config.clone()),
+        oidc_audience: Some(AUDIENCE.into()),
+        oidc_jwks_min_refresh_secs: 0,
+        ..common::local(&db.url)
+    })
+    .await;
+    let channel = served.channel.clone();
     let token = first.sign(&json!({"iss": liar_config, "aud": AUDIENCE, "sub": "alice",
                                    "exp": now() + 300}));
     let err = list_projects(&channel, &token)
         .await
         .expect_err("the discovery document is another issuer's");
     assert_eq!(err.code(), Code::Unauthenticated);
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 }

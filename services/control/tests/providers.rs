@@ -2,16 +2,15 @@
 //! the key rotates; an installation belongs to one project. Against the real service and
 //! Postgres.
 
-use plumbline_control::{start, ControlConfig};
+mod common;
+
+use plumbline_control::ControlConfig;
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::*;
 use plumbline_runtime::sealed::{Sealed, Sealer};
-use plumbline_runtime::ServiceArgs;
 use plumbline_store::testing::TestDatabase;
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const K1: &str = "0101010101010101010101010101010101010101010101010101010101010101";
@@ -24,24 +23,13 @@ async fn tokens_are_stored_sealed_never_returned_and_resealed_on_rotation() {
     let dir = tempfile::tempdir().expect("tmp");
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("first {K1}\n")).expect("keys");
-    let kafka =
-        std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let shutdown = CancellationToken::new();
-    let base = ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9"));
-    let running = start(
-        ControlConfig {
-            credentials_key_file: Some(keys.clone()),
-            ..base.clone()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let base = common::local(&db.url);
+    let served = common::Served::start(ControlConfig {
+        credentials_key_file: Some(keys.clone()),
+        ..base.clone()
+    })
+    .await;
+    let channel = served.channel.clone();
     let mut c = ControlServiceClient::new(channel);
     c.create_provider(CreateProviderRequest {
         project: String::new(),
@@ -171,17 +159,11 @@ async fn tokens_are_stored_sealed_never_returned_and_resealed_on_rotation() {
         .await
         .expect_err("gone");
     assert_eq!(gone.code(), Code::NotFound);
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 
     // Without a key file, tokens are refused rather than stored unsealed.
-    let shutdown = CancellationToken::new();
-    let running = start(base, shutdown.clone()).await.expect("starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let served = common::Served::start(base).await;
+    let channel = served.channel.clone();
     let refused = ControlServiceClient::new(channel)
         .create_provider(CreateProviderRequest {
             project: String::new(),
@@ -192,6 +174,5 @@ async fn tokens_are_stored_sealed_never_returned_and_resealed_on_rotation() {
         .await
         .expect_err("no key file");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 }

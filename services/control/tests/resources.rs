@@ -3,13 +3,11 @@
 //! user, repositories deregistered with their history kept, and history and actions filtered
 //! and paged. Against the real service and Postgres.
 
-use plumbline_control::{start, ControlConfig};
+mod common;
+
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::*;
-use plumbline_runtime::ServiceArgs;
 use plumbline_store::testing::TestDatabase;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const DATA_SOURCE: &str = r#"version: v1
@@ -55,20 +53,10 @@ fn rule_type(root: &std::path::Path, name: &str) -> String {
 async fn documents_repositories_history_and_actions_are_listed_read_and_deleted() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let db = TestDatabase::new().await;
-    let kafka =
+    let _kafka =
         std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let shutdown = CancellationToken::new();
-    let running = start(
-        ControlConfig::local(ServiceArgs::local(&kafka, &db.url, "http://127.0.0.1:9")),
-        shutdown.clone(),
-    )
-    .await
-    .expect("starts");
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
+    let served = common::Served::start(common::local(&db.url)).await;
+    let channel = served.channel.clone();
     let mut c = ControlServiceClient::new(channel);
     let rt = |k: DocumentKind| k as i32;
 
@@ -353,6 +341,5 @@ async fn documents_repositories_history_and_actions_are_listed_read_and_deleted(
         .expect_err("another project's");
     assert_eq!(foreign.code(), Code::NotFound);
 
-    shutdown.cancel();
-    let _ = running.task.await;
+    served.stop().await;
 }
