@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod login;
 #[cfg(feature = "dev")]
 pub mod pg;
 pub mod resources;

@@ -117,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         command: access::AuditCommand,
     },
+    /// Log in with OIDC (device code) and keep the ID token in a context.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Named contexts (API URL, project, CA, token) in a configuration file.
     Config {
         #[command(subcommand)]
@@ -138,6 +143,13 @@ enum Command {
         #[command(subcommand)]
         command: resources::ActionCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Print where to approve the login and a code, wait for the approval, and keep the ID
+    /// token in the context (mode 0600).
+    Login(plumb::login::LoginArgs),
 }
 
 #[derive(Subcommand)]
@@ -229,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { .. }
         | Command::Completion { .. }
         | Command::Config { .. }
+        | Command::Auth { .. }
         | Command::Ruletype {
             command: RuletypeCommand::Test { .. },
         } => false,
@@ -416,6 +429,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             access::role(&mut c, &project, command).await?;
         }
         Command::Config { command } => plumb::config::run(command)?,
+        Command::Auth {
+            command: AuthCommand::Login(args),
+        } => plumb::login::login(args).await?,
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "plumb", &mut std::io::stdout());
