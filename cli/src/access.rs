@@ -103,9 +103,22 @@ pub async fn project(c: &mut Client, command: ProjectCommand) -> anyhow::Result<
             println!("project {name} created");
         }
         ProjectCommand::List => {
-            let r = c.list_projects(ListProjectsRequest {}).await?.into_inner();
-            for p in r.projects {
-                println!("{}\t{}\t{}", p.name, time(&p.created_at), p.created_by);
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_projects(ListProjectsRequest {
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for p in r.projects {
+                    println!("{}\t{}\t{}", p.name, time(&p.created_at), p.created_by);
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
         ProjectCommand::Delete { name, yes } => {
@@ -142,24 +155,34 @@ pub async fn token(c: &mut Client, command: TokenCommand) -> anyhow::Result<()> 
             println!("service account {name} revoked");
         }
         TokenCommand::List => {
-            let r = c
-                .list_service_accounts(ListServiceAccountsRequest {})
-                .await?
-                .into_inner();
-            for a in r.service_accounts {
-                let state = if a.revoked_at.is_some() {
-                    format!("revoked {}", time(&a.revoked_at))
-                } else if a.expires_at.is_some() {
-                    format!("expires {}", time(&a.expires_at))
-                } else {
-                    "active".to_string()
-                };
-                println!(
-                    "{}\t{}\t{}\t{state}",
-                    a.name,
-                    time(&a.created_at),
-                    a.created_by
-                );
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_service_accounts(ListServiceAccountsRequest {
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for a in r.service_accounts {
+                    let state = if a.revoked_at.is_some() {
+                        format!("revoked {}", time(&a.revoked_at))
+                    } else if a.expires_at.is_some() {
+                        format!("expires {}", time(&a.expires_at))
+                    } else {
+                        "active".to_string()
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{state}",
+                        a.name,
+                        time(&a.created_at),
+                        a.created_by
+                    );
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
     }
@@ -189,20 +212,29 @@ pub async fn role(c: &mut Client, project: &str, command: RoleCommand) -> anyhow
             println!("{principal} removed from project {project}");
         }
         RoleCommand::List => {
-            let r = c
-                .list_roles(ListRolesRequest {
-                    project: project.to_string(),
-                })
-                .await?
-                .into_inner();
-            for b in r.bindings {
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    b.principal,
-                    role_word(b.role),
-                    time(&b.granted_at),
-                    b.granted_by
-                );
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_roles(ListRolesRequest {
+                        project: project.to_string(),
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for b in r.bindings {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        b.principal,
+                        role_word(b.role),
+                        time(&b.granted_at),
+                        b.granted_by
+                    );
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
     }
@@ -301,18 +333,27 @@ pub async fn provider(
             println!("provider {name} added to project {project}");
         }
         ProviderCommand::List => {
-            let r = c
-                .list_providers(ListProvidersRequest {
-                    project: project.to_string(),
-                })
-                .await?
-                .into_inner();
-            for p in r.providers {
-                let detail = match p.installation_id {
-                    0 => format!("sealed with {}", p.key_id),
-                    id => format!("installation {id}"),
-                };
-                println!("{}\t{}\t{detail}\t{}", p.name, p.kind, time(&p.created_at));
+            let mut page_token = String::new();
+            loop {
+                let r = c
+                    .list_providers(ListProvidersRequest {
+                        project: project.to_string(),
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for p in r.providers {
+                    let detail = match p.installation_id {
+                        0 => format!("sealed with {}", p.key_id),
+                        id => format!("installation {id}"),
+                    };
+                    println!("{}\t{}\t{detail}\t{}", p.name, p.kind, time(&p.created_at));
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
         ProviderCommand::Delete { name } => {

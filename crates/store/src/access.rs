@@ -131,25 +131,37 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_projects(&self) -> Result<Vec<ProjectRow>, StoreError> {
+    /// A page of every project, in name order after `after`.
+    pub async fn list_projects(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProjectRow>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
-                "SELECT name, created_at, created_by FROM projects ORDER BY name",
-                &[],
+                "SELECT name, created_at, created_by FROM projects \
+                 WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2",
+                &[&after, &limit.clamp(1, 1000)],
             )
             .await?;
         Ok(rows.iter().map(project_row).collect())
     }
 
-    /// The projects `principal` holds a role in.
-    pub async fn projects_of(&self, principal: &Principal) -> Result<Vec<ProjectRow>, StoreError> {
+    /// A page of the projects `principal` holds a role in, in name order after `after`.
+    pub async fn projects_of(
+        &self,
+        principal: &Principal,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProjectRow>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
                 "SELECT p.name, p.created_at, p.created_by FROM projects p \
-                 JOIN role_bindings b ON b.project = p.name WHERE b.principal = $1 ORDER BY p.name",
-                &[&principal.to_string()],
+                 JOIN role_bindings b ON b.project = p.name WHERE b.principal = $1 \
+                 AND ($2::text IS NULL OR p.name > $2) ORDER BY p.name LIMIT $3",
+                &[&principal.to_string(), &after, &limit.clamp(1, 1000)],
             )
             .await?;
         Ok(rows.iter().map(project_row).collect())
@@ -220,13 +232,18 @@ impl Store {
         Ok(row.map(|r| service_account(&r)))
     }
 
-    pub async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+    /// A page of the service accounts, in name order after `after`.
+    pub async fn list_service_accounts(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ServiceAccount>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
                 "SELECT name, created_at, created_by, expires_at, revoked_at \
-                 FROM service_accounts ORDER BY name",
-                &[],
+                 FROM service_accounts WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2",
+                &[&after, &limit.clamp(1, 1000)],
             )
             .await?;
         Ok(rows.iter().map(service_account).collect())
@@ -307,13 +324,20 @@ impl Store {
             .transpose()
     }
 
-    pub async fn list_roles(&self, project: &str) -> Result<Vec<RoleBinding>, StoreError> {
+    /// A page of a project's members, in principal order after `after`.
+    pub async fn list_roles(
+        &self,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RoleBinding>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
                 "SELECT project, principal, role, granted_at, granted_by FROM role_bindings \
-                 WHERE project = $1 ORDER BY principal",
-                &[&project],
+                 WHERE project = $1 AND ($2::text IS NULL OR principal > $2) \
+                 ORDER BY principal LIMIT $3",
+                &[&project, &after, &limit.clamp(1, 1000)],
             )
             .await?;
         rows.iter()

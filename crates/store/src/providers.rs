@@ -73,13 +73,20 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_providers(&self, project: &str) -> Result<Vec<ProviderRow>, StoreError> {
+    /// A page of a project's providers, in name order after `after`.
+    pub async fn list_providers(
+        &self,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProviderRow>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
                 "SELECT project, name, installation_id, key_id, created_at, created_by \
-                 FROM providers WHERE project = $1 ORDER BY name",
-                &[&project],
+                 FROM providers WHERE project = $1 AND ($2::text IS NULL OR name > $2) \
+                 ORDER BY name LIMIT $3",
+                &[&project, &after, &limit.clamp(1, 1000)],
             )
             .await?;
         Ok(rows

@@ -862,12 +862,20 @@ impl ControlService for Control {
         req: Request<ListProjectsRequest>,
     ) -> Result<Response<ListProjectsResponse>, Status> {
         let caller = self.authorize(&req, Rpc::ListProjects, "").await?;
+        let req = req.into_inner();
+        let (after, limit) = (name_token(&req.page_token), page_size(req.page_size));
         let projects = match &caller {
-            Caller::Operator { .. } => self.store.list_projects().await,
-            Caller::Principal(p) => self.store.projects_of(p).await,
+            Caller::Operator { .. } => self.store.list_projects(after, limit).await,
+            Caller::Principal(p) => self.store.projects_of(p, after, limit).await,
         }
         .map_err(ControlError::from)?;
+        let next_page_token = next_name_token(
+            projects.last().map(|p| p.name.as_str()),
+            projects.len(),
+            limit,
+        );
         Ok(Response::new(ListProjectsResponse {
+            next_page_token,
             projects: projects
                 .into_iter()
                 .map(|p| Project {
@@ -965,12 +973,20 @@ impl ControlService for Control {
         req: Request<ListServiceAccountsRequest>,
     ) -> Result<Response<ListServiceAccountsResponse>, Status> {
         self.authorize(&req, Rpc::ListServiceAccounts, "").await?;
+        let req = req.into_inner();
+        let limit = page_size(req.page_size);
         let accounts = self
             .store
-            .list_service_accounts()
+            .list_service_accounts(name_token(&req.page_token), limit)
             .await
             .map_err(ControlError::from)?;
+        let next_page_token = next_name_token(
+            accounts.last().map(|a| a.name.as_str()),
+            accounts.len(),
+            limit,
+        );
         Ok(Response::new(ListServiceAccountsResponse {
+            next_page_token,
             service_accounts: accounts
                 .into_iter()
                 .map(|a| ServiceAccount {
@@ -1039,13 +1055,21 @@ impl ControlService for Control {
     ) -> Result<Response<ListRolesResponse>, Status> {
         self.authorize(&req, Rpc::ListRoles, &req.get_ref().project)
             .await?;
-        let project = project_or_default(&req.get_ref().project).to_string();
+        let req = req.into_inner();
+        let limit = page_size(req.page_size);
         let bindings = self
             .store
-            .list_roles(&project)
+            .list_roles(
+                project_or_default(&req.project),
+                name_token(&req.page_token),
+                limit,
+            )
             .await
             .map_err(ControlError::from)?;
+        let last = bindings.last().map(|b| b.principal.to_string());
+        let next_page_token = next_name_token(last.as_deref(), bindings.len(), limit);
         Ok(Response::new(ListRolesResponse {
+            next_page_token,
             bindings: bindings
                 .into_iter()
                 .map(|b| RoleBinding {
@@ -1113,16 +1137,14 @@ impl ControlService for Control {
             true => page_size(req.page_size).min(20),
             false => page_size(req.page_size),
         };
-        let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
+        let after = name_token(&req.page_token);
         let docs = self
             .store
             .documents_page(kind, project_or_default(&req.project), after, limit)
             .await
             .map_err(ControlError::from)?;
-        let next_page_token = match docs.last() {
-            Some(d) if docs.len() as i64 == limit => d.name.clone(),
-            _ => String::new(),
-        };
+        let next_page_token =
+            next_name_token(docs.last().map(|d| d.name.as_str()), docs.len(), limit);
         Ok(Response::new(ListDocumentsResponse {
             documents: docs
                 .into_iter()
@@ -1400,12 +1422,21 @@ impl ControlService for Control {
     ) -> Result<Response<ListProvidersResponse>, Status> {
         self.authorize(&req, Rpc::ListProviders, &req.get_ref().project)
             .await?;
+        let req = req.into_inner();
+        let limit = page_size(req.page_size);
         let rows = self
             .store
-            .list_providers(project_or_default(&req.get_ref().project))
+            .list_providers(
+                project_or_default(&req.project),
+                name_token(&req.page_token),
+                limit,
+            )
             .await
             .map_err(ControlError::from)?;
+        let next_page_token =
+            next_name_token(rows.last().map(|p| p.name.as_str()), rows.len(), limit);
         Ok(Response::new(ListProvidersResponse {
+            next_page_token,
             providers: rows
                 .into_iter()
                 .map(|p| Provider {
@@ -1553,6 +1584,18 @@ fn id_token(token: &str) -> Result<Option<i64>, ControlError> {
         t => t.parse().map(Some).map_err(|_| {
             ControlError::InvalidArgument(format!("page token {t:?} is not one this API gave"))
         }),
+    }
+}
+
+/// Pages in name order continue after the last name seen.
+fn name_token(token: &str) -> Option<&str> {
+    Some(token).filter(|t| !t.is_empty())
+}
+
+fn next_name_token(last: Option<&str>, rows: usize, limit: i64) -> String {
+    match last {
+        Some(name) if rows as i64 == limit => name.to_string(),
+        _ => String::new(),
     }
 }
 

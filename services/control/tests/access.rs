@@ -403,7 +403,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         &channel,
         "plb_sa_0000000000000000000000000000000000000000000000000000000000000000",
     )
-    .list_projects(ListProjectsRequest {})
+    .list_projects(ListProjectsRequest::default())
     .await
     .expect_err("unknown token");
     assert_eq!(forged.code(), Code::Unauthenticated);
@@ -430,12 +430,40 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         .expect_err("not a name");
     assert_eq!(malformed.code(), Code::InvalidArgument);
     let accounts = op
-        .list_service_accounts(ListServiceAccountsRequest {})
+        .list_service_accounts(ListServiceAccountsRequest::default())
         .await
         .expect("accounts")
         .into_inner()
         .service_accounts;
     assert_eq!(accounts.len(), 4);
+    // Paged server-side, in name order.
+    let first = op
+        .list_service_accounts(ListServiceAccountsRequest {
+            page_size: 3,
+            page_token: String::new(),
+        })
+        .await
+        .expect("page 1")
+        .into_inner();
+    let rest = op
+        .list_service_accounts(ListServiceAccountsRequest {
+            page_size: 3,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .expect("page 2")
+        .into_inner();
+    let names: Vec<String> = first
+        .service_accounts
+        .iter()
+        .chain(&rest.service_accounts)
+        .map(|a| a.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["alpha-admin", "alpha-editor", "alpha-viewer", "beta-admin"]
+    );
+    assert!(rest.next_page_token.is_empty());
     assert!(accounts
         .iter()
         .any(|a| a.name == "beta-admin" && a.revoked_at.is_some()));
@@ -444,6 +472,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
     let roles = client(&channel, &admin)
         .list_roles(ListRolesRequest {
             project: "alpha".into(),
+            ..Default::default()
         })
         .await
         .expect("roles")
@@ -482,7 +511,7 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         .await
         .expect("delete");
     let projects: Vec<String> = op
-        .list_projects(ListProjectsRequest {})
+        .list_projects(ListProjectsRequest::default())
         .await
         .expect("projects")
         .into_inner()
@@ -520,7 +549,11 @@ async fn roles_keep_projects_apart_and_every_decision_is_audited() {
         stale,
         BTreeSet::from(["serviceaccount:alpha-viewer", "serviceaccount:beta-admin"])
     );
-    assert!(store.list_roles("alpha").await.expect("roles").is_empty());
+    assert!(store
+        .list_roles("alpha", None, 1000)
+        .await
+        .expect("roles")
+        .is_empty());
 
     served.stop().await;
 }

@@ -93,7 +93,7 @@ async fn the_api_answers_grpc_web_with_the_same_checks() {
         &base,
         "ListProjects",
         Some(OPERATOR),
-        &ListProjectsRequest {},
+        &ListProjectsRequest::default(),
     )
     .await;
     assert_eq!(status, "0");
@@ -153,7 +153,14 @@ async fn an_open_api_does_not_answer_grpc_web() {
         "{answered:?}"
     );
     let store = plumbline_store::Store::connect(&db.url, 1).expect("store");
-    assert_eq!(store.list_projects().await.expect("projects").len(), 1);
+    assert_eq!(
+        store
+            .list_projects(None, 1000)
+            .await
+            .expect("projects")
+            .len(),
+        1
+    );
     shutdown.cancel();
     let _ = running.task.await;
 }

@@ -94,13 +94,15 @@ async fn list_projects(channel: &Channel, token: &str) -> Result<Vec<String>, to
             Ok(req)
         },
     );
-    c.list_projects(ListProjectsRequest {}).await.map(|r| {
-        r.into_inner()
-            .projects
-            .into_iter()
-            .map(|p| p.name)
-            .collect()
-    })
+    c.list_projects(ListProjectsRequest::default())
+        .await
+        .map(|r| {
+            r.into_inner()
+                .projects
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        })
 }
 
 #[tokio::test]

@@ -92,6 +92,7 @@ async fn tokens_are_stored_sealed_never_returned_and_resealed_on_rotation() {
     let listed = c
         .list_providers(ListProvidersRequest {
             project: String::new(),
+            ..Default::default()
         })
         .await
         .expect("list")
