@@ -56,16 +56,8 @@ struct TokenAnswer {
 }
 
 fn check_url(url: &str) -> anyhow::Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     anyhow::ensure!(
-        parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback),
+        plumbline_runtime::https_or_loopback(url),
         "{url:?} must be https (plain http only on loopback)"
     );
     Ok(())

@@ -98,3 +98,24 @@ where
         std::process::exit(1);
     }
 }
+
+/// Whether `url` may carry credentials or trust: https, or plain http to a loopback address
+/// (local identity providers and tests). Used for OIDC issuers by the control service and the
+/// CLI alike.
+pub fn https_or_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => uri.host().is_some(),
+        Some("http") => loopback,
+        _ => false,
+    }
+}

@@ -294,19 +294,10 @@ impl OidcVerifier {
 /// An issuer (or key set) URL must be https, except on loopback where tests and local
 /// identity providers serve plain http.
 pub fn check_url(url: &str) -> Result<(), OidcError> {
-    let insecure = || OidcError::InsecureUrl(url.to_string());
-    let parsed = reqwest::Url::parse(url).map_err(|_| insecure())?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(insecure()),
+    if plumbline_runtime::https_or_loopback(url) {
+        Ok(())
+    } else {
+        Err(OidcError::InsecureUrl(url.to_string()))
     }
 }
 
