@@ -18,29 +18,13 @@ pub enum DocumentKind {
     Profile,
 }
 
-impl From<DocumentKind> for Table {
-    fn from(k: DocumentKind) -> Table {
-        match k {
-            DocumentKind::RuleType => Table::RuleTypes,
-            DocumentKind::DataSource => Table::DataSources,
-            DocumentKind::Profile => Table::Profiles,
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Table {
-    RuleTypes,
-    Profiles,
-    DataSources,
-}
-
-impl Table {
-    fn name(self) -> &'static str {
+impl DocumentKind {
+    /// The table documents of this kind are stored in.
+    fn table(self) -> &'static str {
         match self {
-            Table::RuleTypes => "rule_types",
-            Table::Profiles => "profiles",
-            Table::DataSources => "data_sources",
+            DocumentKind::RuleType => "rule_types",
+            DocumentKind::Profile => "profiles",
+            DocumentKind::DataSource => "data_sources",
         }
     }
 }
@@ -55,7 +39,7 @@ impl Store {
         digest: &str,
         yaml: &str,
     ) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::RuleTypes, project, name, digest, yaml)
+        self.upsert_document(DocumentKind::RuleType, project, name, digest, yaml)
             .await
     }
 
@@ -66,7 +50,7 @@ impl Store {
         digest: &str,
         yaml: &str,
     ) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::Profiles, project, name, digest, yaml)
+        self.upsert_document(DocumentKind::Profile, project, name, digest, yaml)
             .await
     }
 
@@ -77,7 +61,7 @@ impl Store {
         digest: &str,
         yaml: &str,
     ) -> Result<(i64, bool), StoreError> {
-        self.upsert_document(Table::DataSources, project, name, digest, yaml)
+        self.upsert_document(DocumentKind::DataSource, project, name, digest, yaml)
             .await
     }
 
@@ -85,7 +69,8 @@ impl Store {
         &self,
         project: &str,
     ) -> Result<Vec<StoredDocument>, StoreError> {
-        self.get_document(Table::DataSources, project, None).await
+        self.get_document(DocumentKind::DataSource, project, None)
+            .await
     }
 
     pub async fn get_rule_type(
@@ -93,9 +78,7 @@ impl Store {
         project: &str,
         name: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
-        self.get_document(Table::RuleTypes, project, Some(name))
-            .await
-            .map(|mut v| v.pop())
+        self.document(DocumentKind::RuleType, project, name).await
     }
 
     pub async fn get_profile(
@@ -103,17 +86,17 @@ impl Store {
         project: &str,
         name: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
-        self.get_document(Table::Profiles, project, Some(name))
-            .await
-            .map(|mut v| v.pop())
+        self.document(DocumentKind::Profile, project, name).await
     }
 
     pub async fn list_rule_types(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
-        self.get_document(Table::RuleTypes, project, None).await
+        self.get_document(DocumentKind::RuleType, project, None)
+            .await
     }
 
     pub async fn list_profiles(&self, project: &str) -> Result<Vec<StoredDocument>, StoreError> {
-        self.get_document(Table::Profiles, project, None).await
+        self.get_document(DocumentKind::Profile, project, None)
+            .await
     }
 
     /// (kind, name, version) of every rule type, profile and data source of a project: a cheap check that lets
@@ -155,7 +138,7 @@ impl Store {
         let sql = format!(
             "SELECT project, name, version, digest, source_yaml FROM {} \
              WHERE project = $1 AND ($2::text IS NULL OR name > $2) ORDER BY name LIMIT $3",
-            Table::from(kind).name()
+            kind.table()
         );
         let rows = c
             .query(
@@ -173,10 +156,7 @@ impl Store {
         project: &str,
         name: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
-        Ok(self
-            .get_document(Table::from(kind), project, Some(name))
-            .await?
-            .pop())
+        Ok(self.get_document(kind, project, Some(name)).await?.pop())
     }
 
     /// Deletes a document; deleting a profile also takes its statuses out of the posture
@@ -191,7 +171,7 @@ impl Store {
         let tx = c.transaction().await?;
         let sql = format!(
             "DELETE FROM {} WHERE project = $1 AND name = $2",
-            Table::from(kind).name()
+            kind.table()
         );
         let deleted = tx.execute(&sql, &[&project, &name]).await?;
         if kind == DocumentKind::Profile {
@@ -207,7 +187,7 @@ impl Store {
 
     async fn upsert_document(
         &self,
-        t: Table,
+        kind: DocumentKind,
         project: &str,
         name: &str,
         digest: &str,
@@ -224,7 +204,7 @@ impl Store {
                 digest = EXCLUDED.digest
              RETURNING version, (xmax = 0) AS inserted,
                 (SELECT digest FROM {t} WHERE project = $1 AND name = $2) AS old_digest",
-            t = t.name()
+            t = kind.table()
         );
         let row = c
             .query_one(
@@ -240,14 +220,14 @@ impl Store {
 
     async fn get_document(
         &self,
-        t: Table,
+        kind: DocumentKind,
         project: &str,
         name: Option<&str>,
     ) -> Result<Vec<StoredDocument>, StoreError> {
         let c = self.client().await?;
         let sql = format!(
             "SELECT project, name, version, digest, source_yaml FROM {} WHERE project = $1 AND ($2::text IS NULL OR name = $2) ORDER BY name",
-            t.name()
+            kind.table()
         );
         let rows = c
             .query(&c.prepare_cached(&sql).await?, &[&project, &name])

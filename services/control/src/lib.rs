@@ -678,16 +678,17 @@ impl ControlService for Control {
             0 => 1000,
             n => i64::from(n.min(1000)),
         };
-        let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
         let page = self
             .store
-            .list_entities(project_or_default(&req.project), after, limit)
+            .list_entities(
+                project_or_default(&req.project),
+                name_token(&req.page_token),
+                limit,
+            )
             .await
             .map_err(ControlError::from)?;
-        let next_page_token = match page.last() {
-            Some(e) if page.len() as i64 == limit => e.id(),
-            _ => String::new(),
-        };
+        let last = page.last().map(|e| e.id());
+        let next_page_token = next_name_token(last.as_deref(), page.len(), limit);
         Ok(Response::new(ListRepositoriesResponse {
             next_page_token,
             repositories: page
