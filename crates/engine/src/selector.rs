@@ -223,7 +223,11 @@ impl Selector {
     /// Whether the selector matches. `vars` is a JSON object whose top-level keys are the CEL
     /// variables (e.g. `{"repository": {...}}`). A result that is not a bool is an error.
     pub fn matches(&self, vars: &Value) -> Result<bool, SelectorError> {
-        match self.evaluate(vars)? {
+        self.matches_in(&context(vars)?)
+    }
+
+    fn matches_in(&self, context: &Context<'_, '_>) -> Result<bool, SelectorError> {
+        match Cel::resolve(&self.expression, context).map_err(SelectorError::Eval)? {
             Cel::Bool(b) => Ok(b),
             other => Err(SelectorError::NotBool(other.type_of().to_string())),
         }
@@ -231,14 +235,7 @@ impl Selector {
 
     /// Evaluates the expression to whatever value it produces (for diagnostics and tests).
     pub fn evaluate(&self, vars: &Value) -> Result<Cel, SelectorError> {
-        let Value::Object(vars) = vars else {
-            return Err(SelectorError::Variables);
-        };
-        let mut context = Context::with_env(Arc::clone(&ENV));
-        for (name, value) in vars {
-            context.add_variable_as_val(name.as_str(), to_val(value)?);
-        }
-        Cel::resolve(&self.expression, &context).map_err(SelectorError::Eval)
+        Cel::resolve(&self.expression, &context(vars)?).map_err(SelectorError::Eval)
     }
 
     /// The expression as written.
@@ -275,13 +272,20 @@ impl Selection {
     /// Whether an entity of `entity_kind` with variables `vars` is selected: every selector for
     /// that kind (and every kind-less one) must match, as in Minder. No selectors: `true`.
     /// Selectors run in order and stop at the first that does not match.
+    /// The variables are converted to CEL values once, by the first selector that applies,
+    /// and shared by the rest (this runs per entity and profile in the evaluator).
     pub fn matches(&self, entity_kind: &str, vars: &Value) -> Result<bool, SelectorError> {
+        let mut shared = None;
         for (index, (kind, selector)) in self.entries.iter().enumerate() {
             if !kind.is_empty() && kind != entity_kind {
                 continue;
             }
+            let context = match &mut shared {
+                Some(c) => c,
+                None => shared.insert(context(vars).map_err(|e| entry_error(index, kind, e))?),
+            };
             if !selector
-                .matches(vars)
+                .matches_in(context)
                 .map_err(|e| entry_error(index, kind, e))?
             {
                 return Ok(false);
@@ -318,6 +322,18 @@ fn entry_error(index: usize, kind: &str, source: SelectorError) -> SelectorError
 fn is_operator(name: &str) -> bool {
     name.chars()
         .any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+}
+
+/// The CEL variables of a JSON object of them, in the standard environment.
+fn context(vars: &Value) -> Result<Context<'static, 'static>, SelectorError> {
+    let Value::Object(vars) = vars else {
+        return Err(SelectorError::Variables);
+    };
+    let mut context = Context::with_env(Arc::clone(&ENV));
+    for (name, value) in vars {
+        context.add_variable_as_val(name.as_str(), to_val(value)?);
+    }
+    Ok(context)
 }
 
 /// One JSON value as a CEL value: integral numbers as `int` (`uint` beyond `i64::MAX`), others as
