@@ -37,6 +37,7 @@ pub async fn register_repository(
     project: &str,
     full_name: &str,
     labels: Vec<String>,
+    provider: &str,
 ) -> anyhow::Result<RegisterRepositoryResponse> {
     let (owner, name) = full_name
         .split_once('/')
@@ -47,6 +48,7 @@ pub async fn register_repository(
         owner: owner.into(),
         name: name.into(),
         labels,
+        provider: provider.into(),
     })
     .await?
     .into_inner())

@@ -180,7 +180,8 @@ async fn enroll_and_watch(
             .with_context(|| format!("applying rule type {name}"))?;
     }
     for (owner, name, _) in &fleet {
-        commands::register_repository(&mut c, project, &format!("{owner}/{name}"), vec![]).await?;
+        commands::register_repository(&mut c, project, &format!("{owner}/{name}"), vec![], "")
+            .await?;
     }
     for (name, yaml) in shipped::PROFILES {
         let r = commands::apply_profile(&mut c, project, yaml)

@@ -192,6 +192,10 @@ enum RepoCommand {
         full_name: String,
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// The project's provider to read and change it with (default: the project's only
+        /// one; with none, the services' own credential, for the operator's project only).
+        #[arg(long, default_value = "")]
+        provider: String,
     },
     List,
     /// Stop evaluating a repository (id as shown by `plumb repo list`); its history stays.
@@ -349,11 +353,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Repo {
-            command: RepoCommand::Register { full_name, labels },
+            command:
+                RepoCommand::Register {
+                    full_name,
+                    labels,
+                    provider,
+                },
         } => {
             let mut c =
                 client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
-            let r = commands::register_repository(&mut c, &project, &full_name, labels).await?;
+            let r = commands::register_repository(&mut c, &project, &full_name, labels, &provider)
+                .await?;
             println!(
                 "{} registered as {} (default branch {})",
                 full_name, r.entity_id, r.default_branch

@@ -41,6 +41,9 @@ pub struct StackConfig {
     pub fix_backoff: Duration,
     /// Run the actuator in process (false: tests run actuator processes of their own).
     pub run_actuator: bool,
+    /// A GitHub App every service holds the key of (its id and the key's PEM file): projects'
+    /// installation providers act with it.
+    pub github_app: Option<(u64, std::path::PathBuf)>,
 }
 
 impl StackConfig {
@@ -64,6 +67,7 @@ impl StackConfig {
             cool_off: Duration::from_secs(300),
             fix_backoff: Duration::from_secs(60),
             run_actuator: true,
+            github_app: None,
         }
     }
 }
@@ -317,5 +321,9 @@ fn service_args(config: &StackConfig, sim_url: &str) -> ServiceArgs {
     let mut a = ServiceArgs::local(&config.kafka_brokers, &config.database_url, sim_url);
     a.topic_prefix = config.topic_prefix.clone();
     a.github_token = config.github_token.clone().map(Into::into);
+    if let Some((app_id, key)) = &config.github_app {
+        a.github_app_id = Some(*app_id);
+        a.github_app_private_key_file = Some(key.clone());
+    }
     a
 }

@@ -221,6 +221,7 @@ async fn client_register(c: &mut client::Client, name: &str) {
         owner: "acme".into(),
         name: name.into(),
         labels: vec![],
+        provider: String::new(),
     })
     .await
     .expect("register");
@@ -377,5 +378,232 @@ repository:
         .await
         .expect_err("bad token");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    stack.stop().await;
+}
+
+const APP_PUBLIC_KEY: &str = include_str!("../../crates/github-sim/testdata/app-public-key.pem");
+
+/// Passes when the repository can be read (the rule reads it with the entity's credential).
+const READABLE_RULE: &str = r#"
+version: v1
+type: rule-type
+name: readable
+def:
+  in_entity: repository
+  rule_schema: {}
+  ingest:
+    type: rest
+    rest:
+      endpoint: /repos/{{ .Entity.Owner }}/{{ .Entity.Name }}
+      parse: json
+  eval:
+    type: rego
+    rego:
+      type: deny-by-default
+      def: |
+        package minder
+        import rego.v1
+        default allow := false
+        allow if input.ingested.id > 0
+"#;
+
+const READABLE_PROFILE: &str = r#"
+version: v1
+type: profile
+name: readable
+repository:
+  - type: readable
+    def: {}
+"#;
+
+/// Each project acts with its own App installation: a repository is registered, read and
+/// evaluated with its project's provider, never with another project's or the services' own;
+/// what a project's installation cannot see, the project cannot register; a project without a
+/// provider registers nothing; a provider in use is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_project_acts_with_its_own_installation() {
+    use plumbline_github_sim::{AppConfig, InstallationConfig, RepositorySelection};
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("app.pem");
+    std::fs::write(
+        &key,
+        include_str!("../../crates/github-sim/testdata/app-private-key.pem"),
+    )
+    .expect("key");
+    let mut config = StackConfig::local(&kafka(), &db.url, &prefix);
+    // Only credentials the simulator issued get in; the services hold the App's key and no
+    // token of their own.
+    config.github_token = Some(format!("unused-{}", uuid::Uuid::new_v4()));
+    config.github_app = Some((77, key));
+    let stack = Stack::start(config).await.expect("stack");
+    let sim = &stack.sim;
+    // The repositories exist before the App is installed (no organisation webhook tells ingest
+    // about them; the installation will).
+    sim.set_webhooks_enabled(false);
+    let api = sim.create_repo("acme", "api", RepoOptions::default());
+    sim.create_repo("acme", "web", RepoOptions::default());
+    let lib = sim.create_repo("other", "lib", RepoOptions::default());
+    sim.set_webhooks_enabled(true);
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
+    for (project, provider, installation) in [("team-a", "acme", 1001), ("team-b", "other", 1002)] {
+        c.create_project(CreateProjectRequest {
+            project: project.into(),
+        })
+        .await
+        .expect("project");
+        c.create_provider(CreateProviderRequest {
+            project: project.into(),
+            name: provider.into(),
+            installation_id: installation,
+            token: String::new(),
+        })
+        .await
+        .expect("provider");
+        c.apply_rule_type(ApplyRuleTypeRequest {
+            project: project.into(),
+            yaml: READABLE_RULE.into(),
+        })
+        .await
+        .expect("rule type");
+        c.apply_profile(ApplyProfileRequest {
+            project: project.into(),
+            yaml: READABLE_PROFILE.into(),
+        })
+        .await
+        .expect("profile");
+    }
+    c.create_project(CreateProjectRequest {
+        project: "team-c".into(),
+    })
+    .await
+    .expect("project");
+    // The App is installed once each project has enrolled its installation: the installation
+    // webhooks enroll the repositories into those projects.
+    sim.add_app(AppConfig::new(77, "plumbline", APP_PUBLIC_KEY))
+        .expect("app");
+    sim.add_installation(InstallationConfig {
+        id: 1001,
+        app_id: 77,
+        account: "acme".into(),
+        repository_selection: RepositorySelection::All,
+    })
+    .expect("installation acme");
+    sim.add_installation(InstallationConfig {
+        id: 1002,
+        app_id: 77,
+        account: "other".into(),
+        repository_selection: RepositorySelection::Selected(vec!["lib".into()]),
+    })
+    .expect("installation other");
+
+    let register =
+        |project: &str, owner: &str, name: &str, provider: &str| RegisterRepositoryRequest {
+            project: project.into(),
+            owner: owner.into(),
+            name: name.into(),
+            labels: vec![],
+            provider: provider.into(),
+        };
+
+    // Each project registers what its own installation sees.
+    c.register_repository(register("team-a", "acme", "api", ""))
+        .await
+        .expect("team-a registers acme/api with its only provider");
+    // What the installation enrolled is in the installation's project, bound to it.
+    let web = eventually(Duration::from_secs(30), "acme/web enrolled", || {
+        let store = db.store();
+        async move {
+            store
+                .list_entities("team-a", None, 10)
+                .await
+                .expect("entities")
+                .into_iter()
+                .find(|e| e.name == "web")
+        }
+    })
+    .await;
+    assert_eq!(web.credential.as_deref(), Some("acme"));
+    c.register_repository(register("team-b", "other", "lib", "other"))
+        .await
+        .expect("team-b registers other/lib");
+    // Not what only another project's installation sees.
+    let err = c
+        .register_repository(register("team-b", "acme", "web", ""))
+        .await
+        .expect_err("team-b's installation cannot see acme/web");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    // Nor with another project's provider.
+    let err = c
+        .register_repository(register("team-b", "acme", "web", "acme"))
+        .await
+        .expect_err("team-a's provider is not team-b's");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(
+        err.message()
+            .contains("provider acme does not exist in project team-b"),
+        "{}",
+        err.message()
+    );
+    // A project without a provider does not borrow the services' own credential.
+    let err = c
+        .register_repository(register("team-c", "acme", "web", ""))
+        .await
+        .expect_err("team-c has no provider");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("project team-c has no provider"),
+        "{}",
+        err.message()
+    );
+
+    // Both are evaluated, each read with its own installation's token (the simulator shows
+    // other/lib only to installation 1002, and acme/api only to 1001).
+    let store = db.store();
+    for (project, id) in [("team-a", api), ("team-b", lib)] {
+        let row = eventually(Duration::from_secs(60), "evaluated", || {
+            let store = store.clone();
+            async move {
+                store
+                    .list_status(project, Some(&format!("github/repository/{id}")), None)
+                    .await
+                    .expect("status")
+                    .into_iter()
+                    .next()
+            }
+        })
+        .await;
+        assert_eq!(row.status.as_str(), "pass", "{project}: {}", row.message);
+    }
+    let listed = c
+        .list_repositories(ListRepositoriesRequest {
+            project: "team-b".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.repositories.len(), 1);
+    assert_eq!(listed.repositories[0].provider, "other");
+
+    // A provider repositories are acted on with is not deleted from under them.
+    let err = c
+        .delete_provider(DeleteProviderRequest {
+            project: "team-a".into(),
+            name: "acme".into(),
+        })
+        .await
+        .expect_err("in use");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("registered repositories of project team-a"),
+        "{}",
+        err.message()
+    );
     stack.stop().await;
 }

@@ -37,7 +37,7 @@ async fn enroll(stack: &Stack, repos: &[(&str, &str)]) {
             .expect("apply profile");
     }
     for (o, n) in repos {
-        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![])
+        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![], "")
             .await
             .expect("register");
     }
@@ -502,7 +502,7 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     let mut c = client::connect(&stack.control_url(), None)
         .await
         .expect("control api");
-    commands::register_repository(&mut c, PROJECT, "acme/steady", vec![])
+    commands::register_repository(&mut c, PROJECT, "acme/steady", vec![], "")
         .await
         .expect("register");
     wait_evaluated_since(

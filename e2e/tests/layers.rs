@@ -34,6 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "plumbline-telemetry",
             "plumbline-github",
             "plumbline-reload",
+            // Which credential an entity is acted on with is read from the store.
+            "plumbline-store",
         ],
     ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.

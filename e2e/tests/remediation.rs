@@ -67,7 +67,7 @@ async fn enroll(stack: &Stack, profiles: &[String], repos: &[(&str, &str)]) {
             .expect("apply profile");
     }
     for (o, n) in repos {
-        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![])
+        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![], "")
             .await
             .expect("register");
     }
@@ -274,7 +274,7 @@ async fn branch_protection_remediation_merges_its_patch_into_live_protection() {
     commands::apply_profile(&mut c, PROJECT, &profile("reviews", "on", "off", rules))
         .await
         .expect("profile");
-    commands::register_repository(&mut c, PROJECT, "acme/ledger", vec![])
+    commands::register_repository(&mut c, PROJECT, "acme/ledger", vec![], "")
         .await
         .expect("register");
 
@@ -1045,7 +1045,7 @@ async fn a_fix_that_does_not_hold_backs_off_and_is_reported() {
     )
     .await
     .expect("profile");
-    commands::register_repository(&mut c, PROJECT, "acme/stubborn", vec![])
+    commands::register_repository(&mut c, PROJECT, "acme/stubborn", vec![], "")
         .await
         .expect("register");
 

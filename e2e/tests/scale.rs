@@ -78,6 +78,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
         .map(|(owner, name, id)| Entity {
             entity_ref: EntityRef::repository("github", *id),
             project: PROJECT.into(),
+            credential: None,
             owner: owner.clone(),
             name: name.clone(),
             properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
@@ -215,6 +216,7 @@ async fn one_entity_is_never_evaluated_twice_at_once() {
         let e = Entity {
             entity_ref: EntityRef::repository("github", *id),
             project: PROJECT.into(),
+            credential: None,
             owner: owner.clone(),
             name: name.clone(),
             properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),

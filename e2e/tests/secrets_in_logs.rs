@@ -94,14 +94,14 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
             ..Default::default()
         },
     );
-    commands::register_repository(&mut c, "default", "acme/vault", vec![])
+    commands::register_repository(&mut c, "default", "acme/vault", vec![], "")
         .await
         .expect("register");
     let mut wrong = client::connect(&url_c, Some("not-the-token-0123456789"))
         .await
         .expect("control");
     assert!(
-        commands::register_repository(&mut wrong, "default", "acme/vault", vec![])
+        commands::register_repository(&mut wrong, "default", "acme/vault", vec![], "")
             .await
             .is_err()
     );

@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     let entity = Entity {
         entity_ref: EntityRef::repository("github", 1),
         project: "default".into(),
+        credential: None,
         owner: "mindersec".into(),
         name: "minder".into(),
         properties: serde_json::json!({"default_branch": "main"}),

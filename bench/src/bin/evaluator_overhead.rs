@@ -238,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
         entities.push(Entity {
             entity_ref: EntityRef::repository("github", id),
             project: PROJECT.into(),
+            credential: None,
             owner: "acme".into(),
             name,
             properties: json!({"repo_id": id, "default_branch": "main"}),

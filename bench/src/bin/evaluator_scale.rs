@@ -178,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|(owner, name, id)| Entity {
             entity_ref: EntityRef::repository("github", *id),
             project: PROJECT.into(),
+            credential: None,
             owner: owner.clone(),
             name: name.clone(),
             properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),

@@ -237,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
         let e = Entity {
             entity_ref: EntityRef::repository("github", *id),
             project: PROJECT.into(),
+            credential: None,
             owner: owner.clone(),
             name: name.clone(),
             properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),

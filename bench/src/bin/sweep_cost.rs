@@ -171,6 +171,7 @@ fn seed(sim: &Simulator, orgs: usize, per_org: usize) -> Vec<Entity> {
             out.push(Entity {
                 entity_ref: EntityRef::repository("github", id),
                 project: "default".into(),
+                credential: None,
                 owner: org.clone(),
                 name,
                 properties: json!({ "default_branch": "main", "repo_id": id }),

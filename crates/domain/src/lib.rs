@@ -228,6 +228,9 @@ pub struct Entity {
     /// Kind-specific properties (default branch, visibility, ...), as observed at registration.
     pub properties: serde_json::Value,
     pub labels: Vec<String>,
+    /// Which of its project's providers it is acted on with (`None`: the services' own
+    /// credential, which only the operator's project may use).
+    pub credential: Option<String>,
 }
 
 impl Entity {

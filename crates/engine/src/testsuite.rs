@@ -207,6 +207,7 @@ fn case_entity(tc: &TestCase) -> Entity {
             upstream_id: repo_id.to_string(),
         },
         project: "default".into(),
+        credential: None,
         owner: if s("owner").is_empty() {
             "owner".into()
         } else {

@@ -169,6 +169,7 @@ async fn unsupported_rule_types_are_clear_errors() {
     let entity = Entity {
         entity_ref: EntityRef::repository("github", 1),
         project: "default".into(),
+        credential: None,
         owner: "o".into(),
         name: "r".into(),
         properties: serde_json::json!({"default_branch": "main"}),

@@ -68,6 +68,7 @@ fn entity() -> Entity {
     Entity {
         entity_ref: EntityRef::repository("github", 7),
         project: "default".into(),
+        credential: None,
         owner: "acme".into(),
         name: "api".into(),
         properties: serde_json::json!({"default_branch": "main", "github/repo_owner": "acme", "github/repo_name": "api"}),

@@ -199,6 +199,15 @@ impl GitHubProvider {
         &self.github
     }
 
+    /// The same provider acting with another credential (an entity's own provider), sharing
+    /// the tree cache (keyed by credential) and the download budget.
+    pub fn for_credential(&self, github: GitHub) -> GitHubProvider {
+        GitHubProvider {
+            github,
+            ..self.clone()
+        }
+    }
+
     /// Tree cache hits and misses.
     pub fn tree_cache_stats(&self) -> (u64, u64) {
         self.trees.stats()

@@ -39,6 +39,7 @@ async fn fixture() -> Fixture {
     let entity = Entity {
         entity_ref: EntityRef::repository("github", id),
         project: "default".into(),
+        credential: None,
         owner: "acme".into(),
         name: "widget".into(),
         properties: json!({"repo_id": id, "default_branch": "main"}),

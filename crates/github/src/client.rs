@@ -331,6 +331,10 @@ impl GitHub {
     /// A client acting as one installation of the App this client authenticates as: its own
     /// token (minted and refreshed by octocrab), its own rate-limit state, concurrency bound
     /// and cache partition, since GitHub budgets each installation separately.
+    ///
+    /// The conditional-GET cache is this client's, shared: its keys carry the credential, so
+    /// one credential's entries never answer another's requests, and a process acting for many
+    /// installations keeps one memory budget.
     pub fn installation(&self, installation_id: u64) -> Result<GitHub, GitHubError> {
         let Some(app) = &self.config.app else {
             return Err(GitHubError::Config(
@@ -342,7 +346,29 @@ impl GitHub {
             installation_id: Some(installation_id),
             ..app.clone()
         });
-        GitHub::new(&config)
+        config.etag_cache_bytes = 0; // shared below instead
+        Ok(self.sharing_cache(GitHub::new(&config)?))
+    }
+
+    /// A client for the same API with another token (a project's personal access token), with
+    /// its own rate-limit state and concurrency bound, sharing this client's cache as
+    /// [`GitHub::installation`] does.
+    pub fn with_token(&self, token: String) -> Result<GitHub, GitHubError> {
+        let mut config = self.config.clone();
+        config.app = None;
+        config.token = Some(token);
+        config.etag_cache_bytes = 0; // shared below instead
+        Ok(self.sharing_cache(GitHub::new(&config)?))
+    }
+
+    fn sharing_cache(&self, mut client: GitHub) -> GitHub {
+        client.cache = self.cache.clone();
+        client
+    }
+
+    /// Whether this client holds GitHub App credentials (so [`GitHub::installation`] works).
+    pub fn has_app(&self) -> bool {
+        self.config.app.is_some()
     }
 
     /// A short, stable identity of the credential (never the secret itself): cache keys, logs

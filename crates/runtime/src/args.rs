@@ -64,6 +64,19 @@ pub struct ServiceArgs {
     #[arg(long, env = "PLUMB_GITHUB_INSTALLATION_ID")]
     pub github_installation_id: Option<u64>,
 
+    /// The one project whose repositories may be acted on with the credential above when they
+    /// were registered through none of their project's providers (empty: no project). Every
+    /// other project acts only with its own providers (`plumb provider create`).
+    #[arg(long, env = "PLUMB_OWN_CREDENTIAL_PROJECT", default_value = "default")]
+    pub own_credential_project: String,
+
+    /// File of keys that seal the tokens given to the API (`plumb provider create --token-stdin`):
+    /// one `KEY-ID HEX` per line (32 bytes as 64 hex digits), the first sealing, all opening;
+    /// re-read when it changes. The control service seals with it (without it, tokens are
+    /// refused rather than stored unsealed); evaluator and actuator open with it.
+    #[arg(long, env = "PLUMB_CREDENTIALS_KEY_FILE")]
+    pub credentials_key_file: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -106,6 +119,8 @@ impl ServiceArgs {
             github_app_id: None,
             github_app_private_key_file: None,
             github_installation_id: None,
+            own_credential_project: "default".to_string(),
+            credentials_key_file: None,
             kafka: KafkaArgs::default(),
             provider: "github".to_string(),
             egress_http_allow_hosts: Vec::new(),
@@ -128,6 +143,28 @@ impl ServiceArgs {
             max_body_bytes: self.egress_max_body_bytes,
             ..Default::default()
         })
+    }
+
+    /// The keys of `--credentials-key-file`, when given.
+    pub fn sealer(&self) -> Result<Option<crate::sealed::Sealer>, crate::sealed::SealError> {
+        self.credentials_key_file
+            .as_deref()
+            .map(crate::sealed::Sealer::open_file)
+            .transpose()
+    }
+
+    /// Who entities are acted on as: their project's providers, the flags' credential for the
+    /// operator's project (see [`crate::credentials`]).
+    pub fn credentials(
+        &self,
+        store: plumbline_store::Store,
+    ) -> Result<crate::credentials::Credentials, crate::credentials::SetupError> {
+        Ok(crate::credentials::Credentials::new(
+            store,
+            self.github()?,
+            Some(self.own_credential_project.clone()),
+            self.sealer()?,
+        ))
     }
 
     /// The GitHub client these flags describe: an App installation when an App id is given,

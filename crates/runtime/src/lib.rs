@@ -7,6 +7,7 @@
 //! do not carry the GitHub client and the command-line parser.
 
 mod args;
+pub mod credentials;
 pub mod sealed;
 pub mod secrets;
 

@@ -3,7 +3,8 @@ use crate::{Store, StoreError};
 use plumbline_domain::{Entity, EntityRef};
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "id, project, provider, kind, upstream_id, owner, name, properties, labels";
+const COLUMNS: &str =
+    "id, project, provider, kind, upstream_id, owner, name, properties, labels, credential";
 
 fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
     Ok(Entity {
@@ -17,6 +18,7 @@ fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
         name: r.get("name"),
         properties: r.get("properties"),
         labels: r.get("labels"),
+        credential: r.get("credential"),
     })
 }
 
@@ -31,7 +33,8 @@ impl Store {
         self.insert_entity(
             e,
             "",
-            "properties = EXCLUDED.properties, labels = EXCLUDED.labels",
+            "properties = EXCLUDED.properties, labels = EXCLUDED.labels, \
+             credential = EXCLUDED.credential",
             "WHERE entities.project = EXCLUDED.project",
             "(xmax = 0)",
         )
@@ -58,8 +61,8 @@ impl Store {
         let c = self.client().await?;
         let sql = format!(
             "{with}
-             INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, properties, labels, credential)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET
                 owner = EXCLUDED.owner, name = EXCLUDED.name, {properties_and_labels},
                 updated_at = now(), retired_at = NULL
@@ -79,6 +82,7 @@ impl Store {
                     &e.name,
                     &e.properties,
                     &e.labels,
+                    &e.credential,
                 ],
             )
             .await?;
@@ -206,7 +210,12 @@ impl Store {
         self.insert_entity(
             e,
             "WITH before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $1)",
-            "properties = entities.properties || EXCLUDED.properties",
+            // A binding is only ever added by enrolment, and only within the row's own project
+            // (the installation that reports it is then the project's provider).
+            "properties = entities.properties || EXCLUDED.properties, \
+             credential = CASE WHEN entities.project = EXCLUDED.project \
+                THEN coalesce(entities.credential, EXCLUDED.credential) \
+                ELSE entities.credential END",
             "",
             "(xmax = 0) OR coalesce((SELECT was_retired FROM before), false)",
         )

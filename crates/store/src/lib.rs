@@ -33,7 +33,7 @@ pub use posture::{
     HistoryEntry, HistoryFilter, HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage,
     MAX_PAGE,
 };
-pub use providers::{ProviderCredential, ProviderRow, SealedValue, StoredPat};
+pub use providers::{DeleteProvider, ProviderCredential, ProviderRow, SealedValue, StoredPat};
 pub use rules::{DocumentKind, StoredDocument};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

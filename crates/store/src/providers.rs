@@ -41,6 +41,15 @@ pub struct StoredPat {
     pub sealed: SealedValue,
 }
 
+/// What [`Store::delete_provider`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteProvider {
+    Deleted,
+    /// Refused: this many active entities are acted on with it.
+    InUse(i64),
+    Missing,
+}
+
 impl Store {
     /// Adds a provider to `project`; `Conflict` when the name is taken or the installation
     /// belongs to a project already, `NotFound` when the project does not exist.
@@ -102,16 +111,106 @@ impl Store {
             .collect())
     }
 
-    /// Removes a provider. Returns whether it existed.
-    pub async fn delete_provider(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+    /// Removes a provider, unless active entities are acted on with it: then
+    /// [`DeleteProvider::InUse`] with how many (they are deregistered, or registered anew with
+    /// another provider, first). Retired entities lose the binding, as does an entity bound
+    /// by a registration that commits while this statement runs (it is then acted on as an
+    /// unbound entity of its project, which outside the operator's project means not at all).
+    pub async fn delete_provider(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<DeleteProvider, StoreError> {
         let c = self.client().await?;
-        let n = c
-            .execute(
-                "DELETE FROM providers WHERE project = $1 AND name = $2",
+        let row = c
+            .query_one(
+                "WITH users AS (SELECT count(*) AS n FROM entities \
+                     WHERE project = $1 AND credential = $2 AND retired_at IS NULL), \
+                 gone AS (DELETE FROM providers WHERE project = $1 AND name = $2 \
+                     AND (SELECT n FROM users) = 0 RETURNING 1) \
+                 SELECT (SELECT n FROM users), EXISTS (SELECT 1 FROM gone), \
+                     EXISTS (SELECT 1 FROM providers WHERE project = $1 AND name = $2)",
                 &[&project, &name],
             )
             .await?;
-        Ok(n > 0)
+        let (users, deleted, existed): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        Ok(match (deleted, existed) {
+            (true, _) => DeleteProvider::Deleted,
+            (false, true) => DeleteProvider::InUse(users),
+            (false, false) => DeleteProvider::Missing,
+        })
+    }
+
+    /// What a project's provider authenticates with; `None` when there is no such provider.
+    pub async fn provider_credential(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<ProviderCredential>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &c.prepare_cached(
+                    "SELECT installation_id, key_id, nonce, ciphertext FROM providers \
+                     WHERE project = $1 AND name = $2",
+                )
+                .await?,
+                &[&project, &name],
+            )
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let installation: Option<i64> = r.get(0);
+        let sealed: (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>) =
+            (r.get(1), r.get(2), r.get(3));
+        Ok(Some(match (installation, sealed) {
+            (Some(id), _) => ProviderCredential::Installation(id),
+            (None, (Some(key_id), Some(nonce), Some(ciphertext))) => {
+                ProviderCredential::Pat(SealedValue {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                })
+            }
+            // The table's checks rule this out.
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "provider {project}/{name} has neither an installation nor a token"
+                )))
+            }
+        }))
+    }
+
+    /// The project and provider a GitHub App installation is enrolled as, if any.
+    pub async fn provider_for_installation(
+        &self,
+        installation_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &c.prepare_cached("SELECT project, name FROM providers WHERE installation_id = $1")
+                    .await?,
+                &[&installation_id],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// The names of a project's providers, at most `limit` (to pick the one a registration
+    /// uses when it names none).
+    pub async fn provider_names(
+        &self,
+        project: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT name FROM providers WHERE project = $1 ORDER BY name LIMIT $2",
+                &[&project, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Every sealed token not sealed with `current_key_id` (what a key rotation re-seals).

@@ -8,6 +8,7 @@ fn repo(id: u64, name: &str) -> Entity {
     Entity {
         entity_ref: EntityRef::repository("github", id),
         project: "default".into(),
+        credential: None,
         owner: "acme".into(),
         name: name.into(),
         properties: serde_json::json!({"default_branch": "main"}),
@@ -92,6 +93,8 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              DROP TABLE audit_log, role_bindings, service_accounts;
              ALTER TABLE projects DROP COLUMN created_by;
              DROP INDEX evaluation_history_by_project, actions_by_project;
+             DROP INDEX entities_by_credential;
+             ALTER TABLE entities DROP COLUMN credential;
              DROP TABLE providers;",
         )
         .await

@@ -80,7 +80,7 @@ impl Actuator {
             ),
             AlertKind::Issue => alerts::issue_request(owner, repo, &summary, &description),
         };
-        let url = |p: &str| format!("{}{}", self.github.api_url(), p);
+        let url = |p: &str| format!("{}{}", job.github.api_url(), p);
         if mode == ActionMode::DryRun {
             let ended = Ended {
                 requests: vec![PlannedRequest::new("POST", url(&path), body.to_string())],
@@ -92,7 +92,7 @@ impl Actuator {
             return self.finish(job, id, outcome, ended).await;
         }
         // One left open by an attempt cut short before it was recorded is this one.
-        if let Some(found) = alerts::find_open(&self.github, owner, repo, &marker)
+        if let Some(found) = alerts::find_open(job.github, owner, repo, &marker)
             .await
             .map_err(github_unavailable)?
         {
@@ -108,8 +108,8 @@ impl Actuator {
         let mut requests = Vec::new();
         let (mut path, mut body, mut kind) = (path, body, kind);
         loop {
-            let reservation = self.reserve(1).await?;
-            let sent = alerts::send(&self.github, Method::POST, &path, &body).await;
+            let reservation = self.reserve(job, 1).await?;
+            let sent = alerts::send(job.github, Method::POST, &path, &body).await;
             reservation.finish(1).await;
             let (status, answer) = sent.map_err(github_unavailable)?;
             requests.push(PlannedRequest::new("POST", url(&path), body.to_string()));
@@ -234,7 +234,7 @@ impl Actuator {
         };
         let requests = vec![PlannedRequest::new(
             "PATCH",
-            format!("{}{}", self.github.api_url(), path),
+            format!("{}{}", job.github.api_url(), path),
             body.to_string(),
         )];
         if mode == ActionMode::DryRun {
@@ -244,8 +244,8 @@ impl Actuator {
             };
             return self.finish(job, id, outcome, ended).await;
         }
-        let reservation = self.reserve(1).await?;
-        let sent = alerts::send(&self.github, Method::PATCH, &path, &body).await;
+        let reservation = self.reserve(job, 1).await?;
+        let sent = alerts::send(job.github, Method::PATCH, &path, &body).await;
         reservation.finish(1).await;
         let (status, answer) = sent.map_err(github_unavailable)?;
         let ended = if (200..300).contains(&status) || status == 404 {

@@ -200,7 +200,7 @@ impl Actuator {
         outcome.body = main.body;
         outcome.requests = requests;
         outcome.provider_ref = ended.provider_ref;
-        self.publish(job.record, job.entity_id, outcome).await
+        self.publish(job, outcome).await
     }
 
     /// Announces a finished action again (a redelivered verdict): consumers dedupe on the key.
@@ -218,6 +218,6 @@ impl Actuator {
         outcome.body = existing.body.clone();
         outcome.requests = proto_requests(&existing.requests);
         outcome.provider_ref = existing.provider_ref.clone();
-        self.publish(job.record, job.entity_id, outcome).await
+        self.publish(job, outcome).await
     }
 }

@@ -47,6 +47,7 @@ use plumbline_github::{GitHub, GitHubError, Method};
 use plumbline_github_provider::{evaluate_on_blocking_pool, GitHubProvider};
 use plumbline_proto::v1::{ActionKind, ActionOutcome, EntityEvent, ProviderRequest, Verdict};
 use plumbline_proto::Message as _;
+use plumbline_runtime::credentials::Credentials;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{ActionRecord, ActionResult, ActionState, NewAction, Store};
 use plumbline_telemetry::{Health, Metrics};
@@ -179,6 +180,8 @@ pub enum ActuatorError {
     GitHub(#[from] plumbline_github::GitHubError),
     #[error("data-source client: {0}")]
     Egress(#[from] plumbline_github::egress::EgressError),
+    #[error("{0}")]
+    Credentials(#[from] plumbline_runtime::credentials::SetupError),
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
     #[error("content windows of {minute_ms} ms and {hour_ms} ms are shorter than GitHub's (60,000 and 3,600,000 ms): GitHub would refuse writes the budget lets through; shorter windows are for a simulator on loopback, and {api_url} is not one")]
@@ -228,10 +231,12 @@ pub struct Running {
 
 struct Actuator {
     store: Store,
-    github: GitHub,
+    /// The credential each entity is acted on with (its project's provider).
+    credentials: Credentials,
     /// Data-source requests to other hosts (no credentials, special-purpose addresses refused).
     egress: plumbline_github::egress::Egress,
-    /// For re-checking rules against live state (git ingest needs trees).
+    /// For re-checking rules against live state (git ingest needs trees); each entity acts
+    /// through [`GitHubProvider::for_credential`] of it.
     provider: GitHubProvider,
     producer: Producer,
     topics: Topics,
@@ -265,7 +270,7 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let github = s.github()?;
+    let credentials = s.credentials(store.clone())?;
     let egress = s.egress()?;
     let kafka = s.kafka.client_options()?;
     let producer = Producer::new(
@@ -294,8 +299,8 @@ pub async fn start(
     let (outcomes, _) = broadcast::channel(1024);
     let act = Actuator {
         store: store.clone(),
-        provider: GitHubProvider::new(github.clone(), 64 << 20),
-        github,
+        provider: GitHubProvider::new(credentials.own().clone(), 64 << 20),
+        credentials,
         egress,
         producer,
         topics,
@@ -429,6 +434,9 @@ struct Job<'a> {
     entity_id: &'a str,
     rule: &'a Arc<CompiledRule>,
     profile_rule: &'a ProfileRule,
+    /// The entity's project's credential: every read and write for it goes out with this.
+    github: &'a GitHub,
+    provider: &'a GitHubProvider,
 }
 
 /// A compiled rule type and the version it was compiled at.
@@ -500,6 +508,31 @@ impl Actuator {
         else {
             return Ok(());
         };
+        let github = match self
+            .credentials
+            .client(&entity.project, entity.credential.as_deref())
+            .await
+        {
+            Ok(github) => github,
+            Err(e) if e.is_transient() => {
+                return Err(Failure::Unavailable {
+                    reason: e.describe(),
+                    until: None,
+                })
+            }
+            Err(e) => {
+                // The evaluator reports the same reason on every rule of the entity.
+                self.metrics.inc(
+                    "plumbline_actuator_verdicts_refused_total",
+                    "verdicts not acted on because they do not fit the entity",
+                    &[("reason", "credential")],
+                    1,
+                );
+                tracing::warn!(entity = %entity_id, project = %entity.project, reason = %e.describe(), "no credential to act for the entity with; verdict not acted on");
+                return Ok(());
+            }
+        };
+        let provider = self.provider.for_credential(github.clone());
         let job = Job {
             record,
             verdict: &v,
@@ -507,6 +540,8 @@ impl Actuator {
             entity_id: &entity_id,
             rule: &rule,
             profile_rule: &profile_rule,
+            github: &github,
+            provider: &provider,
         };
         let remediate = profile.remediate_mode().unwrap_or(ActionMode::Off);
         let alert = profile.alert_mode().unwrap_or(ActionMode::Off);
@@ -586,12 +621,8 @@ impl Actuator {
         }
     }
 
-    async fn publish(
-        &self,
-        record: &Record,
-        entity_id: &str,
-        mut outcome: ActionOutcome,
-    ) -> Result<(), Failure> {
+    async fn publish(&self, job: &Job<'_>, mut outcome: ActionOutcome) -> Result<(), Failure> {
+        let (record, entity_id) = (job.record, job.entity_id);
         outcome.acted_at = Some(plumbline_proto::now());
         let status = plumbline_proto::v1::ActionStatus::try_from(outcome.status)
             .map(|s| {
@@ -616,7 +647,7 @@ impl Actuator {
             1,
         );
         if outcome.status == status_i32(ActionStatus::Applied) {
-            if let Ok(u) = self.budget.usage(self.github.credential_id()).await {
+            if let Ok(u) = self.budget.usage(job.github.credential_id()).await {
                 self.metrics.set_gauge(
                     "plumbline_actuator_content_requests_last_minute",
                     "content-creating requests sent in the last minute (all replicas)",

@@ -20,7 +20,7 @@ impl Actuator {
             params: &job.profile_rule.params,
             def: &job.profile_rule.def,
         };
-        let ingested = match job.rule.ingest(&inv, &self.provider).await {
+        let ingested = match job.rule.ingest(&inv, job.provider).await {
             Ok(i) => i,
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => {
@@ -32,7 +32,7 @@ impl Actuator {
             ingested,
             job.entity,
             job.profile_rule,
-            &self.github,
+            job.github,
             &self.egress,
         )
         .await
@@ -164,7 +164,7 @@ impl Actuator {
             params: &job.profile_rule.params,
             def: &job.profile_rule.def,
         };
-        let plan = match job.rule.plan_remediation(&inv, &self.provider).await {
+        let plan = match job.rule.plan_remediation(&inv, job.provider).await {
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => {
                 tracing::warn!(entity = %job.entity_id, rule = %job.verdict.rule_name, error = %e, "remediation cannot be planned");
@@ -194,7 +194,7 @@ impl Actuator {
         };
         let ended = match plan {
             Remediation::Request(req) => {
-                self.send_request(mode, &req.method, &req.path, req.body.as_ref())
+                self.send_request(job, mode, &req.method, &req.path, req.body.as_ref())
                     .await?
             }
             Remediation::PullRequest(pr) => self.open_pull_request(job, mode, &pr).await?,
@@ -231,7 +231,7 @@ impl Actuator {
                 e.full_name()
             )));
         };
-        match self
+        match job
             .github
             .check_repository_name(&e.owner, &e.name, expected)
             .await
@@ -321,9 +321,13 @@ impl Actuator {
 
     /// Reserves `slots` content-creating requests of this credential from the budget every
     /// replica shares, or parks the verdict until they are free.
-    pub(super) async fn reserve(&self, slots: u32) -> Result<budget::Reservation, Failure> {
+    pub(super) async fn reserve(
+        &self,
+        job: &Job<'_>,
+        slots: u32,
+    ) -> Result<budget::Reservation, Failure> {
         self.budget
-            .try_reserve(self.github.credential_id(), slots)
+            .try_reserve(job.github.credential_id(), slots)
             .await
             .map_err(unavailable)?
             .map_err(budget_spent)
@@ -332,12 +336,13 @@ impl Actuator {
     /// One remediation request (`rest`, `gh_branch_protection`), within the budget.
     pub(super) async fn send_request(
         &self,
+        job: &Job<'_>,
         mode: ActionMode,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Ended, Failure> {
-        let url = format!("{}{}", self.github.api_url(), path);
+        let url = format!("{}{}", job.github.api_url(), path);
         let body_s = body.map(Value::to_string).unwrap_or_default();
         let requests = vec![PlannedRequest::new(method.to_string(), url, body_s)];
         if mode == ActionMode::DryRun {
@@ -348,8 +353,8 @@ impl Actuator {
         }
         let m = Method::from_bytes(method.as_bytes())
             .map_err(|_| Failure::Poison(format!("bad method {method}")))?;
-        let reservation = self.reserve(1).await?;
-        let sent = self.github.request(m, path, body).await;
+        let reservation = self.reserve(job, 1).await?;
+        let sent = job.github.request(m, path, body).await;
         reservation.finish(1).await;
         let r = match sent {
             Ok(r) => r,
@@ -398,7 +403,7 @@ impl Actuator {
             plan.title, job.verdict.rule_name, job.verdict.profile
         );
         let prepared =
-            match pull_request::prepare(&self.github, owner, repo, &branch, plan, &message).await {
+            match pull_request::prepare(job.github, owner, repo, &branch, plan, &message).await {
                 Ok(p) => p,
                 Err(pull_request::PrError::Transient(e)) => return Err(github_unavailable(e)),
                 Err(pull_request::PrError::Refused(m)) => {
@@ -411,7 +416,7 @@ impl Actuator {
             .map(|w| {
                 PlannedRequest::new(
                     w.method.to_string(),
-                    format!("{}{}", self.github.api_url(), w.path),
+                    format!("{}{}", job.github.api_url(), w.path),
                     w.body.to_string(),
                 )
             })
@@ -447,8 +452,8 @@ impl Actuator {
                 });
             }
         }
-        let reservation = self.reserve(prepared.writes.len() as u32).await?;
-        match pull_request::apply(&self.github, &prepared).await {
+        let reservation = self.reserve(job, prepared.writes.len() as u32).await?;
+        match pull_request::apply(job.github, &prepared).await {
             Ok(applied) => {
                 reservation.finish(applied.sent).await;
                 let what = match &prepared.existing {

@@ -19,6 +19,8 @@ pub enum ControlError {
     Bus(#[from] plumbline_bus::BusError),
     #[error("sealed credentials: {0}")]
     Sealing(#[from] plumbline_runtime::sealed::SealError),
+    #[error("{}", .0.describe())]
+    Credential(#[from] plumbline_runtime::credentials::CredentialError),
 }
 
 /// The longest error message sent: it travels in a response header (`grpc-message`), and a
@@ -38,6 +40,7 @@ fn bounded(msg: String) -> String {
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Status {
         use plumbline_github::GitHubError as G;
+        use plumbline_runtime::credentials::CredentialError;
         use plumbline_store::StoreError as S;
         let msg = bounded(e.to_string());
         match e {
@@ -61,6 +64,11 @@ impl From<ControlError> for Status {
             // A key missing from the key file, or a stored value that does not open: the
             // operator's configuration or the data, never the caller's request.
             ControlError::Sealing(_) => Status::failed_precondition(msg),
+            ControlError::Credential(c) if c.is_transient() => Status::unavailable(msg),
+            ControlError::Credential(CredentialError::ProviderGone { .. }) => {
+                Status::not_found(msg)
+            }
+            ControlError::Credential(_) => Status::failed_precondition(msg),
         }
     }
 }

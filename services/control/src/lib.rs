@@ -18,10 +18,10 @@ use plumbline_bus::{Producer, ProducerConfig, Topics, TraceContext};
 use plumbline_domain::{Entity, EntityKind, EntityRef, EvalStatus, EventReason};
 use plumbline_engine::datasource::DataSources;
 use plumbline_engine::{digest, CompiledProfile, CompiledRule, Profile, RuleType};
-use plumbline_github::GitHub;
 use plumbline_proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use plumbline_proto::v1::*;
 use plumbline_proto::Message as _;
+use plumbline_runtime::credentials::Credentials;
 use plumbline_runtime::ServiceArgs;
 use plumbline_store::Store;
 use plumbline_telemetry::{Health, Metrics};
@@ -96,12 +96,6 @@ pub struct ControlConfig {
     #[arg(long, env = "PLUMB_OIDC_JWKS_URL", requires = "oidc_issuer")]
     pub oidc_jwks_url: Option<String>,
 
-    /// File of keys that seal the tokens given to the API (`plumb provider create --token-stdin`):
-    /// one `KEY-ID HEX` per line (32 bytes as 64 hex digits), the first sealing, all opening;
-    /// re-read when it changes. Without it, tokens are refused rather than stored unsealed.
-    #[arg(long, env = "PLUMB_CREDENTIALS_KEY_FILE")]
-    pub credentials_key_file: Option<PathBuf>,
-
     /// Shortest time between key-set fetches caused by a token naming a key not held (seconds):
     /// made-up key ids must not make this service hammer the issuer.
     #[arg(long, env = "PLUMB_OIDC_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
@@ -127,7 +121,6 @@ impl ControlConfig {
             oidc_audience: None,
             oidc_jwks_url: None,
             oidc_jwks_min_refresh_secs: 30,
-            credentials_key_file: None,
         }
     }
 
@@ -210,7 +203,8 @@ pub struct Control {
     oidc: Option<oidc::OidcVerifier>,
     /// Seals the tokens given to the API.
     sealer: Option<plumbline_runtime::sealed::Sealer>,
-    github: GitHub,
+    /// The credential a registration reads the repository with: the project's provider.
+    credentials: Credentials,
     producer: Producer,
     topics: Topics,
     provider: String,
@@ -233,17 +227,18 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let sealer = config
-        .credentials_key_file
-        .as_deref()
-        .map(plumbline_runtime::sealed::Sealer::open_file)
-        .transpose()?;
+    let sealer = s.sealer()?;
     let control = Control {
         store: store.clone(),
         auth,
         oidc,
+        credentials: Credentials::new(
+            store.clone(),
+            s.github()?,
+            Some(s.own_credential_project.clone()),
+            sealer.clone(),
+        ),
         sealer,
-        github: s.github()?,
         producer: Producer::new(
             &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
                 .with_client_options(s.kafka.client_options()?),
@@ -337,6 +332,36 @@ fn project_or_default(p: &str) -> &str {
 impl Control {
     /// Queues a re-evaluation for each given entity. Returns how many were queued.
     /// Many records are in flight at once, so a fleet-wide fan-out takes seconds, not minutes.
+    /// The provider a registration in `project` uses: the one named, else the project's only
+    /// one, else none (the services' own credential, which only the operator's project may
+    /// use; [`Credentials::client`] refuses it elsewhere).
+    async fn registration_provider(
+        &self,
+        project: &str,
+        named: &str,
+    ) -> Result<Option<String>, ControlError> {
+        if !named.is_empty() {
+            if self
+                .store
+                .provider_credential(project, named)
+                .await?
+                .is_none()
+            {
+                return Err(ControlError::NotFound(format!(
+                    "provider {named} does not exist in project {project}"
+                )));
+            }
+            return Ok(Some(named.to_string()));
+        }
+        let mut names = self.store.provider_names(project, 2).await?;
+        match names.len() {
+            0 | 1 => Ok(names.pop()),
+            _ => Err(ControlError::InvalidArgument(format!(
+                "project {project} has several providers: name the one to register the repository with (--provider)"
+            ))),
+        }
+    }
+
     async fn emit(&self, entities: &[Entity], reason: EventReason) -> Result<u32, ControlError> {
         use futures::StreamExt as _;
         let trace = TraceContext::new_root();
@@ -631,8 +656,15 @@ impl ControlService for Control {
         if req.owner.is_empty() || req.name.is_empty() {
             return Err(ControlError::InvalidArgument("owner and name are required".into()).into());
         }
-        let repo = self
-            .github
+        // Read with the credential the repository will be acted on with: what that credential
+        // cannot see, this project cannot register.
+        let provider = self.registration_provider(&project, &req.provider).await?;
+        let github = self
+            .credentials
+            .client(&project, provider.as_deref())
+            .await
+            .map_err(ControlError::from)?;
+        let repo = github
             .get_repository(&req.owner, &req.name)
             .await
             .map_err(ControlError::from)?;
@@ -651,6 +683,7 @@ impl ControlService for Control {
                 "full_name": repo.full_name,
             }),
             labels: req.labels,
+            credential: provider,
         };
         let created = self
             .store
@@ -700,6 +733,7 @@ impl ControlService for Control {
                     owner: e.owner,
                     name: e.name,
                     labels: e.labels,
+                    provider: e.credential.unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -1393,7 +1427,7 @@ impl ControlService for Control {
                 let sealed = sealer
                     .seal(
                         &SecretString::from(req.token),
-                        provider_aad(project, &req.name).as_bytes(),
+                        plumbline_runtime::credentials::provider_aad(project, &req.name).as_bytes(),
                     )
                     .map_err(|e| ControlError::Precondition(e.to_string()))?;
                 plumbline_store::ProviderCredential::Pat(plumbline_store::SealedValue {
@@ -1464,17 +1498,28 @@ impl ControlService for Control {
             .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
-        if !self
+        use plumbline_store::DeleteProvider;
+        match self
             .store
             .delete_provider(project, &req.name)
             .await
             .map_err(ControlError::from)?
         {
-            return Err(ControlError::NotFound(format!(
-                "provider {} does not exist in project {project}",
-                req.name
-            ))
-            .into());
+            DeleteProvider::Deleted => {}
+            DeleteProvider::InUse(n) => {
+                return Err(ControlError::Precondition(format!(
+                    "provider {} acts for {n} registered repositories of project {project}: deregister them (or register them with another provider) first",
+                    req.name
+                ))
+                .into())
+            }
+            DeleteProvider::Missing => {
+                return Err(ControlError::NotFound(format!(
+                    "provider {} does not exist in project {project}",
+                    req.name
+                ))
+                .into())
+            }
         }
         tracing::info!(project, provider = %req.name, %caller, "provider deleted");
         Ok(Response::new(DeleteProviderResponse {}))
@@ -1496,7 +1541,7 @@ impl ControlService for Control {
             .await
             .map_err(ControlError::from)?
         {
-            let aad = provider_aad(&pat.project, &pat.name);
+            let aad = plumbline_runtime::credentials::provider_aad(&pat.project, &pat.name);
             let was = plumbline_runtime::sealed::Sealed {
                 key_id: pat.sealed.key_id.clone(),
                 nonce: pat.sealed.nonce.clone(),
@@ -1528,12 +1573,6 @@ impl ControlService for Control {
             key_id,
         }))
     }
-}
-
-/// Where a provider's token is stored: what its sealing is bound to, so a sealed token copied
-/// to another provider's row does not open there.
-fn provider_aad(project: &str, name: &str) -> String {
-    format!("providers/{project}/{name}")
 }
 
 fn document_kind(k: i32) -> Result<plumbline_store::DocumentKind, ControlError> {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use plumbline_control::ControlConfig;
 use plumbline_proto::v1::control_service_client::ControlServiceClient;
 use plumbline_proto::v1::*;
 use plumbline_runtime::sealed::{Sealed, Sealer};
@@ -24,11 +23,9 @@ async fn tokens_are_stored_sealed_never_returned_and_resealed_on_rotation() {
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("first {K1}\n")).expect("keys");
     let base = common::local(&db.url);
-    let served = common::Served::start(ControlConfig {
-        credentials_key_file: Some(keys.clone()),
-        ..base.clone()
-    })
-    .await;
+    let mut with_keys = base.clone();
+    with_keys.service.credentials_key_file = Some(keys.clone());
+    let served = common::Served::start(with_keys).await;
     let channel = served.channel.clone();
     let mut c = ControlServiceClient::new(channel);
     c.create_provider(CreateProviderRequest {

@@ -20,6 +20,7 @@ use plumbline_github::{GitHub, NameCheck};
 use plumbline_github_provider::{evaluate_on_blocking_pool, provider_error, GitHubProvider};
 use plumbline_proto::v1::{EntityEvent, Verdict};
 use plumbline_proto::Message as _;
+use plumbline_runtime::credentials::Credentials;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{EvaluationRecord, Store};
 use plumbline_telemetry::{Health, Metrics};
@@ -97,8 +98,16 @@ pub enum EvaluatorError {
     GitHub(#[from] plumbline_github::GitHubError),
     #[error("data-source client: {0}")]
     Egress(#[from] plumbline_github::egress::EgressError),
+    #[error("{0}")]
+    Credentials(#[from] plumbline_runtime::credentials::SetupError),
     #[error("health endpoint: {0}")]
     Health(std::io::Error),
+}
+
+/// The client and provider one entity is read with: its project's credential.
+struct Acting {
+    github: GitHub,
+    provider: GitHubProvider,
 }
 
 pub struct Running {
@@ -109,10 +118,12 @@ pub struct Running {
 
 struct Evaluator {
     store: Store,
-    github: GitHub,
+    /// The credential each entity is read with (its project's provider).
+    credentials: Credentials,
     /// Data-source requests to other hosts (no credentials, special-purpose addresses refused).
     egress: plumbline_github::egress::Egress,
-    /// GitHub for rule ingestion, with the tree cache keyed by commit.
+    /// GitHub for rule ingestion, with the tree cache keyed by commit (and credential); each
+    /// entity reads through [`GitHubProvider::for_credential`] of it.
     provider: GitHubProvider,
     producer: Producer,
     topics: Topics,
@@ -131,7 +142,7 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let github = s.github()?;
+    let credentials = s.credentials(store.clone())?;
     let egress = s.egress()?;
     let kafka = s.kafka.client_options()?;
     let producer = Producer::new(
@@ -164,11 +175,11 @@ pub async fn start(
         ),
         store,
         provider: GitHubProvider::new(
-            github.clone(),
+            credentials.own().clone(),
             config.tree_cache_mib.saturating_mul(1 << 20),
         )
         .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
-        github,
+        credentials,
         egress,
         producer,
         topics,
@@ -327,16 +338,12 @@ impl Evaluator {
     /// Reads `owner/name` back: `Err(Failure)` to retry later (GitHub down or limiting),
     /// `Ok(Err(why))` when GitHub refused in a way a retry will not change.
     async fn check_name(
-        &self,
+        github: &GitHub,
         owner: &str,
         name: &str,
         expected: u64,
     ) -> Result<Result<NameCheck, plumbline_github::GitHubError>, Failure> {
-        match self
-            .github
-            .check_repository_name(owner, name, expected)
-            .await
-        {
+        match github.check_repository_name(owner, name, expected).await {
             Ok(c) => Ok(Ok(c)),
             Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
             Err(e) => Ok(Err(e)),
@@ -358,6 +365,7 @@ impl Evaluator {
     /// is followed.
     async fn confirm_identity(
         &self,
+        github: &GitHub,
         event: &EntityEvent,
         entity: &mut Entity,
     ) -> Result<Identity, Failure> {
@@ -371,7 +379,7 @@ impl Evaluator {
         let mut found = None;
         if hinted {
             if let Ok(NameCheck::Same(repo)) =
-                self.check_name(&event.owner, &event.name, expected).await?
+                Self::check_name(github, &event.owner, &event.name, expected).await?
             {
                 tracing::info!(entity = %entity.id(), from = %entity.full_name(), to = %format!("{}/{}", event.owner, event.name), "repository rename confirmed");
                 entity.owner = event.owner.clone();
@@ -383,10 +391,7 @@ impl Evaluator {
         let renamed = found.is_some();
         let outcome = match found {
             Some(c) => c,
-            None => match self
-                .check_name(&entity.owner, &entity.name, expected)
-                .await?
-            {
+            None => match Self::check_name(github, &entity.owner, &entity.name, expected).await? {
                 Ok(c) => c,
                 Err(e) => {
                     return Ok(Identity::Problem(format!(
@@ -429,12 +434,12 @@ impl Evaluator {
             .entity_ref()
             .map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
-        let Some((entity, identity_problem)) = self.confirmed_entity(&event, &id).await? else {
+        let Some((entity, acting)) = self.confirmed_entity(&event, &id).await? else {
             return Ok(());
         };
         let evaluation_started = std::time::Instant::now();
         let (records, verdicts) = self
-            .evaluate_profiles(record, &event, &id, &entity, identity_problem.as_deref())
+            .evaluate_profiles(record, &event, &id, &entity, acting.as_ref())
             .await?;
         // Durable first, then announce: a consumer of the verdict finds the status written.
         self.store
@@ -453,14 +458,16 @@ impl Evaluator {
         Ok(())
     }
 
-    /// The registered entity, its identity confirmed with GitHub (repositories). `None` when
-    /// there is nothing to evaluate: not registered, or retired now because GitHub confirms it
-    /// is gone. An identity GitHub cannot confirm comes back as the reason every rule errors.
+    /// The registered entity, the credential it is read with (its project's provider), and
+    /// its identity confirmed with GitHub (repositories). `None` when there is nothing to
+    /// evaluate: not registered, or retired now because GitHub confirms it is gone. An entity
+    /// that cannot be acted on (no credential of its own project, an identity GitHub cannot
+    /// confirm) comes back with the reason every rule errors.
     async fn confirmed_entity(
         &self,
         event: &EntityEvent,
         id: &str,
-    ) -> Result<Option<(Entity, Option<String>)>, Failure> {
+    ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
         let outcome = |outcome: &str| {
             self.metrics.inc(
                 "plumbline_evaluator_events_total",
@@ -474,15 +481,41 @@ impl Evaluator {
             outcome("unregistered");
             return Ok(None);
         };
+        let github = match self
+            .credentials
+            .client(&entity.project, entity.credential.as_deref())
+            .await
+        {
+            Ok(github) => github,
+            Err(e) if e.is_transient() => {
+                return Err(Failure::Unavailable {
+                    reason: e.describe(),
+                    until: None,
+                })
+            }
+            Err(e) => {
+                outcome("no_credential");
+                let why = format!("{}: not evaluated", e.describe());
+                tracing::warn!(entity = %id, project = %entity.project, reason = %why, "no credential to act for the entity with");
+                return Ok(Some((entity, Err(why))));
+            }
+        };
+        let acting = Acting {
+            provider: self.provider.for_credential(github.clone()),
+            github,
+        };
         if entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
-            return Ok(Some((entity, None)));
+            return Ok(Some((entity, Ok(acting))));
         }
-        match self.confirm_identity(event, &mut entity).await? {
-            Identity::Confirmed => Ok(Some((entity, None))),
+        match self
+            .confirm_identity(&acting.github, event, &mut entity)
+            .await?
+        {
+            Identity::Confirmed => Ok(Some((entity, Ok(acting)))),
             Identity::Problem(why) => {
                 outcome("identity_mismatch");
                 tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
-                Ok(Some((entity, Some(why))))
+                Ok(Some((entity, Err(why))))
             }
             Identity::Gone(why) => {
                 let retired = self.store.retire_entity(id).await.map_err(store_failure)?;
@@ -500,7 +533,7 @@ impl Evaluator {
         event: &EntityEvent,
         id: &str,
         entity: &Entity,
-        identity_problem: Option<&str>,
+        acting: Result<&Acting, &String>,
     ) -> Result<(Vec<EvaluationRecord>, Vec<Verdict>), Failure> {
         let snapshot = self
             .catalog
@@ -511,8 +544,9 @@ impl Evaluator {
         let last = self.store.last_verdicts(id).await.map_err(store_failure)?;
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
-        // One read per endpoint and tree for all rules of this event.
-        let memo = Memo::new(&self.provider);
+        // One read per endpoint and tree for all rules of this event, with the entity's
+        // credential (nothing is read when there is none).
+        let memo = acting.map(|a| (Memo::new(&a.provider), &a.github));
         for entry in &snapshot.profiles {
             let Ok(compiled_profile) = &entry.compiled else {
                 continue; // logged when the catalog loaded
@@ -548,14 +582,20 @@ impl Evaluator {
                                 "entity not selected by the profile",
                             ),
                             (Ok(true), Err(e)) => Outcome::error(e),
-                            (Ok(true), Ok(())) => match identity_problem {
-                                Some(why) => Outcome::error(why),
-                                None => {
+                            (Ok(true), Ok(())) => match &memo {
+                                Err(why) => Outcome::error(why.as_str()),
+                                Ok((memo, github)) => {
                                     let previous = last
                                         .get(&(profile.name.clone(), rule.rule_name().to_string()))
                                         .filter(|l| l.rule_type_version == *v);
-                                    self.evaluate(compiled.clone(), entity, rule, &memo, previous)
-                                        .await?
+                                    self.evaluate(
+                                        compiled.clone(),
+                                        entity,
+                                        rule,
+                                        (memo, *github),
+                                        previous,
+                                    )
+                                    .await?
                                 }
                             },
                         };
@@ -623,7 +663,8 @@ impl Evaluator {
     }
 
     fn record_cache_stats(&self) {
-        let cache = self.github.cache_stats();
+        // The cache is the services' own client's, shared by every credential's client.
+        let cache = self.credentials.own().cache_stats();
         self.metrics.set_gauge(
             "plumbline_github_etag_cache_hits",
             "conditional GETs answered from the cache (304s, free of quota)",
@@ -644,7 +685,7 @@ impl Evaluator {
         rule: Arc<CompiledRule>,
         entity: &Entity,
         pr: &ProfileRule,
-        provider: &Memo<'_>,
+        (provider, github): (&Memo<'_>, &GitHub),
         previous: Option<&plumbline_store::LastVerdict>,
     ) -> Result<Outcome, Failure> {
         let inv = Invocation {
@@ -681,7 +722,7 @@ impl Evaluator {
                 return Ok(outcome);
             }
         }
-        evaluate_on_blocking_pool(rule, ingested, entity, pr, &self.github, &self.egress)
+        evaluate_on_blocking_pool(rule, ingested, entity, pr, github, &self.egress)
             .await
             .or_else(|e| {
                 Ok(Outcome::new(

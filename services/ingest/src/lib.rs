@@ -809,19 +809,35 @@ async fn apply(st: &AppState, plan: &Plan, delivery: &str) -> Answer {
 }
 
 async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
-    let bounded = |what: &'static str| {
-        move |r: Result<Result<bool, plumbline_store::StoreError>, tokio::time::error::Elapsed>| {
-            match r {
-                Ok(Ok(changed)) => Ok(changed),
-                Ok(Err(e)) => Err(StoreUnavailable::Store {
-                    what,
-                    source: Arc::new(e),
-                }),
-                Err(_) => Err(StoreUnavailable::TimedOut { what }),
-            }
+    fn bounded<T>(
+        what: &'static str,
+        r: Result<Result<T, plumbline_store::StoreError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreUnavailable> {
+        match r {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(StoreUnavailable::Store {
+                what,
+                source: Arc::new(e),
+            }),
+            Err(_) => Err(StoreUnavailable::TimedOut { what }),
         }
-    };
-    if st.enroll {
+    }
+    if st.enroll && !plan.enroll.is_empty() {
+        // An installation enrolled as a project's provider enrolls its repositories there,
+        // acted on with it; any other lands in --project, acted on with the services' own
+        // credential (which only the operator's project may use).
+        let (project, credential) = match plan.installation {
+            Some(id) => {
+                let found =
+                    tokio::time::timeout(STORE_TIMEOUT, st.store.provider_for_installation(id))
+                        .await;
+                match bounded("provider lookup", found)? {
+                    Some((project, name)) => (project, Some(name)),
+                    None => (st.project.clone(), None),
+                }
+            }
+            None => (st.project.clone(), None),
+        };
         for repo in &plan.enroll {
             let mut properties = serde_json::json!({
                 "repo_id": repo.id,
@@ -835,7 +851,8 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
             }
             let entity = Entity {
                 entity_ref: repo.entity_ref(&st.provider),
-                project: st.project.clone(),
+                project: project.clone(),
+                credential: credential.clone(),
                 owner: repo.owner.clone(),
                 name: repo.name.clone(),
                 properties,
@@ -843,14 +860,14 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
             };
             let enrolled =
                 tokio::time::timeout(STORE_TIMEOUT, st.store.enroll_entity(&entity)).await;
-            if bounded("enroll")(enrolled)? {
+            if bounded("enroll", enrolled)? {
                 st.metrics.inc(
                     "plumbline_ingest_registry_changes_total",
                     "entities enrolled by webhooks (retirements and renames are confirmed and counted by the evaluator)",
                     &[("change", "enrolled")],
                     1,
                 );
-                tracing::info!(entity = %entity.id(), repo = %entity.full_name(), project = %st.project, "repository enrolled");
+                tracing::info!(entity = %entity.id(), repo = %entity.full_name(), project = %entity.project, provider = ?entity.credential, "repository enrolled");
             }
         }
     }

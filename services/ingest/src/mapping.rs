@@ -77,6 +77,9 @@ pub struct Plan {
     pub enroll: Vec<RepoRef>,
     /// Records for the entity-events topic, keyed by entity id.
     pub events: Vec<EntityEvent>,
+    /// The GitHub App installation that delivered the event (`installation.id`), if any:
+    /// repositories it enrolls join the project that installation is a provider of.
+    pub installation: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +123,18 @@ pub fn parse_and_map(
     if !payload.is_object() {
         return Err(MappingError::NotObject);
     }
-    map_event(provider, event, delivery, &payload)
+    let installation = payload
+        .get("installation")
+        .and_then(|i| i.get("id"))
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0);
+    Ok(match map_event(provider, event, delivery, &payload)? {
+        Mapped::Plan(plan) => Mapped::Plan(Plan {
+            installation,
+            ..plan
+        }),
+        other => other,
+    })
 }
 
 struct Fields<'a> {
@@ -351,6 +365,7 @@ pub fn map_event(
                         delivery,
                     ),
                     enroll: vec![repo],
+                    ..Plan::default()
                 })),
                 // The record carries the new names; the evaluator takes them once they lead
                 // to this repository.
@@ -436,6 +451,7 @@ pub fn map_event(
             Ok(Mapped::Plan(Plan {
                 enroll: added,
                 events,
+                ..Plan::default()
             }))
         }
         "pull_request" => child_event(

@@ -52,7 +52,10 @@ const PAYLOAD: Keep = Keep::Keys(&[
     ("action", Keep::Leaf),
     ("ref", Keep::Leaf),
     ("repository", REPOSITORY),
-    ("installation", Keep::Keys(&[("account", OWNER)])),
+    (
+        "installation",
+        Keep::Keys(&[("id", Keep::Leaf), ("account", OWNER)]),
+    ),
     ("repositories", Keep::Items(&LISTED_REPOSITORY)),
     ("repositories_added", Keep::Items(&LISTED_REPOSITORY)),
     ("repositories_removed", Keep::Items(&LISTED_REPOSITORY)),

@@ -198,3 +198,89 @@ async fn enrolment_off_leaves_registration_to_operators() {
     );
     h.stop().await;
 }
+
+/// An installation enrolled as a project's provider enrolls its repositories into that
+/// project, bound to it; an installation no project enrolled lands in `--project`, unbound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_installations_repositories_join_its_project() {
+    let h = Harness::start_with(&plumbline_bus::testing::kafka(), |c| {
+        c.project = "default".into()
+    })
+    .await;
+    let store = h.db.store();
+    store
+        .create_project("team-a", "test")
+        .await
+        .expect("project");
+    store
+        .create_provider(
+            "team-a",
+            "acme-app",
+            &plumbline_store::ProviderCredential::Installation(42),
+            "test",
+        )
+        .await
+        .expect("provider");
+    let a = h
+        .post(
+            "installation",
+            &delivery(),
+            &installation("created", "repositories", &[(1, "api")]),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let api = store
+        .get_entity("github/repository/1")
+        .await
+        .expect("store")
+        .expect("api enrolled");
+    assert_eq!(
+        (api.project.as_str(), api.credential.as_deref()),
+        ("team-a", Some("acme-app"))
+    );
+
+    // Another installation, enrolled by no project.
+    let body = json(serde_json::json!({
+        "action": "created",
+        "installation": {"id": 43, "account": {"login": "acme"}},
+        "repositories": [{"id": 2, "name": "web", "full_name": "acme/web"}],
+    }));
+    let a = h.post("installation", &delivery(), &body).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let web = store
+        .get_entity("github/repository/2")
+        .await
+        .expect("store")
+        .expect("web enrolled");
+    assert_eq!(
+        (web.project.as_str(), web.credential.as_deref()),
+        ("default", None)
+    );
+
+    // The provider acts for an enrolled repository: it is not deleted from under it.
+    assert_eq!(
+        store
+            .delete_provider("team-a", "acme-app")
+            .await
+            .expect("store"),
+        plumbline_store::DeleteProvider::InUse(1)
+    );
+    assert!(store
+        .retire_entity("github/repository/1")
+        .await
+        .expect("store"));
+    assert_eq!(
+        store
+            .delete_provider("team-a", "acme-app")
+            .await
+            .expect("store"),
+        plumbline_store::DeleteProvider::Deleted
+    );
+    let retired_binding: Option<String> = store
+        .get_entity("github/repository/1")
+        .await
+        .expect("store")
+        .and_then(|e| e.credential);
+    assert_eq!(retired_binding, None, "retired, and its binding cleared");
+    h.stop().await;
+}
