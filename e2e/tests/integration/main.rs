@@ -1,0 +1,11 @@
+//! The crate's integration tests, one module per area, built as one test binary (one link
+//! and one executable instead of one per file: the suite's disk and link time).
+
+mod common;
+mod control;
+mod dev;
+mod e2e;
+mod layers;
+mod remediation;
+mod scale;
+mod secrets_in_logs;

@@ -1,0 +1,11 @@
+//! The crate's integration tests, one module per area, built as one test binary (one link
+//! and one executable instead of one per file: the suite's disk and link time).
+
+mod bad_input;
+mod binary;
+mod corpus;
+mod dedupe;
+mod enrolment;
+mod outage;
+mod security;
+mod support;
