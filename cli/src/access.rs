@@ -2,16 +2,21 @@
 //! they did. Each prints one line per item, words for enum values, times in RFC 3339.
 
 use crate::client::Client;
-use crate::resources::{next_page_size, time};
+use crate::output::{time, Output, Printer};
+use crate::resources::next_page_size;
 use clap::Subcommand;
 use plumbline_proto::v1::*;
+use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum ProjectCommand {
     /// Create a project (operators only).
     Create { name: String },
     /// The projects you are a member of (every project, for an operator).
-    List,
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Delete a project with every rule type, profile, repository, status and action it owns
     /// (the project's admins). The audit log keeps its records.
     Delete {
@@ -34,7 +39,10 @@ pub enum TokenCommand {
     /// Revoke a service account's token at once.
     Revoke { name: String },
     /// Service accounts, with when they expire or were revoked.
-    List,
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 /// A project role, as `plumb role grant` takes it.
@@ -66,7 +74,10 @@ pub enum RoleCommand {
     /// Remove PRINCIPAL from the project.
     Revoke { principal: String },
     /// The project's members.
-    List,
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +92,8 @@ pub enum AuditCommand {
         /// At most this many records.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -102,7 +115,8 @@ pub async fn project(c: &mut Client, command: ProjectCommand) -> anyhow::Result<
             .await?;
             println!("project {name} created");
         }
-        ProjectCommand::List => {
+        ProjectCommand::List { output } => {
+            let mut printer = Printer::new(output, &["name", "created_at", "created_by"]);
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -113,7 +127,11 @@ pub async fn project(c: &mut Client, command: ProjectCommand) -> anyhow::Result<
                     .await?
                     .into_inner();
                 for p in r.projects {
-                    println!("{}\t{}\t{}", p.name, time(&p.created_at), p.created_by);
+                    printer.row(vec![
+                        ("name", json!(p.name)),
+                        ("created_at", time(&p.created_at)),
+                        ("created_by", json!(p.created_by)),
+                    ])?;
                 }
                 if r.next_page_token.is_empty() {
                     break;
@@ -145,7 +163,7 @@ pub async fn token(c: &mut Client, command: TokenCommand) -> anyhow::Result<()> 
             eprintln!(
                 "service account {} created (expires: {}); its token is shown once:",
                 r.name,
-                time(&r.expires_at)
+                time(&r.expires_at).as_str().unwrap_or("never")
             );
             println!("{}", r.token);
         }
@@ -154,7 +172,8 @@ pub async fn token(c: &mut Client, command: TokenCommand) -> anyhow::Result<()> 
                 .await?;
             println!("service account {name} revoked");
         }
-        TokenCommand::List => {
+        TokenCommand::List { output } => {
+            let mut printer = Printer::new(output, &["name", "created_at", "created_by", "state"]);
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -166,18 +185,30 @@ pub async fn token(c: &mut Client, command: TokenCommand) -> anyhow::Result<()> 
                     .into_inner();
                 for a in r.service_accounts {
                     let state = if a.revoked_at.is_some() {
-                        format!("revoked {}", time(&a.revoked_at))
+                        "revoked"
                     } else if a.expires_at.is_some() {
-                        format!("expires {}", time(&a.expires_at))
+                        "expires"
                     } else {
-                        "active".to_string()
+                        "active"
                     };
-                    println!(
-                        "{}\t{}\t{}\t{state}",
-                        a.name,
-                        time(&a.created_at),
-                        a.created_by
-                    );
+                    let when = time(&a.revoked_at);
+                    let when = if when.is_null() {
+                        time(&a.expires_at)
+                    } else {
+                        when
+                    };
+                    let state = match when.as_str() {
+                        Some(at) => format!("{state} {at}"),
+                        None => state.to_string(),
+                    };
+                    printer.row(vec![
+                        ("name", json!(a.name)),
+                        ("created_at", time(&a.created_at)),
+                        ("created_by", json!(a.created_by)),
+                        ("state", json!(state)),
+                        ("expires_at", time(&a.expires_at)),
+                        ("revoked_at", time(&a.revoked_at)),
+                    ])?;
                 }
                 if r.next_page_token.is_empty() {
                     break;
@@ -211,7 +242,9 @@ pub async fn role(c: &mut Client, project: &str, command: RoleCommand) -> anyhow
             .await?;
             println!("{principal} removed from project {project}");
         }
-        RoleCommand::List => {
+        RoleCommand::List { output } => {
+            let mut printer =
+                Printer::new(output, &["principal", "role", "granted_at", "granted_by"]);
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -223,13 +256,12 @@ pub async fn role(c: &mut Client, project: &str, command: RoleCommand) -> anyhow
                     .await?
                     .into_inner();
                 for b in r.bindings {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        b.principal,
-                        role_word(b.role),
-                        time(&b.granted_at),
-                        b.granted_by
-                    );
+                    printer.row(vec![
+                        ("principal", json!(b.principal)),
+                        ("role", json!(role_word(b.role))),
+                        ("granted_at", time(&b.granted_at)),
+                        ("granted_by", json!(b.granted_by)),
+                    ])?;
                 }
                 if r.next_page_token.is_empty() {
                     break;
@@ -246,7 +278,12 @@ pub async fn audit(c: &mut Client, project: &str, command: AuditCommand) -> anyh
         principal,
         rpc,
         limit,
+        output,
     } = command;
+    let mut printer = Printer::new(
+        output,
+        &["at", "principal", "rpc", "outcome", "request_digest"],
+    );
     let mut page_token = String::new();
     let mut shown = 0;
     loop {
@@ -262,14 +299,15 @@ pub async fn audit(c: &mut Client, project: &str, command: AuditCommand) -> anyh
             .await?
             .into_inner();
         for e in &r.entries {
-            println!(
-                "{}\t{}\t{}\t{}\t{}",
-                time(&e.at),
-                e.principal,
-                e.rpc,
-                e.outcome,
-                e.request_digest
-            );
+            printer.row(vec![
+                ("at", time(&e.at)),
+                ("principal", json!(e.principal)),
+                ("rpc", json!(e.rpc)),
+                ("outcome", json!(e.outcome)),
+                ("request_digest", json!(e.request_digest)),
+                ("id", json!(e.id)),
+                ("project", json!(e.project)),
+            ])?;
         }
         shown += r.entries.len();
         if r.next_page_token.is_empty() || shown >= limit {
@@ -295,7 +333,10 @@ pub enum ProviderCommand {
         token_stdin: bool,
     },
     /// The project's providers (never their tokens).
-    List,
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
+    },
     Delete {
         name: String,
     },
@@ -332,7 +373,8 @@ pub async fn provider(
             .await?;
             println!("provider {name} added to project {project}");
         }
-        ProviderCommand::List => {
+        ProviderCommand::List { output } => {
+            let mut printer = Printer::new(output, &["name", "kind", "credential", "created_at"]);
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -348,7 +390,21 @@ pub async fn provider(
                         0 => format!("sealed with {}", p.key_id),
                         id => format!("installation {id}"),
                     };
-                    println!("{}\t{}\t{detail}\t{}", p.name, p.kind, time(&p.created_at));
+                    printer.row(vec![
+                        ("name", json!(p.name)),
+                        ("kind", json!(p.kind)),
+                        ("credential", json!(detail)),
+                        ("created_at", time(&p.created_at)),
+                        ("created_by", json!(p.created_by)),
+                        (
+                            "installation_id",
+                            match p.installation_id {
+                                0 => serde_json::Value::Null,
+                                id => json!(id),
+                            },
+                        ),
+                        ("key_id", json!(p.key_id)),
+                    ])?;
                 }
                 if r.next_page_token.is_empty() {
                     break;

@@ -184,6 +184,21 @@ fn status_word(s: i32) -> &'static str {
 }
 
 /// The latest verdicts as an aligned text table.
+/// One verdict as `-o wide|json|yaml` prints it.
+pub fn status_row(r: &RuleStatus) -> crate::output::Row {
+    use serde_json::json;
+    vec![
+        ("entity_id", json!(r.entity_id)),
+        ("repository", json!(format!("{}/{}", r.owner, r.name))),
+        ("profile", json!(r.profile)),
+        ("rule", json!(r.rule_name)),
+        ("status", json!(status_word(r.status))),
+        ("message", json!(r.message)),
+        ("rule_type", json!(r.rule_type)),
+        ("evaluated_at", crate::output::time(&r.evaluated_at)),
+    ]
+}
+
 pub fn status_table(rows: &[RuleStatus]) -> String {
     let headers = ["REPOSITORY", "PROFILE", "RULE", "STATUS", "MESSAGE"];
     let cells: Vec<[String; 5]> = rows

@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod login;
+pub mod output;
 #[cfg(feature = "dev")]
 pub mod pg;
 pub mod resources;

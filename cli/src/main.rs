@@ -1,10 +1,12 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use plumb::output::{Output, Printer};
 use plumb::resources::{self, DocAction};
 use plumb::{access, client, commands};
 #[cfg(feature = "dev")]
 use plumb::{dev, sim};
 use plumbline_proto::v1::DocumentKind;
+use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -86,6 +88,9 @@ enum Command {
         /// to ask of a large fleet).
         #[arg(long)]
         summary: bool,
+        /// `table` aligns columns under a header; the others print as every list does.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Re-evaluate one entity, or every entity of the project.
     Reconcile {
@@ -197,11 +202,12 @@ enum RepoCommand {
         #[arg(long, default_value = "")]
         provider: String,
     },
-    List,
-    /// Stop evaluating a repository (id as shown by `plumb repo list`); its history stays.
-    Deregister {
-        entity_id: String,
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
+    /// Stop evaluating a repository (id as shown by `plumb repo list`); its history stays.
+    Deregister { entity_id: String },
 }
 
 #[tokio::main]
@@ -370,10 +376,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Repo {
-            command: RepoCommand::List,
+            command: RepoCommand::List { output },
         } => {
             let mut c =
                 client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
+            let mut printer = Printer::new(output, &["entity_id", "repository", "default_branch"]);
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -385,10 +392,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?
                     .into_inner();
                 for repo in r.repositories {
-                    println!(
-                        "{}\t{}/{}\t{}",
-                        repo.entity_id, repo.owner, repo.name, repo.default_branch
-                    );
+                    printer.row(vec![
+                        ("entity_id", json!(repo.entity_id)),
+                        ("repository", json!(format!("{}/{}", repo.owner, repo.name))),
+                        ("default_branch", json!(repo.default_branch)),
+                        ("labels", json!(repo.labels)),
+                        ("provider", json!(repo.provider)),
+                    ])?;
                 }
                 if r.next_page_token.is_empty() {
                     break;
@@ -400,14 +410,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             entity,
             only,
             summary,
+            output,
         } => {
             let mut c =
                 client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
             if summary {
                 print!("{}", commands::posture(&mut c, &project).await?);
             } else {
-                let rows = commands::status_filtered(&mut c, &project, &entity, &only).await?;
-                print!("{}", commands::status_table(&rows));
+                if output == Output::Table {
+                    // Aligned columns need every row first.
+                    let rows = commands::status_filtered(&mut c, &project, &entity, &only).await?;
+                    print!("{}", commands::status_table(&rows));
+                } else {
+                    // The other formats print each page as it arrives.
+                    let mut printer = Printer::new(output, &[]);
+                    let mut page_token = String::new();
+                    loop {
+                        let page = c
+                            .list_status(plumbline_proto::v1::ListStatusRequest {
+                                project: project.clone(),
+                                entity_id: entity.clone(),
+                                profile: String::new(),
+                                status: only.clone(),
+                                page_size: 1000,
+                                page_token,
+                            })
+                            .await?
+                            .into_inner();
+                        for r in &page.statuses {
+                            printer.row(commands::status_row(r))?;
+                        }
+                        if page.next_page_token.is_empty() {
+                            break;
+                        }
+                        page_token = page.next_page_token;
+                    }
+                }
             }
         }
         Command::Reconcile { entity } => {
@@ -482,6 +520,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     rule,
                     status,
                     limit,
+                    output,
                 },
         } => {
             let mut c = connect(&api_url, &api_token, &api_ca).await?;
@@ -491,7 +530,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rule_name: rule,
                 ..Default::default()
             };
-            resources::history(&mut c, &project, filter, status, limit).await?;
+            resources::history(&mut c, &project, filter, status, limit, output).await?;
         }
         Command::Action {
             command:
@@ -499,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     entity,
                     profile,
                     limit,
+                    output,
                 },
         } => {
             let mut c = connect(&api_url, &api_token, &api_ca).await?;
@@ -507,7 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 profile,
                 ..Default::default()
             };
-            resources::actions(&mut c, &project, filter, limit).await?;
+            resources::actions(&mut c, &project, filter, limit, output).await?;
         }
     }
     Ok(())

@@ -1,21 +1,13 @@
 //! `plumb ruletype|datasource|profile list|get|delete`, `plumb repo deregister`, `plumb history
 //! list` and `plumb action list`. Lists page through the server's pages, printing as they
-//! arrive. `-o yaml` of a document is its YAML as applied (it applies back unchanged);
-//! `-o json` is the same document as JSON.
+//! arrive (see [`crate::output`]). `-o yaml` of a document is its YAML as applied (it applies
+//! back unchanged); `-o json` is the same document as JSON.
 
 use crate::client::Client;
+use crate::output::{self, Output, Printer, Row};
 use clap::{Subcommand, ValueEnum};
 use plumbline_proto::v1::*;
-
-/// How to print.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Tab-separated columns, one line per item.
-    #[default]
-    Table,
-    Yaml,
-    Json,
-}
+use serde_json::json;
 
 /// What to do with documents of one kind.
 #[derive(Subcommand)]
@@ -44,22 +36,24 @@ fn word(kind: DocumentKind) -> &'static str {
     }
 }
 
-/// The document in the form asked for.
-fn render(d: &Document, output: Output) -> anyhow::Result<String> {
+/// The document in the form asked for: as applied (yaml, json), or as a row.
+fn render(d: &Document, printer: &mut Printer, output: Output) -> anyhow::Result<String> {
     Ok(match output {
         Output::Yaml => d.yaml.clone(),
         Output::Json => {
             let value: serde_json::Value = serde_yaml_ng::from_str(&d.yaml)?;
             serde_json::to_string_pretty(&value)? + "\n"
         }
-        Output::Table => format!(
-            "{}\t{}\t{}\n",
-            d.name,
-            d.version,
-            d.digest.get(..12).unwrap_or(&d.digest)
-        ),
+        Output::Table | Output::Wide => printer.render(vec![
+            ("name", json!(d.name)),
+            ("version", json!(d.version)),
+            ("digest", json!(d.digest.get(..12).unwrap_or(&d.digest))),
+            ("sha256", json!(d.digest)),
+        ])?,
     })
 }
+
+const DOCUMENT_COLUMNS: &[&str] = &["name", "version", "digest"];
 
 pub async fn documents(
     c: &mut Client,
@@ -71,6 +65,7 @@ pub async fn documents(
         DocAction::List { output } => {
             let mut page_token = String::new();
             let mut first = true;
+            let mut printer = Printer::new(output, DOCUMENT_COLUMNS);
             loop {
                 let r = c
                     .list_documents(ListDocumentsRequest {
@@ -78,7 +73,7 @@ pub async fn documents(
                         kind: kind as i32,
                         page_size: 0,
                         page_token,
-                        with_yaml: output != Output::Table,
+                        with_yaml: matches!(output, Output::Yaml | Output::Json),
                     })
                     .await?
                     .into_inner();
@@ -87,7 +82,7 @@ pub async fn documents(
                         println!("---");
                     }
                     first = false;
-                    print!("{}", render(d, output)?);
+                    print!("{}", render(d, &mut printer, output)?);
                 }
                 if r.next_page_token.is_empty() {
                     return Ok(());
@@ -104,7 +99,8 @@ pub async fn documents(
                 })
                 .await?
                 .into_inner();
-            print!("{}", render(&d, output)?);
+            let mut printer = Printer::new(output, DOCUMENT_COLUMNS);
+            print!("{}", render(&d, &mut printer, output)?);
         }
         DocAction::Delete { name } => {
             c.delete_document(DeleteDocumentRequest {
@@ -134,16 +130,6 @@ pub(crate) fn next_page_size(limit: usize, shown: usize) -> u32 {
     u32::try_from(limit.saturating_sub(shown).min(1000)).unwrap_or(1000)
 }
 
-/// A timestamp in RFC 3339 (UTC, seconds), `-` when absent.
-pub(crate) fn time(t: &Option<plumbline_proto::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(|t| {
-            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-        })
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".to_string())
-}
-
 #[derive(Subcommand)]
 pub enum HistoryCommand {
     /// Evaluations, newest first.
@@ -160,6 +146,8 @@ pub enum HistoryCommand {
         status: Option<StatusArg>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -173,6 +161,8 @@ pub enum ActionCommand {
         profile: String,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -191,7 +181,12 @@ pub async fn history(
     mut filter: ListHistoryRequest,
     status: Option<StatusArg>,
     limit: usize,
+    output: Output,
 ) -> anyhow::Result<()> {
+    let mut printer = Printer::new(
+        output,
+        &["evaluated_at", "entity_id", "rule", "status", "message"],
+    );
     filter.project = project.to_string();
     filter.status = match status {
         None => 0,
@@ -205,15 +200,7 @@ pub async fn history(
         filter.page_size = next_page_size(limit, shown);
         let r = c.list_history(filter.clone()).await?.into_inner();
         for e in &r.entries {
-            println!(
-                "{}\t{}\t{}/{}\t{}\t{}",
-                time(&e.evaluated_at),
-                e.entity_id,
-                e.profile,
-                e.rule_name,
-                plumbline_proto::eval_status_word(e.status),
-                e.message
-            );
+            printer.row(history_row(e))?;
         }
         shown += r.entries.len();
         if r.next_page_token.is_empty() || shown >= limit {
@@ -228,27 +215,27 @@ pub async fn actions(
     project: &str,
     mut filter: ListActionsRequest,
     limit: usize,
+    output: Output,
 ) -> anyhow::Result<()> {
+    let mut printer = Printer::new(
+        output,
+        &[
+            "created_at",
+            "entity_id",
+            "profile",
+            "type",
+            "status",
+            "provider_ref",
+            "message",
+        ],
+    );
     filter.project = project.to_string();
     let mut shown = 0;
     loop {
         filter.page_size = next_page_size(limit, shown);
         let r = c.list_actions(filter.clone()).await?.into_inner();
         for a in &r.actions {
-            println!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                time(&a.created_at),
-                a.entity_id,
-                a.profile,
-                a.action_type,
-                plumbline_proto::action_status_word(a.status),
-                if a.provider_ref.is_empty() {
-                    "-"
-                } else {
-                    &a.provider_ref
-                },
-                a.message
-            );
+            printer.row(action_row(a))?;
         }
         shown += r.actions.len();
         if r.next_page_token.is_empty() || shown >= limit {
@@ -256,4 +243,52 @@ pub async fn actions(
         }
         filter.page_token = r.next_page_token;
     }
+}
+
+fn history_row(e: &HistoryEntry) -> Row {
+    vec![
+        ("evaluated_at", output::time(&e.evaluated_at)),
+        ("entity_id", json!(e.entity_id)),
+        ("rule", json!(format!("{}/{}", e.profile, e.rule_name))),
+        ("status", json!(plumbline_proto::eval_status_word(e.status))),
+        ("message", json!(e.message)),
+        ("profile", json!(e.profile)),
+        ("rule_name", json!(e.rule_name)),
+        ("rule_type", json!(e.rule_type)),
+        ("evaluation_id", json!(e.evaluation_id)),
+    ]
+}
+
+fn action_row(a: &Action) -> Row {
+    let requests: Vec<String> = a
+        .requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    vec![
+        ("created_at", output::time(&a.created_at)),
+        ("entity_id", json!(a.entity_id)),
+        ("profile", json!(a.profile)),
+        ("type", json!(a.action_type)),
+        (
+            "status",
+            json!(plumbline_proto::action_status_word(a.status)),
+        ),
+        ("provider_ref", json!(a.provider_ref)),
+        ("message", json!(a.message)),
+        ("id", json!(a.id)),
+        (
+            "kind",
+            json!(ActionKind::try_from(a.kind)
+                .map(|k| k
+                    .as_str_name()
+                    .trim_start_matches("ACTION_KIND_")
+                    .to_ascii_lowercase())
+                .unwrap_or_default()),
+        ),
+        ("rule_type", json!(a.rule_type)),
+        ("evaluation_id", json!(a.evaluation_id)),
+        ("updated_at", output::time(&a.updated_at)),
+        ("requests", json!(requests)),
+    ]
 }

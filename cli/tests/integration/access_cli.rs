@@ -152,6 +152,93 @@ async fn an_operator_sets_up_a_project_and_a_service_account_works_within_its_ro
     )
     .await;
     assert_eq!(code, 3);
+    // Not even a project admin claims an App installation: which project an installation
+    // serves is the operator's decision (the App's key acts for it).
+    let grant = |role: &'static str| {
+        run(
+            OPERATOR,
+            &[
+                "--project",
+                "payments",
+                "role",
+                "grant",
+                "serviceaccount:ci",
+                "--role",
+                role,
+            ],
+        )
+    };
+    assert_eq!(grant("admin").await.0, 0);
+    let (code, _, err) = run(
+        &token,
+        &[
+            "--project",
+            "payments",
+            "provider",
+            "create",
+            "x",
+            "--installation-id",
+            "7",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("only an operator may"), "{err}");
+
+    // Every list prints in each format, with the same item: json lines and yaml documents
+    // parse, wide shows more columns than table.
+    let (code, out, err) = run(
+        &token,
+        &["--project", "payments", "provider", "list", "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let item: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (&item["name"], &item["kind"], &item["installation_id"]),
+        (
+            &serde_json::json!("app"),
+            &serde_json::json!("github-app-installation"),
+            &serde_json::json!(42)
+        )
+    );
+    let (code, out, err) = run(
+        &token,
+        &["--project", "payments", "provider", "list", "-o", "yaml"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let item: serde_json::Value = serde_yaml_ng::from_str(&out).expect("a YAML document");
+    assert_eq!(item["name"], "app", "{out}");
+    let (code, wide, err) = run(
+        &token,
+        &["--project", "payments", "provider", "list", "-o", "wide"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(wide.trim().split('\t').count(), 7, "{wide}");
+    for list in [
+        &["project", "list"][..],
+        &["--project", "payments", "role", "list"],
+        &["--project", "payments", "audit", "list"],
+        &["token", "list"],
+    ] {
+        let (code, out, err) = run(OPERATOR, &[list, &["-o", "json"]].concat()).await;
+        assert_eq!(code, 0, "{list:?}: {err}");
+        assert!(!out.trim().is_empty(), "{list:?}");
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+            assert!(v.is_object(), "{list:?}: {line}");
+        }
+        let (code, table, _) = run(OPERATOR, list).await;
+        let (_, wide, _) = run(OPERATOR, &[list, &["-o", "wide"]].concat()).await;
+        assert_eq!(code, 0);
+        let columns = |s: &str| s.lines().next().map(|l| l.split('\t').count()).unwrap_or(0);
+        assert!(
+            columns(&wide) >= columns(&table),
+            "{list:?}: {table} / {wide}"
+        );
+    }
 
     // The audit log shows the refusal, newest first.
     let (code, out, err) = run(

@@ -204,7 +204,9 @@ impl Store {
 
     /// Enrolls a repository seen by a webhook (an App installation, a new repository): inserts
     /// it, or re-activates it when retired. Unlike [`Store::upsert_entity`] it keeps what an
-    /// operator set on an existing row (project, labels) and only adds the given properties.
+    /// operator set on an existing row (labels) and only adds the given properties. A row of
+    /// another project is left exactly as it is, retired or not: a webhook (which can be
+    /// replayed) never brings back what another project deregistered.
     /// Returns true when the entity was new or had been retired.
     pub async fn enroll_entity(&self, e: &Entity) -> Result<bool, StoreError> {
         self.insert_entity(
@@ -216,7 +218,7 @@ impl Store {
              credential = CASE WHEN entities.project = EXCLUDED.project \
                 THEN coalesce(entities.credential, EXCLUDED.credential) \
                 ELSE entities.credential END",
-            "",
+            "WHERE entities.project = EXCLUDED.project",
             "(xmax = 0) OR coalesce((SELECT was_retired FROM before), false)",
         )
         .await

@@ -113,32 +113,46 @@ impl Store {
 
     /// Removes a provider, unless active entities are acted on with it: then
     /// [`DeleteProvider::InUse`] with how many (they are deregistered, or registered anew with
-    /// another provider, first). Retired entities lose the binding, as does an entity bound
-    /// by a registration that commits while this statement runs (it is then acted on as an
-    /// unbound entity of its project, which outside the operator's project means not at all).
+    /// another provider, first). Retired entities lose the binding.
+    ///
+    /// The provider row is locked first (`FOR UPDATE`, which the foreign-key check of a
+    /// registration binding an entity to it conflicts with): a registration that committed
+    /// before is counted, one still to come fails on the foreign key. No active entity is
+    /// ever left unbound by a delete.
     pub async fn delete_provider(
         &self,
         project: &str,
         name: &str,
     ) -> Result<DeleteProvider, StoreError> {
-        let c = self.client().await?;
-        let row = c
-            .query_one(
-                "WITH users AS (SELECT count(*) AS n FROM entities \
-                     WHERE project = $1 AND credential = $2 AND retired_at IS NULL), \
-                 gone AS (DELETE FROM providers WHERE project = $1 AND name = $2 \
-                     AND (SELECT n FROM users) = 0 RETURNING 1) \
-                 SELECT (SELECT n FROM users), EXISTS (SELECT 1 FROM gone), \
-                     EXISTS (SELECT 1 FROM providers WHERE project = $1 AND name = $2)",
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let locked = tx
+            .query_opt(
+                "SELECT 1 FROM providers WHERE project = $1 AND name = $2 FOR UPDATE",
                 &[&project, &name],
             )
             .await?;
-        let (users, deleted, existed): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
-        Ok(match (deleted, existed) {
-            (true, _) => DeleteProvider::Deleted,
-            (false, true) => DeleteProvider::InUse(users),
-            (false, false) => DeleteProvider::Missing,
-        })
+        if locked.is_none() {
+            return Ok(DeleteProvider::Missing);
+        }
+        let users: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM entities \
+                 WHERE project = $1 AND credential = $2 AND retired_at IS NULL",
+                &[&project, &name],
+            )
+            .await?
+            .get(0);
+        if users > 0 {
+            return Ok(DeleteProvider::InUse(users));
+        }
+        tx.execute(
+            "DELETE FROM providers WHERE project = $1 AND name = $2",
+            &[&project, &name],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(DeleteProvider::Deleted)
     }
 
     /// What a project's provider authenticates with; `None` when there is no such provider.

@@ -207,9 +207,21 @@ impl Control {
         rpc: Rpc,
         project: &str,
     ) -> Result<Caller, Status> {
+        self.authorize_for(req, rpc, rpc.need(), project).await
+    }
+
+    /// [`Control::authorize`] for a call of `rpc` that, by what it asks, needs more than the
+    /// RPC's own need (`need`: never less than it).
+    pub(crate) async fn authorize_for<M: prost::Message>(
+        &self,
+        req: &Request<M>,
+        rpc: Rpc,
+        need: Need,
+        project: &str,
+    ) -> Result<Caller, Status> {
         let digest = hex::encode(Sha256::digest(req.get_ref().encode_to_vec()));
         let caller = self.authenticate(req.metadata(), rpc, &digest).await?;
-        let project = match rpc.need() {
+        let project = match need {
             Need::Role(_) => project_or_default(project),
             Need::Operator | Need::Authenticated => project,
         };
@@ -218,7 +230,7 @@ impl Control {
             plumbline_domain::check_project_name(project)
                 .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
         }
-        let allowed = match (&caller, rpc.need()) {
+        let allowed = match (&caller, need) {
             (Caller::Operator { .. }, _) | (_, Need::Authenticated) => true,
             (Caller::Principal(_), Need::Operator) => false,
             (Caller::Principal(p), Need::Role(needed)) => {
@@ -244,7 +256,7 @@ impl Control {
             {
                 tracing::error!(error = %e, %caller, %rpc, project, "refused call not audited");
             }
-            let why = match rpc.need() {
+            let why = match need {
                 Need::Role(r) => format!("it needs the {r} role in project {project}"),
                 _ => "only an operator may".to_string(),
             };
@@ -252,7 +264,7 @@ impl Control {
                 "{caller} may not call {rpc}: {why}"
             )));
         }
-        if matches!(rpc.need(), Need::Role(_))
+        if matches!(need, Need::Role(_))
             && !self
                 .store
                 .project_exists(project)

@@ -1405,8 +1405,16 @@ impl ControlService for Control {
         &self,
         req: Request<CreateProviderRequest>,
     ) -> Result<Response<CreateProviderResponse>, Status> {
+        // A GitHub App installation acts with the App key the services hold, for whatever
+        // repositories of whichever organisation it was installed on: which project it serves
+        // is the operator's to decide, never a project admin's claim. A token is the
+        // project's own credential, which its admins bring.
+        let need = match req.get_ref().installation_id {
+            0 => Rpc::CreateProvider.need(),
+            _ => access::Need::Operator,
+        };
         let caller = self
-            .authorize(&req, Rpc::CreateProvider, &req.get_ref().project)
+            .authorize_for(&req, Rpc::CreateProvider, need, &req.get_ref().project)
             .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);

@@ -708,6 +708,23 @@ async fn enrolment_keeps_what_operators_set_and_reactivates_retired_entities() {
         .await
         .expect("get")
         .is_some());
+    // A webhook naming a repository another project registered changes nothing of it, and
+    // does not bring it back once that project deregistered it.
+    let mut elsewhere = e.clone();
+    elsewhere.project = "team-b".into();
+    s.create_project("team-b", "test").await.expect("project");
+    assert!(s
+        .retire_entity("github/repository/9")
+        .await
+        .expect("retire"));
+    assert!(!s.enroll_entity(&elsewhere).await.expect("other project"));
+    assert!(
+        s.get_entity("github/repository/9")
+            .await
+            .expect("get")
+            .is_none(),
+        "still retired"
+    );
 }
 
 #[tokio::test]
@@ -825,4 +842,68 @@ async fn service_pools_carry_a_statement_timeout() {
         "0",
         "plain pools (migrations) have none"
     );
+}
+
+/// A provider is not deleted from under a registration binding an entity to it while the
+/// delete runs: the delete waits for the registration and then counts it.
+#[tokio::test]
+async fn a_provider_delete_racing_a_registration_counts_it() {
+    use plumbline_store::{DeleteProvider, ProviderCredential};
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.create_project("team-a", "test").await.expect("project");
+    s.create_provider(
+        "team-a",
+        "app",
+        &ProviderCredential::Installation(5),
+        "test",
+    )
+    .await
+    .expect("provider");
+    let (mut client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    // A registration in flight: the entity row is written, not yet committed.
+    let tx = client.transaction().await.expect("tx");
+    tx.execute(
+        "INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name, credential) \
+         VALUES ('github/repository/77', 'team-a', 'github', 'repository', '77', 'acme', 'api', 'app')",
+        &[],
+    )
+    .await
+    .expect("insert");
+    let deleting = tokio::spawn({
+        let s = s.clone();
+        async move { s.delete_provider("team-a", "app").await }
+    });
+    // The delete waits on the registration's foreign-key lock (seen in pg_stat_activity).
+    let mut waited = false;
+    for _ in 0..400 {
+        let waiting: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting == 1 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waited, "the delete waits for the registration");
+    assert!(!deleting.is_finished());
+    tx.commit().await.expect("commit");
+    let outcome = deleting.await.expect("task").expect("delete");
+    assert_eq!(outcome, DeleteProvider::InUse(1));
+    let e = s
+        .get_entity("github/repository/77")
+        .await
+        .expect("get")
+        .expect("registered");
+    assert_eq!(e.credential.as_deref(), Some("app"), "still bound");
 }
