@@ -131,6 +131,22 @@ impl Credentials {
         &self.own
     }
 
+    /// The client to act for `entity` with: `Err` when the store could not be read (retry
+    /// later), `Ok(Err)` when the entity cannot be acted on until an operator or its project
+    /// changes something (the reason is what its rules report).
+    pub async fn for_entity(
+        &self,
+        entity: &plumbline_domain::Entity,
+    ) -> Result<Result<GitHub, CredentialError>, CredentialError> {
+        match self
+            .client(&entity.project, entity.credential.as_deref())
+            .await
+        {
+            Err(e) if e.is_transient() => Err(e),
+            other => Ok(other),
+        }
+    }
+
     /// The client to act for an entity of `project` bound to `provider` (`None`: unbound).
     pub async fn client(
         &self,

@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "plumbline-reload",
             // Which credential an entity is acted on with is read from the store.
             "plumbline-store",
+            "plumbline-domain",
         ],
     ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.

@@ -510,16 +510,11 @@ impl Actuator {
         };
         let github = match self
             .credentials
-            .client(&entity.project, entity.credential.as_deref())
+            .for_entity(&entity)
             .await
+            .map_err(|e| unavailable(e.describe()))?
         {
             Ok(github) => github,
-            Err(e) if e.is_transient() => {
-                return Err(Failure::Unavailable {
-                    reason: e.describe(),
-                    until: None,
-                })
-            }
             Err(e) => {
                 // The evaluator reports the same reason on every rule of the entity.
                 self.metrics.inc(

@@ -298,6 +298,13 @@ impl RuleResult<'_> {
 
 /// A Postgres error as the record's failure: the database unreachable or overloaded is
 /// `Unavailable` (wait and retry, not the record's fault); any other error counts an attempt.
+fn credentials_unavailable(e: plumbline_runtime::credentials::CredentialError) -> Failure {
+    Failure::Unavailable {
+        reason: e.describe(),
+        until: None,
+    }
+}
+
 fn store_failure(e: plumbline_store::StoreError) -> Failure {
     if e.is_transient() {
         Failure::Unavailable {
@@ -483,16 +490,11 @@ impl Evaluator {
         };
         let github = match self
             .credentials
-            .client(&entity.project, entity.credential.as_deref())
+            .for_entity(&entity)
             .await
+            .map_err(credentials_unavailable)?
         {
             Ok(github) => github,
-            Err(e) if e.is_transient() => {
-                return Err(Failure::Unavailable {
-                    reason: e.describe(),
-                    until: None,
-                })
-            }
             Err(e) => {
                 outcome("no_credential");
                 let why = format!("{}: not evaluated", e.describe());
