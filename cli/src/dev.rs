@@ -56,6 +56,11 @@ pub struct DevArgs {
     /// Stop by itself after this many seconds (demos and smoke tests).
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
+
+    /// Export every service's spans over OTLP/gRPC to this collector (e.g.
+    /// http://127.0.0.1:4317); default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else no export.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// What a `plumb dev` run achieved.

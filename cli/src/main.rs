@@ -242,7 +242,23 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // The CLI prints what matters itself; services inside `plumb dev` log warnings and errors
     // only (RUST_LOG=info shows everything).
-    plumbline_telemetry::init_logging_with(false, "warn");
+    #[cfg(feature = "dev")]
+    let tracing = match &cli.command {
+        // `plumb dev` runs the services: their spans are exported like theirs would be.
+        Command::Dev(args) => Some(plumbline_telemetry::traces::init(
+            &plumbline_telemetry::TracingConfig {
+                otlp_endpoint: args.otlp_endpoint.clone(),
+                default_filter: "warn".into(),
+                ..plumbline_telemetry::TracingConfig::new("plumb-dev", false)
+            },
+        )?),
+        _ => None,
+    };
+    #[cfg(not(feature = "dev"))]
+    let tracing: Option<plumbline_telemetry::Tracing> = None;
+    if tracing.is_none() {
+        plumbline_telemetry::init_logging_with(false, "warn");
+    }
     // What talks to the control API reads the configuration file's context; flags and
     // environment variables override it.
     let uses_api = match &cli.command {
@@ -281,7 +297,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "dev")]
         Command::Dev(args) => {
             let shutdown = plumbline_runtime::shutdown_on_signal();
-            dev::run(args, shutdown).await?;
+            let ran = dev::run(args, shutdown).await;
+            if let Some(t) = tracing.clone() {
+                // The last spans leave before the process does.
+                let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+            }
+            ran?;
         }
         #[cfg(feature = "dev")]
         Command::Sim(args) => {

@@ -94,6 +94,8 @@ pub struct Stack {
     /// The running evaluator's metrics (replaced when it restarts).
     pub evaluator_metrics: Option<plumbline_telemetry::Metrics>,
     pub outcomes: tokio::sync::broadcast::Sender<plumbline_proto::v1::ActionOutcome>,
+    /// Each running service's `/healthz`, `/readyz` and `/metrics` address.
+    pub health: std::collections::BTreeMap<&'static str, SocketAddr>,
     root: CancellationToken,
     ingest: Option<Service>,
     evaluator: Option<Service>,
@@ -159,6 +161,11 @@ impl Stack {
             control_addr: control.addr,
             actuator_metrics: plumbline_telemetry::Metrics::new(),
             outcomes: tokio::sync::broadcast::channel(1024).0,
+            health: [
+                ("ingest", ingest.health_addr),
+                ("control", control.health_addr),
+            ]
+            .into(),
             root,
             ingest: Some(Service {
                 token: ingest_token,
@@ -195,6 +202,7 @@ impl Stack {
             .await
             .context("starting evaluator")?;
         self.evaluator_metrics = Some(r.metrics.clone());
+        self.health.insert("evaluator", r.health_addr);
         self.evaluator = Some(Service {
             token,
             task: r.task,
@@ -244,6 +252,7 @@ impl Stack {
             .await
             .context("starting actuator")?;
         self.actuator_metrics = r.metrics.clone();
+        self.health.insert("actuator", r.health_addr);
         // Observers subscribed to the stack's channel keep receiving across restarts.
         let relay = self.outcomes.clone();
         let mut rx = r.outcomes.subscribe();
@@ -284,6 +293,7 @@ impl Stack {
         let r = plumbline_reconciler::start(rc, token.clone())
             .await
             .context("starting reconciler")?;
+        self.health.insert("reconciler", r.health_addr);
         self.reconciler = Some(Service {
             token,
             task: r.task,

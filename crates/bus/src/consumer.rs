@@ -238,6 +238,15 @@ impl ConsumerContext for GroupContext {
 pub struct Consumer {
     inner: Arc<StreamConsumer<GroupContext>>,
     gate: Arc<PartitionGate>,
+    group: String,
+}
+
+/// Records not yet consumed on one partition this member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
 }
 
 impl Consumer {
@@ -286,6 +295,7 @@ impl Consumer {
         Ok(Consumer {
             inner: Arc::new(inner),
             gate,
+            group: config.group_id.clone(),
         })
     }
 
@@ -350,10 +360,23 @@ impl Consumer {
     /// position (or, before the first record, the committed offset, else the low watermark).
     /// Blocks on broker round trips: call it from a blocking task.
     pub fn lag(&self, timeout: std::time::Duration) -> Result<i64, BusError> {
+        Ok(self.partition_lag(timeout)?.iter().map(|p| p.lag).sum())
+    }
+
+    /// The consumer group this member belongs to.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// [`Consumer::lag`] per partition this member owns (blocking: it asks the broker).
+    pub fn partition_lag(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<PartitionLag>, BusError> {
         use rdkafka::Offset;
         let positions = self.inner.position().map_err(BusError::Consume)?;
         let committed = self.inner.committed(timeout).map_err(BusError::Consume)?;
-        let mut lag = 0;
+        let mut lags = Vec::new();
         for p in positions.elements() {
             let (low, high) = self
                 .inner
@@ -369,9 +392,32 @@ impl Consumer {
                     _ => low,
                 },
             };
-            lag += (high - at).max(0);
+            lags.push(PartitionLag {
+                topic: p.topic().to_string(),
+                partition: p.partition(),
+                lag: (high - at).max(0),
+            });
         }
-        Ok(lag)
+        Ok(lags)
+    }
+
+    /// Records held in `topic` (high minus low watermark over its partitions; blocking).
+    pub fn topic_depth(&self, topic: &str, timeout: std::time::Duration) -> Result<i64, BusError> {
+        let metadata = self
+            .inner
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(BusError::Consume)?;
+        let mut depth = 0;
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = self
+                    .inner
+                    .fetch_watermarks(topic, p.id(), timeout)
+                    .map_err(BusError::Consume)?;
+                depth += (high - low).max(0);
+            }
+        }
+        Ok(depth)
     }
 
     /// Number of partitions currently assigned to this member.

@@ -164,8 +164,7 @@ impl Worker {
                     );
                 }
                 self.metrics.inc(
-                    "plumbline_worker_revocations_total",
-                    "partitions revoked from this member",
+                    &plumbline_telemetry::catalog::WORKER_REVOCATIONS,
                     &[("worker", self.name)],
                     revoked.len() as u64,
                 );
@@ -203,8 +202,7 @@ impl Worker {
                 };
                 if batch.len() > 1 {
                     self.metrics.inc(
-                        "plumbline_worker_coalesced_total",
-                        "records folded into a later record's handling",
+                        &plumbline_telemetry::catalog::WORKER_COALESCED,
                         &[("worker", self.name)],
                         batch.len() as u64 - 1,
                     );
@@ -232,8 +230,7 @@ impl Worker {
                                 .map(|h| started.saturating_duration_since(h.received))
                                 .unwrap_or_default();
                             worker.metrics.observe(
-                                "plumbline_worker_queue_seconds",
-                                "time a record waited from receipt to the start of its handling",
+                                &plumbline_telemetry::catalog::WORKER_QUEUE_SECONDS,
                                 &[("worker", worker.name)],
                                 queued.as_secs_f64(),
                             );
@@ -246,8 +243,7 @@ impl Worker {
                                 )
                                 .await;
                             worker.metrics.observe(
-                                "plumbline_worker_handle_seconds",
-                                "time to handle one record, retries and waits included",
+                                &plumbline_telemetry::catalog::WORKER_HANDLE_SECONDS,
                                 &[("worker", worker.name)],
                                 started.elapsed().as_secs_f64(),
                             );
@@ -260,14 +256,12 @@ impl Worker {
                 });
             }
             self.metrics.set_gauge(
-                "plumbline_worker_in_flight",
-                "records being handled now",
+                &plumbline_telemetry::catalog::WORKER_IN_FLIGHT,
                 &[("worker", self.name)],
                 in_flight as u64,
             );
             self.metrics.set_gauge(
-                "plumbline_worker_parked",
-                "records parked until a dependency's limit lifts",
+                &plumbline_telemetry::catalog::WORKER_PARKED,
                 &[("worker", self.name)],
                 parked_records as u64,
             );
@@ -306,8 +300,7 @@ impl Worker {
                                 keys.remove(&f.key);
                             } else {
                                 self.metrics.inc(
-                                    "plumbline_worker_parked_total",
-                                    "handlings parked until a dependency's limit lifts",
+                                    &plumbline_telemetry::catalog::WORKER_PARKED_TOTAL,
                                     &[("worker", self.name)],
                                     1,
                                 );
@@ -386,31 +379,79 @@ impl Worker {
         tracing::info!(worker = self.name, "stopped");
     }
 
-    /// Publishes `plumbline_consumer_lag` (records not yet consumed on this member's
-    /// partitions) every 10 s, from a blocking task (it asks the broker for watermarks).
+    /// Publishes `plumbline_consumer_lag` (records not yet consumed, per partition this member
+    /// owns) and `plumbline_dlq_depth` (records in the dead-letter topic) every 10 s, from a
+    /// blocking task (it asks the broker for watermarks). A partition given away loses its
+    /// series, so a lag never freezes at its last value on a member that no longer owns it.
     fn report_lag(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        use plumbline_telemetry::catalog::{CONSUMER_LAG, DLQ_DEPTH};
         tokio::spawn(async move {
+            let mut reported: Vec<(String, String)> = Vec::new();
             loop {
                 let worker = self.clone();
-                let lag = tokio::task::spawn_blocking(move || {
-                    worker.consumer.lag(Duration::from_secs(5))
+                let measured = tokio::task::spawn_blocking(move || {
+                    let timeout = Duration::from_secs(5);
+                    let lags = worker.consumer.partition_lag(timeout);
+                    let dlq = worker.dead_letter.as_ref().map(|(_, topic)| {
+                        (topic.clone(), worker.consumer.topic_depth(topic, timeout))
+                    });
+                    (lags, dlq)
                 })
                 .await;
-                match lag {
-                    Ok(Ok(n)) => self.metrics.set_gauge(
-                        "plumbline_consumer_lag",
-                        "records not yet consumed on this member's partitions",
-                        &[("worker", self.name)],
-                        n.max(0) as u64,
-                    ),
-                    Ok(Err(e)) => {
+                let Ok((lags, dlq)) = measured else { return };
+                let group = self.consumer.group().to_string();
+                // Until the group assigned partitions there is nothing to report: look again soon.
+                let next = match &lags {
+                    Ok(l) if !l.is_empty() => Duration::from_secs(10),
+                    _ => Duration::from_secs(1),
+                };
+                match lags {
+                    Ok(lags) => {
+                        let now: Vec<(String, String)> = lags
+                            .iter()
+                            .map(|l| (l.topic.clone(), l.partition.to_string()))
+                            .collect();
+                        for (topic, partition) in reported.iter().filter(|r| !now.contains(r)) {
+                            self.metrics.remove_gauge(
+                                &CONSUMER_LAG,
+                                &[
+                                    ("group", &group),
+                                    ("topic", topic),
+                                    ("partition", partition),
+                                ],
+                            );
+                        }
+                        for (l, (topic, partition)) in lags.iter().zip(&now) {
+                            self.metrics.set_gauge(
+                                &CONSUMER_LAG,
+                                &[
+                                    ("group", &group),
+                                    ("topic", topic),
+                                    ("partition", partition),
+                                ],
+                                l.lag.max(0) as u64,
+                            );
+                        }
+                        reported = now;
+                    }
+                    Err(e) => {
                         tracing::debug!(worker = self.name, error = %e, "consumer lag unavailable")
                     }
-                    Err(_) => {}
+                }
+                match dlq {
+                    Some((topic, Ok(depth))) => self.metrics.set_gauge(
+                        &DLQ_DEPTH,
+                        &[("topic", &topic)],
+                        depth.max(0) as u64,
+                    ),
+                    Some((topic, Err(e))) => {
+                        tracing::debug!(worker = self.name, %topic, error = %e, "dead-letter depth unavailable")
+                    }
+                    None => {}
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = tokio::time::sleep(next) => {}
                 }
             }
         })
@@ -432,9 +473,34 @@ impl Worker {
             if revoked.is_cancelled() {
                 return End::Abandoned;
             }
-            let err = match handler.handle(record).await {
+            // One consumer span per attempt, a child of the span that produced the record.
+            let span = tracing::info_span!(
+                "consume",
+                otel.kind = "consumer",
+                otel.name = %format!("{} process", record.topic),
+                otel.status_code = tracing::field::Empty,
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %record.topic,
+                messaging.kafka.partition = record.partition,
+                messaging.kafka.offset = record.offset,
+                worker = self.name,
+                attempt,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            record.trace().attach(&span);
+            plumbline_telemetry::record_trace_ids(&span);
+            let handled = {
+                use tracing::Instrument as _;
+                handler.handle(record).instrument(span.clone()).await
+            };
+            let err = match handled {
                 Ok(()) => return End::Durable,
-                Err(e) => e,
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    e
+                }
             };
             if let Failure::Unavailable { reason, until } = &err {
                 let now = std::time::SystemTime::now();
@@ -468,8 +534,7 @@ impl Worker {
                     "dependency unavailable, waiting"
                 );
                 self.metrics.inc(
-                    "plumbline_worker_waits_total",
-                    "waits for an unavailable dependency",
+                    &plumbline_telemetry::catalog::WORKER_WAITS,
                     &[("worker", self.name)],
                     1,
                 );
@@ -500,8 +565,7 @@ impl Worker {
                 // loudly rather than block the partition forever.
                 tracing::error!(worker = self.name, error = %err, partition = record.partition, offset = record.offset, "skipping poison record");
                 self.metrics.inc(
-                    "plumbline_poison_records_total",
-                    "undecodable records skipped",
+                    &plumbline_telemetry::catalog::POISON_RECORDS,
                     &[("worker", self.name)],
                     1,
                 );
@@ -547,15 +611,14 @@ impl Worker {
                     &record.payload,
                     "dev.plumbline.dead_letter.v1",
                     &id,
-                    &record.trace().child(),
+                    &record.trace(),
                     &headers,
                 )
                 .await;
             match sent {
                 Ok(_) => {
                     self.metrics.inc(
-                        "plumbline_dead_letters_total",
-                        "records sent to the dead-letter queue",
+                        &plumbline_telemetry::catalog::DEAD_LETTERS,
                         &[("worker", self.name)],
                         1,
                     );

@@ -196,6 +196,8 @@ pub struct GitHub {
     max_response_bytes: usize,
     /// What this client was built from, to derive installation clients.
     config: GitHubConfig,
+    /// Where requests are counted (by route template, status and credential), when set.
+    metrics: Option<plumbline_telemetry::Metrics>,
 }
 
 /// The octocrab client: fixed, or rebuilt when the App key's file changes (a rotation).
@@ -310,6 +312,7 @@ impl GitHub {
             retry_base: config.retry_base,
             max_response_bytes: config.max_response_bytes.max(1),
             config: config.clone(),
+            metrics: None,
         };
         client.credential = credential_digest(&client.api_url, &identity);
         client.cache = (config.etag_cache_bytes > 0)
@@ -363,7 +366,30 @@ impl GitHub {
 
     fn sharing_cache(&self, mut client: GitHub) -> GitHub {
         client.cache = self.cache.clone();
+        client.metrics = self.metrics.clone();
         client
+    }
+
+    /// Counts this client's requests (and those of the clients derived from it) in `metrics`:
+    /// `plumbline_github_requests_total` by route template, status and credential digest, and
+    /// `plumbline_github_rate_remaining` per credential.
+    pub fn with_metrics(mut self, metrics: plumbline_telemetry::Metrics) -> GitHub {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, route: &str, status: &str) {
+        use plumbline_telemetry::catalog::{GITHUB_RATE_REMAINING, GITHUB_REQUESTS};
+        let Some(m) = &self.metrics else { return };
+        let credential = [("credential", self.credential.as_str())];
+        m.inc(
+            &GITHUB_REQUESTS,
+            &[("route", route), ("status", status), credential[0]],
+            1,
+        );
+        if let Some(left) = self.rate_remaining() {
+            m.set_gauge(&GITHUB_RATE_REMAINING, &credential, left);
+        }
     }
 
     /// Whether this client holds GitHub App credentials (so [`GitHub::installation`] works).
@@ -503,6 +529,19 @@ impl GitHub {
     /// One request: refuse while rate limited, bound concurrency, offer the cached ETag, retry
     /// transient failures of idempotent requests with jittered backoff, record the rate-limit
     /// state, update the cache. Also says whether the answer was a 304 served from the cache.
+    /// A client span per request (method, route template, status, rate limit left, cache).
+    #[tracing::instrument(
+        name = "github.request",
+        skip_all,
+        fields(
+            otel.kind = "client",
+            http.request.method = %method,
+            url.template = %crate::route::template(path),
+            http.response.status_code = tracing::field::Empty,
+            github.rate_remaining = tracing::field::Empty,
+            github.cache = tracing::field::Empty,
+        )
+    )]
     async fn send_once(
         &self,
         method: Method,
@@ -550,6 +589,11 @@ impl GitHub {
                 Ok(resp) => read_response(resp, &method, path, limit).await,
                 Err(e) => Err(GitHubError::Transient(format!("{method} {path}: {e}"))),
             };
+            let route = crate::route::template(path);
+            match &outcome {
+                Ok(r) => self.count(&route, &r.status.to_string()),
+                Err(_) => self.count(&route, "error"),
+            }
             let retryable = match &outcome {
                 Ok(r) => r.status >= 500,
                 Err(GitHubError::Transient(_)) => true,
@@ -578,6 +622,20 @@ impl GitHub {
                 until_epoch_secs: epoch_of(until),
             });
         }
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", r.status);
+        if let Some(left) = self.rate_remaining() {
+            span.record("github.rate_remaining", left);
+        }
+        span.record(
+            "github.cache",
+            match (&cached, r.status) {
+                (Some(_), 304) => "hit",
+                (Some(_), _) => "stale",
+                (None, _) if cache_key.is_some() => "miss",
+                _ => "none",
+            },
+        );
         let mut revalidated = false;
         if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
             match (&cached, r.status) {

@@ -9,6 +9,7 @@ mod client;
 pub mod egress;
 pub mod limits;
 mod ops;
+pub mod route;
 pub mod webhook;
 
 pub use cache::CacheStats;

@@ -181,6 +181,19 @@ pub fn eval_status_word(status: i32) -> &'static str {
 }
 
 /// A protobuf timestamp for "now".
+/// Seconds from `at` until now; 0 for a time in the future (two hosts' clocks).
+pub fn seconds_since(at: &Timestamp) -> f64 {
+    let then = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(at.seconds).unwrap_or(0),
+            u32::try_from(at.nanos).unwrap_or(0),
+        );
+    std::time::SystemTime::now()
+        .duration_since(then)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -158,10 +158,11 @@ impl ServiceArgs {
     pub fn credentials(
         &self,
         store: plumbline_store::Store,
+        metrics: &plumbline_telemetry::Metrics,
     ) -> Result<crate::credentials::Credentials, crate::credentials::SetupError> {
         Ok(crate::credentials::Credentials::new(
             store,
-            self.github()?,
+            self.github()?.with_metrics(metrics.clone()),
             Some(self.own_credential_project.clone()),
             self.sealer()?,
         ))

@@ -78,7 +78,6 @@ where
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    plumbline_telemetry::init_logging(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,10 +88,27 @@ where
             std::process::exit(1);
         }
     };
+    // The OTLP exporter runs on the runtime: set up inside it.
+    let tracing = {
+        let _inside = runtime.enter();
+        plumbline_telemetry::traces::init(&plumbline_telemetry::TracingConfig::new(
+            name,
+            cli.log_json,
+        ))
+    };
+    let tracing = match tracing {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: tracing: {e}");
+            std::process::exit(1);
+        }
+    };
     let result = runtime.block_on(async move {
         let shutdown = shutdown_on_signal();
         run(cli.config, shutdown).await
     });
+    // The last spans leave before the process does.
+    tracing.shutdown();
     if let Err(e) = result {
         tracing::error!(error = %e, "{name} failed");
         eprintln!("{name}: {e}");

@@ -162,6 +162,7 @@ impl Store {
     /// Claims an action for `owner` until the lease runs out: `Ok(Some(id))` when this caller
     /// should act; `Ok(None)` when an action with this key already exists (it was taken, or is
     /// being taken, by an earlier delivery; see [`Store::take_over_action`]).
+    #[tracing::instrument(name = "db.claim_action", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn claim_action(
         &self,
         a: &NewAction,
@@ -234,6 +235,8 @@ impl Store {
     }
 
     /// Records how a claimed action ended.
+    #[tracing::instrument(name = "db.finish_action", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn finish_action(&self, id: i64, result: &ActionResult) -> Result<(), StoreError> {
         let c = self.client().await?;
         let requests = serde_json::to_value(&result.requests)

@@ -29,6 +29,7 @@ impl Store {
     /// Only within its own project: an entity registered in another project is left exactly
     /// as it is (its labels steer that project's selectors) and the answer is `Conflict`,
     /// without naming the project.
+    #[tracing::instrument(name = "db.upsert_entity", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn upsert_entity(&self, e: &Entity) -> Result<bool, StoreError> {
         self.insert_entity(
             e,
@@ -90,6 +91,8 @@ impl Store {
     }
 
     /// An active entity by id.
+    #[tracing::instrument(name = "db.get_entity", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn get_entity(&self, id: &str) -> Result<Option<Entity>, StoreError> {
         let c = self.client().await?;
         let row = c
@@ -155,6 +158,8 @@ impl Store {
 
     /// Marks an entity retired: it is no longer swept or evaluated and leaves the posture (its
     /// latest statuses go); its history is kept.
+    #[tracing::instrument(name = "db.retire_entity", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn retire_entity(&self, id: &str) -> Result<bool, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
@@ -208,6 +213,8 @@ impl Store {
     /// another project is left exactly as it is, retired or not: a webhook (which can be
     /// replayed) never brings back what another project deregistered.
     /// Returns true when the entity was new or had been retired.
+    #[tracing::instrument(name = "db.enroll_entity", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn enroll_entity(&self, e: &Entity) -> Result<bool, StoreError> {
         self.insert_entity(
             e,

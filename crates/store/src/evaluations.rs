@@ -99,6 +99,8 @@ impl Store {
     }
 
     /// The latest verdict of every (profile, rule name) of one entity.
+    #[tracing::instrument(name = "db.last_verdicts", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn last_verdicts(
         &self,
         entity_id: &str,
@@ -133,6 +135,8 @@ impl Store {
     /// The entity's status rows for rules it was not evaluated against this time (a rule removed
     /// from a profile, a profile deleted or renamed) are removed in the same transaction, so
     /// the latest status never reports a rule that no longer applies.
+    #[tracing::instrument(name = "db.record_evaluations", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn record_evaluations(
         &self,
         entity_id: &str,

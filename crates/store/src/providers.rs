@@ -156,6 +156,8 @@ impl Store {
     }
 
     /// What a project's provider authenticates with; `None` when there is no such provider.
+    #[tracing::instrument(name = "db.provider_credential", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn provider_credential(
         &self,
         project: &str,
@@ -195,6 +197,8 @@ impl Store {
     }
 
     /// The project and provider a GitHub App installation is enrolled as, if any.
+    #[tracing::instrument(name = "db.provider_for_installation", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn provider_for_installation(
         &self,
         installation_id: i64,

@@ -73,6 +73,8 @@ impl Store {
             .await
     }
 
+    #[tracing::instrument(name = "db.get_rule_type", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+
     pub async fn get_rule_type(
         &self,
         project: &str,
@@ -80,6 +82,8 @@ impl Store {
     ) -> Result<Option<StoredDocument>, StoreError> {
         self.document(DocumentKind::RuleType, project, name).await
     }
+
+    #[tracing::instrument(name = "db.get_profile", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 
     pub async fn get_profile(
         &self,

@@ -1,15 +1,21 @@
 //! What operators see of every Plumbline process: logs, health endpoints and metrics.
 //!
-//! - [`init_logging`]: structured logs (`tracing`), JSON or text, filtered by `RUST_LOG`.
+//! - [`traces::init`]: structured logs (`tracing`), JSON or text, filtered by `RUST_LOG`, and
+//!   OpenTelemetry spans exported over OTLP when the `OTEL_*` environment asks for it;
+//!   [`init_logging`] for the CLI (logs, no export).
+//! - [`catalog`]: every metric, declared once; [`Metrics`]: one service's registry.
 //! - [`Health`]: liveness (every long-running loop beats) and readiness (dependencies reachable),
 //!   served with [`Metrics`] by [`serve`] on `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Telemetry only: how a service is configured and started (flags, secrets files, signals, its
 //! `main`) is `plumbline-runtime`'s.
 
+pub mod catalog;
 mod metrics;
+pub mod traces;
 
 pub use metrics::Metrics;
+pub use traces::{record_trace_ids, Tracing, TracingConfig};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,18 +33,17 @@ pub fn init_logging(json: bool) {
     init_logging_with(json, "info,rdkafka=warn,hyper=warn,h2=warn,tower=warn");
 }
 
-/// Like [`init_logging`], with the filter used when `RUST_LOG` is not set.
+/// Like [`init_logging`], with the filter used when `RUST_LOG` is not set. Spans get trace
+/// ids but are not exported (services export with [`traces::init`]).
 pub fn init_logging_with(json: bool, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let config = TracingConfig {
+        default_filter: default_filter.to_string(),
+        from_env: false,
+        ..TracingConfig::new("plumb", json)
     };
+    if let Err(e) = traces::init(&config) {
+        eprintln!("logging: {e}");
+    }
 }
 
 /// Liveness and readiness of one service.

@@ -1,180 +1,163 @@
-//! A small Prometheus-text metrics registry.
+//! One service's metrics, on the `prometheus` crate (TiKV's client): typed vectors made from
+//! the declarations in [`crate::catalog`] on first use, exposed in the Prometheus text format
+//! (label values escaped by the encoder, `HELP` and `TYPE` on every family), with the process
+//! collector (CPU, memory, file descriptors) and the async runtime's gauges.
 //!
-//! Label values must come from small fixed sets (event names, statuses, outcomes) — never a
-//! repository name — so the series count stays bounded however large the fleet.
+//! A handle per service rather than one process-wide registry: `plumb dev` and the end-to-end
+//! tests run several services in one process, and each keeps its own counts.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use crate::catalog::{self, Def, Kind};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
-    inner: Arc<RwLock<Registry>>,
+    inner: Arc<Inner>,
 }
 
-/// Series by metric name, then by rendered label string. Two levels, so that a lookup borrows
-/// the caller's strings and only a new series allocates: services update about thirty series
-/// per event.
-type Family<T> = BTreeMap<String, BTreeMap<String, T>>;
-
-#[derive(Default)]
-struct Registry {
-    counters: Family<Arc<AtomicU64>>,
-    gauges: Family<Arc<AtomicU64>>,
-    help: BTreeMap<String, (&'static str, &'static str)>,
-    histograms: Family<Arc<Mutex<Histogram>>>,
+struct Inner {
+    registry: Registry,
+    vectors: RwLock<HashMap<&'static str, Vector>>,
 }
 
-/// Latency histogram with fixed buckets in seconds.
-struct Histogram {
-    buckets: Vec<(f64, u64)>,
-    sum: f64,
-    count: u64,
+#[derive(Clone)]
+enum Vector {
+    Counter(IntCounterVec),
+    Gauge(IntGaugeVec),
+    Histogram(HistogramVec),
 }
 
-const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-fn label_string(labels: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
-    out
-}
-
-/// Which series of which family: `name{labels}`, with the family's kind and help text.
-struct Key<'a> {
-    kind: &'static str,
-    name: &'a str,
-    help: &'static str,
-    labels: &'a [(&'a str, &'a str)],
-}
-
-/// The series `key` of a family, created (with its help text) on first use.
-fn series<T: Clone>(
-    inner: &RwLock<Registry>,
-    read: fn(&Registry) -> &Family<T>,
-    write: fn(&mut Registry) -> &mut Family<T>,
-    key: Key<'_>,
-    new: impl FnOnce() -> T,
-) -> Option<T> {
-    let labels = label_string(key.labels);
-    {
-        let r = inner.read().ok()?;
-        if let Some(s) = read(&r).get(key.name).and_then(|f| f.get(&labels)) {
-            return Some(s.clone());
-        }
-    }
-    let mut r = inner.write().ok()?;
-    if !r.help.contains_key(key.name) {
-        r.help.insert(key.name.to_string(), (key.kind, key.help));
-    }
-    Some(
-        write(&mut r)
-            .entry(key.name.to_string())
-            .or_default()
-            .entry(labels)
-            .or_insert_with(new)
-            .clone(),
-    )
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics::default()
-    }
-
-    /// Adds `n` to a counter.
-    pub fn inc(&self, name: &str, help: &'static str, labels: &[(&str, &str)], n: u64) {
-        if let Some(c) = series(
-            &self.inner,
-            |r| &r.counters,
-            |r| &mut r.counters,
-            Key {
-                kind: "counter",
-                name,
-                help,
-                labels,
-            },
-            Default::default,
-        ) {
-            c.fetch_add(n, Ordering::Relaxed);
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            if let Err(e) = registry.register(Box::new(process)) {
+                tracing::warn!(error = %e, "process metrics not registered");
+            }
+        }
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                vectors: RwLock::new(HashMap::new()),
+            }),
         }
     }
 
-    pub fn set_gauge(&self, name: &str, help: &'static str, labels: &[(&str, &str)], v: u64) {
-        if let Some(g) = series(
-            &self.inner,
-            |r| &r.gauges,
-            |r| &mut r.gauges,
-            Key {
-                kind: "gauge",
-                name,
-                help,
-                labels,
-            },
-            Default::default,
-        ) {
-            g.store(v, Ordering::Relaxed);
+    /// The vector of `def`, made and registered on first use.
+    fn vector(&self, def: &'static Def) -> Option<Vector> {
+        if let Some(v) = self.inner.vectors.read().ok()?.get(def.name) {
+            return Some(v.clone());
         }
+        let mut vectors = self.inner.vectors.write().ok()?;
+        if let Some(v) = vectors.get(def.name) {
+            return Some(v.clone());
+        }
+        let made = match def.kind {
+            Kind::Counter => {
+                IntCounterVec::new(Opts::new(def.name, def.help), def.labels).map(Vector::Counter)
+            }
+            Kind::Gauge => {
+                IntGaugeVec::new(Opts::new(def.name, def.help), def.labels).map(Vector::Gauge)
+            }
+            Kind::Histogram => HistogramVec::new(
+                HistogramOpts::new(def.name, def.help).buckets(catalog::BUCKETS.to_vec()),
+                def.labels,
+            )
+            .map(Vector::Histogram),
+        };
+        let vector = match made {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(metric = def.name, error = %e, "metric declaration refused");
+                return None;
+            }
+        };
+        let collector: Box<dyn Collector> = match &vector {
+            Vector::Counter(c) => Box::new(c.clone()),
+            Vector::Gauge(g) => Box::new(g.clone()),
+            Vector::Histogram(h) => Box::new(h.clone()),
+        };
+        if let Err(e) = self.inner.registry.register(collector) {
+            tracing::error!(metric = def.name, error = %e, "metric not registered");
+            return None;
+        }
+        vectors.insert(def.name, vector.clone());
+        Some(vector)
     }
 
-    pub fn observe(&self, name: &str, help: &'static str, labels: &[(&str, &str)], seconds: f64) {
-        let new = || {
-            Arc::new(Mutex::new(Histogram {
-                buckets: BUCKETS.iter().map(|b| (*b, 0)).collect(),
-                sum: 0.0,
-                count: 0,
-            }))
-        };
-        let Some(h) = series(
-            &self.inner,
-            |r| &r.histograms,
-            |r| &mut r.histograms,
-            Key {
-                kind: "histogram",
-                name,
-                help,
-                labels,
-            },
-            new,
-        ) else {
-            return;
-        };
-        if let Ok(mut h) = h.lock() {
-            for (le, c) in h.buckets.iter_mut() {
-                if seconds <= *le {
-                    *c += 1;
+    /// Adds `n` to a counter. `labels` name their label: values for labels the declaration
+    /// does not have are dropped, missing ones are empty.
+    pub fn inc(&self, def: &'static Def, labels: &[(&str, &str)], n: u64) {
+        match self.vector(def) {
+            Some(Vector::Counter(c)) => {
+                if let Ok(c) = c.get_metric_with_label_values(&values(def, labels)) {
+                    c.inc_by(n);
                 }
             }
-            h.sum += seconds;
-            h.count += 1;
-        };
+            other => misuse(def, "inc", other.is_some()),
+        }
     }
 
-    /// Current value of a counter (for tests and `plumb dev`'s live count).
+    pub fn set_gauge(&self, def: &'static Def, labels: &[(&str, &str)], v: u64) {
+        match self.vector(def) {
+            Some(Vector::Gauge(g)) => {
+                if let Ok(g) = g.get_metric_with_label_values(&values(def, labels)) {
+                    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            }
+            other => misuse(def, "set_gauge", other.is_some()),
+        }
+    }
+
+    /// Removes one series of a gauge (a partition this member no longer owns).
+    pub fn remove_gauge(&self, def: &'static Def, labels: &[(&str, &str)]) {
+        if let Some(Vector::Gauge(g)) = self.vector(def) {
+            let _ = g.remove_label_values(&values(def, labels));
+        }
+    }
+
+    pub fn observe(&self, def: &'static Def, labels: &[(&str, &str)], seconds: f64) {
+        match self.vector(def) {
+            Some(Vector::Histogram(h)) => {
+                if let Ok(h) = h.get_metric_with_label_values(&values(def, labels)) {
+                    h.observe(seconds);
+                }
+            }
+            other => misuse(def, "observe", other.is_some()),
+        }
+    }
+
+    /// Current value of a counter (for tests and `plumb dev`'s live count); 0 when it has no
+    /// such series.
     pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let Ok(r) = self.inner.read() else { return 0 };
-        r.counters
-            .get(name)
-            .and_then(|f| f.get(&label_string(labels)))
-            .map(|c| c.load(Ordering::Relaxed))
-            .unwrap_or(0)
+        let Some(def) = catalog::find(name) else {
+            return 0;
+        };
+        let vector = self
+            .inner
+            .vectors
+            .read()
+            .ok()
+            .and_then(|v| v.get(def.name).cloned());
+        match vector {
+            Some(Vector::Counter(c)) => c
+                .get_metric_with_label_values(&values(def, labels))
+                .map(|c| c.get())
+                .unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The `q` quantile of a histogram, estimated from its buckets the way Prometheus's
@@ -186,17 +169,29 @@ impl Metrics {
         labels: &[(&str, &str)],
         q: f64,
     ) -> Option<(f64, u64)> {
-        let h = {
-            let r = self.inner.read().ok()?;
-            r.histograms.get(name)?.get(&label_string(labels))?.clone()
+        let def = catalog::find(name)?;
+        let Some(Vector::Histogram(h)) = self.inner.vectors.read().ok()?.get(def.name).cloned()
+        else {
+            return None;
         };
-        let h = h.lock().ok()?;
-        if h.count == 0 {
+        let want = values(def, labels);
+        let families = h.collect();
+        let metric = families.first()?.get_metric().iter().find(|m| {
+            def.labels.iter().zip(&want).all(|(name, value)| {
+                m.get_label()
+                    .iter()
+                    .any(|p| p.name() == *name && p.value() == *value)
+            })
+        })?;
+        let h = metric.get_histogram();
+        let count = h.get_sample_count();
+        if count == 0 {
             return None;
         }
-        let rank = q.clamp(0.0, 1.0) * h.count as f64;
+        let rank = q.clamp(0.0, 1.0) * count as f64;
         let mut lower = (0.0, 0u64);
-        for &(le, c) in &h.buckets {
+        for b in h.get_bucket() {
+            let (le, c) = (b.upper_bound(), b.cumulative_count());
             if c as f64 >= rank {
                 let in_bucket = (c - lower.1) as f64;
                 let frac = if in_bucket > 0.0 {
@@ -204,131 +199,142 @@ impl Metrics {
                 } else {
                     1.0
                 };
-                return Some((lower.0 + (le - lower.0) * frac, h.count));
+                return Some((lower.0 + (le - lower.0) * frac, count));
             }
             lower = (le, c);
         }
-        Some((lower.0, h.count))
+        Some((lower.0, count))
     }
 
-    /// Prometheus text exposition format.
+    /// The Prometheus text exposition format, with the async runtime's gauges read now.
     pub fn render(&self) -> String {
-        let Ok(r) = self.inner.read() else {
-            return String::new();
-        };
-        let mut out = String::new();
-        let braces = |l: &str| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{{{l}}}")
-            }
-        };
-        for (name, (kind, help)) in &r.help {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let values = |m: &Family<Arc<AtomicU64>>, out: &mut String| {
-                for (l, v) in m.get(name).into_iter().flatten() {
-                    let _ = writeln!(out, "{name}{} {}", braces(l), v.load(Ordering::Relaxed));
-                }
-            };
-            match *kind {
-                "counter" => values(&r.counters, &mut out),
-                "gauge" => values(&r.gauges, &mut out),
-                _ => {
-                    for (l, h) in r.histograms.get(name).into_iter().flatten() {
-                        let Ok(h) = h.lock() else { continue };
-                        let sep = if l.is_empty() { "" } else { "," };
-                        for (le, c) in &h.buckets {
-                            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{le}\"}} {c}");
-                        }
-                        let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-                        let _ = writeln!(out, "{name}_sum{} {}", braces(l), h.sum);
-                        let _ = writeln!(out, "{name}_count{} {}", braces(l), h.count);
-                    }
-                }
-            }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let m = handle.metrics();
+            self.set_gauge(&catalog::TOKIO_WORKERS, &[], m.num_workers() as u64);
+            self.set_gauge(&catalog::TOKIO_ALIVE_TASKS, &[], m.num_alive_tasks() as u64);
+            self.set_gauge(
+                &catalog::TOKIO_GLOBAL_QUEUE_DEPTH,
+                &[],
+                m.global_queue_depth() as u64,
+            );
         }
-        out
+        let mut out = Vec::new();
+        if let Err(e) =
+            prometheus::TextEncoder::new().encode(&self.inner.registry.gather(), &mut out)
+        {
+            tracing::error!(error = %e, "metrics not encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The label values of `labels` in the declaration's order.
+fn values<'a>(def: &Def, labels: &[(&str, &'a str)]) -> Vec<&'a str> {
+    def.labels
+        .iter()
+        .map(|name| {
+            labels
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| *v)
+                .unwrap_or("")
+        })
+        .collect()
+}
+
+fn misuse(def: &Def, call: &str, registered: bool) {
+    if registered {
+        tracing::error!(metric = def.name, kind = ?def.kind, call, "metric used as another kind");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{INGEST_DELIVERIES, RECONCILER_ACTIVE, WORKER_HANDLE_SECONDS};
 
     #[test]
     fn histogram_quantile_interpolates_within_buckets() {
         let m = Metrics::new();
-        assert_eq!(m.histogram_quantile("plumbline_h_seconds", &[], 0.5), None);
+        let name = WORKER_HANDLE_SECONDS.name;
+        assert_eq!(m.histogram_quantile(name, &[], 0.5), None);
         // 10 observations in (0.001, 0.0025], 10 in (0.01, 0.025].
         for _ in 0..10 {
-            m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.002);
-            m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 0.02);
+            m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 0.002);
+            m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 0.02);
         }
         let (p50, n) = m
-            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.5)
+            .histogram_quantile(name, &[("worker", "w")], 0.5)
             .unwrap_or_default();
         assert_eq!(n, 20);
         assert!((p50 - 0.0025).abs() < 1e-9, "{p50}");
         let (p75, _) = m
-            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 0.75)
+            .histogram_quantile(name, &[("worker", "w")], 0.75)
             .unwrap_or_default();
         assert!((p75 - 0.0175).abs() < 1e-9, "{p75}");
         // Past the last bucket: the last bound.
-        m.observe("plumbline_h_seconds", "h", &[("worker", "w")], 60.0);
+        m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 6000.0);
         let (max, _) = m
-            .histogram_quantile("plumbline_h_seconds", &[("worker", "w")], 1.0)
+            .histogram_quantile(name, &[("worker", "w")], 1.0)
             .unwrap_or_default();
-        assert_eq!(max, 10.0);
+        assert_eq!(max, 600.0);
         assert_eq!(
-            m.histogram_quantile("plumbline_h_seconds", &[("worker", "other")], 0.5),
+            m.histogram_quantile(name, &[("worker", "other")], 0.5),
             None
         );
     }
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_prometheus_text_with_escaped_labels() {
         let m = Metrics::new();
-        m.inc("plumbline_x_total", "xs", &[("outcome", "ok")], 2);
-        m.inc("plumbline_x_total", "xs", &[("outcome", "ok")], 1);
-        m.set_gauge("plumbline_g", "g", &[], 7);
-        m.observe(
-            "plumbline_latency_seconds",
-            "lat",
-            &[("event", "push")],
-            0.004,
+        m.inc(
+            &INGEST_DELIVERIES,
+            &[("event", "push"), ("outcome", "ok")],
+            2,
         );
+        m.inc(
+            &INGEST_DELIVERIES,
+            &[("outcome", "ok"), ("event", "push")],
+            1,
+        );
+        m.inc(
+            &INGEST_DELIVERIES,
+            &[("event", "q\"b\\c\nd"), ("outcome", "x")],
+            1,
+        );
+        m.set_gauge(&RECONCILER_ACTIVE, &[], 7);
+        m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 0.004);
+        // The wrong kind is refused, not a second family of the same name.
+        m.set_gauge(&INGEST_DELIVERIES, &[], 1);
         let t = m.render();
-        assert!(t.contains("plumbline_x_total{outcome=\"ok\"} 3"), "{t}");
-        assert!(t.contains("plumbline_g 7"), "{t}");
         assert!(
-            t.contains("plumbline_latency_seconds_bucket{event=\"push\",le=\"0.005\"} 1"),
+            t.contains("plumbline_ingest_deliveries_total{event=\"push\",outcome=\"ok\"} 3"),
             "{t}"
         );
         assert!(
-            t.contains("plumbline_latency_seconds_count{event=\"push\"} 1"),
+            t.contains(r#"plumbline_ingest_deliveries_total{event="q\"b\\c\nd",outcome="x"} 1"#),
+            "{t}"
+        );
+        assert!(
+            t.contains("# TYPE plumbline_ingest_deliveries_total counter"),
+            "{t}"
+        );
+        assert!(t.contains("plumbline_reconciler_active 7"), "{t}");
+        assert!(
+            t.contains("plumbline_worker_handle_seconds_bucket{worker=\"w\",le=\"0.005\"} 1"),
             "{t}"
         );
         assert_eq!(
-            m.counter_value("plumbline_x_total", &[("outcome", "ok")]),
+            m.counter_value(
+                "plumbline_ingest_deliveries_total",
+                &[("event", "push"), ("outcome", "ok")]
+            ),
             3
         );
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let m = Metrics::new();
-        m.inc(
-            "plumbline_y_total",
-            "ys",
-            &[("a", "q\"b\\c"), ("b", "x")],
-            1,
-        );
-        let t = m.render();
-        assert!(
-            t.contains("plumbline_y_total{a=\"q\\\"b\\\\c\",b=\"x\"} 1"),
-            "{t}"
+        assert_eq!(
+            t.matches("# TYPE plumbline_ingest_deliveries_total")
+                .count(),
+            1
         );
     }
 }

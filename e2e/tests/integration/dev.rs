@@ -19,6 +19,7 @@ async fn plumb_dev_converges_the_demo_fleet_on_the_embedded_broker() {
         ingest_listen: "127.0.0.1:0".parse().expect("addr"),
         sim_listen: "127.0.0.1:0".parse().expect("addr"),
         exit_after_secs: Some(25),
+        otlp_endpoint: None,
     };
     let summary = plumb::dev::run(args, tokio_util::sync::CancellationToken::new())
         .await

@@ -21,7 +21,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "plumbline-bus",
         &["plumbline-domain", "plumbline-telemetry"],
     ),
-    ("plumbline-github", &["plumbline-reload"]),
+    (
+        "plumbline-github",
+        &["plumbline-reload", "plumbline-telemetry"],
+    ),
     // The engine's provider, implemented on the GitHub client.
     (
         "plumbline-github-provider",

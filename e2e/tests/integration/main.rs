@@ -6,6 +6,7 @@ mod control;
 mod dev;
 mod e2e;
 mod layers;
+mod observability;
 mod remediation;
 mod scale;
 mod secrets_in_logs;

@@ -20,6 +20,11 @@ impl Actuator {
             .map_err(unavailable)
     }
 
+    #[tracing::instrument(
+        name = "action.open_alert",
+        skip_all,
+        fields(rule_type = %job.verdict.rule_type, rule = %job.verdict.rule_name, mode = mode.as_str())
+    )]
     pub(crate) async fn open_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
         let planned = ActionState::Ended(if mode == ActionMode::DryRun {
             ActionStatus::Planned
@@ -190,6 +195,11 @@ impl Actuator {
         }
     }
 
+    #[tracing::instrument(
+        name = "action.close_alert",
+        skip_all,
+        fields(rule_type = %job.verdict.rule_type, rule = %job.verdict.rule_name, mode = mode.as_str())
+    )]
     pub(crate) async fn close_alert(&self, job: &Job<'_>, mode: ActionMode) -> Result<(), Failure> {
         let planned = ActionState::Ended(if mode == ActionMode::DryRun {
             ActionStatus::Planned

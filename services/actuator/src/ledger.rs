@@ -122,12 +122,8 @@ impl Actuator {
                     return Ok(Claim::TakeOver(id));
                 }
                 TakeOver::Held { owner, until } => {
-                    self.metrics.inc(
-                        "plumbline_actuator_claims_held_total",
-                        "verdicts parked because another replica holds the action's claim",
-                        &[],
-                        1,
-                    );
+                    self.metrics
+                        .inc(&plumbline_telemetry::catalog::ACTUATOR_CLAIMS_HELD, &[], 1);
                     tracing::info!(entity = %action.entity_id, rule = %action.rule_name, %owner, %until, "another replica holds this action; waiting for its lease");
                     let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default()
                         + Duration::from_millis(100);

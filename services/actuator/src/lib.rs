@@ -270,7 +270,8 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let credentials = s.credentials(store.clone())?;
+    let metrics = Metrics::new();
+    let credentials = s.credentials(store.clone(), &metrics)?;
     let egress = s.egress()?;
     let kafka = s.kafka.client_options()?;
     let producer = Producer::new(
@@ -286,7 +287,6 @@ pub async fn start(
     cc.session_timeout = config.consumer.session_timeout();
     cc.client_id = "plumbline-actuator".into();
     let consumer = Consumer::new(&cc)?;
-    let metrics = Metrics::new();
     let health = Health::new("actuator");
     let health_addr = plumbline_telemetry::serve(
         s.health_listen,
@@ -428,7 +428,6 @@ fn proto_requests(requests: &[PlannedRequest]) -> Vec<ProviderRequest> {
 
 /// Everything one verdict's actions need.
 struct Job<'a> {
-    record: &'a Record,
     verdict: &'a Verdict,
     entity: &'a Entity,
     entity_id: &'a str,
@@ -477,8 +476,7 @@ impl Actuator {
         // looked up there, and must not reach an entity another project owns.
         if entity.project != v.project {
             self.metrics.inc(
-                "plumbline_actuator_verdicts_refused_total",
-                "verdicts not acted on because they do not fit the entity",
+                &plumbline_telemetry::catalog::ACTUATOR_VERDICTS_REFUSED,
                 &[("reason", "project")],
                 1,
             );
@@ -518,8 +516,7 @@ impl Actuator {
             Err(e) => {
                 // The evaluator reports the same reason on every rule of the entity.
                 self.metrics.inc(
-                    "plumbline_actuator_verdicts_refused_total",
-                    "verdicts not acted on because they do not fit the entity",
+                    &plumbline_telemetry::catalog::ACTUATOR_VERDICTS_REFUSED,
                     &[("reason", "credential")],
                     1,
                 );
@@ -529,7 +526,6 @@ impl Actuator {
         };
         let provider = self.provider.for_credential(github.clone());
         let job = Job {
-            record,
             verdict: &v,
             entity: &entity,
             entity_id: &entity_id,
@@ -617,7 +613,7 @@ impl Actuator {
     }
 
     async fn publish(&self, job: &Job<'_>, mut outcome: ActionOutcome) -> Result<(), Failure> {
-        let (record, entity_id) = (job.record, job.entity_id);
+        let entity_id = job.entity_id;
         outcome.acted_at = Some(plumbline_proto::now());
         let status = plumbline_proto::v1::ActionStatus::try_from(outcome.status)
             .map(|s| {
@@ -632,8 +628,7 @@ impl Actuator {
             "remediation"
         };
         self.metrics.inc(
-            "plumbline_actuator_actions_total",
-            "actions by kind, type and status",
+            &plumbline_telemetry::catalog::ACTUATOR_ACTIONS,
             &[
                 ("kind", kind),
                 ("type", &outcome.action_type),
@@ -642,29 +637,34 @@ impl Actuator {
             1,
         );
         if outcome.status == status_i32(ActionStatus::Applied) {
+            if let Some(at) = &job.verdict.webhook_at {
+                self.metrics.observe(
+                    &plumbline_telemetry::catalog::WEBHOOK_TO_ACTION,
+                    &[],
+                    plumbline_proto::seconds_since(at),
+                );
+            }
             if let Ok(u) = self.budget.usage(job.github.credential_id()).await {
                 self.metrics.set_gauge(
-                    "plumbline_actuator_content_requests_last_minute",
-                    "content-creating requests sent in the last minute (all replicas)",
+                    &plumbline_telemetry::catalog::ACTUATOR_CONTENT_LAST_MINUTE,
                     &[],
                     u64::from(u.minute),
                 );
                 self.metrics.set_gauge(
-                    "plumbline_actuator_content_requests_last_hour",
-                    "content-creating requests sent in the last hour (all replicas)",
+                    &plumbline_telemetry::catalog::ACTUATOR_CONTENT_LAST_HOUR,
                     &[],
                     u64::from(u.hour),
                 );
                 self.metrics.set_gauge(
-                    "plumbline_actuator_content_requests_reserved",
-                    "content-creating requests reserved by running actions (all replicas)",
+                    &plumbline_telemetry::catalog::ACTUATOR_CONTENT_RESERVED,
                     &[],
                     u64::from(u.held),
                 );
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let trace: TraceContext = record.trace().child();
+        // A child of this consumer span: the outcome is in the webhook's trace.
+        let trace = TraceContext::current();
         self.producer
             .publish(
                 &self.topics.actions,

@@ -53,6 +53,11 @@ impl Actuator {
 
     /// Applies (or plans) the rule's remediation. Returns whether the rule is fixed now: the
     /// fix was applied, or live state already complies.
+    #[tracing::instrument(
+        name = "action.remediate",
+        skip_all,
+        fields(rule_type = %job.verdict.rule_type, rule = %job.verdict.rule_name, mode = mode.as_str())
+    )]
     pub(super) async fn remediate(&self, job: &Job<'_>, mode: ActionMode) -> Result<bool, Failure> {
         let action_type = job.rule.remediation_type().unwrap_or_default().to_string();
         let action = self.new_action(
@@ -99,8 +104,7 @@ impl Actuator {
                 {
                     tracing::info!(entity = %job.entity_id, rule = %job.verdict.rule_name, failed_at = %last.updated_at, "remediation cooling off after an error");
                     self.metrics.inc(
-                        "plumbline_actuator_deferred_total",
-                        "actions not tried, by reason",
+                        &plumbline_telemetry::catalog::ACTUATOR_DEFERRED,
                         &[("reason", "cool_off")],
                         1,
                     );
@@ -127,8 +131,7 @@ impl Actuator {
                 if mode == ActionMode::On && action_type != "pull_request" {
                     if let Some(ended) = self.back_off(job).await? {
                         self.metrics.inc(
-                            "plumbline_actuator_deferred_total",
-                            "actions not tried, by reason",
+                            &plumbline_telemetry::catalog::ACTUATOR_DEFERRED,
                             &[("reason", "fix_not_holding")],
                             1,
                         );
@@ -240,8 +243,7 @@ impl Actuator {
                 let problem = check.problem(&e.full_name(), expected);
                 if problem.is_some() {
                     self.metrics.inc(
-                        "plumbline_actuator_verdicts_refused_total",
-                        "verdicts not acted on because they do not fit the entity",
+                        &plumbline_telemetry::catalog::ACTUATOR_VERDICTS_REFUSED,
                         &[("reason", "identity")],
                         1,
                     );
@@ -497,7 +499,7 @@ impl Actuator {
                 &ev.encode_to_vec(),
                 "dev.plumbline.entity_event.v1",
                 &ev.event_id,
-                &job.record.trace().child(),
+                &TraceContext::current(),
                 &BTreeMap::new(),
             )
             .await

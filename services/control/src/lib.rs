@@ -228,13 +228,14 @@ pub async fn start(
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
     let sealer = s.sealer()?;
+    let metrics = Metrics::new();
     let control = Control {
         store: store.clone(),
         auth,
         oidc,
         credentials: Credentials::new(
             store.clone(),
-            s.github()?,
+            s.github()?.with_metrics(metrics.clone()),
             Some(s.own_credential_project.clone()),
             sealer.clone(),
         ),
@@ -247,14 +248,10 @@ pub async fn start(
         provider: s.provider.clone(),
     };
     let health = Health::new("control");
-    let health_addr = plumbline_telemetry::serve(
-        s.health_listen,
-        health.clone(),
-        Metrics::new(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(StartError::Listen)?;
+    let health_addr =
+        plumbline_telemetry::serve(s.health_listen, health.clone(), metrics, shutdown.clone())
+            .await
+            .map_err(StartError::Listen)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(StartError::Listen)?;
@@ -362,9 +359,14 @@ impl Control {
         }
     }
 
+    #[tracing::instrument(
+        name = "control.emit",
+        skip_all,
+        fields(otel.kind = "producer", reason = ?reason, entities = entities.len())
+    )]
     async fn emit(&self, entities: &[Entity], reason: EventReason) -> Result<u32, ControlError> {
         use futures::StreamExt as _;
-        let trace = TraceContext::new_root();
+        let trace = TraceContext::current();
         let records: Vec<(String, EntityEvent)> = entities
             .iter()
             .map(|e| {
@@ -378,7 +380,7 @@ impl Control {
             let (producer, topic, trace) = (
                 self.producer.clone(),
                 self.topics.entity_events.clone(),
-                trace.child(),
+                trace.clone(),
             );
             async move {
                 producer

@@ -142,7 +142,8 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let credentials = s.credentials(store.clone())?;
+    let metrics = Metrics::new();
+    let credentials = s.credentials(store.clone(), &metrics)?;
     let egress = s.egress()?;
     let kafka = s.kafka.client_options()?;
     let producer = Producer::new(
@@ -158,7 +159,6 @@ pub async fn start(
     cc.session_timeout = config.consumer.session_timeout();
     cc.client_id = "plumbline-evaluator".into();
     let consumer = Consumer::new(&cc)?;
-    let metrics = Metrics::new();
     let health = Health::new("evaluator");
     let health_addr = plumbline_telemetry::serve(
         s.health_listen,
@@ -291,6 +291,7 @@ impl RuleResult<'_> {
             owner: self.entity.owner.clone(),
             name: self.entity.name.clone(),
             rule_type_version: self.version,
+            webhook_at: webhook_time(self.event),
         };
         (row, verdict)
     }
@@ -298,6 +299,13 @@ impl RuleResult<'_> {
 
 /// A Postgres error as the record's failure: the database unreachable or overloaded is
 /// `Unavailable` (wait and retry, not the record's fault); any other error counts an attempt.
+/// When ingest accepted the webhook behind `event`; `None` for every other cause.
+fn webhook_time(event: &EntityEvent) -> Option<plumbline_proto::Timestamp> {
+    (event.reason == plumbline_proto::v1::EventReason::Webhook as i32)
+        .then_some(event.emitted_at)
+        .flatten()
+}
+
 fn credentials_unavailable(e: plumbline_runtime::credentials::CredentialError) -> Failure {
     Failure::Unavailable {
         reason: e.describe(),
@@ -453,10 +461,16 @@ impl Evaluator {
             .record_evaluations(&id, &records)
             .await
             .map_err(store_failure)?;
-        self.publish_verdicts(record, &id, &verdicts).await?;
+        self.publish_verdicts(&id, &verdicts).await?;
+        if let Some(at) = webhook_time(&event) {
+            self.metrics.observe(
+                &plumbline_telemetry::catalog::WEBHOOK_TO_VERDICT,
+                &[],
+                plumbline_proto::seconds_since(&at),
+            );
+        }
         self.metrics.observe(
-            "plumbline_evaluator_entity_seconds",
-            "time to evaluate all rules of one entity event",
+            &plumbline_telemetry::catalog::EVALUATOR_ENTITY_SECONDS,
             &[],
             evaluation_started.elapsed().as_secs_f64(),
         );
@@ -477,8 +491,7 @@ impl Evaluator {
     ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
         let outcome = |outcome: &str| {
             self.metrics.inc(
-                "plumbline_evaluator_events_total",
-                "entity events by outcome",
+                &plumbline_telemetry::catalog::EVALUATOR_EVENTS,
                 &[("outcome", outcome)],
                 1,
             )
@@ -590,14 +603,27 @@ impl Evaluator {
                                     let previous = last
                                         .get(&(profile.name.clone(), rule.rule_name().to_string()))
                                         .filter(|l| l.rule_type_version == *v);
-                                    self.evaluate(
-                                        compiled.clone(),
-                                        entity,
-                                        rule,
-                                        (memo, *github),
-                                        previous,
+                                    // A span per rule evaluation: its reads are children.
+                                    let span = tracing::info_span!(
+                                        "evaluate_rule",
+                                        profile = %profile.name,
+                                        rule_type = %rule.rule_type,
+                                        rule = %rule.rule_name(),
+                                        status = tracing::field::Empty,
+                                    );
+                                    let outcome = tracing::Instrument::instrument(
+                                        self.evaluate(
+                                            compiled.clone(),
+                                            entity,
+                                            rule,
+                                            (memo, *github),
+                                            previous,
+                                        ),
+                                        span.clone(),
                                     )
-                                    .await?
+                                    .await?;
+                                    span.record("status", outcome.status.as_str());
+                                    outcome
                                 }
                             },
                         };
@@ -605,9 +631,11 @@ impl Evaluator {
                     }
                 };
                 self.metrics.inc(
-                    "plumbline_evaluator_evaluations_total",
-                    "rule evaluations by rule type and status (rule types are the operator's own, a bounded set)",
-                    &[("rule_type", rule.rule_type.as_str()), ("status", outcome.status.as_str())],
+                    &plumbline_telemetry::catalog::EVALUATOR_EVALUATIONS,
+                    &[
+                        ("rule_type", rule.rule_type.as_str()),
+                        ("status", outcome.status.as_str()),
+                    ],
                     1,
                 );
                 let (row, verdict) = RuleResult {
@@ -630,13 +658,9 @@ impl Evaluator {
     }
 
     /// Publishes the verdicts together, each acknowledged by the broker, keyed by the entity.
-    async fn publish_verdicts(
-        &self,
-        record: &Record,
-        id: &str,
-        verdicts: &[Verdict],
-    ) -> Result<(), Failure> {
-        let trace = record.trace().child();
+    async fn publish_verdicts(&self, id: &str, verdicts: &[Verdict]) -> Result<(), Failure> {
+        // The verdicts are children of this consumer span: one trace from the webhook.
+        let trace = plumbline_bus::TraceContext::current();
         let (producer, topic) = (&self.producer, &self.topics.verdicts);
         let sends = verdicts.iter().map(|v| {
             let payload = v.encode_to_vec();
@@ -668,14 +692,12 @@ impl Evaluator {
         // The cache is the services' own client's, shared by every credential's client.
         let cache = self.credentials.own().cache_stats();
         self.metrics.set_gauge(
-            "plumbline_github_etag_cache_hits",
-            "conditional GETs answered from the cache (304s, free of quota)",
+            &plumbline_telemetry::catalog::GITHUB_ETAG_CACHE_HITS,
             &[],
             cache.hits,
         );
         self.metrics.set_gauge(
-            "plumbline_github_etag_cache_misses",
-            "GETs that fetched a body",
+            &plumbline_telemetry::catalog::GITHUB_ETAG_CACHE_MISSES,
             &[],
             cache.misses,
         );
@@ -712,12 +734,8 @@ impl Evaluator {
                 s => Some(s),
             };
             if let Some(status) = status {
-                self.metrics.inc(
-                    "plumbline_evaluator_reused_total",
-                    "rule verdicts reused because nothing they read changed",
-                    &[],
-                    1,
-                );
+                self.metrics
+                    .inc(&plumbline_telemetry::catalog::EVALUATOR_REUSED, &[], 1);
                 let mut outcome = Outcome::new(status, p.message.clone());
                 outcome.details = serde_json::from_value(p.details.clone()).unwrap_or_default();
                 outcome.input_digest = p.input_digest.clone();

@@ -449,8 +449,7 @@ async fn mark_published(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 metrics.inc(
-                    "plumbline_ingest_dedupe_errors_total",
-                    "dedupe reads or writes that failed (dedupe then fails open)",
+                    &plumbline_telemetry::catalog::INGEST_DEDUPE_ERRORS,
                     &[("step", "mark")],
                     1,
                 );
@@ -458,8 +457,7 @@ async fn mark_published(
             }
             Err(_) => {
                 metrics.inc(
-                    "plumbline_ingest_dedupe_errors_total",
-                    "dedupe reads or writes that failed (dedupe then fails open)",
+                    &plumbline_telemetry::catalog::INGEST_DEDUPE_ERRORS,
                     &[("step", "mark")],
                     1,
                 );
@@ -558,16 +556,36 @@ async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let event = header_str(req.headers(), "x-github-event").to_string();
     let delivery = header_str(req.headers(), "x-github-delivery").to_string();
-    let answer = handle(&st, req, &event, &delivery).await;
+    // Every webhook starts a trace (a sender's `traceparent` is not trusted): its records are
+    // this span's children, and so is everything the evaluator and actuator do for it.
+    let span = tracing::info_span!(
+        parent: None,
+        "webhook",
+        otel.kind = "server",
+        otel.name = "POST /webhooks/github",
+        github.event = %event_label(&event),
+        github.delivery = %delivery.chars().take(64).collect::<String>(),
+        http.response.status_code = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    plumbline_telemetry::record_trace_ids(&span);
+    let answer = {
+        use tracing::Instrument as _;
+        handle(&st, req, &event, &delivery)
+            .instrument(span.clone())
+            .await
+    };
+    span.record("http.response.status_code", answer.status.as_u16());
+    span.record("outcome", answer.outcome);
     st.metrics.inc(
-        "plumbline_ingest_deliveries_total",
-        "webhook deliveries by event and outcome",
+        &plumbline_telemetry::catalog::INGEST_DELIVERIES,
         &[("event", event_label(&event)), ("outcome", answer.outcome)],
         1,
     );
     st.metrics.observe(
-        "plumbline_ingest_latency_seconds",
-        "time from request to answer",
+        &plumbline_telemetry::catalog::INGEST_LATENCY,
         &[("outcome", answer.outcome)],
         started.elapsed().as_secs_f64(),
     );
@@ -600,8 +618,7 @@ async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
 /// 401 for a missing or wrong signature, counted.
 fn bad_signature(st: &AppState, reason: String) -> Answer {
     st.metrics.inc(
-        "plumbline_ingest_signature_failures_total",
-        "webhooks with a missing or wrong signature",
+        &plumbline_telemetry::catalog::INGEST_SIGNATURE_FAILURES,
         &[],
         1,
     );
@@ -758,8 +775,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
 
 fn dedupe_error(st: &AppState, delivery: &str, error: &StoreUnavailable) {
     st.metrics.inc(
-        "plumbline_ingest_dedupe_errors_total",
-        "dedupe reads or writes that failed (dedupe then fails open)",
+        &plumbline_telemetry::catalog::INGEST_DEDUPE_ERRORS,
         &[("step", "claim")],
         1,
     );
@@ -776,12 +792,13 @@ async fn apply(st: &AppState, plan: &Plan, delivery: &str) -> Answer {
         tracing::error!(delivery, error = %e, "registry change failed");
         return Answer::unavailable("unavailable", "registry unavailable, redeliver later");
     }
-    let trace = TraceContext::new_root();
+    // The records are children of the webhook's span.
+    let trace = TraceContext::current();
     // Publish all records concurrently; answer 2xx only if every one was acknowledged.
     let sends = plan.events.iter().map(|ev| {
         let key = ev.entity_ref().map(|r| r.id()).unwrap_or_default();
         let payload = ev.encode_to_vec();
-        let trace = trace.child();
+        let trace = trace.clone();
         async move {
             st.producer
                 .publish(
@@ -862,8 +879,7 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
                 tokio::time::timeout(STORE_TIMEOUT, st.store.enroll_entity(&entity)).await;
             if bounded("enroll", enrolled)? {
                 st.metrics.inc(
-                    "plumbline_ingest_registry_changes_total",
-                    "entities enrolled by webhooks (retirements and renames are confirmed and counted by the evaluator)",
+                    &plumbline_telemetry::catalog::INGEST_REGISTRY_CHANGES,
                     &[("change", "enrolled")],
                     1,
                 );
@@ -877,8 +893,7 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
 async fn method_not_allowed(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let delivery = header_str(&headers, "x-github-delivery");
     st.metrics.inc(
-        "plumbline_ingest_deliveries_total",
-        "webhook deliveries by event and outcome",
+        &plumbline_telemetry::catalog::INGEST_DELIVERIES,
         &[
             ("event", event_label(header_str(&headers, "x-github-event"))),
             ("outcome", "method_not_allowed"),

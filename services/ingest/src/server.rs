@@ -60,8 +60,7 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.inc(
-                "plumbline_ingest_connections_refused_total",
-                "connections closed on accept because --max-connections were open",
+                &plumbline_telemetry::catalog::INGEST_CONNECTIONS_REFUSED,
                 &[],
                 1,
             );

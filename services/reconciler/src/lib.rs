@@ -162,24 +162,16 @@ impl Reconciler {
             };
             let Some(lock) = lock else {
                 // Standby (or database unreachable): look again shortly.
-                self.metrics.set_gauge(
-                    "plumbline_reconciler_active",
-                    "1 while this instance holds the sweep lock",
-                    &[],
-                    0,
-                );
+                self.metrics
+                    .set_gauge(&plumbline_telemetry::catalog::RECONCILER_ACTIVE, &[], 0);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                 }
             };
             self.health.set_ready(true);
-            self.metrics.set_gauge(
-                "plumbline_reconciler_active",
-                "1 while this instance holds the sweep lock",
-                &[],
-                1,
-            );
+            self.metrics
+                .set_gauge(&plumbline_telemetry::catalog::RECONCILER_ACTIVE, &[], 1);
             tracing::info!(interval_secs = self.interval.as_secs(), "reconciler active");
             // Sweep every interval for as long as the lock holds.
             loop {
@@ -187,12 +179,8 @@ impl Reconciler {
                 self.prune_history().await;
                 match self.sweep(&shutdown, &lock).await {
                     Ok(n) => {
-                        self.metrics.inc(
-                            "plumbline_reconciler_sweeps_total",
-                            "completed sweeps",
-                            &[],
-                            1,
-                        );
+                        self.metrics
+                            .inc(&plumbline_telemetry::catalog::RECONCILER_SWEEPS, &[], 1);
                         tracing::info!(
                             entities = n,
                             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -239,12 +227,8 @@ impl Reconciler {
             }
         }
         if total > 0 {
-            self.metrics.inc(
-                "plumbline_history_pruned_total",
-                "evaluation history rows deleted by retention",
-                &[],
-                total,
-            );
+            self.metrics
+                .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], total);
             tracing::info!(rows = total, "evaluation history pruned");
         }
     }
@@ -263,7 +247,10 @@ impl Reconciler {
             return Ok(0);
         }
         let step = self.interval.mul_f64(0.9) / (count.min(u32::MAX as u64) as u32);
-        let trace = TraceContext::new_root();
+        // The sweep is one span; each entity's event starts a trace of its own (a sweep's one
+        // trace of 100,000 entities would be unreadable), linked to the sweep.
+        let sweep = tracing::info_span!("reconcile.sweep", entities = count);
+        let sweep_cx = TraceContext::of(&sweep);
         let start = Instant::now();
         for p in &projects {
             let mut after: Option<String> = None;
@@ -288,6 +275,16 @@ impl Reconciler {
                     let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
                     ev.owner = e.owner.clone();
                     ev.name = e.name.clone();
+                    let entity_span = tracing::info_span!(
+                        parent: None,
+                        "reconcile.entity",
+                        otel.kind = "producer",
+                        entity = %e.id(),
+                        trace_id = tracing::field::Empty,
+                        span_id = tracing::field::Empty,
+                    );
+                    sweep_cx.link_from(&entity_span);
+                    plumbline_telemetry::record_trace_ids(&entity_span);
                     let sent = self
                         .producer
                         .publish(
@@ -296,15 +293,14 @@ impl Reconciler {
                             &ev.encode_to_vec(),
                             "dev.plumbline.entity_event.v1",
                             &ev.event_id,
-                            &trace.child(),
+                            &TraceContext::of(&entity_span),
                             &BTreeMap::new(),
                         )
                         .await;
                     total += 1;
                     match sent {
                         Ok(_) => self.metrics.inc(
-                            "plumbline_reconciler_events_total",
-                            "sweep events emitted",
+                            &plumbline_telemetry::catalog::RECONCILER_EVENTS,
                             &[],
                             1,
                         ),
@@ -312,8 +308,7 @@ impl Reconciler {
                         Err(err) => {
                             tracing::warn!(entity = %e.id(), error = %err, "sweep event not published");
                             self.metrics.inc(
-                                "plumbline_reconciler_publish_failures_total",
-                                "sweep events the broker did not take",
+                                &plumbline_telemetry::catalog::RECONCILER_PUBLISH_FAILURES,
                                 &[],
                                 1,
                             );
