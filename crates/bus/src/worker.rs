@@ -387,6 +387,8 @@ impl Worker {
         use plumbline_telemetry::catalog::{CONSUMER_LAG, DLQ_DEPTH};
         tokio::spawn(async move {
             let mut reported: Vec<(String, String)> = Vec::new();
+            // Until partitions are assigned, look again soon, backing off to the usual pace.
+            let mut idle = Duration::from_millis(500);
             loop {
                 let worker = self.clone();
                 let measured = tokio::task::spawn_blocking(move || {
@@ -403,7 +405,10 @@ impl Worker {
                 // Until the group assigned partitions there is nothing to report: look again soon.
                 let next = match &lags {
                     Ok(l) if !l.is_empty() => Duration::from_secs(10),
-                    _ => Duration::from_secs(1),
+                    _ => {
+                        idle = (idle * 2).min(Duration::from_secs(10));
+                        idle
+                    }
                 };
                 match lags {
                     Ok(lags) => {
@@ -469,6 +474,9 @@ impl Worker {
     ) -> End {
         let mut attempt: u32 = 0;
         let mut waits: u32 = 0;
+        // The producer's span, read once: every attempt is its child (none: a root per attempt,
+        // never a parent that does not exist).
+        let parent = crate::TraceContext::extract(&record.headers);
         loop {
             if revoked.is_cancelled() {
                 return End::Abandoned;
@@ -489,7 +497,9 @@ impl Worker {
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             );
-            record.trace().attach(&span);
+            if let Some(parent) = &parent {
+                parent.attach(&span);
+            }
             plumbline_telemetry::record_trace_ids(&span);
             let handled = {
                 use tracing::Instrument as _;
@@ -502,6 +512,8 @@ impl Worker {
                     e
                 }
             };
+            // The attempt ends here; a wait or backoff before the next is not part of it.
+            drop(span);
             if let Failure::Unavailable { reason, until } = &err {
                 let now = std::time::SystemTime::now();
                 if let Some(wait) = until

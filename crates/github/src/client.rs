@@ -378,17 +378,42 @@ impl GitHub {
         self
     }
 
+    /// Counts one answer (or transport failure) of `route`.
     fn count(&self, route: &str, status: &str) {
-        use plumbline_telemetry::catalog::{GITHUB_RATE_REMAINING, GITHUB_REQUESTS};
+        use plumbline_telemetry::catalog::{CREDENTIAL_LABELS, GITHUB_REQUESTS};
         let Some(m) = &self.metrics else { return };
-        let credential = [("credential", self.credential.as_str())];
+        let credential = CREDENTIAL_LABELS.value(&self.credential);
         m.inc(
             &GITHUB_REQUESTS,
-            &[("route", route), ("status", status), credential[0]],
+            &[
+                ("route", route),
+                ("status", status),
+                ("credential", credential),
+            ],
             1,
         );
-        if let Some(left) = self.rate_remaining() {
+    }
+
+    /// The quota left and when it renews, as the answer just read says.
+    fn report_quota(&self) {
+        use plumbline_telemetry::catalog::{
+            CREDENTIAL_LABELS, GITHUB_RATE_REMAINING, GITHUB_RATE_RESET,
+        };
+        let Some(m) = &self.metrics else { return };
+        let credential = [("credential", CREDENTIAL_LABELS.value(&self.credential))];
+        let Some((left, reset)) = self
+            .rate
+            .lock()
+            .ok()
+            .map(|r| (r.remaining, r.reset_epoch()))
+        else {
+            return;
+        };
+        if let Some(left) = left {
             m.set_gauge(&GITHUB_RATE_REMAINING, &credential, left);
+        }
+        if let Some(reset) = reset {
+            m.set_gauge(&GITHUB_RATE_RESET, &credential, reset);
         }
     }
 
@@ -591,8 +616,8 @@ impl GitHub {
             };
             let route = crate::route::template(path);
             match &outcome {
-                Ok(r) => self.count(&route, &r.status.to_string()),
-                Err(_) => self.count(&route, "error"),
+                Ok(r) => self.count(route, &r.status.to_string()),
+                Err(_) => self.count(route, "error"),
             }
             let retryable = match &outcome {
                 Ok(r) => r.status >= 500,
@@ -616,6 +641,7 @@ impl GitHub {
             .lock()
             .ok()
             .and_then(|mut s| s.observe(status, &r.headers, &r.body));
+        self.report_quota();
         if let Some(until) = limited {
             tracing::warn!(%method, path, until = epoch_of(until), "github rate limit hit");
             return Err(GitHubError::RateLimited {

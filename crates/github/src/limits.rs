@@ -18,6 +18,8 @@ pub struct RateState {
     /// Requests left in the current window, as last reported.
     pub remaining: Option<u64>,
     pub limit: Option<u64>,
+    /// When the window renews (epoch seconds), as last reported.
+    reset: Option<u64>,
     limited_until: Option<Instant>,
     /// Consecutive limit answers without a reset time: the back-off doubles each time.
     unexplained_limits: u32,
@@ -47,6 +49,11 @@ impl RateState {
 
     /// Updates the state from a response; returns `Some(until)` when the response itself
     /// says "rate limited".
+    /// When the current window renews (epoch seconds), as GitHub last said.
+    pub fn reset_epoch(&self) -> Option<u64> {
+        self.reset
+    }
+
     pub fn observe(
         &mut self,
         status: StatusCode,
@@ -59,6 +66,9 @@ impl RateState {
         }
         if let Some(l) = header_u64(headers, "x-ratelimit-limit") {
             self.limit = Some(l);
+        }
+        if let Some(r) = header_u64(headers, "x-ratelimit-reset") {
+            self.reset = Some(r);
         }
         let reset_in = header_u64(headers, "x-ratelimit-reset")
             .map(|reset| Duration::from_secs(reset.saturating_sub(epoch_now())));

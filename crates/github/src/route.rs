@@ -1,107 +1,130 @@
-//! The route template of a request path, for metrics and span names: a bounded label whatever
-//! the fleet, with no repository, organisation, branch or file name in it.
+//! The route template of a request path, for metrics and span attributes: a label from a
+//! fixed list whatever the path, with no repository, organisation, branch or file name in it.
 //!
-//! A segment stays only when it is a word of GitHub's REST paths (`repos`, `branches`,
-//! `protection`, ...); every other segment (names, numbers, SHAs, file paths) becomes `{}`.
-//! The query is dropped.
+//! The list is the REST operations of GitHub's description that Plumbline calls or may
+//! (`shared/github-openapi`), plus a few more that rule types read. A path matches a template
+//! of the same shape (literal segments equal; a trailing `{path}` or `{ref}` takes the
+//! rest, since file paths and refs contain slashes); any other path is `other`. Rule types
+//! choose their endpoints, so a template built from the path itself would let a project's
+//! editors mint series without bound.
 
-/// Words of the REST paths Plumbline calls (and the rest of GitHub's path vocabulary it may).
-const WORDS: &[&str] = &[
-    "access_tokens",
-    "actions",
-    "advisories",
-    "alerts",
-    "app",
-    "attestations",
-    "automated-security-fixes",
-    "blobs",
-    "branches",
-    "check-runs",
-    "check-suites",
-    "code-scanning",
-    "collaborators",
-    "comments",
-    "commits",
-    "community",
-    "compare",
-    "contents",
-    "default_workflow_permissions",
-    "dependabot",
-    "dependency-graph",
-    "enforce_admins",
-    "environments",
-    "files",
-    "git",
-    "heads",
-    "hooks",
-    "installation",
-    "installations",
-    "issues",
-    "keys",
-    "labels",
-    "languages",
-    "latest",
-    "license",
-    "merge",
-    "orgs",
-    "packages",
-    "pages",
-    "permissions",
-    "private-vulnerability-reporting",
-    "profile",
-    "protection",
-    "pulls",
-    "rate_limit",
-    "readme",
-    "refs",
-    "releases",
-    "repos",
-    "repositories",
-    "required_pull_request_reviews",
-    "required_signatures",
-    "required_status_checks",
-    "restrictions",
-    "reviews",
-    "rules",
-    "rulesets",
-    "runs",
-    "sbom",
-    "search",
-    "secret-scanning",
-    "security-advisories",
-    "selected-actions",
-    "status",
-    "statuses",
-    "tags",
-    "tarball",
-    "teams",
-    "topics",
-    "trees",
-    "user",
-    "users",
-    "versions",
-    "vulnerability-alerts",
-    "workflow",
-    "workflows",
-    "zipball",
+/// Every template, as GitHub's description spells it.
+pub const TEMPLATES: &[&str] = &[
+    "/app",
+    "/app/hook/deliveries",
+    "/app/hook/deliveries/{delivery_id}/attempts",
+    "/app/installations",
+    "/app/installations/{installation_id}/access_tokens",
+    "/installation/repositories",
+    "/orgs/{org}",
+    "/orgs/{org}/attestations/{subject_digest}",
+    "/orgs/{org}/hooks",
+    "/orgs/{org}/packages",
+    "/orgs/{org}/packages/{package_type}/{package_name}",
+    "/orgs/{org}/packages/{package_type}/{package_name}/versions",
+    "/orgs/{org}/packages/{package_type}/{package_name}/versions/{package_version_id}",
+    "/orgs/{org}/repos",
+    "/rate_limit",
+    "/repos/{owner}/{repo}",
+    "/repos/{owner}/{repo}/actions/permissions",
+    "/repos/{owner}/{repo}/actions/permissions/access",
+    "/repos/{owner}/{repo}/actions/permissions/selected-actions",
+    "/repos/{owner}/{repo}/actions/permissions/workflow",
+    "/repos/{owner}/{repo}/actions/workflows",
+    "/repos/{owner}/{repo}/attestations/{subject_digest}",
+    "/repos/{owner}/{repo}/automated-security-fixes",
+    "/repos/{owner}/{repo}/branches/{branch}",
+    "/repos/{owner}/{repo}/branches/{branch}/protection",
+    "/repos/{owner}/{repo}/check-runs",
+    "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+    "/repos/{owner}/{repo}/code-scanning/default-setup",
+    "/repos/{owner}/{repo}/collaborators",
+    "/repos/{owner}/{repo}/commits/{ref}",
+    "/repos/{owner}/{repo}/commits/{ref}/status",
+    "/repos/{owner}/{repo}/commits/{ref}/statuses",
+    "/repos/{owner}/{repo}/community/profile",
+    "/repos/{owner}/{repo}/compare/{basehead}",
+    "/repos/{owner}/{repo}/contents/{path}",
+    "/repos/{owner}/{repo}/dependabot/alerts",
+    "/repos/{owner}/{repo}/dependency-graph/sbom",
+    "/repos/{owner}/{repo}/git/blobs",
+    "/repos/{owner}/{repo}/git/blobs/{file_sha}",
+    "/repos/{owner}/{repo}/git/commits",
+    "/repos/{owner}/{repo}/git/ref/{ref}",
+    "/repos/{owner}/{repo}/git/refs",
+    "/repos/{owner}/{repo}/git/refs/{ref}",
+    "/repos/{owner}/{repo}/git/tags/{tag_sha}",
+    "/repos/{owner}/{repo}/git/trees",
+    "/repos/{owner}/{repo}/git/trees/{tree_sha}",
+    "/repos/{owner}/{repo}/hooks",
+    "/repos/{owner}/{repo}/hooks/{hook_id}",
+    "/repos/{owner}/{repo}/hooks/{hook_id}/deliveries",
+    "/repos/{owner}/{repo}/hooks/{hook_id}/deliveries/{delivery_id}/attempts",
+    "/repos/{owner}/{repo}/issues",
+    "/repos/{owner}/{repo}/issues/{issue_number}",
+    "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    "/repos/{owner}/{repo}/languages",
+    "/repos/{owner}/{repo}/license",
+    "/repos/{owner}/{repo}/private-vulnerability-reporting",
+    "/repos/{owner}/{repo}/pulls",
+    "/repos/{owner}/{repo}/pulls/{pull_number}",
+    "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+    "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+    "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+    "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}",
+    "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/dismissals",
+    "/repos/{owner}/{repo}/readme",
+    "/repos/{owner}/{repo}/releases",
+    "/repos/{owner}/{repo}/releases/{release_id}",
+    "/repos/{owner}/{repo}/releases/{release_id}/assets",
+    "/repos/{owner}/{repo}/rules/branches/{branch}",
+    "/repos/{owner}/{repo}/rulesets",
+    "/repos/{owner}/{repo}/rulesets/{ruleset_id}",
+    "/repos/{owner}/{repo}/secret-scanning/alerts",
+    "/repos/{owner}/{repo}/security-advisories",
+    "/repos/{owner}/{repo}/security-advisories/{ghsa_id}",
+    "/repos/{owner}/{repo}/statuses/{sha}",
+    "/repos/{owner}/{repo}/tarball/{ref}",
+    "/repos/{owner}/{repo}/topics",
+    "/repos/{owner}/{repo}/vulnerability-alerts",
+    "/repos/{owner}/{repo}/zipball/{ref}",
+    "/user",
+    "/users/{username}",
+    "/users/{username}/packages/{package_type}/{package_name}/versions",
 ];
 
-/// `/repos/acme/api/branches/main/protection?x=1` → `/repos/{}/{}/branches/{}/protection`.
-pub fn template(path: &str) -> String {
+/// The label of paths that match no template.
+pub const OTHER: &str = "other";
+
+/// `/repos/acme/api/branches/main/protection?x=1` → `/repos/{owner}/{repo}/branches/{branch}/protection`.
+pub fn template(path: &str) -> &'static str {
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out = String::with_capacity(path.len());
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        out.push('/');
-        out.push_str(if WORDS.contains(&segment) {
-            segment
-        } else {
-            "{}"
-        });
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Exact shapes first, so `commits/{ref}/status` is not taken as a long `{ref}`.
+    TEMPLATES
+        .iter()
+        .find(|t| fits(t, &segments, false))
+        .or_else(|| TEMPLATES.iter().find(|t| fits(t, &segments, true)))
+        .copied()
+        .unwrap_or(OTHER)
+}
+
+fn fits(template: &str, segments: &[&str], greedy: bool) -> bool {
+    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Some(segment) = segments.get(i) else {
+            return false;
+        };
+        if part.starts_with('{') {
+            let last = i + 1 == parts.len();
+            if greedy && last && matches!(*part, "{path}" | "{ref}") {
+                return true;
+            }
+        } else if part != segment {
+            return false;
+        }
     }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
+    segments.len() == parts.len()
 }
 
 #[cfg(test)]
@@ -109,24 +132,33 @@ mod tests {
     use super::template;
 
     #[test]
-    fn names_numbers_and_queries_leave_the_template() {
+    fn paths_map_to_the_fixed_templates_or_other() {
         assert_eq!(
             template("/repos/acme/api/branches/main/protection?per_page=100"),
-            "/repos/{}/{}/branches/{}/protection"
+            "/repos/{owner}/{repo}/branches/{branch}/protection"
         );
         assert_eq!(
             template("/repos/acme/api/pulls/12/files"),
-            "/repos/{}/{}/pulls/{}/files"
+            "/repos/{owner}/{repo}/pulls/{pull_number}/files"
         );
         assert_eq!(
-            template("/repos/acme/protection/contents/a/b/c.yaml"),
-            "/repos/{}/protection/contents/{}/{}/{}",
-            "a word as a name stays a word: still no name in the label"
+            template("/repos/acme/api/contents/a/b/c.yaml"),
+            "/repos/{owner}/{repo}/contents/{path}"
         );
-        assert_eq!(template("/"), "/");
+        assert_eq!(
+            template("/repos/acme/api/commits/main/status"),
+            "/repos/{owner}/{repo}/commits/{ref}/status"
+        );
+        assert_eq!(
+            template("/repos/acme/api/commits/feature/x"),
+            "/repos/{owner}/{repo}/commits/{ref}"
+        );
         assert_eq!(
             template("/app/installations/7/access_tokens"),
-            "/app/installations/{}/access_tokens"
+            "/app/installations/{installation_id}/access_tokens"
         );
+        // What a rule type may invent stays one series.
+        assert_eq!(template("/repos/acme/api/actions/hooks/pages/x/y"), "other");
+        assert_eq!(template("/"), "other");
     }
 }

@@ -42,8 +42,6 @@ impl Store {
     /// Claims many deliveries in one round trip (ingest batches the claims of concurrent
     /// requests): one [`Claim`] per input, in order. An id repeated within the batch is claimed
     /// by its first occurrence; the others are [`Claim::InFlight`].
-    #[tracing::instrument(name = "db.claim_deliveries", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-
     pub async fn claim_deliveries(
         &self,
         deliveries: &[(String, String)],

@@ -25,11 +25,11 @@ pub struct Def {
     pub labels: &'static [&'static str],
 }
 
-/// Histogram buckets in seconds: 1 ms to 10 min, for a webhook's answer as for the time from
-/// a webhook to the fix it led to.
+/// Histogram buckets in seconds: 1 ms to 10 min finely, then to an hour (work parked behind a
+/// rate limit), for a webhook's answer as for the time from a webhook to the fix it led to.
 pub const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0, 300.0, 600.0,
+    120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
 macro_rules! defs {
@@ -67,7 +67,7 @@ defs! {
     EVALUATOR_EVENTS: Counter "plumbline_evaluator_events_total" ["outcome"]
         "entity events by outcome";
     EVALUATOR_EVALUATIONS: Counter "plumbline_evaluator_evaluations_total" ["rule_type", "status"]
-        "rule evaluations by rule type and status (rule types are the operator's own, a bounded set)";
+        "rule evaluations by rule type (the first RULE_TYPE_LABELS names seen; later ones count as other) and status";
     EVALUATOR_REUSED: Counter "plumbline_evaluator_reused_total" []
         "rule verdicts reused because nothing they read changed";
     EVALUATOR_ENTITY_SECONDS: Histogram "plumbline_evaluator_entity_seconds" []
@@ -136,6 +136,8 @@ defs! {
         "GitHub API requests by route template, status (304: answered from the cache, free of quota) and credential";
     GITHUB_RATE_REMAINING: Gauge "plumbline_github_rate_remaining" ["credential"]
         "GitHub primary rate limit left to the credential, as its last answer said";
+    GITHUB_RATE_RESET: Gauge "plumbline_github_rate_reset_timestamp_seconds" ["credential"]
+        "when the credential's rate-limit window renews (epoch seconds), as its last answer said";
     GITHUB_ETAG_CACHE_HITS: Gauge "plumbline_github_etag_cache_hits" []
         "conditional GETs answered from the cache (304s, free of quota), since start";
     GITHUB_ETAG_CACHE_MISSES: Gauge "plumbline_github_etag_cache_misses" []
@@ -149,6 +151,43 @@ defs! {
     TOKIO_GLOBAL_QUEUE_DEPTH: Gauge "plumbline_tokio_global_queue_depth" []
         "tasks waiting in the async runtime's global queue";
 }
+
+/// Values of a label that come from outside (credential digests, rule type names, which
+/// projects create): the first `cap` distinct values keep series of their own, later ones share
+/// `other`, so no tenant can grow a service's series without bound.
+pub struct BoundedLabel {
+    cap: usize,
+    seen: std::sync::LazyLock<std::sync::RwLock<std::collections::HashSet<String>>>,
+}
+
+impl BoundedLabel {
+    pub const fn new(cap: usize) -> Self {
+        BoundedLabel {
+            cap,
+            seen: std::sync::LazyLock::new(Default::default),
+        }
+    }
+
+    /// `value`, or `other` once `cap` other values were seen.
+    pub fn value<'a>(&self, value: &'a str) -> &'a str {
+        if self.seen.read().is_ok_and(|s| s.contains(value)) {
+            return value;
+        }
+        match self.seen.write() {
+            Ok(mut s) if s.len() < self.cap => {
+                s.insert(value.to_string());
+                value
+            }
+            Ok(s) if s.contains(value) => value,
+            _ => "other",
+        }
+    }
+}
+
+/// Credential digests as label values (process-wide).
+pub static CREDENTIAL_LABELS: BoundedLabel = BoundedLabel::new(256);
+/// Rule type names as label values (process-wide).
+pub static RULE_TYPE_LABELS: BoundedLabel = BoundedLabel::new(500);
 
 /// The declaration named `name`, if any.
 pub fn find(name: &str) -> Option<&'static Def> {
@@ -169,6 +208,15 @@ pub const PROCESS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_values_beyond_the_cap_share_one_series() {
+        let l = BoundedLabel::new(2);
+        assert_eq!(l.value("a"), "a");
+        assert_eq!(l.value("b"), "b");
+        assert_eq!(l.value("c"), "other");
+        assert_eq!(l.value("a"), "a", "a value seen keeps its series");
+    }
 
     #[test]
     fn names_are_unique_and_well_formed() {

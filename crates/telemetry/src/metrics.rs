@@ -151,13 +151,24 @@ impl Metrics {
             .read()
             .ok()
             .and_then(|v| v.get(def.name).cloned());
-        match vector {
-            Some(Vector::Counter(c)) => c
-                .get_metric_with_label_values(&values(def, labels))
-                .map(|c| c.get())
-                .unwrap_or(0),
-            _ => 0,
-        }
+        let Some(Vector::Counter(c)) = vector else {
+            return 0;
+        };
+        // Read what was collected: asking the vector for a series would create it.
+        let want = values(def, labels);
+        c.collect()
+            .first()
+            .and_then(|f| {
+                f.get_metric().iter().find(|m| {
+                    def.labels.iter().zip(&want).all(|(name, value)| {
+                        m.get_label()
+                            .iter()
+                            .any(|p| p.name() == *name && p.value() == *value)
+                    })
+                })
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .unwrap_or(0)
     }
 
     /// The `q` quantile of a histogram, estimated from its buckets the way Prometheus's
@@ -273,11 +284,11 @@ mod tests {
             .unwrap_or_default();
         assert!((p75 - 0.0175).abs() < 1e-9, "{p75}");
         // Past the last bucket: the last bound.
-        m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 6000.0);
+        m.observe(&WORKER_HANDLE_SECONDS, &[("worker", "w")], 60_000.0);
         let (max, _) = m
             .histogram_quantile(name, &[("worker", "w")], 1.0)
             .unwrap_or_default();
-        assert_eq!(max, 600.0);
+        assert_eq!(max, 3600.0);
         assert_eq!(
             m.histogram_quantile(name, &[("worker", "other")], 0.5),
             None

@@ -14,6 +14,9 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// The longest [`Tracing::shutdown`] waits for the last spans to leave.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process's tracer provider: flush it before exit ([`Tracing::shutdown`]) so the last
 /// spans are exported.
 #[derive(Clone)]
@@ -35,10 +38,25 @@ impl Tracing {
         }
     }
 
-    /// Flushes and stops exporting (blocking).
+    /// Flushes and stops exporting (blocking, at most [`SHUTDOWN_WAIT`]: an unreachable
+    /// collector must not hold the process past its termination grace period).
     pub fn shutdown(&self) {
-        if let Err(e) = self.provider.shutdown() {
-            tracing::debug!(error = %e, "tracer provider shutdown");
+        let provider = self.provider.clone();
+        let (done, wait) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("otel-shutdown".into())
+            .spawn(move || {
+                let _ = done.send(provider.shutdown());
+            });
+        if spawned.is_err() {
+            return;
+        }
+        match wait.recv_timeout(SHUTDOWN_WAIT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "tracer provider shutdown"),
+            Err(_) => tracing::warn!(
+                "spans not all exported within {SHUTDOWN_WAIT:?} of shutdown; the rest are dropped"
+            ),
         }
     }
 }
@@ -159,31 +177,36 @@ pub fn init(config: &TracingConfig) -> Result<Tracing, TracingError> {
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("plumbline"));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.default_filter));
+    // Each layer filters for itself: `RUST_LOG=warn` quiets the logs, not the spans (Plumbline's
+    // spans are at INFO; dependencies' DEBUG and TRACE spans stay out of the traces).
+    use tracing_subscriber::Layer as _;
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("plumbline"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.default_filter))
+    };
     let fmt = tracing_subscriber::fmt::layer().with_target(true);
     let installed = if config.json {
         tracing_subscriber::registry()
-            .with(filter)
             .with(otel)
-            .with(fmt.json())
+            .with(fmt.json().with_filter(filter()))
             .try_init()
     } else {
         tracing_subscriber::registry()
-            .with(filter)
             .with(otel)
-            .with(fmt)
+            .with(fmt.with_filter(filter()))
             .try_init()
     };
-    if installed.is_ok() {
-        if let Some(e) = &endpoint {
-            tracing::info!(endpoint = %e, "exporting traces over OTLP");
-        }
+    // A subscriber installed before (tests starting many services) keeps its own provider.
+    let exporting = endpoint.is_some() && installed.is_ok();
+    if let (true, Some(e)) = (exporting, &endpoint) {
+        tracing::info!(endpoint = %e, "exporting traces over OTLP");
     }
     Ok(Tracing {
         provider,
-        exporting: endpoint.is_some(),
+        exporting,
     })
 }
 

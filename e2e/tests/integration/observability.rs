@@ -254,7 +254,7 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
         .expect("the fix's PUT in the trace");
     assert_eq!(
         put.attributes.get("url.template").map(String::as_str),
-        Some("/repos/{}/{}/branches/{}/protection")
+        Some("/repos/{owner}/{repo}/branches/{branch}/protection")
     );
     let chain = ancestors(put);
     assert!(
@@ -286,7 +286,7 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
     let evaluator = scrape(&http, &stack, "evaluator").await;
     assert!(
         evaluator.contains("plumbline_github_requests_total{credential=")
-            && evaluator.contains("route=\"/repos/{}/{}/branches/{}/protection\""),
+            && evaluator.contains("route=\"/repos/{owner}/{repo}/branches/{branch}/protection\""),
         "{evaluator}"
     );
     assert!(evaluator.contains("plumbline_consumer_lag{"), "{evaluator}");

@@ -633,7 +633,11 @@ impl Evaluator {
                 self.metrics.inc(
                     &plumbline_telemetry::catalog::EVALUATOR_EVALUATIONS,
                     &[
-                        ("rule_type", rule.rule_type.as_str()),
+                        (
+                            "rule_type",
+                            plumbline_telemetry::catalog::RULE_TYPE_LABELS
+                                .value(rule.rule_type.as_str()),
+                        ),
                         ("status", outcome.status.as_str()),
                     ],
                     1,

@@ -556,29 +556,7 @@ async fn webhook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let event = header_str(req.headers(), "x-github-event").to_string();
     let delivery = header_str(req.headers(), "x-github-delivery").to_string();
-    // Every webhook starts a trace (a sender's `traceparent` is not trusted): its records are
-    // this span's children, and so is everything the evaluator and actuator do for it.
-    let span = tracing::info_span!(
-        parent: None,
-        "webhook",
-        otel.kind = "server",
-        otel.name = "POST /webhooks/github",
-        github.event = %event_label(&event),
-        github.delivery = %delivery.chars().take(64).collect::<String>(),
-        http.response.status_code = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    plumbline_telemetry::record_trace_ids(&span);
-    let answer = {
-        use tracing::Instrument as _;
-        handle(&st, req, &event, &delivery)
-            .instrument(span.clone())
-            .await
-    };
-    span.record("http.response.status_code", answer.status.as_u16());
-    span.record("outcome", answer.outcome);
+    let answer = handle(&st, req, &event, &delivery).await;
     st.metrics.inc(
         &plumbline_telemetry::catalog::INGEST_DELIVERIES,
         &[("event", event_label(&event)), ("outcome", answer.outcome)],
@@ -702,6 +680,35 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
     if let Err(e) = st.secrets.verify(&body, &sig) {
         return bad_signature(st, e.to_string());
     }
+    // Every signed webhook starts a trace; unsigned requests make none, so they cannot fill the
+    // exporter's queue, and a sender's `traceparent` is never trusted. Its records are this
+    // span's children, and so is everything the evaluator and actuator do for it.
+    let span = tracing::info_span!(
+        parent: None,
+        "webhook",
+        otel.kind = "server",
+        otel.name = "POST /webhooks/github",
+        github.event = %event_label(event),
+        github.delivery = %delivery.chars().take(64).collect::<String>(),
+        http.response.status_code = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    plumbline_telemetry::record_trace_ids(&span);
+    let answer = {
+        use tracing::Instrument as _;
+        handle_signed(st, &body, event, delivery)
+            .instrument(span.clone())
+            .await
+    };
+    span.record("http.response.status_code", answer.status.as_u16());
+    span.record("outcome", answer.outcome);
+    answer
+}
+
+/// A webhook whose signature holds: bounded, mapped, deduped, applied.
+async fn handle_signed(st: &AppState, body: &[u8], event: &str, delivery: &str) -> Answer {
     // Bounded work: beyond the permits, shed at once instead of queueing.
     let Ok(_permit) = st.permits.try_acquire() else {
         return Answer::unavailable("shed", "ingest is overloaded, redeliver later");
@@ -720,7 +727,7 @@ async fn handle(st: &AppState, req: Request, event: &str, delivery: &str) -> Ans
             "missing or oversized X-GitHub-Delivery header",
         );
     }
-    let plan = match parse_and_map(&st.provider, event, delivery, &body) {
+    let plan = match parse_and_map(&st.provider, event, delivery, body) {
         Err(e) => return Answer::reject(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
         Ok(Mapped::Unknown) => {
             return Answer::ok(
