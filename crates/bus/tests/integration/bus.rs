@@ -581,3 +581,73 @@ async fn a_rebalance_hands_partitions_over_without_overlapping_work() {
         "offsets committed past every record"
     );
 }
+
+/// Shutdown ends at once however work waits: a record parked behind an hour-long rate limit
+/// does not hold it, and a handling stuck on a dependency is abandoned (its offset not stored)
+/// [`plumbline_bus::worker::SHUTDOWN_GRACE`] after shutdown began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_parked_waits_and_stuck_handlings() {
+    use plumbline_bus::worker::{Failure, Handler, Worker, SHUTDOWN_GRACE};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+    #[derive(Default)]
+    struct Probe {
+        parked: AtomicUsize,
+        stuck: AtomicUsize,
+    }
+    struct Waits(Arc<Probe>);
+    impl Handler for Waits {
+        async fn handle(&self, r: &Record) -> Result<(), Failure> {
+            if r.key.as_deref() == Some("limited") {
+                self.0.parked.fetch_add(1, Ordering::SeqCst);
+                return Err(Failure::Unavailable {
+                    reason: "rate limited for an hour".into(),
+                    until: Some(SystemTime::now() + Duration::from_secs(3600)),
+                });
+            }
+            self.0.stuck.fetch_add(1, Ordering::SeqCst);
+            // A dependency that never answers.
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    }
+    let topics = Topics::with_prefix(&format!("{}.", unique("b")));
+    ensure_topics(&kafka(), &topics, 1).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    publish(&p, &topics.entity_events, "limited", b"x").await;
+    publish(&p, &topics.entity_events, "stuck", b"y").await;
+    let probe = Arc::new(Probe::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = Worker {
+        name: "test",
+        consumer: consumer(&kafka(), &unique("g-"), &topics.entity_events),
+        max_attempts: 3,
+        dead_letter: None,
+        health: plumbline_telemetry::Health::new("test"),
+        metrics: plumbline_telemetry::Metrics::new(),
+        base_backoff: Duration::from_millis(50),
+        max_in_flight: 4,
+        coalesce: true,
+    };
+    let task = worker.spawn(Waits(probe.clone()), shutdown.clone(), || async { true });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while probe.parked.load(Ordering::SeqCst) == 0 || probe.stuck.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both records reached the handler"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopping = std::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), task)
+        .await
+        .expect("the worker stops within the grace period")
+        .expect("worker task");
+    let took = stopping.elapsed();
+    assert!(
+        took < SHUTDOWN_GRACE + Duration::from_secs(3),
+        "stopped after {took:?}"
+    );
+}
