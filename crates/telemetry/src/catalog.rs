@@ -128,6 +128,12 @@ defs! {
         "entity events a sweep could not publish";
     RECONCILER_ACTIVE: Gauge "plumbline_reconciler_active" []
         "1 while this replica holds the sweep lock";
+    RECONCILER_SWEEP_ENTITIES: Gauge "plumbline_reconciler_sweep_entities" []
+        "entities the current (or last) sweep covers";
+    RECONCILER_SWEEP_DONE: Gauge "plumbline_reconciler_sweep_entities_done" []
+        "entities the current (or last) sweep has re-emitted so far";
+    RECONCILER_SWEEP_FINISH: Gauge "plumbline_reconciler_sweep_expected_finish_timestamp_seconds" []
+        "when the current sweep is expected to finish (epoch seconds): sweeps are paced over 90% of the interval";
     HISTORY_PRUNED: Counter "plumbline_history_pruned_total" []
         "evaluation history rows removed by retention";
 

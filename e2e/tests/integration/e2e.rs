@@ -256,6 +256,29 @@ async fn lost_webhook_is_corrected_by_the_reconciler_sweep() {
         sent,
         "no webhook was delivered: the sweep alone found the drift"
     );
+    // The sweep's progress is on the reconciler's /metrics.
+    let addr = stack.health.get("reconciler").expect("reconciler runs");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert_eq!(gauge("plumbline_reconciler_sweep_entities"), 1.0);
+    assert!(gauge("plumbline_reconciler_sweep_entities_done") <= 1.0);
+    let finish = gauge("plumbline_reconciler_sweep_expected_finish_timestamp_seconds");
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        finish > now - 10.0 && finish < now + 10.0,
+        "{finish} vs {now}"
+    );
     let actions = store.list_actions(&entity).await.expect("actions");
     assert_eq!(
         actions

@@ -297,6 +297,22 @@ impl Reconciler {
             return Ok(0);
         }
         let step = self.interval.mul_f64(0.9) / (count.min(u32::MAX as u64) as u32);
+        // Progress, for dashboards and `plumb status`: how many, how far, when done.
+        {
+            use plumbline_telemetry::catalog::{
+                RECONCILER_SWEEP_DONE, RECONCILER_SWEEP_ENTITIES, RECONCILER_SWEEP_FINISH,
+            };
+            let finish = std::time::SystemTime::now() + self.interval.mul_f64(0.9);
+            let finish = finish
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.metrics
+                .set_gauge(&RECONCILER_SWEEP_ENTITIES, &[], count);
+            self.metrics.set_gauge(&RECONCILER_SWEEP_DONE, &[], 0);
+            self.metrics
+                .set_gauge(&RECONCILER_SWEEP_FINISH, &[], finish);
+        }
         // The sweep is one span; each entity's event starts a trace of its own (a sweep's one
         // trace of 100,000 entities would be unreadable), linked to the sweep.
         let sweep = tracing::info_span!("reconcile.sweep", entities = count);
@@ -348,6 +364,11 @@ impl Reconciler {
                         )
                         .await;
                     total += 1;
+                    self.metrics.set_gauge(
+                        &plumbline_telemetry::catalog::RECONCILER_SWEEP_DONE,
+                        &[],
+                        total,
+                    );
                     match sent {
                         Ok(_) => self.metrics.inc(
                             &plumbline_telemetry::catalog::RECONCILER_EVENTS,
