@@ -561,7 +561,7 @@ impl GitHub {
         fields(
             otel.kind = "client",
             http.request.method = %method,
-            url.template = %crate::route::template(path),
+            url.template = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             github.rate_remaining = tracing::field::Empty,
             github.cache = tracing::field::Empty,
@@ -576,6 +576,8 @@ impl GitHub {
         use_cache: bool,
         limit: usize,
     ) -> Result<(ApiResponse, bool), GitHubError> {
+        let route = crate::route::template(path);
+        tracing::Span::current().record("url.template", route);
         if let Some(until) = self.rate.lock().ok().and_then(|r| r.blocked_until()) {
             return Err(GitHubError::RateLimited {
                 until_epoch_secs: epoch_of(until),
@@ -614,7 +616,6 @@ impl GitHub {
                 Ok(resp) => read_response(resp, &method, path, limit).await,
                 Err(e) => Err(GitHubError::Transient(format!("{method} {path}: {e}"))),
             };
-            let route = crate::route::template(path);
             match &outcome {
                 Ok(r) => self.count(route, &r.status.to_string()),
                 Err(_) => self.count(route, "error"),

@@ -96,21 +96,30 @@ pub const TEMPLATES: &[&str] = &[
 /// The label of paths that match no template.
 pub const OTHER: &str = "other";
 
+/// The templates split into segments, once: [`template`] runs for every request.
+static SPLIT: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        TEMPLATES
+            .iter()
+            .map(|t| (*t, t.split('/').filter(|s| !s.is_empty()).collect()))
+            .collect()
+    });
+
 /// `/repos/acme/api/branches/main/protection?x=1` → `/repos/{owner}/{repo}/branches/{branch}/protection`.
 pub fn template(path: &str) -> &'static str {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // Exact shapes first, so `commits/{ref}/status` is not taken as a long `{ref}`.
-    TEMPLATES
-        .iter()
-        .find(|t| fits(t, &segments, false))
-        .or_else(|| TEMPLATES.iter().find(|t| fits(t, &segments, true)))
-        .copied()
-        .unwrap_or(OTHER)
+    let find = |greedy| {
+        SPLIT
+            .iter()
+            .find(|(_, parts)| fits(parts, &segments, greedy))
+            .map(|(t, _)| *t)
+    };
+    find(false).or_else(|| find(true)).unwrap_or(OTHER)
 }
 
-fn fits(template: &str, segments: &[&str], greedy: bool) -> bool {
-    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+fn fits(parts: &[&str], segments: &[&str], greedy: bool) -> bool {
     for (i, part) in parts.iter().enumerate() {
         let Some(segment) = segments.get(i) else {
             return false;

@@ -126,6 +126,11 @@ impl Credentials {
         }
     }
 
+    /// The keys stored tokens are opened with (the control service seals with the same).
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_ref()
+    }
+
     /// The services' own client (metrics that are about the process, not an entity).
     pub fn own(&self) -> &GitHub {
         &self.own

@@ -142,33 +142,35 @@ impl Metrics {
     /// Current value of a counter (for tests and `plumb dev`'s live count); 0 when it has no
     /// such series.
     pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let Some(def) = catalog::find(name) else {
-            return 0;
-        };
-        let vector = self
-            .inner
-            .vectors
-            .read()
-            .ok()
-            .and_then(|v| v.get(def.name).cloned());
-        let Some(Vector::Counter(c)) = vector else {
-            return 0;
-        };
-        // Read what was collected: asking the vector for a series would create it.
-        let want = values(def, labels);
-        c.collect()
-            .first()
-            .and_then(|f| {
-                f.get_metric().iter().find(|m| {
-                    def.labels.iter().zip(&want).all(|(name, value)| {
-                        m.get_label()
-                            .iter()
-                            .any(|p| p.name() == *name && p.value() == *value)
-                    })
-                })
-            })
+        self.collected(name, labels)
             .map(|m| m.get_counter().get_value() as u64)
             .unwrap_or(0)
+    }
+
+    /// One series of `name` as collected, matched on `labels`. Read from what the registry
+    /// collects: asking a vector for a series would create it.
+    fn collected(&self, name: &str, labels: &[(&str, &str)]) -> Option<prometheus::proto::Metric> {
+        let def = catalog::find(name)?;
+        let collector: Box<dyn Collector> =
+            match self.inner.vectors.read().ok()?.get(def.name).cloned()? {
+                Vector::Counter(c) => Box::new(c),
+                Vector::Gauge(g) => Box::new(g),
+                Vector::Histogram(h) => Box::new(h),
+            };
+        let want = values(def, labels);
+        let families = collector.collect();
+        families
+            .first()?
+            .get_metric()
+            .iter()
+            .find(|m| {
+                def.labels.iter().zip(&want).all(|(name, value)| {
+                    m.get_label()
+                        .iter()
+                        .any(|p| p.name() == *name && p.value() == *value)
+                })
+            })
+            .cloned()
     }
 
     /// The `q` quantile of a histogram, estimated from its buckets the way Prometheus's
@@ -180,20 +182,10 @@ impl Metrics {
         labels: &[(&str, &str)],
         q: f64,
     ) -> Option<(f64, u64)> {
-        let def = catalog::find(name)?;
-        let Some(Vector::Histogram(h)) = self.inner.vectors.read().ok()?.get(def.name).cloned()
-        else {
+        if catalog::find(name)?.kind != Kind::Histogram {
             return None;
-        };
-        let want = values(def, labels);
-        let families = h.collect();
-        let metric = families.first()?.get_metric().iter().find(|m| {
-            def.labels.iter().zip(&want).all(|(name, value)| {
-                m.get_label()
-                    .iter()
-                    .any(|p| p.name() == *name && p.value() == *value)
-            })
-        })?;
+        }
+        let metric = self.collected(name, labels)?;
         let h = metric.get_histogram();
         let count = h.get_sample_count();
         if count == 0 {

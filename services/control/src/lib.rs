@@ -162,7 +162,7 @@ pub enum StartError {
     #[error("oidc: {0}")]
     Oidc(#[from] oidc::OidcError),
     #[error(transparent)]
-    Sealing(#[from] plumbline_runtime::sealed::SealError),
+    Credentials(#[from] plumbline_runtime::credentials::SetupError),
     #[error("refusing to serve the control API on {0} without authentication: give --auth-token-file (or --auth-token), or listen on a loopback address")]
     OpenOnNetwork(SocketAddr),
     #[error("refusing to serve the control API on {0} in cleartext: give --tls-cert-file and --tls-key-file, or --insecure-plaintext when a proxy terminates TLS")]
@@ -227,18 +227,14 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
-    let sealer = s.sealer()?;
     let metrics = Metrics::new();
+    let credentials = s.credentials(store.clone(), &metrics)?;
+    let sealer = credentials.sealer().cloned();
     let control = Control {
         store: store.clone(),
         auth,
         oidc,
-        credentials: Credentials::new(
-            store.clone(),
-            s.github()?.with_metrics(metrics.clone()),
-            Some(s.own_credential_project.clone()),
-            sealer.clone(),
-        ),
+        credentials,
         sealer,
         producer: Producer::new(
             &ProducerConfig::new(&s.kafka_brokers, "plumbline-control")
