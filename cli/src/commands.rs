@@ -93,13 +93,14 @@ pub async fn status_filtered(
 
 /// The posture of a project: entities per status, per profile and rule.
 pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
-    let counts = c
+    let response = c
         .get_posture(plumbline_proto::v1::GetPostureRequest {
             project: project.into(),
         })
         .await?
-        .into_inner()
-        .counts;
+        .into_inner();
+    let activity = crate::activity::lines(&response, chrono::Utc::now());
+    let counts = response.counts;
     let mut rules: std::collections::BTreeMap<(String, String), [u64; 4]> =
         std::collections::BTreeMap::new();
     for c in counts {
@@ -124,7 +125,21 @@ pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
             n[0], n[1], n[2], n[3]
         );
     }
+    for line in activity {
+        let _ = writeln!(out, "{line}");
+    }
     Ok(out)
+}
+
+/// What waits in a project and how far the sweep is (the lines below a status table).
+pub async fn activity(c: &mut Client, project: &str) -> anyhow::Result<Vec<String>> {
+    let response = c
+        .get_posture(plumbline_proto::v1::GetPostureRequest {
+            project: project.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(crate::activity::lines(&response, chrono::Utc::now()))
 }
 
 /// `plumb ruletype test`: runs the suites and prints a line per case and a summary line.

@@ -235,9 +235,20 @@ async fn enroll_and_watch(
                 Err(_) => break,
             },
             _ = tick.tick() => {
-                let rows = store.list_status(project, None, None).await?;
-                let passing = rows.iter().filter(|r| r.status == plumbline_domain::EvalStatus::Pass).count();
-                println!("posture: {passing}/{} rules passing, {} remediations", rows.len(), summary.remediations);
+                // Counts, not rows: the posture of 5,000 repositories is a few dozen numbers.
+                let posture = c
+                    .get_posture(plumbline_proto::v1::GetPostureRequest { project: project.into() })
+                    .await?
+                    .into_inner();
+                let (passing, rules) = posture.counts.iter().fold((0, 0), |(p, n), c| {
+                    let pass = c.status == plumbline_proto::v1::EvalStatus::Pass as i32;
+                    (p + if pass { c.count } else { 0 }, n + c.count)
+                });
+                println!(
+                    "posture: {passing}/{rules} rules passing, {} remediations{}",
+                    summary.remediations,
+                    crate::activity::short(&posture, chrono::Utc::now())
+                );
             }
         }
     }

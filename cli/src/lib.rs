@@ -3,6 +3,7 @@
 //! a thin shell over this library so tests drive the same code.
 
 pub mod access;
+pub mod activity;
 pub mod client;
 pub mod commands;
 pub mod config;

@@ -442,6 +442,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // Aligned columns need every row first.
                     let rows = commands::status_filtered(&mut c, &project, &entity, &only).await?;
                     print!("{}", commands::status_table(&rows));
+                    // Below the table: what waits and why, so numbers that stand still are
+                    // explained (JSON and YAML stay one record per line).
+                    for line in commands::activity(&mut c, &project).await? {
+                        println!("{line}");
+                    }
                 } else {
                     // The other formats print each page as it arrives.
                     let mut printer = Printer::new(output, &[]);

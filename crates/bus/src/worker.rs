@@ -22,6 +22,7 @@
 //! [`crate::PartitionGate`]), and no offset is stored for them afterwards.
 
 use crate::{Consumer, Producer, Record};
+use plumbline_domain::WaitCause;
 use plumbline_telemetry::{Health, Metrics};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -40,6 +41,9 @@ pub enum Failure {
     /// partition into the DLQ.
     #[error("unavailable: {reason}")]
     Unavailable {
+        /// What it waits on, for people (`plumb status`) and for the handler's
+        /// [`Handler::parked`].
+        cause: WaitCause,
         reason: String,
         until: Option<std::time::SystemTime>,
     },
@@ -55,6 +59,22 @@ pub enum Failure {
 /// Handles records; shared by the concurrent tasks of one worker.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// The record was parked until `wait.until`: the handler says so where people look (the
+    /// services record it in Postgres for `plumb status`). Runs before the record's slot is
+    /// given up; failing to record is the handler's to log, never the record's fault.
+    fn parked(&self, record: &Record, wait: &Parked) -> impl Future<Output = ()> + Send {
+        let _ = (record, wait);
+        std::future::ready(())
+    }
+}
+
+/// A record parked until a known time, as [`Handler::parked`] is told.
+#[derive(Debug, Clone)]
+pub struct Parked {
+    pub cause: WaitCause,
+    pub reason: String,
+    pub until: std::time::SystemTime,
 }
 
 pub struct Worker {
@@ -509,7 +529,12 @@ impl Worker {
             };
             // The attempt ends here; a wait or backoff before the next is not part of it.
             drop(span);
-            if let Failure::Unavailable { reason, until } = &err {
+            if let Failure::Unavailable {
+                cause,
+                reason,
+                until,
+            } = &err
+            {
                 let now = std::time::SystemTime::now();
                 if let Some(wait) = until
                     .and_then(|u| u.duration_since(now).ok())
@@ -518,13 +543,25 @@ impl Worker {
                     let wait = wait.min(Duration::from_secs(3600));
                     tracing::warn!(
                         worker = self.name,
+                        %cause,
                         reason,
                         ?wait,
                         partition = record.partition,
                         offset = record.offset,
                         "limited until a known time, parking the record"
                     );
-                    return End::Park(tokio::time::Instant::now() + wait);
+                    let at = tokio::time::Instant::now() + wait;
+                    handler
+                        .parked(
+                            record,
+                            &Parked {
+                                cause: *cause,
+                                reason: reason.clone(),
+                                until: now + wait,
+                            },
+                        )
+                        .await;
+                    return End::Park(at);
                 }
                 // Wait for the dependency, in slices, beating health so a long outage is
                 // "waiting", not "stalled".
@@ -536,6 +573,7 @@ impl Worker {
                     .min(Duration::from_secs(3600));
                 tracing::warn!(
                     worker = self.name,
+                    %cause,
                     reason,
                     ?wait,
                     "dependency unavailable, waiting"

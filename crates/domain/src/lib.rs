@@ -57,6 +57,10 @@ pub enum DomainError {
     MalformedPrincipal(String),
     #[error("malformed project name {0:?}: 1-63 lowercase letters, digits and '-', starting with a letter")]
     MalformedProject(String),
+    #[error("unknown wait cause {0:?}")]
+    UnknownWaitCause(String),
+    #[error("unknown stage {0:?}: want evaluation or remediation")]
+    UnknownStage(String),
 }
 
 /// A project's name: what every rule type, profile, entity, status and action belongs to.
@@ -289,6 +293,98 @@ impl FromStr for EvalStatus {
     }
 }
 
+/// Why work on an entity waits instead of running: what `plumb status` says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitCause {
+    /// A dependency is down or overloaded (Postgres, the broker, GitHub answering 5xx).
+    #[default]
+    Dependency,
+    /// The credential's GitHub quota is spent (primary or secondary rate limit) until a time
+    /// GitHub named.
+    ProviderQuota,
+    /// GitHub's content-creation limit, kept on our side, is spent until the window refills.
+    ContentBudget,
+    /// Another actuator replica holds the action's lease.
+    ActionLease,
+}
+
+impl WaitCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitCause::Dependency => "dependency",
+            WaitCause::ProviderQuota => "provider_quota",
+            WaitCause::ContentBudget => "content_budget",
+            WaitCause::ActionLease => "action_lease",
+        }
+    }
+
+    /// What a person reads in `plumb status`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WaitCause::Dependency => "a dependency is unavailable",
+            WaitCause::ProviderQuota => "the GitHub quota of its credential is spent",
+            WaitCause::ContentBudget => "the content-creation budget is spent",
+            WaitCause::ActionLease => "another actuator replica holds the action",
+        }
+    }
+}
+
+impl fmt::Display for WaitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WaitCause {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dependency" => Ok(WaitCause::Dependency),
+            "provider_quota" => Ok(WaitCause::ProviderQuota),
+            "content_budget" => Ok(WaitCause::ContentBudget),
+            "action_lease" => Ok(WaitCause::ActionLease),
+            other => Err(DomainError::UnknownWaitCause(other.to_string())),
+        }
+    }
+}
+
+/// The pipeline stage an entity's work waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Its rules are evaluated (the evaluator).
+    Evaluation,
+    /// Its failing rules are fixed or alerted on (the actuator).
+    Remediation,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Evaluation => "evaluation",
+            Stage::Remediation => "remediation",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "evaluation" => Ok(Stage::Evaluation),
+            "remediation" => Ok(Stage::Remediation),
+            other => Err(DomainError::UnknownStage(other.to_string())),
+        }
+    }
+}
+
 /// A profile's remediation or alert switch (Minder: `on`, `off`, `dry_run`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -500,6 +596,24 @@ mod tests {
         ] {
             assert!(check_project_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wait_causes_and_stages_round_trip_and_refuse_the_unknown() {
+        for c in [
+            WaitCause::Dependency,
+            WaitCause::ProviderQuota,
+            WaitCause::ContentBudget,
+            WaitCause::ActionLease,
+        ] {
+            assert_eq!(c.as_str().parse::<WaitCause>(), Ok(c));
+            assert!(!c.describe().is_empty());
+        }
+        for s in [Stage::Evaluation, Stage::Remediation] {
+            assert_eq!(s.as_str().parse::<Stage>(), Ok(s));
+        }
+        assert!("quota".parse::<WaitCause>().is_err());
+        assert!("actuation".parse::<Stage>().is_err());
     }
 
     #[test]

@@ -96,6 +96,17 @@ impl std::fmt::Debug for AppCredentials {
 
 /// A raw answer: status, headers and body. Non-2xx statuses are data here, not errors, because
 /// rule types decide what a 404 means (Minder's `fallback`).
+/// A credential's primary quota, as GitHub's answers last stated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub remaining: u64,
+    pub limit: u64,
+    /// When the window renews (epoch seconds).
+    pub reset_epoch_secs: u64,
+    /// Set while no request may be sent (GitHub said "limited").
+    pub limited_until_epoch_secs: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: u16,
@@ -483,6 +494,18 @@ impl GitHub {
     /// Requests left in the credential's current window, as GitHub last reported.
     pub fn rate_remaining(&self) -> Option<u64> {
         self.rate.lock().ok().and_then(|r| r.remaining)
+    }
+
+    /// The credential's quota as GitHub's answers last stated it; `None` until an answer
+    /// carried the rate-limit headers.
+    pub fn quota(&self) -> Option<Quota> {
+        let r = self.rate.lock().ok()?;
+        Some(Quota {
+            remaining: r.remaining?,
+            limit: r.limit?,
+            reset_epoch_secs: r.reset_epoch()?,
+            limited_until_epoch_secs: r.blocked_until().map(crate::limits::epoch_of),
+        })
     }
 
     /// The one path every request to the provider takes: [`send_once`](Self::send_once), plus

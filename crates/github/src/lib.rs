@@ -13,7 +13,7 @@ pub mod route;
 pub mod webhook;
 
 pub use cache::CacheStats;
-pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Repository};
+pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Quota, Repository};
 pub use http::Method;
 pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
 

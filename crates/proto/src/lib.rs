@@ -94,6 +94,48 @@ impl v1::EvalStatus {
     }
 }
 
+impl From<domain::Stage> for v1::WaitStage {
+    fn from(s: domain::Stage) -> Self {
+        match s {
+            domain::Stage::Evaluation => v1::WaitStage::Evaluation,
+            domain::Stage::Remediation => v1::WaitStage::Remediation,
+        }
+    }
+}
+
+impl v1::WaitStage {
+    pub fn to_domain(self) -> Option<domain::Stage> {
+        match self {
+            v1::WaitStage::Evaluation => Some(domain::Stage::Evaluation),
+            v1::WaitStage::Remediation => Some(domain::Stage::Remediation),
+            v1::WaitStage::Unspecified => None,
+        }
+    }
+}
+
+impl From<domain::WaitCause> for v1::WaitCause {
+    fn from(c: domain::WaitCause) -> Self {
+        match c {
+            domain::WaitCause::Dependency => v1::WaitCause::Dependency,
+            domain::WaitCause::ProviderQuota => v1::WaitCause::ProviderQuota,
+            domain::WaitCause::ContentBudget => v1::WaitCause::ContentBudget,
+            domain::WaitCause::ActionLease => v1::WaitCause::ActionLease,
+        }
+    }
+}
+
+impl v1::WaitCause {
+    pub fn to_domain(self) -> Option<domain::WaitCause> {
+        match self {
+            v1::WaitCause::Dependency => Some(domain::WaitCause::Dependency),
+            v1::WaitCause::ProviderQuota => Some(domain::WaitCause::ProviderQuota),
+            v1::WaitCause::ContentBudget => Some(domain::WaitCause::ContentBudget),
+            v1::WaitCause::ActionLease => Some(domain::WaitCause::ActionLease),
+            v1::WaitCause::Unspecified => None,
+        }
+    }
+}
+
 impl From<domain::Role> for v1::Role {
     fn from(r: domain::Role) -> Self {
         match r {

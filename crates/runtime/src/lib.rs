@@ -8,6 +8,7 @@
 
 mod args;
 pub mod credentials;
+pub mod quota;
 pub mod sealed;
 pub mod secrets;
 

@@ -109,7 +109,10 @@ pub struct AuditFilter {
 }
 
 /// The tables a project's data lives in, deleted with it (children first).
-const PROJECT_TABLES: [&str; 7] = [
+const PROJECT_TABLES: [&str; 10] = [
+    "waits",
+    "credential_quota",
+    "sweep_progress",
     "evaluation_history",
     "evaluation_status",
     "actions",

@@ -143,6 +143,23 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Active entities per project, in project order (projects without any left out): what a
+    /// sweep covers. Counted from the `(project, id)` partial index.
+    pub async fn count_active_entities_by_project(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &c.prepare_cached(
+                    "SELECT project, count(*) FROM entities WHERE retired_at IS NULL \
+                     GROUP BY project ORDER BY project",
+                )
+                .await?,
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Every project that has active entities (the reconciler sweeps each).
     pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
         let c = self.client().await?;

@@ -19,6 +19,7 @@ mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+mod waits;
 
 pub use access::{
     AuditEntry, AuditFilter, AuditOutcome, ProjectRow, RoleBinding, ServiceAccount, UnknownOutcome,
@@ -35,6 +36,7 @@ pub use posture::{
 };
 pub use providers::{DeleteProvider, ProviderCredential, ProviderRow, SealedValue, StoredPat};
 pub use rules::{DocumentKind, StoredDocument};
+pub use waits::{quota_key, QuotaRow, SweepProgress, WaitSummary};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 

@@ -365,6 +365,10 @@ impl Store {
             "rule_history".to_string(),
             row.get::<_, serde_json::Value>(0),
         ));
+        let row = c
+            .query_one(explain(crate::waits::WAITS).as_str(), &[&project])
+            .await?;
+        plans.push(("waits".to_string(), row.get::<_, serde_json::Value>(0)));
         Ok(plans)
     }
 }

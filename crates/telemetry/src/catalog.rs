@@ -131,7 +131,9 @@ defs! {
     RECONCILER_SWEEP_ENTITIES: Gauge "plumbline_reconciler_sweep_entities" []
         "entities the current (or last) sweep covers";
     RECONCILER_SWEEP_DONE: Gauge "plumbline_reconciler_sweep_entities_done" []
-        "entities the current (or last) sweep has re-emitted so far";
+        "entities the current (or last) sweep has gone through so far (re-emitted or deferred)";
+    RECONCILER_SWEEP_DEFERRED: Counter "plumbline_reconciler_sweep_deferred_total" []
+        "entities a sweep left out because their credential's GitHub quota was at its reserve (the next sweep covers them)";
     RECONCILER_SWEEP_FINISH: Gauge "plumbline_reconciler_sweep_expected_finish_timestamp_seconds" []
         "when the current sweep is expected to finish (epoch seconds): sweeps are paced over 90% of the interval";
     HISTORY_PRUNED: Counter "plumbline_history_pruned_total" []

@@ -717,3 +717,94 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     );
     stack.stop().await;
 }
+
+/// A spent GitHub quota is said where people look: the evaluations parked on it, until when,
+/// the credential's quota, and the sweep deferring the credential's entities to leave its
+/// reserve (rather than re-emitting work that could only park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_waiting_on_a_spent_quota_shows_in_status_and_the_sweep_defers_it() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(4)).await;
+    let fleet = stack.sim.seed("acme", 3, "thrifty", 0.0);
+    // Enough to register the three, not to evaluate them (each needs several reads).
+    stack.sim.set_rate_limit(10);
+    let names: Vec<(String, String)> = fleet
+        .iter()
+        .map(|(o, n, _)| (o.clone(), n.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(o, n)| (o.as_str(), n.as_str()))
+        .collect();
+    enroll(&stack, &refs).await;
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
+    let posture = |mut c: client::Client| async move {
+        let p = c
+            .get_posture(plumbline_proto::v1::GetPostureRequest {
+                project: PROJECT.into(),
+            })
+            .await
+            .expect("posture")
+            .into_inner();
+        (c, p)
+    };
+    let mut p;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        (c, p) = posture(c).await;
+        let parked = p.waits.iter().any(|w| {
+            w.stage == plumbline_proto::v1::WaitStage::Evaluation as i32
+                && w.cause == plumbline_proto::v1::WaitCause::ProviderQuota as i32
+        });
+        let swept = p
+            .sweep
+            .as_ref()
+            .is_some_and(|s| s.deferred == fleet.len() as u64 && s.done == s.entities);
+        if parked && swept {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no parked evaluations and deferring sweep shown: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let wait = p
+        .waits
+        .iter()
+        .find(|w| w.cause == plumbline_proto::v1::WaitCause::ProviderQuota as i32)
+        .expect("quota wait");
+    let until = wait.last_until.as_ref().expect("until").seconds;
+    assert!(
+        until > now + 1800,
+        "parked until the window renews (the simulator's is an hour): {until} vs {now}"
+    );
+    let own = p
+        .quotas
+        .iter()
+        .find(|q| q.credential == "own")
+        .expect("the services' own credential's quota");
+    assert_eq!((own.remaining, own.limit), (0, 10), "{own:?}");
+    let sweep = p.sweep.as_ref().expect("sweep");
+    assert!(sweep.deferred_until.as_ref().expect("until").seconds > now + 1800);
+    // And in words, below `plumb status --summary`.
+    let text = commands::posture(&mut c, PROJECT).await.expect("summary");
+    assert!(
+        text.contains("evaluations until") || text.contains("evaluation until"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the GitHub quota of its credential is spent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quota: own has 0/10 GitHub requests left"),
+        "{text}"
+    );
+    assert!(text.contains("deferred to the next sweep"), "{text}");
+    stack.stop().await;
+}

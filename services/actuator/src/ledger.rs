@@ -128,6 +128,7 @@ impl Actuator {
                     let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default()
                         + Duration::from_millis(100);
                     return Err(Failure::Unavailable {
+                        cause: plumbline_domain::WaitCause::ActionLease,
                         reason: format!("action claimed by replica {owner} until {until}"),
                         until: Some(std::time::SystemTime::now() + wait),
                     });

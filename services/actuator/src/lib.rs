@@ -36,7 +36,7 @@ use plumbline_bus::{
 };
 use plumbline_domain::{
     ActionMode, ActionOperation, ActionStatus, Entity, EntityRef, EvalStatus, EventReason,
-    PlannedRequest,
+    PlannedRequest, Stage, WaitCause,
 };
 use plumbline_engine::datasource::DataSources;
 use plumbline_engine::{
@@ -367,11 +367,34 @@ impl Handler for Actuator {
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         Actuator::handle(self, record).await
     }
+
+    /// Says in Postgres what waits and until when (records are keyed by entity id), so that
+    /// `plumb status` can tell why a fleet's verdicts are not moving.
+    async fn parked(&self, record: &Record, wait: &plumbline_bus::worker::Parked) {
+        let Some(entity_id) = record.key.as_deref() else {
+            return;
+        };
+        let until = chrono::DateTime::<chrono::Utc>::from(wait.until);
+        if let Err(e) = self
+            .store
+            .record_wait(
+                entity_id,
+                Stage::Remediation,
+                wait.cause,
+                &wait.reason,
+                until,
+            )
+            .await
+        {
+            tracing::warn!(entity = %entity_id, error = %e, "recording a wait failed");
+        }
+    }
 }
 
 /// A dependency (Postgres, the broker) failed: wait for it, do not give up.
 fn unavailable(e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable {
+        cause: WaitCause::Dependency,
         reason: e.to_string(),
         until: None,
     }
@@ -390,6 +413,12 @@ fn provider_unavailable(e: ProviderError) -> Failure {
         _ => None,
     };
     Failure::Unavailable {
+        // A provider names a time only when it limits us (a spent quota, a secondary limit).
+        cause: if until.is_some() {
+            WaitCause::ProviderQuota
+        } else {
+            WaitCause::Dependency
+        },
         reason: e.to_string(),
         until,
     }
@@ -401,6 +430,11 @@ fn github_unavailable(e: GitHubError) -> Failure {
         _ => None,
     };
     Failure::Unavailable {
+        cause: if until.is_some() {
+            WaitCause::ProviderQuota
+        } else {
+            WaitCause::Dependency
+        },
         reason: format!("github: {e}"),
         until,
     }
@@ -409,6 +443,7 @@ fn github_unavailable(e: GitHubError) -> Failure {
 /// The budget is spent until `at`: park the verdict until then.
 fn budget_spent(at: std::time::SystemTime) -> Failure {
     Failure::Unavailable {
+        cause: WaitCause::ContentBudget,
         reason: "content-creation budget spent".into(),
         until: Some(at),
     }

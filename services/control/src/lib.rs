@@ -809,12 +809,59 @@ impl ControlService for Control {
         self.authorize(&req, Rpc::GetPosture, &req.get_ref().project)
             .await?;
         let req = req.into_inner();
+        let project = project_or_default(&req.project);
         let counts = self
             .store
-            .posture_counts(project_or_default(&req.project))
+            .posture_counts(project)
+            .await
+            .map_err(ControlError::from)?;
+        let waits = self
+            .store
+            .waits(project)
+            .await
+            .map_err(ControlError::from)?;
+        let quotas = self
+            .store
+            .project_quotas(project)
+            .await
+            .map_err(ControlError::from)?;
+        let sweep = self
+            .store
+            .sweep_progress(project)
             .await
             .map_err(ControlError::from)?;
         Ok(Response::new(GetPostureResponse {
+            waits: waits
+                .into_iter()
+                .map(|w| plumbline_proto::v1::Wait {
+                    stage: plumbline_proto::v1::WaitStage::from(w.stage) as i32,
+                    cause: plumbline_proto::v1::WaitCause::from(w.cause) as i32,
+                    entities: w.entities.max(0) as u64,
+                    first_until: Some(timestamp(w.first_until)),
+                    last_until: Some(timestamp(w.last_until)),
+                    reason: w.reason,
+                })
+                .collect(),
+            quotas: quotas
+                .into_iter()
+                .map(|q| plumbline_proto::v1::CredentialQuota {
+                    credential: q.credential,
+                    remaining: q.remaining.max(0) as u64,
+                    limit: q.limit.max(0) as u64,
+                    resets_at: Some(timestamp(q.resets_at)),
+                    limited_until: q.limited_until.map(timestamp),
+                    observed_at: Some(timestamp(q.observed_at)),
+                })
+                .collect(),
+            sweep: sweep.map(|p| plumbline_proto::v1::SweepProgress {
+                started_at: Some(timestamp(p.started_at)),
+                entities: p.entities.max(0) as u64,
+                done: p.done.max(0) as u64,
+                deferred: p.deferred.max(0) as u64,
+                deferred_until: p.deferred_until.map(timestamp),
+                expected_finish: Some(timestamp(p.expected_finish)),
+                updated_at: Some(timestamp(p.updated_at)),
+            }),
             counts: counts
                 .into_iter()
                 .map(|c| PostureCount {

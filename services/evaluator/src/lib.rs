@@ -13,7 +13,7 @@ mod catalog;
 use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
 use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
-use plumbline_domain::{Entity, EvalStatus};
+use plumbline_domain::{Entity, EvalStatus, Stage, WaitCause};
 use plumbline_engine::provider::{Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
 use plumbline_github::{GitHub, NameCheck};
@@ -129,6 +129,8 @@ struct Evaluator {
     topics: Topics,
     catalog: Catalog,
     metrics: Metrics,
+    /// Each credential's quota, written to Postgres for the reconciler and `plumb status`.
+    quotas: plumbline_runtime::quota::QuotaReporter,
 }
 
 pub async fn start(
@@ -180,6 +182,7 @@ pub async fn start(
         )
         .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
         credentials,
+        quotas: plumbline_runtime::quota::QuotaReporter::new(),
         egress,
         producer,
         topics,
@@ -221,6 +224,28 @@ pub async fn run(
 impl Handler for Evaluator {
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
         Evaluator::handle(self, record).await
+    }
+
+    /// Says in Postgres what waits and until when (records are keyed by entity id), so that
+    /// `plumb status` can tell why a fleet's verdicts are not moving.
+    async fn parked(&self, record: &Record, wait: &plumbline_bus::worker::Parked) {
+        let Some(entity_id) = record.key.as_deref() else {
+            return;
+        };
+        let until = chrono::DateTime::<chrono::Utc>::from(wait.until);
+        if let Err(e) = self
+            .store
+            .record_wait(
+                entity_id,
+                Stage::Evaluation,
+                wait.cause,
+                &wait.reason,
+                until,
+            )
+            .await
+        {
+            tracing::warn!(entity = %entity_id, error = %e, "recording a wait failed");
+        }
     }
 }
 
@@ -308,6 +333,7 @@ fn webhook_time(event: &EntityEvent) -> Option<plumbline_proto::Timestamp> {
 
 fn credentials_unavailable(e: plumbline_runtime::credentials::CredentialError) -> Failure {
     Failure::Unavailable {
+        cause: WaitCause::Dependency,
         reason: e.describe(),
         until: None,
     }
@@ -316,6 +342,7 @@ fn credentials_unavailable(e: plumbline_runtime::credentials::CredentialError) -
 fn store_failure(e: plumbline_store::StoreError) -> Failure {
     if e.is_transient() {
         Failure::Unavailable {
+            cause: WaitCause::Dependency,
             reason: format!("postgres: {e}"),
             until: None,
         }
@@ -334,6 +361,12 @@ fn provider_unavailable(e: ProviderError) -> Failure {
         _ => None,
     };
     Failure::Unavailable {
+        // A provider names a time only when it limits us (a spent quota, a secondary limit).
+        cause: if until.is_some() {
+            WaitCause::ProviderQuota
+        } else {
+            WaitCause::Dependency
+        },
         reason: e.to_string(),
         until,
     }
@@ -453,9 +486,13 @@ impl Evaluator {
             return Ok(());
         };
         let evaluation_started = std::time::Instant::now();
-        let (records, verdicts) = self
+        let evaluated = self
             .evaluate_profiles(record, &event, &id, &entity, acting.as_ref())
-            .await?;
+            .await;
+        if let Ok(a) = &acting {
+            self.quotas.report(&self.store, &entity, &a.github).await;
+        }
+        let (records, verdicts) = evaluated?;
         // Durable first, then announce: a consumer of the verdict finds the status written.
         self.store
             .record_evaluations(&id, &records)
@@ -522,10 +559,16 @@ impl Evaluator {
         if entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
             return Ok(Some((entity, Ok(acting))));
         }
-        match self
+        let confirmed = self
             .confirm_identity(&acting.github, event, &mut entity)
-            .await?
-        {
+            .await;
+        if confirmed.is_err() {
+            // Most often a spent quota: say so for the reconciler and `plumb status`.
+            self.quotas
+                .report(&self.store, &entity, &acting.github)
+                .await;
+        }
+        match confirmed? {
             Identity::Confirmed => Ok(Some((entity, Ok(acting)))),
             Identity::Problem(why) => {
                 outcome("identity_mismatch");
@@ -685,6 +728,7 @@ impl Evaluator {
         });
         for r in futures::future::join_all(sends).await {
             r.map_err(|e| Failure::Unavailable {
+                cause: WaitCause::Dependency,
                 reason: format!("kafka: {e}"),
                 until: None,
             })?;

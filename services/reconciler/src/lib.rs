@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod quota;
+
 /// Advisory lock id of the active reconciler ("PLUMREC").
 const RECONCILER_LOCK: i64 = 0x0050_4c55_4d52_4543;
 
@@ -46,6 +48,14 @@ pub struct ReconcilerConfig {
     /// At most this many history rows are kept per entity x profile x rule (the newest).
     #[arg(long, env = "PLUMB_HISTORY_KEEP_PER_RULE", default_value_t = 1000)]
     pub history_keep_per_rule: i64,
+
+    /// Percent of each credential's hourly GitHub quota that sweeps leave to webhooks and
+    /// fixes: an entity whose credential has no more than this left (as the evaluators last
+    /// read it) is deferred to the next sweep, and `plumb status` says until when. 0: sweeps
+    /// stop only when GitHub says the credential is limited.
+    #[arg(long, env = "PLUMB_SWEEP_QUOTA_RESERVE_PERCENT", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub sweep_quota_reserve_percent: u8,
 }
 
 impl ReconcilerConfig {
@@ -56,6 +66,7 @@ impl ReconcilerConfig {
             page_size: 500,
             history_max_age_days: 90,
             history_keep_per_rule: 1000,
+            sweep_quota_reserve_percent: 10,
         }
     }
 }
@@ -110,6 +121,7 @@ pub async fn start(
         page_size: config.page_size.max(1),
         history_max_age: Duration::from_secs(config.history_max_age_days.max(1) * 86_400),
         history_keep_per_rule: config.history_keep_per_rule.max(1),
+        quota_reserve_percent: config.sweep_quota_reserve_percent.min(100),
         metrics: metrics.clone(),
         health,
     };
@@ -188,6 +200,7 @@ struct Reconciler {
     page_size: i64,
     history_max_age: Duration,
     history_keep_per_rule: i64,
+    quota_reserve_percent: u8,
     metrics: Metrics,
     health: Health,
 }
@@ -281,44 +294,76 @@ impl Reconciler {
                 .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], total);
             tracing::info!(rows = total, "evaluation history pruned");
         }
+        // Waits are read only while ahead; a day after they ended they go.
+        if let Err(e) = self.store.prune_waits(Duration::from_secs(86_400)).await {
+            tracing::warn!(error = %e, "pruning ended waits failed, next interval retries");
+        }
     }
 
-    /// Emits one sweep event per active entity, spread over the interval. Returns the count.
+    /// Emits one sweep event per active entity, spread over the interval, except for entities
+    /// whose credential's quota is at its reserve (deferred to the next sweep, see
+    /// [`quota`]). Each project's progress is written for `plumb status` as the sweep goes.
+    /// Returns the entities gone through.
     async fn sweep(
         &self,
         shutdown: &CancellationToken,
         lock: &plumbline_store::LockGuard,
     ) -> Result<u64, ReconcilerError> {
         let mut total = 0u64;
-        // Pace the whole fleet over ~90% of the interval.
-        let count = self.store.count_active_entities().await?.max(0) as u64;
-        let projects = self.store.projects().await?;
+        let projects = self.store.count_active_entities_by_project().await?;
+        let count: u64 = projects.iter().map(|(_, n)| (*n).max(0) as u64).sum();
         if count == 0 {
             return Ok(0);
         }
+        // Pace the whole fleet over ~90% of the interval.
         let step = self.interval.mul_f64(0.9) / (count.min(u32::MAX as u64) as u32);
+        let started_at = chrono::Utc::now();
+        let at_slot = |slot: u64| {
+            started_at
+                + chrono::Duration::from_std(step * (slot.min(u32::MAX as u64) as u32))
+                    .unwrap_or_default()
+        };
         // Progress, for dashboards and `plumb status`: how many, how far, when done.
         {
             use plumbline_telemetry::catalog::{
                 RECONCILER_SWEEP_DONE, RECONCILER_SWEEP_ENTITIES, RECONCILER_SWEEP_FINISH,
             };
-            let finish = std::time::SystemTime::now() + self.interval.mul_f64(0.9);
-            let finish = finish
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
             self.metrics
                 .set_gauge(&RECONCILER_SWEEP_ENTITIES, &[], count);
             self.metrics.set_gauge(&RECONCILER_SWEEP_DONE, &[], 0);
-            self.metrics
-                .set_gauge(&RECONCILER_SWEEP_FINISH, &[], finish);
+            self.metrics.set_gauge(
+                &RECONCILER_SWEEP_FINISH,
+                &[],
+                at_slot(count).timestamp().max(0) as u64,
+            );
         }
+        // Each project's share, written before the first event so `plumb status` shows the
+        // whole sweep at once.
+        let mut progress = Vec::with_capacity(projects.len());
+        let mut offset = 0u64;
+        for (project, n) in &projects {
+            let n = (*n).max(0) as u64;
+            let p = plumbline_store::SweepProgress {
+                project: project.clone(),
+                started_at,
+                entities: n as i64,
+                done: 0,
+                deferred: 0,
+                deferred_until: None,
+                expected_finish: at_slot(offset + n),
+                updated_at: started_at,
+            };
+            self.write_progress(&p).await;
+            progress.push(p);
+            offset += n;
+        }
+        let mut gate = quota::QuotaGate::new(self.quota_reserve_percent);
         // The sweep is one span; each entity's event starts a trace of its own (a sweep's one
         // trace of 100,000 entities would be unreadable), linked to the sweep.
         let sweep = tracing::info_span!("reconcile.sweep", entities = count);
         let sweep_cx = TraceContext::of(&sweep);
         let start = Instant::now();
-        for p in &projects {
+        for p in &mut progress {
             let mut after: Option<String> = None;
             loop {
                 // Another instance may have taken over if our lock's connection died.
@@ -328,70 +373,98 @@ impl Reconciler {
                 }
                 let page = self
                     .store
-                    .list_entities(p, after.as_deref(), self.page_size)
+                    .list_entities(&p.project, after.as_deref(), self.page_size)
                     .await?;
                 for e in &page {
-                    // Jitter within the entity's slot, so replicas' sweeps never align exactly.
-                    let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
-                    let due = start + step * (total.min(u32::MAX as u64) as u32) + jitter;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(total),
-                        _ = tokio::time::sleep_until(due) => {}
-                    }
-                    let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
-                    ev.owner = e.owner.clone();
-                    ev.name = e.name.clone();
-                    let entity_span = tracing::info_span!(
-                        parent: None,
-                        "reconcile.entity",
-                        otel.kind = "producer",
-                        entity = %e.id(),
-                        trace_id = tracing::field::Empty,
-                        span_id = tracing::field::Empty,
-                    );
-                    sweep_cx.link_from(&entity_span);
-                    plumbline_telemetry::record_trace_ids(&entity_span);
-                    let sent = self
-                        .producer
-                        .publish(
-                            &self.topics.entity_events,
-                            &e.id(),
-                            &ev.encode_to_vec(),
-                            "dev.plumbline.entity_event.v1",
-                            &ev.event_id,
-                            &TraceContext::of(&entity_span),
-                            &BTreeMap::new(),
-                        )
-                        .await;
+                    let slot = total;
                     total += 1;
+                    p.done += 1;
                     self.metrics.set_gauge(
                         &plumbline_telemetry::catalog::RECONCILER_SWEEP_DONE,
                         &[],
                         total,
                     );
-                    match sent {
-                        Ok(_) => self.metrics.inc(
-                            &plumbline_telemetry::catalog::RECONCILER_EVENTS,
+                    let key = plumbline_store::quota_key(&e.project, e.credential.as_deref());
+                    if let Some(until) = gate.deferred_until(&self.store, &key).await {
+                        p.deferred += 1;
+                        p.deferred_until = Some(p.deferred_until.map_or(until, |u| u.min(until)));
+                        self.metrics.inc(
+                            &plumbline_telemetry::catalog::RECONCILER_SWEEP_DEFERRED,
                             &[],
                             1,
-                        ),
-                        // One failed publish must not drop the rest of the fleet from the sweep.
-                        Err(err) => {
-                            tracing::warn!(entity = %e.id(), error = %err, "sweep event not published");
-                            self.metrics.inc(
-                                &plumbline_telemetry::catalog::RECONCILER_PUBLISH_FAILURES,
-                                &[],
-                                1,
-                            );
-                        }
+                        );
+                        tracing::debug!(entity = %e.id(), credential = %key, %until, "sweep deferred: the credential's quota is at its reserve");
+                        continue;
                     }
+                    // Jitter within the entity's slot, so replicas' sweeps never align exactly.
+                    let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
+                    let due = start + step * (slot.min(u32::MAX as u64) as u32) + jitter;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(total),
+                        _ = tokio::time::sleep_until(due) => {}
+                    }
+                    self.emit(e, &sweep_cx).await;
                 }
+                self.write_progress(p).await;
                 match page.last() {
                     Some(e) if page.len() as i64 == self.page_size => after = Some(e.id()),
                     _ => break,
                 }
             }
+            if p.deferred > 0 {
+                tracing::info!(project = %p.project, deferred = p.deferred, until = ?p.deferred_until, "sweep deferred entities whose credential's quota is at its reserve");
+            }
         }
         Ok(total)
+    }
+
+    /// Writes a project's sweep progress; a failure is logged (progress is for people).
+    async fn write_progress(&self, p: &plumbline_store::SweepProgress) {
+        if let Err(e) = self.store.record_sweep_progress(p).await {
+            tracing::debug!(project = %p.project, error = %e, "recording sweep progress failed");
+        }
+    }
+
+    /// Publishes one entity's sweep event, as a trace of its own linked to the sweep's.
+    async fn emit(&self, e: &plumbline_domain::Entity, sweep_cx: &TraceContext) {
+        let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
+        ev.owner = e.owner.clone();
+        ev.name = e.name.clone();
+        let entity_span = tracing::info_span!(
+            parent: None,
+            "reconcile.entity",
+            otel.kind = "producer",
+            entity = %e.id(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        sweep_cx.link_from(&entity_span);
+        plumbline_telemetry::record_trace_ids(&entity_span);
+        let sent = self
+            .producer
+            .publish(
+                &self.topics.entity_events,
+                &e.id(),
+                &ev.encode_to_vec(),
+                "dev.plumbline.entity_event.v1",
+                &ev.event_id,
+                &TraceContext::of(&entity_span),
+                &BTreeMap::new(),
+            )
+            .await;
+        match sent {
+            Ok(_) => self
+                .metrics
+                .inc(&plumbline_telemetry::catalog::RECONCILER_EVENTS, &[], 1),
+            // One failed publish must not drop the rest of the fleet from the sweep.
+            Err(err) => {
+                tracing::warn!(entity = %e.id(), error = %err, "sweep event not published");
+                self.metrics.inc(
+                    &plumbline_telemetry::catalog::RECONCILER_PUBLISH_FAILURES,
+                    &[],
+                    1,
+                );
+            }
+        }
     }
 }

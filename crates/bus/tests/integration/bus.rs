@@ -137,6 +137,7 @@ async fn unavailable_dependencies_are_waited_out_not_dead_lettered() {
             let calls = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             if calls <= 2 {
                 return Err(Failure::Unavailable {
+                    cause: plumbline_domain::WaitCause::Dependency,
                     reason: "database failover".into(),
                     until: None,
                 });
@@ -340,7 +341,7 @@ async fn lag_counts_the_records_not_yet_consumed() {
 /// the other keys are handled meanwhile, and the parked key runs again once its time came.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
-    use plumbline_bus::worker::{Failure, Handler, Worker};
+    use plumbline_bus::worker::{Failure, Handler, Parked, Worker};
     use std::sync::{Arc, Mutex};
     use std::time::SystemTime;
     #[derive(Default)]
@@ -348,6 +349,8 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
         /// (key, when handled, whether it succeeded)
         calls: Mutex<Vec<(String, SystemTime, bool)>>,
         until: Mutex<Option<SystemTime>>,
+        /// What the handler was told of each park: (key, wait).
+        parked: Mutex<Vec<(String, Parked)>>,
     }
     struct Limited(Arc<Probe>);
     impl Handler for Limited {
@@ -360,12 +363,21 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
                 *self.0.until.lock().expect("lock") = Some(until);
                 self.0.calls.lock().expect("lock").push((key, now, false));
                 return Err(Failure::Unavailable {
+                    cause: plumbline_domain::WaitCause::ProviderQuota,
                     reason: "rate limited".into(),
                     until: Some(until),
                 });
             }
             self.0.calls.lock().expect("lock").push((key, now, true));
             Ok(())
+        }
+        async fn parked(&self, r: &Record, wait: &Parked) {
+            let key = r.key.clone().unwrap_or_default();
+            self.0
+                .parked
+                .lock()
+                .expect("lock")
+                .push((key, wait.clone()));
         }
     }
     let topics = Topics::with_prefix(&format!("{}.", unique("b")));
@@ -431,6 +443,22 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
         .filter(|c| c.0.starts_with("other-") && c.2)
         .count();
     assert_eq!(others_done, 5);
+    // The handler was told once, with the cause, the reason and the time it waits for (the
+    // services record it for `plumb status`).
+    let parked = probe.parked.lock().expect("lock").clone();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].0, "limited");
+    assert_eq!(
+        parked[0].1.cause,
+        plumbline_domain::WaitCause::ProviderQuota
+    );
+    assert_eq!(parked[0].1.reason, "rate limited");
+    let off = parked[0]
+        .1
+        .until
+        .duration_since(until)
+        .unwrap_or_else(|e| e.duration());
+    assert!(off < Duration::from_millis(500), "until off by {off:?}");
     assert!(
         calls[..retry]
             .iter()
@@ -602,6 +630,7 @@ async fn shutdown_ends_parked_waits_and_stuck_handlings() {
             if r.key.as_deref() == Some("limited") {
                 self.0.parked.fetch_add(1, Ordering::SeqCst);
                 return Err(Failure::Unavailable {
+                    cause: plumbline_domain::WaitCause::ProviderQuota,
                     reason: "rate limited for an hour".into(),
                     until: Some(SystemTime::now() + Duration::from_secs(3600)),
                 });

@@ -49,11 +49,22 @@ async fn posture_queries_use_indexes_with_100k_entities() {
            FROM entities e, unnest(ARRAY['branch_protection_enabled', 'secret_scanning', 'dependabot_configured']) r;
          INSERT INTO evaluation_history (evaluation_id, entity_id, project, profile, rule_type, rule_name, status, evaluated_at)
            SELECT evaluation_id, entity_id, project, profile, rule_type, rule_name, status, now() - (n || ' minutes')::interval
-           FROM evaluation_status, generate_series(1, 2) n;",
+           FROM evaluation_status, generate_series(1, 2) n;
+         -- Every entity waited once; 5,000 of the big project's still wait (a quota spent).
+         INSERT INTO waits (entity_id, stage, project, cause, reason, until)
+           SELECT id, 'evaluation', project, 'provider_quota', 'rate limited',
+                  CASE WHEN upstream_id::int % 20 = 0 THEN now() + interval '1 hour'
+                       ELSE now() - interval '1 hour' END
+           FROM entities;",
     )
     .await;
     // One statement each: VACUUM cannot run inside the implicit transaction of a batch.
-    for table in ["entities", "evaluation_status", "evaluation_history"] {
+    for table in [
+        "entities",
+        "evaluation_status",
+        "evaluation_history",
+        "waits",
+    ] {
         db.batch(&format!("VACUUM ANALYZE {table}")).await;
     }
     let store = db.store();
@@ -129,6 +140,10 @@ async fn posture_queries_use_indexes_with_100k_entities() {
         StatusCursor::from_token("not hex").is_err(),
         "a bad page token is refused"
     );
+    let waits = store.waits("big").await.expect("waits");
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].entities, 5_000, "only the waits still ahead");
+    assert_eq!(waits[0].cause, plumbline_domain::WaitCause::ProviderQuota);
 
     // And through indexes.
     let plans = store
@@ -144,14 +159,19 @@ async fn posture_queries_use_indexes_with_100k_entities() {
         for (node, relation, _) in &ns {
             assert!(
                 !(node == "Seq Scan"
-                    && ["evaluation_status", "entities", "evaluation_history"]
-                        .contains(&relation.as_str())),
+                    && [
+                        "evaluation_status",
+                        "entities",
+                        "evaluation_history",
+                        "waits"
+                    ]
+                    .contains(&relation.as_str())),
                 "{name}: sequential scan of {relation}: {ns:?}"
             );
         }
         assert!(
             ns.iter()
-                .any(|(node, _, idx)| node.starts_with("Index") && indexes.contains(&idx.as_str())),
+                .any(|(node, _, idx)| node.contains("Index") && indexes.contains(&idx.as_str())),
             "{name} does not use {indexes:?}: {ns:?}"
         );
     };
@@ -170,6 +190,7 @@ async fn posture_queries_use_indexes_with_100k_entities() {
         &["evaluation_status_by_project", "evaluation_status_pkey"],
     );
     expect_index("rule_history", &["evaluation_history_by_rule"]);
+    expect_index("waits", &["waits_by_project"]);
     // The page joins entities by primary key, never by scanning them.
     let (_, doc) = plans
         .iter()

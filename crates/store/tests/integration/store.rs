@@ -95,7 +95,8 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              DROP INDEX evaluation_history_by_project, actions_by_project;
              DROP INDEX entities_by_credential;
              ALTER TABLE entities DROP COLUMN credential;
-             DROP TABLE providers;",
+             DROP TABLE providers;
+             DROP TABLE waits, credential_quota, sweep_progress;",
         )
         .await
         .expect("legacy state");
@@ -906,4 +907,163 @@ async fn a_provider_delete_racing_a_registration_counts_it() {
         .expect("get")
         .expect("registered");
     assert_eq!(e.credential.as_deref(), Some("app"), "still bound");
+}
+
+/// What waits, each credential's quota and the sweep's progress are recorded per project and
+/// read back only for that project; a wait is read only while ahead, and pruned after.
+#[tokio::test]
+async fn waits_quotas_and_sweep_progress_are_read_per_project() {
+    use chrono::{Duration as D, Utc};
+    use plumbline_domain::{Stage, WaitCause};
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.create_project("team-b", "test").await.expect("project");
+    let mut other = repo(9, "other");
+    other.project = "team-b".into();
+    for e in [repo(1, "one"), repo(2, "two"), repo(3, "three"), other] {
+        s.upsert_entity(&e).await.expect("entity");
+    }
+    let now = Utc::now();
+    let soon = now + D::minutes(10);
+    let later = now + D::minutes(50);
+    let id = |n: u64| EntityRef::repository("github", n).id();
+    for (n, until) in [(1, soon), (2, now + D::minutes(40))] {
+        s.record_wait(
+            &id(n),
+            Stage::Evaluation,
+            WaitCause::ProviderQuota,
+            "limited",
+            until,
+        )
+        .await
+        .expect("wait");
+    }
+    // Replaced, not added, when the same entity parks again in the same stage.
+    s.record_wait(
+        &id(1),
+        Stage::Evaluation,
+        WaitCause::ProviderQuota,
+        "limited again",
+        later,
+    )
+    .await
+    .expect("wait");
+    s.record_wait(
+        &id(3),
+        Stage::Remediation,
+        WaitCause::ContentBudget,
+        "budget",
+        soon,
+    )
+    .await
+    .expect("wait");
+    // Ended: not shown.
+    s.record_wait(
+        &id(3),
+        Stage::Evaluation,
+        WaitCause::ProviderQuota,
+        "x",
+        now - D::hours(2),
+    )
+    .await
+    .expect("wait");
+    s.record_wait(
+        &id(9),
+        Stage::Evaluation,
+        WaitCause::ProviderQuota,
+        "b's",
+        later,
+    )
+    .await
+    .expect("wait");
+    // An entity that is not registered records nothing (and is no error).
+    s.record_wait(
+        "github/repository/404",
+        Stage::Evaluation,
+        WaitCause::ProviderQuota,
+        "x",
+        later,
+    )
+    .await
+    .expect("nothing to record");
+
+    let w = s.waits("default").await.expect("waits");
+    assert_eq!(w.len(), 2, "{w:?}");
+    let eval = w
+        .iter()
+        .find(|w| w.stage == Stage::Evaluation)
+        .expect("evaluations");
+    assert_eq!((eval.entities, eval.cause), (2, WaitCause::ProviderQuota));
+    assert_eq!(
+        eval.reason, "limited again",
+        "the reason of the wait that ends last"
+    );
+    assert!((eval.last_until - later).num_milliseconds().abs() < 5);
+    let fix = w
+        .iter()
+        .find(|w| w.stage == Stage::Remediation)
+        .expect("fixes");
+    assert_eq!((fix.entities, fix.cause), (1, WaitCause::ContentBudget));
+    let b = s.waits("team-b").await.expect("waits");
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].entities, b[0].reason.as_str()), (1, "b's"));
+
+    assert_eq!(
+        s.prune_waits(std::time::Duration::from_secs(3600))
+            .await
+            .expect("prune"),
+        1
+    );
+
+    s.record_quota("own", "default", 0, 5000, later, Some(later))
+        .await
+        .expect("quota");
+    s.record_quota(
+        &plumbline_store::quota_key("team-b", Some("gh")),
+        "team-b",
+        4000,
+        5000,
+        later,
+        None,
+    )
+    .await
+    .expect("quota");
+    s.record_quota("own", "default", 10, 5000, later, None)
+        .await
+        .expect("replaced");
+    let own = s.project_quotas("default").await.expect("quotas");
+    assert_eq!(own.len(), 1, "a project sees only its own credentials");
+    assert_eq!((own[0].remaining, own[0].limited_until), (10, None));
+    let theirs = s.project_quotas("team-b").await.expect("quotas");
+    assert_eq!(theirs[0].credential, "provider:team-b/gh");
+    assert_eq!(s.quotas().await.expect("all").len(), 2);
+
+    assert_eq!(s.sweep_progress("default").await.expect("none yet"), None);
+    let mut p = plumbline_store::SweepProgress {
+        project: "default".into(),
+        started_at: now,
+        entities: 3,
+        done: 0,
+        deferred: 0,
+        deferred_until: None,
+        expected_finish: later,
+        updated_at: now,
+    };
+    s.record_sweep_progress(&p).await.expect("progress");
+    p.done = 3;
+    p.deferred = 2;
+    p.deferred_until = Some(soon);
+    s.record_sweep_progress(&p).await.expect("progress");
+    let read = s
+        .sweep_progress("default")
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!((read.entities, read.done, read.deferred), (3, 3, 2));
+    assert_eq!(s.sweep_progress("team-b").await.expect("read"), None);
+
+    // Deleting a project takes its waits, quotas and progress with it.
+    assert!(s.delete_project("team-b").await.expect("delete"));
+    assert!(s.waits("team-b").await.expect("waits").is_empty());
+    assert!(s.project_quotas("team-b").await.expect("quotas").is_empty());
 }
