@@ -15,16 +15,30 @@ fn at(t: Option<&Timestamp>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, t.nanos.clamp(0, 999_999_999) as u32)
 }
 
-/// "10:41:07 UTC (in 52 min)": the clock time, and how far it is from `now`.
+/// "52 min", "40 s", "3.5 h": a span in the unit a person reads.
+fn span(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
+/// "10:41:07 UTC (in 52 min)" or "(3 min ago)": the clock time, and how far it is from `now`
+/// (with the date when it is not today's).
 fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (t - now).num_seconds();
     let rel = match secs {
-        s if s <= 0 => "now".to_string(),
-        s if s < 120 => format!("in {s} s"),
-        s if s < 7200 => format!("in {} min", s / 60),
-        s => format!("in {:.1} h", s as f64 / 3600.0),
+        0 => "now".to_string(),
+        s if s > 0 => format!("in {}", span(s)),
+        s => format!("{} ago", span(-s)),
     };
-    format!("{} UTC ({rel})", t.format("%H:%M:%S"))
+    let clock = if t.date_naive() == now.date_naive() {
+        t.format("%H:%M:%S UTC").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    };
+    format!("{clock} ({rel})")
 }
 
 fn stage_noun(w: &Wait, n: u64) -> &'static str {
@@ -54,21 +68,22 @@ fn wait_line(w: &Wait, now: DateTime<Utc>) -> String {
         "waiting: {} {} {until}: {cause} ({})",
         w.entities,
         stage_noun(w, w.entities),
-        w.reason
+        crate::output::printable(&w.reason)
     )
 }
 
 fn sweep_line(p: &SweepProgress, now: DateTime<Utc>) -> String {
     let mut line = format!("sweep: {}/{} entities", p.done, p.entities);
-    match at(p.expected_finish.as_ref()) {
-        Some(f) if p.done < p.entities => {
-            line.push_str(&format!(", expected to finish {}", when(f, now)))
-        }
-        _ => {
-            if let Some(s) = at(p.started_at.as_ref()) {
-                line.push_str(&format!(", started {} UTC", s.format("%H:%M:%S")));
+    let updated = at(p.updated_at.as_ref());
+    match (at(p.expected_finish.as_ref()), updated) {
+        (Some(f), _) if p.done < p.entities => {
+            line.push_str(&format!(", expected to finish {}", when(f, now)));
+            if let Some(u) = updated {
+                line.push_str(&format!(", last progress {}", when(u, now)));
             }
         }
+        (_, Some(u)) => line.push_str(&format!(", done {}", when(u, now))),
+        _ => {}
     }
     if p.deferred > 0 {
         line.push_str(&format!(
@@ -87,11 +102,27 @@ fn sweep_line(p: &SweepProgress, now: DateTime<Utc>) -> String {
 pub fn lines(p: &GetPostureResponse, now: DateTime<Utc>) -> Vec<String> {
     let mut out: Vec<String> = p.waits.iter().map(|w| wait_line(w, now)).collect();
     for q in &p.quotas {
+        let observed = at(q.observed_at.as_ref())
+            .map(|o| format!(" (read {})", when(o, now)))
+            .unwrap_or_default();
+        let resets = at(q.resets_at.as_ref());
+        if resets.is_some_and(|r| r <= now) {
+            // What was read belongs to a window that has ended.
+            out.push(format!(
+                "quota: {} had {}/{} GitHub requests left{observed}; its window has renewed since",
+                crate::output::printable(&q.credential),
+                q.remaining,
+                q.limit
+            ));
+            continue;
+        }
         let mut line = format!(
-            "quota: {} has {}/{} GitHub requests left",
-            q.credential, q.remaining, q.limit
+            "quota: {} has {}/{} GitHub requests left{observed}",
+            crate::output::printable(&q.credential),
+            q.remaining,
+            q.limit
         );
-        if let Some(r) = at(q.resets_at.as_ref()).filter(|r| *r > now) {
+        if let Some(r) = resets {
             line.push_str(&format!(", renews {}", when(r, now)));
         }
         if let Some(l) = at(q.limited_until.as_ref()).filter(|l| *l > now) {
@@ -203,16 +234,46 @@ mod tests {
         );
         assert_eq!(
             l[2],
-            "quota: own has 0/5000 GitHub requests left, renews 08:52:00 UTC (in 52 min); limited by GitHub until 08:52:00 UTC (in 52 min)"
+            "quota: own has 0/5000 GitHub requests left (read 08:00:00 UTC (now)), renews 08:52:00 UTC (in 52 min); limited by GitHub until 08:52:00 UTC (in 52 min)"
         );
         assert_eq!(
             l[3],
-            "sweep: 2300/5000 entities, expected to finish 08:49:00 UTC (in 49 min); 2300 deferred to the next sweep: their credential's GitHub quota is at its reserve until 08:52:00 UTC (in 52 min)"
+            "sweep: 2300/5000 entities, expected to finish 08:49:00 UTC (in 49 min), last progress 08:00:00 UTC (now); 2300 deferred to the next sweep: their credential's GitHub quota is at its reserve until 08:52:00 UTC (in 52 min)"
         );
         assert_eq!(
             short(&p, now),
             "; 4980 evaluations wait for the GitHub quota until 08:52:00 UTC (in 52 min); 1 fix or alert waits for the content budget until 08:00:40 UTC (in 40 s); 2300 deferred by the sweep"
         );
+        // Past times say so; a window that ended is not shown as current; the server's text
+        // never reaches the terminal as control characters.
+        let later = now + chrono::Duration::hours(2);
+        let mut old = p.clone();
+        old.waits.clear();
+        old.waits.push(Wait {
+            reason: "x\u{1b}[2Jy".into(),
+            ..p.waits[0].clone()
+        });
+        if let Some(s) = old.sweep.as_mut() {
+            s.done = s.entities;
+        }
+        let l = lines(&old, later);
+        assert!(l[0].ends_with("(x [2Jy)"), "{}", l[0]);
+        assert!(
+            l[0].contains("(1.1 h ago)") || l[0].contains("68 min ago"),
+            "{}",
+            l[0]
+        );
+        assert_eq!(
+            l[1],
+            "quota: own had 0/5000 GitHub requests left (read 08:00:00 UTC (2.0 h ago)); its window has renewed since"
+        );
+        assert!(
+            l[2].starts_with("sweep: 5000/5000 entities, done 08:00:00 UTC (2.0 h ago)"),
+            "{}",
+            l[2]
+        );
+        let tomorrow = now + chrono::Duration::days(1);
+        assert!(when(now, tomorrow).starts_with("2027-01-15 08:00:00 UTC"));
         assert!(lines(&GetPostureResponse::default(), now).is_empty());
         assert_eq!(short(&GetPostureResponse::default(), now), "");
     }

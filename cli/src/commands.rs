@@ -54,6 +54,24 @@ pub async fn register_repository(
     .into_inner())
 }
 
+/// Registers every repository of the organisation `owner` (one GitHub request per 100).
+pub async fn register_owner(
+    c: &mut Client,
+    project: &str,
+    owner: &str,
+    labels: Vec<String>,
+    provider: &str,
+) -> anyhow::Result<RegisterOwnerResponse> {
+    Ok(c.register_owner(RegisterOwnerRequest {
+        project: project.into(),
+        owner: owner.into(),
+        labels,
+        provider: provider.into(),
+    })
+    .await?
+    .into_inner())
+}
+
 /// Every latest verdict of a project (or of one entity, or in one status), page by page.
 pub async fn status(
     c: &mut Client,

@@ -184,10 +184,13 @@ async fn enroll_and_watch(
             .await
             .with_context(|| format!("applying rule type {name}"))?;
     }
-    for (owner, name, _) in &fleet {
-        commands::register_repository(&mut c, project, &format!("{owner}/{name}"), vec![], "")
-            .await?;
-    }
+    // From the organisation's listing: 50 requests for 5,000 repositories, not 5,000, so the
+    // quota is left to evaluating them.
+    let registered = commands::register_owner(&mut c, project, &args.org, vec![], "").await?;
+    println!(
+        "registered {} repositories of {} with {} GitHub request(s)",
+        registered.registered, args.org, registered.requests
+    );
     for (name, yaml) in shipped::PROFILES {
         let r = commands::apply_profile(&mut c, project, yaml)
             .await

@@ -192,7 +192,10 @@ enum RuletypeCommand {
 
 #[derive(Subcommand)]
 enum RepoCommand {
-    /// Register OWNER/NAME; it is evaluated right away.
+    /// Register OWNER/NAME; it is evaluated right away. 'OWNER/*' (quoted) registers every
+    /// repository of the organisation OWNER the provider can see, from its repository listing:
+    /// one GitHub request per 100 repositories, so enrolling a fleet leaves the quota to its
+    /// first evaluation.
     Register {
         full_name: String,
         #[arg(long = "label")]
@@ -389,12 +392,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut c =
                 client::connect_with(&api_url, api_token.as_deref(), api_ca.as_deref()).await?;
-            let r = commands::register_repository(&mut c, &project, &full_name, labels, &provider)
-                .await?;
-            println!(
-                "{} registered as {} (default branch {})",
-                full_name, r.entity_id, r.default_branch
-            );
+            if let Some(owner) = full_name.strip_suffix("/*") {
+                let r =
+                    commands::register_owner(&mut c, &project, owner, labels, &provider).await?;
+                println!(
+                    "{} repositories of {owner} registered ({} new), {} left alone (registered in another project); {} GitHub request(s)",
+                    r.registered, r.created, r.other_project, r.requests
+                );
+            } else {
+                let r =
+                    commands::register_repository(&mut c, &project, &full_name, labels, &provider)
+                        .await?;
+                println!(
+                    "{} registered as {} (default branch {})",
+                    full_name, r.entity_id, r.default_branch
+                );
+            }
         }
         Command::Repo {
             command: RepoCommand::List { output },

@@ -112,6 +112,12 @@ fn cell(v: &Value) -> String {
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     };
+    printable(&text)
+}
+
+/// `text` with every control character (an escape sequence's ESC, a newline) made a space:
+/// what the server sends is shown, never interpreted by the terminal.
+pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

@@ -97,6 +97,9 @@ pub struct Worker {
 
 const STALL: Duration = Duration::from_secs(120);
 
+/// The longest [`Handler::parked`] may take before the record is parked without it.
+const PARKED_HOOK_LIMIT: Duration = Duration::from_secs(2);
+
 /// A known limit at least this far away parks the record instead of holding its slot.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
@@ -551,16 +554,23 @@ impl Worker {
                         "limited until a known time, parking the record"
                     );
                     let at = tokio::time::Instant::now() + wait;
-                    handler
-                        .parked(
-                            record,
-                            &Parked {
-                                cause: *cause,
-                                reason: reason.clone(),
-                                until: now + wait,
-                            },
-                        )
-                        .await;
+                    // Advisory only: it never holds the slot past PARKED_HOOK_LIMIT, nor a
+                    // shutdown or a revocation (a quota storm parks every record at once,
+                    // while the database may be what is slow).
+                    let parked = Parked {
+                        cause: *cause,
+                        reason: reason.clone(),
+                        until: now + wait,
+                    };
+                    let told = handler.parked(record, &parked);
+                    tokio::select! {
+                        _ = told => {}
+                        _ = tokio::time::sleep(PARKED_HOOK_LIMIT) => {
+                            tracing::debug!(worker = self.name, "recording a park took too long; parked without it");
+                        }
+                        _ = shutdown.cancelled() => {}
+                        _ = revoked.cancelled() => {}
+                    }
                     return End::Park(at);
                 }
                 // Wait for the dependency, in slices, beating health so a long outage is

@@ -57,6 +57,14 @@ pub enum DomainError {
     MalformedPrincipal(String),
     #[error("malformed project name {0:?}: 1-63 lowercase letters, digits and '-', starting with a letter")]
     MalformedProject(String),
+    #[error(
+        "malformed GitHub account name {0:?}: 1-39 letters, digits and '-', not starting with '-'"
+    )]
+    MalformedOwner(String),
+    #[error(
+        "malformed repository name {0:?}: 1-100 letters, digits, '.', '-' and '_' (not . or ..)"
+    )]
+    MalformedRepositoryName(String),
     #[error("unknown wait cause {0:?}")]
     UnknownWaitCause(String),
     #[error("unknown stage {0:?}: want evaluation or remediation")]
@@ -290,6 +298,35 @@ impl FromStr for EvalStatus {
             "error" => Ok(EvalStatus::Error),
             other => Err(DomainError::UnknownStatus(other.to_string())),
         }
+    }
+}
+
+/// A GitHub account (user or organisation) name as GitHub allows it. Names go into request
+/// paths, so anything else (a '/', '?', "..") is refused before it can steer a request made
+/// with a credential to another resource.
+pub fn check_owner_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=39).contains(&name.len())
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::MalformedOwner(name.to_string()))
+    }
+}
+
+/// A repository name as GitHub allows it (see [`check_owner_name`] for why it is checked).
+pub fn check_repository_name(name: &str) -> Result<(), DomainError> {
+    let ok = (1..=100).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::MalformedRepositoryName(name.to_string()))
     }
 }
 
@@ -595,6 +632,41 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(check_project_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn owner_and_repository_names_are_githubs_and_nothing_that_steers_a_path() {
+        for ok in ["acme", "a", "Acme-Corp", "a1-b2"] {
+            assert_eq!(check_owner_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "ac/me",
+            "acme?x",
+            "..",
+            "a b",
+            "ä",
+            &"a".repeat(40),
+        ] {
+            assert!(check_owner_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["repo", "my.repo", "a_b-c", ".github", "..x"] {
+            assert_eq!(check_repository_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a%2F",
+            "a b",
+            &"r".repeat(101),
+        ] {
+            assert!(check_repository_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -152,6 +152,23 @@ impl GitHub {
         Ok(out)
     }
 
+    /// One page of a list (`path` as GitHub's first-page URL or a `next` path this returned)
+    /// and the path of the next page, if any: for callers that handle a long list page by
+    /// page instead of holding all of it.
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(Vec<T>, Option<String>), GitHubError> {
+        let r = self.request_ok(Method::GET, path, None).await?;
+        let page: Vec<T> = decode(path, &r.body)?;
+        let next = if page.is_empty() {
+            None
+        } else {
+            has_next_page_url(&r.headers).and_then(|url| self.relative(&url))
+        };
+        Ok((page, next))
+    }
+
     /// The repositories an installation token can reach (`GET /installation/repositories`).
     pub async fn list_installation_repositories(
         &self,

@@ -61,20 +61,33 @@ pub struct SweepProgress {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A re-park that changes nothing worth saying (same cause, an end within a few seconds of the
+/// recorded one) writes nothing: a quota storm re-parks every record of a fleet.
 const RECORD_WAIT: &str = "INSERT INTO waits (entity_id, stage, project, cause, reason, until)
      SELECT id, $2, project, $3, $4, $5 FROM entities WHERE id = $1
      ON CONFLICT (entity_id, stage) DO UPDATE
        SET cause = EXCLUDED.cause, reason = EXCLUDED.reason, until = EXCLUDED.until,
-           recorded_at = now()";
+           recorded_at = now()
+       WHERE waits.cause <> EXCLUDED.cause
+          OR abs(extract(epoch FROM waits.until - EXCLUDED.until)) > 5";
 
-pub(crate) const WAITS: &str = "SELECT stage, cause, count(*), min(until), max(until),
-            (array_agg(reason ORDER BY until DESC))[1]
-     FROM waits WHERE project = $1 AND until > now()
-     GROUP BY stage, cause ORDER BY stage, cause";
+/// Counts per stage and cause from the `(project, until)` index, and the reason of the wait
+/// that ends last read by one index probe per group (not an array of every reason).
+pub(crate) const WAITS: &str = "SELECT g.stage, g.cause, g.n, g.first_until, g.last_until,
+            coalesce((SELECT w.reason FROM waits w
+                      WHERE w.project = $1 AND w.until = g.last_until
+                        AND w.stage = g.stage AND w.cause = g.cause
+                      LIMIT 1), '')
+     FROM (SELECT stage, cause, count(*) AS n, min(until) AS first_until, max(until) AS last_until
+           FROM waits WHERE project = $1 AND until > now()
+           GROUP BY stage, cause) g
+     ORDER BY g.stage, g.cause";
 
+/// Only for a project that exists: a write racing the project's deletion leaves nothing for a
+/// later project of the same name to read.
 const RECORD_QUOTA: &str = "INSERT INTO credential_quota
        (credential, project, remaining, quota_limit, resets_at, limited_until, observed_at)
-     VALUES ($1, $2, $3, $4, $5, $6, now())
+     SELECT $1, $2, $3, $4, $5, $6, now() WHERE EXISTS (SELECT 1 FROM projects WHERE name = $2)
      ON CONFLICT (credential) DO UPDATE
        SET project = EXCLUDED.project, remaining = EXCLUDED.remaining,
            quota_limit = EXCLUDED.quota_limit, resets_at = EXCLUDED.resets_at,
@@ -218,7 +231,8 @@ impl Store {
             "INSERT INTO sweep_progress
                (project, started_at, entities, done, deferred, deferred_until, expected_finish,
                 updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+             SELECT $1, $2, $3, $4, $5, $6, $7, now()
+             WHERE EXISTS (SELECT 1 FROM projects WHERE name = $1)
              ON CONFLICT (project) DO UPDATE
                SET started_at = EXCLUDED.started_at, entities = EXCLUDED.entities,
                    done = EXCLUDED.done, deferred = EXCLUDED.deferred,
@@ -236,6 +250,17 @@ impl Store {
         )
         .await?;
         Ok(())
+    }
+
+    /// Forgets the progress of projects a sweep no longer covers (no active entities left, or
+    /// deleted), so nothing reports a sweep that will not move.
+    pub async fn retain_sweep_progress(&self, projects: &[String]) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(c.execute(
+            "DELETE FROM sweep_progress WHERE project <> ALL($1)",
+            &[&projects],
+        )
+        .await?)
     }
 
     /// One project's progress in the current (or last) sweep.

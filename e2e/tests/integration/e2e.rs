@@ -808,3 +808,95 @@ async fn work_waiting_on_a_spent_quota_shows_in_status_and_the_sweep_defers_it()
     assert!(text.contains("deferred to the next sweep"), "{text}");
     stack.stop().await;
 }
+
+/// A fleet is enrolled from its organisation's listing: one GitHub request per 100
+/// repositories (not one per repository), so enrolling leaves the quota to evaluating them;
+/// names that could steer a request path are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_organisation_is_registered_with_one_request_per_hundred_repositories() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = start_stack(&db, &prefix, Duration::from_secs(3600)).await;
+    let store = db.store();
+    // Created before the App's webhooks reach ingest: only the listing enrolls them.
+    stack.sim.set_webhooks_enabled(false);
+    let fleet = stack.sim.seed("acme", 250, "svc", 1.0);
+    stack.sim.set_webhooks_enabled(true);
+    enroll(&stack, &[]).await; // rule types and profiles only
+    stack.sim.reset_request_log();
+    let mut c = client::connect(&stack.control_url(), None)
+        .await
+        .expect("control");
+    let r = commands::register_owner(&mut c, PROJECT, "acme", vec!["team:core".into()], "")
+        .await
+        .expect("register the organisation");
+    assert_eq!((r.registered, r.created, r.other_project), (250, 250, 0));
+    assert_eq!(r.requests, 3, "250 repositories, 100 per page");
+    assert_eq!(
+        stack
+            .sim
+            .request_counts()
+            .get("GET /orgs/{org}/repos")
+            .copied(),
+        Some(3)
+    );
+    let (_, _, first) = &fleet[0];
+    let (_, _, last) = &fleet[249];
+    for id in [first, last] {
+        let e = store
+            .get_entity(&format!("github/repository/{id}"))
+            .await
+            .expect("store")
+            .expect("registered");
+        assert_eq!(e.labels, vec!["team:core".to_string()]);
+        assert_eq!(e.default_branch(), Some("main"));
+        // And evaluated, as a repository registered alone is.
+        wait_status(
+            &store,
+            &format!("github/repository/{id}"),
+            "pass",
+            Duration::from_secs(120),
+        )
+        .await;
+    }
+    let again = commands::register_owner(&mut c, PROJECT, "acme", vec![], "")
+        .await
+        .expect("again");
+    assert_eq!(
+        (again.registered, again.created),
+        (250, 0),
+        "refreshed, not duplicated"
+    );
+    // Names are GitHub's, never a path that leads elsewhere with the project's credential.
+    for owner in ["acme/../orgs", "acme?per_page=1", "", "-x"] {
+        let err = commands::register_owner(&mut c, PROJECT, owner, vec![], "")
+            .await
+            .expect_err("refused");
+        let status = err.downcast_ref::<tonic::Status>().expect("a status");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{owner}: {status:?}"
+        );
+    }
+    for name in ["acme/..", "acme/a%2Fb", "acme/.."] {
+        let (o, n) = name.split_once('/').expect("owner/name");
+        let err = c
+            .register_repository(plumbline_proto::v1::RegisterRepositoryRequest {
+                project: PROJECT.into(),
+                owner: o.into(),
+                name: n.into(),
+                labels: vec![],
+                provider: String::new(),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err:?}");
+    }
+    let err = commands::register_owner(&mut c, PROJECT, "nobody", vec![], "")
+        .await
+        .expect_err("no such organisation");
+    let status = err.downcast_ref::<tonic::Status>().expect("a status");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    stack.stop().await;
+}

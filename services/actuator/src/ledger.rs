@@ -129,7 +129,8 @@ impl Actuator {
                         + Duration::from_millis(100);
                     return Err(Failure::Unavailable {
                         cause: plumbline_domain::WaitCause::ActionLease,
-                        reason: format!("action claimed by replica {owner} until {until}"),
+                        // Shown to the project: the replica's name stays in the log above.
+                        reason: format!("another actuator replica holds the action until {until}"),
                         until: Some(std::time::SystemTime::now() + wait),
                     });
                 }

@@ -63,6 +63,7 @@ rpcs! {
     ApplyDataSource => Need::Role(Role::Editor), true;
     ApplyProfile => Need::Role(Role::Editor), true;
     RegisterRepository => Need::Role(Role::Editor), true;
+    RegisterOwner => Need::Role(Role::Editor), true;
     ListRepositories => Need::Role(Role::Viewer), false;
     ListStatus => Need::Role(Role::Viewer), false;
     GetPosture => Need::Role(Role::Viewer), false;

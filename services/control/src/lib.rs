@@ -654,6 +654,10 @@ impl ControlService for Control {
         if req.owner.is_empty() || req.name.is_empty() {
             return Err(ControlError::InvalidArgument("owner and name are required".into()).into());
         }
+        // The names go into a request path made with the project's credential.
+        plumbline_domain::check_owner_name(&req.owner)
+            .and_then(|()| plumbline_domain::check_repository_name(&req.name))
+            .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
         // Read with the credential the repository will be acted on with: what that credential
         // cannot see, this project cannot register.
         let provider = self.registration_provider(&project, &req.provider).await?;
@@ -667,22 +671,7 @@ impl ControlService for Control {
             .await
             .map_err(ControlError::from)?;
         let default_branch = repo.default_branch.clone().unwrap_or_default();
-        let entity = Entity {
-            entity_ref: EntityRef::repository(&self.provider, repo.id),
-            project,
-            owner: repo.owner.login.clone(),
-            name: repo.name.clone(),
-            properties: serde_json::json!({
-                "repo_id": repo.id,
-                "default_branch": default_branch,
-                "private": repo.private,
-                "archived": repo.archived,
-                "fork": repo.fork,
-                "full_name": repo.full_name,
-            }),
-            labels: req.labels,
-            credential: provider,
-        };
+        let entity = repository_entity(&self.provider, &project, &repo, req.labels, provider);
         let created = self
             .store
             .upsert_entity(&entity)
@@ -696,6 +685,67 @@ impl ControlService for Control {
             default_branch,
             created,
         }))
+    }
+
+    async fn register_owner(
+        &self,
+        req: Request<RegisterOwnerRequest>,
+    ) -> Result<Response<RegisterOwnerResponse>, Status> {
+        self.authorize(&req, Rpc::RegisterOwner, &req.get_ref().project)
+            .await?;
+        let req = req.into_inner();
+        let project = project_or_default(&req.project).to_string();
+        plumbline_domain::check_owner_name(&req.owner)
+            .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
+        let provider = self.registration_provider(&project, &req.provider).await?;
+        let github = self
+            .credentials
+            .client(&project, provider.as_deref())
+            .await
+            .map_err(ControlError::from)?;
+        let mut answer = RegisterOwnerResponse::default();
+        // Page by page: an organisation of 100,000 repositories is never held at once.
+        let mut next = Some(format!("/orgs/{}/repos?per_page=100", req.owner));
+        while let Some(path) = next.take() {
+            if answer.requests >= MAX_OWNER_PAGES {
+                return Err(ControlError::InvalidArgument(format!(
+                    "{} has more than {} repositories: stopped after registering {}",
+                    req.owner,
+                    MAX_OWNER_PAGES * 100,
+                    answer.registered
+                ))
+                .into());
+            }
+            let (page, after) = github
+                .page::<plumbline_github::Repository>(&path)
+                .await
+                .map_err(ControlError::from)?;
+            answer.requests += 1;
+            next = after;
+            let mut registered = Vec::with_capacity(page.len());
+            for repo in page {
+                let entity = repository_entity(
+                    &self.provider,
+                    &project,
+                    &repo,
+                    req.labels.clone(),
+                    provider.clone(),
+                );
+                match self.store.upsert_entity(&entity).await {
+                    Ok(created) => {
+                        answer.registered += 1;
+                        answer.created += u32::from(created);
+                        registered.push(entity);
+                    }
+                    // Another project's: left exactly as it is, and not named.
+                    Err(plumbline_store::StoreError::Conflict(_)) => answer.other_project += 1,
+                    Err(e) => return Err(ControlError::from(e).into()),
+                }
+            }
+            self.emit(&registered, EventReason::Registered).await?;
+        }
+        tracing::info!(owner = %req.owner, project = %project, registered = answer.registered, created = answer.created, other_project = answer.other_project, requests = answer.requests, "organisation registered");
+        Ok(Response::new(answer))
     }
 
     async fn list_repositories(
@@ -1711,6 +1761,35 @@ fn check_account_name(name: &str) -> Result<(), ControlError> {
 fn parse_principal(p: &str) -> Result<plumbline_domain::Principal, ControlError> {
     p.parse()
         .map_err(|e: plumbline_domain::DomainError| ControlError::InvalidArgument(e.to_string()))
+}
+
+/// Pages of an organisation's repository listing `RegisterOwner` reads at most (100 each).
+const MAX_OWNER_PAGES: u32 = 2_000;
+
+/// A repository as GitHub describes it, as the entity registered in `project`.
+fn repository_entity(
+    provider_name: &str,
+    project: &str,
+    repo: &plumbline_github::Repository,
+    labels: Vec<String>,
+    credential: Option<String>,
+) -> Entity {
+    Entity {
+        entity_ref: EntityRef::repository(provider_name, repo.id),
+        project: project.to_string(),
+        owner: repo.owner.login.clone(),
+        name: repo.name.clone(),
+        properties: serde_json::json!({
+            "repo_id": repo.id,
+            "default_branch": repo.default_branch.clone().unwrap_or_default(),
+            "private": repo.private,
+            "archived": repo.archived,
+            "fork": repo.fork,
+            "full_name": repo.full_name,
+        }),
+        labels,
+        credential,
+    }
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> plumbline_proto::Timestamp {

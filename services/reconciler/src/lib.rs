@@ -53,8 +53,9 @@ pub struct ReconcilerConfig {
     /// fixes: an entity whose credential has no more than this left (as the evaluators last
     /// read it) is deferred to the next sweep, and `plumb status` says until when. 0: sweeps
     /// stop only when GitHub says the credential is limited.
+    /// At most 90: a larger reserve would stop every sweep for good.
     #[arg(long, env = "PLUMB_SWEEP_QUOTA_RESERVE_PERCENT", default_value_t = 10,
-          value_parser = clap::value_parser!(u8).range(0..=100))]
+          value_parser = clap::value_parser!(u8).range(0..=90))]
     pub sweep_quota_reserve_percent: u8,
 }
 
@@ -121,7 +122,9 @@ pub async fn start(
         page_size: config.page_size.max(1),
         history_max_age: Duration::from_secs(config.history_max_age_days.max(1) * 86_400),
         history_keep_per_rule: config.history_keep_per_rule.max(1),
-        quota_reserve_percent: config.sweep_quota_reserve_percent.min(100),
+        quota_reserve_percent: config.sweep_quota_reserve_percent.min(90),
+        own_project: Some(s.own_credential_project.clone()).filter(|p| !p.is_empty()),
+        resume_after: std::sync::Mutex::new(std::collections::HashMap::new()),
         metrics: metrics.clone(),
         health,
     };
@@ -201,6 +204,12 @@ struct Reconciler {
     history_max_age: Duration,
     history_keep_per_rule: i64,
     quota_reserve_percent: u8,
+    /// The project whose unbound entities the services' own credential acts for.
+    own_project: Option<String>,
+    /// Per project, the entity after which the next sweep starts: just before the first one
+    /// the last sweep deferred, so a fleet larger than its quota does not defer the same tail
+    /// every sweep.
+    resume_after: std::sync::Mutex<std::collections::HashMap<String, String>>,
     metrics: Metrics,
     health: Health,
 }
@@ -317,7 +326,9 @@ impl Reconciler {
         }
         // Pace the whole fleet over ~90% of the interval.
         let step = self.interval.mul_f64(0.9) / (count.min(u32::MAX as u64) as u32);
+        // One moment on both clocks: pacing (monotonic) and what people read (wall).
         let started_at = chrono::Utc::now();
+        let start = Instant::now();
         let at_slot = |slot: u64| {
             started_at
                 + chrono::Duration::from_std(step * (slot.min(u32::MAX as u64) as u32))
@@ -357,65 +368,121 @@ impl Reconciler {
             progress.push(p);
             offset += n;
         }
+        let covered: Vec<String> = projects.iter().map(|(p, _)| p.clone()).collect();
+        if let Err(e) = self.store.retain_sweep_progress(&covered).await {
+            tracing::debug!(error = %e, "forgetting old sweep progress failed");
+        }
         let mut gate = quota::QuotaGate::new(self.quota_reserve_percent);
         // The sweep is one span; each entity's event starts a trace of its own (a sweep's one
         // trace of 100,000 entities would be unreadable), linked to the sweep.
         let sweep = tracing::info_span!("reconcile.sweep", entities = count);
         let sweep_cx = TraceContext::of(&sweep);
-        let start = Instant::now();
         for p in &mut progress {
-            let mut after: Option<String> = None;
-            loop {
-                // Another instance may have taken over if our lock's connection died.
-                if !lock.still_held().await {
-                    tracing::warn!("reconciler lock lost mid-sweep, stopping the sweep");
-                    return Ok(total);
-                }
-                let page = self
-                    .store
-                    .list_entities(&p.project, after.as_deref(), self.page_size)
-                    .await?;
-                for e in &page {
-                    let slot = total;
-                    total += 1;
-                    p.done += 1;
-                    self.metrics.set_gauge(
-                        &plumbline_telemetry::catalog::RECONCILER_SWEEP_DONE,
-                        &[],
-                        total,
-                    );
-                    let key = plumbline_store::quota_key(&e.project, e.credential.as_deref());
-                    if let Some(until) = gate.deferred_until(&self.store, &key).await {
-                        p.deferred += 1;
-                        p.deferred_until = Some(p.deferred_until.map_or(until, |u| u.min(until)));
-                        self.metrics.inc(
-                            &plumbline_telemetry::catalog::RECONCILER_SWEEP_DEFERRED,
+            let resume = self
+                .resume_after
+                .lock()
+                .ok()
+                .and_then(|mut r| r.remove(&p.project));
+            // Two passes when resuming: from the resume point to the end, then from the start
+            // up to it; one pass otherwise.
+            let mut previous: Option<String> = resume.clone();
+            let passes: Vec<(Option<String>, Option<String>)> = match resume {
+                Some(r) => vec![(Some(r.clone()), None), (None, Some(r))],
+                None => vec![(None, None)],
+            };
+            let mut first_deferred_after: Option<Option<String>> = None;
+            for (from, upto) in passes {
+                let mut after = from;
+                'pages: loop {
+                    // Another instance may have taken over if our lock's connection died.
+                    if !lock.still_held().await {
+                        tracing::warn!("reconciler lock lost mid-sweep, stopping the sweep");
+                        return Ok(total);
+                    }
+                    let page = self
+                        .store
+                        .list_entities(&p.project, after.as_deref(), self.page_size)
+                        .await?;
+                    for e in &page {
+                        let id = e.id();
+                        if upto.as_ref().is_some_and(|u| id > *u) {
+                            break 'pages;
+                        }
+                        let slot = total;
+                        total += 1;
+                        p.done += 1;
+                        // Jitter within the entity's slot, so replicas' sweeps never align.
+                        let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
+                        let due = start + step * (slot.min(u32::MAX as u64) as u32) + jitter;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(total),
+                            _ = tokio::time::sleep_until(due) => {}
+                        }
+                        self.metrics.set_gauge(
+                            &plumbline_telemetry::catalog::RECONCILER_SWEEP_DONE,
                             &[],
-                            1,
+                            total,
                         );
-                        tracing::debug!(entity = %e.id(), credential = %key, %until, "sweep deferred: the credential's quota is at its reserve");
-                        continue;
+                        // Asked at the entity's own slot: a quota that renews mid-sweep lets
+                        // the rest of the sweep go on.
+                        let deferred = match self.quota_key(e) {
+                            Some(key) => gate.deferred_until(&self.store, &key).await,
+                            None => None,
+                        };
+                        if let Some(until) = deferred {
+                            p.deferred += 1;
+                            p.deferred_until =
+                                Some(p.deferred_until.map_or(until, |u| u.min(until)));
+                            first_deferred_after.get_or_insert_with(|| previous.clone());
+                            self.metrics.inc(
+                                &plumbline_telemetry::catalog::RECONCILER_SWEEP_DEFERRED,
+                                &[],
+                                1,
+                            );
+                            tracing::debug!(entity = %id, %until, "sweep deferred: the credential's quota is at its reserve");
+                        } else {
+                            self.emit(e, &sweep_cx).await;
+                        }
+                        previous = Some(id);
                     }
-                    // Jitter within the entity's slot, so replicas' sweeps never align exactly.
-                    let jitter = step.mul_f64(rand::rng().random_range(0.0..0.5));
-                    let due = start + step * (slot.min(u32::MAX as u64) as u32) + jitter;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(total),
-                        _ = tokio::time::sleep_until(due) => {}
+                    self.write_progress(p).await;
+                    match page.last() {
+                        Some(e) if page.len() as i64 == self.page_size => after = Some(e.id()),
+                        _ => break,
                     }
-                    self.emit(e, &sweep_cx).await;
-                }
-                self.write_progress(p).await;
-                match page.last() {
-                    Some(e) if page.len() as i64 == self.page_size => after = Some(e.id()),
-                    _ => break,
                 }
             }
-            if p.deferred > 0 {
+            // What this sweep went through (entities registered or retired meanwhile make the
+            // count taken at the start approximate).
+            p.entities = p.done;
+            self.write_progress(p).await;
+            if let Some(after) = first_deferred_after {
+                if let Ok(mut r) = self.resume_after.lock() {
+                    match after {
+                        Some(id) => r.insert(p.project.clone(), id),
+                        // Deferred from its first entity: start from the start again.
+                        None => r.remove(&p.project),
+                    };
+                }
                 tracing::info!(project = %p.project, deferred = p.deferred, until = ?p.deferred_until, "sweep deferred entities whose credential's quota is at its reserve");
             }
         }
         Ok(total)
+    }
+
+    /// The quota an entity's evaluation spends, `None` when it spends none: an unbound entity
+    /// outside the own credential's project is not read at all (its rules say why).
+    fn quota_key(&self, e: &plumbline_domain::Entity) -> Option<String> {
+        match (&e.credential, &self.own_project) {
+            (Some(_), _) => Some(plumbline_store::quota_key(
+                &e.project,
+                e.credential.as_deref(),
+            )),
+            (None, Some(own)) if *own == e.project => {
+                Some(plumbline_store::quota_key(&e.project, None))
+            }
+            (None, _) => None,
+        }
     }
 
     /// Writes a project's sweep progress; a failure is logged (progress is for people).

@@ -53,8 +53,9 @@ async fn posture_queries_use_indexes_with_100k_entities() {
          -- Every entity waited once; 5,000 of the big project's still wait (a quota spent).
          INSERT INTO waits (entity_id, stage, project, cause, reason, until)
            SELECT id, 'evaluation', project, 'provider_quota', 'rate limited',
-                  CASE WHEN upstream_id::int % 20 = 0 THEN now() + interval '1 hour'
-                       ELSE now() - interval '1 hour' END
+                  CASE WHEN upstream_id::int % 20 = 0
+                       THEN now() + make_interval(secs => 3600 + upstream_id::int % 3600)
+                       ELSE now() - make_interval(secs => 3600 + upstream_id::int % 86400) END
            FROM entities;",
     )
     .await;
