@@ -154,7 +154,15 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     let result = enroll_and_watch(&args, &stack, &store, &shutdown).await;
     println!("stopping");
     stack.stop().await;
-    drop(broker);
+    // The embedded broker goes last, on a thread of its own and for at most a few seconds: a
+    // client still closing can hold librdkafka's mock cluster, and the process is ending.
+    let closing = tokio::task::spawn_blocking(move || drop(broker));
+    if tokio::time::timeout(Duration::from_secs(5), closing)
+        .await
+        .is_err()
+    {
+        eprintln!("the embedded kafka broker did not stop within 5 s; exiting without it");
+    }
     drop(cluster);
     result
 }
@@ -166,9 +174,14 @@ async fn enroll_and_watch(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<DevSummary> {
     let mut outcomes = stack.outcomes.subscribe();
+    // Created before the App's webhooks reach ingest, so the fleet is enrolled once, the way
+    // an operator would (below), not also repository by repository from creation events whose
+    // evaluations would race the enrolment for the quota.
+    stack.sim.set_webhooks_enabled(false);
     let fleet = stack
         .sim
         .seed(&args.org, args.repos, "service", args.protected_fraction);
+    stack.sim.set_webhooks_enabled(true);
     println!(
         "seeded {} repositories in {} ({}% protected)",
         fleet.len(),
@@ -184,22 +197,20 @@ async fn enroll_and_watch(
             .await
             .with_context(|| format!("applying rule type {name}"))?;
     }
-    // From the organisation's listing: 50 requests for 5,000 repositories, not 5,000, so the
-    // quota is left to evaluating them.
-    let registered = commands::register_owner(&mut c, project, &args.org, vec![], "").await?;
-    println!(
-        "registered {} repositories of {} with {} GitHub request(s)",
-        registered.registered, args.org, registered.requests
-    );
+    // Profiles first, so that registering evaluates each repository once, with them.
     for (name, yaml) in shipped::PROFILES {
         let r = commands::apply_profile(&mut c, project, yaml)
             .await
             .with_context(|| format!("applying profile {name}"))?;
-        println!(
-            "profile {} applied (remediation on): {} repositories queued",
-            r.name, r.entities_queued
-        );
+        println!("profile {} applied (remediation on)", r.name);
     }
+    // From the organisation's listing: 50 requests for 5,000 repositories, not 5,000, so the
+    // quota is left to evaluating them.
+    let registered = commands::register_owner(&mut c, project, &args.org, vec![], "").await?;
+    println!(
+        "registered {} repositories of {} with {} GitHub request(s); each is evaluated now",
+        registered.registered, args.org, registered.requests
+    );
     if let Some((owner, name, _)) = fleet.first() {
         println!(
             "try: switch a protection off and watch it come back:\n  curl -X DELETE {}/_admin/repos/{owner}/{name}/branches/main/protection\n  plumb status --control-url {}",

@@ -44,6 +44,9 @@ pub struct StackConfig {
     /// A GitHub App every service holds the key of (its id and the key's PEM file): projects'
     /// installation providers act with it.
     pub github_app: Option<(u64, std::path::PathBuf)>,
+    /// Requests a credential must have left for an evaluation to start (the evaluator's
+    /// `--quota-floor`).
+    pub evaluator_quota_floor: u64,
 }
 
 impl StackConfig {
@@ -68,6 +71,7 @@ impl StackConfig {
             fix_backoff: Duration::from_secs(60),
             run_actuator: true,
             github_app: None,
+            evaluator_quota_floor: plumbline_evaluator::DEFAULT_QUOTA_FLOOR,
         }
     }
 }
@@ -198,6 +202,7 @@ impl Stack {
         ec.consumer.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
         ec.consumer.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;
+        ec.quota_floor = self.config.evaluator_quota_floor;
         let r = plumbline_evaluator::start(ec, token.clone())
             .await
             .context("starting evaluator")?;

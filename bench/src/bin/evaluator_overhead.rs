@@ -19,6 +19,14 @@
 //! builds (`ingested`, `profile`, `properties`) for a sample repository, converted once; timed
 //! `set_input` + `eval_rule` of `data.minder.skip` and `data.minder.allow` (what deny-by-default
 //! needs), rules taken in turn. `raw_regorus_evals_per_s`, and `ratio` = whole / raw.
+//!
+//! CPU: the evaluator runs on a runtime of its own whose threads are named `plumb-eval`; the CPU
+//! time the kernel counted for those threads and for librdkafka's (`rdk:*`: the evaluator's
+//! consumer and producer, and this benchmark's producer, which publishes the events once)
+//! during the timed part, per timed entity, is `evaluator_cpu_us_per_entity` (an upper bound:
+//! the simulator, Postgres and the broker run elsewhere and are not counted). The raw loop's
+//! thread CPU per evaluation times the rules of the profile is `raw_cpu_us_per_entity`; the
+//! issue's goal is the first at most 10 times the second (`cpu_ratio`).
 
 use anyhow::{bail, Context as _};
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
@@ -157,16 +165,48 @@ fn profile_yaml(rules: &[Rule]) -> anyhow::Result<String> {
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
 
-/// Runs `f` repeatedly for `secs`; returns iterations per second.
-fn rate(secs: Duration, mut f: impl FnMut()) -> f64 {
+/// Runs `f` repeatedly for `secs`; returns iterations per second and this thread's CPU time per
+/// iteration (ns).
+fn rate(secs: Duration, mut f: impl FnMut()) -> (f64, f64) {
+    let cpu = thread_cpu_ns("/proc/thread-self");
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < secs {
         f();
         n += 1;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    let cpu = thread_cpu_ns("/proc/thread-self").saturating_sub(cpu);
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        cpu as f64 / n.max(1) as f64,
+    )
 }
+
+/// CPU time the kernel counted for one thread (`/proc/.../schedstat`, ns on CPU).
+fn thread_cpu_ns(dir: &str) -> u64 {
+    std::fs::read_to_string(format!("{dir}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of this process's threads whose name starts with one of `prefixes` (ns).
+fn threads_cpu_ns(prefixes: &[&str]) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| prefixes.iter().any(|p| c.trim().starts_with(p)))
+        })
+        .map(|t| thread_cpu_ns(&t.path().to_string_lossy()))
+        .sum()
+}
+
+/// The evaluator's threads (its runtime's, librdkafka's).
+const EVALUATOR_THREADS: &[&str] = &["plumb-eval", "rdk:"];
 
 async fn publish(producer: &Producer, topic: &str, entities: &[Entity]) -> anyhow::Result<()> {
     let sends = entities.iter().map(|e| async move {
@@ -193,7 +233,14 @@ async fn publish(producer: &Producer, topic: &str, entities: &[Entity]) -> anyho
 async fn wait_verdicts(store: &plumbline_store::Store, want: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let rows = store.list_status(PROJECT, None, None).await?.len();
+        // Counted from the posture index: reading every row 20 times a second would load the
+        // Postgres the evaluator writes to.
+        let rows = store
+            .posture_counts(PROJECT)
+            .await?
+            .iter()
+            .map(|c| c.count.max(0) as usize)
+            .sum::<usize>();
         if rows >= want {
             return Ok(());
         }
@@ -274,8 +321,18 @@ async fn main() -> anyhow::Result<()> {
     let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
     config.consumer.group_id = format!("{prefix}plumbline-evaluator");
     let stop_evaluator = CancellationToken::new();
-    let evaluator = plumbline_evaluator::start(config, stop_evaluator.clone())
-        .await
+    // A runtime of its own, so its threads' CPU is the evaluator's (blocking threads kept alive:
+    // one that exits takes its CPU count with it).
+    let evaluator_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("plumb-eval")
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()?;
+    let evaluator_stop = stop_evaluator.clone();
+    let evaluator = evaluator_rt
+        .spawn(async move { plumbline_evaluator::start(config, evaluator_stop).await })
+        .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!(
         "evaluator_overhead: {n} repositories x {k} Rego rules: {}",
@@ -292,10 +349,14 @@ async fn main() -> anyhow::Result<()> {
     let (warm, timed) = entities.split_at(50.min(n / 10));
     publish(&producer, &topics.entity_events, warm).await?;
     wait_verdicts(&store, warm.len() * k).await?;
+    let cpu_before = threads_cpu_ns(EVALUATOR_THREADS);
     let started = Instant::now();
     publish(&producer, &topics.entity_events, timed).await?;
     wait_verdicts(&store, n * k).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let evaluator_cpu_us = threads_cpu_ns(EVALUATOR_THREADS).saturating_sub(cpu_before) as f64
+        / 1e3
+        / timed.len() as f64;
     let want = timed.len() * k;
     let whole = want as f64 / elapsed;
     let errors = store
@@ -309,6 +370,8 @@ async fn main() -> anyhow::Result<()> {
     );
     stop_evaluator.cancel();
     let _ = evaluator.task.await;
+    tokio::task::spawn_blocking(move || evaluator_rt.shutdown_timeout(Duration::from_secs(5)))
+        .await?;
 
     // Raw regorus over the same policies and inputs (a sample repository's, ingested once).
     let github = GitHub::new(&GitHubConfig::new(&sim_url, None))?;
@@ -346,7 +409,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let secs = Duration::from_secs(env_u64("BENCH_SECONDS", 5));
     let mut i = 0usize;
-    let raw = rate(secs, || {
+    let (raw, raw_cpu_ns_per_eval) = rate(secs, || {
         let (engine, input) = &mut engines[i % k];
         engine.set_input(input.clone());
         std::hint::black_box(engine.eval_rule("data.minder.skip".into()).ok());
@@ -358,6 +421,17 @@ async fn main() -> anyhow::Result<()> {
     println!("evaluator_rule_evals_per_s = {whole:.0}");
     println!("raw_regorus_evals_per_s = {raw:.0}");
     println!("ratio = {:.3}", if raw > 0.0 { whole / raw } else { 0.0 });
+    let raw_cpu_us = raw_cpu_ns_per_eval * k as f64 / 1e3;
+    println!("evaluator_cpu_us_per_entity = {evaluator_cpu_us:.0}");
+    println!("raw_cpu_us_per_entity = {raw_cpu_us:.1}");
+    println!(
+        "cpu_ratio = {:.1}",
+        if raw_cpu_us > 0.0 {
+            evaluator_cpu_us / raw_cpu_us
+        } else {
+            0.0
+        }
+    );
     println!("rules = {k}");
     println!("error_verdicts = {errors}");
     Ok(())

@@ -19,36 +19,47 @@ pub use args::{
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on SIGTERM or Ctrl-C (the first stage of a graceful shutdown).
+/// A token cancelled on SIGTERM or Ctrl-C (the first stage of a graceful shutdown); a second
+/// signal ends the process at once.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => {},
-                        _ = term.recv() => {},
-                    }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+        signal().await;
         // Cancel before logging: if stdout and stderr are gone (a closed pipe), the logger's
         // fallback report panics, and that must not cost us the shutdown.
         t.cancel();
         tracing::info!("shutdown requested");
+        // The second stage: a second signal while shutting down ends the process now (what a
+        // person pressing Ctrl-C twice, or an orchestrator's second TERM, means).
+        signal().await;
+        eprintln!("second signal while shutting down: exiting now");
+        std::process::exit(130);
     });
     token
+}
+
+/// SIGTERM or Ctrl-C, whichever comes first.
+async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }
 
 /// Command-line shell shared by the service binaries: the service's own flags plus logging.

@@ -725,7 +725,11 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
 async fn work_waiting_on_a_spent_quota_shows_in_status_and_the_sweep_defers_it() {
     let db = TestDb::new().await;
     let (prefix, _topics) = topics(3).await;
-    let stack = start_stack(&db, &prefix, Duration::from_secs(4)).await;
+    let mut cfg = StackConfig::local(&kafka(), &db.url, &prefix);
+    cfg.reconcile_interval = Duration::from_secs(4);
+    // Evaluations start until GitHub refuses, so the quota is spent to its last request.
+    cfg.evaluator_quota_floor = 0;
+    let stack = Stack::start(cfg).await.expect("stack starts");
     let fleet = stack.sim.seed("acme", 3, "thrifty", 0.0);
     // Enough to register the three, not to evaluate them (each needs several reads).
     stack.sim.set_rate_limit(10);

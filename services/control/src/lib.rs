@@ -704,7 +704,10 @@ impl ControlService for Control {
             .await
             .map_err(ControlError::from)?;
         let mut answer = RegisterOwnerResponse::default();
-        // Page by page: an organisation of 100,000 repositories is never held at once.
+        // Every page is read and registered before the first entity event goes out: the
+        // evaluations those start spend the same credential's quota, and must not leave the
+        // listing without the requests it still needs.
+        let mut registered = Vec::new();
         let mut next = Some(format!("/orgs/{}/repos?per_page=100", req.owner));
         while let Some(path) = next.take() {
             if answer.requests >= MAX_OWNER_PAGES {
@@ -722,7 +725,6 @@ impl ControlService for Control {
                 .map_err(ControlError::from)?;
             answer.requests += 1;
             next = after;
-            let mut registered = Vec::with_capacity(page.len());
             for repo in page {
                 let entity = repository_entity(
                     &self.provider,
@@ -742,8 +744,8 @@ impl ControlService for Control {
                     Err(e) => return Err(ControlError::from(e).into()),
                 }
             }
-            self.emit(&registered, EventReason::Registered).await?;
         }
+        self.emit(&registered, EventReason::Registered).await?;
         tracing::info!(owner = %req.owner, project = %project, registered = answer.registered, created = answer.created, other_project = answer.other_project, requests = answer.requests, "organisation registered");
         Ok(Response::new(answer))
     }

@@ -35,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 const DEFAULT_CATALOG_MAX_STALENESS_MS: u64 = 2_000;
 const DEFAULT_TREE_CACHE_MIB: u64 = 512;
 const DEFAULT_TREE_DOWNLOAD_MIB: u64 = 256;
+/// The default `--quota-floor`.
+pub const DEFAULT_QUOTA_FLOOR: u64 = 128;
 
 /// Evaluator configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -59,6 +61,15 @@ pub struct EvaluatorConfig {
     /// together and what they can hold.
     #[arg(long, env = "PLUMB_TREE_DOWNLOAD_MIB", default_value_t = DEFAULT_TREE_DOWNLOAD_MIB)]
     pub tree_download_mib: u64,
+
+    /// An entity's evaluation starts only while its credential has more than this many GitHub
+    /// requests left in the current window (as GitHub's last answer said); below it, the
+    /// entity waits for the window to renew. Evaluations started together each need several
+    /// requests: started on the last few, most would spend some and stop half-done (measured:
+    /// 5,000 repositories on a 5,000-request quota ended with every one started and none
+    /// evaluated). 0 starts evaluations until GitHub refuses.
+    #[arg(long, env = "PLUMB_EVALUATOR_QUOTA_FLOOR", default_value_t = DEFAULT_QUOTA_FLOOR)]
+    pub quota_floor: u64,
 }
 
 /// The evaluator's consumer: group `plumbline-evaluator`, 32 entities at once (most of an
@@ -82,6 +93,7 @@ impl EvaluatorConfig {
             catalog_max_staleness_ms: DEFAULT_CATALOG_MAX_STALENESS_MS,
             tree_cache_mib: DEFAULT_TREE_CACHE_MIB,
             tree_download_mib: DEFAULT_TREE_DOWNLOAD_MIB,
+            quota_floor: DEFAULT_QUOTA_FLOOR,
         }
     }
 }
@@ -131,6 +143,8 @@ struct Evaluator {
     metrics: Metrics,
     /// Each credential's quota, written to Postgres for the reconciler and `plumb status`.
     quotas: plumbline_runtime::quota::QuotaReporter,
+    /// Requests a credential must have left for an evaluation to start.
+    quota_floor: u64,
 }
 
 pub async fn start(
@@ -183,6 +197,7 @@ pub async fn start(
         .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
         credentials,
         quotas: plumbline_runtime::quota::QuotaReporter::new(),
+        quota_floor: config.quota_floor,
         egress,
         producer,
         topics,
@@ -329,6 +344,21 @@ fn webhook_time(event: &EntityEvent) -> Option<plumbline_proto::Timestamp> {
     (event.reason == plumbline_proto::v1::EventReason::Webhook as i32)
         .then_some(event.emitted_at)
         .flatten()
+}
+
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// When the window renews (epoch seconds), if an evaluation must wait for it: the credential
+/// has fewer than `floor` requests left and the window runs. Unknown quota (no answer yet)
+/// lets it start.
+fn below_floor(quota: Option<plumbline_github::Quota>, floor: u64, now: u64) -> Option<u64> {
+    let q = quota?;
+    (floor > 0 && q.remaining < floor && q.reset_epoch_secs > now).then_some(q.reset_epoch_secs)
 }
 
 fn credentials_unavailable(e: plumbline_runtime::credentials::CredentialError) -> Failure {
@@ -552,6 +582,17 @@ impl Evaluator {
                 return Ok(Some((entity, Err(why))));
             }
         };
+        if let Some(reset) = below_floor(github.quota(), self.quota_floor, epoch_now()) {
+            self.quotas.report(&self.store, &entity, &github).await;
+            return Err(Failure::Unavailable {
+                cause: WaitCause::ProviderQuota,
+                reason: format!(
+                    "its credential has fewer than {} GitHub requests left in this window: evaluations resume when it renews",
+                    self.quota_floor
+                ),
+                until: Some(std::time::UNIX_EPOCH + Duration::from_secs(reset)),
+            });
+        }
         let acting = Acting {
             provider: self.provider.for_credential(github.clone()),
             github,
@@ -798,5 +839,29 @@ impl Evaluator {
                     format!("evaluation panicked: {e}"),
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below_floor;
+    use plumbline_github::Quota;
+
+    fn q(remaining: u64, reset: u64) -> Option<Quota> {
+        Some(Quota {
+            remaining,
+            limit: 5000,
+            reset_epoch_secs: reset,
+            limited_until_epoch_secs: None,
+        })
+    }
+
+    #[test]
+    fn an_evaluation_starts_only_above_the_floor_while_the_window_runs() {
+        assert_eq!(below_floor(q(128, 2000), 128, 1000), None, "at the floor");
+        assert_eq!(below_floor(q(127, 2000), 128, 1000), Some(2000));
+        assert_eq!(below_floor(q(0, 900), 128, 1000), None, "renewed since");
+        assert_eq!(below_floor(q(0, 2000), 0, 1000), None, "no floor");
+        assert_eq!(below_floor(None, 128, 1000), None, "quota not known yet");
     }
 }
