@@ -154,10 +154,15 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     let result = enroll_and_watch(&args, &stack, &store, &shutdown).await;
     println!("stopping");
     stack.stop().await;
-    // The embedded broker goes last, on a thread of its own and for at most a few seconds: a
-    // client still closing can hold librdkafka's mock cluster, and the process is ending.
-    let closing = tokio::task::spawn_blocking(move || drop(broker));
-    if tokio::time::timeout(Duration::from_secs(5), closing)
+    // The embedded broker goes last, on a detached thread (not the runtime's blocking pool,
+    // which the runtime waits for on exit) and for at most a few seconds: a client still
+    // closing can hold librdkafka's mock cluster, and the process is ending.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        drop(broker);
+        let _ = closed_tx.send(());
+    });
+    if tokio::time::timeout(Duration::from_secs(5), closed_rx)
         .await
         .is_err()
     {

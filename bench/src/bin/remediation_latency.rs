@@ -29,6 +29,12 @@
 //! Baseline, same run: the GitHub call alone, the same PUT sent straight to the simulator,
 //! 1,000 times. Prints `p50_ms`, `p99_ms`, `remediations`, `baseline_put_p50_ms`,
 //! `baseline_put_p99_ms`.
+//!
+//! Before the main run, a ladder on the same stack, drained before each step (no record in
+//! flight in the evaluator or the actuator): 100, 200, 300, 400, 500, 750 and 1,000 events/s,
+//! each for `BENCH_LADDER_SECONDS` (default 5) on repositories of its own, stopping at the
+//! first rate whose p99 reaches 1 s (or that loses an event). `max_rate_p99_under_1s` is the
+//! highest rate that stayed under (0: none did).
 
 use anyhow::{bail, Context as _};
 use plumb::stack::{Stack, StackConfig};
@@ -185,6 +191,85 @@ async fn count_not_2xx(posts: Vec<tokio::task::JoinHandle<u16>>) -> usize {
     n
 }
 
+/// Rates the ladder tries, in order.
+const LADDER: [u64; 7] = [100, 200, 300, 400, 500, 750, 1000];
+
+/// Waits (at most 120 s) until neither the evaluator nor the actuator has had a record in
+/// flight for 1.5 s: what an earlier step left behind must not load the next.
+async fn drain(stack: &Stack) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut idle = 0;
+    while idle < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let busy = [
+            ("evaluator", stack.evaluator_metrics.as_ref()),
+            ("actuator", Some(&stack.actuator_metrics)),
+        ]
+        .into_iter()
+        .any(|(worker, m)| {
+            m.is_some_and(|m| {
+                m.gauge_value("plumbline_worker_in_flight", &[("worker", worker)]) > 0
+            })
+        });
+        idle = if busy { 0 } else { idle + 1 };
+    }
+}
+
+/// The ladder (see the module's doc): the highest rate whose p99 stayed under 1 s.
+async fn ladder(
+    gen: &Generator<'_>,
+    store: &plumbline_store::Store,
+    latencies: &Mutex<Vec<(Instant, f64)>>,
+    secs: u64,
+) -> anyhow::Result<u64> {
+    let mut best = 0;
+    for rate in LADDER {
+        let fleet = gen.stack.sim.seed(
+            "acme",
+            (rate * secs) as usize,
+            &format!("ladder{rate}"),
+            1.0,
+        );
+        for (owner, name, id) in &fleet {
+            store
+                .upsert_entity(&Entity {
+                    entity_ref: EntityRef::repository("github", *id),
+                    project: PROJECT.into(),
+                    credential: None,
+                    owner: owner.clone(),
+                    name: name.clone(),
+                    properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
+                    labels: vec![],
+                })
+                .await?;
+        }
+        drain(gen.stack).await;
+        latencies.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let posts = gen.send(&fleet, rate, &format!("ladder{rate}")).await?;
+        let not_2xx = count_not_2xx(posts).await;
+        let missing = gen.wait_for_remediations(Duration::from_secs(60)).await;
+        // Forget what never came, so the next step starts clean.
+        gen.sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut l: Vec<f64> = latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, ms)| *ms)
+            .collect();
+        l.sort_by(|a, b| a.total_cmp(b));
+        let p99 = percentile(&l, 0.99);
+        eprintln!(
+            "ladder {rate}/s for {secs} s: p50 {:.0} ms, p99 {p99:.0} ms, {missing} not remediated, {not_2xx} refused",
+            percentile(&l, 0.50)
+        );
+        if missing > 0 || not_2xx > 0 || p99 >= 1000.0 {
+            break;
+        }
+        best = rate;
+    }
+    Ok(best)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n = env_u64("BENCH_REPOS", 10_000) as usize;
@@ -331,6 +416,14 @@ async fn main() -> anyhow::Result<()> {
         "warm-up: {WARM_UP} remediations in {:.1} s",
         warm_started.elapsed().as_secs_f64()
     );
+    let max_rate = ladder(
+        &gen,
+        &store,
+        &latencies,
+        env_u64("BENCH_LADDER_SECONDS", 5).max(1),
+    )
+    .await?;
+    drain(&stack).await;
     latencies.lock().unwrap_or_else(|p| p.into_inner()).clear();
     stack.sim.reset_request_log();
 
@@ -379,9 +472,9 @@ async fn main() -> anyhow::Result<()> {
         );
         eprintln!("{worker}: {n} records; queued p50 {qp50:.1} ms, p99 {qp99:.1} ms; handling p50 {hp50:.1} ms, p99 {hp99:.1} ms");
     }
+    let timed = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     stack.stop().await;
     let lagged = collector.await.unwrap_or(0);
-    let timed = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Where the tail lies in the run: the worst latency of each second of sending.
     let mut worst_by_second: std::collections::BTreeMap<u64, f64> = Default::default();
     for (start, ms) in &timed {
@@ -419,6 +512,11 @@ async fn main() -> anyhow::Result<()> {
     println!("remediations = {}", l.len());
     println!("baseline_put_p50_ms = {:.2}", percentile(&base, 0.50));
     println!("baseline_put_p99_ms = {:.2}", percentile(&base, 0.99));
+    println!("max_rate_p99_under_1s = {max_rate}");
+    println!(
+        "machine_cpu_ms_per_event = {:.2}",
+        cpu_per_event_ms.map(|(ms, _)| ms).unwrap_or(0.0)
+    );
     if missing > 0 || not_2xx > 0 {
         bail!("{missing} of {events} events were not remediated, {not_2xx} webhooks refused");
     }

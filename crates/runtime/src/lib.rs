@@ -25,40 +25,45 @@ pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        signal().await;
+        let _ = signal().await;
         // Cancel before logging: if stdout and stderr are gone (a closed pipe), the logger's
         // fallback report panics, and that must not cost us the shutdown.
         t.cancel();
         tracing::info!("shutdown requested");
         // The second stage: a second signal while shutting down ends the process now (what a
         // person pressing Ctrl-C twice, or an orchestrator's second TERM, means).
-        signal().await;
+        // (Destructors do not run: a private Postgres cluster `plumb dev` started is left to
+        // its own shutdown. That is what a second signal asks for.)
+        let code = signal().await;
         eprintln!("second signal while shutting down: exiting now");
-        std::process::exit(130);
+        std::process::exit(code);
     });
     token
 }
 
-/// SIGTERM or Ctrl-C, whichever comes first.
-async fn signal() {
+/// SIGTERM or Ctrl-C, whichever comes first; the exit status a shell gives a process that
+/// signal ends (143 or 130).
+async fn signal() -> i32 {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
+                    _ = ctrl_c => 130,
+                    _ = term.recv() => 143,
                 }
             }
             Err(_) => {
                 let _ = ctrl_c.await;
+                130
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+        130
     }
 }
 

@@ -48,6 +48,26 @@ impl Store {
         })
     }
 
+    /// Like [`upsert_entity`](Self::upsert_entity), but an entity already registered keeps
+    /// its labels (registering a whole organisation without labels must not clear the labels
+    /// its repositories were given one by one).
+    pub async fn upsert_entity_keeping_labels(&self, e: &Entity) -> Result<bool, StoreError> {
+        self.insert_entity(
+            e,
+            "",
+            "properties = EXCLUDED.properties, credential = EXCLUDED.credential",
+            "WHERE entities.project = EXCLUDED.project",
+            "(xmax = 0)",
+        )
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "{} is registered in another project",
+                e.full_name()
+            ))
+        })
+    }
+
     /// `INSERT` of `e`, or on conflict (when `condition` holds) an update of names,
     /// `properties_and_labels` and re-activation; returns the boolean `returned` (which may read
     /// a CTE `with` defines), or `None` when the conflicting row was left alone.
@@ -125,6 +145,33 @@ impl Store {
                 ))
                 .await?,
                 &[&project, &after.unwrap_or(""), &limit],
+            )
+            .await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    /// Like [`list_entities`](Self::list_entities), with ids at most `upto` when given (the
+    /// database compares, in the order it sorts).
+    pub async fn list_entities_between(
+        &self,
+        project: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Entity>, StoreError> {
+        let Some(upto) = upto else {
+            return self.list_entities(project, after, limit).await;
+        };
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM entities
+                     WHERE project = $1 AND retired_at IS NULL AND id > $2 AND id <= $3
+                     ORDER BY id LIMIT $4"
+                ))
+                .await?,
+                &[&project, &after.unwrap_or(""), &upto, &limit],
             )
             .await?;
         rows.iter().map(entity_from_row).collect()

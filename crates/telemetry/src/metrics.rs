@@ -147,6 +147,13 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Current value of a gauge (for benchmarks and tests); 0 when it has no such series.
+    pub fn gauge_value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.collected(name, labels)
+            .map(|m| m.get_gauge().get_value() as u64)
+            .unwrap_or(0)
+    }
+
     /// One series of `name` as collected, matched on `labels`. Read from what the registry
     /// collects: asking a vector for a series would create it.
     fn collected(&self, name: &str, labels: &[(&str, &str)]) -> Option<prometheus::proto::Metric> {

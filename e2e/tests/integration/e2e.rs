@@ -871,6 +871,16 @@ async fn an_organisation_is_registered_with_one_request_per_hundred_repositories
         (250, 0),
         "refreshed, not duplicated"
     );
+    let kept = store
+        .get_entity(&format!("github/repository/{first}"))
+        .await
+        .expect("store")
+        .expect("registered");
+    assert_eq!(
+        kept.labels,
+        vec!["team:core".to_string()],
+        "registered again without labels: its own are kept"
+    );
     // Names are GitHub's, never a path that leads elsewhere with the project's credential.
     for owner in ["acme/../orgs", "acme?per_page=1", "", "-x"] {
         let err = commands::register_owner(&mut c, PROJECT, owner, vec![], "")

@@ -328,6 +328,70 @@ impl Control {
     /// The provider a registration in `project` uses: the one named, else the project's only
     /// one, else none (the services' own credential, which only the operator's project may
     /// use; [`Credentials::client`] refuses it elsewhere).
+    /// `RegisterOwner`'s listing: every page read and registered, what an event needs of each
+    /// registered repository kept in `registered`.
+    async fn register_pages(
+        &self,
+        req: &RegisterOwnerRequest,
+        project: &str,
+        provider: Option<String>,
+        github: &plumbline_github::GitHub,
+        answer: &mut RegisterOwnerResponse,
+        registered: &mut Vec<Entity>,
+    ) -> Result<(), ControlError> {
+        let mut next = Some(format!("/orgs/{}/repos?per_page=100", req.owner));
+        while let Some(path) = next.take() {
+            if answer.requests >= MAX_OWNER_PAGES {
+                return Err(ControlError::Precondition(format!(
+                    "{} has more than {} repositories: stopped after registering {} (they are evaluated)",
+                    req.owner,
+                    MAX_OWNER_PAGES * 100,
+                    answer.registered
+                )));
+            }
+            let (page, after) = github.page::<plumbline_github::Repository>(&path).await?;
+            answer.requests += 1;
+            next = after;
+            for repo in page {
+                // Names GitHub lists go into request paths later: held to the same rules.
+                if plumbline_domain::check_owner_name(&repo.owner.login).is_err()
+                    || plumbline_domain::check_repository_name(&repo.name).is_err()
+                {
+                    tracing::warn!(owner = %repo.owner.login, name = %repo.name, "listed repository with a name GitHub does not allow: skipped");
+                    continue;
+                }
+                let entity = repository_entity(
+                    &self.provider,
+                    project,
+                    &repo,
+                    req.labels.clone(),
+                    provider.clone(),
+                );
+                // No labels given: a repository already registered keeps its own.
+                let upserted = if req.labels.is_empty() {
+                    self.store.upsert_entity_keeping_labels(&entity).await
+                } else {
+                    self.store.upsert_entity(&entity).await
+                };
+                match upserted {
+                    Ok(created) => {
+                        answer.registered += 1;
+                        answer.created += u32::from(created);
+                        registered.push(Entity {
+                            properties: serde_json::Value::Null,
+                            labels: vec![],
+                            ..entity
+                        });
+                    }
+                    // Another project's: left exactly as it is, and not named.
+                    Err(plumbline_store::StoreError::Conflict(_)) => answer.other_project += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn registration_provider(
         &self,
         project: &str,
@@ -706,46 +770,22 @@ impl ControlService for Control {
         let mut answer = RegisterOwnerResponse::default();
         // Every page is read and registered before the first entity event goes out: the
         // evaluations those start spend the same credential's quota, and must not leave the
-        // listing without the requests it still needs.
-        let mut registered = Vec::new();
-        let mut next = Some(format!("/orgs/{}/repos?per_page=100", req.owner));
-        while let Some(path) = next.take() {
-            if answer.requests >= MAX_OWNER_PAGES {
-                return Err(ControlError::InvalidArgument(format!(
-                    "{} has more than {} repositories: stopped after registering {}",
-                    req.owner,
-                    MAX_OWNER_PAGES * 100,
-                    answer.registered
-                ))
-                .into());
-            }
-            let (page, after) = github
-                .page::<plumbline_github::Repository>(&path)
-                .await
-                .map_err(ControlError::from)?;
-            answer.requests += 1;
-            next = after;
-            for repo in page {
-                let entity = repository_entity(
-                    &self.provider,
-                    &project,
-                    &repo,
-                    req.labels.clone(),
-                    provider.clone(),
-                );
-                match self.store.upsert_entity(&entity).await {
-                    Ok(created) => {
-                        answer.registered += 1;
-                        answer.created += u32::from(created);
-                        registered.push(entity);
-                    }
-                    // Another project's: left exactly as it is, and not named.
-                    Err(plumbline_store::StoreError::Conflict(_)) => answer.other_project += 1,
-                    Err(e) => return Err(ControlError::from(e).into()),
-                }
-            }
-        }
+        // listing without the requests it still needs. Only what an event needs is kept (about
+        // 100 bytes a repository), and whatever was registered is announced even when a later
+        // page fails, so nothing registered waits for the next sweep.
+        let mut registered: Vec<Entity> = Vec::new();
+        let listed = self
+            .register_pages(
+                &req,
+                &project,
+                provider,
+                &github,
+                &mut answer,
+                &mut registered,
+            )
+            .await;
         self.emit(&registered, EventReason::Registered).await?;
+        listed?;
         tracing::info!(owner = %req.owner, project = %project, registered = answer.registered, created = answer.created, other_project = answer.other_project, requests = answer.requests, "organisation registered");
         Ok(Response::new(answer))
     }

@@ -354,10 +354,11 @@ fn epoch_now() -> u64 {
 }
 
 /// When the window renews (epoch seconds), if an evaluation must wait for it: the credential
-/// has fewer than `floor` requests left and the window runs. Unknown quota (no answer yet)
-/// lets it start.
+/// has fewer than `floor` requests left (at most a tenth of its limit, so a small quota is not
+/// all floor) and the window runs. Unknown quota (no answer yet) lets it start.
 fn below_floor(quota: Option<plumbline_github::Quota>, floor: u64, now: u64) -> Option<u64> {
     let q = quota?;
+    let floor = floor.min(q.limit / 10);
     (floor > 0 && q.remaining < floor && q.reset_epoch_secs > now).then_some(q.reset_epoch_secs)
 }
 
@@ -863,5 +864,22 @@ mod tests {
         assert_eq!(below_floor(q(0, 900), 128, 1000), None, "renewed since");
         assert_eq!(below_floor(q(0, 2000), 0, 1000), None, "no floor");
         assert_eq!(below_floor(None, 128, 1000), None, "quota not known yet");
+        let small = Some(Quota {
+            remaining: 5,
+            limit: 60,
+            reset_epoch_secs: 2000,
+            limited_until_epoch_secs: None,
+        });
+        assert_eq!(
+            below_floor(small, 128, 1000),
+            Some(2000),
+            "a tenth of 60 is 6: 5 is below"
+        );
+        let small = small.map(|q| Quota { remaining: 6, ..q });
+        assert_eq!(
+            below_floor(small, 128, 1000),
+            None,
+            "at a tenth of the limit"
+        );
     }
 }

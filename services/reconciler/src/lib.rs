@@ -378,11 +378,13 @@ impl Reconciler {
         let sweep = tracing::info_span!("reconcile.sweep", entities = count);
         let sweep_cx = TraceContext::of(&sweep);
         for p in &mut progress {
+            // Read, not taken: a sweep that ends early (lock lost, shutdown) leaves it for the
+            // next one.
             let resume = self
                 .resume_after
                 .lock()
                 .ok()
-                .and_then(|mut r| r.remove(&p.project));
+                .and_then(|r| r.get(&p.project).cloned());
             // Two passes when resuming: from the resume point to the end, then from the start
             // up to it; one pass otherwise.
             let mut previous: Option<String> = resume.clone();
@@ -393,21 +395,24 @@ impl Reconciler {
             let mut first_deferred_after: Option<Option<String>> = None;
             for (from, upto) in passes {
                 let mut after = from;
-                'pages: loop {
+                loop {
                     // Another instance may have taken over if our lock's connection died.
                     if !lock.still_held().await {
                         tracing::warn!("reconciler lock lost mid-sweep, stopping the sweep");
                         return Ok(total);
                     }
+                    // The upper bound is the database's comparison, as the order is.
                     let page = self
                         .store
-                        .list_entities(&p.project, after.as_deref(), self.page_size)
+                        .list_entities_between(
+                            &p.project,
+                            after.as_deref(),
+                            upto.as_deref(),
+                            self.page_size,
+                        )
                         .await?;
                     for e in &page {
                         let id = e.id();
-                        if upto.as_ref().is_some_and(|u| id > *u) {
-                            break 'pages;
-                        }
                         let slot = total;
                         total += 1;
                         p.done += 1;
@@ -456,14 +461,14 @@ impl Reconciler {
             // count taken at the start approximate).
             p.entities = p.done;
             self.write_progress(p).await;
-            if let Some(after) = first_deferred_after {
-                if let Ok(mut r) = self.resume_after.lock() {
-                    match after {
-                        Some(id) => r.insert(p.project.clone(), id),
-                        // Deferred from its first entity: start from the start again.
-                        None => r.remove(&p.project),
-                    };
-                }
+            if let Ok(mut r) = self.resume_after.lock() {
+                match &first_deferred_after {
+                    Some(Some(id)) => r.insert(p.project.clone(), id.clone()),
+                    // Nothing deferred, or from its first entity: start from the start.
+                    _ => r.remove(&p.project),
+                };
+            }
+            if first_deferred_after.is_some() {
                 tracing::info!(project = %p.project, deferred = p.deferred, until = ?p.deferred_until, "sweep deferred entities whose credential's quota is at its reserve");
             }
         }

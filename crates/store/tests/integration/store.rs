@@ -1067,3 +1067,51 @@ async fn waits_quotas_and_sweep_progress_are_read_per_project() {
     assert!(s.waits("team-b").await.expect("waits").is_empty());
     assert!(s.project_quotas("team-b").await.expect("quotas").is_empty());
 }
+
+/// The sweep's second pass reads up to where the first began: bounded by the database, in the
+/// order it lists.
+#[tokio::test]
+async fn entities_are_listed_between_two_ids_in_the_database_order() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    for i in 1..=5 {
+        s.upsert_entity(&repo(i, &format!("r{i}")))
+            .await
+            .expect("entity");
+    }
+    let all: Vec<String> = s
+        .list_entities("default", None, 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id())
+        .collect();
+    assert_eq!(all.len(), 5);
+    let upto = all[2].clone();
+    let first: Vec<String> = s
+        .list_entities_between("default", None, Some(&upto), 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id())
+        .collect();
+    assert_eq!(first, all[..3].to_vec(), "up to and including the bound");
+    let rest: Vec<String> = s
+        .list_entities_between("default", Some(&upto), None, 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id())
+        .collect();
+    assert_eq!(
+        rest,
+        all[3..].to_vec(),
+        "after it, to the end: each id once"
+    );
+    let paged = s
+        .list_entities_between("default", Some(&all[0]), Some(&upto), 1)
+        .await
+        .expect("list");
+    assert_eq!(paged.len(), 1);
+    assert_eq!(paged[0].id(), all[1]);
+}
