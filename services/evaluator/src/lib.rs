@@ -452,9 +452,12 @@ impl Evaluator {
         let expected = entity.entity_ref.upstream_id.parse::<u64>().unwrap_or(0);
         // The name the event brings (a rename, a transfer) is tried first; it becomes the
         // entity's name only if it leads to this id.
+        // A hint whose names GitHub would not allow is ignored: names go into a request path.
         let hinted = !event.owner.is_empty()
             && !event.name.is_empty()
-            && (event.owner != entity.owner || event.name != entity.name);
+            && (event.owner != entity.owner || event.name != entity.name)
+            && plumbline_domain::check_owner_name(&event.owner).is_ok()
+            && plumbline_domain::check_repository_name(&event.name).is_ok();
         let mut found = None;
         if hinted {
             if let Ok(NameCheck::Same(repo)) =
