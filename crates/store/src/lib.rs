@@ -120,6 +120,15 @@ impl Store {
             .get(0))
     }
 
+    /// The size of the database on disk (bytes): tables, indexes and TOAST.
+    pub async fn database_size_bytes(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Whether this pool's connections to Postgres are encrypted (TLS).
     pub async fn connection_encrypted(&self) -> Result<bool, StoreError> {
         let c = self.client().await?;

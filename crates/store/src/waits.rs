@@ -139,6 +139,33 @@ impl Store {
         Ok(())
     }
 
+    /// [`record_wait`](Self::record_wait) for a record parked on a known limit, as the
+    /// evaluator and the actuator are told of it (records are keyed by entity id): nothing
+    /// without a key, and a failure logged, never returned (the wait is advice to people, not
+    /// the record's work).
+    pub async fn note_parked(
+        &self,
+        entity_id: Option<&str>,
+        stage: Stage,
+        cause: WaitCause,
+        reason: &str,
+        until: std::time::SystemTime,
+    ) {
+        let Some(entity_id) = entity_id else { return };
+        if let Err(e) = self
+            .record_wait(
+                entity_id,
+                stage,
+                cause,
+                reason,
+                DateTime::<Utc>::from(until),
+            )
+            .await
+        {
+            tracing::warn!(entity = %entity_id, error = %e, "recording a wait failed");
+        }
+    }
+
     /// A project's entities that wait now, per stage and cause.
     pub async fn waits(&self, project: &str) -> Result<Vec<WaitSummary>, StoreError> {
         let c = self.client().await?;

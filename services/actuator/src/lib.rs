@@ -371,23 +371,15 @@ impl Handler for Actuator {
     /// Says in Postgres what waits and until when (records are keyed by entity id), so that
     /// `plumb status` can tell why a fleet's verdicts are not moving.
     async fn parked(&self, record: &Record, wait: &plumbline_bus::worker::Parked) {
-        let Some(entity_id) = record.key.as_deref() else {
-            return;
-        };
-        let until = chrono::DateTime::<chrono::Utc>::from(wait.until);
-        if let Err(e) = self
-            .store
-            .record_wait(
-                entity_id,
+        self.store
+            .note_parked(
+                record.key.as_deref(),
                 Stage::Remediation,
                 wait.cause,
                 &wait.reason,
-                until,
+                wait.until,
             )
-            .await
-        {
-            tracing::warn!(entity = %entity_id, error = %e, "recording a wait failed");
-        }
+            .await;
     }
 }
 
