@@ -32,18 +32,16 @@
 //! thread: what the engine adds to regorus, apart from the pipeline around it.
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
-use plumbline_bus::{Producer, ProducerConfig, TraceContext};
+use plumbline_bus::{Producer, ProducerConfig};
 use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
 use plumbline_github_provider::GitHubProvider;
 use plumbline_github_sim::{RepoOptions, SimConfig, Simulator};
-use plumbline_proto::v1::EntityEvent;
-use plumbline_proto::Message as _;
 use plumbline_store::testing::TestDatabase;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -211,27 +209,6 @@ fn threads_cpu_ns(prefixes: &[&str]) -> u64 {
 /// The evaluator's threads (its runtime's, librdkafka's).
 const EVALUATOR_THREADS: &[&str] = &["plumb-eval", "rdk:"];
 
-async fn publish(producer: &Producer, topic: &str, entities: &[Entity]) -> anyhow::Result<()> {
-    let sends = entities.iter().map(|e| async move {
-        let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
-        producer
-            .publish(
-                topic,
-                &e.id(),
-                &ev.encode_to_vec(),
-                "dev.plumbline.entity_event.v1",
-                &ev.event_id,
-                &TraceContext::new_root(),
-                &BTreeMap::new(),
-            )
-            .await
-    });
-    for r in futures::future::join_all(sends).await {
-        r?;
-    }
-    Ok(())
-}
-
 /// Waits until the project holds `want` verdicts (one per repository and rule).
 async fn wait_verdicts(store: &plumbline_store::Store, want: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -350,11 +327,11 @@ async fn main() -> anyhow::Result<()> {
     // catalog is loaded once they are evaluated; the rest are timed.
     let producer = Producer::new(&ProducerConfig::new(&brokers, "bench-overhead"))?;
     let (warm, timed) = entities.split_at(50.min(n / 10));
-    publish(&producer, &topics.entity_events, warm).await?;
+    publish(&producer, &topics.entity_events, warm, EventReason::Manual).await?;
     wait_verdicts(&store, warm.len() * k).await?;
     let cpu_before = threads_cpu_ns(EVALUATOR_THREADS);
     let started = Instant::now();
-    publish(&producer, &topics.entity_events, timed).await?;
+    publish(&producer, &topics.entity_events, timed, EventReason::Manual).await?;
     wait_verdicts(&store, n * k).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let evaluator_cpu_us = threads_cpu_ns(EVALUATOR_THREADS).saturating_sub(cpu_before) as f64

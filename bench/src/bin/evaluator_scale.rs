@@ -16,12 +16,11 @@
 //! Prints `replicas_1_per_s`, `replicas_2_per_s`, `replicas_4_per_s` and `scale_4_over_1`.
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
-use plumbline_bus::{Producer, ProducerConfig, TraceContext};
+use plumbline_bus::{Producer, ProducerConfig};
 use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_github_sim::{Fault, SimConfig, Simulator};
-use plumbline_proto::v1::EntityEvent;
-use plumbline_proto::Message as _;
 use plumbline_store::testing::TestDatabase;
 use plumbline_store::Store;
 use std::collections::BTreeMap;
@@ -76,31 +75,6 @@ impl Drop for Replicas {
             let _ = c.wait();
         }
     }
-}
-
-async fn publish_events(
-    producer: &Producer,
-    topic: &str,
-    entities: &[Entity],
-) -> anyhow::Result<()> {
-    let sends = entities.iter().map(|e| async move {
-        let ev = EntityEvent::new(&e.entity_ref, EventReason::Manual);
-        producer
-            .publish(
-                topic,
-                &e.id(),
-                &ev.encode_to_vec(),
-                "dev.plumbline.entity_event.v1",
-                &ev.event_id,
-                &TraceContext::new_root(),
-                &BTreeMap::new(),
-            )
-            .await
-    });
-    for r in futures::future::join_all(sends).await {
-        r?;
-    }
-    Ok(())
 }
 
 /// Waits until `want` entities have a verdict newer than `since`.
@@ -214,12 +188,24 @@ async fn main() -> anyhow::Result<()> {
         // Warm-up: the group has formed and settled once these are evaluated.
         tokio::time::sleep(Duration::from_secs(8)).await;
         let warm_at = chrono::Utc::now();
-        publish_events(&producer, &topics.entity_events, &entities[..100.min(n)]).await?;
+        publish(
+            &producer,
+            &topics.entity_events,
+            &entities[..100.min(n)],
+            EventReason::Manual,
+        )
+        .await?;
         wait_evaluated(&store, warm_at, 100.min(n), Duration::from_secs(120)).await?;
 
         let since = chrono::Utc::now();
         let started = Instant::now();
-        publish_events(&producer, &topics.entity_events, &entities).await?;
+        publish(
+            &producer,
+            &topics.entity_events,
+            &entities,
+            EventReason::Manual,
+        )
+        .await?;
         wait_evaluated(&store, since, n, Duration::from_secs(600)).await?;
         let rate = n as f64 / started.elapsed().as_secs_f64();
         eprintln!("{replicas} replica(s): {rate:.1} entity evaluations/s");

@@ -20,12 +20,11 @@
 //! repositories), `posture_query_ms_p99` (the posture counts of the project, 50 times).
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
-use plumbline_bus::{Producer, ProducerConfig, TraceContext};
+use plumbline_bus::{Producer, ProducerConfig};
 use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_github_sim::{SimConfig, Simulator};
-use plumbline_proto::v1::EntityEvent;
-use plumbline_proto::Message as _;
 use plumbline_store::testing::TestDatabase;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -112,31 +111,6 @@ async fn wait_handled(health: SocketAddr, want: u64, timeout: Duration) -> anyho
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-async fn publish(producer: &Producer, topic: &str, entities: &[Entity]) -> anyhow::Result<()> {
-    for chunk in entities.chunks(5000) {
-        let sends = chunk.iter().map(|e| async move {
-            let mut ev = EntityEvent::new(&e.entity_ref, EventReason::Sweep);
-            ev.owner = e.owner.clone();
-            ev.name = e.name.clone();
-            producer
-                .publish(
-                    topic,
-                    &e.id(),
-                    &ev.encode_to_vec(),
-                    "dev.plumbline.entity_event.v1",
-                    &ev.event_id,
-                    &TraceContext::new_root(),
-                    &BTreeMap::new(),
-                )
-                .await
-        });
-        for r in futures::future::join_all(sends).await {
-            r?;
-        }
-    }
-    Ok(())
 }
 
 fn profile_rules() -> Vec<(&'static str, Value)> {
@@ -259,7 +233,7 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
             .spawn()?,
     );
     let producer = Producer::new(&ProducerConfig::new(brokers, "bench-sweep-scale"))?;
-    publish(&producer, &topics.entity_events, warm).await?;
+    publish(&producer, &topics.entity_events, warm, EventReason::Sweep).await?;
     wait_handled(health, 1, Duration::from_secs(120)).await?;
     let timeout = Duration::from_secs(60 + n as u64 / 10);
 
@@ -270,7 +244,13 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
     ] {
         sim.reset_request_log();
         let started = Instant::now();
-        publish(&producer, &topics.entity_events, measured).await?;
+        publish(
+            &producer,
+            &topics.entity_events,
+            measured,
+            EventReason::Sweep,
+        )
+        .await?;
         wait_handled(health, 1 + sweep * n as u64, timeout).await?;
         let secs = started.elapsed().as_secs_f64();
         let quota = sim.quota().total;

@@ -236,9 +236,38 @@ impl ConsumerContext for GroupContext {
 }
 
 pub struct Consumer {
-    inner: Arc<StreamConsumer<GroupContext>>,
+    /// `None` only while [`Drop`] hands it to the thread that closes it.
+    inner: Option<Arc<StreamConsumer<GroupContext>>>,
     gate: Arc<PartitionGate>,
     group: String,
+}
+
+/// The longest dropping a [`Consumer`] waits for librdkafka to close it (leave the group,
+/// serve the last revocation).
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// librdkafka closes a consumer when it is dropped, polling until the close completes; against
+/// a broker that never completes it (seen with the embedded mock cluster at shutdown: a test
+/// hung over 7 minutes in the drop), that is forever. The close runs on a thread of its own and
+/// is waited for at most [`CLOSE_LIMIT`]; past that the process goes on without it (the group
+/// gives the partitions away after the session timeout, as after a crash).
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Taken, so that the thread drops the last reference and the close runs there.
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("consumer-close".into())
+            .spawn(move || {
+                drop(inner);
+                let _ = done_tx.send(());
+            });
+        if spawned.is_ok() && done_rx.recv_timeout(CLOSE_LIMIT).is_err() {
+            tracing::warn!(group = %self.group, "the consumer did not close within {CLOSE_LIMIT:?}: leaving it");
+        }
+    }
 }
 
 /// Records not yet consumed on one partition this member owns.
@@ -250,6 +279,14 @@ pub struct PartitionLag {
 }
 
 impl Consumer {
+    /// The librdkafka consumer (present for the whole life of `self`; only `drop` takes it).
+    fn stream(&self) -> &StreamConsumer<GroupContext> {
+        match self.inner.as_deref() {
+            Some(c) => c,
+            None => unreachable!("the consumer is taken only when dropped"),
+        }
+    }
+
     pub fn new(config: &ConsumerConfig) -> Result<Self, BusError> {
         let gate = Arc::new(PartitionGate::new(config.revoke_grace));
         let mut cc = ClientConfig::new();
@@ -293,7 +330,7 @@ impl Consumer {
             .subscribe(&topics)
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(Consumer {
-            inner: Arc::new(inner),
+            inner: Some(Arc::new(inner)),
             gate,
             group: config.group_id.clone(),
         })
@@ -306,12 +343,12 @@ impl Consumer {
 
     /// Rebalances this member went through.
     pub fn rebalances(&self) -> u64 {
-        self.inner.context().rebalances.load(Ordering::Relaxed)
+        self.stream().context().rebalances.load(Ordering::Relaxed)
     }
 
     /// The next record. Errors are the broker's (transient ones included); callers log and retry.
     pub async fn recv(&self) -> Result<Record, BusError> {
-        let m = self.inner.recv().await.map_err(BusError::Consume)?;
+        let m = self.stream().recv().await.map_err(BusError::Consume)?;
         let mut headers = BTreeMap::new();
         if let Some(h) = m.headers() {
             for hdr in h.iter() {
@@ -332,21 +369,21 @@ impl Consumer {
 
     /// Marks the record's work durable: its offset may now be committed.
     pub fn done(&self, record: &Record) -> Result<(), BusError> {
-        self.inner
+        self.stream()
             .store_offset(&record.topic, record.partition, record.offset)
             .map_err(BusError::StoreOffset)
     }
 
     /// Marks every record of `partition` up to and including `offset` durable.
     pub fn done_through(&self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {
-        self.inner
+        self.stream()
             .store_offset(topic, partition, offset)
             .map_err(BusError::StoreOffset)
     }
 
     /// Commits stored offsets now (at shutdown, so a restart does not redo finished work).
     pub fn commit_stored(&self) -> Result<(), BusError> {
-        match self.inner.commit_consumer_state(CommitMode::Sync) {
+        match self.stream().commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit is not a failure.
             Err(rdkafka::error::KafkaError::ConsumerCommit(
@@ -374,16 +411,19 @@ impl Consumer {
         timeout: std::time::Duration,
     ) -> Result<Vec<PartitionLag>, BusError> {
         use rdkafka::Offset;
-        let positions = self.inner.position().map_err(BusError::Consume)?;
+        let positions = self.stream().position().map_err(BusError::Consume)?;
         if positions.count() == 0 {
             // Nothing assigned yet (the group is still forming): ask the coordinator nothing.
             return Ok(Vec::new());
         }
-        let committed = self.inner.committed(timeout).map_err(BusError::Consume)?;
+        let committed = self
+            .stream()
+            .committed(timeout)
+            .map_err(BusError::Consume)?;
         let mut lags = Vec::new();
         for p in positions.elements() {
             let (low, high) = self
-                .inner
+                .stream()
                 .fetch_watermarks(p.topic(), p.partition(), timeout)
                 .map_err(BusError::Consume)?;
             let at = match p.offset() {
@@ -407,6 +447,6 @@ impl Consumer {
 
     /// Number of partitions currently assigned to this member.
     pub fn assigned_partitions(&self) -> usize {
-        self.inner.assignment().map(|a| a.count()).unwrap_or(0)
+        self.stream().assignment().map(|a| a.count()).unwrap_or(0)
     }
 }
