@@ -58,7 +58,7 @@ pub enum DomainError {
     #[error("malformed project name {0:?}: 1-63 lowercase letters, digits and '-', starting with a letter")]
     MalformedProject(String),
     #[error(
-        "malformed GitHub account name {0:?}: 1-39 letters, digits and '-', not starting with '-'"
+        "malformed GitHub account name {0:?}: letters, digits, '-' and '_', not starting with either"
     )]
     MalformedOwner(String),
     #[error(
@@ -301,13 +301,17 @@ impl FromStr for EvalStatus {
     }
 }
 
-/// A GitHub account (user or organisation) name as GitHub allows it. Names go into request
-/// paths, so anything else (a '/', '?', "..") is refused before it can steer a request made
-/// with a credential to another resource.
+/// A GitHub account (user or organisation) name as GitHub allows it: letters, digits and '-',
+/// and '_' for the accounts of Enterprise Managed Users (`login_shortcode`, longer than the
+/// 39 characters of other logins). Names go into request paths, so anything else (a '/', '?',
+/// "..") is refused before it can steer a request made with a credential to another resource.
 pub fn check_owner_name(name: &str) -> Result<(), DomainError> {
-    let ok = (1..=39).contains(&name.len())
+    let ok = (1..=50).contains(&name.len())
         && !name.starts_with('-')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        && !name.starts_with('_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -637,18 +641,19 @@ mod tests {
 
     #[test]
     fn owner_and_repository_names_are_githubs_and_nothing_that_steers_a_path() {
-        for ok in ["acme", "a", "Acme-Corp", "a1-b2"] {
+        for ok in ["acme", "a", "Acme-Corp", "a1-b2", "octocat_acme"] {
             assert_eq!(check_owner_name(ok), Ok(()), "{ok}");
         }
         for bad in [
             "",
             "-acme",
+            "_acme",
             "ac/me",
             "acme?x",
             "..",
             "a b",
             "ä",
-            &"a".repeat(40),
+            &"a".repeat(51),
         ] {
             assert!(check_owner_name(bad).is_err(), "{bad}");
         }
