@@ -8,12 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use plumbline_proto::v1::{GetPostureResponse, SweepProgress, Wait, WaitCause, WaitStage};
-use plumbline_proto::Timestamp;
 
-fn at(t: Option<&Timestamp>) -> Option<DateTime<Utc>> {
-    let t = t?;
-    DateTime::from_timestamp(t.seconds, t.nanos.clamp(0, 999_999_999) as u32)
-}
+use crate::output::datetime as at;
 
 /// "52 min", "40 s", "3.5 h": a span in the unit a person reads.
 fn span(secs: i64) -> String {
@@ -136,6 +132,14 @@ pub fn lines(p: &GetPostureResponse, now: DateTime<Utc>) -> Vec<String> {
     out
 }
 
+/// Rules passing, and rules in all, across the project's posture counts.
+pub fn passing(p: &GetPostureResponse) -> (u64, u64) {
+    p.counts.iter().fold((0, 0), |(pass, all), c| {
+        let yes = c.status == plumbline_proto::v1::EvalStatus::Pass as i32;
+        (pass + if yes { c.count } else { 0 }, all + c.count)
+    })
+}
+
 /// One clause for `plumb dev`'s posture line: what waits, in a few words ("" when nothing).
 pub fn short(p: &GetPostureResponse, now: DateTime<Utc>) -> String {
     let mut parts: Vec<String> = p
@@ -173,6 +177,7 @@ pub fn short(p: &GetPostureResponse, now: DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use plumbline_proto::v1::CredentialQuota;
+    use plumbline_proto::Timestamp;
 
     fn ts(t: DateTime<Utc>) -> Option<Timestamp> {
         Some(Timestamp {

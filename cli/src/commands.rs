@@ -111,12 +111,7 @@ pub async fn status_filtered(
 
 /// The posture of a project: entities per status, per profile and rule.
 pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
-    let response = c
-        .get_posture(plumbline_proto::v1::GetPostureRequest {
-            project: project.into(),
-        })
-        .await?
-        .into_inner();
+    let response = get_posture(c, project).await?;
     let activity = crate::activity::lines(&response, chrono::Utc::now());
     let counts = response.counts;
     let mut rules: std::collections::BTreeMap<(String, String), [u64; 4]> =
@@ -151,13 +146,17 @@ pub async fn posture(c: &mut Client, project: &str) -> anyhow::Result<String> {
 
 /// What waits in a project and how far the sweep is (the lines below a status table).
 pub async fn activity(c: &mut Client, project: &str) -> anyhow::Result<Vec<String>> {
-    let response = c
-        .get_posture(plumbline_proto::v1::GetPostureRequest {
-            project: project.into(),
-        })
-        .await?
-        .into_inner();
+    let response = get_posture(c, project).await?;
     Ok(crate::activity::lines(&response, chrono::Utc::now()))
+}
+
+/// A project's posture counts, waits, quotas and sweep progress (`GetPosture`).
+pub async fn get_posture(c: &mut Client, project: &str) -> anyhow::Result<GetPostureResponse> {
+    Ok(c.get_posture(GetPostureRequest {
+        project: project.into(),
+    })
+    .await?
+    .into_inner())
 }
 
 /// `plumb ruletype test`: runs the suites and prints a line per case and a summary line.

@@ -151,23 +151,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
     println!("ingest: {}", stack.ingest_url());
     println!("control api: {}", stack.control_url());
 
-    let result = enroll_and_watch(&args, &stack, &store, &shutdown).await;
+    let result = enroll_and_watch(&args, &stack, &shutdown).await;
     println!("stopping");
     stack.stop().await;
-    // The embedded broker goes last, on a detached thread (not the runtime's blocking pool,
-    // which the runtime waits for on exit) and for at most a few seconds: a client still
-    // closing can hold librdkafka's mock cluster, and the process is ending.
-    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        drop(broker);
-        let _ = closed_tx.send(());
-    });
-    if tokio::time::timeout(Duration::from_secs(5), closed_rx)
-        .await
-        .is_err()
-    {
-        eprintln!("the embedded kafka broker did not stop within 5 s; exiting without it");
-    }
+    // Last: the embedded broker (its drop waits a few seconds at most, see EmbeddedBroker).
+    drop(broker);
     drop(cluster);
     result
 }
@@ -175,7 +163,6 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<D
 async fn enroll_and_watch(
     args: &DevArgs,
     stack: &Stack,
-    store: &Store,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<DevSummary> {
     let mut outcomes = stack.outcomes.subscribe();
@@ -255,14 +242,8 @@ async fn enroll_and_watch(
             },
             _ = tick.tick() => {
                 // Counts, not rows: the posture of 5,000 repositories is a few dozen numbers.
-                let posture = c
-                    .get_posture(plumbline_proto::v1::GetPostureRequest { project: project.into() })
-                    .await?
-                    .into_inner();
-                let (passing, rules) = posture.counts.iter().fold((0, 0), |(p, n), c| {
-                    let pass = c.status == plumbline_proto::v1::EvalStatus::Pass as i32;
-                    (p + if pass { c.count } else { 0 }, n + c.count)
-                });
+                let posture = commands::get_posture(&mut c, project).await?;
+                let (passing, rules) = crate::activity::passing(&posture);
                 println!(
                     "posture: {passing}/{rules} rules passing, {} remediations{}",
                     summary.remediations,
@@ -271,12 +252,8 @@ async fn enroll_and_watch(
             }
         }
     }
-    let rows = store.list_status(project, None, None).await?;
-    summary.passing = rows
-        .iter()
-        .filter(|r| r.status == plumbline_domain::EvalStatus::Pass)
-        .count();
-    summary.rules = rows.len();
+    let (passing, rules) = crate::activity::passing(&commands::get_posture(&mut c, project).await?);
+    (summary.passing, summary.rules) = (passing as usize, rules as usize);
     println!(
         "final posture: {}/{} rules passing, {} remediations",
         summary.passing, summary.rules, summary.remediations

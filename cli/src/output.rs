@@ -123,12 +123,15 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A timestamp from the API as a time, `None` when absent or out of range.
+pub fn datetime(t: Option<&plumbline_proto::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+}
+
 /// A timestamp in RFC 3339 (UTC, seconds), null when absent.
 pub fn time(t: &Option<plumbline_proto::Timestamp>) -> Value {
-    t.as_ref()
-        .and_then(|t| {
-            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-        })
+    datetime(t.as_ref())
         .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
         .unwrap_or(Value::Null)
 }

@@ -5,7 +5,7 @@
 //! Starts what it needs: a private tansu broker, a fresh database on the local Postgres, and the
 //! GitHub simulator (in this process) seeded with `BENCH_ENTITIES` (default 2,400) protected
 //! repositories under the shipped `branch-protection` profile, with a 100 ms latency fault on
-//! every route (`BENCH_LATENCY_MS`). The replicas are this same binary started with `--replica`
+//! every route (`BENCH_LATENCY_MS`). The replicas are this same binary started with `--evaluator`
 //! (they run `plumbline_evaluator::run`), each with `BENCH_IN_FLIGHT` (default 8) entities in
 //! flight, so a replica's own rate is bound by GitHub's latency, as in production, and what is
 //! measured is how that scales out.
@@ -16,6 +16,7 @@
 //! Prints `replicas_1_per_s`, `replicas_2_per_s`, `replicas_4_per_s` and `scale_4_over_1`.
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::evaluator_process::{self, Evaluators};
 use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig};
@@ -25,7 +26,6 @@ use plumbline_store::testing::TestDatabase;
 use plumbline_store::Store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -39,42 +39,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
-
 /// A replica: the evaluator service, configured by the parent through the environment.
 async fn replica() -> anyhow::Result<()> {
-    let mut args = plumbline_runtime::ServiceArgs::local(
-        &env("BENCH_BROKERS")?,
-        &env("BENCH_DATABASE_URL")?,
-        &env("BENCH_GITHUB_URL")?,
-    );
-    args.topic_prefix = env("BENCH_PREFIX")?;
-    args.database_max_connections = 16;
-    let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
-    config.consumer.group_id = format!("{}plumbline-evaluator", env("BENCH_PREFIX")?);
+    let mut config = evaluator_process::config()?;
+    config.service.database_max_connections = 16;
     config.consumer.session_timeout_ms = 6000;
     config.consumer.max_in_flight = env_u64("BENCH_IN_FLIGHT", 8) as usize;
-    let shutdown = plumbline_runtime::shutdown_on_signal();
-    plumbline_evaluator::run(config, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-struct Replicas(Vec<Child>);
-
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
+    evaluator_process::run(config).await
 }
 
 /// Waits until `want` entities have a verdict newer than `since`.
@@ -103,7 +74,7 @@ async fn wait_evaluated(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("--replica") {
+    if evaluator_process::is_child() {
         return replica().await;
     }
     let n = env_u64("BENCH_ENTITIES", 2400) as usize;
@@ -163,7 +134,6 @@ async fn main() -> anyhow::Result<()> {
         store.upsert_entity(e).await?;
     }
     let producer = Producer::new(&ProducerConfig::new(&brokers, "bench-scale"))?;
-    let me = std::env::current_exe()?;
     eprintln!("evaluator_scale: {n} entities, {latency:?} GitHub latency, {in_flight} in flight per replica");
 
     let mut rates = BTreeMap::new();
@@ -171,20 +141,17 @@ async fn main() -> anyhow::Result<()> {
         let (prefix, topics) = topics_on(&brokers, 12).await;
         let children = (0..replicas)
             .map(|_| {
-                Command::new(&me)
-                    .arg("--replica")
-                    .env("BENCH_BROKERS", &brokers)
-                    .env("BENCH_DATABASE_URL", &db.url)
-                    .env("BENCH_GITHUB_URL", format!("http://{sim_addr}"))
-                    .env("BENCH_PREFIX", &prefix)
-                    .env("BENCH_IN_FLIGHT", in_flight.to_string())
-                    .env("RUST_LOG", "error")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
+                Ok(evaluator_process::command(
+                    &brokers,
+                    &db.url,
+                    &format!("http://{sim_addr}"),
+                    &prefix,
+                )?
+                .env("BENCH_IN_FLIGHT", in_flight.to_string())
+                .spawn()?)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let guard = Replicas(children);
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let guard = Evaluators(children);
         // Warm-up: the group has formed and settled once these are evaluated.
         tokio::time::sleep(Duration::from_secs(8)).await;
         let warm_at = chrono::Utc::now();

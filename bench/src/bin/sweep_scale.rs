@@ -20,6 +20,7 @@
 //! repositories), `posture_query_ms_p99` (the posture counts of the project, 50 times).
 
 use anyhow::{bail, Context as _};
+use plumbline_bench::evaluator_process::{self, Evaluators};
 use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig};
@@ -30,7 +31,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -38,52 +38,27 @@ const PROJECT: &str = "default";
 /// Repositories per simulated organisation.
 const PER_ORG: usize = 1000;
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
-
-/// The evaluator process: default settings, configured by the parent through the environment.
+/// The evaluator process: default settings but for its health address, where the parent
+/// reads its `/metrics`.
 async fn evaluator() -> anyhow::Result<()> {
-    let mut args = plumbline_runtime::ServiceArgs::local(
-        &env("BENCH_BROKERS")?,
-        &env("BENCH_DATABASE_URL")?,
-        &env("BENCH_GITHUB_URL")?,
-    );
-    args.topic_prefix = env("BENCH_PREFIX")?;
-    args.health_listen = env("BENCH_HEALTH")?.parse()?;
-    let mut config = plumbline_evaluator::EvaluatorConfig::new(args);
-    config.consumer.group_id = format!("{}plumbline-evaluator", env("BENCH_PREFIX")?);
-    let shutdown = plumbline_runtime::shutdown_on_signal();
-    plumbline_evaluator::run(config, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    let mut config = evaluator_process::config()?;
+    config.service.health_listen = std::env::var("BENCH_HEALTH")
+        .context("BENCH_HEALTH is not set")?
+        .parse()?;
+    evaluator_process::run(config).await
 }
 
-/// The evaluator process, stopped (TERM, then waited for) when dropped.
-struct EvaluatorProcess(Child);
-
-impl Drop for EvaluatorProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-impl EvaluatorProcess {
-    /// Peak resident memory so far (MiB), from `/proc/<pid>/status`.
-    fn peak_rss_mb(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            })
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    }
+/// A process's peak resident memory so far (MiB), from `/proc/<pid>/status`.
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 /// Entities the evaluator has handled so far, from its `/metrics`.
@@ -219,19 +194,14 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
     );
 
     let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = EvaluatorProcess(
-        Command::new(std::env::current_exe()?)
-            .arg("--evaluator")
-            .env("BENCH_BROKERS", brokers)
-            .env("BENCH_DATABASE_URL", &db.url)
-            .env("BENCH_GITHUB_URL", format!("http://{sim_addr}"))
-            .env("BENCH_PREFIX", &prefix)
-            .env("BENCH_HEALTH", health.to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let child = Evaluators(vec![evaluator_process::command(
+        brokers,
+        &db.url,
+        &format!("http://{sim_addr}"),
+        &prefix,
+    )?
+    .env("BENCH_HEALTH", health.to_string())
+    .spawn()?]);
     let producer = Producer::new(&ProducerConfig::new(brokers, "bench-sweep-scale"))?;
     publish(&producer, &topics.entity_events, warm, EventReason::Sweep).await?;
     wait_handled(health, 1, Duration::from_secs(120)).await?;
@@ -272,7 +242,7 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
         out.insert(seconds_key, secs);
         out.insert(quota_key, quota.charged as f64 / n as f64);
     }
-    out.insert("evaluator_rss_mb", child.peak_rss_mb());
+    out.insert("evaluator_rss_mb", peak_rss_mb(child.0[0].id()));
     drop(child);
     let bytes = store.database_size_bytes().await?;
     out.insert(
@@ -293,7 +263,7 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("--evaluator") {
+    if evaluator_process::is_child() {
         return evaluator().await;
     }
     let scales: Vec<usize> = std::env::var("BENCH_SCALES")

@@ -27,14 +27,21 @@ pub enum EmbeddedError {
 pub struct EmbeddedBroker {
     bootstrap: String,
     stop: Option<mpsc::Sender<()>>,
+    /// Told when the cluster is gone.
+    stopped: mpsc::Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The longest dropping the broker waits for the mock cluster to go: a client still closing can
+/// hold it, and the process that drops it is usually ending.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl EmbeddedBroker {
     pub fn start(topics: &Topics, partitions: i32) -> Result<Self, BusError> {
         let names: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, EmbeddedError>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (stopped_tx, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("embedded-kafka".into())
             .spawn(move || {
@@ -58,6 +65,7 @@ impl EmbeddedBroker {
                 // Keep the cluster alive until asked to stop (or the handle is dropped).
                 let _ = stop_rx.recv();
                 drop(cluster);
+                let _ = stopped_tx.send(());
             })
             .map_err(|e| BusError::Embedded(EmbeddedError::Thread(e)))?;
         let bootstrap = ready_rx
@@ -67,6 +75,7 @@ impl EmbeddedBroker {
         Ok(EmbeddedBroker {
             bootstrap,
             stop: Some(stop_tx),
+            stopped,
             thread: Some(thread),
         })
     }
@@ -79,6 +88,12 @@ impl EmbeddedBroker {
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         drop(self.stop.take());
+        if let Err(mpsc::RecvTimeoutError::Timeout) = self.stopped.recv_timeout(STOP_LIMIT) {
+            tracing::warn!(
+                "the embedded kafka broker did not stop within {STOP_LIMIT:?}: leaving it"
+            );
+            return;
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

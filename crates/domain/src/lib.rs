@@ -334,6 +334,11 @@ pub fn check_repository_name(name: &str) -> Result<(), DomainError> {
     }
 }
 
+/// `owner/name` of a repository, both as GitHub allows them (see [`check_owner_name`]).
+pub fn check_repository_full_name(owner: &str, name: &str) -> Result<(), DomainError> {
+    check_owner_name(owner).and_then(|()| check_repository_name(name))
+}
+
 /// Why work on an entity waits instead of running: what `plumb status` says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -357,6 +362,16 @@ impl WaitCause {
             WaitCause::ProviderQuota => "provider_quota",
             WaitCause::ContentBudget => "content_budget",
             WaitCause::ActionLease => "action_lease",
+        }
+    }
+
+    /// What waiting on a provider is: a limit when it named a time to come back (a spent
+    /// quota, a secondary limit), a dependency down otherwise.
+    pub fn of_provider(names_a_time: bool) -> WaitCause {
+        if names_a_time {
+            WaitCause::ProviderQuota
+        } else {
+            WaitCause::Dependency
         }
     }
 

@@ -23,6 +23,19 @@ pub enum ProviderError {
     Failed(String),
 }
 
+impl ProviderError {
+    /// When the provider said to come back (it limits us: a spent quota, a secondary limit);
+    /// `None` for every other failure.
+    pub fn limited_until(&self) -> Option<std::time::SystemTime> {
+        match self {
+            ProviderError::Transient {
+                until: Some(secs), ..
+            } => Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(*secs)),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     async fn request(

@@ -207,19 +207,6 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Every project that has active entities (the reconciler sweeps each).
-    pub async fn projects(&self) -> Result<Vec<String>, StoreError> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                &c.prepare_cached("SELECT name FROM projects ORDER BY name")
-                    .await?,
-                &[],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
     /// Marks an entity retired: it is no longer swept or evaluated and leaves the posture (its
     /// latest statuses go); its history is kept.
     #[tracing::instrument(name = "db.retire_entity", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

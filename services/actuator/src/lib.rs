@@ -398,19 +398,9 @@ fn epoch(secs: u64) -> std::time::SystemTime {
 
 /// A provider error that says nothing of the action: wait (until the limit lifts, when known).
 fn provider_unavailable(e: ProviderError) -> Failure {
-    let until = match &e {
-        ProviderError::Transient {
-            until: Some(secs), ..
-        } => Some(epoch(*secs)),
-        _ => None,
-    };
+    let until = e.limited_until();
     Failure::Unavailable {
-        // A provider names a time only when it limits us (a spent quota, a secondary limit).
-        cause: if until.is_some() {
-            WaitCause::ProviderQuota
-        } else {
-            WaitCause::Dependency
-        },
+        cause: WaitCause::of_provider(until.is_some()),
         reason: e.to_string(),
         until,
     }
@@ -422,11 +412,7 @@ fn github_unavailable(e: GitHubError) -> Failure {
         _ => None,
     };
     Failure::Unavailable {
-        cause: if until.is_some() {
-            WaitCause::ProviderQuota
-        } else {
-            WaitCause::Dependency
-        },
+        cause: WaitCause::of_provider(until.is_some()),
         reason: format!("github: {e}"),
         until,
     }

@@ -354,8 +354,8 @@ impl Control {
             next = after;
             for repo in page {
                 // Names GitHub lists go into request paths later: held to the same rules.
-                if plumbline_domain::check_owner_name(&repo.owner.login).is_err()
-                    || plumbline_domain::check_repository_name(&repo.name).is_err()
+                if plumbline_domain::check_repository_full_name(&repo.owner.login, &repo.name)
+                    .is_err()
                 {
                     tracing::warn!(owner = %repo.owner.login, name = %repo.name, "listed repository with a name GitHub does not allow: skipped");
                     continue;
@@ -719,8 +719,7 @@ impl ControlService for Control {
             return Err(ControlError::InvalidArgument("owner and name are required".into()).into());
         }
         // The names go into a request path made with the project's credential.
-        plumbline_domain::check_owner_name(&req.owner)
-            .and_then(|()| plumbline_domain::check_repository_name(&req.name))
+        plumbline_domain::check_repository_full_name(&req.owner, &req.name)
             .map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
         // Read with the credential the repository will be acted on with: what that credential
         // cannot see, this project cannot register.
@@ -902,26 +901,14 @@ impl ControlService for Control {
             .await?;
         let req = req.into_inner();
         let project = project_or_default(&req.project);
-        let counts = self
-            .store
-            .posture_counts(project)
-            .await
-            .map_err(ControlError::from)?;
-        let waits = self
-            .store
-            .waits(project)
-            .await
-            .map_err(ControlError::from)?;
-        let quotas = self
-            .store
-            .project_quotas(project)
-            .await
-            .map_err(ControlError::from)?;
-        let sweep = self
-            .store
-            .sweep_progress(project)
-            .await
-            .map_err(ControlError::from)?;
+        // Four independent reads, sent together.
+        let (counts, waits, quotas, sweep) = tokio::try_join!(
+            self.store.posture_counts(project),
+            self.store.waits(project),
+            self.store.project_quotas(project),
+            self.store.sweep_progress(project),
+        )
+        .map_err(ControlError::from)?;
         Ok(Response::new(GetPostureResponse {
             waits: waits
                 .into_iter()

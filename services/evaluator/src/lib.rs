@@ -377,19 +377,9 @@ fn store_failure(e: plumbline_store::StoreError) -> Failure {
 /// The provider is down or limiting us: retry the record (until the limit lifts, when known)
 /// rather than publish a verdict that says nothing about the repository.
 fn provider_unavailable(e: ProviderError) -> Failure {
-    let until = match &e {
-        ProviderError::Transient {
-            until: Some(secs), ..
-        } => Some(std::time::UNIX_EPOCH + Duration::from_secs(*secs)),
-        _ => None,
-    };
+    let until = e.limited_until();
     Failure::Unavailable {
-        // A provider names a time only when it limits us (a spent quota, a secondary limit).
-        cause: if until.is_some() {
-            WaitCause::ProviderQuota
-        } else {
-            WaitCause::Dependency
-        },
+        cause: WaitCause::of_provider(until.is_some()),
         reason: e.to_string(),
         until,
     }
@@ -448,8 +438,7 @@ impl Evaluator {
         let hinted = !event.owner.is_empty()
             && !event.name.is_empty()
             && (event.owner != entity.owner || event.name != entity.name)
-            && plumbline_domain::check_owner_name(&event.owner).is_ok()
-            && plumbline_domain::check_repository_name(&event.name).is_ok();
+            && plumbline_domain::check_repository_full_name(&event.owner, &event.name).is_ok();
         let mut found = None;
         if hinted {
             if let Ok(NameCheck::Same(repo)) =

@@ -478,16 +478,8 @@ impl Reconciler {
     /// The quota an entity's evaluation spends, `None` when it spends none: an unbound entity
     /// outside the own credential's project is not read at all (its rules say why).
     fn quota_key(&self, e: &plumbline_domain::Entity) -> Option<String> {
-        match (&e.credential, &self.own_project) {
-            (Some(_), _) => Some(plumbline_store::quota_key(
-                &e.project,
-                e.credential.as_deref(),
-            )),
-            (None, Some(own)) if *own == e.project => {
-                Some(plumbline_store::quota_key(&e.project, None))
-            }
-            (None, _) => None,
-        }
+        let read = e.credential.is_some() || self.own_project.as_deref() == Some(&e.project);
+        read.then(|| plumbline_store::quota_key(&e.project, e.credential.as_deref()))
     }
 
     /// Writes a project's sweep progress; a failure is logged (progress is for people).
