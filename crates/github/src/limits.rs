@@ -62,7 +62,14 @@ impl RateState {
     ) -> Option<Instant> {
         let now = Instant::now();
         if let Some(r) = header_u64(headers, "x-ratelimit-remaining") {
-            self.remaining = Some(r);
+            // Answers to concurrent requests arrive in any order: within one window the count
+            // only goes down, so an older answer does not raise it again.
+            let same_window = header_u64(headers, "x-ratelimit-reset")
+                .is_some_and(|reset| Some(reset) == self.reset);
+            self.remaining = Some(match self.remaining {
+                Some(known) if same_window => known.min(r),
+                _ => r,
+            });
         }
         if let Some(l) = header_u64(headers, "x-ratelimit-limit") {
             self.limit = Some(l);
@@ -184,6 +191,26 @@ mod tests {
             )
             .is_some());
         assert!(p.blocked_until().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn within_a_window_the_count_left_only_goes_down() {
+        let mut s = RateState::default();
+        let reset = (epoch_now() + 600).to_string();
+        let answer = |left: &str, reset: &str| {
+            h(&[
+                ("x-ratelimit-remaining", left.into()),
+                ("x-ratelimit-reset", reset.into()),
+            ])
+        };
+        s.observe(StatusCode::OK, &answer("0", &reset), b"");
+        // The answer to a request sent earlier, read later.
+        s.observe(StatusCode::OK, &answer("1", &reset), b"");
+        assert_eq!(s.remaining, Some(0));
+        // A new window starts from what GitHub says.
+        let next = (epoch_now() + 4200).to_string();
+        s.observe(StatusCode::OK, &answer("4999", &next), b"");
+        assert_eq!(s.remaining, Some(4999));
     }
 
     #[tokio::test(start_paused = true)]
