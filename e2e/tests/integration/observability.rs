@@ -112,7 +112,7 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
     assert!(tracing.exporting());
 
     let db = TestDb::new().await;
-    let (prefix, _topics) = topics(3).await;
+    let (prefix, topics) = topics(3).await;
     let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
         .await
         .expect("stack");
@@ -140,6 +140,9 @@ async fn one_webhook_is_one_trace_and_every_service_exports_valid_metrics() {
         }
     };
     eventually(Duration::from_secs(60), "passing", || status("pass")).await;
+    // Enrolment's events are all evaluated: a queued one must not read the switched-off state
+    // and carry the fix under its own trace instead of the webhook's.
+    wait_settled(&topics, &entity, RULE).await;
 
     // A human switches protection off; GitHub's webhook starts the journey.
     stack

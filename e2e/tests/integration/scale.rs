@@ -144,6 +144,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
 
     // Every entity ends with a verdict newer than its last event, and passing: the unprotected
     // half was fixed by the actuator and re-checked.
+    let polls = std::sync::atomic::AtomicU32::new(0);
     eventually(
         Duration::from_secs(240),
         "every entity has a fresh passing verdict",
@@ -160,6 +161,18 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
                         && r.status.as_str() == "pass"
                 })
                 .count();
+            // Progress, every 10 s, so a run that stalls says where.
+            if polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 49 {
+                let failing = rows
+                    .iter()
+                    .filter(|r| r.rule_name == "branch_protection_enabled" && r.status.as_str() != "pass")
+                    .count();
+                eprintln!(
+                    "scale: {fresh} of {} fresh and passing, {failing} not passing, {} protections so far",
+                    entities.len(),
+                    stack.sim.request_counts().get(PUT_PROTECTION).copied().unwrap_or(0)
+                );
+            }
             (fresh == entities.len()).then_some(())
         },
     )

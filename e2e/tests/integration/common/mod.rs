@@ -32,3 +32,42 @@ pub async fn enroll(stack: &plumb::stack::Stack, repos: &[(&str, &str)]) {
             .expect("register");
     }
 }
+
+/// Waits until the newest entity event of `entity` has been evaluated: a verdict of `rule`
+/// names it as its cause. Until then a queued event (enrolment sends several) may still read
+/// the live state a test is about to change, and act on it under its own trace. Events that
+/// wait together are coalesced into the newest, so only the newest is sure to have a verdict.
+pub async fn wait_settled(topics: &plumbline_bus::Topics, entity: &str, rule: &str) {
+    use plumbline_proto::v1::{EntityEvent, Verdict};
+    use plumbline_proto::Message as _;
+    use std::time::Duration;
+    let mut events = Reader::new(&topics.entity_events);
+    let mut verdicts = Reader::new(&topics.verdicts);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        events.drain(Duration::from_millis(500)).await;
+        verdicts.drain(Duration::from_millis(500)).await;
+        let newest = events
+            .records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(entity))
+            .filter_map(|r| EntityEvent::decode(r.payload.as_slice()).ok())
+            .last()
+            .map(|e| e.event_id);
+        if let Some(id) = newest {
+            let evaluated = verdicts
+                .records
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(entity))
+                .filter_map(|r| Verdict::decode(r.payload.as_slice()).ok())
+                .any(|v| v.rule_name == rule && v.cause_event_id == id);
+            if evaluated {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newest event of {entity} was not evaluated within 60 s"
+        );
+    }
+}
