@@ -47,6 +47,9 @@ pub struct StackConfig {
     /// Requests a credential must have left for an evaluation to start (the evaluator's
     /// `--quota-floor`).
     pub evaluator_quota_floor: u64,
+    /// The evaluator's ETag cache (`--github-etag-cache-mib`); 0 keeps no answer in memory,
+    /// as when a fleet is too large for the cache to hold until the next sweep.
+    pub evaluator_etag_cache_mib: usize,
 }
 
 impl StackConfig {
@@ -72,6 +75,7 @@ impl StackConfig {
             run_actuator: true,
             github_app: None,
             evaluator_quota_floor: plumbline_evaluator::DEFAULT_QUOTA_FLOOR,
+            evaluator_etag_cache_mib: plumbline_runtime::DEFAULT_GITHUB_ETAG_CACHE_MIB,
         }
     }
 }
@@ -198,7 +202,9 @@ impl Stack {
             return Ok(());
         }
         let token = self.root.child_token();
-        let mut ec = plumbline_evaluator::EvaluatorConfig::new(self.service_args());
+        let mut args = self.service_args();
+        args.github_etag_cache_mib = self.config.evaluator_etag_cache_mib;
+        let mut ec = plumbline_evaluator::EvaluatorConfig::new(args);
         ec.consumer.group_id = format!("{}plumbline-evaluator", self.config.topic_prefix);
         ec.consumer.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;

@@ -535,11 +535,13 @@ impl GitHub {
         };
         if let Some((cache, key, validator)) = &negative {
             if let Some(kept) = cache.get(key).filter(|c| c.etag.is_empty()) {
-                let (_, unchanged) = self
+                let (v, unchanged) = self
                     .send_once(Method::GET, validator, None, &[], true, limit)
                     .await?;
                 if unchanged {
                     cache.record_hit();
+                    // The kept answer holds as long as its validating resource is unchanged.
+                    crate::reads::note(validator_of(validator, &[], &v));
                     return Ok(ApiResponse {
                         status: kept.status,
                         headers: HeaderMap::new(),
@@ -550,16 +552,24 @@ impl GitHub {
             }
         }
         let (r, _) = self
-            .send_once(method, path, body, headers, use_cache, limit)
+            .send_once(method.clone(), path, body, headers, use_cache, limit)
             .await?;
         if let (Some((cache, key, validator)), 404 | 409) = (negative, r.status) {
-            // Prime the validator's ETag (once), then keep the answer under it.
-            let validator_key = EtagCache::key(&self.credential, &validator, &[]);
-            let primed = cache.get(&validator_key).is_some()
-                || self
-                    .send_once(Method::GET, &validator, None, &[], true, limit)
-                    .await
-                    .is_ok_and(|(v, _)| v.is_success());
+            // Prime the validator's ETag (once), then keep the answer under it. Reading it
+            // again here (a 304 while primed, so free) also gives the read its validator.
+            let primed = match self
+                .send_once(Method::GET, &validator, None, &[], true, limit)
+                .await
+            {
+                Ok((v, _)) if v.is_success() => {
+                    crate::reads::note(validator_of(&validator, &[], &v));
+                    true
+                }
+                _ => {
+                    crate::reads::note(None);
+                    false
+                }
+            };
             if primed {
                 cache.put(
                     key,
@@ -570,8 +580,62 @@ impl GitHub {
                     },
                 );
             }
+        } else if crate::reads::active() {
+            crate::reads::note(
+                (method == Method::GET && use_cache)
+                    .then(|| validator_of(path, headers, &r))
+                    .flatten(),
+            );
         }
         Ok(r)
+    }
+
+    /// Whether everything `validators` stand for is unchanged: a conditional GET each, in
+    /// order, until one is not a 304. GitHub charges no quota for a 304, so an unchanged
+    /// repository is checked for free however long ago its answers left the ETag cache. The
+    /// first changed answer is put in the cache, so reading it again right after costs nothing.
+    pub async fn still_valid(&self, validators: &[crate::Validator]) -> Result<bool, GitHubError> {
+        for v in validators {
+            if !v.path.starts_with('/') || v.etag.is_empty() {
+                return Ok(false);
+            }
+            let mut headers = v.headers.clone();
+            headers.push((
+                http::header::IF_NONE_MATCH.as_str().to_string(),
+                v.etag.clone(),
+            ));
+            let (r, _) = self
+                .send_once(
+                    Method::GET,
+                    &v.path,
+                    None,
+                    &headers,
+                    false,
+                    self.max_response_bytes,
+                )
+                .await?;
+            if r.status == 304 {
+                continue;
+            }
+            if let (Some(cache), Some(etag), true) = (
+                &self.cache,
+                r.headers
+                    .get(http::header::ETAG)
+                    .and_then(|e| e.to_str().ok()),
+                r.is_success(),
+            ) {
+                cache.put(
+                    EtagCache::key(&self.credential, &v.path, &v.headers),
+                    CachedResponse {
+                        etag: etag.to_string(),
+                        status: r.status,
+                        body: r.body.clone(),
+                    },
+                );
+            }
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// One request: refuse while rate limited, bound concurrency, offer the cached ETag, retry
@@ -692,9 +756,15 @@ impl GitHub {
                 (Some(c), 304) => {
                     revalidated = true;
                     cache.record_hit();
-                    // Fresh headers (rate-limit figures), the body we already had.
+                    // Fresh headers (rate-limit figures), the body we already had, and the
+                    // ETag it was validated with when the 304 did not repeat it.
                     r.status = c.status;
                     r.body = c.body.clone();
+                    if !r.headers.contains_key(http::header::ETAG) {
+                        if let Ok(v) = http::HeaderValue::from_str(&c.etag) {
+                            r.headers.insert(http::header::ETAG, v);
+                        }
+                    }
                 }
                 (_, 200..=299) => {
                     cache.record_miss();
@@ -869,6 +939,20 @@ fn validator_for(path: &str) -> Option<String> {
         "actions/permissions/selected-actions" => Some(format!("{repo_path}/actions/permissions")),
         _ => None,
     }
+}
+
+/// The validator of a successful GET: its ETag (none for other answers, or without one).
+fn validator_of(
+    path: &str,
+    headers: &[(String, String)],
+    r: &ApiResponse,
+) -> Option<crate::Validator> {
+    let etag = r.headers.get(http::header::ETAG)?.to_str().ok()?;
+    (r.is_success() && !etag.is_empty()).then(|| crate::Validator {
+        path: path.to_string(),
+        headers: headers.to_vec(),
+        etag: etag.to_string(),
+    })
 }
 
 /// Reads a whole response, refusing bodies over `limit` bytes.

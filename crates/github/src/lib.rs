@@ -9,6 +9,7 @@ mod client;
 pub mod egress;
 pub mod limits;
 mod ops;
+pub mod reads;
 pub mod route;
 pub mod webhook;
 
@@ -16,6 +17,7 @@ pub use cache::CacheStats;
 pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Quota, Repository};
 pub use http::Method;
 pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
+pub use reads::{Reads, Validator};
 
 /// Provider errors, typed so callers can tell "try later" from "give up".
 #[derive(Debug, thiserror::Error)]

@@ -44,7 +44,7 @@ pub struct ServiceArgs {
 
     /// Memory for the GitHub conditional-request (ETag) cache, in MiB (0 turns it off). Unchanged
     /// reads answered from it cost no rate-limit quota.
-    #[arg(long, env = "PLUMB_GITHUB_ETAG_CACHE_MIB", default_value_t = 64)]
+    #[arg(long, env = "PLUMB_GITHUB_ETAG_CACHE_MIB", default_value_t = DEFAULT_GITHUB_ETAG_CACHE_MIB)]
     pub github_etag_cache_mib: usize,
 
     /// Largest GitHub API response read, in MiB (a larger one is an error).
@@ -103,6 +103,9 @@ pub struct ServiceArgs {
     pub health_listen: SocketAddr,
 }
 
+/// The default `--github-etag-cache-mib`.
+pub const DEFAULT_GITHUB_ETAG_CACHE_MIB: usize = 64;
+
 impl ServiceArgs {
     /// Settings for tests and `plumb dev`: everything on loopback, health on an ephemeral port.
     pub fn local(kafka_brokers: &str, database_url: &str, github_api_url: &str) -> Self {
@@ -114,7 +117,7 @@ impl ServiceArgs {
             database_statement_timeout_ms: 30_000,
             github_api_url: github_api_url.to_string(),
             github_token: None,
-            github_etag_cache_mib: 64,
+            github_etag_cache_mib: DEFAULT_GITHUB_ETAG_CACHE_MIB,
             github_max_response_mib: 16,
             github_app_id: None,
             github_app_private_key_file: None,

@@ -14,7 +14,7 @@ pub mod secrets;
 
 pub use args::{
     ConsumerArgs, ConsumerDefaults, KafkaArgs, KafkaProtocol, KafkaSettingsError, SaslMechanism,
-    ServiceArgs,
+    ServiceArgs, DEFAULT_GITHUB_ETAG_CACHE_MIB,
 };
 
 use tokio_util::sync::CancellationToken;

@@ -56,6 +56,27 @@ impl StatusRow {
     }
 }
 
+/// What an entity's last complete evaluation read, and what else it was decided on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredInputs {
+    /// A digest of what the evaluation was decided on besides the reads: the entity as
+    /// registered and the profiles and rule types that applied to it.
+    pub context: String,
+    /// The reads' validators (`plumbline_github::reads::Validator`s), as the evaluator wrote them.
+    pub validators: serde_json::Value,
+}
+
+/// What an evaluation does to its entity's [`StoredInputs`].
+#[derive(Debug, Clone, Copy)]
+pub enum InputsChange<'a> {
+    /// Left as it is (nothing new was learnt: the verdicts were reused from it).
+    Keep,
+    /// Replaced by what this evaluation read.
+    Set(&'a StoredInputs),
+    /// Removed: this evaluation's reads cannot be validated, or it did not complete.
+    Clear,
+}
+
 /// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastVerdict {
@@ -135,12 +156,23 @@ impl Store {
     /// The entity's status rows for rules it was not evaluated against this time (a rule removed
     /// from a profile, a profile deleted or renamed) are removed in the same transaction, so
     /// the latest status never reports a rule that no longer applies.
-    #[tracing::instrument(name = "db.record_evaluations", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-
     pub async fn record_evaluations(
         &self,
         entity_id: &str,
         records: &[EvaluationRecord],
+    ) -> Result<(), StoreError> {
+        self.record_evaluations_and_inputs(entity_id, records, InputsChange::Keep)
+            .await
+    }
+
+    /// [`record_evaluations`](Self::record_evaluations), and in the same transaction what the
+    /// evaluation read (see [`StoredInputs`]): replaced, removed or left as it is.
+    #[tracing::instrument(name = "db.record_evaluations", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn record_evaluations_and_inputs(
+        &self,
+        entity_id: &str,
+        records: &[EvaluationRecord],
+        inputs: InputsChange<'_>,
     ) -> Result<(), StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
@@ -222,15 +254,63 @@ impl Store {
                 ]
             })
             .collect();
+        let (inputs_write, inputs_params): (Option<tokio_postgres::Statement>, Params) =
+            match &inputs {
+                InputsChange::Keep => (None, vec![]),
+                InputsChange::Set(stored) => (
+                    Some(
+                        tx.prepare_cached(
+                            "INSERT INTO entity_inputs (entity_id, context, validators)
+                             VALUES ($1, $2, $3)
+                             ON CONFLICT (entity_id) DO UPDATE SET
+                                context = EXCLUDED.context, validators = EXCLUDED.validators,
+                                recorded_at = now()
+                             WHERE entity_inputs.context <> EXCLUDED.context
+                                OR entity_inputs.validators <> EXCLUDED.validators",
+                        )
+                        .await?,
+                    ),
+                    vec![&entity_id, &stored.context, &stored.validators],
+                ),
+                InputsChange::Clear => (
+                    Some(
+                        tx.prepare_cached("DELETE FROM entity_inputs WHERE entity_id = $1")
+                            .await?,
+                    ),
+                    vec![&entity_id],
+                ),
+            };
         let mut writes = Vec::with_capacity(1 + 2 * records.len());
         writes.push(tx.execute(&delete, &delete_params));
         for (status, history_row) in status_params.iter().zip(&history_params) {
             writes.push(tx.execute(&upsert, status));
             writes.push(tx.execute(&history, history_row));
         }
+        if let Some(statement) = &inputs_write {
+            writes.push(tx.execute(statement, &inputs_params));
+        }
         futures::future::try_join_all(writes).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// What the entity's last complete evaluation read, if it was recorded.
+    #[tracing::instrument(name = "db.entity_inputs", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn entity_inputs(&self, entity_id: &str) -> Result<Option<StoredInputs>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &c.prepare_cached(
+                    "SELECT context, validators FROM entity_inputs WHERE entity_id = $1",
+                )
+                .await?,
+                &[&entity_id],
+            )
+            .await?;
+        Ok(row.map(|r| StoredInputs {
+            context: r.get(0),
+            validators: r.get(1),
+        }))
     }
 
     /// Latest statuses of a project, optionally for one entity or one profile.

@@ -70,6 +70,8 @@ defs! {
         "rule evaluations by rule type (the first RULE_TYPE_LABELS names seen; later ones count as other) and status";
     EVALUATOR_REUSED: Counter "plumbline_evaluator_reused_total" []
         "rule verdicts reused because nothing they read changed";
+    EVALUATOR_SWEEP_CHECKS: Counter "plumbline_evaluator_sweep_checks_total" ["outcome"]
+        "sweep events checked against the entity's last reads with conditional requests, by outcome (unchanged: verdicts stand; changed: read and evaluated)";
     EVALUATOR_ENTITY_SECONDS: Histogram "plumbline_evaluator_entity_seconds" []
         "time to evaluate all rules of one entity event";
     WEBHOOK_TO_VERDICT: Histogram "plumbline_webhook_to_verdict_seconds" []

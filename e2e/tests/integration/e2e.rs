@@ -517,6 +517,101 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     stack.stop().await;
 }
 
+/// At 100,000 repositories the evaluator's ETag cache cannot hold every answer until the next
+/// sweep; here it holds none at all. A sweep of an unchanged repository still costs no quota:
+/// the reads of its last evaluation, kept in Postgres as validators, all answer 304 to
+/// conditional requests, and every verdict stands without reading or evaluating again (the
+/// check is still recorded). A change whose webhook was lost is still found by the next sweep,
+/// read afresh and fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unchanged_repository_is_swept_for_free_with_no_etag_cache() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let mut cfg = StackConfig::local(&kafka(), &db.url, &prefix);
+    cfg.reconcile_interval = Duration::from_secs(3);
+    cfg.evaluator_etag_cache_mib = 0;
+    let stack = Stack::start(cfg).await.expect("stack starts");
+    let store = db.store();
+    let id = stack.sim.create_repo(
+        "acme",
+        "vault",
+        RepoOptions {
+            protected: true,
+            ..Default::default()
+        },
+    );
+    let entity = format!("github/repository/{id}");
+    enroll(&stack, &[("acme", "vault")]).await;
+    wait_status(&store, &entity, "pass", Duration::from_secs(60)).await;
+    let metrics = stack.evaluator_metrics.clone().expect("evaluator running");
+    let checks = |outcome: &str| {
+        metrics.counter_value(
+            "plumbline_evaluator_sweep_checks_total",
+            &[("outcome", outcome)],
+        )
+    };
+    let reused = || metrics.counter_value("plumbline_evaluator_reused_total", &[]);
+    let charged = || {
+        stack
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.charged && r.path.starts_with("/repos/acme/vault"))
+            .count()
+    };
+    eventually(
+        Duration::from_secs(60),
+        "a sweep finds the repository unchanged",
+        || async { (checks("unchanged") >= 1).then_some(()) },
+    )
+    .await;
+    let (unchanged_before, reused_before, charged_before) =
+        (checks("unchanged"), reused(), charged());
+    let history = store.history_count(&entity).await.expect("history");
+    eventually(
+        Duration::from_secs(60),
+        "two more sweeps find it unchanged",
+        || async { (checks("unchanged") >= unchanged_before + 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        charged(),
+        charged_before,
+        "unchanged sweeps cost no quota, with no answer kept in memory"
+    );
+    assert!(
+        reused() >= reused_before + 2,
+        "the verdicts stood: {} reused before, {} after",
+        reused_before,
+        reused()
+    );
+    assert!(
+        store.history_count(&entity).await.expect("history") > history,
+        "each check is recorded"
+    );
+    assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
+
+    // The webhook of this change is lost: only a sweep can find it.
+    stack.sim.set_webhooks_enabled(false);
+    let changed_before = checks("changed");
+    stack
+        .sim
+        .remove_protection("acme", "vault", "main")
+        .expect("remove protection");
+    eventually(
+        Duration::from_secs(60),
+        "the next sweep finds the change and protection is restored",
+        || async { stack.sim.protection("acme", "vault", "main").map(|_| ()) },
+    )
+    .await;
+    assert!(
+        checks("changed") > changed_before,
+        "the sweep saw the change"
+    );
+    wait_status(&store, &entity, "pass", Duration::from_secs(30)).await;
+    stack.stop().await;
+}
+
 /// A webhook replayed with a new delivery id (an attacker who captured a signed delivery, or a
 /// redelivery after the dedupe window) passes the signature check, since the body is GitHub's;
 /// all it can cause is a re-evaluation of live state. Here the protection was switched off and

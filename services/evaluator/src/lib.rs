@@ -497,20 +497,78 @@ impl Evaluator {
             .entity_ref()
             .map_err(|e| Failure::Poison(e.to_string()))?;
         let id = entity_ref.id();
-        let Some((entity, acting)) = self.confirmed_entity(&event, &id).await? else {
+        let Some((entity, acting)) = self.registered_entity(&id).await? else {
             return Ok(());
         };
         let evaluation_started = std::time::Instant::now();
-        let evaluated = self
-            .evaluate_profiles(record, &event, &id, &entity, acting.as_ref())
-            .await;
-        if let Ok(a) = &acting {
+        let snapshot = self
+            .catalog
+            .snapshot(&entity.project)
+            .await
+            .map_err(store_failure)?;
+        let unchanged = match &acting {
+            Ok(a) => self.unchanged(&event, &id, &entity, &snapshot, a).await,
+            Err(_) => Ok(false),
+        };
+        if let (Err(_), Ok(a)) = (&unchanged, &acting) {
+            // Most often a spent quota: say so for the reconciler and `plumb status`.
             self.quotas.report(&self.store, &entity, &a.github).await;
         }
-        let (records, verdicts) = evaluated?;
+        let unchanged = unchanged?;
+        // Every GitHub read from here on is recorded, so the next sweep can check them all
+        // with conditional requests instead of reading again.
+        let reporting = acting
+            .as_ref()
+            .ok()
+            .map(|a| (entity.clone(), a.github.clone()));
+        let (evaluated, reads) = plumbline_github::reads::recording(async {
+            let Some((entity, acting)) = self
+                .confirmed_entity(&event, entity, acting, unchanged)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let (records, verdicts) = self
+                .evaluate_profiles(
+                    record,
+                    &event,
+                    &id,
+                    &entity,
+                    acting.as_ref(),
+                    &snapshot,
+                    unchanged,
+                )
+                .await?;
+            Ok::<_, Failure>(Some((entity, acting, records, verdicts)))
+        })
+        .await;
+        if let Some((entity, github)) = &reporting {
+            self.quotas.report(&self.store, entity, github).await;
+        }
+        let Some((entity, acting, records, verdicts)) = evaluated? else {
+            return Ok(());
+        };
+        // What to keep of this evaluation's reads: nothing new when its verdicts were reused
+        // from them; all of them when every read has a validator and the entity could be read.
+        let stored =
+            (!unchanged && acting.is_ok() && reads.complete && !reads.validators.is_empty())
+                .then(|| {
+                    serde_json::to_value(&reads.validators)
+                        .ok()
+                        .map(|validators| plumbline_store::StoredInputs {
+                            context: context_digest(&entity, &snapshot),
+                            validators,
+                        })
+                })
+                .flatten();
+        let inputs = match (&stored, unchanged) {
+            (_, true) => plumbline_store::InputsChange::Keep,
+            (Some(s), false) => plumbline_store::InputsChange::Set(s),
+            (None, false) => plumbline_store::InputsChange::Clear,
+        };
         // Durable first, then announce: a consumer of the verdict finds the status written.
         self.store
-            .record_evaluations(&id, &records)
+            .record_evaluations_and_inputs(&id, &records, inputs)
             .await
             .map_err(store_failure)?;
         self.publish_verdicts(&id, &verdicts).await?;
@@ -531,14 +589,63 @@ impl Evaluator {
         Ok(())
     }
 
-    /// The registered entity, the credential it is read with (its project's provider), and
-    /// its identity confirmed with GitHub (repositories). `None` when there is nothing to
-    /// evaluate: not registered, or retired now because GitHub confirms it is gone. An entity
-    /// that cannot be acted on (no credential of its own project, an identity GitHub cannot
-    /// confirm) comes back with the reason every rule errors.
-    async fn confirmed_entity(
+    /// Whether a sweep finds the entity as its last evaluation left it: every GitHub read that
+    /// evaluation made answers 304 to a conditional request (free of quota) and nothing else
+    /// its verdicts were decided on changed ([`context_digest`]). Only sweeps ask: any other
+    /// event (a webhook, a registration, a rename hint, a changed profile) may bring what the
+    /// reads do not show, and is read afresh. A stored read outside the entity's own API root
+    /// is not sent (nothing the evaluator writes, but the row is read back from the database).
+    async fn unchanged(
         &self,
         event: &EntityEvent,
+        id: &str,
+        entity: &Entity,
+        snapshot: &catalog::Snapshot,
+        acting: &Acting,
+    ) -> Result<bool, Failure> {
+        use plumbline_proto::v1::EventReason;
+        let hinted = (!event.owner.is_empty() && event.owner != entity.owner)
+            || (!event.name.is_empty() && event.name != entity.name);
+        if event.reason != EventReason::Sweep as i32 || hinted {
+            return Ok(false);
+        }
+        let Some(stored) = self.store.entity_inputs(id).await.map_err(store_failure)? else {
+            return Ok(false);
+        };
+        if stored.context != context_digest(entity, snapshot) {
+            return Ok(false);
+        }
+        let Ok(validators) =
+            serde_json::from_value::<Vec<plumbline_github::Validator>>(stored.validators)
+        else {
+            return Ok(false);
+        };
+        let root = plumbline_engine::scope::repository_root(entity);
+        if validators.is_empty()
+            || validators.iter().any(|v| {
+                plumbline_engine::scope::confine(&v.path, std::slice::from_ref(&root)).is_err()
+            })
+        {
+            return Ok(false);
+        }
+        let unchanged = acting
+            .github
+            .still_valid(&validators)
+            .await
+            .map_err(|e| provider_unavailable(provider_error(e)))?;
+        self.metrics.inc(
+            &plumbline_telemetry::catalog::EVALUATOR_SWEEP_CHECKS,
+            &[("outcome", if unchanged { "unchanged" } else { "changed" })],
+            1,
+        );
+        Ok(unchanged)
+    }
+
+    /// The registered entity and the credential it is read with (its project's provider).
+    /// `None` when it is not registered. An entity that cannot be acted on (no credential of
+    /// its own project) comes back with the reason every rule errors.
+    async fn registered_entity(
+        &self,
         id: &str,
     ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
         let outcome = |outcome: &str| {
@@ -548,7 +655,7 @@ impl Evaluator {
                 1,
             )
         };
-        let Some(mut entity) = self.store.get_entity(id).await.map_err(store_failure)? else {
+        let Some(entity) = self.store.get_entity(id).await.map_err(store_failure)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
             outcome("unregistered");
             return Ok(None);
@@ -582,19 +689,40 @@ impl Evaluator {
             provider: self.provider.for_credential(github.clone()),
             github,
         };
-        if entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
+        Ok(Some((entity, Ok(acting))))
+    }
+
+    /// The entity with its identity confirmed with GitHub (repositories; see
+    /// [`confirm_identity`](Self::confirm_identity)), unless `unchanged` says the read that
+    /// confirmed it last time answers the same now. `None` when it is retired now because
+    /// GitHub confirms it is gone; an identity GitHub cannot confirm comes back with the reason
+    /// every rule errors.
+    async fn confirmed_entity(
+        &self,
+        event: &EntityEvent,
+        mut entity: Entity,
+        acting: Result<Acting, String>,
+        unchanged: bool,
+    ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
+        let outcome = |outcome: &str| {
+            self.metrics.inc(
+                &plumbline_telemetry::catalog::EVALUATOR_EVENTS,
+                &[("outcome", outcome)],
+                1,
+            )
+        };
+        let id = entity.id();
+        let acting = match acting {
+            Ok(a) => a,
+            Err(why) => return Ok(Some((entity, Err(why)))),
+        };
+        if unchanged || entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
             return Ok(Some((entity, Ok(acting))));
         }
         let confirmed = self
             .confirm_identity(&acting.github, event, &mut entity)
-            .await;
-        if confirmed.is_err() {
-            // Most often a spent quota: say so for the reconciler and `plumb status`.
-            self.quotas
-                .report(&self.store, &entity, &acting.github)
-                .await;
-        }
-        match confirmed? {
+            .await?;
+        match confirmed {
             Identity::Confirmed => Ok(Some((entity, Ok(acting)))),
             Identity::Problem(why) => {
                 outcome("identity_mismatch");
@@ -602,7 +730,7 @@ impl Evaluator {
                 Ok(Some((entity, Err(why))))
             }
             Identity::Gone(why) => {
-                let retired = self.store.retire_entity(id).await.map_err(store_failure)?;
+                let retired = self.store.retire_entity(&id).await.map_err(store_failure)?;
                 outcome("retired");
                 tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
                 Ok(None)
@@ -618,12 +746,9 @@ impl Evaluator {
         id: &str,
         entity: &Entity,
         acting: Result<&Acting, &String>,
+        snapshot: &catalog::Snapshot,
+        unchanged: bool,
     ) -> Result<(Vec<EvaluationRecord>, Vec<Verdict>), Failure> {
-        let snapshot = self
-            .catalog
-            .snapshot(&entity.project)
-            .await
-            .map_err(store_failure)?;
         // What each rule found last time: reused when its input digest and version are unchanged.
         let last = self.store.last_verdicts(id).await.map_err(store_failure)?;
         let mut verdicts = Vec::new();
@@ -687,6 +812,7 @@ impl Evaluator {
                                             rule,
                                             (memo, *github),
                                             previous,
+                                            unchanged,
                                         ),
                                         span.clone(),
                                     )
@@ -785,7 +911,17 @@ impl Evaluator {
         pr: &ProfileRule,
         (provider, github): (&Memo<'_>, &GitHub),
         previous: Option<&plumbline_store::LastVerdict>,
+        unchanged: bool,
     ) -> Result<Outcome, Failure> {
+        // Everything the entity's last evaluation read answers 304 and nothing else it was
+        // decided on changed: the verdict stands without reading or evaluating again.
+        if unchanged && rule.verdict_reusable() {
+            if let Some(outcome) = previous.and_then(reused) {
+                self.metrics
+                    .inc(&plumbline_telemetry::catalog::EVALUATOR_REUSED, &[], 1);
+                return Ok(outcome);
+            }
+        }
         let inv = Invocation {
             entity,
             params: &pr.params,
@@ -800,21 +936,13 @@ impl Evaluator {
         };
         // Same input, same rule version and parameters (all in the digest): the last verdict
         // stands, without evaluating again. Errors are always re-evaluated.
-        if let Some(p) =
-            previous.filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable())
+        if let Some(outcome) = previous
+            .filter(|p| p.input_digest == ingested.digest && rule.verdict_reusable())
+            .and_then(reused)
         {
-            let status = match p.status {
-                EvalStatus::Error => None,
-                s => Some(s),
-            };
-            if let Some(status) = status {
-                self.metrics
-                    .inc(&plumbline_telemetry::catalog::EVALUATOR_REUSED, &[], 1);
-                let mut outcome = Outcome::new(status, p.message.clone());
-                outcome.details = serde_json::from_value(p.details.clone()).unwrap_or_default();
-                outcome.input_digest = p.input_digest.clone();
-                return Ok(outcome);
-            }
+            self.metrics
+                .inc(&plumbline_telemetry::catalog::EVALUATOR_REUSED, &[], 1);
+            return Ok(outcome);
         }
         evaluate_on_blocking_pool(rule, ingested, entity, pr, github, &self.egress)
             .await
@@ -825,6 +953,58 @@ impl Evaluator {
                 ))
             })
     }
+}
+
+/// A previous verdict as this evaluation's outcome; never an error (errors are evaluated again).
+fn reused(p: &plumbline_store::LastVerdict) -> Option<Outcome> {
+    if p.status == EvalStatus::Error {
+        return None;
+    }
+    let mut outcome = Outcome::new(p.status, p.message.clone());
+    outcome.details = serde_json::from_value(p.details.clone()).unwrap_or_default();
+    outcome.input_digest = p.input_digest.clone();
+    Some(outcome)
+}
+
+/// A digest of everything an entity's verdicts are decided on besides what is read from
+/// GitHub: the entity as registered (names, properties, labels, credential) and, for every rule
+/// that applies to its kind, the profile, the rule type's version and content, and the rule's
+/// parameters and definition. Equal digests and unchanged reads mean equal verdicts (for rules
+/// that read nothing else: see `CompiledRule::verdict_reusable`).
+fn context_digest(entity: &Entity, snapshot: &catalog::Snapshot) -> String {
+    let mut rules = Vec::new();
+    for entry in &snapshot.profiles {
+        let Ok(profile) = &entry.compiled else {
+            continue;
+        };
+        for rule in profile.profile.rules_for(entity.entity_ref.kind) {
+            let (version, digest) = match snapshot.rules.get(&rule.rule_type) {
+                Some((v, Ok(c))) => (*v, c.digest.as_str()),
+                Some((v, Err(_))) => (*v, "error"),
+                None => (0, "missing"),
+            };
+            rules.push(serde_json::json!([
+                profile.profile.name,
+                rule.rule_name(),
+                rule.rule_type,
+                version,
+                digest,
+                rule.params,
+                rule.def,
+            ]));
+        }
+    }
+    let doc = serde_json::json!({
+        "entity": entity.id(),
+        "project": entity.project,
+        "credential": entity.credential,
+        "owner": entity.owner,
+        "name": entity.name,
+        "properties": entity.properties,
+        "labels": entity.labels,
+        "rules": rules,
+    });
+    plumbline_engine::digest(doc.to_string().as_bytes())
 }
 
 #[cfg(test)]
