@@ -291,6 +291,14 @@ pub struct CompiledRule {
     param_schema: Option<jsonschema::Validator>,
 }
 
+/// Whether `word` occurs in `text` on its own, not inside a longer identifier.
+fn names_word(text: &str, word: &str) -> bool {
+    let ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(word).any(|(i, _)| {
+        !ident(text[..i].chars().next_back()) && !ident(text[i + word.len()..].chars().next())
+    })
+}
+
 /// Hex sha256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -649,7 +657,12 @@ impl CompiledRule {
             .eval
             .rego
             .as_ref()
-            .is_some_and(|r| r.def.contains("time.now"));
+            .is_some_and(|r| r.def.contains("time.now"))
+            // jq's `now`: any jq expression naming it as a word (a false match, in a string,
+            // only costs a re-evaluation).
+            || self.rule_type.def.eval.jq.as_ref().is_some_and(|jq| {
+                jq.iter().any(|e| names_word(&e.to_string(), "now"))
+            });
         self.rule_type.data_source_names().is_empty()
             && !reads_clock
             && !matches!(self.eval, CompiledEval::Unsupported(_))
@@ -825,5 +838,19 @@ impl CompiledRule {
             Some("medium") => "medium",
             _ => "low",
         }
+    }
+}
+
+#[cfg(test)]
+mod word_tests {
+    use super::names_word;
+
+    #[test]
+    fn the_clock_is_found_as_a_word_only() {
+        assert!(names_word(".created | now - . > 86400", "now"));
+        assert!(names_word("(now)", "now"));
+        assert!(!names_word(".known_issues | length", "now"));
+        assert!(!names_word(".snow_day", "now"));
+        assert!(!names_word("nowhere", "now"));
     }
 }

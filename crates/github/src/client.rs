@@ -525,19 +525,15 @@ impl GitHub {
         use_cache: bool,
         limit: usize,
     ) -> Result<ApiResponse, GitHubError> {
-        let negative = match (
-            &self.cache,
-            method == Method::GET && use_cache && headers.is_empty(),
-        ) {
-            (Some(cache), true) => validator_for(path)
-                .map(|v| (cache, EtagCache::key(&self.credential, path, headers), v)),
-            _ => None,
-        };
-        if let Some((cache, key, validator)) = &negative {
-            if let Some(kept) = cache.get(key).filter(|c| c.etag.is_empty()) {
-                let (v, unchanged) = self
-                    .send_once(Method::GET, validator, None, &[], true, limit)
-                    .await?;
+        let plain_get = method == Method::GET && use_cache && headers.is_empty();
+        let negative = plain_get.then(|| validator_for(path)).flatten();
+        let key = EtagCache::key(&self.credential, path, headers);
+        if let (Some(cache), Some(validator)) = (&self.cache, &negative) {
+            if let Some(kept) = cache.get(&key).filter(|c| c.etag.is_empty()) {
+                let (v, unchanged) = noted(
+                    self.send_once(Method::GET, validator, None, &[], true, limit)
+                        .await,
+                )?;
                 if unchanged {
                     cache.record_hit();
                     // The kept answer holds as long as its validating resource is unchanged.
@@ -548,44 +544,46 @@ impl GitHub {
                         body: kept.body,
                     });
                 }
-                cache.remove(key);
+                cache.remove(&key);
             }
         }
-        let (r, _) = self
-            .send_once(method.clone(), path, body, headers, use_cache, limit)
-            .await?;
-        if let (Some((cache, key, validator)), 404 | 409) = (negative, r.status) {
-            // Prime the validator's ETag (once), then keep the answer under it. Reading it
-            // again here (a 304 while primed, so free) also gives the read its validator.
-            let primed = match self
-                .send_once(Method::GET, &validator, None, &[], true, limit)
-                .await
-            {
-                Ok((v, _)) if v.is_success() => {
-                    crate::reads::note(validator_of(&validator, &[], &v));
-                    true
-                }
-                _ => {
-                    crate::reads::note(None);
-                    false
-                }
-            };
-            if primed {
-                cache.put(
-                    key,
-                    CachedResponse {
-                        etag: String::new(),
-                        status: r.status,
-                        body: r.body.clone(),
-                    },
+        let (r, _) = noted(
+            self.send_once(method.clone(), path, body, headers, use_cache, limit)
+                .await,
+        )?;
+        match (negative, r.status) {
+            (Some(validator), 404 | 409) if self.cache.is_some() || crate::reads::active() => {
+                // Read the validator (a 304 while it is cached, so free) and keep the answer
+                // under it only if what the validator says agrees with the answer: read after
+                // it, the validator may already show a change the answer does not.
+                let agreed = match self
+                    .send_once(Method::GET, &validator, None, &[], true, limit)
+                    .await
+                {
+                    Ok((v, _)) if v.is_success() && negative_agrees(path, &v.body) => Some(v),
+                    _ => None,
+                };
+                crate::reads::note(
+                    agreed
+                        .as_ref()
+                        .and_then(|v| validator_of(&validator, &[], v)),
                 );
+                if let (Some(cache), Some(_)) = (&self.cache, &agreed) {
+                    cache.put(
+                        key,
+                        CachedResponse {
+                            etag: String::new(),
+                            status: r.status,
+                            body: r.body.clone(),
+                        },
+                    );
+                }
             }
-        } else if crate::reads::active() {
-            crate::reads::note(
+            _ => crate::reads::note(
                 (method == Method::GET && use_cache)
                     .then(|| validator_of(path, headers, &r))
                     .flatten(),
-            );
+            ),
         }
         Ok(r)
     }
@@ -941,6 +939,36 @@ fn validator_for(path: &str) -> Option<String> {
     }
 }
 
+/// A failed read cannot be validated later: the recording scope (if any) is told so.
+fn noted<T>(r: Result<T, GitHubError>) -> Result<T, GitHubError> {
+    if r.is_err() {
+        crate::reads::note(None);
+    }
+    r
+}
+
+/// Whether the validator's body (see [`validator_for`]) states the fact a 404 or 409 answer of
+/// `path` stands for: the branch unprotected, no license, Actions not limited to selected
+/// actions. Anything else (a change between the two reads, a body not understood) disagrees.
+fn negative_agrees(path: &str, validator_body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(validator_body) else {
+        return false;
+    };
+    if path.ends_with("/protection") {
+        v.get("protected").and_then(serde_json::Value::as_bool) == Some(false)
+    } else if path.ends_with("/license") {
+        v.get("license").is_none_or(serde_json::Value::is_null)
+    } else if path.ends_with("/actions/permissions/selected-actions") {
+        v.get("allowed_actions").and_then(serde_json::Value::as_str) != Some("selected")
+    } else {
+        false
+    }
+}
+
+/// Request headers a validator may carry: the ones that select a representation. A read with
+/// any other header is not recorded (it could carry something that must not be stored).
+const VALIDATOR_HEADERS: [&str; 2] = ["accept", "x-github-api-version"];
+
 /// The validator of a successful GET: its ETag (none for other answers, or without one).
 fn validator_of(
     path: &str,
@@ -948,7 +976,10 @@ fn validator_of(
     r: &ApiResponse,
 ) -> Option<crate::Validator> {
     let etag = r.headers.get(http::header::ETAG)?.to_str().ok()?;
-    (r.is_success() && !etag.is_empty()).then(|| crate::Validator {
+    let representation = headers
+        .iter()
+        .all(|(k, _)| VALIDATOR_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
+    (r.is_success() && !etag.is_empty() && representation).then(|| crate::Validator {
         path: path.to_string(),
         headers: headers.to_vec(),
         etag: etag.to_string(),

@@ -47,8 +47,11 @@ impl Reads {
                     .iter_mut()
                     .find(|o| o.path == v.path && o.headers == v.headers)
                 {
-                    // Read twice in one evaluation: the later answer is the one relied on.
-                    same.etag = v.etag;
+                    // Read twice in one evaluation with different answers: which one a verdict
+                    // was decided on is not known, so neither can vouch for it.
+                    if same.etag != v.etag {
+                        self.complete = false;
+                    }
                 } else {
                     self.validators.push(v);
                 }
@@ -121,12 +124,13 @@ mod tests {
             }),
             recording(async {
                 note(Some(v("/repos/c/d", "3")));
+                note(Some(v("/repos/c/d", "3")));
                 tokio::task::yield_now().await;
                 note(None);
             }),
         );
-        assert_eq!(one.1.validators, vec![v("/repos/a/b", "2")]);
-        assert!(one.1.complete);
+        assert_eq!(one.1.validators, vec![v("/repos/a/b", "1")]);
+        assert!(!one.1.complete, "read twice, with different answers");
         assert_eq!(two.1.validators, vec![v("/repos/c/d", "3")]);
         assert!(!two.1.complete, "a read without a validator");
     }
