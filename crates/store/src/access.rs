@@ -109,12 +109,15 @@ pub struct AuditFilter {
 }
 
 /// The tables a project's data lives in, deleted with it (children first).
-const PROJECT_TABLES: [&str; 10] = [
+const PROJECT_TABLES: [&str; 12] = [
     "waits",
     "credential_quota",
     "sweep_progress",
     "evaluation_history",
+    "evaluation_checks",
     "evaluation_status",
+    // After the statuses: deleting them updates the counts.
+    "posture_counts",
     "actions",
     "entities",
     "profiles",

@@ -20,6 +20,10 @@ pub struct EvaluationRecord {
     pub rule_type_version: i64,
     pub cause_event_id: String,
     pub evaluated_at: DateTime<Utc>,
+    /// The same verdict as the rule's latest status (status, message, details, input and rule
+    /// type version): the status is refreshed, but history gets no row for it (the entity's
+    /// check is recorded in `evaluation_checks` either way).
+    pub unchanged: bool,
 }
 
 /// The latest verdict of one entity x profile x rule, with the entity's names.
@@ -119,6 +123,35 @@ impl Store {
         Ok(aged + surplus)
     }
 
+    /// Retention of [`checks`](Self::checks_count) as [`prune_history`](Self::prune_history)'s:
+    /// rows older than `max_age`, and beyond the newest `keep_per_entity` of each entity.
+    pub async fn prune_checks(
+        &self,
+        max_age: std::time::Duration,
+        keep_per_entity: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let checks_aged = c
+            .execute(
+                &c.prepare_cached("DELETE FROM evaluation_checks WHERE id IN
+                   (SELECT id FROM evaluation_checks WHERE checked_at < now() - $1 * interval '1 second' LIMIT $2)").await?,
+                &[&max_age.as_secs_f64(), &limit],
+            )
+            .await?;
+        let checks_surplus = c
+            .execute(
+                &c.prepare_cached("DELETE FROM evaluation_checks WHERE id IN
+                   (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY entity_id
+                                                                  ORDER BY checked_at DESC, id DESC) AS n
+                                    FROM evaluation_checks) ranked
+                    WHERE n > $1 LIMIT $2)").await?,
+                &[&keep_per_entity.max(1), &limit],
+            )
+            .await?;
+        Ok(checks_aged + checks_surplus)
+    }
+
     /// The latest verdict of every (profile, rule name) of one entity.
     #[tracing::instrument(name = "db.last_verdicts", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 
@@ -185,12 +218,27 @@ impl Store {
                                  WHERE k.profile = s.profile AND k.rule_name = s.rule_name)",
             )
             .await?;
+        // All of the entity's statuses in one statement (its posture counts are kept by a
+        // statement-level trigger: one pass per statement, not per row), and history rows only
+        // for verdicts that changed, also in one. A rule listed twice keeps its last record.
+        let mut latest: Vec<&EvaluationRecord> = Vec::with_capacity(records.len());
+        for r in records {
+            match latest
+                .iter_mut()
+                .find(|l| l.profile == r.profile && l.rule_name == r.rule_name)
+            {
+                Some(l) => *l = r,
+                None => latest.push(r),
+            }
+        }
         let upsert = tx
             .prepare_cached(
                 "INSERT INTO evaluation_status
                     (entity_id, project, profile, rule_type, rule_name, status, message, details,
                      input_digest, rule_type_version, evaluation_id, evaluated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::int8[],
+                                      $11::uuid[], $12::timestamptz[])
                  ON CONFLICT (entity_id, profile, rule_name) DO UPDATE SET
                     rule_type = EXCLUDED.rule_type, status = EXCLUDED.status,
                     message = EXCLUDED.message, details = EXCLUDED.details,
@@ -205,7 +253,15 @@ impl Store {
                 "INSERT INTO evaluation_history
                     (evaluation_id, entity_id, project, profile, rule_type, rule_name, status,
                      message, details, input_digest, cause_event_id, evaluated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
+                                      $11::text[], $12::timestamptz[])",
+            )
+            .await?;
+        let check = tx
+            .prepare_cached(
+                "INSERT INTO evaluation_checks (entity_id, project, cause_event_id, rules, changed)
+                 SELECT id, project, $2, $3, $4 FROM entities WHERE id = $1",
             )
             .await?;
         // Sent together (tokio-postgres pipelines statements polled at once on one connection):
@@ -213,47 +269,56 @@ impl Store {
         // touch different rows, and the server runs them in the order they were sent.
         type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
         let delete_params: Params = vec![&entity_id, &profiles, &rules];
-        let statuses: Vec<&'static str> = records.iter().map(|r| r.status.as_str()).collect();
-        let status_params: Vec<Params> = records
-            .iter()
-            .zip(&statuses)
-            .map(|(r, status)| -> Params {
-                vec![
-                    &r.entity_id,
-                    &r.project,
-                    &r.profile,
-                    &r.rule_type,
-                    &r.rule_name,
-                    status,
-                    &r.message,
-                    &r.details,
-                    &r.input_digest,
-                    &r.rule_type_version,
-                    &r.evaluation_id,
-                    &r.evaluated_at,
-                ]
-            })
-            .collect();
-        let history_params: Vec<Params> = records
-            .iter()
-            .zip(&statuses)
-            .map(|(r, status)| -> Params {
-                vec![
-                    &r.evaluation_id,
-                    &r.entity_id,
-                    &r.project,
-                    &r.profile,
-                    &r.rule_type,
-                    &r.rule_name,
-                    status,
-                    &r.message,
-                    &r.details,
-                    &r.input_digest,
-                    &r.cause_event_id,
-                    &r.evaluated_at,
-                ]
-            })
-            .collect();
+        fn col<'a, T>(
+            rs: &[&'a EvaluationRecord],
+            f: impl Fn(&'a EvaluationRecord) -> T,
+        ) -> Vec<T> {
+            rs.iter().map(|r| f(r)).collect()
+        }
+        let s = (
+            col(&latest, |r| r.entity_id.as_str()),
+            col(&latest, |r| r.project.as_str()),
+            col(&latest, |r| r.profile.as_str()),
+            col(&latest, |r| r.rule_type.as_str()),
+            col(&latest, |r| r.rule_name.as_str()),
+            col(&latest, |r| r.status.as_str()),
+            col(&latest, |r| r.message.as_str()),
+            col(&latest, |r| &r.details),
+            col(&latest, |r| r.input_digest.as_str()),
+            col(&latest, |r| r.rule_type_version),
+            col(&latest, |r| r.evaluation_id),
+            col(&latest, |r| r.evaluated_at),
+        );
+        let status_params: Params = vec![
+            &s.0, &s.1, &s.2, &s.3, &s.4, &s.5, &s.6, &s.7, &s.8, &s.9, &s.10, &s.11,
+        ];
+        let changed: Vec<&EvaluationRecord> = records.iter().filter(|r| !r.unchanged).collect();
+        let h = (
+            col(&changed, |r| r.evaluation_id),
+            col(&changed, |r| r.entity_id.as_str()),
+            col(&changed, |r| r.project.as_str()),
+            col(&changed, |r| r.profile.as_str()),
+            col(&changed, |r| r.rule_type.as_str()),
+            col(&changed, |r| r.rule_name.as_str()),
+            col(&changed, |r| r.status.as_str()),
+            col(&changed, |r| r.message.as_str()),
+            col(&changed, |r| &r.details),
+            col(&changed, |r| r.input_digest.as_str()),
+            col(&changed, |r| r.cause_event_id.as_str()),
+            col(&changed, |r| r.evaluated_at),
+        );
+        let history_params: Params = vec![
+            &h.0, &h.1, &h.2, &h.3, &h.4, &h.5, &h.6, &h.7, &h.8, &h.9, &h.10, &h.11,
+        ];
+        let cause = records
+            .first()
+            .map(|r| r.cause_event_id.as_str())
+            .unwrap_or_default();
+        let (rule_count, changed_count) = (
+            i32::try_from(records.len()).unwrap_or(i32::MAX),
+            i32::try_from(changed.len()).unwrap_or(i32::MAX),
+        );
+        let check_params: Params = vec![&entity_id, &cause, &rule_count, &changed_count];
         let (inputs_write, inputs_params): (Option<tokio_postgres::Statement>, Params) =
             match &inputs {
                 InputsChange::Keep => (None, vec![]),
@@ -280,12 +345,15 @@ impl Store {
                     vec![&entity_id],
                 ),
             };
-        let mut writes = Vec::with_capacity(1 + 2 * records.len());
+        let mut writes = Vec::with_capacity(5);
         writes.push(tx.execute(&delete, &delete_params));
-        for (status, history_row) in status_params.iter().zip(&history_params) {
-            writes.push(tx.execute(&upsert, status));
-            writes.push(tx.execute(&history, history_row));
+        if !latest.is_empty() {
+            writes.push(tx.execute(&upsert, &status_params));
         }
+        if !changed.is_empty() {
+            writes.push(tx.execute(&history, &history_params));
+        }
+        writes.push(tx.execute(&check, &check_params));
         if let Some(statement) = &inputs_write {
             writes.push(tx.execute(statement, &inputs_params));
         }
@@ -334,6 +402,19 @@ impl Store {
             )
             .await?;
         rows.iter().map(StatusRow::from_row).collect()
+    }
+
+    /// How many times an entity was evaluated (one row per evaluation, whatever changed).
+    pub async fn checks_count(&self, entity_id: &str) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                &c.prepare_cached("SELECT count(*) FROM evaluation_checks WHERE entity_id = $1")
+                    .await?,
+                &[&entity_id],
+            )
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Number of history rows for an entity (all profiles and rules).

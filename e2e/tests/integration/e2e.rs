@@ -56,7 +56,7 @@ async fn wait_status(store: &plumbline_store::Store, entity: &str, want: &str, t
     .await;
 }
 
-/// Waits until `entity` has been evaluated since its history held `before` rows.
+/// Waits until `entity` has been evaluated since it had been `before` times (its checks).
 async fn wait_evaluated_since(
     store: &plumbline_store::Store,
     entity: &str,
@@ -64,7 +64,7 @@ async fn wait_evaluated_since(
     what: &str,
 ) {
     eventually(Duration::from_secs(60), what, || async {
-        (store.history_count(entity).await.ok()? > before).then_some(())
+        (store.checks_count(entity).await.ok()? > before).then_some(())
     })
     .await;
 }
@@ -485,10 +485,10 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     // The repository was announced twice (the simulator's "created" webhook, enrolled by
     // ingest, and the registration), with different properties; measure only once both
     // evaluations are done, so the one below is the only one that can count.
-    let mut settled = store.history_count(&entity).await.expect("history");
+    let mut settled = store.checks_count(&entity).await.expect("history");
     loop {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let now = store.history_count(&entity).await.expect("history");
+        let now = store.checks_count(&entity).await.expect("history");
         if now == settled {
             break;
         }
@@ -496,7 +496,7 @@ async fn an_unchanged_repository_reuses_its_verdicts_and_the_check_is_recorded()
     }
     let metrics = stack.evaluator_metrics.clone().expect("evaluator running");
     let reused = || metrics.counter_value("plumbline_evaluator_reused_total", &[]);
-    let history = store.history_count(&entity).await.expect("history");
+    let history = store.checks_count(&entity).await.expect("history");
     let before = reused();
     // Registering again queues another evaluation; nothing about the repository changed.
     let mut c = client::connect(&stack.control_url(), None)
@@ -567,7 +567,8 @@ async fn an_unchanged_repository_is_swept_for_free_with_no_etag_cache() {
     .await;
     let (unchanged_before, reused_before, charged_before) =
         (checks("unchanged"), reused(), charged());
-    let history = store.history_count(&entity).await.expect("history");
+    let history = store.checks_count(&entity).await.expect("checks");
+    let history_rows = store.history_count(&entity).await.expect("history");
     eventually(
         Duration::from_secs(60),
         "two more sweeps find it unchanged",
@@ -586,8 +587,13 @@ async fn an_unchanged_repository_is_swept_for_free_with_no_etag_cache() {
         reused()
     );
     assert!(
-        store.history_count(&entity).await.expect("history") > history,
+        store.checks_count(&entity).await.expect("checks") >= history + 2,
         "each check is recorded"
+    );
+    assert_eq!(
+        store.history_count(&entity).await.expect("history"),
+        history_rows,
+        "an unchanged verdict writes no history row"
     );
     assert_eq!(status_of(&store, &entity).await.as_deref(), Some("pass"));
 
@@ -656,7 +662,7 @@ async fn a_replayed_webhook_only_causes_a_re_evaluation() {
     let (puts_before, actions_before, history_before) = (
         puts(),
         store.list_actions(&entity).await.expect("actions").len(),
-        store.history_count(&entity).await.expect("history"),
+        store.checks_count(&entity).await.expect("history"),
     );
     assert_eq!(puts_before, 1);
 
@@ -732,7 +738,7 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     let repository = |id: u64, name: &str| serde_json::json!({"id": id, "name": name, "full_name": format!("acme/{name}"), "owner": {"login": "acme"}, "default_branch": "main", "private": true});
 
     // A "deleted" for the live repository (replayed, or sent in error): evaluated, not retired.
-    let history = store.history_count(&keeper_id).await.expect("history");
+    let history = store.checks_count(&keeper_id).await.expect("history");
     let body = serde_json::to_vec(
         &serde_json::json!({"action": "deleted", "repository": repository(keeper, "keeper")}),
     )
@@ -777,7 +783,7 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     })
     .await;
     // An old "renamed" (back to "keeper") replayed: that name leads nowhere, the entity stays.
-    let history = store.history_count(&keeper_id).await.expect("history");
+    let history = store.checks_count(&keeper_id).await.expect("history");
     let body = serde_json::to_vec(&serde_json::json!({"action": "renamed", "repository": repository(keeper, "keeper"), "changes": {"repository": {"name": {"from": "keeper-0"}}}})).expect("json");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
     wait_evaluated_since(&store, &keeper_id, history, "the stale rename evaluated").await;
@@ -796,7 +802,7 @@ async fn registry_webhooks_take_effect_only_when_github_confirms_them() {
     stack
         .sim
         .create_repo("acme", "keeper", RepoOptions::default());
-    let history = store.history_count(&keeper_id).await.expect("history");
+    let history = store.checks_count(&keeper_id).await.expect("history");
     assert_eq!(deliver(&stack, "repository", &body).await, 202);
     wait_evaluated_since(&store, &keeper_id, history, "evaluated again").await;
     let e = store

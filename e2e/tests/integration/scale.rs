@@ -269,7 +269,7 @@ async fn one_entity_is_never_evaluated_twice_at_once() {
         eventually(
             Duration::from_secs(60),
             "several evaluations per entity",
-            || async { (store.history_count(&e.id()).await.expect("history") >= 2).then_some(()) },
+            || async { (store.checks_count(&e.id()).await.expect("history") >= 2).then_some(()) },
         )
         .await;
     }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 // Each flag's default, declared once: clap shows it in --help and `new` uses it.
 const DEFAULT_CATALOG_MAX_STALENESS_MS: u64 = 2_000;
-const DEFAULT_TREE_CACHE_MIB: u64 = 512;
+const DEFAULT_TREE_CACHE_MIB: u64 = 64;
 const DEFAULT_TREE_DOWNLOAD_MIB: u64 = 256;
 /// The default `--quota-floor`.
 pub const DEFAULT_QUOTA_FLOOR: u64 = 128;
@@ -52,7 +52,9 @@ pub struct EvaluatorConfig {
     pub catalog_max_staleness_ms: u64,
 
     /// Memory for branch trees read by git-ingest rules, kept by commit so an unchanged branch
-    /// is never downloaded twice (MiB).
+    /// is not downloaded again while it is here (MiB). Sweeps of unchanged repositories need
+    /// none of it (their reads are checked against what Postgres keeps), so this bounds memory
+    /// rather than quota: at 100,000 repositories no size holds every tree until the next sweep.
     #[arg(long, env = "PLUMB_TREE_CACHE_MIB", default_value_t = DEFAULT_TREE_CACHE_MIB)]
     pub tree_cache_mib: u64,
 
@@ -267,6 +269,8 @@ struct RuleResult<'a> {
     version: i64,
     remediate: &'a str,
     alert: &'a str,
+    /// The rule's latest status, to tell whether this verdict changes it.
+    previous: Option<&'a plumbline_store::LastVerdict>,
 }
 
 impl RuleResult<'_> {
@@ -301,6 +305,13 @@ impl RuleResult<'_> {
             rule_type_version: self.version,
             cause_event_id: self.event.event_id.clone(),
             evaluated_at: now,
+            unchanged: self.previous.is_some_and(|p| {
+                p.status == outcome.status
+                    && p.message == outcome.message
+                    && p.input_digest == outcome.input_digest
+                    && p.rule_type_version == self.version
+                    && p.details == serde_json::json!(outcome.details)
+            }),
         };
         let verdict = Verdict {
             entity: self.event.entity.clone(),
@@ -508,13 +519,14 @@ impl Evaluator {
             .map_err(store_failure)?;
         let unchanged = match &acting {
             Ok(a) => self.unchanged(&event, &id, &entity, &snapshot, a).await,
-            Err(_) => Ok(false),
+            Err(_) => Ok(None),
         };
         if let (Err(_), Ok(a)) = (&unchanged, &acting) {
             // Most often a spent quota: say so for the reconciler and `plumb status`.
             self.quotas.report(&self.store, &entity, &a.github).await;
         }
-        let unchanged = unchanged?;
+        let kept = unchanged?;
+        let unchanged = kept.is_some();
         // Every GitHub read from here on is recorded, so the next sweep can check them all
         // with conditional requests instead of reading again.
         let reporting = acting
@@ -561,10 +573,17 @@ impl Evaluator {
                         })
                 })
                 .flatten();
-        let inputs = match (&stored, unchanged) {
-            (_, true) => plumbline_store::InputsChange::Keep,
-            (Some(s), false) => plumbline_store::InputsChange::Set(s),
-            (None, false) => plumbline_store::InputsChange::Clear,
+        let inputs = match (&stored, &kept) {
+            // Verdicts reused: the stored reads still stand for them, as long as whatever was
+            // read afresh (rules evaluated again) is among them with the same answer.
+            (_, Some(kept))
+                if reads.complete && reads.validators.iter().all(|v| kept.contains(v)) =>
+            {
+                plumbline_store::InputsChange::Keep
+            }
+            (_, Some(_)) => plumbline_store::InputsChange::Clear,
+            (Some(s), None) => plumbline_store::InputsChange::Set(s),
+            (None, None) => plumbline_store::InputsChange::Clear,
         };
         // Durable first, then announce: a consumer of the verdict finds the status written.
         self.store
@@ -595,6 +614,7 @@ impl Evaluator {
     /// event (a webhook, a registration, a rename hint, a changed profile) may bring what the
     /// reads do not show, and is read afresh. A stored read outside the entity's own API root
     /// is not sent (nothing the evaluator writes, but the row is read back from the database).
+    /// Returns the validators that held, or `None` when the entity must be read afresh.
     async fn unchanged(
         &self,
         event: &EntityEvent,
@@ -602,43 +622,58 @@ impl Evaluator {
         entity: &Entity,
         snapshot: &catalog::Snapshot,
         acting: &Acting,
-    ) -> Result<bool, Failure> {
+    ) -> Result<Option<Vec<plumbline_github::Validator>>, Failure> {
         use plumbline_proto::v1::EventReason;
         let hinted = (!event.owner.is_empty() && event.owner != entity.owner)
             || (!event.name.is_empty() && event.name != entity.name);
         if event.reason != EventReason::Sweep as i32 || hinted {
-            return Ok(false);
+            return Ok(None);
         }
-        let Some(stored) = self.store.entity_inputs(id).await.map_err(store_failure)? else {
-            return Ok(false);
+        let checked = |outcome: &str| {
+            self.metrics.inc(
+                &plumbline_telemetry::catalog::EVALUATOR_SWEEP_CHECKS,
+                &[("outcome", outcome)],
+                1,
+            )
         };
-        if stored.context != context_digest(entity, snapshot) {
-            return Ok(false);
-        }
-        let Ok(validators) =
-            serde_json::from_value::<Vec<plumbline_github::Validator>>(stored.validators)
-        else {
-            return Ok(false);
-        };
+        let stored = self.store.entity_inputs(id).await.map_err(store_failure)?;
         let root = plumbline_engine::scope::repository_root(entity);
-        if validators.is_empty()
-            || validators.iter().any(|v| {
-                plumbline_engine::scope::confine(&v.path, std::slice::from_ref(&root)).is_err()
+        let validators = stored
+            .filter(|s| s.context == context_digest(entity, snapshot))
+            .and_then(|s| {
+                serde_json::from_value::<Vec<plumbline_github::Validator>>(s.validators).ok()
             })
-        {
-            return Ok(false);
+            .filter(|vs| {
+                // Never sent outside the entity's own API root; and for a repository, the read
+                // that confirmed its identity (its name still leads to it) must be among them,
+                // since that check is skipped when they all hold.
+                vs.iter().all(|v| {
+                    plumbline_engine::scope::confine(&v.path, std::slice::from_ref(&root)).is_ok()
+                }) && (entity.entity_ref.kind != plumbline_domain::EntityKind::Repository
+                    || vs.iter().any(|v| v.path == root && v.headers.is_empty()))
+            });
+        let Some(validators) = validators else {
+            checked("unknown");
+            return Ok(None);
+        };
+        match acting.github.still_valid(&validators).await {
+            Ok(true) => {
+                checked("unchanged");
+                Ok(Some(validators))
+            }
+            Ok(false) => {
+                checked("changed");
+                Ok(None)
+            }
+            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
+            // Anything else (a body grown past the limit, say) is read and evaluated afresh,
+            // where it gets the verdict it deserves.
+            Err(e) => {
+                tracing::debug!(entity = %id, error = %e, "sweep check failed: evaluating afresh");
+                checked("changed");
+                Ok(None)
+            }
         }
-        let unchanged = acting
-            .github
-            .still_valid(&validators)
-            .await
-            .map_err(|e| provider_unavailable(provider_error(e)))?;
-        self.metrics.inc(
-            &plumbline_telemetry::catalog::EVALUATOR_SWEEP_CHECKS,
-            &[("outcome", if unchanged { "unchanged" } else { "changed" })],
-            1,
-        );
-        Ok(unchanged)
     }
 
     /// The registered entity and the credential it is read with (its project's provider).
@@ -847,6 +882,7 @@ impl Evaluator {
                     version,
                     remediate,
                     alert,
+                    previous: last.get(&(profile.name.clone(), rule.rule_name().to_string())),
                 }
                 .into_parts(outcome);
                 records.push(row);
@@ -977,6 +1013,11 @@ fn context_digest(entity: &Entity, snapshot: &catalog::Snapshot) -> String {
         let Ok(profile) = &entry.compiled else {
             continue;
         };
+        // Whether the profile selects the entity decides between a verdict and `skipped`.
+        let selected = match profile.selects(entity) {
+            Ok(selected) => serde_json::json!(selected),
+            Err(e) => serde_json::json!(e.to_string()),
+        };
         for rule in profile.profile.rules_for(entity.entity_ref.kind) {
             let (version, digest) = match snapshot.rules.get(&rule.rule_type) {
                 Some((v, Ok(c))) => (*v, c.digest.as_str()),
@@ -985,6 +1026,7 @@ fn context_digest(entity: &Entity, snapshot: &catalog::Snapshot) -> String {
             };
             rules.push(serde_json::json!([
                 profile.profile.name,
+                selected,
                 rule.rule_name(),
                 rule.rule_type,
                 version,

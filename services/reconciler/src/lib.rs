@@ -25,6 +25,8 @@ mod quota;
 
 /// Advisory lock id of the active reconciler ("PLUMREC").
 const RECONCILER_LOCK: i64 = 0x0050_4c55_4d52_4543;
+/// The default `--checks-keep-per-entity`.
+const DEFAULT_CHECKS_KEEP_PER_ENTITY: i64 = 168;
 
 /// Reconciler configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -49,6 +51,12 @@ pub struct ReconcilerConfig {
     #[arg(long, env = "PLUMB_HISTORY_KEEP_PER_RULE", default_value_t = 1000)]
     pub history_keep_per_rule: i64,
 
+    /// At most this many checks (one row per evaluation of an entity, whatever changed) are
+    /// kept per entity (the newest), besides `--history-max-age-days`. 168 is a week of hourly
+    /// sweeps; each rule's history keeps every change regardless.
+    #[arg(long, env = "PLUMB_CHECKS_KEEP_PER_ENTITY", default_value_t = DEFAULT_CHECKS_KEEP_PER_ENTITY)]
+    pub checks_keep_per_entity: i64,
+
     /// Percent of each credential's hourly GitHub quota that sweeps leave to webhooks and
     /// fixes: an entity whose credential has no more than this left (as the evaluators last
     /// read it) is deferred to the next sweep, and `plumb status` says until when. 0: sweeps
@@ -67,6 +75,7 @@ impl ReconcilerConfig {
             page_size: 500,
             history_max_age_days: 90,
             history_keep_per_rule: 1000,
+            checks_keep_per_entity: DEFAULT_CHECKS_KEEP_PER_ENTITY,
             sweep_quota_reserve_percent: 10,
         }
     }
@@ -122,6 +131,7 @@ pub async fn start(
         page_size: config.page_size.max(1),
         history_max_age: Duration::from_secs(config.history_max_age_days.max(1) * 86_400),
         history_keep_per_rule: config.history_keep_per_rule.max(1),
+        checks_keep_per_entity: config.checks_keep_per_entity.max(1),
         quota_reserve_percent: config.sweep_quota_reserve_percent.min(90),
         own_project: Some(s.own_credential_project.clone()).filter(|p| !p.is_empty()),
         resume_after: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -203,6 +213,7 @@ struct Reconciler {
     page_size: i64,
     history_max_age: Duration,
     history_keep_per_rule: i64,
+    checks_keep_per_entity: i64,
     quota_reserve_percent: u8,
     /// The project whose unbound entities the services' own credential acts for.
     own_project: Option<String>,
@@ -302,6 +313,21 @@ impl Reconciler {
             self.metrics
                 .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], total);
             tracing::info!(rows = total, "evaluation history pruned");
+        }
+        // Checks (one per evaluation of an entity) under the same retention, per entity.
+        loop {
+            match self
+                .store
+                .prune_checks(self.history_max_age, self.checks_keep_per_entity, CHUNK)
+                .await
+            {
+                Ok(n) if n >= CHUNK as u64 => self.health.beat(LOOP, self.stall()),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "check retention failed, next interval retries");
+                    break;
+                }
+            }
         }
         // Waits are read only while ahead; a day after they ended they go.
         if let Err(e) = self.store.prune_waits(Duration::from_secs(86_400)).await {

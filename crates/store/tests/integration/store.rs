@@ -31,6 +31,7 @@ fn eval(entity: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> Evalua
         rule_type_version: 1,
         cause_event_id: "e".into(),
         evaluated_at: at,
+        unchanged: false,
     }
 }
 
@@ -96,7 +97,15 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              DROP INDEX entities_by_credential;
              ALTER TABLE entities DROP COLUMN credential;
              DROP TABLE providers;
-             DROP TABLE waits, credential_quota, sweep_progress;",
+             DROP TABLE waits, credential_quota, sweep_progress;
+             DROP TABLE entity_inputs;
+             DROP TRIGGER posture_count_insert ON evaluation_status;
+             DROP TRIGGER posture_count_delete ON evaluation_status;
+             DROP TRIGGER posture_count_update ON evaluation_status;
+             DROP FUNCTION posture_count();
+             DROP TABLE posture_counts;
+             CREATE INDEX evaluation_status_posture ON evaluation_status (project, profile, rule_name, status);
+             DROP TABLE evaluation_checks;",
         )
         .await
         .expect("legacy state");
@@ -1114,4 +1123,134 @@ async fn entities_are_listed_between_two_ids_in_the_database_order() {
         .expect("list");
     assert_eq!(paged.len(), 1);
     assert_eq!(paged[0].id(), all[1]);
+}
+
+/// The posture counts kept by triggers equal a count of the statuses after every kind of
+/// write: first evaluations, statuses moving both ways from writers running at once (which
+/// must not deadlock on the shared counters), a rule no longer evaluated, a retirement, and an
+/// entity deleted outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn posture_counts_stay_exact_through_every_kind_of_write() {
+    use std::collections::BTreeMap;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let ids: Vec<String> = (1..=40u64)
+        .map(|i| format!("github/repository/{i}"))
+        .collect();
+    for i in 1..=40u64 {
+        s.upsert_entity(&repo(i, &format!("r{i}")))
+            .await
+            .expect("entity");
+    }
+    const RULES: [&str; 3] = ["a", "b", "c"];
+    let records =
+        |id: &str, round: usize, at: chrono::DateTime<chrono::Utc>| -> Vec<EvaluationRecord> {
+            RULES
+                .iter()
+                .enumerate()
+                .map(|(k, rule)| {
+                    let mut r = eval(
+                        id,
+                        if (round + k + id.len()) % 2 == 0 {
+                            "pass"
+                        } else {
+                            "fail"
+                        },
+                        at,
+                    );
+                    r.rule_name = rule.to_string();
+                    r
+                })
+                .collect()
+        };
+    let counted = |s: plumbline_store::Store| async move {
+        let mut by: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for row in s.list_status("default", None, None).await.expect("status") {
+            *by.entry((row.rule_name.clone(), row.status.as_str().to_string()))
+                .or_default() += 1;
+        }
+        let kept: BTreeMap<(String, String), i64> = s
+            .posture_counts("default")
+            .await
+            .expect("counts")
+            .into_iter()
+            .map(|c| ((c.rule_name, c.status), c.count))
+            .collect();
+        (by, kept)
+    };
+    // Eight writers at once, each flipping every status of its entities on every round.
+    for round in 0..6 {
+        let at = chrono::Utc::now();
+        let writers = ids.chunks(5).map(|chunk| {
+            let s = s.clone();
+            let chunk = chunk.to_vec();
+            tokio::spawn(async move {
+                for id in &chunk {
+                    s.record_evaluations(id, &records(id, round, at))
+                        .await
+                        .expect("record");
+                }
+            })
+        });
+        for w in futures::future::join_all(writers).await {
+            w.expect("writer");
+        }
+        let (by, kept) = counted(s.clone()).await;
+        assert_eq!(kept, by, "round {round}");
+    }
+    // A rule no longer evaluated for one entity, one retired, one deleted outright.
+    s.record_evaluations(&ids[0], &records(&ids[0], 7, chrono::Utc::now())[..1])
+        .await
+        .expect("fewer rules");
+    s.retire_entity(&ids[1]).await.expect("retire");
+    db.batch("DELETE FROM entities WHERE id = 'github/repository/3'")
+        .await;
+    let (by, kept) = counted(s.clone()).await;
+    assert_eq!(kept, by);
+    assert_eq!(kept.values().sum::<i64>(), 37 * 3 + 1);
+}
+
+/// An evaluation is always recorded as a check of the entity; history gets a row only for a
+/// verdict that changed, so sweeps that find nothing new do not grow it by a row per rule.
+#[tokio::test]
+async fn unchanged_verdicts_are_checks_not_history_rows() {
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    s.upsert_entity(&repo(1, "r")).await.expect("entity");
+    let id = "github/repository/1";
+    let t0 = chrono::Utc::now();
+    s.record_evaluations(id, &[eval(id, "fail", t0)])
+        .await
+        .expect("first");
+    let mut again = eval(id, "fail", t0 + chrono::Duration::seconds(1));
+    again.unchanged = true;
+    s.record_evaluations(id, &[again.clone()])
+        .await
+        .expect("unchanged");
+    assert_eq!(s.history_count(id).await.expect("history"), 1);
+    assert_eq!(s.checks_count(id).await.expect("checks"), 2);
+    let rows = s
+        .list_status("default", Some(id), None)
+        .await
+        .expect("status");
+    assert!(
+        (rows[0].evaluated_at - again.evaluated_at)
+            .num_milliseconds()
+            .abs()
+            < 1,
+        "the status says when it was checked"
+    );
+    s.record_evaluations(id, &[eval(id, "pass", t0 + chrono::Duration::seconds(2))])
+        .await
+        .expect("changed");
+    assert_eq!(s.history_count(id).await.expect("history"), 2);
+    assert_eq!(s.checks_count(id).await.expect("checks"), 3);
+    // Checks have a retention of their own: the newest per entity are kept.
+    assert_eq!(
+        s.prune_checks(std::time::Duration::from_secs(3600), 1, 100)
+            .await
+            .expect("prune"),
+        2
+    );
+    assert_eq!(s.checks_count(id).await.expect("checks"), 1);
 }
