@@ -138,7 +138,7 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Evaluation history.
+    /// Evaluation history: a row per change of a rule's verdict (status, message or input).
     History {
         #[command(subcommand)]
         command: resources::HistoryCommand,

@@ -12,6 +12,10 @@
 --
 -- Sharded by entity (16 rows per project, profile, rule and status) so concurrent evaluations
 -- rarely wait on the same counter row; a statement takes its counter rows in key order.
+
+-- On a live database: fail (and let the service start again) rather than queue every reader of
+-- evaluation_status behind this migration's locks.
+SET LOCAL lock_timeout = '30s';
 CREATE TABLE posture_counts (
     project   text NOT NULL,
     profile   text NOT NULL,
@@ -61,6 +65,16 @@ CREATE TRIGGER posture_count_delete AFTER DELETE ON evaluation_status
 CREATE TRIGGER posture_count_update AFTER UPDATE ON evaluation_status
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION posture_count();
+
+-- TRUNCATE fires no row or statement-level DML trigger: the counts go with the rows.
+CREATE FUNCTION posture_count_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM posture_counts;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER posture_count_truncate AFTER TRUNCATE ON evaluation_status
+    FOR EACH STATEMENT EXECUTE FUNCTION posture_count_truncate();
 
 -- The statuses already there (the trigger's lock on evaluation_status holds writers back until
 -- this migration commits, so none is counted twice or missed).

@@ -116,13 +116,13 @@ const PROJECT_TABLES: [&str; 12] = [
     "evaluation_history",
     "evaluation_checks",
     "evaluation_status",
-    // After the statuses: deleting them updates the counts.
-    "posture_counts",
     "actions",
     "entities",
     "profiles",
     "rule_types",
     "data_sources",
+    // Last: deleting statuses (also by the entities' cascade) updates the counts.
+    "posture_counts",
 ];
 
 impl Store {

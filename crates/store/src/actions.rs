@@ -345,7 +345,10 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Whether an evaluation of the rule passed after `since` (and before `until`, if given).
+    /// Whether the rule passed at some time after `since` (and before `until`, if given).
+    /// History holds a row per change of verdict, so that is: a passing row in between, or the
+    /// row in effect at `since` passing (a pass recorded just before `since` by a clock a little
+    /// ahead, and re-confirmed since without a new row).
     pub async fn passed_between(
         &self,
         entity_id: &str,
@@ -360,7 +363,11 @@ impl Store {
                 &c.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM evaluation_history
                      WHERE entity_id = $1 AND profile = $2 AND rule_name = $3 AND status = 'pass'
-                       AND evaluated_at > $4 AND ($5::timestamptz IS NULL OR evaluated_at < $5))",
+                       AND evaluated_at > $4 AND ($5::timestamptz IS NULL OR evaluated_at < $5))
+                     OR coalesce((SELECT status = 'pass' FROM evaluation_history
+                                  WHERE entity_id = $1 AND profile = $2 AND rule_name = $3
+                                    AND evaluated_at <= $4
+                                  ORDER BY evaluated_at DESC LIMIT 1), false)",
                 )
                 .await?,
                 &[&entity_id, &profile, &rule_name, &since, &until],

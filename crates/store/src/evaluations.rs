@@ -92,8 +92,9 @@ pub struct LastVerdict {
 }
 
 impl Store {
-    /// History retention: deletes rows older than `max_age`, and rows beyond the newest
-    /// `keep_per_rule` of each entity x profile x rule, at most `limit` of each kind per call
+    /// History retention: deletes rows older than `max_age` (but never a rule's newest: history
+    /// holds changes, so that row says since when the current verdict holds), and rows beyond
+    /// the newest `keep_per_rule` of each entity x profile x rule, at most `limit` of each kind per call
     /// (callers loop while it returns a full `limit`, so one call never holds locks for long).
     /// The latest status is never touched.
     pub async fn prune_history(
@@ -106,7 +107,12 @@ impl Store {
         let aged = c
             .execute(
                 &c.prepare_cached("DELETE FROM evaluation_history WHERE id IN
-                   (SELECT id FROM evaluation_history WHERE evaluated_at < now() - $1 * interval '1 second' LIMIT $2)").await?,
+                   (SELECT h.id FROM evaluation_history h
+                    WHERE h.evaluated_at < now() - $1 * interval '1 second'
+                      AND EXISTS (SELECT 1 FROM evaluation_history n
+                                  WHERE n.entity_id = h.entity_id AND n.profile = h.profile
+                                    AND n.rule_name = h.rule_name AND n.evaluated_at > h.evaluated_at)
+                    LIMIT $2)").await?,
                 &[&max_age.as_secs_f64(), &limit],
             )
             .await?;
@@ -123,33 +129,22 @@ impl Store {
         Ok(aged + surplus)
     }
 
-    /// Retention of [`checks`](Self::checks_count) as [`prune_history`](Self::prune_history)'s:
-    /// rows older than `max_age`, and beyond the newest `keep_per_entity` of each entity.
+    /// Retention of [`checks`](Self::checks_count): rows older than `max_age`, at most `limit`
+    /// per call (callers loop while it returns a full `limit`). By age only, from the
+    /// `checked_at` index: a count per entity would rank millions of rows on every call.
     pub async fn prune_checks(
         &self,
         max_age: std::time::Duration,
-        keep_per_entity: i64,
         limit: i64,
     ) -> Result<u64, StoreError> {
         let c = self.client().await?;
-        let checks_aged = c
+        Ok(c
             .execute(
                 &c.prepare_cached("DELETE FROM evaluation_checks WHERE id IN
                    (SELECT id FROM evaluation_checks WHERE checked_at < now() - $1 * interval '1 second' LIMIT $2)").await?,
                 &[&max_age.as_secs_f64(), &limit],
             )
-            .await?;
-        let checks_surplus = c
-            .execute(
-                &c.prepare_cached("DELETE FROM evaluation_checks WHERE id IN
-                   (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY entity_id
-                                                                  ORDER BY checked_at DESC, id DESC) AS n
-                                    FROM evaluation_checks) ranked
-                    WHERE n > $1 LIMIT $2)").await?,
-                &[&keep_per_entity.max(1), &limit],
-            )
-            .await?;
-        Ok(checks_aged + checks_surplus)
+            .await?)
     }
 
     /// The latest verdict of every (profile, rule name) of one entity.
@@ -315,7 +310,7 @@ impl Store {
             .map(|r| r.cause_event_id.as_str())
             .unwrap_or_default();
         let (rule_count, changed_count) = (
-            i32::try_from(records.len()).unwrap_or(i32::MAX),
+            i32::try_from(latest.len()).unwrap_or(i32::MAX),
             i32::try_from(changed.len()).unwrap_or(i32::MAX),
         );
         let check_params: Params = vec![&entity_id, &cause, &rule_count, &changed_count];

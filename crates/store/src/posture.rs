@@ -230,7 +230,8 @@ impl Store {
         Ok(StatusPage { rows, next })
     }
 
-    /// The newest `limit` evaluations of one rule of one entity, newest first.
+    /// The newest `limit` changes of one rule's verdict on one entity, newest first (history
+    /// keeps a row per change; the status row says when it was last checked).
     pub async fn rule_history(
         &self,
         entity_id: &str,

@@ -25,8 +25,8 @@ mod quota;
 
 /// Advisory lock id of the active reconciler ("PLUMREC").
 const RECONCILER_LOCK: i64 = 0x0050_4c55_4d52_4543;
-/// The default `--checks-keep-per-entity`.
-const DEFAULT_CHECKS_KEEP_PER_ENTITY: i64 = 168;
+/// The default `--checks-max-age-days`.
+const DEFAULT_CHECKS_MAX_AGE_DAYS: u64 = 7;
 
 /// Reconciler configuration (flags or environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -51,11 +51,11 @@ pub struct ReconcilerConfig {
     #[arg(long, env = "PLUMB_HISTORY_KEEP_PER_RULE", default_value_t = 1000)]
     pub history_keep_per_rule: i64,
 
-    /// At most this many checks (one row per evaluation of an entity, whatever changed) are
-    /// kept per entity (the newest), besides `--history-max-age-days`. 168 is a week of hourly
-    /// sweeps; each rule's history keeps every change regardless.
-    #[arg(long, env = "PLUMB_CHECKS_KEEP_PER_ENTITY", default_value_t = DEFAULT_CHECKS_KEEP_PER_ENTITY)]
-    pub checks_keep_per_entity: i64,
+    /// Checks (one row per evaluation of an entity, whatever changed) older than this many
+    /// days are deleted. Each rule's history keeps its changes for `--history-max-age-days`
+    /// regardless; at 100,000 repositories swept hourly, a week of checks is 16.8 million rows.
+    #[arg(long, env = "PLUMB_CHECKS_MAX_AGE_DAYS", default_value_t = DEFAULT_CHECKS_MAX_AGE_DAYS)]
+    pub checks_max_age_days: u64,
 
     /// Percent of each credential's hourly GitHub quota that sweeps leave to webhooks and
     /// fixes: an entity whose credential has no more than this left (as the evaluators last
@@ -75,7 +75,7 @@ impl ReconcilerConfig {
             page_size: 500,
             history_max_age_days: 90,
             history_keep_per_rule: 1000,
-            checks_keep_per_entity: DEFAULT_CHECKS_KEEP_PER_ENTITY,
+            checks_max_age_days: DEFAULT_CHECKS_MAX_AGE_DAYS,
             sweep_quota_reserve_percent: 10,
         }
     }
@@ -131,7 +131,7 @@ pub async fn start(
         page_size: config.page_size.max(1),
         history_max_age: Duration::from_secs(config.history_max_age_days.max(1) * 86_400),
         history_keep_per_rule: config.history_keep_per_rule.max(1),
-        checks_keep_per_entity: config.checks_keep_per_entity.max(1),
+        checks_max_age: Duration::from_secs(config.checks_max_age_days.max(1) * 86_400),
         quota_reserve_percent: config.sweep_quota_reserve_percent.min(90),
         own_project: Some(s.own_credential_project.clone()).filter(|p| !p.is_empty()),
         resume_after: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -213,7 +213,7 @@ struct Reconciler {
     page_size: i64,
     history_max_age: Duration,
     history_keep_per_rule: i64,
-    checks_keep_per_entity: i64,
+    checks_max_age: Duration,
     quota_reserve_percent: u8,
     /// The project whose unbound entities the services' own credential acts for.
     own_project: Option<String>,
@@ -314,13 +314,9 @@ impl Reconciler {
                 .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], total);
             tracing::info!(rows = total, "evaluation history pruned");
         }
-        // Checks (one per evaluation of an entity) under the same retention, per entity.
+        // Checks (one per evaluation of an entity), by age.
         loop {
-            match self
-                .store
-                .prune_checks(self.history_max_age, self.checks_keep_per_entity, CHUNK)
-                .await
-            {
+            match self.store.prune_checks(self.checks_max_age, CHUNK).await {
                 Ok(n) if n >= CHUNK as u64 => self.health.beat(LOOP, self.stall()),
                 Ok(_) => break,
                 Err(e) => {

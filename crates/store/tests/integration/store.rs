@@ -102,7 +102,8 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              DROP TRIGGER posture_count_insert ON evaluation_status;
              DROP TRIGGER posture_count_delete ON evaluation_status;
              DROP TRIGGER posture_count_update ON evaluation_status;
-             DROP FUNCTION posture_count();
+             DROP TRIGGER posture_count_truncate ON evaluation_status;
+             DROP FUNCTION posture_count(), posture_count_truncate();
              DROP TABLE posture_counts;
              CREATE INDEX evaluation_status_posture ON evaluation_status (project, profile, rule_name, status);
              DROP TABLE evaluation_checks;",
@@ -821,6 +822,24 @@ async fn history_retention_drops_old_rows_and_keeps_the_newest_per_rule() {
         2
     );
     assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("again"), 0);
+    // A verdict unchanged for longer than the age keeps its one row: it says since when the
+    // verdict holds.
+    s.upsert_entity(&repo(2, "b")).await.expect("entity");
+    s.record_evaluations(
+        "github/repository/2",
+        &[eval(
+            "github/repository/2",
+            "pass",
+            now - chrono::Duration::days(100),
+        )],
+    )
+    .await
+    .expect("record");
+    assert_eq!(s.prune_history(day * 90, 2, 1000).await.expect("aged"), 0);
+    assert_eq!(
+        s.history_count("github/repository/2").await.expect("count"),
+        1
+    );
     // The latest status is untouched.
     assert_eq!(
         s.list_status("default", Some("github/repository/1"), None)
@@ -1245,12 +1264,19 @@ async fn unchanged_verdicts_are_checks_not_history_rows() {
         .expect("changed");
     assert_eq!(s.history_count(id).await.expect("history"), 2);
     assert_eq!(s.checks_count(id).await.expect("checks"), 3);
-    // Checks have a retention of their own: the newest per entity are kept.
+    // Checks have a retention of their own, by age.
     assert_eq!(
-        s.prune_checks(std::time::Duration::from_secs(3600), 1, 100)
+        s.prune_checks(std::time::Duration::from_secs(3600), 100)
             .await
             .expect("prune"),
-        2
+        0
     );
-    assert_eq!(s.checks_count(id).await.expect("checks"), 1);
+    db.batch("UPDATE evaluation_checks SET checked_at = now() - interval '2 hours' WHERE id IN (SELECT min(id) FROM evaluation_checks)").await;
+    assert_eq!(
+        s.prune_checks(std::time::Duration::from_secs(3600), 100)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(s.checks_count(id).await.expect("checks"), 2);
 }
