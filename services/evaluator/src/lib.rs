@@ -544,7 +544,6 @@ impl Evaluator {
                 .evaluate_profiles(
                     record,
                     &event,
-                    &id,
                     &entity,
                     acting.as_ref(),
                     &snapshot,
@@ -778,14 +777,17 @@ impl Evaluator {
         &self,
         record: &Record,
         event: &EntityEvent,
-        id: &str,
         entity: &Entity,
         acting: Result<&Acting, &String>,
         snapshot: &catalog::Snapshot,
         unchanged: bool,
     ) -> Result<(Vec<EvaluationRecord>, Vec<Verdict>), Failure> {
         // What each rule found last time: reused when its input digest and version are unchanged.
-        let last = self.store.last_verdicts(id).await.map_err(store_failure)?;
+        let last = self
+            .store
+            .last_verdicts(&entity.id())
+            .await
+            .map_err(store_failure)?;
         let mut verdicts = Vec::new();
         let mut records = Vec::new();
         // One read per endpoint and tree for all rules of this event, with the entity's

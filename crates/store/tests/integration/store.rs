@@ -1170,7 +1170,7 @@ async fn posture_counts_stay_exact_through_every_kind_of_write() {
                 .map(|(k, rule)| {
                     let mut r = eval(
                         id,
-                        if (round + k + id.len()) % 2 == 0 {
+                        if (round + k + id.len()).is_multiple_of(2) {
                             "pass"
                         } else {
                             "fail"

@@ -52,7 +52,7 @@ pub async fn wait_settled(topics: &plumbline_bus::Topics, entity: &str, rule: &s
             .iter()
             .filter(|r| r.key.as_deref() == Some(entity))
             .filter_map(|r| EntityEvent::decode(r.payload.as_slice()).ok())
-            .last()
+            .next_back()
             .map(|e| e.event_id);
         if let Some(id) = newest {
             let evaluated = verdicts
