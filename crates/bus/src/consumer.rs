@@ -317,7 +317,12 @@ impl Consumer {
             // records for a while; it keeps its partitions rather than handing them to a
             // replica that would hit the same outage. A dead process is still detected by
             // the session timeout (heartbeats come from librdkafka's own thread).
-            .set("max.poll.interval.ms", "3600000");
+            .set("max.poll.interval.ms", "3600000")
+            // Prefetch bounded in bytes rather than librdkafka's 100,000 messages per partition
+            // (up to 64 MiB): a worker handles tens of records at once, and a backlog (a sweep
+            // of 100,000 entities published at once) must stay in the broker, not in memory.
+            .set("queued.min.messages", "1000")
+            .set("queued.max.messages.kbytes", "4096");
         crate::apply_client_options(&mut cc, &config.client_options)?;
         let inner: StreamConsumer<GroupContext> = cc
             .create_with_context(GroupContext {

@@ -401,26 +401,26 @@ impl Store {
 
     /// How many times an entity was evaluated (one row per evaluation, whatever changed).
     pub async fn checks_count(&self, entity_id: &str) -> Result<i64, StoreError> {
-        let c = self.client().await?;
-        let row = c
-            .query_one(
-                &c.prepare_cached("SELECT count(*) FROM evaluation_checks WHERE entity_id = $1")
-                    .await?,
-                &[&entity_id],
-            )
-            .await?;
-        Ok(row.get(0))
+        self.count_of_entity(
+            "SELECT count(*) FROM evaluation_checks WHERE entity_id = $1",
+            entity_id,
+        )
+        .await
     }
 
     /// Number of history rows for an entity (all profiles and rules).
     pub async fn history_count(&self, entity_id: &str) -> Result<i64, StoreError> {
+        self.count_of_entity(
+            "SELECT count(*) FROM evaluation_history WHERE entity_id = $1",
+            entity_id,
+        )
+        .await
+    }
+
+    async fn count_of_entity(&self, sql: &str, entity_id: &str) -> Result<i64, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_one(
-                &c.prepare_cached("SELECT count(*) FROM evaluation_history WHERE entity_id = $1")
-                    .await?,
-                &[&entity_id],
-            )
+            .query_one(&c.prepare_cached(sql).await?, &[&entity_id])
             .await?;
         Ok(row.get(0))
     }
