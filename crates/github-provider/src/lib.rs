@@ -325,9 +325,9 @@ struct TreeCache {
 struct TreeBytes;
 
 impl quick_cache::Weighter<String, Arc<FileTree>> for TreeBytes {
-    fn weight(&self, _key: &String, tree: &Arc<FileTree>) -> u64 {
-        // A tree of empty files still takes a slot.
-        tree.total_bytes().max(1)
+    fn weight(&self, key: &String, tree: &Arc<FileTree>) -> u64 {
+        // What it holds, paths and overheads included (see `FileTree::footprint`).
+        key.len() as u64 + tree.footprint()
     }
 }
 
