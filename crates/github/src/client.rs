@@ -527,9 +527,14 @@ impl GitHub {
     ) -> Result<ApiResponse, GitHubError> {
         let plain_get = method == Method::GET && use_cache && headers.is_empty();
         let negative = plain_get.then(|| validator_for(path)).flatten();
-        let key = EtagCache::key(&self.credential, path, headers);
-        if let (Some(cache), Some(validator)) = (&self.cache, &negative) {
-            if let Some(kept) = cache.get(&key).filter(|c| c.etag.is_empty()) {
+        let kept_in = match (&self.cache, &negative) {
+            (Some(cache), Some(_)) => {
+                Some((cache, EtagCache::key(&self.credential, path, headers)))
+            }
+            _ => None,
+        };
+        if let (Some((cache, key)), Some((validator, _))) = (&kept_in, &negative) {
+            if let Some(kept) = cache.get(key).filter(|c| c.etag.is_empty()) {
                 let (v, unchanged) = noted(
                     self.send_once(Method::GET, validator, None, &[], true, limit)
                         .await,
@@ -537,14 +542,14 @@ impl GitHub {
                 if unchanged {
                     cache.record_hit();
                     // The kept answer holds as long as its validating resource is unchanged.
-                    crate::reads::note(validator_of(validator, &[], &v));
+                    crate::reads::note(|| validator_of(validator, &[], &v));
                     return Ok(ApiResponse {
                         status: kept.status,
                         headers: HeaderMap::new(),
                         body: kept.body,
                     });
                 }
-                cache.remove(&key);
+                cache.remove(key);
             }
         }
         let (r, _) = noted(
@@ -552,7 +557,7 @@ impl GitHub {
                 .await,
         )?;
         match (negative, r.status) {
-            (Some(validator), 404 | 409) if self.cache.is_some() || crate::reads::active() => {
+            (Some((validator, fact)), 404 | 409) if kept_in.is_some() || crate::reads::active() => {
                 // Read the validator (a 304 while it is cached, so free) and keep the answer
                 // under it only if what the validator says agrees with the answer: read after
                 // it, the validator may already show a change the answer does not.
@@ -560,15 +565,15 @@ impl GitHub {
                     .send_once(Method::GET, &validator, None, &[], true, limit)
                     .await
                 {
-                    Ok((v, _)) if v.is_success() && negative_agrees(path, &v.body) => Some(v),
+                    Ok((v, _)) if v.is_success() && fact.stated_by(&v.body) => Some(v),
                     _ => None,
                 };
-                crate::reads::note(
+                crate::reads::note(|| {
                     agreed
                         .as_ref()
-                        .and_then(|v| validator_of(&validator, &[], v)),
-                );
-                if let (Some(cache), Some(_)) = (&self.cache, &agreed) {
+                        .and_then(|v| validator_of(&validator, &[], v))
+                });
+                if let (Some((cache, key)), Some(_)) = (kept_in, &agreed) {
                     cache.put(
                         key,
                         CachedResponse {
@@ -579,11 +584,11 @@ impl GitHub {
                     );
                 }
             }
-            _ => crate::reads::note(
+            _ => crate::reads::note(|| {
                 (method == Method::GET && use_cache)
                     .then(|| validator_of(path, headers, &r))
-                    .flatten(),
-            ),
+                    .flatten()
+            }),
         }
         Ok(r)
     }
@@ -615,20 +620,11 @@ impl GitHub {
             if r.status == 304 {
                 continue;
             }
-            if let (Some(cache), Some(etag), true) = (
-                &self.cache,
-                r.headers
-                    .get(http::header::ETAG)
-                    .and_then(|e| e.to_str().ok()),
-                r.is_success(),
-            ) {
-                cache.put(
+            if let Some(cache) = &self.cache {
+                keep_answer(
+                    cache,
                     EtagCache::key(&self.credential, &v.path, &v.headers),
-                    CachedResponse {
-                        etag: etag.to_string(),
-                        status: r.status,
-                        body: r.body.clone(),
-                    },
+                    &r,
                 );
             }
             return Ok(false);
@@ -766,20 +762,7 @@ impl GitHub {
                 }
                 (_, 200..=299) => {
                     cache.record_miss();
-                    if let Some(etag) = r
-                        .headers
-                        .get(http::header::ETAG)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        cache.put(
-                            key,
-                            CachedResponse {
-                                etag: etag.to_string(),
-                                status: r.status,
-                                body: r.body.clone(),
-                            },
-                        );
-                    }
+                    keep_answer(cache, key, &r);
                 }
                 _ => cache.record_miss(),
             }
@@ -910,9 +893,39 @@ impl GitHub {
     }
 }
 
+/// What a kept 404/409 answer stands for, as its validator states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fact {
+    /// No protection (404): the branch's `protected` flag.
+    Unprotected,
+    /// No license file (404): the repository's `license` field.
+    NoLicense,
+    /// Actions not limited to selected actions (409): the policy's `allowed_actions`.
+    ActionsNotSelected,
+}
+
+impl Fact {
+    /// Whether the validator's body states the fact. Anything else (a change between the
+    /// answer and the validator's read, a body not understood) disagrees.
+    fn stated_by(self, validator_body: &[u8]) -> bool {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(validator_body) else {
+            return false;
+        };
+        match self {
+            Fact::Unprotected => {
+                v.get("protected").and_then(serde_json::Value::as_bool) == Some(false)
+            }
+            Fact::NoLicense => v.get("license").is_none_or(serde_json::Value::is_null),
+            Fact::ActionsNotSelected => {
+                v.get("allowed_actions").and_then(serde_json::Value::as_str) != Some("selected")
+            }
+        }
+    }
+}
+
 /// The resource whose ETag tells whether a kept 404/409 answer of `path` still holds (see
-/// [`GitHub::send`]).
-fn validator_for(path: &str) -> Option<String> {
+/// [`GitHub::send`]), and what the answer stands for.
+fn validator_for(path: &str) -> Option<(String, Fact)> {
     if path.contains('?') {
         return None;
     }
@@ -926,43 +939,46 @@ fn validator_for(path: &str) -> Option<String> {
             && t.ends_with("/protection")
             && t.len() > "branches//protection".len() =>
         {
-            Some(format!(
-                "{repo_path}/{}",
-                &t[..t.len() - "/protection".len()]
+            Some((
+                format!("{repo_path}/{}", &t[..t.len() - "/protection".len()]),
+                Fact::Unprotected,
             ))
         }
         // No license file: the repository's `license` field changes when one is added.
-        "license" => Some(repo_path),
+        "license" => Some((repo_path, Fact::NoLicense)),
         // Actions not limited to selected actions (409): the policy says when that changes.
-        "actions/permissions/selected-actions" => Some(format!("{repo_path}/actions/permissions")),
+        "actions/permissions/selected-actions" => Some((
+            format!("{repo_path}/actions/permissions"),
+            Fact::ActionsNotSelected,
+        )),
         _ => None,
+    }
+}
+
+/// Keeps a successful answer that carries an ETag, for the conditional reads that follow.
+fn keep_answer(cache: &EtagCache, key: String, r: &ApiResponse) {
+    let etag = r
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok());
+    if let (true, Some(etag)) = (r.is_success(), etag) {
+        cache.put(
+            key,
+            CachedResponse {
+                etag: etag.to_string(),
+                status: r.status,
+                body: r.body.clone(),
+            },
+        );
     }
 }
 
 /// A failed read cannot be validated later: the recording scope (if any) is told so.
 fn noted<T>(r: Result<T, GitHubError>) -> Result<T, GitHubError> {
     if r.is_err() {
-        crate::reads::note(None);
+        crate::reads::note(|| None);
     }
     r
-}
-
-/// Whether the validator's body (see [`validator_for`]) states the fact a 404 or 409 answer of
-/// `path` stands for: the branch unprotected, no license, Actions not limited to selected
-/// actions. Anything else (a change between the two reads, a body not understood) disagrees.
-fn negative_agrees(path: &str, validator_body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(validator_body) else {
-        return false;
-    };
-    if path.ends_with("/protection") {
-        v.get("protected").and_then(serde_json::Value::as_bool) == Some(false)
-    } else if path.ends_with("/license") {
-        v.get("license").is_none_or(serde_json::Value::is_null)
-    } else if path.ends_with("/actions/permissions/selected-actions") {
-        v.get("allowed_actions").and_then(serde_json::Value::as_str) != Some("selected")
-    } else {
-        false
-    }
 }
 
 /// Request headers a validator may carry: the ones that select a representation. A read with
@@ -1050,19 +1066,27 @@ mod tests {
     #[test]
     fn validators_of_not_found_answers() {
         assert_eq!(
-            validator_for("/repos/o/r/branches/main/protection").as_deref(),
+            validator_for("/repos/o/r/branches/main/protection")
+                .map(|(v, _)| v)
+                .as_deref(),
             Some("/repos/o/r/branches/main")
         );
         assert_eq!(
-            validator_for("/repos/o/r/branches/feature/x/protection").as_deref(),
+            validator_for("/repos/o/r/branches/feature/x/protection")
+                .map(|(v, _)| v)
+                .as_deref(),
             Some("/repos/o/r/branches/feature/x")
         );
         assert_eq!(
-            validator_for("/repos/o/r/license").as_deref(),
+            validator_for("/repos/o/r/license")
+                .map(|(v, _)| v)
+                .as_deref(),
             Some("/repos/o/r")
         );
         assert_eq!(
-            validator_for("/repos/o/r/actions/permissions/selected-actions").as_deref(),
+            validator_for("/repos/o/r/actions/permissions/selected-actions")
+                .map(|(v, _)| v)
+                .as_deref(),
             Some("/repos/o/r/actions/permissions")
         );
         for none in [

@@ -84,12 +84,12 @@ pub async fn recording<F: std::future::Future>(fut: F) -> (F::Output, Reads) {
         .await
 }
 
-/// Notes one read of the current scope (nothing outside a scope). `None`: the read cannot be
-/// validated later.
-pub(crate) fn note(v: Option<Validator>) {
+/// Notes one read of the current scope; `None`: the read cannot be validated later. Outside a
+/// scope (every service but the evaluator's evaluations) nothing is built or kept.
+pub(crate) fn note(v: impl FnOnce() -> Option<Validator>) {
     let _ = READS.try_with(|r| {
         if let Ok(mut r) = r.lock() {
-            r.note(v);
+            r.note(v());
         }
     });
 }
@@ -115,18 +115,18 @@ mod tests {
     async fn reads_are_recorded_per_scope_and_a_read_without_validator_makes_it_incomplete() {
         let (_, outside) = recording(async {}).await;
         assert!(outside.complete && outside.validators.is_empty());
-        note(Some(v("/not/recorded", "x"))); // no scope: nothing happens
+        note(|| Some(v("/not/recorded", "x"))); // no scope: nothing happens
         let (one, two) = tokio::join!(
             recording(async {
-                note(Some(v("/repos/a/b", "1")));
+                note(|| Some(v("/repos/a/b", "1")));
                 tokio::task::yield_now().await;
-                note(Some(v("/repos/a/b", "2")));
+                note(|| Some(v("/repos/a/b", "2")));
             }),
             recording(async {
-                note(Some(v("/repos/c/d", "3")));
-                note(Some(v("/repos/c/d", "3")));
+                note(|| Some(v("/repos/c/d", "3")));
+                note(|| Some(v("/repos/c/d", "3")));
                 tokio::task::yield_now().await;
-                note(None);
+                note(|| None);
             }),
         );
         assert_eq!(one.1.validators, vec![v("/repos/a/b", "1")]);
