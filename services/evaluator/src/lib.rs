@@ -291,6 +291,14 @@ impl RuleResult<'_> {
             .as_bytes(),
         );
         let now = chrono::Utc::now();
+        let details = serde_json::json!(outcome.details);
+        let unchanged = self.previous.is_some_and(|p| {
+            p.status == outcome.status
+                && p.message == outcome.message
+                && p.input_digest == outcome.input_digest
+                && p.rule_type_version == self.version
+                && p.details == details
+        });
         let row = EvaluationRecord {
             evaluation_id,
             entity_id: self.entity.id(),
@@ -300,18 +308,12 @@ impl RuleResult<'_> {
             rule_name: self.rule_name.to_string(),
             status: outcome.status,
             message: outcome.message.clone(),
-            details: serde_json::json!(outcome.details),
+            details,
             input_digest: outcome.input_digest.clone(),
             rule_type_version: self.version,
             cause_event_id: self.event.event_id.clone(),
             evaluated_at: now,
-            unchanged: self.previous.is_some_and(|p| {
-                p.status == outcome.status
-                    && p.message == outcome.message
-                    && p.input_digest == outcome.input_digest
-                    && p.rule_type_version == self.version
-                    && p.details == serde_json::json!(outcome.details)
-            }),
+            unchanged,
         };
         let verdict = Verdict {
             entity: self.event.entity.clone(),
@@ -675,6 +677,15 @@ impl Evaluator {
         }
     }
 
+    /// Counts how an entity event ended short of an evaluation.
+    fn event_outcome(&self, outcome: &str) {
+        self.metrics.inc(
+            &plumbline_telemetry::catalog::EVALUATOR_EVENTS,
+            &[("outcome", outcome)],
+            1,
+        );
+    }
+
     /// The registered entity and the credential it is read with (its project's provider).
     /// `None` when it is not registered. An entity that cannot be acted on (no credential of
     /// its own project) comes back with the reason every rule errors.
@@ -682,16 +693,9 @@ impl Evaluator {
         &self,
         id: &str,
     ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
-        let outcome = |outcome: &str| {
-            self.metrics.inc(
-                &plumbline_telemetry::catalog::EVALUATOR_EVENTS,
-                &[("outcome", outcome)],
-                1,
-            )
-        };
         let Some(entity) = self.store.get_entity(id).await.map_err(store_failure)? else {
             tracing::debug!(entity = %id, "entity not registered, event ignored");
-            outcome("unregistered");
+            self.event_outcome("unregistered");
             return Ok(None);
         };
         let github = match self
@@ -702,7 +706,7 @@ impl Evaluator {
         {
             Ok(github) => github,
             Err(e) => {
-                outcome("no_credential");
+                self.event_outcome("no_credential");
                 let why = format!("{}: not evaluated", e.describe());
                 tracing::warn!(entity = %id, project = %entity.project, reason = %why, "no credential to act for the entity with");
                 return Ok(Some((entity, Err(why))));
@@ -738,13 +742,6 @@ impl Evaluator {
         acting: Result<Acting, String>,
         unchanged: bool,
     ) -> Result<Option<(Entity, Result<Acting, String>)>, Failure> {
-        let outcome = |outcome: &str| {
-            self.metrics.inc(
-                &plumbline_telemetry::catalog::EVALUATOR_EVENTS,
-                &[("outcome", outcome)],
-                1,
-            )
-        };
         let id = entity.id();
         let acting = match acting {
             Ok(a) => a,
@@ -759,13 +756,13 @@ impl Evaluator {
         match confirmed {
             Identity::Confirmed => Ok(Some((entity, Ok(acting)))),
             Identity::Problem(why) => {
-                outcome("identity_mismatch");
+                self.event_outcome("identity_mismatch");
                 tracing::warn!(entity = %id, reason = %why, "repository identity not confirmed");
                 Ok(Some((entity, Err(why))))
             }
             Identity::Gone(why) => {
                 let retired = self.store.retire_entity(&id).await.map_err(store_failure)?;
-                outcome("retired");
+                self.event_outcome("retired");
                 tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
                 Ok(None)
             }
@@ -807,6 +804,8 @@ impl Evaluator {
                 .unwrap_or("off");
             let alert = profile.alert_mode().map(|m| m.as_str()).unwrap_or("off");
             for rule in profile.rules_for(entity.entity_ref.kind) {
+                // The rule's latest status: reused when nothing changed, compared when recorded.
+                let latest = last.get(&(profile.name.clone(), rule.rule_name().to_string()));
                 let (version, outcome) = match snapshot.rules.get(&rule.rule_type) {
                     None => (
                         0,
@@ -831,9 +830,7 @@ impl Evaluator {
                             (Ok(true), Ok(())) => match &memo {
                                 Err(why) => Outcome::error(why.as_str()),
                                 Ok((memo, github)) => {
-                                    let previous = last
-                                        .get(&(profile.name.clone(), rule.rule_name().to_string()))
-                                        .filter(|l| l.rule_type_version == *v);
+                                    let previous = latest.filter(|l| l.rule_type_version == *v);
                                     // A span per rule evaluation: its reads are children.
                                     let span = tracing::info_span!(
                                         "evaluate_rule",
@@ -884,7 +881,7 @@ impl Evaluator {
                     version,
                     remediate,
                     alert,
-                    previous: last.get(&(profile.name.clone(), rule.rule_name().to_string())),
+                    previous: latest,
                 }
                 .into_parts(outcome);
                 records.push(row);
