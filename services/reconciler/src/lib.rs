@@ -286,48 +286,55 @@ impl Reconciler {
         }
     }
 
-    /// History retention, in bounded chunks; a failure is logged and retried next interval.
+    /// History and checks retention, in bounded chunks; a failure is logged and retried next
+    /// interval.
     async fn prune_history(&self) {
+        let pruned = self
+            .in_chunks("history", |chunk| {
+                self.store
+                    .prune_history(self.history_max_age, self.history_keep_per_rule, chunk)
+            })
+            .await;
+        if pruned > 0 {
+            self.metrics
+                .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], pruned);
+            tracing::info!(rows = pruned, "evaluation history pruned");
+        }
+        // Checks (one per evaluation of an entity), by age.
+        self.in_chunks("check", |chunk| {
+            self.store.prune_checks(self.checks_max_age, chunk)
+        })
+        .await;
+        // Waits are read only while ahead; a day after they ended they go.
+        if let Err(e) = self.store.prune_waits(Duration::from_secs(86_400)).await {
+            tracing::warn!(error = %e, "pruning ended waits failed, next interval retries");
+        }
+    }
+
+    /// Runs a retention pass of at most `CHUNK` rows until one deletes fewer, beating the
+    /// health loop between passes so a long prune is not taken for a stall. Returns the rows
+    /// deleted; a failure is logged and ends the loop (the next interval retries).
+    async fn in_chunks<F, Fut>(&self, what: &str, pass: F) -> u64
+    where
+        F: Fn(i64) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, plumbline_store::StoreError>>,
+    {
         const CHUNK: i64 = 10_000;
         let mut total = 0;
         loop {
-            match self
-                .store
-                .prune_history(self.history_max_age, self.history_keep_per_rule, CHUNK)
-                .await
-            {
+            match pass(CHUNK).await {
                 Ok(n) => {
                     total += n;
                     if n < CHUNK as u64 {
-                        break;
+                        return total;
                     }
                     self.health.beat(LOOP, self.stall());
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "history retention failed, next interval retries");
-                    break;
+                    tracing::warn!(error = %e, "{what} retention failed, next interval retries");
+                    return total;
                 }
             }
-        }
-        if total > 0 {
-            self.metrics
-                .inc(&plumbline_telemetry::catalog::HISTORY_PRUNED, &[], total);
-            tracing::info!(rows = total, "evaluation history pruned");
-        }
-        // Checks (one per evaluation of an entity), by age.
-        loop {
-            match self.store.prune_checks(self.checks_max_age, CHUNK).await {
-                Ok(n) if n >= CHUNK as u64 => self.health.beat(LOOP, self.stall()),
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "check retention failed, next interval retries");
-                    break;
-                }
-            }
-        }
-        // Waits are read only while ahead; a day after they ended they go.
-        if let Err(e) = self.store.prune_waits(Duration::from_secs(86_400)).await {
-            tracing::warn!(error = %e, "pruning ended waits failed, next interval retries");
         }
     }
 
