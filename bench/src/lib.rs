@@ -2,4 +2,5 @@
 
 pub mod evaluator_process;
 pub mod events;
+pub mod fleet;
 pub mod http1;

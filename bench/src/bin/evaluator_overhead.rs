@@ -35,7 +35,7 @@ use anyhow::{bail, Context as _};
 use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig};
-use plumbline_domain::{Entity, EntityRef, EventReason};
+use plumbline_domain::EventReason;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
 use plumbline_github_provider::GitHubProvider;
@@ -262,15 +262,9 @@ async fn main() -> anyhow::Result<()> {
                 ..RepoOptions::default()
             },
         );
-        entities.push(Entity {
-            entity_ref: EntityRef::repository("github", id),
-            project: PROJECT.into(),
-            credential: None,
-            owner: "acme".into(),
-            name,
-            properties: json!({"repo_id": id, "default_branch": "main"}),
-            labels: vec![],
-        });
+        entities.push(plumbline_bench::fleet::repository(
+            PROJECT, "acme", &name, id,
+        ));
     }
     for r in &rules {
         store

@@ -20,7 +20,7 @@ use plumbline_bench::evaluator_process::{self, Evaluators};
 use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig};
-use plumbline_domain::{Entity, EntityRef, EventReason};
+use plumbline_domain::EventReason;
 use plumbline_github_sim::{Fault, SimConfig, Simulator};
 use plumbline_store::testing::TestDatabase;
 use plumbline_store::Store;
@@ -118,21 +118,7 @@ async fn main() -> anyhow::Result<()> {
             &profile,
         )
         .await?;
-    let entities: Vec<Entity> = fleet
-        .iter()
-        .map(|(owner, name, id)| Entity {
-            entity_ref: EntityRef::repository("github", *id),
-            project: PROJECT.into(),
-            credential: None,
-            owner: owner.clone(),
-            name: name.clone(),
-            properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
-            labels: vec![],
-        })
-        .collect();
-    for e in &entities {
-        store.upsert_entity(e).await?;
-    }
+    let entities = plumbline_bench::fleet::register(&store, PROJECT, &fleet).await?;
     let producer = Producer::new(&ProducerConfig::new(&brokers, "bench-scale"))?;
     eprintln!("evaluator_scale: {n} entities, {latency:?} GitHub latency, {in_flight} in flight per replica");
 

@@ -40,7 +40,7 @@ use anyhow::{bail, Context as _};
 use plumb::stack::{Stack, StackConfig};
 use plumbline_bench::http1::Pool;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
-use plumbline_domain::{Entity, EntityRef};
+use plumbline_domain::EntityRef;
 use plumbline_proto::v1::ActionStatus;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -191,27 +191,6 @@ async fn count_not_2xx(posts: Vec<tokio::task::JoinHandle<u16>>) -> usize {
     n
 }
 
-/// Registers the simulator's repositories as entities of the project (default branch main).
-async fn register(
-    store: &plumbline_store::Store,
-    fleet: &[(String, String, u64)],
-) -> anyhow::Result<()> {
-    for (owner, name, id) in fleet {
-        store
-            .upsert_entity(&Entity {
-                entity_ref: EntityRef::repository("github", *id),
-                project: PROJECT.into(),
-                credential: None,
-                owner: owner.clone(),
-                name: name.clone(),
-                properties: serde_json::json!({"repo_id": id, "default_branch": "main"}),
-                labels: vec![],
-            })
-            .await?;
-    }
-    Ok(())
-}
-
 /// Rates the ladder tries, in order.
 const LADDER: [u64; 7] = [100, 200, 300, 400, 500, 750, 1000];
 
@@ -251,7 +230,7 @@ async fn ladder(
             &format!("ladder{rate}"),
             1.0,
         );
-        register(store, &fleet).await?;
+        plumbline_bench::fleet::register(store, PROJECT, &fleet).await?;
         drain(gen.stack).await;
         latencies.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let posts = gen.send(&fleet, rate, &format!("ladder{rate}")).await?;
@@ -327,7 +306,7 @@ async fn main() -> anyhow::Result<()> {
             &profile,
         )
         .await?;
-    register(&store, &fleet).await?;
+    plumbline_bench::fleet::register(&store, PROJECT, &fleet).await?;
     eprintln!("remediation_latency: {n} protected repositories, {events} events at {rate}/s");
 
     // Baseline: the remediation's GitHub call alone.

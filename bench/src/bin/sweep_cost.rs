@@ -15,7 +15,7 @@
 //! `evaluations`, `errors`, and the seconds each sweep took. `BENCH_REPOS` changes the size.
 
 use anyhow::{bail, Context as _};
-use plumbline_domain::{Entity, EntityRef, EvalStatus};
+use plumbline_domain::{Entity, EvalStatus};
 use plumbline_engine::provider::Memo;
 use plumbline_engine::{CompiledRule, Invocation, RuleType};
 use plumbline_github::{GitHub, GitHubConfig};
@@ -168,15 +168,9 @@ fn seed(sim: &Simulator, orgs: usize, per_org: usize) -> Vec<Entity> {
                     ..RepoOptions::default()
                 },
             );
-            out.push(Entity {
-                entity_ref: EntityRef::repository("github", id),
-                project: "default".into(),
-                credential: None,
-                owner: org.clone(),
-                name,
-                properties: json!({ "default_branch": "main", "repo_id": id }),
-                labels: vec![],
-            });
+            out.push(plumbline_bench::fleet::repository(
+                "default", &org, &name, id,
+            ));
         }
     }
     out

@@ -24,7 +24,7 @@ use plumbline_bench::evaluator_process::{self, Evaluators};
 use plumbline_bench::events::publish;
 use plumbline_bus::testing::{free_port, topics_on, Tansu};
 use plumbline_bus::{Producer, ProducerConfig};
-use plumbline_domain::{Entity, EntityRef, EventReason};
+use plumbline_domain::EventReason;
 use plumbline_github_sim::{SimConfig, Simulator};
 use plumbline_store::testing::TestDatabase;
 use serde_json::{json, Value};
@@ -172,21 +172,7 @@ async fn run(n: usize, brokers: &str) -> anyhow::Result<BTreeMap<&'static str, f
         fleet.extend(sim.seed(&format!("org-{o:03}"), count, "svc", 0.5));
     }
     fleet.extend(sim.seed("warm", 1, "svc", 1.0));
-    let entities: Vec<Entity> = fleet
-        .iter()
-        .map(|(owner, name, id)| Entity {
-            entity_ref: EntityRef::repository("github", *id),
-            project: PROJECT.into(),
-            credential: None,
-            owner: owner.clone(),
-            name: name.clone(),
-            properties: json!({"repo_id": id, "default_branch": "main"}),
-            labels: vec![],
-        })
-        .collect();
-    for e in &entities {
-        store.upsert_entity(e).await?;
-    }
+    let entities = plumbline_bench::fleet::register(&store, PROJECT, &fleet).await?;
     let (measured, warm) = entities.split_at(n);
     eprintln!(
         "sweep_scale: {n} repositories in {orgs} organisations seeded and registered in {:.1} s",
