@@ -17,8 +17,8 @@
 //!
 //! Raw regorus: for each rule, one engine with the policy compiled and the input the evaluator
 //! builds (`ingested`, `profile`, `properties`) for a sample repository, converted once; timed
-//! `set_input` + `eval_rule` of `data.minder.skip` and `data.minder.allow` (what deny-by-default
-//! needs), rules taken in turn. `raw_regorus_evals_per_s`, and `ratio` = whole / raw.
+//! `set_input` + `eval_rule` of `data.minder.skip` (where the policy defines it) and
+//! `data.minder.allow` (what deny-by-default needs), rules taken in turn. `raw_regorus_evals_per_s`, and `ratio` = whole / raw.
 //!
 //! CPU: the evaluator runs on a runtime of its own whose threads are named `plumb-eval`; the CPU
 //! time the kernel counted for those threads and for librdkafka's (`rdk:*`: the evaluator's
@@ -383,7 +383,12 @@ async fn main() -> anyhow::Result<()> {
         let input = regorus::Value::from(
             json!({"ingested": ingested.value, "profile": r.def, "properties": sample.properties}),
         );
-        engines.push((engine, input));
+        // Asking for a rule the policy does not define is an error, and building it (with
+        // RUST_BACKTRACE set, a backtrace) would be counted as regorus's work: only the rules
+        // the policy defines are asked for, as the engine does.
+        engine.set_input(input.clone());
+        let skip = engine.eval_rule("data.minder.skip".into()).is_ok();
+        engines.push((engine, input, skip));
         through_engine.push((
             compiled,
             ingested.value.clone(),
@@ -394,9 +399,11 @@ async fn main() -> anyhow::Result<()> {
     let secs = Duration::from_secs(env_u64("BENCH_SECONDS", 5));
     let mut i = 0usize;
     let (raw, raw_cpu_ns_per_eval) = rate(secs, || {
-        let (engine, input) = &mut engines[i % k];
+        let (engine, input, skip) = &mut engines[i % k];
         engine.set_input(input.clone());
-        std::hint::black_box(engine.eval_rule("data.minder.skip".into()).ok());
+        if *skip {
+            std::hint::black_box(engine.eval_rule("data.minder.skip".into()).ok());
+        }
         std::hint::black_box(engine.eval_rule("data.minder.allow".into()).ok());
         i += 1;
     });

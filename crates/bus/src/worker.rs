@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Why a record could not be processed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
     /// A dependency is down or limiting us (Postgres, the broker, the provider's rate limit):
     /// nothing is wrong with the record. Waited out (until `until` when known), never counted

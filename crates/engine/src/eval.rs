@@ -157,7 +157,7 @@ impl RegoPolicy {
     /// Evaluates against `input` (`{ingested, profile, properties}`). CPU-bound: callers on an
     /// async runtime run it on a blocking thread.
     pub fn evaluate(&self, input: Value, short_failure_message: &str) -> Outcome {
-        self.evaluate_value(regorus::Value::from(input), short_failure_message)
+        self.evaluate_value(crate::rego_value::to_rego(&input), short_failure_message)
     }
 
     /// Like [`evaluate`](Self::evaluate), with the input already converted for Rego.

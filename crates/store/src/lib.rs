@@ -28,7 +28,9 @@ pub use actions::{ActionFilter, ActionRecord, ActionResult, ActionState, NewActi
 pub use budget::{ContentLimits, ContentUsage};
 pub use deliveries::Claim;
 pub use error::StoreError;
-pub use evaluations::{EvaluationRecord, InputsChange, LastVerdict, StatusRow, StoredInputs};
+pub use evaluations::{
+    EntityWrite, EvaluationRecord, InputsChange, LastVerdict, StatusRow, StoredInputs,
+};
 pub use migrate::migrations;
 pub use posture::{
     HistoryEntry, HistoryFilter, HistoryRow, PostureCount, StatusCursor, StatusFilter, StatusPage,

@@ -72,6 +72,10 @@ defs! {
         "rule verdicts reused because nothing they read changed";
     EVALUATOR_SWEEP_CHECKS: Counter "plumbline_evaluator_sweep_checks_total" ["outcome"]
         "sweep events checked against the entity's last reads with conditional requests, by outcome (unchanged: verdicts stand; changed: read and evaluated)";
+    EVALUATOR_STATUS_WRITES: Counter "plumbline_evaluator_status_writes_total" []
+        "transactions writing evaluations to Postgres (each carries the entities that were waiting: entities / writes is the batch size)";
+    EVALUATOR_STATUS_WRITE_ENTITIES: Counter "plumbline_evaluator_status_write_entities_total" []
+        "entities whose evaluations were written to Postgres";
     EVALUATOR_ENTITY_SECONDS: Histogram "plumbline_evaluator_entity_seconds" []
         "time to evaluate all rules of one entity event";
     WEBHOOK_TO_VERDICT: Histogram "plumbline_webhook_to_verdict_seconds" []

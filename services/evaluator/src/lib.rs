@@ -9,6 +9,7 @@
 //! events ordered (the key pins an entity to a partition, the partition to one group member).
 
 mod catalog;
+mod writes;
 
 use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
@@ -132,6 +133,8 @@ pub struct Running {
 
 struct Evaluator {
     store: Store,
+    /// Status writes, batched across the entities in flight.
+    writer: writes::Writer,
     /// The credential each entity is read with (its project's provider).
     credentials: Credentials,
     /// Data-source requests to other hosts (no credentials, special-purpose addresses refused).
@@ -191,6 +194,7 @@ pub async fn start(
             store.clone(),
             Duration::from_millis(config.catalog_max_staleness_ms),
         ),
+        writer: writes::Writer::spawn(store.clone(), metrics.clone()),
         store,
         provider: GitHubProvider::new(
             credentials.own().clone(),
@@ -574,23 +578,20 @@ impl Evaluator {
                         })
                 })
                 .flatten();
-        let inputs = match (&stored, &kept) {
+        let inputs = match (stored, &kept) {
             // Verdicts reused: the stored reads still stand for them, as long as whatever was
             // read afresh (rules evaluated again) is among them with the same answer.
             (_, Some(kept))
                 if reads.complete && reads.validators.iter().all(|v| kept.contains(v)) =>
             {
-                plumbline_store::InputsChange::Keep
+                writes::Inputs::Keep
             }
-            (_, Some(_)) => plumbline_store::InputsChange::Clear,
-            (Some(s), None) => plumbline_store::InputsChange::Set(s),
-            (None, None) => plumbline_store::InputsChange::Clear,
+            (_, Some(_)) => writes::Inputs::Clear,
+            (Some(s), None) => writes::Inputs::Set(s),
+            (None, None) => writes::Inputs::Clear,
         };
         // Durable first, then announce: a consumer of the verdict finds the status written.
-        self.store
-            .record_evaluations_and_inputs(&id, &records, inputs)
-            .await
-            .map_err(store_failure)?;
+        self.writer.write(id.clone(), records, inputs).await?;
         self.publish_verdicts(&id, &verdicts).await?;
         if let Some(at) = webhook_time(&event) {
             self.metrics.observe(
