@@ -132,3 +132,92 @@ fn answer(batch: impl Iterator<Item = Pending>, result: impl Fn() -> Result<(), 
         let _ = p.done.send(result());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumbline_domain::{Entity, EntityRef};
+    use plumbline_store::testing::TestDatabase;
+
+    fn record(entity: &str) -> EvaluationRecord {
+        EvaluationRecord {
+            evaluation_id: uuid::Uuid::new_v4(),
+            entity_id: entity.into(),
+            project: "default".into(),
+            profile: "p".into(),
+            rule_type: "r".into(),
+            rule_name: "r".into(),
+            status: plumbline_domain::EvalStatus::Pass,
+            message: String::new(),
+            details: serde_json::json!([]),
+            input_digest: "d".into(),
+            rule_type_version: 1,
+            cause_event_id: "e".into(),
+            evaluated_at: chrono::Utc::now(),
+            unchanged: false,
+        }
+    }
+
+    /// Evaluations waiting together are written in one transaction; one that cannot be
+    /// written fails alone and the others still land.
+    #[tokio::test]
+    async fn waiting_writes_share_a_transaction_and_a_bad_one_fails_alone() {
+        let db = TestDatabase::new().await;
+        let store = db.store();
+        for i in 1..=3u64 {
+            store
+                .upsert_entity(&Entity {
+                    entity_ref: EntityRef::repository("github", i),
+                    project: "default".into(),
+                    credential: None,
+                    owner: "acme".into(),
+                    name: format!("r{i}"),
+                    properties: serde_json::json!({}),
+                    labels: vec![],
+                })
+                .await
+                .expect("entity");
+        }
+        let metrics = Metrics::new();
+        let writer = Writer::spawn(store.clone(), metrics.clone());
+        let write = |i: u64| {
+            let writer = writer.clone();
+            async move {
+                let id = format!("github/repository/{i}");
+                writer
+                    .write(id.clone(), vec![record(&id)], Inputs::Clear)
+                    .await
+            }
+        };
+        let counts = || {
+            (
+                metrics.counter_value("plumbline_evaluator_status_writes_total", &[]),
+                metrics.counter_value("plumbline_evaluator_status_write_entities_total", &[]),
+            )
+        };
+        // Queued together (the writer task runs only once all three are queued).
+        let results = futures::future::join_all([write(1), write(2), write(3)]).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(counts(), (1, 3), "one transaction for the three");
+
+        // Entity 404 is not registered: its row breaks the batch, which is written again one
+        // entity at a time.
+        let results = futures::future::join_all([write(1), write(404), write(3)]).await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(
+            matches!(&results[1], Err(Failure::Attempt(_))),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(counts(), (1 + 1 + 3, 3 + 3 + 3));
+        for i in [1, 3] {
+            assert_eq!(
+                store
+                    .checks_count(&format!("github/repository/{i}"))
+                    .await
+                    .expect("checks"),
+                2
+            );
+        }
+    }
+}

@@ -1280,3 +1280,150 @@ async fn unchanged_verdicts_are_checks_not_history_rows() {
     );
     assert_eq!(s.checks_count(id).await.expect("checks"), 2);
 }
+
+/// Several entities in one transaction are written as each would be alone: each entity's own
+/// rules kept and the others removed, history only for changes, a check each, inputs set or
+/// cleared per entity, an entity listed twice written in order. A batch holding a row that
+/// cannot be written leaves nothing of the others.
+#[tokio::test]
+async fn a_batch_of_entities_is_written_as_each_alone() {
+    use plumbline_store::{EntityWrite, InputsChange, StoredInputs};
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    for i in 1..=4u64 {
+        s.upsert_entity(&repo(i, &format!("r{i}")))
+            .await
+            .expect("entity");
+    }
+    let id = |i: u64| format!("github/repository/{i}");
+    let t0 = chrono::Utc::now();
+    let rule = |i: u64, name: &str, status: &str, at| {
+        let mut r = eval(&id(i), status, at);
+        r.rule_name = name.into();
+        r
+    };
+    for i in [1, 2] {
+        s.record_evaluations(
+            &id(i),
+            &[rule(i, "a", "pass", t0), rule(i, "b", "fail", t0)],
+        )
+        .await
+        .expect("before");
+    }
+    let t1 = t0 + chrono::Duration::seconds(1);
+    let t2 = t0 + chrono::Duration::seconds(2);
+    let inputs = StoredInputs {
+        context: "ctx".into(),
+        validators: serde_json::json!([{"path": "/repos/acme/r3"}]),
+    };
+    s.record_evaluations_and_inputs(
+        &id(4),
+        &[rule(4, "a", "pass", t0)],
+        InputsChange::Set(&inputs),
+    )
+    .await
+    .expect("entity 4's inputs");
+    let (e1_first, mut e2, e3, e1_again, e4) = (
+        vec![rule(1, "a", "fail", t1)],
+        vec![rule(2, "a", "pass", t1), rule(2, "b", "fail", t1)],
+        vec![rule(3, "a", "pass", t1)],
+        vec![rule(1, "c", "pass", t2)],
+        vec![rule(4, "a", "pass", t1)],
+    );
+    for r in &mut e2 {
+        r.unchanged = true;
+    }
+    let (i1, i2, i3, i4) = (id(1), id(2), id(3), id(4));
+    s.record_entities(&[
+        EntityWrite {
+            entity_id: &i3,
+            records: &e3,
+            inputs: InputsChange::Set(&inputs),
+        },
+        EntityWrite {
+            entity_id: &i1,
+            records: &e1_first,
+            inputs: InputsChange::Keep,
+        },
+        EntityWrite {
+            entity_id: &i2,
+            records: &e2,
+            inputs: InputsChange::Keep,
+        },
+        EntityWrite {
+            entity_id: &i1,
+            records: &e1_again,
+            inputs: InputsChange::Keep,
+        },
+        EntityWrite {
+            entity_id: &i4,
+            records: &e4,
+            inputs: InputsChange::Clear,
+        },
+    ])
+    .await
+    .expect("batch");
+    let rules_of = |i: u64| {
+        let s = s.clone();
+        async move {
+            s.list_status("default", Some(&id(i)), None)
+                .await
+                .expect("status")
+                .into_iter()
+                .map(|r| (r.rule_name, r.status.as_str().to_string()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // Entity 1's later write replaced its earlier one: only rule c is evaluated now.
+    assert_eq!(rules_of(1).await, vec![pair("c", "pass")]);
+    assert_eq!(
+        rules_of(2).await,
+        vec![pair("a", "pass"), pair("b", "fail")]
+    );
+    assert_eq!(rules_of(3).await, vec![pair("a", "pass")]);
+    // History: 2 before + a(fail) + c(pass) for entity 1; nothing new for entity 2.
+    assert_eq!(s.history_count(&i1).await.expect("history"), 4);
+    assert_eq!(s.history_count(&i2).await.expect("history"), 2);
+    assert_eq!(s.checks_count(&i1).await.expect("checks"), 3);
+    assert_eq!(s.checks_count(&i2).await.expect("checks"), 2);
+    assert_eq!(s.checks_count(&i3).await.expect("checks"), 1);
+    assert_eq!(
+        s.entity_inputs(&i3).await.expect("inputs"),
+        Some(inputs.clone())
+    );
+    assert_eq!(s.entity_inputs(&i4).await.expect("inputs"), None, "cleared");
+    let posture: i64 = s
+        .posture_counts("default")
+        .await
+        .expect("counts")
+        .iter()
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(posture, 1 + 2 + 1 + 1);
+
+    // An entity that is not registered: the batch is refused as a whole.
+    let (ghost, ghost_rows) = (id(404), vec![rule(404, "a", "pass", t2)]);
+    let e3_later = vec![rule(3, "a", "fail", t2)];
+    assert!(s
+        .record_entities(&[
+            EntityWrite {
+                entity_id: &i3,
+                records: &e3_later,
+                inputs: InputsChange::Clear
+            },
+            EntityWrite {
+                entity_id: &ghost,
+                records: &ghost_rows,
+                inputs: InputsChange::Keep
+            },
+        ])
+        .await
+        .is_err());
+    assert_eq!(
+        rules_of(3).await,
+        vec![pair("a", "pass")],
+        "nothing of the batch was kept"
+    );
+    assert_eq!(s.entity_inputs(&i3).await.expect("inputs"), Some(inputs));
+}
