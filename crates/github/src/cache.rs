@@ -46,23 +46,14 @@ const DEFLATE_FROM: usize = 256;
 
 impl Stored {
     fn pack(e: CachedResponse) -> Stored {
-        use std::io::Write as _;
         if e.body.len() >= DEFLATE_FROM {
-            let mut z = flate2::write::DeflateEncoder::new(
-                Vec::with_capacity(e.body.len() / 4),
-                flate2::Compression::fast(),
-            );
-            if z.write_all(&e.body).is_ok() {
-                if let Ok(packed) = z.finish() {
-                    if packed.len() < e.body.len() {
-                        return Stored {
-                            etag: e.etag,
-                            status: e.status,
-                            body: Bytes::from(packed),
-                            deflated: true,
-                        };
-                    }
-                }
+            if let Some(packed) = deflate(&e.body) {
+                return Stored {
+                    etag: e.etag,
+                    status: e.status,
+                    body: Bytes::from(packed),
+                    deflated: true,
+                };
             }
         }
         Stored {
@@ -92,6 +83,28 @@ impl Stored {
             body,
         })
     }
+}
+
+thread_local! {
+    /// One compressor per thread, reset for each body: a new one allocates and clears ~300 KB
+    /// of tables, which measured with `evaluator_overhead` cost more than compressing a
+    /// repository's JSON.
+    static DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), false));
+}
+
+/// `body` deflated, if that makes it smaller.
+fn deflate(body: &[u8]) -> Option<Vec<u8>> {
+    DEFLATE.with(|z| {
+        let mut z = z.try_borrow_mut().ok()?;
+        z.reset();
+        // Room for less than the body: a result that does not fit is not worth keeping.
+        let mut out = Vec::with_capacity(body.len().saturating_sub(1));
+        let status = z
+            .compress_vec(body, &mut out, flate2::FlushCompress::Finish)
+            .ok()?;
+        (status == flate2::Status::StreamEnd && out.len() < body.len()).then_some(out)
+    })
 }
 
 /// What an entry costs: its key, ETag, body as held, and a fixed overhead for the cache's slot.
@@ -291,6 +304,30 @@ mod tests {
             "{} bytes held for a {}-byte body",
             c.bytes(),
             json.len()
+        );
+        // The compressor is reused: a second body, and one that does not deflate smaller
+        // (held as it is), come back as they were too.
+        let other: String = json.chars().rev().collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for (path, body) in [
+            ("/other", Bytes::from(other)),
+            ("/noise", Bytes::from(noise)),
+        ] {
+            c.put(
+                k(path),
+                CachedResponse {
+                    etag: "\"o\"".into(),
+                    status: 200,
+                    body: body.clone(),
+                },
+            );
+            assert_eq!(c.get(&k(path)).map(|e| e.body), Some(body), "{path}");
+        }
+        assert_eq!(
+            c.get(&k("/repos/acme/svc")).map(|e| e.body),
+            Some(Bytes::from(json.clone()))
         );
         // A small body is held as it is.
         c.put(k("/small"), entry("\"s\"", "{}"));
