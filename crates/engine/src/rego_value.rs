@@ -9,12 +9,18 @@
 //! `BTreeMap` builds in bulk. Numbers that are not plain integers go through regorus's own
 //! conversion, so they are checked and rounded exactly as it does; the unit test below holds
 //! the result equal to regorus's on every real GitHub payload in the shared corpus.
+//!
+//! One deliberate difference: regorus reads an object whose first key is
+//! `$serde_json::private::Number` as a number (serde_json's arbitrary-precision encoding, off
+//! in this build) and turns the whole input `Undefined` if it does not parse. A key in a
+//! repository's data is not a number here: such an object stays an object.
 
 use regorus::Value as Rego;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
-/// `v` as regorus would convert it (`regorus::Value::from(v.clone())`).
+/// `v` as regorus would convert it (`regorus::Value::from(v.clone())`), except for the one case
+/// the module's documentation names.
 pub fn to_rego(v: &Json) -> Rego {
     match v {
         Json::Null => Rego::Null,
@@ -51,6 +57,17 @@ mod tests {
         ] {
             assert_eq!(to_rego(&v), Rego::from(v.clone()), "{v}");
         }
+    }
+
+    /// An object with serde_json's private number key is data, not a number.
+    #[test]
+    fn a_private_number_key_is_an_ordinary_key() {
+        let v = json!({"$serde_json::private::Number": "not a number"});
+        let r = to_rego(&v);
+        assert_eq!(
+            r["$serde_json::private::Number"],
+            Rego::from("not a number")
+        );
     }
 
     /// Every real GitHub webhook payload beside the checkout (`../shared/github-webhooks`):

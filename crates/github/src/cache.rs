@@ -96,15 +96,22 @@ const KEPT_COMPRESSORS: usize = 4;
 
 /// `body` deflated, if that makes it smaller.
 fn deflate(body: &[u8]) -> Option<Vec<u8>> {
-    let kept = COMPRESSORS.lock().ok().and_then(|mut k| k.pop());
+    // A poisoned pool is still a pool of compressors, each reset before use.
+    let pool = || {
+        COMPRESSORS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let kept = pool().pop();
     let mut z = kept.unwrap_or_else(|| flate2::Compress::new(flate2::Compression::fast(), false));
     z.reset();
     // Room for less than the body: a result that does not fit is not worth keeping.
     let mut out = Vec::with_capacity(body.len().saturating_sub(1));
     let status = z.compress_vec(body, &mut out, flate2::FlushCompress::Finish);
-    if let Ok(mut k) = COMPRESSORS.lock() {
-        if k.len() < KEPT_COMPRESSORS {
-            k.push(z);
+    {
+        let mut kept = pool();
+        if kept.len() < KEPT_COMPRESSORS {
+            kept.push(z);
         }
     }
     if status.ok()? != flate2::Status::StreamEnd || out.len() >= body.len() {

@@ -227,12 +227,28 @@ impl Store {
     /// (executor set-up, the posture counts' statement triggers) rather than rows. Here each
     /// statement carries every entity of the batch, so that cost is paid once per batch.
     ///
-    /// Entities are written in id order (concurrent batches lock status rows in one order, so
-    /// two evaluator replicas do not deadlock on each other's batches). An entity listed more
-    /// than once is written in the order given, each later write in a pass of its own within
-    /// the same transaction.
+    /// Entities are written in id order. An entity listed more than once is written in the
+    /// order given, each later write in a pass of its own within the same transaction. A
+    /// record must belong to the entity it is written for (batches mix projects: a record
+    /// naming another entity is refused, not written into that entity's rows).
+    ///
+    /// Two batches running at once (two evaluator replicas) share the posture counters of the
+    /// statuses they change, which the statement triggers lock in one order per statement but
+    /// not across the delete, insert and update triggers of one batch: Postgres may abort one
+    /// with a deadlock ([`StoreError::Retry`]), and the caller writes it again.
     #[tracing::instrument(name = "db.record_evaluations", skip_all, fields(otel.kind = "client", db.system = "postgresql", entities = writes.len()))]
     pub async fn record_entities(&self, writes: &[EntityWrite<'_>]) -> Result<(), StoreError> {
+        if let Some((w, r)) = writes.iter().find_map(|w| {
+            w.records
+                .iter()
+                .find(|r| r.entity_id != w.entity_id)
+                .map(|r| (w, r))
+        }) {
+            return Err(StoreError::Invalid(format!(
+                "an evaluation of {} was given to be written for {}",
+                r.entity_id, w.entity_id
+            )));
+        }
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let statements = Statements::prepare(&tx).await?;

@@ -64,3 +64,27 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// An evaluation of rule `r` (profile `p`, project `default`) of `entity`, for tests to adjust.
+pub fn evaluation(
+    entity: &str,
+    status: plumbline_domain::EvalStatus,
+    at: chrono::DateTime<chrono::Utc>,
+) -> crate::EvaluationRecord {
+    crate::EvaluationRecord {
+        evaluation_id: uuid::Uuid::new_v4(),
+        entity_id: entity.into(),
+        project: "default".into(),
+        profile: "p".into(),
+        rule_type: "r".into(),
+        rule_name: "r".into(),
+        status,
+        message: String::new(),
+        details: serde_json::json!([]),
+        input_digest: "d".into(),
+        rule_type_version: 1,
+        cause_event_id: "e".into(),
+        evaluated_at: at,
+        unchanged: false,
+    }
+}

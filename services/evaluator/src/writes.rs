@@ -83,30 +83,60 @@ impl Writer {
                 done,
             })
             .map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        // Dropped unanswered: writing the batch panicked.
+        result.await.map_err(|_| {
+            Failure::Attempt("writing the evaluation to Postgres failed unexpectedly".into())
+        })?
     }
 }
 
 async fn run(store: Store, metrics: Metrics, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    use futures::FutureExt as _;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A panic while writing one batch fails that batch's evaluations (their answers are
+        // dropped: `Writer::write` counts it as a failed attempt), never the writer: a writer
+        // that stopped would leave every later evaluation of this replica waiting.
+        let written = std::panic::AssertUnwindSafe(write_batch(&store, &metrics, &mut batch))
+            .catch_unwind()
+            .await;
+        if written.is_err() {
+            tracing::error!(
+                entities = batch.len(),
+                "writing a batch of evaluations panicked"
+            );
+            batch.clear();
+        }
+    }
+}
+
+/// Concurrent transactions that lock the same posture counters in different orders can
+/// deadlock (Postgres then aborts one): the aborted batch is written again at once, a few
+/// times, before its evaluations are told to back off.
+const DEADLOCK_RETRIES: usize = 3;
+
+async fn write_batch(store: &Store, metrics: &Metrics, batch: &mut Vec<Pending>) {
+    let mut result = Ok(());
+    for _ in 0..=DEADLOCK_RETRIES {
         let writes: Vec<EntityWrite> = batch.iter().map(Pending::write).collect();
-        let result = record(&store, &metrics, &writes).await;
-        drop(writes);
-        match result {
-            Ok(()) => answer(batch.drain(..), || Ok(())),
-            Err(e) if e.is_transient() || batch.len() == 1 => {
-                let failure = crate::store_failure(e);
-                answer(batch.drain(..), || Err(failure.clone()))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, entities = batch.len(), "a batched status write failed; writing its entities one at a time");
-                for p in batch.drain(..) {
-                    let result = record(&store, &metrics, &[p.write()])
-                        .await
-                        .map_err(crate::store_failure);
-                    let _ = p.done.send(result);
-                }
+        result = record(store, metrics, &writes).await;
+        if !matches!(result, Err(plumbline_store::StoreError::Retry(_))) {
+            break;
+        }
+    }
+    match result {
+        Ok(()) => answer(batch.drain(..), || Ok(())),
+        Err(e) if e.is_transient() || batch.len() == 1 => {
+            let failure = crate::store_failure(e);
+            answer(batch.drain(..), || Err(failure.clone()))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, entities = batch.len(), "a batched status write failed; writing its entities one at a time");
+            for p in batch.drain(..) {
+                let result = record(store, metrics, &[p.write()])
+                    .await
+                    .map_err(crate::store_failure);
+                let _ = p.done.send(result);
             }
         }
     }
@@ -140,22 +170,11 @@ mod tests {
     use plumbline_store::testing::TestDatabase;
 
     fn record(entity: &str) -> EvaluationRecord {
-        EvaluationRecord {
-            evaluation_id: uuid::Uuid::new_v4(),
-            entity_id: entity.into(),
-            project: "default".into(),
-            profile: "p".into(),
-            rule_type: "r".into(),
-            rule_name: "r".into(),
-            status: plumbline_domain::EvalStatus::Pass,
-            message: String::new(),
-            details: serde_json::json!([]),
-            input_digest: "d".into(),
-            rule_type_version: 1,
-            cause_event_id: "e".into(),
-            evaluated_at: chrono::Utc::now(),
-            unchanged: false,
-        }
+        plumbline_store::testing::evaluation(
+            entity,
+            plumbline_domain::EvalStatus::Pass,
+            chrono::Utc::now(),
+        )
     }
 
     /// Evaluations waiting together are written in one transaction; one that cannot be

@@ -17,22 +17,7 @@ fn repo(id: u64, name: &str) -> Entity {
 }
 
 fn eval(entity: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> EvaluationRecord {
-    EvaluationRecord {
-        evaluation_id: uuid::Uuid::new_v4(),
-        entity_id: entity.into(),
-        project: "default".into(),
-        profile: "p".into(),
-        rule_type: "r".into(),
-        rule_name: "r".into(),
-        status: status.parse().expect("a status"),
-        message: String::new(),
-        details: serde_json::json!([]),
-        input_digest: "d".into(),
-        rule_type_version: 1,
-        cause_event_id: "e".into(),
-        evaluated_at: at,
-        unchanged: false,
-    }
+    plumbline_store::testing::evaluation(entity, status.parse().expect("a status"), at)
 }
 
 #[tokio::test]
@@ -1290,7 +1275,7 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
     use plumbline_store::{EntityWrite, InputsChange, StoredInputs};
     let db = TestDatabase::new().await;
     let s = db.store();
-    for i in 1..=4u64 {
+    for i in 1..=5u64 {
         s.upsert_entity(&repo(i, &format!("r{i}")))
             .await
             .expect("entity");
@@ -1302,7 +1287,8 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         r.rule_name = name.into();
         r
     };
-    for i in [1, 2] {
+    // Entity 5 is a bystander: it has statuses and is not in the batch.
+    for i in [1, 2, 3, 5] {
         s.record_evaluations(
             &id(i),
             &[rule(i, "a", "pass", t0), rule(i, "b", "fail", t0)],
@@ -1375,19 +1361,25 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         }
     };
     let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
-    // Entity 1's later write replaced its earlier one: only rule c is evaluated now.
+    // Entity 3 lost rule b although entity 2 kept a rule b in the same statement; entity 1's
+    // later write replaced its earlier one: only rule c is evaluated now.
     assert_eq!(rules_of(1).await, vec![pair("c", "pass")]);
     assert_eq!(
         rules_of(2).await,
         vec![pair("a", "pass"), pair("b", "fail")]
     );
     assert_eq!(rules_of(3).await, vec![pair("a", "pass")]);
+    assert_eq!(
+        rules_of(5).await,
+        vec![pair("a", "pass"), pair("b", "fail")],
+        "untouched"
+    );
     // History: 2 before + a(fail) + c(pass) for entity 1; nothing new for entity 2.
     assert_eq!(s.history_count(&i1).await.expect("history"), 4);
     assert_eq!(s.history_count(&i2).await.expect("history"), 2);
     assert_eq!(s.checks_count(&i1).await.expect("checks"), 3);
     assert_eq!(s.checks_count(&i2).await.expect("checks"), 2);
-    assert_eq!(s.checks_count(&i3).await.expect("checks"), 1);
+    assert_eq!(s.checks_count(&i3).await.expect("checks"), 2);
     assert_eq!(
         s.entity_inputs(&i3).await.expect("inputs"),
         Some(inputs.clone())
@@ -1400,7 +1392,23 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         .iter()
         .map(|c| c.count)
         .sum();
-    assert_eq!(posture, 1 + 2 + 1 + 1);
+    assert_eq!(posture, 1 + 2 + 1 + 1 + 2);
+
+    // A record of another entity is refused, not written into that entity's rows.
+    let foreign = vec![rule(5, "a", "fail", t2)];
+    assert!(matches!(
+        s.record_entities(&[EntityWrite {
+            entity_id: &i3,
+            records: &foreign,
+            inputs: InputsChange::Keep
+        }])
+        .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        rules_of(5).await,
+        vec![pair("a", "pass"), pair("b", "fail")]
+    );
 
     // An entity that is not registered: the batch is refused as a whole.
     let (ghost, ghost_rows) = (id(404), vec![rule(404, "a", "pass", t2)]);
