@@ -305,20 +305,9 @@ pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The digest of what a rule's verdict depends on: hex sha256 of the compact JSON of
-/// `{"def", "files", "ingested", "params", "rule"}` (keys in that order, as a JSON object's are
-/// kept). Serialized straight into the hash: building that document as a `Value` first copied
-/// the whole ingested input, and measured with `evaluator_overhead` the copy and the string
-/// were 8% of the evaluator's CPU.
-fn input_digest(ingested: &Value, files: &str, rule: &str, params: &Value, def: &Value) -> String {
-    #[derive(serde::Serialize)]
-    struct Doc<'a> {
-        def: &'a Value,
-        files: &'a str,
-        ingested: &'a Value,
-        params: &'a Value,
-        rule: &'a str,
-    }
+/// Hex sha256 of `value`'s compact JSON (as `serde_json::to_string` writes it), serialized
+/// straight into the hash: no copy of the value, no string.
+pub fn json_digest(value: &impl serde::Serialize) -> String {
     struct Hashing(Sha256);
     impl std::io::Write for Hashing {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -330,16 +319,32 @@ fn input_digest(ingested: &Value, files: &str, rule: &str, params: &Value, def: 
         }
     }
     let mut h = Hashing(Sha256::new());
-    let doc = Doc {
+    // Serializing into a sink that cannot fail fails only for values JSON cannot hold (a map
+    // with non-string keys), which none of the callers' types has.
+    let _ = serde_json::to_writer(&mut h, value);
+    hex::encode(h.0.finalize())
+}
+
+/// The digest of what a rule's verdict depends on: the [`json_digest`] of
+/// `{"def", "files", "ingested", "params", "rule"}` (keys in that order, as a JSON object's are
+/// kept). Building that document as a `Value` first copied the whole ingested input, and
+/// measured with `evaluator_overhead` the copy and the string were 8% of the evaluator's CPU.
+fn input_digest(ingested: &Value, files: &str, rule: &str, params: &Value, def: &Value) -> String {
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        def: &'a Value,
+        files: &'a str,
+        ingested: &'a Value,
+        params: &'a Value,
+        rule: &'a str,
+    }
+    json_digest(&Doc {
         def,
         files,
         ingested,
         params,
         rule,
-    };
-    // Serializing JSON values into a sink that cannot fail does not fail.
-    let _ = serde_json::to_writer(&mut h, &doc);
-    hex::encode(h.0.finalize())
+    })
 }
 
 impl CompiledRule {

@@ -1046,7 +1046,7 @@ fn context_digest(entity: &Entity, snapshot: &catalog::Snapshot) -> String {
         "labels": entity.labels,
         "rules": rules,
     });
-    plumbline_engine::digest(doc.to_string().as_bytes())
+    plumbline_engine::json_digest(&doc)
 }
 
 #[cfg(test)]
