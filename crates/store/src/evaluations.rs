@@ -71,12 +71,12 @@ pub struct StoredInputs {
 }
 
 /// What an evaluation does to its entity's [`StoredInputs`].
-#[derive(Debug, Clone, Copy)]
-pub enum InputsChange<'a> {
+#[derive(Debug, Clone)]
+pub enum InputsChange {
     /// Left as it is (nothing new was learnt: the verdicts were reused from it).
     Keep,
     /// Replaced by what this evaluation read.
-    Set(&'a StoredInputs),
+    Set(StoredInputs),
     /// Removed: this evaluation's reads cannot be validated, or it did not complete.
     Clear,
 }
@@ -88,7 +88,7 @@ pub struct EntityWrite<'a> {
     /// Every rule the entity was evaluated against this time; its other status rows are
     /// removed. A rule listed twice keeps its last record.
     pub records: &'a [EvaluationRecord],
-    pub inputs: InputsChange<'a>,
+    pub inputs: &'a InputsChange,
 }
 
 /// What an entity's last evaluation of one rule found: enough to reuse it when nothing changed.
@@ -199,28 +199,17 @@ impl Store {
         entity_id: &str,
         records: &[EvaluationRecord],
     ) -> Result<(), StoreError> {
-        self.record_evaluations_and_inputs(entity_id, records, InputsChange::Keep)
-            .await
-    }
-
-    /// [`record_evaluations`](Self::record_evaluations), and in the same transaction what the
-    /// evaluation read (see [`StoredInputs`]): replaced, removed or left as it is.
-    pub async fn record_evaluations_and_inputs(
-        &self,
-        entity_id: &str,
-        records: &[EvaluationRecord],
-        inputs: InputsChange<'_>,
-    ) -> Result<(), StoreError> {
         self.record_entities(&[EntityWrite {
             entity_id,
             records,
-            inputs,
+            inputs: &InputsChange::Keep,
         }])
         .await
     }
 
-    /// Several entities' evaluations (see [`record_evaluations_and_inputs`](Self::record_evaluations_and_inputs))
-    /// in one transaction: all of them or none.
+    /// Several entities' evaluations (see [`record_evaluations`](Self::record_evaluations)),
+    /// each with what it does to its entity's [`StoredInputs`], in one transaction: all of
+    /// them or none.
     ///
     /// Why batches: measured with `evaluator_overhead`, Postgres took 30% of the box's CPU
     /// writing one transaction of five statements per entity, most of it per-statement work
@@ -471,16 +460,6 @@ impl Statements {
             rule_counts.push(i32::try_from(latest.len() - first).unwrap_or(i32::MAX));
             changed_counts.push(i32::try_from(changed.len() - changed_before).unwrap_or(i32::MAX));
         }
-        // The status keys, with the entity each belongs to (the write's, not the record's).
-        let mut keys = (vec![], vec![], vec![]);
-        for w in pass {
-            for r in w.records {
-                keys.0.push(w.entity_id);
-                keys.1.push(r.profile.as_str());
-                keys.2.push(r.rule_name.as_str());
-            }
-        }
-        let delete_params: Params = vec![&entities, &keys.0, &keys.1, &keys.2];
         let s = (
             col(&latest, |r| r.entity_id.as_str()),
             col(&latest, |r| r.project.as_str()),
@@ -498,6 +477,9 @@ impl Statements {
         let status_params: Params = vec![
             &s.0, &s.1, &s.2, &s.3, &s.4, &s.5, &s.6, &s.7, &s.8, &s.9, &s.10, &s.11,
         ];
+        // The statuses kept: every other status row of these entities is removed (each record
+        // is its write's entity's, as `record_entities` checked).
+        let delete_params: Params = vec![&entities, &s.0, &s.2, &s.4];
         let h = (
             col(&changed, |r| r.evaluation_id),
             col(&changed, |r| r.entity_id.as_str()),

@@ -584,11 +584,11 @@ impl Evaluator {
             (_, Some(kept))
                 if reads.complete && reads.validators.iter().all(|v| kept.contains(v)) =>
             {
-                writes::Inputs::Keep
+                plumbline_store::InputsChange::Keep
             }
-            (_, Some(_)) => writes::Inputs::Clear,
-            (Some(s), None) => writes::Inputs::Set(s),
-            (None, None) => writes::Inputs::Clear,
+            (_, Some(_)) => plumbline_store::InputsChange::Clear,
+            (Some(s), None) => plumbline_store::InputsChange::Set(s),
+            (None, None) => plumbline_store::InputsChange::Clear,
         };
         // Durable first, then announce: a consumer of the verdict finds the status written.
         self.writer.write(id.clone(), records, inputs).await?;

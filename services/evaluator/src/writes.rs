@@ -12,7 +12,7 @@
 //! its own evaluation.
 
 use plumbline_bus::worker::Failure;
-use plumbline_store::{EntityWrite, EvaluationRecord, InputsChange, Store, StoredInputs};
+use plumbline_store::{EntityWrite, EvaluationRecord, InputsChange, Store};
 use plumbline_telemetry::{catalog, Metrics};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,17 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 /// batch this size (20 rules each) stays well under a second of Postgres work.
 const MAX_BATCH: usize = 64;
 
-/// What an evaluation does to its entity's stored inputs (an owned [`InputsChange`]).
-pub(crate) enum Inputs {
-    Keep,
-    Set(StoredInputs),
-    Clear,
-}
-
 struct Pending {
     entity_id: String,
     records: Vec<EvaluationRecord>,
-    inputs: Inputs,
+    inputs: InputsChange,
     done: oneshot::Sender<Result<(), Failure>>,
 }
 
@@ -39,11 +32,7 @@ impl Pending {
         EntityWrite {
             entity_id: &self.entity_id,
             records: &self.records,
-            inputs: match &self.inputs {
-                Inputs::Keep => InputsChange::Keep,
-                Inputs::Set(s) => InputsChange::Set(s),
-                Inputs::Clear => InputsChange::Clear,
-            },
+            inputs: &self.inputs,
         }
     }
 }
@@ -67,7 +56,7 @@ impl Writer {
         &self,
         entity_id: String,
         records: Vec<EvaluationRecord>,
-        inputs: Inputs,
+        inputs: InputsChange,
     ) -> Result<(), Failure> {
         let (done, result) = oneshot::channel();
         let stopped = || Failure::Unavailable {
@@ -204,7 +193,7 @@ mod tests {
             async move {
                 let id = format!("github/repository/{i}");
                 writer
-                    .write(id.clone(), vec![record(&id)], Inputs::Clear)
+                    .write(id.clone(), vec![record(&id)], InputsChange::Clear)
                     .await
             }
         };

@@ -1302,11 +1302,11 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         context: "ctx".into(),
         validators: serde_json::json!([{"path": "/repos/acme/r3"}]),
     };
-    s.record_evaluations_and_inputs(
-        &id(4),
-        &[rule(4, "a", "pass", t0)],
-        InputsChange::Set(&inputs),
-    )
+    s.record_entities(&[EntityWrite {
+        entity_id: &id(4),
+        records: &[rule(4, "a", "pass", t0)],
+        inputs: &InputsChange::Set(inputs.clone()),
+    }])
     .await
     .expect("entity 4's inputs");
     let (e1_first, mut e2, e3, e1_again, e4) = (
@@ -1324,27 +1324,27 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         EntityWrite {
             entity_id: &i3,
             records: &e3,
-            inputs: InputsChange::Set(&inputs),
+            inputs: &InputsChange::Set(inputs.clone()),
         },
         EntityWrite {
             entity_id: &i1,
             records: &e1_first,
-            inputs: InputsChange::Keep,
+            inputs: &InputsChange::Keep,
         },
         EntityWrite {
             entity_id: &i2,
             records: &e2,
-            inputs: InputsChange::Keep,
+            inputs: &InputsChange::Keep,
         },
         EntityWrite {
             entity_id: &i1,
             records: &e1_again,
-            inputs: InputsChange::Keep,
+            inputs: &InputsChange::Keep,
         },
         EntityWrite {
             entity_id: &i4,
             records: &e4,
-            inputs: InputsChange::Clear,
+            inputs: &InputsChange::Clear,
         },
     ])
     .await
@@ -1400,7 +1400,7 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
         s.record_entities(&[EntityWrite {
             entity_id: &i3,
             records: &foreign,
-            inputs: InputsChange::Keep
+            inputs: &InputsChange::Keep
         }])
         .await,
         Err(StoreError::Invalid(_))
@@ -1418,12 +1418,12 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
             EntityWrite {
                 entity_id: &i3,
                 records: &e3_later,
-                inputs: InputsChange::Clear
+                inputs: &InputsChange::Clear
             },
             EntityWrite {
                 entity_id: &ghost,
                 records: &ghost_rows,
-                inputs: InputsChange::Keep
+                inputs: &InputsChange::Keep
             },
         ])
         .await
