@@ -7,6 +7,7 @@
 //! do not carry the GitHub client and the command-line parser.
 
 mod args;
+mod consuming;
 pub mod credentials;
 pub mod quota;
 pub mod sealed;
@@ -16,6 +17,7 @@ pub use args::{
     ConsumerArgs, ConsumerDefaults, KafkaArgs, KafkaProtocol, KafkaSettingsError, SaslMechanism,
     ServiceArgs, DEFAULT_GITHUB_ETAG_CACHE_MIB,
 };
+pub use consuming::{Consuming, OpenError};
 
 use tokio_util::sync::CancellationToken;
 

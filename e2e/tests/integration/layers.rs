@@ -40,6 +40,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             // Which credential an entity is acted on with is read from the store.
             "plumbline-store",
             "plumbline-domain",
+            // A consuming service's producer and consumer are opened here (consuming.rs).
+            "plumbline-bus",
         ],
     ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.

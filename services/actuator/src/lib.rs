@@ -31,9 +31,7 @@ use ledger::status_i32;
 
 use budget::ContentBudget;
 use plumbline_bus::worker::{Failure, Handler, Worker};
-use plumbline_bus::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics, TraceContext,
-};
+use plumbline_bus::{Producer, Record, Topics, TraceContext};
 use plumbline_domain::{
     ActionMode, ActionOperation, ActionStatus, Entity, EntityRef, EvalStatus, EventReason,
     PlannedRequest, Stage, WaitCause,
@@ -50,7 +48,7 @@ use plumbline_proto::Message as _;
 use plumbline_runtime::credentials::Credentials;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{ActionRecord, ActionResult, ActionState, NewAction, Store};
-use plumbline_telemetry::{Health, Metrics};
+use plumbline_telemetry::Metrics;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -170,20 +168,8 @@ impl ActuatorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActuatorError {
-    #[error("kafka settings: {0}")]
-    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
-    #[error("kafka: {0}")]
-    Bus(#[from] plumbline_bus::BusError),
-    #[error("postgres: {0}")]
-    Store(#[from] plumbline_store::StoreError),
-    #[error("github: {0}")]
-    GitHub(#[from] plumbline_github::GitHubError),
-    #[error("data-source client: {0}")]
-    Egress(#[from] plumbline_github::egress::EgressError),
-    #[error("{0}")]
-    Credentials(#[from] plumbline_runtime::credentials::SetupError),
-    #[error("health endpoint: {0}")]
-    Health(std::io::Error),
+    #[error(transparent)]
+    Open(#[from] plumbline_runtime::OpenError),
     #[error("content windows of {minute_ms} ms and {hour_ms} ms are shorter than GitHub's (60,000 and 3,600,000 ms): GitHub would refuse writes the budget lets through; shorter windows are for a simulator on loopback, and {api_url} is not one")]
     ShortContentWindow {
         minute_ms: u64,
@@ -262,40 +248,21 @@ pub async fn start(
     config: ActuatorConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, ActuatorError> {
-    let s = &config.service;
     let windows = content_windows(&config)?;
-    let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect_with_timeout(
-        secrecy::ExposeSecret::expose_secret(&s.database_url),
-        s.database_max_connections,
-        Duration::from_millis(s.database_statement_timeout_ms),
-    )?;
-    let metrics = Metrics::new();
-    let credentials = s.credentials(store.clone(), &metrics)?;
-    let egress = s.egress()?;
-    let kafka = s.kafka.client_options()?;
-    let producer = Producer::new(
-        &ProducerConfig::new(&s.kafka_brokers, "plumbline-actuator")
-            .with_client_options(kafka.clone()),
-    )?;
-    let mut cc = ConsumerConfig::new(
-        &s.kafka_brokers,
-        &config.consumer.group_id,
-        &topics.verdicts,
-    )
-    .with_client_options(kafka);
-    cc.session_timeout = config.consumer.session_timeout();
-    cc.client_id = "plumbline-actuator".into();
-    let consumer = Consumer::new(&cc)?;
-    let health = Health::new("actuator");
-    let health_addr = plumbline_telemetry::serve(
-        s.health_listen,
-        health.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(ActuatorError::Health)?;
+    let plumbline_runtime::Consuming {
+        topics,
+        store,
+        metrics,
+        credentials,
+        egress,
+        producer,
+        consumer,
+        health,
+        health_addr,
+    } = config
+        .service
+        .open_consuming("actuator", |t| &t.verdicts, &config.consumer, &shutdown)
+        .await?;
     let (outcomes, _) = broadcast::channel(1024);
     let act = Actuator {
         store: store.clone(),

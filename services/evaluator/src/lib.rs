@@ -13,7 +13,7 @@ mod writes;
 
 use catalog::Catalog;
 use plumbline_bus::worker::{Failure, Handler, Worker};
-use plumbline_bus::{Consumer, ConsumerConfig, Producer, ProducerConfig, Record, Topics};
+use plumbline_bus::{Producer, Record, Topics};
 use plumbline_domain::{Entity, EvalStatus, Stage, WaitCause};
 use plumbline_engine::provider::{Memo, ProviderError};
 use plumbline_engine::{CompiledRule, IngestError, Invocation, Outcome, ProfileRule};
@@ -24,7 +24,7 @@ use plumbline_proto::Message as _;
 use plumbline_runtime::credentials::Credentials;
 use plumbline_runtime::{ConsumerArgs, ConsumerDefaults, ServiceArgs};
 use plumbline_store::{EvaluationRecord, Store};
-use plumbline_telemetry::{Health, Metrics};
+use plumbline_telemetry::Metrics;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,20 +103,8 @@ impl EvaluatorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluatorError {
-    #[error("kafka settings: {0}")]
-    KafkaSettings(#[from] plumbline_runtime::KafkaSettingsError),
-    #[error("kafka: {0}")]
-    Bus(#[from] plumbline_bus::BusError),
-    #[error("postgres: {0}")]
-    Store(#[from] plumbline_store::StoreError),
-    #[error("github: {0}")]
-    GitHub(#[from] plumbline_github::GitHubError),
-    #[error("data-source client: {0}")]
-    Egress(#[from] plumbline_github::egress::EgressError),
-    #[error("{0}")]
-    Credentials(#[from] plumbline_runtime::credentials::SetupError),
-    #[error("health endpoint: {0}")]
-    Health(std::io::Error),
+    #[error(transparent)]
+    Open(#[from] plumbline_runtime::OpenError),
 }
 
 /// The client and provider one entity is read with: its project's credential.
@@ -156,39 +144,25 @@ pub async fn start(
     config: EvaluatorConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, EvaluatorError> {
-    let s = &config.service;
-    let topics = Topics::with_prefix(&s.topic_prefix);
-    let store = Store::connect_with_timeout(
-        secrecy::ExposeSecret::expose_secret(&s.database_url),
-        s.database_max_connections,
-        Duration::from_millis(s.database_statement_timeout_ms),
-    )?;
-    let metrics = Metrics::new();
-    let credentials = s.credentials(store.clone(), &metrics)?;
-    let egress = s.egress()?;
-    let kafka = s.kafka.client_options()?;
-    let producer = Producer::new(
-        &ProducerConfig::new(&s.kafka_brokers, "plumbline-evaluator")
-            .with_client_options(kafka.clone()),
-    )?;
-    let mut cc = ConsumerConfig::new(
-        &s.kafka_brokers,
-        &config.consumer.group_id,
-        &topics.entity_events,
-    )
-    .with_client_options(kafka);
-    cc.session_timeout = config.consumer.session_timeout();
-    cc.client_id = "plumbline-evaluator".into();
-    let consumer = Consumer::new(&cc)?;
-    let health = Health::new("evaluator");
-    let health_addr = plumbline_telemetry::serve(
-        s.health_listen,
-        health.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(EvaluatorError::Health)?;
+    let plumbline_runtime::Consuming {
+        topics,
+        store,
+        metrics,
+        credentials,
+        egress,
+        producer,
+        consumer,
+        health,
+        health_addr,
+    } = config
+        .service
+        .open_consuming(
+            "evaluator",
+            |t| &t.entity_events,
+            &config.consumer,
+            &shutdown,
+        )
+        .await?;
     let ev = Evaluator {
         catalog: Catalog::new(
             store.clone(),
