@@ -249,6 +249,9 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
     let router = crate::collaborators::register(router, &tag);
     let router = crate::releases::register(router, &tag);
     let router = crate::dependabot::register(router, &tag);
+    let router = crate::pull_files::register(router, &tag);
+    let router = crate::reviews::register(router, &tag);
+    let router = crate::statuses::register(router, &tag);
     router.fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 

@@ -74,9 +74,11 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
                 axum::routing::patch(update_ref).delete(delete_ref),
             ),
         )
+        // The commit's ref may contain slashes; the commit status routes under it
+        // (`.../{ref}/status`, `.../{ref}/statuses`) are told apart in `statuses`.
         .route(
             "/repos/{owner}/{repo}/commits/{*ref}",
-            tagged(sim, ROUTE_COMMIT, get(get_commit)),
+            crate::statuses::commit_routes(sim, tagged(sim, ROUTE_COMMIT, get(get_commit))),
         )
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Plumbline talks to GitHub through a small set of REST operations (repository metadata and
 //! settings, branch protection, repository listings, Actions workflow permissions, tarball
-//! archives of a branch, repository contents and the git database, pull requests, license) and
+//! archives of a branch, repository contents and the git database, pull requests with their
+//! files, reviews and review comments, comparisons, commit statuses, license) and
 //! learns about changes from signed webhooks. Repository contents are a real git object model
 //! (blobs, trees, commits with the shas git computes, branches as refs). This crate
 //! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
@@ -56,16 +57,22 @@ mod actions_policy;
 mod advisories;
 mod collaborators;
 mod dependabot;
+mod diffs;
 mod issues;
 mod objects;
+mod pull_files;
 mod releases;
+mod reviews;
 mod rulesets;
+mod statuses;
 mod vulnerability_reporting;
 
 pub use crate::actions_policy::{AccessLevel, AllowedActions};
 pub use crate::collaborators::{Affiliation, Permission};
+pub use crate::diffs::{MAX_COMPARE_FILES, MAX_PATCH_BYTES, MAX_PATCH_LINES, MAX_PULL_FILES};
 pub use crate::git::{CommitFile, FileMode};
 pub use crate::pulls::NewPullRequest;
+pub use crate::statuses::MAX_STATUSES_PER_CONTEXT;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

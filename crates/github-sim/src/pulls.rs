@@ -192,9 +192,11 @@ fn stats(repo: &Repo, head: &str, base: &str) -> Stats {
     let base_tree = merge_base.as_deref().and_then(tree_of);
     let head_tree = tree_of(head).unwrap_or_default();
     let changes = git.diff(base_tree.as_deref(), &head_tree);
-    let (additions, deletions) = changes
+    // Counted like the files endpoint lists them (renames paired, binary files without lines).
+    let entries = crate::diffs::entries(repo, base_tree.as_deref(), &head_tree);
+    let (additions, deletions) = entries
         .iter()
-        .map(|c| git.line_stats(c))
+        .map(|e| crate::diffs::line_counts(repo, e))
         .fold((0, 0), |(a, d), (x, y)| (a + x, d + y));
     // A conflict: a path both sides changed since the merge base, to different results.
     let theirs = tree_of(base)
@@ -209,13 +211,13 @@ fn stats(repo: &Repo, head: &str, base: &str) -> Stats {
         commits: git.new_commits(head, &[base], usize::MAX).len(),
         additions,
         deletions,
-        changed_files: changes.len(),
+        changed_files: entries.len(),
         conflicts,
     }
 }
 
 /// The current head and base shas: the branches' heads, or the last known ones if deleted.
-fn shas(repo: &Repo, pull: &Pull) -> (String, String) {
+pub(crate) fn shas(repo: &Repo, pull: &Pull) -> (String, String) {
     let head = repo
         .branches
         .get(&pull.head)
@@ -229,7 +231,7 @@ fn shas(repo: &Repo, pull: &Pull) -> (String, String) {
 
 /// A pull request in GitHub's shape: the list shape ("pull request simple"), or with `full`
 /// the single-pull shape that webhooks carry too (merge state and counters).
-fn pull_json(base: &str, org: &Org, repo: &Repo, pull: &Pull, full: bool) -> Value {
+pub(crate) fn pull_json(base: &str, org: &Org, repo: &Repo, pull: &Pull, full: bool) -> Value {
     let api = format!("{base}/repos/{}/{}", org.login, repo.name);
     let html = format!("{base}/{}/{}", org.login, repo.name);
     let n = pull.number;
@@ -325,7 +327,10 @@ fn pull_json(base: &str, org: &Org, repo: &Repo, pull: &Pull, full: bool) -> Val
             .branches
             .get(&pull.base)
             .and_then(|b| b.protection.as_ref())
-            .is_some_and(|p| p.settings.required_pull_request_reviews.is_some());
+            .and_then(|p| p.settings.required_pull_request_reviews.as_ref())
+            .is_some_and(|r| {
+                !crate::reviews::approved(repo, pull.number, r.required_approving_review_count)
+            });
         let state = if s.conflicts {
             "dirty"
         } else if pull.draft {
@@ -341,7 +346,10 @@ fn pull_json(base: &str, org: &Org, repo: &Repo, pull: &Pull, full: bool) -> Val
         m.insert("mergeable_state".into(), json!(state));
         m.insert("merged_by".into(), Value::Null);
         m.insert("comments".into(), json!(0));
-        m.insert("review_comments".into(), json!(0));
+        m.insert(
+            "review_comments".into(),
+            json!(crate::reviews::comment_count(repo, pull.number)),
+        );
         m.insert(
             "maintainer_can_modify".into(),
             json!(pull.maintainer_can_modify),

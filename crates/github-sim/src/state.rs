@@ -130,6 +130,10 @@ pub(crate) struct Repo {
     pub git: git::Store,
     /// Pull requests by number.
     pub pulls: BTreeMap<u64, pulls::Pull>,
+    /// Reviews and review comments of the pull requests.
+    pub reviews: crate::reviews::Reviews,
+    /// Commit statuses in creation order.
+    pub statuses: Vec<crate::statuses::Status>,
 }
 
 impl Repo {
@@ -388,6 +392,8 @@ impl State {
                 dependabot: Default::default(),
                 git: store,
                 pulls: BTreeMap::new(),
+                reviews: Default::default(),
+                statuses: Vec::new(),
             },
         );
         self.index.insert((owner_key, key(name)), id);
