@@ -9,10 +9,13 @@
 pub mod datasource;
 pub mod eval;
 pub mod files;
+pub mod homoglyphs;
 pub mod jq;
 pub mod jqlib;
 pub mod model;
+pub mod patch;
 pub mod provider;
+mod pull_diff;
 pub mod rego_ext;
 pub mod rego_value;
 pub mod remediate;
@@ -231,12 +234,18 @@ enum CompiledIngest {
     Git {
         branch: Option<Template>,
     },
+    /// A pull request's added lines (`diff` ingest, `type: full`).
+    DiffFull,
     Unsupported(String),
 }
 
 enum CompiledEval {
     Rego(Box<RegoPolicy>),
     Jq(JqEval),
+    Homoglyphs(homoglyphs::Check),
+    /// An eval type whose service is gone: every evaluation is an `error` saying so, before
+    /// anything is read.
+    Discontinued(String),
     Unsupported(String),
 }
 
@@ -407,6 +416,34 @@ impl CompiledRule {
                     .map(Template::parse)
                     .transpose()?,
             },
+            ("diff", _) => {
+                if rule_type.def.in_entity != "pull_request" {
+                    return Err(EngineError::Parse(format!(
+                        "diff ingest reads pull requests; in_entity is {:?}",
+                        rule_type.def.in_entity
+                    )));
+                }
+                // Minder's default diff type is `dep`.
+                match rule_type
+                    .def
+                    .ingest
+                    .diff
+                    .as_ref()
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("dep")
+                {
+                    "full" => CompiledIngest::DiffFull,
+                    t @ ("dep" | "new-dep") => CompiledIngest::Unsupported(format!(
+                        "diff ingest of type {t:?} is not supported yet"
+                    )),
+                    t => {
+                        return Err(EngineError::Parse(format!(
+                            "unknown diff type {t:?}: expected full, dep or new-dep"
+                        )))
+                    }
+                }
+            }
             (other, _) => {
                 CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet"))
             }
@@ -444,6 +481,29 @@ impl CompiledRule {
             ("jq", _) => CompiledEval::Jq(JqEval::compile(
                 rule_type.def.eval.jq.as_deref().unwrap_or_default(),
             )?),
+            ("homoglyphs", _) => {
+                let kind = rule_type
+                    .def
+                    .eval
+                    .homoglyphs
+                    .as_ref()
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        EngineError::Parse(
+                            "eval type homoglyphs without homoglyphs.type (invisible_characters or mixed_scripts)"
+                                .into(),
+                        )
+                    })?;
+                CompiledEval::Homoglyphs(
+                    kind.parse()
+                        .map_err(|e: homoglyphs::UnknownCheck| EngineError::Parse(e.to_string()))?,
+                )
+            }
+            ("trusty", _) => CompiledEval::Discontinued(
+                "the trusty eval queried Stacklok's Trusty package-reputation service, which has been discontinued: this rule cannot be evaluated (remove it, or check dependencies with a vulncheck rule such as pr_vulnerability_check)"
+                    .into(),
+            ),
             (other, _) => {
                 CompiledEval::Unsupported(format!("eval type {other:?} is not supported yet"))
             }
@@ -528,11 +588,15 @@ impl CompiledRule {
             ProviderError::Transient { .. } => IngestError::Transient(e),
             ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
         };
+        if let CompiledEval::Discontinued(why) = &self.eval {
+            return Err(IngestError::Rule(EngineError::Unsupported(why.clone())));
+        }
         let mut files = None;
         let value = match &self.ingest {
             CompiledIngest::Unsupported(why) => {
                 return Err(IngestError::Rule(EngineError::Unsupported(why.clone())))
             }
+            CompiledIngest::DiffFull => pull_diff::full(provider, inv.entity).await?,
             CompiledIngest::Git { branch } => {
                 let data = self.template_data(inv);
                 let branch = self
@@ -645,7 +709,10 @@ impl CompiledRule {
         fetcher: Option<Arc<dyn datasource::Fetcher>>,
     ) -> Outcome {
         let mut outcome = match &self.eval {
-            CompiledEval::Unsupported(why) => Outcome::error(EngineError::Unsupported(why.clone())),
+            CompiledEval::Unsupported(why) | CompiledEval::Discontinued(why) => {
+                Outcome::error(EngineError::Unsupported(why.clone()))
+            }
+            CompiledEval::Homoglyphs(check) => pull_diff::homoglyphs(*check, &ingested.value),
             CompiledEval::Rego(p) => {
                 let mut input = std::collections::BTreeMap::new();
                 input.insert(regorus::Value::from("ingested"), ingested.rego_value());
@@ -707,7 +774,10 @@ impl CompiledRule {
             });
         self.rule_type.data_source_names().is_empty()
             && !reads_clock
-            && !matches!(self.eval, CompiledEval::Unsupported(_))
+            && !matches!(
+                self.eval,
+                CompiledEval::Unsupported(_) | CompiledEval::Discontinued(_)
+            )
     }
 
     /// The rule's remediation type, if it has one.

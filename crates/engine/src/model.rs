@@ -69,6 +69,9 @@ pub struct Ingest {
     pub rest: Option<RestIngest>,
     #[serde(default)]
     pub git: Option<Value>,
+    /// `diff` ingest (pull requests): `{type: full | dep | new-dep}`.
+    #[serde(default)]
+    pub diff: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -103,6 +106,9 @@ pub struct Eval {
     pub jq: Option<Vec<Value>>,
     #[serde(default)]
     pub data_sources: Option<Vec<Value>>,
+    /// `homoglyphs` eval: `{type: invisible_characters | mixed_scripts}`.
+    #[serde(default)]
+    pub homoglyphs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

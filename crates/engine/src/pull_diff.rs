@@ -1,0 +1,487 @@
+//! `diff` ingest (Minder's, for `in_entity: pull_request` rule types): what a pull request
+//! changes, read from `GET /repos/{owner}/{repo}/pulls/{number}/files`.
+//!
+//! `type: full` gives every line the pull request adds, with its file and its line number in
+//! the head version, as Minder's `PrContents`:
+//!
+//! ```json
+//! {"pr": {"number": 7, "head_sha": "…", "base_sha": "…", "repo_owner": "o", "repo_name": "r",
+//!         "author": "login", "author_id": 1},
+//!  "files": [{"name": "src/a.js", "status": "modified", "whole_file": false,
+//!             "patch_lines": [{"line_number": 3, "content": "…"}]}]}
+//! ```
+//!
+//! Where GitHub leaves something out, the rule is not judged on less than the change:
+//! - GitHub lists at most 3,000 files of a pull request. One that reaches that many is an
+//!   `error` ("not inspected in full"), never a pass over the first 3,000.
+//! - GitHub omits the `patch` of a file whose diff is too large. Such a file's head version is
+//!   read (`git/blobs/{sha}`) and every one of its lines is taken as added (`whole_file: true`):
+//!   a pre-existing line of a file the change touches may then be reported too, which is the
+//!   safe side. A file that is not UTF-8 text (binary) has no lines to inspect.
+//! - A patch GitHub sends that cannot be parsed is an `error` naming the file.
+
+use crate::patch;
+use crate::provider::{Provider, ProviderError};
+use crate::{EngineError, IngestError};
+use base64::Engine as _;
+use plumbline_domain::{Entity, EntityKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Files per page (GitHub's maximum).
+const PER_PAGE: usize = 100;
+/// GitHub lists at most this many files of a pull request.
+pub const MAX_LISTED_FILES: usize = 3_000;
+/// Added text kept for one evaluation, over all files: a larger change is an `error`.
+pub const MAX_ADDED_BYTES: usize = 64 << 20;
+
+/// One entry of the files listing (GitHub's `diff-entry`, the fields used).
+#[derive(Deserialize)]
+struct DiffEntry {
+    filename: String,
+    status: String,
+    /// The blob of the head version.
+    #[serde(default)]
+    sha: Option<String>,
+    #[serde(default)]
+    patch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Blob {
+    content: String,
+    #[serde(default)]
+    encoding: String,
+}
+
+fn rule_error(message: String) -> IngestError {
+    IngestError::Rule(EngineError::Ingest(message))
+}
+
+fn provider_failure(e: ProviderError) -> IngestError {
+    match e {
+        ProviderError::Transient { .. } => IngestError::Transient(e),
+        ProviderError::Failed(m) => rule_error(m),
+    }
+}
+
+/// The pull request's number, from the entity the evaluator confirmed with GitHub.
+fn number(entity: &Entity) -> Result<u64, IngestError> {
+    if entity.entity_ref.kind != EntityKind::PullRequest {
+        return Err(rule_error(format!(
+            "diff ingest reads pull requests; this entity is a {}",
+            entity.entity_ref.kind
+        )));
+    }
+    entity
+        .properties
+        .get("number")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| rule_error("the pull request has no number".into()))
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    provider: &dyn Provider,
+    path: &str,
+) -> Result<T, IngestError> {
+    let r = provider
+        .request("GET", path, None)
+        .await
+        .map_err(provider_failure)?;
+    if !(200..300).contains(&r.status) {
+        return Err(rule_error(format!(
+            "GET {path}: unexpected status {}",
+            r.status
+        )));
+    }
+    serde_json::from_slice(&r.body).map_err(|e| rule_error(format!("{path}: invalid json: {e}")))
+}
+
+/// Every line the pull request adds (`type: full`).
+pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Value, IngestError> {
+    let n = number(entity)?;
+    let root = crate::scope::repository_root(entity);
+    let mut files = Vec::new();
+    let mut listed = 0usize;
+    let mut added_bytes = 0usize;
+    for page in 1.. {
+        let path = format!("{root}/pulls/{n}/files?per_page={PER_PAGE}&page={page}");
+        let entries: Vec<DiffEntry> = get_json(provider, &path).await?;
+        let last = entries.len() < PER_PAGE;
+        listed += entries.len();
+        for e in entries {
+            let (lines, whole_file) = match (&e.patch, e.status.as_str()) {
+                (_, "removed") => (Vec::new(), false),
+                (Some(p), _) => (
+                    patch::added_lines(p)
+                        .map_err(|err| rule_error(format!("{}: {err}", e.filename)))?,
+                    false,
+                ),
+                // No patch: binary, or a diff too large for GitHub to send.
+                (None, _) => (whole_file_lines(provider, &root, &e).await?, true),
+            };
+            added_bytes += lines.iter().map(|l| l.content.len()).sum::<usize>();
+            if added_bytes > MAX_ADDED_BYTES {
+                return Err(rule_error(format!(
+                    "the pull request adds more than {} MiB of text: not inspected in full",
+                    MAX_ADDED_BYTES >> 20
+                )));
+            }
+            files.push(json!({
+                "name": e.filename,
+                "status": e.status,
+                "whole_file": whole_file,
+                "patch_lines": lines
+                    .into_iter()
+                    .map(|l| json!({"line_number": l.line, "content": l.content}))
+                    .collect::<Vec<_>>(),
+            }));
+        }
+        if listed >= MAX_LISTED_FILES {
+            return Err(rule_error(format!(
+                "GitHub lists at most {MAX_LISTED_FILES} files of a pull request and this one has that many: not inspected in full"
+            )));
+        }
+        if last {
+            break;
+        }
+    }
+    let props = &entity.properties;
+    Ok(json!({
+        "pr": {
+            "number": n,
+            "head_sha": props.get("head_sha"),
+            "base_sha": props.get("base_sha"),
+            "repo_owner": entity.owner,
+            "repo_name": entity.name,
+            "author": props.get("author"),
+            "author_id": props.get("author_id"),
+        },
+        "files": files,
+    }))
+}
+
+/// A file GitHub sent no patch for: its head version's lines, all taken as added; none when it
+/// is not UTF-8 text.
+async fn whole_file_lines(
+    provider: &dyn Provider,
+    root: &str,
+    e: &DiffEntry,
+) -> Result<Vec<patch::AddedLine>, IngestError> {
+    let Some(sha) = e
+        .sha
+        .as_deref()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return Err(rule_error(format!(
+            "{}: GitHub sent neither a patch nor a blob to read",
+            e.filename
+        )));
+    };
+    let blob: Blob = get_json(provider, &format!("{root}/git/blobs/{sha}")).await?;
+    if blob.encoding != "base64" {
+        return Err(rule_error(format!(
+            "{}: blob in an unknown encoding {:?}",
+            e.filename, blob.encoding
+        )));
+    }
+    let compact: String = blob.content.split_ascii_whitespace().collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|err| rule_error(format!("{}: blob is not base64: {err}", e.filename)))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(Vec::new());
+    };
+    if text.contains('\0') {
+        return Ok(Vec::new());
+    }
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| patch::AddedLine {
+            line: i as u64 + 1,
+            content: l.to_string(),
+        })
+        .collect())
+}
+
+/// Findings listed in an outcome's message; the details list every one.
+const FINDINGS_IN_MESSAGE: usize = 5;
+
+/// The `homoglyphs` eval over a `diff` (`type: full`) ingest: `fail` naming each file, line,
+/// column and what was found there; `pass` when no added line has any.
+pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> crate::Outcome {
+    use crate::homoglyphs::{find, Check};
+    use plumbline_domain::EvalStatus;
+    let Some(files) = ingested.get("files").and_then(Value::as_array) else {
+        return crate::Outcome::error(EngineError::Ingest(
+            "the homoglyphs eval reads a pull request's added lines: use ingest type diff with type full".into(),
+        ));
+    };
+    let mut details = Vec::new();
+    for file in files {
+        let name = file.get("name").and_then(Value::as_str).unwrap_or("?");
+        let lines = file.get("patch_lines").and_then(Value::as_array);
+        for line in lines.into_iter().flatten() {
+            let (Some(number), Some(content)) = (
+                line.get("line_number").and_then(Value::as_u64),
+                line.get("content").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            for f in find(check, content) {
+                let what = match check {
+                    Check::InvisibleCharacters => f.code_point.clone().unwrap_or_default(),
+                    Check::MixedScripts => format!(
+                        "{:?} mixes {}",
+                        f.word.as_deref().unwrap_or_default(),
+                        f.scripts.join(", ")
+                    ),
+                };
+                details.push(format!("{name}:{number}:{}: {what}", f.column));
+            }
+        }
+    }
+    if details.is_empty() {
+        return crate::Outcome::new(EvalStatus::Pass, "");
+    }
+    let found = match check {
+        Check::InvisibleCharacters => "invisible characters",
+        Check::MixedScripts => "words mixing scripts",
+    };
+    let mut message = format!(
+        "found {found}: {}",
+        details[..details.len().min(FINDINGS_IN_MESSAGE)].join("; ")
+    );
+    if details.len() > FINDINGS_IN_MESSAGE {
+        message.push_str(&format!(
+            "; and {} more",
+            details.len() - FINDINGS_IN_MESSAGE
+        ));
+    }
+    let mut outcome = crate::Outcome::new(EvalStatus::Fail, message);
+    outcome.details = details;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::files::FileTree;
+    use crate::provider::{HttpResponse, Provider, ProviderError};
+    use crate::{CompiledRule, Invocation, RuleType};
+    use async_trait::async_trait;
+    use plumbline_domain::{Entity, EntityKind, EntityRef, EvalStatus};
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Answers GETs from a map of path → JSON; counts what was asked.
+    #[derive(Default)]
+    struct Pages {
+        answers: HashMap<String, (u16, Value)>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Provider for Pages {
+        async fn request(
+            &self,
+            _m: &str,
+            path: &str,
+            _b: Option<&Value>,
+        ) -> Result<HttpResponse, ProviderError> {
+            if let Ok(mut a) = self.asked.lock() {
+                a.push(path.to_string());
+            }
+            match self.answers.get(path) {
+                Some((status, v)) => Ok(HttpResponse {
+                    status: *status,
+                    body: serde_json::to_vec(v).unwrap_or_default(),
+                }),
+                None => Ok(HttpResponse {
+                    status: 404,
+                    body: b"{}".to_vec(),
+                }),
+            }
+        }
+
+        async fn fetch_tree(
+            &self,
+            _o: &str,
+            _r: &str,
+            _b: &str,
+        ) -> Result<Arc<FileTree>, ProviderError> {
+            Err(ProviderError::Failed("no trees here".into()))
+        }
+    }
+
+    fn pull() -> Entity {
+        Entity {
+            entity_ref: EntityRef {
+                provider: "github".into(),
+                kind: EntityKind::PullRequest,
+                upstream_id: "77".into(),
+            },
+            project: "default".into(),
+            owner: "acme".into(),
+            name: "app".into(),
+            properties: json!({"number": 5, "head_sha": "h", "base_sha": "b"}),
+            labels: vec![],
+            credential: None,
+        }
+    }
+
+    fn page(n: usize) -> String {
+        format!("/repos/acme/app/pulls/5/files?per_page=100&page={n}")
+    }
+
+    fn rule(check: &str) -> CompiledRule {
+        let yaml = format!(
+            "version: v1\ntype: rule-type\nname: r\ndef:\n  in_entity: pull_request\n  rule_schema: {{}}\n  ingest:\n    type: diff\n    diff:\n      type: full\n  eval:\n    type: homoglyphs\n    homoglyphs:\n      type: {check}\n"
+        );
+        CompiledRule::compile(RuleType::from_yaml(&yaml).expect("yaml")).expect("compiles")
+    }
+
+    async fn run(check: &str, p: &Pages) -> crate::Outcome {
+        let entity = pull();
+        let inv = Invocation {
+            entity: &entity,
+            params: &Value::Null,
+            def: &Value::Null,
+        };
+        rule(check).run(&inv, p).await.expect("no transient error")
+    }
+
+    #[tokio::test]
+    async fn an_added_zero_width_space_fails_naming_file_line_and_column() {
+        let mut p = Pages::default();
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([
+                    {"filename": "src/a.js", "status": "modified", "sha": "aa",
+                     "patch": "@@ -1,2 +1,3 @@\n let a;\n+let is\u{200B}Admin;\n let b;"},
+                    {"filename": "logo.png", "status": "added", "sha": "bb"},
+                    {"filename": "old.txt", "status": "removed", "sha": "cc"},
+                ]),
+            ),
+        );
+        // logo.png has no patch: its blob is read, and it is not text.
+        p.answers.insert(
+            "/repos/acme/app/git/blobs/bb".into(),
+            (
+                200,
+                json!({"content": "iVBORw0KGgoA\n", "encoding": "base64"}),
+            ),
+        );
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Fail, "{}", o.message);
+        assert_eq!(o.details, vec!["src/a.js:2:7: U+200B".to_string()]);
+        assert!(o.message.contains("src/a.js:2:7: U+200B"), "{}", o.message);
+        // A removed line, or one only in context, is not the change's.
+        let o = run("mixed_scripts", &p).await;
+        assert_eq!(o.status, EvalStatus::Pass, "{}", o.message);
+    }
+
+    #[tokio::test]
+    async fn a_file_without_a_patch_is_read_whole_and_pages_are_followed() {
+        let mut p = Pages::default();
+        let full: Vec<Value> = (0..100)
+            .map(|i| json!({"filename": format!("f{i}.txt"), "status": "added", "patch": "@@ -0,0 +1 @@\n+ok"}))
+            .collect();
+        p.answers.insert(page(1), (200, Value::Array(full)));
+        p.answers.insert(
+            page(2),
+            (
+                200,
+                json!([{"filename": "big.txt", "status": "modified", "sha": "dd"}]),
+            ),
+        );
+        use base64::Engine as _;
+        let text = "fine\nthe pаypal login\n";
+        p.answers.insert(
+            "/repos/acme/app/git/blobs/dd".into(),
+            (
+                200,
+                json!({"content": base64::engine::general_purpose::STANDARD.encode(text), "encoding": "base64"}),
+            ),
+        );
+        let o = run("mixed_scripts", &p).await;
+        assert_eq!(o.status, EvalStatus::Fail, "{}", o.message);
+        assert_eq!(
+            o.details,
+            vec!["big.txt:2:5: \"pаypal\" mixes Cyrillic, Latin".to_string()]
+        );
+        assert!(p.asked.lock().expect("lock").contains(&page(2)));
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_inspected_in_full_is_an_error_not_a_pass() {
+        // 3,000 files: GitHub's listing stops there, so the rest is unknown.
+        let mut p = Pages::default();
+        for n in 1..=30 {
+            let files: Vec<Value> = (0..100)
+                .map(|i| json!({"filename": format!("{n}/{i}"), "status": "added", "patch": "@@ -0,0 +1 @@\n+x"}))
+                .collect();
+            p.answers.insert(page(n), (200, Value::Array(files)));
+        }
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("3000 files"), "{}", o.message);
+        // A patch that does not parse names its file.
+        let mut p = Pages::default();
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([{"filename": "x.rs", "status": "modified", "patch": "+no header"}]),
+            ),
+        );
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("x.rs"), "{}", o.message);
+        // GitHub refusing the listing is the rule's error, with the status.
+        let mut p = Pages::default();
+        p.answers
+            .insert(page(1), (422, json!({"message": "Unprocessable"})));
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("422"), "{}", o.message);
+    }
+
+    #[test]
+    fn diff_and_homoglyphs_compile_only_where_they_apply() {
+        let bad_entity = "version: v1\ntype: rule-type\nname: r\ndef:\n  in_entity: repository\n  ingest:\n    type: diff\n    diff:\n      type: full\n  eval:\n    type: homoglyphs\n    homoglyphs:\n      type: invisible_characters\n";
+        assert!(CompiledRule::compile(RuleType::from_yaml(bad_entity).expect("yaml")).is_err());
+        let bad_check = bad_entity
+            .replace("repository", "pull_request")
+            .replace("invisible_characters", "emoji");
+        let e = CompiledRule::compile(RuleType::from_yaml(&bad_check).expect("yaml"))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("invisible_characters"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn trusty_is_an_error_saying_the_service_is_gone_and_reads_nothing() {
+        let yaml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/minder-rules/rule-types/github/pr_trusty_check.yaml"
+        ))
+        .expect("corpus rule type");
+        let rule =
+            CompiledRule::compile(RuleType::from_yaml(&yaml).expect("yaml")).expect("compiles");
+        let p = Pages::default();
+        let entity = pull();
+        let inv = Invocation {
+            entity: &entity,
+            params: &Value::Null,
+            def: &Value::Null,
+        };
+        let o = rule.run(&inv, &p).await.expect("outcome");
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("discontinued"), "{}", o.message);
+        assert!(p.asked.lock().expect("lock").is_empty(), "nothing read");
+    }
+}
