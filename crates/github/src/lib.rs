@@ -16,7 +16,10 @@ pub mod webhook;
 pub use cache::CacheStats;
 pub use client::{ApiResponse, AppCredentials, GitHub, GitHubConfig, NameCheck, Quota, Repository};
 pub use http::Method;
-pub use ops::{Advisory, FileChange, GitRef, Installation, Issue, NewAdvisory, PullRequest};
+pub use ops::{
+    Advisory, FileChange, GitRef, Installation, Issue, Label, NewAdvisory, PullRequest,
+    SideRepository, User,
+};
 pub use reads::{Reads, Validator};
 
 /// Provider errors, typed so callers can tell "try later" from "give up".

@@ -26,7 +26,9 @@ pub struct FileChange {
 /// The fields of a pull request Plumbline acts on.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct PullRequest {
+    pub id: u64,
     pub number: u64,
+    /// "open" or "closed".
     pub state: String,
     pub title: String,
     #[serde(default)]
@@ -34,6 +36,31 @@ pub struct PullRequest {
     pub html_url: String,
     pub head: GitRef,
     pub base: GitRef,
+    #[serde(default)]
+    pub draft: bool,
+    /// Absent for a deleted ("ghost") account.
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct User {
+    pub login: String,
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Label {
+    pub name: String,
+}
+
+/// The repository one side of a pull request is in (a fork's, for a head from a fork).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SideRepository {
+    pub id: u64,
+    pub full_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,6 +68,9 @@ pub struct GitRef {
     #[serde(rename = "ref")]
     pub name: String,
     pub sha: String,
+    /// Absent when the repository (a fork) was deleted.
+    #[serde(default)]
+    pub repo: Option<SideRepository>,
 }
 
 /// The fields of an issue Plumbline acts on (alerts where advisories are unavailable).
@@ -309,6 +339,26 @@ impl GitHub {
         )
         .await?;
         Ok(commit.sha)
+    }
+
+    /// A pull request by number; `None` when this credential sees no such pull request.
+    pub async fn get_pull_request(
+        &self,
+        owner: &str,
+        name: &str,
+        number: u64,
+    ) -> Result<Option<PullRequest>, GitHubError> {
+        let path = format!("/repos/{owner}/{name}/pulls/{number}");
+        match self.request_ok(http::Method::GET, &path, None).await {
+            Ok(r) => serde_json::from_slice(&r.body)
+                .map(Some)
+                .map_err(|e| GitHubError::Decode {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Open pull requests from `head_branch` (same repository) into `base`.

@@ -115,11 +115,20 @@ impl Store {
 
     pub async fn get_entity(&self, id: &str) -> Result<Option<Entity>, StoreError> {
         let c = self.client().await?;
+        // A pull request is read with its repository's current names and provider binding
+        // (a rename or a new binding of the repository applies to its pull requests at once),
+        // and only while that repository is active.
         let row = c
             .query_opt(
-                &c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM entities WHERE id = $1 AND retired_at IS NULL"
-                ))
+                &c.prepare_cached(
+                    "SELECT e.id, e.project, e.provider, e.kind, e.upstream_id,
+                            coalesce(p.owner, e.owner) AS owner, coalesce(p.name, e.name) AS name,
+                            e.properties, e.labels,
+                            CASE WHEN e.parent IS NULL THEN e.credential ELSE p.credential END AS credential
+                     FROM entities e LEFT JOIN entities p ON p.id = e.parent
+                     WHERE e.id = $1 AND e.retired_at IS NULL
+                       AND (e.parent IS NULL OR (p.retired_at IS NULL AND p.project = e.project))",
+                )
                 .await?,
                 &[&id],
             )
@@ -223,10 +232,26 @@ impl Store {
                 &[&id],
             )
             .await?;
-        tx.execute(
-            &tx.prepare_cached("DELETE FROM evaluation_status WHERE entity_id = $1")
+        // Its pull requests go with it: nothing is evaluated under a retired repository.
+        let children: Vec<String> = tx
+            .query(
+                &tx.prepare_cached(
+                    "UPDATE entities SET retired_at = now()
+                     WHERE parent = $1 AND parent IS NOT NULL AND retired_at IS NULL RETURNING id",
+                )
                 .await?,
-            &[&id],
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut ids = children;
+        ids.push(id.to_string());
+        tx.execute(
+            &tx.prepare_cached("DELETE FROM evaluation_status WHERE entity_id = ANY($1)")
+                .await?,
+            &[&ids],
         )
         .await?;
         tx.commit().await?;

@@ -14,6 +14,7 @@ mod evaluations;
 mod migrate;
 mod posture;
 mod providers;
+mod pull_requests;
 mod rules;
 /// Test helpers; only with the `testing` feature, never in a service binary.
 #[cfg(feature = "testing")]
@@ -37,6 +38,7 @@ pub use posture::{
     MAX_PAGE,
 };
 pub use providers::{DeleteProvider, ProviderCredential, ProviderRow, SealedValue, StoredPat};
+pub use pull_requests::PullEnrolment;
 pub use rules::{DocumentKind, StoredDocument};
 pub use waits::{quota_key, QuotaRow, SweepProgress, WaitSummary};
 

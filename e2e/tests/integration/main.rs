@@ -7,6 +7,7 @@ mod dev;
 mod e2e;
 mod layers;
 mod observability;
+mod pull_requests;
 mod remediation;
 mod scale;
 mod secrets_in_logs;

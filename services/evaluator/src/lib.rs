@@ -9,6 +9,7 @@
 //! events ordered (the key pins an entity to a partition, the partition to one group member).
 
 mod catalog;
+mod pull_request;
 mod writes;
 
 use catalog::Catalog;
@@ -479,6 +480,36 @@ impl Evaluator {
         }
     }
 
+    /// A pull request as GitHub has it now (see [`pull_request`]): its properties refreshed
+    /// when open, retired when closed or gone.
+    async fn confirm_pull_request(
+        &self,
+        github: &GitHub,
+        entity: &mut Entity,
+    ) -> Result<Identity, Failure> {
+        match pull_request::confirm(github, entity).await {
+            Ok(pull_request::PullCheck::Open(properties)) => {
+                self.store
+                    .merge_properties(&entity.id(), &properties)
+                    .await
+                    .map_err(store_failure)?;
+                if let (Some(props), serde_json::Value::Object(new)) =
+                    (entity.properties.as_object_mut(), properties)
+                {
+                    props.extend(new);
+                }
+                Ok(Identity::Confirmed)
+            }
+            Ok(pull_request::PullCheck::Gone(why)) => Ok(Identity::Gone(why)),
+            Ok(pull_request::PullCheck::Problem(why)) => Ok(Identity::Problem(why)),
+            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
+            Err(e) => Ok(Identity::Problem(format!(
+                "the pull request could not be read ({}: {e}): not evaluated",
+                entity.full_name()
+            ))),
+        }
+    }
+
     /// One entity event: the entity as GitHub confirms it, every rule of every profile that
     /// applies to its kind, the results written, then the verdicts published.
     async fn handle(&self, record: &Record) -> Result<(), Failure> {
@@ -625,8 +656,17 @@ impl Evaluator {
                 // since that check is skipped when they all hold.
                 vs.iter().all(|v| {
                     plumbline_engine::scope::confine(&v.path, std::slice::from_ref(&root)).is_ok()
-                }) && (entity.entity_ref.kind != plumbline_domain::EntityKind::Repository
-                    || vs.iter().any(|v| v.path == root && v.headers.is_empty()))
+                }) && match entity.entity_ref.kind {
+                    plumbline_domain::EntityKind::Repository => {
+                        vs.iter().any(|v| v.path == root && v.headers.is_empty())
+                    }
+                    // A closed pull request changes its own read, not its files'.
+                    plumbline_domain::EntityKind::PullRequest => {
+                        pull_request::confirming_path(entity)
+                            .is_some_and(|p| vs.iter().any(|v| v.path == p && v.headers.is_empty()))
+                    }
+                    _ => true,
+                }
             });
         let Some(validators) = validators else {
             checked("unknown");
@@ -722,12 +762,20 @@ impl Evaluator {
             Ok(a) => a,
             Err(why) => return Ok(Some((entity, Err(why)))),
         };
-        if unchanged || entity.entity_ref.kind != plumbline_domain::EntityKind::Repository {
+        if unchanged {
             return Ok(Some((entity, Ok(acting))));
         }
-        let confirmed = self
-            .confirm_identity(&acting.github, event, &mut entity)
-            .await?;
+        let confirmed = match entity.entity_ref.kind {
+            plumbline_domain::EntityKind::Repository => {
+                self.confirm_identity(&acting.github, event, &mut entity)
+                    .await?
+            }
+            plumbline_domain::EntityKind::PullRequest => {
+                self.confirm_pull_request(&acting.github, &mut entity)
+                    .await?
+            }
+            _ => return Ok(Some((entity, Ok(acting)))),
+        };
         match confirmed {
             Identity::Confirmed => Ok(Some((entity, Ok(acting)))),
             Identity::Problem(why) => {
@@ -738,7 +786,7 @@ impl Evaluator {
             Identity::Gone(why) => {
                 let retired = self.store.retire_entity(&id).await.map_err(store_failure)?;
                 self.event_outcome("retired");
-                tracing::info!(entity = %id, repo = %entity.full_name(), reason = %why, retired, "repository retired: GitHub confirms it is gone");
+                tracing::info!(entity = %id, kind = %entity.entity_ref.kind, repo = %entity.full_name(), reason = %why, retired, "entity retired: GitHub confirms it is gone");
                 Ok(None)
             }
         }

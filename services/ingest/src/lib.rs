@@ -894,6 +894,30 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
             }
         }
     }
+    // Pull requests join their repository's project, whatever the enrolment setting: they
+    // exist only under a registered repository.
+    for p in &plan.pulls {
+        let enrolled = tokio::time::timeout(
+            STORE_TIMEOUT,
+            st.store
+                .enroll_pull_request(&p.repository.id(), &p.pull, p.number),
+        )
+        .await;
+        match bounded("enroll pull request", enrolled)? {
+            plumbline_store::PullEnrolment::Enrolled => {
+                st.metrics.inc(
+                    &plumbline_telemetry::catalog::INGEST_REGISTRY_CHANGES,
+                    &[("change", "pull_request_enrolled")],
+                    1,
+                );
+                tracing::info!(entity = %p.pull.id(), repository = %p.repository.id(), number = p.number, "pull request enrolled");
+            }
+            plumbline_store::PullEnrolment::Known => {}
+            plumbline_store::PullEnrolment::NoRepository => {
+                tracing::debug!(entity = %p.pull.id(), repository = %p.repository.id(), "pull request of a repository that is not registered: not enrolled");
+            }
+        }
+    }
     Ok(())
 }
 

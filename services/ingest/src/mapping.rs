@@ -80,7 +80,31 @@ pub struct Plan {
     /// The GitHub App installation that delivered the event (`installation.id`), if any:
     /// repositories it enrolls join the project that installation is a provider of.
     pub installation: Option<i64>,
+    /// Pull requests to enroll under their repository (only if that repository is registered;
+    /// the evaluator then confirms each is open, or retires it).
+    pub pulls: Vec<PullRef>,
 }
+
+/// A pull request a webhook names, under the repository it was opened against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRef {
+    pub repository: EntityRef,
+    pub pull: EntityRef,
+    pub number: i64,
+}
+
+/// `pull_request` actions after which the pull request is open (or may be): it is enrolled.
+/// "closed" is only announced: the evaluator retires it once GitHub says it is closed.
+const PULL_OPEN_ACTIONS: &[&str] = &[
+    "opened",
+    "reopened",
+    "synchronize",
+    "edited",
+    "ready_for_review",
+    "converted_to_draft",
+    "labeled",
+    "unlabeled",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
@@ -299,15 +323,25 @@ fn child_event(
         kind,
         upstream_id: id.to_string(),
     };
-    let mut ev = event_for(provider, entity, reason, &repo, f.event, delivery);
+    let mut ev = event_for(provider, entity.clone(), reason, &repo, f.event, delivery);
+    let mut pulls = Vec::new();
     if kind == EntityKind::PullRequest {
         ev.number = child
             .get("number")
             .and_then(Value::as_i64)
+            .filter(|n| *n > 0)
             .ok_or_else(|| f.missing("pull_request.number"))?;
+        if PULL_OPEN_ACTIONS.contains(&action) {
+            pulls.push(PullRef {
+                repository: repo.entity_ref(provider),
+                pull: entity,
+                number: ev.number,
+            });
+        }
     }
     Ok(Mapped::Plan(Plan {
         events: vec![ev],
+        pulls,
         ..Plan::default()
     }))
 }
@@ -631,6 +665,43 @@ mod tests {
         assert_eq!(
             ev.parent.as_ref().map(|r| r.upstream_id.as_str()),
             Some("42")
+        );
+        assert_eq!(
+            p.pulls,
+            vec![PullRef {
+                repository: EntityRef::repository("github", 42),
+                pull: ev.entity_ref().expect("ref"),
+                number: 3,
+            }],
+            "an opened pull request is enrolled under its repository"
+        );
+        // Closing is only announced: the evaluator retires it once GitHub says it is closed.
+        let closed = plan(map_event(
+            "github",
+            "pull_request",
+            "d",
+            &json!({"action": "closed", "repository": repo(), "pull_request": {"id": 9, "number": 3}}),
+        ));
+        assert!(closed.pulls.is_empty());
+        assert_eq!(closed.events.len(), 1);
+        for action in ["synchronize", "reopened", "edited", "labeled"] {
+            let p = plan(map_event(
+                "github",
+                "pull_request",
+                "d",
+                &json!({"action": action, "repository": repo(), "pull_request": {"id": 9, "number": 3}}),
+            ));
+            assert_eq!(p.pulls.len(), 1, "{action}");
+        }
+        assert!(
+            map_event(
+                "github",
+                "pull_request",
+                "d",
+                &json!({"action": "opened", "repository": repo(), "pull_request": {"id": 9, "number": 0}})
+            )
+            .is_err(),
+            "a pull request numbered 0 is refused"
         );
         assert!(map_event(
             "github",

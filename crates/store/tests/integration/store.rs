@@ -1435,3 +1435,111 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
     );
     assert_eq!(s.entity_inputs(&i3).await.expect("inputs"), Some(inputs));
 }
+
+#[tokio::test]
+async fn pull_requests_live_under_their_registered_repository() {
+    use plumbline_domain::{EntityKind, EntityRef};
+    use plumbline_store::PullEnrolment;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let pr = |id: u64| EntityRef {
+        provider: "github".into(),
+        kind: EntityKind::PullRequest,
+        upstream_id: id.to_string(),
+    };
+    // Under a repository nobody registered: nothing is stored.
+    assert_eq!(
+        s.enroll_pull_request("github/repository/9", &pr(500), 3)
+            .await
+            .expect("enroll"),
+        PullEnrolment::NoRepository
+    );
+    assert!(s
+        .get_entity("github/pull_request/500")
+        .await
+        .expect("get")
+        .is_none());
+    s.upsert_entity(&repo(9, "svc")).await.expect("repo");
+    assert_eq!(
+        s.enroll_pull_request("github/repository/9", &pr(500), 3)
+            .await
+            .expect("enroll"),
+        PullEnrolment::Enrolled
+    );
+    assert_eq!(
+        s.enroll_pull_request("github/repository/9", &pr(500), 3)
+            .await
+            .expect("again"),
+        PullEnrolment::Known
+    );
+    // A repository id cannot be enrolled as a pull request, nor a pull request under a
+    // pull request.
+    assert!(s
+        .enroll_pull_request(
+            "github/repository/9",
+            &EntityRef::repository("github", 9),
+            1
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        s.enroll_pull_request("github/pull_request/500", &pr(501), 1)
+            .await
+            .expect("under a pull request"),
+        PullEnrolment::NoRepository
+    );
+    let got = s
+        .get_entity("github/pull_request/500")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.project, "default");
+    assert_eq!(got.full_name(), "acme/svc");
+    assert_eq!(got.properties["number"], serde_json::json!(3));
+    // What the evaluator reads from GitHub is merged in, and written only when it differs.
+    let head = serde_json::json!({"head_sha": "abc", "labels": ["a", "b"]});
+    assert!(s.merge_properties(&got.id(), &head).await.expect("merge"));
+    assert!(!s.merge_properties(&got.id(), &head).await.expect("same"));
+    let fewer = serde_json::json!({"labels": ["a"]});
+    assert!(
+        s.merge_properties(&got.id(), &fewer).await.expect("fewer"),
+        "a removed label is a change"
+    );
+    // A renamed repository's pull requests are read under its new name at once.
+    s.refresh_entity("github/repository/9", "acme", "svc2", None)
+        .await
+        .expect("rename");
+    let got = s
+        .get_entity("github/pull_request/500")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.full_name(), "acme/svc2");
+    assert_eq!(got.properties["labels"], serde_json::json!(["a"]));
+    assert_eq!(got.properties["head_sha"], serde_json::json!("abc"));
+    // Retiring the repository retires its pull requests; a replayed webhook does not bring a
+    // pull request back under a retired repository.
+    assert!(s
+        .retire_entity("github/repository/9")
+        .await
+        .expect("retire"));
+    assert!(s
+        .get_entity("github/pull_request/500")
+        .await
+        .expect("get")
+        .is_none());
+    assert_eq!(
+        s.enroll_pull_request("github/repository/9", &pr(500), 3)
+            .await
+            .expect("replay"),
+        PullEnrolment::NoRepository
+    );
+    // Once the repository is back, a reopened pull request is enrolled again.
+    s.upsert_entity(&repo(9, "svc")).await.expect("back");
+    assert_eq!(
+        s.enroll_pull_request("github/repository/9", &pr(500), 3)
+            .await
+            .expect("reopened"),
+        PullEnrolment::Enrolled
+    );
+}

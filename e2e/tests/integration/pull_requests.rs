@@ -1,0 +1,212 @@
+//! Pull requests as entities, end to end on the broker, Postgres and the simulator: enrolled
+//! from `pull_request` webhooks under their repository, judged on the head GitHub reports, and
+//! retired when closed.
+
+use crate::common;
+
+use common::*;
+use plumb::stack::{Stack, StackConfig};
+use plumbline_github_sim::RepoOptions;
+use std::time::Duration;
+
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/minder-rules/rule-types/github"
+);
+
+const PROFILE: &str = r#"
+version: v1
+type: profile
+name: pull-request-hygiene
+context:
+  provider: github
+alert: "off"
+remediate: "off"
+pull_request:
+  - type: invisible_characters_check
+    def: {}
+  - type: mixed_scripts_check
+    def: {}
+"#;
+
+async fn status(
+    store: &plumbline_store::Store,
+    entity: &str,
+    rule: &str,
+) -> Option<(String, String)> {
+    store
+        .list_status("default", Some(entity), None)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|r| r.rule_name == rule)
+        .map(|r| (r.status.as_str().to_string(), r.message))
+}
+
+async fn wait_for(store: &plumbline_store::Store, entity: &str, rule: &str, want: &str) -> String {
+    let mut message = String::new();
+    eventually(
+        Duration::from_secs(60),
+        &format!("{entity} {rule} = {want}"),
+        || async {
+            let (s, m) = status(store, entity, rule).await?;
+            (s == want).then_some(m)
+        },
+    )
+    .await;
+    if let Some((_, m)) = status(store, entity, rule).await {
+        message = m;
+    }
+    message
+}
+
+#[tokio::test]
+async fn a_pull_request_adding_an_invisible_character_fails_and_a_closed_one_is_retired() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
+        .await
+        .expect("stack starts");
+    let store = db.store();
+    let sim = &stack.sim;
+    sim.create_repo("acme", "app", RepoOptions::default());
+    sim.put_file(
+        "acme",
+        "app",
+        "main",
+        "src/app.js",
+        "let a = 1;\nlet b = 2;\n",
+    )
+    .expect("seed");
+    enroll(&stack, &[("acme", "app")]).await;
+    let mut c = plumb::client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
+    for name in ["invisible_characters_check", "mixed_scripts_check"] {
+        let yaml = std::fs::read_to_string(format!("{CORPUS}/{name}.yaml")).expect("corpus");
+        plumb::commands::apply_rule_type(&mut c, "default", &yaml)
+            .await
+            .expect("apply rule type");
+    }
+    plumb::commands::apply_profile(&mut c, "default", PROFILE)
+        .await
+        .expect("apply profile");
+
+    // A change that hides a zero-width space in an added line.
+    sim.create_branch("acme", "app", "feature", "main")
+        .expect("branch");
+    sim.put_file(
+        "acme",
+        "app",
+        "feature",
+        "src/app.js",
+        "let a = 1;\nlet b = 2;\nlet is\u{200B}Admin = false;\n",
+    )
+    .expect("push");
+    let number = sim
+        .open_pull_request(
+            "acme",
+            "app",
+            plumbline_github_sim::NewPullRequest {
+                title: "tidy".into(),
+                head: "feature".into(),
+                base: "main".into(),
+                ..Default::default()
+            },
+        )
+        .expect("pull request");
+    let pull = sim.pull_request("acme", "app", number).expect("pull");
+    let id = format!("github/pull_request/{}", pull["id"]);
+    let message = wait_for(&store, &id, "invisible_characters_check", "fail").await;
+    assert!(
+        message.contains("src/app.js:3") && message.contains("U+200B"),
+        "names the file, the line and the character: {message}"
+    );
+    wait_for(&store, &id, "mixed_scripts_check", "pass").await;
+    let entity = store
+        .get_entity(&id)
+        .await
+        .expect("store")
+        .expect("enrolled");
+    assert_eq!(entity.full_name(), "acme/app");
+    assert_eq!(
+        entity.properties["head_sha"], pull["head"]["sha"],
+        "judged on the head GitHub reports"
+    );
+
+    // The webhook redelivered five times: the same entity, the same verdict.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "action": "opened",
+        "number": number,
+        "pull_request": pull,
+        "repository": pull["base"]["repo"],
+    }))
+    .expect("json");
+    let before = store.checks_count(&id).await.expect("checks");
+    for _ in 0..5 {
+        assert_eq!(deliver(&stack, "pull_request", &body).await, 202);
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the redeliveries evaluated",
+        || async { (store.checks_count(&id).await.ok()? > before).then_some(()) },
+    )
+    .await;
+    let (s, again) = status(&store, &id, "invisible_characters_check")
+        .await
+        .expect("status");
+    assert_eq!((s.as_str(), again.as_str()), ("fail", message.as_str()));
+
+    // A push that removes the character: the pull request passes on its new head.
+    sim.put_file(
+        "acme",
+        "app",
+        "feature",
+        "src/app.js",
+        "let a = 1;\nlet b = 2;\nlet isAdmin = false;\n",
+    )
+    .expect("fix");
+    wait_for(&store, &id, "invisible_characters_check", "pass").await;
+
+    // Closed (the head branch deleted, so GitHub closes it): retired.
+    sim.delete_branch("acme", "app", "feature")
+        .expect("delete branch");
+    eventually(
+        Duration::from_secs(60),
+        "the closed pull request retired",
+        || async { store.get_entity(&id).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        status(&store, &id, "invisible_characters_check")
+            .await
+            .is_none(),
+        "a retired pull request leaves the posture"
+    );
+    // A replayed "opened" brings it back only until GitHub is asked: it is closed.
+    assert_eq!(deliver(&stack, "pull_request", &body).await, 202);
+    eventually(
+        Duration::from_secs(60),
+        "the replayed pull request retired again",
+        || async { store.get_entity(&id).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// Posts `body` to ingest as GitHub would, under a new delivery id; returns the status.
+async fn deliver(stack: &Stack, event: &str, body: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .post(stack.ingest_url())
+        .header("x-github-event", event)
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header(
+            "x-hub-signature-256",
+            sign(&stack.config.webhook_secret, body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("ingest answers")
+        .status()
+        .as_u16()
+}
