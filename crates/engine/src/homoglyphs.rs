@@ -121,9 +121,15 @@ pub struct Finding {
 
 /// What `check` finds in `line`, in the order of the line.
 pub fn find(check: Check, line: &str) -> Vec<Finding> {
+    find_at_most(check, line, usize::MAX)
+}
+
+/// Like [`find`], stopping after `max` findings (a line of millions of zero-width spaces must
+/// not become millions of findings).
+pub fn find_at_most(check: Check, line: &str, max: usize) -> Vec<Finding> {
     match check {
-        Check::InvisibleCharacters => invisible_characters(line),
-        Check::MixedScripts => mixed_scripts(line),
+        Check::InvisibleCharacters => invisible_characters(line, max),
+        Check::MixedScripts => mixed_scripts(line, max),
     }
 }
 
@@ -133,13 +139,17 @@ const BLANK_GRAPHIC: [char; 2] = [
     '\u{1D159}', // MUSICAL SYMBOL NULL NOTEHEAD
 ];
 
-/// Whether `c` is reported, before the emoji exceptions.
+/// Whether `c` is reported, before the emoji and line-end exceptions. Control characters
+/// (other than tab) are reported: an escape sequence or a carriage return mid-line rewrites
+/// what a terminal shows. Private-use characters render as whatever a font puts there, and
+/// have carried hidden payloads.
 fn is_invisible(c: char) -> bool {
     c.identifier_type() == Some(IdentifierType::Default_Ignorable)
         || matches!(
             c.general_category(),
-            GeneralCategory::Format | GeneralCategory::Unassigned
+            GeneralCategory::Format | GeneralCategory::Unassigned | GeneralCategory::PrivateUse
         )
+        || (c.is_control() && c != '\t')
         || (c.is_whitespace() && !matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}'))
         || BLANK_GRAPHIC.contains(&c)
 }
@@ -149,7 +159,7 @@ fn is_non_ascii_emoji(c: Option<char>) -> bool {
     c.is_some_and(|c| !c.is_ascii() && c.is_emoji_char())
 }
 
-fn invisible_characters(line: &str) -> Vec<Finding> {
+fn invisible_characters(line: &str, max: usize) -> Vec<Finding> {
     let mut found = Vec::new();
     // The two chars before the current one, and the ones after it.
     let (mut before, mut prev): (Option<char>, Option<char>) = (None, None);
@@ -173,9 +183,14 @@ fn invisible_characters(line: &str) -> Vec<Finding> {
                     };
                     is_non_ascii_emoji(left) && is_non_ascii_emoji(next)
                 }
+                // A CRLF line ending.
+                '\r' => next.is_none(),
                 _ => false,
             };
             if !excused {
+                if found.len() >= max {
+                    break;
+                }
                 found.push(Finding {
                     column,
                     code_point: Some(format!("U+{:04X}", u32::from(c))),
@@ -190,13 +205,16 @@ fn invisible_characters(line: &str) -> Vec<Finding> {
     found
 }
 
-fn mixed_scripts(line: &str) -> Vec<Finding> {
+fn mixed_scripts(line: &str, max: usize) -> Vec<Finding> {
     let mut found = Vec::new();
     // Byte offset and column of the current word's first char.
     let mut start: Option<(usize, usize)> = None;
     let mut column = 0;
     for (offset, c) in line.char_indices() {
         column += 1;
+        if found.len() >= max {
+            return found;
+        }
         if c.is_whitespace() {
             if let Some((from, at)) = start.take() {
                 check_word(&line[from..offset], at, &mut found);
@@ -206,7 +224,9 @@ fn mixed_scripts(line: &str) -> Vec<Finding> {
         }
     }
     if let Some((from, at)) = start {
-        check_word(&line[from..], at, &mut found);
+        if found.len() < max {
+            check_word(&line[from..], at, &mut found);
+        }
     }
     found
 }
@@ -399,7 +419,6 @@ mod tests {
         for s in [
             "",
             "fn main() {\tprintln!(\"hello\");\r",
-            "\u{0B}\u{0C}",
             "naïve café, São Paulo, Zürich, ½ ≠ ∞",
             "cafe\u{0301}",
             "日本語のテキスト、中文、한국어",
@@ -423,6 +442,45 @@ mod tests {
         }
         // Columns count chars, not bytes.
         assert_eq!(invisible("日本\u{200B}語"), vec![(3, "U+200B".to_string())]);
+    }
+
+    #[test]
+    fn controls_private_use_and_a_mid_line_carriage_return_are_reported() {
+        // ESC (an ANSI sequence), BS, DEL, NUL, a C1 control, form feed, private use.
+        for c in [
+            '\u{1B}',
+            '\u{8}',
+            '\u{7F}',
+            '\u{0}',
+            '\u{85}',
+            '\u{C}',
+            '\u{E000}',
+            '\u{F0001}',
+        ] {
+            assert_eq!(
+                invisible(&format!("a{c}b")).len(),
+                1,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        // A carriage return mid-line hides what came before it on a terminal; at the end it is
+        // a CRLF line ending.
+        assert_eq!(
+            invisible("safe();\rrm -rf /;"),
+            vec![(8, "U+000D".to_string())]
+        );
+        assert!(invisible("ok();\r").is_empty());
+        assert!(invisible("\tindented").is_empty());
+    }
+
+    #[test]
+    fn findings_stop_at_the_cap() {
+        let line = "\u{200B}".repeat(10_000);
+        assert_eq!(find_at_most(Check::InvisibleCharacters, &line, 7).len(), 7);
+        let words = "pаypal ".repeat(1_000);
+        assert_eq!(find_at_most(Check::MixedScripts, &words, 3).len(), 3);
+        assert_eq!(find(Check::MixedScripts, &words).len(), 1_000);
     }
 
     #[test]

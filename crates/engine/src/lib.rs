@@ -7,6 +7,7 @@
 //! nothing of Kafka, Postgres or the tokio runtime.
 
 pub mod datasource;
+pub mod deps;
 pub mod eval;
 pub mod files;
 pub mod homoglyphs;
@@ -23,6 +24,7 @@ pub mod scope;
 pub mod selector;
 pub mod template;
 pub mod testsuite;
+pub mod vulncheck;
 
 pub use model::{Profile, ProfileRule, RuleType};
 pub use provider::{HttpResponse, Provider, ProviderError};
@@ -75,6 +77,21 @@ pub struct Outcome {
     pub details: Vec<String>,
     /// Digest of ingested input, rule type and parameters (empty when ingest failed).
     pub input_digest: String,
+    /// Where in a pull request's change each finding is (diff-based evals), for answers on the
+    /// pull request itself (line comments of a review).
+    pub annotations: Vec<Annotation>,
+}
+
+/// A finding at one line of a file a pull request changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    pub path: String,
+    /// 1-based, in the head version of the file.
+    pub line: u64,
+    /// Whether the line is one GitHub's diff of the pull request shows (a review may comment
+    /// there); false for lines of a file GitHub sent no patch for.
+    pub in_diff: bool,
+    pub message: String,
 }
 
 impl Outcome {
@@ -84,6 +101,7 @@ impl Outcome {
             message: message.into(),
             details: vec![],
             input_digest: String::new(),
+            annotations: vec![],
         }
     }
 

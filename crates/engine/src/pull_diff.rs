@@ -14,11 +14,19 @@
 //! Where GitHub leaves something out, the rule is not judged on less than the change:
 //! - GitHub lists at most 3,000 files of a pull request. One that reaches that many is an
 //!   `error` ("not inspected in full"), never a pass over the first 3,000.
-//! - GitHub omits the `patch` of a file whose diff is too large. Such a file's head version is
-//!   read (`git/blobs/{sha}`) and every one of its lines is taken as added (`whole_file: true`):
-//!   a pre-existing line of a file the change touches may then be reported too, which is the
-//!   safe side. A file that is not UTF-8 text (binary) has no lines to inspect.
+//! - GitHub omits the `patch` of a file whose diff is too large, and of one git takes for binary
+//!   (a NUL byte is enough). Such a file's head version is read (`git/blobs/{sha}`) and every
+//!   one of its lines is taken as added (`whole_file: true`): a pre-existing line of a file the
+//!   change touches may then be reported too, which is the safe side. Text is read as UTF-8
+//!   (invalid bytes replaced), or as UTF-16 after a byte-order mark; only a file that starts
+//!   like a known binary format and is not named like source code is left out. At most
+//!   [`MAX_BLOB_READS`] files are read so per evaluation, so a change cannot spend the
+//!   credential's quota; beyond that, an `error`.
 //! - A patch GitHub sends that cannot be parsed is an `error` naming the file.
+//! - Memory is bounded: each added line counts [`LINE_OVERHEAD`] bytes besides its text against
+//!   [`MAX_ADDED_BYTES`], and an eval lists at most [`MAX_FINDINGS`] findings (then says how
+//!   many more files had some), so a change of millions of empty lines or invisible characters
+//!   is an `error` or a capped list, never an evaluator out of memory.
 
 use crate::patch;
 use crate::provider::{Provider, ProviderError};
@@ -32,8 +40,17 @@ use serde_json::{json, Value};
 const PER_PAGE: usize = 100;
 /// GitHub lists at most this many files of a pull request.
 pub const MAX_LISTED_FILES: usize = 3_000;
-/// Added text kept for one evaluation, over all files: a larger change is an `error`.
+/// Added text kept for one evaluation, over all files, lines counted with their overhead: a
+/// larger change is an `error`.
 pub const MAX_ADDED_BYTES: usize = 64 << 20;
+/// What one added line costs besides its text (its JSON object and allocations).
+pub const LINE_OVERHEAD: usize = 256;
+/// Files without a patch read whole per evaluation.
+pub const MAX_BLOB_READS: usize = 100;
+/// Findings one file contributes at most.
+pub const MAX_FINDINGS_PER_FILE: usize = 100;
+/// Findings an outcome lists at most (its details and line annotations).
+pub const MAX_FINDINGS: usize = 1_000;
 
 /// One entry of the files listing (GitHub's `diff-entry`, the fields used).
 #[derive(Deserialize)]
@@ -104,6 +121,13 @@ pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Val
     let mut files = Vec::new();
     let mut listed = 0usize;
     let mut added_bytes = 0usize;
+    let mut blob_reads = 0usize;
+    let too_large = || {
+        rule_error(format!(
+            "the pull request adds more than {} MiB of text (lines counted with {LINE_OVERHEAD} bytes each): not inspected in full",
+            MAX_ADDED_BYTES >> 20
+        ))
+    };
     for page in 1.. {
         let path = format!("{root}/pulls/{n}/files?per_page={PER_PAGE}&page={page}");
         let entries: Vec<DiffEntry> = get_json(provider, &path).await?;
@@ -118,14 +142,28 @@ pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Val
                     false,
                 ),
                 // No patch: binary, or a diff too large for GitHub to send.
-                (None, _) => (whole_file_lines(provider, &root, &e).await?, true),
+                (None, _) => {
+                    blob_reads += 1;
+                    if blob_reads > MAX_BLOB_READS {
+                        return Err(rule_error(format!(
+                            "more than {MAX_BLOB_READS} files of the pull request have no patch to read (binary or too large): not inspected in full"
+                        )));
+                    }
+                    let budget = MAX_ADDED_BYTES.saturating_sub(added_bytes);
+                    (
+                        whole_file_lines(provider, &root, &e, budget)
+                            .await?
+                            .ok_or_else(too_large)?,
+                        true,
+                    )
+                }
             };
-            added_bytes += lines.iter().map(|l| l.content.len()).sum::<usize>();
+            added_bytes += lines
+                .iter()
+                .map(|l| l.content.len() + LINE_OVERHEAD)
+                .sum::<usize>();
             if added_bytes > MAX_ADDED_BYTES {
-                return Err(rule_error(format!(
-                    "the pull request adds more than {} MiB of text: not inspected in full",
-                    MAX_ADDED_BYTES >> 20
-                )));
+                return Err(too_large());
             }
             files.push(json!({
                 "name": e.filename,
@@ -161,13 +199,82 @@ pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Val
     }))
 }
 
-/// A file GitHub sent no patch for: its head version's lines, all taken as added; none when it
-/// is not UTF-8 text.
+/// Source and text file names read as text whatever their first bytes (a polyglot file that
+/// starts like an image is still code to whoever runs it).
+const TEXT_EXTENSIONS: &[&str] = &[
+    "c", "cc", "cjs", "cpp", "cs", "css", "go", "h", "hpp", "htm", "html", "java", "js", "json",
+    "jsx", "kt", "lock", "lua", "md", "mjs", "php", "pl", "ps1", "py", "rb", "rs", "scala", "sh",
+    "sql", "svg", "swift", "toml", "ts", "tsx", "txt", "vue", "xml", "yaml", "yml",
+];
+
+/// Leading bytes of binary formats whose files are not inspected (images, archives,
+/// executables, fonts, databases).
+const BINARY_MAGIC: &[&[u8]] = &[
+    b"\x89PNG",
+    b"\xFF\xD8\xFF",
+    b"GIF8",
+    b"%PDF",
+    b"PK\x03\x04",
+    b"\x1F\x8B",
+    b"\x7FELF",
+    b"\0asm",
+    b"\xCA\xFE\xBA\xBE",
+    b"\xFE\xED\xFA",
+    b"\xCF\xFA\xED\xFE",
+    b"MZ",
+    b"BZh",
+    b"\xFD7zXZ\0",
+    b"7z\xBC\xAF",
+    b"SQLite format 3\0",
+    b"\0\0\x01\0",
+    b"RIFF",
+    b"wOFF",
+    b"wOF2",
+    b"OTTO",
+    b"\0\x01\0\0",
+];
+
+/// Whether a file is left out as binary: it starts like a known binary format and is not named
+/// like source code.
+fn skipped_as_binary(name: &str, bytes: &[u8]) -> bool {
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    !TEXT_EXTENSIONS.contains(&extension.as_str())
+        && BINARY_MAGIC.iter().any(|m| bytes.starts_with(m))
+}
+
+/// A file's bytes as text: UTF-16 after a byte-order mark, else UTF-8 with invalid bytes
+/// replaced (a NUL stays, and is itself reported as invisible).
+fn as_text(bytes: &[u8]) -> String {
+    let utf16 = |le: bool| {
+        let units = bytes[2..].chunks_exact(2).map(|p| {
+            if le {
+                u16::from_le_bytes([p[0], p[1]])
+            } else {
+                u16::from_be_bytes([p[0], p[1]])
+            }
+        });
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect()
+    };
+    match bytes {
+        [0xFF, 0xFE, ..] => utf16(true),
+        [0xFE, 0xFF, ..] => utf16(false),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// A file GitHub sent no patch for: its head version's lines, all taken as added (none for a
+/// file left out as binary); `None` when they would cost more than `budget` bytes.
 async fn whole_file_lines(
     provider: &dyn Provider,
     root: &str,
     e: &DiffEntry,
-) -> Result<Vec<patch::AddedLine>, IngestError> {
+    budget: usize,
+) -> Result<Option<Vec<patch::AddedLine>>, IngestError> {
     let Some(sha) = e
         .sha
         .as_deref()
@@ -189,20 +296,44 @@ async fn whole_file_lines(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(compact)
         .map_err(|err| rule_error(format!("{}: blob is not base64: {err}", e.filename)))?;
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(Vec::new());
-    };
-    if text.contains('\0') {
-        return Ok(Vec::new());
+    if skipped_as_binary(&e.filename, &bytes) {
+        return Ok(Some(Vec::new()));
     }
-    Ok(text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| patch::AddedLine {
-            line: i as u64 + 1,
-            content: l.to_string(),
-        })
-        .collect())
+    let text = as_text(&bytes);
+    let cost = text.len() + text.lines().count().saturating_mul(LINE_OVERHEAD);
+    if cost > budget {
+        return Ok(None);
+    }
+    Ok(Some(
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| patch::AddedLine {
+                line: i as u64 + 1,
+                content: l.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+/// `text` with every character a reader could not see or that could change what they see
+/// (controls, invisibles, anything outside printable ASCII and letters) spelled `\u{XXXX}`.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let plain = (c.is_ascii_graphic() || c == ' ' || (!c.is_ascii() && c.is_alphanumeric()))
+            && crate::homoglyphs::find_at_most(
+                crate::homoglyphs::Check::InvisibleCharacters,
+                c.encode_utf8(&mut [0u8; 4]),
+                1,
+            )
+            .is_empty();
+        if plain {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        }
+    }
+    out
 }
 
 /// Findings listed in an outcome's message; the details list every one.
@@ -211,7 +342,7 @@ const FINDINGS_IN_MESSAGE: usize = 5;
 /// The `homoglyphs` eval over a `diff` (`type: full`) ingest: `fail` naming each file, line,
 /// column and what was found there; `pass` when no added line has any.
 pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> crate::Outcome {
-    use crate::homoglyphs::{find, Check};
+    use crate::homoglyphs::{find_at_most, Check};
     use plumbline_domain::EvalStatus;
     let Some(files) = ingested.get("files").and_then(Value::as_array) else {
         return crate::Outcome::error(EngineError::Ingest(
@@ -219,28 +350,87 @@ pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> c
         ));
     };
     let mut details = Vec::new();
+    let mut annotations = Vec::new();
+    // Files with findings left out of the lists once they are full.
+    let mut files_not_listed = 0usize;
+    let describe = |f: &crate::homoglyphs::Finding| match check {
+        Check::InvisibleCharacters => f.code_point.clone().unwrap_or_default(),
+        Check::MixedScripts => format!(
+            "\"{}\" mixes {}",
+            shown(f.word.as_deref().unwrap_or_default()),
+            f.scripts.join(", ")
+        ),
+    };
     for file in files {
-        let name = file.get("name").and_then(Value::as_str).unwrap_or("?");
+        let raw_name = file.get("name").and_then(Value::as_str).unwrap_or("?");
+        // The file name is the author's too: it is checked, and shown with what it hides
+        // spelled out.
+        let name = shown(raw_name);
+        let in_diff = !file
+            .get("whole_file")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let room = MAX_FINDINGS.saturating_sub(details.len());
+        if room == 0 {
+            let any = !find_at_most(check, raw_name, 1).is_empty()
+                || file
+                    .get("patch_lines")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.get("content").and_then(Value::as_str))
+                    .any(|c| !find_at_most(check, c, 1).is_empty());
+            files_not_listed += usize::from(any);
+            continue;
+        }
+        let mut left = room.min(MAX_FINDINGS_PER_FILE);
+        for f in find_at_most(check, raw_name, left) {
+            details.push(format!(
+                "{name}: in the file name, column {}: {}",
+                f.column,
+                describe(&f)
+            ));
+            annotations.push(crate::Annotation {
+                path: raw_name.to_string(),
+                line: 0,
+                in_diff: false,
+                message: format!("the file name, column {}: {}", f.column, describe(&f)),
+            });
+            left -= 1;
+        }
         let lines = file.get("patch_lines").and_then(Value::as_array);
         for line in lines.into_iter().flatten() {
+            if left == 0 {
+                break;
+            }
             let (Some(number), Some(content)) = (
                 line.get("line_number").and_then(Value::as_u64),
                 line.get("content").and_then(Value::as_str),
             ) else {
                 continue;
             };
-            for f in find(check, content) {
-                let what = match check {
-                    Check::InvisibleCharacters => f.code_point.clone().unwrap_or_default(),
-                    Check::MixedScripts => format!(
-                        "{:?} mixes {}",
-                        f.word.as_deref().unwrap_or_default(),
-                        f.scripts.join(", ")
-                    ),
-                };
+            for f in find_at_most(check, content, left) {
+                let what = describe(&f);
                 details.push(format!("{name}:{number}:{}: {what}", f.column));
+                annotations.push(crate::Annotation {
+                    path: raw_name.to_string(),
+                    line: number,
+                    in_diff,
+                    message: format!("column {}: {what}", f.column),
+                });
+                left -= 1;
             }
         }
+        if left == 0 {
+            details.push(format!(
+                "{name}: more than {MAX_FINDINGS_PER_FILE} findings; the rest are not listed"
+            ));
+        }
+    }
+    if files_not_listed > 0 {
+        details.push(format!(
+            "{files_not_listed} more file(s) have findings that are not listed (at most {MAX_FINDINGS} are)"
+        ));
     }
     if details.is_empty() {
         return crate::Outcome::new(EvalStatus::Pass, "");
@@ -261,6 +451,7 @@ pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> c
     }
     let mut outcome = crate::Outcome::new(EvalStatus::Fail, message);
     outcome.details = details;
+    outcome.annotations = annotations;
     outcome
 }
 
@@ -448,6 +639,126 @@ mod tests {
         let o = run("invisible_characters", &p).await;
         assert_eq!(o.status, EvalStatus::Error);
         assert!(o.message.contains("422"), "{}", o.message);
+    }
+
+    fn blob(p: &mut Pages, sha: &str, bytes: &[u8]) {
+        use base64::Engine as _;
+        p.answers.insert(
+            format!("/repos/acme/app/git/blobs/{sha}"),
+            (
+                200,
+                json!({"content": base64::engine::general_purpose::STANDARD.encode(bytes), "encoding": "base64"}),
+            ),
+        );
+    }
+
+    #[tokio::test]
+    async fn files_git_calls_binary_are_still_read_as_text_unless_they_are_binary_formats() {
+        let mut p = Pages::default();
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([
+                    // A NUL in a comment makes git call it binary: no patch.
+                    {"filename": "run.js", "status": "added", "sha": "a1"},
+                    // UTF-16 with a byte-order mark.
+                    {"filename": "Setup.ps1", "status": "added", "sha": "a2"},
+                    // A script that starts like a GIF is still a script.
+                    {"filename": "poly.js", "status": "added", "sha": "a3"},
+                    // A real image is not inspected.
+                    {"filename": "logo.gif", "status": "added", "sha": "a4"},
+                ]),
+            ),
+        );
+        blob(&mut p, "a1", b"// \0\nlet a\xE2\x80\x8B = 1;\n");
+        let mut utf16 = vec![0xFF, 0xFE];
+        for u in "x\u{202E}y\n".encode_utf16() {
+            utf16.extend(u.to_le_bytes());
+        }
+        blob(&mut p, "a2", &utf16);
+        blob(&mut p, "a3", "GIF89a=1;\u{2066}evil();\n".as_bytes());
+        blob(&mut p, "a4", b"GIF89a\x00\x01\xE2\x80\x8B");
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(
+            o.details,
+            vec![
+                "run.js:1:4: U+0000".to_string(),
+                "run.js:2:6: U+200B".to_string(),
+                "Setup.ps1:1:2: U+202E".to_string(),
+                "poly.js:1:10: U+2066".to_string(),
+            ]
+        );
+        // Lines of files read whole are not in GitHub's diff: no line comments there.
+        assert!(o.annotations.iter().all(|a| !a.in_diff));
+    }
+
+    #[tokio::test]
+    async fn what_a_change_costs_to_inspect_is_bounded() {
+        // Millions of empty lines: an error, not gigabytes of lines.
+        let mut p = Pages::default();
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([{"filename": "empty.txt", "status": "added", "sha": "e1"}]),
+            ),
+        );
+        blob(&mut p, "e1", "\n".repeat(1_000_000).as_bytes());
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("not inspected in full"), "{}", o.message);
+        // More files without a patch than may be read.
+        let mut p = Pages::default();
+        let files: Vec<Value> = (0..super::MAX_BLOB_READS + 1)
+            .map(|i| json!({"filename": format!("b{i}.bin"), "status": "added", "sha": format!("{i:x}")}))
+            .collect();
+        p.answers.insert(page(1), (200, Value::Array(files)));
+        for i in 0..=super::MAX_BLOB_READS {
+            blob(&mut p, &format!("{i:x}"), b"\x89PNG\r\n");
+        }
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Error);
+        assert!(o.message.contains("no patch"), "{}", o.message);
+        // A line of thousands of zero-width spaces: a capped list that says so.
+        let mut p = Pages::default();
+        let line = "\u{200B}".repeat(5_000);
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([
+                    {"filename": "a.js", "status": "added", "patch": format!("@@ -0,0 +1 @@\n+{line}")},
+                    {"filename": "b.js", "status": "added", "patch": "@@ -0,0 +1 @@\n+x\u{200B}"},
+                ]),
+            ),
+        );
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Fail);
+        assert_eq!(o.annotations.len(), super::MAX_FINDINGS_PER_FILE + 1);
+        assert!(o
+            .details
+            .iter()
+            .any(|d| d.contains("more than 100 findings")));
+        assert!(o.details.iter().any(|d| d.starts_with("b.js:1:2")));
+    }
+
+    #[tokio::test]
+    async fn a_file_name_hiding_a_character_is_reported_and_shown_spelled_out() {
+        let mut p = Pages::default();
+        p.answers.insert(
+            page(1),
+            (
+                200,
+                json!([{"filename": "src/ad\u{200B}min.js", "status": "added", "patch": "@@ -0,0 +1 @@\n+ok"}]),
+            ),
+        );
+        let o = run("invisible_characters", &p).await;
+        assert_eq!(o.status, EvalStatus::Fail);
+        assert_eq!(
+            o.details,
+            vec!["src/ad\\u{200B}min.js: in the file name, column 7: U+200B".to_string()]
+        );
     }
 
     #[test]

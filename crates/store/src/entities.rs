@@ -3,8 +3,17 @@ use crate::{Store, StoreError};
 use plumbline_domain::{Entity, EntityRef};
 use tokio_postgres::Row;
 
-const COLUMNS: &str =
-    "id, project, provider, kind, upstream_id, owner, name, properties, labels, credential";
+/// Entities as services act on them, from `entities e LEFT JOIN entities p ON p.id = e.parent`:
+/// a pull request takes its repository's current names and provider binding (it keeps none of
+/// its own), so a rename or a new binding of the repository applies to it at once.
+const RESOLVED: &str = "e.id, e.project, e.provider, e.kind, e.upstream_id,
+     coalesce(p.owner, e.owner) AS owner, coalesce(p.name, e.name) AS name,
+     e.properties, e.labels,
+     CASE WHEN e.parent IS NULL THEN e.credential ELSE p.credential END AS credential";
+
+/// Only entities whose repository, if they have one, is active in their own project.
+const UNDER_ACTIVE_PARENT: &str = "(e.parent IS NULL OR (p.retired_at IS NULL \
+     AND p.project = e.project AND p.kind = 'repository'))";
 
 fn entity_from_row(r: &Row) -> Result<Entity, StoreError> {
     Ok(Entity {
@@ -120,15 +129,10 @@ impl Store {
         // and only while that repository is active.
         let row = c
             .query_opt(
-                &c.prepare_cached(
-                    "SELECT e.id, e.project, e.provider, e.kind, e.upstream_id,
-                            coalesce(p.owner, e.owner) AS owner, coalesce(p.name, e.name) AS name,
-                            e.properties, e.labels,
-                            CASE WHEN e.parent IS NULL THEN e.credential ELSE p.credential END AS credential
-                     FROM entities e LEFT JOIN entities p ON p.id = e.parent
-                     WHERE e.id = $1 AND e.retired_at IS NULL
-                       AND (e.parent IS NULL OR (p.retired_at IS NULL AND p.project = e.project))",
-                )
+                &c.prepare_cached(&format!(
+                    "SELECT {RESOLVED} FROM entities e LEFT JOIN entities p ON p.id = e.parent
+                     WHERE e.id = $1 AND e.retired_at IS NULL AND {UNDER_ACTIVE_PARENT}"
+                ))
                 .await?,
                 &[&id],
             )
@@ -148,9 +152,10 @@ impl Store {
         let rows = c
             .query(
                 &c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM entities
-                     WHERE project = $1 AND retired_at IS NULL AND id > $2
-                     ORDER BY id LIMIT $3"
+                    "SELECT {RESOLVED} FROM entities e LEFT JOIN entities p ON p.id = e.parent
+                     WHERE e.project = $1 AND e.retired_at IS NULL AND e.id > $2
+                       AND {UNDER_ACTIVE_PARENT}
+                     ORDER BY e.id LIMIT $3"
                 ))
                 .await?,
                 &[&project, &after.unwrap_or(""), &limit],
@@ -175,9 +180,10 @@ impl Store {
         let rows = c
             .query(
                 &c.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM entities
-                     WHERE project = $1 AND retired_at IS NULL AND id > $2 AND id <= $3
-                     ORDER BY id LIMIT $4"
+                    "SELECT {RESOLVED} FROM entities e LEFT JOIN entities p ON p.id = e.parent
+                     WHERE e.project = $1 AND e.retired_at IS NULL AND e.id > $2 AND e.id <= $3
+                       AND {UNDER_ACTIVE_PARENT}
+                     ORDER BY e.id LIMIT $4"
                 ))
                 .await?,
                 &[&project, &after.unwrap_or(""), &upto, &limit],

@@ -4,7 +4,8 @@
 //! reads it from GitHub and keeps what it found (head and base, author, labels) in its
 //! properties, or retires it when GitHub says it is closed or gone. A pull request exists only
 //! under an active, registered repository, and takes that repository's project: a webhook
-//! cannot place one anywhere else.
+//! cannot place one anywhere else. It keeps no provider binding of its own (reads resolve the
+//! repository's), so a provider's users are its repositories.
 
 use crate::{Store, StoreError};
 use plumbline_domain::{EntityKind, EntityRef};
@@ -40,14 +41,17 @@ impl Store {
         let row = c
             .query_opt(
                 &c.prepare_cached(
+                    // FOR SHARE: a retirement of the repository committing meanwhile either
+                    // waits for this enrolment (and retires the new pull request with it) or
+                    // is seen here (and nothing is enrolled).
                     "WITH parent AS (
-                        SELECT project, owner, name, credential FROM entities
-                        WHERE id = $1 AND kind = 'repository' AND retired_at IS NULL),
+                        SELECT project, owner, name FROM entities
+                        WHERE id = $1 AND kind = 'repository' AND retired_at IS NULL FOR SHARE),
                      before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $2)
                      INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name,
                                            properties, credential, parent)
                      SELECT $2, project, $3, 'pull_request', $4, owner, name,
-                            jsonb_build_object('number', $5::bigint), credential, $1
+                            jsonb_build_object('number', $5::bigint), NULL, $1
                      FROM parent
                      ON CONFLICT (id) DO UPDATE SET retired_at = NULL, updated_at = now()
                        WHERE entities.parent = EXCLUDED.parent AND entities.project = EXCLUDED.project

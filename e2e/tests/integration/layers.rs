@@ -46,9 +46,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // A fake GitHub: depends on nothing of ours, and nothing that ships depends on it.
     ("plumbline-github-sim", &[]),
+    // A fake OSV (vulnerability database API): depends on nothing of ours (the engine only as
+    // a dev-dependency, for its tests), and nothing that ships depends on it.
+    ("plumbline-osv-sim", &[]),
 ];
 
-/// The services: each may use the layers below, never another service, the CLI or the simulator.
+/// The services: each may use the layers below, never another service, the CLI or a simulator.
 const SERVICES: &[&str] = &[
     "plumbline-ingest",
     "plumbline-evaluator",
@@ -185,6 +188,9 @@ fn nothing_that_ships_carries_the_simulator_or_test_helpers() {
                     "{name} depends on the simulator (only `plumb`'s optional `dev` feature may)"
                 ));
             }
+            if d.name == "plumbline-osv-sim" {
+                broken.push(format!("{name} depends on the OSV simulator (tests only)"));
+            }
             if d.features.iter().any(|f| f == "testing") {
                 broken.push(format!(
                     "{name} turns on {}'s `testing` feature outside its tests",
@@ -243,6 +249,7 @@ fn the_production_cli_has_no_simulator() {
     );
     for banned in [
         "plumbline-github-sim ",
+        "plumbline-osv-sim ",
         "plumbline-ingest ",
         "plumbline-evaluator ",
         "plumbline-actuator ",

@@ -79,6 +79,8 @@ async fn a_database_migrated_before_refinery_is_taken_over() {
              DROP TABLE audit_log, role_bindings, service_accounts;
              ALTER TABLE projects DROP COLUMN created_by;
              DROP INDEX evaluation_history_by_project, actions_by_project;
+             DROP INDEX entities_by_parent;
+             ALTER TABLE entities DROP COLUMN parent;
              DROP INDEX entities_by_credential;
              ALTER TABLE entities DROP COLUMN credential;
              DROP TABLE providers;
