@@ -20,11 +20,15 @@ type: profile
 name: pull-request-hygiene
 context:
   provider: github
-alert: "off"
+alert: "on"
 remediate: "off"
 pull_request:
   - type: invisible_characters_check
     def: {}
+  - type: invisible_characters_check
+    name: invisible-status
+    def:
+      action: commit_status
   - type: mixed_scripts_check
     def: {}
 "#;
@@ -123,6 +127,41 @@ async fn a_pull_request_adding_an_invisible_character_fails_and_a_closed_one_is_
         "names the file, the line and the character: {message}"
     );
     wait_for(&store, &id, "mixed_scripts_check", "pass").await;
+    // Answered on the pull request: one comment review with a line comment where the
+    // character is, and a failing status on the head.
+    let head = pull["head"]["sha"].as_str().expect("head").to_string();
+    eventually(
+        Duration::from_secs(60),
+        "the review and the status",
+        || async {
+            let reviews = sim.pull_reviews("acme", "app", number);
+            let statuses = sim.commit_statuses("acme", "app", &head);
+            (reviews.len() == 1 && !statuses.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let review = &sim.pull_reviews("acme", "app", number)[0];
+    assert_eq!(review["state"], "COMMENTED");
+    assert_eq!(review["commit_id"], head.as_str());
+    let comments = sim.pull_review_comments("acme", "app", number);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(
+        (comments[0]["path"].as_str(), comments[0]["line"].as_u64()),
+        (Some("src/app.js"), Some(3))
+    );
+    assert!(comments[0]["body"]
+        .as_str()
+        .unwrap_or("")
+        .contains("U+200B"));
+    let statuses = sim.commit_statuses("acme", "app", &head);
+    assert_eq!(
+        (
+            statuses.len(),
+            statuses[0]["state"].as_str(),
+            statuses[0]["context"].as_str()
+        ),
+        (1, Some("failure"), Some("plumbline/invisible-status"))
+    );
     let entity = store
         .get_entity(&id)
         .await
@@ -156,6 +195,14 @@ async fn a_pull_request_adding_an_invisible_character_fails_and_a_closed_one_is_
         .await
         .expect("status");
     assert_eq!((s.as_str(), again.as_str()), ("fail", message.as_str()));
+    // Let the actuator see those verdicts too, then: still one review, one status.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.pull_reviews("acme", "app", number).len(),
+        1,
+        "never duplicated"
+    );
+    assert_eq!(sim.commit_statuses("acme", "app", &head).len(), 1);
 
     // A push that removes the character: the pull request passes on its new head.
     sim.put_file(
@@ -167,6 +214,21 @@ async fn a_pull_request_adding_an_invisible_character_fails_and_a_closed_one_is_
     )
     .expect("fix");
     wait_for(&store, &id, "invisible_characters_check", "pass").await;
+    let fixed = sim.branch_sha("acme", "app", "feature").expect("head");
+    eventually(
+        Duration::from_secs(60),
+        "a passing status on the new head",
+        || async {
+            let s = sim.commit_statuses("acme", "app", &fixed);
+            (s.first()?["state"] == "success").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        sim.pull_reviews("acme", "app", number).len(),
+        1,
+        "a passing change gets no new review"
+    );
 
     // Closed (the head branch deleted, so GitHub closes it): retired.
     sim.delete_branch("acme", "app", "feature")

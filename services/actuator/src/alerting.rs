@@ -7,7 +7,7 @@ use crate::ledger::Ended;
 
 impl Actuator {
     /// The last alert action of this rule that opened or closed something (or planned to).
-    async fn last_alert(&self, job: &Job<'_>) -> Result<Option<ActionRecord>, Failure> {
+    pub(crate) async fn last_alert(&self, job: &Job<'_>) -> Result<Option<ActionRecord>, Failure> {
         self.store
             .last_action(
                 job.entity_id,

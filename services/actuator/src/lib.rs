@@ -24,6 +24,7 @@ mod alerting;
 mod alerts;
 pub mod budget;
 mod ledger;
+mod pr_answer;
 mod pull_request;
 mod remediation;
 
@@ -522,6 +523,28 @@ impl Actuator {
             && rule.remediation_type().is_some()
         {
             fixed = self.remediate(&job, remediate).await?;
+        }
+        // A rule that judges a pull request's change answers on the pull request itself
+        // (review, comment, commit status) instead of opening an advisory.
+        if entity.entity_ref.kind == plumbline_domain::EntityKind::PullRequest {
+            if let Some(answer) = pr_answer::answer_for(&rule, &profile_rule) {
+                match answer {
+                    Err(why) => {
+                        tracing::warn!(entity = %entity_id, rule = %v.rule_name, reason = %why, "pull request not answered");
+                    }
+                    Ok(answer) if alert != ActionMode::Off => match status {
+                        Some(EvalStatus::Fail) => {
+                            self.answer_pull_request(&job, answer, alert, true).await?
+                        }
+                        Some(EvalStatus::Pass) => {
+                            self.answer_pull_request(&job, answer, alert, false).await?
+                        }
+                        _ => {}
+                    },
+                    Ok(_) => {}
+                }
+                return Ok(());
+            }
         }
         if alert != ActionMode::Off && rule.alert_kind().is_some() {
             match status {

@@ -13,8 +13,12 @@ pub(super) enum Recheck {
 }
 
 impl Actuator {
-    /// Evaluates the rule again against live state (on the blocking pool, like the evaluator).
-    pub(super) async fn recheck(&self, job: &Job<'_>) -> Result<Recheck, Failure> {
+    /// Evaluates the rule again against live state (on the blocking pool, like the evaluator):
+    /// the outcome, or why live state cannot be read.
+    pub(super) async fn reevaluate(
+        &self,
+        job: &Job<'_>,
+    ) -> Result<Result<plumbline_engine::Outcome, String>, Failure> {
         let inv = Invocation {
             entity: job.entity,
             params: &job.profile_rule.params,
@@ -23,11 +27,9 @@ impl Actuator {
         let ingested = match job.rule.ingest(&inv, job.provider).await {
             Ok(i) => i,
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
-            Err(IngestError::Rule(e)) => {
-                return Ok(Recheck::Other(format!("live state cannot be read: {e}")))
-            }
+            Err(IngestError::Rule(e)) => return Ok(Err(format!("live state cannot be read: {e}"))),
         };
-        let outcome = evaluate_on_blocking_pool(
+        evaluate_on_blocking_pool(
             job.rule.clone(),
             ingested,
             job.entity,
@@ -36,7 +38,16 @@ impl Actuator {
             &self.egress,
         )
         .await
-        .map_err(|e| Failure::Attempt(format!("re-check panicked: {e}")))?;
+        .map(Ok)
+        .map_err(|e| Failure::Attempt(format!("re-check panicked: {e}")))
+    }
+
+    /// Evaluates the rule again against live state: whether it still fails.
+    pub(super) async fn recheck(&self, job: &Job<'_>) -> Result<Recheck, Failure> {
+        let outcome = match self.reevaluate(job).await? {
+            Ok(o) => o,
+            Err(why) => return Ok(Recheck::Other(why)),
+        };
         Ok(match outcome.status {
             EvalStatus::Fail => Recheck::Fails,
             EvalStatus::Pass => Recheck::Passes,
