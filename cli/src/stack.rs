@@ -50,6 +50,9 @@ pub struct StackConfig {
     /// The evaluator's ETag cache (`--github-etag-cache-mib`); 0 keeps no answer in memory,
     /// as when a fleet is too large for the cache to hold until the next sweep.
     pub evaluator_etag_cache_mib: usize,
+    /// Hosts data sources and vulnerability checks may reach over http and on loopback (the
+    /// services' `--egress-http-allow-host` and `--egress-private-allow-host`): a test's OSV.
+    pub egress_local_hosts: Vec<String>,
 }
 
 impl StackConfig {
@@ -76,6 +79,7 @@ impl StackConfig {
             github_app: None,
             evaluator_quota_floor: plumbline_evaluator::DEFAULT_QUOTA_FLOOR,
             evaluator_etag_cache_mib: plumbline_runtime::DEFAULT_GITHUB_ETAG_CACHE_MIB,
+            egress_local_hosts: Vec::new(),
         }
     }
 }
@@ -346,5 +350,7 @@ fn service_args(config: &StackConfig, sim_url: &str) -> ServiceArgs {
         a.github_app_id = Some(*app_id);
         a.github_app_private_key_file = Some(key.clone());
     }
+    a.egress_http_allow_hosts = config.egress_local_hosts.clone();
+    a.egress_private_allow_hosts = config.egress_local_hosts.clone();
     a
 }

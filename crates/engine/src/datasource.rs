@@ -9,6 +9,11 @@
 //!
 //! Rego evaluation is synchronous, so calls go through a blocking [`Fetcher`] supplied by the
 //! caller for each evaluation (the evaluator bridges it to its async provider client).
+//!
+//! `structured` data sources read a file of the entity's repository instead (the rule's git
+//! ingest): the first of `file_name` and its `alternatives` that exists, parsed as JSON, YAML or
+//! TOML (by its extension first, then the others, as Minder); `null` when none exists, an error
+//! when it does not parse.
 
 use crate::provider::{HttpResponse, ProviderError};
 use crate::EngineError;
@@ -85,10 +90,121 @@ pub struct RestFunction {
     schema: Option<jsonschema::Validator>,
 }
 
+/// One function of a `structured` data source: which file it reads.
+#[derive(Debug, Clone)]
+pub struct StructuredFunction {
+    pub source: String,
+    pub name: String,
+    /// `file_name` first, then the `alternatives`, in order.
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StructuredDataSource {
+    #[serde(default)]
+    def: BTreeMap<String, StructuredDef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StructuredDef {
+    path: StructuredPath,
+}
+
+#[derive(Debug, Deserialize)]
+struct StructuredPath {
+    #[serde(default)]
+    file_name: String,
+    #[serde(default)]
+    alternatives: Vec<String>,
+}
+
+/// Why a structured data source's file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StructuredError {
+    #[error("{function}: no repository files to read (the rule's ingest is not git)")]
+    NoFiles { function: String },
+    #[error("{function}: {path} is not JSON, YAML or TOML ({errors})")]
+    Unparsable {
+        function: String,
+        path: String,
+        errors: String,
+    },
+}
+
+impl StructuredFunction {
+    pub fn rego_name(&self) -> String {
+        format!("minder.datasource.{}.{}", self.source, self.name)
+    }
+
+    /// The parsed contents of the first file that exists, or `null`.
+    pub fn call(&self, files: Option<&crate::files::FileTree>) -> Result<Value, StructuredError> {
+        let Some(files) = files else {
+            return Err(StructuredError::NoFiles {
+                function: self.rego_name(),
+            });
+        };
+        let Some((path, bytes)) = self
+            .paths
+            .iter()
+            .find_map(|p| files.read(p).map(|b| (p, b)))
+        else {
+            return Ok(Value::Null);
+        };
+        let ext = path
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| e.to_string());
+        let yaml = |b: &[u8]| serde_yaml_ng::from_slice::<Value>(b).map_err(|e| e.to_string());
+        let toml = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<Value>(t).map_err(|e| e.to_string()))
+        };
+        type Decode<'a> = (&'static str, &'a dyn Fn(&[u8]) -> Result<Value, String>);
+        let mut order: Vec<Decode<'_>> = vec![("json", &json), ("yaml", &yaml), ("toml", &toml)];
+        // The extension's decoder first.
+        let first = match ext.as_str() {
+            "json" => 0,
+            "yaml" | "yml" => 1,
+            "toml" => 2,
+            _ => 0,
+        };
+        order.swap(0, first);
+        let mut errors = Vec::new();
+        for (kind, decode) in order {
+            match decode(bytes) {
+                Ok(v) => return Ok(v),
+                Err(e) => errors.push(format!("{kind}: {e}")),
+            }
+        }
+        Err(StructuredError::Unparsable {
+            function: self.rego_name(),
+            path: path.clone(),
+            errors: errors.join("; "),
+        })
+    }
+}
+
+/// A data-source function: a REST call, or a file of the repository parsed.
+pub enum Function {
+    Rest(Box<RestFunction>),
+    Structured(StructuredFunction),
+}
+
+impl Function {
+    pub fn rego_name(&self) -> String {
+        match self {
+            Function::Rest(f) => f.rego_name(),
+            Function::Structured(f) => f.rego_name(),
+        }
+    }
+}
+
 /// Data sources by name.
 #[derive(Default, Clone)]
 pub struct DataSources {
-    by_name: HashMap<String, Arc<Vec<Arc<RestFunction>>>>,
+    by_name: HashMap<String, Arc<Vec<Arc<Function>>>>,
 }
 
 impl DataSources {
@@ -106,9 +222,41 @@ impl DataSources {
                 doc.doc_type
             )));
         }
+        if let Some(structured) = doc.structured {
+            if doc.rest.is_some() {
+                return Err(EngineError::Parse(format!(
+                    "data source {}: rest and structured both given; a data source is one kind",
+                    doc.name
+                )));
+            }
+            let def: StructuredDataSource = serde_json::from_value(structured).map_err(|e| {
+                EngineError::Parse(format!("data source {}: structured: {e}", doc.name))
+            })?;
+            let mut fns = Vec::new();
+            for (name, d) in def.def {
+                let paths: Vec<String> = std::iter::once(d.path.file_name)
+                    .chain(d.path.alternatives)
+                    .map(|p| p.trim_start_matches("./").to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if paths.is_empty() {
+                    return Err(EngineError::Parse(format!(
+                        "data source {}.{name}: no file_name or alternatives",
+                        doc.name
+                    )));
+                }
+                fns.push(Arc::new(Function::Structured(StructuredFunction {
+                    source: doc.name.clone(),
+                    name,
+                    paths,
+                })));
+            }
+            self.by_name.insert(doc.name.clone(), Arc::new(fns));
+            return Ok(doc.name);
+        }
         let Some(rest) = doc.rest else {
-            return Err(EngineError::Unsupported(format!(
-                "data source {}: only rest data sources are supported",
+            return Err(EngineError::Parse(format!(
+                "data source {}: neither rest nor structured",
                 doc.name
             )));
         };
@@ -124,19 +272,19 @@ impl DataSources {
                     ))
                 })?),
             };
-            fns.push(Arc::new(RestFunction {
+            fns.push(Arc::new(Function::Rest(Box::new(RestFunction {
                 source: doc.name.clone(),
                 name,
                 def,
                 provider_auth: rest.provider_auth,
                 schema,
-            }));
+            }))));
         }
         self.by_name.insert(doc.name.clone(), Arc::new(fns));
         Ok(doc.name)
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<Vec<Arc<RestFunction>>>> {
+    pub fn get(&self, name: &str) -> Option<Arc<Vec<Arc<Function>>>> {
         self.by_name.get(name).cloned()
     }
 
@@ -364,7 +512,13 @@ rest:
         let mut ds = DataSources::new();
         assert_eq!(ds.add_yaml(GHAPI).expect("loads"), "ghapi");
         let fns = ds.get("ghapi").expect("registered");
-        let repo = fns.iter().find(|f| f.name == "repo_config").expect("fn");
+        let repo = fns
+            .iter()
+            .find_map(|f| match f.as_ref() {
+                Function::Rest(r) if r.name == "repo_config" => Some(r),
+                _ => None,
+            })
+            .expect("fn");
         let rec = Recorder(Mutex::new(vec![]));
         let out = repo
             .call(&json!({"owner": "acme", "repo": "a b"}), &rec)
@@ -383,7 +537,13 @@ rest:
             repo.call(&json!("x"), &rec).is_err(),
             "args must be an object"
         );
-        let q = fns.iter().find(|f| f.name == "query").expect("fn");
+        let q = fns
+            .iter()
+            .find_map(|f| match f.as_ref() {
+                Function::Rest(r) if r.name == "query" => Some(r),
+                _ => None,
+            })
+            .expect("fn");
         let r = q
             .request(&json!({"query": {"package": {"name": "x"}}}))
             .expect("request");
@@ -401,5 +561,119 @@ rest:
         assert_eq!(expand_uri("/p/{+a}", &args).expect("ok"), "/p/x/y");
         assert_eq!(expand_uri("/p/{missing}", &args).expect("ok"), "/p/");
         assert!(expand_uri("/p/{a", &args).is_err());
+    }
+}
+
+#[cfg(test)]
+mod structured_tests {
+    use super::*;
+    use crate::files::{FileTree, Limits};
+    use crate::{CompiledRule, Invocation, RuleType};
+    use plumbline_domain::{Entity, EntityRef, EvalStatus};
+
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/minder-rules");
+
+    fn tree(files: &[(&str, &str)]) -> FileTree {
+        let mut t = FileTree::new();
+        for (p, c) in files {
+            t.insert(p, c.as_bytes().to_vec(), &Limits::default())
+                .expect("insert");
+        }
+        t
+    }
+
+    #[test]
+    fn every_corpus_data_source_loads() {
+        let mut n = 0;
+        for entry in std::fs::read_dir(format!("{CORPUS}/data-sources")).expect("corpus") {
+            let path = entry.expect("entry").path();
+            let yaml = std::fs::read_to_string(&path).expect("read");
+            DataSources::new()
+                .add_yaml(&yaml)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+        assert!(n >= 6, "{n}");
+    }
+
+    #[test]
+    fn a_structured_source_reads_the_first_file_that_exists() {
+        let yaml = std::fs::read_to_string(format!("{CORPUS}/data-sources/security-insights.yaml"))
+            .expect("corpus");
+        let mut sources = DataSources::new();
+        assert_eq!(sources.add_yaml(&yaml).expect("loads"), "securityinsights");
+        let f = sources.get("securityinsights").expect("functions");
+        let Function::Structured(parse) = f[0].as_ref() else {
+            panic!("structured");
+        };
+        assert_eq!(
+            parse.rego_name(),
+            "minder.datasource.securityinsights.parse"
+        );
+        // An alternative name, YAML.
+        let t = tree(&[(
+            "security-insights.yml",
+            "header:\n  schema-version: 1.0.0\n",
+        )]);
+        assert_eq!(
+            parse.call(Some(&t)).expect("parsed"),
+            serde_json::json!({"header": {"schema-version": "1.0.0"}})
+        );
+        // The main name wins over an alternative.
+        let t = tree(&[
+            ("security-insights.yml", "a: 1\n"),
+            ("SECURITY-INSIGHTS.yaml", "a: 2\n"),
+        ]);
+        assert_eq!(parse.call(Some(&t)).expect("parsed")["a"], 2);
+        // None of them: null, as Minder.
+        assert_eq!(
+            parse
+                .call(Some(&tree(&[("README.md", "x")])))
+                .expect("null"),
+            Value::Null
+        );
+        // Not parseable by any decoder: an error naming the file.
+        let t = tree(&[("SECURITY-INSIGHTS.yaml", "a: [1\n\t{")]);
+        let e = parse.call(Some(&t)).expect_err("unparsable");
+        assert!(e.to_string().contains("SECURITY-INSIGHTS.yaml"), "{e}");
+        // No files (the rule's ingest is not git): an error.
+        assert!(parse.call(None).is_err());
+    }
+
+    #[test]
+    fn a_policy_reads_a_structured_source_through_git_ingest() {
+        let yaml = std::fs::read_to_string(format!("{CORPUS}/data-sources/security-insights.yaml"))
+            .expect("corpus");
+        let mut sources = DataSources::new();
+        sources.add_yaml(&yaml).expect("loads");
+        let rule = "version: v1\ntype: rule-type\nname: si\ndef:\n  in_entity: repository\n  rule_schema: {}\n  ingest:\n    type: git\n    git: {}\n  eval:\n    type: rego\n    data_sources:\n      - name: securityinsights\n    rego:\n      type: deny-by-default\n      def: |\n        package minder\n        import rego.v1\n        default allow := false\n        allow if {\n          si := minder.datasource.securityinsights.parse({})\n          si.header[\"schema-version\"] == \"1.0.0\"\n        }\n";
+        let rule = CompiledRule::compile_with(RuleType::from_yaml(rule).expect("yaml"), &sources)
+            .expect("compiles");
+        let entity = Entity {
+            entity_ref: EntityRef::repository("github", 1),
+            project: "default".into(),
+            owner: "o".into(),
+            name: "r".into(),
+            properties: serde_json::json!({"default_branch": "main"}),
+            labels: vec![],
+            credential: None,
+        };
+        let inv = Invocation {
+            entity: &entity,
+            params: &Value::Null,
+            def: &Value::Null,
+        };
+        let run = |files: FileTree| {
+            let ingested = crate::Ingested::new(Value::Null, Some(Arc::new(files)), String::new());
+            rule.evaluate(&ingested, &inv).status
+        };
+        assert_eq!(
+            run(tree(&[(
+                "SECURITY_INSIGHTS.yml",
+                "header:\n  schema-version: 1.0.0\n"
+            )])),
+            EvalStatus::Pass
+        );
+        assert_eq!(run(tree(&[("README.md", "x")])), EvalStatus::Fail);
     }
 }

@@ -1,6 +1,6 @@
 //! Policy evaluation: Rego through regorus (compiled once per rule type).
 
-use crate::datasource::RestFunction;
+use crate::datasource::Function;
 use crate::{EngineError, Outcome};
 use plumbline_domain::EvalStatus;
 use serde_json::Value;
@@ -60,7 +60,7 @@ impl RegoPolicy {
         kind: &str,
         def: &str,
         violation_format: Option<&str>,
-        functions: &[Arc<RestFunction>],
+        functions: &[Arc<Function>],
     ) -> Result<Self, EngineError> {
         let kind = match kind {
             "deny-by-default" => RegoKind::DenyByDefault,
@@ -86,13 +86,20 @@ impl RegoPolicy {
                     .map(serde_json::to_value)
                     .transpose()?
                     .unwrap_or(Value::Null);
-                let fetcher = crate::rego_ext::current_fetcher().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}: data sources are not available in this evaluation",
-                        func.rego_name()
-                    )
-                })?;
-                let out = func.call(&arg, fetcher.as_ref())?;
+                let out = match func.as_ref() {
+                    Function::Rest(rest) => {
+                        let fetcher = crate::rego_ext::current_fetcher().ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{}: data sources are not available in this evaluation",
+                                func.rego_name()
+                            )
+                        })?;
+                        rest.call(&arg, fetcher.as_ref())?
+                    }
+                    Function::Structured(file) => {
+                        file.call(crate::rego_ext::current_files().as_deref())?
+                    }
+                };
                 Ok(regorus::Value::from(out))
             };
             engine
@@ -107,10 +114,14 @@ impl RegoPolicy {
             Some("json") => true,
             Some(other) => return Err(EngineError::Parse(format!("violation_format {other:?}"))),
         };
+        // Whether the policy declares a rule (asking for one it does not declare costs an
+        // error). When regorus cannot tell (it errors on some valid heads, such as functions
+        // returning constants), the rule counts as declared and is evaluated: treating it as
+        // absent would skip a constraints policy's violations and pass what it denies.
         let declared = |name: &str| {
             engine
                 .has_declared_rule_rooted_at(POLICY_PATH, name)
-                .unwrap_or(false)
+                .unwrap_or(true)
         };
         let (declares_skip, declares_allow, declares_message, declares_violations) = (
             declared("skip"),
@@ -206,6 +217,19 @@ impl RegoPolicy {
                 } else {
                     Ok(None)
                 };
+                // `violations[x] if ...` under Rego v1 is an object of `x: true` (Minder queries
+                // `data.minder.violations[results]`, which reads either): its keys are the
+                // violations (regorus writes keys that are not strings as JSON text).
+                let found = found.map(|v| match v {
+                    Some(Value::Object(m)) if m.values().all(|x| *x == Value::Bool(true)) => {
+                        Some(Value::Array(
+                            m.into_iter()
+                                .map(|(k, _)| serde_json::from_str(&k).unwrap_or(Value::String(k)))
+                                .collect(),
+                        ))
+                    }
+                    other => other,
+                });
                 match found {
                     Ok(None) | Ok(Some(Value::Null)) => Outcome::new(EvalStatus::Pass, ""),
                     Ok(Some(Value::Array(vs))) if vs.is_empty() => {
@@ -266,6 +290,41 @@ fn rule(engine: &mut regorus::Engine, path: &str) -> Result<Option<Value>, Engin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Minder's `osv_vulnerabilities` shape: regorus cannot tell whether this module declares
+    /// `violations` (it errors on the function heads); the violations must still be found.
+    #[test]
+    fn violations_are_found_where_regorus_cannot_list_the_rules() {
+        let policy = r#"package minder
+import rego.v1
+default skip := false
+violations[{"msg": msg}] if {
+  node := input.ingested.nodes[_]
+  eco := get_ecosystem(node.properties)
+  msg := sprintf("%v in %v", [node.name, eco])
+}
+get_ecosystem(properties) := eco if {
+  prop := properties[_]
+  prop.name == "sourceFile"
+  eco := get_ecosystem_from_file(prop.data)
+}
+get_ecosystem_from_file(file) := "PyPI" if {
+  file == "requirements.txt"
+}
+get_ecosystem_from_file(file) := "npm" if {
+  file == "package.json"
+}
+"#;
+        let p = RegoPolicy::compile("constraints", policy, None).expect("compile");
+        let o = p.evaluate(
+            json!({"ingested": {"nodes": [{"name": "jinja2", "properties": [{"name": "sourceFile", "data": "requirements.txt"}]}]}}),
+            "x",
+        );
+        assert_eq!(o.status, EvalStatus::Fail, "{o:?}");
+        assert_eq!(o.details, vec!["jinja2 in PyPI".to_string()]);
+        let o = p.evaluate(json!({"ingested": {"nodes": []}}), "x");
+        assert_eq!(o.status, EvalStatus::Pass, "{o:?}");
+    }
 
     #[test]
     fn deny_by_default_v1_and_v0() {

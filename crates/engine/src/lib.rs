@@ -254,6 +254,13 @@ enum CompiledIngest {
     },
     /// A pull request's added lines (`diff` ingest, `type: full`).
     DiffFull,
+    /// The dependencies a pull request adds or changes (`diff` ingest, `type: dep`), from the
+    /// files of the rule's `diff.ecosystems` (`(name, depfile)`; empty: every known file).
+    DiffDeps(Vec<(String, String)>),
+    /// A repository's dependencies from its files (`deps` ingest).
+    Deps {
+        branch: Option<Template>,
+    },
     Unsupported(String),
 }
 
@@ -261,6 +268,8 @@ enum CompiledEval {
     Rego(Box<RegoPolicy>),
     Jq(JqEval),
     Homoglyphs(homoglyphs::Check),
+    /// Dependencies against OSV (through the data-source fetcher and its egress policy).
+    Vulncheck,
     /// An eval type whose service is gone: every evaluation is an `error` saying so, before
     /// anything is read.
     Discontinued(String),
@@ -434,6 +443,19 @@ impl CompiledRule {
                     .map(Template::parse)
                     .transpose()?,
             },
+            ("deps", _) => CompiledIngest::Deps {
+                branch: rule_type
+                    .def
+                    .ingest
+                    .deps
+                    .as_ref()
+                    .and_then(|g| g.get("repo"))
+                    .and_then(|r| r.get("branch"))
+                    .and_then(Value::as_str)
+                    .filter(|b| !b.is_empty())
+                    .map(Template::parse)
+                    .transpose()?,
+            },
             ("diff", _) => {
                 if rule_type.def.in_entity != "pull_request" {
                     return Err(EngineError::Parse(format!(
@@ -452,7 +474,25 @@ impl CompiledRule {
                     .unwrap_or("dep")
                 {
                     "full" => CompiledIngest::DiffFull,
-                    t @ ("dep" | "new-dep") => CompiledIngest::Unsupported(format!(
+                    "dep" => CompiledIngest::DiffDeps(
+                        rule_type
+                            .def
+                            .ingest
+                            .diff
+                            .as_ref()
+                            .and_then(|d| d.get("ecosystems"))
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|e| {
+                                Some((
+                                    e.get("name")?.as_str()?.to_string(),
+                                    e.get("depfile")?.as_str()?.to_string(),
+                                ))
+                            })
+                            .collect(),
+                    ),
+                    t @ "new-dep" => CompiledIngest::Unsupported(format!(
                         "diff ingest of type {t:?} is not supported yet"
                     )),
                     t => {
@@ -518,6 +558,7 @@ impl CompiledRule {
                         .map_err(|e: homoglyphs::UnknownCheck| EngineError::Parse(e.to_string()))?,
                 )
             }
+            ("vulncheck", _) => CompiledEval::Vulncheck,
             ("trusty", _) => CompiledEval::Discontinued(
                 "the trusty eval queried Stacklok's Trusty package-reputation service, which has been discontinued: this rule cannot be evaluated (remove it, or check dependencies with a vulncheck rule such as pr_vulnerability_check)"
                     .into(),
@@ -615,6 +656,22 @@ impl CompiledRule {
                 return Err(IngestError::Rule(EngineError::Unsupported(why.clone())))
             }
             CompiledIngest::DiffFull => pull_diff::full(provider, inv.entity).await?,
+            CompiledIngest::DiffDeps(ecosystems) => {
+                pull_diff::deps(provider, inv.entity, ecosystems).await?
+            }
+            CompiledIngest::Deps { branch } => {
+                let data = self.template_data(inv);
+                let branch = self
+                    .branch(&data, inv, branch.as_ref())
+                    .map_err(IngestError::Rule)?;
+                let tree = provider
+                    .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
+                    .await
+                    .map_err(transient_or_rule)?;
+                let value = pull_diff::repository_deps(&tree)?;
+                files = Some(tree);
+                value
+            }
             CompiledIngest::Git { branch } => {
                 let data = self.template_data(inv);
                 let branch = self
@@ -731,6 +788,13 @@ impl CompiledRule {
                 Outcome::error(EngineError::Unsupported(why.clone()))
             }
             CompiledEval::Homoglyphs(check) => pull_diff::homoglyphs(*check, &ingested.value),
+            CompiledEval::Vulncheck => match &fetcher {
+                Some(f) => pull_diff::vulncheck(f.as_ref(), &ingested.value, inv.def),
+                None => Outcome::error(EngineError::Unsupported(
+                    "vulncheck queries a vulnerability database, and this evaluation has no HTTP client"
+                        .into(),
+                )),
+            },
             CompiledEval::Rego(p) => {
                 let mut input = std::collections::BTreeMap::new();
                 input.insert(regorus::Value::from("ingested"), ingested.rego_value());
@@ -794,7 +858,10 @@ impl CompiledRule {
             && !reads_clock
             && !matches!(
                 self.eval,
-                CompiledEval::Unsupported(_) | CompiledEval::Discontinued(_)
+                // A vulnerability database learns of new advisories: asked again each time.
+                CompiledEval::Unsupported(_)
+                    | CompiledEval::Discontinued(_)
+                    | CompiledEval::Vulncheck
             )
     }
 

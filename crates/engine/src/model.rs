@@ -72,6 +72,9 @@ pub struct Ingest {
     /// `diff` ingest (pull requests): `{type: full | dep | new-dep}`.
     #[serde(default)]
     pub diff: Option<Value>,
+    /// `deps` ingest (repositories): `{repo: {branch}}`.
+    #[serde(default)]
+    pub deps: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

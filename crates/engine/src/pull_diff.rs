@@ -455,6 +455,366 @@ pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> c
     outcome
 }
 
+/// The head-side line ranges a patch's hunks show (`+c,d` of each `@@` header): where a review
+/// may comment.
+fn right_side_ranges(patch: &str) -> Vec<(u64, u64)> {
+    patch
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@ "))
+        .filter_map(|h| h.split_whitespace().find(|t| t.starts_with('+')))
+        .filter_map(|t| {
+            let mut parts = t[1..].splitn(2, ',');
+            let start: u64 = parts.next()?.parse().ok()?;
+            let count: u64 = match parts.next() {
+                Some(c) => c.parse().ok()?,
+                None => 1,
+            };
+            (count > 0).then(|| (start, start + count - 1))
+        })
+        .collect()
+}
+
+/// Dependency files of one pull request read at most (head and base each count once).
+pub const MAX_DEP_FILES: usize = 50;
+
+/// Reads a file's bytes at `git_ref` through the contents API; `None` when it does not exist
+/// there (a file the pull request adds).
+async fn file_at(
+    provider: &dyn Provider,
+    root: &str,
+    path: &str,
+    git_ref: &str,
+) -> Result<Option<Vec<u8>>, IngestError> {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    // Everything but unreserved characters and `/` is encoded: the path is the author's.
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'|')
+        .add(b'[')
+        .add(b']')
+        .add(b'&')
+        .add(b'+')
+        .add(b';')
+        .add(b'=')
+        .add(b':')
+        .add(b'@')
+        .add(b'$')
+        .add(b',');
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(rule_error(format!(
+            "{}: not a plain file path",
+            shown(path)
+        )));
+    }
+    let encoded = utf8_percent_encode(path, SEGMENT).to_string();
+    let url = format!("{root}/contents/{encoded}?ref={git_ref}");
+    let r = provider
+        .request("GET", &url, None)
+        .await
+        .map_err(provider_failure)?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    if !(200..300).contains(&r.status) {
+        return Err(rule_error(format!(
+            "GET {url}: unexpected status {}",
+            r.status
+        )));
+    }
+    #[derive(Deserialize)]
+    struct Contents {
+        #[serde(default)]
+        content: String,
+        #[serde(default)]
+        encoding: String,
+        #[serde(default)]
+        sha: String,
+        #[serde(rename = "type", default)]
+        kind: String,
+    }
+    let c: Contents = serde_json::from_slice(&r.body)
+        .map_err(|e| rule_error(format!("{url}: invalid json: {e}")))?;
+    if c.kind != "file" {
+        return Err(rule_error(format!(
+            "{}: not a file at {git_ref}",
+            shown(path)
+        )));
+    }
+    // Over 1 MB GitHub sends no content here: the blob has it.
+    let (content, encoding) = if c.encoding == "base64" {
+        (c.content, c.encoding)
+    } else {
+        if !c.sha.bytes().all(|b| b.is_ascii_hexdigit()) || c.sha.is_empty() {
+            return Err(rule_error(format!(
+                "{}: no content and no blob",
+                shown(path)
+            )));
+        }
+        let blob: Blob = get_json(provider, &format!("{root}/git/blobs/{}", c.sha)).await?;
+        (blob.content, blob.encoding)
+    };
+    if encoding != "base64" {
+        return Err(rule_error(format!(
+            "{}: content in an unknown encoding {encoding:?}",
+            shown(path)
+        )));
+    }
+    let compact: String = content.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map(Some)
+        .map_err(|e| rule_error(format!("{}: content is not base64: {e}", shown(path))))
+}
+
+/// The dependencies a pull request adds or changes (`diff` ingest, `type: dep`), as Minder's
+/// `PrDependencies`: `{"pr": {...}, "deps": [{"dep": {"ecosystem", "name", "version"},
+/// "file": {"name", "patch_url"}, "line"}]}`. Each changed dependency file is parsed at the
+/// head and at the base; what the head declares that the base did not is reported, with the
+/// line that declares it. `ecosystems` (the rule's `diff.ecosystems`: `[{name, depfile}]`)
+/// limits which files count; empty, every file a parser knows.
+pub(crate) async fn deps(
+    provider: &dyn Provider,
+    entity: &Entity,
+    ecosystems: &[(String, String)],
+) -> Result<Value, IngestError> {
+    let n = number(entity)?;
+    let root = crate::scope::repository_root(entity);
+    let props = &entity.properties;
+    let sha = |k: &str| {
+        props
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(String::from)
+            .ok_or_else(|| rule_error(format!("the pull request has no {k}")))
+    };
+    let (head, base) = (sha("head_sha")?, sha("base_sha")?);
+    let wanted = |name: &str| {
+        let file = name.rsplit('/').next().unwrap_or(name);
+        crate::deps::kind_of(name).is_some()
+            && (ecosystems.is_empty() || ecosystems.iter().any(|(_, depfile)| depfile == file))
+    };
+    let mut found = Vec::new();
+    let mut read = 0usize;
+    let mut listed = 0usize;
+    for page in 1.. {
+        let path = format!("{root}/pulls/{n}/files?per_page={PER_PAGE}&page={page}");
+        let entries: Vec<DiffEntry> = get_json(provider, &path).await?;
+        let last = entries.len() < PER_PAGE;
+        listed += entries.len();
+        for e in entries
+            .iter()
+            .filter(|e| e.status != "removed" && wanted(&e.filename))
+        {
+            read += 1;
+            if read > MAX_DEP_FILES {
+                return Err(rule_error(format!(
+                    "the pull request changes more than {MAX_DEP_FILES} dependency files: not inspected in full"
+                )));
+            }
+            let parse = |bytes: Option<Vec<u8>>| match bytes {
+                None => Ok(Vec::new()),
+                Some(b) => {
+                    crate::deps::parse(&e.filename, &b).map_err(|err| rule_error(err.to_string()))
+                }
+            };
+            let at_head = parse(file_at(provider, &root, &e.filename, &head).await?)?;
+            let at_base = parse(file_at(provider, &root, &e.filename, &base).await?)?;
+            let shown_lines = e
+                .patch
+                .as_deref()
+                .map(right_side_ranges)
+                .unwrap_or_default();
+            for d in crate::deps::added_or_changed(&at_base, &at_head) {
+                let in_diff = shown_lines
+                    .iter()
+                    .any(|(from, to)| (*from..=*to).contains(&d.line));
+                found.push(json!({
+                    "dep": {"ecosystem": d.ecosystem.as_str(), "name": d.name, "version": d.version},
+                    "file": {"name": e.filename, "patch_url": ""},
+                    "line": d.line,
+                    "in_diff": in_diff,
+                }));
+            }
+        }
+        if listed >= MAX_LISTED_FILES {
+            return Err(rule_error(format!(
+                "GitHub lists at most {MAX_LISTED_FILES} files of a pull request and this one has that many: not inspected in full"
+            )));
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(json!({
+        "pr": {
+            "number": n,
+            "head_sha": head,
+            "base_sha": base,
+            "repo_owner": entity.owner,
+            "repo_name": entity.name,
+            "author": props.get("author"),
+            "author_id": props.get("author_id"),
+        },
+        "deps": found,
+    }))
+}
+
+/// A repository's dependencies (`deps` ingest), from its files, as Minder's node list:
+/// `{"node_list": {"nodes": [{"name", "version", "type": "PACKAGE", "properties":
+/// [{"name": "sourceFile", "data": <path>}]}]}}`. A dependency file that does not parse is an
+/// `error` naming it.
+pub(crate) fn repository_deps(files: &crate::files::FileTree) -> Result<Value, IngestError> {
+    let mut nodes = Vec::new();
+    let mut read = 0usize;
+    for path in files.paths() {
+        if crate::deps::kind_of(path).is_none() {
+            continue;
+        }
+        let Some(bytes) = files.read(path) else {
+            continue;
+        };
+        read += 1;
+        if read > MAX_DEP_FILES * 20 {
+            return Err(rule_error(format!(
+                "the repository has more than {} dependency files: not inspected in full",
+                MAX_DEP_FILES * 20
+            )));
+        }
+        for d in crate::deps::parse(path, bytes).map_err(|e| rule_error(e.to_string()))? {
+            nodes.push(json!({
+                "type": "PACKAGE",
+                "name": d.name,
+                "version": d.version,
+                "properties": [{"name": "sourceFile", "data": path}],
+            }));
+        }
+    }
+    Ok(json!({"node_list": {"nodes": nodes}}))
+}
+
+/// The `vulncheck` eval over a `diff` (`type: dep`) ingest: each dependency with an exact
+/// version, in an ecosystem the rule checks, queried against its OSV endpoint; `fail` naming
+/// each vulnerable package, its advisories and the versions that fix them.
+pub(crate) fn vulncheck(
+    fetcher: &dyn crate::datasource::Fetcher,
+    ingested: &Value,
+    def: &Value,
+) -> crate::Outcome {
+    use crate::vulncheck::{check, config_for, Package};
+    use plumbline_domain::EvalStatus;
+    use std::collections::BTreeMap;
+    let Some(deps) = ingested.get("deps").and_then(Value::as_array) else {
+        return crate::Outcome::error(EngineError::Ingest(
+            "the vulncheck eval reads a pull request's dependencies: use ingest type diff with type dep"
+                .into(),
+        ));
+    };
+    // Per endpoint, the packages to ask about and where each is declared.
+    type Declared = (Package, String, (u64, bool));
+    let mut by_endpoint: BTreeMap<String, Vec<Declared>> = BTreeMap::new();
+    for d in deps {
+        let field = |k: &str| d["dep"][k].as_str().unwrap_or_default().to_string();
+        let (ecosystem, name, spec) = (field("ecosystem"), field("name"), field("version"));
+        let version = if ecosystem == "npm" {
+            // package.json declares ranges; only a pinned version can be looked up.
+            match crate::deps::exact_version(&spec) {
+                Some(v) => v,
+                None => continue,
+            }
+        } else {
+            spec
+        };
+        if version.is_empty() {
+            continue;
+        }
+        let Some(endpoint) = config_for(&ecosystem, def) else {
+            continue;
+        };
+        let file = d["file"]["name"].as_str().unwrap_or_default().to_string();
+        let line = d["line"].as_u64().unwrap_or(0);
+        let in_diff = d["in_diff"].as_bool().unwrap_or(false);
+        by_endpoint.entry(endpoint).or_default().push((
+            Package {
+                ecosystem,
+                name,
+                version,
+            },
+            file,
+            (line, in_diff),
+        ));
+    }
+    let mut details = Vec::new();
+    let mut annotations = Vec::new();
+    for (endpoint, packages) in &by_endpoint {
+        let asked: Vec<Package> = packages.iter().map(|(p, _, _)| p.clone()).collect();
+        let vulnerable = match check(fetcher, endpoint, &asked) {
+            Ok(v) => v,
+            Err(e) => return crate::Outcome::error(EngineError::Ingest(e.to_string())),
+        };
+        for v in vulnerable {
+            let ids: Vec<String> = v
+                .advisories
+                .iter()
+                .map(|a| match a.fixed.first() {
+                    Some(f) => format!("{} (fixed in {f})", a.id),
+                    None => format!("{} (no fix)", a.id),
+                })
+                .collect();
+            let what = format!(
+                "{} {} ({}) is vulnerable: {}",
+                v.package.name,
+                v.package.version,
+                v.package.ecosystem,
+                ids.join(", ")
+            );
+            for (_, file, (line, in_diff)) in packages.iter().filter(|(p, _, _)| *p == v.package) {
+                details.push(format!("{}:{line}: {what}", shown(file)));
+                if annotations.len() < MAX_FINDINGS {
+                    annotations.push(crate::Annotation {
+                        path: file.clone(),
+                        line: *line,
+                        in_diff: *in_diff,
+                        message: what.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if details.is_empty() {
+        return crate::Outcome::new(EvalStatus::Pass, "");
+    }
+    details.truncate(MAX_FINDINGS);
+    let mut message = format!(
+        "vulnerable dependencies: {}",
+        details[..details.len().min(FINDINGS_IN_MESSAGE)].join("; ")
+    );
+    if details.len() > FINDINGS_IN_MESSAGE {
+        message.push_str(&format!(
+            "; and {} more",
+            details.len() - FINDINGS_IN_MESSAGE
+        ));
+    }
+    let mut outcome = crate::Outcome::new(EvalStatus::Fail, message);
+    outcome.details = details;
+    outcome.annotations = annotations;
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use crate::files::FileTree;

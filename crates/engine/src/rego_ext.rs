@@ -119,6 +119,11 @@ fn string_arg<'a>(func: &str, args: &'a [RValue], i: usize) -> anyhow::Result<&'
     }
 }
 
+/// The repository tree of the evaluation running on this thread, if its ingest was git.
+pub fn current_files() -> Option<Arc<FileTree>> {
+    ENV.with(|e| e.borrow().files.clone())
+}
+
 fn files(func: &str) -> anyhow::Result<Arc<FileTree>> {
     ENV.with(|e| e.borrow().files.clone()).ok_or_else(|| {
         anyhow!("{func}: no repository files to read (the rule's ingest is not git)")

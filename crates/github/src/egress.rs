@@ -32,6 +32,10 @@ pub struct EgressPolicy {
     /// Hosts that may be reached over plain `http://` (exact names, lower case). Their
     /// addresses are still checked.
     pub http_allowed_hosts: Vec<String>,
+    /// Hosts (exact names or IP literals, lower case) that may be reached although they are, or
+    /// resolve to, loopback, private or other special-purpose addresses: an internal mirror an
+    /// operator names (a vulnerability database inside the network). Nothing else is.
+    pub private_allowed_hosts: Vec<String>,
     /// Response bodies are cut here (the rest is not read).
     pub max_body_bytes: usize,
     /// Whole-request time limit (connect, send, read).
@@ -42,6 +46,7 @@ impl Default for EgressPolicy {
     fn default() -> Self {
         EgressPolicy {
             http_allowed_hosts: Vec::new(),
+            private_allowed_hosts: Vec::new(),
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(30),
         }
@@ -196,6 +201,13 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal
         "http" => return Err(Refusal::PlainHttp(host_name)),
         other => return Err(Refusal::Scheme(other.to_string())),
     }
+    if policy
+        .private_allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host_name.trim_end_matches('.')))
+    {
+        return Ok(());
+    }
     let literal = match host {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
@@ -264,6 +276,8 @@ impl NameLookup for SystemLookup {
 /// The HTTP client's resolver: resolves, then refuses the name unless every address is public.
 struct GuardedResolver {
     lookup: Arc<dyn NameLookup>,
+    /// Names whose special-purpose addresses the operator allowed.
+    private_allowed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +290,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         let lookup = self.lookup.lookup(host.clone());
+        let allowed = self
+            .private_allowed
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host.trim_end_matches('.')));
         Box::pin(async move {
             let ips = lookup.await?;
             if ips.is_empty() {
@@ -286,6 +304,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
             }
             if let Some((ip, why)) = ips
                 .iter()
+                .filter(|_| !allowed)
                 .find_map(|ip| forbidden_reason(*ip).map(|w| (*ip, w)))
             {
                 return Err(Box::new(Refusal::Resolved { host, ip, why })
@@ -344,7 +363,10 @@ impl Egress {
         };
         let client = reqwest::Client::builder()
             .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { lookup }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup,
+                private_allowed: policy.private_allowed_hosts.clone(),
+            }))
             .redirect(redirect_policy)
             .connect_timeout(Duration::from_secs(10).min(policy.timeout))
             .timeout(policy.timeout)
@@ -490,6 +512,30 @@ mod tests {
                 "{ip} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn only_the_private_hosts_an_operator_names_are_reachable() {
+        let p = EgressPolicy {
+            http_allowed_hosts: vec!["127.0.0.1".into()],
+            private_allowed_hosts: vec!["127.0.0.1".into(), "osv.corp".into()],
+            ..EgressPolicy::default()
+        };
+        assert!(check_url("http://127.0.0.1:8080/v1/query", &p).is_ok());
+        assert!(check_url("https://osv.corp/v1/query", &p).is_ok());
+        // The same address however it is spelled (the URL parser normalizes it first).
+        assert!(check_url("http://127.1:8080/", &p).is_ok());
+        // Nothing else private: not another loopback spelling, not localhost, not the
+        // metadata address, and not over http unless allowed for http too.
+        for url in [
+            "http://127.0.0.2/",
+            "https://localhost/",
+            "https://169.254.169.254/latest/meta-data/",
+            "http://osv.corp/",
+        ] {
+            assert!(check_url(url, &p).is_err(), "{url}");
+        }
+        assert!(check_url("https://127.0.0.1/", &EgressPolicy::default()).is_err());
     }
 
     #[test]

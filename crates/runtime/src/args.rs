@@ -94,6 +94,16 @@ pub struct ServiceArgs {
     )]
     pub egress_http_allow_hosts: Vec<String>,
 
+    /// Hosts that rule types' data sources and vulnerability checks may reach although they
+    /// are, or resolve to, loopback or private addresses (an internal OSV mirror), as exact
+    /// names or IP literals (comma-separated). Empty: none; every other such request is refused.
+    #[arg(
+        long = "egress-private-allow-host",
+        env = "PLUMB_EGRESS_PRIVATE_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub egress_private_allow_hosts: Vec<String>,
+
     /// Largest data-source response read, in bytes (the rest is cut).
     #[arg(long, env = "PLUMB_EGRESS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub egress_max_body_bytes: usize,
@@ -127,6 +137,7 @@ impl ServiceArgs {
             kafka: KafkaArgs::default(),
             provider: "github".to_string(),
             egress_http_allow_hosts: Vec::new(),
+            egress_private_allow_hosts: Vec::new(),
             egress_max_body_bytes: 1 << 20,
             health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
@@ -139,6 +150,12 @@ impl ServiceArgs {
         plumbline_github::egress::Egress::new(plumbline_github::egress::EgressPolicy {
             http_allowed_hosts: self
                 .egress_http_allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            private_allowed_hosts: self
+                .egress_private_allow_hosts
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())

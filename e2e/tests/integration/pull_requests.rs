@@ -272,3 +272,170 @@ async fn deliver(stack: &Stack, event: &str, body: &[u8]) -> u16 {
         .status()
         .as_u16()
 }
+
+/// A lockfile with `left-pad`, and `lodash` at `lodash` when given.
+fn package_lock(lodash: Option<&str>) -> String {
+    let extra = lodash
+        .map(|v| {
+            format!(
+                ",\n    \"node_modules/lodash\": {{\n      \"version\": \"{v}\",\n      \"resolved\": \"https://registry.npmjs.org/lodash/-/lodash-{v}.tgz\"\n    }}"
+            )
+        })
+        .unwrap_or_default();
+    let dependency = lodash
+        .map(|v| format!(",\n        \"lodash\": \"{v}\""))
+        .unwrap_or_default();
+    format!(
+        "{{\n  \"name\": \"shop\",\n  \"version\": \"1.0.0\",\n  \"lockfileVersion\": 3,\n  \"requires\": true,\n  \"packages\": {{\n    \"\": {{\n      \"name\": \"shop\",\n      \"version\": \"1.0.0\",\n      \"dependencies\": {{\n        \"left-pad\": \"1.3.0\"{dependency}\n      }}\n    }},\n    \"node_modules/left-pad\": {{\n      \"version\": \"1.3.0\",\n      \"resolved\": \"https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz\"\n    }}{extra}\n  }}\n}}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_vulnerable_dependency_gets_one_review_on_its_line_and_a_failing_status_until_bumped() {
+    let (osv, osv_url) = plumbline_osv_sim::OsvSim::start().await.expect("osv");
+    osv.add(serde_json::json!({
+        "schema_version": "1.6.0",
+        "id": "GHSA-35jh-r3h4-6jhm",
+        "modified": "2024-01-01T00:00:00Z",
+        "published": "2021-02-15T00:00:00Z",
+        "aliases": ["CVE-2021-23337"],
+        "summary": "Command Injection in lodash",
+        "affected": [{
+            "package": {"ecosystem": "npm", "name": "lodash"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]
+        }],
+        "database_specific": {"severity": "HIGH"}
+    }))
+    .expect("record");
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let mut config = StackConfig::local(&kafka(), &db.url, &prefix);
+    config.egress_local_hosts = vec!["127.0.0.1".into()];
+    let stack = Stack::start(config).await.expect("stack starts");
+    let store = db.store();
+    let sim = &stack.sim;
+    sim.create_repo("acme", "shop", RepoOptions::default());
+    sim.put_file(
+        "acme",
+        "shop",
+        "main",
+        "package-lock.json",
+        package_lock(None),
+    )
+    .expect("seed");
+    enroll(&stack, &[("acme", "shop")]).await;
+    let mut c = plumb::client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
+    let yaml =
+        std::fs::read_to_string(format!("{CORPUS}/pr_vulnerability_check.yaml")).expect("corpus");
+    plumb::commands::apply_rule_type(&mut c, "default", &yaml)
+        .await
+        .expect("apply rule type");
+    let ecosystems = format!(
+        "ecosystem_config:\n        - name: npm\n          vulnerability_database_type: osv\n          vulnerability_database_endpoint: {osv_url}/v1/query"
+    );
+    let profile = format!(
+        "version: v1\ntype: profile\nname: dependencies\ncontext:\n  provider: github\nalert: \"on\"\nremediate: \"off\"\npull_request:\n  - type: pr_vulnerability_check\n    def:\n      action: review\n      {ecosystems}\n  - type: pr_vulnerability_check\n    name: vulnerability-status\n    def:\n      action: commit_status\n      {ecosystems}\n"
+    );
+    plumb::commands::apply_profile(&mut c, "default", &profile)
+        .await
+        .expect("apply profile");
+
+    sim.create_branch("acme", "shop", "add-lodash", "main")
+        .expect("branch");
+    let lock = package_lock(Some("4.17.20"));
+    sim.put_file(
+        "acme",
+        "shop",
+        "add-lodash",
+        "package-lock.json",
+        lock.clone(),
+    )
+    .expect("push");
+    let number = sim
+        .open_pull_request(
+            "acme",
+            "shop",
+            plumbline_github_sim::NewPullRequest {
+                title: "add lodash".into(),
+                head: "add-lodash".into(),
+                base: "main".into(),
+                ..Default::default()
+            },
+        )
+        .expect("pull request");
+    let pull = sim.pull_request("acme", "shop", number).expect("pull");
+    let id = format!("github/pull_request/{}", pull["id"]);
+    let head = pull["head"]["sha"].as_str().expect("head").to_string();
+    let message = wait_for(&store, &id, "pr_vulnerability_check", "fail").await;
+    assert!(
+        message.contains("lodash 4.17.20")
+            && message.contains("GHSA-35jh-r3h4-6jhm")
+            && message.contains("4.17.21"),
+        "names the package, the advisory and the fix: {message}"
+    );
+    // One review requesting changes, with its comment on the line that declares lodash, and a
+    // failing status on the head.
+    eventually(
+        Duration::from_secs(60),
+        "the review and the status",
+        || async {
+            let reviews = sim.pull_reviews("acme", "shop", number);
+            let statuses = sim.commit_statuses("acme", "shop", &head);
+            (reviews.len() == 1 && !statuses.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let review = &sim.pull_reviews("acme", "shop", number)[0];
+    assert_eq!(review["state"], "CHANGES_REQUESTED");
+    let line = lock
+        .lines()
+        .position(|l| l.contains("\"node_modules/lodash\""))
+        .expect("declared") as u64
+        + 1;
+    let comments = sim.pull_review_comments("acme", "shop", number);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(
+        (comments[0]["path"].as_str(), comments[0]["line"].as_u64()),
+        (Some("package-lock.json"), Some(line))
+    );
+    let statuses = sim.commit_statuses("acme", "shop", &head);
+    assert_eq!(
+        (
+            statuses.len(),
+            statuses[0]["state"].as_str(),
+            statuses[0]["context"].as_str()
+        ),
+        (1, Some("failure"), Some("plumbline/vulnerability-status"))
+    );
+
+    // Bumped to the fixed version: the review is dismissed and the status passes.
+    sim.put_file(
+        "acme",
+        "shop",
+        "add-lodash",
+        "package-lock.json",
+        package_lock(Some("4.17.21")),
+    )
+    .expect("bump");
+    wait_for(&store, &id, "pr_vulnerability_check", "pass").await;
+    let bumped = sim.branch_sha("acme", "shop", "add-lodash").expect("head");
+    eventually(
+        Duration::from_secs(60),
+        "the review dismissed and a passing status",
+        || async {
+            let reviews = sim.pull_reviews("acme", "shop", number);
+            let statuses = sim.commit_statuses("acme", "shop", &bumped);
+            (reviews.len() == 1
+                && reviews[0]["state"] == "DISMISSED"
+                && statuses.first()?["state"] == "success")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        osv.requests().iter().any(|r| r.path == "/v1/querybatch"),
+        "asked OSV"
+    );
+}

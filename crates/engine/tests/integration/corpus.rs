@@ -194,10 +194,10 @@ async fn unsupported_rule_types_are_clear_errors() {
         if kinds.is_empty() {
             continue;
         }
-        // Implemented since: the `full` diff with the homoglyphs eval (pull requests only, so
-        // an error on this repository), and trusty, whose service is gone.
-        let full_diff = rt.def.ingest.kind == "diff"
-            && rt.def.ingest.diff.as_ref().and_then(|d| d.get("type")) == Some(&"full".into());
+        // Implemented since: diff (pull requests only, so an error on this repository), deps
+        // (its eval's data source is not registered here), and trusty, whose service is gone.
+        let diff = rt.def.ingest.kind == "diff";
+        let deps = rt.def.ingest.kind == "deps";
         let trusty = rt.def.eval.kind == "trusty";
         let rule = CompiledRule::compile(rt).expect("unsupported rule types still load");
         let inv = plumbline_engine::Invocation {
@@ -211,8 +211,14 @@ async fn unsupported_rule_types_are_clear_errors() {
             assert!(o.message.contains("discontinued"), "{}", o.message);
             continue;
         }
-        if full_diff {
+        if diff {
             assert!(o.message.contains("pull requests"), "{}", o.message);
+            seen.insert("diff".to_string());
+            continue;
+        }
+        if deps {
+            assert!(o.message.contains("data source"), "{}", o.message);
+            seen.insert("deps".to_string());
             continue;
         }
         // The first unsupported part (ingest runs before eval) is named.
@@ -224,7 +230,7 @@ async fn unsupported_rule_types_are_clear_errors() {
         );
         seen.extend(kinds);
     }
-    for kind in ["deps", "diff", "artifact", "vulncheck"] {
+    for kind in ["deps", "diff", "artifact"] {
         assert!(seen.contains(kind), "the corpus exercises {kind}: {seen:?}");
     }
 }

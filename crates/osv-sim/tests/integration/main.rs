@@ -2,5 +2,6 @@
 //! vulnerability check run against the simulator over HTTP.
 
 mod contract;
+mod osv_vulnerabilities;
 mod support;
 mod vulncheck;
