@@ -545,6 +545,8 @@ async fn file_at(
         sha: String,
         #[serde(rename = "type", default)]
         kind: String,
+        #[serde(default)]
+        path: String,
     }
     let c: Contents = serde_json::from_slice(&r.body)
         .map_err(|e| rule_error(format!("{url}: invalid json: {e}")))?;
@@ -552,6 +554,15 @@ async fn file_at(
         return Err(rule_error(format!(
             "{}: not a file at {git_ref}",
             shown(path)
+        )));
+    }
+    // GitHub answers a symlink with its target's content: a change to the target would then be
+    // judged under the link's name, and the target's own changes never.
+    if c.path != path {
+        return Err(rule_error(format!(
+            "{} is a link to {}: not read",
+            shown(path),
+            shown(&c.path)
         )));
     }
     // Over 1 MB GitHub sends no content here: the blob has it.
@@ -603,10 +614,17 @@ pub(crate) async fn deps(
             .ok_or_else(|| rule_error(format!("the pull request has no {k}")))
     };
     let (head, base) = (sha("head_sha")?, sha("base_sha")?);
+    // A file counts when a parser knows it and its ecosystem is one the rule names: every
+    // file of that ecosystem, not only the `depfile` named (npm reads npm-shrinkwrap.json
+    // before package-lock.json, pip any requirements file), so a dependency cannot hide in a
+    // sibling file the rule did not list.
     let wanted = |name: &str| {
-        let file = name.rsplit('/').next().unwrap_or(name);
-        crate::deps::kind_of(name).is_some()
-            && (ecosystems.is_empty() || ecosystems.iter().any(|(_, depfile)| depfile == file))
+        crate::deps::kind_of(name).is_some_and(|kind| {
+            ecosystems.is_empty()
+                || ecosystems
+                    .iter()
+                    .any(|(eco, _)| eco.eq_ignore_ascii_case(kind.ecosystem().as_str()))
+        })
     };
     let mut found = Vec::new();
     let mut read = 0usize;

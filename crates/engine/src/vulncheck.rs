@@ -332,13 +332,28 @@ struct Severity {
     score: String,
 }
 
-/// Sends one request; maps what the fetcher and the status say.
+/// How long one check may take in all (requests are sequential on a blocking thread; a slow
+/// or hostile database must not hold that thread for hours).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sends one request; maps what the fetcher and the status say. Past `deadline`, nothing is
+/// sent: the check is unavailable (a transient error, retried later).
 fn exchange(
     fetcher: &dyn Fetcher,
     method: &str,
     url: &str,
     body: Option<Vec<u8>>,
+    deadline: std::time::Instant,
 ) -> Result<HttpResponse, VulncheckError> {
+    if std::time::Instant::now() > deadline {
+        return Err(VulncheckError::Transient(ProviderError::Transient {
+            message: format!(
+                "the vulnerability check took longer than {} s; {method} {url} not sent",
+                MAX_DURATION.as_secs()
+            ),
+            until: None,
+        }));
+    }
     let mut headers = BTreeMap::new();
     headers.insert("Accept".to_string(), "application/json".to_string());
     if body.is_some() {
@@ -424,6 +439,7 @@ pub fn check(
     }
     let base = osv_base(endpoint)?;
     let batch_url = format!("{base}/v1/querybatch");
+    let deadline = std::time::Instant::now() + MAX_DURATION;
 
     // Distinct packages, first occurrence first.
     let mut seen = HashSet::new();
@@ -464,7 +480,7 @@ pub fn check(
                 })
                 .collect();
             let body = json!({ "queries": queries }).to_string().into_bytes();
-            let resp = exchange(fetcher, "POST", &batch_url, Some(body))?;
+            let resp = exchange(fetcher, "POST", &batch_url, Some(body), deadline)?;
             if !(200..300).contains(&resp.status) {
                 return Err(status_error("POST", &batch_url, &resp));
             }
@@ -513,7 +529,7 @@ pub fn check(
     let mut records: HashMap<&str, Option<Record>> = HashMap::new();
     for id in distinct {
         let url = format!("{base}/v1/vulns/{}", utf8_percent_encode(id, SEGMENT));
-        let resp = exchange(fetcher, "GET", &url, None)?;
+        let resp = exchange(fetcher, "GET", &url, None, deadline)?;
         let record = match resp.status {
             200..=299 => Some(decode::<Record>(&url, &resp.body)?),
             404 => None,

@@ -32,9 +32,10 @@ pub struct EgressPolicy {
     /// Hosts that may be reached over plain `http://` (exact names, lower case). Their
     /// addresses are still checked.
     pub http_allowed_hosts: Vec<String>,
-    /// Hosts (exact names or IP literals, lower case) that may be reached although they are, or
-    /// resolve to, loopback, private or other special-purpose addresses: an internal mirror an
-    /// operator names (a vulnerability database inside the network). Nothing else is.
+    /// Hosts that may be reached although they are, or resolve to, loopback, private or other
+    /// special-purpose addresses: an internal mirror an operator names (a vulnerability
+    /// database inside the network). Each is `host` or `host:port` (a name or an IP literal,
+    /// IPv6 with or without brackets); with a port, only that port. Nothing else is.
     pub private_allowed_hosts: Vec<String>,
     /// Response bodies are cut here (the rest is not read).
     pub max_body_bytes: usize,
@@ -201,11 +202,11 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal
         "http" => return Err(Refusal::PlainHttp(host_name)),
         other => return Err(Refusal::Scheme(other.to_string())),
     }
-    if policy
-        .private_allowed_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host_name.trim_end_matches('.')))
-    {
+    if private_allowed(
+        &policy.private_allowed_hosts,
+        &host_name,
+        url.port_or_known_default(),
+    ) {
         return Ok(());
     }
     let literal = match host {
@@ -226,6 +227,41 @@ fn check_parsed(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), Refusal
         }
     }
     Ok(())
+}
+
+/// A host as compared: lower case, without IPv6 brackets or a trailing dot.
+fn bare_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// An allowance entry as `(host, port)`: `host`, `host:port`, `[v6]`, `[v6]:port` or a bare
+/// IPv6 literal (its colons are not a port).
+fn allowance(entry: &str) -> (String, Option<u16>) {
+    let entry = entry.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (bare_host(host), port);
+        }
+    }
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (bare_host(host), port.parse().ok())
+        }
+        _ => (bare_host(entry), None),
+    }
+}
+
+/// Whether `host` (and `port`, when known) is one the operator allowed despite its address.
+fn private_allowed(entries: &[String], host: &str, port: Option<u16>) -> bool {
+    let host = bare_host(host);
+    entries.iter().any(|e| {
+        let (h, p) = allowance(e);
+        h == host && (p.is_none() || port.is_none() || p == port)
+    })
 }
 
 /// Whether a redirect to `url` may be followed: the same checks as the first URL (the resolver
@@ -290,10 +326,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         let lookup = self.lookup.lookup(host.clone());
-        let allowed = self
-            .private_allowed
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host.trim_end_matches('.')));
+        // The port was checked with the URL (check_parsed); names only here.
+        let allowed = private_allowed(&self.private_allowed, &host, None);
         Box::pin(async move {
             let ips = lookup.await?;
             if ips.is_empty() {
@@ -525,6 +559,23 @@ mod tests {
         assert!(check_url("https://osv.corp/v1/query", &p).is_ok());
         // The same address however it is spelled (the URL parser normalizes it first).
         assert!(check_url("http://127.1:8080/", &p).is_ok());
+        // With a port, only that port; IPv6 with or without brackets.
+        let p = EgressPolicy {
+            private_allowed_hosts: vec![
+                "10.0.0.5:8443".into(),
+                "::1".into(),
+                "[fd00::2]:443".into(),
+            ],
+            ..EgressPolicy::default()
+        };
+        assert!(check_url("https://10.0.0.5:8443/v1", &p).is_ok());
+        assert!(
+            check_url("https://10.0.0.5/v1", &p).is_err(),
+            "another port"
+        );
+        assert!(check_url("https://[::1]/", &p).is_ok());
+        assert!(check_url("https://[fd00::2]/", &p).is_ok());
+        assert!(check_url("https://[fd00::2]:8443/", &p).is_err());
         // Nothing else private: not another loopback spelling, not localhost, not the
         // metadata address, and not over http unless allowed for http too.
         for url in [

@@ -95,8 +95,9 @@ pub struct ServiceArgs {
     pub egress_http_allow_hosts: Vec<String>,
 
     /// Hosts that rule types' data sources and vulnerability checks may reach although they
-    /// are, or resolve to, loopback or private addresses (an internal OSV mirror), as exact
-    /// names or IP literals (comma-separated). Empty: none; every other such request is refused.
+    /// are, or resolve to, loopback or private addresses (an internal OSV mirror): `host` or
+    /// `host:port` (names or IP literals, comma-separated; with a port, only that port). It
+    /// applies to every project's data sources. Empty: none; every other such request is refused.
     #[arg(
         long = "egress-private-allow-host",
         env = "PLUMB_EGRESS_PRIVATE_ALLOW_HOSTS",

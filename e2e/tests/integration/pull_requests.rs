@@ -438,4 +438,127 @@ async fn a_vulnerable_dependency_gets_one_review_on_its_line_and_a_failing_statu
         osv.requests().iter().any(|r| r.path == "/v1/querybatch"),
         "asked OSV"
     );
+
+    // A lockfile that does not parse: the change cannot be inspected, and the pull request
+    // says so (an error status, a review requesting changes) instead of looking clean.
+    sim.put_file(
+        "acme",
+        "shop",
+        "add-lodash",
+        "package-lock.json",
+        "{\"lockfileVersion\": 3, \"packages\": ",
+    )
+    .expect("broken");
+    wait_for(&store, &id, "pr_vulnerability_check", "error").await;
+    let broken = sim.branch_sha("acme", "shop", "add-lodash").expect("head");
+    eventually(
+        Duration::from_secs(60),
+        "an error status and a review",
+        || async {
+            let statuses = sim.commit_statuses("acme", "shop", &broken);
+            let reviews = sim.pull_reviews("acme", "shop", number);
+            (statuses.first()?["state"] == "error"
+                && reviews.len() == 2
+                && reviews[1]["state"] == "CHANGES_REQUESTED")
+                .then_some(())
+        },
+    )
+    .await;
+    let reviews = sim.pull_reviews("acme", "shop", number);
+    assert!(
+        reviews[1]["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not inspect"),
+        "{}",
+        reviews[1]["body"]
+    );
+}
+
+/// In dry run, an answer is planned and recorded, never sent; and a profile's selector picks
+/// the pull requests it applies to by their properties.
+#[tokio::test]
+async fn in_dry_run_the_answer_is_planned_not_sent_and_selectors_pick_pull_requests() {
+    let db = TestDb::new().await;
+    let (prefix, _topics) = topics(3).await;
+    let stack = Stack::start(StackConfig::local(&kafka(), &db.url, &prefix))
+        .await
+        .expect("stack starts");
+    let store = db.store();
+    let sim = &stack.sim;
+    sim.create_repo("acme", "docs", RepoOptions::default());
+    sim.put_file("acme", "docs", "main", "README.md", "hello\n")
+        .expect("seed");
+    enroll(&stack, &[("acme", "docs")]).await;
+    let mut c = plumb::client::connect(&stack.control_url(), None)
+        .await
+        .expect("control api");
+    let yaml = std::fs::read_to_string(format!("{CORPUS}/invisible_characters_check.yaml"))
+        .expect("corpus");
+    plumb::commands::apply_rule_type(&mut c, "default", &yaml)
+        .await
+        .expect("apply rule type");
+    // Only pull requests that are not drafts.
+    let profile = "version: v1\ntype: profile\nname: dry\ncontext:\n  provider: github\nalert: dry_run\nremediate: \"off\"\nselection:\n  - entity: pull_request\n    selector: \"!pull_request.properties['draft']\"\npull_request:\n  - type: invisible_characters_check\n    def: {}\n";
+    plumb::commands::apply_profile(&mut c, "default", profile)
+        .await
+        .expect("apply profile");
+    for (branch, draft) in [("ready", false), ("wip", true)] {
+        sim.create_branch("acme", "docs", branch, "main")
+            .expect("branch");
+        sim.put_file("acme", "docs", branch, "README.md", "hello\u{200B}\n")
+            .expect("push");
+        sim.open_pull_request(
+            "acme",
+            "docs",
+            plumbline_github_sim::NewPullRequest {
+                title: branch.into(),
+                head: branch.into(),
+                base: "main".into(),
+                draft,
+                ..Default::default()
+            },
+        )
+        .expect("pull request");
+    }
+    let pulls = sim.pull_requests("acme", "docs");
+    let ids: Vec<String> = pulls
+        .keys()
+        .map(|n| {
+            let p = sim.pull_request("acme", "docs", *n).expect("pull");
+            format!("github/pull_request/{}", p["id"])
+        })
+        .collect();
+    let (ready, draft) = (&ids[0], &ids[1]);
+    wait_for(&store, ready, "invisible_characters_check", "fail").await;
+    wait_for(&store, draft, "invisible_characters_check", "skipped").await;
+    // The review is planned, with its line comment, and recorded as planned; nothing reaches
+    // the pull request.
+    eventually(Duration::from_secs(60), "the planned review", || async {
+        (!store.list_actions(ready).await.ok()?.is_empty()).then_some(())
+    })
+    .await;
+    let planned = store.list_actions(ready).await.expect("actions");
+    let action = &planned[0];
+    assert_eq!(action.action_type, "pull_request_review");
+    assert_eq!(
+        action.status,
+        plumbline_store::ActionState::Ended(plumbline_domain::ActionStatus::Planned)
+    );
+    let review = action
+        .requests
+        .iter()
+        .find(|r| r.method == "POST" && r.url.ends_with("/reviews"))
+        .expect("a planned review");
+    let body: serde_json::Value = serde_json::from_str(&review.body).expect("json");
+    assert_eq!(body["event"], "COMMENT");
+    assert_eq!(body["comments"][0]["path"], "README.md");
+    assert_eq!(body["comments"][0]["line"], 1);
+    assert!(sim.pull_reviews("acme", "docs", 1).is_empty());
+    for n in pulls.keys() {
+        assert!(
+            sim.pull_reviews("acme", "docs", *n).is_empty(),
+            "nothing sent"
+        );
+    }
 }

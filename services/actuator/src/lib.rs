@@ -434,6 +434,13 @@ impl Actuator {
         let wanted = match status {
             Some(EvalStatus::Fail) => remediate != ActionMode::Off || alert != ActionMode::Off,
             Some(EvalStatus::Pass) => alert != ActionMode::Off,
+            // Only answers on a pull request say anything of an error (see pr_answer).
+            Some(EvalStatus::Error) => {
+                alert != ActionMode::Off
+                    && v.entity.as_ref().is_some_and(|e| {
+                        e.kind == plumbline_proto::v1::EntityKind::PullRequest as i32
+                    })
+            }
             _ => false,
         };
         if !wanted {
@@ -532,15 +539,12 @@ impl Actuator {
                     Err(why) => {
                         tracing::warn!(entity = %entity_id, rule = %v.rule_name, reason = %why, "pull request not answered");
                     }
-                    Ok(answer) if alert != ActionMode::Off => match status {
-                        Some(EvalStatus::Fail) => {
-                            self.answer_pull_request(&job, answer, alert, true).await?
+                    Ok(answer) if alert != ActionMode::Off => {
+                        if let Some(status) = status {
+                            self.answer_pull_request(&job, answer, alert, status)
+                                .await?
                         }
-                        Some(EvalStatus::Pass) => {
-                            self.answer_pull_request(&job, answer, alert, false).await?
-                        }
-                        _ => {}
-                    },
+                    }
                     Ok(_) => {}
                 }
                 return Ok(());

@@ -8,11 +8,16 @@
 //!   each finding, dismissed when the rule passes or replaced on the next head;
 //! - `comment` (homoglyphs' default, as Minder): the same review as a comment, which GitHub
 //!   does not let anyone dismiss, so it stays as the record of what that head had;
-//! - `commit_status`: a `failure` status on the head (context `plumbline/<rule name>`),
-//!   `success` once the rule passes (a status only; Minder adds a comment review too, which
+//! - `commit_status`: a status on every head (context `plumbline/<rule name>`): `failure`,
+//!   `error` when the change could not be inspected, `success` when the rule passes, so the
+//!   status can be a required check (a status only; Minder adds a comment review too, which
 //!   the `comment` action gives where wanted);
 //! - `summary`: one comment review per head listing the findings, no line comments;
 //! - `profile_only`: nothing on the pull request, the verdict only.
+//!
+//! An `error` verdict (the change could not be inspected in full) is answered like a failure,
+//! saying so: a change that cannot be judged must not look clean. Reviews and statuses show
+//! what an author controls (file names, matched text) as code, never as Markdown or mentions.
 //!
 //! Never twice: an answer is recorded with the review and the head it was given at, so a
 //! redelivered verdict, a sweep or a restart finds it answered. Only a review Plumbline
@@ -122,7 +127,7 @@ impl Actuator {
         Ok(all)
     }
 
-    /// Answers a pull request's failing or passing verdict (see the module documentation).
+    /// Answers a pull request's verdict (see the module documentation).
     #[tracing::instrument(
         name = "action.answer_pull_request",
         skip_all,
@@ -133,7 +138,7 @@ impl Actuator {
         job: &Job<'_>,
         answer: Answer,
         mode: ActionMode,
-        failing: bool,
+        verdict: EvalStatus,
     ) -> Result<(), Failure> {
         let (review, status) = match answer {
             Answer::Review {
@@ -143,6 +148,15 @@ impl Actuator {
             Answer::Status => (None, true),
             Answer::ProfileOnly => return Ok(()),
         };
+        // What the answer says: a failure, or that the change could not be inspected (an
+        // `error` verdict is answered too: a change that cannot be judged must not look clean).
+        let state = match verdict {
+            EvalStatus::Fail => "failure",
+            EvalStatus::Error => "error",
+            EvalStatus::Pass => "success",
+            EvalStatus::Skipped => return Ok(()),
+        };
+        let answering = verdict != EvalStatus::Pass;
         let props = &job.entity.properties;
         let (Some(number), Some(head)) = (
             props.get("number").and_then(Value::as_u64),
@@ -159,26 +173,27 @@ impl Actuator {
         } else {
             ActionStatus::Applied
         });
-        let at_head = format!("@{head}");
-        let last = self.last_alert(job).await?;
-        let operation = if failing {
-            // Already answered at this head (a sweep, a redelivery): nothing new to say.
-            if last.as_ref().is_some_and(|l| {
-                l.operation == ActionOperation::Open
-                    && l.status == done
-                    && l.provider_ref.ends_with(&at_head)
-            }) {
-                return Ok(());
-            }
+        // Recorded answers end in `:<state>@<head>`.
+        let stamp = format!(":{state}@{head}");
+        let last = self.last_alert(job).await?.filter(|l| l.status == done);
+        // Already said at this head (a sweep, a redelivery): nothing new to say.
+        if last
+            .as_ref()
+            .is_some_and(|l| l.provider_ref.ends_with(&stamp))
+        {
+            return Ok(());
+        }
+        let open = last
+            .as_ref()
+            .is_some_and(|l| l.operation == ActionOperation::Open);
+        // A pass takes back an earlier answer, and a status answer says `success` on every
+        // head (so the status can be required); otherwise there is nothing to say.
+        if !answering && !open && !status {
+            return Ok(());
+        }
+        let operation = if answering {
             ActionOperation::Open
         } else {
-            // Only a failure answered before has anything to take back.
-            if !last
-                .as_ref()
-                .is_some_and(|l| l.operation == ActionOperation::Open && l.status == done)
-            {
-                return Ok(());
-            }
             ActionOperation::Close
         };
         let action_type = answer.action_type();
@@ -208,21 +223,21 @@ impl Actuator {
         // change that is no longer there.
         let live = match self.reevaluate(job).await? {
             Ok(o) => o,
+            // What cannot be read cannot be inspected: that is what an error verdict says.
+            Err(why) if verdict == EvalStatus::Error => plumbline_engine::Outcome::error(why),
             Err(why) => {
                 return self
                     .finish(job, id, outcome, Ended::new(ActionStatus::Failed, why))
                     .await
             }
         };
-        let now_failing = live.status == EvalStatus::Fail;
-        if now_failing != failing || matches!(live.status, EvalStatus::Error | EvalStatus::Skipped)
-        {
+        if live.status != verdict {
             let ended = Ended::new(
                 ActionStatus::Skipped,
                 format!(
                     "the rule is {} on the live pull request now, not {}: the next evaluation answers",
                     live.status.as_str(),
-                    if failing { "fail" } else { "pass" }
+                    verdict.as_str()
                 ),
             );
             return self.finish(job, id, outcome, ended).await;
@@ -232,13 +247,16 @@ impl Actuator {
         let url = |p: &str| format!("{}{}", job.github.api_url(), p);
         let context = format!("plumbline/{}", job.verdict.rule_name);
         let status_path = format!("/repos/{owner}/{repo}/statuses/{head}");
-        let status_body = |state: &str, description: String| {
-            json!({
-                "state": state,
-                "context": context,
-                "description": description.chars().take(140).collect::<String>(),
-            })
+        let description = match verdict {
+            EvalStatus::Pass => format!("{} passes", job.verdict.rule_name),
+            EvalStatus::Error => format!("could not be inspected: {}", live.message),
+            _ => live.message.clone(),
         };
+        let status_body = json!({
+            "state": state,
+            "context": context,
+            "description": description.chars().take(140).collect::<String>(),
+        });
         let reviews = match review {
             Some(_) => self.reviews(job, number).await?,
             None => Vec::new(),
@@ -249,9 +267,9 @@ impl Actuator {
         // recording it can therefore leave one extra review.)
         let recorded = last
             .as_ref()
-            .filter(|l| l.operation == ActionOperation::Open && l.status == done)
+            .filter(|l| l.operation == ActionOperation::Open)
             .and_then(|l| l.provider_ref.strip_prefix("review:"))
-            .and_then(|r| r.split('@').next())
+            .and_then(|r| r.split(':').next())
             .and_then(|id| id.parse::<u64>().ok());
         let previous = recorded.and_then(|id| {
             reviews.iter().find(|r| {
@@ -262,81 +280,57 @@ impl Actuator {
         let reviews_path = format!("/repos/{owner}/{repo}/pulls/{number}/reviews");
         let dismissal = |review: u64, message: String| {
             (
+                Method::PUT,
                 format!("{reviews_path}/{review}/dismissals"),
                 json!({"message": message, "event": "DISMISS"}),
             )
         };
-        // What to send, in order.
+        let dismissable = |r: &Value| {
+            matches!(
+                r.get("state").and_then(Value::as_str),
+                Some("CHANGES_REQUESTED" | "APPROVED")
+            )
+        };
+        // What to send, in order: the new review before the old one is dismissed, so a review
+        // GitHub refuses never leaves the pull request with none.
         let mut plan: Vec<(Method, String, Value)> = Vec::new();
-        let provider_ref;
-        if failing {
-            if let Some(prev) = previous {
-                let (prev_id, prev_commit) = review_ref(prev);
-                if prev_commit == head {
-                    // Posted by an attempt cut short before it was recorded.
-                    let ended = Ended {
-                        provider_ref: format!("review:{prev_id}{at_head}"),
-                        ..Ended::new(
-                            ActionStatus::Applied,
-                            format!("review {prev_id} on {head} was already posted: reused"),
-                        )
-                    };
-                    return self.finish(job, id, outcome, ended).await;
-                }
-                if matches!(
-                    prev.get("state").and_then(Value::as_str),
-                    Some("CHANGES_REQUESTED" | "APPROVED")
-                ) {
-                    let (p, b) = dismissal(
-                        prev_id,
-                        format!("Superseded by Plumbline's review of {head}."),
-                    );
-                    plan.push((Method::PUT, p, b));
-                }
-            }
+        if answering {
             if let Some((event, line_comments)) = review {
-                let (body, comments) = review_content(job, &marker, &live, line_comments);
+                let (body, comments) = review_content(job, &marker, &live, line_comments, verdict);
                 plan.push((
                     Method::POST,
                     reviews_path.clone(),
                     json!({"commit_id": head, "event": event, "body": body, "comments": comments}),
                 ));
-            }
-            if status {
-                plan.push((
-                    Method::POST,
-                    status_path.clone(),
-                    status_body("failure", live.message.clone()),
-                ));
-            }
-            provider_ref = format!("{}{at_head}", if status { "status" } else { "review" });
-        } else {
-            if let Some(prev) = previous {
-                if prev.get("state").and_then(Value::as_str) == Some("CHANGES_REQUESTED") {
-                    let (p, b) = dismissal(
+                if let Some(prev) = previous.filter(|p| dismissable(p)) {
+                    plan.push(dismissal(
                         review_ref(prev).0,
-                        format!("Plumbline: `{}` passes at {head}.", job.verdict.rule_name),
-                    );
-                    plan.push((Method::PUT, p, b));
+                        format!("Superseded by Plumbline's review of {head}."),
+                    ));
                 }
             }
-            if status {
-                plan.push((
-                    Method::POST,
-                    status_path.clone(),
-                    status_body("success", format!("{} passes", job.verdict.rule_name)),
-                ));
-            }
-            provider_ref = format!("passed{at_head}");
+        } else if let Some(prev) = previous.filter(|p| dismissable(p)) {
+            plan.push(dismissal(
+                review_ref(prev).0,
+                format!("Plumbline: {} passes at {head}.", job.verdict.rule_name),
+            ));
+        }
+        if status {
+            plan.push((Method::POST, status_path.clone(), status_body));
         }
         let requests: Vec<PlannedRequest> = plan
             .iter()
             .map(|(m, p, b)| PlannedRequest::new(m.as_str(), url(p), b.to_string()))
             .collect();
+        let stamped = |review: Option<u64>| match (review, status) {
+            (Some(r), _) => format!("review:{r}{stamp}"),
+            (None, true) => format!("status{stamp}"),
+            (None, false) => format!("review{stamp}"),
+        };
         if mode == ActionMode::DryRun {
             let ended = Ended {
                 requests,
-                provider_ref,
+                provider_ref: stamped(None),
                 ..Ended::new(
                     ActionStatus::Planned,
                     "dry run: nothing sent to the pull request",
@@ -356,7 +350,7 @@ impl Actuator {
                 && path == &reviews_path
                 && body["comments"].as_array().is_some_and(|c| !c.is_empty())
             {
-                let (text, _) = review_content(job, &marker, &live, false);
+                let (text, _) = review_content(job, &marker, &live, false, verdict);
                 let mut again = body.clone();
                 again["comments"] = json!([]);
                 again["body"] = json!(text);
@@ -383,18 +377,13 @@ impl Actuator {
                 review_id = answer.get("id").and_then(Value::as_u64);
             }
         }
-        let provider_ref = match review_id {
-            Some(r) => format!("review:{r}{at_head}"),
-            None => provider_ref,
-        };
-        let message = if failing {
-            format!("answered on {owner}/{repo}#{number} at {head}")
-        } else {
-            format!("{owner}/{repo}#{number} passes at {head}: earlier answer taken back")
+        let message = match verdict {
+            EvalStatus::Pass => format!("{owner}/{repo}#{number} passes at {head}"),
+            _ => format!("answered on {owner}/{repo}#{number} at {head} ({state})"),
         };
         let ended = Ended {
             requests,
-            provider_ref,
+            provider_ref: stamped(review_id),
             ..Ended::new(ActionStatus::Applied, message)
         };
         self.finish(job, id, outcome, ended).await
@@ -424,55 +413,111 @@ impl Actuator {
     }
 }
 
-/// A review's body (marker first, so the review is found again) and its line comments.
+/// Largest review body sent (GitHub refuses bodies over 65,536 characters).
+const MAX_BODY_CHARS: usize = 60_000;
+/// Longest single finding shown.
+const MAX_ENTRY_CHARS: usize = 500;
+
+/// `text` as an inline code span, on one line, at most [`MAX_ENTRY_CHARS`]: what an author
+/// controls (file names, matched text) is shown literally, never rendered as Markdown, links
+/// or @mentions.
+fn code(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ENTRY_CHARS)
+        .collect();
+    let longest = flat.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {flat} {fence}")
+}
+
+/// A review's body (the marker first, for people reading it) and its line comments.
 fn review_content(
     job: &Job<'_>,
     marker: &str,
     live: &plumbline_engine::Outcome,
     line_comments: bool,
+    verdict: EvalStatus,
 ) -> (String, Vec<Value>) {
     let title = if job.rule.rule_type.display_name.is_empty() {
         job.verdict.rule_type.as_str()
     } else {
         job.rule.rule_type.display_name.as_str()
     };
+    let lead = if verdict == EvalStatus::Error {
+        "Plumbline could not inspect this change, so it cannot say the change is safe:"
+    } else {
+        "The rule fails on this change:"
+    };
     let mut body = format!(
-        "{marker}\n\n### Plumbline: {title}\n\n{}\n",
-        if live.message.is_empty() {
-            "The rule fails on this change."
+        "{marker}\n\n### Plumbline: {}\n\n{lead} {}\n",
+        code(title),
+        code(if live.message.is_empty() {
+            "the rule's policy denied the change"
         } else {
             live.message.as_str()
-        }
+        })
     );
     let mut comments = Vec::new();
     let mut listed = Vec::new();
     for a in &live.annotations {
-        if line_comments && a.in_diff && comments.len() < MAX_LINE_COMMENTS {
+        if line_comments && a.in_diff && a.line > 0 && comments.len() < MAX_LINE_COMMENTS {
             comments.push(json!({
                 "path": a.path,
                 "line": a.line,
                 "side": "RIGHT",
-                "body": format!("**{title}**: {}", a.message),
+                "body": format!("**Plumbline**: {}", code(&a.message)),
             }));
         } else {
-            listed.push(format!("- `{}` line {}: {}", a.path, a.line, a.message));
+            listed.push(format!(
+                "- {} line {}: {}",
+                code(&a.path),
+                a.line,
+                code(&a.message)
+            ));
         }
     }
     if live.annotations.is_empty() {
-        listed.extend(live.details.iter().map(|d| format!("- {d}")));
+        listed.extend(live.details.iter().map(|d| format!("- {}", code(d))));
     }
     if !listed.is_empty() {
         body.push('\n');
         for l in listed.iter().take(MAX_LISTED) {
+            if body.len() + l.len() + 64 > MAX_BODY_CHARS {
+                break;
+            }
             body.push_str(l);
             body.push('\n');
         }
-        if listed.len() > MAX_LISTED {
-            body.push_str(&format!("- and {} more\n", listed.len() - MAX_LISTED));
+        let shown = listed
+            .iter()
+            .take(MAX_LISTED)
+            .filter(|l| body.contains(l.as_str()))
+            .count();
+        if listed.len() > shown {
+            body.push_str(&format!("- and {} more\n", listed.len() - shown));
         }
     }
-    if !job.rule.rule_type.guidance.trim().is_empty() {
-        body.push_str(&format!("\n{}\n", job.rule.rule_type.guidance.trim()));
+    let guidance = job.rule.rule_type.guidance.trim();
+    if !guidance.is_empty() && body.len() + guidance.len() < MAX_BODY_CHARS {
+        body.push_str(&format!("\n{guidance}\n"));
     }
     (body, comments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_author_controls_is_shown_as_code_on_one_line() {
+        assert_eq!(code("src/a.js"), "` src/a.js `");
+        // Backticks cannot close the span early; newlines cannot start Markdown blocks.
+        assert_eq!(code("a`b``c"), "``` a`b``c ```");
+        let hostile = code("x\n## All checks passed\n@org/security-team");
+        assert!(!hostile.contains('\n'), "{hostile}");
+        assert!(hostile.starts_with("` ") && hostile.ends_with(" `"));
+        assert!(code(&"y".repeat(10_000)).len() < MAX_ENTRY_CHARS + 10);
+    }
 }

@@ -25,11 +25,18 @@ enum Frame {
     Array,
 }
 
-/// The 1-based line of every key whose path `want` accepts.
+/// Key paths kept at most, and their bytes in all: a hostile file of millions of deeply nested
+/// keys must not hold gigabytes of paths (each kept path copies its ancestors' keys).
+pub(super) const MAX_KEPT_KEYS: usize = 500_000;
+pub(super) const MAX_KEPT_BYTES: usize = 64 << 20;
+
+/// The 1-based line of every key whose path `want` accepts; `None` when more than
+/// [`MAX_KEPT_KEYS`] or [`MAX_KEPT_BYTES`] would be kept (the caller refuses the file).
 pub(super) fn key_lines(
     text: &str,
     want: impl Fn(&[Option<&str>]) -> bool,
-) -> HashMap<KeyPath, u64> {
+) -> Option<HashMap<KeyPath, u64>> {
+    let mut kept_bytes = 0usize;
     let bytes = text.as_bytes();
     let mut found = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -66,6 +73,15 @@ pub(super) fn key_lines(
                             .collect();
                         path.push(Some(&key));
                         if want(&path) {
+                            kept_bytes += path
+                                .iter()
+                                .map(|s| {
+                                    s.map_or(0, str::len) + std::mem::size_of::<Option<String>>()
+                                })
+                                .sum::<usize>();
+                            if found.len() >= MAX_KEPT_KEYS || kept_bytes > MAX_KEPT_BYTES {
+                                return None;
+                            }
                             found
                                 .insert(path.iter().map(|s| s.map(str::to_string)).collect(), line);
                         }
@@ -82,7 +98,7 @@ pub(super) fn key_lines(
         }
         i += 1;
     }
-    found
+    Some(found)
 }
 
 /// The index just past the string that opens at `start` (its closing quote), or the end of
@@ -123,7 +139,7 @@ mod tests {
     #[test]
     fn keys_are_found_at_their_paths_and_lines() {
         let text = "{\n  \"a\": {\"x\": 1,\n    \"b\": [\n {\"b\": 2}],\n  \"c\\u0041\": \"}\\\"{\" },\n  \"d\": {\"e\": {}}\n}";
-        let all = key_lines(text, |_| true);
+        let all = key_lines(text, |_| true).expect("small");
         assert_eq!(all.get(&path(&[Some("a")])), Some(&2));
         assert_eq!(all.get(&path(&[Some("a"), Some("x")])), Some(&2));
         assert_eq!(all.get(&path(&[Some("a"), Some("b")])), Some(&3));
@@ -134,7 +150,7 @@ mod tests {
         assert_eq!(all.get(&path(&[Some("a"), Some("cA")])), Some(&5));
         assert_eq!(all.get(&path(&[Some("d"), Some("e")])), Some(&6));
         assert_eq!(all.len(), 7, "{all:?}");
-        let some = key_lines(text, |p| p.len() == 1);
+        let some = key_lines(text, |p| p.len() == 1).expect("small");
         assert_eq!(some.len(), 2);
     }
 
@@ -151,5 +167,20 @@ mod tests {
         ] {
             key_lines(text, |_| true);
         }
+    }
+
+    #[test]
+    fn deeply_nested_keys_in_numbers_are_refused_not_kept() {
+        // 60 levels deep, then many siblings: each kept path would copy all 60 keys.
+        let mut text = String::new();
+        for _ in 0..60 {
+            text.push_str("{\"dependencies\":");
+        }
+        text.push('{');
+        for i in 0..(MAX_KEPT_KEYS + 10) {
+            text.push_str(&format!("\"k{i}\":0,"));
+        }
+        text.push_str("\"z\":0}");
+        assert!(key_lines(&text, |_| true).is_none());
     }
 }

@@ -56,12 +56,28 @@ pub(super) fn parse(path: &str, text: &str) -> Result<Vec<Dependency>, DepError>
     if let Some(packages) = section("packages")? {
         let lines = key_lines(text, |p| {
             p.len() == 2 && p.first() == Some(&Some("packages"))
-        });
+        })
+        .ok_or_else(|| DepError::Invalid {
+            path: path.to_string(),
+            what: format!(
+                "more than {} keys (or {} MiB of key paths) to locate: refused",
+                super::json_lines::MAX_KEPT_KEYS,
+                super::json_lines::MAX_KEPT_BYTES >> 20
+            ),
+        })?;
         packages_v2(path, packages, &lines)
     } else if let Some(deps) = section("dependencies")? {
         let lines = key_lines(text, |p| {
             p.len() % 2 == 0 && p.iter().step_by(2).all(|s| *s == Some("dependencies"))
-        });
+        })
+        .ok_or_else(|| DepError::Invalid {
+            path: path.to_string(),
+            what: format!(
+                "more than {} keys (or {} MiB of key paths) to locate: refused",
+                super::json_lines::MAX_KEPT_KEYS,
+                super::json_lines::MAX_KEPT_BYTES >> 20
+            ),
+        })?;
         let mut out = Vec::new();
         let mut key = vec![Some("dependencies".to_string())];
         dependencies_v1(path, deps, &lines, &mut key, &mut out)?;
