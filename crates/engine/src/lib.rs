@@ -659,7 +659,7 @@ impl CompiledRule {
             CompiledIngest::DiffDeps(ecosystems) => {
                 pull_diff::deps(provider, inv.entity, ecosystems).await?
             }
-            CompiledIngest::Deps { branch } => {
+            CompiledIngest::Deps { branch } | CompiledIngest::Git { branch } => {
                 let data = self.template_data(inv);
                 let branch = self
                     .branch(&data, inv, branch.as_ref())
@@ -668,23 +668,14 @@ impl CompiledRule {
                     .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
                     .await
                     .map_err(transient_or_rule)?;
-                let value = pull_diff::repository_deps(&tree)?;
+                // Minder's git ingester produces files only (policies reach them through the
+                // file.* functions); deps ingest, the dependencies found in them too.
+                let value = match &self.ingest {
+                    CompiledIngest::Deps { .. } => pull_diff::repository_deps(&tree)?,
+                    _ => Value::Null,
+                };
                 files = Some(tree);
                 value
-            }
-            CompiledIngest::Git { branch } => {
-                let data = self.template_data(inv);
-                let branch = self
-                    .branch(&data, inv, branch.as_ref())
-                    .map_err(IngestError::Rule)?;
-                let tree = provider
-                    .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
-                    .await
-                    .map_err(transient_or_rule)?;
-                files = Some(tree);
-                // Minder's git ingester produces files only; policies reach them through the
-                // file.* functions.
-                Value::Null
             }
             CompiledIngest::Rest {
                 endpoint,

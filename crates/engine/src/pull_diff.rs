@@ -436,11 +436,21 @@ pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> c
         return crate::Outcome::new(EvalStatus::Pass, "");
     }
     let found = match check {
-        Check::InvisibleCharacters => "invisible characters",
-        Check::MixedScripts => "words mixing scripts",
+        Check::InvisibleCharacters => "found invisible characters",
+        Check::MixedScripts => "found words mixing scripts",
     };
+    failing(found, details, annotations)
+}
+
+/// A `fail` outcome: `what`, then the first findings, in its message; every finding in its
+/// details and annotations.
+fn failing(
+    what: &str,
+    details: Vec<String>,
+    annotations: Vec<crate::Annotation>,
+) -> crate::Outcome {
     let mut message = format!(
-        "found {found}: {}",
+        "{what}: {}",
         details[..details.len().min(FINDINGS_IN_MESSAGE)].join("; ")
     );
     if details.len() > FINDINGS_IN_MESSAGE {
@@ -449,7 +459,7 @@ pub(crate) fn homoglyphs(check: crate::homoglyphs::Check, ingested: &Value) -> c
             details.len() - FINDINGS_IN_MESSAGE
         ));
     }
-    let mut outcome = crate::Outcome::new(EvalStatus::Fail, message);
+    let mut outcome = crate::Outcome::new(plumbline_domain::EvalStatus::Fail, message);
     outcome.details = details;
     outcome.annotations = annotations;
     outcome
@@ -817,20 +827,7 @@ pub(crate) fn vulncheck(
         return crate::Outcome::new(EvalStatus::Pass, "");
     }
     details.truncate(MAX_FINDINGS);
-    let mut message = format!(
-        "vulnerable dependencies: {}",
-        details[..details.len().min(FINDINGS_IN_MESSAGE)].join("; ")
-    );
-    if details.len() > FINDINGS_IN_MESSAGE {
-        message.push_str(&format!(
-            "; and {} more",
-            details.len() - FINDINGS_IN_MESSAGE
-        ));
-    }
-    let mut outcome = crate::Outcome::new(EvalStatus::Fail, message);
-    outcome.details = details;
-    outcome.annotations = annotations;
-    outcome
+    failing("vulnerable dependencies", details, annotations)
 }
 
 #[cfg(test)]

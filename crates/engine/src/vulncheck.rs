@@ -219,24 +219,6 @@ fn osv_ecosystem(name: &str) -> &str {
         .unwrap_or(name)
 }
 
-/// PEP 503 name normalization (what Minder sends OSV for PyPI).
-fn pep503(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut in_run = false;
-    for ch in name.chars() {
-        if matches!(ch, '-' | '_' | '.') {
-            if !in_run {
-                out.push('-');
-            }
-            in_run = true;
-        } else {
-            out.extend(ch.to_lowercase());
-            in_run = false;
-        }
-    }
-    out
-}
-
 fn is_pypi(ecosystem: &str) -> bool {
     ecosystem.split(':').next() == Some("PyPI")
 }
@@ -245,7 +227,7 @@ fn is_pypi(ecosystem: &str) -> bool {
 fn query_key(p: &Package) -> (String, String) {
     let eco = osv_ecosystem(p.ecosystem.trim()).to_string();
     let name = if is_pypi(&eco) {
-        pep503(p.name.trim())
+        crate::deps::normalize_pypi_name(p.name.trim())
     } else {
         p.name.trim().to_string()
     };
@@ -585,7 +567,7 @@ fn advisory(id: &str, record: Option<&Record>, package: &Package) -> Advisory {
                         .split_once(':')
                         .is_some_and(|(b, _)| b.eq_ignore_ascii_case(&ecosystem));
                 let name_ok = if is_pypi(&ecosystem) {
-                    pep503(&p.name) == name
+                    crate::deps::normalize_pypi_name(&p.name) == name
                 } else {
                     p.name == name
                 };
