@@ -13,7 +13,20 @@
 //! path fully percent-decoded and then resolved, which is how a server that decodes before
 //! routing would see it. Backslashes are refused outright (some servers treat them as `/`).
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` percent-encoded as one URL path segment (or query component): it cannot add
+/// segments, a query or a fragment.
+pub fn encode_segment(value: &str) -> String {
+    utf8_percent_encode(value, NOT_UNRESERVED).to_string()
+}
 
 /// The API root of an entity's repository on GitHub: what its rules may address.
 pub fn repository_root(entity: &plumbline_domain::Entity) -> String {

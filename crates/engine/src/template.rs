@@ -650,13 +650,7 @@ impl Out {
                 "the value {value:?} may not be printed into a URL path"
             ));
         }
-        for b in value.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                self.buf.push(b as char);
-            } else {
-                self.buf.push_str(&format!("%{b:02X}"));
-            }
-        }
+        self.buf.push_str(&crate::scope::encode_segment(value));
         Ok(())
     }
 }

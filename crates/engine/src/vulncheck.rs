@@ -16,7 +16,6 @@
 
 use crate::datasource::{FetchRequest, Fetcher};
 use crate::provider::{HttpResponse, ProviderError};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
@@ -233,13 +232,6 @@ fn query_key(p: &Package) -> (String, String) {
     };
     (eco, name)
 }
-
-/// Path segment encoding: everything but RFC 3986's unreserved characters.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 #[derive(Deserialize)]
 struct BatchResponse {
@@ -510,7 +502,7 @@ pub fn check(
     // it is still reported, by id.
     let mut records: HashMap<&str, Option<Record>> = HashMap::new();
     for id in distinct {
-        let url = format!("{base}/v1/vulns/{}", utf8_percent_encode(id, SEGMENT));
+        let url = format!("{base}/v1/vulns/{}", crate::scope::encode_segment(id));
         let resp = exchange(fetcher, "GET", &url, None, deadline)?;
         let record = match resp.status {
             200..=299 => Some(decode::<Record>(&url, &resp.body)?),
