@@ -143,7 +143,7 @@ const BLANK_GRAPHIC: [char; 2] = [
 /// (other than tab) are reported: an escape sequence or a carriage return mid-line rewrites
 /// what a terminal shows. Private-use characters render as whatever a font puts there, and
 /// have carried hidden payloads.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     c.identifier_type() == Some(IdentifierType::Default_Ignorable)
         || matches!(
             c.general_category(),

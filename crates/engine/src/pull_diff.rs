@@ -114,12 +114,90 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&r.body).map_err(|e| rule_error(format!("{path}: invalid json: {e}")))
 }
 
+/// The pull request's files listing, a page at a time (each page is handled before the next
+/// is read), refusing a listing that reaches GitHub's [`MAX_LISTED_FILES`].
+struct FilePages {
+    path: String,
+    page: usize,
+    listed: usize,
+    done: bool,
+}
+
+impl FilePages {
+    fn new(root: &str, number: u64) -> Self {
+        FilePages {
+            path: format!("{root}/pulls/{number}/files?per_page={PER_PAGE}"),
+            page: 0,
+            listed: 0,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` after the last one.
+    async fn next(
+        &mut self,
+        provider: &dyn Provider,
+    ) -> Result<Option<Vec<DiffEntry>>, IngestError> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.listed >= MAX_LISTED_FILES {
+            return Err(rule_error(format!(
+                "GitHub lists at most {MAX_LISTED_FILES} files of a pull request and this one has that many: not inspected in full"
+            )));
+        }
+        self.page += 1;
+        let entries: Vec<DiffEntry> =
+            get_json(provider, &format!("{}&page={}", self.path, self.page)).await?;
+        self.listed += entries.len();
+        self.done = entries.len() < PER_PAGE && self.listed < MAX_LISTED_FILES;
+        Ok(Some(entries))
+    }
+}
+
+/// What the ingested value says of the pull request itself (Minder's `pr`).
+fn pr_summary(entity: &Entity, number: u64) -> Value {
+    let props = &entity.properties;
+    json!({
+        "number": number,
+        "head_sha": props.get("head_sha"),
+        "base_sha": props.get("base_sha"),
+        "repo_owner": entity.owner,
+        "repo_name": entity.name,
+        "author": props.get("author"),
+        "author_id": props.get("author_id"),
+    })
+}
+
+/// A blob's bytes (`git/blobs/{sha}`); `what` names it in errors.
+async fn blob_bytes(
+    provider: &dyn Provider,
+    root: &str,
+    sha: &str,
+    what: &str,
+) -> Result<Vec<u8>, IngestError> {
+    let blob: Blob = get_json(provider, &format!("{root}/git/blobs/{sha}")).await?;
+    base64_bytes(&blob.content, &blob.encoding, what)
+}
+
+/// Content GitHub sends base64-encoded (blobs, the contents API), decoded.
+fn base64_bytes(content: &str, encoding: &str, what: &str) -> Result<Vec<u8>, IngestError> {
+    if encoding != "base64" {
+        return Err(rule_error(format!(
+            "{what}: content in an unknown encoding {encoding:?}"
+        )));
+    }
+    let compact: String = content.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| rule_error(format!("{what}: content is not base64: {e}")))
+}
+
 /// Every line the pull request adds (`type: full`).
 pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Value, IngestError> {
     let n = number(entity)?;
     let root = crate::scope::repository_root(entity);
     let mut files = Vec::new();
-    let mut listed = 0usize;
     let mut added_bytes = 0usize;
     let mut blob_reads = 0usize;
     let too_large = || {
@@ -128,11 +206,8 @@ pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Val
             MAX_ADDED_BYTES >> 20
         ))
     };
-    for page in 1.. {
-        let path = format!("{root}/pulls/{n}/files?per_page={PER_PAGE}&page={page}");
-        let entries: Vec<DiffEntry> = get_json(provider, &path).await?;
-        let last = entries.len() < PER_PAGE;
-        listed += entries.len();
+    let mut pages = FilePages::new(&root, n);
+    while let Some(entries) = pages.next(provider).await? {
         for e in entries {
             let (lines, whole_file) = match (&e.patch, e.status.as_str()) {
                 (_, "removed") => (Vec::new(), false),
@@ -175,28 +250,8 @@ pub(crate) async fn full(provider: &dyn Provider, entity: &Entity) -> Result<Val
                     .collect::<Vec<_>>(),
             }));
         }
-        if listed >= MAX_LISTED_FILES {
-            return Err(rule_error(format!(
-                "GitHub lists at most {MAX_LISTED_FILES} files of a pull request and this one has that many: not inspected in full"
-            )));
-        }
-        if last {
-            break;
-        }
     }
-    let props = &entity.properties;
-    Ok(json!({
-        "pr": {
-            "number": n,
-            "head_sha": props.get("head_sha"),
-            "base_sha": props.get("base_sha"),
-            "repo_owner": entity.owner,
-            "repo_name": entity.name,
-            "author": props.get("author"),
-            "author_id": props.get("author_id"),
-        },
-        "files": files,
-    }))
+    Ok(json!({"pr": pr_summary(entity, n), "files": files}))
 }
 
 /// Source and text file names read as text whatever their first bytes (a polyglot file that
@@ -285,17 +340,7 @@ async fn whole_file_lines(
             e.filename
         )));
     };
-    let blob: Blob = get_json(provider, &format!("{root}/git/blobs/{sha}")).await?;
-    if blob.encoding != "base64" {
-        return Err(rule_error(format!(
-            "{}: blob in an unknown encoding {:?}",
-            e.filename, blob.encoding
-        )));
-    }
-    let compact: String = blob.content.split_ascii_whitespace().collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|err| rule_error(format!("{}: blob is not base64: {err}", e.filename)))?;
+    let bytes = blob_bytes(provider, root, sha, &e.filename).await?;
     if skipped_as_binary(&e.filename, &bytes) {
         return Ok(Some(Vec::new()));
     }
@@ -321,12 +366,7 @@ fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let plain = (c.is_ascii_graphic() || c == ' ' || (!c.is_ascii() && c.is_alphanumeric()))
-            && crate::homoglyphs::find_at_most(
-                crate::homoglyphs::Check::InvisibleCharacters,
-                c.encode_utf8(&mut [0u8; 4]),
-                1,
-            )
-            .is_empty();
+            && !crate::homoglyphs::is_invisible(c);
         if plain {
             out.push(c);
         } else {
@@ -495,32 +535,6 @@ async fn file_at(
     path: &str,
     git_ref: &str,
 ) -> Result<Option<Vec<u8>>, IngestError> {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-    // Everything but unreserved characters and `/` is encoded: the path is the author's.
-    const SEGMENT: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'|')
-        .add(b'[')
-        .add(b']')
-        .add(b'&')
-        .add(b'+')
-        .add(b';')
-        .add(b'=')
-        .add(b':')
-        .add(b'@')
-        .add(b'$')
-        .add(b',');
     if path
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == "..")
@@ -530,7 +544,9 @@ async fn file_at(
             shown(path)
         )));
     }
-    let encoded = utf8_percent_encode(path, SEGMENT).to_string();
+    // The path is the author's: each segment encoded, so none can add a query or a segment.
+    let encoded: Vec<String> = path.split('/').map(crate::scope::encode_segment).collect();
+    let encoded = encoded.join("/");
     let url = format!("{root}/contents/{encoded}?ref={git_ref}");
     let r = provider
         .request("GET", &url, None)
@@ -576,29 +592,18 @@ async fn file_at(
         )));
     }
     // Over 1 MB GitHub sends no content here: the blob has it.
-    let (content, encoding) = if c.encoding == "base64" {
-        (c.content, c.encoding)
-    } else {
-        if !c.sha.bytes().all(|b| b.is_ascii_hexdigit()) || c.sha.is_empty() {
-            return Err(rule_error(format!(
-                "{}: no content and no blob",
-                shown(path)
-            )));
-        }
-        let blob: Blob = get_json(provider, &format!("{root}/git/blobs/{}", c.sha)).await?;
-        (blob.content, blob.encoding)
-    };
-    if encoding != "base64" {
+    if c.encoding == "base64" {
+        return base64_bytes(&c.content, &c.encoding, &shown(path)).map(Some);
+    }
+    if !c.sha.bytes().all(|b| b.is_ascii_hexdigit()) || c.sha.is_empty() {
         return Err(rule_error(format!(
-            "{}: content in an unknown encoding {encoding:?}",
+            "{}: no content and no blob",
             shown(path)
         )));
     }
-    let compact: String = content.split_ascii_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
+    blob_bytes(provider, root, &c.sha, &shown(path))
+        .await
         .map(Some)
-        .map_err(|e| rule_error(format!("{}: content is not base64: {e}", shown(path))))
 }
 
 /// The dependencies a pull request adds or changes (`diff` ingest, `type: dep`), as Minder's
@@ -638,12 +643,8 @@ pub(crate) async fn deps(
     };
     let mut found = Vec::new();
     let mut read = 0usize;
-    let mut listed = 0usize;
-    for page in 1.. {
-        let path = format!("{root}/pulls/{n}/files?per_page={PER_PAGE}&page={page}");
-        let entries: Vec<DiffEntry> = get_json(provider, &path).await?;
-        let last = entries.len() < PER_PAGE;
-        listed += entries.len();
+    let mut pages = FilePages::new(&root, n);
+    while let Some(entries) = pages.next(provider).await? {
         for e in entries
             .iter()
             .filter(|e| e.status != "removed" && wanted(&e.filename))
@@ -679,27 +680,8 @@ pub(crate) async fn deps(
                 }));
             }
         }
-        if listed >= MAX_LISTED_FILES {
-            return Err(rule_error(format!(
-                "GitHub lists at most {MAX_LISTED_FILES} files of a pull request and this one has that many: not inspected in full"
-            )));
-        }
-        if last {
-            break;
-        }
     }
-    Ok(json!({
-        "pr": {
-            "number": n,
-            "head_sha": head,
-            "base_sha": base,
-            "repo_owner": entity.owner,
-            "repo_name": entity.name,
-            "author": props.get("author"),
-            "author_id": props.get("author_id"),
-        },
-        "deps": found,
-    }))
+    Ok(json!({"pr": pr_summary(entity, n), "deps": found}))
 }
 
 /// A repository's dependencies (`deps` ingest), from its files, as Minder's node list:
