@@ -154,26 +154,22 @@ impl StructuredFunction {
             .rsplit_once('.')
             .map(|(_, e)| e.to_ascii_lowercase())
             .unwrap_or_default();
-        let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| e.to_string());
-        let yaml = |b: &[u8]| serde_yaml_ng::from_slice::<Value>(b).map_err(|e| e.to_string());
-        let toml = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .map_err(|e| e.to_string())
-                .and_then(|t| toml::from_str::<Value>(t).map_err(|e| e.to_string()))
+        // The extension's decoder first, then the others (as Minder).
+        let order = match ext.as_str() {
+            "yaml" | "yml" => ["yaml", "json", "toml"],
+            "toml" => ["toml", "yaml", "json"],
+            _ => ["json", "yaml", "toml"],
         };
-        type Decode<'a> = (&'static str, &'a dyn Fn(&[u8]) -> Result<Value, String>);
-        let mut order: Vec<Decode<'_>> = vec![("json", &json), ("yaml", &yaml), ("toml", &toml)];
-        // The extension's decoder first.
-        let first = match ext.as_str() {
-            "json" => 0,
-            "yaml" | "yml" => 1,
-            "toml" => 2,
-            _ => 0,
-        };
-        order.swap(0, first);
         let mut errors = Vec::new();
-        for (kind, decode) in order {
-            match decode(bytes) {
+        for kind in order {
+            let parsed = match kind {
+                "json" => serde_json::from_slice::<Value>(bytes).map_err(|e| e.to_string()),
+                "yaml" => serde_yaml_ng::from_slice::<Value>(bytes).map_err(|e| e.to_string()),
+                _ => std::str::from_utf8(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| toml::from_str::<Value>(t).map_err(|e| e.to_string())),
+            };
+            match parsed {
                 Ok(v) => return Ok(v),
                 Err(e) => errors.push(format!("{kind}: {e}")),
             }
