@@ -22,9 +22,9 @@
 //! Never twice: an answer is recorded with the review and the head it was given at, so a
 //! redelivered verdict, a sweep or a restart finds it answered. Only a review Plumbline
 //! recorded is taken for its own (a pull request's author can post anything, markers
-//! included). The
-//! rule is evaluated again against the live pull request before anything is sent, for the lines
-//! to comment on and so that a change pushed meanwhile is not answered with stale findings.
+//! included). The rule is evaluated again against the live pull request before anything is
+//! sent, for the lines to comment on and so that a change pushed meanwhile is not answered with
+//! stale findings.
 
 use super::*;
 use crate::ledger::Ended;
@@ -89,42 +89,24 @@ pub(crate) fn answer_for(
     })
 }
 
-/// `(review id, commit)` of a review.
-fn review_ref(r: &Value) -> (u64, &str) {
-    (
-        r.get("id").and_then(Value::as_u64).unwrap_or(0),
-        r.get("commit_id").and_then(Value::as_str).unwrap_or(""),
-    )
+/// A review's id.
+fn review_id(r: &Value) -> u64 {
+    r.get("id").and_then(Value::as_u64).unwrap_or(0)
 }
 
 impl Actuator {
-    /// Every review of the pull request (all pages).
-    async fn reviews(&self, job: &Job<'_>, number: u64) -> Result<Vec<Value>, Failure> {
+    /// One review of the pull request; `None` when GitHub no longer has it.
+    async fn review(&self, job: &Job<'_>, number: u64, id: u64) -> Result<Option<Value>, Failure> {
         let (owner, repo) = (&job.entity.owner, &job.entity.name);
-        let mut all = Vec::new();
-        for page in 1..=30 {
-            let path =
-                format!("/repos/{owner}/{repo}/pulls/{number}/reviews?per_page=100&page={page}");
-            let r = job
-                .github
-                .request_ok(Method::GET, &path, None)
-                .await
-                .map_err(github_unavailable)?;
-            let batch = match r.json() {
-                Ok(Value::Array(items)) => items,
-                _ => {
-                    return Err(Failure::Attempt(format!(
-                        "GET {path}: not a list of reviews"
-                    )))
-                }
-            };
-            let last = batch.len() < 100;
-            all.extend(batch);
-            if last {
-                break;
-            }
+        let path = format!("/repos/{owner}/{repo}/pulls/{number}/reviews/{id}");
+        match job.github.request_ok(Method::GET, &path, None).await {
+            Ok(r) => r
+                .json()
+                .map(Some)
+                .map_err(|e| Failure::Attempt(format!("GET {path}: {e}"))),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(github_unavailable(e)),
         }
-        Ok(all)
     }
 
     /// Answers a pull request's verdict (see the module documentation).
@@ -257,10 +239,6 @@ impl Actuator {
             "context": context,
             "description": description.chars().take(140).collect::<String>(),
         });
-        let reviews = match review {
-            Some(_) => self.reviews(job, number).await?,
-            None => Vec::new(),
-        };
         // Our earlier review is the one we recorded, by id: a review anyone else posts with
         // the same text (its marker included) is not taken for ours, so it can neither stand
         // in for an answer nor be dismissed by us. (A crash between posting a review and
@@ -271,12 +249,11 @@ impl Actuator {
             .and_then(|l| l.provider_ref.strip_prefix("review:"))
             .and_then(|r| r.split(':').next())
             .and_then(|id| id.parse::<u64>().ok());
-        let previous = recorded.and_then(|id| {
-            reviews.iter().find(|r| {
-                r.get("id").and_then(Value::as_u64) == Some(id)
-                    && r.get("state").and_then(Value::as_str) != Some("DISMISSED")
-            })
-        });
+        let previous = match (review, recorded) {
+            (Some(_), Some(id)) => self.review(job, number, id).await?,
+            _ => None,
+        }
+        .filter(|r| r.get("state").and_then(Value::as_str) != Some("DISMISSED"));
         let reviews_path = format!("/repos/{owner}/{repo}/pulls/{number}/reviews");
         let dismissal = |review: u64, message: String| {
             (
@@ -302,16 +279,16 @@ impl Actuator {
                     reviews_path.clone(),
                     json!({"commit_id": head, "event": event, "body": body, "comments": comments}),
                 ));
-                if let Some(prev) = previous.filter(|p| dismissable(p)) {
+                if let Some(prev) = previous.as_ref().filter(|p| dismissable(p)) {
                     plan.push(dismissal(
-                        review_ref(prev).0,
+                        review_id(prev),
                         format!("Superseded by Plumbline's review of {head}."),
                     ));
                 }
             }
-        } else if let Some(prev) = previous.filter(|p| dismissable(p)) {
+        } else if let Some(prev) = previous.as_ref().filter(|p| dismissable(p)) {
             plan.push(dismissal(
-                review_ref(prev).0,
+                review_id(prev),
                 format!("Plumbline: {} passes at {head}.", job.verdict.rule_name),
             ));
         }
@@ -338,7 +315,7 @@ impl Actuator {
             };
             return self.finish(job, id, outcome, ended).await;
         }
-        let mut review_id = None;
+        let mut posted = None;
         for (method, path, body) in &plan {
             let reservation = self.reserve(job, 1).await?;
             let sent = alerts::send(job.github, method.clone(), path, body).await;
@@ -374,7 +351,7 @@ impl Actuator {
                 }
             }
             if path == &reviews_path {
-                review_id = answer.get("id").and_then(Value::as_u64);
+                posted = answer.get("id").and_then(Value::as_u64);
             }
         }
         let message = match verdict {
@@ -383,7 +360,7 @@ impl Actuator {
         };
         let ended = Ended {
             requests,
-            provider_ref: stamped(review_id),
+            provider_ref: stamped(posted),
             ..Ended::new(ActionStatus::Applied, message)
         };
         self.finish(job, id, outcome, ended).await
