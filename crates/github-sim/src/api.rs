@@ -252,6 +252,8 @@ pub(crate) fn routes(sim: &Simulator) -> Router<Simulator> {
     let router = crate::pull_files::register(router, &tag);
     let router = crate::reviews::register(router, &tag);
     let router = crate::statuses::register(router, &tag);
+    let router = crate::packages::register(router, &tag);
+    let router = crate::attestations::register(router, &tag);
     router.fallback_service(tag(UNMATCHED, any(not_found)).with_state(sim.clone()))
 }
 

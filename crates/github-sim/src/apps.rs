@@ -84,11 +84,13 @@ pub struct AppConfig {
 
 impl AppConfig {
     /// An app with the permissions Plumbline needs: administration, contents, pull requests,
-    /// issues, actions and workflows (write), security events and metadata (read).
+    /// issues, actions and workflows (write), security events, artifact attestations and
+    /// metadata (read).
     pub fn new(id: u64, slug: impl Into<String>, public_key_pem: impl Into<String>) -> AppConfig {
         let permissions = [
             ("actions", "write"),
             ("administration", "write"),
+            ("attestations", "read"),
             ("contents", "write"),
             ("issues", "write"),
             ("metadata", "read"),
@@ -174,6 +176,8 @@ struct InstallationToken {
     expires_at: DateTime<Utc>,
     /// Repository ids the token is limited to; None = everything the installation can access.
     repository_ids: Option<BTreeSet<u64>>,
+    /// The permissions the token was minted with (name to "read"/"write").
+    permissions: BTreeMap<String, String>,
 }
 
 /// App state inside [`SimState`].
@@ -208,6 +212,9 @@ pub(crate) enum Credential {
     Installation {
         installation_id: u64,
         repository_ids: Option<BTreeSet<u64>>,
+        /// The token's permissions (name to "read"/"write"), checked by the endpoints that
+        /// need one (see [`Identity::permits`]).
+        permissions: BTreeMap<String, String>,
     },
     /// A GitHub App JWT (only on the app routes).
     App { app_id: u64 },
@@ -229,6 +236,18 @@ impl Identity {
         match self.credential {
             Credential::Anonymous => ANONYMOUS_LABEL,
             _ => &self.label,
+        }
+    }
+
+    /// Whether the credential may use an endpoint that needs permission `name` at `level`
+    /// ("read" or "write"; write includes read). Only installation tokens carry permissions;
+    /// other credentials stand for a user with full access, as everywhere in the simulator.
+    pub(crate) fn permits(&self, name: &str, level: &str) -> bool {
+        match &self.credential {
+            Credential::Installation { permissions, .. } => permissions
+                .get(name)
+                .is_some_and(|granted| granted == level || granted == "write"),
+            _ => true,
         }
     }
 
@@ -364,6 +383,7 @@ impl SimState {
                 Credential::Installation {
                     installation_id: minted.installation_id,
                     repository_ids: minted.repository_ids.clone(),
+                    permissions: minted.permissions.clone(),
                 },
             );
         }
@@ -439,6 +459,7 @@ impl SimState {
         let Credential::Installation {
             installation_id,
             repository_ids,
+            ..
         } = &identity.credential
         else {
             return true;
@@ -591,6 +612,7 @@ impl SimState {
                 installation_id,
                 expires_at,
                 repository_ids: scoped.then_some(ids),
+                permissions: permissions.clone(),
             },
         );
         self.apps.minted += 1;

@@ -3,7 +3,8 @@
 //! Plumbline talks to GitHub through a small set of REST operations (repository metadata and
 //! settings, branch protection, repository listings, Actions workflow permissions, tarball
 //! archives of a branch, repository contents and the git database, pull requests with their
-//! files, reviews and review comments, comparisons, commit statuses, license) and
+//! files, reviews and review comments, comparisons, commit statuses, license, container packages
+//! and artifact attestations) and
 //! learns about changes from signed webhooks. Repository contents are a real git object model
 //! (blobs, trees, commits with the shas git computes, branches as refs). This crate
 //! serves that subset over real HTTP with GitHub's status codes, headers (ETag, rate limit,
@@ -55,11 +56,13 @@ pub use quota::{token_label, QuotaReport, QuotaUsage, ANONYMOUS_LABEL};
 // Endpoint families, one module each (handlers, state, rendering, admin methods).
 mod actions_policy;
 mod advisories;
+mod attestations;
 mod collaborators;
 mod dependabot;
 mod diffs;
 mod issues;
 mod objects;
+mod packages;
 mod pull_files;
 mod releases;
 mod reviews;

@@ -200,6 +200,10 @@ pub(crate) struct State {
     /// Next id for objects that live inside repositories (issues, comments, releases, assets,
     /// rulesets); one sequence, like GitHub's ids are unique per object type.
     pub next_object_id: u64,
+    /// Container packages of all accounts.
+    pub packages: crate::packages::Packages,
+    /// Artifact attestations in creation order.
+    pub attestations: Vec<crate::attestations::Attestation>,
 }
 
 fn key(s: &str) -> String {
@@ -228,6 +232,8 @@ impl State {
             quota: Default::default(),
             faults: Default::default(),
             next_object_id: 5_000_000,
+            packages: Default::default(),
+            attestations: Vec::new(),
         }
     }
 
