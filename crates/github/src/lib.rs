@@ -9,6 +9,7 @@ mod client;
 pub mod egress;
 pub mod limits;
 mod ops;
+pub mod packages;
 pub mod reads;
 pub mod route;
 pub mod webhook;
@@ -20,6 +21,7 @@ pub use ops::{
     Advisory, FileChange, GitRef, Installation, Issue, Label, NewAdvisory, PullRequest,
     SideRepository, User,
 };
+pub use packages::{Package, PackageOwner, PackageVersion};
 pub use reads::{Reads, Validator};
 
 /// Provider errors, typed so callers can tell "try later" from "give up".

@@ -38,7 +38,7 @@ pub use posture::{
     MAX_PAGE,
 };
 pub use providers::{DeleteProvider, ProviderCredential, ProviderRow, SealedValue, StoredPat};
-pub use pull_requests::PullEnrolment;
+pub use pull_requests::ChildEnrolment;
 pub use rules::{DocumentKind, StoredDocument};
 pub use waits::{quota_key, QuotaRow, SweepProgress, WaitSummary};
 

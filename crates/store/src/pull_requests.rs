@@ -1,4 +1,4 @@
-//! Pull requests as entities under their repository.
+//! Entities under a repository: pull requests and artifacts (container image versions).
 //!
 //! Ingest enrolls a pull request when a `pull_request` webhook names it; the evaluator then
 //! reads it from GitHub and keeps what it found (head and base, author, labels) in its
@@ -10,9 +10,9 @@
 use crate::{Store, StoreError};
 use plumbline_domain::{EntityKind, EntityRef};
 
-/// What enrolling a pull request did.
+/// What enrolling a pull request or an artifact did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullEnrolment {
+pub enum ChildEnrolment {
     /// A new row, or a retired one active again (the evaluator confirms it is open).
     Enrolled,
     /// Already active: nothing changed.
@@ -30,12 +30,37 @@ impl Store {
         repository: &str,
         pull: &EntityRef,
         number: i64,
-    ) -> Result<PullEnrolment, StoreError> {
+    ) -> Result<ChildEnrolment, StoreError> {
         if pull.kind != EntityKind::PullRequest {
             return Err(StoreError::Invalid(format!(
                 "{} is not a pull request",
                 pull.id()
             )));
+        }
+        self.enroll_child(repository, pull, &serde_json::json!({ "number": number }))
+            .await
+    }
+
+    /// Enrolls `child` (a pull request or an artifact) under repository entity `repository`,
+    /// with `properties` when it is new (a row already there keeps its own: the evaluator
+    /// refreshes them from GitHub).
+    #[tracing::instrument(name = "db.enroll_child", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn enroll_child(
+        &self,
+        repository: &str,
+        child: &EntityRef,
+        properties: &serde_json::Value,
+    ) -> Result<ChildEnrolment, StoreError> {
+        if !matches!(child.kind, EntityKind::PullRequest | EntityKind::Artifact) {
+            return Err(StoreError::Invalid(format!(
+                "{} cannot be enrolled under a repository",
+                child.id()
+            )));
+        }
+        if !properties.is_object() {
+            return Err(StoreError::Invalid(
+                "entity properties must be a JSON object".into(),
+            ));
         }
         let c = self.client().await?;
         let row = c
@@ -50,26 +75,26 @@ impl Store {
                      before AS (SELECT retired_at IS NOT NULL AS was_retired FROM entities WHERE id = $2)
                      INSERT INTO entities (id, project, provider, kind, upstream_id, owner, name,
                                            properties, credential, parent)
-                     SELECT $2, project, $3, 'pull_request', $4, owner, name,
-                            jsonb_build_object('number', $5::bigint), NULL, $1
+                     SELECT $2, project, $3, $6, $4, owner, name, $5, NULL, $1
                      FROM parent
                      ON CONFLICT (id) DO UPDATE SET retired_at = NULL, updated_at = now()
                        WHERE entities.parent = EXCLUDED.parent AND entities.project = EXCLUDED.project
-                         AND entities.kind = 'pull_request' AND entities.retired_at IS NOT NULL
+                         AND entities.kind = EXCLUDED.kind AND entities.retired_at IS NOT NULL
                      RETURNING (xmax = 0) OR coalesce((SELECT was_retired FROM before), false)",
                 )
                 .await?,
                 &[
                     &repository,
-                    &pull.id(),
-                    &pull.provider,
-                    &pull.upstream_id,
-                    &number,
+                    &child.id(),
+                    &child.provider,
+                    &child.upstream_id,
+                    properties,
+                    &child.kind.as_str(),
                 ],
             )
             .await?;
         if row.is_some() {
-            return Ok(PullEnrolment::Enrolled);
+            return Ok(ChildEnrolment::Enrolled);
         }
         // No row written: already active under this repository, or refused.
         let known = c
@@ -80,13 +105,13 @@ impl Store {
                        AND p.retired_at IS NULL",
                 )
                 .await?,
-                &[&pull.id(), &repository],
+                &[&child.id(), &repository],
             )
             .await?;
         Ok(if known.is_some() {
-            PullEnrolment::Known
+            ChildEnrolment::Known
         } else {
-            PullEnrolment::NoRepository
+            ChildEnrolment::NoRepository
         })
     }
 

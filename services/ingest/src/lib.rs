@@ -894,27 +894,32 @@ async fn registry(st: &AppState, plan: &Plan) -> Result<(), StoreUnavailable> {
             }
         }
     }
-    // Pull requests join their repository's project, whatever the enrolment setting: they
-    // exist only under a registered repository.
-    for p in &plan.pulls {
+    // Pull requests and artifacts join their repository's project, whatever the enrolment
+    // setting: they exist only under a registered repository.
+    for c in &plan.children {
         let enrolled = tokio::time::timeout(
             STORE_TIMEOUT,
             st.store
-                .enroll_pull_request(&p.repository.id(), &p.pull, p.number),
+                .enroll_child(&c.repository.id(), &c.child, &c.properties),
         )
         .await;
-        match bounded("enroll pull request", enrolled)? {
-            plumbline_store::PullEnrolment::Enrolled => {
+        let kind = c.child.kind;
+        match bounded("enroll child entity", enrolled)? {
+            plumbline_store::ChildEnrolment::Enrolled => {
+                let change = match kind {
+                    plumbline_domain::EntityKind::Artifact => "artifact_enrolled",
+                    _ => "pull_request_enrolled",
+                };
                 st.metrics.inc(
                     &plumbline_telemetry::catalog::INGEST_REGISTRY_CHANGES,
-                    &[("change", "pull_request_enrolled")],
+                    &[("change", change)],
                     1,
                 );
-                tracing::info!(entity = %p.pull.id(), repository = %p.repository.id(), number = p.number, "pull request enrolled");
+                tracing::info!(entity = %c.child.id(), %kind, repository = %c.repository.id(), "entity enrolled under its repository");
             }
-            plumbline_store::PullEnrolment::Known => {}
-            plumbline_store::PullEnrolment::NoRepository => {
-                tracing::debug!(entity = %p.pull.id(), repository = %p.repository.id(), "pull request of a repository that is not registered: not enrolled");
+            plumbline_store::ChildEnrolment::Known => {}
+            plumbline_store::ChildEnrolment::NoRepository => {
+                tracing::debug!(entity = %c.child.id(), %kind, repository = %c.repository.id(), "entity of a repository that is not registered: not enrolled");
             }
         }
     }

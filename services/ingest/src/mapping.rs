@@ -41,6 +41,8 @@ pub const OTHER_KNOWN_EVENTS: &[&str] = &[
     "installation_repositories",
     "pull_request",
     "release",
+    "package",
+    "registry_package",
 ];
 
 /// Whether `event` is one Plumbline understands (it gets a metrics label of its own).
@@ -80,18 +82,24 @@ pub struct Plan {
     /// The GitHub App installation that delivered the event (`installation.id`), if any:
     /// repositories it enrolls join the project that installation is a provider of.
     pub installation: Option<i64>,
-    /// Pull requests to enroll under their repository (only if that repository is registered;
-    /// the evaluator then confirms each is open, or retires it).
-    pub pulls: Vec<PullRef>,
+    /// Pull requests and artifacts to enroll under their repository (only if that repository
+    /// is registered; the evaluator then confirms each with GitHub, or retires it).
+    pub children: Vec<ChildRef>,
 }
 
-/// A pull request a webhook names, under the repository it was opened against.
+/// A pull request or an artifact a webhook names, under the repository it belongs to, with
+/// what the evaluator needs to find it again (a pull request's number; a package's account,
+/// account kind and name). Nothing else of the payload is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRef {
+pub struct ChildRef {
     pub repository: EntityRef,
-    pub pull: EntityRef,
-    pub number: i64,
+    pub child: EntityRef,
+    pub properties: Value,
 }
+
+/// `package` / `registry_package` actions after which a version exists (a new image, or a
+/// new tag on one).
+const PACKAGE_ACTIONS: &[&str] = &["published", "updated"];
 
 /// `pull_request` actions after which the pull request is open (or may be): it is enrolled.
 /// "closed" is only announced: the evaluator retires it once GitHub says it is closed.
@@ -324,7 +332,7 @@ fn child_event(
         upstream_id: id.to_string(),
     };
     let mut ev = event_for(provider, entity.clone(), reason, &repo, f.event, delivery);
-    let mut pulls = Vec::new();
+    let mut children = Vec::new();
     if kind == EntityKind::PullRequest {
         ev.number = child
             .get("number")
@@ -332,16 +340,78 @@ fn child_event(
             .filter(|n| *n > 0)
             .ok_or_else(|| f.missing("pull_request.number"))?;
         if PULL_OPEN_ACTIONS.contains(&action) {
-            pulls.push(PullRef {
+            children.push(ChildRef {
                 repository: repo.entity_ref(provider),
-                pull: entity,
-                number: ev.number,
+                child: entity,
+                properties: serde_json::json!({ "number": ev.number }),
             });
         }
     }
     Ok(Mapped::Plan(Plan {
         events: vec![ev],
-        pulls,
+        children,
+        ..Plan::default()
+    }))
+}
+
+/// A container image version published by a repository's workflow (`package` or
+/// `registry_package`, under the key of the same name). Other package types are not entities.
+fn package_event(
+    provider: &str,
+    f: &Fields<'_>,
+    payload: &Value,
+    key: &str,
+    delivery: &str,
+) -> Result<Mapped, MappingError> {
+    let action = payload.get("action").and_then(Value::as_str).unwrap_or("");
+    if !PACKAGE_ACTIONS.contains(&action) {
+        return Ok(Mapped::Ignored("package action that adds no version"));
+    }
+    let package = f.object(payload, key, "package")?;
+    let package_type = package
+        .get("package_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !package_type.eq_ignore_ascii_case("container") {
+        return Ok(Mapped::Ignored("not a container package"));
+    }
+    let repo = f.repository(payload)?;
+    let name = f.name(package, "name", "package.name")?;
+    let owner = package
+        .get("owner")
+        .filter(|o| o.is_object())
+        .ok_or_else(|| f.missing("package.owner"))?;
+    let owner_login = f.name(owner, "login", "package.owner.login")?;
+    let owner_type = owner.get("type").and_then(Value::as_str).unwrap_or("User");
+    let version = f.object(package, "package_version", "package.package_version")?;
+    let version_id = f.id(version, "package.package_version.id")?;
+    let entity = EntityRef {
+        provider: provider.to_string(),
+        kind: EntityKind::Artifact,
+        upstream_id: version_id.to_string(),
+    };
+    let ev = event_for(
+        provider,
+        entity.clone(),
+        EventReason::Webhook,
+        &repo,
+        f.event,
+        delivery,
+    );
+    Ok(Mapped::Plan(Plan {
+        events: vec![ev],
+        children: vec![ChildRef {
+            repository: repo.entity_ref(provider),
+            child: entity,
+            properties: serde_json::json!({
+                "type": "container",
+                "package_owner": owner_login,
+                "package_owner_type": if owner_type.eq_ignore_ascii_case("organization") { "Organization" } else { "User" },
+                "package_name": name,
+                "version_id": version_id,
+                "repo_id": repo.id,
+            }),
+        }],
         ..Plan::default()
     }))
 }
@@ -504,6 +574,7 @@ pub fn map_event(
             EntityKind::Release,
             delivery,
         ),
+        "package" | "registry_package" => package_event(provider, &f, payload, event, delivery),
         e if REPOSITORY_EVENTS.contains(&e) => Ok(Mapped::Plan(reevaluate(f.repository(payload)?))),
         _ => Ok(Mapped::Unknown),
     }
@@ -652,6 +723,55 @@ mod tests {
     }
 
     #[test]
+    fn container_packages_enroll_their_version_under_the_repository() {
+        let payload = |action: &str, package_type: &str| {
+            json!({"action": action, "repository": repo(), "package": {
+                "name": "web", "package_type": package_type,
+                "owner": {"login": "o", "type": "Organization"},
+                "package_version": {"id": 77, "version": "sha256:00"}}})
+        };
+        for event in ["package", "registry_package"] {
+            let mut body = payload("published", "CONTAINER");
+            if event == "registry_package" {
+                let p = body["package"].take();
+                body["registry_package"] = p;
+            }
+            let p = plan(map_event("github", event, "d", &body));
+            let ev = &p.events[0];
+            assert_eq!(ev.entity_ref().expect("ref").id(), "github/artifact/77");
+            assert_eq!(
+                ev.parent.as_ref().map(|r| r.upstream_id.as_str()),
+                Some("42")
+            );
+            assert_eq!(
+                p.children,
+                vec![ChildRef {
+                    repository: EntityRef::repository("github", 42),
+                    child: ev.entity_ref().expect("ref"),
+                    properties: json!({"type": "container", "package_owner": "o",
+                        "package_owner_type": "Organization", "package_name": "web",
+                        "version_id": 77, "repo_id": 42}),
+                }],
+                "{event}"
+            );
+        }
+        assert_eq!(
+            map_event("github", "package", "d", &payload("published", "npm")),
+            Ok(Mapped::Ignored("not a container package"))
+        );
+        assert!(matches!(
+            map_event("github", "package", "d", &payload("deleted", "container")),
+            Ok(Mapped::Ignored(_))
+        ));
+        let mut no_version = payload("updated", "container");
+        no_version["package"]["package_version"] = json!({"id": "x"});
+        assert!(map_event("github", "package", "d", &no_version).is_err());
+        let mut no_repo = payload("updated", "container");
+        no_repo["repository"] = Value::Null;
+        assert!(map_event("github", "package", "d", &no_repo).is_err());
+    }
+
+    #[test]
     fn pull_requests_and_releases_name_their_repository() {
         let p = plan(map_event(
             "github",
@@ -667,11 +787,11 @@ mod tests {
             Some("42")
         );
         assert_eq!(
-            p.pulls,
-            vec![PullRef {
+            p.children,
+            vec![ChildRef {
                 repository: EntityRef::repository("github", 42),
-                pull: ev.entity_ref().expect("ref"),
-                number: 3,
+                child: ev.entity_ref().expect("ref"),
+                properties: json!({"number": 3}),
             }],
             "an opened pull request is enrolled under its repository"
         );
@@ -682,7 +802,7 @@ mod tests {
             "d",
             &json!({"action": "closed", "repository": repo(), "pull_request": {"id": 9, "number": 3}}),
         ));
-        assert!(closed.pulls.is_empty());
+        assert!(closed.children.is_empty());
         assert_eq!(closed.events.len(), 1);
         for action in ["synchronize", "reopened", "edited", "labeled"] {
             let p = plan(map_event(
@@ -691,7 +811,7 @@ mod tests {
                 "d",
                 &json!({"action": action, "repository": repo(), "pull_request": {"id": 9, "number": 3}}),
             ));
-            assert_eq!(p.pulls.len(), 1, "{action}");
+            assert_eq!(p.children.len(), 1, "{action}");
         }
         assert!(
             map_event(

@@ -64,6 +64,19 @@ const PAYLOAD: Keep = Keep::Keys(&[
         Keep::Keys(&[("id", Keep::Leaf), ("number", Keep::Leaf)]),
     ),
     ("release", Keep::Keys(&[("id", Keep::Leaf)])),
+    ("package", PACKAGE),
+    ("registry_package", PACKAGE),
+]);
+
+/// The package of `package` and `registry_package` events.
+const PACKAGE: Keep = Keep::Keys(&[
+    ("name", Keep::Leaf),
+    ("package_type", Keep::Leaf),
+    (
+        "owner",
+        Keep::Keys(&[("login", Keep::Leaf), ("type", Keep::Leaf)]),
+    ),
+    ("package_version", Keep::Keys(&[("id", Keep::Leaf)])),
 ]);
 
 /// Parses `body` as JSON, keeping what the mapping reads. Errors are serde_json's.

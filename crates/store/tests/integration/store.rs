@@ -1441,7 +1441,7 @@ async fn a_batch_of_entities_is_written_as_each_alone() {
 #[tokio::test]
 async fn pull_requests_live_under_their_registered_repository() {
     use plumbline_domain::{EntityKind, EntityRef};
-    use plumbline_store::PullEnrolment;
+    use plumbline_store::ChildEnrolment;
     let db = TestDatabase::new().await;
     let s = db.store();
     let pr = |id: u64| EntityRef {
@@ -1454,7 +1454,7 @@ async fn pull_requests_live_under_their_registered_repository() {
         s.enroll_pull_request("github/repository/9", &pr(500), 3)
             .await
             .expect("enroll"),
-        PullEnrolment::NoRepository
+        ChildEnrolment::NoRepository
     );
     assert!(s
         .get_entity("github/pull_request/500")
@@ -1466,13 +1466,13 @@ async fn pull_requests_live_under_their_registered_repository() {
         s.enroll_pull_request("github/repository/9", &pr(500), 3)
             .await
             .expect("enroll"),
-        PullEnrolment::Enrolled
+        ChildEnrolment::Enrolled
     );
     assert_eq!(
         s.enroll_pull_request("github/repository/9", &pr(500), 3)
             .await
             .expect("again"),
-        PullEnrolment::Known
+        ChildEnrolment::Known
     );
     // A repository id cannot be enrolled as a pull request, nor a pull request under a
     // pull request.
@@ -1488,7 +1488,7 @@ async fn pull_requests_live_under_their_registered_repository() {
         s.enroll_pull_request("github/pull_request/500", &pr(501), 1)
             .await
             .expect("under a pull request"),
-        PullEnrolment::NoRepository
+        ChildEnrolment::NoRepository
     );
     let got = s
         .get_entity("github/pull_request/500")
@@ -1534,7 +1534,7 @@ async fn pull_requests_live_under_their_registered_repository() {
         s.enroll_pull_request("github/repository/9", &pr(500), 3)
             .await
             .expect("replay"),
-        PullEnrolment::NoRepository
+        ChildEnrolment::NoRepository
     );
     // Once the repository is back, a reopened pull request is enrolled again.
     s.upsert_entity(&repo(9, "svc")).await.expect("back");
@@ -1542,6 +1542,6 @@ async fn pull_requests_live_under_their_registered_repository() {
         s.enroll_pull_request("github/repository/9", &pr(500), 3)
             .await
             .expect("reopened"),
-        PullEnrolment::Enrolled
+        ChildEnrolment::Enrolled
     );
 }
