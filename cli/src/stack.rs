@@ -53,6 +53,11 @@ pub struct StackConfig {
     /// Hosts data sources and vulnerability checks may reach over http and on loopback (the
     /// services' `--egress-http-allow-host` and `--egress-private-allow-host`): a test's OSV.
     pub egress_local_hosts: Vec<String>,
+    /// The container registry artifact rules read (the evaluator's `--artifact-registry`);
+    /// a loopback one is spoken to over plain HTTP. None: ghcr.io.
+    pub artifact_registry: Option<String>,
+    /// Private Sigstore roots by name (`--sigstore-trusted-root NAME=PATH`).
+    pub sigstore_roots: Vec<(String, std::path::PathBuf)>,
 }
 
 impl StackConfig {
@@ -80,6 +85,8 @@ impl StackConfig {
             evaluator_quota_floor: plumbline_evaluator::DEFAULT_QUOTA_FLOOR,
             evaluator_etag_cache_mib: plumbline_runtime::DEFAULT_GITHUB_ETAG_CACHE_MIB,
             egress_local_hosts: Vec::new(),
+            artifact_registry: None,
+            sigstore_roots: Vec::new(),
         }
     }
 }
@@ -213,6 +220,16 @@ impl Stack {
         ec.consumer.session_timeout_ms = self.config.session_timeout.as_millis() as u64;
         ec.catalog_max_staleness_ms = 500;
         ec.quota_floor = self.config.evaluator_quota_floor;
+        if let Some(registry) = &self.config.artifact_registry {
+            ec.artifacts.artifact_registry = registry.clone();
+            ec.artifacts.artifact_registry_plain_http = true;
+        }
+        ec.artifacts.sigstore_trusted_roots = self
+            .config
+            .sigstore_roots
+            .iter()
+            .map(|(name, path)| format!("{name}={}", path.display()))
+            .collect();
         let r = plumbline_evaluator::start(ec, token.clone())
             .await
             .context("starting evaluator")?;

@@ -6,6 +6,7 @@
 //! synchronous (callers on an async runtime put it on a blocking thread). This crate knows
 //! nothing of Kafka, Postgres or the tokio runtime.
 
+pub mod artifact;
 pub mod datasource;
 pub mod deps;
 pub mod eval;
@@ -66,6 +67,10 @@ pub enum IngestError {
     /// unsupported ingest type): an `error` verdict.
     #[error(transparent)]
     Rule(EngineError),
+    /// The rule is not about this entity (an artifact version its params do not choose): a
+    /// `skipped` verdict, with the reason.
+    #[error("not applicable: {0}")]
+    NotApplicable(String),
 }
 
 /// The result of evaluating one rule for one entity.
@@ -261,6 +266,8 @@ enum CompiledIngest {
     Deps {
         branch: Option<Template>,
     },
+    /// A container image version and its Sigstore signatures (`artifact` ingest).
+    Artifact,
     Unsupported(String),
 }
 
@@ -502,6 +509,15 @@ impl CompiledRule {
                     }
                 }
             }
+            ("artifact", _) => {
+                if rule_type.def.in_entity != "artifact" {
+                    return Err(EngineError::Parse(format!(
+                        "artifact ingest reads artifacts; in_entity is {:?}",
+                        rule_type.def.in_entity
+                    )));
+                }
+                CompiledIngest::Artifact
+            }
             (other, _) => {
                 CompiledIngest::Unsupported(format!("ingest type {other:?} is not supported yet"))
             }
@@ -656,6 +672,7 @@ impl CompiledRule {
                 return Err(IngestError::Rule(EngineError::Unsupported(why.clone())))
             }
             CompiledIngest::DiffFull => pull_diff::full(provider, inv.entity).await?,
+            CompiledIngest::Artifact => artifact::ingest(provider, inv.entity, inv.params).await?,
             CompiledIngest::DiffDeps(ecosystems) => {
                 pull_diff::deps(provider, inv.entity, ecosystems).await?
             }
@@ -825,6 +842,7 @@ impl CompiledRule {
         match self.ingest(inv, provider).await {
             Ok(i) => Ok(self.evaluate(&i, inv)),
             Err(IngestError::Rule(e)) => Ok(Outcome::error(e)),
+            Err(IngestError::NotApplicable(why)) => Ok(Outcome::new(EvalStatus::Skipped, why)),
             Err(IngestError::Transient(e)) => Err(e),
         }
     }

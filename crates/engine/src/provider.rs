@@ -71,6 +71,26 @@ pub trait Provider: Send + Sync {
         branch: &str,
     ) -> Result<Arc<FileTree>, ProviderError>;
 
+    /// The signatures stored beside a container image in the registry this provider's images
+    /// are published to (cosign's `.sig` tag, OCI referrers). A provider with no registry
+    /// configured refuses, so an artifact rule is an `error`, never a pass.
+    async fn image_signatures(
+        &self,
+        image: &plumbline_sigstore::ImageRef,
+    ) -> Result<Vec<plumbline_sigstore::Evidence>, ProviderError> {
+        Err(ProviderError::Failed(format!(
+            "no container registry is configured to read {}@{} from",
+            image.repository, image.digest
+        )))
+    }
+
+    /// The Sigstore trust root the operator configured under `name` (an artifact rule's
+    /// `sigstore` param); `None` when there is none by that name.
+    fn sigstore_root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {
+        let _ = name;
+        None
+    }
+
     /// The API roots an entity's rules may address (rest ingest and remediation endpoints,
     /// data-source calls sent with the provider's credentials); see [`crate::scope`]. `None`
     /// means unconfined, which only a provider that reaches no real API may answer (the
@@ -144,6 +164,17 @@ impl Provider for Memo<'_> {
         cell.get_or_init(|| self.inner.request_with_headers(m, path, None, headers))
             .await
             .clone()
+    }
+
+    async fn image_signatures(
+        &self,
+        image: &plumbline_sigstore::ImageRef,
+    ) -> Result<Vec<plumbline_sigstore::Evidence>, ProviderError> {
+        self.inner.image_signatures(image).await
+    }
+
+    fn sigstore_root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {
+        self.inner.sigstore_root(name)
     }
 
     async fn fetch_tree(

@@ -28,6 +28,39 @@ pub fn provider_error(e: GitHubError) -> ProviderError {
     }
 }
 
+/// What artifact rules read with: one container registry (the one the provider's packages are
+/// published to) and the Sigstore trust roots the operator configured, by name.
+pub struct Artifacts {
+    pub registry: plumbline_sigstore::Registry,
+    pub auth: plumbline_sigstore::RegistryAuth,
+    pub roots: std::collections::HashMap<String, Arc<plumbline_sigstore::TrustRoot>>,
+}
+
+/// A registry that cannot be reached or answers 5xx/429 is worth trying again; any other
+/// failure is the rule's `error`.
+fn registry_error(e: plumbline_sigstore::Error) -> ProviderError {
+    use plumbline_sigstore::Error as E;
+    let transient = match &e {
+        E::Request { .. } => true,
+        E::Status { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
+    };
+    let mut message = format!("container registry: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    if transient {
+        ProviderError::Transient {
+            message,
+            until: None,
+        }
+    } else {
+        ProviderError::Failed(message)
+    }
+}
+
 fn method(m: &str) -> Result<Method, ProviderError> {
     Method::from_bytes(m.to_ascii_uppercase().as_bytes())
         .map_err(|_| ProviderError::Failed(format!("bad method {m:?}")))
@@ -164,6 +197,8 @@ impl Fetcher for BlockingGitHubFetcher {
 #[derive(Clone)]
 pub struct GitHubProvider {
     github: GitHub,
+    /// The container registry and Sigstore roots artifact rules read (none: they are errors).
+    artifacts: Option<Arc<Artifacts>>,
     trees: Arc<TreeCache>,
     /// Room for tarballs being downloaded, in MiB (see [`GitHubProvider::with_download_budget`]).
     downloads: Arc<tokio::sync::Semaphore>,
@@ -178,6 +213,7 @@ impl GitHubProvider {
     pub fn new(github: GitHub, tree_cache_bytes: u64) -> Self {
         GitHubProvider {
             github,
+            artifacts: None,
             trees: Arc::new(TreeCache::new(tree_cache_bytes)),
             downloads: Arc::new(tokio::sync::Semaphore::new(
                 (DEFAULT_DOWNLOAD_BUDGET >> 20) as usize,
@@ -197,6 +233,13 @@ impl GitHubProvider {
 
     pub fn github(&self) -> &GitHub {
         &self.github
+    }
+
+    /// Reads container images' signatures from `artifacts`' registry and verifies them against
+    /// its roots (artifact rules).
+    pub fn with_artifacts(mut self, artifacts: Arc<Artifacts>) -> Self {
+        self.artifacts = Some(artifacts);
+        self
     }
 
     /// The same provider acting with another credential (an entity's own provider), sharing
@@ -276,6 +319,26 @@ impl Provider for GitHubProvider {
             .await
             .map(response)
             .map_err(provider_error)
+    }
+
+    async fn image_signatures(
+        &self,
+        image: &plumbline_sigstore::ImageRef,
+    ) -> Result<Vec<plumbline_sigstore::Evidence>, ProviderError> {
+        let Some(a) = &self.artifacts else {
+            return Err(ProviderError::Failed(format!(
+                "no container registry is configured to read {}@{} from",
+                image.repository, image.digest
+            )));
+        };
+        a.registry
+            .signatures(image, &a.auth)
+            .await
+            .map_err(registry_error)
+    }
+
+    fn sigstore_root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {
+        self.artifacts.as_ref()?.roots.get(name).cloned()
     }
 
     async fn fetch_tree(

@@ -15,7 +15,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("plumbline-telemetry", &[]),
     ("plumbline-reload", &[]),
     // Adapters: one owner per heavy dependency (regorus/jaq, tokio-postgres, rdkafka, octocrab).
-    ("plumbline-engine", &["plumbline-domain"]),
+    // The engine's artifact ingest speaks the Sigstore crate's types (evidence, verification).
+    (
+        "plumbline-engine",
+        &["plumbline-domain", "plumbline-sigstore"],
+    ),
     ("plumbline-store", &["plumbline-domain"]),
     (
         "plumbline-bus",
@@ -25,10 +29,17 @@ const LAYERS: &[(&str, &[&str])] = &[
         "plumbline-github",
         &["plumbline-reload", "plumbline-telemetry"],
     ),
+    // Sigstore signatures of container images: the one owner of sigstore-rs and oci-client.
+    ("plumbline-sigstore", &["plumbline-domain"]),
     // The engine's provider, implemented on the GitHub client.
     (
         "plumbline-github-provider",
-        &["plumbline-domain", "plumbline-engine", "plumbline-github"],
+        &[
+            "plumbline-domain",
+            "plumbline-engine",
+            "plumbline-github",
+            "plumbline-sigstore",
+        ],
     ),
     // What every service binary shares: flags, secrets files, the service main.
     (
@@ -68,6 +79,7 @@ const BELOW_SERVICES: &[&str] = &[
     "plumbline-store",
     "plumbline-bus",
     "plumbline-github",
+    "plumbline-sigstore",
     "plumbline-github-provider",
     "plumbline-runtime",
 ];
@@ -191,9 +203,13 @@ fn nothing_that_ships_carries_the_simulator_or_test_helpers() {
             if d.name == "plumbline-osv-sim" {
                 broken.push(format!("{name} depends on the OSV simulator (tests only)"));
             }
-            if d.features.iter().any(|f| f == "testing") {
+            if let Some(f) = d
+                .features
+                .iter()
+                .find(|f| *f == "testing" || *f == "testkit")
+            {
                 broken.push(format!(
-                    "{name} turns on {}'s `testing` feature outside its tests",
+                    "{name} turns on {}'s `{f}` feature outside its tests",
                     d.name
                 ));
             }
@@ -253,6 +269,8 @@ fn the_production_cli_has_no_simulator() {
         "plumbline-ingest ",
         "plumbline-evaluator ",
         "plumbline-actuator ",
+        // The Sigstore test kit's certificate builder.
+        "rcgen ",
     ] {
         assert!(
             !tree.lines().any(|l| l.starts_with(banned)),

@@ -28,6 +28,33 @@ pub fn marker(entity_id: &str, profile: &str, rule_name: &str) -> String {
     )
 }
 
+/// What an alert is about: the repository, or for an artifact the image in it (package, tags
+/// and digest), since the advisory is opened on the repository that publishes the image.
+pub fn subject(entity: &Entity) -> String {
+    let repo = format!("{}/{}", entity.owner, entity.name);
+    if entity.entity_ref.kind != plumbline_domain::EntityKind::Artifact {
+        return repo;
+    }
+    let p = &entity.properties;
+    let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+    let tags: Vec<&str> = p
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "{repo} image {}/{}:{} ({})",
+        text("package_owner"),
+        text("package_name"),
+        if tags.is_empty() {
+            "untagged".to_string()
+        } else {
+            tags.join(",")
+        },
+        text("digest")
+    )
+}
+
 /// Summary (advisory) or title (issue).
 pub fn summary(rule: &CompiledRule, v: &Verdict, entity: &Entity) -> String {
     let what = if rule.rule_type.display_name.is_empty() {
@@ -36,17 +63,18 @@ pub fn summary(rule: &CompiledRule, v: &Verdict, entity: &Entity) -> String {
         rule.rule_type.display_name.as_str()
     };
     let s = format!(
-        "Plumbline: {}/{} fails \"{what}\" ({} in profile {})",
-        entity.owner, entity.name, v.rule_name, v.profile
+        "Plumbline: {} fails \"{what}\" ({} in profile {})",
+        subject(entity),
+        v.rule_name,
+        v.profile
     );
     s.chars().take(1000).collect()
 }
 
 pub fn description(rule: &CompiledRule, v: &Verdict, entity: &Entity, marker: &str) -> String {
     let mut d = format!(
-        "Plumbline evaluated **{}/{}** against rule `{}` (rule type `{}`) of profile `{}`, and it fails.\n\n**What was found:** {}\n",
-        entity.owner,
-        entity.name,
+        "Plumbline evaluated **{}** against rule `{}` (rule type `{}`) of profile `{}`, and it fails.\n\n**What was found:** {}\n",
+        subject(entity),
         v.rule_name,
         v.rule_type,
         v.profile,

@@ -28,6 +28,7 @@ impl Actuator {
             Ok(i) => i,
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
             Err(IngestError::Rule(e)) => return Ok(Err(format!("live state cannot be read: {e}"))),
+            Err(e @ IngestError::NotApplicable(_)) => return Ok(Err(e.to_string())),
         };
         evaluate_on_blocking_pool(
             job.rule.clone(),
@@ -180,7 +181,7 @@ impl Actuator {
         };
         let plan = match job.rule.plan_remediation(&inv, job.provider).await {
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),
-            Err(IngestError::Rule(e)) => {
+            Err(e @ (IngestError::Rule(_) | IngestError::NotApplicable(_))) => {
                 tracing::warn!(entity = %job.entity_id, rule = %job.verdict.rule_name, error = %e, "remediation cannot be planned");
                 self.finish(
                     job,

@@ -8,7 +8,10 @@
 //! Records are processed one at a time per replica for now, which trivially keeps each entity's
 //! events ordered (the key pins an entity to a partition, the partition to one group member).
 
+mod artifact;
+mod artifact_args;
 mod catalog;
+pub use artifact_args::{ArtifactArgs, ArtifactArgsError};
 mod pull_request;
 mod writes;
 
@@ -74,6 +77,9 @@ pub struct EvaluatorConfig {
     /// evaluated). 0 starts evaluations until GitHub refuses.
     #[arg(long, env = "PLUMB_EVALUATOR_QUOTA_FLOOR", default_value_t = DEFAULT_QUOTA_FLOOR)]
     pub quota_floor: u64,
+
+    #[command(flatten)]
+    pub artifacts: ArtifactArgs,
 }
 
 /// The evaluator's consumer: group `plumbline-evaluator`, 32 entities at once (most of an
@@ -98,6 +104,7 @@ impl EvaluatorConfig {
             tree_cache_mib: DEFAULT_TREE_CACHE_MIB,
             tree_download_mib: DEFAULT_TREE_DOWNLOAD_MIB,
             quota_floor: DEFAULT_QUOTA_FLOOR,
+            artifacts: ArtifactArgs::default(),
         }
     }
 }
@@ -106,6 +113,8 @@ impl EvaluatorConfig {
 pub enum EvaluatorError {
     #[error(transparent)]
     Open(#[from] plumbline_runtime::OpenError),
+    #[error("artifact settings")]
+    Artifacts(#[from] ArtifactArgsError),
 }
 
 /// The client and provider one entity is read with: its project's credential.
@@ -145,6 +154,8 @@ pub async fn start(
     config: EvaluatorConfig,
     shutdown: CancellationToken,
 ) -> Result<Running, EvaluatorError> {
+    // Checked before anything is opened: a bad root or registry stops start-up.
+    let artifacts = Arc::new(config.artifacts.open()?);
     let plumbline_runtime::Consuming {
         topics,
         store,
@@ -175,7 +186,8 @@ pub async fn start(
             credentials.own().clone(),
             config.tree_cache_mib.saturating_mul(1 << 20),
         )
-        .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20)),
+        .with_download_budget(config.tree_download_mib.saturating_mul(1 << 20))
+        .with_artifacts(artifacts),
         credentials,
         quotas: plumbline_runtime::quota::QuotaReporter::new(),
         quota_floor: config.quota_floor,
@@ -489,15 +501,7 @@ impl Evaluator {
     ) -> Result<Identity, Failure> {
         match pull_request::confirm(github, entity).await {
             Ok(pull_request::PullCheck::Open(properties)) => {
-                self.store
-                    .merge_properties(&entity.id(), &properties)
-                    .await
-                    .map_err(store_failure)?;
-                if let (Some(props), serde_json::Value::Object(new)) =
-                    (entity.properties.as_object_mut(), properties)
-                {
-                    props.extend(new);
-                }
+                self.keep_properties(entity, properties).await?;
                 Ok(Identity::Confirmed)
             }
             Ok(pull_request::PullCheck::Gone(why)) => Ok(Identity::Gone(why)),
@@ -508,6 +512,46 @@ impl Evaluator {
                 entity.full_name()
             ))),
         }
+    }
+
+    /// A container image version as GitHub has it now (see [`artifact`]): its digest and tags
+    /// refreshed, retired when deleted.
+    async fn confirm_artifact(
+        &self,
+        github: &GitHub,
+        entity: &mut Entity,
+    ) -> Result<Identity, Failure> {
+        match artifact::confirm(github, entity).await {
+            Ok(artifact::ArtifactCheck::Present(properties)) => {
+                self.keep_properties(entity, properties).await?;
+                Ok(Identity::Confirmed)
+            }
+            Ok(artifact::ArtifactCheck::Gone(why)) => Ok(Identity::Gone(why)),
+            Ok(artifact::ArtifactCheck::Problem(why)) => Ok(Identity::Problem(why)),
+            Err(e) if e.is_retryable() => Err(provider_unavailable(provider_error(e))),
+            Err(e) => Ok(Identity::Problem(format!(
+                "the artifact could not be read ({}: {e}): not evaluated",
+                entity.id()
+            ))),
+        }
+    }
+
+    /// Merges what GitHub says into the stored properties and the entity at hand.
+    async fn keep_properties(
+        &self,
+        entity: &mut Entity,
+        properties: serde_json::Value,
+    ) -> Result<(), Failure> {
+        self.store
+            .merge_properties(&entity.id(), &properties)
+            .await
+            .map_err(store_failure)?;
+        if let (Some(props), serde_json::Value::Object(new)) =
+            (entity.properties.as_object_mut(), properties)
+        {
+            props.extend(new);
+        }
+        Ok(())
     }
 
     /// One entity event: the entity as GitHub confirms it, every rule of every profile that
@@ -612,7 +656,92 @@ impl Evaluator {
         );
         self.record_cache_stats();
         tracing::debug!(entity = %id, verdicts = verdicts.len(), "entity evaluated");
+        if let Ok(a) = &acting {
+            self.discover_artifacts(&event, &entity, &a.github, &snapshot)
+                .await;
+        }
         Ok(())
+    }
+
+    /// On a sweep (or a registration) of a repository whose project has artifact rules: the
+    /// container image versions its packages hold that are not enrolled yet (a lost `package`
+    /// webhook) are enrolled and sent for evaluation. Outside the evaluation's recorded reads,
+    /// so they never count among the repository's validators. A failure is logged and the next
+    /// sweep tries again.
+    async fn discover_artifacts(
+        &self,
+        event: &EntityEvent,
+        entity: &Entity,
+        github: &GitHub,
+        snapshot: &catalog::Snapshot,
+    ) {
+        use plumbline_proto::v1::EventReason;
+        let reason = EventReason::try_from(event.reason).unwrap_or(EventReason::Unspecified);
+        if entity.entity_ref.kind != plumbline_domain::EntityKind::Repository
+            || !matches!(
+                reason,
+                EventReason::Sweep | EventReason::Registered | EventReason::Manual
+            )
+            || !snapshot.profiles.iter().any(|p| {
+                p.compiled
+                    .as_ref()
+                    .is_ok_and(|c| !c.profile.artifact.is_empty())
+            })
+        {
+            return;
+        }
+        let found = match artifact::discover(github, entity).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(entity = %entity.id(), error = %e, "container packages could not be listed: the next sweep tries again");
+                return;
+            }
+        };
+        let parent = entity.entity_ref.clone();
+        for f in found {
+            let child = plumbline_domain::EntityRef {
+                provider: parent.provider.clone(),
+                kind: plumbline_domain::EntityKind::Artifact,
+                upstream_id: f.version_id.to_string(),
+            };
+            match self
+                .store
+                .enroll_child(&parent.id(), &child, &f.properties)
+                .await
+            {
+                Ok(plumbline_store::ChildEnrolment::Enrolled) => {
+                    let mut ev = EntityEvent::new(&child, plumbline_domain::EventReason::Sweep);
+                    ev.owner = entity.owner.clone();
+                    ev.name = entity.name.clone();
+                    ev.parent = Some(plumbline_proto::v1::EntityRef::from(&parent));
+                    let trace = plumbline_bus::TraceContext::current();
+                    let sent = self
+                        .producer
+                        .publish(
+                            &self.topics.entity_events,
+                            &child.id(),
+                            &ev.encode_to_vec(),
+                            "dev.plumbline.entity_event.v1",
+                            &ev.event_id,
+                            &trace,
+                            &BTreeMap::new(),
+                        )
+                        .await;
+                    match sent {
+                        Ok(_) => {
+                            tracing::info!(entity = %child.id(), repository = %parent.id(), "artifact found by the sweep enrolled")
+                        }
+                        Err(e) => {
+                            tracing::warn!(entity = %child.id(), error = %e, "artifact enrolled, its event not sent: the next sweep evaluates it")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(entity = %child.id(), error = %e, "artifact could not be enrolled: the next sweep tries again");
+                }
+            }
+        }
     }
 
     /// Whether a sweep finds the entity as its last evaluation left it: every GitHub read that
@@ -665,6 +794,9 @@ impl Evaluator {
                         pull_request::confirming_path(entity)
                             .is_some_and(|p| vs.iter().any(|v| v.path == p && v.headers.is_empty()))
                     }
+                    // Signatures live in the container registry, which no GitHub validator
+                    // covers: an artifact is always evaluated again.
+                    plumbline_domain::EntityKind::Artifact => false,
                     _ => true,
                 }
             });
@@ -773,6 +905,9 @@ impl Evaluator {
             plumbline_domain::EntityKind::PullRequest => {
                 self.confirm_pull_request(&acting.github, &mut entity)
                     .await?
+            }
+            plumbline_domain::EntityKind::Artifact => {
+                self.confirm_artifact(&acting.github, &mut entity).await?
             }
             _ => return Ok(Some((entity, Ok(acting)))),
         };
@@ -988,6 +1123,9 @@ impl Evaluator {
         let ingested = match rule.ingest(&inv, provider).await {
             Ok(i) => i,
             Err(IngestError::Rule(e)) => return Ok(Outcome::error(e)),
+            Err(IngestError::NotApplicable(why)) => {
+                return Ok(Outcome::new(plumbline_domain::EvalStatus::Skipped, why))
+            }
             // The provider is down or limiting us: retry the record rather than publish an
             // error verdict that says nothing about the repository.
             Err(IngestError::Transient(e)) => return Err(provider_unavailable(e)),

@@ -195,9 +195,11 @@ async fn unsupported_rule_types_are_clear_errors() {
             continue;
         }
         // Implemented since: diff (pull requests only, so an error on this repository), deps
-        // (its eval's data source is not registered here), and trusty, whose service is gone.
+        // (its eval's data source is not registered here), artifact (artifacts only), and
+        // trusty, whose service is gone.
         let diff = rt.def.ingest.kind == "diff";
         let deps = rt.def.ingest.kind == "deps";
+        let artifact = rt.def.ingest.kind == "artifact";
         let trusty = rt.def.eval.kind == "trusty";
         let rule = CompiledRule::compile(rt).expect("unsupported rule types still load");
         let inv = plumbline_engine::Invocation {
@@ -219,6 +221,16 @@ async fn unsupported_rule_types_are_clear_errors() {
         if deps {
             assert!(o.message.contains("data source"), "{}", o.message);
             seen.insert("deps".to_string());
+            continue;
+        }
+        // Artifacts are read from GitHub's packages first: a repository has none of that.
+        if artifact {
+            assert!(
+                o.message.contains("has not been read from GitHub"),
+                "{}",
+                o.message
+            );
+            seen.insert("artifact".to_string());
             continue;
         }
         // The first unsupported part (ingest runs before eval) is named.

@@ -1,0 +1,208 @@
+//! Artifacts: what GitHub says of a container image version now, before any rule is judged
+//! on it.
+//!
+//! Ingest enrolls a version from a `package` webhook, which can be replayed; so the evaluator
+//! reads the package and the version itself and keeps what it finds (the digest, the tags, when
+//! it was made). A version GitHub no longer lists (deleted) is retired. A package that is not
+//! linked to the version's repository any more is not evaluated under it: the link is what
+//! attributes an image to a repository, and a package's owner can move it.
+
+use plumbline_domain::Entity;
+use plumbline_github::{GitHub, GitHubError, PackageOwner};
+use serde_json::{json, Value};
+
+/// What GitHub says of an artifact entity.
+pub(crate) enum ArtifactCheck {
+    /// The version exists: the properties to keep.
+    Present(Value),
+    /// Deleted (or its package is): retire it.
+    Gone(String),
+    /// It cannot be judged under this repository.
+    Problem(String),
+}
+
+/// Where the package lives, from the entity's properties.
+struct Coordinates<'a> {
+    owner_kind: PackageOwner,
+    owner: &'a str,
+    package: &'a str,
+    version_id: u64,
+}
+
+fn coordinates(entity: &Entity) -> Option<Coordinates<'_>> {
+    let p = &entity.properties;
+    Some(Coordinates {
+        owner_kind: PackageOwner::from_account_type(p.get("package_owner_type")?.as_str()?),
+        owner: p.get("package_owner")?.as_str()?,
+        package: p.get("package_name")?.as_str()?,
+        version_id: entity.entity_ref.upstream_id.parse().ok()?,
+    })
+}
+
+pub(crate) async fn confirm(
+    github: &GitHub,
+    entity: &Entity,
+) -> Result<ArtifactCheck, GitHubError> {
+    let Some(at) = coordinates(entity) else {
+        return Ok(ArtifactCheck::Problem(
+            "the artifact has no package coordinates: not evaluated".into(),
+        ));
+    };
+    let shown = format!("{}/{}", at.owner, at.package);
+    let Some(package) = github
+        .get_container_package(at.owner_kind, at.owner, at.package)
+        .await?
+    else {
+        return Ok(ArtifactCheck::Gone(format!("package {shown} is not found")));
+    };
+    // Set at enrolment from the parent's id (the row's parent is that repository).
+    let repository_id = entity.properties.get("repo_id").and_then(Value::as_u64);
+    match (&package.repository, repository_id) {
+        (Some(linked), Some(expected)) if linked.id == expected => {}
+        (linked, _) => {
+            return Ok(ArtifactCheck::Problem(format!(
+                "package {shown} is linked to {}, not to {}: not evaluated under it",
+                linked
+                    .as_ref()
+                    .map(|r| r.full_name.as_str())
+                    .unwrap_or("no repository"),
+                entity.full_name()
+            )))
+        }
+    }
+    let Some(version) = github
+        .get_container_version(at.owner_kind, at.owner, at.package, at.version_id)
+        .await?
+    else {
+        return Ok(ArtifactCheck::Gone(format!(
+            "version {} of package {shown} is not found",
+            at.version_id
+        )));
+    };
+    if !is_digest(&version.name) {
+        return Ok(ArtifactCheck::Problem(format!(
+            "version {} of package {shown} names no image digest: not evaluated",
+            at.version_id
+        )));
+    }
+    Ok(ArtifactCheck::Present(json!({
+        "type": "container",
+        "package_name": package.name,
+        "digest": version.name,
+        "tags": version.tags(),
+        "created_at": version.created_at,
+        "updated_at": version.updated_at,
+        "repo_id": repository_id,
+    })))
+}
+
+/// `sha256:` and 64 lower-case hex digits: the only digests the registry reads take.
+pub(crate) fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// A version found on a sweep: its id, and the properties to enroll it with.
+pub(crate) struct Found {
+    pub version_id: u64,
+    pub properties: Value,
+}
+
+/// At most this many versions are enrolled per repository and sweep: a package with thousands
+/// of tagged images is taken in over several sweeps rather than in one burst.
+pub(crate) const MAX_DISCOVERED_PER_SWEEP: usize = 500;
+
+/// The tagged container image versions of the packages linked to `repository` (a repository
+/// entity), as a sweep finds them: what catches a version whose webhook was lost. Untagged
+/// versions (intermediate layers of multi-platform builds) and cosign's own signature,
+/// attestation and SBOM tags are not artifacts to check.
+pub(crate) async fn discover(
+    github: &GitHub,
+    repository: &Entity,
+) -> Result<Vec<Found>, GitHubError> {
+    let Ok(repo_id) = repository.entity_ref.upstream_id.parse::<u64>() else {
+        return Ok(Vec::new());
+    };
+    let owner = repository.owner.as_str();
+    let (owner_kind, packages) = match github
+        .list_container_packages(PackageOwner::Organization, owner)
+        .await
+    {
+        Ok(p) => (PackageOwner::Organization, p),
+        Err(GitHubError::Status { status: 404, .. }) => (
+            PackageOwner::User,
+            github
+                .list_container_packages(PackageOwner::User, owner)
+                .await?,
+        ),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for package in packages
+        .iter()
+        .filter(|p| p.repository.as_ref().is_some_and(|r| r.id == repo_id))
+    {
+        for version in github
+            .list_container_versions(owner_kind, owner, &package.name)
+            .await?
+        {
+            let tags = version.tags();
+            if tags.is_empty()
+                || tags.iter().any(|t| is_signature_tag(t))
+                || !is_digest(&version.name)
+            {
+                continue;
+            }
+            found.push(Found {
+                version_id: version.id,
+                properties: json!({
+                    "type": "container",
+                    "package_owner": owner,
+                    "package_owner_type": owner_kind.as_str(),
+                    "package_name": package.name,
+                    "version_id": version.id,
+                    "repo_id": repo_id,
+                    "digest": version.name,
+                    "tags": tags,
+                }),
+            });
+            if found.len() >= MAX_DISCOVERED_PER_SWEEP {
+                return Ok(found);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// cosign's tags beside an image: `sha256-<hex>.sig`, `.att`, `.sbom`, and the OCI referrers
+/// tag schema's `sha256-<hex>`.
+pub(crate) fn is_signature_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest
+        .strip_suffix(".sig")
+        .or_else(|| rest.strip_suffix(".att"))
+        .or_else(|| rest.strip_suffix(".sbom"))
+        .unwrap_or(rest);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_and_signature_tags() {
+        let hex = "a".repeat(64);
+        assert!(is_digest(&format!("sha256:{hex}")));
+        assert!(!is_digest(&format!("sha256:{}", "A".repeat(64))));
+        assert!(!is_digest("sha256:abc"));
+        assert!(!is_digest(&format!("sha512:{hex}")));
+        for t in [".sig", ".att", ".sbom", ""] {
+            assert!(is_signature_tag(&format!("sha256-{hex}{t}")), "{t}");
+        }
+        assert!(!is_signature_tag("v1.2.3"));
+        assert!(!is_signature_tag("sha256-short.sig"));
+    }
+}
