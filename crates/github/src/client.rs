@@ -433,6 +433,15 @@ impl GitHub {
         self.config.app.is_some()
     }
 
+    /// Whether this client acts as an App installation (installation tokens cannot read some
+    /// APIs at all, GitHub Packages among them).
+    pub fn is_installation(&self) -> bool {
+        self.config
+            .app
+            .as_ref()
+            .is_some_and(|a| a.installation_id.is_some())
+    }
+
     /// A short, stable identity of the credential (never the secret itself): cache keys, logs
     /// and metrics use it to tell credentials apart.
     pub fn credential_id(&self) -> &str {

@@ -39,10 +39,19 @@ fn coordinates(entity: &Entity) -> Option<Coordinates<'_>> {
     })
 }
 
+/// Why an App installation cannot judge artifacts: GitHub answers its token 400/404 on every
+/// packages endpoint, which must not read as "deleted".
+pub(crate) const INSTALLATION_CANNOT_READ_PACKAGES: &str = "GitHub App installation tokens cannot read GitHub Packages (GitHub does not offer the packages API to Apps): artifacts are judged only for projects whose provider is a personal access token with read:packages";
+
 pub(crate) async fn confirm(
     github: &GitHub,
     entity: &Entity,
 ) -> Result<ArtifactCheck, GitHubError> {
+    if github.is_installation() {
+        return Ok(ArtifactCheck::Problem(
+            INSTALLATION_CANNOT_READ_PACKAGES.into(),
+        ));
+    }
     let Some(at) = coordinates(entity) else {
         return Ok(ArtifactCheck::Problem(
             "the artifact has no package coordinates: not evaluated".into(),
@@ -123,6 +132,10 @@ pub(crate) async fn discover(
     let Ok(repo_id) = repository.entity_ref.upstream_id.parse::<u64>() else {
         return Ok(Vec::new());
     };
+    if github.is_installation() {
+        tracing::debug!(repository = %repository.id(), "{INSTALLATION_CANNOT_READ_PACKAGES}");
+        return Ok(Vec::new());
+    }
     let owner = repository.owner.as_str();
     let (owner_kind, packages) = match github
         .list_container_packages(PackageOwner::Organization, owner)
@@ -191,6 +204,49 @@ pub(crate) fn is_signature_tag(tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An App installation is told why, never retired: GitHub answers its token 404 on the
+    /// packages API, which must not read as "the version was deleted". Nothing is requested
+    /// (the API URL leads nowhere).
+    #[tokio::test]
+    async fn installations_are_told_packages_are_out_of_their_reach() {
+        let mut config = plumbline_github::GitHubConfig::new("http://127.0.0.1:9", None);
+        config.app = Some(plumbline_github::AppCredentials {
+            app_id: 77,
+            private_key_pem: include_str!(
+                "../../../crates/github-sim/testdata/app-private-key.pem"
+            )
+            .into(),
+            installation_id: Some(1),
+            private_key_file: None,
+        });
+        let github = GitHub::new(&config).expect("client");
+        assert!(github.is_installation());
+        let entity = Entity {
+            entity_ref: plumbline_domain::EntityRef {
+                provider: "github".into(),
+                kind: plumbline_domain::EntityKind::Artifact,
+                upstream_id: "5".into(),
+            },
+            project: "default".into(),
+            owner: "o".into(),
+            name: "r".into(),
+            properties: json!({"package_owner": "o", "package_owner_type": "User",
+                "package_name": "web", "repo_id": 1}),
+            labels: vec![],
+            credential: None,
+        };
+        match confirm(&github, &entity).await.expect("no request") {
+            ArtifactCheck::Problem(why) => assert!(why.contains("read:packages"), "{why}"),
+            _ => panic!("an installation's artifact is a problem, not present or gone"),
+        }
+        let mut repository = entity.clone();
+        repository.entity_ref = plumbline_domain::EntityRef::repository("github", 1);
+        assert!(discover(&github, &repository)
+            .await
+            .expect("no request")
+            .is_empty());
+    }
 
     #[test]
     fn digests_and_signature_tags() {
