@@ -15,7 +15,7 @@
 //! the roots the operator configured ([`Provider::sigstore_root`]): a rule author cannot bring
 //! a root of their own, since whoever picks the root decides what verifies.
 
-use crate::provider::{Provider, ProviderError};
+use crate::provider::Provider;
 use crate::{EngineError, IngestError};
 use plumbline_domain::Entity;
 use plumbline_sigstore::{CertificateSummary, Evidence, ImageRef, Verification};
@@ -206,10 +206,7 @@ pub(crate) async fn ingest(
     let mut evidence = provider
         .image_signatures(&image)
         .await
-        .map_err(|e| match e {
-            ProviderError::Transient { .. } => IngestError::Transient(e),
-            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-        })?;
+        .map_err(IngestError::from)?;
     if evidence.is_empty() {
         evidence = attestations(provider, entity, v.digest).await?;
     }
@@ -250,10 +247,7 @@ async fn attestations(
     let r = provider
         .request("GET", &path, None)
         .await
-        .map_err(|e| match e {
-            ProviderError::Transient { .. } => IngestError::Transient(e),
-            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-        })?;
+        .map_err(IngestError::from)?;
     match r.status {
         404 => return Ok(Vec::new()),
         200 => {}

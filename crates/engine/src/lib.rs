@@ -73,6 +73,17 @@ pub enum IngestError {
     NotApplicable(String),
 }
 
+/// A provider that is down or limiting us is worth trying again; any other failure is the
+/// rule's `error`.
+impl From<ProviderError> for IngestError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Transient { .. } => IngestError::Transient(e),
+            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
+        }
+    }
+}
+
 /// The result of evaluating one rule for one entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -659,10 +670,6 @@ impl CompiledRule {
         inv: &Invocation<'_>,
         provider: &dyn Provider,
     ) -> Result<Ingested, IngestError> {
-        let transient_or_rule = |e: ProviderError| match e {
-            ProviderError::Transient { .. } => IngestError::Transient(e),
-            ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-        };
         if let CompiledEval::Discontinued(why) = &self.eval {
             return Err(IngestError::Rule(EngineError::Unsupported(why.clone())));
         }
@@ -684,7 +691,7 @@ impl CompiledRule {
                 let tree = provider
                     .fetch_tree(&inv.entity.owner, &inv.entity.name, &branch)
                     .await
-                    .map_err(transient_or_rule)?;
+                    .map_err(IngestError::from)?;
                 // Minder's git ingester produces files only (policies reach them through the
                 // file.* functions); deps ingest, the dependencies found in them too.
                 let value = match &self.ingest {
@@ -738,7 +745,7 @@ impl CompiledRule {
                 let resp = provider
                     .request_with_headers(method, &path, body.as_ref(), &headers)
                     .await
-                    .map_err(transient_or_rule)?;
+                    .map_err(IngestError::from)?;
                 let raw = match fallback.iter().find(|(code, _)| *code == resp.status) {
                     Some((_, fb)) => fb.as_bytes().to_vec(),
                     None if (200..300).contains(&resp.status) => resp.body,
@@ -993,10 +1000,7 @@ impl CompiledRule {
                 let resp = provider
                     .request("GET", &path, None)
                     .await
-                    .map_err(|e| match e {
-                        ProviderError::Transient { .. } => IngestError::Transient(e),
-                        ProviderError::Failed(m) => IngestError::Rule(EngineError::Ingest(m)),
-                    })?;
+                    .map_err(IngestError::from)?;
                 let current: Option<Value> = match resp.status {
                     404 => None,
                     200 => Some(serde_json::from_slice(&resp.body).map_err(|e| {

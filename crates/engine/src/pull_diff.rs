@@ -29,7 +29,7 @@
 //!   is an `error` or a capped list, never an evaluator out of memory.
 
 use crate::patch;
-use crate::provider::{Provider, ProviderError};
+use crate::provider::Provider;
 use crate::{EngineError, IngestError};
 use base64::Engine as _;
 use plumbline_domain::{Entity, EntityKind};
@@ -75,13 +75,6 @@ fn rule_error(message: String) -> IngestError {
     IngestError::Rule(EngineError::Ingest(message))
 }
 
-fn provider_failure(e: ProviderError) -> IngestError {
-    match e {
-        ProviderError::Transient { .. } => IngestError::Transient(e),
-        ProviderError::Failed(m) => rule_error(m),
-    }
-}
-
 /// The pull request's number, from the entity the evaluator confirmed with GitHub.
 fn number(entity: &Entity) -> Result<u64, IngestError> {
     if entity.entity_ref.kind != EntityKind::PullRequest {
@@ -104,7 +97,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     let r = provider
         .request("GET", path, None)
         .await
-        .map_err(provider_failure)?;
+        .map_err(IngestError::from)?;
     if !(200..300).contains(&r.status) {
         return Err(rule_error(format!(
             "GET {path}: unexpected status {}",
@@ -551,7 +544,7 @@ async fn file_at(
     let r = provider
         .request("GET", &url, None)
         .await
-        .map_err(provider_failure)?;
+        .map_err(IngestError::from)?;
     if r.status == 404 {
         return Ok(None);
     }
