@@ -29,11 +29,55 @@ pub fn provider_error(e: GitHubError) -> ProviderError {
 }
 
 /// What artifact rules read with: one container registry (the one the provider's packages are
-/// published to) and the Sigstore trust roots the operator configured, by name.
+/// published to) and the Sigstore trust roots the operator configured, by name. A root read
+/// from a TUF repository is replaced when it is refreshed; evaluations in flight keep the one
+/// they started with.
 pub struct Artifacts {
     pub registry: plumbline_sigstore::Registry,
     pub auth: plumbline_sigstore::RegistryAuth,
-    pub roots: std::collections::HashMap<String, Arc<plumbline_sigstore::TrustRoot>>,
+    roots: std::sync::RwLock<std::collections::HashMap<String, Arc<plumbline_sigstore::TrustRoot>>>,
+}
+
+impl Artifacts {
+    pub fn new(
+        registry: plumbline_sigstore::Registry,
+        auth: plumbline_sigstore::RegistryAuth,
+        roots: std::collections::HashMap<String, Arc<plumbline_sigstore::TrustRoot>>,
+    ) -> Self {
+        Artifacts {
+            registry,
+            auth,
+            roots: std::sync::RwLock::new(roots),
+        }
+    }
+
+    /// The root named `name`, if one is configured (and loaded).
+    pub fn root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {
+        match self.roots.read() {
+            Ok(r) => r.get(name).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+        }
+    }
+
+    /// Sets (or replaces) the root named `name`.
+    pub fn set_root(&self, name: &str, root: plumbline_sigstore::TrustRoot) {
+        let mut roots = match self.roots.write() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        roots.insert(name.to_string(), Arc::new(root));
+    }
+
+    /// The names of the roots loaded now.
+    pub fn root_names(&self) -> Vec<String> {
+        let roots = match self.roots.read() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut names: Vec<String> = roots.keys().cloned().collect();
+        names.sort();
+        names
+    }
 }
 
 /// A registry that cannot be reached or answers 5xx/429 is worth trying again; any other
@@ -338,7 +382,7 @@ impl Provider for GitHubProvider {
     }
 
     fn sigstore_root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {
-        self.artifacts.as_ref()?.roots.get(name).cloned()
+        self.artifacts.as_ref()?.root(name)
     }
 
     async fn fetch_tree(

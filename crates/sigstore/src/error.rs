@@ -63,4 +63,7 @@ pub enum Error {
     /// The registry asked for an authentication this client will not do.
     #[error("registry authentication: {0}")]
     Auth(String),
+    /// The trust root could not be refreshed from a TUF repository (see [`crate::TufSource`]).
+    #[error("trust root refresh from TUF repository failed")]
+    Tuf(#[source] crate::tuf::TufError),
 }

@@ -14,6 +14,7 @@ mod image;
 pub mod registry;
 mod tlog;
 mod trust;
+mod tuf;
 mod verify;
 
 #[cfg(feature = "testkit")]
@@ -25,4 +26,5 @@ pub use identity::CertificateSummary;
 pub use image::ImageRef;
 pub use registry::{Registry, RegistryAuth, RegistryOptions};
 pub use trust::TrustRoot;
+pub use tuf::{TufError, TufSource};
 pub use verify::{verify, Statement, Verification};

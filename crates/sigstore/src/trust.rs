@@ -3,8 +3,9 @@
 //! Read from Sigstore's `trusted_root.json` (the protobuf-specs `TrustedRoot` message in proto
 //! JSON), either the public-good root shipped in the binary (`trust_root/`, see its README) or an
 //! operator's private root. Each CA and key keeps its `validFor` window, so verification uses only
-//! what was valid at the transparency log's integrated time. No TUF update happens here: the
-//! shipped root changes with a release of this crate, a private root with the operator's config.
+//! what was valid at the transparency log's integrated time. A root can also be read from a TUF
+//! repository ([`TrustRoot::from_tuf`], `tuf.rs`), starting from a pinned TUF root: the shipped
+//! one for the public-good instance, an operator's for a private one.
 
 use std::collections::BTreeMap;
 

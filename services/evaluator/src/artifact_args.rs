@@ -6,7 +6,7 @@
 //! name a root configured here (a root a rule author could bring would make anything verify).
 
 use plumbline_github_provider::Artifacts;
-use plumbline_sigstore::{Registry, RegistryAuth, RegistryOptions, TrustRoot};
+use plumbline_sigstore::{Registry, RegistryAuth, RegistryOptions, TrustRoot, TufSource};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,41 @@ pub struct ArtifactArgs {
     /// `tuf-repo-cdn.sigstore.dev`), so only private roots are trusted.
     #[arg(long, env = "PLUMB_SIGSTORE_NO_PUBLIC_GOOD", default_value_t = false)]
     pub sigstore_no_public_good: bool,
+
+    /// Refresh the public-good root from Sigstore's TUF repository
+    /// (https://tuf-repo-cdn.sigstore.dev, trusted from the TUF root shipped in the binary) at
+    /// start and every `--sigstore-tuf-refresh-hours`; until a refresh succeeds, and whenever
+    /// one fails, the shipped (or last refreshed) root stays in use. Off by default: an
+    /// evaluator without internet access would only log failures.
+    #[arg(
+        long,
+        env = "PLUMB_SIGSTORE_REFRESH_PUBLIC_GOOD",
+        default_value_t = false
+    )]
+    pub sigstore_refresh_public_good: bool,
+
+    /// A private Sigstore root kept current from a TUF repository, as `NAME=URL` (the
+    /// repository's metadata base URL; targets under `URL/targets`). Each needs its pinned TUF
+    /// root in `--sigstore-tuf-root NAME=PATH`. The name is usable by rules once the first
+    /// refresh succeeded. Repeatable.
+    #[arg(
+        long = "sigstore-tuf",
+        env = "PLUMB_SIGSTORE_TUF",
+        value_delimiter = ','
+    )]
+    pub sigstore_tuf: Vec<String>,
+
+    /// The pinned TUF `root.json` of a `--sigstore-tuf` repository, as `NAME=PATH`. Repeatable.
+    #[arg(
+        long = "sigstore-tuf-root",
+        env = "PLUMB_SIGSTORE_TUF_ROOTS",
+        value_delimiter = ','
+    )]
+    pub sigstore_tuf_roots: Vec<String>,
+
+    /// How often TUF-backed roots are refreshed, in hours.
+    #[arg(long, env = "PLUMB_SIGSTORE_TUF_REFRESH_HOURS", default_value_t = 24)]
+    pub sigstore_tuf_refresh_hours: u64,
 }
 
 impl Default for ArtifactArgs {
@@ -76,6 +111,10 @@ impl Default for ArtifactArgs {
             artifact_registry_timeout_secs: 30,
             sigstore_trusted_roots: Vec::new(),
             sigstore_no_public_good: false,
+            sigstore_refresh_public_good: false,
+            sigstore_tuf: Vec::new(),
+            sigstore_tuf_roots: Vec::new(),
+            sigstore_tuf_refresh_hours: 24,
         }
     }
 }
@@ -105,9 +144,84 @@ pub enum ArtifactArgsError {
     },
     #[error("container registry")]
     Registry(#[source] plumbline_sigstore::Error),
+    #[error("--sigstore-tuf {0:?}: want NAME=URL, with --sigstore-tuf-root NAME=PATH")]
+    TufSyntax(String),
+    #[error("--sigstore-tuf {0:?}: no --sigstore-tuf-root names its pinned TUF root")]
+    TufUnpinned(String),
+    #[error("--sigstore-tuf-root {0:?}: no --sigstore-tuf names that repository")]
+    TufUnused(String),
+    #[error(
+        "--sigstore-refresh-public-good needs the public-good root (not --sigstore-no-public-good)"
+    )]
+    RefreshWithoutPublicGood,
+}
+
+/// `NAME=VALUE` pairs of a repeatable flag, names unique.
+fn pairs(specs: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+        let (name, value) = spec
+            .split_once('=')
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| spec.clone())?;
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(spec.clone());
+        }
+        out.push((name.to_string(), value.to_string()));
+    }
+    Ok(out)
 }
 
 impl ArtifactArgs {
+    /// The TUF repositories roots are refreshed from, by root name, checked (the pinned roots
+    /// are read now; whether they are TUF roots is checked at each refresh).
+    pub fn tuf_sources(&self) -> Result<Vec<(String, TufSource)>, ArtifactArgsError> {
+        let mut sources = Vec::new();
+        if self.sigstore_refresh_public_good {
+            if self.sigstore_no_public_good {
+                return Err(ArtifactArgsError::RefreshWithoutPublicGood);
+            }
+            sources.push((PUBLIC_GOOD_ROOT.to_string(), TufSource::public_good()));
+        }
+        let repos = pairs(&self.sigstore_tuf).map_err(ArtifactArgsError::TufSyntax)?;
+        let pinned = pairs(&self.sigstore_tuf_roots).map_err(ArtifactArgsError::RootSyntax)?;
+        if let Some((name, _)) = pinned
+            .iter()
+            .find(|(n, _)| !repos.iter().any(|(r, _)| r == n))
+        {
+            return Err(ArtifactArgsError::TufUnused(name.clone()));
+        }
+        for (name, url) in repos {
+            if name == PUBLIC_GOOD_ROOT
+                || self
+                    .sigstore_trusted_roots
+                    .iter()
+                    .any(|r| r.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+            {
+                return Err(ArtifactArgsError::RootTwice(name));
+            }
+            let Some((_, path)) = pinned.iter().find(|(n, _)| *n == name) else {
+                return Err(ArtifactArgsError::TufUnpinned(name));
+            };
+            let root_json = std::fs::read(path).map_err(|source| ArtifactArgsError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let base = url.trim_end_matches('/').to_string();
+            sources.push((
+                name,
+                TufSource {
+                    targets_url: format!("{base}/targets"),
+                    metadata_url: base,
+                    root_json,
+                    ..TufSource::public_good()
+                },
+            ));
+        }
+        Ok(sources)
+    }
+
     /// The registry client and the roots, checked.
     pub fn open(&self) -> Result<Artifacts, ArtifactArgsError> {
         let host = self.artifact_registry.trim().to_ascii_lowercase();
@@ -174,11 +288,52 @@ impl ArtifactArgs {
             })?;
             roots.insert(name.to_string(), Arc::new(root));
         }
-        Ok(Artifacts {
-            registry,
-            auth,
-            roots,
-        })
+        Ok(Artifacts::new(registry, auth, roots))
+    }
+}
+
+/// Keeps the TUF-backed roots current: each is refreshed now and then every `every`; a
+/// refresh that fails leaves the root in use as it was (the shipped one, or the last good
+/// refresh) and is logged, so a repository that is down never removes a root, and one that
+/// serves bad metadata never replaces it.
+pub async fn refresh_roots(
+    artifacts: Arc<Artifacts>,
+    sources: Vec<(String, TufSource)>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if sources.is_empty() {
+        return;
+    }
+    loop {
+        for (name, source) in &sources {
+            refresh_once(&artifacts, name, source).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One refresh of root `name`; whether it replaced the root.
+pub async fn refresh_once(artifacts: &Artifacts, name: &str, source: &TufSource) -> bool {
+    match TrustRoot::from_tuf(source).await {
+        Ok(root) => {
+            artifacts.set_root(name, root);
+            tracing::info!(root = name, url = %source.metadata_url, "Sigstore trust root refreshed from its TUF repository");
+            true
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            tracing::warn!(root = name, url = %source.metadata_url, error = %message, kept = artifacts.root(name).is_some(), "Sigstore trust root not refreshed: the root in use stays");
+            false
+        }
     }
 }
 
@@ -234,8 +389,8 @@ mod tests {
         assert!(args(&[])
             .open()
             .expect("public good")
-            .roots
-            .contains_key(PUBLIC_GOOD_ROOT));
+            .root(PUBLIC_GOOD_ROOT)
+            .is_some());
         assert!(matches!(
             args(&["no-equals"]).open(),
             Err(ArtifactArgsError::RootSyntax(_))
@@ -263,5 +418,79 @@ mod tests {
             half.open(),
             Err(ArtifactArgsError::HalfCredential)
         ));
+    }
+
+    #[test]
+    fn tuf_repositories_are_pinned_and_named_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pinned = dir.path().join("root.json");
+        std::fs::write(&pinned, "{}").expect("write");
+        let args = |tuf: &[&str], roots: &[&str]| ArtifactArgs {
+            sigstore_tuf: tuf.iter().map(|s| s.to_string()).collect(),
+            sigstore_tuf_roots: roots.iter().map(|s| s.to_string()).collect(),
+            ..ArtifactArgs::default()
+        };
+        let pin = format!("corp={}", pinned.display());
+        let sources = args(&["corp=https://tuf.example.com/"], &[&pin])
+            .tuf_sources()
+            .expect("sources");
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].1.metadata_url, "https://tuf.example.com");
+        assert_eq!(sources[0].1.targets_url, "https://tuf.example.com/targets");
+        assert!(matches!(
+            args(&["corp=https://tuf.example.com"], &[]).tuf_sources(),
+            Err(ArtifactArgsError::TufUnpinned(_))
+        ));
+        assert!(matches!(
+            args(&[], &[&pin]).tuf_sources(),
+            Err(ArtifactArgsError::TufUnused(_))
+        ));
+        assert!(matches!(
+            args(&["corp=a", "corp=b"], &[&pin]).tuf_sources(),
+            Err(ArtifactArgsError::TufSyntax(_))
+        ));
+        assert!(matches!(
+            args(
+                &[&format!("{PUBLIC_GOOD_ROOT}=https://x")],
+                &[&format!("{PUBLIC_GOOD_ROOT}=/x")]
+            )
+            .tuf_sources(),
+            Err(ArtifactArgsError::RootTwice(_))
+        ));
+        let off = ArtifactArgs {
+            sigstore_refresh_public_good: true,
+            sigstore_no_public_good: true,
+            ..ArtifactArgs::default()
+        };
+        assert!(matches!(
+            off.tuf_sources(),
+            Err(ArtifactArgsError::RefreshWithoutPublicGood)
+        ));
+        let on = ArtifactArgs {
+            sigstore_refresh_public_good: true,
+            ..ArtifactArgs::default()
+        };
+        assert_eq!(on.tuf_sources().expect("sources")[0].0, PUBLIC_GOOD_ROOT);
+    }
+
+    /// A repository that cannot be read leaves the root in use as it was.
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_root_in_use() {
+        let artifacts = ArtifactArgs::default().open().expect("artifacts");
+        let before = artifacts.root(PUBLIC_GOOD_ROOT).expect("shipped root");
+        let down = TufSource {
+            metadata_url: "http://127.0.0.1:9".into(),
+            targets_url: "http://127.0.0.1:9/targets".into(),
+            timeout: Duration::from_secs(2),
+            ..TufSource::public_good()
+        };
+        assert!(!refresh_once(&artifacts, PUBLIC_GOOD_ROOT, &down).await);
+        let after = artifacts.root(PUBLIC_GOOD_ROOT).expect("still there");
+        assert!(Arc::ptr_eq(&before, &after));
+        assert!(!refresh_once(&artifacts, "corp", &down).await);
+        assert!(
+            artifacts.root("corp").is_none(),
+            "no root until a refresh succeeds"
+        );
     }
 }

@@ -11,7 +11,7 @@
 mod artifact;
 mod artifact_args;
 mod catalog;
-pub use artifact_args::{ArtifactArgs, ArtifactArgsError};
+pub use artifact_args::{refresh_once, ArtifactArgs, ArtifactArgsError};
 mod pull_request;
 mod writes;
 
@@ -156,6 +156,13 @@ pub async fn start(
 ) -> Result<Running, EvaluatorError> {
     // Checked before anything is opened: a bad root or registry stops start-up.
     let artifacts = Arc::new(config.artifacts.open()?);
+    let tuf = config.artifacts.tuf_sources()?;
+    tokio::spawn(artifact_args::refresh_roots(
+        artifacts.clone(),
+        tuf,
+        Duration::from_secs(config.artifacts.sigstore_tuf_refresh_hours.max(1) * 3600),
+        shutdown.clone(),
+    ));
     let plumbline_runtime::Consuming {
         topics,
         store,
