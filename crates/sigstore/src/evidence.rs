@@ -8,6 +8,8 @@
 
 use sigstore::bundle::Bundle;
 
+use crate::error::untrusted;
+
 /// Where a signature was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EvidenceSource {
@@ -69,7 +71,9 @@ impl Evidence {
     pub(crate) fn bundle_bytes(source: EvidenceSource, bytes: &[u8]) -> Evidence {
         let content = match serde_json::from_slice::<serde_json::Value>(bytes) {
             Ok(v) => parse_bundle_value(&v),
-            Err(e) => Content::Unreadable(format!("bundle is not JSON: {e}")),
+            Err(e) => {
+                Content::Unreadable(format!("bundle is not JSON: {}", untrusted(&e.to_string())))
+            }
         };
         Evidence { source, content }
     }
@@ -99,8 +103,12 @@ fn parse_bundle_value(v: &serde_json::Value) -> Content {
         }
         Ok(b) => Content::Unreadable(format!(
             "bundle mediaType {:?} is not a Sigstore bundle",
-            b.media_type
+            untrusted(&b.media_type)
         )),
-        Err(e) => Content::Unreadable(format!("bundle does not parse: {e}")),
+        // Serde's messages quote the offending value: bounded like any text the signer chose.
+        Err(e) => Content::Unreadable(format!(
+            "bundle does not parse: {}",
+            untrusted(&e.to_string())
+        )),
     }
 }

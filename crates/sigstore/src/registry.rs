@@ -6,24 +6,42 @@
 //! `sha256-<hex>`). Manifests and index types come from oci-client; the HTTP reads are made here
 //! on the same reqwest client oci-client uses, because oci-client 0.18 reads manifests and
 //! referrer indexes whole (no size cap) and sends Basic credentials to whichever token realm a
-//! registry names. Here every body is capped at `max_manifest_bytes` while it streams, every
-//! request has a timeout, and credentials go only to the configured host: a token realm on
-//! another host is asked anonymously, and redirects (blob storage) carry no `Authorization`
-//! (reqwest drops it on a cross-host redirect).
+//! registry names. Here every body is capped while it streams (`max_manifest_bytes` for manifests,
+//! indexes and tokens, the much smaller `max_signature_bytes` for signature blobs), every request
+//! has a timeout, one `signatures` call makes at most `max_requests` requests, and credentials go
+//! only to the configured host: a token realm on another host is asked anonymously, and redirects
+//! (blob storage) carry no `Authorization` (reqwest drops it on a cross-host redirect).
+//!
+//! Everything under the image's `.sig` tag and referrers is pushed by whoever can push to the
+//! package, that is, by the repository whose signatures are being judged. So what that content
+//! does (too large, not parsing, not matching its digest, costing too many requests) is never an
+//! `Err`: an `Err` reads as "could not check" and raises no alert, which would let a repository
+//! turn a failing verdict into silence. It becomes evidence that is signed but not verified.
+//! `Err` is kept for what says nothing about the image: the registry unreachable, timing out,
+//! failing (5xx, 429), refusing the credentials.
+//!
+//! Where the registry may send this client (a token realm, a redirect) is checked too, since the
+//! client runs inside the cluster: only `https` (plain `http` only from a plain-HTTP loopback test
+//! registry to its own host), and no loopback, private or link-local address literal unless the
+//! registry itself is on loopback. Host names are not resolved for this check: it stops a
+//! registry from naming internal addresses, not DNS tricks.
 //!
 //! The crate's own fetching (rather than sigstore-rs's `cosign::Client`) also keeps the "signed
 //! but not verified" signal: that client drops layers that fail to verify.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::error::untrusted;
 use crate::evidence::CosignSignature;
 use crate::{Error, Evidence, EvidenceSource, ImageRef};
 
@@ -36,21 +54,32 @@ pub struct RegistryOptions {
     pub plain_http: bool,
     /// Per request, connection included.
     pub timeout: Duration,
-    /// Cap on any one manifest, index, layer or token answer.
+    /// Cap on any one manifest, index or token answer.
     pub max_manifest_bytes: usize,
+    /// Cap on any one signature blob (a simple-signing payload is under 4 KiB, a Sigstore bundle
+    /// under about 256 KiB). A larger one is not read: it is evidence that does not verify.
+    pub max_signature_bytes: usize,
     /// Cap on the evidences returned for one image (the rest are ignored, with a warning).
     pub max_signatures: usize,
+    /// Cap on the registry requests one `signatures` call makes (manifests, indexes, blobs,
+    /// token fetches; the redirects one request follows, at most 5, are not counted apart).
+    /// When it runs out, what was read so far is returned with one evidence that does not
+    /// verify, saying so.
+    pub max_requests: usize,
 }
 
 impl RegistryOptions {
-    /// HTTPS to `host` with the default caps (4 MiB bodies, 32 signatures, 30 s per request).
+    /// HTTPS to `host` with the default caps (4 MiB manifests, 512 KiB signature blobs,
+    /// 32 signatures, 64 requests per image, 30 s per request).
     pub fn new(host: impl Into<String>) -> RegistryOptions {
         RegistryOptions {
             host: host.into(),
             plain_http: false,
             timeout: Duration::from_secs(30),
             max_manifest_bytes: 4 << 20,
+            max_signature_bytes: 512 << 10,
             max_signatures: 32,
+            max_requests: 64,
         }
     }
 }
@@ -77,6 +106,7 @@ pub enum RegistryAuth {
 pub struct Registry {
     opts: RegistryOptions,
     base: String,
+    destinations: Arc<Destinations>,
     http: reqwest::Client,
 }
 
@@ -85,6 +115,8 @@ const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 const MANIFEST_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 const INDEX_ACCEPT: &str = "application/vnd.oci.image.index.v1+json";
+/// Redirects one request may follow (blob storage takes one).
+const MAX_REDIRECTS: usize = 5;
 
 impl Registry {
     /// Checks the options and builds the HTTP client (no request is made).
@@ -101,29 +133,66 @@ impl Registry {
                 opts.host
             )));
         }
-        if opts.max_manifest_bytes == 0 || opts.max_signatures == 0 || opts.timeout.is_zero() {
+        if opts.max_manifest_bytes == 0
+            || opts.max_signature_bytes == 0
+            || opts.max_signatures == 0
+            || opts.max_requests == 0
+            || opts.timeout.is_zero()
+        {
             return Err(Error::Options(
-                "timeout, max_manifest_bytes and max_signatures must be positive".into(),
+                "timeout, max_manifest_bytes, max_signature_bytes, max_signatures and max_requests must be positive".into(),
             ));
         }
+        let scheme = if opts.plain_http { "http" } else { "https" };
+        let base = format!("{scheme}://{}", opts.host);
+        let host = Url::parse(&base)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .ok_or_else(|| Error::Options(format!("host {:?} is not host[:port]", opts.host)))?;
+        let destinations = Arc::new(Destinations {
+            loopback: is_loopback(&host),
+            host,
+            plain_http: opts.plain_http,
+        });
+        let policy = {
+            let destinations = destinations.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                // The first of `previous` is the request itself, not a redirect.
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match destinations.check(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => {
+                        let refused = format!(
+                            "redirect to {} refused: {why}",
+                            untrusted(attempt.url().as_str())
+                        );
+                        attempt.error(refused)
+                    }
+                }
+            })
+        };
         let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(policy)
             .build()
             .map_err(Error::Client)?;
-        let scheme = if opts.plain_http { "http" } else { "https" };
         Ok(Registry {
-            base: format!("{scheme}://{}", opts.host),
+            base,
+            destinations,
             opts,
             http,
         })
     }
 
     /// Every signature stored beside the image: each layer of the cosign `sha256-<hex>.sig` tag,
-    /// and each OCI referrer carrying a Sigstore bundle. `Ok(empty)` when there is none; `Err`
-    /// only when the registry cannot be read (connection, timeout, 5xx, refused credentials,
-    /// a body over the cap).
+    /// and each OCI referrer carrying a Sigstore bundle. `Ok(empty)` when there is none. Content
+    /// that cannot be read (too large, not parsing, not matching its digest, more requests than
+    /// `max_requests`) is evidence that does not verify, not an error. `Err` only when the
+    /// registry itself cannot be read: connection, timeout, 5xx or 429, refused credentials, a
+    /// token realm or redirect that is refused.
     pub async fn signatures(
         &self,
         image: &ImageRef,
@@ -133,10 +202,17 @@ impl Registry {
             registry: self,
             auth,
             authorization: None,
+            requests: 0,
         };
         let mut out = Vec::new();
-        self.cosign_tag(&mut session, image, &mut out).await?;
-        self.referrers(&mut session, image, &mut out).await?;
+        let stopped = match self.cosign_tag(&mut session, image, &mut out).await {
+            Ok(()) => self
+                .referrers(&mut session, image, &mut out)
+                .await
+                .err()
+                .map(|stop| (EvidenceSource::Referrer, stop)),
+            Err(stop) => Some((EvidenceSource::CosignTag, stop)),
+        };
         if out.len() > self.opts.max_signatures {
             tracing::warn!(
                 repository = %image.repository,
@@ -147,6 +223,27 @@ impl Registry {
             );
             out.truncate(self.opts.max_signatures);
         }
+        match stopped {
+            None => {}
+            Some((_, Stop::Failed(error))) => return Err(error),
+            Some((source, Stop::Budget)) => {
+                tracing::warn!(
+                    repository = %image.repository,
+                    digest = %image.digest,
+                    budget = self.opts.max_requests,
+                    "registry request budget ran out; reporting a signature that does not verify"
+                );
+                // Room for the one evidence that says so, within the cap.
+                out.truncate(self.opts.max_signatures.saturating_sub(1));
+                out.push(Evidence::unreadable(
+                    source,
+                    format!(
+                        "reading the signatures took more than {} registry requests; the rest were not read",
+                        self.opts.max_requests
+                    ),
+                ));
+            }
+        }
         Ok(out)
     }
 
@@ -155,21 +252,35 @@ impl Registry {
         session: &mut Session<'_>,
         image: &ImageRef,
         out: &mut Vec<Evidence>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Stop> {
         let path = format!(
             "/v2/{}/manifests/sha256-{}.sig",
             image.repository,
             image.hex()
         );
-        let Some(bytes) = session.get(&path, MANIFEST_ACCEPT).await? else {
-            return Ok(());
+        let bytes = match session
+            .get(&path, MANIFEST_ACCEPT, self.opts.max_manifest_bytes)
+            .await?
+        {
+            Body::Found(bytes) => bytes,
+            Body::Missing => return Ok(()),
+            Body::Refused(why) => {
+                out.push(Evidence::unreadable(
+                    EvidenceSource::CosignTag,
+                    format!("cosign signature manifest {why}"),
+                ));
+                return Ok(());
+            }
         };
         let manifest: OciImageManifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 out.push(Evidence::unreadable(
                     EvidenceSource::CosignTag,
-                    format!("cosign signature manifest does not parse: {e}"),
+                    format!(
+                        "cosign signature manifest does not parse: {}",
+                        untrusted(&e.to_string())
+                    ),
                 ));
                 return Ok(());
             }
@@ -206,24 +317,46 @@ impl Registry {
         session: &mut Session<'_>,
         image: &ImageRef,
         out: &mut Vec<Evidence>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Stop> {
+        if out.len() >= self.opts.max_signatures {
+            return Ok(());
+        }
+        let unreadable = |why: String| Evidence::unreadable(EvidenceSource::Referrer, why);
+        let limit = self.opts.max_manifest_bytes;
         let api = format!("/v2/{}/referrers/{}", image.repository, image.digest);
-        let index = match session.get(&api, INDEX_ACCEPT).await? {
-            Some(bytes) => bytes,
-            None => {
+        let index = match session.get(&api, INDEX_ACCEPT, limit).await? {
+            Body::Found(bytes) => bytes,
+            Body::Refused(why) => {
+                out.push(unreadable(format!("referrers index {why}")));
+                return Ok(());
+            }
+            Body::Missing => {
                 // No referrers API (404): the OCI 1.1 referrers tag schema.
                 let tag = format!("/v2/{}/manifests/sha256-{}", image.repository, image.hex());
-                match session.get(&tag, INDEX_ACCEPT).await? {
-                    Some(bytes) => bytes,
-                    None => return Ok(()),
+                match session.get(&tag, INDEX_ACCEPT, limit).await? {
+                    Body::Found(bytes) => bytes,
+                    Body::Missing => return Ok(()),
+                    Body::Refused(why) => {
+                        out.push(unreadable(format!("referrers index {why}")));
+                        return Ok(());
+                    }
                 }
             }
         };
-        let index: OciImageIndex =
-            serde_json::from_slice(&index).map_err(|source| Error::Manifest {
-                url: format!("{}{api}", self.base),
-                source,
-            })?;
+        let index: OciImageIndex = match serde_json::from_slice(&index) {
+            Ok(index) => index,
+            Err(e) => {
+                out.push(unreadable(format!(
+                    "referrers index does not parse: {}",
+                    untrusted(&e.to_string())
+                )));
+                return Ok(());
+            }
+        };
+        // Entries that turn out missing, about another image or not bundles yield no evidence,
+        // so `max_signatures` alone does not bound what they cost.
+        let max_fetched = self.opts.max_signatures.saturating_mul(2);
+        let mut fetched = 0usize;
         for entry in &index.manifests {
             if out.len() >= self.opts.max_signatures {
                 break;
@@ -237,23 +370,51 @@ impl Registry {
                 continue;
             }
             if !valid_digest(&entry.digest) {
-                out.push(Evidence::unreadable(
-                    EvidenceSource::Referrer,
-                    format!("referrer digest {:?} is not sha256:<hex>", entry.digest),
-                ));
+                out.push(unreadable(format!(
+                    "referrer digest {:?} is not sha256:<hex>",
+                    untrusted(&entry.digest)
+                )));
                 continue;
             }
+            if fetched >= max_fetched {
+                tracing::warn!(
+                    repository = %image.repository,
+                    digest = %image.digest,
+                    fetched,
+                    "referrers index lists more candidate entries than are read; the rest are ignored"
+                );
+                out.push(unreadable(format!(
+                    "the referrers index lists more than {max_fetched} candidate signatures; the rest were not read"
+                )));
+                break;
+            }
+            fetched += 1;
             let path = format!("/v2/{}/manifests/{}", image.repository, entry.digest);
-            let Some(bytes) = session.get(&path, MANIFEST_ACCEPT).await? else {
-                continue;
+            let bytes = match session.get(&path, MANIFEST_ACCEPT, limit).await? {
+                Body::Found(bytes) => bytes,
+                Body::Missing => continue,
+                Body::Refused(why) => {
+                    out.push(unreadable(format!("referrer manifest {why}")));
+                    continue;
+                }
             };
             if sha256_digest(&bytes) != entry.digest {
-                return Err(Error::DigestMismatch {
-                    url: format!("{}{path}", self.base),
-                });
-            }
-            let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&bytes) else {
+                out.push(unreadable(format!(
+                    "referrer manifest {} served by the registry does not match its digest",
+                    entry.digest
+                )));
                 continue;
+            }
+            let manifest = match serde_json::from_slice::<OciImageManifest>(&bytes) {
+                Ok(manifest) => manifest,
+                Err(e) => {
+                    out.push(unreadable(format!(
+                        "referrer manifest {} does not parse: {}",
+                        entry.digest,
+                        untrusted(&e.to_string())
+                    )));
+                    continue;
+                }
             };
             let artifact_type = manifest
                 .artifact_type
@@ -271,38 +432,45 @@ impl Registry {
                 .iter()
                 .find(|l| l.media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
             else {
-                out.push(Evidence::unreadable(
-                    EvidenceSource::Referrer,
+                out.push(unreadable(
                     "Sigstore bundle referrer has no bundle layer".into(),
                 ));
                 continue;
             };
             match self.blob(session, image, &layer.digest).await? {
                 Ok(bytes) => out.push(Evidence::bundle_bytes(EvidenceSource::Referrer, &bytes)),
-                Err(why) => out.push(Evidence::unreadable(EvidenceSource::Referrer, why)),
+                Err(why) => out.push(unreadable(why)),
             }
         }
         Ok(())
     }
 
-    /// A blob by digest: `Ok(Err(why))` when the registry serves something other than that blob
-    /// (missing, or bytes that do not hash to the digest): a signature that cannot be checked.
+    /// A signature blob by digest: `Ok(Err(why))` when the registry serves something other than
+    /// that blob (missing, over `max_signature_bytes`, bytes that do not hash to the digest): a
+    /// signature that cannot be checked.
     async fn blob(
         &self,
         session: &mut Session<'_>,
         image: &ImageRef,
         digest: &str,
-    ) -> Result<Result<Vec<u8>, String>, Error> {
+    ) -> Result<Result<Vec<u8>, String>, Stop> {
         if !valid_digest(digest) {
-            return Ok(Err(format!("layer digest {digest:?} is not sha256:<hex>")));
+            return Ok(Err(format!(
+                "layer digest {:?} is not sha256:<hex>",
+                untrusted(digest)
+            )));
         }
         let path = format!("/v2/{}/blobs/{digest}", image.repository);
-        match session.get(&path, "*/*").await? {
-            None => Ok(Err(format!("layer {digest} is missing from the registry"))),
-            Some(bytes) if sha256_digest(&bytes) != digest => Ok(Err(format!(
+        match session
+            .get(&path, "*/*", self.opts.max_signature_bytes)
+            .await?
+        {
+            Body::Missing => Ok(Err(format!("layer {digest} is missing from the registry"))),
+            Body::Refused(why) => Ok(Err(format!("layer {digest} {why}"))),
+            Body::Found(bytes) if sha256_digest(&bytes) != digest => Ok(Err(format!(
                 "layer {digest} served by the registry does not match its digest"
             ))),
-            Some(bytes) => Ok(Ok(bytes)),
+            Body::Found(bytes) => Ok(Ok(bytes)),
         }
     }
 }
@@ -319,19 +487,137 @@ fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// One `signatures` call: the authorization obtained on the first challenge is reused.
+/// Where the registry may send this client (a token realm, a redirect).
+#[derive(Debug)]
+struct Destinations {
+    /// The configured host, without its port, lower case.
+    host: String,
+    /// The configured host is `localhost` or a loopback address: a test registry.
+    loopback: bool,
+    plain_http: bool,
+}
+
+impl Destinations {
+    /// `Err(why)` when `url` is not a place to send a request the registry asked for: not
+    /// `https` (plain `http` only from a plain-HTTP loopback registry to its own host), or an
+    /// internal address (unless the registry itself is on loopback).
+    fn check(&self, url: &Url) -> Result<(), String> {
+        let host = url
+            .host_str()
+            .ok_or("it names no host")?
+            .to_ascii_lowercase();
+        match url.scheme() {
+            "https" => {}
+            "http" if self.plain_http && self.loopback && host == self.host => {}
+            "http" => return Err(
+                "plain http is only allowed from a plain-http loopback registry to its own host"
+                    .into(),
+            ),
+            other => return Err(format!("scheme {:?} is not https", untrusted(other))),
+        }
+        if !self.loopback && is_internal(&host) {
+            return Err(format!(
+                "{} is a loopback, private or link-local address",
+                untrusted(&host)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An IP literal (as `Url::host_str` writes it: IPv6 in brackets) or a host name.
+fn host_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host_ip(host).is_some_and(|ip| ip.is_loopback())
+}
+
+/// `localhost` names, and address literals in loopback, private, link-local, shared (CGNAT),
+/// unspecified or broadcast ranges (IPv4-mapped IPv6 judged as the IPv4 address).
+fn is_internal(host: &str) -> bool {
+    let name = host.trim_end_matches('.');
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    host_ip(host).is_some_and(internal_ip)
+}
+
+fn internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.to_ipv4_mapped()
+                .is_some_and(|v4| internal_ip(IpAddr::V4(v4)))
+                || v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Why a `signatures` call stopped before reading everything.
+enum Stop {
+    /// `max_requests` ran out: what was read is kept, with one evidence saying so.
+    Budget,
+    /// The registry cannot be read.
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Stop {
+        Stop::Failed(error)
+    }
+}
+
+/// One read of registry content.
+enum Body {
+    Found(Vec<u8>),
+    /// 404.
+    Missing,
+    /// The registry holds it but it is not read (over its cap): why, to be evidence.
+    Refused(String),
+}
+
+/// One `signatures` call: the authorization obtained on the first challenge is reused, and the
+/// requests made are counted against `max_requests`.
 struct Session<'a> {
     registry: &'a Registry,
     auth: &'a RegistryAuth,
     authorization: Option<HeaderValue>,
+    requests: usize,
 }
 
 impl Session<'_> {
-    /// GET `path` on the registry: `None` on 404, the capped body on success.
-    async fn get(&mut self, path: &str, accept: &str) -> Result<Option<Vec<u8>>, Error> {
+    /// Counts one request, or stops when the budget is spent.
+    fn spend(&mut self) -> Result<(), Stop> {
+        if self.requests >= self.registry.opts.max_requests {
+            return Err(Stop::Budget);
+        }
+        self.requests += 1;
+        Ok(())
+    }
+
+    /// GET `path` on the registry, the body capped at `limit` bytes.
+    async fn get(&mut self, path: &str, accept: &str, limit: usize) -> Result<Body, Stop> {
         let url = format!("{}{path}", self.registry.base);
         let mut challenged = false;
         loop {
+            self.spend()?;
             let mut request = self.registry.http.get(&url).header(ACCEPT, accept);
             if let Some(authorization) = &self.authorization {
                 request = request.header(AUTHORIZATION, authorization.clone());
@@ -356,22 +642,27 @@ impl Session<'_> {
                 continue;
             }
             if status == StatusCode::NOT_FOUND {
-                return Ok(None);
+                return Ok(Body::Missing);
             }
             if !status.is_success() {
                 return Err(Error::Status {
                     url,
                     status: status.as_u16(),
-                });
+                }
+                .into());
             }
-            return read_capped(response, self.registry.opts.max_manifest_bytes, &url)
-                .await
-                .map(Some);
+            return match read_capped(response, limit, &url).await {
+                Ok(body) => Ok(Body::Found(body)),
+                Err(Error::TooLarge { limit, .. }) => {
+                    Ok(Body::Refused(format!("is larger than {limit} bytes")))
+                }
+                Err(error) => Err(error.into()),
+            };
         }
     }
 
     /// Answers a `WWW-Authenticate` challenge with an `Authorization` value.
-    async fn authenticate(&self, challenge: &str) -> Result<HeaderValue, Error> {
+    async fn authenticate(&mut self, challenge: &str) -> Result<HeaderValue, Stop> {
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         let params = parse_params(params);
         let basic = match self.auth {
@@ -389,30 +680,37 @@ impl Session<'_> {
                     self.registry.opts.host
                 ))
             })?;
-            return HeaderValue::from_str(&value)
-                .map_err(|_| Error::Auth("credentials are not a valid header".into()));
+            return Ok(HeaderValue::from_str(&value)
+                .map_err(|_| Error::Auth("credentials are not a valid header".into()))?);
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Error::Auth(format!(
-                "unsupported challenge scheme {scheme:?}"
-            )));
+                "unsupported challenge scheme {:?}",
+                untrusted(scheme)
+            ))
+            .into());
         }
         let realm = params
             .iter()
             .find(|(k, _)| k == "realm")
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| Error::Auth("bearer challenge without realm".into()))?;
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|e| Error::Auth(format!("token realm {realm:?}: {e}")))?;
+        let mut url = Url::parse(realm)
+            .map_err(|e| Error::Auth(format!("token realm {:?}: {e}", untrusted(realm))))?;
+        // The realm is wherever the registry says: not into the cluster, not in clear text.
+        self.registry.destinations.check(&url).map_err(|why| {
+            Error::Auth(format!("token realm {:?} refused: {why}", untrusted(realm)))
+        })?;
         let scheme_ok =
             url.scheme() == "https" || (self.registry.opts.plain_http && url.scheme() == "http");
-        if url.scheme() != "https" && url.scheme() != "http" {
-            return Err(Error::Auth(format!("token realm {realm:?} is not http(s)")));
-        }
         let realm_host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            (None, _) => return Err(Error::Auth(format!("token realm {realm:?} has no host"))),
+            (None, _) => {
+                return Err(
+                    Error::Auth(format!("token realm {:?} has no host", untrusted(realm))).into(),
+                )
+            }
         };
         let same_host = realm_host.eq_ignore_ascii_case(&self.registry.opts.host);
         {
@@ -429,10 +727,11 @@ impl Session<'_> {
         if let (Some(basic), true, true) = (&basic, same_host, scheme_ok) {
             request = request.header(AUTHORIZATION, basic);
         } else if basic.is_some() {
-            tracing::warn!(realm = %realm_host, host = %self.registry.opts.host,
+            tracing::warn!(realm = %untrusted(&realm_host), host = %self.registry.opts.host,
                 "token realm is not the configured host; asking it anonymously");
         }
         let token_url = url.to_string();
+        self.spend()?;
         let response = request.send().await.map_err(|source| Error::Request {
             url: token_url.clone(),
             source,
@@ -441,7 +740,8 @@ impl Session<'_> {
             return Err(Error::Status {
                 url: token_url,
                 status: response.status().as_u16(),
-            });
+            }
+            .into());
         }
         let body = read_capped(response, self.registry.opts.max_manifest_bytes, &token_url).await?;
         let token: serde_json::Value =
@@ -453,8 +753,8 @@ impl Session<'_> {
             .as_str()
             .or_else(|| token["access_token"].as_str())
             .ok_or_else(|| Error::Auth(format!("{token_url} answered without a token")))?;
-        HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| Error::Auth("token is not a valid header".into()))
+        Ok(HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Auth("token is not a valid header".into()))?)
     }
 }
 
@@ -545,5 +845,81 @@ mod tests {
             assert!(Registry::new(RegistryOptions::new(bad)).is_err(), "{bad:?}");
         }
         assert!(Registry::new(RegistryOptions::new("127.0.0.1:5000")).is_ok());
+    }
+
+    #[test]
+    fn zero_caps_are_refused() {
+        let mut opts = RegistryOptions::new("ghcr.io");
+        opts.max_requests = 0;
+        assert!(Registry::new(opts).is_err());
+        let mut opts = RegistryOptions::new("ghcr.io");
+        opts.max_signature_bytes = 0;
+        assert!(Registry::new(opts).is_err());
+    }
+
+    fn destinations(host: &str, plain_http: bool) -> Arc<Destinations> {
+        let mut opts = RegistryOptions::new(host);
+        opts.plain_http = plain_http;
+        Registry::new(opts).unwrap().destinations
+    }
+
+    fn allowed(d: &Destinations, url: &str) -> bool {
+        d.check(&Url::parse(url).unwrap()).is_ok()
+    }
+
+    #[test]
+    fn public_registry_sends_only_to_public_https() {
+        let d = destinations("ghcr.io", false);
+        assert!(!d.loopback);
+        for ok in [
+            "https://ghcr.io/token",
+            "https://pkg-containers.githubusercontent.com/ghcr1/blobs/sha256:ab",
+            "https://203.0.113.7/token",
+        ] {
+            assert!(allowed(&d, ok), "{ok}");
+        }
+        for refused in [
+            "http://ghcr.io/token",
+            "ftp://ghcr.io/token",
+            "https://127.0.0.1/token",
+            "https://2130706433/token",
+            "https://0.0.0.0/",
+            "https://10.1.2.3/",
+            "https://172.16.0.1/",
+            "https://192.168.1.1/",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://100.64.0.1/",
+            "https://localhost/",
+            "https://LOCALHOST./",
+            "https://metadata.localhost/",
+            "https://[::1]/",
+            "https://[::]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:169.254.169.254]/",
+        ] {
+            assert!(!allowed(&d, refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn loopback_test_registry_may_use_http_to_itself_only() {
+        let d = destinations("127.0.0.1:5000", true);
+        assert!(d.loopback);
+        assert!(allowed(&d, "http://127.0.0.1:5001/token"));
+        assert!(allowed(&d, "https://127.0.0.1/token"));
+        assert!(allowed(&d, "https://ghcr.io/token"));
+        assert!(!allowed(&d, "http://localhost:5000/token"));
+        assert!(!allowed(&d, "http://example.com/token"));
+        // A loopback registry over TLS gets no plain http at all.
+        let d = destinations("localhost:5000", false);
+        assert!(d.loopback);
+        assert!(!allowed(&d, "http://localhost:5000/token"));
+        assert!(allowed(&d, "https://localhost:5001/token"));
+        // A plain-http registry that is not on loopback gets https only.
+        let d = destinations("0.0.0.0:5000", true);
+        assert!(!d.loopback);
+        assert!(!allowed(&d, "http://0.0.0.0:5000/token"));
     }
 }

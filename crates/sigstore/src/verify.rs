@@ -38,6 +38,7 @@ use sigstore_protobuf_specs::dev::sigstore::rekor::v1::{
 };
 use x509_cert::der::Decode;
 
+use crate::error::{clip, untrusted};
 use crate::evidence::{Content, CosignSignature};
 use crate::identity::summarize;
 use crate::{tlog, CertificateSummary, Evidence, EvidenceSource, ImageRef, TrustRoot};
@@ -67,6 +68,9 @@ pub struct Verification {
 
 const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// The longest `Verification::error`, in characters: each untrusted value in it is already cut
+/// to 200 (see `error::untrusted`); this bounds the line as a whole (sigstore-rs's messages too).
+const MAX_ERROR_CHARS: usize = 1000;
 
 /// Verifies one piece of evidence for one image under `trust`. Pure CPU; never fails: a signature
 /// that does not hold comes back `is_signed` and not `is_verified`, with the reason in `error`.
@@ -90,7 +94,7 @@ pub fn verify(trust: &TrustRoot, image: &ImageRef, evidence: &Evidence) -> Verif
             is_verified: false,
             certificate: None,
             statement: None,
-            error: Some(error.replace('\n', " ")),
+            error: Some(clip(&error, MAX_ERROR_CHARS)),
             source: evidence.source,
         },
     }
@@ -109,11 +113,11 @@ fn verify_bundle(trust: &TrustRoot, image: &ImageRef, bundle: &Bundle) -> Result
             if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
                 return Err(format!(
                     "DSSE payload type {:?} is not an in-toto statement",
-                    envelope.payload_type
+                    untrusted(&envelope.payload_type)
                 ));
             }
             let statement: serde_json::Value = serde_json::from_slice(&envelope.payload)
-                .map_err(|e| format!("DSSE payload is not JSON: {e}"))?;
+                .map_err(|e| format!("DSSE payload is not JSON: {}", untrusted(&e.to_string())))?;
             let bound = statement["subject"].as_array().is_some_and(|subjects| {
                 subjects
                     .iter()
@@ -144,7 +148,7 @@ fn verify_bundle(trust: &TrustRoot, image: &ImageRef, bundle: &Bundle) -> Result
             if signed != image.digest_bytes() {
                 return Err(format!(
                     "digest mismatch: the bundle signs sha256:{}, the image is {}",
-                    hex::encode(signed),
+                    untrusted(&hex::encode(signed)),
                     image.digest
                 ));
             }
@@ -171,7 +175,10 @@ fn verify_cosign(
     let (label, cert_der) = x509_cert::der::pem::decode_vec(certificate.trim().as_bytes())
         .map_err(|e| format!("signing certificate is not PEM: {e}"))?;
     if label != "CERTIFICATE" {
-        return Err(format!("signing certificate PEM is a {label:?}"));
+        return Err(format!(
+            "signing certificate PEM is a {:?}",
+            untrusted(label)
+        ));
     }
     let signature = B64
         .decode(
@@ -185,13 +192,17 @@ fn verify_cosign(
         .rekor_bundle
         .as_deref()
         .ok_or("no transparency log entry (no dev.sigstore.cosign/bundle annotation)")?;
-    let rekor: RekorBundle = serde_json::from_str(rekor)
-        .map_err(|e| format!("transparency log bundle does not parse: {e}"))?;
+    let rekor: RekorBundle = serde_json::from_str(rekor).map_err(|e| {
+        format!(
+            "transparency log bundle does not parse: {}",
+            untrusted(&e.to_string())
+        )
+    })?;
     let body = B64
         .decode(&rekor.payload.body)
         .map_err(|e| format!("logged body is not base64: {e}"))?;
-    let logged: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("logged body is not JSON: {e}"))?;
+    let logged: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("logged body is not JSON: {}", untrusted(&e.to_string())))?;
     let entry = TransparencyLogEntry {
         log_index: rekor.payload.log_index,
         log_id: Some(LogId {
@@ -237,13 +248,17 @@ fn verify_cosign(
     sigstore_verify(trust, entry.integrated_time, bundle, payload_digest)?;
     tlog::verify_entry(trust, &entry)?;
 
-    let payload: serde_json::Value = serde_json::from_slice(&sig.payload)
-        .map_err(|e| format!("signed payload is not simple-signing JSON: {e}"))?;
+    let payload: serde_json::Value = serde_json::from_slice(&sig.payload).map_err(|e| {
+        format!(
+            "signed payload is not simple-signing JSON: {}",
+            untrusted(&e.to_string())
+        )
+    })?;
     let critical = &payload["critical"];
     if critical["type"].as_str() != Some(SIMPLE_SIGNING_TYPE) {
         return Err(format!(
             "signed payload type {} is not {SIMPLE_SIGNING_TYPE:?}",
-            critical["type"]
+            untrusted(&critical["type"].to_string())
         ));
     }
     let named = critical["image"]["docker-manifest-digest"]
@@ -251,7 +266,8 @@ fn verify_cosign(
         .unwrap_or_default();
     if named != image.digest {
         return Err(format!(
-            "digest mismatch: the signature names {named:?}, the image is {}",
+            "digest mismatch: the signature names {:?}, the image is {}",
+            untrusted(named),
             image.digest
         ));
     }
