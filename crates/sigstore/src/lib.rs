@@ -26,5 +26,5 @@ pub use identity::CertificateSummary;
 pub use image::ImageRef;
 pub use registry::{Registry, RegistryAuth, RegistryOptions};
 pub use trust::TrustRoot;
-pub use tuf::{TufError, TufSource};
+pub use tuf::{TufError, TufSource, TufState};
 pub use verify::{verify, Statement, Verification};

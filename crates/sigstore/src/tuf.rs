@@ -69,6 +69,25 @@ pub struct TufSource {
     pub max_bytes: usize,
 }
 
+/// What a refresh verified, for the next one to start from: the newest root and the versions
+/// of timestamp, snapshot and targets seen. Kept in memory by the caller, it stops a mirror
+/// from moving a running process back to older (still unexpired) metadata or a shorter root
+/// chain (the specification's rollback checks, 5.3 to 5.5).
+#[derive(Debug, Clone, Default)]
+pub struct TufState {
+    root_json: Option<Vec<u8>>,
+    timestamp: u64,
+    snapshot: u64,
+    targets: u64,
+}
+
+impl TufState {
+    /// The targets version the root in use came from (0 before any refresh).
+    pub fn targets_version(&self) -> u64 {
+        self.targets
+    }
+}
+
 impl TufSource {
     /// Sigstore's public-good TUF repository, starting from the shipped `root.json` (see
     /// `trust_root/README.md`); 60 s for the refresh, 4 MiB per file.
@@ -138,6 +157,9 @@ pub enum TufError {
     /// The targets metadata does not list the trusted root target.
     #[error("TUF targets do not list {target} (delegated targets are not searched)")]
     TargetMissing { target: String },
+    /// Older metadata than an earlier refresh verified (a rollback).
+    #[error("TUF {file}: version {got} is older than version {seen} verified before")]
+    Rollback { file: String, seen: u64, got: u64 },
 }
 
 impl TrustRoot {
@@ -147,13 +169,41 @@ impl TrustRoot {
     /// TUF failures are [`Error::Tuf`]; a verified target that is not a usable trusted root
     /// fails as `from_trusted_root_json` would.
     pub async fn from_tuf(source: &TufSource) -> Result<TrustRoot, Error> {
-        let bytes = fetch_trusted_root(source).await.map_err(Error::Tuf)?;
-        TrustRoot::from_trusted_root_json(&bytes)
+        Self::from_tuf_after(source, &TufState::default())
+            .await
+            .map(|(root, _)| root)
+    }
+
+    /// Like [`TrustRoot::from_tuf`], starting from what an earlier refresh verified: nothing
+    /// older than `state` is accepted. Returns the state to start the next refresh from.
+    pub async fn from_tuf_after(
+        source: &TufSource,
+        state: &TufState,
+    ) -> Result<(TrustRoot, TufState), Error> {
+        let (bytes, state) = fetch_trusted_root(source, state)
+            .await
+            .map_err(Error::Tuf)?;
+        Ok((TrustRoot::from_trusted_root_json(&bytes)?, state))
     }
 }
 
+/// Refuses metadata older than what was verified before.
+fn not_older(file: &str, seen: u64, got: u64) -> Result<(), TufError> {
+    if got < seen {
+        return Err(TufError::Rollback {
+            file: file.to_string(),
+            seen,
+            got,
+        });
+    }
+    Ok(())
+}
+
 /// The whole client workflow; returns the verified target's bytes.
-async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
+async fn fetch_trusted_root(
+    source: &TufSource,
+    state: &TufState,
+) -> Result<(Vec<u8>, TufState), TufError> {
     let started = Instant::now();
     let now = Utc::now();
     let metadata_base = base_url(&source.metadata_url, "metadata_url")?;
@@ -163,20 +213,30 @@ async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
             "timeout and max_bytes must be positive".into(),
         ));
     }
+    // No redirects: a TUF repository serves its files where its URLs say, and a redirect could
+    // only lead somewhere else (another host, plain http).
     let http = reqwest::Client::builder()
         .connect_timeout(source.timeout)
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(TufError::Client)?;
+    let deadline = started
+        .checked_add(source.timeout)
+        .ok_or_else(|| TufError::Options("timeout is too large".into()))?;
     let fetcher = Fetcher {
         http,
-        deadline: started + source.timeout,
+        deadline,
         timeout: source.timeout,
         max_bytes: source.max_bytes,
     };
 
-    // The pinned root: trusted as given, but it must be well formed and signed by itself.
-    let mut root = Metadata::<RootBody>::parse("root.json", &source.root_json, "root")?;
+    // The pinned root, or the newest one an earlier refresh verified from it: trusted as given,
+    // but it must be well formed and signed by itself.
+    let mut root_json = state
+        .root_json
+        .clone()
+        .unwrap_or_else(|| source.root_json.clone());
+    let mut root = Metadata::<RootBody>::parse("root.json", &root_json, "root")?;
     root.body.check(&root.file)?;
     root.verify_by(&root.body, "root")?;
 
@@ -203,6 +263,7 @@ async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
         new.verify_by(&new.body, "root")?;
         new.expect_version(next)?;
         root = new;
+        root_json = bytes;
     }
     root.check_expiry(now)?;
     let root_body = root.body;
@@ -215,8 +276,10 @@ async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
         .ok_or_else(|| missing(&file))?;
     let timestamp = Metadata::<MetaBody>::parse(&file, &bytes, "timestamp")?;
     timestamp.verify_by(&root_body, "timestamp")?;
+    not_older(&file, state.timestamp, timestamp.common.version)?;
     timestamp.check_expiry(now)?;
     let snapshot_meta = timestamp.body.entry(&file, "snapshot.json")?;
+    not_older("snapshot.json", state.snapshot, snapshot_meta.version)?;
 
     // Snapshot.
     let file = versioned(
@@ -238,6 +301,7 @@ async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
     snapshot.expect_version(snapshot_meta.version)?;
     snapshot.check_expiry(now)?;
     let targets_meta = snapshot.body.entry(&file, "targets.json")?;
+    not_older("targets.json", state.targets, targets_meta.version)?;
 
     // Targets.
     let file = versioned(
@@ -291,7 +355,15 @@ async fn fetch_trusted_root(source: &TufSource) -> Result<Vec<u8>, TufError> {
         .await?
         .ok_or_else(|| missing(TRUSTED_ROOT_TARGET))?;
     check_length_and_hashes(TRUSTED_ROOT_TARGET, &bytes, Some(target.length), &known)?;
-    Ok(bytes)
+    Ok((
+        bytes,
+        TufState {
+            root_json: Some(root_json),
+            timestamp: timestamp.common.version,
+            snapshot: snapshot_meta.version,
+            targets: targets_meta.version,
+        },
+    ))
 }
 
 /// A URL base without its trailing slash, refused unless it is http(s) with a host.
@@ -301,6 +373,22 @@ fn base_url(url: &str, field: &str) -> Result<String, TufError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(TufError::Options(format!(
             "{field} {url:?} is not an http(s) URL with a host"
+        )));
+    }
+    // Plain http only on loopback (a test repository): anywhere else anyone on the path could
+    // serve old metadata or stop the root chain short.
+    let host = parsed
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "http" && !loopback {
+        return Err(TufError::Options(format!(
+            "{field} {url:?}: plain http is allowed for a loopback repository only"
         )));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
@@ -535,10 +623,12 @@ impl<T> Metadata<T> {
                 .envelope
                 .signatures
                 .iter()
-                .filter(|s| s.keyid == keyid)
-                .filter_map(|s| hex::decode(&s.sig).ok())
+                // The first signature of a key id only: the list is not signed, and thousands of
+                // copies would each cost a verification.
+                .find(|s| s.keyid == keyid)
+                .and_then(|s| hex::decode(&s.sig).ok())
                 .filter(|sig| !sig.is_empty())
-                .any(|sig| {
+                .is_some_and(|sig| {
                     key.verify_signature(Signature::Raw(&sig), &self.canonical)
                         .is_ok()
                 });

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use plumbline_sigstore::testkit::{TestSigstore, WorkflowIdentity};
-use plumbline_sigstore::{verify, Error, Evidence, ImageRef, TrustRoot, TufError, TufSource};
+use plumbline_sigstore::{
+    verify, Error, Evidence, ImageRef, TrustRoot, TufError, TufSource, TufState,
+};
 use rcgen::{PublicKeyData as _, SigningKey as _};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -101,6 +103,8 @@ struct Repo {
     root_json: Vec<u8>,
     target_path: String,
     files: BTreeMap<String, Vec<u8>>,
+    /// The version `set_timestamp` writes.
+    timestamp_version: u64,
 }
 
 impl Repo {
@@ -114,6 +118,7 @@ impl Repo {
             root_json: Vec::new(),
             target_path: String::new(),
             files: BTreeMap::new(),
+            timestamp_version: 1,
         };
         repo.root_json = sign(
             &repo.root_signed(1, &repo.root_key, &repo.timestamp_key),
@@ -194,7 +199,7 @@ impl Repo {
             &json!({
                 "_type": "timestamp",
                 "spec_version": "1.0.31",
-                "version": 1,
+                "version": self.timestamp_version,
                 "expires": expires,
                 "meta": {"snapshot.json": meta(snapshot, 1)},
             }),
@@ -483,4 +488,51 @@ async fn a_verified_target_that_is_no_trust_root_fails_as_from_trusted_root_json
         Err(Error::TrustRoot(reason)) => assert!(reason.contains("mediaType"), "{reason}"),
         other => panic!("expected Error::TrustRoot, got {other:?}"),
     }
+}
+
+/// A refresh starts from what the last one verified: a mirror serving older (still unexpired)
+/// metadata is refused rather than moving the root back.
+#[tokio::test]
+async fn older_metadata_than_the_last_refresh_is_refused() {
+    let signer = TestSigstore::new();
+    let mut repo = Repo::new(&signer.trusted_root_json());
+    repo.timestamp_version = 2;
+    repo.set_timestamp(&in_a_day(), None);
+    let (addr, _) = serve(repo.files.clone(), false).await;
+    let (root, state) =
+        TrustRoot::from_tuf_after(&source(addr, &repo.root_json), &TufState::default())
+            .await
+            .expect("first refresh");
+    assert!(verifies(&root, &signer));
+    assert_eq!(state.targets_version(), 1);
+    // The same metadata again is fine (nothing newer was published).
+    TrustRoot::from_tuf_after(&source(addr, &repo.root_json), &state)
+        .await
+        .expect("same versions");
+    repo.timestamp_version = 1;
+    repo.set_timestamp(&in_a_day(), None);
+    let (older, _) = serve(repo.files.clone(), false).await;
+    match TrustRoot::from_tuf_after(&source(older, &repo.root_json), &state).await {
+        Err(Error::Tuf(TufError::Rollback {
+            seen: 2, got: 1, ..
+        })) => {}
+        Err(e) => panic!("expected a rollback refusal, got {e}"),
+        Ok(_) => panic!("expected a rollback refusal, got a trust root"),
+    }
+}
+
+/// Plain http is for a loopback test repository only, and nothing is requested otherwise.
+#[tokio::test]
+async fn plain_http_is_refused_off_loopback() {
+    let src = TufSource {
+        metadata_url: "http://tuf.example.com".into(),
+        targets_url: "http://tuf.example.com/targets".into(),
+        root_json: b"{}".to_vec(),
+        timeout: Duration::from_secs(1),
+        max_bytes: 1 << 20,
+    };
+    assert!(matches!(
+        tuf_error(TrustRoot::from_tuf(&src).await),
+        TufError::Options(_)
+    ));
 }

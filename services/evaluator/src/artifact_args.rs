@@ -6,7 +6,7 @@
 //! name a root configured here (a root a rule author could bring would make anything verify).
 
 use plumbline_github_provider::Artifacts;
-use plumbline_sigstore::{Registry, RegistryAuth, RegistryOptions, TrustRoot, TufSource};
+use plumbline_sigstore::{Registry, RegistryAuth, RegistryOptions, TrustRoot, TufSource, TufState};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -295,7 +295,8 @@ impl ArtifactArgs {
 /// Keeps the TUF-backed roots current: each is refreshed now and then every `every`; a
 /// refresh that fails leaves the root in use as it was (the shipped one, or the last good
 /// refresh) and is logged, so a repository that is down never removes a root, and one that
-/// serves bad metadata never replaces it.
+/// serves bad or older metadata never replaces it (each refresh starts from what the last one
+/// verified: see [`TufState`]).
 pub async fn refresh_roots(
     artifacts: Arc<Artifacts>,
     sources: Vec<(String, TufSource)>,
@@ -305,9 +306,10 @@ pub async fn refresh_roots(
     if sources.is_empty() {
         return;
     }
+    let mut states: Vec<TufState> = vec![TufState::default(); sources.len()];
     loop {
-        for (name, source) in &sources {
-            refresh_once(&artifacts, name, source).await;
+        for ((name, source), state) in sources.iter().zip(states.iter_mut()) {
+            refresh_once(&artifacts, name, source, state).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -316,12 +318,19 @@ pub async fn refresh_roots(
     }
 }
 
-/// One refresh of root `name`; whether it replaced the root.
-pub async fn refresh_once(artifacts: &Artifacts, name: &str, source: &TufSource) -> bool {
-    match TrustRoot::from_tuf(source).await {
-        Ok(root) => {
+/// One refresh of root `name` from what `state` says was verified before; whether it
+/// replaced the root (and `state` with it).
+pub async fn refresh_once(
+    artifacts: &Artifacts,
+    name: &str,
+    source: &TufSource,
+    state: &mut TufState,
+) -> bool {
+    match TrustRoot::from_tuf_after(source, state).await {
+        Ok((root, verified)) => {
             artifacts.set_root(name, root);
-            tracing::info!(root = name, url = %source.metadata_url, "Sigstore trust root refreshed from its TUF repository");
+            tracing::info!(root = name, url = %source.metadata_url, targets_version = verified.targets_version(), "Sigstore trust root refreshed from its TUF repository");
+            *state = verified;
             true
         }
         Err(e) => {
@@ -484,10 +493,11 @@ mod tests {
             timeout: Duration::from_secs(2),
             ..TufSource::public_good()
         };
-        assert!(!refresh_once(&artifacts, PUBLIC_GOOD_ROOT, &down).await);
+        let mut state = TufState::default();
+        assert!(!refresh_once(&artifacts, PUBLIC_GOOD_ROOT, &down, &mut state).await);
         let after = artifacts.root(PUBLIC_GOOD_ROOT).expect("still there");
         assert!(Arc::ptr_eq(&before, &after));
-        assert!(!refresh_once(&artifacts, "corp", &down).await);
+        assert!(!refresh_once(&artifacts, "corp", &down, &mut state).await);
         assert!(
             artifacts.root("corp").is_none(),
             "no root until a refresh succeeds"
