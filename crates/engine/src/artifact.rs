@@ -124,7 +124,9 @@ struct Version<'a> {
     package: &'a str,
     digest: &'a str,
     tags: Vec<String>,
-    created_at: Option<&'a str>,
+    /// When the version was made or last changed (a tag moved onto it), the later of the two:
+    /// moving a tag onto an old image makes it current again, not exempt.
+    changed_at: Option<&'a str>,
 }
 
 fn version(entity: &Entity) -> Result<Version<'_>, EngineError> {
@@ -158,7 +160,10 @@ fn version(entity: &Entity) -> Result<Version<'_>, EngineError> {
                     .collect()
             })
             .unwrap_or_default(),
-        created_at: p.get("created_at").and_then(Value::as_str),
+        changed_at: ["created_at", "updated_at"]
+            .iter()
+            .filter_map(|k| p.get(*k).and_then(Value::as_str))
+            .max_by_key(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
     })
 }
 
@@ -167,21 +172,137 @@ fn skip_reason(p: &Params, v: &Version<'_>, now: chrono::DateTime<chrono::Utc>) 
     if p.name.as_deref().is_some_and(|n| n != v.package) {
         return Some(format!("the rule is about artifact {:?}", p.name));
     }
-    if let Some(made) = v
-        .created_at
-        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-    {
-        if now.signed_duration_since(made) > chrono::Duration::days(RETENTION_DAYS) {
-            return Some("the version is older than the six months' retention period".into());
-        }
+    if !is_current(v.changed_at, None, now) {
+        return Some("the version is older than the six months' retention period".into());
     }
     if v.tags.is_empty() {
         return Some("the version has no tags".into());
+    }
+    if v.tags.iter().all(|t| is_signature_tag(t)) {
+        return Some(
+            "the version is a signature, attestation or SBOM stored beside an image".into(),
+        );
     }
     if !p.filter.matches(&v.tags) {
         return Some("the version's tags do not match the rule's".into());
     }
     None
+}
+
+/// Whether a version made at `created_at` and last changed at `updated_at` (RFC 3339, either
+/// unknown) is within the retention period: judged from its latest change, so a tag moved onto
+/// an old image makes it current. Unknown times count as current (judged, not skipped).
+pub fn is_current(
+    created_at: Option<&str>,
+    updated_at: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let latest = [created_at, updated_at]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .max();
+    latest.is_none_or(|t| now.signed_duration_since(t) <= chrono::Duration::days(RETENTION_DAYS))
+}
+
+/// cosign's tags beside an image: `sha256-<hex>.sig`, `.att`, `.sbom`, and the OCI referrers
+/// tag schema's `sha256-<hex>`.
+pub fn is_signature_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest
+        .strip_suffix(".sig")
+        .or_else(|| rest.strip_suffix(".att"))
+        .or_else(|| rest.strip_suffix(".sbom"))
+        .unwrap_or(rest);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Where an attestation's SLSA provenance contradicts the certificate that signed it, if it
+/// does. A verified signature says who signed; the predicate is what the signer wrote, so a
+/// workflow on any branch (or any Fulcio identity) could claim to be the release build. For
+/// GitHub Actions provenance the claims rules read (workflow repository, ref and path, runner
+/// environment, event) must be what Fulcio certified for the signing run.
+fn predicate_contradiction(
+    c: &CertificateSummary,
+    predicate_type: &str,
+    p: &Value,
+) -> Option<String> {
+    const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+    const GITHUB_WORKFLOW: &str = "https://actions.github.io/buildtypes/workflow/v1";
+    let build = p.get("buildDefinition");
+    if predicate_type != SLSA_V1
+        || build
+            .and_then(|b| b.get("buildType"))
+            .and_then(Value::as_str)
+            != Some(GITHUB_WORKFLOW)
+    {
+        return None;
+    }
+    if c.issuer.as_deref() != Some(GITHUB_ACTIONS_ISSUER) {
+        return Some(
+            "GitHub Actions provenance signed by a certificate not issued to GitHub Actions".into(),
+        );
+    }
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let workflow = build
+        .and_then(|b| b.get("externalParameters"))
+        .and_then(|e| e.get("workflow"));
+    let repository = text(workflow.and_then(|w| w.get("repository")));
+    let git_ref = text(workflow.and_then(|w| w.get("ref")));
+    let path = text(workflow.and_then(|w| w.get("path")));
+    let github = build
+        .and_then(|b| b.get("internalParameters"))
+        .and_then(|i| i.get("github"));
+    let runner = text(github.and_then(|g| g.get("runner_environment")));
+    let event = text(github.and_then(|g| g.get("event_name")));
+    let certified = |what: &str, claimed: &str, cert: Option<&str>| -> Option<String> {
+        (Some(claimed) != cert).then(|| {
+            format!(
+                "the provenance claims {what} {}, the certificate says {}",
+                shorten(claimed),
+                shorten(cert.unwrap_or("nothing"))
+            )
+        })
+    };
+    let top_level = c
+        .build_config_uri
+        .as_deref()
+        .or(c.subject_alternative_name.as_deref());
+    certified(
+        "repository",
+        &repository,
+        c.source_repository_uri.as_deref(),
+    )
+    .or_else(|| certified("ref", &git_ref, c.source_repository_ref.as_deref()))
+    .or_else(|| {
+        certified(
+            "workflow",
+            &format!("{repository}/{path}@{git_ref}"),
+            top_level,
+        )
+    })
+    .or_else(|| {
+        certified(
+            "runner environment",
+            &runner,
+            c.runner_environment.as_deref(),
+        )
+    })
+    .or_else(|| match c.build_trigger.as_deref() {
+        Some(trigger) => certified("event", &event, Some(trigger)),
+        None => None,
+    })
+}
+
+/// At most 200 characters of what a signer wrote, for a message.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
 }
 
 /// Ingests an artifact entity for a rule with `rule_params`.
@@ -311,10 +432,27 @@ fn entry(v: &Verification) -> Value {
         o.insert("cert_issuer".into(), text(&c.issuer).into());
     }
     if let (true, Some(s), Some(o)) = (v.is_verified, &v.statement, out.as_object_mut()) {
-        o.insert(
-            "attestation".into(),
-            json!({"predicate_type": s.predicate_type, "predicate": s.predicate}),
-        );
+        let contradiction = v
+            .certificate
+            .as_ref()
+            .and_then(|c| predicate_contradiction(c, &s.predicate_type, &s.predicate));
+        match contradiction {
+            None => {
+                o.insert(
+                    "attestation".into(),
+                    json!({"predicate_type": s.predicate_type, "predicate": s.predicate}),
+                );
+            }
+            // Signed, but what it says is not what was certified: not verified, and no
+            // identity or predicate to match a policy against.
+            Some(why) => {
+                return json!({"Verification": {
+                    "is_signed": true, "is_verified": false, "repository": "", "branch": "",
+                    "signer_identity": "", "runner_environment": "", "cert_issuer": "",
+                    "error": why,
+                }});
+            }
+        }
     }
     if let (Some(e), Some(o)) = (&v.error, out.as_object_mut()) {
         o.insert("error".into(), e.clone().into());
@@ -354,8 +492,7 @@ mod tests {
             subject_alternative_name: Some(san.to_string()),
             source_repository_uri: repo.map(str::to_string),
             source_repository_ref: None,
-            runner_environment: None,
-            build_signer_uri: None,
+            ..CertificateSummary::default()
         }
     }
 
@@ -412,12 +549,12 @@ mod tests {
     fn versions_the_rule_is_not_about_are_skipped() {
         let now = chrono::Utc::now();
         let p = params(&json!({"tags": ["latest"], "name": "web"})).expect("params");
-        let v = |package, tags: &[&str], created_at| Version {
+        let v = |package, tags: &[&str], changed_at| Version {
             owner: "o",
             package,
             digest: "sha256:00",
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            created_at,
+            changed_at,
         };
         assert!(skip_reason(&p, &v("web", &["latest"], None), now).is_none());
         assert!(skip_reason(&p, &v("api", &["latest"], None), now).is_some());
@@ -429,6 +566,45 @@ mod tests {
             now
         )
         .is_some());
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        let all = params(&json!({})).expect("params");
+        assert!(
+            skip_reason(&all, &v("web", &[&sig], None), now).is_some(),
+            "a cosign signature stored as a version is not an image to check"
+        );
+        assert!(
+            skip_reason(&all, &v("web", &[&sig, "latest"], None), now).is_none(),
+            "one signature-like tag does not hide an image"
+        );
+    }
+
+    /// A tag moved onto an old image makes it current: judged, not skipped.
+    #[test]
+    fn retention_counts_from_the_last_change() {
+        let entity = Entity {
+            entity_ref: plumbline_domain::EntityRef {
+                provider: "github".into(),
+                kind: plumbline_domain::EntityKind::Artifact,
+                upstream_id: "1".into(),
+            },
+            project: "default".into(),
+            owner: "o".into(),
+            name: "r".into(),
+            properties: json!({"package_owner": "o", "package_name": "web", "digest": "sha256:00",
+                "tags": ["latest"], "created_at": "2020-01-01T00:00:00Z",
+                "updated_at": chrono::Utc::now().to_rfc3339()}),
+            labels: vec![],
+            credential: None,
+        };
+        let v = version(&entity).expect("version");
+        let p = params(&json!({"tags": ["latest"]})).expect("params");
+        assert!(skip_reason(&p, &v, chrono::Utc::now()).is_none());
+        assert!(!is_current(
+            Some("2020-01-01T00:00:00Z"),
+            None,
+            chrono::Utc::now()
+        ));
+        assert!(is_current(None, None, chrono::Utc::now()));
     }
 
     #[test]
@@ -441,7 +617,7 @@ mod tests {
             source_repository_uri: Some("https://github.com/o/r".into()),
             source_repository_ref: Some("refs/heads/main".into()),
             runner_environment: Some("github-hosted".into()),
-            build_signer_uri: None,
+            ..CertificateSummary::default()
         };
         let verified = Verification {
             is_signed: true,
@@ -467,5 +643,123 @@ mod tests {
         let e = entry(&failed);
         assert_eq!(e["Verification"]["repository"], "");
         assert_eq!(e["Verification"]["error"], "certificate is not trusted");
+    }
+
+    /// A verified attestation whose provenance claims another workflow, ref, repository,
+    /// runner or event than the certificate says is not verified, and shows no predicate.
+    #[test]
+    fn provenance_must_agree_with_its_certificate() {
+        let cert = CertificateSummary {
+            issuer: Some(GITHUB_ACTIONS_ISSUER.into()),
+            subject_alternative_name: Some(
+                "https://github.com/o/r/.github/workflows/b.yml@refs/heads/feature".into(),
+            ),
+            source_repository_uri: Some("https://github.com/o/r".into()),
+            source_repository_ref: Some("refs/heads/feature".into()),
+            runner_environment: Some("github-hosted".into()),
+            build_trigger: Some("push".into()),
+            ..CertificateSummary::default()
+        };
+        let provenance = |repository: &str,
+                          git_ref: &str,
+                          path: &str,
+                          runner: &str,
+                          event: &str| {
+            plumbline_sigstore::Statement {
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+                predicate: json!({"buildDefinition": {
+                    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                    "externalParameters": {"workflow": {"repository": repository, "ref": git_ref, "path": path}},
+                    "internalParameters": {"github": {"runner_environment": runner, "event_name": event}}}}),
+            }
+        };
+        let judged = |s: plumbline_sigstore::Statement| {
+            entry(&Verification {
+                is_signed: true,
+                is_verified: true,
+                certificate: Some(cert.clone()),
+                statement: Some(s),
+                error: None,
+                source: plumbline_sigstore::EvidenceSource::Attestation,
+            })
+        };
+        let honest = judged(provenance(
+            "https://github.com/o/r",
+            "refs/heads/feature",
+            ".github/workflows/b.yml",
+            "github-hosted",
+            "push",
+        ));
+        assert_eq!(honest["Verification"]["is_verified"], true);
+        assert!(honest["Verification"]["attestation"].is_object());
+        for (lie, named) in [
+            (
+                provenance(
+                    "https://github.com/o/r",
+                    "refs/heads/main",
+                    ".github/workflows/b.yml",
+                    "github-hosted",
+                    "push",
+                ),
+                "ref",
+            ),
+            (
+                provenance(
+                    "https://github.com/o/other",
+                    "refs/heads/feature",
+                    ".github/workflows/b.yml",
+                    "github-hosted",
+                    "push",
+                ),
+                "repository",
+            ),
+            (
+                provenance(
+                    "https://github.com/o/r",
+                    "refs/heads/feature",
+                    ".github/workflows/release.yml",
+                    "github-hosted",
+                    "push",
+                ),
+                "workflow",
+            ),
+            (
+                provenance(
+                    "https://github.com/o/r",
+                    "refs/heads/feature",
+                    ".github/workflows/b.yml",
+                    "self-hosted",
+                    "push",
+                ),
+                "runner environment",
+            ),
+            (
+                provenance(
+                    "https://github.com/o/r",
+                    "refs/heads/feature",
+                    ".github/workflows/b.yml",
+                    "github-hosted",
+                    "workflow_dispatch",
+                ),
+                "event",
+            ),
+        ] {
+            let e = judged(lie);
+            assert_eq!(e["Verification"]["is_verified"], false, "{named}");
+            assert!(e["Verification"].get("attestation").is_none(), "{named}");
+            assert!(
+                e["Verification"]["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(named),
+                "{named}: {e}"
+            );
+        }
+        // Other predicates have nothing to contradict.
+        let sbom = judged(plumbline_sigstore::Statement {
+            predicate_type: "https://spdx.dev/Document".into(),
+            predicate: json!({}),
+        });
+        assert_eq!(sbom["Verification"]["is_verified"], true);
     }
 }

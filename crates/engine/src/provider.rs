@@ -111,6 +111,7 @@ pub struct Memo<'a> {
     inner: &'a dyn Provider,
     gets: OnceMap<Result<HttpResponse, ProviderError>>,
     trees: OnceMap<Result<Arc<FileTree>, ProviderError>>,
+    signatures: OnceMap<Result<Vec<plumbline_sigstore::Evidence>, ProviderError>>,
 }
 
 impl<'a> Memo<'a> {
@@ -119,6 +120,7 @@ impl<'a> Memo<'a> {
             inner,
             gets: Default::default(),
             trees: Default::default(),
+            signatures: Default::default(),
         }
     }
 
@@ -170,7 +172,14 @@ impl Provider for Memo<'_> {
         &self,
         image: &plumbline_sigstore::ImageRef,
     ) -> Result<Vec<plumbline_sigstore::Evidence>, ProviderError> {
-        self.inner.image_signatures(image).await
+        // Every artifact rule of the entity reads the same registry: once per evaluation.
+        let cell = Self::cell(
+            &self.signatures,
+            format!("{}@{}", image.repository, image.digest),
+        );
+        cell.get_or_init(|| self.inner.image_signatures(image))
+            .await
+            .clone()
     }
 
     fn sigstore_root(&self, name: &str) -> Option<Arc<plumbline_sigstore::TrustRoot>> {

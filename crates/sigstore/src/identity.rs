@@ -26,11 +26,18 @@ pub struct CertificateSummary {
     pub runner_environment: Option<String>,
     /// `.1.9`, the workflow that signed, `https://github.com/o/r/.github/workflows/x.yml@ref`.
     pub build_signer_uri: Option<String>,
+    /// `.1.18`, the top-level workflow of the run (differs from the signer for a reusable
+    /// workflow), `https://github.com/o/r/.github/workflows/x.yml@ref`.
+    pub build_config_uri: Option<String>,
+    /// `.1.20`, the event that started the run (`push`, `workflow_dispatch`...).
+    pub build_trigger: Option<String>,
 }
 
 const ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
 const ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
 const BUILD_SIGNER_URI: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.9");
+const BUILD_CONFIG_URI: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.18");
+const BUILD_TRIGGER: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.20");
 const RUNNER_ENVIRONMENT: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.11");
 const SOURCE_REPOSITORY_URI: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.12");
@@ -66,5 +73,7 @@ pub(crate) fn summarize(cert: &Certificate) -> CertificateSummary {
         source_repository_ref: ext(SOURCE_REPOSITORY_REF, true),
         runner_environment: ext(RUNNER_ENVIRONMENT, true),
         build_signer_uri: ext(BUILD_SIGNER_URI, true),
+        build_config_uri: ext(BUILD_CONFIG_URI, true),
+        build_trigger: ext(BUILD_TRIGGER, true),
     }
 }

@@ -327,10 +327,18 @@ impl TestSigstore {
             fulcio_ext(13, utf8(&sha)),
             fulcio_ext(14, utf8(&id.git_ref)),
             fulcio_ext(15, utf8("1")),
-            fulcio_ext(16, utf8(&format!("https://github.com/{}", id.repository))),
+            // Fulcio's OID list: 16 owner URI, 18 build config URI (the run's top-level
+            // workflow: the signer itself, no reusable workflow here), 19 its digest.
+            fulcio_ext(
+                16,
+                utf8(&format!(
+                    "https://github.com/{}",
+                    id.repository.split('/').next().unwrap_or_default()
+                )),
+            ),
             fulcio_ext(17, utf8("1")),
-            fulcio_ext(18, utf8(&format!("https://github.com/{}", id.repository))),
-            fulcio_ext(19, utf8(&signer)),
+            fulcio_ext(18, utf8(&signer)),
+            fulcio_ext(19, utf8(&sha)),
             fulcio_ext(20, utf8("push")),
             fulcio_ext(
                 21,
@@ -555,37 +563,7 @@ impl TestSigstore {
             "optional": null,
         }))
         .unwrap();
-        let leaf = self.issue_leaf(id);
-        let signature = leaf.key.sign(&payload).unwrap();
-        let certificate = pem(&leaf.der);
-        let body = json!({
-            "apiVersion": "0.0.1",
-            "kind": "hashedrekord",
-            "spec": {
-                "data": {"hash": {"algorithm": "sha256", "value": hex::encode(sha256(&payload))}},
-                "signature": {
-                    "content": B64.encode(&signature),
-                    "publicKey": {"content": B64.encode(&certificate)},
-                },
-            },
-        });
-        let entry = self.log_entry(&body);
-        let rekor_bundle = json!({
-            "SignedEntryTimestamp": B64.encode(&entry.inclusion_promise.as_ref().unwrap().signed_entry_timestamp),
-            "Payload": {
-                "body": B64.encode(&entry.canonicalized_body),
-                "integratedTime": entry.integrated_time,
-                "logIndex": entry.log_index,
-                "logID": hex::encode(&entry.log_id.as_ref().unwrap().key_id),
-            },
-        });
-        let chain = format!("{}{}", pem(&self.intermediate_der), pem(&self.root_der));
-        let annotations = json!({
-            "dev.cosignproject.cosign/signature": B64.encode(&signature),
-            "dev.sigstore.cosign/certificate": certificate,
-            "dev.sigstore.cosign/chain": chain,
-            "dev.sigstore.cosign/bundle": rekor_bundle.to_string(),
-        });
+        let annotations = self.cosign_annotations(&payload, id);
         let client = client();
         let hex = image_digest.trim_start_matches("sha256:");
         let tag = format!("sha256-{hex}.sig");
@@ -605,6 +583,55 @@ impl TestSigstore {
             }],
         });
         push_manifest(&client, &reference, &manifest).await;
+    }
+
+    /// A cosign `.sig` layer over any `payload` (a hostile repository signs what it likes), as
+    /// the evidence `Registry::signatures` would return for it.
+    pub fn cosign_evidence(&self, payload: &[u8], id: &WorkflowIdentity) -> crate::Evidence {
+        let annotations = self.cosign_annotations(payload, id);
+        let annotation = |key: &str| annotations[key].as_str().map(str::to_string);
+        crate::Evidence::cosign(crate::evidence::CosignSignature {
+            payload: payload.to_vec(),
+            signature: annotation("dev.cosignproject.cosign/signature"),
+            certificate: annotation("dev.sigstore.cosign/certificate"),
+            rekor_bundle: annotation("dev.sigstore.cosign/bundle"),
+        })
+    }
+
+    /// The annotations of a cosign layer signing `payload`: signature, certificate, chain and
+    /// Rekor bundle (the payload logged as a hashedrekord entry).
+    fn cosign_annotations(&self, payload: &[u8], id: &WorkflowIdentity) -> serde_json::Value {
+        let leaf = self.issue_leaf(id);
+        let signature = leaf.key.sign(payload).unwrap();
+        let certificate = pem(&leaf.der);
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hex::encode(sha256(payload))}},
+                "signature": {
+                    "content": B64.encode(&signature),
+                    "publicKey": {"content": B64.encode(&certificate)},
+                },
+            },
+        });
+        let entry = self.log_entry(&body);
+        let rekor_bundle = json!({
+            "SignedEntryTimestamp": B64.encode(&entry.inclusion_promise.as_ref().unwrap().signed_entry_timestamp),
+            "Payload": {
+                "body": B64.encode(&entry.canonicalized_body),
+                "integratedTime": entry.integrated_time,
+                "logIndex": entry.log_index,
+                "logID": hex::encode(&entry.log_id.as_ref().unwrap().key_id),
+            },
+        });
+        let chain = format!("{}{}", pem(&self.intermediate_der), pem(&self.root_der));
+        json!({
+            "dev.cosignproject.cosign/signature": B64.encode(&signature),
+            "dev.sigstore.cosign/certificate": certificate,
+            "dev.sigstore.cosign/chain": chain,
+            "dev.sigstore.cosign/bundle": rekor_bundle.to_string(),
+        })
     }
 
     /// An OCI 1.1 referrer of `image_digest` holding a v0.3 bundle (cosign's new bundle format:

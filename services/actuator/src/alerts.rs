@@ -71,18 +71,37 @@ pub fn summary(rule: &CompiledRule, v: &Verdict, entity: &Entity) -> String {
     s.chars().take(1000).collect()
 }
 
+/// What a verdict found, as a fenced code block: the message and details quote what the
+/// evaluated state holds (a signer's branch name, a file's text), which must render as text,
+/// never as Markdown or an @mention. The fence is longer than any run of backticks inside.
+fn found_block(v: &Verdict) -> String {
+    let mut text = if v.message.is_empty() {
+        "the rule's policy denied the current state".to_string()
+    } else {
+        v.message.clone()
+    };
+    for detail in &v.details {
+        text.push_str(&format!("\n- {detail}"));
+    }
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .take(20_000)
+        .collect();
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}text\n{text}\n{fence}\n")
+}
+
 pub fn description(rule: &CompiledRule, v: &Verdict, entity: &Entity, marker: &str) -> String {
     let mut d = format!(
-        "Plumbline evaluated **{}** against rule `{}` (rule type `{}`) of profile `{}`, and it fails.\n\n**What was found:** {}\n",
+        "Plumbline evaluated **{}** against rule `{}` (rule type `{}`) of profile `{}`, and it fails.\n\n**What was found:**\n\n{}",
         subject(entity),
         v.rule_name,
         v.rule_type,
         v.profile,
-        if v.message.is_empty() { "the rule's policy denied the current state" } else { v.message.as_str() }
+        found_block(v)
     );
-    for detail in &v.details {
-        d.push_str(&format!("- {detail}\n"));
-    }
     if !rule.rule_type.description.trim().is_empty() {
         d.push_str(&format!(
             "\n**About the rule:** {}\n",
@@ -199,6 +218,33 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a signer or an author wrote (a branch named `@acme/security`, backticks) is shown
+    /// as text: inside a fence no run of backticks can close.
+    #[test]
+    fn findings_render_as_text() {
+        let v = Verdict {
+            message: "Evaluation failures: \n - expected 'main', got '@acme/security'".into(),
+            details: vec!["````\n@everyone".into()],
+            ..Default::default()
+        };
+        let block = found_block(&v);
+        let fence = block
+            .lines()
+            .next()
+            .expect("fence")
+            .trim_end_matches("text");
+        assert!(
+            fence.len() > 4,
+            "longer than the four backticks inside: {block}"
+        );
+        assert!(block.trim_end().ends_with(fence));
+        let inner: Vec<&str> = block.lines().collect();
+        assert!(inner[1..inner.len() - 1]
+            .iter()
+            .all(|l| !l.starts_with(fence)));
+        assert!(block.contains("@acme/security"));
+    }
 
     #[test]
     fn markers_tell_rules_and_entities_apart() {

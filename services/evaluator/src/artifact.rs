@@ -3,11 +3,13 @@
 //!
 //! Ingest enrolls a version from a `package` webhook, which can be replayed; so the evaluator
 //! reads the package and the version itself and keeps what it finds (the digest, the tags, when
-//! it was made). A version GitHub no longer lists (deleted) is retired. A package that is not
+//! it was made). A version GitHub no longer has (deleted) in a package it still shows is
+//! retired; a package that cannot be read at all is a problem, not a retirement. A package that is not
 //! linked to the version's repository any more is not evaluated under it: the link is what
 //! attributes an image to a repository, and a package's owner can move it.
 
 use plumbline_domain::Entity;
+use plumbline_engine::artifact::is_signature_tag;
 use plumbline_github::{GitHub, GitHubError, PackageOwner};
 use serde_json::{json, Value};
 
@@ -62,7 +64,12 @@ pub(crate) async fn confirm(
         .get_container_package(at.owner_kind, at.owner, at.package)
         .await?
     else {
-        return Ok(ArtifactCheck::Gone(format!("package {shown} is not found")));
+        // Not "deleted": GitHub answers 404 as well when the credential lost access to the
+        // package, and retiring would quietly remove its failures. Only a version missing from
+        // a package that can be read retires.
+        return Ok(ArtifactCheck::Problem(format!(
+            "package {shown} cannot be read (deleted, or this credential has no access to it): not evaluated"
+        )));
     };
     // Set at enrolment from the parent's id (the row's parent is that repository).
     let repository_id = entity.properties.get("repo_id").and_then(Value::as_u64);
@@ -117,8 +124,9 @@ pub(crate) struct Found {
     pub properties: Value,
 }
 
-/// At most this many versions are enrolled per repository and sweep: a package with thousands
-/// of tagged images is taken in over several sweeps rather than in one burst.
+/// At most this many versions are newly enrolled per repository and sweep: a package with
+/// thousands of tagged images is taken in over several sweeps rather than in one burst (the
+/// ones already enrolled do not count, so each sweep gets further).
 pub(crate) const MAX_DISCOVERED_PER_SWEEP: usize = 500;
 
 /// The tagged container image versions of the packages linked to `repository` (a repository
@@ -161,8 +169,13 @@ pub(crate) async fn discover(
         {
             let tags = version.tags();
             if tags.is_empty()
-                || tags.iter().any(|t| is_signature_tag(t))
+                || tags.iter().all(|t| is_signature_tag(t))
                 || !is_digest(&version.name)
+                || !plumbline_engine::artifact::is_current(
+                    version.created_at.as_deref(),
+                    version.updated_at.as_deref(),
+                    chrono::Utc::now(),
+                )
             {
                 continue;
             }
@@ -179,26 +192,9 @@ pub(crate) async fn discover(
                     "tags": tags,
                 }),
             });
-            if found.len() >= MAX_DISCOVERED_PER_SWEEP {
-                return Ok(found);
-            }
         }
     }
     Ok(found)
-}
-
-/// cosign's tags beside an image: `sha256-<hex>.sig`, `.att`, `.sbom`, and the OCI referrers
-/// tag schema's `sha256-<hex>`.
-pub(crate) fn is_signature_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else {
-        return false;
-    };
-    let hex = rest
-        .strip_suffix(".sig")
-        .or_else(|| rest.strip_suffix(".att"))
-        .or_else(|| rest.strip_suffix(".sbom"))
-        .unwrap_or(rest);
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

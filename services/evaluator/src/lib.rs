@@ -705,7 +705,12 @@ impl Evaluator {
             }
         };
         let parent = entity.entity_ref.clone();
+        let mut enrolled = 0;
         for f in found {
+            if enrolled >= artifact::MAX_DISCOVERED_PER_SWEEP {
+                tracing::info!(repository = %parent.id(), "more container versions to enroll: the next sweep goes on");
+                break;
+            }
             let child = plumbline_domain::EntityRef {
                 provider: parent.provider.clone(),
                 kind: plumbline_domain::EntityKind::Artifact,
@@ -717,6 +722,7 @@ impl Evaluator {
                 .await
             {
                 Ok(plumbline_store::ChildEnrolment::Enrolled) => {
+                    enrolled += 1;
                     let mut ev = EntityEvent::new(&child, plumbline_domain::EventReason::Sweep);
                     ev.owner = entity.owner.clone();
                     ev.name = entity.name.clone();
