@@ -71,6 +71,19 @@ pub enum DomainError {
     UnknownStage(String),
 }
 
+/// `error` and each of its sources, as one line (`outer: inner: innermost`): what a log or a
+/// verdict's message carries, since an error's own text rarely says the cause.
+pub fn describe_error(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}
+
 /// A project's name: what every rule type, profile, entity, status and action belongs to.
 /// DNS-label shaped, so it is safe in URLs, metric labels and file names.
 pub fn check_project_name(name: &str) -> Result<(), DomainError> {
@@ -615,6 +628,19 @@ impl PlannedRequest {
             url: url.into(),
             body: body.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn errors_are_described_with_their_sources() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::describe_error(&e), "outer: inner");
     }
 }
 

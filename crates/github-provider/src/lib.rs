@@ -89,12 +89,10 @@ fn registry_error(e: plumbline_sigstore::Error) -> ProviderError {
         E::Status { status, .. } => *status == 429 || *status >= 500,
         _ => false,
     };
-    let mut message = format!("container registry: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    let message = format!(
+        "container registry: {}",
+        plumbline_domain::describe_error(&e)
+    );
     if transient {
         ProviderError::Transient {
             message,

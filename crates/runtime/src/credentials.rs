@@ -78,14 +78,7 @@ impl CredentialError {
 
     /// This error and its sources as one line (what a verdict's message or a log carries).
     pub fn describe(&self) -> String {
-        let mut line = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            line.push_str(": ");
-            line.push_str(&s.to_string());
-            source = s.source();
-        }
-        line
+        plumbline_domain::describe_error(self)
     }
 }
 

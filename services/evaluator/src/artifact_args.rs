@@ -334,12 +334,7 @@ pub async fn refresh_once(
             true
         }
         Err(e) => {
-            let mut message = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                message.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
+            let message = plumbline_domain::describe_error(&e);
             tracing::warn!(root = name, url = %source.metadata_url, error = %message, kept = artifacts.root(name).is_some(), "Sigstore trust root not refreshed: the root in use stays");
             false
         }
