@@ -308,7 +308,13 @@ impl Consumer {
                     .max(100)
                     .to_string(),
             )
-            .set("partition.assignment.strategy", "range,roundrobin")
+            // Cooperative rebalancing: a replica joining or leaving (an autoscaler at work)
+            // moves only the partitions that change hands; the others keep being consumed
+            // instead of the whole group stopping for every change. Revocations arrive per
+            // partition, which the gate handles. A rolling upgrade from the eager assignors
+            // ("range,roundrobin") cannot mix them in one group: pass
+            // `partition.assignment.strategy` through `--kafka-option` to stay on them.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set(
                 "fetch.wait.max.ms",
                 config.fetch_wait.as_millis().max(1).to_string(),
@@ -453,5 +459,14 @@ impl Consumer {
     /// Number of partitions currently assigned to this member.
     pub fn assigned_partitions(&self) -> usize {
         self.stream().assignment().map(|a| a.count()).unwrap_or(0)
+    }
+
+    /// Whether the group rebalances cooperatively (incrementally) rather than eagerly.
+    pub fn rebalances_cooperatively(&self) -> bool {
+        use rdkafka::consumer::{Consumer as _, RebalanceProtocol};
+        matches!(
+            self.stream().rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        )
     }
 }

@@ -26,6 +26,12 @@ pub struct ServiceArgs {
     )]
     pub database_statement_timeout_ms: u64,
 
+    /// At start, how long to wait for the schema to reach the version this build needs (the
+    /// migrate Job runs beside the services), in seconds; then the process stops with an error
+    /// saying to run `plumb migrate`.
+    #[arg(long, env = "PLUMB_SCHEMA_WAIT_SECS", default_value_t = 300)]
+    pub schema_wait_secs: u64,
+
     /// Maximum Postgres connections of this process.
     #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: usize,
@@ -126,6 +132,7 @@ impl ServiceArgs {
             database_url: database_url.into(),
             database_max_connections: 4,
             database_statement_timeout_ms: 30_000,
+            schema_wait_secs: 300,
             github_api_url: github_api_url.to_string(),
             github_token: None,
             github_etag_cache_mib: DEFAULT_GITHUB_ETAG_CACHE_MIB,
@@ -145,6 +152,19 @@ impl ServiceArgs {
     }
 
     /// The client for data-source requests outside the provider's API.
+    /// Waits, at start, for the schema this build needs (see `--schema-wait-secs`).
+    pub async fn wait_for_schema(
+        &self,
+        store: &plumbline_store::Store,
+    ) -> Result<i64, plumbline_store::StoreError> {
+        store
+            .wait_for_schema(
+                std::time::Duration::from_secs(self.schema_wait_secs),
+                std::time::Duration::from_secs(2),
+            )
+            .await
+    }
+
     pub fn egress(
         &self,
     ) -> Result<plumbline_github::egress::Egress, plumbline_github::egress::EgressError> {

@@ -65,6 +65,7 @@ impl ServiceArgs {
             self.database_max_connections,
             Duration::from_millis(self.database_statement_timeout_ms),
         )?;
+        self.wait_for_schema(&store).await?;
         let metrics = Metrics::new();
         let credentials = self.credentials(store.clone(), &metrics)?;
         let egress = self.egress()?;

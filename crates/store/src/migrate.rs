@@ -75,6 +75,51 @@ impl Store {
         result
     }
 
+    /// Waits until the schema is at least the version this binary was built for (its newest
+    /// embedded migration), checking every `poll`, for at most `max_wait`: services start
+    /// beside the migration Job and must not run against the schema before it. A newer schema
+    /// is accepted (migrations stay compatible with the previous release, so an older build
+    /// keeps working through a rollout). Returns the version found; an error names what to
+    /// run when the wait is over.
+    pub async fn wait_for_schema(
+        &self,
+        max_wait: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<i64, StoreError> {
+        let needed = migrations().last().map(|(v, _)| *v).unwrap_or(0);
+        let started = tokio::time::Instant::now();
+        let mut said = None::<tokio::time::Instant>;
+        loop {
+            let found = self.schema_version().await;
+            match &found {
+                Ok(v) if *v >= needed => {
+                    if *v > needed {
+                        tracing::info!(schema = v, built_for = needed, "the schema is newer than this build: running against it (migrations stay compatible with the previous release)");
+                    }
+                    return Ok(*v);
+                }
+                _ => {}
+            }
+            let describe = match &found {
+                Ok(v) => format!("the schema is at version {v}, this build needs version {needed}"),
+                Err(e) => format!("the schema version cannot be read ({e}); this build needs version {needed}"),
+            };
+            if started.elapsed() >= max_wait {
+                return Err(StoreError::Migration {
+                    version: needed,
+                    reason: format!(
+                        "{describe}: apply the migrations (`plumb migrate`, the migrate Job) and start again"
+                    ),
+                });
+            }
+            if said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)) {
+                tracing::warn!(waited_secs = started.elapsed().as_secs(), "{describe}: waiting for the migrations");
+                said = Some(tokio::time::Instant::now());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// The highest applied migration version (0 for an empty database).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;

@@ -227,6 +227,7 @@ pub async fn start(
         s.database_max_connections,
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
+    s.wait_for_schema(&store).await?;
     let metrics = Metrics::new();
     let credentials = s.credentials(store.clone(), &metrics)?;
     let sealer = credentials.sealer().cloned();

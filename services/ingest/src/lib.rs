@@ -243,6 +243,12 @@ pub async fn start(
             .saturating_sub(DEDUPE_CONNECTIONS)
             .max(1),
     )?;
+    store
+        .wait_for_schema(
+            std::time::Duration::from_secs(config.schema_wait_secs),
+            std::time::Duration::from_secs(2),
+        )
+        .await?;
     let metrics = Metrics::new();
     let health = Health::new("ingest");
     let (published_tx, published_rx) = mpsc::channel(100_000);

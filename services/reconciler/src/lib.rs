@@ -109,6 +109,7 @@ pub async fn start(
         s.database_max_connections.max(2),
         Duration::from_millis(s.database_statement_timeout_ms),
     )?;
+    s.wait_for_schema(&store).await?;
     let producer = Producer::new(
         &ProducerConfig::new(&s.kafka_brokers, "plumbline-reconciler")
             .with_client_options(s.kafka.client_options()?),

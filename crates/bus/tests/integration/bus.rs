@@ -483,6 +483,23 @@ async fn a_rate_limited_record_is_parked_and_other_keys_go_on() {
     );
 }
 
+/// The group rebalances cooperatively (the cooperative-sticky assignor, what lets autoscaling
+/// move only the partitions that change hands), on the broker the tests run against.
+#[tokio::test]
+async fn groups_rebalance_cooperatively() {
+    let topics = Topics::with_prefix(&format!("{}.", unique("c")));
+    ensure_topics(&kafka(), &topics, 2).await.expect("topics");
+    let p = Producer::new(&ProducerConfig::new(kafka(), "test")).expect("producer");
+    publish(&p, &topics.entity_events, "k", b"1").await;
+    let c = consumer(&kafka(), &unique("g-"), &topics.entity_events);
+    assert!(
+        next(&c, Duration::from_secs(30)).await.is_some(),
+        "the member joined and read"
+    );
+    assert!(c.assigned_partitions() > 0);
+    assert!(c.rebalances_cooperatively());
+}
+
 /// A second member joins while the first is busy: the revoked partitions' handlings finish
 /// before the new owner starts on them (no key is ever handled by both at once), what the first
 /// held for them is dropped rather than done twice in parallel, and at the end every key's

@@ -31,6 +31,70 @@ async fn migrations_are_idempotent() {
     );
 }
 
+/// Services started beside the migration Job wait for the schema they were built for, and
+/// stop with an error saying what to run when it does not come.
+#[tokio::test]
+async fn services_wait_for_the_schema_they_need() {
+    use std::time::Duration;
+    let db = TestDatabase::new().await;
+    let s = db.store();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let newest = migrations().len() as i64;
+    // The schema one migration behind this build (its history row held back, to be put back
+    // as the migration Job would write it).
+    let row = client
+        .query_one(
+            "DELETE FROM refinery_schema_history WHERE version = $1 RETURNING name, applied_on, checksum",
+            &[&(newest as i32)],
+        )
+        .await
+        .expect("roll the history back");
+    let (name, applied_on, checksum): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let e = s
+        .wait_for_schema(Duration::from_millis(300), Duration::from_millis(50))
+        .await
+        .expect_err("behind");
+    assert!(
+        matches!(&e, StoreError::Migration { reason, .. } if reason.contains("plumb migrate") && reason.contains(&format!("version {}", newest - 1))),
+        "{e}"
+    );
+    // The migration lands while it waits: it goes on.
+    let waiting = tokio::spawn({
+        let s = s.clone();
+        async move {
+            s.wait_for_schema(Duration::from_secs(30), Duration::from_millis(50))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "still waiting for the migration");
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+            &[&(newest as i32), &name, &applied_on, &checksum],
+        )
+        .await
+        .expect("the migration lands");
+    assert_eq!(waiting.await.expect("task").expect("schema"), newest);
+    // A newer schema than the build (a rollback of the release) is accepted.
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, 'from_the_future', '', '0')",
+            &[&(newest as i32 + 1)],
+        )
+        .await
+        .expect("a newer migration");
+    assert_eq!(
+        s.wait_for_schema(Duration::ZERO, Duration::from_millis(50))
+            .await
+            .expect("newer is fine"),
+        newest + 1
+    );
+}
+
 /// An applied migration edited afterwards (its checksum no longer matches) stops migrating,
 /// naming the migration, instead of going unnoticed.
 #[tokio::test]
