@@ -102,7 +102,9 @@ impl Store {
             }
             let describe = match &found {
                 Ok(v) => format!("the schema is at version {v}, this build needs version {needed}"),
-                Err(e) => format!("the schema version cannot be read ({e}); this build needs version {needed}"),
+                Err(e) => format!(
+                    "the schema version cannot be read ({e}); this build needs version {needed}"
+                ),
             };
             if started.elapsed() >= max_wait {
                 return Err(StoreError::Migration {
@@ -113,7 +115,10 @@ impl Store {
                 });
             }
             if said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)) {
-                tracing::warn!(waited_secs = started.elapsed().as_secs(), "{describe}: waiting for the migrations");
+                tracing::warn!(
+                    waited_secs = started.elapsed().as_secs(),
+                    "{describe}: waiting for the migrations"
+                );
                 said = Some(tokio::time::Instant::now());
             }
             tokio::time::sleep(poll).await;

@@ -52,7 +52,8 @@ async fn services_wait_for_the_schema_they_need() {
         )
         .await
         .expect("roll the history back");
-    let (name, applied_on, checksum): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let (name, applied_on, checksum): (String, String, String) =
+        (row.get(0), row.get(1), row.get(2));
     let e = s
         .wait_for_schema(Duration::from_millis(300), Duration::from_millis(50))
         .await
