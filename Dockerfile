@@ -4,86 +4,100 @@
 #   plumbline-ingest | plumbline-evaluator | plumbline-actuator | plumbline-reconciler
 #   plumbline-control | plumb (CLI: `plumb migrate`, ...)
 #
-#   docker build -t plumbline:dev .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t plumbline:dev .
 #
-# Needs BuildKit (Docker 23+ uses it by default) for the cache mounts below.
+# Stages: chef (toolchain + cargo-chef, cargo-auditable, cargo-cyclonedx) -> planner (the
+# dependency recipe) -> builder (dependencies cooked in a layer of their own, then the
+# workspace) -> runtime (distroless, no shell, uid 65532).
+#
+# The build stage runs scripts/build-release.sh, the same script (same packages, features, lock
+# and tools) that .ci/run runs with the `dev` profile: a change that breaks this build breaks CI.
 
 ARG RUST_VERSION=1.95
 
 ############################################################################################
-# Build stage
+# chef: the toolchain and the build tools, a layer that changes only with their versions
 ############################################################################################
-FROM rust:${RUST_VERSION}-bookworm AS builder
+FROM rust:${RUST_VERSION}-bookworm AS chef
 
-# The rust image already has gcc, make, perl and python3. librdkafka is built from source by
-# rdkafka-sys (its ./configure + make) and links the system zlib (rdkafka's `libz` feature),
-# hence zlib1g-dev, and the system OpenSSL for TLS and SASL to the brokers (rdkafka's `ssl`
-# feature), hence libssl-dev and pkg-config. Everything else speaks TLS through rustls.
-# protobuf is compiled by protox in build.rs, so no system protoc is needed.
+# librdkafka is built from source by rdkafka-sys and links the system zlib (rdkafka `libz`)
+# and OpenSSL (rdkafka `ssl`; sigstore and oci-client through native-tls): zlib1g-dev,
+# libssl-dev, pkg-config. protobuf is compiled by protox in build.rs: no protoc.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 
+# Pinned, from crates.io, with their own lock files.
+RUN cargo install --locked cargo-chef@0.1.78 \
+ && cargo install --locked cargo-auditable@0.7.7 \
+ && cargo install --locked cargo-cyclonedx@0.5.9 \
+ && rm -rf /usr/local/cargo/registry
+
 WORKDIR /src
+
+############################################################################################
+# planner: the recipe (manifests and lock) that keys the dependency layer
+############################################################################################
+FROM chef AS planner
 COPY . .
-
-# BuildKit sets TARGETPLATFORM; it keys the target cache so multi-arch builds do not share
-# (and corrupt) one target directory.
-ARG TARGETPLATFORM
-
-# Only the shipped packages, without default features: `plumb` then has no `dev` (no `plumb dev`,
-# no simulator), and the tests' and benchmarks' crates do not pull it back in.
-# The registry and target directories are cache mounts: they survive between builds but are
-# NOT part of the image layer, so the binaries must be copied out of target/ in this same RUN.
-RUN --mount=type=cache,id=plumbline-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
-    --mount=type=cache,id=plumbline-cargo-git,target=/usr/local/cargo/git,sharing=locked \
-    --mount=type=cache,id=plumbline-target-${TARGETPLATFORM},target=/src/target,sharing=locked \
-    set -eux; \
-    cargo build --release --locked --no-default-features --bins \
-        -p plumbline-ingest -p plumbline-evaluator -p plumbline-actuator -p plumbline-reconciler \
-        -p plumbline-control -p plumb; \
-    mkdir -p /out; \
-    for bin in plumbline-ingest plumbline-evaluator plumbline-actuator plumbline-reconciler plumbline-control plumb; do \
-        install -m 0755 "target/release/${bin}" "/out/${bin}"; \
-    done
+RUN cargo chef prepare --recipe-path recipe.json
 
 ############################################################################################
-# Runtime stage
+# builder
 ############################################################################################
-FROM debian:bookworm-slim AS runtime
+FROM chef AS builder
 
-# ca-certificates: TLS to api.github.com (rustls reads the system roots via
-#   rustls-native-certs / openssl-probe).
-# libgcc-s1: unwinding for Rust panics.
-# zlib1g: librdkafka's compression (linked dynamically against the system zlib).
-# libssl3: librdkafka's TLS and SASL/SCRAM (linked dynamically against the system OpenSSL).
-# If git ingestion ever shells out to `git`, add `git` here.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgcc-s1 zlib1g libssl3 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 plumbline \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin plumbline
+# Dependencies only: rebuilt when Cargo.toml/Cargo.lock (or this script) change, not when
+# the workspace's sources do.
+COPY --from=planner /src/recipe.json recipe.json
+COPY scripts/build-release.sh scripts/build-release.sh
+RUN scripts/build-release.sh --cook release
 
-COPY --from=builder /out/ /usr/local/bin/
+# The workspace. build-release.sh builds the six binaries with `cargo auditable build`,
+# copies the shared libraries they need beyond glibc and libgcc (OpenSSL, zlib: see ldd),
+# smoke-runs each binary and writes the CycloneDX SBOMs, all under /out/rootfs.
+COPY . .
+RUN scripts/build-release.sh release /out/rootfs
+
+############################################################################################
+# runtime: glibc, libgcc, CA certificates, tzdata, /etc/passwd with nonroot; no shell
+############################################################################################
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+
+# REVISION: the commit built (git rev-parse HEAD); SOURCE: where the repository is published.
+ARG REVISION=unknown
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/plumbline/plumbline
+
+# usr/local/bin: the binaries (stripped, with their dependency list embedded by
+#   cargo-auditable). usr/local/lib/plumbline: libssl.so.3, libcrypto.so.3, libz.so.1 from
+#   the build stage, the copies the binaries were linked against (the base also has Debian's
+#   libssl3; LD_LIBRARY_PATH below makes ours win). usr/share/doc/plumbline: the SBOMs.
+COPY --from=builder /out/rootfs/ /
+ENV LD_LIBRARY_PATH=/usr/local/lib/plumbline \
+    PLUMB_LOG_JSON=true
 
 LABEL org.opencontainers.image.title="plumbline" \
-      org.opencontainers.image.description="Plumbline: GitHub security-posture control loop (ingest, evaluator, actuator, reconciler, control, plumb CLI)" \
+      org.opencontainers.image.description="Plumbline: keeps source repositories in a declared security posture (ingest, evaluator, actuator, reconciler, control API, plumb CLI)" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# Numeric UID/GID so Kubernetes' runAsNonRoot can verify the user without /etc/passwd.
-USER 10001:10001
-WORKDIR /tmp
+# distroless's nonroot user, numeric so Kubernetes' runAsNonRoot can check it.
+USER 65532:65532
+WORKDIR /home/nonroot
 
-ENV PLUMB_LOG_JSON=true
-
-# 8080: ingest webhooks + health/metrics; 9090: health/metrics of the other services;
+# 8080: ingest webhooks; 9090: health (/healthz, /readyz) and /metrics of every service;
 # 50051: control gRPC API.
 EXPOSE 8080 9090 50051
 
-# Every service drains on SIGTERM (the default stop signal); give it 30 s
-# (compose stop_grace_period / k8s terminationGracePeriodSeconds).
+# No HEALTHCHECK: the image has no shell and no HTTP client, and the binaries have no probe
+# subcommand. Kubernetes probes GET /readyz and /healthz on :9090 (k8s/); compose relies on
+# start order and restart policies (docker-compose.yml).
+
+# Every service drains on SIGTERM (the default stop signal).
 STOPSIGNAL SIGTERM
 
-# No ENTRYPOINT: each service sets its command, e.g. ["plumbline-evaluator"].
+# No ENTRYPOINT: each container sets its command, e.g. ["plumbline-evaluator"].
 CMD ["plumb", "--help"]

