@@ -70,9 +70,9 @@ ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/plumbline/plumbline
 
 # usr/local/bin: the binaries (stripped, with their dependency list embedded by
-#   cargo-auditable). usr/local/lib/plumbline: libssl.so.3, libcrypto.so.3, libz.so.1 from
-#   the build stage, the copies the binaries were linked against (the base also has Debian's
-#   libssl3; LD_LIBRARY_PATH below makes ours win). usr/share/doc/plumbline: the SBOMs.
+#   cargo-auditable). usr/local/lib/plumbline: libz.so.1 from the build stage, the one shared
+#   library the base lacks (OpenSSL is the base's own Debian libssl3, so image scanners see it
+#   and base-image updates patch it). usr/share/doc/plumbline: the SBOMs.
 COPY --from=builder /out/rootfs/ /
 ENV LD_LIBRARY_PATH=/usr/local/lib/plumbline \
     PLUMB_LOG_JSON=true

@@ -31,7 +31,9 @@ declare -A MANIFEST_DIR=(
 )
 # The libraries a binary may take from the distroless base (gcr.io/distroless/cc-debian12):
 # glibc's and libgcc's. Everything else ldd lists is copied into ROOTFS.
-BASE_LIBS_RE='^(linux-vdso\.so|linux-gate\.so|ld-linux[^ ]*\.so|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libutil\.so|libgcc_s\.so)'
+# libssl and libcrypto are the base image's own (distroless cc-debian12 ships Debian's libssl3):
+# a private copy would hide the OpenSSL in use from image scanners and from base-image updates.
+BASE_LIBS_RE='^(linux-vdso\.so|linux-gate\.so|ld-linux[^ ]*\.so|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libutil\.so|libgcc_s\.so|libssl\.so|libcrypto\.so)'
 
 pkg_args=()
 for p in "${PACKAGES[@]}"; do pkg_args+=(-p "$p"); done

@@ -114,6 +114,10 @@ failed = False
 out = sys.argv[1]
 for variant in sys.argv[2:]:
     docs = [d for d in yaml.safe_load_all(open(f"{out}/{variant}.yaml")) if d]
+    # A render that lost its objects must not validate vacuously.
+    if not docs:
+        failed = True
+        print(f"[validate-manifests] {variant}: only {len(docs)} objects rendered", file=sys.stderr)
     builtin = []
     for d in docs:
         key = (d.get("apiVersion"), d.get("kind"))

@@ -66,12 +66,6 @@ pub struct IngestConfig {
     #[arg(long, env = "PLUMB_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: usize,
 
-    /// At start, how long to wait for the schema to reach the version this build needs (the
-    /// migrate Job runs beside the services), in seconds; then the process stops with an error
-    /// saying to run `plumb migrate`.
-    #[arg(long, env = "PLUMB_SCHEMA_WAIT_SECS", default_value_t = 300)]
-    pub schema_wait_secs: u64,
-
     /// How long a delivery id is remembered, in hours. GitHub lets users redeliver deliveries of
     /// the past 3 days, so the default covers that with room to spare.
     #[arg(long, env = "PLUMB_INGEST_DEDUPE_HOURS", default_value_t = 168)]
@@ -135,7 +129,6 @@ impl IngestConfig {
             ack_timeout_ms: 5000,
             database_url: SecretString::from(database_url),
             database_max_connections: 16,
-            schema_wait_secs: 300,
             dedupe_hours: 168,
             enroll: true,
             project: "default".into(),

@@ -243,12 +243,9 @@ pub async fn start(
             .saturating_sub(DEDUPE_CONNECTIONS)
             .max(1),
     )?;
-    store
-        .wait_for_schema(
-            std::time::Duration::from_secs(config.schema_wait_secs),
-            std::time::Duration::from_secs(2),
-        )
-        .await?;
+    // Ingest does not wait for the schema: it accepts webhooks even while Postgres is away
+    // (dedupe fails open), so that none is lost; registry writes against an older schema fail
+    // with the database's error until the migrate Job has run.
     let metrics = Metrics::new();
     let health = Health::new("ingest");
     let (published_tx, published_rx) = mpsc::channel(100_000);
