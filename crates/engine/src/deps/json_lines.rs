@@ -13,6 +13,18 @@
 
 use std::collections::HashMap;
 
+/// The refusal of a file with more keys to locate than [`MAX_KEPT_KEYS`] or
+/// [`MAX_KEPT_BYTES`] allow.
+pub(super) fn too_many_keys(path: &str) -> super::DepError {
+    super::DepError::Invalid {
+        path: path.to_string(),
+        what: format!(
+            "more than {MAX_KEPT_KEYS} keys (or {} MiB of key paths) to locate: refused",
+            MAX_KEPT_BYTES >> 20
+        ),
+    }
+}
+
 /// A key path: object keys from the root, `None` for an array element.
 pub(super) type KeyPath = Vec<Option<String>>;
 

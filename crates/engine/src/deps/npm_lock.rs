@@ -57,27 +57,13 @@ pub(super) fn parse(path: &str, text: &str) -> Result<Vec<Dependency>, DepError>
         let lines = key_lines(text, |p| {
             p.len() == 2 && p.first() == Some(&Some("packages"))
         })
-        .ok_or_else(|| DepError::Invalid {
-            path: path.to_string(),
-            what: format!(
-                "more than {} keys (or {} MiB of key paths) to locate: refused",
-                super::json_lines::MAX_KEPT_KEYS,
-                super::json_lines::MAX_KEPT_BYTES >> 20
-            ),
-        })?;
+        .ok_or_else(|| super::json_lines::too_many_keys(path))?;
         packages_v2(path, packages, &lines)
     } else if let Some(deps) = section("dependencies")? {
         let lines = key_lines(text, |p| {
             p.len() % 2 == 0 && p.iter().step_by(2).all(|s| *s == Some("dependencies"))
         })
-        .ok_or_else(|| DepError::Invalid {
-            path: path.to_string(),
-            what: format!(
-                "more than {} keys (or {} MiB of key paths) to locate: refused",
-                super::json_lines::MAX_KEPT_KEYS,
-                super::json_lines::MAX_KEPT_BYTES >> 20
-            ),
-        })?;
+        .ok_or_else(|| super::json_lines::too_many_keys(path))?;
         let mut out = Vec::new();
         let mut key = vec![Some("dependencies".to_string())];
         dependencies_v1(path, deps, &lines, &mut key, &mut out)?;

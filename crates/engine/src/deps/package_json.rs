@@ -35,14 +35,7 @@ pub(super) fn parse(path: &str, text: &str) -> Result<Vec<Dependency>, DepError>
             && p.first()
                 .is_some_and(|s| SECTIONS.contains(&s.unwrap_or_default()))
     })
-    .ok_or_else(|| DepError::Invalid {
-        path: path.to_string(),
-        what: format!(
-            "more than {} keys (or {} MiB of key paths) to locate: refused",
-            super::json_lines::MAX_KEPT_KEYS,
-            super::json_lines::MAX_KEPT_BYTES >> 20
-        ),
-    })?;
+    .ok_or_else(|| super::json_lines::too_many_keys(path))?;
     let mut out = Vec::new();
     for section in SECTIONS {
         let deps = match doc.get(section) {
