@@ -48,6 +48,8 @@ pub enum BusError {
     CreateTopic { topic: String, reason: String },
     #[error("embedded broker: {0}")]
     Embedded(#[source] embedded::EmbeddedError),
+    #[error("topic {topic} unavailable: {reason}")]
+    Unavailable { topic: String, reason: String },
 }
 
 /// Names of Plumbline's topics. A prefix lets tests and side-by-side installs share a broker.

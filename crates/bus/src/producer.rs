@@ -115,6 +115,35 @@ impl Producer {
         Ok(depth)
     }
 
+    /// Whether a broker answers for `topic` within `timeout` and it has a leader for every
+    /// partition (blocking): the readiness of a service whose work is publishing to it.
+    pub fn topic_available(&self, topic: &str, timeout: Duration) -> Result<(), BusError> {
+        let unavailable = |reason: String| BusError::Unavailable {
+            topic: topic.to_string(),
+            reason,
+        };
+        let producer = self.current();
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(unavailable("not in the broker's metadata".into()));
+        };
+        if let Some(e) = t.error() {
+            return Err(unavailable(
+                rdkafka::error::RDKafkaErrorCode::from(e).to_string(),
+            ));
+        }
+        if t.partitions().is_empty() {
+            return Err(unavailable("no partitions".into()));
+        }
+        if let Some(p) = t.partitions().iter().find(|p| p.leader() < 0) {
+            return Err(unavailable(format!("partition {} has no leader", p.id())));
+        }
+        Ok(())
+    }
+
     fn current(&self) -> Arc<FutureProducer> {
         match self.inner.read() {
             Ok(p) => p.clone(),

@@ -313,7 +313,16 @@ pub async fn start(
         shutdown.clone(),
         health.clone(),
     ));
-    health.set_ready(true);
+    // Ready while the broker answers for the entity-events topic: a replica cut off from Kafka
+    // can only answer 503, so the load balancer should send GitHub's deliveries elsewhere.
+    // Postgres is not part of it: dedupe fails open, so webhooks are still taken while it is
+    // away.
+    let readiness = plumbline_telemetry::readiness_loop(
+        health.clone(),
+        READINESS_EVERY,
+        shutdown.clone(),
+        broker_check(producer.clone(), state.topics.entity_events.clone()),
+    );
     tracing::info!(%addr, %health_addr, enroll = config.enroll, "ingest listening");
     let limits = server::ListenerLimits {
         header_timeout: config.header_timeout(),
@@ -332,6 +341,7 @@ pub async fn start(
         let _ = claimer.await;
         let _ = marker.await;
         let _ = purger.await;
+        let _ = readiness.await;
         tracing::info!("ingest stopped");
     });
     Ok(Running {
@@ -407,6 +417,44 @@ async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, Stor
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(StoreUnavailable::BatcherStopped),
         Err(_) => Err(StoreUnavailable::TimedOut { what: "claim" }),
+    }
+}
+
+/// How often readiness re-checks the broker, and how long one check may take.
+const READINESS_EVERY: Duration = Duration::from_secs(5);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The readiness check: the broker answers for `topic` with a leader for every partition.
+/// Logs when the answer changes, not on every check.
+fn broker_check(
+    producer: Producer,
+    topic: String,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + 'static
+{
+    let was_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    move || {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        let was_ready = was_ready.clone();
+        Box::pin(async move {
+            let checked = tokio::task::spawn_blocking(move || {
+                producer.topic_available(&topic, READINESS_TIMEOUT)
+            })
+            .await;
+            let ready = matches!(checked, Ok(Ok(())));
+            let before = was_ready.swap(ready, std::sync::atomic::Ordering::Relaxed);
+            match checked {
+                Ok(Err(e)) if before => {
+                    tracing::warn!(error = %e, "not ready: the broker does not answer")
+                }
+                Err(e) if before => {
+                    tracing::warn!(error = %e, "not ready: the broker check failed")
+                }
+                Ok(Ok(())) if !before => tracing::info!("ready: the broker answers again"),
+                _ => {}
+            }
+            ready
+        })
     }
 }
 

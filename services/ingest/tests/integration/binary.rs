@@ -8,11 +8,12 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-#[test]
-fn sigterm_stops_the_service_gracefully() {
+#[tokio::test]
+async fn sigterm_stops_the_service_gracefully() {
     let (port, admin) = (free_port(), free_port());
-    let brokers =
-        std::env::var("PLUMB_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = plumbline_bus::testing::kafka();
+    // Ready only once the broker answers for its topic, so the topic must exist.
+    let (prefix, _topics) = plumbline_bus::testing::topics(1).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
         .args([
             "--listen",
@@ -21,6 +22,8 @@ fn sigterm_stops_the_service_gracefully() {
             &format!("127.0.0.1:{admin}"),
             "--kafka-brokers",
             &brokers,
+            "--topic-prefix",
+            &prefix,
             "--webhook-secret",
             "s",
         ])

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use plumbline_bus::testing::ProxiedBroker;
+use plumbline_bus::testing::{eventually, ProxiedBroker};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,11 @@ async fn during_an_outage_webhooks_get_503_and_nothing_acknowledged_is_lost() {
         (d, repo, a.status)
     };
 
+    eventually(Duration::from_secs(20), "ingest is ready", || {
+        let ready = h.ingest.health.is_ready();
+        async move { ready.then_some(()) }
+    })
+    .await;
     // Before: all acknowledged.
     for i in 0..20 {
         let (d, repo, status) = post(h.clone(), format!("before-{i}"), 1000 + i).await;
@@ -71,7 +76,28 @@ async fn during_an_outage_webhooks_get_503_and_nothing_acknowledged_is_lost() {
         ) >= 1
     );
 
+    // Readiness follows the broker, so a load balancer stops sending deliveries to a replica
+    // that can only answer 503.
+    eventually(
+        Duration::from_secs(20),
+        "ingest is not ready while the broker is away",
+        || {
+            let ready = h.ingest.health.is_ready();
+            async move { (!ready).then_some(()) }
+        },
+    )
+    .await;
+
     broker.proxy.up();
+    eventually(
+        Duration::from_secs(30),
+        "ingest is ready again once the broker is back",
+        || {
+            let ready = h.ingest.health.is_ready();
+            async move { ready.then_some(()) }
+        },
+    )
+    .await;
     // After: the failed deliveries are redelivered (GitHub's "Redeliver") until accepted, and new
     // ones flow again. The 503 gave the claim back, so a redelivery is published, not deduped.
     let failed: Vec<(String, u64)> = sent

@@ -170,6 +170,8 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unsigned_floods_are_refused_without_buffering_them() {
     let db = TestDatabase::new().await;
+    // Ready only once the broker answers for its topic, so the topic must exist.
+    let (prefix, _topics) = plumbline_bus::testing::topics(1).await;
     let (port, admin) = (free_port(), free_port());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_plumbline-ingest"))
         .args([
@@ -181,6 +183,8 @@ async fn unsigned_floods_are_refused_without_buffering_them() {
         .args([
             "--kafka-brokers",
             &plumbline_bus::testing::kafka(),
+            "--topic-prefix",
+            &prefix,
             "--database-url",
             &db.url,
             "--webhook-secret",
