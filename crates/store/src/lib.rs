@@ -203,7 +203,7 @@ impl Drop for LockGuard {
 /// Creating and dropping whole databases: for `plumb dev` (a database of its own) and tests.
 pub mod admin {
     use super::StoreError;
-    async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
         let parsed = super::tls::parse(url)?;
         let (client, conn) = parsed.config.connect(parsed.tls).await?;
         tokio::spawn(async move {

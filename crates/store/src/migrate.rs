@@ -43,9 +43,33 @@ fn migration_error(e: refinery::Error) -> StoreError {
         },
         _ => StoreError::Migration {
             version: e.report().and_then(|r| r.applied_migrations().last().map(|m| i64::from(m.version()) + 1)).unwrap_or(0),
-            reason: e.to_string(),
+            reason: with_database_error(&e),
         },
     }
+}
+
+/// refinery's own text names only its step ("error asserting migrations table", "db error"):
+/// the database's message is further down the chain, and without it an operator cannot tell a
+/// missing privilege from a broken migration.
+fn with_database_error(e: &refinery::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(db) = s
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+        {
+            let hint = if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE {
+                "; this role may not change the schema: run `plumb migrate` as the schema owner \
+                 (plumbline_migrator in k8s/postgres-roles.sql, the migrate-url of Secret \
+                 plumbline-database), not as the services' role"
+            } else {
+                ""
+            };
+            return format!("{e}: {}{hint}", db.message());
+        }
+        source = s.source();
+    }
+    e.to_string()
 }
 
 impl Store {

@@ -23,12 +23,57 @@ fn eval(entity: &str, status: &str, at: chrono::DateTime<chrono::Utc>) -> Evalua
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let db = TestDatabase::new().await;
-    let s = db.store();
+    let s = db.owner_store();
     assert_eq!(s.migrate().await.expect("re-run"), 0, "already applied");
     assert_eq!(
         s.schema_version().await.expect("version"),
         migrations().len() as i64
     );
+}
+
+/// The services' role (`k8s/postgres-roles.sql`'s `plumbline_app`, which every test database
+/// hands out as `db.url`) reads and writes rows and nothing else: it cannot run migrations or
+/// change the schema, even where the schema owner could.
+#[tokio::test]
+async fn the_services_role_cannot_change_the_schema() {
+    let db = TestDatabase::new().await;
+    let e = db
+        .store()
+        .migrate()
+        .await
+        .expect_err("plumbline_app cannot migrate");
+    let said = e.to_string();
+    assert!(
+        said.contains("permission denied for schema public") && said.contains("schema owner"),
+        "{said}"
+    );
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    for ddl in [
+        "CREATE TABLE planted (id int)",
+        "DROP TABLE entities",
+        "ALTER TABLE entities ADD COLUMN planted int",
+        "TRUNCATE evaluation_history",
+        "CREATE INDEX planted ON entities (owner)",
+        "CREATE FUNCTION planted() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TRIGGER planted BEFORE UPDATE ON actions FOR EACH ROW EXECUTE FUNCTION posture_count()",
+    ] {
+        let e = client.batch_execute(ddl).await.expect_err(ddl);
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{ddl}: {e}"
+        );
+    }
+    // Rows it may: the schema owner's later tables included (default privileges).
+    let version: i64 = client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .expect("read the schema version")
+        .get(0);
+    assert_eq!(version, migrations().len() as i64);
 }
 
 /// Services started beside the migration Job wait for the schema they were built for, and
@@ -101,8 +146,8 @@ async fn services_wait_for_the_schema_they_need() {
 #[tokio::test]
 async fn an_edited_migration_is_refused() {
     let db = TestDatabase::new().await;
-    let s = db.store();
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+    let s = db.owner_store();
+    let (client, conn) = tokio_postgres::connect(&db.owner_url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(conn);
@@ -127,8 +172,8 @@ async fn an_edited_migration_is_refused() {
 #[tokio::test]
 async fn a_database_migrated_before_refinery_is_taken_over() {
     let db = TestDatabase::new().await;
-    let s = db.store();
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+    let s = db.owner_store();
+    let (client, conn) = tokio_postgres::connect(&db.owner_url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(conn);
