@@ -21,8 +21,8 @@
 --                       alter or drop tables, so it cannot run migrations, and a compromised
 --                       service cannot change the schema.
 --
--- Idempotent: re-running it is harmless (also concurrently, against other databases of the same
--- server); run it again after migrations were applied by another role (it grants on every table
+-- Idempotent: re-running it is harmless; run one at a time per server (two runs at the same
+-- moment, against two databases, can fail with "tuple concurrently updated": run it again). Run it again after migrations were applied by another role (it grants on every table
 -- and sequence already there). It refuses roles of these names that exist with more power
 -- (SUPERUSER, CREATEDB, ...). It names no database (current_database()) and needs PostgreSQL
 -- >= 15.
@@ -59,6 +59,24 @@ BEGIN
     LOOP
         RAISE EXCEPTION 'role % exists with SUPERUSER, CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS; remove them first (ALTER ROLE % NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS)', r, r;
     END LOOP;
+    -- ...and so is one that holds power through membership (pg_write_server_files,
+    -- pg_execute_server_program, a cloud's admin role, or the services' role in the schema
+    -- owner): what a role is a member of, it can act as.
+    FOR r IN
+        SELECT m.rolname || ' is a member of ' || g.rolname
+        FROM pg_catalog.pg_auth_members am
+        JOIN pg_catalog.pg_roles m ON m.oid = am.member
+        JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
+        WHERE m.rolname IN ('plumbline_migrator', 'plumbline_app')
+    LOOP
+        RAISE EXCEPTION '%: Plumbline''s roles must not be members of other roles (REVOKE ... FROM ...)', r;
+    END LOOP;
+    -- The services' role must not own the database (the owner may create schemas in it).
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_database
+               WHERE datname = current_database()
+                 AND datdba = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'plumbline_app')) THEN
+        RAISE EXCEPTION 'plumbline_app owns database %: make another role its owner (ALTER DATABASE ... OWNER TO ...)', current_database();
+    END IF;
 END
 $$;
 
@@ -75,12 +93,12 @@ GRANT USAGE ON SCHEMA public TO plumbline_app;
 
 -- Rows, not schema: on the tables and sequences already there (e.g. migrated earlier)...
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO plumbline_app;
-GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO plumbline_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO plumbline_app;
 -- ...and on every one later migrations create as plumbline_migrator.
 ALTER DEFAULT PRIVILEGES FOR ROLE plumbline_migrator IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO plumbline_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE plumbline_migrator IN SCHEMA public
-    GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO plumbline_app;
+    GRANT USAGE, SELECT ON SEQUENCES TO plumbline_app;
 
 -- Objects the migrator cannot alter in a later migration (owned by another role): say so.
 DO $$

@@ -48,6 +48,29 @@ fn migration_error(e: refinery::Error) -> StoreError {
     }
 }
 
+/// Leaves the migration history writable by its owner alone. Default privileges (such as
+/// `k8s/postgres-roles.sql`'s for the services' role) grant row writes on every table the
+/// migrator creates, this one included; a service that could write it would make `plumb
+/// migrate` skip a migration (a row from the future), re-run them all (rows deleted) or refuse
+/// to run (a checksum changed). Reading stays granted: services wait on it.
+async fn seal_history(c: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    c.batch_execute(&format!(
+        "DO $$ DECLARE r record; BEGIN
+           FOR r IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+                    WHERE table_schema = current_schema() AND table_name = '{HISTORY}'
+                      AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+                      AND grantee <> (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class
+                                      WHERE oid = '{HISTORY}'::regclass)
+           LOOP
+             EXECUTE 'REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {HISTORY} FROM '
+               || CASE WHEN r.grantee = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(r.grantee) END;
+           END LOOP;
+         END $$;"
+    ))
+    .await?;
+    Ok(())
+}
+
 /// refinery's own text names only its step ("error asserting migrations table", "db error"):
 /// the database's message is further down the chain, and without it an operator cannot tell a
 /// missing privilege from a broken migration.
@@ -90,6 +113,7 @@ impl Store {
             for m in report.applied_migrations() {
                 tracing::info!(version = m.version(), name = m.name(), "migration applied");
             }
+            seal_history(client).await?;
             Ok(report.applied_migrations().len())
         }
         .await;

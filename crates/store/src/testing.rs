@@ -31,6 +31,15 @@ impl TestDatabase {
     /// as the schema owner. Panics on failure: for tests only.
     pub async fn new() -> TestDatabase {
         let name = format!("plumb_test_{}", uuid::Uuid::new_v4().simple());
+        // The two roles are the server's, not the database's, and get a password written in
+        // this file: never on a server someone else uses.
+        if !on_loopback(&admin_url()) {
+            panic!(
+                "PLUMB_TEST_DATABASE_URL must name a throwaway server on loopback: test databases \
+                 set up the server-wide roles plumbline_app and plumbline_migrator with a test \
+                 password, which would take over a real installation's roles"
+            );
+        }
         if let Err(e) = admin::create_database(&admin_url(), &name).await {
             panic!("cannot create a test database on {}: {e} (is postgres running? see scripts/test.sh)", admin_url());
         }
@@ -139,6 +148,23 @@ pub fn evaluation(
     }
 }
 
+/// Whether `url` (`postgres://[userinfo@]host[:port]/...`) names a server on loopback.
+fn on_loopback(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host_port.split_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `url` (`postgres://[userinfo@]host...`) connecting as `user` with `password`.
 fn with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -151,6 +177,27 @@ fn with_user(url: &str, user: &str, password: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_loopback_servers_take_test_roles() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "postgres://postgres@localhost/postgres",
+            "postgres://u:p@[::1]:5432/x",
+            "postgres://127.0.0.2/x",
+        ] {
+            assert!(super::on_loopback(url), "{url}");
+        }
+        for url in [
+            "postgres://postgres@db.internal:5432/postgres",
+            "postgres://u:p@10.0.0.5/x",
+            "postgres://u:p@[2001:db8::1]:5432/x",
+            "postgres://127.0.0.1.evil.example/x",
+            "not a url",
+        ] {
+            assert!(!super::on_loopback(url), "{url}");
+        }
+    }
+
     #[test]
     fn with_user_replaces_only_the_user_info() {
         assert_eq!(

@@ -10,7 +10,8 @@ async fn plumb_dev_converges_the_demo_fleet_on_the_embedded_broker() {
     let db = TestDb::new().await;
     let args = plumb::dev::DevArgs {
         kafka_brokers: None,
-        database_url: Some(db.url.clone().into()),
+        // `plumb dev` migrates the database itself: the schema owner's role.
+        database_url: Some(db.owner_url.clone().into()),
         org: "acme".into(),
         repos: 20,
         protected_fraction: 0.5,

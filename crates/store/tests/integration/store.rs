@@ -67,6 +67,21 @@ async fn the_services_role_cannot_change_the_schema() {
             "{ddl}: {e}"
         );
     }
+    // Nor may it write the migration history: a service that could would make `plumb migrate`
+    // skip a migration (a row from the future), re-run them all (rows deleted) or refuse to
+    // run (a checksum changed).
+    for write in [
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (9999, 'planted', '', '0')",
+        "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1",
+        "DELETE FROM refinery_schema_history",
+    ] {
+        let e = client.batch_execute(write).await.expect_err(write);
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{write}: {e}"
+        );
+    }
     // Rows it may: the schema owner's later tables included (default privileges).
     let version: i64 = client
         .query_one("SELECT count(*) FROM refinery_schema_history", &[])
@@ -83,7 +98,8 @@ async fn services_wait_for_the_schema_they_need() {
     use std::time::Duration;
     let db = TestDatabase::new().await;
     let s = db.store();
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+    // The history is the schema owner's to write (the migration Job); services only read it.
+    let (client, conn) = tokio_postgres::connect(&db.owner_url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(conn);
