@@ -420,40 +420,55 @@ async fn claim(st: &AppState, delivery: &str, event: &str) -> Result<Claim, Stor
     }
 }
 
-/// How often readiness re-checks the broker, and how long one check may take.
+/// How often readiness re-checks the broker, how long one check may take, and how many checks
+/// in a row must fail before ingest says it is not ready: a partition leader election of a few
+/// seconds (which the producer rides out within its ack timeout) must not take every replica
+/// out of the Service at once.
 const READINESS_EVERY: Duration = Duration::from_secs(5);
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+const READINESS_FAILURES: u32 = 3;
 
-/// The readiness check: the broker answers for `topic` with a leader for every partition.
-/// Logs when the answer changes, not on every check.
+/// The readiness check: the broker answers for `topic` with a leader for every partition, or
+/// did within the last [`READINESS_FAILURES`] checks. Logs when the answer changes.
 fn broker_check(
     producer: Producer,
     topic: String,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + 'static
 {
-    let was_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Failures in a row; ready again on the first success.
+    let failures = Arc::new(AtomicU32::new(0));
     move || {
         let producer = producer.clone();
         let topic = topic.clone();
-        let was_ready = was_ready.clone();
+        let failures = failures.clone();
         Box::pin(async move {
             let checked = tokio::task::spawn_blocking(move || {
                 producer.topic_available(&topic, READINESS_TIMEOUT)
             })
             .await;
-            let ready = matches!(checked, Ok(Ok(())));
-            let before = was_ready.swap(ready, std::sync::atomic::Ordering::Relaxed);
-            match checked {
-                Ok(Err(e)) if before => {
-                    tracing::warn!(error = %e, "not ready: the broker does not answer")
+            let error = match checked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the check did not finish: {e}")),
+            };
+            match error {
+                None => {
+                    if failures.swap(0, Ordering::Relaxed) >= READINESS_FAILURES {
+                        tracing::info!("ready: the broker answers again");
+                    }
+                    true
                 }
-                Err(e) if before => {
-                    tracing::warn!(error = %e, "not ready: the broker check failed")
+                Some(error) => {
+                    let n = failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                    if n == READINESS_FAILURES {
+                        tracing::warn!(%error, checks = n, "not ready: the broker does not answer");
+                    } else if n < READINESS_FAILURES {
+                        tracing::debug!(%error, checks = n, "the broker did not answer");
+                    }
+                    n < READINESS_FAILURES
                 }
-                Ok(Ok(())) if !before => tracing::info!("ready: the broker answers again"),
-                _ => {}
             }
-            ready
         })
     }
 }

@@ -76,10 +76,10 @@ async fn during_an_outage_webhooks_get_503_and_nothing_acknowledged_is_lost() {
         ) >= 1
     );
 
-    // Readiness follows the broker, so a load balancer stops sending deliveries to a replica
-    // that can only answer 503.
+    // Readiness follows the broker (after three failed checks, 5 s apart), so a load balancer
+    // stops sending deliveries to a replica that can only answer 503.
     eventually(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "ingest is not ready while the broker is away",
         || {
             let ready = h.ingest.health.is_ready();
