@@ -301,6 +301,51 @@ fn violations(doc: &Value) -> Vec<String> {
             ));
         }
     }
+    // The database roles of k8s/postgres-roles.sql: the schema owner for migrate alone, the
+    // rows-only role for every service, never the superuser (which can run programs in the
+    // postgres container); and postgres creates them when it initialises.
+    for &name in PLUMBLINE_SERVICES {
+        let want = if name == "migrate" {
+            "plumbline_migrator"
+        } else {
+            "plumbline_app"
+        };
+        if let Some((_, url)) = environment(&doc["services"][name])
+            .into_iter()
+            .find(|(k, _)| k == "PLUMB_DATABASE_URL")
+        {
+            let user = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .map_or("", |(info, _)| info.split(':').next().unwrap_or(""))
+                .to_string();
+            if user != want {
+                v.push(format!(
+                    "{name}: connects to Postgres as {user:?}, not {want}"
+                ));
+            }
+        }
+    }
+    let roles_file = doc["configs"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .find(|(_, c)| scalar(&c["file"]) == "./k8s/postgres-roles.sql")
+        .map(|(name, _)| scalar(name));
+    let initialised = doc["services"]["postgres"]["configs"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            Some(scalar(&c["source"])) == roles_file
+                && scalar(&c["target"]).starts_with("/docker-entrypoint-initdb.d/")
+        });
+    if !initialised {
+        v.push(
+            "postgres: does not run k8s/postgres-roles.sql from /docker-entrypoint-initdb.d/"
+                .to_string(),
+        );
+    }
     // The list above stays true to the file: the services it names do get the token.
     for &name in GITHUB_CREDENTIAL_SERVICES {
         if !environment(&doc["services"][name])
@@ -373,12 +418,18 @@ fn the_checker_reports_a_weakened_compose_file() {
     doc["services"]["ingest"]["environment"]["PLUMB_WEBHOOK_SECRETS"] = "s3cret".into();
     doc["services"]["reconciler"]["secrets"] = Value::Sequence(vec!["control-tokens".into()]);
     doc["services"]["postgres"]["env_file"] = ".env".into();
+    // The reconciler on the superuser, and postgres without the roles.
+    doc["services"]["reconciler"]["environment"]["PLUMB_DATABASE_URL"] =
+        "postgres://postgres:plumbline@postgres:5432/plumbline".into();
+    doc["services"]["postgres"]["configs"] = Value::Sequence(Vec::new());
     let found = violations(&doc);
     for want in [
         "reconciler: gets PLUMB_GITHUB_TOKEN",
         "ingest: PLUMB_WEBHOOK_SECRETS through the environment",
         "reconciler: mounts the secret control-tokens",
         "postgres: env_file",
+        "reconciler: connects to Postgres as \"postgres\", not plumbline_app",
+        "postgres: does not run k8s/postgres-roles.sql",
     ] {
         assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
     }
