@@ -7,6 +7,7 @@
 //! that reads each, never environment values. Deliberately broken copies must fail, so the
 //! checks are known to bite.
 
+use crate::common::assert_reported;
 use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -402,14 +403,15 @@ fn the_checker_reports_a_weakened_compose_file() {
     actuator.insert("user".into(), "0:0".into());
     doc["services"]["migrate"]["security_opt"] = Value::Sequence(Vec::new());
     let found = violations(&doc);
-    for want in [
-        "actuator: read_only is not true",
-        "actuator: adds capabilities",
-        "actuator: user \"0:0\"",
-        "migrate: no no-new-privileges",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "actuator: read_only is not true",
+            "actuator: adds capabilities",
+            "actuator: user \"0:0\"",
+            "migrate: no no-new-privileges",
+        ],
+    );
 
     // The GitHub token on the reconciler, the webhook secret through the environment, the
     // control tokens mounted where nothing reads them, the whole .env handed to postgres.
@@ -423,14 +425,15 @@ fn the_checker_reports_a_weakened_compose_file() {
         "postgres://postgres:plumbline@postgres:5432/plumbline".into();
     doc["services"]["postgres"]["configs"] = Value::Sequence(Vec::new());
     let found = violations(&doc);
-    for want in [
-        "reconciler: gets PLUMB_GITHUB_TOKEN",
-        "ingest: PLUMB_WEBHOOK_SECRETS through the environment",
-        "reconciler: mounts the secret control-tokens",
-        "postgres: env_file",
-        "reconciler: connects to Postgres as \"postgres\", not plumbline_app",
-        "postgres: does not run k8s/postgres-roles.sql",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "reconciler: gets PLUMB_GITHUB_TOKEN",
+            "ingest: PLUMB_WEBHOOK_SECRETS through the environment",
+            "reconciler: mounts the secret control-tokens",
+            "postgres: env_file",
+            "reconciler: connects to Postgres as \"postgres\", not plumbline_app",
+            "postgres: does not run k8s/postgres-roles.sql",
+        ],
+    );
 }

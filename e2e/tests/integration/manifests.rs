@@ -9,6 +9,7 @@
 //! Needs kubectl, kubernetes-validate and the CRD models; `scripts/test.sh` installs them. A
 //! missing tool fails the test rather than skipping it.
 
+use crate::common::assert_reported;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -896,13 +897,14 @@ fn the_checker_reports_a_weakened_deployment() {
         .expect("resources")
         .remove("limits");
     let found = violations(&docs);
-    for want in [
-        "PLUMB_WEBHOOK_SECRETS from a Secret through the environment",
-        "readOnlyRootFilesystem is not true",
-        "no memory limits",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "PLUMB_WEBHOOK_SECRETS from a Secret through the environment",
+            "readOnlyRootFilesystem is not true",
+            "no memory limits",
+        ],
+    );
 
     // An autoscaler past the partition count; ingress open by default.
     let mut docs = prod.clone();
@@ -1022,15 +1024,16 @@ fn the_checker_reports_shared_identities_owner_credentials_open_control_and_tags
         "subjects": [{"kind": "ServiceAccount", "name": "plumbline-control"}]
     }));
     let found = overlay_violations(&docs);
-    for want in [
-        "Deployment/plumbline-evaluator: runs as the namespace's default ServiceAccount",
-        "share ServiceAccount plumbline-actuator",
-        "ServiceAccount/plumbline-control: automountServiceAccountToken not false",
-        "Job/plumbline-topics: automountServiceAccountToken not false",
-        "RoleBinding/plumbline-extra: Plumbline needs no Kubernetes API access",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "Deployment/plumbline-evaluator: runs as the namespace's default ServiceAccount",
+            "share ServiceAccount plumbline-actuator",
+            "ServiceAccount/plumbline-control: automountServiceAccountToken not false",
+            "Job/plumbline-topics: automountServiceAccountToken not false",
+            "RoleBinding/plumbline-extra: Plumbline needs no Kubernetes API access",
+        ],
+    );
 
     // A service on the schema owner's URL, the migrate Job on the services' role, the whole
     // database Secret mounted into another service.
@@ -1048,14 +1051,15 @@ fn the_checker_reports_shared_identities_owner_credentials_open_control_and_tags
         .expect("volumes")
         .push(serde_json::json!({"name": "database", "secret": {"secretName": DATABASE_SECRET}}));
     let found = overlay_violations(&docs);
-    for want in [
-        "Deployment/plumbline-ingest: can read the schema owner's database URL",
-        "Deployment/plumbline-ingest: PLUMB_DATABASE_URL is not plumbline-database key url",
-        "Job/plumbline-migrate: PLUMB_DATABASE_URL is not plumbline-database key migrate-url",
-        "Deployment/plumbline-actuator: can read the schema owner's database URL",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "Deployment/plumbline-ingest: can read the schema owner's database URL",
+            "Deployment/plumbline-ingest: PLUMB_DATABASE_URL is not plumbline-database key url",
+            "Job/plumbline-migrate: PLUMB_DATABASE_URL is not plumbline-database key migrate-url",
+            "Deployment/plumbline-actuator: can read the schema owner's database URL",
+        ],
+    );
 
     // The control API opened to a pod network (IPv4 and IPv6), to labelled pods of every
     // namespace, to every pod of the namespace or of chosen namespaces, and by a second policy
@@ -1090,16 +1094,17 @@ fn the_checker_reports_shared_identities_owner_credentials_open_control_and_tags
         }
     }));
     let found = overlay_violations(&docs);
-    for want in [
-        "ipBlock 10.0.0.0/8 is wider than /16",
-        "ipBlock fd00::/8 is wider than /48",
-        "pods of every namespace",
-        "every pod of the namespace(s)",
-        "every pod of the selected namespaces",
-        "NetworkPolicy/plumbline-extra: control's gRPC port admitted from ipBlock 10.244.0.0/15",
-    ] {
-        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
-    }
+    assert_reported(
+        &found,
+        &[
+            "ipBlock 10.0.0.0/8 is wider than /16",
+            "ipBlock fd00::/8 is wider than /48",
+            "pods of every namespace",
+            "every pod of the namespace(s)",
+            "every pod of the selected namespaces",
+            "NetworkPolicy/plumbline-extra: control's gRPC port admitted from ipBlock 10.244.0.0/15",
+        ],
+    );
     // ... or to everyone (a rule without `from`).
     let mut docs = dev.clone();
     find_mut(&mut docs, "NetworkPolicy", "plumbline-control-operators")["spec"]["ingress"][0]

@@ -71,3 +71,11 @@ pub async fn wait_settled(topics: &plumbline_bus::Topics, entity: &str, rule: &s
         );
     }
 }
+
+/// Asserts that a checker reported every problem in `wanted` (each a part of one of its lines):
+/// the tests that weaken a shipped file show each rule can fail.
+pub fn assert_reported(found: &[String], wanted: &[&str]) {
+    for want in wanted {
+        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
+    }
+}
