@@ -126,6 +126,9 @@ pub struct ServiceProcess {
     output: std::path::PathBuf,
 }
 
+/// How much of a service process's output a failure prints.
+const OUTPUT_TAIL: usize = 20_000;
+
 impl ServiceProcess {
     /// Starts `command` with its output kept in a temporary file.
     pub fn spawn(command: &mut Command) -> ServiceProcess {
@@ -169,7 +172,7 @@ impl ServiceProcess {
             panic!(
                 "service process {} exited ({status}); its output ends:\n{}",
                 self.child.id(),
-                self.output_tail(20000)
+                self.output_tail(OUTPUT_TAIL)
             );
         }
     }
@@ -194,9 +197,9 @@ impl Drop for ServiceProcess {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!(
-                "--- output of service process {} (last 20000 bytes) ---\n{}",
+                "--- output of service process {} (last {OUTPUT_TAIL} bytes) ---\n{}",
                 self.child.id(),
-                self.output_tail(20000)
+                self.output_tail(OUTPUT_TAIL)
             );
         }
         let _ = std::fs::remove_file(&self.output);

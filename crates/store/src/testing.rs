@@ -33,7 +33,7 @@ impl TestDatabase {
         let name = format!("plumb_test_{}", uuid::Uuid::new_v4().simple());
         // The two roles are the server's, not the database's, and get a password written in
         // this file: never on a server someone else uses.
-        if !on_loopback(&admin_url()) {
+        if !crate::tls::names_local_server(&admin_url()) {
             panic!(
                 "PLUMB_TEST_DATABASE_URL must name a throwaway server on loopback: test databases \
                  set up the server-wide roles plumbline_app and plumbline_migrator with a test \
@@ -148,25 +148,8 @@ pub fn evaluation(
     }
 }
 
-/// Whether `url` (`postgres://[userinfo@]host[:port]/...`) names a server on loopback.
-fn on_loopback(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
-        None => host_port.split_once(':').map_or(host_port, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// `url` (`postgres://[userinfo@]host...`) connecting as `user` with `password`.
-fn with_user(url: &str, user: &str, password: &str) -> String {
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         panic!("not a postgres:// url: {url}");
     };
@@ -185,7 +168,7 @@ mod tests {
             "postgres://u:p@[::1]:5432/x",
             "postgres://127.0.0.2/x",
         ] {
-            assert!(super::on_loopback(url), "{url}");
+            assert!(crate::tls::names_local_server(url), "{url}");
         }
         for url in [
             "postgres://postgres@db.internal:5432/postgres",
@@ -194,7 +177,7 @@ mod tests {
             "postgres://127.0.0.1.evil.example/x",
             "not a url",
         ] {
-            assert!(!super::on_loopback(url), "{url}");
+            assert!(!crate::tls::names_local_server(url), "{url}");
         }
     }
 

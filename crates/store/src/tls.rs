@@ -113,6 +113,17 @@ fn split_tls(url: &str) -> Result<(String, Option<String>, Option<PathBuf>), Sto
     }
 }
 
+/// Whether every host a connection string names is on this machine (loopback or a Unix
+/// socket); false for anything that does not parse. For the test harness, which must not set
+/// up its roles on a server someone else uses.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn names_local_server(url: &str) -> bool {
+    split_tls(url)
+        .ok()
+        .and_then(|(rest, _, _)| tokio_postgres::Config::from_str(&rest).ok())
+        .is_some_and(|config| local_only(&config))
+}
+
 fn local_only(cfg: &tokio_postgres::Config) -> bool {
     let hosts = cfg.get_hosts();
     !hosts.is_empty()

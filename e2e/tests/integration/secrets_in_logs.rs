@@ -46,9 +46,7 @@ async fn a_debug_log_of_a_full_run_holds_no_secret() {
     let db = TestDb::new().await;
     // Trust authentication ignores the password, but the URL carries it like a real one does:
     // the services' role with the canary as its password.
-    let (scheme, rest) = db.url.split_once("://").expect("a url");
-    let (_, host) = rest.split_once('@').expect("user info");
-    let url = format!("{scheme}://plumbline_app:{DB_PASSWORD}@{host}");
+    let url = plumbline_store::testing::with_user(&db.url, "plumbline_app", DB_PASSWORD);
     assert!(url.contains(DB_PASSWORD));
     let (prefix, _topics) = topics(3).await;
     let mut cfg = StackConfig::local(&kafka(), &url, &prefix);

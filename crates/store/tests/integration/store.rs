@@ -51,7 +51,7 @@ async fn the_services_role_cannot_change_the_schema() {
         .await
         .expect("connect");
     tokio::spawn(conn);
-    for ddl in [
+    for statement in [
         "CREATE TABLE planted (id int)",
         "DROP TABLE entities",
         "ALTER TABLE entities ADD COLUMN planted int",
@@ -59,27 +59,18 @@ async fn the_services_role_cannot_change_the_schema() {
         "CREATE INDEX planted ON entities (owner)",
         "CREATE FUNCTION planted() RETURNS int LANGUAGE sql AS 'SELECT 1'",
         "CREATE TRIGGER planted BEFORE UPDATE ON actions FOR EACH ROW EXECUTE FUNCTION posture_count()",
-    ] {
-        let e = client.batch_execute(ddl).await.expect_err(ddl);
-        assert_eq!(
-            e.code(),
-            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
-            "{ddl}: {e}"
-        );
-    }
-    // Nor may it write the migration history: a service that could would make `plumb migrate`
-    // skip a migration (a row from the future), re-run them all (rows deleted) or refuse to
-    // run (a checksum changed).
-    for write in [
+        // Nor may it write the migration history: a service that could would make `plumb
+        // migrate` skip a migration (a row from the future), re-run them all (rows deleted) or
+        // refuse to run (a checksum changed).
         "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (9999, 'planted', '', '0')",
         "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1",
         "DELETE FROM refinery_schema_history",
     ] {
-        let e = client.batch_execute(write).await.expect_err(write);
+        let e = client.batch_execute(statement).await.expect_err(statement);
         assert_eq!(
             e.code(),
             Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
-            "{write}: {e}"
+            "{statement}: {e}"
         );
     }
     // Rows it may: the schema owner's later tables included (default privileges).
